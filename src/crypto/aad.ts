@@ -1,0 +1,49 @@
+/**
+ * Associated data: binds every ciphertext to where it belongs. A value encrypted for tenant A,
+ * collection c, record r, field f, version v decrypts only with exactly that context, so a
+ * ciphertext copied to another record, field or tenant fails authentication (NIST SP 800-38D §5.2.1.2).
+ *
+ * Encoding (unambiguous, so two different contexts never share bytes):
+ *   "tresor-aad-v1" ‖ u32 len ‖ purpose ‖ for each key in sorted order: u32 len ‖ key ‖ type ‖ u32 len ‖ value
+ * where type is 0x73 ('s') for strings and 0x6e ('n') for safe integers written in decimal.
+ */
+import { CryptoError } from './errors.ts';
+
+export type AadValue = string | number;
+export type AadContext = Readonly<Record<string, AadValue>>;
+
+const DOMAIN = Buffer.from('tresor-aad-v1', 'utf8');
+const MAX_PART = 4096;
+
+function lengthPrefixed(bytes: Buffer): Buffer[] {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(bytes.length);
+  return [len, bytes];
+}
+
+export function encodeAad(purpose: string, context: AadContext): Buffer {
+  if (purpose.length === 0 || purpose.length > 64) {
+    throw new CryptoError('TRESOR_ERR_AAD_INVALID', 'AAD purpose must be 1 to 64 characters');
+  }
+  const parts: Buffer[] = [DOMAIN, ...lengthPrefixed(Buffer.from(purpose, 'utf8'))];
+  for (const key of Object.keys(context).sort()) {
+    const value = context[key];
+    let type: number;
+    let text: string;
+    if (typeof value === 'string') {
+      type = 0x73;
+      text = value;
+    } else if (typeof value === 'number' && Number.isSafeInteger(value)) {
+      type = 0x6e;
+      text = String(value);
+    } else {
+      throw new CryptoError('TRESOR_ERR_AAD_INVALID', `AAD component "${key}" must be a string or a safe integer`);
+    }
+    const valueBytes = Buffer.from(text, 'utf8');
+    if (key.length === 0 || valueBytes.length > MAX_PART) {
+      throw new CryptoError('TRESOR_ERR_AAD_INVALID', `AAD component "${key}" is empty or too long`);
+    }
+    parts.push(...lengthPrefixed(Buffer.from(key, 'utf8')), Buffer.of(type), ...lengthPrefixed(valueBytes));
+  }
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,133 @@
+/**
+ * The keyd operations: one contract shared by the in-process service (service.ts), the wire
+ * protocol (protocol.ts, server.ts) and the client (client.ts). Binary values are Buffers here and
+ * base64 on the wire. Nothing here ever carries the root key or a tenant key in plaintext: only
+ * data keys (purpose-bound, wrapped by a tenant key) leave keyd unwrapped, to their caller.
+ */
+import type { KeyPurpose } from '../crypto/index.ts';
+import type { SealStatus } from './root/types.ts';
+
+/** Who called, as the transport proved it: `unix:<name>` on the socket, `mtls:<CN>#<sha256 prefix>` over TLS, `system` for keyd's own jobs. */
+export interface Caller {
+  id: string;
+  /** admin may run every operation; server may run data-path and tenant lifecycle operations. */
+  role: 'admin' | 'server';
+}
+
+/** Data-key purposes handed out to callers; 'signing' stays inside keyd. */
+export type DataKeyPurpose = Exclude<KeyPurpose, 'signing'>;
+
+export interface TenantKeyInfo {
+  tenant: string;
+  keyId: string; // e.g. tk.<tenant-hash>.v3 — names tenant and version
+  version: number;
+  state: 'active' | 'decrypt-only' | 'retired' | 'destroyed';
+  rootVersion: number | null;
+  createdAt: string;
+  rotateAfter: string | null;
+  /** AES-GCM encryptions performed with this version (data keys wrapped). */
+  encryptions: number;
+}
+
+export interface TenantKeyStatus {
+  tenant: string;
+  state: 'active' | 'pending-destroy' | 'destroyed';
+  destroyAfter: string | null;
+  destroyedAt: string | null;
+  versions: TenantKeyInfo[];
+}
+
+export interface DataKey {
+  keyId: string; // dk_<random>
+  purpose: DataKeyPurpose;
+  tenant: string;
+  /** The data key in plaintext — for the caller's memory only, wipe after use. */
+  key: Buffer;
+  /** The data key wrapped by the tenant key: store this beside the data. */
+  wrapped: Buffer;
+}
+
+export interface DestroyResult {
+  tenant: string;
+  state: 'pending-destroy' | 'destroyed';
+  destroyAfter: string | null;
+  destroyedAt: string | null;
+  /** Every tenant key id (all versions) that is now gone for good (empty while pending). */
+  keyIdsDestroyed: string[];
+}
+
+export interface SigningKeyInfo {
+  /** C2SP signed-note key name, e.g. `tresor.keyd/audit`. */
+  name: string;
+  /** Raw 32-byte Ed25519 public key. */
+  publicKey: Buffer;
+  /** C2SP note verifier key: `<name>+<hex key hash>+<base64(0x01 ‖ public key)>`. */
+  verifierKey: string;
+}
+
+export interface OpsLogEntry {
+  seq: number;
+  at: string;
+  caller: string;
+  op: string;
+  tenant: string | null;
+  keyId: string | null;
+  outcome: 'ok' | 'error';
+  detail: string | null;
+  /** SHA-256 over the previous hash and this entry: the log is a hash chain. */
+  hash: string;
+}
+
+export interface HealthInfo {
+  status: 'ok' | 'sealed';
+  seal: SealStatus;
+  rootVersion: number | null;
+  store: 'ok' | 'error';
+  uptimeSeconds: number;
+}
+
+/** Every operation: name → [arguments, result]. */
+export interface KeydOperations {
+  status: [Record<string, never>, SealStatus];
+  unseal: [{ secret: string }, SealStatus];
+  seal: [Record<string, never>, SealStatus];
+  health: [Record<string, never>, HealthInfo];
+  createTenantKey: [{ tenant: string }, TenantKeyInfo];
+  tenantKeyStatus: [{ tenant: string }, TenantKeyStatus];
+  generateDataKey: [{ tenant: string; purpose: DataKeyPurpose }, DataKey];
+  unwrapDataKey: [{ tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer }, { key: Buffer }];
+  /** Re-encryption job: the same data key, wrapped again by the tenant's active version. */
+  rewrapDataKey: [{ tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer }, { wrapped: Buffer }];
+  rotateTenantKey: [{ tenant: string }, TenantKeyInfo];
+  retireTenantKeyVersion: [{ tenant: string; version: number }, TenantKeyInfo];
+  /** mode 'schedule': soft-delete (unwraps refused, cancellable) until graceSeconds pass; 'now': crypto-shred at once. */
+  destroyTenantKey: [{ tenant: string; mode: 'schedule' | 'now'; graceSeconds?: number }, DestroyResult];
+  cancelTenantKeyDestroy: [{ tenant: string }, TenantKeyStatus];
+  rotateRootKey: [Record<string, never>, { version: number; rewrapped: number }];
+  retireRootKeyVersion: [{ version: number }, { version: number }];
+  /** Ed25519 signature for an audit checkpoint note body (purpose-bound signing key). */
+  sign: [{ purpose: 'audit-checkpoint' | 'deletion-certificate'; message: Buffer }, { signature: Buffer; keyName: string }];
+  publicKey: [{ purpose: 'audit-checkpoint' | 'deletion-certificate' }, SigningKeyInfo];
+  opsLog: [{ from?: number; limit?: number }, { entries: OpsLogEntry[] }];
+}
+
+export type KeydOperationName = keyof KeydOperations;
+export type OpArgs<K extends KeydOperationName> = KeydOperations[K][0];
+export type OpResult<K extends KeydOperationName> = KeydOperations[K][1];
+
+/** Operations a sealed keyd still answers. */
+export const SEALED_OPERATIONS: ReadonlySet<KeydOperationName> = new Set(['status', 'unseal', 'health']);
+
+/** Operations reserved for the admin role. */
+export const ADMIN_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
+  'seal',
+  'rotateRootKey',
+  'retireRootKeyVersion',
+  'cancelTenantKeyDestroy',
+  'opsLog',
+]);
+
+/** Anything that can perform keyd operations: the in-process service or a remote client. */
+export interface KeyService {
+  call<K extends KeydOperationName>(op: K, args: OpArgs<K>, caller?: Caller): Promise<OpResult<K>>;
+}
