@@ -15,6 +15,18 @@ export type AadContext = Readonly<Record<string, AadValue>>;
 const DOMAIN = Buffer.from('tresor-aad-v1', 'utf8');
 const MAX_PART = 4096;
 
+/**
+ * UTF-8 bytes of `text`, refusing strings that are not well-formed UTF-16: a lone surrogate would be
+ * encoded as U+FFFD, so '\uD800' and '\uFFFD' would share bytes and the encoding would be ambiguous.
+ */
+function utf8(text: string, what: string): Buffer {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.toString('utf8') !== text) {
+    throw new CryptoError('TRESOR_ERR_AAD_INVALID', `${what} is not well-formed Unicode`);
+  }
+  return bytes;
+}
+
 function lengthPrefixed(bytes: Buffer): Buffer[] {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(bytes.length);
@@ -25,7 +37,7 @@ export function encodeAad(purpose: string, context: AadContext): Buffer {
   if (purpose.length === 0 || purpose.length > 64) {
     throw new CryptoError('TRESOR_ERR_AAD_INVALID', 'AAD purpose must be 1 to 64 characters');
   }
-  const parts: Buffer[] = [DOMAIN, ...lengthPrefixed(Buffer.from(purpose, 'utf8'))];
+  const parts: Buffer[] = [DOMAIN, ...lengthPrefixed(utf8(purpose, 'AAD purpose'))];
   for (const key of Object.keys(context).sort()) {
     const value = context[key];
     let type: number;
@@ -37,13 +49,20 @@ export function encodeAad(purpose: string, context: AadContext): Buffer {
       type = 0x6e;
       text = String(value);
     } else {
-      throw new CryptoError('TRESOR_ERR_AAD_INVALID', `AAD component "${key}" must be a string or a safe integer`);
+      throw new CryptoError(
+        'TRESOR_ERR_AAD_INVALID',
+        `AAD component "${key}" must be a string or a safe integer`,
+      );
     }
-    const valueBytes = Buffer.from(text, 'utf8');
+    const valueBytes = utf8(text, `AAD component "${key}"`);
     if (key.length === 0 || valueBytes.length > MAX_PART) {
       throw new CryptoError('TRESOR_ERR_AAD_INVALID', `AAD component "${key}" is empty or too long`);
     }
-    parts.push(...lengthPrefixed(Buffer.from(key, 'utf8')), Buffer.of(type), ...lengthPrefixed(valueBytes));
+    parts.push(
+      ...lengthPrefixed(utf8(key, 'AAD component name')),
+      Buffer.of(type),
+      ...lengthPrefixed(valueBytes),
+    );
   }
   return Buffer.concat(parts);
 }

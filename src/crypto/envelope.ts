@@ -7,10 +7,11 @@
  * version 1 = AES-256-GCM. The header (magic, version, key id) is authenticated together with
  * the caller's context, so neither the key id nor the context can be swapped unnoticed.
  */
-import { aeadOpen, aeadSeal, NONCE_BYTES, TAG_BYTES } from './aead.ts';
+
 import { type AadContext, encodeAad } from './aad.ts';
+import { aeadOpen, aeadSeal, NONCE_BYTES, TAG_BYTES } from './aead.ts';
 import { CryptoError } from './errors.ts';
-import { checkKeyId } from './key-id.ts';
+import { checkKeyId, KEY_ID_PATTERN } from './key-id.ts';
 
 const MAGIC = 0x54; // 'T'
 export const FORMAT_AES_256_GCM = 1;
@@ -39,8 +40,12 @@ export function readEnvelopeHeader(envelope: Uint8Array): EnvelopeHeader & { hea
   if (idLength === 0 || buf.length < headerLength + NONCE_BYTES + TAG_BYTES) {
     throw new CryptoError('TRESOR_ERR_CIPHERTEXT_MALFORMED', 'ciphertext is truncated');
   }
-  const keyId = buf.subarray(3, headerLength).toString('ascii');
-  checkKeyId(keyId);
+  // latin1 maps each byte to one character, so a non-ASCII byte fails the pattern; 'ascii' would
+  // clear its high bit and report a key id the envelope does not contain.
+  const keyId = buf.subarray(3, headerLength).toString('latin1');
+  if (!KEY_ID_PATTERN.test(keyId)) {
+    throw new CryptoError('TRESOR_ERR_CIPHERTEXT_MALFORMED', 'ciphertext names an invalid key id');
+  }
   return { format: FORMAT_AES_256_GCM, keyId, headerLength };
 }
 
