@@ -1,0 +1,143 @@
+/**
+ * keyd's configuration: flags > TRESOR_KEYD_* environment > config file (JSON, "keyd" section) >
+ * defaults. Secrets (passphrase, PIN) are read only from files named by *_FILE variables or from
+ * standard input, never from the command line. Validated at start: a bad config fails fast.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { KeydError } from './errors.ts';
+import type { RootProviderKind } from './root/types.ts';
+
+export interface AllowlistEntry {
+  fingerprint256: string;
+  name: string;
+  role: 'admin' | 'server';
+}
+
+export interface KeydConfig {
+  dir: string;
+  provider: RootProviderKind;
+  listen:
+    | { kind: 'unix'; path: string }
+    | { kind: 'tls'; host: string; port: number; certFile: string; keyFile: string; caFile: string; allowlist: AllowlistEntry[] };
+  /** File holding the passphrase (passphrase provider) for unattended unseal; otherwise `tresor keyd unseal`. */
+  passphraseFile?: string;
+  pkcs11?: { library: string; tokenLabel: string; pinFile?: string };
+  tenantKeyCryptoperiodDays: number;
+  destroyGraceSeconds: number;
+  maintenanceIntervalSeconds: number;
+}
+
+type Source = Record<string, unknown>;
+
+const PROVIDERS: readonly RootProviderKind[] = ['dev-file', 'passphrase', 'shamir', 'pkcs11'];
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+function num(v: unknown, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `${name} must be a non-negative number`);
+  return n;
+}
+
+export function defaultKeydDir(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.TRESOR_DATA_DIR ?? '.tresor-data', 'keyd');
+}
+
+/** Resolves keyd's config from flags, environment and an optional JSON config file. */
+export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): KeydConfig {
+  let file: Source = {};
+  const configPath = str(flags.config) ?? str(env.TRESOR_CONFIG);
+  if (configPath) {
+    try {
+      const parsed = JSON.parse(readFileSync(configPath, 'utf8')) as Source;
+      file = (parsed.keyd as Source | undefined) ?? {};
+    } catch {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `cannot read config file ${configPath}`);
+    }
+  }
+  const pick = (flag: string, envName: string): unknown => flags[flag] ?? env[envName] ?? file[flag];
+
+  const dir = resolve(str(pick('dir', 'TRESOR_KEYD_DIR')) ?? defaultKeydDir(env));
+  const provider = (str(pick('provider', 'TRESOR_KEYD_PROVIDER')) ?? 'dev-file') as RootProviderKind;
+  if (!PROVIDERS.includes(provider)) {
+    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `provider must be one of ${PROVIDERS.join(', ')}`);
+  }
+
+  const listenAddr = str(pick('listen', 'TRESOR_KEYD_LISTEN'));
+  let listen: KeydConfig['listen'];
+  if (!listenAddr) {
+    const socket = str(pick('socket', 'TRESOR_KEYD_SOCKET')) ?? join(dir, 'keyd.sock');
+    listen = { kind: 'unix', path: isAbsolute(socket) ? socket : resolve(socket) };
+  } else {
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listenAddr);
+    if (!m?.[1] || !m[2]) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'listen must be host:port');
+    const certFile = str(pick('tlsCert', 'TRESOR_KEYD_TLS_CERT'));
+    const keyFile = str(pick('tlsKey', 'TRESOR_KEYD_TLS_KEY'));
+    const caFile = str(pick('tlsCa', 'TRESOR_KEYD_TLS_CA'));
+    const allowlistFile = str(pick('allowlist', 'TRESOR_KEYD_ALLOWLIST'));
+    if (!certFile || !keyFile || !caFile || !allowlistFile) {
+      throw new KeydError(
+        'TRESOR_ERR_CONFIG_INVALID',
+        'a TCP listener needs mutual TLS: tlsCert, tlsKey, tlsCa and an allowlist of client certificates',
+      );
+    }
+    let allowlist: AllowlistEntry[];
+    try {
+      allowlist = JSON.parse(readFileSync(allowlistFile, 'utf8')) as AllowlistEntry[];
+      if (!Array.isArray(allowlist)) throw new Error('not an array');
+    } catch {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `cannot read the client allowlist ${allowlistFile}`);
+    }
+    listen = {
+      kind: 'tls',
+      host: m[1].replace(/^\[|\]$/g, ''),
+      port: Number(m[2]),
+      certFile,
+      keyFile,
+      caFile,
+      allowlist,
+    };
+  }
+
+  const pkcs11Token = str(pick('pkcs11Token', 'TRESOR_KEYD_PKCS11_TOKEN'));
+  const config: KeydConfig = {
+    dir,
+    provider,
+    listen,
+    passphraseFile: str(pick('passphraseFile', 'TRESOR_KEYD_PASSPHRASE_FILE')),
+    pkcs11:
+      provider === 'pkcs11'
+        ? {
+            library: str(pick('pkcs11Library', 'TRESOR_KEYD_PKCS11_LIBRARY')) ?? '/usr/lib/softhsm/libsofthsm2.so',
+            tokenLabel: pkcs11Token ?? 'tresor',
+            pinFile: str(pick('pkcs11PinFile', 'TRESOR_KEYD_PKCS11_PIN_FILE')),
+          }
+        : undefined,
+    tenantKeyCryptoperiodDays: num(pick('tenantKeyCryptoperiodDays', 'TRESOR_KEYD_TENANT_KEY_DAYS'), 'tenantKeyCryptoperiodDays') ?? 365,
+    destroyGraceSeconds: num(pick('destroyGraceSeconds', 'TRESOR_KEYD_DESTROY_GRACE_SECONDS'), 'destroyGraceSeconds') ?? 7 * 86400,
+    maintenanceIntervalSeconds:
+      num(pick('maintenanceIntervalSeconds', 'TRESOR_KEYD_MAINTENANCE_SECONDS'), 'maintenanceIntervalSeconds') ?? 3600,
+  };
+  if (config.tenantKeyCryptoperiodDays < 1) {
+    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'tenantKeyCryptoperiodDays must be at least 1');
+  }
+  return config;
+}
+
+/** Reads a secret from a file, trimming one trailing newline. */
+export function readSecretFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch {
+    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `cannot read secret file ${path}`);
+  }
+}
+
+/** The config with secrets' locations only (never their content), for `tresor keyd config show`. */
+export function redactedKeydConfig(config: KeydConfig): KeydConfig {
+  return JSON.parse(JSON.stringify(config)) as KeydConfig;
+}
