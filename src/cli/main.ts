@@ -1,0 +1,43 @@
+/**
+ * The `tresor` command: `tresor <noun> <verb>`, `--help` everywhere, `--json` where a script reads
+ * the output, data on stdout, diagnostics on stderr, non-zero exit codes on failure.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerDevCommand } from './dev.ts';
+import { warn } from './io.ts';
+import { registerKeydCommands } from './keyd.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('tresor')
+    .description('Tresor: a self-hosted vault for customer data')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerKeydCommands(program);
+  registerDevCommand(program);
+  return program;
+}
+
+/** Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 keyd unavailable or sealed. */
+export function exitCodeFor(err: unknown): number {
+  const code = (err as { code?: string }).code ?? '';
+  if (code === 'TRESOR_ERR_KEYD_UNAVAILABLE' || code === 'TRESOR_ERR_KEYD_SEALED') return 3;
+  if (code.startsWith('commander.')) return 2;
+  return 1;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    const e = err as { code?: string; message?: string };
+    warn(`tresor: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}`);
+    process.exitCode = exitCodeFor(err);
+  }
+}
+
+await main();

@@ -1,0 +1,117 @@
+/**
+ * The keyd process: opens its store, builds the root-key provider, unseals what can be unsealed
+ * unattended (dev key file; passphrase or PIN from a *_FILE), and serves on its private channel.
+ * A Shamir keyd starts sealed and waits for `tresor keyd unseal`. SIGTERM/SIGINT close it cleanly.
+ */
+import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import pino from 'pino';
+import { type KeydConfig, readSecretFile } from './config.ts';
+import { KeydError } from './errors.ts';
+import { DEV_WARNING } from './root/dev-file.ts';
+import { createRootKeyProvider, type RootProviderConfig } from './root/index.ts';
+import { createKeydServer, type KeydAddress, type KeydListen } from './server.ts';
+import { createKeyService, SYSTEM_CALLER } from './service.ts';
+
+export interface KeydHandle {
+  address: KeydAddress;
+  /** Resolves once keyd has stopped (signal or close()). */
+  closed: Promise<void>;
+  close(): Promise<void>;
+}
+
+function providerConfig(config: KeydConfig): RootProviderConfig {
+  if (config.provider === 'pkcs11') {
+    const p = config.pkcs11;
+    if (!p) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'pkcs11 settings missing');
+    return { kind: 'pkcs11', library: p.library, tokenLabel: p.tokenLabel };
+  }
+  return { kind: config.provider, dir: config.dir };
+}
+
+function listenConfig(config: KeydConfig): KeydListen {
+  const l = config.listen;
+  if (l.kind === 'unix') return l;
+  return {
+    kind: 'tls',
+    host: l.host,
+    port: l.port,
+    cert: readFileSync(l.certFile),
+    key: readFileSync(l.keyFile),
+    ca: readFileSync(l.caFile),
+    allowlist: l.allowlist,
+  };
+}
+
+/** The secret keyd may use to unseal itself at start, if the operator configured one. */
+function unattendedSecret(config: KeydConfig): string | undefined {
+  switch (config.provider) {
+    case 'dev-file':
+      return '';
+    case 'passphrase':
+      return config.passphraseFile ? readSecretFile(config.passphraseFile) : undefined;
+    case 'pkcs11':
+      return config.pkcs11?.pinFile ? readSecretFile(config.pkcs11.pinFile) : undefined;
+    case 'shamir':
+      return undefined;
+  }
+}
+
+export async function runKeyd(config: KeydConfig, opts: { handleSignals?: boolean } = {}): Promise<KeydHandle> {
+  const logger = pino({ name: 'keyd', base: { pid: process.pid } }, pino.destination(2));
+  mkdirSync(config.dir, { recursive: true, mode: 0o700 });
+  if ((statSync(config.dir).mode & 0o077) !== 0) chmodSync(config.dir, 0o700);
+  if (config.provider === 'dev-file') {
+    process.stderr.write(`${DEV_WARNING}\n`);
+    logger.warn({ provider: 'dev-file' }, DEV_WARNING);
+  }
+
+  const provider = createRootKeyProvider(providerConfig(config));
+  const service = createKeyService({
+    dir: config.dir,
+    provider,
+    config: {
+      tenantKeyCryptoperiodDays: config.tenantKeyCryptoperiodDays,
+      destroyGraceSeconds: config.destroyGraceSeconds,
+      maintenanceIntervalSeconds: config.maintenanceIntervalSeconds,
+    },
+  });
+
+  const secret = unattendedSecret(config);
+  if (secret !== undefined) {
+    const status = await service.call('unseal', { secret }, SYSTEM_CALLER);
+    logger.info({ provider: config.provider, sealed: status.sealed }, 'unsealed at start');
+  } else {
+    logger.warn({ provider: config.provider }, 'keyd is SEALED: submit unseal secrets with `tresor keyd unseal`');
+  }
+
+  const server = createKeydServer({ service, listen: listenConfig(config), logger });
+  let address: KeydAddress;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    await service.close();
+    throw err;
+  }
+  logger.info({ address }, 'keyd listening');
+
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((res) => {
+    resolveClosed = res;
+  });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      logger.info({}, 'keyd stopping');
+      await server.close();
+      await service.close();
+      logger.info({}, 'keyd stopped');
+      resolveClosed();
+    })();
+    return closing;
+  };
+  if (opts.handleSignals !== false) {
+    process.once('SIGTERM', () => void close());
+    process.once('SIGINT', () => void close());
+  }
+  return { address, closed, close };
+}
