@@ -20,6 +20,7 @@ export const KEYD_ERRORS = {
   TRESOR_ERR_KEY_VERSION_ACTIVE: 'the active key version cannot be retired',
   TRESOR_ERR_KEY_VERSION_IN_USE: 'key version still wraps keys',
   TRESOR_ERR_KEY_ID_UNKNOWN: 'unknown key id',
+  TRESOR_ERR_WRAPPED_KEY_INVALID: 'wrapped key does not open for this tenant, key id and purpose',
   TRESOR_ERR_KEY_EXHAUSTED: 'key has reached its usage limit',
   TRESOR_ERR_PURPOSE_INVALID: 'key purpose is invalid for this operation',
   TRESOR_ERR_REQUEST_INVALID: 'malformed keyd request',

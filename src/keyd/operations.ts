@@ -57,7 +57,7 @@ export interface DestroyResult {
 }
 
 export interface SigningKeyInfo {
-  /** C2SP signed-note key name, e.g. `tresor.keyd/audit`. */
+  /** C2SP signed-note key name: `tresor-keyd/<purpose>`, e.g. `tresor-keyd/audit-checkpoint`. */
   name: string;
   /** Raw 32-byte Ed25519 public key. */
   publicKey: Buffer;

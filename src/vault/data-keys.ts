@@ -45,11 +45,10 @@ export interface DataKeyStore {
   replaceWrapped(keyId: string, wrapped: Buffer): Promise<void>;
 }
 
-/** The cache contract the keyring needs (see src/keyd/key-cache.ts). */
+/** The cache contract the keyring needs (src/keyd/key-cache.ts): keys are lent to `fn`, never handed out. */
 export interface UnwrappedKeyCache {
-  getOrLoad(keyId: string, load: () => Promise<Buffer>): Promise<Buffer>;
+  getOrLoad<T>(keyId: string, load: () => Promise<Buffer>, fn: (key: Buffer) => T): Promise<T>;
   set(keyId: string, key: Buffer): void;
-  delete(keyId: string): void;
 }
 
 export interface DataKeyLimits {
@@ -58,26 +57,41 @@ export interface DataKeyLimits {
   reservationBlock: number;
 }
 
-export interface EncryptionKey {
-  keyId: string;
-  /** Borrowed from the cache for immediate use: do not keep it. */
-  key: Buffer;
-}
-
 interface Counter {
   record: DataKeyRecord;
   used: number;
+  /** After a failed rotation, the old key is used (below the hard limit) and rotation retried from this time (ms). */
+  retryRotationAt: number;
 }
 
+/** How long to keep using an old key before retrying a failed rotation. */
+const ROTATION_RETRY_MS = 1000;
+
 export interface DataKeyring {
-  /** The key for `count` new encryptions; counts them (and rotates/reserves as needed) first. */
-  encryptionKey(tenant: string, purpose: DataKeyPurpose, count?: number): Promise<EncryptionKey>;
-  /** The key named in a ciphertext's header. */
-  decryptionKey(tenant: string, purpose: DataKeyPurpose, keyId: string): Promise<Buffer>;
+  /**
+   * Lends the active key to `fn` for `count` new encryptions, counted (and rotated or reserved as
+   * needed) before `fn` runs. `fn` must finish with the key synchronously and not keep it.
+   */
+  withEncryptionKey<T>(
+    tenant: string,
+    purpose: DataKeyPurpose,
+    count: number,
+    fn: (key: Buffer, keyId: string) => T,
+  ): Promise<T>;
+  /** Lends the key named in a ciphertext's header to `fn` (same rules). */
+  withDecryptionKey<T>(
+    tenant: string,
+    purpose: DataKeyPurpose,
+    keyId: string,
+    fn: (key: Buffer) => T,
+  ): Promise<T>;
   /** Re-encryption job after a tenant-key rotation: re-wraps every data key of the tenant, no data rewrite. */
   rewrapAll(tenant: string): Promise<number>;
   /** Encryptions counted so far on the tenant's active key of that purpose (for tests and metrics). */
-  usage(tenant: string, purpose: DataKeyPurpose): { keyId: string; used: number; reserved: number } | undefined;
+  usage(
+    tenant: string,
+    purpose: DataKeyPurpose,
+  ): { keyId: string; used: number; reserved: number } | undefined;
 }
 
 export function createDataKeyring(deps: {
@@ -95,9 +109,12 @@ export function createDataKeyring(deps: {
   };
   const counters = new Map<string, Counter>();
   // One in-flight load, reservation or rotation per tenant and purpose.
-  const pending = new Map<string, Promise<Counter>>();
+  const pending = new Map<string, Promise<DataKeyRecord>>();
 
   const slot = (tenant: string, purpose: DataKeyPurpose) => `${tenant}\u0000${purpose}`;
+  // The cache is shared by all tenants: a hit must never serve one tenant's key to another.
+  const cacheKey = (tenant: string, purpose: DataKeyPurpose, keyId: string) =>
+    `${tenant}\u0000${purpose}\u0000${keyId}`;
 
   async function rotate(tenant: string, purpose: DataKeyPurpose): Promise<Counter> {
     const generated = await keys.call('generateDataKey', { tenant, purpose });
@@ -110,83 +127,113 @@ export function createDataKeyring(deps: {
       createdAt: new Date().toISOString(),
       reserved: Math.min(limits.reservationBlock, limits.refuseAt),
     };
-    await store.insertActive(record);
-    cache.set(generated.keyId, generated.key);
-    generated.key.fill(0);
-    return { record, used: 0 };
+    try {
+      await store.insertActive(record);
+      cache.set(cacheKey(tenant, purpose, generated.keyId), generated.key);
+    } finally {
+      generated.key.fill(0);
+    }
+    return { record, used: 0, retryRotationAt: 0 };
   }
 
   async function load(tenant: string, purpose: DataKeyPurpose): Promise<Counter> {
     const record = await store.active(tenant, purpose);
     if (!record) return rotate(tenant, purpose);
     // After a restart we cannot know how much of the reservation was used: assume all of it.
-    return { record, used: record.reserved };
+    return { record, used: record.reserved, retryRotationAt: 0 };
   }
 
-  /** Makes sure the counter can take `count` more encryptions: rotate or reserve as needed. */
-  async function prepare(tenant: string, purpose: DataKeyPurpose, count: number): Promise<Counter> {
+  /** Whether `count` more encryptions fit without touching the store or keyd. */
+  function fits(counter: Counter, count: number): boolean {
+    const next = counter.used + count;
+    return (
+      next <= counter.record.reserved && (next <= limits.rotateAt || Date.now() < counter.retryRotationAt)
+    );
+  }
+
+  /**
+   * The slow path, one at a time per tenant and purpose: load, rotate or reserve until `count`
+   * encryptions fit, then take them for the caller before anyone else can.
+   */
+  async function takeSlow(tenant: string, purpose: DataKeyPurpose, count: number): Promise<DataKeyRecord> {
     let counter = counters.get(slot(tenant, purpose)) ?? (await load(tenant, purpose));
-    if (counter.used + count > limits.rotateAt) {
+    const next = () => counter.used + count;
+    if (next() > limits.rotateAt && Date.now() >= counter.retryRotationAt) {
       try {
         counter = await rotate(tenant, purpose);
       } catch (err) {
-        // Keep using the old key while it is below the hard limit; past it, refuse.
-        if (counter.used + count > limits.refuseAt) {
-          throw new KeydError('TRESOR_ERR_KEY_EXHAUSTED', 'data key reached its encryption limit and rotation failed');
-        }
+        // keyd unreachable or sealed: keep the old key while it stays below the hard limit.
         if (!(err instanceof KeydError)) throw err;
+        counter.retryRotationAt = Date.now() + ROTATION_RETRY_MS;
       }
     }
-    if (counter.used + count > counter.record.reserved) {
-      const reserved = Math.min(counter.used + count + limits.reservationBlock, limits.refuseAt);
-      if (counter.used + count > reserved) {
-        throw new KeydError('TRESOR_ERR_KEY_EXHAUSTED', 'data key reached its encryption limit');
-      }
+    if (next() > limits.refuseAt) {
+      throw new KeydError(
+        'TRESOR_ERR_KEY_EXHAUSTED',
+        'data key reached its encryption limit and rotation failed',
+      );
+    }
+    if (next() > counter.record.reserved) {
+      const reserved = Math.min(next() + limits.reservationBlock, limits.refuseAt);
       await store.reserve(counter.record.keyId, reserved);
-      counter = { record: { ...counter.record, reserved }, used: counter.used };
+      counter = { ...counter, record: { ...counter.record, reserved } };
     }
+    counter.used += count;
     counters.set(slot(tenant, purpose), counter);
-    return counter;
+    return counter.record;
   }
 
-  async function encryptionKey(tenant: string, purpose: DataKeyPurpose, count = 1): Promise<EncryptionKey> {
+  async function withEncryptionKey<T>(
+    tenant: string,
+    purpose: DataKeyPurpose,
+    count: number,
+    fn: (key: Buffer, keyId: string) => T,
+  ): Promise<T> {
     if (!Number.isSafeInteger(count) || count < 1) throw new RangeError('count must be a positive integer');
     const id = slot(tenant, purpose);
-    for (;;) {
+    let record: DataKeyRecord | undefined;
+    while (!record) {
       const inflight = pending.get(id);
       if (inflight) {
         await inflight.catch(() => undefined);
         continue;
       }
       const counter = counters.get(id);
-      if (
-        counter &&
-        counter.used + count <= counter.record.reserved &&
-        counter.used + count <= limits.rotateAt
-      ) {
-        counter.used += count; // synchronous: no await between the check and the count
-        const key = await decryptionKey(tenant, purpose, counter.record.keyId);
-        return { keyId: counter.record.keyId, key };
+      if (counter && fits(counter, count)) {
+        counter.used += count; // no await between the check and the count
+        record = counter.record;
+        break;
       }
-      const p = prepare(tenant, purpose, count);
+      const p = takeSlow(tenant, purpose, count);
       pending.set(id, p);
       try {
-        await p;
+        record = await p;
       } finally {
         pending.delete(id);
       }
     }
+    const keyId = record.keyId;
+    return withDecryptionKey(tenant, purpose, keyId, (key) => fn(key, keyId));
   }
 
-  async function decryptionKey(tenant: string, purpose: DataKeyPurpose, keyId: string): Promise<Buffer> {
-    return cache.getOrLoad(keyId, async () => {
-      const record = await store.get(tenant, keyId);
-      if (!record || record.purpose !== purpose) {
-        throw new KeydError('TRESOR_ERR_KEY_ID_UNKNOWN', 'no data key with this id for this tenant');
-      }
-      const { key } = await keys.call('unwrapDataKey', { tenant, purpose, keyId, wrapped: record.wrapped });
-      return key;
-    });
+  async function withDecryptionKey<T>(
+    tenant: string,
+    purpose: DataKeyPurpose,
+    keyId: string,
+    fn: (key: Buffer) => T,
+  ): Promise<T> {
+    return cache.getOrLoad(
+      cacheKey(tenant, purpose, keyId),
+      async () => {
+        const record = await store.get(tenant, keyId);
+        if (!record || record.purpose !== purpose) {
+          throw new KeydError('TRESOR_ERR_KEY_ID_UNKNOWN', 'no data key with this id for this tenant');
+        }
+        const { key } = await keys.call('unwrapDataKey', { tenant, purpose, keyId, wrapped: record.wrapped });
+        return key;
+      },
+      fn,
+    );
   }
 
   async function rewrapAll(tenant: string): Promise<number> {
@@ -211,5 +258,5 @@ export function createDataKeyring(deps: {
     return c ? { keyId: c.record.keyId, used: c.used, reserved: c.record.reserved } : undefined;
   }
 
-  return { encryptionKey, decryptionKey, rewrapAll, usage };
+  return { withEncryptionKey, withDecryptionKey, rewrapAll, usage };
 }

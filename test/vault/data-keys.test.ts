@@ -1,0 +1,207 @@
+/**
+ * The server-side data keyring against the real key service (SQLite store, dev root key file) and
+ * the real key cache: counting per NIST SP 800-38D §8.3, rotation, restarts, fail-closed.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type Database from 'better-sqlite3';
+import { openEnvelope, sealEnvelope } from '../../src/crypto/index.ts';
+import { toProblem } from '../../src/http/problem.ts';
+import { createKeyCache, type KeyCache } from '../../src/keyd/key-cache.ts';
+import type { DataKeyPurpose, KeyService } from '../../src/keyd/operations.ts';
+import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
+import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
+import { createSqliteDataKeyStore } from '../../src/store/sqlite/data-key-store.ts';
+import { openSqlite } from '../../src/store/sqlite/open.ts';
+import { createDataKeyring, type DataKeyLimits } from '../../src/vault/data-keys.ts';
+
+const ADMIN = { id: 'test', role: 'admin' } as const;
+
+const SERVER = { id: 'unix:tresor-server', role: 'server' } as const;
+const FIELD = { tenant: 'acme', collection: 'people', record: 'r1', field: 'email', version: 1 };
+
+type Ring = ReturnType<typeof createDataKeyring>;
+
+/** Counts `count` encryptions and returns the key id used. */
+function enc(ring: Ring, purpose: DataKeyPurpose, count = 1, tenant = 'acme'): Promise<string> {
+  return ring.withEncryptionKey(tenant, purpose, count, (_key, keyId) => keyId);
+}
+
+function seal(ring: Ring, purpose: DataKeyPurpose, text: string): Promise<{ keyId: string; ct: Buffer }> {
+  return ring.withEncryptionKey('acme', purpose, 1, (key, keyId) => ({
+    keyId,
+    ct: sealEnvelope(key, keyId, Buffer.from(text), 'field', FIELD),
+  }));
+}
+
+function open(ring: Ring, purpose: DataKeyPurpose, keyId: string, ct: Buffer): Promise<string> {
+  return ring.withDecryptionKey('acme', purpose, keyId, (key) =>
+    openEnvelope(key, keyId, ct, 'field', FIELD).toString(),
+  );
+}
+
+interface Rig {
+  dir: string;
+  service: KeydService;
+  db: Database.Database;
+  cache: KeyCache;
+  keyring(limits?: Partial<DataKeyLimits>): ReturnType<typeof createDataKeyring>;
+  reopenDb(): void;
+  close(): Promise<void>;
+}
+
+async function rig(): Promise<Rig> {
+  const dir = mkdtempSync(join(tmpdir(), 'tresor-dk-'));
+  const keydDir = join(dir, 'keyd');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(keydDir, { mode: 0o700 });
+  initDevFile(keydDir);
+  const service = createKeyService({
+    dir: keydDir,
+    provider: new DevFileProvider(keydDir),
+    config: { maintenanceIntervalSeconds: 0 },
+  });
+  await service.call('unseal', { secret: '' }, ADMIN);
+  await service.call('createTenantKey', { tenant: 'acme' }, ADMIN);
+  const r: Rig = {
+    dir,
+    service,
+    db: openSqlite(join(dir, 'tenant.sqlite')),
+    cache: createKeyCache({ maxEntries: 100, ttlMs: 60_000, maxUses: 1_000_000, sweepIntervalMs: 0 }),
+    keyring(limits) {
+      const keys = { call: ((op, args) => service.call(op, args, SERVER)) as KeyService['call'] };
+      return createDataKeyring({ keys, store: createSqliteDataKeyStore(r.db), cache: r.cache, limits });
+    },
+    reopenDb() {
+      r.db.close();
+      r.db = openSqlite(join(dir, 'tenant.sqlite'));
+      r.cache.clear();
+    },
+    async close() {
+      r.cache.close();
+      r.db.close();
+      await service.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return r;
+}
+
+describe('data keyring', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+  });
+  after(async () => {
+    await r.close();
+  });
+
+  it('counts every encryption and reserves durably before using a count', async () => {
+    const ring = r.keyring({ reservationBlock: 100 });
+    for (let i = 0; i < 250; i++) await enc(ring, 'data');
+    const usage = ring.usage('acme', 'data');
+    assert.ok(usage);
+    assert.equal(usage.used, 250);
+    const row = r.db.prepare('SELECT reserved FROM data_keys WHERE key_id = ?').get(usage.keyId) as {
+      reserved: number;
+    };
+    assert.ok(row.reserved >= 250, 'the store always holds at least the count in use');
+    assert.equal(row.reserved, usage.reserved);
+  });
+
+  it('counts concurrent encryptions exactly', async () => {
+    const ring = r.keyring({ reservationBlock: 64 });
+    const first = await enc(ring, 'blind-index');
+    const ids = await Promise.all(Array.from({ length: 999 }, () => enc(ring, 'blind-index')));
+    assert.ok(ids.every((id) => id === first));
+    assert.equal(ring.usage('acme', 'blind-index')?.used, 1000);
+  });
+
+  it('resumes the count from the reservation after a restart, never lower', async () => {
+    const ring = r.keyring({ reservationBlock: 100 });
+    await enc(ring, 'backup', 30);
+    const before = ring.usage('acme', 'backup');
+    assert.ok(before);
+    r.reopenDb(); // a new process: nothing in memory
+    const again = r.keyring({ reservationBlock: 100 });
+    assert.equal(await enc(again, 'backup'), before.keyId);
+    const after = again.usage('acme', 'backup');
+    assert.ok(after && after.used >= before.used + 1, `count went from ${before.used} to ${after?.used}`);
+    assert.equal(after.used, before.reserved + 1);
+  });
+
+  it('rotates the data key when it reaches the rotation threshold; the old key keeps decrypting', async () => {
+    const ring = r.keyring({ rotateAt: 10, reservationBlock: 4 });
+    const k1 = await seal(ring, 'audit-hmac', 'v1');
+    await enc(ring, 'audit-hmac', 9);
+    const k2 = await enc(ring, 'audit-hmac');
+    assert.notEqual(k2, k1.keyId);
+    r.cache.clear();
+    assert.equal(await open(ring, 'audit-hmac', k1.keyId, k1.ct), 'v1');
+  });
+
+  it('refuses to encrypt past the hard limit when rotation keeps failing (keyd sealed), and fails closed with 503', async () => {
+    const local = await rig();
+    try {
+      const ring = local.keyring({ rotateAt: 5, refuseAt: 8, reservationBlock: 100 });
+      await enc(ring, 'data', 5);
+      await local.service.call('seal', {}, ADMIN);
+      // Rotation fails (sealed) but the key is below the hard limit: it keeps serving from the cache.
+      await enc(ring, 'data', 3);
+      await assert.rejects(enc(ring, 'data'), { code: 'TRESOR_ERR_KEY_EXHAUSTED' });
+      local.cache.clear();
+      const usage = ring.usage('acme', 'data');
+      assert.ok(usage);
+      const err = await ring
+        .withDecryptionKey('acme', 'data', usage.keyId, () => 'served')
+        .catch((e: unknown) => e);
+      assert.equal((err as { code?: string }).code, 'TRESOR_ERR_KEYD_SEALED');
+      assert.equal(toProblem(err).status, 503);
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('re-wraps every data key after a tenant-key rotation so the old version can be retired', async () => {
+    const local = await rig();
+    try {
+      const ring = local.keyring();
+      const k = await seal(ring, 'data', 'kept');
+      const v2 = await local.service.call('rotateTenantKey', { tenant: 'acme' }, ADMIN);
+      assert.equal(v2.version, 2);
+      assert.equal(await ring.rewrapAll('acme'), 1);
+      await local.service.call('retireTenantKeyVersion', { tenant: 'acme', version: 1 }, ADMIN);
+      local.cache.clear();
+      assert.equal(await open(ring, 'data', k.keyId, k.ct), 'kept');
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('makes every data key of a crypto-shredded tenant unrecoverable', async () => {
+    const local = await rig();
+    try {
+      const ring = local.keyring();
+      const k = await seal(ring, 'data', 'gone');
+      await local.service.call('destroyTenantKey', { tenant: 'acme', mode: 'now' }, ADMIN);
+      local.cache.clear();
+      await assert.rejects(open(ring, 'data', k.keyId, k.ct), { code: 'TRESOR_ERR_TENANT_KEY_DESTROYED' });
+      await assert.rejects(enc(ring, 'blind-index'), { code: 'TRESOR_ERR_TENANT_KEY_DESTROYED' });
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('refuses a key id of another tenant', async () => {
+    const ring = r.keyring();
+    await r.service.call('createTenantKey', { tenant: 'other' }, ADMIN);
+    const keyId = await enc(ring, 'data', 1, 'other');
+    await assert.rejects(
+      ring.withDecryptionKey('acme', 'data', keyId, () => 'served'),
+      { code: 'TRESOR_ERR_KEY_ID_UNKNOWN' },
+    );
+  });
+});
