@@ -45,8 +45,12 @@ export function createSqliteDataKeyStore(db: Database.Database): DataKeyStore {
   const selectActive = db.prepare<[string, string], Row>(
     "SELECT * FROM data_keys WHERE tenant = ? AND purpose = ? AND state = 'active'",
   );
-  const selectOne = db.prepare<[string, string], Row>('SELECT * FROM data_keys WHERE tenant = ? AND key_id = ?');
-  const selectAll = db.prepare<[string], Row>('SELECT * FROM data_keys WHERE tenant = ? ORDER BY created_at, key_id');
+  const selectOne = db.prepare<[string, string], Row>(
+    'SELECT * FROM data_keys WHERE tenant = ? AND key_id = ?',
+  );
+  const selectAll = db.prepare<[string], Row>(
+    'SELECT * FROM data_keys WHERE tenant = ? ORDER BY created_at, key_id',
+  );
   const demote = db.prepare(
     "UPDATE data_keys SET state = 'decrypt-only' WHERE tenant = ? AND purpose = ? AND state = 'active'",
   );
