@@ -111,12 +111,17 @@ export class SealedFileKeyring implements RootKeyring {
   /** Opens the keyring file; a wrong seal key or an edited file fails with TRESOR_ERR_UNSEAL_FAILED. */
   static open(path: string, sealKey: Buffer): SealedFileKeyring {
     const file = readKeyringFile(path);
+    const sealedBytes = Buffer.from(file.sealed, 'base64');
+    // Node's base64 decoder is lenient; refuse anything that is not the canonical encoding.
+    if (sealedBytes.toString('base64') !== file.sealed) {
+      throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'sealed root keyring is not canonical base64');
+    }
     let plaintext: Buffer;
     try {
       plaintext = openEnvelope(
         sealKey,
         SEAL_KEY_ID,
-        Buffer.from(file.sealed, 'base64'),
+        sealedBytes,
         'root-keyring',
         sealContext(file.provider, file.params),
       );
@@ -181,6 +186,7 @@ export class SealedFileKeyring implements RootKeyring {
   }
 
   #active(): VersionRecord {
+    if (this.#versions.length === 0) throw new KeydError('TRESOR_ERR_KEYD_SEALED', 'the root keyring is closed');
     const v = this.#versions.find((x) => x.state === 'active');
     if (!v) throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'no active root key version');
     return v;
