@@ -57,7 +57,11 @@ function unattendedSecret(config: KeydConfig): string | undefined {
 }
 
 export async function runKeyd(config: KeydConfig, opts: { handleSignals?: boolean } = {}): Promise<KeydHandle> {
-  const logger = pino({ name: 'keyd', base: { pid: process.pid } }, pino.destination(2));
+  // Logs go to process.stderr, not a synchronous fd destination: if the reader of a piped stderr
+  // dies, a synchronous writer retries EPIPE for ever and keyd could never exit. Losing log lines
+  // then is acceptable — keyd's record of what it did is its ops log, not stderr.
+  process.stderr.on('error', () => {});
+  const logger = pino({ name: 'keyd', base: { pid: process.pid } }, process.stderr);
   mkdirSync(config.dir, { recursive: true, mode: 0o700 });
   if ((statSync(config.dir).mode & 0o077) !== 0) chmodSync(config.dir, 0o700);
   if (config.provider === 'dev-file') {

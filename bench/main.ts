@@ -1,0 +1,309 @@
+/**
+ * `npm run bench`: Tresor's speed, measured on this machine against baselines run in the same
+ * process tree, printed as a table (or JSON with --json). No test asserts a time; this is where
+ * speed is looked at. Sections:
+ *   a. envelope encryption in process, 1 KiB values, vs raw AES-256-GCM      (in-process.ts)
+ *   b. keyd round trips over the Unix socket and mTLS, vs an echo            (round-trips.ts)
+ *   c. cache hit ratio of the data keyring under a mixed load                (mixed-load.ts)
+ * keyd and the echo servers run as child processes; every child is stopped and the temporary
+ * folder removed at the end, also after an error or Ctrl-C.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { KeydConfig } from '../src/keyd/config.ts';
+import type { KeydOperationName, KeyService, OpArgs } from '../src/keyd/operations.ts';
+import { DevFileProvider, initDevFile } from '../src/keyd/root/dev-file.ts';
+import { createKeyService, SYSTEM_CALLER } from '../src/keyd/service.ts';
+import { type BenchPki, createBenchPki, LOOPBACK, startEcho, startKeyd } from './children.ts';
+import { benchInProcess } from './in-process.ts';
+import { benchMixedLoad } from './mixed-load.ts';
+import { type BenchReport, formatTable, type Machine, type Section } from './report.ts';
+import { benchRoundTrips, type Transport } from './round-trips.ts';
+
+const SECTIONS = ['in-process', 'round-trips', 'mixed-load'] as const;
+type SectionId = (typeof SECTIONS)[number];
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --seconds <n>            measured seconds per figure, after a warm-up (default 2)
+  --only <ids>             comma-separated: ${SECTIONS.join(', ')} (default all)
+  --json                   print JSON instead of the table
+  --concurrency <n>        high concurrency for keyd round trips (default 64)
+  --pool <n>               keyd client connections (default 2, as the server uses)
+  --tenants <n>            mixed load: tenants (default 200)
+  --keys-per-tenant <n>    mixed load: data keys per tenant (default 8)
+  --zipf <s>               mixed load: Zipf exponent of tenant popularity (default 1)
+  --mixed-concurrency <n>  mixed load: operations in flight (default 32)
+  --dir <folder>           where the temporary folder goes (default the OS temp folder)
+`;
+
+function numberOption(value: string | undefined, fallback: number, name: string, min: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}`);
+  return n;
+}
+
+function readOptions() {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string' },
+      only: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      concurrency: { type: 'string' },
+      pool: { type: 'string' },
+      tenants: { type: 'string' },
+      'keys-per-tenant': { type: 'string' },
+      zipf: { type: 'string' },
+      'mixed-concurrency': { type: 'string' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  const only = (values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
+  for (const id of only) {
+    if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id}`);
+  }
+  return {
+    help: values.help,
+    json: values.json,
+    sections: new Set(only as SectionId[]),
+    seconds: numberOption(values.seconds, 2, 'seconds', 0.05),
+    concurrency: Math.floor(numberOption(values.concurrency, 64, 'concurrency', 1)),
+    pool: Math.floor(numberOption(values.pool, 2, 'pool', 1)),
+    tenants: Math.floor(numberOption(values.tenants, 200, 'tenants', 1)),
+    keysPerTenant: Math.floor(numberOption(values['keys-per-tenant'], 8, 'keys-per-tenant', 1)),
+    zipf: numberOption(values.zipf, 1, 'zipf', 0),
+    mixedConcurrency: Math.floor(numberOption(values['mixed-concurrency'], 32, 'mixed-concurrency', 1)),
+    dir: resolve(values.dir ?? os.tmpdir()),
+  };
+}
+
+function describeMachine(): Machine {
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAverage: os.loadavg(),
+  };
+}
+
+function progress(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+/** A fresh private keyd folder with a dev-file root key (what `tresor keyd init` does for dev). */
+function keydFolder(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  initDevFile(dir);
+  return dir;
+}
+
+function keydConfig(dir: string, listen: KeydConfig['listen']): KeydConfig {
+  return {
+    dir,
+    provider: 'dev-file',
+    listen,
+    tenantKeyCryptoperiodDays: 365,
+    destroyGraceSeconds: 7 * 86400,
+    maintenanceIntervalSeconds: 3600,
+  };
+}
+
+/** Undo steps, run last-first whatever happens. */
+class Cleanup {
+  readonly #steps: (() => unknown)[] = [];
+  #done: Promise<void> | undefined;
+
+  add(step: () => unknown): void {
+    this.#steps.push(step);
+  }
+
+  run(): Promise<void> {
+    this.#done ??= (async () => {
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step();
+        } catch (error) {
+          progress(`cleanup step failed: ${(error as Error).message}`);
+        }
+      }
+    })();
+    return this.#done;
+  }
+}
+
+async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): Promise<BenchReport> {
+  const started = Date.now();
+  const report: BenchReport = {
+    startedAt: new Date(started).toISOString(),
+    durationSeconds: 0,
+    machine: describeMachine(),
+    settings: {
+      seconds: options.seconds,
+      concurrency: options.concurrency,
+      pool: options.pool,
+      tenants: options.tenants,
+      keysPerTenant: options.keysPerTenant,
+      zipf: options.zipf,
+      mixedConcurrency: options.mixedConcurrency,
+    },
+    sections: [],
+  };
+  const tmp = mkdtempSync(join(options.dir, 'tresor-bench-'));
+  cleanup.add(() => rmSync(tmp, { recursive: true, force: true }));
+  const sections: Section[] = report.sections;
+
+  if (options.sections.has('in-process')) {
+    progress('a. in process');
+    sections.push(benchInProcess(options.seconds));
+  }
+
+  const needsKeyd = options.sections.has('round-trips') || options.sections.has('mixed-load');
+  if (!needsKeyd) return { ...report, durationSeconds: (Date.now() - started) / 1000 };
+
+  progress('starting keyd (Unix socket)');
+  const unixDir = keydFolder(join(tmp, 'keyd-unix'));
+  const unixKeyd = await startKeyd(
+    'keyd (Unix socket)',
+    keydConfig(unixDir, { kind: 'unix', path: join(unixDir, 'keyd.sock') }),
+    join(tmp, 'keyd-unix.log'),
+  );
+  cleanup.add(() => unixKeyd.stop());
+  const unixTarget = { kind: 'unix', path: join(unixDir, 'keyd.sock') } as const;
+
+  if (options.sections.has('round-trips')) {
+    progress('starting keyd (mTLS) and the echo servers');
+    const pki: BenchPki = await createBenchPki(join(tmp, 'pki'));
+    const tlsDir = keydFolder(join(tmp, 'keyd-tls'));
+    const tlsKeyd = await startKeyd(
+      'keyd (mTLS)',
+      keydConfig(tlsDir, {
+        kind: 'tls',
+        host: LOOPBACK,
+        port: 0,
+        certFile: pki.certFile,
+        keyFile: pki.keyFile,
+        caFile: pki.caFile,
+        allowlist: pki.allowlist,
+      }),
+      join(tmp, 'keyd-tls.log'),
+    );
+    cleanup.add(() => tlsKeyd.stop());
+    const echoDir = join(tmp, 'echo');
+    mkdirSync(echoDir, { mode: 0o700 });
+    const unixEcho = await startEcho(
+      'echo (Unix socket)',
+      { kind: 'unix', path: join(echoDir, 'echo.sock') },
+      join(tmp, 'echo-unix.log'),
+    );
+    cleanup.add(() => unixEcho.stop());
+    const tlsEcho = await startEcho(
+      'echo (mTLS)',
+      {
+        kind: 'tls',
+        host: LOOPBACK,
+        certFile: pki.certFile,
+        keyFile: pki.keyFile,
+        caFile: pki.caFile,
+      },
+      join(tmp, 'echo-tls.log'),
+    );
+    cleanup.add(() => tlsEcho.stop());
+    const portOf = (address: { kind: string; port?: number }) => {
+      if (address.kind !== 'tls' || address.port === undefined) throw new Error('expected a TLS address');
+      return address.port;
+    };
+
+    const inProcessDir = keydFolder(join(tmp, 'keyd-in-process'));
+    const service = createKeyService({ dir: inProcessDir, provider: new DevFileProvider(inProcessDir) });
+    cleanup.add(() => service.close());
+    await service.call('unseal', { secret: '' }, SYSTEM_CALLER);
+    const caller = { id: 'bench:in-process', role: 'server' } as const;
+    const inProcess: KeyService = {
+      call: <K extends KeydOperationName>(op: K, args: OpArgs<K>) => service.call(op, args, caller),
+    };
+
+    const transports: Transport[] = [
+      { label: 'Unix socket', keyd: unixTarget, echo: { kind: 'unix', path: join(echoDir, 'echo.sock') } },
+      {
+        label: `mTLS (TLS 1.3, ${LOOPBACK})`,
+        keyd: { ...pki.client, port: portOf(tlsKeyd.address) },
+        echo: { ...pki.client, port: portOf(tlsEcho.address) },
+      },
+    ];
+    progress('b. keyd round trips');
+    sections.push(
+      await benchRoundTrips({
+        transports,
+        inProcess,
+        seconds: options.seconds,
+        concurrencies: [...new Set([1, options.concurrency])],
+        poolSize: options.pool,
+        diskDir: tmp,
+      }),
+    );
+  }
+
+  if (options.sections.has('mixed-load')) {
+    progress('c. mixed load');
+    const dataDir = join(tmp, 'data');
+    mkdirSync(dataDir, { mode: 0o700 });
+    sections.push(
+      await benchMixedLoad({
+        keyd: unixTarget,
+        dataDir,
+        seconds: options.seconds,
+        tenants: options.tenants,
+        keysPerTenant: options.keysPerTenant,
+        zipf: options.zipf,
+        readShare: 0.8,
+        concurrency: options.mixedConcurrency,
+        poolSize: options.pool,
+        cache: { ttlMs: 5 * 60_000, maxUses: 100_000, maxEntries: 1000 },
+        seed: 20_240_601,
+      }),
+    );
+  }
+  return { ...report, durationSeconds: (Date.now() - started) / 1000 };
+}
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof readOptions>;
+  try {
+    options = readOptions();
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const cleanup = new Cleanup();
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
+    progress('interrupted; stopping keyd and removing temporary files');
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    const report = await run(options, cleanup);
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatTable(report));
+    return 0;
+  } catch (error) {
+    // After Ctrl-C the run fails because its keyd was stopped: that is not news.
+    if (!interrupted) process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+    return 1;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+process.exitCode = await main();
