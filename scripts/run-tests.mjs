@@ -18,7 +18,9 @@ function walk(dir) {
   return out;
 }
 
-const files = walk(join(root, 'test')).filter((f) => filter.length === 0 || filter.some((p) => f.includes(p)));
+const files = walk(join(root, 'test')).filter(
+  (f) => filter.length === 0 || filter.some((p) => f.includes(p)),
+);
 if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);

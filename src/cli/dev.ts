@@ -40,7 +40,11 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
   });
   const exited = waitForExit(keyd);
 
-  const client = createKeydClient({ connect: { kind: 'unix', path: keydSocket }, clientName: 'tresor-dev', retries: 8 });
+  const client = createKeydClient({
+    connect: { kind: 'unix', path: keydSocket },
+    clientName: 'tresor-dev',
+    retries: 8,
+  });
   try {
     const status = await Promise.race([
       client.call('health', {}),
@@ -68,19 +72,26 @@ export function registerDevCommand(program: Command): void {
   program
     .command('dev')
     .description('run the whole stack on embedded defaults (what `npm start` runs)')
-    .option('--data-dir <folder>', 'data folder; env TRESOR_DATA_DIR', process.env.TRESOR_DATA_DIR ?? '.tresor-data')
+    .option(
+      '--data-dir <folder>',
+      'data folder; env TRESOR_DATA_DIR',
+      process.env.TRESOR_DATA_DIR ?? '.tresor-data',
+    )
     .option('--json', 'print the stack description as JSON')
     .action(async (flags: { dataDir: string; json?: boolean }) => {
       const dataDir = resolve(flags.dataDir);
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const stack = await startDevStack(dataDir);
-      const description = { dataDir, keyd: { dir: stack.keydDir, socket: stack.keydSocket, provider: 'dev-file' } };
+      const description = {
+        dataDir,
+        keyd: { dir: stack.keydDir, socket: stack.keydSocket, provider: 'dev-file' },
+      };
       warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
       if (flags.json) out(description, true);
       else {
         info(`tresor dev: data folder ${dataDir}`);
         info(`keyd: ${stack.keydSocket} (Unix socket, mode 0600)`);
-        info('try: npx tresor keyd status --socket ' + stack.keydSocket);
+        info(`try: npx tresor keyd status --socket ${stack.keydSocket}`);
         info('Ctrl-C stops every process.');
       }
       let stopping = false;

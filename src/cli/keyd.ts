@@ -27,7 +27,10 @@ function withCommon(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'JSON config file (keyd section); env TRESOR_CONFIG')
     .option('--dir <folder>', "keyd's own folder; env TRESOR_KEYD_DIR (default <data dir>/keyd)")
-    .option('--provider <kind>', 'root-key provider: dev-file | passphrase | shamir | pkcs11; env TRESOR_KEYD_PROVIDER')
+    .option(
+      '--provider <kind>',
+      'root-key provider: dev-file | passphrase | shamir | pkcs11; env TRESOR_KEYD_PROVIDER',
+    )
     .option('--socket <path>', 'Unix socket path; env TRESOR_KEYD_SOCKET (default <dir>/keyd.sock)')
     .option('--listen <host:port>', 'listen on TCP with mutual TLS instead; env TRESOR_KEYD_LISTEN')
     .option('--json', 'machine-readable output');
@@ -41,12 +44,19 @@ function config(flags: CommonFlags): KeydConfig {
 function adminClient(flags: CommonFlags): KeydClient {
   const c = config(flags);
   if (c.listen.kind === 'unix') {
-    return createKeydClient({ connect: { kind: 'unix', path: c.listen.path }, clientName: 'tresor-cli', retries: 0 });
+    return createKeydClient({
+      connect: { kind: 'unix', path: c.listen.path },
+      clientName: 'tresor-cli',
+      retries: 0,
+    });
   }
   const cert = process.env.TRESOR_KEYD_CLIENT_CERT;
   const key = process.env.TRESOR_KEYD_CLIENT_KEY;
   if (!cert || !key) {
-    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'set TRESOR_KEYD_CLIENT_CERT and TRESOR_KEYD_CLIENT_KEY for mTLS');
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      'set TRESOR_KEYD_CLIENT_CERT and TRESOR_KEYD_CLIENT_KEY for mTLS',
+    );
   }
   return createKeydClient({
     connect: {
@@ -84,7 +94,9 @@ function jsonish(value: unknown): string {
 }
 
 export function registerKeydCommands(program: Command): void {
-  const keyd = program.command('keyd').description('the key service: root key, tenant keys, data keys, signing');
+  const keyd = program
+    .command('keyd')
+    .description('the key service: root key, tenant keys, data keys, signing');
 
   withCommon(keyd.command('serve', { isDefault: true }))
     .description('run keyd in the foreground on its Unix socket (or TCP with mutual TLS)')
@@ -115,7 +127,10 @@ export function registerKeydCommands(program: Command): void {
           return;
         }
         case 'shamir': {
-          const shares = await initShamir(c.dir, { shares: Number(flags.shares), threshold: Number(flags.threshold) });
+          const shares = await initShamir(c.dir, {
+            shares: Number(flags.shares),
+            threshold: Number(flags.threshold),
+          });
           warn(
             `These ${shares.length} unseal shares are shown ONCE and stored nowhere. Give each to a different keyholder; any ${flags.threshold} unseal keyd.`,
           );
@@ -130,7 +145,11 @@ export function registerKeydCommands(program: Command): void {
           if (!p) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'pkcs11 settings missing');
           const pin = p.pinFile ? readSecretFile(p.pinFile) : await readSecret('token user PIN: ');
           await initPkcs11({ library: p.library, tokenLabel: p.tokenLabel, pin });
-          print(flags, { provider: c.provider, token: p.tokenLabel }, () => `generated root key v1 in token ${p.tokenLabel}`);
+          print(
+            flags,
+            { provider: c.provider, token: p.tokenLabel },
+            () => `generated root key v1 in token ${p.tokenLabel}`,
+          );
           return;
         }
       }
@@ -173,7 +192,9 @@ export function registerKeydCommands(program: Command): void {
     .description('forget an old root key version once nothing is wrapped by it')
     .requiredOption('--version <n>', 'root key version')
     .action(async (flags: CommonFlags & { version: string }) => {
-      const r = await withClient(flags, (c) => c.call('retireRootKeyVersion', { version: Number(flags.version) }));
+      const r = await withClient(flags, (c) =>
+        c.call('retireRootKeyVersion', { version: Number(flags.version) }),
+      );
       print(flags, r, () => `root key v${r.version} retired`);
     });
 
@@ -238,7 +259,12 @@ export function registerKeydCommands(program: Command): void {
         c.call('generateDataKey', { tenant, purpose: flags.purpose as DataKeyPurpose }),
       );
       dk.key.fill(0);
-      const shown = { keyId: dk.keyId, tenant: dk.tenant, purpose: dk.purpose, wrappedBytes: dk.wrapped.length };
+      const shown = {
+        keyId: dk.keyId,
+        tenant: dk.tenant,
+        purpose: dk.purpose,
+        wrappedBytes: dk.wrapped.length,
+      };
       print(flags, shown, () => jsonish(shown));
     });
 
@@ -247,7 +273,11 @@ export function registerKeydCommands(program: Command): void {
     .option('--purpose <p>', 'audit-checkpoint | deletion-certificate', 'audit-checkpoint')
     .action(async (flags: CommonFlags & { purpose: 'audit-checkpoint' | 'deletion-certificate' }) => {
       const k = await withClient(flags, (c) => c.call('publicKey', { purpose: flags.purpose }));
-      print(flags, { name: k.name, verifierKey: k.verifierKey, publicKey: k.publicKey.toString('base64') }, () => k.verifierKey);
+      print(
+        flags,
+        { name: k.name, verifierKey: k.verifierKey, publicKey: k.publicKey.toString('base64') },
+        () => k.verifierKey,
+      );
     });
 
   withCommon(keyd.command('log'))
@@ -255,9 +285,13 @@ export function registerKeydCommands(program: Command): void {
     .option('--from <seq>', 'first sequence number', '1')
     .option('--limit <n>', 'entries', '100')
     .action(async (flags: CommonFlags & { from: string; limit: string }) => {
-      const r = await withClient(flags, (c) => c.call('opsLog', { from: Number(flags.from), limit: Number(flags.limit) }));
+      const r = await withClient(flags, (c) =>
+        c.call('opsLog', { from: Number(flags.from), limit: Number(flags.limit) }),
+      );
       if (flags.json) out(r, true);
-      else for (const e of r.entries) out(`${e.seq}\t${e.at}\t${e.caller}\t${e.op}\t${e.tenant ?? '-'}\t${e.outcome}`, false);
+      else
+        for (const e of r.entries)
+          out(`${e.seq}\t${e.at}\t${e.caller}\t${e.op}\t${e.tenant ?? '-'}\t${e.outcome}`, false);
     });
 
   withCommon(keyd.command('config'))
@@ -266,5 +300,4 @@ export function registerKeydCommands(program: Command): void {
       const c = redactedKeydConfig(config(flags));
       print(flags, c, () => JSON.stringify(c, null, 2));
     });
-
 }

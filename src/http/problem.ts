@@ -44,7 +44,10 @@ const TITLES: Readonly<Record<number, string>> = {
 };
 
 function slug(code: string): string {
-  return code.replace(/^TRESOR_ERR_/, '').toLowerCase().replace(/_/g, '-');
+  return code
+    .replace(/^TRESOR_ERR_/, '')
+    .toLowerCase()
+    .replace(/_/g, '-');
 }
 
 /** Maps any thrown value to a problem. Unknown errors and stored-data corruption are 500 without detail. */
@@ -58,8 +61,14 @@ export function toProblem(err: unknown): Problem {
       code: err.code,
     };
     if (status < 500) problem.detail = err.message;
-    else if (status === 503) problem.detail = 'the key service is not available; no data is served without it';
+    else if (status === 503)
+      problem.detail = 'the key service is not available; no data is served without it';
     return problem;
   }
-  return { type: `${TYPE_BASE}internal`, title: TITLES[500] as string, status: 500, code: 'TRESOR_ERR_INTERNAL' };
+  return {
+    type: `${TYPE_BASE}internal`,
+    title: TITLES[500] as string,
+    status: 500,
+    code: 'TRESOR_ERR_INTERNAL',
+  };
 }

@@ -19,7 +19,15 @@ export interface KeydConfig {
   provider: RootProviderKind;
   listen:
     | { kind: 'unix'; path: string }
-    | { kind: 'tls'; host: string; port: number; certFile: string; keyFile: string; caFile: string; allowlist: AllowlistEntry[] };
+    | {
+        kind: 'tls';
+        host: string;
+        port: number;
+        certFile: string;
+        keyFile: string;
+        caFile: string;
+        allowlist: AllowlistEntry[];
+      };
   /** File holding the passphrase (passphrase provider) for unattended unseal; otherwise `tresor keyd unseal`. */
   passphraseFile?: string;
   pkcs11?: { library: string; tokenLabel: string; pinFile?: string };
@@ -39,7 +47,8 @@ function str(v: unknown): string | undefined {
 function num(v: unknown, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `${name} must be a non-negative number`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `${name} must be a non-negative number`);
   return n;
 }
 
@@ -112,15 +121,23 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
     pkcs11:
       provider === 'pkcs11'
         ? {
-            library: str(pick('pkcs11Library', 'TRESOR_KEYD_PKCS11_LIBRARY')) ?? '/usr/lib/softhsm/libsofthsm2.so',
+            library:
+              str(pick('pkcs11Library', 'TRESOR_KEYD_PKCS11_LIBRARY')) ?? '/usr/lib/softhsm/libsofthsm2.so',
             tokenLabel: pkcs11Token ?? 'tresor',
             pinFile: str(pick('pkcs11PinFile', 'TRESOR_KEYD_PKCS11_PIN_FILE')),
           }
         : undefined,
-    tenantKeyCryptoperiodDays: num(pick('tenantKeyCryptoperiodDays', 'TRESOR_KEYD_TENANT_KEY_DAYS'), 'tenantKeyCryptoperiodDays') ?? 365,
-    destroyGraceSeconds: num(pick('destroyGraceSeconds', 'TRESOR_KEYD_DESTROY_GRACE_SECONDS'), 'destroyGraceSeconds') ?? 7 * 86400,
+    tenantKeyCryptoperiodDays:
+      num(pick('tenantKeyCryptoperiodDays', 'TRESOR_KEYD_TENANT_KEY_DAYS'), 'tenantKeyCryptoperiodDays') ??
+      365,
+    destroyGraceSeconds:
+      num(pick('destroyGraceSeconds', 'TRESOR_KEYD_DESTROY_GRACE_SECONDS'), 'destroyGraceSeconds') ??
+      7 * 86400,
     maintenanceIntervalSeconds:
-      num(pick('maintenanceIntervalSeconds', 'TRESOR_KEYD_MAINTENANCE_SECONDS'), 'maintenanceIntervalSeconds') ?? 3600,
+      num(
+        pick('maintenanceIntervalSeconds', 'TRESOR_KEYD_MAINTENANCE_SECONDS'),
+        'maintenanceIntervalSeconds',
+      ) ?? 3600,
   };
   if (config.tenantKeyCryptoperiodDays < 1) {
     throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'tenantKeyCryptoperiodDays must be at least 1');

@@ -56,7 +56,10 @@ function unattendedSecret(config: KeydConfig): string | undefined {
   }
 }
 
-export async function runKeyd(config: KeydConfig, opts: { handleSignals?: boolean } = {}): Promise<KeydHandle> {
+export async function runKeyd(
+  config: KeydConfig,
+  opts: { handleSignals?: boolean } = {},
+): Promise<KeydHandle> {
   // Logs go to process.stderr, not a synchronous fd destination: if the reader of a piped stderr
   // dies, a synchronous writer retries EPIPE for ever and keyd could never exit. Losing log lines
   // then is acceptable — keyd's record of what it did is its ops log, not stderr.
@@ -85,7 +88,10 @@ export async function runKeyd(config: KeydConfig, opts: { handleSignals?: boolea
     const status = await service.call('unseal', { secret }, SYSTEM_CALLER);
     logger.info({ provider: config.provider, sealed: status.sealed }, 'unsealed at start');
   } else {
-    logger.warn({ provider: config.provider }, 'keyd is SEALED: submit unseal secrets with `tresor keyd unseal`');
+    logger.warn(
+      { provider: config.provider },
+      'keyd is SEALED: submit unseal secrets with `tresor keyd unseal`',
+    );
   }
 
   const server = createKeydServer({ service, listen: listenConfig(config), logger });

@@ -2,9 +2,10 @@
  * Crash-safe file replacement: write a temporary file, fsync it, rename it over the target and
  * fsync the folder, so after a crash (kill -9 or power loss) the file is either old or new, never torn.
  */
+
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
   const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);

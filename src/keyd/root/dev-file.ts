@@ -43,14 +43,19 @@ export class DevFileProvider implements RootKeyProvider {
   }
 
   status(): SealStatus {
-    return { provider: this.kind, initialised: devFileInitialised(this.#dir), sealed: this.#keyring === undefined };
+    return {
+      provider: this.kind,
+      initialised: devFileInitialised(this.#dir),
+      sealed: this.#keyring === undefined,
+    };
   }
 
   async unseal(_secret: string): Promise<SealStatus> {
     if (!this.#keyring) {
       if (!devFileInitialised(this.#dir)) throw new KeydError('TRESOR_ERR_NOT_INITIALISED');
       const hex = readFileSync(join(this.#dir, DEV_KEY_FILE), 'utf8').trim();
-      if (!/^[0-9a-f]{64}$/.test(hex)) throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'dev root key file is malformed');
+      if (!/^[0-9a-f]{64}$/.test(hex))
+        throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'dev root key file is malformed');
       const sealKey = Buffer.from(hex, 'hex');
       try {
         this.#keyring = SealedFileKeyring.open(join(this.#dir, KEYRING_FILE), sealKey);

@@ -100,7 +100,12 @@ export class SealedFileKeyring implements RootKeyring {
   }
 
   /** Creates a new keyring file with root version 1. Refuses to overwrite an existing one. */
-  static create(path: string, provider: RootProviderKind, params: SealParams, sealKey: Buffer): SealedFileKeyring {
+  static create(
+    path: string,
+    provider: RootProviderKind,
+    params: SealParams,
+    sealKey: Buffer,
+  ): SealedFileKeyring {
     const ring = new SealedFileKeyring(path, provider, params, sealKey, [
       { version: 1, createdAt: new Date().toISOString(), state: 'active', key: randomBytes(KEY_BYTES) },
     ]);
@@ -186,7 +191,8 @@ export class SealedFileKeyring implements RootKeyring {
   }
 
   #active(): VersionRecord {
-    if (this.#versions.length === 0) throw new KeydError('TRESOR_ERR_KEYD_SEALED', 'the root keyring is closed');
+    if (this.#versions.length === 0)
+      throw new KeydError('TRESOR_ERR_KEYD_SEALED', 'the root keyring is closed');
     const v = this.#versions.find((x) => x.state === 'active');
     if (!v) throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'no active root key version');
     return v;
@@ -209,7 +215,11 @@ export class SealedFileKeyring implements RootKeyring {
     const { keyId } = readEnvelopeHeader(envelope);
     const version = parseRootKeyId(keyId);
     const v = this.#versions.find((x) => x.version === version);
-    if (!v) throw new KeydError('TRESOR_ERR_KEY_VERSION_RETIRED', `root key version ${version} is retired or unknown`);
+    if (!v)
+      throw new KeydError(
+        'TRESOR_ERR_KEY_VERSION_RETIRED',
+        `root key version ${version} is retired or unknown`,
+      );
     return openEnvelope(v.key, keyId, envelope, purpose, context);
   }
 
@@ -231,7 +241,8 @@ export class SealedFileKeyring implements RootKeyring {
 
   async removeVersion(version: number): Promise<void> {
     const v = this.#versions.find((x) => x.version === version);
-    if (!v) throw new KeydError('TRESOR_ERR_KEY_VERSION_RETIRED', `root key version ${version} is already retired`);
+    if (!v)
+      throw new KeydError('TRESOR_ERR_KEY_VERSION_RETIRED', `root key version ${version} is already retired`);
     if (v.state === 'active') throw new KeydError('TRESOR_ERR_KEY_VERSION_ACTIVE');
     const before = this.#versions;
     this.#versions = before.filter((x) => x !== v);
