@@ -42,4 +42,7 @@ export class KeydError extends Error {
 }
 
 /** Codes that mean "no key can be had right now": callers fail closed with 503. */
-export const UNAVAILABLE_CODES: ReadonlySet<string> = new Set(['TRESOR_ERR_KEYD_SEALED', 'TRESOR_ERR_KEYD_UNAVAILABLE']);
+export const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
+  'TRESOR_ERR_KEYD_SEALED',
+  'TRESOR_ERR_KEYD_UNAVAILABLE',
+]);

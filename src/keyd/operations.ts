@@ -95,9 +95,15 @@ export interface KeydOperations {
   createTenantKey: [{ tenant: string }, TenantKeyInfo];
   tenantKeyStatus: [{ tenant: string }, TenantKeyStatus];
   generateDataKey: [{ tenant: string; purpose: DataKeyPurpose }, DataKey];
-  unwrapDataKey: [{ tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer }, { key: Buffer }];
+  unwrapDataKey: [
+    { tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer },
+    { key: Buffer },
+  ];
   /** Re-encryption job: the same data key, wrapped again by the tenant's active version. */
-  rewrapDataKey: [{ tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer }, { wrapped: Buffer }];
+  rewrapDataKey: [
+    { tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer },
+    { wrapped: Buffer },
+  ];
   rotateTenantKey: [{ tenant: string }, TenantKeyInfo];
   retireTenantKeyVersion: [{ tenant: string; version: number }, TenantKeyInfo];
   /** mode 'schedule': soft-delete (unwraps refused, cancellable) until graceSeconds pass; 'now': crypto-shred at once. */
@@ -106,7 +112,10 @@ export interface KeydOperations {
   rotateRootKey: [Record<string, never>, { version: number; rewrapped: number }];
   retireRootKeyVersion: [{ version: number }, { version: number }];
   /** Ed25519 signature for an audit checkpoint note body (purpose-bound signing key). */
-  sign: [{ purpose: 'audit-checkpoint' | 'deletion-certificate'; message: Buffer }, { signature: Buffer; keyName: string }];
+  sign: [
+    { purpose: 'audit-checkpoint' | 'deletion-certificate'; message: Buffer },
+    { signature: Buffer; keyName: string },
+  ];
   publicKey: [{ purpose: 'audit-checkpoint' | 'deletion-certificate' }, SigningKeyInfo];
   opsLog: [{ from?: number; limit?: number }, { entries: OpsLogEntry[] }];
 }
