@@ -4,6 +4,7 @@
  * Key-service failures fail closed: keyd sealed or unreachable → 503, never data from elsewhere.
  */
 import { CryptoError } from '../crypto/index.ts';
+import { ERRORS, TresorError } from '../errors.ts';
 import { KeydError } from '../keyd/errors.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -52,6 +53,15 @@ function slug(code: string): string {
 
 /** Maps any thrown value to a problem. Unknown errors and stored-data corruption are 500 without detail. */
 export function toProblem(err: unknown): Problem {
+  if (err instanceof TresorError) {
+    const { status, title } = ERRORS[err.code];
+    const problem: Problem = { type: `${TYPE_BASE}${slug(err.code)}`, title, status, code: err.code };
+    if (status < 500) {
+      problem.detail = err.message;
+      if (err.details) Object.assign(problem, { errors: err.details });
+    }
+    return problem;
+  }
   if (err instanceof KeydError || err instanceof CryptoError) {
     const status = STATUS_BY_CODE[err.code] ?? 500;
     const problem: Problem = {

@@ -1,0 +1,74 @@
+/**
+ * Audit events as the request pipeline and the domains record them. Every store (control and each
+ * tenant's) has an `audit_events` table; an event is inserted in the same transaction as the change
+ * it describes (or, for a read, committed before the data is returned). The audit issue's sequencer
+ * moves these events, in order, into the Merkle-tree log with signed checkpoints.
+ *
+ * An event names who, what, on which target — never a field value. A value that must be correlated
+ * but not revealed appears only as an HMAC under a purpose-bound key.
+ */
+import { type Kysely, type Migration, sql, type Transaction } from 'kysely';
+
+export type ActorKind = 'operator-admin' | 'customer' | 'staff' | 'system' | 'api-key' | 'anonymous';
+
+export interface AuditEvent {
+  at: string; // ISO 8601
+  actor: { kind: ActorKind; id: string; grantId?: string };
+  tenant: string | null;
+  action: string; // e.g. record.read, record.create, tenant.create, collection.put
+  target?: { collection?: string; recordIds?: string[]; fields?: string[]; [k: string]: unknown };
+  outcome: 'success' | 'failure' | 'denied';
+  requestId?: string;
+  sourceAddress?: string;
+  userAgent?: string;
+}
+
+export interface AuditEventsTable {
+  seq: number | null; // INTEGER PRIMARY KEY, assigned by the store
+  at: string;
+  tenant: string | null;
+  action: string;
+  event: string; // the JSON of AuditEvent
+}
+
+export interface WithAuditEvents {
+  audit_events: AuditEventsTable;
+}
+
+export const auditEventsMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('audit_events')
+      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('at', 'text', (c) => c.notNull())
+      .addColumn('tenant', 'text')
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .execute();
+    // Append-only: the log may only grow.
+    await sql`CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`.execute(
+      db,
+    );
+    await sql`CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`.execute(
+      db,
+    );
+  },
+};
+
+/** Appends one event inside the caller's transaction. */
+export async function appendAuditEvent<DB extends WithAuditEvents>(
+  trx: Transaction<DB>,
+  event: AuditEvent,
+): Promise<void> {
+  const db = trx as unknown as Transaction<WithAuditEvents>;
+  await db
+    .insertInto('audit_events')
+    .values({
+      seq: null,
+      at: event.at,
+      tenant: event.tenant,
+      action: event.action,
+      event: JSON.stringify(event),
+    })
+    .execute();
+}
