@@ -1,0 +1,472 @@
+/**
+ * Tenant API keys: the application's credential for one tenant's records.
+ *
+ * Model. A key is `tresor_<keyId>_<secret>`: keyId (`ak_<24 hex>`) is public and finds the row;
+ * secret is 32 random bytes, base64url (256 bits, well above the 128 the issue asks). The token is
+ * returned once, at issue; the control store keeps only SHA-256("tresor-api-key/v1" ‖ 0 ‖ keyId ‖
+ * 0 ‖ secret). A fast hash is enough here, unlike for passwords: a slow hash (argon2) exists to make
+ * guessing low-entropy secrets expensive, and nobody can enumerate 2^256 secrets at any speed, so
+ * a leaked hash gives nothing; slowness would only cost every request. Binding keyId into the hash
+ * means a row's hash cannot be moved to another key id.
+ *
+ * Authentication fails with ONE error (TRESOR_ERR_UNAUTHENTICATED, one message) whatever went
+ * wrong — unknown id, wrong secret, revoked, expired, tenant not active — and an unknown id is
+ * compared against a dummy hash, so neither the answer nor the work done tells which.
+ * Hashes are compared in constant time.
+ *
+ * Last use is recorded at most once per key per interval (default one minute), fire-and-forget,
+ * so authentication does not cost a durable write per request; a failed update is logged, never
+ * fails the request (it is bookkeeping, not audit — the request's own audit entry is that).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import { constantTimeEqual } from '../crypto/index.ts';
+import { TresorError } from '../errors.ts';
+import type { Store } from '../store/types.ts';
+import type { ControlDB } from '../vault/control-store-schema.ts';
+import type { ApiKeyAccess, Principal } from './principal.ts';
+
+export const API_KEY_ACCESS: readonly ApiKeyAccess[] = ['read', 'write', 'admin'];
+
+/** 32 bytes = 256 bits of secret per token. */
+export const BEARER_SECRET_BYTES = 32;
+const BEARER_SECRET_CHARS = 43; // base64url of 32 bytes, unpadded
+const ID_HEX_CHARS = 24; // 96 random bits: ids need only be unique, the secret carries the security
+const MAX_TOKEN_CHARS = 200;
+const TOKEN_PATTERN = /^tresor_(ak|op)_([0-9a-f]{24})_([A-Za-z0-9_-]{43})$/;
+const COLLECTION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const MAX_COLLECTIONS = 100;
+const MAX_LABEL_CHARS = 100;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+export const DEFAULT_LAST_USE_INTERVAL_MS = 60_000;
+
+/** What the request pipeline knows of the request; each domain step fills in what it did. */
+export type AuditContext = Pick<AuditEvent, 'actor'> & Partial<Omit<AuditEvent, 'actor'>>;
+
+/** The audit event of one step: the context's who/where, the step's what. */
+export function auditEventFrom(
+  context: AuditContext,
+  step: Pick<AuditEvent, 'at' | 'tenant' | 'action' | 'outcome'> & Pick<Partial<AuditEvent>, 'target'>,
+): AuditEvent {
+  const event: AuditEvent = { ...context, ...step, actor: context.actor };
+  if (step.target === undefined) delete event.target;
+  return event;
+}
+
+/** Where failures of background bookkeeping go (a pino logger fits). */
+export interface WarningLogger {
+  warn(details: object, message: string): void;
+}
+
+const consoleLogger: WarningLogger = {
+  warn: (details, message) => console.error(message, details),
+};
+
+// --- bearer secrets (shared with operator tokens) ---------------------------------------------------
+
+export type BearerKind = 'ak' | 'op';
+
+export interface BearerSecret {
+  kind: BearerKind;
+  /** The row id, `<kind>_<24 hex>`. */
+  id: string;
+  /** The text handed out once: `tresor_<id>_<secret>`. */
+  token: string;
+  /** The stored form. */
+  hash: string;
+}
+
+/** A fresh id, secret, token and hash. The secret exists only inside `token`. */
+export function newBearerSecret(kind: BearerKind): BearerSecret {
+  const id = `${kind}_${randomBytes(ID_HEX_CHARS / 2).toString('hex')}`;
+  const secret = randomBytes(BEARER_SECRET_BYTES).toString('base64url');
+  return { kind, id, token: `tresor_${id}_${secret}`, hash: hashBearerSecret(kind, id, secret) };
+}
+
+/** Splits a token into kind, id and secret; undefined when it is not one of ours. */
+export function parseBearerToken(
+  token: string,
+): { kind: BearerKind; id: string; secret: string } | undefined {
+  if (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS) return undefined;
+  const m = TOKEN_PATTERN.exec(token);
+  if (!m?.[1] || !m[2] || !m[3] || m[3].length !== BEARER_SECRET_CHARS) return undefined;
+  const kind = m[1] as BearerKind;
+  return { kind, id: `${kind}_${m[2]}`, secret: m[3] };
+}
+
+const HASH_LABEL: Record<BearerKind, string> = { ak: 'tresor-api-key/v1', op: 'tresor-operator-token/v1' };
+
+export function hashBearerSecret(kind: BearerKind, id: string, secret: string): string {
+  return createHash('sha256')
+    .update(HASH_LABEL[kind], 'utf8')
+    .update(Buffer.of(0))
+    .update(id, 'utf8')
+    .update(Buffer.of(0))
+    .update(secret, 'utf8')
+    .digest('base64url');
+}
+
+/** Stands in for the stored hash of an unknown id, so an unknown id costs the same hash and compare. */
+const DUMMY_HASH = Buffer.from(
+  hashBearerSecret('ak', 'ak_000000000000000000000000', randomBytes(32).toString('base64url')),
+  'base64url',
+);
+
+/** Hashes the presented secret and compares it in constant time with the stored hash (or a dummy). */
+export function bearerSecretMatches(
+  kind: BearerKind,
+  id: string,
+  secret: string,
+  storedHash: string | undefined,
+): boolean {
+  const presented = Buffer.from(hashBearerSecret(kind, id, secret), 'base64url');
+  const stored = storedHash === undefined ? DUMMY_HASH : Buffer.from(storedHash, 'base64url');
+  const equal = constantTimeEqual(presented, stored.length === presented.length ? stored : DUMMY_HASH);
+  return equal && storedHash !== undefined;
+}
+
+/** The one failure of every authentication: it says nothing of why. */
+export function unauthenticated(): TresorError {
+  return new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'invalid, expired or revoked credentials');
+}
+
+export interface LastUseRecorder {
+  /** Notes a use now; writes it only if the last write for this id is older than the interval. */
+  touch(id: string): void;
+  /** Resolves once every write started so far has settled. */
+  flush(): Promise<void>;
+}
+
+export function createLastUseRecorder(options: {
+  write: (id: string, at: string) => Promise<unknown>;
+  intervalMs: number;
+  clock: () => Date;
+  logger: WarningLogger;
+  what: string;
+}): LastUseRecorder {
+  const lastWritten = new Map<string, number>();
+  const pending = new Set<Promise<unknown>>();
+  return {
+    touch(id) {
+      const now = options.clock();
+      const last = lastWritten.get(id);
+      if (last !== undefined && now.getTime() - last < options.intervalMs) return;
+      if (lastWritten.size >= 10_000) {
+        for (const [k, t] of lastWritten) if (now.getTime() - t >= options.intervalMs) lastWritten.delete(k);
+      }
+      lastWritten.set(id, now.getTime());
+      const write = options.write(id, now.toISOString()).catch((error: unknown) => {
+        lastWritten.delete(id);
+        options.logger.warn(
+          { id, code: (error as { code?: unknown })?.code },
+          `could not record last use of ${options.what}`,
+        );
+      });
+      pending.add(write);
+      void write.finally(() => pending.delete(write));
+    },
+    async flush() {
+      await Promise.allSettled([...pending]);
+    },
+  };
+}
+
+// --- API keys ---------------------------------------------------------------------------------------
+
+export type ApiKeyPrincipal = Extract<Principal, { kind: 'api-key' }>;
+
+export interface ApiKeyInfo {
+  id: string;
+  tenant: string;
+  collections: '*' | string[];
+  access: ApiKeyAccess[];
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+  label: string | null;
+}
+
+export interface IssueApiKeyInput {
+  tenant: string;
+  collections: '*' | readonly string[];
+  access: readonly ApiKeyAccess[];
+  /** ISO 8601 time after which the key is refused; null or absent: no expiry. */
+  expiresAt?: string | null;
+  label?: string | null;
+}
+
+/** The issued key: its token appears here once and is stored nowhere. */
+export interface IssuedApiKey extends ApiKeyInfo {
+  token: string;
+}
+
+function invalid(field: string, message: string): TresorError {
+  return new TresorError('TRESOR_ERR_VALIDATION', `${field}: ${message}`, { field });
+}
+
+function checkIssueInput(input: IssueApiKeyInput, now: Date) {
+  let collections: '*' | string[];
+  if (input.collections === '*') collections = '*';
+  else if (
+    Array.isArray(input.collections) &&
+    input.collections.length > 0 &&
+    input.collections.length <= MAX_COLLECTIONS &&
+    input.collections.every((c) => typeof c === 'string' && COLLECTION_PATTERN.test(c))
+  ) {
+    collections = [...new Set(input.collections)].sort();
+  } else {
+    throw invalid('collections', `'*' or 1-${MAX_COLLECTIONS} collection names`);
+  }
+  if (
+    !Array.isArray(input.access) ||
+    input.access.length === 0 ||
+    !input.access.every((a) => API_KEY_ACCESS.includes(a))
+  ) {
+    throw invalid('access', 'a non-empty subset of read, write, admin');
+  }
+  const access = API_KEY_ACCESS.filter((a) => input.access.includes(a));
+  let expiresAt: string | null = null;
+  if (input.expiresAt !== undefined && input.expiresAt !== null) {
+    expiresAt = checkFutureTime('expiresAt', input.expiresAt, now);
+  }
+  let label: string | null = null;
+  if (input.label !== undefined && input.label !== null) {
+    if (
+      typeof input.label !== 'string' ||
+      input.label.length > MAX_LABEL_CHARS ||
+      CONTROL_CHARS.test(input.label)
+    ) {
+      throw invalid('label', `at most ${MAX_LABEL_CHARS} printable characters`);
+    }
+    label = input.label;
+  }
+  return { collections, access, expiresAt, label };
+}
+
+/** An RFC 3339 timestamp after `now`, normalised to UTC ISO form. */
+export function checkFutureTime(field: string, value: unknown, now: Date): string {
+  const ms = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value) ? Date.parse(value) : Number.NaN;
+  if (!Number.isFinite(ms)) throw invalid(field, 'an RFC 3339 date-time');
+  if (ms <= now.getTime()) throw invalid(field, 'must be in the future');
+  return new Date(ms).toISOString();
+}
+
+function toInfo(row: ControlDB['api_keys']): ApiKeyInfo {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    collections: JSON.parse(row.collections) as '*' | string[],
+    access: JSON.parse(row.access) as ApiKeyAccess[],
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+    label: row.label,
+  };
+}
+
+/**
+ * Inserts a new key inside the caller's transaction (the caller checks the tenant and audits):
+ * tenant provisioning issues the first key in the same commit that makes the tenant active.
+ */
+export async function insertApiKey(
+  trx: Transaction<ControlDB>,
+  input: IssueApiKeyInput,
+  now: Date,
+): Promise<IssuedApiKey> {
+  const checked = checkIssueInput(input, now);
+  const secret = newBearerSecret('ak');
+  const row: ControlDB['api_keys'] = {
+    id: secret.id,
+    tenant: input.tenant,
+    secret_hash: secret.hash,
+    collections: JSON.stringify(checked.collections),
+    access: JSON.stringify(checked.access),
+    created_at: now.toISOString(),
+    expires_at: checked.expiresAt,
+    revoked_at: null,
+    last_used_at: null,
+    label: checked.label,
+  };
+  await trx.insertInto('api_keys').values(row).execute();
+  return { ...toInfo(row), token: secret.token };
+}
+
+/** Revokes every live key of a tenant inside the caller's transaction; returns the ids revoked. */
+export async function revokeTenantApiKeys(
+  trx: Transaction<ControlDB>,
+  tenant: string,
+  at: string,
+): Promise<string[]> {
+  const live = await trx
+    .selectFrom('api_keys')
+    .select('id')
+    .where('tenant', '=', tenant)
+    .where('revoked_at', 'is', null)
+    .execute();
+  if (live.length > 0) {
+    await trx
+      .updateTable('api_keys')
+      .set({ revoked_at: at })
+      .where('tenant', '=', tenant)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+  return live.map((r) => r.id);
+}
+
+async function requireActiveTenant(trx: Transaction<ControlDB>, tenant: string): Promise<void> {
+  const row = await trx.selectFrom('tenants').select('state').where('id', '=', tenant).executeTakeFirst();
+  if (!row) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no such tenant');
+  if (row.state !== 'active') {
+    throw new TresorError('TRESOR_ERR_TENANT_STATE', `tenant is ${row.state}`, { state: row.state });
+  }
+}
+
+export interface ApiKeyService {
+  /** Issues a key for an active tenant (audited: `api-key.issue`); the token is in the result only. */
+  issue(input: IssueApiKeyInput, context: AuditContext): Promise<IssuedApiKey>;
+  /** The tenant's keys, revoked and expired ones included; never a secret or a hash. */
+  list(tenant: string): Promise<ApiKeyInfo[]>;
+  /** Revokes one key (audited: `api-key.revoke`); revoking a revoked key changes nothing. */
+  revoke(tenant: string, keyId: string, context: AuditContext): Promise<ApiKeyInfo>;
+  /** The key's principal, or TRESOR_ERR_UNAUTHENTICATED for any failure. */
+  authenticate(token: string): Promise<ApiKeyPrincipal>;
+  /** Waits for pending last-use writes (tests, shutdown). */
+  flush(): Promise<void>;
+}
+
+export interface ApiKeyServiceOptions {
+  control: Store<ControlDB>;
+  clock?: () => Date;
+  logger?: WarningLogger;
+  /** Record a key's last use at most this often (default 60 000 ms). */
+  lastUseIntervalMs?: number;
+}
+
+export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyService {
+  const { control } = options;
+  const clock = options.clock ?? (() => new Date());
+  const lastUse = createLastUseRecorder({
+    write: (id, at) =>
+      control.write((trx) =>
+        trx
+          .updateTable('api_keys')
+          .set({ last_used_at: at })
+          .where('id', '=', id)
+          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+          .execute(),
+      ),
+    intervalMs: options.lastUseIntervalMs ?? DEFAULT_LAST_USE_INTERVAL_MS,
+    clock,
+    logger: options.logger ?? consoleLogger,
+    what: 'an API key',
+  });
+
+  return {
+    async issue(input, context) {
+      const now = clock();
+      return control.write(async (trx) => {
+        await requireActiveTenant(trx, input.tenant);
+        const issued = await insertApiKey(trx, input, now);
+        await appendAuditEvent(
+          trx,
+          auditEventFrom(context, {
+            at: now.toISOString(),
+            tenant: input.tenant,
+            action: 'api-key.issue',
+            target: { apiKeyId: issued.id, collections: issued.collections, access: issued.access },
+            outcome: 'success',
+          }),
+        );
+        return issued;
+      });
+    },
+
+    async list(tenant) {
+      const rows = await control.db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('tenant', '=', tenant)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute();
+      return rows.map(toInfo);
+    },
+
+    async revoke(tenant, keyId, context) {
+      const now = clock();
+      return control.write(async (trx) => {
+        const row = await trx
+          .selectFrom('api_keys')
+          .selectAll()
+          .where('id', '=', keyId)
+          .where('tenant', '=', tenant)
+          .executeTakeFirst();
+        if (!row) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no such API key');
+        if (row.revoked_at !== null) return toInfo(row);
+        const at = now.toISOString();
+        await trx.updateTable('api_keys').set({ revoked_at: at }).where('id', '=', keyId).execute();
+        await appendAuditEvent(
+          trx,
+          auditEventFrom(context, {
+            at,
+            tenant,
+            action: 'api-key.revoke',
+            target: { apiKeyId: keyId },
+            outcome: 'success',
+          }),
+        );
+        return toInfo({ ...row, revoked_at: at });
+      });
+    },
+
+    async authenticate(token) {
+      const parsed = parseBearerToken(token);
+      const id = parsed?.kind === 'ak' ? parsed.id : undefined;
+      const row =
+        id === undefined
+          ? undefined
+          : await control.db
+              .selectFrom('api_keys')
+              .innerJoin('tenants', 'tenants.id', 'api_keys.tenant')
+              .select([
+                'api_keys.id',
+                'api_keys.tenant',
+                'api_keys.secret_hash',
+                'api_keys.collections',
+                'api_keys.access',
+                'api_keys.expires_at',
+                'api_keys.revoked_at',
+                'tenants.state as tenantState',
+              ])
+              .where('api_keys.id', '=', id)
+              .executeTakeFirst();
+      const matches = bearerSecretMatches('ak', id ?? 'ak_', parsed?.secret ?? '', row?.secret_hash);
+      const now = clock();
+      if (
+        !matches ||
+        row === undefined ||
+        row.revoked_at !== null ||
+        (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) ||
+        row.tenantState !== 'active'
+      ) {
+        throw unauthenticated();
+      }
+      lastUse.touch(row.id);
+      const collections = JSON.parse(row.collections) as '*' | string[];
+      return {
+        kind: 'api-key',
+        tenant: row.tenant,
+        keyId: row.id,
+        collections: collections === '*' ? '*' : Object.freeze([...collections]),
+        access: new Set(JSON.parse(row.access) as ApiKeyAccess[]),
+      };
+    },
+
+    flush: () => lastUse.flush(),
+  };
+}

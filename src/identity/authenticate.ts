@@ -1,0 +1,60 @@
+/**
+ * Bearer authentication for the request pipeline: one function from the token text to a Principal.
+ * The token's prefix says what it is — `tresor_op_…` an operator automation token, `tresor_ak_…` a
+ * tenant API key — and anything else fails the same way as a wrong secret, with the same
+ * TRESOR_ERR_UNAUTHENTICATED and comparable work, so a caller learns nothing from a refusal.
+ */
+
+import type { Store } from '../store/types.ts';
+import type { ControlDB } from '../vault/control-store-schema.ts';
+import {
+  type ApiKeyService,
+  bearerSecretMatches,
+  createApiKeyService,
+  parseBearerToken,
+  unauthenticated,
+  type WarningLogger,
+} from './api-keys.ts';
+import { createOperatorService, type OperatorService } from './operators.ts';
+import type { Principal } from './principal.ts';
+
+export interface Authenticator {
+  (bearerToken: string): Promise<Principal>;
+  /** Waits for pending last-use writes (tests, shutdown). */
+  flush(): Promise<void>;
+}
+
+export interface AuthenticatorOptions {
+  control: Store<ControlDB>;
+  clock?: () => Date;
+  logger?: WarningLogger;
+  lastUseIntervalMs?: number;
+  /** Services to use instead of building them over `control` (e.g. shared with the routes). */
+  apiKeys?: ApiKeyService;
+  operators?: OperatorService;
+}
+
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const shared = {
+    control: options.control,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.lastUseIntervalMs !== undefined ? { lastUseIntervalMs: options.lastUseIntervalMs } : {}),
+  };
+  const apiKeys = options.apiKeys ?? createApiKeyService(shared);
+  const operators = options.operators ?? createOperatorService(shared);
+
+  const authenticate = async (bearerToken: string): Promise<Principal> => {
+    const parsed = typeof bearerToken === 'string' ? parseBearerToken(bearerToken) : undefined;
+    if (parsed?.kind === 'op') return operators.authenticateOperatorToken(bearerToken);
+    if (parsed?.kind === 'ak') return apiKeys.authenticate(bearerToken);
+    // Not a token of ours: hash and compare against the dummy like any unknown id, then refuse.
+    bearerSecretMatches('ak', 'ak_', '', undefined);
+    throw unauthenticated();
+  };
+  return Object.assign(authenticate, {
+    flush: async () => {
+      await Promise.all([apiKeys.flush(), operators.flush()]);
+    },
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * Deletion certificates: what a closed tenant is handed as proof that its data is gone — which
+ * tenant, which tenant key ids keyd destroyed and when, when the close finished, and the date by
+ * which every backup that could still hold its ciphertext has aged out (DESIGN.md invariant 9).
+ *
+ * The signed bytes are the RFC 8785 (JCS) canonical JSON of the certificate, so anyone can
+ * re-derive them from the JSON object; keyd signs them with its purpose-bound Ed25519 key
+ * `tresor-keyd/deletion-certificate` (RFC 8032, pure Ed25519). Verification needs only node:crypto
+ * (or any Ed25519 library) and keyd's public key.
+ */
+import { createPublicKey, verify } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import type { KeyService } from '../keyd/operations.ts';
+
+export const DELETION_CERTIFICATE_TYPE = 'tresor-deletion-certificate/v1';
+const ED25519_PUBLIC_KEY_BYTES = 32;
+const ED25519_SIGNATURE_BYTES = 64;
+
+export interface DeletionCertificate {
+  type: typeof DELETION_CERTIFICATE_TYPE;
+  tenant: string;
+  tenantName?: string;
+  /** Every tenant key version keyd crypto-shredded. */
+  keyIdsDestroyed: string[];
+  /** When keyd destroyed the tenant key (ISO 8601). */
+  keydDestroyedAt: string;
+  /** When the close completed: store wiped, keys revoked (ISO 8601). */
+  closedAt: string;
+  /** YYYY-MM-DD: by the end of this day (UTC) no backup holding the tenant's ciphertext remains. */
+  backupsAgedOutBy: string;
+  reason: string;
+}
+
+export interface SignedDeletionCertificate {
+  certificate: DeletionCertificate;
+  /** The exact signed text: canonical JSON of `certificate`. */
+  body: string;
+  /** Base64 Ed25519 signature over the UTF-8 bytes of `body`. */
+  signature: string;
+  /** keyd's signing key name, e.g. `tresor-keyd/deletion-certificate`. */
+  keyName: string;
+}
+
+/** RFC 8785 canonical JSON of the certificate. */
+export function canonicalDeletionCertificate(certificate: DeletionCertificate): string {
+  const body = canonicalize(certificate);
+  if (body === undefined) throw new TypeError('certificate does not serialise');
+  return body;
+}
+
+/** The backup horizon: closedAt + retention, as a date (backups taken up to closedAt age out by then). */
+export function backupsAgedOutBy(closedAt: string, backupRetentionDays: number): string {
+  return new Date(Date.parse(closedAt) + backupRetentionDays * 86_400_000).toISOString().slice(0, 10);
+}
+
+export async function signDeletionCertificate(
+  keys: KeyService,
+  certificate: DeletionCertificate,
+): Promise<SignedDeletionCertificate> {
+  const body = canonicalDeletionCertificate(certificate);
+  const { signature, keyName } = await keys.call('sign', {
+    purpose: 'deletion-certificate',
+    message: Buffer.from(body, 'utf8'),
+  });
+  return { certificate, body, signature: Buffer.from(signature).toString('base64'), keyName };
+}
+
+/**
+ * Whether `signature` is keyd's Ed25519 signature of exactly `body` under `publicKey` (the raw
+ * 32-byte key from keyd's `publicKey` operation). Any changed byte of the body fails. A body that
+ * is not the canonical form of a deletion certificate fails too, so the bytes checked are the
+ * bytes a reader sees.
+ */
+export function verifyDeletionCertificate(
+  body: string | Uint8Array,
+  signature: string | Uint8Array,
+  publicKey: Uint8Array,
+): boolean {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body);
+  const sig = typeof signature === 'string' ? Buffer.from(signature, 'base64') : Buffer.from(signature);
+  if (sig.length !== ED25519_SIGNATURE_BYTES || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+  const key = createPublicKey({
+    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') },
+    format: 'jwk',
+  });
+  if (!verify(null, bytes, key, sig)) return false;
+  const parsed = parseDeletionCertificate(bytes.toString('utf8'));
+  return parsed !== undefined && canonicalDeletionCertificate(parsed) === bytes.toString('utf8');
+}
+
+/** The certificate in a body, or undefined when the body is not one. */
+export function parseDeletionCertificate(body: string): DeletionCertificate | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  const isString = (x: unknown): x is string => typeof x === 'string';
+  if (
+    v.type !== DELETION_CERTIFICATE_TYPE ||
+    !isString(v.tenant) ||
+    (v.tenantName !== undefined && !isString(v.tenantName)) ||
+    !Array.isArray(v.keyIdsDestroyed) ||
+    !v.keyIdsDestroyed.every(isString) ||
+    !isString(v.keydDestroyedAt) ||
+    !isString(v.closedAt) ||
+    !isString(v.backupsAgedOutBy) ||
+    !isString(v.reason)
+  ) {
+    return undefined;
+  }
+  return v as unknown as DeletionCertificate;
+}

@@ -1,0 +1,294 @@
+/**
+ * Tenant API keys against a real SQLite control store: issued once, stored as a hash, scoped,
+ * expiring, revocable, last use recorded without a write per request, and one uniform refusal.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import {
+  type ApiKeyService,
+  createApiKeyService,
+  hashBearerSecret,
+  parseBearerToken,
+} from '../../src/identity/api-keys.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { Store } from '../../src/store/types.ts';
+import {
+  type ControlDB,
+  controlStoreMigrations,
+  type TenantState,
+} from '../../src/vault/control-store-schema.ts';
+
+const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
+const OTHER = 'ten_bbbbbbbbbbbbbbbbbbbbbbbb';
+const ADMIN_CONTEXT = { actor: { kind: 'api-key' as const, id: 'ak_admin' } };
+
+async function addTenant(control: Store<ControlDB>, id: string, state: TenantState = 'active') {
+  const at = '2030-01-01T00:00:00.000Z';
+  await control.write((trx) =>
+    trx
+      .insertInto('tenants')
+      .values({
+        id,
+        name: id,
+        state,
+        contract_start: '2030-01-01',
+        contract_end: null,
+        created_at: at,
+        updated_at: at,
+        closed_at: null,
+        close_reason: null,
+        close_export_pending: 0,
+        keys_destroyed_at: null,
+        key_ids_destroyed: null,
+        store_destroyed_at: null,
+      })
+      .execute(),
+  );
+}
+
+async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    const e = error as { code?: unknown; message?: unknown };
+    return { code: e.code, message: e.message };
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('API keys', () => {
+  let dir: string;
+  let control: Store<ControlDB>;
+  let writes: number;
+  let now: Date;
+  let keys: ApiKeyService;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tresor-apikeys-'));
+    const store = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    writes = 0;
+    control = {
+      location: store.location,
+      db: store.db,
+      write: (work) => {
+        writes++;
+        return store.write(work);
+      },
+      healthy: () => store.healthy(),
+      close: () => store.close(),
+    };
+    now = new Date('2030-06-01T00:00:00.000Z');
+    await addTenant(control, TENANT);
+    await addTenant(control, OTHER);
+    keys = createApiKeyService({ control, clock: () => now, logger: { warn: () => {} } });
+  });
+
+  afterEach(async () => {
+    await keys.flush();
+    await control.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('issues a random 256-bit token once, in the form tresor_<keyId>_<secret>', async () => {
+    const a = await keys.issue({ tenant: TENANT, collections: ['people'], access: ['read'] }, ADMIN_CONTEXT);
+    const b = await keys.issue({ tenant: TENANT, collections: ['people'], access: ['read'] }, ADMIN_CONTEXT);
+    assert.match(a.token, /^tresor_ak_[0-9a-f]{24}_[A-Za-z0-9_-]{43}$/);
+    assert.ok(a.token.startsWith(`tresor_${a.id}_`));
+    const secret = parseBearerToken(a.token)?.secret ?? '';
+    assert.equal(Buffer.from(secret, 'base64url').length, 32, '256 bits of secret');
+    assert.notEqual(a.token, b.token);
+    assert.notEqual(a.id, b.id);
+  });
+
+  it('authenticates to a principal scoped to its tenant, collections and access', async () => {
+    const issued = await keys.issue(
+      { tenant: TENANT, collections: ['people', 'orders', 'people'], access: ['write', 'read'] },
+      ADMIN_CONTEXT,
+    );
+    assert.deepEqual(issued.collections, ['orders', 'people']);
+    assert.deepEqual(issued.access, ['read', 'write']);
+    const principal = await keys.authenticate(issued.token);
+    assert.equal(principal.kind, 'api-key');
+    assert.equal(principal.tenant, TENANT);
+    assert.equal(principal.keyId, issued.id);
+    assert.deepEqual(principal.collections, ['orders', 'people']);
+    assert.deepEqual([...principal.access].sort(), ['read', 'write']);
+  });
+
+  it('refuses every failure the same way: unknown, wrong secret, malformed, revoked, expired, tenant not active', async () => {
+    const good = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    const revoked = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.revoke(TENANT, revoked.id, ADMIN_CONTEXT);
+    const expiring = await keys.issue(
+      { tenant: TENANT, collections: '*', access: ['read'], expiresAt: '2030-06-01T01:00:00Z' },
+      ADMIN_CONTEXT,
+    );
+    const closing = await keys.issue({ tenant: OTHER, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await control.write((trx) =>
+      trx.updateTable('tenants').set({ state: 'closing' }).where('id', '=', OTHER).execute(),
+    );
+
+    const parsed = parseBearerToken(good.token);
+    assert.ok(parsed);
+    const flipped = parsed.secret.startsWith('A')
+      ? `B${parsed.secret.slice(1)}`
+      : `A${parsed.secret.slice(1)}`;
+    now = new Date('2030-06-01T01:00:00.000Z'); // the expiring key's last instant has passed
+    const refusals = await Promise.all(
+      [
+        `tresor_ak_${'0'.repeat(24)}_${parsed.secret}`, // unknown id
+        `tresor_${good.id}_${flipped}`, // wrong secret
+        good.token.slice(0, -1), // malformed
+        `${good.token}x`,
+        '',
+        'Bearer whatever',
+        `tresor_op_${good.id.slice(3)}_${parsed.secret}`, // an operator token's shape
+        revoked.token,
+        expiring.token,
+        closing.token,
+      ].map((t) => refusal(keys.authenticate(t))),
+    );
+    for (const r of refusals) {
+      assert.deepEqual(r, refusals[0]);
+    }
+    assert.equal(refusals[0]?.code, 'TRESOR_ERR_UNAUTHENTICATED');
+    // And the good key still works.
+    assert.equal((await keys.authenticate(good.token)).keyId, good.id);
+  });
+
+  it('lists keys without secrets or hashes, and audits issue and revoke without them', async () => {
+    const issued = await keys.issue(
+      { tenant: TENANT, collections: '*', access: ['admin'], label: 'ci deploy' },
+      ADMIN_CONTEXT,
+    );
+    const revoked = await keys.revoke(TENANT, issued.id, ADMIN_CONTEXT);
+    assert.equal(revoked.revokedAt, now.toISOString());
+    assert.equal(
+      (await keys.revoke(TENANT, issued.id, ADMIN_CONTEXT)).revokedAt,
+      now.toISOString(),
+      'idempotent',
+    );
+
+    const secret = parseBearerToken(issued.token)?.secret ?? '';
+    const hash = hashBearerSecret('ak', issued.id, secret);
+    const list = await keys.list(TENANT);
+    assert.equal(list.length, 1);
+    assert.deepEqual(Object.keys(list[0] ?? {}).sort(), [
+      'access',
+      'collections',
+      'createdAt',
+      'expiresAt',
+      'id',
+      'label',
+      'lastUsedAt',
+      'revokedAt',
+      'tenant',
+    ]);
+    const events = await control.db.selectFrom('audit_events').selectAll().execute();
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ['api-key.issue', 'api-key.revoke'],
+    );
+    for (const text of [JSON.stringify(list), JSON.stringify(events)]) {
+      assert.ok(!text.includes(secret));
+      assert.ok(!text.includes(hash));
+    }
+    assert.deepEqual(await keys.list(OTHER), []);
+  });
+
+  it('keeps only the hash: the token text is in no control store file', async () => {
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.authenticate(issued.token);
+    await keys.flush();
+    const secret = parseBearerToken(issued.token)?.secret ?? '';
+    const row = await control.db
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('id', '=', issued.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.secret_hash, hashBearerSecret('ak', issued.id, secret));
+    for (const file of readdirSync(dir).filter((f) => f.startsWith('control.sqlite'))) {
+      const bytes = readFileSync(join(dir, file));
+      assert.equal(bytes.indexOf(secret), -1, file);
+    }
+  });
+
+  it('records last use at most once a minute per key, without a write per request', async () => {
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    const before = writes;
+    for (let i = 0; i < 20; i++) await keys.authenticate(issued.token);
+    await keys.flush();
+    assert.equal(writes - before, 1);
+    const lastUsed = async () => (await keys.list(TENANT))[0]?.lastUsedAt;
+    assert.equal(await lastUsed(), '2030-06-01T00:00:00.000Z');
+
+    now = new Date('2030-06-01T00:00:59.000Z');
+    await keys.authenticate(issued.token);
+    await keys.flush();
+    assert.equal(writes - before, 1);
+    assert.equal(await lastUsed(), '2030-06-01T00:00:00.000Z');
+
+    now = new Date('2030-06-01T00:01:00.000Z');
+    await keys.authenticate(issued.token);
+    await keys.flush();
+    assert.equal(writes - before, 2);
+    assert.equal(await lastUsed(), '2030-06-01T00:01:00.000Z');
+  });
+
+  it('authenticates even when recording last use fails, and logs only the key id', async () => {
+    const warnings: unknown[] = [];
+    const failing = createApiKeyService({
+      control: { ...control, write: () => Promise.reject(new Error('disk full')) },
+      clock: () => now,
+      logger: { warn: (details, message) => warnings.push({ details, message }) },
+    });
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    assert.equal((await failing.authenticate(issued.token)).keyId, issued.id);
+    await failing.flush();
+    assert.equal(warnings.length, 1);
+    assert.ok(!JSON.stringify(warnings).includes(parseBearerToken(issued.token)?.secret ?? '?'));
+  });
+
+  it('refuses keys for unknown or inactive tenants and bad scopes', async () => {
+    const code = async (p: Promise<unknown>) => (await refusal(p)).code;
+    assert.equal(
+      await code(keys.issue({ tenant: 'ten_nope', collections: '*', access: ['read'] }, ADMIN_CONTEXT)),
+      'TRESOR_ERR_NOT_FOUND',
+    );
+    await addTenant(control, 'ten_cccccccccccccccccccccccc', 'closed');
+    assert.equal(
+      await code(
+        keys.issue(
+          { tenant: 'ten_cccccccccccccccccccccccc', collections: '*', access: ['read'] },
+          ADMIN_CONTEXT,
+        ),
+      ),
+      'TRESOR_ERR_TENANT_STATE',
+    );
+    for (const bad of [
+      { collections: [], access: ['read'] },
+      { collections: ['no spaces'], access: ['read'] },
+      { collections: '*', access: [] },
+      { collections: '*', access: ['delete'] },
+      { collections: '*', access: ['read'], expiresAt: '2030-05-01T00:00:00Z' },
+      { collections: '*', access: ['read'], expiresAt: 'tomorrow' },
+      { collections: '*', access: ['read'], label: 'x'.repeat(101) },
+    ]) {
+      assert.equal(
+        await code(keys.issue({ tenant: TENANT, ...bad } as never, ADMIN_CONTEXT)),
+        'TRESOR_ERR_VALIDATION',
+        JSON.stringify(bad),
+      );
+    }
+    assert.equal(await code(keys.revoke(TENANT, 'ak_unknown', ADMIN_CONTEXT)), 'TRESOR_ERR_NOT_FOUND');
+    const other = await keys.issue({ tenant: OTHER, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    assert.equal(
+      await code(keys.revoke(TENANT, other.id, ADMIN_CONTEXT)),
+      'TRESOR_ERR_NOT_FOUND',
+      "not another tenant's key",
+    );
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * Operator admins: the bootstrap admin is made once, its password argon2id-hashed and its token
+ * stored as a hash; password and token authenticate to an operator-admin principal, and every
+ * failure is the same refusal taking comparable time.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { createOperatorService, type OperatorService } from '../../src/identity/operators.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { Store } from '../../src/store/types.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
+
+async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    const e = error as { code?: unknown; message?: unknown };
+    return { code: e.code, message: e.message };
+  }
+  assert.fail('expected a refusal');
+}
+
+async function elapsed(fn: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await fn().catch(() => undefined);
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+describe('operator admins', () => {
+  let dir: string;
+  let control: Store<ControlDB>;
+  let now: Date;
+  let operators: OperatorService;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tresor-operators-'));
+    control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    now = new Date('2030-06-01T00:00:00.000Z');
+    operators = createOperatorService({ control, clock: () => now, logger: { warn: () => {} } });
+  });
+
+  afterEach(async () => {
+    await operators.flush();
+    await control.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates the bootstrap admin once and returns its password and token only then', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: ' Admin@Example.test ' });
+    assert.ok(admin);
+    assert.equal(admin.email, 'admin@example.test');
+    assert.ok(admin.password.length >= 20);
+    assert.match(admin.token, /^tresor_op_[0-9a-f]{24}_[A-Za-z0-9_-]{43}$/);
+    assert.equal(await operators.ensureBootstrapAdmin({ email: 'admin@example.test' }), undefined);
+    assert.equal(await operators.ensureBootstrapAdmin({ email: 'other@example.test' }), undefined);
+    const rows = await control.db.selectFrom('operators').selectAll().execute();
+    assert.equal(rows.length, 1);
+    const events = await control.db.selectFrom('audit_events').selectAll().execute();
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ['operator.create'],
+    );
+    assert.ok(!JSON.stringify(events).includes(admin.password));
+    assert.ok(!JSON.stringify(events).includes(admin.token.slice(-43)));
+  });
+
+  it('stores the password only as an argon2id hash with OWASP parameters, and the token only as a hash', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@example.test' });
+    assert.ok(admin);
+    const row = await control.db.selectFrom('operators').selectAll().executeTakeFirstOrThrow();
+    assert.match(row.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    const files = readdirSync(dir).filter((f) => f.startsWith('control.sqlite'));
+    assert.ok(files.length > 0);
+    for (const file of files) {
+      const bytes = readFileSync(join(dir, file));
+      assert.equal(bytes.indexOf(admin.password), -1, `${file} holds the password`);
+      assert.equal(bytes.indexOf(admin.token.slice(-43)), -1, `${file} holds the token secret`);
+    }
+  });
+
+  it('verifies the password to an operator-admin principal', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@example.test' });
+    assert.ok(admin);
+    const principal = await operators.verifyOperatorPassword('ADMIN@example.test', admin.password);
+    assert.deepEqual(principal, { kind: 'operator-admin', id: admin.id, method: 'password' });
+  });
+
+  it('refuses a wrong password, an unknown e-mail and a disabled operator alike, in comparable time', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@example.test' });
+    assert.ok(admin);
+    const wrong = await refusal(operators.verifyOperatorPassword('admin@example.test', `${admin.password}x`));
+    const unknown = await refusal(operators.verifyOperatorPassword('nobody@example.test', admin.password));
+    const malformed = await refusal(operators.verifyOperatorPassword('not an email', admin.password));
+    const empty = await refusal(operators.verifyOperatorPassword('admin@example.test', ''));
+    assert.equal(wrong.code, 'TRESOR_ERR_UNAUTHENTICATED');
+    for (const r of [unknown, malformed, empty]) assert.deepEqual(r, wrong);
+
+    // The unknown e-mail pays for an argon2id verification too (a dummy hash): without it, it would
+    // answer in well under a tenth of the time.
+    await operators.verifyOperatorPassword('nobody@example.test', 'warm-up').catch(() => undefined);
+    const wrongTimes: number[] = [];
+    const unknownTimes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      wrongTimes.push(await elapsed(() => operators.verifyOperatorPassword('admin@example.test', 'nope')));
+      unknownTimes.push(await elapsed(() => operators.verifyOperatorPassword('nobody@example.test', 'nope')));
+    }
+    assert.ok(
+      median(unknownTimes) > 0.4 * median(wrongTimes),
+      `unknown ${median(unknownTimes)} ms vs wrong ${median(wrongTimes)} ms`,
+    );
+
+    await control.write((trx) =>
+      trx.updateTable('operators').set({ disabled_at: now.toISOString() }).execute(),
+    );
+    assert.deepEqual(
+      await refusal(operators.verifyOperatorPassword('admin@example.test', admin.password)),
+      wrong,
+    );
+    assert.deepEqual(await refusal(operators.authenticateOperatorToken(admin.token)), wrong);
+  });
+
+  it('authenticates the automation token as an operator-admin principal; revoked or expired tokens are refused', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@example.test' });
+    assert.ok(admin);
+    assert.deepEqual(await operators.authenticateOperatorToken(admin.token), {
+      kind: 'operator-admin',
+      id: admin.id,
+      method: 'token',
+    });
+    const context = { actor: { kind: 'operator-admin' as const, id: admin.id } };
+    const expiring = await operators.issueOperatorToken(
+      admin.id,
+      { expiresAt: '2030-06-02T00:00:00Z' },
+      context,
+    );
+    assert.equal((await operators.authenticateOperatorToken(expiring.token)).id, admin.id);
+    await operators.revokeOperatorToken(expiring.id, context);
+    const revoked = await refusal(operators.authenticateOperatorToken(expiring.token));
+    assert.equal(revoked.code, 'TRESOR_ERR_UNAUTHENTICATED');
+
+    const later = await operators.issueOperatorToken(
+      admin.id,
+      { expiresAt: '2030-06-02T00:00:00Z' },
+      context,
+    );
+    now = new Date('2030-06-02T00:00:00.000Z');
+    assert.deepEqual(await refusal(operators.authenticateOperatorToken(later.token)), revoked);
+    const secret = admin.token.slice(-43);
+    const wrongSecret = admin.token.slice(0, -43) + (secret.startsWith('A') ? 'B' : 'A') + secret.slice(1);
+    assert.deepEqual(await refusal(operators.authenticateOperatorToken(wrongSecret)), revoked);
+    const events = JSON.stringify(await control.db.selectFrom('audit_events').selectAll().execute());
+    assert.ok(!events.includes(expiring.token.slice(-43)));
+  });
+
+  it('records the token last use at most once a minute', async () => {
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@example.test' });
+    assert.ok(admin);
+    for (let i = 0; i < 5; i++) await operators.authenticateOperatorToken(admin.token);
+    await operators.flush();
+    const row = await control.db
+      .selectFrom('operator_tokens')
+      .select('last_used_at')
+      .executeTakeFirstOrThrow();
+    assert.equal(row.last_used_at, '2030-06-01T00:00:00.000Z');
+  });
+});
