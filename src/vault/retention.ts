@@ -1,0 +1,65 @@
+/**
+ * Retention: a collection's retentionDays gives each record an expiry (creation + period); this job
+ * deletes expired records and their blind-index rows. "Only the data we need" (DESIGN.md) — what
+ * the customer declared they keep for N days is gone after N days, without anyone asking.
+ *
+ * Deletion runs in batches (limits.retentionBatch records of one collection per transaction), each
+ * batch with its own audit event by the system actor {kind: 'system', id: 'retention'}, so a large
+ * backlog neither holds one huge transaction nor produces one unreadable event. Inside each
+ * transaction the expiry is checked again, so concurrent runs or a retention change in between can
+ * only delete what is really expired, and each record is audited once.
+ */
+import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import type { VaultContext } from './records.ts';
+
+export const RETENTION_ACTOR: AuditEvent['actor'] = { kind: 'system', id: 'retention' };
+
+export async function runRetention(ctx: VaultContext, tenant: string): Promise<{ deleted: number }> {
+  const store = await ctx.stores(tenant);
+  const now = ctx.clock().getTime();
+  let deleted = 0;
+  for (;;) {
+    const due = await store.db
+      .selectFrom('records')
+      .select(['id', 'collection'])
+      .where('expires_at', 'is not', null)
+      .where('expires_at', '<=', now)
+      .orderBy('expires_at')
+      .limit(ctx.limits.retentionBatch)
+      .execute();
+    if (due.length === 0) break;
+    const byCollection = new Map<string, string[]>();
+    for (const { id, collection } of due) {
+      const ids = byCollection.get(collection) ?? [];
+      ids.push(id);
+      byCollection.set(collection, ids);
+    }
+    let progress = 0;
+    for (const [collection, ids] of byCollection) {
+      progress += await store.write(async (trx) => {
+        const expired = await trx
+          .selectFrom('records')
+          .select('id')
+          .where('id', 'in', ids)
+          .where('expires_at', '<=', now)
+          .execute();
+        const recordIds = expired.map((r) => r.id);
+        if (recordIds.length === 0) return 0;
+        await trx.deleteFrom('blind_index').where('record_id', 'in', recordIds).execute();
+        await trx.deleteFrom('records').where('id', 'in', recordIds).execute();
+        await appendAuditEvent(trx, {
+          at: ctx.clock().toISOString(),
+          actor: { ...RETENTION_ACTOR },
+          tenant,
+          action: 'record.delete',
+          target: { collection, recordIds, reason: 'retention' },
+          outcome: 'success',
+        });
+        return recordIds.length;
+      });
+    }
+    deleted += progress;
+    if (progress === 0) break; // everything due was taken by a concurrent run
+  }
+  return { deleted };
+}

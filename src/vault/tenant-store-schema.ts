@@ -1,0 +1,149 @@
+/**
+ * The tenant store: one store per tenant (DESIGN.md "a store per contract"), holding that tenant's
+ * collections, encrypted records, blind indexes, wrapped data keys and audit events — so closing a
+ * tenant destroys exactly one store, and a query can never reach another tenant's rows.
+ *
+ * Layout (why each table looks the way it does):
+ *   collections  the declared schema as JSON (names, types, classifications — metadata, never a
+ *                customer value) and the blind-index key id pinned when the collection was made.
+ *   records      ONE ROW PER RECORD: `fields` is a compact binary map field → AES-256-GCM envelope
+ *                (src/vault/records.ts). One row means one INSERT/UPDATE and one indexed read per
+ *                record operation, which is what thousands of writes per second need; a row per
+ *                field would multiply rows, index entries and statements by the field count while
+ *                each envelope is already bound to its own field by its AAD. `seq` is the creation
+ *                order (cursor pagination); timestamps are epoch milliseconds so retention is a plain
+ *                integer comparison on every SQL backend.
+ *   blind_index  HMAC rows (collection, field, mac, record_id) for searchable fields: equality search
+ *                is an index lookup, never a decryption of every record.
+ *   data_keys    wrapped data keys beside the data they protect (same shape as
+ *                src/store/sqlite/data-key-store.ts); a plaintext key has no column to go to.
+ *   audit_events the change and its event commit in one transaction (src/audit/event.ts).
+ */
+import { type Generated, type Kysely, type Migration, sql } from 'kysely';
+import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
+import type { Migrations } from '../store/types.ts';
+
+export interface CollectionsTable {
+  name: string;
+  schema_version: number;
+  /** JSON of the stored schema (src/vault/schema.ts StoredSchema). */
+  schema: string;
+  /** The tenant blind-index data key pinned for this collection (stable: rotating it breaks search). */
+  blind_index_key_id: string;
+  retention_days: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RecordsTable {
+  seq: Generated<number>;
+  id: string;
+  collection: string;
+  version: number;
+  created_at: number;
+  updated_at: number;
+  expires_at: number | null;
+  /** Encoded field → envelope map (src/vault/records.ts encodeFieldEnvelopes). */
+  fields: Uint8Array;
+}
+
+export interface BlindIndexTable {
+  collection: string;
+  field: string;
+  mac: Uint8Array;
+  record_id: string;
+}
+
+export interface DataKeysTable {
+  key_id: string;
+  tenant: string;
+  purpose: string;
+  wrapped: Uint8Array;
+  state: string;
+  created_at: string;
+  reserved: number;
+}
+
+export interface TenantDB extends WithAuditEvents {
+  collections: CollectionsTable;
+  records: RecordsTable;
+  blind_index: BlindIndexTable;
+  data_keys: DataKeysTable;
+}
+
+export const dataKeysMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('data_keys')
+      .addColumn('key_id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant', 'text', (c) => c.notNull())
+      .addColumn('purpose', 'text', (c) => c.notNull())
+      .addColumn('wrapped', 'blob', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull().check(sql`state IN ('active', 'decrypt-only')`))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('reserved', 'integer', (c) => c.notNull().check(sql`reserved >= 0`))
+      .execute();
+    // At most one active key per tenant and purpose, enforced by the store itself.
+    await db.schema
+      .createIndex('data_keys_one_active')
+      .on('data_keys')
+      .columns(['tenant', 'purpose'])
+      .unique()
+      .where(sql.ref('state'), '=', 'active')
+      .execute();
+  },
+};
+
+export const vaultMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('collections')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('schema_version', 'integer', (c) => c.notNull())
+      .addColumn('schema', 'text', (c) => c.notNull())
+      .addColumn('blind_index_key_id', 'text', (c) => c.notNull())
+      .addColumn('retention_days', 'integer')
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'integer', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('records')
+      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', 'text', (c) => c.notNull().unique())
+      .addColumn('collection', 'text', (c) => c.notNull().references('collections.name'))
+      .addColumn('version', 'integer', (c) => c.notNull().check(sql`version >= 1`))
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'integer', (c) => c.notNull())
+      .addColumn('expires_at', 'integer')
+      .addColumn('fields', 'blob', (c) => c.notNull())
+      .execute();
+    // Listing walks one collection in creation order; retention finds what has expired.
+    await db.schema
+      .createIndex('records_by_collection')
+      .on('records')
+      .columns(['collection', 'seq'])
+      .execute();
+    await db.schema
+      .createIndex('records_by_expiry')
+      .on('records')
+      .column('expires_at')
+      .where(sql.ref('expires_at'), 'is not', null)
+      .execute();
+    await db.schema
+      .createTable('blind_index')
+      .addColumn('collection', 'text', (c) => c.notNull())
+      .addColumn('field', 'text', (c) => c.notNull())
+      .addColumn('mac', 'blob', (c) => c.notNull())
+      .addColumn('record_id', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('blind_index_pk', ['collection', 'field', 'mac', 'record_id'])
+      .execute();
+    await db.schema.createIndex('blind_index_by_record').on('blind_index').column('record_id').execute();
+  },
+};
+
+/** Applied in name order when a tenant store opens (openSqliteStore<TenantDB>(path, tenantStoreMigrations)). */
+export const tenantStoreMigrations: Migrations = {
+  '0001-audit-events': auditEventsMigration,
+  '0002-data-keys': dataKeysMigration,
+  '0003-vault': vaultMigration,
+};
