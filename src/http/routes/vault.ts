@@ -1,0 +1,351 @@
+/**
+ * Collections and records over HTTP — the core contract of DESIGN.md. Only a tenant's own API keys
+ * reach these routes (operator principals cannot: auth 'api-key'), each scoped to collections and
+ * to read / write / admin. Bodies are checked here for shape and again, fully, by the vault.
+ * Another tenant's record and a missing one answer the same 404: every lookup is inside the
+ * caller's own tenant store, so the other tenant's record simply is not there.
+ */
+import Type from 'typebox';
+import { TresorError } from '../../errors.ts';
+import type { ApiKeyAccess } from '../../identity/principal.ts';
+import type { Vault } from '../../vault/collections.ts';
+import { type ApiKeyPrincipal, type AuthorizationInput, defineRoute, type RouteModule } from '../route.ts';
+
+export interface VaultRouteDeps {
+  vault: Vault;
+}
+
+const NAME = '^[a-z][a-z0-9_]{0,62}$';
+const CollectionName = Type.String({ pattern: NAME, maxLength: 63 });
+const RecordId = Type.String({ pattern: '^rec_[0-9a-f]{32}$', maxLength: 36 });
+const Version = Type.Integer({ minimum: 1 });
+
+const FieldDeclaration = Type.Object({
+  type: Type.Union(['string', 'number', 'boolean', 'date', 'object'].map((t) => Type.Literal(t))),
+  classification: Type.Union(
+    ['public', 'internal', 'confidential', 'personal', 'sensitive'].map((c) => Type.Literal(c)),
+  ),
+  required: Type.Optional(Type.Boolean()),
+  searchable: Type.Optional(Type.Boolean()),
+  default: Type.Optional(Type.Unknown()),
+});
+
+const Schema = Type.Object(
+  {
+    fields: Type.Record(Type.String(), Type.Unknown()),
+    retentionDays: Type.Union([Type.Integer(), Type.Null()]),
+  },
+  { additionalProperties: true },
+);
+
+/** Record data: an object; its fields are checked against the collection's schema by the vault. */
+const Data = Type.Object({}, { additionalProperties: true, maxProperties: 256 });
+
+const RecordBody = Type.Object({ id: Type.String(), version: Version, data: Data });
+
+const IfMatch = Type.String({ pattern: '^(W/)?"?[0-9]{1,15}"?$', maxLength: 20 });
+
+function parseIfMatch(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  return Number(value.replace(/^W\//, '').replaceAll('"', ''));
+}
+
+function etag(version: number): Record<string, string> {
+  return { etag: `"${version}"` };
+}
+
+/** The key must cover the collection in the URL (when there is one) and have the access named. */
+function allow(access: ApiKeyAccess) {
+  return (principal: ApiKeyPrincipal, request: AuthorizationInput): void => {
+    if (!principal.access.has(access) && !principal.access.has('admin')) {
+      throw new TresorError('TRESOR_ERR_FORBIDDEN', `this API key lacks the ${access} scope`);
+    }
+    const name = request.params.name;
+    if (name !== undefined && principal.collections !== '*' && !principal.collections.includes(name)) {
+      throw new TresorError('TRESOR_ERR_FORBIDDEN', 'this API key does not cover this collection');
+    }
+  };
+}
+
+function adminOnly(principal: ApiKeyPrincipal): void {
+  if (!principal.access.has('admin'))
+    throw new TresorError('TRESOR_ERR_FORBIDDEN', 'this API key lacks the admin scope');
+  if (principal.collections !== '*') {
+    throw new TresorError('TRESOR_ERR_FORBIDDEN', 'this needs an admin key for all collections');
+  }
+}
+
+const WHERE_KEY = /^where\[([a-z][a-z0-9_]{0,62})\]$/;
+
+export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
+  const { vault } = deps;
+  return {
+    name: 'vault',
+    routes: [
+      defineRoute({
+        method: 'PUT',
+        url: '/v1/collections/:name',
+        summary: 'Declare or change a collection’s schema (fields, classification, retention)',
+        tags: ['collections'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('admin'),
+        audit: { action: 'collection.put' },
+        schema: {
+          params: Type.Object({ name: CollectionName }),
+          body: Type.Object({
+            fields: Type.Record(Type.String({ pattern: NAME }), FieldDeclaration, { maxProperties: 200 }),
+            retentionDays: Type.Optional(
+              Type.Union([Type.Integer({ minimum: 1, maximum: 36500 }), Type.Null()]),
+            ),
+            drop: Type.Optional(Type.Array(Type.String({ pattern: NAME }), { maxItems: 200 })),
+          }),
+          response: {
+            200: Type.Object({
+              name: Type.String(),
+              version: Version,
+              created: Type.Boolean(),
+              schema: Schema,
+            }),
+            201: Type.Object({
+              name: Type.String(),
+              version: Version,
+              created: Type.Boolean(),
+              schema: Schema,
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const result = await vault.putCollection(
+          ctx.principal.tenant,
+          ctx.params.name,
+          ctx.body,
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return result.created ? { status: 201, body: result } : { status: 200, body: result };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/collections',
+        summary: 'The tenant’s collections and their schemas',
+        tags: ['collections'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('read'),
+        audit: { action: 'collection.list' },
+        schema: {
+          response: {
+            200: Type.Object({
+              collections: Type.Array(
+                Type.Object({
+                  name: Type.String(),
+                  version: Version,
+                  createdAt: Type.String(),
+                  updatedAt: Type.String(),
+                  schema: Schema,
+                }),
+              ),
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const all = await vault.listCollections(ctx.principal.tenant);
+        const p = ctx.principal;
+        const collections = p.collections === '*' ? all : all.filter((c) => p.collections.includes(c.name));
+        await ctx.audit.record();
+        return { status: 200, body: { collections } };
+      }),
+
+      defineRoute({
+        method: 'POST',
+        url: '/v1/collections/:name/records',
+        summary:
+          'Create a record; every field is encrypted before it reaches the store; unknown fields → 422',
+        tags: ['records'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('write'),
+        audit: { action: 'record.create' },
+        schema: {
+          params: Type.Object({ name: CollectionName }),
+          body: Data,
+          response: { 201: RecordBody },
+        },
+      }).handle(async (ctx) => {
+        const record = await vault.createRecord(
+          ctx.principal.tenant,
+          ctx.params.name,
+          ctx.body,
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return {
+          status: 201,
+          body: record,
+          headers: {
+            ...etag(record.version),
+            location: `/v1/collections/${ctx.params.name}/records/${record.id}`,
+          },
+        };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/collections/:name/records/:id',
+        summary: 'Read a record (returned only once its audit entry is durable)',
+        tags: ['records'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('read'),
+        audit: { action: 'record.read' },
+        schema: {
+          params: Type.Object({ name: CollectionName, id: RecordId }),
+          response: { 200: RecordBody },
+        },
+      }).handle(async (ctx) => {
+        const record = await vault.readRecord(
+          ctx.principal.tenant,
+          ctx.params.name,
+          ctx.params.id,
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return { status: 200, body: record, headers: etag(record.version) };
+      }),
+
+      defineRoute({
+        method: 'PATCH',
+        url: '/v1/collections/:name/records/:id',
+        summary:
+          'Partial update with optimistic concurrency: If-Match is the version read (412 if stale, 428 if absent)',
+        tags: ['records'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('write'),
+        audit: { action: 'record.update' },
+        schema: {
+          params: Type.Object({ name: CollectionName, id: RecordId }),
+          headers: Type.Object({ 'if-match': Type.Optional(IfMatch) }),
+          body: Data,
+          response: { 200: RecordBody },
+        },
+      }).handle(async (ctx) => {
+        const record = await vault.updateRecord(
+          ctx.principal.tenant,
+          ctx.params.name,
+          ctx.params.id,
+          ctx.body,
+          parseIfMatch(ctx.headers['if-match']),
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return { status: 200, body: record, headers: etag(record.version) };
+      }),
+
+      defineRoute({
+        method: 'DELETE',
+        url: '/v1/collections/:name/records/:id',
+        summary: 'Delete a record (If-Match optional)',
+        tags: ['records'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('write'),
+        audit: { action: 'record.delete' },
+        schema: {
+          params: Type.Object({ name: CollectionName, id: RecordId }),
+          headers: Type.Object({ 'if-match': Type.Optional(IfMatch) }),
+          response: { 204: Type.Null() },
+        },
+      }).handle(async (ctx) => {
+        await vault.deleteRecord(
+          ctx.principal.tenant,
+          ctx.params.name,
+          ctx.params.id,
+          parseIfMatch(ctx.headers['if-match']),
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return { status: 204 };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/collections/:name/records',
+        summary:
+          'List records with cursor pagination; where[field]=value searches searchable fields by blind index',
+        tags: ['records'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: allow('read'),
+        audit: { action: 'record.list' },
+        schema: {
+          params: Type.Object({ name: CollectionName }),
+          querystring: Type.Object(
+            {
+              limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+              cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$' })),
+            },
+            {
+              patternProperties: { '^where\\[[a-z][a-z0-9_]{0,62}\\]$': Type.String({ maxLength: 4096 }) },
+              maxProperties: 34,
+            },
+          ),
+          response: {
+            200: Type.Object({
+              records: Type.Array(RecordBody),
+              nextCursor: Type.Union([Type.String(), Type.Null()]),
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const query = ctx.query as Record<string, unknown>;
+        const where: Record<string, string> = {};
+        for (const [key, value] of Object.entries(query)) {
+          const m = WHERE_KEY.exec(key);
+          if (m?.[1] && typeof value === 'string') where[m[1]] = value;
+        }
+        const result = await vault.listRecords(
+          ctx.principal.tenant,
+          ctx.params.name,
+          {
+            ...(Object.keys(where).length > 0 ? { where } : {}),
+            ...(ctx.query.limit !== undefined ? { limit: ctx.query.limit } : {}),
+            ...(ctx.query.cursor !== undefined ? { cursor: ctx.query.cursor } : {}),
+          },
+          ctx.auditEvent(),
+        );
+        ctx.audit.recorded = true;
+        return { status: 200, body: result };
+      }),
+
+      defineRoute({
+        method: 'POST',
+        url: '/v1/export',
+        summary: 'Export all the tenant’s data as an age file encrypted to a recipient key or a passphrase',
+        tags: ['export'],
+        auth: 'api-key',
+        secondFactor: false,
+        authorize: adminOnly,
+        audit: { action: 'tenant.export' },
+        schema: {
+          body: Type.Union([
+            Type.Object({ recipient: Type.String({ pattern: '^age1[0-9a-z]{58}$', maxLength: 62 }) }),
+            Type.Object({ passphrase: Type.String({ minLength: 12, maxLength: 1024 }) }),
+          ]),
+          response: {
+            200: Type.Object({
+              format: Type.Literal('age'),
+              export: Type.String({ description: 'Base64 of the age-encrypted export' }),
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const archive = await vault.exportTenant(ctx.principal.tenant, ctx.body, ctx.auditEvent());
+        ctx.audit.recorded = true;
+        return { status: 200, body: { format: 'age', export: Buffer.from(archive).toString('base64') } };
+      }),
+    ],
+  };
+}
