@@ -1,0 +1,27 @@
+/**
+ * What the HTTP layer needs from the rest of Tresor, as narrow interfaces so tests pass fakes and
+ * the domains stay unaware of HTTP (dependencies point http → domains, never back).
+ */
+import type { AuditEvent } from '../audit/event.ts';
+import type { Principal } from '../identity/principal.ts';
+
+/**
+ * Proves who holds a bearer token. Resolves to the Principal, or rejects with TresorError
+ * TRESOR_ERR_UNAUTHENTICATED — one error for unknown, wrong, expired and revoked tokens, after the
+ * same work for each (see src/identity/api-keys.ts). Any other rejection is an outage (5xx).
+ */
+export type Authenticator = (token: string) => Promise<Principal>;
+
+/**
+ * Appends an audit event. Resolves only once the event is durable (Invariant 4): a request whose
+ * event cannot be recorded is answered 503 and serves nothing.
+ */
+export interface AuditRecorder {
+  record(event: AuditEvent, tenant: string | null): Promise<void>;
+}
+
+/** One dependency `/readyz` checks: the store, keyd, the audit log being writable. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<boolean>;
+}

@@ -1,0 +1,122 @@
+/**
+ * Layer 7: audit — no data is served or changed unless its audit entry is durably recorded
+ * (Invariant 4). Responsibility is split so that every outcome is covered exactly once:
+ *
+ * - success: the handler records it, in the same store transaction as the change (or, for a read,
+ *   committed before the data is returned), using `ctx.auditEvent(...)` so who/when/where are the
+ *   pipeline's; it then sets `ctx.audit.recorded` (or calls `ctx.audit.record()`, which does both).
+ *   A handler that returns without that is a bug, and the pipeline answers 500 instead of serving;
+ * - failure or denial after authentication: the pipeline records it itself (recordFailure, called
+ *   by the error handler) — outcome `denied` for the second-factor and authorization layers and
+ *   for FORBIDDEN, `failure` for everything else — naming the route and the problem code;
+ * - failed authentication (no principal yet) is not written to the audit log: that would let
+ *   anyone without a key make the server do durable writes; it is logged and rate-limited instead.
+ *
+ * If the audit log cannot be written the request fails closed: 503, and nothing of the handler's
+ * result is sent.
+ */
+import type { FastifyRequest } from 'fastify';
+import type { ActorKind, AuditEvent } from '../../audit/event.ts';
+import { TresorError } from '../../errors.ts';
+import type { AuditRecorder } from '../deps.ts';
+import type { RequestState } from '../request-state.ts';
+import type { AuditContext, AuditEventInput, HttpPrincipal, RouteDefinition } from '../route.ts';
+
+const MAX_USER_AGENT = 256;
+
+/** The audit log could not take an event: the request must fail closed (503). */
+export class AuditUnavailableError extends TresorError {
+  constructor() {
+    super('TRESOR_ERR_UNAVAILABLE', 'the audit log cannot be written; nothing is served without it');
+  }
+}
+
+function actorOf(principal: HttpPrincipal | null): { kind: ActorKind; id: string } {
+  if (!principal) return { kind: 'anonymous', id: 'anonymous' };
+  return principal.kind === 'api-key'
+    ? { kind: 'api-key', id: principal.keyId }
+    : { kind: 'operator-admin', id: principal.id };
+}
+
+export function userAgentOf(request: FastifyRequest): string | undefined {
+  const ua = request.headers['user-agent'];
+  return typeof ua === 'string' ? ua.slice(0, MAX_USER_AGENT) : undefined;
+}
+
+/** An AuditEvent for this request: the pipeline's who/when/where, the caller's what. */
+export function auditEventFor(
+  request: FastifyRequest,
+  route: RouteDefinition,
+  now: Date,
+  input: AuditEventInput = {},
+): AuditEvent {
+  const principal = request.tresor.principal;
+  const action = input.action ?? (route.audit === 'none-public' ? undefined : route.audit.action);
+  if (!action) throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit event needs an action');
+  const event: AuditEvent = {
+    at: now.toISOString(),
+    actor: actorOf(principal),
+    tenant:
+      input.tenant !== undefined ? input.tenant : principal?.kind === 'api-key' ? principal.tenant : null,
+    action,
+    outcome: input.outcome ?? 'success',
+    requestId: request.id,
+    sourceAddress: request.ip,
+  };
+  if (input.target !== undefined) event.target = input.target;
+  const userAgent = userAgentOf(request);
+  if (userAgent !== undefined) event.userAgent = userAgent;
+  return event;
+}
+
+/** Records through the recorder; any failure becomes AuditUnavailableError. */
+export async function recordDurably(recorder: AuditRecorder, event: AuditEvent): Promise<void> {
+  try {
+    await recorder.record(event, event.tenant);
+  } catch {
+    throw new AuditUnavailableError();
+  }
+}
+
+export function audit(deps: { audit: AuditRecorder; now: () => Date }) {
+  return async function auditLayer(request: FastifyRequest): Promise<void> {
+    const route = request.tresor.route;
+    if (!route) return;
+    const context: AuditContext = {
+      action: route.audit === 'none-public' ? null : route.audit.action,
+      recorded: false,
+      async record(input?: AuditEventInput) {
+        await recordDurably(deps.audit, auditEventFor(request, route, deps.now(), input));
+        context.recorded = true;
+      },
+    };
+    request.tresor.audit = context;
+  };
+}
+
+const DENIED_LAYERS = new Set(['second-factor', 'authorization']);
+const DENIED_CODES = new Set(['TRESOR_ERR_FORBIDDEN', 'TRESOR_ERR_SECOND_FACTOR_REQUIRED']);
+
+/** Whether a failed request is one the pipeline must audit: after authentication, on an audited route. */
+export function mustAuditFailure(state: RequestState | undefined, err: unknown): boolean {
+  if (!state?.route || state.route.audit === 'none-public' || state.principal === null) return false;
+  return !(err instanceof AuditUnavailableError);
+}
+
+/** Records the denial or failure of an authenticated request (called by the error handler). */
+export async function recordFailure(
+  request: FastifyRequest,
+  code: string,
+  deps: { audit: AuditRecorder; now: () => Date },
+): Promise<void> {
+  const state = request.tresor;
+  const route = state.route as RouteDefinition;
+  const denied = DENIED_LAYERS.has(state.layer ?? '') || DENIED_CODES.has(code);
+  const target: NonNullable<AuditEvent['target']> = { route: `${route.method} ${route.url}`, problem: code };
+  // Path parameters are ids and collection names, never field values, once validation accepted them.
+  if (state.input) target.params = state.input.params;
+  await recordDurably(
+    deps.audit,
+    auditEventFor(request, route, deps.now(), { outcome: denied ? 'denied' : 'failure', target }),
+  );
+}

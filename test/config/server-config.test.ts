@@ -1,0 +1,199 @@
+/**
+ * Server configuration: flags > TRESOR_* environment > config file > defaults, validated at once
+ * with every problem named, secrets only from the environment or *_FILE, redacted for display;
+ * and the development TLS material made once and reused.
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import {
+  ConfigError,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_TIMEOUTS,
+  redactedServerConfig,
+  resolveServerConfig,
+} from '../../src/config/server-config.ts';
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tresor-config-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('server config', () => {
+  it('has safe defaults: loopback, 8443, dev TLS in the data dir, 1 MiB bodies, short timeouts', () => {
+    const c = resolveServerConfig({}, {});
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.port, 8443);
+    assert.equal(c.dataDir, resolve('.tresor-data'));
+    assert.deepEqual(c.tls, { kind: 'dev', dir: resolve('.tresor-data', 'tls') });
+    assert.equal(c.bodyLimit, DEFAULT_BODY_LIMIT);
+    assert.deepEqual(c.timeouts, DEFAULT_TIMEOUTS);
+    assert.ok(c.timeouts.headersMs <= 10_000 && c.timeouts.requestMs <= 30_000);
+    assert.deepEqual(c.keyd, { kind: 'unix', socketPath: resolve('.tresor-data', 'keyd', 'keyd.sock') });
+    assert.equal(c.redirectPort, undefined);
+    assert.deepEqual(c.trustProxy, []);
+    assert.equal(c.closeGraceDays, 30);
+  });
+
+  it('takes flags over the environment over the config file over defaults', () => {
+    const file = configFile({
+      dataDir: 'from-file',
+      server: { port: 9001, host: '10.0.0.1', bodyLimit: 4096 },
+    });
+    const env = { TRESOR_CONFIG: file, TRESOR_PORT: '9002', TRESOR_HOST: '10.0.0.2' };
+    const c = resolveServerConfig({ port: '9003' }, env);
+    assert.equal(c.port, 9003);
+    assert.equal(c.host, '10.0.0.2');
+    assert.equal(c.bodyLimit, 4096);
+    assert.equal(c.dataDir, join(dir, 'from-file'), 'file paths are relative to the file');
+    assert.equal(resolveServerConfig({}, env).port, 9002);
+    assert.equal(resolveServerConfig({}, { TRESOR_CONFIG: file }).port, 9001);
+  });
+
+  it('reports every problem at once, each naming its source', () => {
+    const file = configFile({
+      server: { port: 'eighty', tls: { certFile: 'c.pem' }, timeouts: { headersMs: 5 }, colour: 'red' },
+    });
+    const problems = problemsOf(() =>
+      resolveServerConfig(
+        { config: file },
+        { TRESOR_BODY_LIMIT: '-1', TRESOR_LOG_LEVEL: 'loud', TRESOR_TRUST_PROXY: '10.0.0.0/99' },
+      ),
+    );
+    const text = problems.join('\n');
+    assert.match(text, /config file server\.port must be an integer/);
+    assert.match(text, /env TRESOR_BODY_LIMIT must be an integer/);
+    assert.match(text, /env TRESOR_LOG_LEVEL must be one of/);
+    assert.match(text, /unknown setting server\.colour/);
+    assert.match(text, /TLS needs both a certificate file/);
+    assert.match(text, /server\.timeouts\.headersMs must be an integer from 1000/);
+    assert.match(text, /trustProxy entry "10\.0\.0\.0\/99"/);
+    assert.ok(problems.length >= 7);
+  });
+
+  it('fails clearly on a missing or unreadable config file', () => {
+    assert.match(
+      problemsOf(() => resolveServerConfig({ config: join(dir, 'nope.json') }, {}))[0] ?? '',
+      /does not exist/,
+    );
+    assert.match(
+      problemsOf(() => resolveServerConfig({ config: configFile('{oops') }, {}))[0] ?? '',
+      /not readable JSON/,
+    );
+  });
+
+  it('uses certificate files when given, relative to the working directory from flags', () => {
+    const c = resolveServerConfig({ tlsCert: 'a/cert.pem', tlsKey: 'a/key.pem' }, {});
+    assert.deepEqual(c.tls, {
+      kind: 'files',
+      certFile: resolve('a/cert.pem'),
+      keyFile: resolve('a/key.pem'),
+    });
+  });
+
+  it('reads the key passphrase from a *_FILE, refuses it in the config file, and redacts it', () => {
+    const secretFile = join(dir, 'passphrase');
+    writeFileSync(secretFile, 'correct horse\n', { mode: 0o600 });
+    const c = resolveServerConfig(
+      { tlsCert: 'c.pem', tlsKey: 'k.pem' },
+      { TRESOR_TLS_KEY_PASSPHRASE_FILE: secretFile },
+    );
+    assert.equal(c.tls.kind === 'files' && c.tls.keyPassphrase, 'correct horse');
+    const shown = JSON.stringify(redactedServerConfig(c));
+    assert.doesNotMatch(shown, /correct horse/);
+    assert.match(shown, /\[redacted\]/);
+    assert.equal(c.tls.kind === 'files' && c.tls.keyPassphrase, 'correct horse', 'redaction copies');
+
+    const inFile = configFile({ server: { tls: { certFile: 'c', keyFile: 'k', keyPassphrase: 'oops' } } });
+    assert.match(
+      problemsOf(() => resolveServerConfig({ config: inFile }, {})).join(),
+      /secrets do not belong in the config file/,
+    );
+  });
+
+  it('configures keyd over mutual TLS only with a client certificate, key and CA', () => {
+    assert.match(
+      problemsOf(() => resolveServerConfig({}, { TRESOR_KEYD_ADDRESS: 'keyd.internal:7443' })).join(),
+      /mutual TLS/,
+    );
+    const c = resolveServerConfig(
+      {},
+      {
+        TRESOR_KEYD_ADDRESS: '[fd00::1]:7443',
+        TRESOR_KEYD_CLIENT_CERT: 'c.pem',
+        TRESOR_KEYD_CLIENT_KEY: 'k.pem',
+        TRESOR_KEYD_CA: 'ca.pem',
+      },
+    );
+    assert.deepEqual(c.keyd, {
+      kind: 'tls',
+      host: 'fd00::1',
+      port: 7443,
+      certFile: resolve('c.pem'),
+      keyFile: resolve('k.pem'),
+      caFile: resolve('ca.pem'),
+    });
+  });
+
+  it('accepts a public URL only as an https origin, and a redirect port apart from the port', () => {
+    assert.equal(
+      resolveServerConfig({}, { TRESOR_PUBLIC_URL: 'https://vault.example.com/' }).publicUrl,
+      'https://vault.example.com',
+    );
+    for (const bad of [
+      'http://vault.example.com',
+      'https://vault.example.com/x',
+      'https://u:p@vault.example.com',
+    ]) {
+      assert.match(
+        problemsOf(() => resolveServerConfig({}, { TRESOR_PUBLIC_URL: bad })).join(),
+        /https:\/\/ origin/,
+      );
+    }
+    assert.match(
+      problemsOf(() => resolveServerConfig({ port: '8443', redirectPort: '8443' }, {})).join(),
+      /must differ/,
+    );
+    assert.equal(resolveServerConfig({ redirectPort: '8080' }, {}).redirectPort, 8080);
+  });
+});
+
+describe('development TLS', () => {
+  it('makes a CA and a localhost certificate once, keys 0600 in a 0700 folder, and reuses them', async () => {
+    const dataDir = join(dir, 'data');
+    const first = await ensureDevTls(dataDir);
+    assert.equal(statSync(join(dataDir, 'tls')).mode & 0o777, 0o700);
+    assert.equal(statSync(first.keyFile).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dataDir, 'tls', 'ca-key.pem')).mode & 0o777, 0o600);
+    const cert = new X509Certificate(readFileSync(first.certFile));
+    assert.ok(cert.checkIssued(new X509Certificate(readFileSync(first.caFile))));
+    assert.equal(cert.checkHost('localhost'), 'localhost');
+    assert.equal(cert.checkIP('127.0.0.1'), '127.0.0.1');
+    assert.equal(cert.checkIP('::1'), '::1');
+
+    const again = await ensureDevTls(dataDir);
+    assert.deepEqual(again, first);
+    assert.equal(new X509Certificate(readFileSync(again.certFile)).serialNumber, cert.serialNumber);
+  });
+});

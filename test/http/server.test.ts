@@ -1,0 +1,300 @@
+/**
+ * The HTTPS server over real sockets on 127.0.0.1 with the development CA: the TLS policy
+ * (RFC 9325), HSTS, certificate reload without dropping connections, the plain-HTTP redirect,
+ * slow-client timeouts and graceful shutdown.
+ */
+// @peculiar/x509 needs the Reflect metadata polyfill loaded first (see src/tls/dev-ca.ts).
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { Agent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
+import { pino } from 'pino';
+import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import { resolveServerConfig, type ServerConfig } from '../../src/config/server-config.ts';
+import { TresorError } from '../../src/errors.ts';
+import { createHttpServer, type HttpServer } from '../../src/http/server.ts';
+import { issueCertificate } from '../../src/tls/dev-ca.ts';
+import { createFakeAudit, PRINCIPALS, TOKENS } from './fixtures/harness.ts';
+import { type TestWorld, testRoutes } from './fixtures/test-routes.ts';
+
+interface Running {
+  server: HttpServer;
+  url: URL;
+  redirectUrl: URL | undefined;
+  world: TestWorld;
+}
+
+let dir: string;
+let ca: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tresor-https-'));
+  const dev = await ensureDevTls(dir);
+  ca = readFileSync(dev.caFile, 'utf8');
+  copyFileSync(dev.certFile, join(dir, 'cert.pem'));
+  copyFileSync(dev.keyFile, join(dir, 'key.pem'));
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function start(overrides: Record<string, string> = {}): Promise<Running> {
+  const config: ServerConfig = resolveServerConfig(
+    { dataDir: dir, port: '0', tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem') },
+    { TRESOR_HEADERS_TIMEOUT_MS: '1000', TRESOR_SHUTDOWN_GRACE_MS: '5000', ...overrides },
+  );
+  const world: TestWorld = { log: [], things: new Map(), slow: undefined };
+  const server = await createHttpServer({
+    config,
+    authenticate: async (token) => {
+      if (token === TOKENS.tenantA) return PRINCIPALS.tenantA;
+      throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown');
+    },
+    audit: createFakeAudit(),
+    readiness: [],
+    routes: [testRoutes(world)],
+    logger: pino({ level: 'silent' }),
+  });
+  const { url, redirectUrl } = await server.listen();
+  return { server, url: new URL(url), redirectUrl: redirectUrl ? new URL(redirectUrl) : undefined, world };
+}
+
+function handshake(url: URL, options: ConnectionOptions): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port),
+      ca,
+      servername: 'localhost',
+      ...options,
+    });
+    socket.once('secureConnect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+function get(
+  url: URL,
+  path: string,
+  options: { agent?: Agent; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string; serial: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        path,
+        ca,
+        servername: 'localhost',
+        agent: options.agent,
+        headers: options.headers,
+      },
+      (res) => {
+        const serial = (res.socket as TLSSocket).getPeerCertificate?.()?.serialNumber;
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, serial }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('TLS policy', () => {
+  let running: Running;
+  before(async () => {
+    running = await start();
+  });
+  after(() => running.server.close());
+
+  it('negotiates TLS 1.3 by default and serves with HSTS', async () => {
+    const socket = await handshake(running.url, {});
+    assert.equal(socket.getProtocol(), 'TLSv1.3');
+    socket.destroy();
+    const res = await get(running.url, '/healthz');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains');
+    assert.equal(res.headers['cache-control'], 'no-store');
+  });
+
+  it('accepts TLS 1.2 only with forward-secret AEAD suites, in the server’s order', async () => {
+    const socket = await handshake(running.url, { maxVersion: 'TLSv1.2' });
+    assert.equal(socket.getProtocol(), 'TLSv1.2');
+    assert.equal(socket.getCipher().standardName, 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384');
+    socket.destroy();
+  });
+
+  it('refuses TLS 1.1', async () => {
+    await assert.rejects(
+      handshake(running.url, { minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }),
+      /alert protocol version|unsupported protocol|wrong version/i,
+    );
+  });
+
+  it('refuses TLS 1.2 suites without AEAD or without forward secrecy', async () => {
+    for (const ciphers of [
+      'ECDHE-ECDSA-AES128-SHA256',
+      'ECDHE-ECDSA-AES256-SHA',
+      'AES128-GCM-SHA256',
+      'AES256-SHA256',
+    ]) {
+      await assert.rejects(
+        handshake(running.url, { maxVersion: 'TLSv1.2', ciphers }),
+        /handshake failure|no shared cipher|alert/i,
+        ciphers,
+      );
+    }
+  });
+
+  it('keeps dot segments literal: /v1/test/../healthz is not /healthz', async () => {
+    const res = await get(running.url, '/v1/test/../../healthz');
+    assert.equal(res.status, 404);
+  });
+});
+
+describe('certificate reload', () => {
+  it('serves a new certificate to new connections while an open keep-alive connection keeps working', async () => {
+    const running = await start();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca });
+    try {
+      const first = await get(running.url, '/healthz', { agent });
+      const caPair = {
+        certPem: readFileSync(join(dir, 'tls', 'ca.pem'), 'utf8'),
+        keyPem: readFileSync(join(dir, 'tls', 'ca-key.pem'), 'utf8'),
+      };
+      const next = await issueCertificate(caPair, {
+        commonName: 'localhost',
+        sans: { dns: ['localhost'], ip: ['127.0.0.1'] },
+        usage: 'server',
+        days: 30,
+      });
+      writeFileSync(join(dir, 'cert.pem'), next.certPem);
+      writeFileSync(join(dir, 'key.pem'), next.keyPem);
+      running.server.reloadCertificates();
+
+      const fresh = await get(running.url, '/healthz');
+      assert.notEqual(fresh.serial, first.serial, 'a new connection gets the new certificate');
+      const again = await get(running.url, '/healthz', { agent });
+      assert.equal(again.status, 200);
+      assert.equal(again.serial, first.serial, 'the open connection was kept, with its certificate');
+    } finally {
+      agent.destroy();
+      await running.server.close();
+    }
+  });
+
+  it('keeps the old certificate when the new files do not load', async () => {
+    const running = await start();
+    try {
+      const good = readFileSync(join(dir, 'key.pem'));
+      writeFileSync(join(dir, 'key.pem'), 'not a key');
+      assert.throws(() => running.server.reloadCertificates());
+      writeFileSync(join(dir, 'key.pem'), good);
+      assert.equal((await get(running.url, '/healthz')).status, 200);
+    } finally {
+      await running.server.close();
+    }
+  });
+});
+
+describe('plain-HTTP redirect port', () => {
+  it('answers 301 to the same path on HTTPS, without a body, and 400 for a bad Host', async () => {
+    const running = await start({ TRESOR_REDIRECT_PORT: '0' });
+    try {
+      const redirect = running.redirectUrl as URL;
+      const answer = (host: string) =>
+        new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+          const req = httpRequest(
+            {
+              host: redirect.hostname,
+              port: redirect.port,
+              path: '/v1/test/things?limit=5',
+              headers: { host },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (c) => {
+                body += c;
+              });
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+      const moved = await answer(`localhost:${redirect.port}`);
+      assert.equal(moved.status, 301);
+      assert.equal(moved.headers.location, `https://localhost:${running.url.port}/v1/test/things?limit=5`);
+      assert.equal(moved.body, '');
+      assert.equal(moved.headers['strict-transport-security'], undefined);
+      const bad = await answer('evil.example\\@x');
+      assert.equal(bad.status, 400);
+      assert.equal(bad.headers.location, undefined);
+    } finally {
+      await running.server.close();
+    }
+  });
+});
+
+describe('slow clients', () => {
+  it('closes a connection that does not finish its headers in time', async () => {
+    const running = await start();
+    try {
+      const socket = await handshake(running.url, {});
+      socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ');
+      const started = Date.now();
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString();
+      });
+      await once(socket, 'close');
+      const waited = Date.now() - started;
+      assert.ok(waited < 4000, `closed after ${waited} ms`);
+      assert.ok(answer === '' || answer.startsWith('HTTP/1.1 408'), answer);
+    } finally {
+      await running.server.close();
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('finishes an in-flight request, refuses new connections, then resolves', async () => {
+    const running = await start();
+    let release: () => void = () => {};
+    running.world.slow = new Promise((resolve) => {
+      release = resolve;
+    });
+    const started = new Promise<void>((resolve) => {
+      running.world.slowStarted = resolve;
+    });
+    const inFlight = get(running.url, '/v1/test/slow', {
+      headers: { authorization: `Bearer ${TOKENS.tenantA}` },
+    });
+    await started;
+
+    let closed = false;
+    const closing = running.server.close().then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, false, 'close waits for the in-flight request');
+    await assert.rejects(handshake(running.url, {}), /ECONNREFUSED|ECONNRESET|socket hang up/);
+
+    release();
+    const res = await inFlight;
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.connection, 'close');
+    assert.deepEqual(JSON.parse(res.body), { done: true });
+    await closing;
+    assert.equal(closed, true);
+  });
+});
