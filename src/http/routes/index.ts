@@ -5,21 +5,17 @@
  * (probes, OpenAPI, reference page) are the server's own and always present (server.ts).
  */
 import type { RouteModule } from '../route.ts';
+import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
+import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
-/**
- * What the domain route modules need: one field per module's services.
- * ▸ VAULT: add `vault: VaultRouteDeps` (records, collections) — src/http/routes/vault.ts
- * ▸ TENANTS: add `tenants: TenantRouteDeps` (create, close) — src/http/routes/tenants.ts
- */
-// biome-ignore lint/complexity/noBannedTypes: filled in as the domain modules land (see above).
-export type DomainRouteDeps = {};
+/** What the domain route modules need: one field per module's services. */
+export interface DomainRouteDeps {
+  vault: VaultRouteDeps;
+  tenants: TenantRouteDeps;
+}
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
-  void deps;
-  return [
-    // ▸ VAULT: vaultRoutes(deps.vault),
-    // ▸ TENANTS: tenantRoutes(deps.tenants),
-  ];
+  return [vaultRoutes(deps.vault), tenantRoutes(deps.tenants)];
 }
 
 /**
