@@ -14,7 +14,12 @@ export interface Store<DB> {
   readonly location: string;
   /** Reads outside any write transaction (SQLite: a separate WAL reader connection). */
   readonly db: Kysely<DB>;
-  /** Runs `work` in the next group-committed transaction; resolves after the commit is durable. */
+  /**
+   * Runs `work` in the next group-committed transaction; resolves after the commit is durable.
+   * `work` shares that transaction with other callers: it must use only `trx` (and only until it
+   * settles), do database work only (fetch keys or call keyd before, not inside), never end the
+   * transaction, and never await a write() on the same store.
+   */
   write<T>(work: (trx: Transaction<DB>) => Promise<T>): Promise<T>;
   /** Whether the store can take writes now (for /readyz). */
   healthy(): Promise<boolean>;

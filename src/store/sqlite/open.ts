@@ -5,12 +5,22 @@
  */
 import Database from 'better-sqlite3';
 
-export function openSqlite(path: string): Database.Database {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('secure_delete = ON');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
+export interface OpenSqliteOptions {
+  /** Fail instead of creating an empty database (tenant stores exist only once created). */
+  fileMustExist?: boolean;
+}
+
+export function openSqlite(path: string, options: OpenSqliteOptions = {}): Database.Database {
+  const db = new Database(path, { fileMustExist: options.fileMustExist ?? false });
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('secure_delete = ON');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+  } catch (error) {
+    db.close();
+    throw error;
+  }
   return db;
 }

@@ -1,0 +1,492 @@
+/**
+ * One SQLite store per tenant ("a store per contract"): `<dir>/tenants/<tenantId>.sqlite`, created
+ * when the contract starts and wiped when it ends.
+ *
+ * - Tenant ids are checked against TENANT_ID_PATTERN before any path is built from them, so no id can
+ *   name a file outside the tenants folder.
+ * - open() hands out a handle that stays valid: the registry keeps at most `maxOpen` stores open and
+ *   closes the least recently used idle ones (no read or write in flight); a handle whose store was
+ *   closed reopens it on its next read or write. A store is open while a read or write holds it, so
+ *   the registry never closes a file under a running query.
+ * - Concurrent opens of one tenant share one open; create() and destroy() of one tenant run one at a
+ *   time, and open() waits for them.
+ * - destroy() closes the store (its close zeroes the WAL before SQLite deletes it), zeroes the
+ *   database, -wal and -shm files in place, unlinks them and fsyncs the folder. Every step tolerates
+ *   what an interrupted earlier attempt already did, so running it again completes it.
+ */
+import { mkdir, open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  type QueryResult,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  type Transaction,
+} from 'kysely';
+import { TresorError } from '../../errors.ts';
+import type { Migrations, Store } from '../types.ts';
+import { openSqliteStore, type SqliteStore } from './store.ts';
+import { syncFolder, wipeFiles } from './wipe.ts';
+
+export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const DEFAULT_MAX_OPEN_TENANT_STORES = 256;
+
+export interface TenantStoresOptions {
+  /** The data folder; tenant stores live in `<dir>/tenants/`. */
+  dir: string;
+  migrations: Migrations;
+  /** Stores kept open at most, beyond those in use (default 256). */
+  maxOpen?: number;
+  /** Passed to each store's group commit. */
+  maxBatch?: number;
+}
+
+export interface TenantStoresStats {
+  /** Stores open now (or opening). */
+  open: number;
+  /** Stores opened (or created) since the registry was made. */
+  opened: number;
+  /** Stores closed (or closing) since (LRU, destroy, close). */
+  closed: number;
+}
+
+export interface TenantStores<DB> {
+  /** Creates the tenant's store (migrations applied) and returns it; refuses if it exists. */
+  create(tenant: string): Promise<Store<DB>>;
+  /** The tenant's store; TRESOR_ERR_NOT_FOUND if it was never created or was destroyed. */
+  open(tenant: string): Promise<Store<DB>>;
+  exists(tenant: string): Promise<boolean>;
+  /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
+  destroy(tenant: string): Promise<void>;
+  /** Tenants whose store is open now, least recently used first. */
+  openTenants(): string[];
+  stats(): TenantStoresStats;
+  /** Finishes queued writes and closes every store; the registry refuses work afterwards. */
+  close(): Promise<void>;
+}
+
+export function createTenantStores<DB>(options: TenantStoresOptions): TenantStores<DB> {
+  return new SqliteTenantStores<DB>(options);
+}
+
+/** Throws unless `tenant` is a valid tenant id; the only gate between input and a file path. */
+export function assertTenantId(tenant: unknown): asserts tenant is string {
+  if (typeof tenant !== 'string' || !TENANT_ID_PATTERN.test(tenant)) {
+    throw new TresorError('TRESOR_ERR_BAD_REQUEST', 'invalid tenant id', {
+      pattern: TENANT_ID_PATTERN.source,
+    });
+  }
+}
+
+interface Lease<DB> {
+  readonly store: SqliteStore<DB>;
+  release(): void;
+}
+
+interface Entry<DB> {
+  readonly store: Promise<SqliteStore<DB>>;
+  readonly handle: TenantStoreHandle<DB>;
+  /** Reads and writes holding the store open; it is closed only at zero. */
+  pins: number;
+  idleWaiters: Array<() => void>;
+}
+
+class SqliteTenantStores<DB> implements TenantStores<DB> {
+  readonly #folder: string;
+  readonly #migrations: Migrations;
+  readonly #maxOpen: number;
+  readonly #maxBatch: number | undefined;
+  /** Open stores in LRU order (Map keeps insertion order; a use moves the tenant to the end). */
+  readonly #entries = new Map<string, Entry<DB>>();
+  /** Stores closing now; a reopen of the tenant waits for it. */
+  readonly #closing = new Map<string, Promise<void>>();
+  /** create()/destroy() in progress per tenant, settled either way. */
+  readonly #lifecycle = new Map<string, Promise<void>>();
+  readonly #destroying = new Set<string>();
+  readonly #counts = { opened: 0, closed: 0 };
+  #closed: Promise<void> | undefined;
+
+  constructor(options: TenantStoresOptions) {
+    const maxOpen = options.maxOpen ?? DEFAULT_MAX_OPEN_TENANT_STORES;
+    if (!Number.isSafeInteger(maxOpen) || maxOpen < 1)
+      throw new RangeError('maxOpen must be a positive integer');
+    this.#folder = join(options.dir, 'tenants');
+    this.#migrations = options.migrations;
+    this.#maxOpen = maxOpen;
+    this.#maxBatch = options.maxBatch;
+  }
+
+  async create(tenant: string): Promise<Store<DB>> {
+    const path = this.#pathOf(tenant);
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      this.#assertOpen();
+      await mkdir(this.#folder, { recursive: true, mode: 0o700 });
+      try {
+        // 'wx' creates the file or fails if it exists: the check and the creation are one step.
+        await (await open(path, 'wx', 0o600)).close();
+      } catch (error) {
+        if (errorCode(error) === 'EEXIST')
+          throw new TresorError('TRESOR_ERR_CONFLICT', 'the tenant store exists');
+        throw error;
+      }
+      await syncFolder(this.#folder);
+      let store: SqliteStore<DB>;
+      try {
+        store = await this.#openStore(path);
+      } catch (error) {
+        await wipeFiles(storeFiles(path), this.#folder);
+        throw error;
+      }
+      this.#entries.set(tenant, this.#newEntry(tenant, Promise.resolve(store)));
+      this.#counts.opened++;
+      this.#closeIdle();
+    });
+    return this.#entries.get(tenant)?.handle ?? new TenantStoreHandle(path, () => this.#lease(tenant));
+  }
+
+  async open(tenant: string): Promise<Store<DB>> {
+    this.#pathOf(tenant);
+    const lease = await this.#lease(tenant);
+    lease.release();
+    return (
+      this.#entries.get(tenant)?.handle ??
+      new TenantStoreHandle(lease.store.location, () => this.#lease(tenant))
+    );
+  }
+
+  async exists(tenant: string): Promise<boolean> {
+    const path = this.#pathOf(tenant);
+    if (this.#destroying.has(tenant)) return false;
+    try {
+      return (await stat(path)).isFile();
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw error;
+    }
+  }
+
+  async destroy(tenant: string): Promise<void> {
+    const path = this.#pathOf(tenant);
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      this.#destroying.add(tenant);
+      try {
+        const entry = this.#entries.get(tenant);
+        if (entry) {
+          while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+          this.#entries.delete(tenant);
+          this.#closeEntry(tenant, entry);
+        }
+        await this.#closing.get(tenant);
+        await wipeFiles(storeFiles(path), this.#folder);
+      } finally {
+        this.#destroying.delete(tenant);
+      }
+    });
+  }
+
+  openTenants(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  stats(): TenantStoresStats {
+    return { open: this.#entries.size, ...this.#counts };
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#closeAll();
+    return this.#closed;
+  }
+
+  async #closeAll(): Promise<void> {
+    await Promise.all(this.#lifecycle.values());
+    const closing: Promise<void>[] = [];
+    for (const [tenant, entry] of this.#entries) {
+      this.#entries.delete(tenant);
+      closing.push(
+        (async () => {
+          while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+          await this.#closeEntry(tenant, entry);
+        })(),
+      );
+    }
+    await Promise.all([...closing, ...this.#closing.values()]);
+  }
+
+  /** Holds the tenant's store open (opening it if needed) until release(). */
+  async #lease(tenant: string): Promise<Lease<DB>> {
+    this.#assertOpen();
+    const pending = this.#lifecycle.get(tenant);
+    if (pending) await pending;
+    this.#assertOpen();
+    if (this.#destroying.has(tenant))
+      throw new TresorError('TRESOR_ERR_GONE', 'the tenant store is being destroyed');
+    let entry = this.#entries.get(tenant);
+    if (entry) {
+      this.#entries.delete(tenant);
+      this.#entries.set(tenant, entry);
+    } else {
+      const opening = this.#reopen(tenant);
+      const fresh = this.#newEntry(tenant, opening);
+      // A failed open leaves no entry behind, so the next open tries again.
+      opening.catch(() => {
+        if (this.#entries.get(tenant) === fresh) this.#entries.delete(tenant);
+      });
+      this.#entries.set(tenant, fresh);
+      entry = fresh;
+    }
+    const held = entry;
+    held.pins++;
+    let store: SqliteStore<DB>;
+    try {
+      store = await held.store;
+    } catch (error) {
+      this.#unpin(held);
+      throw error;
+    }
+    this.#closeIdle();
+    let released = false;
+    return {
+      store,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#unpin(held);
+      },
+    };
+  }
+
+  async #reopen(tenant: string): Promise<SqliteStore<DB>> {
+    const path = this.#pathOf(tenant);
+    await this.#closing.get(tenant);
+    // fileMustExist below keeps a store from being created by open(); this gives the clear error.
+    if (!(await fileExists(path)))
+      throw new TresorError('TRESOR_ERR_NOT_FOUND', 'the tenant store does not exist');
+    const store = await this.#openStore(path);
+    this.#counts.opened++;
+    return store;
+  }
+
+  #openStore(path: string): Promise<SqliteStore<DB>> {
+    return openSqliteStore<DB>(path, this.#migrations, {
+      fileMustExist: true,
+      ...(this.#maxBatch === undefined ? {} : { maxBatch: this.#maxBatch }),
+    });
+  }
+
+  #newEntry(tenant: string, store: Promise<SqliteStore<DB>>): Entry<DB> {
+    return {
+      store,
+      handle: new TenantStoreHandle(this.#pathOf(tenant), () => this.#lease(tenant)),
+      pins: 0,
+      idleWaiters: [],
+    };
+  }
+
+  #unpin(entry: Entry<DB>): void {
+    entry.pins--;
+    if (entry.pins > 0) return;
+    for (const wake of entry.idleWaiters.splice(0)) wake();
+    this.#closeIdle();
+  }
+
+  /** Closes least recently used stores nobody holds until at most maxOpen are open. */
+  #closeIdle(): void {
+    let excess = this.#entries.size - this.#maxOpen;
+    for (const [tenant, entry] of this.#entries) {
+      if (excess <= 0) return;
+      if (entry.pins > 0) continue;
+      this.#entries.delete(tenant);
+      this.#closeEntry(tenant, entry);
+      excess--;
+    }
+  }
+
+  #closeEntry(tenant: string, entry: Entry<DB>): Promise<void> {
+    this.#counts.closed++;
+    const closing = entry.store
+      .then(
+        (store) => store.close(),
+        () => undefined, // never opened: nothing to close
+      )
+      .catch(() => undefined) // a failed close has nothing left to hold open; the next open starts afresh
+      .finally(() => {
+        if (this.#closing.get(tenant) === closing) this.#closing.delete(tenant);
+      });
+    this.#closing.set(tenant, closing);
+    return closing;
+  }
+
+  /** Runs create/destroy steps of one tenant one at a time; open() waits for them. */
+  async #exclusive(tenant: string, step: () => Promise<void>): Promise<void> {
+    const previous = this.#lifecycle.get(tenant);
+    const run = (previous ?? Promise.resolve()).then(step);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#lifecycle.set(tenant, settled);
+    try {
+      await run;
+    } finally {
+      if (this.#lifecycle.get(tenant) === settled) this.#lifecycle.delete(tenant);
+    }
+  }
+
+  #pathOf(tenant: string): string {
+    assertTenantId(tenant);
+    return join(this.#folder, `${tenant}.sqlite`);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new TresorError('TRESOR_ERR_UNAVAILABLE', 'the tenant stores are closed');
+  }
+}
+
+/**
+ * What open() returns: a Store whose reads and writes each lease the tenant's SQLite store from the
+ * registry (reopening it if the LRU closed it) for exactly as long as they run.
+ */
+class TenantStoreHandle<DB> implements Store<DB> {
+  readonly location: string;
+  readonly db: Kysely<DB>;
+  readonly #lease: () => Promise<Lease<DB>>;
+
+  constructor(location: string, lease: () => Promise<Lease<DB>>) {
+    this.location = location;
+    this.#lease = lease;
+    this.db = new Kysely<DB>({
+      dialect: {
+        createAdapter: () => new SqliteAdapter(),
+        createDriver: () => new LeasedReadDriver(lease),
+        createQueryCompiler: () => new SqliteQueryCompiler(),
+        createIntrospector: (db) => new SqliteIntrospector(db),
+      },
+    });
+  }
+
+  async write<T>(work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
+    const lease = await this.#lease();
+    try {
+      return await lease.store.write(work);
+    } finally {
+      lease.release();
+    }
+  }
+
+  async healthy(): Promise<boolean> {
+    let lease: Lease<DB>;
+    try {
+      lease = await this.#lease();
+    } catch {
+      return false;
+    }
+    try {
+      return await lease.store.healthy();
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** The registry owns the connections (TenantStores.close()); a handle has nothing to close. */
+  async close(): Promise<void> {}
+}
+
+/** A reader connection borrowed from the tenant's store for one query or read transaction. */
+interface BorrowedConnection extends DatabaseConnection {
+  giveBack(): Promise<void>;
+}
+
+class LeasedReadDriver<DB> implements Driver {
+  readonly #lease: () => Promise<Lease<DB>>;
+
+  constructor(lease: () => Promise<Lease<DB>>) {
+    this.#lease = lease;
+  }
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const lease = await this.#lease();
+    try {
+      return await borrowConnection(lease.store.db, lease.release);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    await (connection as BorrowedConnection).giveBack();
+  }
+
+  async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin'));
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('commit'));
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('rollback'));
+  }
+
+  async destroy(): Promise<void> {}
+}
+
+/** Holds one of `db`'s connections (through its public connection() API) until giveBack(). */
+function borrowConnection<DB>(db: Kysely<DB>, onReturned: () => void): Promise<BorrowedConnection> {
+  return new Promise<BorrowedConnection>((resolve, reject) => {
+    let giveBack: () => void = () => {};
+    const returned = new Promise<void>((r) => {
+      giveBack = r;
+    });
+    let lent = false;
+    const held: Promise<void> = db
+      .connection()
+      .execute(async (connection) => {
+        lent = true;
+        resolve({
+          executeQuery: <R>(query: CompiledQuery): Promise<QueryResult<R>> =>
+            connection.executeQuery(query as CompiledQuery<R>),
+          streamQuery: <R>(query: CompiledQuery, chunkSize?: number) =>
+            connection.getExecutor().stream<R>(query as CompiledQuery<R>, chunkSize ?? 1),
+          giveBack: async () => {
+            giveBack();
+            await held;
+          },
+        });
+        await returned;
+      })
+      .finally(onReturned);
+    held.catch((error: unknown) => {
+      if (!lent) reject(error);
+    });
+  });
+}
+
+function storeFiles(path: string): string[] {
+  return [path, `${path}-wal`, `${path}-shm`, `${path}-journal`];
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') {
+    return error.code;
+  }
+  return undefined;
+}
