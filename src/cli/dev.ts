@@ -4,13 +4,18 @@
  * Ctrl-C stops every process cleanly; a second start reuses the data folder.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { ensureDevTls } from '../config/dev-tls.ts';
+import { resolveServerConfig } from '../config/server-config.ts';
 import { createKeydClient } from '../keyd/client.ts';
+import { writeFileAtomic } from '../keyd/root/atomic-file.ts';
 import { devFileInitialised, initDevFile } from '../keyd/root/dev-file.ts';
+import { startTresorServer, type TresorServer } from '../server/tresor-server.ts';
 import { info, out, warn } from './io.ts';
+import { handleServerSignals } from './server.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tresor.js', import.meta.url));
 
@@ -68,6 +73,81 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
   };
 }
 
+export interface DevCredentials {
+  url: string;
+  caFile: string;
+  admin: { email: string; password: string; token: string };
+  demoTenant: { id: string; apiKey: string };
+}
+
+const DEV_ADMIN_EMAIL = 'admin@tresor.local';
+
+/**
+ * First start: creates the bootstrap operator admin and a demo tenant and writes their secrets to
+ * <data dir>/dev-credentials.json (0600) — the only place they are kept. Later starts reuse it.
+ */
+async function devCredentials(
+  server: TresorServer,
+  dataDir: string,
+  caFile: string,
+): Promise<DevCredentials> {
+  const path = join(dataDir, 'dev-credentials.json');
+  if (existsSync(path)) {
+    const saved = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
+    const updated = { ...saved, url: server.url, caFile };
+    writeFileAtomic(path, `${JSON.stringify(updated, null, 2)}\n`);
+    return updated;
+  }
+  const admin = await server.operators.ensureBootstrapAdmin({ email: DEV_ADMIN_EMAIL });
+  if (!admin) {
+    throw new Error(
+      `${path} is missing but an operator already exists: remove the data folder to start afresh`,
+    );
+  }
+  const demo = await server.tenants.createTenant(
+    { name: 'Demo tenant' },
+    {
+      at: new Date().toISOString(),
+      actor: { kind: 'operator-admin', id: admin.id },
+      tenant: null,
+      action: 'tenant.create',
+      outcome: 'success',
+    },
+  );
+  const credentials: DevCredentials = {
+    url: server.url,
+    caFile,
+    admin: { email: admin.email, password: admin.password, token: admin.token },
+    demoTenant: { id: demo.id, apiKey: demo.apiKey },
+  };
+  writeFileAtomic(path, `${JSON.stringify(credentials, null, 2)}\n`, 0o600);
+  return credentials;
+}
+
+function banner(c: DevCredentials, stack: DevStack): string {
+  return [
+    '',
+    `  Tresor is running at ${c.url}`,
+    `  CA to trust:       ${c.caFile}`,
+    `  keyd:              ${stack.keydSocket} (separate process, Unix socket 0600)`,
+    `  operator admin:    ${c.admin.email} / ${c.admin.password}`,
+    `  admin token:       ${c.admin.token}`,
+    `  demo tenant:       ${c.demoTenant.id}`,
+    `  demo API key:      ${c.demoTenant.apiKey}`,
+    `  (all of it also in ${join(stack.dataDir, 'dev-credentials.json')}, mode 0600)`,
+    '',
+    '  Try:',
+    `    curl --cacert ${c.caFile} -X PUT ${c.url}/v1/collections/people \\`,
+    `      -H "Authorization: Bearer ${c.demoTenant.apiKey}" -H 'content-type: application/json' \\`,
+    `      -d '{"fields":{"email":{"type":"string","classification":"personal","searchable":true}}}'`,
+    `    curl --cacert ${c.caFile} -X POST ${c.url}/v1/collections/people/records \\`,
+    `      -H "Authorization: Bearer ${c.demoTenant.apiKey}" -H 'content-type: application/json' -d '{"email":"ada@example.com"}'`,
+    '',
+    '  Ctrl-C stops every process.',
+    '',
+  ].join('\n');
+}
+
 export function registerDevCommand(program: Command): void {
   program
     .command('dev')
@@ -77,33 +157,28 @@ export function registerDevCommand(program: Command): void {
       'data folder; env TRESOR_DATA_DIR',
       process.env.TRESOR_DATA_DIR ?? '.tresor-data',
     )
-    .option('--json', 'print the stack description as JSON')
-    .action(async (flags: { dataDir: string; json?: boolean }) => {
+    .option('--port <n>', 'HTTPS port; env TRESOR_PORT (default 8443)')
+    .option('--json', 'print the credentials as JSON on stdout (what dev-credentials.json holds)')
+    .action(async (flags: { dataDir: string; port?: string; json?: boolean }) => {
       const dataDir = resolve(flags.dataDir);
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const stack = await startDevStack(dataDir);
-      const description = {
-        dataDir,
-        keyd: { dir: stack.keydDir, socket: stack.keydSocket, provider: 'dev-file' },
-      };
-      warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
-      if (flags.json) out(description, true);
-      else {
-        info(`tresor dev: data folder ${dataDir}`);
-        info(`keyd: ${stack.keydSocket} (Unix socket, mode 0600)`);
-        info(`try: npx tresor keyd status --socket ${stack.keydSocket}`);
-        info('Ctrl-C stops every process.');
+      let server: TresorServer;
+      try {
+        const config = resolveServerConfig({ dataDir, ...(flags.port ? { port: flags.port } : {}) });
+        server = await startTresorServer({
+          ...config,
+          keyd: { kind: 'unix', socketPath: stack.keydSocket },
+        });
+      } catch (err) {
+        await stack.stop();
+        throw err;
       }
-      let stopping = false;
-      await new Promise<void>((res) => {
-        const stop = () => {
-          if (stopping) return;
-          stopping = true;
-          info('stopping…');
-          void stack.stop().then(res);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      const tls = await ensureDevTls(dataDir);
+      const credentials = await devCredentials(server, dataDir, tls.caFile);
+      warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
+      if (flags.json) out(credentials, true);
+      else info(banner(credentials, stack));
+      await handleServerSignals(server, () => stack.stop());
     });
 }

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerDevCommand } from './dev.ts';
 import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
+import { registerServerCommands } from './server.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tresor')
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerKeydCommands(program);
+  registerServerCommands(program);
   registerDevCommand(program);
   return program;
 }

@@ -89,7 +89,8 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
   shutdownGraceMs: 10_000,
 };
 
-export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 6000, perKey: 3000 };
+/** Per minute. Generous: one application server sends all its tenants' traffic from one address with few keys. */
+export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 600_000, perKey: 600_000 };
 
 export class ConfigError extends Error {
   readonly code = 'TRESOR_ERR_CONFIG_INVALID';
