@@ -51,6 +51,8 @@ export interface KeyCache {
    */
   getOrLoad<T>(keyId: string, loader: () => Promise<Buffer>, fn: (key: Buffer) => T): Promise<T>;
   delete(keyId: string): boolean;
+  /** Removes (and wipes) every key whose id starts with `prefix`, e.g. all of a closed tenant's keys. */
+  deletePrefix(prefix: string): number;
   clear(): void;
   stats(): KeyCacheStats;
   /** Clears and stops the sweep timer. */
@@ -194,6 +196,17 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
       if (entry === undefined) return false;
       remove(keyId, entry);
       return true;
+    },
+
+    deletePrefix(prefix) {
+      let n = 0;
+      for (const [keyId, entry] of entries) {
+        if (keyId.startsWith(prefix)) {
+          remove(keyId, entry);
+          n++;
+        }
+      }
+      return n;
     },
 
     clear() {

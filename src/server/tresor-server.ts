@@ -101,13 +101,35 @@ export async function startTresorServer(
     cache: keyCache,
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
-  const tenants = createTenantService({
+  const tenantService = createTenantService({
     control,
     tenantStores,
     keys: keyd,
     exporter: (tenant, target) => vault.exportTenant(tenant, target, SYSTEM_EVENT('tenant-close')),
     config: { closeGraceDays: config.closeGraceDays, backupRetentionDays: options.backupRetentionDays ?? 35 },
   });
+  // A closed tenant's keys must not outlive it in memory (DESIGN invariant 9).
+  const tenants: TenantService = {
+    ...tenantService,
+    async closeTenant(id, input, context) {
+      try {
+        return await tenantService.closeTenant(id, input, context);
+      } finally {
+        if ((await tenantService.getTenant(id).catch(() => undefined))?.state === 'closed')
+          dataKeys.forgetTenant(id);
+      }
+    },
+    async autoClose(now) {
+      const report = await tenantService.autoClose(now);
+      for (const id of report.closed) dataKeys.forgetTenant(id);
+      return report;
+    },
+    async resume() {
+      const report = await tenantService.resume();
+      for (const id of report.closed) dataKeys.forgetTenant(id);
+      return report;
+    },
+  };
   const apiKeys = createApiKeyService({ control });
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });

@@ -49,6 +49,7 @@ export interface DataKeyStore {
 export interface UnwrappedKeyCache {
   getOrLoad<T>(keyId: string, load: () => Promise<Buffer>, fn: (key: Buffer) => T): Promise<T>;
   set(keyId: string, key: Buffer): void;
+  deletePrefix(prefix: string): number;
 }
 
 export interface DataKeyLimits {
@@ -92,6 +93,8 @@ export interface DataKeyring {
     tenant: string,
     purpose: DataKeyPurpose,
   ): { keyId: string; used: number; reserved: number } | undefined;
+  /** Forgets every key of a tenant held in memory (cache and counters): call when it is closed. */
+  forgetTenant(tenant: string): void;
 }
 
 export function createDataKeyring(deps: {
@@ -258,5 +261,10 @@ export function createDataKeyring(deps: {
     return c ? { keyId: c.record.keyId, used: c.used, reserved: c.record.reserved } : undefined;
   }
 
-  return { withEncryptionKey, withDecryptionKey, rewrapAll, usage };
+  function forgetTenant(tenant: string): void {
+    cache.deletePrefix(`${tenant}\u0000`);
+    for (const key of counters.keys()) if (key.startsWith(`${tenant}\u0000`)) counters.delete(key);
+  }
+
+  return { withEncryptionKey, withDecryptionKey, rewrapAll, usage, forgetTenant };
 }

@@ -204,4 +204,21 @@ describe('data keyring', () => {
       { code: 'TRESOR_ERR_KEY_ID_UNKNOWN' },
     );
   });
+
+  it("forgets a closed tenant's keys from memory while other tenants' stay cached", async () => {
+    const local = await rig();
+    try {
+      const ring = local.keyring();
+      await local.service.call('createTenantKey', { tenant: 'other' }, ADMIN);
+      const a = await seal(ring, 'data', 'a-value');
+      const bKeyId = await enc(ring, 'data', 1, 'other');
+      ring.forgetTenant('acme');
+      assert.equal(ring.usage('acme', 'data'), undefined, 'counters forgotten');
+      await local.service.call('seal', {}, ADMIN); // nothing can be reloaded from keyd now
+      await assert.rejects(open(ring, 'data', a.keyId, a.ct), { code: 'TRESOR_ERR_KEYD_SEALED' });
+      assert.equal(await ring.withDecryptionKey('other', 'data', bKeyId, () => 'cached'), 'cached');
+    } finally {
+      await local.close();
+    }
+  });
 });
