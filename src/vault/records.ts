@@ -39,6 +39,7 @@ import {
   wipe,
 } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
+import { KeydError } from '../keyd/errors.ts';
 import type { Store } from '../store/types.ts';
 import { decodeCursor, deriveCursorKey, encodeCursor } from './cursor.ts';
 import type { DataKeyring } from './data-keys.ts';
@@ -317,17 +318,26 @@ export async function openRecord(
   }
   const values = new Map<string, JsonValue>();
   for (const [keyId, list] of byKey) {
-    await ctx.keys.withDecryptionKey(tenant, 'data', keyId, (key) => {
-      for (const [field, env] of list) {
-        const context = { tenant, collection: collection.name, record, field, version };
-        const plaintext = openEnvelope(key, keyId, env, FIELD_PURPOSE, context);
-        try {
-          values.set(field, JSON.parse(plaintext.toString('utf8')) as JsonValue);
-        } finally {
-          wipe(plaintext);
+    await ctx.keys
+      .withDecryptionKey(tenant, 'data', keyId, (key) => {
+        for (const [field, env] of list) {
+          const context = { tenant, collection: collection.name, record, field, version };
+          const plaintext = openEnvelope(key, keyId, env, FIELD_PURPOSE, context);
+          try {
+            values.set(field, JSON.parse(plaintext.toString('utf8')) as JsonValue);
+          } finally {
+            wipe(plaintext);
+          }
         }
-      }
-    });
+      })
+      .catch((err: unknown) => {
+        // An envelope naming a data key this tenant never had was not written for this tenant (it
+        // was moved from another store): a failed decryption (500, audited), not a missing record.
+        if (err instanceof KeydError && err.code === 'TRESOR_ERR_KEY_ID_UNKNOWN') {
+          throw new CryptoError('TRESOR_ERR_DECRYPT_FAILED', 'a stored envelope names an unknown data key');
+        }
+        throw err;
+      });
   }
   const data: RecordData = {};
   for (const field of Object.keys(collection.schema.fields)) {

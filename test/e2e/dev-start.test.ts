@@ -1,0 +1,309 @@
+/**
+ * `npm start` as a newcomer meets it: `tresor dev` starts keyd as its own process and the HTTPS
+ * API, prints where it listens and writes dev-credentials.json (0600) for scripts; the curl
+ * commands it prints work as printed; the admin token manages tenants but never reads records;
+ * Ctrl-C (SIGINT to the terminal's process group) stops every process; the next start reuses the
+ * data folder.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { TRESOR_BIN } from '../helpers/keyd-process.ts';
+
+const run = promisify(execFile);
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 20_000;
+
+interface DevCredentials {
+  url: string;
+  caFile: string;
+  admin: { email: string; password: string; token: string };
+  demoTenant: { id: string; apiKey: string };
+}
+
+interface DevProcess {
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** The environment of a newcomer's shell: no TRESOR_* settings but the data folder. */
+function devEnv(dataDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
+  return { ...env, NO_COLOR: '1', TRESOR_DATA_DIR: dataDir };
+}
+
+/**
+ * Starts `tresor dev --port 0` in its own process group (as a terminal runs it) and resolves once
+ * its banner has been printed in full.
+ */
+function startDev(cwd: string, dataDir: string): Promise<DevProcess> {
+  const proc = spawn(process.execPath, [TRESOR_BIN, 'dev', '--port', '0'], {
+    cwd,
+    env: devEnv(dataDir),
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    proc.once('exit', (code, signal) => res({ code, signal })),
+  );
+  const dev: DevProcess = { proc, output: () => output, exited };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`tresor dev did not start:\n${output}`)),
+      START_TIMEOUT_MS,
+    );
+    const onData = (d: Buffer) => {
+      output += d.toString('utf8');
+      if (output.includes('Ctrl-C stops every process.')) {
+        clearTimeout(timer);
+        resolve(dev);
+      }
+    };
+    proc.stdout?.on('data', onData);
+    proc.stderr?.on('data', onData);
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`tresor dev exited (${code}) during start:\n${output}`));
+    });
+  });
+}
+
+/** Ctrl-C in a terminal: SIGINT to the whole foreground process group. */
+async function pressCtrlC(dev: DevProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  process.kill(-(dev.proc.pid as number), 'SIGINT');
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      dev.exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('tresor dev did not stop on SIGINT')), STOP_TIMEOUT_MS);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Pids of live processes whose command line mentions `text` (Linux /proc). */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const state = /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${entry}/stat`, 'utf8'))?.[1];
+      if (state !== 'Z' && cmdline.some((arg) => arg.includes(text))) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function refusesConnections(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}
+
+/** One curl call as a script would make it: trusting only the dev CA. */
+async function curl(
+  c: DevCredentials,
+  method: string,
+  path: string,
+  token: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const args = [
+    '-sS',
+    '--cacert',
+    c.caFile,
+    '-X',
+    method,
+    `${c.url}${path}`,
+    '-H',
+    `Authorization: Bearer ${token}`,
+  ];
+  if (body !== undefined) args.push('-H', 'content-type: application/json', '-d', JSON.stringify(body));
+  args.push('-w', '\n%{http_code}');
+  const { stdout } = await run('curl', args);
+  const at = stdout.lastIndexOf('\n');
+  const text = stdout.slice(0, at);
+  return {
+    status: Number(stdout.slice(at + 1)),
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
+}
+
+/** The commands under "Try:" in the banner, continuation lines joined, as a newcomer copies them. */
+function printedCommands(output: string): string[] {
+  const lines = output.slice(output.indexOf('Try:') + 'Try:'.length).split('\n');
+  const commands: string[] = [];
+  let current = '';
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line === '' && current === '' && commands.length > 0) break;
+    if (line.startsWith('Ctrl-C')) break;
+    if (line === '') continue;
+    current += line.endsWith('\\') ? `${line.slice(0, -1)} ` : line;
+    if (!line.endsWith('\\')) {
+      commands.push(current);
+      current = '';
+    }
+  }
+  return commands;
+}
+
+describe('npm start (tresor dev) as a newcomer runs it', () => {
+  let root: string;
+  let dataDir: string;
+  let dev: DevProcess | undefined;
+  let credentials: DevCredentials;
+  let bannerUrl: string;
+  let record: { id: string; data: Record<string, unknown> };
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'tresor-dev-start-'));
+    dataDir = join(root, 'data');
+    dev = await startDev(root, dataDir);
+  });
+
+  after(async () => {
+    if (dev && dev.proc.exitCode === null && dev.proc.signalCode === null) {
+      process.kill(-(dev.proc.pid as number), 'SIGKILL');
+      await dev.exited;
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('prints the URL with the port it really listens on and writes dev-credentials.json, mode 0600, with the documented fields', async () => {
+    const current = dev as DevProcess;
+    bannerUrl = /Tresor is running at (https:\/\/\S+)/.exec(current.output())?.[1] ?? '';
+    assert.match(bannerUrl, /^https:\/\/127\.0\.0\.1:[1-9][0-9]*$/, 'the banner names a real port');
+    const path = join(dataDir, 'dev-credentials.json');
+    assert.equal(statSync(path).mode & 0o777, 0o600, 'dev-credentials.json is 0600');
+    credentials = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
+    assert.deepEqual(Object.keys(credentials).sort(), ['admin', 'caFile', 'demoTenant', 'url']);
+    assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'password', 'token']);
+    assert.deepEqual(Object.keys(credentials.demoTenant).sort(), ['apiKey', 'id']);
+    assert.equal(credentials.url, bannerUrl, 'the file and the banner name the same URL');
+    assert.match(credentials.admin.email, /^[^@\s]+@[^@\s]+$/);
+    assert.ok(credentials.admin.password.length >= 16, 'the admin password is long');
+    assert.match(credentials.admin.token, /^tresor_op_/);
+    assert.match(credentials.demoTenant.id, /^ten_/);
+    assert.match(credentials.demoTenant.apiKey, /^tresor_ak_/);
+    assert.ok(new X509Certificate(readFileSync(credentials.caFile)).ca, 'caFile is a CA certificate');
+    assert.equal(await refusesConnections(credentials.url), false, 'the URL accepts connections');
+  });
+
+  it('serves the curl commands it prints, as printed, and then reading and searching the record with curl', async () => {
+    const commands = printedCommands((dev as DevProcess).output());
+    assert.equal(commands.length, 2, `two commands are printed: ${commands.join(' | ')}`);
+    const [declare, create] = commands as [string, string];
+    assert.match(declare, /^curl .* -X PUT .*\/v1\/collections\/people/);
+    assert.match(create, /^curl .* -X POST .*\/v1\/collections\/people\/records/);
+    const declared = await run('sh', ['-c', `${declare} -sS -w '\\n%{http_code}'`], { cwd: root });
+    assert.match(declared.stdout, /\n201$/, `the printed PUT answers 201: ${declared.stdout}`);
+    const created = await run('sh', ['-c', `${create} -sS -w '\\n%{http_code}'`], { cwd: root });
+    assert.match(created.stdout, /\n201$/, `the printed POST answers 201: ${created.stdout}`);
+    record = JSON.parse(created.stdout.slice(0, created.stdout.lastIndexOf('\n'))) as typeof record;
+    assert.match(record.id, /^rec_[0-9a-f]{32}$/);
+
+    const key = credentials.demoTenant.apiKey;
+    const read = await curl(credentials, 'GET', `/v1/collections/people/records/${record.id}`, key);
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body.data, record.data, 'the record reads back');
+    const email = String(record.data.email);
+    const search = await curl(
+      credentials,
+      'GET',
+      `/v1/collections/people/records?where%5Bemail%5D=${encodeURIComponent(email)}`,
+      key,
+    );
+    assert.equal(search.status, 200);
+    assert.deepEqual(
+      (search.body.records as { id: string }[]).map((r) => r.id),
+      [record.id],
+      'the search finds the record',
+    );
+  });
+
+  it('lets the admin token create a tenant but not read, list or write records', async () => {
+    const token = credentials.admin.token;
+    const tenant = await curl(credentials, 'POST', '/v1/tenants', token, { name: 'Newcomer Ltd' });
+    assert.equal(tenant.status, 201, JSON.stringify(tenant.body));
+    assert.match(String(tenant.body.apiKey), /^tresor_ak_/);
+    for (const [method, path, body] of [
+      ['GET', `/v1/collections/people/records/${record.id}`, undefined],
+      ['GET', '/v1/collections/people/records', undefined],
+      ['GET', '/v1/collections', undefined],
+      ['POST', '/v1/collections/people/records', { email: 'admin@example.com' }],
+    ] as const) {
+      const res = await curl(credentials, method, path, token, body);
+      assert.equal(res.status, 403, `${method} ${path} with the admin token`);
+      assert.equal(res.body.code, 'TRESOR_ERR_FORBIDDEN');
+      assert.equal(JSON.stringify(res.body).includes(String(record.data.email)), false, 'no record data');
+    }
+  });
+
+  it('stops every process, keyd included, on Ctrl-C', async () => {
+    const current = dev as DevProcess;
+    const keydDir = join(dataDir, 'keyd');
+    const keyd = processesMentioning(keydDir);
+    assert.equal(keyd.length, 1, `one keyd process runs for the data folder (${keyd.join(', ')})`);
+    const keydPid = keyd[0] as number;
+    assert.notEqual(keydPid, current.proc.pid, 'keyd is its own process');
+    assert.equal(existsSync(join(keydDir, 'keyd.sock')), true, 'keyd listens on its socket');
+
+    const { code, signal } = await pressCtrlC(current);
+    assert.equal(signal, null, 'tresor dev exits by itself, not by the signal');
+    assert.equal(code, 0, `tresor dev exits 0:\n${current.output().slice(-2000)}`);
+    assert.equal(alive(keydPid), false, 'the keyd process is gone');
+    assert.deepEqual(processesMentioning(dataDir), [], 'no process of the stack is left');
+    assert.equal(existsSync(join(keydDir, 'keyd.sock')), false, 'keyd’s socket is gone');
+    assert.equal(await refusesConnections(credentials.url), true, 'the HTTPS port is closed');
+  });
+
+  it('reuses the data folder on the next start: same demo tenant and key, the old record still readable', async () => {
+    dev = await startDev(root, dataDir);
+    const again = JSON.parse(readFileSync(join(dataDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
+    assert.equal(statSync(join(dataDir, 'dev-credentials.json')).mode & 0o777, 0o600, 'still 0600');
+    assert.deepEqual(again.demoTenant, credentials.demoTenant, 'the same demo tenant and API key');
+    assert.deepEqual(again.admin, credentials.admin, 'the same admin');
+    assert.equal(again.caFile, credentials.caFile, 'the same CA');
+    const read = await curl(
+      again,
+      'GET',
+      `/v1/collections/people/records/${record.id}`,
+      again.demoTenant.apiKey,
+    );
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body.data, record.data, 'the record written before the restart reads back');
+    const { code } = await pressCtrlC(dev);
+    assert.equal(code, 0, 'the second start stops cleanly too');
+  });
+});

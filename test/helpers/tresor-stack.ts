@@ -1,0 +1,312 @@
+/**
+ * A whole Tresor stack for end-to-end tests, as operators run it: the real `tresor keyd` process
+ * (dev-file root key, Unix socket) and the API as a separate `tresor server` process — or, where a
+ * test needs the server's internals, in this process through startTresorServer — on 127.0.0.1 with
+ * a port the kernel picks and a temporary data folder laid out like `tresor dev`'s:
+ *
+ *   <root>/data/            the server's data folder (control store, tenants/, tls/)
+ *   <root>/data/keyd/       keyd's folder (root key file, key store, keyd.sock)
+ *
+ * The bootstrap operator admin is made before the server starts, in the control store, exactly as
+ * `tresor dev` makes it (there is no HTTP route for the first operator). Requests go over real
+ * HTTPS with node:https — which sends the path byte for byte, unlike fetch, whose URL parser would
+ * resolve `../` before a test could send it — trusting only the stack's dev CA.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import { resolveServerConfig } from '../../src/config/server-config.ts';
+import { createOperatorService } from '../../src/identity/operators.ts';
+import type { KeydClient } from '../../src/keyd/client.ts';
+import { initDevFile } from '../../src/keyd/root/dev-file.ts';
+import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
+import { type KeydProcess, startKeyd, TRESOR_BIN } from './keyd-process.ts';
+
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  /** The body parsed as JSON (throws on a body that is not JSON). */
+  json<T = Record<string, unknown>>(): T;
+}
+
+export interface RequestOptions {
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** A JSON body (serialised here); `content-type: application/json` unless `contentType` says otherwise. */
+  body?: unknown;
+  /** A body sent as is (duplicate keys, broken JSON, other media types). */
+  rawBody?: string | Buffer;
+  /** The content-type header; null sends none. */
+  contentType?: string | null;
+  headers?: Record<string, string>;
+}
+
+export type Requester = (method: string, path: string, options?: RequestOptions) => Promise<HttpResponse>;
+
+export interface TresorStackOptions {
+  /** 'process' (default): `tresor server` as a child process; 'in-process': startTresorServer here. */
+  server?: 'process' | 'in-process';
+  /** The server's log level (TRESOR_LOG_LEVEL); default 'info', so request logs are produced. */
+  logLevel?: string;
+}
+
+export interface TresorStack {
+  readonly root: string;
+  readonly dataDir: string;
+  readonly keydDir: string;
+  readonly keydSocket: string;
+  readonly caFile: string;
+  /** The HTTPS origin of the server running now (it changes when the server restarts). */
+  readonly url: string;
+  /** The bootstrap operator admin's automation token. */
+  readonly adminToken: string;
+  /** The `tresor server` child process, while one runs (process mode). */
+  readonly serverProcess: ChildProcess | undefined;
+  /** The server object (in-process mode). */
+  readonly server: TresorServer | undefined;
+  /** Everything the server processes wrote to stdout and stderr (their logs) so far; in process: ''. */
+  serverOutput(): string;
+  request: Requester;
+  /** A client of the real keyd process, closed by stop(). */
+  keydClient(): KeydClient;
+  /** Starts the server again (after stopServer or kill9Server) on a new port; same data folder. */
+  startServer(): Promise<void>;
+  /** Stops the server gracefully (SIGTERM, or close() in process) and waits until it is gone. */
+  stopServer(): Promise<void>;
+  /** kill -9 of the server process, waiting until it is gone. */
+  kill9Server(): Promise<void>;
+  /** Stops the server and keyd and removes the temporary folder. */
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 30_000;
+/** SIGTERM lets in-flight requests finish (shutdownGraceMs, 10 s by default), then the server exits. */
+const STOP_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** The environment minus every TRESOR_* setting of the developer's shell, so a stack is hermetic. */
+function hermeticEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
+  return { ...env, NO_COLOR: '1', ...extra };
+}
+
+/** An HTTPS request function trusting only `ca`, against the origin `origin()` names at call time. */
+export function httpsRequester(origin: () => string, ca: Buffer): Requester & { agent: Agent } {
+  const agent = new Agent({ ca, keepAlive: true, maxSockets: 64 });
+  const send: Requester = (method, path, options = {}) =>
+    new Promise((resolve, reject) => {
+      const url = new URL(origin());
+      const headers: Record<string, string> = { ...options.headers };
+      let payload: Buffer | undefined;
+      if (options.rawBody !== undefined) payload = Buffer.from(options.rawBody);
+      else if (options.body !== undefined) payload = Buffer.from(JSON.stringify(options.body), 'utf8');
+      if (payload !== undefined) {
+        const type = options.contentType === undefined ? 'application/json' : options.contentType;
+        if (type !== null) headers['content-type'] = type;
+        headers['content-length'] = String(payload.length);
+      }
+      if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+      const req = httpsRequest(
+        { agent, host: url.hostname, port: url.port, method, path, headers, timeout: REQUEST_TIMEOUT_MS },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              text,
+              json: <T>() => JSON.parse(text) as T,
+            });
+          });
+        },
+      );
+      req.on('timeout', () =>
+        req.destroy(new Error(`${method} ${path}: no answer in ${REQUEST_TIMEOUT_MS} ms`)),
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  return Object.assign(send, { agent });
+}
+
+/** Creates the first operator admin in the control store (as `tresor dev` does) and returns its token. */
+async function bootstrapAdmin(dataDir: string): Promise<string> {
+  const control = await openSqliteStore<ControlDB>(join(dataDir, 'control.sqlite'), controlStoreMigrations);
+  try {
+    const operators = createOperatorService({ control });
+    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@tresor.test' });
+    if (!admin) throw new Error('the fresh control store already had an operator');
+    await operators.flush();
+    return admin.token;
+  } finally {
+    await control.close();
+  }
+}
+
+/** Spawns `tresor server --json` and resolves with its URL once it listens. */
+function spawnServer(
+  dataDir: string,
+  env: NodeJS.ProcessEnv,
+  output: (chunk: string) => void,
+): Promise<{ proc: ChildProcess; url: string; exited: Promise<void> }> {
+  const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--json', '--data-dir', dataDir], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((res) => proc.once('exit', () => res()));
+  let stdout = '';
+  let stderr = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`tresor server did not start in ${START_TIMEOUT_MS} ms:\n${stderr}`));
+    }, START_TIMEOUT_MS);
+    proc.stdout?.setEncoding('utf8');
+    proc.stderr?.setEncoding('utf8');
+    proc.stderr?.on('data', (d: string) => {
+      stderr += d;
+      output(d);
+    });
+    proc.stdout?.on('data', (d: string) => {
+      output(d);
+      stdout += d;
+      const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
+      if (line) {
+        clearTimeout(timer);
+        resolve({ proc, url: (JSON.parse(line) as { url: string }).url, exited });
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`tresor server exited during start:\n${stderr}`));
+    });
+  });
+}
+
+/** Starts keyd and the API on a fresh temporary data folder. */
+export async function startTresorStack(options: TresorStackOptions = {}): Promise<TresorStack> {
+  const mode = options.server ?? 'process';
+  const root = mkdtempSync(join(tmpdir(), 'tresor-stack-'));
+  const dataDir = join(root, 'data');
+  const keydDir = join(dataDir, 'keyd');
+  mkdirSync(keydDir, { recursive: true, mode: 0o700 });
+  const keydSocket = join(keydDir, 'keyd.sock');
+  initDevFile(keydDir);
+
+  let keyd: KeydProcess | undefined;
+  let output = '';
+  let url = '';
+  let serverProcess: { proc: ChildProcess; exited: Promise<void> } | undefined;
+  let server: TresorServer | undefined;
+  const env = hermeticEnv({
+    TRESOR_KEYD_SOCKET: keydSocket,
+    TRESOR_PORT: '0',
+    TRESOR_HOST: '127.0.0.1',
+    TRESOR_LOG_LEVEL: options.logLevel ?? 'info',
+  });
+
+  async function startServer(): Promise<void> {
+    if (serverProcess || server) throw new Error('the server is already running');
+    if (mode === 'in-process') {
+      const config = resolveServerConfig({ dataDir }, env);
+      server = await startTresorServer(config, { jobIntervalMs: 0 });
+      url = server.url;
+    } else {
+      const started = await spawnServer(dataDir, env, (chunk) => {
+        output += chunk;
+      });
+      serverProcess = started;
+      url = started.url;
+    }
+  }
+
+  async function stopServer(): Promise<void> {
+    if (server) {
+      await server.close();
+      server = undefined;
+    }
+    if (serverProcess) {
+      const { proc, exited } = serverProcess;
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const stopped = await Promise.race([
+        exited.then(() => true),
+        new Promise<false>((res) => {
+          timer = setTimeout(() => res(false), STOP_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      serverProcess = undefined;
+      if (!stopped) {
+        proc.kill('SIGKILL');
+        await exited;
+        throw new Error(`tresor server did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM`);
+      }
+    }
+  }
+
+  try {
+    keyd = await startKeyd(
+      ['--provider', 'dev-file', '--dir', keydDir],
+      { kind: 'unix', path: keydSocket },
+      { TRESOR_KEYD_SOCKET: keydSocket },
+    );
+    const tls = await ensureDevTls(dataDir);
+    const adminToken = await bootstrapAdmin(dataDir);
+    const ca = readFileSync(tls.caFile);
+    const request = httpsRequester(() => url, ca);
+    await startServer();
+    const running = keyd;
+    return {
+      root,
+      dataDir,
+      keydDir,
+      keydSocket,
+      caFile: tls.caFile,
+      adminToken,
+      get url() {
+        return url;
+      },
+      get serverProcess() {
+        return serverProcess?.proc;
+      },
+      get server() {
+        return server;
+      },
+      serverOutput: () => output,
+      request,
+      keydClient: () => running.client(),
+      startServer,
+      stopServer,
+      async kill9Server() {
+        if (!serverProcess) throw new Error('kill9Server needs a server process');
+        serverProcess.proc.kill('SIGKILL');
+        await serverProcess.exited;
+        serverProcess = undefined;
+        request.agent.destroy(); // its pooled sockets led to the dead process
+      },
+      async stop() {
+        await stopServer();
+        request.agent.destroy();
+        await running.stop();
+        rmSync(root, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await stopServer().catch(() => undefined);
+    await keyd?.stop().catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+}
