@@ -36,3 +36,21 @@ describe('SQLite store', () => {
     }
   });
 });
+
+describe('SQLite files', () => {
+  it('are created owner-only, WAL and shared-memory files included', async () => {
+    const { statSync } = await import('node:fs');
+    const { openSqlite } = await import('../../src/store/sqlite/open.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'tresor-mode-'));
+    try {
+      const db = openSqlite(join(dir, 'm.sqlite'));
+      db.exec('CREATE TABLE t (a); INSERT INTO t VALUES (1)');
+      for (const name of ['m.sqlite', 'm.sqlite-wal', 'm.sqlite-shm']) {
+        assert.equal(statSync(join(dir, name)).mode & 0o777, 0o600, `${name} is 0600`);
+      }
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

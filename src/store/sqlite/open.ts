@@ -3,6 +3,7 @@
  * commit survives power loss, not just a process crash), secure_delete (freed pages are zeroed, so
  * erased key material does not linger in the file), foreign keys on.
  */
+import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 export interface OpenSqliteOptions {
@@ -11,6 +12,14 @@ export interface OpenSqliteOptions {
 }
 
 export function openSqlite(path: string, options: OpenSqliteOptions = {}): Database.Database {
+  // Create the file owner-only before SQLite does: its -wal and -shm files copy the main file's mode.
+  if (!options.fileMustExist && path !== ':memory:') {
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
   const db = new Database(path, { fileMustExist: options.fileMustExist ?? false });
   try {
     db.pragma('journal_mode = WAL');
