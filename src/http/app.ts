@@ -89,6 +89,7 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    clientErrorHandler: answerClientError,
   });
   app.decorateRequest('tresor', null as unknown as FastifyRequest['tresor']);
 
@@ -196,4 +197,33 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     }
   }
   return app;
+}
+
+/**
+ * Errors Node's HTTP parser meets before any route runs (headers too large, malformed request
+ * line): answered as problem+json with the security headers, never Fastify's plain JSON.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const body = JSON.stringify({
+    type: `https://tresor.dev/problems/${tooLarge ? 'headers-too-large' : 'bad-request'}`,
+    title: tooLarge ? 'Request Header Fields Too Large' : 'Bad Request',
+    status,
+    code: tooLarge ? 'TRESOR_ERR_HEADERS_TOO_LARGE' : 'TRESOR_ERR_BAD_REQUEST',
+    detail: tooLarge ? 'the request line or headers are too large' : 'the request could not be parsed',
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      'Content-Type: application/problem+json\r\n' +
+      'Cache-Control: no-store\r\n' +
+      'X-Content-Type-Options: nosniff\r\n' +
+      'Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n' +
+      'Connection: close\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }

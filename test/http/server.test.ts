@@ -155,6 +155,13 @@ describe('TLS policy', () => {
     }
   });
 
+  it('answers oversized headers with a 431 problem+json, not a bare error', async () => {
+    const res = await get(running.url, `/v1/${'a'.repeat(20_000)}`);
+    assert.equal(res.status, 431);
+    assert.equal(res.headers['content-type'], 'application/problem+json');
+    assert.equal(JSON.parse(res.body).code, 'TRESOR_ERR_HEADERS_TOO_LARGE');
+  });
+
   it('keeps dot segments literal: /v1/test/../healthz is not /healthz', async () => {
     const res = await get(running.url, '/v1/test/../../healthz');
     assert.equal(res.status, 404);
