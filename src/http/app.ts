@@ -208,17 +208,24 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:net'
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const status = tooLarge ? 431 : 400;
-  const body = JSON.stringify({
-    type: `https://tresor.dev/problems/${tooLarge ? 'headers-too-large' : 'bad-request'}`,
-    title: tooLarge ? 'Request Header Fields Too Large' : 'Bad Request',
-    status,
-    code: tooLarge ? 'TRESOR_ERR_HEADERS_TOO_LARGE' : 'TRESOR_ERR_BAD_REQUEST',
-    detail: tooLarge ? 'the request line or headers are too large' : 'the request could not be parsed',
-  });
+  const [status, title, code, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [
+          431,
+          'Request Header Fields Too Large',
+          'TRESOR_ERR_HEADERS_TOO_LARGE',
+          'the request line or headers are too large',
+        ]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'TRESOR_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time']
+        : [400, 'Bad Request', 'TRESOR_ERR_BAD_REQUEST', 'the request could not be parsed'];
+  const slug = code
+    .replace(/^TRESOR_ERR_/, '')
+    .toLowerCase()
+    .replaceAll('_', '-');
+  const body = JSON.stringify({ type: `https://tresor.dev/problems/${slug}`, title, status, code, detail });
   socket.end(
-    `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${status} ${title}\r\n` +
       'Content-Type: application/problem+json\r\n' +
       'Cache-Control: no-store\r\n' +
       'X-Content-Type-Options: nosniff\r\n' +
