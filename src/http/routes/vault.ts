@@ -331,7 +331,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         audit: { action: 'tenant.export' },
         schema: {
           body: Type.Union([
-            Type.Object({ recipient: Type.String({ pattern: '^age1[0-9a-z]{58}$', maxLength: 62 }) }),
+            Type.Object({ recipient: Type.String({ pattern: '^age1[0-9a-z]{58,4090}$', maxLength: 4096 }) }),
             Type.Object({ passphrase: Type.String({ minLength: 12, maxLength: 1024 }) }),
           ]),
           response: {
