@@ -5,8 +5,10 @@
  *   a. envelope encryption in process, 1 KiB values, vs raw AES-256-GCM      (in-process.ts)
  *   b. keyd round trips over the Unix socket and mTLS, vs an echo            (round-trips.ts)
  *   c. cache hit ratio of the data keyring under a mixed load                (mixed-load.ts)
- * keyd and the echo servers run as child processes; every child is stopped and the temporary
- * folder removed at the end, also after an error or Ctrl-C.
+ *   d. store group commit vs one transaction per write                       (store-group-commit.ts)
+ *   e. the HTTPS API under autocannon vs a plain Fastify + SQLite server     (http.ts)
+ * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
+ * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -17,12 +19,21 @@ import type { KeydOperationName, KeyService, OpArgs } from '../src/keyd/operatio
 import { DevFileProvider, initDevFile } from '../src/keyd/root/dev-file.ts';
 import { createKeyService, SYSTEM_CALLER } from '../src/keyd/service.ts';
 import { type BenchPki, createBenchPki, LOOPBACK, startEcho, startKeyd } from './children.ts';
+import { benchHttp, HTTP_EXTRA_OPERATIONS, HTTP_OPERATIONS, type HttpOperation } from './http.ts';
 import { benchInProcess } from './in-process.ts';
 import { benchMixedLoad } from './mixed-load.ts';
-import { type BenchReport, formatTable, type Machine, type Section } from './report.ts';
+import {
+  type BenchReport,
+  baselineFigure,
+  compared,
+  formatTable,
+  type Machine,
+  type Section,
+} from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
+import { benchGroupCommit } from './store-group-commit.ts';
 
-const SECTIONS = ['in-process', 'round-trips', 'mixed-load'] as const;
+const SECTIONS = ['in-process', 'round-trips', 'mixed-load', 'store', 'http'] as const;
 type SectionId = (typeof SECTIONS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -30,12 +41,18 @@ const USAGE = `Usage: npm run bench -- [options]
   --seconds <n>            measured seconds per figure, after a warm-up (default 2)
   --only <ids>             comma-separated: ${SECTIONS.join(', ')} (default all)
   --json                   print JSON instead of the table
-  --concurrency <n>        high concurrency for keyd round trips (default 64)
+  --concurrency <n>        high concurrency for keyd round trips, store and http (default 64)
   --pool <n>               keyd client connections (default 2, as the server uses)
   --tenants <n>            mixed load: tenants (default 200)
   --keys-per-tenant <n>    mixed load: data keys per tenant (default 8)
   --zipf <s>               mixed load: Zipf exponent of tenant popularity (default 1)
   --mixed-concurrency <n>  mixed load: operations in flight (default 32)
+  --http-seconds <n>       http: measured seconds per run, after a warm-up (default 5)
+  --http-records <n>       http: records filled into each server first (default 5000)
+  --http-ops <ops>         http: comma-separated from ${[...HTTP_OPERATIONS, ...HTTP_EXTRA_OPERATIONS].join(', ')}
+                           (default ${HTTP_OPERATIONS.join(',')})
+  --http-log-level <level> http: both servers' log level (default info: a line per request)
+  --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -58,6 +75,11 @@ function readOptions() {
       'keys-per-tenant': { type: 'string' },
       zipf: { type: 'string' },
       'mixed-concurrency': { type: 'string' },
+      'http-seconds': { type: 'string' },
+      'http-records': { type: 'string' },
+      'http-ops': { type: 'string' },
+      'http-log-level': { type: 'string' },
+      'cpu-prof': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -65,6 +87,16 @@ function readOptions() {
   const only = (values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
   for (const id of only) {
     if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id}`);
+  }
+  const httpOps = (values['http-ops'] ?? HTTP_OPERATIONS.join(',')).split(',').map((s) => s.trim());
+  for (const op of httpOps) {
+    if (!([...HTTP_OPERATIONS, ...HTTP_EXTRA_OPERATIONS] as readonly string[]).includes(op)) {
+      throw new Error(`--http-ops: unknown ${op}`);
+    }
+  }
+  const httpLogLevel = values['http-log-level'] ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(httpLogLevel)) {
+    throw new Error(`--http-log-level: unknown level ${httpLogLevel}`);
   }
   return {
     help: values.help,
@@ -77,6 +109,11 @@ function readOptions() {
     keysPerTenant: Math.floor(numberOption(values['keys-per-tenant'], 8, 'keys-per-tenant', 1)),
     zipf: numberOption(values.zipf, 1, 'zipf', 0),
     mixedConcurrency: Math.floor(numberOption(values['mixed-concurrency'], 32, 'mixed-concurrency', 1)),
+    httpSeconds: numberOption(values['http-seconds'], 5, 'http-seconds', 0.5),
+    httpRecords: Math.floor(numberOption(values['http-records'], 5000, 'http-records', 1)),
+    httpOps: httpOps as HttpOperation[],
+    httpLogLevel,
+    cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -151,6 +188,10 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       keysPerTenant: options.keysPerTenant,
       zipf: options.zipf,
       mixedConcurrency: options.mixedConcurrency,
+      httpSeconds: options.httpSeconds,
+      httpRecords: options.httpRecords,
+      httpOps: options.httpOps.join(','),
+      httpLogLevel: options.httpLogLevel,
     },
     sections: [],
   };
@@ -164,8 +205,62 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
   }
 
   const needsKeyd = options.sections.has('round-trips') || options.sections.has('mixed-load');
-  if (!needsKeyd) return { ...report, durationSeconds: (Date.now() - started) / 1000 };
+  if (needsKeyd) await keydSections(options, cleanup, tmp, sections);
 
+  if (options.sections.has('store')) {
+    progress('d. store group commit');
+    sections.push(await storeSection(options.seconds, options.concurrency, tmp));
+  }
+
+  if (options.sections.has('http')) {
+    progress('e. HTTPS API');
+    const httpDir = join(tmp, 'http');
+    mkdirSync(httpDir, { mode: 0o700 });
+    sections.push(
+      await benchHttp({
+        dir: httpDir,
+        seconds: options.httpSeconds,
+        concurrencies: [...new Set([1, options.concurrency])],
+        operations: options.httpOps,
+        records: options.httpRecords,
+        logLevel: options.httpLogLevel,
+        ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      }),
+    );
+  }
+  return { ...report, durationSeconds: (Date.now() - started) / 1000 };
+}
+
+/** d. Group commit against one transaction per write (store-group-commit.ts), as a section. */
+async function storeSection(seconds: number, concurrency: number, dir: string): Promise<Section> {
+  const r = await benchGroupCommit({ seconds, concurrency, dir });
+  const naive = baselineFigure('one transaction (one fsync) per write', r.rates.naive);
+  return {
+    id: 'store',
+    title: 'd. Store: 1 KiB record + audit event per write',
+    groups: [
+      {
+        title: `WAL, synchronous=FULL, concurrency ${r.concurrency}`,
+        figures: [naive, compared('group commit (openSqliteStore)', r.rates.grouped, naive)],
+      },
+    ],
+    facts: [{ name: 'group commit: mean writes per transaction', value: r.meanBatch, unit: '' }],
+    notes: [
+      'Acknowledged writes per second: each resolves only once its COMMIT is durable. Same connection ' +
+        'settings and statement cache in both; only the transaction policy differs.',
+    ],
+  };
+}
+
+/** b. and c.: the sections that talk to a keyd on the Unix socket. */
+async function keydSections(
+  options: ReturnType<typeof readOptions>,
+  cleanup: Cleanup,
+  tmp: string,
+  sections: Section[],
+): Promise<void> {
   progress('starting keyd (Unix socket)');
   const unixDir = keydFolder(join(tmp, 'keyd-unix'));
   const unixKeyd = await startKeyd(
@@ -269,7 +364,6 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       }),
     );
   }
-  return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }
 
 async function main(): Promise<number> {
@@ -293,6 +387,7 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
+  if (options.cpuProf) mkdirSync(options.cpuProf, { recursive: true });
   try {
     const report = await run(options, cleanup);
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatTable(report));
