@@ -26,7 +26,7 @@
  * re-checks that the schema it was done for is still current (else the operation is retried).
  */
 import { randomBytes } from 'node:crypto';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
 import {
   blindIndex,
@@ -597,6 +597,38 @@ function pageLimit(limit: unknown, limits: VaultLimits): number {
   return Math.min(limit, limits.maxListLimit);
 }
 
+/**
+ * One page of a collection in creation order, optionally filtered by blind-index MACs. A search
+ * must start from the blind index, not walk the collection: with `+collection` and `+seq` SQLite
+ * cannot use records_by_collection and looks records up by id from the index matches (the query
+ * plan is checked in test/vault/records.test.ts).
+ */
+export function recordPageQuery(
+  db: Kysely<TenantDB>,
+  collection: string,
+  macs: readonly { field: string; mac: Buffer }[],
+  after: number,
+  limit: number,
+) {
+  const searching = macs.length > 0;
+  let query = db
+    .selectFrom('records')
+    .select(['seq', 'id', 'version', 'fields'])
+    .where(searching ? sql<string>`+collection` : sql<string>`collection`, '=', collection)
+    .where(searching ? sql<number>`+seq` : sql<number>`seq`, '>', after);
+  for (const { field, mac } of macs) {
+    query = query.where('id', 'in', (eb) =>
+      eb
+        .selectFrom('blind_index')
+        .select('record_id')
+        .where('collection', '=', collection)
+        .where('field', '=', field)
+        .where('mac', '=', mac),
+    );
+  }
+  return query.orderBy('seq').limit(limit + 1);
+}
+
 export async function listRecords(
   ctx: VaultContext,
   tenant: string,
@@ -636,25 +668,8 @@ export async function listRecords(
     },
   );
 
-  let query = store.db
-    .selectFrom('records')
-    .select(['seq', 'id', 'version', 'fields'])
-    .where('collection', '=', collection.name)
-    .where('seq', '>', after);
-  for (const { field, mac } of macs) {
-    query = query.where('id', 'in', (eb) =>
-      eb
-        .selectFrom('blind_index')
-        .select('record_id')
-        .where('collection', '=', collection.name)
-        .where('field', '=', field)
-        .where('mac', '=', mac),
-    );
-  }
-  const rows = await query
-    .orderBy('seq')
-    .limit(limit + 1)
-    .execute();
+  const query = recordPageQuery(store.db, collection.name, macs, after, limit);
+  const rows = await query.execute();
   const page = rows.slice(0, limit);
 
   const action = terms.length > 0 ? 'record.search' : 'record.list';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createVault } from '../../src/vault/collections.ts';
-import { decodeFieldEnvelopes, encodeFieldEnvelopes } from '../../src/vault/records.ts';
+import { decodeFieldEnvelopes, encodeFieldEnvelopes, recordPageQuery } from '../../src/vault/records.ts';
 import { canonicalDate } from '../../src/vault/schema.ts';
 import { caller, PEOPLE, tresorError, type VaultRig, vaultRig } from './helpers.ts';
 
@@ -673,5 +673,39 @@ describe('records', () => {
         { numRuns: 200 },
       );
     });
+  });
+});
+
+describe('search query plan', () => {
+  let rig: VaultRig;
+  before(async () => {
+    rig = await vaultRig();
+  });
+  after(async () => {
+    await rig.close();
+  });
+
+  it('starts a search from the blind index instead of walking the collection', async () => {
+    const store = await rig.store();
+    const mac = Buffer.alloc(32, 1);
+    const compiled = recordPageQuery(store.db, 'people', [{ field: 'email', mac }], 0, 50).compile();
+    const explained = await store.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `EXPLAIN QUERY PLAN ${compiled.sql}`,
+    } as never);
+    const details = explained.rows.map((r) => r.detail).join('\n');
+    assert.doesNotMatch(details, /records_by_collection/, `plan:\n${details}`);
+    assert.match(details, /blind_index/, `plan:\n${details}`);
+  });
+
+  it('walks the collection index for a plain listing', async () => {
+    const store = await rig.store();
+    const compiled = recordPageQuery(store.db, 'people', [], 0, 50).compile();
+    const explained = await store.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `EXPLAIN QUERY PLAN ${compiled.sql}`,
+    } as never);
+    const details = explained.rows.map((r) => r.detail).join('\n');
+    assert.match(details, /records_by_collection|PRIMARY KEY|rowid/i, `plan:\n${details}`);
   });
 });
