@@ -52,7 +52,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
   }
 }
 
-function logTail(logFile: string): string {
+export function logTail(logFile: string): string {
   try {
     return readFileSync(logFile, 'utf8').trim().split('\n').slice(-LOG_TAIL_LINES).join('\n');
   } catch {
@@ -64,19 +64,24 @@ function logTail(logFile: string): string {
  * Starts `node --import tsx <script> <json arg>`, its stderr appended to `logFile`, and waits for
  * its first stdout line (its address).
  */
-async function startChild<A>(
+export async function startChild<A>(
   label: string,
   script: string,
   arg: unknown,
   logFile: string,
+  nodeArgs: readonly string[] = [],
 ): Promise<Child<A>> {
   const log = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, script), JSON.stringify(arg)], {
-      cwd: REPO_ROOT,
-      stdio: ['pipe', 'pipe', log],
-    });
+    child = spawn(
+      process.execPath,
+      [...nodeArgs, '--import', 'tsx', join(REPO_ROOT, script), JSON.stringify(arg)],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['pipe', 'pipe', log],
+      },
+    );
   } finally {
     closeSync(log); // the child has its own copy
   }

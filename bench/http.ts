@@ -1,42 +1,11 @@
-/**
- * The HTTPS API under load, against a plain server on the same stack (section `http` of
- * `npm run bench`). Three processes besides the bench: the real keyd (keyd-child.ts → runKeyd) on a
- * Unix socket, the Tresor API server (http-tresor-child.ts → startTresorServer) and the baseline
- * (http-baseline-child.ts: Fastify + the same group-commit SQLite store, no encryption, no audit).
- * The load generator is autocannon, in the bench process, over HTTPS with keep-alive.
- *
- * Records carry 1 KiB of field values: six strings, one of them a searchable `email`. Both servers
- * are first filled with `records` records (the read and search targets), then, for each operation
- * and concurrency, the baseline and Tresor run one after the other — a short warm-up, then the
- * measured seconds — so a noisy neighbour touches both alike:
- *   write   POST /v1/collections/people/records, every body with a new email
- *   read    GET  /v1/collections/people/records/:id, a random filled record
- *   search  GET  /v1/collections/people/records?where[email]=…, a random filled record's email
- *
- * Every response must be 2xx and no request may fail or time out: otherwise the run throws, naming
- * the status codes, rather than print a rate made of errors. Latencies are autocannon's own
- * per-request times (from writing the request to its last byte), kept at full resolution here:
- * its histogram rounds to whole milliseconds, which hides everything at concurrency 1.
- *
- * TLS: autocannon 9 always connects with rejectUnauthorized: false (lib/httpClient.js), so the dev
- * CA given to it in tlsOptions is not checked. The bench therefore first makes a request to each
- * server with Node's https client, trusting only the dev CA (<data dir>/tls/ca.pem), and checks
- * that what it wrote reads back the same — before any load is sent.
- *
- * CPU: on Linux each run also reads the CPU time the server, keyd and the bench itself used
- * (/proc/<pid>/stat, process.cpuUsage), per request — where the 2 cores went.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { ConnectionOptions } from 'node:tls';
 import { ensureDevTls } from '../src/config/dev-tls.ts';
 import { initDevFile } from '../src/keyd/root/dev-file.ts';
-import { REPO_ROOT, startKeyd } from './children.ts';
+import { logTail, startChild, startKeyd } from './children.ts';
 import type { BaselineChildAddress, BaselineChildArgs } from './http-baseline-child.ts';
 import type { TresorChildAddress, TresorChildArgs } from './http-tresor-child.ts';
 import type { Rate } from './measure.ts';
@@ -194,93 +163,6 @@ function recordTemplate(): {
 }
 
 // --- children -----------------------------------------------------------------------------------
-
-const START_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 15_000;
-
-interface ServerChild<A> {
-  address: A;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  const gone = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-  try {
-    await gone;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function logTail(logFile: string): string {
-  try {
-    return readFileSync(logFile, 'utf8').trim().split('\n').slice(-8).join('\n');
-  } catch {
-    return '';
-  }
-}
-
-/**
- * `node [nodeArgs] --import tsx <script> <json arg>`, stderr to `logFile`, stdin a pipe from us (the
- * child exits when it closes); resolves with the child's first stdout line, parsed.
- */
-async function startServerChild<A>(
-  label: string,
-  script: string,
-  arg: unknown,
-  logFile: string,
-  nodeArgs: string[],
-): Promise<ServerChild<A>> {
-  const log = openSync(logFile, 'a', 0o600);
-  let child: ChildProcess;
-  try {
-    child = spawn(
-      process.execPath,
-      [...nodeArgs, '--import', 'tsx', join(REPO_ROOT, script), JSON.stringify(arg)],
-      { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', log] },
-    );
-  } finally {
-    closeSync(log);
-  }
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  try {
-    const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${label} did not start within ${START_TIMEOUT_MS} ms`)),
-        START_TIMEOUT_MS,
-      );
-      lines.once('line', (text) => {
-        clearTimeout(timer);
-        resolve(text);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`${label} exited before listening (${signal ?? `code ${code}`})`));
-      });
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    });
-    lines.close();
-    child.stdout?.resume();
-    return { address: JSON.parse(line) as A, pid: child.pid ?? 0, stop: () => stopChild(child) };
-  } catch (error) {
-    await stopChild(child);
-    const tail = logTail(logFile);
-    throw new Error(
-      `${(error as Error).message}${tail ? `\n--- ${label} log (${logFile}) ---\n${tail}` : ''}`,
-    );
-  }
-}
 
 // --- a verified HTTPS client for set-up and checks ----------------------------------------------
 
@@ -650,7 +532,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
   const ca = readFileSync(tls.caFile);
   const tresorLog = join(dir, 'http-tresor.log');
   const tresorArgs: TresorChildArgs = { dataDir: tresorDir, keydSocket, logLevel: options.logLevel };
-  const tresor = await startServerChild<TresorChildAddress>(
+  const tresor = await startChild<TresorChildAddress>(
     'Tresor server',
     'bench/http-tresor-child.ts',
     tresorArgs,
@@ -668,7 +550,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
     keyFile: tls.keyFile,
     logLevel: options.logLevel,
   };
-  const baseline = await startServerChild<BaselineChildAddress>(
+  const baseline = await startChild<BaselineChildAddress>(
     'baseline server',
     'bench/http-baseline-child.ts',
     baselineArgs,
