@@ -17,6 +17,18 @@
  * Last use is recorded at most once per key per interval (default one minute), fire-and-forget,
  * so authentication does not cost a durable write per request; a failed update is logged, never
  * fails the request (it is bookkeeping, not audit — the request's own audit entry is that).
+ *
+ * Principal cache. A successful authentication is remembered for a short time (default 5 s,
+ * `principalCacheMs`, 0 turns it off) so a busy key does not cost a control-store query per request.
+ * Entries are keyed by SHA-256 of the whole token — the token itself is never kept — and hold only
+ * what the principal needs plus the key's expiresAt, which is checked against the clock on every
+ * hit, so an expiring key is refused at exactly the same instant as without the cache. At most
+ * 10,000 entries (least recently used dropped first). Failed authentications are never cached:
+ * every refusal does the same lookup and hash work. revoke() and forgetTenant() (called when a
+ * tenant is closed) drop the affected entries in this process at once, and an authentication that
+ * was already in flight when they ran does not put its (possibly outdated) answer into the cache.
+ * Another server process over the same control store keeps its own cache: it may accept a revoked
+ * key, or a key of a tenant just closed, for at most the TTL after the revocation commits.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
@@ -335,8 +347,24 @@ export interface ApiKeyService {
   revoke(tenant: string, keyId: string, context: AuditContext): Promise<ApiKeyInfo>;
   /** The key's principal, or TRESOR_ERR_UNAUTHENTICATED for any failure. */
   authenticate(token: string): Promise<ApiKeyPrincipal>;
+  /** Drops the cached principals of a tenant's keys (the tenant was closed or is closing). */
+  forgetTenant(tenant: string): void;
   /** Waits for pending last-use writes (tests, shutdown). */
   flush(): Promise<void>;
+}
+
+export const DEFAULT_PRINCIPAL_CACHE_MS = 5_000;
+export const PRINCIPAL_CACHE_MAX_ENTRIES = 10_000;
+
+interface CachedPrincipal {
+  tenant: string;
+  keyId: string;
+  collections: '*' | readonly string[];
+  access: readonly ApiKeyAccess[];
+  /** expiresAt of the key in ms, or Infinity. */
+  keyExpiresAt: number;
+  /** When this entry stops being used (clock ms). */
+  cachedUntil: number;
 }
 
 export interface ApiKeyServiceOptions {
@@ -345,6 +373,10 @@ export interface ApiKeyServiceOptions {
   logger?: WarningLogger;
   /** Record a key's last use at most this often (default 60 000 ms). */
   lastUseIntervalMs?: number;
+  /** Remember a successful authentication this long (default 5 000 ms; 0: no cache). */
+  principalCacheMs?: number;
+  /** Most cached principals (default 10 000). */
+  principalCacheMaxEntries?: number;
 }
 
 export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyService {
@@ -365,6 +397,29 @@ export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyServic
     logger: options.logger ?? consoleLogger,
     what: 'an API key',
   });
+
+  const cacheMs = options.principalCacheMs ?? DEFAULT_PRINCIPAL_CACHE_MS;
+  if (!Number.isFinite(cacheMs) || cacheMs < 0) throw new RangeError('principalCacheMs must be >= 0');
+  const cacheMax = options.principalCacheMaxEntries ?? PRINCIPAL_CACHE_MAX_ENTRIES;
+  if (!Number.isSafeInteger(cacheMax) || cacheMax < 1) {
+    throw new RangeError('principalCacheMaxEntries must be a positive integer');
+  }
+  /** SHA-256(token) → principal; Map order is least recently used first. */
+  const cache = new Map<string, CachedPrincipal>();
+  /** Bumped by every invalidation: an authentication that saw another value does not cache. */
+  let generation = 0;
+  const cacheKey = (token: string) => createHash('sha256').update(token, 'utf8').digest('base64url');
+  const principalOf = (c: CachedPrincipal): ApiKeyPrincipal => ({
+    kind: 'api-key',
+    tenant: c.tenant,
+    keyId: c.keyId,
+    collections: c.collections,
+    access: new Set(c.access),
+  });
+  const forget = (match: (c: CachedPrincipal) => boolean) => {
+    generation++;
+    for (const [k, c] of cache) if (match(c)) cache.delete(k);
+  };
 
   return {
     async issue(input, context) {
@@ -399,7 +454,9 @@ export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyServic
 
     async revoke(tenant, keyId, context) {
       const now = clock();
-      return control.write(async (trx) => {
+      // Before (no authentication in flight caches its answer) and after the commit (no entry survives it).
+      forget((c) => c.keyId === keyId);
+      const info = await control.write(async (trx) => {
         const row = await trx
           .selectFrom('api_keys')
           .selectAll()
@@ -422,9 +479,30 @@ export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyServic
         );
         return toInfo({ ...row, revoked_at: at });
       });
+      forget((c) => c.keyId === keyId);
+      return info;
+    },
+
+    forgetTenant(tenant) {
+      forget((c) => c.tenant === tenant);
     },
 
     async authenticate(token) {
+      const key = cacheMs > 0 && typeof token === 'string' ? cacheKey(token) : undefined;
+      if (key !== undefined) {
+        const hit = cache.get(key);
+        if (hit !== undefined) {
+          const now = clock().getTime();
+          if (now < hit.cachedUntil && now < hit.keyExpiresAt) {
+            cache.delete(key);
+            cache.set(key, hit);
+            lastUse.touch(hit.keyId);
+            return principalOf(hit);
+          }
+          cache.delete(key);
+        }
+      }
+      const seen = generation;
       const parsed = parseBearerToken(token);
       const id = parsed?.kind === 'ak' ? parsed.id : undefined;
       const row =
@@ -458,13 +536,23 @@ export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyServic
       }
       lastUse.touch(row.id);
       const collections = JSON.parse(row.collections) as '*' | string[];
-      return {
-        kind: 'api-key',
+      const entry: CachedPrincipal = {
         tenant: row.tenant,
         keyId: row.id,
         collections: collections === '*' ? '*' : Object.freeze([...collections]),
-        access: new Set(JSON.parse(row.access) as ApiKeyAccess[]),
+        access: Object.freeze(JSON.parse(row.access) as ApiKeyAccess[]),
+        keyExpiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.expires_at),
+        cachedUntil: now.getTime() + cacheMs,
       };
+      // Not when a revocation ran while the row was being read: its answer may be outdated.
+      if (key !== undefined && seen === generation) {
+        if (cache.size >= cacheMax) {
+          const oldest = cache.keys().next();
+          if (!oldest.done) cache.delete(oldest.value);
+        }
+        cache.set(key, entry);
+      }
+      return principalOf(entry);
     },
 
     flush: () => lastUse.flush(),

@@ -101,8 +101,10 @@ export async function startTresorServer(
     cache: keyCache,
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
+  const apiKeys = createApiKeyService({ control });
   const tenantService = createTenantService({
     control,
+    onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
     tenantStores,
     keys: keyd,
     exporter: (tenant, target) => vault.exportTenant(tenant, target, SYSTEM_EVENT('tenant-close')),
@@ -130,7 +132,6 @@ export async function startTresorServer(
       return report;
     },
   };
-  const apiKeys = createApiKeyService({ control });
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });
 

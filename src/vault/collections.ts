@@ -40,11 +40,13 @@ import {
   type Collection,
   collectionFromRow,
   computeIndexRows,
+  createCollectionCache,
   createRecord,
   decodeFieldEnvelopes,
   deleteRecord,
   encodeFieldEnvelopes,
   type FieldToSeal,
+  forgetCollection,
   type IndexRow,
   insertIndexRows,
   type ListOptions,
@@ -408,12 +410,18 @@ export async function putCollection(
   checkCollectionName(name);
   const { schema, drop } = parseDeclaration(decl, ctx.limits);
   const store = await ctx.stores(tenant);
-  return retryOnStaleSchema(async () => {
-    const existing = await loadCollection(store.db, name);
-    return existing
-      ? changeCollection(ctx, store, tenant, existing, schema, drop, base)
-      : createCollection(ctx, store, tenant, name, schema, base);
-  });
+  try {
+    // Always the row itself, never the record path's cache: a change is planned from the truth.
+    return await retryOnStaleSchema(async () => {
+      const existing = await loadCollection(store.db, name);
+      return existing
+        ? changeCollection(ctx, store, tenant, existing, schema, drop, base)
+        : createCollection(ctx, store, tenant, name, schema, base);
+    });
+  } finally {
+    // Committed or not, this process's record requests read the row again from now on.
+    forgetCollection(ctx, store, name);
+  }
 }
 
 export async function getCollection(
@@ -434,6 +442,8 @@ export async function listCollections(ctx: VaultContext, tenant: string): Promis
 }
 
 // --- the vault ---------------------------------------------------------------------------------
+
+export const DEFAULT_COLLECTION_CACHE_MS = 5_000;
 
 export interface Vault {
   putCollection(tenant: string, name: string, decl: unknown, event: AuditBase): Promise<PutCollectionResult>;
@@ -471,12 +481,19 @@ export function createVault(deps: {
   keys: DataKeyring;
   clock?: () => Date;
   limits?: Partial<VaultLimits>;
+  /**
+   * How long a record request may use a collection row this process read before (default 5 000 ms;
+   * 0: read it every time). Changes made through this vault are seen at once; see CollectionCache.
+   */
+  collectionCacheMs?: number;
 }): Vault {
+  const collections = createCollectionCache(deps.collectionCacheMs ?? DEFAULT_COLLECTION_CACHE_MS);
   const ctx: VaultContext = {
     stores: deps.stores,
     keys: deps.keys,
     clock: deps.clock ?? (() => new Date()),
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
+    ...(collections ? { collections } : {}),
   };
   return {
     putCollection: (tenant, name, decl, event) => putCollection(ctx, tenant, name, decl, event),

@@ -63,6 +63,8 @@ export interface VaultContext {
   keys: DataKeyring;
   clock: () => Date;
   limits: VaultLimits;
+  /** Parsed collection rows of this process (see CollectionCache); absent: every request reads the row. */
+  collections?: CollectionCache;
 }
 
 /** The caller's part of an audit event: who, when, from where. The vault adds what and on which target. */
@@ -156,8 +158,141 @@ export async function loadCollection(
   return row ? collectionFromRow(row) : undefined;
 }
 
-async function requireCollection(db: Kysely<TenantDB>, name: string): Promise<Collection> {
-  const collection = await loadCollection(db, name);
+/**
+ * The parsed collection rows (schema, schema version, blind-index key id) this process has read,
+ * per tenant-store handle and collection name, so that a record request does not read and parse
+ * the row each time. Keyed by the store handle (a WeakMap): a store closed, destroyed or reopened
+ * comes back with a new handle and so with an empty cache. Collections per tenant are bounded
+ * (limits.maxCollections), so each store's map is too. An entry is used for at most `ttlMs`.
+ *
+ * Why a stale entry is safe:
+ *  - putCollection in this process drops the entry once its change has committed (or failed), and an
+ *    entry read while a change was in progress is not stored, so within one process no request sees
+ *    a schema older than the last committed change it could have observed.
+ *  - Another process over the same store can change the schema unseen; then, for at most `ttlMs`:
+ *    - writes (create, update) cannot commit under the wrong schema: they prepare under the cached
+ *      schema and version, and their transaction re-reads schema_version (assertSchemaVersion) and
+ *      refuses with StaleSchema; the retry reads the row afresh (`fresh`), which also refreshes this
+ *      cache. Input refused under a cached schema is checked against the row's version first
+ *      (checkedUnder), so a change made elsewhere does not cause a wrong 422 either.
+ *    - reads still decrypt and authenticate every envelope (AAD: tenant, collection, record, field,
+ *      record version; the schema version is not part of it), so a stale schema can never make a
+ *      wrong, moved or tampered value decrypt, and the values are those stored. A record holding a
+ *      field the cached schema lacks makes the read fetch the row afresh (readRecord), so a field
+ *      added elsewhere is not left out; a field dropped elsewhere has no envelope left to return.
+ *    - a search refused under the cached schema is re-checked the same way; a search on a field
+ *      just made unsearchable elsewhere may find nothing (its index rows are gone) instead of
+ *      being refused with 400, and a list or search page may leave out a field added elsewhere (its
+ *      values are still only ever the stored, authenticated ones), for at most `ttlMs`. The
+ *      blind-index key id never changes after the collection is created.
+ *    - delete uses only the collection's name.
+ */
+export interface CollectionCache {
+  ttlMs: number;
+  byStore: WeakMap<object, StoreCollections>;
+}
+
+interface StoreCollections {
+  entries: Map<string, { collection: Collection; until: number }>;
+  /** Bumped by every forget: a load that started before it does not store its answer. */
+  generation: number;
+}
+
+export function createCollectionCache(ttlMs: number): CollectionCache | undefined {
+  if (!Number.isFinite(ttlMs) || ttlMs < 0) throw new RangeError('collection cache TTL must be >= 0');
+  return ttlMs === 0 ? undefined : { ttlMs, byStore: new WeakMap() };
+}
+
+function storeCollections(cache: CollectionCache, store: Store<TenantDB>): StoreCollections {
+  let mine = cache.byStore.get(store);
+  if (!mine) {
+    mine = { entries: new Map(), generation: 0 };
+    cache.byStore.set(store, mine);
+  }
+  return mine;
+}
+
+/** Drops the cached row of a collection (its schema changed, or a change was attempted). */
+export function forgetCollection(ctx: VaultContext, store: Store<TenantDB>, name: string): void {
+  if (!ctx.collections) return;
+  const mine = storeCollections(ctx.collections, store);
+  mine.generation++;
+  mine.entries.delete(name);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** The collection, from the cache when allowed and fresh enough; `fresh` always reads the row. */
+export async function currentCollection(
+  ctx: VaultContext,
+  store: Store<TenantDB>,
+  name: string,
+  fresh = false,
+): Promise<Collection | undefined> {
+  const cache = ctx.collections;
+  if (!cache || !isValidName(name)) return loadCollection(store.db, name);
+  const mine = storeCollections(cache, store);
+  const now = ctx.clock().getTime();
+  if (!fresh) {
+    const hit = mine.entries.get(name);
+    if (hit && now < hit.until) return hit.collection;
+  }
+  const seen = mine.generation;
+  const collection = await loadCollection(store.db, name);
+  if (collection === undefined) {
+    mine.entries.delete(name);
+    return undefined;
+  }
+  // Shared by concurrent requests from now on: nothing may change it.
+  deepFreeze(collection);
+  if (seen === mine.generation) mine.entries.set(name, { collection, until: now + cache.ttlMs });
+  return collection;
+}
+
+/** Whether the collection's row has another schema version than `collection` (or is gone). */
+async function schemaChanged(store: Store<TenantDB>, collection: Collection): Promise<boolean> {
+  const row = await store.db
+    .selectFrom('collections')
+    .select('schema_version')
+    .where('name', '=', collection.name)
+    .executeTakeFirst();
+  return row?.schema_version !== collection.version;
+}
+
+/**
+ * Checks request input against a schema that may have come from the cache: a refusal under a
+ * schema another process has changed since is not given; `stale()` runs instead (prepare again).
+ * Costs a query only when the check fails.
+ */
+async function checkedUnder<T>(
+  ctx: VaultContext,
+  store: Store<TenantDB>,
+  collection: Collection,
+  mayBeCached: boolean,
+  check: () => T,
+  stale: () => T | Promise<T>,
+): Promise<T> {
+  try {
+    return check();
+  } catch (err) {
+    if (mayBeCached && ctx.collections && (await schemaChanged(store, collection))) return stale();
+    throw err;
+  }
+}
+
+async function requireCollection(
+  ctx: VaultContext,
+  store: Store<TenantDB>,
+  name: string,
+  fresh = false,
+): Promise<Collection> {
+  const collection = await currentCollection(ctx, store, name, fresh);
   if (!collection) throw notFound();
   return collection;
 }
@@ -175,10 +310,10 @@ export async function assertSchemaVersion(trx: Transaction<TenantDB>, collection
 }
 
 /** Runs `attempt` again while it reports a stale schema; 409 after MAX_ATTEMPTS. */
-export async function retryOnStaleSchema<T>(attempt: () => Promise<T>): Promise<T> {
+export async function retryOnStaleSchema<T>(attempt: (retry: boolean) => Promise<T>): Promise<T> {
   for (let i = 0; i < MAX_ATTEMPTS; i++) {
     try {
-      return await attempt();
+      return await attempt(i > 0);
     } catch (err) {
       if (!(err instanceof StaleSchema)) throw err;
     }
@@ -432,9 +567,19 @@ export async function createRecord(
   base: AuditBase,
 ): Promise<VaultRecord> {
   const store = await ctx.stores(tenant);
-  return retryOnStaleSchema(async () => {
-    const collection = await requireCollection(store.db, collectionName);
-    const data = validateNewRecord(collection.schema, input, ctx.limits);
+  // A retry follows a StaleSchema refusal: it reads the collection afresh, not from the cache.
+  return retryOnStaleSchema(async (retry) => {
+    const collection = await requireCollection(ctx, store, collectionName, retry);
+    const data = await checkedUnder(
+      ctx,
+      store,
+      collection,
+      !retry,
+      () => validateNewRecord(collection.schema, input, ctx.limits),
+      () => {
+        throw new StaleSchema();
+      },
+    );
     const id = newRecordId();
     const now = ctx.clock().getTime();
     const days = collection.schema.retentionDays;
@@ -476,7 +621,7 @@ export async function readRecord(
   base: AuditBase,
 ): Promise<VaultRecord> {
   const store = await ctx.stores(tenant);
-  const collection = await requireCollection(store.db, collectionName);
+  let collection = await requireCollection(ctx, store, collectionName);
   if (!RECORD_ID.test(id)) throw notFound();
   const row = await store.db
     .selectFrom('records')
@@ -489,7 +634,20 @@ export async function readRecord(
   const data = await auditingDecryptFailure(
     store,
     () => auditEvent(base, tenant, 'record.read', target, 'failure'),
-    () => openRecord(ctx, tenant, collection, id, row.version, row.fields),
+    async () => {
+      const envelopes = decodeFieldEnvelopes(row.fields);
+      if (ctx.collections) {
+        // A field the (cached) schema does not know: another process added it since; read the row
+        // afresh rather than leave the field out.
+        for (const field of envelopes.keys()) {
+          if (!Object.hasOwn(collection.schema.fields, field)) {
+            collection = await requireCollection(ctx, store, collectionName, true);
+            break;
+          }
+        }
+      }
+      return openRecord(ctx, tenant, collection, id, row.version, envelopes);
+    },
   );
   await store.write((trx) =>
     appendAuditEvent(trx, auditEvent(base, tenant, 'record.read', { ...target, fields: Object.keys(data) })),
@@ -511,8 +669,9 @@ export async function updateRecord(
   }
   checkIfMatch(ifMatch);
   const store = await ctx.stores(tenant);
-  return retryOnStaleSchema(async () => {
-    const collection = await requireCollection(store.db, collectionName);
+  // A retry follows a StaleSchema refusal: it reads the collection afresh, not from the cache.
+  return retryOnStaleSchema(async (retry) => {
+    const collection = await requireCollection(ctx, store, collectionName, retry);
     if (!RECORD_ID.test(id)) throw notFound();
     const row = await store.db
       .selectFrom('records')
@@ -528,7 +687,16 @@ export async function updateRecord(
       () => auditEvent(base, tenant, 'record.update', target, 'failure'),
       () => openRecord(ctx, tenant, collection, id, row.version, row.fields),
     );
-    const { data, changed } = applyPatch(collection.schema, current, patch, ctx.limits);
+    const { data, changed } = await checkedUnder(
+      ctx,
+      store,
+      collection,
+      !retry,
+      () => applyPatch(collection.schema, current, patch, ctx.limits),
+      () => {
+        throw new StaleSchema();
+      },
+    );
     const version = row.version + 1;
     const fields = await sealRecord(ctx, tenant, collection.name, id, version, data);
     const index = await computeIndexRows(ctx, tenant, collection, [{ id, data }]);
@@ -563,7 +731,7 @@ export async function deleteRecord(
 ): Promise<void> {
   checkIfMatch(ifMatch);
   const store = await ctx.stores(tenant);
-  const collection = await requireCollection(store.db, collectionName);
+  const collection = await requireCollection(ctx, store, collectionName);
   if (!RECORD_ID.test(id)) throw notFound();
   await store.write(async (trx) => {
     const row = await trx
@@ -637,8 +805,18 @@ export async function listRecords(
   base: AuditBase,
 ): Promise<RecordPage> {
   const store = await ctx.stores(tenant);
-  const collection = await requireCollection(store.db, collectionName);
-  const terms: WhereTerm[] = parseWhere(collection.schema, options.where, ctx.limits);
+  let collection = await requireCollection(ctx, store, collectionName);
+  const terms: WhereTerm[] = await checkedUnder(
+    ctx,
+    store,
+    collection,
+    true,
+    () => parseWhere(collection.schema, options.where, ctx.limits),
+    async () => {
+      collection = await requireCollection(ctx, store, collectionName, true);
+      return parseWhere(collection.schema, options.where, ctx.limits);
+    },
+  );
   const limit = pageLimit(options.limit, ctx.limits);
 
   // One loan of the blind-index key: MACs of the searched values, and the cursor check.

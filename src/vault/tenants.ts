@@ -157,6 +157,11 @@ export interface TenantServiceOptions {
   clock?: () => Date;
   config: TenantServiceConfig;
   logger?: WarningLogger;
+  /**
+   * Called once a commit has revoked a tenant's API keys (closing it), so that caches of
+   * authenticated keys in this process (ApiKeyService.forgetTenant) drop them at once.
+   */
+  onApiKeysRevoked?: (tenant: string) => void;
 }
 
 const DAY_MS = 86_400_000;
@@ -445,6 +450,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
         backupsAgedOutBy: certificate.backupsAgedOutBy,
       });
     });
+    options.onApiKeysRevoked?.(id);
     return exported === undefined ? signed : { ...signed, export: exported };
   }
 
@@ -478,6 +484,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
             apiKeysRevoked: revoked,
           });
         });
+        options.onApiKeysRevoked?.(id);
       } else if (current.state === 'closing') {
         // A retry: the operator says again whether a final export is wanted (the first reason stands).
         if (exportTarget !== undefined && current.keys_destroyed_at !== null) {

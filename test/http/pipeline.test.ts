@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { TresorError } from '../../src/errors.ts';
+import { newRequestId } from '../../src/http/layers/request-id.ts';
 import { LAYERS } from '../../src/http/pipeline.ts';
 import { bearer, buildTestApp, NOW, problemOf, TOKENS } from './fixtures/harness.ts';
 
@@ -67,6 +68,18 @@ describe('request id', () => {
     assert.match(id, /^[A-Za-z0-9_-]{22}$/);
     assert.notEqual(id, b.headers['x-request-id']);
     assert.equal(problemOf(a).requestId, id);
+  });
+
+  it('draws ids from a pool of random bytes without ever repeating one, across refills', () => {
+    const ids = new Set<string>();
+    const count = 3 * 1024 + 7; // more than three 16 KiB pools of 16-byte ids
+    for (let i = 0; i < count; i++) {
+      const id = newRequestId();
+      assert.match(id, /^[A-Za-z0-9_-]{22}$/);
+      assert.equal(Buffer.from(id, 'base64url').length, 16);
+      ids.add(id);
+    }
+    assert.equal(ids.size, count);
   });
 
   it('keeps a caller id of safe characters', async () => {

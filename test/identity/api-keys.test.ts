@@ -292,3 +292,223 @@ describe('API keys', () => {
     );
   });
 });
+
+describe('API key principal cache', () => {
+  let dir: string;
+  let control: Store<ControlDB>;
+  let selects: number;
+  let now: Date;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tresor-apikeys-cache-'));
+    const store = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    selects = 0;
+    // Counts the queries that start from selectFrom (the authentication lookup is one).
+    const db = new Proxy(store.db, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property === 'selectFrom') selects++;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    control = {
+      location: store.location,
+      db,
+      write: (work) => store.write(work),
+      healthy: () => store.healthy(),
+      close: () => store.close(),
+    };
+    now = new Date('2030-06-01T00:00:00.000Z');
+    await addTenant(control, TENANT);
+    await addTenant(control, OTHER);
+  });
+
+  afterEach(async () => {
+    await control.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function service(options: { principalCacheMs?: number; principalCacheMaxEntries?: number } = {}) {
+    return createApiKeyService({ control, clock: () => now, logger: { warn: () => {} }, ...options });
+  }
+
+  it('answers a repeated authentication from the cache, without a query, for the TTL only', async () => {
+    const keys = service();
+    const issued = await keys.issue(
+      { tenant: TENANT, collections: ['people'], access: ['read'] },
+      ADMIN_CONTEXT,
+    );
+    const first = await keys.authenticate(issued.token);
+    const before = selects;
+    const second = await keys.authenticate(issued.token);
+    assert.equal(selects, before, 'no query on a cached hit');
+    assert.deepEqual(second, first);
+    assert.notEqual(second.access, first.access, 'each principal gets its own access set');
+    now = new Date(now.getTime() + 4_999);
+    await keys.authenticate(issued.token);
+    assert.equal(selects, before);
+    now = new Date(now.getTime() + 1);
+    await keys.authenticate(issued.token);
+    assert.equal(selects, before + 1, 'the entry is not used once the TTL has passed');
+    await keys.flush();
+  });
+
+  it('keeps the hash of the token, never the token', async () => {
+    const keys = service();
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.authenticate(issued.token);
+    const secret = parseBearerToken(issued.token)?.secret ?? '';
+    // A different secret for the same key id is not served from the cache.
+    const wrong = issued.token.replace(
+      secret,
+      secret.startsWith('A') ? `B${secret.slice(1)}` : `A${secret.slice(1)}`,
+    );
+    const before = selects;
+    await assert.rejects(keys.authenticate(wrong), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    assert.equal(selects, before + 1);
+    await keys.flush();
+  });
+
+  it('does not cache failures', async () => {
+    const keys = service();
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    const secret = parseBearerToken(issued.token)?.secret ?? '';
+    const wrong = issued.token.replace(
+      secret,
+      secret.startsWith('A') ? `B${secret.slice(1)}` : `A${secret.slice(1)}`,
+    );
+    const before = selects;
+    await assert.rejects(keys.authenticate(wrong), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    await assert.rejects(keys.authenticate(wrong), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    assert.equal(selects, before + 2, 'each refusal does the lookup');
+  });
+
+  it('refuses a revoked key at once in this process', async () => {
+    const keys = service();
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    const other = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.authenticate(issued.token);
+    await keys.authenticate(other.token);
+    await keys.revoke(TENANT, issued.id, ADMIN_CONTEXT);
+    await assert.rejects(keys.authenticate(issued.token), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    const before = selects;
+    await keys.authenticate(other.token);
+    assert.equal(selects, before, 'other keys stay cached');
+    await keys.flush();
+  });
+
+  it('does not cache an answer read before a revocation committed', async () => {
+    // A control store whose api_keys lookups return their (already read) row only when released.
+    let release: () => void = () => {};
+    let read: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const wasRead = new Promise<void>((resolve) => {
+      read = resolve;
+    });
+    const hold = (builder: object): object =>
+      new Proxy(builder, {
+        get(target, property) {
+          const value = Reflect.get(target, property, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (property === 'executeTakeFirst') {
+            return async () => {
+              const row = await (value as () => Promise<unknown>).call(target);
+              read();
+              await held;
+              return row;
+            };
+          }
+          return (...args: unknown[]) => hold((value as (...a: unknown[]) => object).apply(target, args));
+        },
+      });
+    const slow: Store<ControlDB> = {
+      ...control,
+      db: new Proxy(control.db, {
+        get(target, property) {
+          const value = Reflect.get(target, property, target) as unknown;
+          if (property === 'selectFrom')
+            return (table: 'api_keys') => hold((value as (t: 'api_keys') => object).call(target, table));
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      }),
+    };
+    const keys = service();
+    const slowKeys = createApiKeyService({ control: slow, clock: () => now, logger: { warn: () => {} } });
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    // The lookup reads the live row, then the revocation commits, then the lookup finishes.
+    const inFlight = slowKeys.authenticate(issued.token);
+    await wasRead;
+    await slowKeys.revoke(TENANT, issued.id, ADMIN_CONTEXT);
+    release();
+    await inFlight; // it read the key before the revocation: accepted, but not remembered
+    await assert.rejects(slowKeys.authenticate(issued.token), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    await keys.flush();
+    await slowKeys.flush();
+  });
+
+  it('refuses the keys of a tenant forgotten on close at once', async () => {
+    const keys = service();
+    const issued = await keys.issue({ tenant: OTHER, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    const mine = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.authenticate(issued.token);
+    await keys.authenticate(mine.token);
+    await control.write((trx) =>
+      trx.updateTable('tenants').set({ state: 'closing' }).where('id', '=', OTHER).execute(),
+    );
+    keys.forgetTenant(OTHER);
+    await assert.rejects(keys.authenticate(issued.token), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    const before = selects;
+    await keys.authenticate(mine.token);
+    assert.equal(selects, before, "another tenant's keys stay cached");
+    await keys.flush();
+  });
+
+  it('honours expiresAt exactly, even for a cached key', async () => {
+    const keys = service();
+    const issued = await keys.issue(
+      { tenant: TENANT, collections: '*', access: ['read'], expiresAt: '2030-06-01T00:00:02Z' },
+      ADMIN_CONTEXT,
+    );
+    await keys.authenticate(issued.token);
+    now = new Date('2030-06-01T00:00:01.999Z');
+    const before = selects;
+    await keys.authenticate(issued.token);
+    assert.equal(selects, before, 'still cached');
+    now = new Date('2030-06-01T00:00:02.000Z');
+    await assert.rejects(keys.authenticate(issued.token), { code: 'TRESOR_ERR_UNAUTHENTICATED' });
+    await keys.flush();
+  });
+
+  it('with a TTL of 0 queries on every authentication', async () => {
+    const keys = service({ principalCacheMs: 0 });
+    const issued = await keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT);
+    await keys.authenticate(issued.token);
+    const before = selects;
+    await keys.authenticate(issued.token);
+    await keys.authenticate(issued.token);
+    assert.equal(selects, before + 2);
+    await keys.flush();
+  });
+
+  it('holds at most principalCacheMaxEntries, dropping the least recently used', async () => {
+    const keys = service({ principalCacheMaxEntries: 2 });
+    const [a, b, c] = await Promise.all(
+      [1, 2, 3].map(() => keys.issue({ tenant: TENANT, collections: '*', access: ['read'] }, ADMIN_CONTEXT)),
+    );
+    assert.ok(a && b && c);
+    await keys.authenticate(a.token);
+    await keys.authenticate(b.token);
+    await keys.authenticate(a.token); // a is now the most recently used
+    await keys.authenticate(c.token); // drops b
+    let before = selects;
+    await keys.authenticate(a.token);
+    await keys.authenticate(c.token);
+    assert.equal(selects, before);
+    before = selects;
+    await keys.authenticate(b.token);
+    assert.equal(selects, before + 1);
+    await keys.flush();
+  });
+});

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { createApiKeyService } from '../../src/identity/api-keys.ts';
 import { createAuthenticator } from '../../src/identity/authenticate.ts';
 import type { Caller, KeydOperationName, KeyService } from '../../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
@@ -474,6 +475,30 @@ describe('tenant lifecycle', () => {
       'TRESOR_ERR_BAD_REQUEST',
     );
     await assertFullyActive(r, created.id);
+  });
+
+  it('has cached API key principals of a closing tenant dropped at once (onApiKeysRevoked)', async () => {
+    const apiKeys = createApiKeyService({ control: r.control, clock: () => r.now, logger: quiet });
+    const told: string[] = [];
+    const tenants = r.service({
+      onApiKeysRevoked: (tenant) => {
+        told.push(tenant);
+        apiKeys.forgetTenant(tenant);
+      },
+    });
+    const created = await tenants.createTenant({ name: 'Cached' }, OPERATOR);
+    const authenticate = createAuthenticator({ control: r.control, clock: () => r.now, apiKeys });
+    await authenticate(created.apiKey); // now cached for 5 s; the clock does not move below
+    r.faults.export = true; // the close stops after its first commit (active -> closing, keys revoked)
+    assert.equal(
+      await codeOf(
+        tenants.closeTenant(created.id, { reason: 'x', export: { recipient: 'age1xyz' } }, OPERATOR),
+      ),
+      'TEST_INJECTED_FAULT',
+    );
+    assert.deepEqual(told, [created.id]);
+    assert.equal(await codeOf(authenticate(created.apiKey)), 'TRESOR_ERR_UNAUTHENTICATED');
+    await authenticate.flush();
   });
 
   it('keeps a tenant whose final export failed closing, intact, until an operator decides', async () => {
