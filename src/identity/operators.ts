@@ -192,7 +192,11 @@ export function createOperatorService(options: OperatorServiceOptions): Operator
               .select(['id', 'password_hash', 'disabled_at'])
               .where('email', '=', normalised)
               .executeTakeFirst();
-      const presented = typeof password === 'string' && password.length <= MAX_PASSWORD_CHARS ? password : '';
+      // NFKC as passwords.ts hashes them (SP 800-63B: normalise Unicode before hashing and verifying).
+      const presented =
+        typeof password === 'string' && password.length <= MAX_PASSWORD_CHARS
+          ? password.normalize('NFKC')
+          : '';
       let ok = false;
       try {
         ok = await argon2Verify(row?.password_hash ?? (await dummy()), presented);

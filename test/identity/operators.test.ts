@@ -53,6 +53,35 @@ describe('operator admins', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('verifies a password in its NFKC form, as passwords.ts hashes it', async () => {
+    const { hashPassword } = await import('../../src/identity/passwords.ts');
+    const password = 'ﬁve ﬁsh swim in the lake'; // U+FB01 ligatures; NFKC → 'five fish …'
+    await control.write((trx) =>
+      trx
+        .insertInto('operators')
+        .values({
+          id: 'opr_000000000000000000000001',
+          email: 'nfkc@example.test',
+          password_hash: '',
+          created_at: now.toISOString(),
+          disabled_at: null,
+        })
+        .execute(),
+    );
+    const hash = await hashPassword(password);
+    await control.write((trx) =>
+      trx
+        .updateTable('operators')
+        .set({ password_hash: hash })
+        .where('email', '=', 'nfkc@example.test')
+        .execute(),
+    );
+    const principal = await operators.verifyOperatorPassword('nfkc@example.test', password);
+    assert.equal(principal.kind, 'operator-admin');
+    const same = await operators.verifyOperatorPassword('nfkc@example.test', password.normalize('NFKC'));
+    assert.equal(same.id, principal.id);
+  });
+
   it('creates the bootstrap admin once and returns its password and token only then', async () => {
     const admin = await operators.ensureBootstrapAdmin({ email: ' Admin@Example.test ' });
     assert.ok(admin);
