@@ -11,6 +11,7 @@
  */
 import { type Kysely, type Migration, sql } from 'kysely';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
+import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
 import type { Migrations } from '../store/types.ts';
 
 export type TenantState = 'provisioning' | 'active' | 'closing' | 'closed';
@@ -76,7 +77,7 @@ export interface DeletionCertificatesTable {
   created_at: string;
 }
 
-export interface ControlDB extends WithAuditEvents {
+export interface ControlDB extends WithAuditEvents, WithAuditLog {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
   operators: OperatorsTable;
@@ -170,4 +171,5 @@ const controlTablesMigration: Migration = {
 export const controlStoreMigrations: Migrations = {
   '0001-audit-events': auditEventsMigration,
   '0002-control-tables': controlTablesMigration,
+  '0003-audit-log': auditLogMigration,
 };

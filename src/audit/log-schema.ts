@@ -1,0 +1,78 @@
+/**
+ * The audit log's tables in the control store. The sequencer (src/audit/sequencer.ts) moves the
+ * events that every store's `audit_events` outbox received, in one global order, into `audit_log`,
+ * and keeps the RFC 9162 tree beside it so any proof is served with O(log² n) node reads.
+ *
+ *   audit_log          idx (0-based leaf index), tenant (for filtering), leaf: the entry's RFC 8785
+ *                      canonical JSON — exactly the leaf bytes; the entry names its own `index`
+ *   audit_nodes        perfect-subtree roots: (level ℓ, idx i) covers leaves [i·2^ℓ, (i+1)·2^ℓ);
+ *                      level 0 holds the leaf hashes SHA-256(0x00 ‖ leaf)
+ *   audit_checkpoints  every signed checkpoint (C2SP signed note) by tree size
+ *   audit_cursors      per outbox (`control` or a tenant id), the last event seq already moved
+ *
+ * All four only grow; triggers refuse UPDATE and DELETE (except cursors, which only advance).
+ * The triggers stop mistakes, not an attacker with the file: that is what the signed checkpoints,
+ * the witness and `tresor audit verify` are for.
+ */
+import { type Kysely, type Migration, sql } from 'kysely';
+
+export interface AuditLogTable {
+  idx: number;
+  tenant: string | null;
+  leaf: string;
+}
+
+export interface AuditNodesTable {
+  level: number;
+  idx: number;
+  hash: Buffer;
+}
+
+export interface AuditCheckpointsTable {
+  size: number;
+  note: string;
+  at: string;
+}
+
+export interface AuditCursorsTable {
+  source: string;
+  seq: number;
+}
+
+export interface WithAuditLog {
+  audit_log: AuditLogTable;
+  audit_nodes: AuditNodesTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_cursors: AuditCursorsTable;
+}
+
+const APPEND_ONLY = ['audit_log', 'audit_nodes', 'audit_checkpoints'] as const;
+
+export const auditLogMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`CREATE TABLE audit_log (idx INTEGER PRIMARY KEY, tenant TEXT, leaf TEXT NOT NULL)`.execute(db);
+    await sql`CREATE INDEX audit_log_tenant ON audit_log (tenant, idx)`.execute(db);
+    await sql`CREATE TABLE audit_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID`.execute(
+      db,
+    );
+    await sql`CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL)`.execute(
+      db,
+    );
+    await sql`CREATE TABLE audit_cursors (source TEXT PRIMARY KEY, seq INTEGER NOT NULL)`.execute(db);
+    for (const table of APPEND_ONLY) {
+      await sql
+        .raw(
+          `CREATE TRIGGER ${table}_no_update BEFORE UPDATE ON ${table} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+        )
+        .execute(db);
+      await sql
+        .raw(
+          `CREATE TRIGGER ${table}_no_delete BEFORE DELETE ON ${table} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+        )
+        .execute(db);
+    }
+    await sql`CREATE TRIGGER audit_cursors_forward BEFORE UPDATE ON audit_cursors WHEN NEW.seq < OLD.seq BEGIN SELECT RAISE(ABORT, 'audit cursors only advance'); END`.execute(
+      db,
+    );
+  },
+};
