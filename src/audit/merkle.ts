@@ -72,6 +72,28 @@ export function rootFromLeafHashes(leafHashes: readonly Uint8Array[]): Buffer {
  * canonicalJson + leafHash of ~290-byte audit entries the whole path runs at ~40,000–65,000
  * entries/s, the JCS serialisation being the cost.
  */
+/** The root of the perfect subtree at `level` covering leaves [index·2^level, (index+1)·2^level). */
+export interface PerfectSubtree {
+  level: number;
+  index: number;
+  hash: Buffer;
+}
+
+/** Where the peaks of a tree of `size` leaves sit: one perfect subtree per set bit, largest first. */
+export function peakPositions(size: number): { level: number; index: number }[] {
+  if (!isSize(size)) throw new MerkleError('TRESOR_ERR_MERKLE_ARGUMENT', 'invalid tree size');
+  const positions: { level: number; index: number }[] = [];
+  let start = 0;
+  for (let level = 52; level >= 0; level--) {
+    const width = 2 ** level;
+    if (size - start >= width) {
+      positions.push({ level, index: start / width });
+      start += width;
+    }
+  }
+  return positions;
+}
+
 export class MerkleAccumulator {
   #size = 0;
   readonly #peaks: Buffer[] = [];
@@ -95,13 +117,33 @@ export class MerkleAccumulator {
   }
 
   append(leaf: Uint8Array): void {
+    this.appendNodes(leaf);
+  }
+
+  /**
+   * Appends a leaf and returns the perfect subtrees it completes, the leaf itself first (level 0),
+   * so a store of perfect-subtree roots (HashSource.perfectSubtreeHash) can grow with the tree.
+   */
+  appendNodes(leaf: Uint8Array): PerfectSubtree[] {
     if (!isHash(leaf)) throw new MerkleError('TRESOR_ERR_MERKLE_ARGUMENT', 'a leaf hash is 32 bytes');
     if (this.#size >= Number.MAX_SAFE_INTEGER)
       throw new MerkleError('TRESOR_ERR_MERKLE_ARGUMENT', 'tree full');
     let h: Buffer = Buffer.from(leaf);
-    for (let s = this.#size; isOdd(s); s = half(s)) h = nodeHash(this.#peaks.pop() as Buffer, h);
+    const nodes: PerfectSubtree[] = [{ level: 0, index: this.#size, hash: h }];
+    let level = 0;
+    for (let s = this.#size; isOdd(s); s = half(s)) {
+      h = nodeHash(this.#peaks.pop() as Buffer, h);
+      level += 1;
+      nodes.push({ level, index: half(s), hash: h });
+    }
     this.#peaks.push(h);
     this.#size += 1;
+    return nodes;
+  }
+
+  /** A copy that grows independently (to stage appends until they are durable). */
+  clone(): MerkleAccumulator {
+    return MerkleAccumulator.restore(this.#size, this.#peaks);
   }
 
   root(): Buffer {

@@ -76,7 +76,27 @@ export interface ServerConfig {
   /** Days between a contract's end and the crypto-shredding of the tenant's data. */
   closeGraceDays: number;
   logLevel: LogLevel;
+  audit: AuditConfig;
 }
+
+export interface AuditConfig {
+  /** The log's name in its checkpoints (C2SP tlog-checkpoint origin). */
+  origin: string;
+  /** Where the latest checkpoints are kept outside the store (rollback detection). */
+  witnessDir: string;
+  /** Period of checkpoint signing while entries arrive (≤ 1 s: the issue's "at least once a second"). */
+  checkpointIntervalMs: number;
+  /** Longest time an entry may stay unsigned (keyd down) before data routes answer 503. */
+  signBoundMs: number;
+  /** Free bytes under which the data folder's filesystem is reported low (warning). */
+  diskWarnBytes: number;
+  /** Space kept in a reserve file, released when the disk fills so refusals can still be recorded. */
+  diskReserveBytes: number;
+  /** JSON file of audit sinks (see src/audit/sinks/config.ts); none when unset. */
+  sinksFile?: string;
+}
+
+export const DEFAULT_AUDIT_ORIGIN = 'tresor.local/audit';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
@@ -126,6 +146,15 @@ const FILE_KEYS: Readonly<Record<string, readonly string[] | null>> = {
   keyd: ['socket', 'address', 'clientCert', 'clientKey', 'ca', 'servername'],
   closeGraceDays: null,
   logLevel: null,
+  audit: [
+    'origin',
+    'witnessDir',
+    'checkpointIntervalMs',
+    'signBoundMs',
+    'diskWarnBytes',
+    'diskReserveBytes',
+    'sinksFile',
+  ],
 };
 
 /**
@@ -324,6 +353,41 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     else problems.push(`${levelGot.from} must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
+  const origin = str({ env: 'TRESOR_AUDIT_ORIGIN', file: 'audit.origin' })?.value ?? DEFAULT_AUDIT_ORIGIN;
+  if (!/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
+    problems.push('audit.origin must be printable ASCII without spaces or "+" (C2SP tlog-checkpoint)');
+  const sinksFile = path({ env: 'TRESOR_AUDIT_SINKS_FILE', file: 'audit.sinksFile' });
+  const audit: AuditConfig = {
+    origin,
+    witnessDir:
+      path({ env: 'TRESOR_AUDIT_WITNESS_DIR', file: 'audit.witnessDir' }) ?? resolve(dataDir, 'witness'),
+    checkpointIntervalMs: int(
+      { env: 'TRESOR_AUDIT_CHECKPOINT_INTERVAL_MS', file: 'audit.checkpointIntervalMs' },
+      1000,
+      50,
+      1000,
+    ),
+    signBoundMs: int(
+      { env: 'TRESOR_AUDIT_SIGN_BOUND_MS', file: 'audit.signBoundMs' },
+      10_000,
+      1000,
+      3_600_000,
+    ),
+    diskWarnBytes: int(
+      { env: 'TRESOR_AUDIT_DISK_WARN_BYTES', file: 'audit.diskWarnBytes' },
+      1024 ** 3,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    diskReserveBytes: int(
+      { env: 'TRESOR_AUDIT_DISK_RESERVE_BYTES', file: 'audit.diskReserveBytes' },
+      64 * 1024 ** 2,
+      0,
+      1024 ** 4,
+    ),
+  };
+  if (sinksFile !== undefined) audit.sinksFile = sinksFile;
+
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
     dataDir,
@@ -337,6 +401,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     keyd,
     closeGraceDays,
     logLevel,
+    audit,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;

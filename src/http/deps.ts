@@ -18,6 +18,11 @@ export type Authenticator = (token: string) => Promise<Principal>;
  */
 export interface AuditRecorder {
   record(event: AuditEvent, tenant: string | null): Promise<void>;
+  /**
+   * Whether the audit log can be trusted to record now (sequencer moving, checkpoints signed, disk
+   * space left). When false, every audited route answers 503 before its handler runs (fail closed).
+   */
+  available?(): boolean;
 }
 
 /** One dependency `/readyz` checks: the store, keyd, the audit log being writable. */

@@ -12,7 +12,10 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
+import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
+import { CONTROL_SOURCE } from '../audit/sequencer.ts';
+import { createWitness } from '../audit/witness.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
@@ -50,9 +53,29 @@ export interface TresorServer {
   vault: Vault;
   keyd: KeydClient;
   keyCache: KeyCache;
+  audit: AuditLog;
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A store whose successful writes tell the audit sequencer that `source`'s outbox may hold new
+ * events. The sequencer reads the outbox from its own cursor, so a notification for a write that
+ * carried no event costs one empty query.
+ */
+function notifying<DB>(store: Store<DB>, source: string, audit: () => AuditLog | undefined): Store<DB> {
+  return {
+    location: store.location,
+    db: store.db,
+    async write(work) {
+      const result = await store.write(work);
+      audit()?.sequencer.notify(source);
+      return result;
+    },
+    healthy: () => store.healthy(),
+    close: () => store.close(),
+  };
 }
 
 const SYSTEM_EVENT = (job: string): AuditEvent => ({
@@ -83,15 +106,30 @@ export async function startTresorServer(
           },
     clientName: 'tresor-server',
   });
-  const control = await openSqliteStore<ControlDB>(
+  const rawControl = await openSqliteStore<ControlDB>(
     join(config.dataDir, 'control.sqlite'),
     controlStoreMigrations,
   );
+  let auditLog: AuditLog | undefined;
+  const currentAudit = () => auditLog;
+  // Domains write through `control` (notifying); the sequencer writes the log through rawControl.
+  const control = notifying(rawControl, CONTROL_SOURCE, currentAudit);
   const tenantStores = createTenantStores<TenantDB>({
     dir: config.dataDir,
     migrations: tenantStoreMigrations,
   });
-  const openTenant = (tenant: string) => tenantStores.open(tenant);
+  const openTenant = async (tenant: string) =>
+    notifying(await tenantStores.open(tenant), tenant, currentAudit);
+  // A tenant's outbox is moved into the log before its store is wiped (nothing of it is lost).
+  const auditedTenantStores = {
+    create: async (tenant: string) => notifying(await tenantStores.create(tenant), tenant, currentAudit),
+    open: openTenant,
+    exists: (tenant: string) => tenantStores.exists(tenant),
+    async destroy(tenant: string) {
+      if (await tenantStores.exists(tenant)) await auditLog?.sequencer.drain(tenant);
+      await tenantStores.destroy(tenant);
+    },
+  };
   const keyCache = createKeyCache(
     options.keyCache ?? { maxEntries: 10_000, ttlMs: 5 * 60_000, maxUses: 1_000_000 },
   );
@@ -105,7 +143,7 @@ export async function startTresorServer(
   const tenantService = createTenantService({
     control,
     onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
-    tenantStores,
+    tenantStores: auditedTenantStores,
     keys: keyd,
     exporter: (tenant, target) => vault.exportTenant(tenant, target, SYSTEM_EVENT('tenant-close')),
     config: { closeGraceDays: config.closeGraceDays, backupRetentionDays: options.backupRetentionDays ?? 35 },
@@ -135,6 +173,34 @@ export async function startTresorServer(
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });
 
+  const audit = createAuditLog({
+    control: rawControl,
+    async openSource(source) {
+      const store = source === CONTROL_SOURCE ? rawControl : await tenantStores.open(source);
+      return store as unknown as Store<WithAuditEvents>;
+    },
+    async listSources() {
+      const live = [
+        ...(await tenantService.listTenants({ state: 'active' })),
+        ...(await tenantService.listTenants({ state: 'closing' })),
+      ];
+      const sources = [CONTROL_SOURCE];
+      for (const t of live) if (await tenantStores.exists(t.id)) sources.push(t.id);
+      return sources;
+    },
+    signingKey: async () => {
+      const info = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
+      return { name: info.name, publicKey: info.publicKey, verifierKey: info.verifierKey };
+    },
+    sign: async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
+    origin: config.audit.origin,
+    witness: createWitness(config.audit.witnessDir),
+    checkpointIntervalMs: config.audit.checkpointIntervalMs,
+    signBoundMs: config.audit.signBoundMs,
+  });
+  auditLog = audit;
+  await audit.start();
+
   const http = await createHttpServer({
     config,
     authenticate,
@@ -143,14 +209,28 @@ export async function startTresorServer(
         const store = tenant !== null && event.actor.kind === 'api-key' ? await openTenant(tenant) : control;
         await (store as Store<ControlDB>).write((trx) => appendAuditEvent(trx, event));
       },
+      available: () => audit.health().ok,
     },
     readiness: [
       { name: 'store', check: () => control.healthy() },
       { name: 'keyd', check: async () => (await keyd.call('health', {})).status === 'ok' },
-      { name: 'audit', check: () => control.healthy() },
+      { name: 'audit', check: async () => audit.health().ok && (await control.healthy()) },
     ],
-    routes: allRouteModules({ vault: { vault }, tenants: { tenants, apiKeys } }),
+    routes: allRouteModules({ vault: { vault }, tenants: { tenants, apiKeys }, audit: { audit } }),
   });
+
+  // The audit log's condition is reported when it changes: operators learn why requests fail closed.
+  let auditReasons = '';
+  const auditWatch = setInterval(() => {
+    const { reasons } = audit.health();
+    const now = reasons.join('; ');
+    if (now === auditReasons) return;
+    if (reasons.length > 0)
+      http.app.log.error({ reasons }, 'audit log cannot record: audited requests answer 503');
+    else http.app.log.warn('audit log recovered: audited requests are served again');
+    auditReasons = now;
+  }, 500);
+  auditWatch.unref();
 
   await tenants.resume().catch(() => undefined); // keyd may still be starting; the job timer retries
 
@@ -176,12 +256,15 @@ export async function startTresorServer(
     vault,
     keyd,
     keyCache,
+    audit,
     runJobs,
     async close() {
       if (timer) clearInterval(timer);
+      clearInterval(auditWatch);
       await http.close();
       await apiKeys.flush().catch(() => undefined);
       await operators.flush().catch(() => undefined);
+      await audit.close();
       await tenantStores.close();
       await control.close();
       keyCache.close();

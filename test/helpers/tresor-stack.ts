@@ -55,6 +55,10 @@ export interface TresorStackOptions {
   server?: 'process' | 'in-process';
   /** The server's log level (TRESOR_LOG_LEVEL); default 'info', so request logs are produced. */
   logLevel?: string;
+  /** Extra TRESOR_* settings for the server (e.g. audit bounds). */
+  env?: Record<string, string>;
+  /** A data folder to use (e.g. a small filesystem); keyd then lives apart, under the stack's root. */
+  dataDir?: string;
 }
 
 export interface TresorStack {
@@ -198,8 +202,8 @@ function spawnServer(
 export async function startTresorStack(options: TresorStackOptions = {}): Promise<TresorStack> {
   const mode = options.server ?? 'process';
   const root = mkdtempSync(join(tmpdir(), 'tresor-stack-'));
-  const dataDir = join(root, 'data');
-  const keydDir = join(dataDir, 'keyd');
+  const dataDir = options.dataDir ?? join(root, 'data');
+  const keydDir = options.dataDir ? join(root, 'keyd') : join(dataDir, 'keyd');
   mkdirSync(keydDir, { recursive: true, mode: 0o700 });
   const keydSocket = join(keydDir, 'keyd.sock');
   initDevFile(keydDir);
@@ -214,6 +218,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     TRESOR_PORT: '0',
     TRESOR_HOST: '127.0.0.1',
     TRESOR_LOG_LEVEL: options.logLevel ?? 'info',
+    ...options.env,
   });
 
   async function startServer(): Promise<void> {

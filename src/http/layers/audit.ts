@@ -82,6 +82,10 @@ export function audit(deps: { audit: AuditRecorder; now: () => Date }) {
   return async function auditLayer(request: FastifyRequest): Promise<void> {
     const route = request.tresor.route;
     if (!route) return;
+    if (route.audit !== 'none-public' && deps.audit.available && !deps.audit.available()) {
+      // Not AuditUnavailableError: the outbox may still take the event of this refusal.
+      throw new TresorError('TRESOR_ERR_UNAVAILABLE', 'the audit log cannot record now; nothing is served');
+    }
     const context: AuditContext = {
       action: route.audit === 'none-public' ? null : route.audit.action,
       recorded: false,

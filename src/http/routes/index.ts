@@ -5,6 +5,7 @@
  * (probes, OpenAPI, reference page) are the server's own and always present (server.ts).
  */
 import type { RouteModule } from '../route.ts';
+import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
@@ -12,10 +13,11 @@ import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 export interface DomainRouteDeps {
   vault: VaultRouteDeps;
   tenants: TenantRouteDeps;
+  audit: AuditRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
-  return [vaultRoutes(deps.vault), tenantRoutes(deps.tenants)];
+  return [vaultRoutes(deps.vault), tenantRoutes(deps.tenants), auditRoutes(deps.audit)];
 }
 
 /**

@@ -1,0 +1,135 @@
+/**
+ * The audit log as the rest of Tresor sees it: the sequencer (outboxes → one Merkle log), the
+ * checkpointer (signed checkpoints, witness, rollback check), the reader (entries, proofs) and
+ * one health verdict that the request pipeline and /readyz consult to fail closed.
+ *
+ *   outbox commit ──notify──▶ sequencer ──appended──▶ listeners (stream, sinks)
+ *                                  │ tree head
+ *                                  ▼
+ *                            checkpointer ──▶ audit_checkpoints, witness, sinks
+ */
+import type { Store } from '../store/types.ts';
+import { type Checkpointer, type CheckpointWitness, createCheckpointer } from './checkpointer.ts';
+import type { WithAuditEvents } from './event.ts';
+import { type AuditLogReader, createAuditLogReader } from './log.ts';
+import type { WithAuditLog } from './log-schema.ts';
+import { type AuditSequencer, createAuditSequencer, type SequencedEntry } from './sequencer.ts';
+
+export interface AuditCondition {
+  name: string;
+  /** A reason when the condition blocks audited requests; null when it is fine. */
+  check(): string | null;
+}
+
+export interface AuditHealth {
+  ok: boolean;
+  /** Every reason the log cannot be trusted to record now (for operators; no entry contents). */
+  reasons: string[];
+}
+
+export interface AuditLog {
+  readonly sequencer: AuditSequencer;
+  readonly checkpointer: Checkpointer;
+  readonly reader: AuditLogReader;
+  start(): Promise<void>;
+  /** Whether audited requests may proceed (fail closed when not). */
+  health(): AuditHealth;
+  /** Adds a condition to health() (disk space, sinks…). */
+  addCondition(condition: AuditCondition): void;
+  /** Called with each batch of newly durable entries, in index order. */
+  onEntries(listener: (entries: readonly SequencedEntry[]) => void): () => void;
+  onCheckpoint(listener: (checkpoint: { size: number; note: string }) => void): () => void;
+  /** The published verifier key (C2SP note verifier key). */
+  verifierKey(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface AuditLogDeps {
+  control: Store<WithAuditLog & WithAuditEvents>;
+  openSource(source: string): Promise<Store<WithAuditEvents>>;
+  listSources(): Promise<string[]>;
+  signingKey(): Promise<{ name: string; publicKey: Buffer; verifierKey: string }>;
+  sign(message: Buffer): Promise<Buffer>;
+  origin: string;
+  witness: CheckpointWitness;
+  checkpointIntervalMs?: number;
+  signBoundMs?: number;
+  sequencerFailureBoundMs?: number;
+  now?: () => Date;
+}
+
+export function createAuditLog(deps: AuditLogDeps): AuditLog {
+  const sequencer = createAuditSequencer({
+    control: deps.control,
+    openSource: deps.openSource,
+    listSources: deps.listSources,
+    ...(deps.now ? { now: deps.now } : {}),
+    ...(deps.sequencerFailureBoundMs !== undefined ? { failureBoundMs: deps.sequencerFailureBoundMs } : {}),
+  });
+  const reader = createAuditLogReader(
+    (deps.control as unknown as Store<WithAuditLog>).db,
+    () => sequencer.treeHead().size,
+  );
+  const checkpointListeners = new Set<(checkpoint: { size: number; note: string }) => void>();
+  const checkpointer = createCheckpointer({
+    control: deps.control as unknown as Store<WithAuditLog>,
+    reader,
+    treeHead: () => sequencer.treeHead(),
+    signingKey: deps.signingKey,
+    sign: deps.sign,
+    origin: deps.origin,
+    witness: deps.witness,
+    onCheckpoint(checkpoint) {
+      for (const listener of checkpointListeners) {
+        try {
+          listener(checkpoint);
+        } catch {
+          // the checkpoint is durable already; a listener's failure is its own
+        }
+      }
+    },
+    ...(deps.checkpointIntervalMs !== undefined ? { intervalMs: deps.checkpointIntervalMs } : {}),
+    ...(deps.signBoundMs !== undefined ? { signBoundMs: deps.signBoundMs } : {}),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  const conditions: AuditCondition[] = [];
+
+  return {
+    sequencer,
+    checkpointer,
+    reader,
+    async start() {
+      await sequencer.start();
+      await checkpointer.start();
+    },
+    health() {
+      const reasons: string[] = [];
+      const s = sequencer.health();
+      if (!s.ok && s.reason) reasons.push(s.reason);
+      const c = checkpointer.health();
+      if (!c.ok && c.reason) reasons.push(c.reason);
+      for (const condition of conditions) {
+        const reason = condition.check();
+        if (reason !== null) reasons.push(reason);
+      }
+      return { ok: reasons.length === 0, reasons };
+    },
+    addCondition(condition) {
+      conditions.push(condition);
+    },
+    onEntries(listener) {
+      return sequencer.onAppended(listener);
+    },
+    onCheckpoint(listener) {
+      checkpointListeners.add(listener);
+      return () => checkpointListeners.delete(listener);
+    },
+    verifierKey: () => checkpointer.verifierKey(),
+    async close() {
+      await sequencer.drain().catch(() => undefined);
+      await checkpointer.checkpoint().catch(() => undefined);
+      await checkpointer.close();
+      await sequencer.close();
+    },
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * Signed checkpoints of the audit log, at least once a second while entries arrive: the C2SP
+ * tlog-checkpoint body (origin, size, root), signed as a C2SP signed note with keyd's Ed25519
+ * `audit-checkpoint` key. Each checkpoint is kept three times — in the control store, in the
+ * witness folder (outside the store) and by every sink — so a rollback of the whole store to an
+ * older state shows at the next start (checkRollback) and to `tresor audit verify`.
+ *
+ * If keyd cannot sign (sealed, stopped, unreachable) entries keep arriving but stay unsigned; once
+ * the oldest unsigned entry has waited longer than `signBoundMs`, health() turns red and data routes
+ * fail closed (503) until a checkpoint is signed again.
+ */
+import type { Store } from '../store/types.ts';
+import { parseCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import type { AuditLogReader } from './log.ts';
+import type { WithAuditLog } from './log-schema.ts';
+import { ed25519NoteSigner, type NoteSigner, parseNote, parseVerifierKey } from './note.ts';
+
+export interface CheckpointWitness {
+  /** Keeps `note` durably outside the store; refuses to go back to a smaller tree. */
+  record(note: string): Promise<void>;
+  latest(): Promise<string | null>;
+}
+
+export interface CheckpointSigningKey {
+  name: string;
+  publicKey: Buffer;
+  verifierKey: string;
+}
+
+export interface CheckpointerDeps {
+  control: Store<WithAuditLog>;
+  reader: AuditLogReader;
+  treeHead(): { size: number; root: Buffer };
+  /** keyd's public key for checkpoints (fetched once and kept). */
+  signingKey(): Promise<CheckpointSigningKey>;
+  /** keyd's `sign` operation with purpose 'audit-checkpoint'. */
+  sign(message: Buffer): Promise<Buffer>;
+  origin: string;
+  witness: CheckpointWitness;
+  /** Called after a checkpoint is durable everywhere it is kept (sinks, stream). */
+  onCheckpoint?(checkpoint: { size: number; note: string }): void;
+  intervalMs?: number;
+  /** Longest time an entry may stay unsigned before health() turns red (default 10 s). */
+  signBoundMs?: number;
+  now?: () => Date;
+}
+
+export interface CheckpointerHealth {
+  ok: boolean;
+  reason?: string;
+  /** Size of the latest signed checkpoint. */
+  signedSize: number;
+}
+
+export interface Checkpointer {
+  /** Checks the witness against the store, then signs every `intervalMs` while the log grows. */
+  start(): Promise<void>;
+  /** Signs a checkpoint of the current tree now, if it grew since the last one. */
+  checkpoint(): Promise<{ size: number; note: string } | null>;
+  health(): CheckpointerHealth;
+  verifierKey(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
+  const now = deps.now ?? (() => new Date());
+  const intervalMs = deps.intervalMs ?? 1000;
+  const signBoundMs = deps.signBoundMs ?? 10_000;
+  let key: CheckpointSigningKey | undefined;
+  let signer: NoteSigner | undefined;
+  let signedSize = 0;
+  /** When the tree first grew past the signed size (the oldest unsigned entry's wait starts). */
+  let unsignedSince: Date | undefined;
+  let rollback: string | undefined;
+  /** Whether the witness was compared with the store since start (it needs keyd's public key). */
+  let witnessChecked = false;
+  let lastFailure: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<{ size: number; note: string } | null> | undefined;
+
+  async function signingKey(): Promise<CheckpointSigningKey> {
+    key ??= await deps.signingKey();
+    return key;
+  }
+
+  async function noteSigner(): Promise<NoteSigner> {
+    if (signer) return signer;
+    const k = await signingKey();
+    signer = ed25519NoteSigner({ name: k.name, publicKey: k.publicKey }, deps.sign);
+    return signer;
+  }
+
+  /**
+   * The witness holds the newest checkpoint ever signed. The store must contain that tree: same
+   * size or larger, and the same root at that size. Anything else is a rollback (or a swap).
+   */
+  async function checkRollback(): Promise<void> {
+    const note = await deps.witness.latest();
+    if (note === null) {
+      witnessChecked = true;
+      return;
+    }
+    const k = await signingKey();
+    witnessChecked = true;
+    const { checkpoint } = verifyCheckpoint(note, [parseVerifierKey(k.verifierKey)], { origin: deps.origin });
+    const { size } = deps.treeHead();
+    if (size < checkpoint.size) {
+      rollback = `the audit log holds ${size} entries but the witness saw a signed checkpoint of ${checkpoint.size}: the store was rolled back or truncated`;
+      return;
+    }
+    const root = await deps.reader.rootAt(checkpoint.size);
+    if (!root.equals(checkpoint.rootHash)) {
+      rollback = `the audit log does not match the witness's checkpoint at size ${checkpoint.size}: the store was replaced or altered`;
+    }
+  }
+
+  async function signNow(): Promise<{ size: number; note: string } | null> {
+    const head = deps.treeHead();
+    if (head.size <= signedSize) return null;
+    try {
+      const note = await signCheckpoint(
+        { origin: deps.origin, size: head.size, rootHash: head.root, extensions: [] },
+        [await noteSigner()],
+      );
+      const at = now().toISOString();
+      await deps.control.write(async (trx) => {
+        await trx
+          .insertInto('audit_checkpoints')
+          .values({ size: head.size, note, at })
+          .onConflict((oc) => oc.column('size').doNothing())
+          .execute();
+      });
+      await deps.witness.record(note);
+      signedSize = head.size;
+      lastFailure = undefined;
+      unsignedSince = deps.treeHead().size > signedSize ? now() : undefined;
+      deps.onCheckpoint?.({ size: head.size, note });
+      return { size: head.size, note };
+    } catch (error) {
+      lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
+      throw error;
+    }
+  }
+
+  function checkpoint(): Promise<{ size: number; note: string } | null> {
+    // One signing at a time; a caller arriving meanwhile waits for it, then signs what is left.
+    const run = (running ?? Promise.resolve(null)).catch(() => null).then(signNow);
+    running = run;
+    return run;
+  }
+
+  function tick(): void {
+    if (!witnessChecked) {
+      void checkRollback().catch(() => undefined);
+      return;
+    }
+    const { size } = deps.treeHead();
+    if (size > signedSize) unsignedSince ??= now();
+    if (size > signedSize) void checkpoint().catch(() => undefined);
+  }
+
+  return {
+    async start() {
+      const latest = await deps.reader.latestCheckpoint();
+      if (latest) signedSize = parseCheckpoint(parseNote(latest.note).text).size;
+      try {
+        await checkRollback();
+      } catch (error) {
+        // Without keyd the witness cannot be checked yet: tick() retries; health() is red meanwhile.
+        lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
+      }
+      if (deps.treeHead().size > signedSize) unsignedSince = now();
+      timer = setInterval(tick, intervalMs);
+      timer.unref();
+    },
+    checkpoint,
+    health() {
+      if (rollback) return { ok: false, reason: rollback, signedSize };
+      if (!witnessChecked) {
+        return {
+          ok: false,
+          reason: `the witness checkpoint cannot be checked yet (${lastFailure ?? 'pending'})`,
+          signedSize,
+        };
+      }
+      if (
+        unsignedSince &&
+        deps.treeHead().size > signedSize &&
+        now().getTime() - unsignedSince.getTime() >= signBoundMs
+      ) {
+        return {
+          ok: false,
+          reason: `no audit checkpoint could be signed for ${Math.round((now().getTime() - unsignedSince.getTime()) / 1000)} s (${lastFailure ?? 'pending'})`,
+          signedSize,
+        };
+      }
+      return { ok: true, signedSize };
+    },
+    async verifierKey() {
+      return (await signingKey()).verifierKey;
+    },
+    async close() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running?.catch(() => undefined);
+    },
+  };
+}

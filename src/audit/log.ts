@@ -1,0 +1,144 @@
+/**
+ * Reading the audit log that the sequencer writes: entries (all, or one tenant's), signed
+ * checkpoints, and RFC 9162 inclusion and consistency proofs against any tree size the log has
+ * reached.
+ *
+ * Proofs come from the stored perfect-subtree roots (audit_nodes): the proof algorithms of
+ * merkle.ts ask a HashSource for O(log² n) nodes, and which nodes they ask for depends only on the
+ * index and sizes, never on hash values. So a proof is computed twice: once against a recording
+ * source that answers placeholder hashes, to learn which nodes are needed, then, after ONE query
+ * fetched them, against the real ones. No proof reads the whole log.
+ */
+import { type Kysely, sql } from 'kysely';
+import { TresorError } from '../errors.ts';
+import type { WithAuditLog } from './log-schema.ts';
+import { consistencyProof, HASH_SIZE, type HashSource, inclusionProof, subtreeRoot } from './merkle.ts';
+
+export interface LogEntryRow {
+  index: number;
+  /** The canonical JSON text (leaf bytes). */
+  leaf: string;
+  /** SHA-256(0x00 ‖ leaf), base64. */
+  leafHash: string;
+}
+
+export interface StoredCheckpoint {
+  size: number;
+  note: string;
+  at: string;
+}
+
+export interface AuditLogReader {
+  /** Entries with index ≥ from (of one tenant when given), in index order, at most `limit`. */
+  entries(options: {
+    from: number;
+    limit: number;
+    tenant?: string | null;
+    below?: number;
+  }): Promise<LogEntryRow[]>;
+  latestCheckpoint(): Promise<StoredCheckpoint | null>;
+  checkpointAt(size: number): Promise<StoredCheckpoint | null>;
+  inclusion(index: number, treeSize: number): Promise<Buffer[]>;
+  consistency(from: number, to: number): Promise<Buffer[]>;
+  /** MTH of the first `size` leaves, from stored nodes. */
+  rootAt(size: number): Promise<Buffer>;
+}
+
+const PLACEHOLDER = Buffer.alloc(HASH_SIZE);
+const NODES_PER_QUERY = 400;
+
+export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => number): AuditLogReader {
+  async function withNodes<T>(compute: (source: HashSource) => T): Promise<T> {
+    const wanted = new Map<string, { level: number; idx: number }>();
+    const record = (level: number, idx: number): Buffer => {
+      wanted.set(`${level}/${idx}`, { level, idx });
+      return PLACEHOLDER;
+    };
+    compute({ leafHash: (i) => record(0, i), perfectSubtreeHash: record });
+    const found = new Map<string, Buffer>();
+    const coordinates = [...wanted.values()];
+    for (let i = 0; i < coordinates.length; i += NODES_PER_QUERY) {
+      const chunk = coordinates.slice(i, i + NODES_PER_QUERY);
+      const rows = await db
+        .selectFrom('audit_nodes')
+        .select(['level', 'idx', 'hash'])
+        .where(
+          sql<boolean>`(level, idx) IN (VALUES ${sql.join(chunk.map((c) => sql`(${c.level}, ${c.idx})`))})`,
+        )
+        .execute();
+      for (const row of rows) found.set(`${row.level}/${row.idx}`, Buffer.from(row.hash));
+    }
+    const lookup = (level: number, idx: number): Buffer => {
+      const hash = found.get(`${level}/${idx}`);
+      if (!hash) throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit tree node is missing');
+      return hash;
+    };
+    return compute({ leafHash: (i) => lookup(0, i), perfectSubtreeHash: lookup });
+  }
+
+  function checkSize(treeSize: number): void {
+    if (treeSize > size()) {
+      throw new TresorError('TRESOR_ERR_VALIDATION', 'the log has not reached that tree size', {
+        size: size(),
+      });
+    }
+  }
+
+  return {
+    async entries({ from, limit, tenant, below }) {
+      let query = db
+        .selectFrom('audit_log')
+        .innerJoin('audit_nodes', (join) =>
+          join.onRef('audit_nodes.idx', '=', 'audit_log.idx').on('audit_nodes.level', '=', 0),
+        )
+        .select(['audit_log.idx as idx', 'audit_log.leaf as leaf', 'audit_nodes.hash as hash'])
+        .where('audit_log.idx', '>=', from);
+      if (below !== undefined) query = query.where('audit_log.idx', '<', below);
+      if (tenant !== undefined) {
+        query =
+          tenant === null
+            ? query.where('audit_log.tenant', 'is', null)
+            : query.where('audit_log.tenant', '=', tenant);
+      }
+      const rows = await query.orderBy('audit_log.idx').limit(limit).execute();
+      return rows.map((r) => ({
+        index: Number(r.idx),
+        leaf: r.leaf,
+        leafHash: Buffer.from(r.hash).toString('base64'),
+      }));
+    },
+    async latestCheckpoint() {
+      const row = await db
+        .selectFrom('audit_checkpoints')
+        .select(['size', 'note', 'at'])
+        .orderBy('size', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row ? { size: Number(row.size), note: row.note, at: row.at } : null;
+    },
+    async checkpointAt(treeSize) {
+      const row = await db
+        .selectFrom('audit_checkpoints')
+        .select(['size', 'note', 'at'])
+        .where('size', '=', treeSize)
+        .executeTakeFirst();
+      return row ? { size: Number(row.size), note: row.note, at: row.at } : null;
+    },
+    async inclusion(index, treeSize) {
+      checkSize(treeSize);
+      if (index >= treeSize) throw new TresorError('TRESOR_ERR_VALIDATION', 'index must be below treeSize');
+      return withNodes((source) => inclusionProof(source, index, treeSize));
+    },
+    async consistency(from, to) {
+      checkSize(to);
+      if (from > to) throw new TresorError('TRESOR_ERR_VALIDATION', 'from must not exceed to');
+      if (from === 0)
+        throw new TresorError('TRESOR_ERR_VALIDATION', 'from must be at least 1 (RFC 9162 §2.1.4)');
+      return withNodes((source) => consistencyProof(source, from, to));
+    },
+    async rootAt(treeSize) {
+      checkSize(treeSize);
+      return withNodes((source) => subtreeRoot(source, 0, treeSize));
+    },
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * The sequencer: the one writer of the audit log. Every store (the control store and each tenant's)
+ * receives its audit events in an `audit_events` outbox, in the same transaction as the change they
+ * describe (SQLite WAL gives no atomic commit across files, so the event must live beside the
+ * change). The sequencer moves them, in batches, into the single global log of the control store:
+ *
+ *   1. take every source marked dirty since the last pass (a store committed events; or startup);
+ *   2. read each source's events after its cursor (at most BATCH_PER_SOURCE);
+ *   3. give them global indexes, canonicalise each entry (RFC 8785) = its leaf, hash the leaves and
+ *      grow a staged copy of the tree, collecting the perfect subtrees each append completes;
+ *   4. ONE control-store write: the entries, the new tree nodes and the advanced cursors, so a crash
+ *      anywhere either moved a batch exactly once or not at all (the cursor is in the same
+ *      transaction as the entries it covers);
+ *   5. only after that write is durable, adopt the staged tree and tell the listeners (stream, sinks,
+ *      checkpointer).
+ *
+ * Passes never overlap (one chain of promises), so indexes are assigned by exactly one writer, and
+ * hashing costs one leaf hash plus amortised one node hash per entry — no global lock per entry,
+ * no chain walk. Requests never wait for the sequencer: their events are already durable in their
+ * outbox; `health()` turns red if the sequencer cannot move them for longer than a bound, and data
+ * routes then fail closed.
+ */
+import type { Kysely } from 'kysely';
+import { TresorError } from '../errors.ts';
+import type { Store } from '../store/types.ts';
+import { canonicalJson } from './canonical.ts';
+import type { WithAuditEvents } from './event.ts';
+import type { WithAuditLog } from './log-schema.ts';
+import { leafHash, MerkleAccumulator, type PerfectSubtree, peakPositions } from './merkle.ts';
+
+/** The control store's own outbox; every other source is a tenant id. */
+export const CONTROL_SOURCE = 'control';
+/** Events read from one source per pass: bounds a pass's transaction. */
+export const BATCH_PER_SOURCE = 4096;
+/** Rows per INSERT statement (3 parameters each, well under SQLite's 32,766). */
+const ROWS_PER_INSERT = 500;
+
+export interface SequencedEntry {
+  index: number;
+  tenant: string | null;
+  /** The entry's RFC 8785 canonical JSON: the leaf bytes, as UTF-8. */
+  leaf: string;
+}
+
+export interface SequencerHealth {
+  ok: boolean;
+  /** Why not, for operators (never entry contents). */
+  reason?: string;
+  /** Events committed to an outbox but not yet in the log, as far as the sequencer knows. */
+  pendingSources: number;
+  /** The last pass that failed, if the failure is not yet recovered. */
+  failingSince?: Date;
+}
+
+export interface AuditSequencer {
+  /** Restores the tree from the store and moves what every source still holds. */
+  start(): Promise<void>;
+  /** A store committed audit events: move them soon (never waits). */
+  notify(source: string): void;
+  /** Moves everything committed to `source` (or to every dirty source) before the call; for shutdown, tenant close and tests. */
+  drain(source?: string): Promise<void>;
+  /** The log's size and root now (only durable entries). */
+  treeHead(): { size: number; root: Buffer };
+  onAppended(listener: (entries: readonly SequencedEntry[]) => void): () => void;
+  health(): SequencerHealth;
+  close(): Promise<void>;
+}
+
+type ControlStore = Store<WithAuditLog & WithAuditEvents>;
+
+export interface AuditSequencerDeps {
+  control: ControlStore;
+  /** The outbox store of a source: CONTROL_SOURCE or a tenant id. */
+  openSource(source: string): Promise<Store<WithAuditEvents>>;
+  /** Every source that may hold events not yet moved (at start: control + live tenants). */
+  listSources(): Promise<string[]>;
+  now?: () => Date;
+  /** A pass that keeps failing this long makes health() red (default 5 s). */
+  failureBoundMs?: number;
+  /** Delay between a notify() and the pass, to gather more events per batch (default 2 ms). */
+  gatherMs?: number;
+}
+
+export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
+  const now = deps.now ?? (() => new Date());
+  const failureBoundMs = deps.failureBoundMs ?? 5_000;
+  const gatherMs = deps.gatherMs ?? 2;
+  const control = deps.control as unknown as Store<WithAuditLog>;
+
+  let tree = new MerkleAccumulator();
+  const cursors = new Map<string, number>();
+  const dirty = new Set<string>();
+  const listeners = new Set<(entries: readonly SequencedEntry[]) => void>();
+  let chain: Promise<void> = Promise.resolve();
+  let scheduled: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let failingSince: Date | undefined;
+  let lastFailure: string | undefined;
+  let retryDelayMs = 50;
+  let closed = false;
+
+  async function restore(): Promise<void> {
+    const db = control.db as Kysely<WithAuditLog>;
+    const last = await db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.max('idx').as('max'))
+      .executeTakeFirst();
+    const size = last?.max === null || last?.max === undefined ? 0 : Number(last.max) + 1;
+    const peaks: Buffer[] = [];
+    for (const p of peakPositions(size)) {
+      const row = await db
+        .selectFrom('audit_nodes')
+        .select('hash')
+        .where('level', '=', p.level)
+        .where('idx', '=', p.index)
+        .executeTakeFirst();
+      if (!row)
+        throw new TresorError('TRESOR_ERR_INTERNAL', `audit tree node ${p.level}/${p.index} is missing`);
+      peaks.push(Buffer.from(row.hash));
+    }
+    tree = MerkleAccumulator.restore(size, peaks);
+    for (const row of await db.selectFrom('audit_cursors').select(['source', 'seq']).execute()) {
+      cursors.set(row.source, Number(row.seq));
+    }
+  }
+
+  /** One pass over the sources dirty now. */
+  async function pass(only?: string): Promise<void> {
+    const sources = only !== undefined ? [only] : [...dirty];
+    for (const s of sources) dirty.delete(s);
+    if (sources.length === 0) return;
+
+    const staged = tree.clone();
+    const entries: SequencedEntry[] = [];
+    const nodes: PerfectSubtree[] = [];
+    const advanced = new Map<string, number>();
+    try {
+      for (const source of sources) {
+        const store = await deps.openSource(source).catch((error: unknown) => {
+          // A destroyed tenant store has nothing left to move (close drains it first).
+          if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') return null;
+          throw error;
+        });
+        if (store === null) continue;
+        const after = cursors.get(source) ?? 0;
+        const rows = await store.db
+          .selectFrom('audit_events')
+          .select(['seq', 'tenant', 'event'])
+          .where('seq', '>', after)
+          .orderBy('seq')
+          .limit(BATCH_PER_SOURCE)
+          .execute();
+        if (rows.length === BATCH_PER_SOURCE) dirty.add(source); // more to move: next pass
+        for (const row of rows) {
+          const index = staged.size;
+          const leaf = canonicalJson({ ...(JSON.parse(row.event) as object), index });
+          nodes.push(...staged.appendNodes(leafHash(Buffer.from(leaf, 'utf8'))));
+          entries.push({ index, tenant: row.tenant, leaf });
+        }
+        const last = rows[rows.length - 1];
+        if (last) advanced.set(source, Number(last.seq));
+      }
+      if (entries.length > 0) {
+        await control.write(async (trx) => {
+          for (let i = 0; i < entries.length; i += ROWS_PER_INSERT) {
+            await trx
+              .insertInto('audit_log')
+              .values(
+                entries
+                  .slice(i, i + ROWS_PER_INSERT)
+                  .map((e) => ({ idx: e.index, tenant: e.tenant, leaf: e.leaf })),
+              )
+              .execute();
+          }
+          for (let i = 0; i < nodes.length; i += ROWS_PER_INSERT) {
+            await trx
+              .insertInto('audit_nodes')
+              .values(
+                nodes
+                  .slice(i, i + ROWS_PER_INSERT)
+                  .map((n) => ({ level: n.level, idx: n.index, hash: n.hash })),
+              )
+              .execute();
+          }
+          for (const [source, seq] of advanced) {
+            await trx
+              .insertInto('audit_cursors')
+              .values({ source, seq })
+              .onConflict((oc) => oc.column('source').doUpdateSet({ seq }))
+              .execute();
+          }
+        });
+      }
+    } catch (error) {
+      for (const s of sources) dirty.add(s);
+      failingSince ??= now();
+      lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
+      scheduleRetry();
+      throw error;
+    }
+    tree = staged;
+    for (const [source, seq] of advanced) cursors.set(source, seq);
+    failingSince = undefined;
+    lastFailure = undefined;
+    retryDelayMs = 50;
+    if (entries.length > 0) {
+      for (const listener of listeners) {
+        try {
+          listener(entries);
+        } catch {
+          // A listener's failure is its own; the log is already durable.
+        }
+      }
+    }
+    if (dirty.size > 0) schedule();
+  }
+
+  function enqueue(only?: string): Promise<void> {
+    const run = chain.then(() => pass(only));
+    chain = run.catch(() => undefined);
+    return run;
+  }
+
+  function schedule(): void {
+    if (scheduled || closed) return;
+    scheduled = setTimeout(() => {
+      scheduled = undefined;
+      void enqueue().catch(() => undefined);
+    }, gatherMs);
+  }
+
+  function scheduleRetry(): void {
+    if (retryTimer || closed) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      void enqueue().catch(() => undefined);
+    }, retryDelayMs);
+    retryDelayMs = Math.min(retryDelayMs * 2, 2_000);
+  }
+
+  return {
+    async start() {
+      await restore();
+      for (const source of await deps.listSources()) dirty.add(source);
+      dirty.add(CONTROL_SOURCE);
+      await enqueue().catch(() => undefined); // health() reports a failure; the retry timer goes on
+    },
+    notify(source) {
+      if (closed) return;
+      dirty.add(source);
+      schedule();
+    },
+    async drain(source) {
+      if (source !== undefined) {
+        dirty.add(source);
+        // Repeat while the source still has more than one batch.
+        do await enqueue(source);
+        while (dirty.has(source));
+        return;
+      }
+      do await enqueue();
+      while (dirty.size > 0);
+    },
+    treeHead() {
+      return { size: tree.size, root: tree.root() };
+    },
+    onAppended(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    health() {
+      const pendingSources = dirty.size;
+      if (failingSince && now().getTime() - failingSince.getTime() >= failureBoundMs) {
+        return {
+          ok: false,
+          reason: `the audit sequencer cannot write the log (${lastFailure ?? 'error'})`,
+          pendingSources,
+          failingSince,
+        };
+      }
+      return failingSince ? { ok: true, pendingSources, failingSince } : { ok: true, pendingSources };
+    },
+    async close() {
+      closed = true;
+      if (scheduled) clearTimeout(scheduled);
+      if (retryTimer) clearTimeout(retryTimer);
+      scheduled = undefined;
+      retryTimer = undefined;
+      await chain;
+    },
+  };
+}

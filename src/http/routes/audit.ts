@@ -1,0 +1,273 @@
+/**
+ * The audit log over HTTP (DESIGN.md core contract): entries, the live stream, the latest signed
+ * checkpoint, inclusion and consistency proofs, and the verifier key.
+ *
+ * Who sees what: a tenant's API key with the admin scope sees that tenant's entries only (the
+ * `tenant` column the sequencer stored, never a filter the caller chooses); operators see the whole
+ * log (the security role of the people issue narrows this to security officers). Checkpoints and
+ * proofs carry only hashes, so any authenticated caller may fetch them — that is what lets a
+ * customer verify their own entries without trusting the operator.
+ */
+import { PassThrough } from 'node:stream';
+import Type from 'typebox';
+import type { AuditLog } from '../../audit/audit-log.ts';
+import type { LogEntryRow } from '../../audit/log.ts';
+import { TresorError } from '../../errors.ts';
+import { type ApiKeyPrincipal, defineRoute, type HttpPrincipal, type RouteModule } from '../route.ts';
+
+export interface AuditRouteDeps {
+  audit: AuditLog;
+  /** Heartbeat comment period on streams (keeps idle timeouts and proxies from closing them). */
+  heartbeatMs?: number;
+}
+
+const MAX_ENTRIES = 1000;
+const STREAM_PAGE = 500;
+const Index = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Hashes = Type.Array(Type.String({ contentEncoding: 'base64' }));
+const Entry = Type.Object({
+  index: Type.Integer(),
+  entry: Type.Object({}, { additionalProperties: true }),
+  leafHash: Type.String({ contentEncoding: 'base64', description: 'SHA-256(0x00 ‖ RFC 8785 entry)' }),
+});
+
+/** Audit-entry readers: a tenant's admin key (own tenant) or an operator (all). */
+function entryReader(principal: HttpPrincipal): void {
+  if (principal.kind === 'api-key' && !principal.access.has('admin')) {
+    throw new TresorError(
+      'TRESOR_ERR_FORBIDDEN',
+      'reading the audit log needs an API key with the admin scope',
+    );
+  }
+}
+
+function anyAuthenticated(): void {}
+
+/** The tenant a caller is confined to, or undefined for the whole log. */
+function tenantOf(principal: HttpPrincipal): string | undefined {
+  return principal.kind === 'api-key' ? (principal as ApiKeyPrincipal).tenant : undefined;
+}
+
+function toEntry(row: LogEntryRow) {
+  return { index: row.index, entry: JSON.parse(row.leaf) as Record<string, unknown>, leafHash: row.leafHash };
+}
+
+export function auditRoutes(deps: AuditRouteDeps): RouteModule {
+  const heartbeatMs = deps.heartbeatMs ?? 15_000;
+  return {
+    name: 'audit',
+    routes: [
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/entries',
+        summary: 'Audit entries from an index: your tenant’s (admin API key) or all (operators)',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        authorize: entryReader,
+        audit: { action: 'audit.read' },
+        schema: {
+          querystring: Type.Object({
+            from: Type.Optional(Index),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ENTRIES })),
+          }),
+          response: {
+            200: Type.Object({
+              entries: Type.Array(Entry),
+              treeSize: Size,
+              next: Type.Union([Index, Type.Null()]),
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const from = ctx.query.from ?? 0;
+        const limit = ctx.query.limit ?? 100;
+        const tenant = tenantOf(ctx.principal);
+        const treeSize = deps.audit.sequencer.treeHead().size;
+        const rows = await deps.audit.reader.entries({
+          from,
+          limit: limit + 1,
+          below: treeSize,
+          ...(tenant !== undefined ? { tenant } : {}),
+        });
+        const page = rows.slice(0, limit);
+        await ctx.audit.record({ target: { from, count: page.length } });
+        const last = page[page.length - 1];
+        return {
+          status: 200,
+          body: {
+            entries: page.map(toEntry),
+            treeSize,
+            next: rows.length > limit && last ? last.index + 1 : null,
+          },
+        };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/stream',
+        summary: 'Live audit entries as Server-Sent Events (id = index; resume with Last-Event-ID)',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        authorize: entryReader,
+        audit: { action: 'audit.stream' },
+        schema: {
+          querystring: Type.Object({ from: Type.Optional(Index) }),
+          headers: Type.Object({
+            'last-event-id': Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', maxLength: 15 })),
+          }),
+          response: { 200: Type.String({ description: 'text/event-stream' }) },
+        },
+      }).handle(async (ctx) => {
+        const lastEventId = ctx.headers['last-event-id'];
+        const head = deps.audit.sequencer.treeHead().size;
+        // Resume after the last event seen; else from `from`; else from now on.
+        let cursor = lastEventId !== undefined ? Number(lastEventId) + 1 : (ctx.query.from ?? head);
+        const tenant = tenantOf(ctx.principal);
+        await ctx.audit.record({ target: { from: cursor } });
+
+        const out = new PassThrough();
+        let pending = false;
+        let pumping = false;
+        let ended = false;
+
+        // Every wake-up reads from the cursor in the store, so a notification that arrives while a
+        // page is being written is never lost and nothing is sent twice.
+        async function pump(): Promise<void> {
+          if (pumping || ended) {
+            pending = true;
+            return;
+          }
+          pumping = true;
+          try {
+            do {
+              pending = false;
+              for (;;) {
+                const below = deps.audit.sequencer.treeHead().size;
+                const rows = await deps.audit.reader.entries({
+                  from: cursor,
+                  limit: STREAM_PAGE,
+                  below,
+                  ...(tenant !== undefined ? { tenant } : {}),
+                });
+                for (const row of rows) {
+                  const ok = out.write(
+                    `id: ${row.index}\nevent: entry\ndata: ${JSON.stringify(toEntry(row))}\n\n`,
+                  );
+                  if (!ok) await new Promise((resolve) => out.once('drain', resolve));
+                  if (ended) return;
+                }
+                if (rows.length < STREAM_PAGE) {
+                  cursor = Math.max(cursor, below);
+                  break;
+                }
+                cursor = (rows[rows.length - 1] as LogEntryRow).index + 1;
+              }
+            } while (pending && !ended);
+          } catch {
+            end();
+          } finally {
+            pumping = false;
+          }
+        }
+
+        const unsubscribe = deps.audit.onEntries(() => void pump());
+        const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), heartbeatMs);
+        function end(): void {
+          if (ended) return;
+          ended = true;
+          unsubscribe();
+          clearInterval(heartbeat);
+          out.end();
+        }
+        out.on('close', end);
+        out.on('error', end);
+        out.write('retry: 2000\n\n');
+        void pump();
+        return {
+          status: 200,
+          headers: { 'content-type': 'text/event-stream; charset=utf-8', 'x-accel-buffering': 'no' },
+          body: out as unknown as string,
+        };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/checkpoint',
+        summary: 'The latest signed checkpoint (C2SP tlog-checkpoint in a signed note, text/plain)',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        authorize: anyAuthenticated,
+        audit: { action: 'audit.checkpoint' },
+        schema: { response: { 200: Type.String({ description: 'text/plain signed note' }) } },
+      }).handle(async (ctx) => {
+        const latest = await deps.audit.reader.latestCheckpoint();
+        if (!latest) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no checkpoint has been signed yet');
+        await ctx.audit.record({ target: { treeSize: latest.size } });
+        return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: latest.note };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/proofs/inclusion',
+        summary: 'RFC 9162 inclusion proof of an entry in the tree of a given size',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        authorize: anyAuthenticated,
+        audit: { action: 'audit.proof' },
+        schema: {
+          querystring: Type.Object({ index: Index, treeSize: Size }),
+          response: { 200: Type.Object({ index: Index, treeSize: Size, hashes: Hashes }) },
+        },
+      }).handle(async (ctx) => {
+        const { index, treeSize } = ctx.query;
+        const hashes = await deps.audit.reader.inclusion(index, treeSize);
+        await ctx.audit.record({ target: { kind: 'inclusion', index, treeSize } });
+        return { status: 200, body: { index, treeSize, hashes: hashes.map((h) => h.toString('base64')) } };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/proofs/consistency',
+        summary: 'RFC 9162 consistency proof between two tree sizes',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        authorize: anyAuthenticated,
+        audit: { action: 'audit.proof' },
+        schema: {
+          querystring: Type.Object({
+            from: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+            to: Size,
+          }),
+          response: { 200: Type.Object({ from: Size, to: Size, hashes: Hashes }) },
+        },
+      }).handle(async (ctx) => {
+        const { from, to } = ctx.query;
+        const hashes = await deps.audit.reader.consistency(from, to);
+        await ctx.audit.record({ target: { kind: 'consistency', from, to } });
+        return { status: 200, body: { from, to, hashes: hashes.map((h) => h.toString('base64')) } };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/public-key',
+        summary: 'The checkpoint verifier key (C2SP note verifier key, text/plain)',
+        tags: ['audit'],
+        auth: 'none',
+        secondFactor: false,
+        authorize: 'public',
+        audit: 'none-public',
+        schema: { response: { 200: Type.String({ description: 'name+keyid+base64 key' }) } },
+      }).handle(async () => ({
+        status: 200,
+        headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=300' },
+        body: `${await deps.audit.verifierKey()}\n`,
+      })),
+    ],
+  };
+}

@@ -1,0 +1,315 @@
+/**
+ * The audit log from outside, over real HTTPS against a real `tresor server` process and the real
+ * keyd: every change and read becomes an entry; a customer sees exactly their own entries, on the
+ * entries route and on the live stream; each entry's leaf hash, the signed checkpoint, the
+ * inclusion and consistency proofs check out with a verifier written only from RFC 9162 and the
+ * C2SP specs (test/audit/independent-verifier.ts) and the published verifier key; a stream resumed
+ * with Last-Event-ID loses nothing; a rollback of the whole store is detected at the next start;
+ * a keyd that cannot sign for longer than the bound fails data routes closed.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import canonicalize from 'canonicalize';
+import {
+  independentLeafHash,
+  independentOpenCheckpoint,
+  independentVerifyConsistency,
+  independentVerifyInclusion,
+} from '../audit/independent-verifier.ts';
+import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+
+interface ApiEntry {
+  index: number;
+  entry: Record<string, unknown> & { tenant: string | null; action: string; index: number };
+  leafHash: string;
+}
+
+const ADMIN = { id: 'test', role: 'admin' } as const;
+const NEEDLE = 'audit-needle-9d2e@example.test';
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A minimal Server-Sent Events client (WHATWG HTML §9.2) over the stack's CA. */
+function openStream(
+  s: TresorStack,
+  token: string,
+  headers: Record<string, string> = {},
+): { events: { id: string; data: ApiEntry }[]; close(): void; opened: Promise<number> } {
+  const events: { id: string; data: ApiEntry }[] = [];
+  const agent = new Agent({ ca: readFileSync(s.caFile) });
+  let closeFn: () => void = () => {};
+  const opened = new Promise<number>((resolve, reject) => {
+    const req = httpsRequest(
+      `${s.url}/v1/audit/stream`,
+      { agent, headers: { authorization: `Bearer ${token}`, ...headers } },
+      (res) => {
+        resolve(res.statusCode ?? 0);
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let id = '';
+            let data = '';
+            for (const line of block.split('\n')) {
+              if (line.startsWith('id: ')) id = line.slice(4);
+              else if (line.startsWith('data: ')) data += line.slice(6);
+            }
+            if (data) events.push({ id, data: JSON.parse(data) as ApiEntry });
+          }
+        });
+        res.on('error', () => undefined);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+    closeFn = () => {
+      req.destroy();
+      agent.destroy();
+    };
+  });
+  return { events, close: () => closeFn(), opened };
+}
+
+describe('the audit log over HTTPS', () => {
+  let s: TresorStack;
+  let keyA: string;
+  let keyB: string;
+  let tenantA: string;
+  let tenantB: string;
+  let verifierKey: string;
+
+  async function entries(token: string, from = 0): Promise<ApiEntry[]> {
+    const all: ApiEntry[] = [];
+    let next: number | null = from;
+    while (next !== null) {
+      const res = await s.request('GET', `/v1/audit/entries?from=${next}&limit=1000`, { token });
+      assert.equal(res.status, 200, res.text);
+      const page = res.json<{ entries: ApiEntry[]; next: number | null }>();
+      all.push(...page.entries);
+      next = page.next;
+    }
+    return all;
+  }
+
+  async function checkpoint(atLeast: number) {
+    return waitFor(`a checkpoint of ≥ ${atLeast} entries`, async () => {
+      const res = await s.request('GET', '/v1/audit/checkpoint', { token: s.adminToken });
+      if (res.status !== 200) return undefined;
+      const opened = independentOpenCheckpoint(res.text, verifierKey);
+      return opened.size >= BigInt(atLeast) ? { note: res.text, ...opened } : undefined;
+    });
+  }
+
+  async function writeRecords(key: string, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const res = await s.request('POST', '/v1/collections/people/records', {
+        token: key,
+        body: { email: `${i}-${NEEDLE}` },
+      });
+      assert.equal(res.status, 201, res.text);
+    }
+  }
+
+  before(async () => {
+    s = await startTresorStack({ env: { TRESOR_AUDIT_SIGN_BOUND_MS: '1500' } });
+    const pub = await s.request('GET', '/v1/audit/public-key');
+    assert.equal(pub.status, 200, pub.text);
+    verifierKey = pub.text.trim();
+    for (const name of ['Audit A', 'Audit B']) {
+      const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name } });
+      assert.equal(created.status, 201, created.text);
+      const { id, apiKey } = created.json<{ id: string; apiKey: string }>();
+      if (name === 'Audit A') [tenantA, keyA] = [id, apiKey];
+      else [tenantB, keyB] = [id, apiKey];
+      const put = await s.request('PUT', '/v1/collections/people', {
+        token: apiKey,
+        body: { fields: { email: { type: 'string', classification: 'personal', searchable: true } } },
+      });
+      assert.equal(put.status, 201, put.text);
+    }
+    await writeRecords(keyA, 5);
+    await writeRecords(keyB, 3);
+  });
+
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('publishes the verifier key without authentication', () => {
+    assert.match(verifierKey, /^tresor-keyd\/audit-checkpoint\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/);
+  });
+
+  it('records every change and read, with field names but never values, in index order', async () => {
+    const read = await s.request('GET', `/v1/collections/people/records?where%5Bemail%5D=0-${NEEDLE}`, {
+      token: keyA,
+    });
+    assert.equal(read.status, 200, read.text);
+    await checkpoint(1);
+    const all = await waitFor('the search entry', async () => {
+      const got = await entries(s.adminToken);
+      return got.some((e) => e.entry.action === 'record.search') ? got : undefined;
+    });
+    all.forEach((e, i) => {
+      assert.equal(e.index, i);
+      assert.equal(e.entry.index, i, 'each entry names its own index');
+    });
+    const actions = all.map((e) => e.entry.action);
+    for (const a of ['tenant.create', 'collection.put', 'record.create', 'record.search'])
+      assert.ok(actions.includes(a), `${a} is recorded`);
+    assert.equal(all.filter((e) => e.entry.action === 'record.create').length, 8);
+    const text = JSON.stringify(all);
+    assert.ok(!text.includes(NEEDLE), 'no field value in any entry');
+    const create = all.find((e) => e.entry.action === 'record.create');
+    assert.deepEqual((create?.entry.target as { fields?: string[] } | undefined)?.fields, ['email']);
+  });
+
+  it('shows a customer only their own tenant’s entries', async () => {
+    const a = await entries(keyA);
+    const b = await entries(keyB);
+    assert.ok(a.length > 0 && b.length > 0);
+    assert.ok(a.every((e) => e.entry.tenant === tenantA));
+    assert.ok(b.every((e) => e.entry.tenant === tenantB));
+    const all = await entries(s.adminToken);
+    assert.ok(
+      all.some((e) => e.entry.tenant === null),
+      'operator entries exist',
+    );
+    const readOnly = await s.request('POST', `/v1/tenants/${tenantA}/api-keys`, {
+      token: s.adminToken,
+      body: { access: ['read'] },
+    });
+    if (readOnly.status === 201) {
+      const weak = readOnly.json<{ apiKey: string }>().apiKey;
+      const refused = await s.request('GET', '/v1/audit/entries', { token: weak });
+      assert.equal(refused.status, 403, refused.text);
+    }
+  });
+
+  it('serves leaf hashes, a signed checkpoint and proofs that an independent verifier accepts', async () => {
+    const first = await checkpoint(5);
+    const all = await entries(s.adminToken);
+    const size = Number(first.size);
+    for (const e of all.slice(0, size)) {
+      const leaf = Buffer.from(canonicalize(e.entry) as string, 'utf8');
+      const hash = independentLeafHash(leaf);
+      assert.equal(hash.toString('base64'), e.leafHash, `leaf hash of ${e.index}`);
+      const proof = await s.request('GET', `/v1/audit/proofs/inclusion?index=${e.index}&treeSize=${size}`, {
+        token: keyA,
+      });
+      assert.equal(proof.status, 200, proof.text);
+      const hashes = proof.json<{ hashes: string[] }>().hashes.map((h) => Buffer.from(h, 'base64'));
+      assert.ok(
+        independentVerifyInclusion(hash, BigInt(e.index), BigInt(size), hashes, first.root),
+        `inclusion of ${e.index}`,
+      );
+    }
+    await writeRecords(keyA, 3);
+    const second = await checkpoint(size + 3);
+    const res = await s.request('GET', `/v1/audit/proofs/consistency?from=${size}&to=${second.size}`, {
+      token: keyB,
+    });
+    assert.equal(res.status, 200, res.text);
+    const proof = res.json<{ hashes: string[] }>().hashes.map((h) => Buffer.from(h, 'base64'));
+    assert.ok(independentVerifyConsistency(first.size, second.size, proof, first.root, second.root));
+    const beyond = await s.request('GET', `/v1/audit/proofs/inclusion?index=0&treeSize=${10 ** 12}`, {
+      token: keyA,
+    });
+    assert.equal(beyond.status, 422, beyond.text);
+    const zero = await s.request('GET', '/v1/audit/proofs/consistency?from=0&to=1', { token: keyA });
+    assert.equal(zero.status, 400, zero.text);
+  });
+
+  it('streams a tenant’s entries live and resumes after a disconnect without losing any', async () => {
+    const first = openStream(s, keyA, { 'last-event-id': '0' });
+    assert.equal(await first.opened, 200);
+    await writeRecords(keyA, 2);
+    await writeRecords(keyB, 2);
+    const own = await waitFor('stream to catch up', async () => {
+      const listed = await entries(keyA);
+      return first.events.length >= listed.length - 1 && listed.length > 0 ? listed : undefined;
+    });
+    first.close();
+    const lastSeen = first.events[first.events.length - 1]?.id ?? '0';
+    await writeRecords(keyA, 3);
+    await writeRecords(keyB, 1);
+    const second = openStream(s, keyA, { 'last-event-id': lastSeen });
+    assert.equal(await second.opened, 200);
+    const listed = await waitFor('resumed stream to catch up', async () => {
+      const l = await entries(keyA);
+      const wanted = l.filter((e) => e.index > Number(lastSeen));
+      return second.events.length >= wanted.length && wanted.length >= 3 ? l : undefined;
+    });
+    second.close();
+    const streamed = [...first.events, ...second.events].map((e) => Number(e.id));
+    const expected = listed.filter((e) => e.index > 0).map((e) => e.index);
+    // Entries after the last one seen on the first connection arrive on the second: nothing lost.
+    for (const index of expected) assert.ok(streamed.includes(index), `entry ${index} was streamed`);
+    assert.ok([...first.events, ...second.events].every((e) => e.data.entry.tenant === tenantA));
+    assert.ok(own.length > 0);
+  });
+
+  it('fails data routes closed when keyd cannot sign checkpoints for longer than the bound', async () => {
+    const keyd = s.keydClient();
+    await keyd.call('seal', {}, ADMIN);
+    try {
+      // The tenants list needs no key: only the audit log's health can refuse it.
+      await waitFor('the sign bound to pass', async () => {
+        await s.request('GET', '/v1/tenants', { token: s.adminToken });
+        const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+        return res.status === 503 ? res : undefined;
+      });
+      const ready = await s.request('GET', '/readyz');
+      assert.equal(ready.status, 503);
+      assert.match(ready.text, /"audit":"failing"/);
+    } finally {
+      await keyd.call('unseal', { secret: '' }, ADMIN);
+    }
+    await waitFor('recovery after unseal', async () => {
+      const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+      return res.status === 200 ? res : undefined;
+    });
+  });
+
+  it('detects a rollback of the whole store at the next start', async () => {
+    await checkpoint(1);
+    await s.stopServer();
+    const control = join(s.dataDir, 'control.sqlite');
+    const saved = join(s.root, 'control-copy.sqlite');
+    copyFileSync(control, saved);
+    for (const ext of ['-wal', '-shm'])
+      if (existsSync(control + ext)) copyFileSync(control + ext, saved + ext);
+    await s.startServer();
+    await writeRecords(keyA, 2);
+    const before = (await entries(s.adminToken)).length;
+    await checkpoint(before);
+    await s.stopServer();
+    // Roll the control store back to the copy; the witness folder still holds the newer checkpoint.
+    for (const ext of ['', '-wal', '-shm']) {
+      rmSync(control + ext, { force: true });
+      if (existsSync(saved + ext)) copyFileSync(saved + ext, control + ext);
+    }
+    await s.startServer();
+    const ready = await s.request('GET', '/readyz');
+    assert.equal(ready.status, 503, ready.text);
+    assert.match(ready.text, /"audit":"failing"/);
+    const refused = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+    assert.equal(refused.status, 503, refused.text);
+    await waitFor('the rollback to be reported', async () =>
+      /rolled back|does not match the witness/.test(s.serverOutput()) ? true : undefined,
+    );
+  });
+});
