@@ -8,8 +8,7 @@ import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createJsonlFileSink } from '../../../src/audit/sinks/jsonl-file.ts';
-import { makeEntry } from './helpers.ts';
-import { tempDir } from './helpers.ts';
+import { makeEntry, tempDir } from './helpers.ts';
 
 async function lines(path: string): Promise<string[]> {
   const text = await readFile(path, 'utf8');
