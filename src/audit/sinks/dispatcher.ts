@@ -102,10 +102,7 @@ export function createSinkDispatcher(options: SinkDispatcherOptions): SinkDispat
 
   let generation = 0;
   let closed = false;
-  const ready = mkdir(options.stateDir, { recursive: true, mode: 0o700 });
-  const loops = options.sinks.map(
-    (sink) => new SinkLoop(sink, options, batchSize, retry, ready, () => generation),
-  );
+  const loops = options.sinks.map((sink) => new SinkLoop(sink, options, batchSize, retry, () => generation));
   const running = loops.map((loop) => loop.run());
 
   return {
@@ -157,7 +154,6 @@ class SinkLoop {
     private readonly options: SinkDispatcherOptions,
     private readonly batchSize: number,
     private readonly retry: { initialMs: number; maxMs: number },
-    private readonly ready: Promise<unknown>,
     private readonly currentGeneration: () => number,
   ) {
     this.cursorPath = join(options.stateDir, `${sink.name}.cursor.json`);
@@ -203,8 +199,9 @@ class SinkLoop {
       // Read before the pass starts: a notify() during the pass bumps it, so we pass again.
       const passGeneration = this.currentGeneration();
       try {
-        await this.ready;
         if (!cursorLoaded) {
+          // Inside the retry loop: a state folder that cannot be made yet is a failure to report and retry.
+          await mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
           this.cursor = await readCursor(this.cursorPath);
           cursorLoaded = true;
         }
@@ -295,7 +292,7 @@ class SinkLoop {
   }
 }
 
-/** Full jitter (uniform in [0, cap]) spreads retries of many nodes; never below 1 ms. */
+/** Exponential backoff with "equal jitter" (uniform in [cap/2, cap]): spread out, yet never a hot loop. */
 function backoff(attempt: number, retry: { initialMs: number; maxMs: number }): number {
   const cap = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 30));
   return Math.max(1, Math.round(cap / 2 + (Math.random() * cap) / 2));
