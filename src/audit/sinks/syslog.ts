@@ -8,15 +8,15 @@
  *   (informational) for entries and 5 (notice) for checkpoints.
  * - TIMESTAMP is RFC 3339 in UTC with milliseconds (§6.2.3); HOSTNAME, APP-NAME, PROCID and MSGID
  *   are PRINTUSASCII of at most 255, 48, 128 and 32 octets (§6.2.4–6.2.7).
- * - Structured data under `tresor@32473` (§7.2.2: a private SD-ID is name@<enterprise number>;
- *   32473 is the example number RFC 5612 reserves for documentation); values escape `"`, `\` and
- *   `]` (§6.3.3).
+ * - Structured data under `tresor@32473` (§6.3.2: a private SD-ID is name@<enterprise number>;
+ *   32473 is the number RFC 5612 reserves for documentation — to be replaced once Tresor has its
+ *   own); values escape `"`, `\` and `]` (§6.3.3).
  * - MSG is the JSON record of ./jsonl-file.ts, UTF-8 with a BOM so receivers know it is (§6.4).
  * - Frames use octet counting, `MSG-LEN SP SYSLOG-MSG` (RFC 5425 §4.3), so a message may hold any
  *   byte; receivers only have to accept 2048 octets and SHOULD accept 8192 (§4.3.1): set the
  *   collector's maximum message size above the largest entry.
  * - TLS 1.2 or later, the server certificate verified against `ca` and the host name (RFC 5425
- *   §5.2), an optional client certificate for mutual authentication.
+ *   §5), an optional client certificate for mutual authentication.
  *
  * Durability: syslog over TCP has no application acknowledgement. A delivery resolves when the
  * write callback fires, i.e. the bytes are in the kernel's send buffer — not that the collector
