@@ -16,6 +16,7 @@ import { consistencyProof, HASH_SIZE, type HashSource, inclusionProof, subtreeRo
 
 export interface LogEntryRow {
   index: number;
+  tenant: string | null;
   /** The canonical JSON text (leaf bytes). */
   leaf: string;
   /** SHA-256(0x00 ‖ leaf), base64. */
@@ -38,6 +39,8 @@ export interface AuditLogReader {
   }): Promise<LogEntryRow[]>;
   latestCheckpoint(): Promise<StoredCheckpoint | null>;
   checkpointAt(size: number): Promise<StoredCheckpoint | null>;
+  /** Checkpoints of trees larger than `size`, smallest first. */
+  checkpointsAfter(size: number, limit: number): Promise<StoredCheckpoint[]>;
   inclusion(index: number, treeSize: number): Promise<Buffer[]>;
   consistency(from: number, to: number): Promise<Buffer[]>;
   /** MTH of the first `size` leaves, from stored nodes. */
@@ -91,7 +94,12 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
         .innerJoin('audit_nodes', (join) =>
           join.onRef('audit_nodes.idx', '=', 'audit_log.idx').on('audit_nodes.level', '=', 0),
         )
-        .select(['audit_log.idx as idx', 'audit_log.leaf as leaf', 'audit_nodes.hash as hash'])
+        .select([
+          'audit_log.idx as idx',
+          'audit_log.tenant as tenant',
+          'audit_log.leaf as leaf',
+          'audit_nodes.hash as hash',
+        ])
         .where('audit_log.idx', '>=', from);
       if (below !== undefined) query = query.where('audit_log.idx', '<', below);
       if (tenant !== undefined) {
@@ -103,6 +111,7 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
       const rows = await query.orderBy('audit_log.idx').limit(limit).execute();
       return rows.map((r) => ({
         index: Number(r.idx),
+        tenant: r.tenant,
         leaf: r.leaf,
         leafHash: Buffer.from(r.hash).toString('base64'),
       }));
@@ -123,6 +132,16 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
         .where('size', '=', treeSize)
         .executeTakeFirst();
       return row ? { size: Number(row.size), note: row.note, at: row.at } : null;
+    },
+    async checkpointsAfter(treeSize, limit) {
+      const rows = await db
+        .selectFrom('audit_checkpoints')
+        .select(['size', 'note', 'at'])
+        .where('size', '>', treeSize)
+        .orderBy('size')
+        .limit(limit)
+        .execute();
+      return rows.map((row) => ({ size: Number(row.size), note: row.note, at: row.at }));
     },
     async inclusion(index, treeSize) {
       checkSize(treeSize);

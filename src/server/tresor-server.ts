@@ -15,6 +15,12 @@ import { join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
+import {
+  createSinkDispatcher,
+  createSinks,
+  parseSinkConfig,
+  type SinkDispatcher,
+} from '../audit/sinks/index.ts';
 import { createWitness } from '../audit/witness.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
@@ -76,6 +82,35 @@ function notifying<DB>(store: Store<DB>, source: string, audit: () => AuditLog |
     healthy: () => store.healthy(),
     close: () => store.close(),
   };
+}
+
+/**
+ * The configured sinks (SIEM file, syslog, webhook) fed from the log: each keeps its own durable
+ * cursor under <dataDir>/audit-sinks, so it resumes after a restart and a slow one holds up nobody.
+ */
+function startSinks(
+  config: ServerConfig,
+  audit: AuditLog,
+  warn: (obj: object, msg: string) => void,
+): SinkDispatcher | undefined {
+  if (config.audit.sinksFile === undefined) return undefined;
+  const file = config.audit.sinksFile;
+  const sinks = createSinks(parseSinkConfig(JSON.parse(readFileSync(file, 'utf8')), file));
+  if (sinks.length === 0) return undefined;
+  const dispatcher = createSinkDispatcher({
+    sinks,
+    stateDir: join(config.dataDir, 'audit-sinks'),
+    async readEntries(from, limit) {
+      const rows = await audit.reader.entries({ from, limit, below: audit.sequencer.treeHead().size });
+      return rows.map((r) => ({ index: r.index, tenant: r.tenant, leaf: r.leaf }));
+    },
+    readCheckpoints: (after, limit) => audit.reader.checkpointsAfter(after, limit),
+    logger: { info: () => {}, warn, error: warn },
+  });
+  audit.onEntries(() => dispatcher.notify());
+  audit.onCheckpoint(() => dispatcher.notify());
+  dispatcher.notify();
+  return dispatcher;
 }
 
 const SYSTEM_EVENT = (job: string): AuditEvent => ({
@@ -200,6 +235,7 @@ export async function startTresorServer(
   });
   auditLog = audit;
   await audit.start();
+  const sinks = startSinks(config, audit, (obj, msg) => http.app.log.warn(obj, msg));
 
   const http = await createHttpServer({
     config,
@@ -265,6 +301,8 @@ export async function startTresorServer(
       await apiKeys.flush().catch(() => undefined);
       await operators.flush().catch(() => undefined);
       await audit.close();
+      await sinks?.flush().catch(() => undefined);
+      await sinks?.close();
       await tenantStores.close();
       await control.close();
       keyCache.close();
