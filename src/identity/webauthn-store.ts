@@ -50,7 +50,7 @@ export const webAuthnMigration: Migration = {
   async up(db: Kysely<unknown>) {
     await db.schema
       .createTable('webauthn_credentials')
-      // Credential IDs are unique across people too: §7.1 step 25 refuses a known credential ID.
+      // Credential IDs are unique across people too: §7.1 refuses a credential ID already registered.
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('person', 'text', (c) => c.notNull())
       .addColumn('public_key', 'text', (c) => c.notNull())

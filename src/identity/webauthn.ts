@@ -8,15 +8,15 @@
  *   the person and the ceremony kind, deleted at first use whether the response then passes or not,
  *   and expiring after `challengeTtlMs`. A replayed response finds no challenge (or a newer one it
  *   does not carry) and is refused.
- * - Origin and RP ID: the response's client data must name one of `origins` exactly (§7.1 step 9,
- *   §7.2 step 13) and its authenticator data must carry SHA-256 of `rpId` (§7.1 step 13, §7.2 step 15).
- * - Signature counter: a non-zero counter that does not exceed the stored one means the credential
- *   may have been cloned (§6.1.1); the response is refused. Counters advance by compare-and-set, so
+ * - Origin and RP ID: the response's client data must name one of `origins` exactly, and its
+ *   authenticator data must carry SHA-256 of `rpId` (§7.1 and §7.2, the client-data and rpIdHash steps).
+ * - Signature counter: when either counter is non-zero, a presented counter that does not exceed the
+ *   stored one means the credential may have been cloned (§6.1.1); the response is refused. Counters advance by compare-and-set, so
  *   two racing sign-ins cannot both move one counter.
  * - User verification is 'preferred', not 'required': this factor comes after a password, so the
  *   authenticator only has to prove possession (password + single-factor cryptographic device is AAL2,
- *   NIST SP 800-63B §4.2.1/§5.1.8). Requiring UV would turn away security keys without a PIN and add
- *   nothing the password does not already give. User presence is always required (§7.2 step 16).
+ *   NIST SP 800-63B rev. 3 §4.2.1, §5.1.7). Requiring UV would turn away security keys without a PIN and add
+ *   nothing the password does not already give. User presence is always required (§7.1, §7.2).
  *   Whether UV happened is reported back and audited.
  * - Attestation 'none': any authenticator model is accepted, so no attestation roots to maintain.
  *
@@ -79,7 +79,7 @@ export class WebAuthnRefusedError extends TresorError {
 }
 
 export interface WebAuthnServiceOptions {
-  /** The RP ID: the site's registrable domain or a suffix of it (§5.1.4.1), e.g. `tresor.example`. */
+  /** The RP ID: the site's registrable domain or a suffix of it (§4, "RP ID"), e.g. `tresor.example`. */
   rpId: string;
   /** Shown by the authenticator. */
   rpName: string;
@@ -322,7 +322,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
         authData,
       );
       const credential = await store.findCredential(response.id);
-      // §7.2 steps 5–6: the credential must be one of this person's, and a user handle must be theirs.
+      // §7.2: the credential must be one of this person's, and a user handle, if any, must be theirs.
       const handle = response.response.userHandle;
       if (
         !credential ||
