@@ -25,6 +25,7 @@ export const ERRORS = {
   TRESOR_ERR_RATE_LIMITED: { status: 429, title: 'Too Many Requests' },
   TRESOR_ERR_INTERNAL: { status: 500, title: 'Internal Server Error' },
   TRESOR_ERR_UNAVAILABLE: { status: 503, title: 'Service Unavailable' },
+  TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
 } as const;
 
 export type TresorErrorCode = keyof typeof ERRORS;
