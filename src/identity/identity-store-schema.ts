@@ -17,7 +17,7 @@
  * Times are ISO 8601 UTC text, as in the rest of the control store.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
-import { ALL_ROLES, SIDES, type Role, type Side } from './roles.ts';
+import { ALL_ROLES, type Role, SIDES, type Side } from './roles.ts';
 
 export type SecondFactorKind = 'totp' | 'webauthn' | 'recovery';
 export const SECOND_FACTOR_KINDS: readonly SecondFactorKind[] = ['totp', 'webauthn', 'recovery'];
