@@ -89,3 +89,26 @@ export function auditActorKind(role: Role): ActorKind {
   if (role === 'operator-admin') return 'operator-admin';
   return sideOf(role) === 'operator' ? 'staff' : 'customer';
 }
+
+/** Who manages an account, as far as roles go (the caller has checked the manager is still active). */
+export interface AccountManager {
+  role: Role;
+  tenant: string | null;
+}
+
+/**
+ * Whether `manager` may create, change, disable, remove, reset or unlock an account like `target`:
+ * an operator admin manages operator-side accounts and the tenant admins of any tenant (to hand a
+ * new tenant its first admin); a tenant admin manages the accounts of their own tenant only.
+ */
+export function mayManageAccount(
+  manager: AccountManager,
+  target: { side: Side; role: Role; tenant: string | null },
+): boolean {
+  if (sideOf(target.role) !== target.side) return false;
+  if (canManageStaff(manager.role)) return target.side === 'operator' || target.role === 'tenant-admin';
+  if (canManageTenantPeople(manager.role)) {
+    return target.side === 'customer' && manager.tenant !== null && target.tenant === manager.tenant;
+  }
+  return false;
+}
