@@ -33,6 +33,7 @@ import {
   createLoginThrottle,
   type LoginThrottle,
   type LoginThrottleConfig,
+  rateLimited,
 } from './login-throttle.ts';
 import { normaliseEmail } from './operators.ts';
 import { checkPasswordPolicy, hashPassword } from './passwords.ts';
@@ -220,6 +221,7 @@ export async function verifySecondFactorIn(
 ): Promise<FactorCheck> {
   const { personId, proof, factorKey, now } = input;
   const at = now.toISOString();
+  if (typeof proof !== 'object' || proof === null) return { ok: false, reason: 'invalid' };
   const factors = await trx
     .selectFrom('second_factors')
     .selectAll()
@@ -980,11 +982,11 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
       // The account lockout does not apply (this flow lifts it); the address throttle does.
       const addressOnly = { account: 'account:recovery-flow', address: meta.sourceAddress };
       const verdict = await throttle.check(addressOnly);
-      if (!verdict.allowed) throw unauthenticated();
+      if (!verdict.allowed) throw rateLimited(verdict.retryAfterMs);
       const result = await control.write(async (trx) => {
         const at = now();
         const again = await throttle.checkIn(trx, addressOnly);
-        if (!again.allowed) return 'throttled' as const;
+        if (!again.allowed) return again;
         let q = trx
           .selectFrom('people')
           .selectAll()
@@ -1049,7 +1051,8 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
         );
         return 'done' as const;
       });
-      if (result !== 'done') throw unauthenticated();
+      if (result === 'refused') throw unauthenticated();
+      if (result !== 'done') throw rateLimited(result.retryAfterMs);
     },
 
     async unlock(actor, personId, meta) {

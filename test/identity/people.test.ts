@@ -339,7 +339,10 @@ describe('people', () => {
       assert.equal((await refusal(sessions.authenticate(s.token))).code, 'TRESOR_ERR_UNAUTHENTICATED');
     assert.deepEqual(accessRemoved, [ada.person.id]);
     const removed = (await audit()).find((e) => e.action === 'person.remove');
-    assert.deepEqual((removed?.target?.sessionIds as string[]).sort(), [s1.session.id, s2.session.id].sort());
+    assert.deepEqual(
+      [...((removed?.target?.sessionIds as string[] | undefined) ?? [])].sort(),
+      [s1.session.id, s2.session.id].sort(),
+    );
     // The address is free again, the old account stays removed.
     await people.createPerson(ADMIN, { side: 'operator', role: 'support-agent', email: 'ada@example.test' });
   });

@@ -278,7 +278,6 @@ describe('sessions', () => {
       now: () => now,
       config: { operator: { idleMs: 5 * MINUTE, absoluteMs: 60 * MINUTE } },
     });
-    login = createLoginService({ control, now: () => now, factorKey: randomBytes(32), sessions });
     const row = await control
       .write((trx) =>
         sessions.createIn(trx, {
