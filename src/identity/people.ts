@@ -66,8 +66,11 @@ const MAX_LABEL_CHARS = 100;
 export type SecondFactorProof =
   | { totp: string }
   | { recoveryCode: string }
-  /** A WebAuthn assertion that webauthn.ts has already verified for this login or session. */
-  | { webauthnVerified: { credentialId: string } };
+  /**
+   * A WebAuthn assertion that webauthn.ts has already verified for this login or session, with the
+   * authenticator's new signature counter when it reports one.
+   */
+  | { webauthnVerified: { credentialId: string; signCount?: number } };
 
 /** How a person proves it is them while enrolling factors: the enrolment token, or a fresh session. */
 export type EnrolmentAuth = { enrolmentToken: string } | { session: SessionPrincipal };
@@ -143,6 +146,15 @@ export interface PeopleService {
   /** A new set of recovery codes (the old set stops working), shown once. */
   issueRecoveryCodes(auth: EnrolmentAuth, meta?: AuditMeta): Promise<{ codes: string[] }>;
   listFactors(personId: string): Promise<FactorInfo[]>;
+  /**
+   * What webauthn.ts needs to verify an assertion: the live credential with this id (public key,
+   * counter, owner), or undefined. Server-side only: never send a person's credential list to a
+   * client during login (it would tell whether the password step passed); use discoverable
+   * credentials there.
+   */
+  findWebauthnCredential(
+    credentialId: string,
+  ): Promise<{ personId: string; factorId: string; publicKey: string; signCount: number } | undefined>;
   /** Revokes a factor; never the last TOTP or passkey of an enrolled account. */
   revokeFactor(actor: IdentityActor, factorId: string, meta?: AuditMeta): Promise<void>;
   /** Admin reset: the password stops working, sessions end, a one-time reset token is returned. */
@@ -265,7 +277,16 @@ export async function verifySecondFactorIn(
       (x) => x.kind === 'webauthn' && x.credential_id === proof.webauthnVerified.credentialId,
     );
     if (!f) return { ok: false, reason: 'invalid' };
-    await trx.updateTable('second_factors').set({ last_used_at: at }).where('id', '=', f.id).execute();
+    const signCount = proof.webauthnVerified.signCount;
+    await trx
+      .updateTable('second_factors')
+      .set(
+        Number.isSafeInteger(signCount)
+          ? { last_used_at: at, sign_count: signCount ?? null }
+          : { last_used_at: at },
+      )
+      .where('id', '=', f.id)
+      .execute();
     return { ok: true, kind: 'webauthn', factorId: f.id };
   }
   return { ok: false, reason: 'invalid' };
@@ -877,6 +898,24 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
         .orderBy('created_at')
         .execute();
       return rows.map(toFactor);
+    },
+
+    async findWebauthnCredential(credentialId) {
+      if (typeof credentialId !== 'string') return undefined;
+      const row = await control.db
+        .selectFrom('second_factors')
+        .select(['id', 'person', 'public_key', 'sign_count'])
+        .where('kind', '=', 'webauthn')
+        .where('credential_id', '=', credentialId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (!row || row.public_key === null) return undefined;
+      return {
+        personId: row.person,
+        factorId: row.id,
+        publicKey: row.public_key,
+        signCount: row.sign_count ?? 0,
+      };
     },
 
     async revokeFactor(actor, factorId, meta) {

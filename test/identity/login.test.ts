@@ -250,9 +250,11 @@ describe('login', () => {
       { session: principal },
       { credentialId, publicKey: randomBytes(77).toString('base64url'), signCount: 0 },
     );
+    assert.equal((await people.findWebauthnCredential(credentialId))?.personId, ada.person.id);
     const viaPasskey = await login.completeLogin((await begin('ada@example.test')).handle, {
-      webauthnVerified: { credentialId },
+      webauthnVerified: { credentialId, signCount: 7 },
     });
+    assert.equal((await people.findWebauthnCredential(credentialId))?.signCount, 7);
     assert.deepEqual((await sessions.authenticate(viaPasskey.token)).factors, ['password', 'webauthn']);
     const asBob = await refusal(
       login.completeLogin((await begin('bob@example.test')).handle, { webauthnVerified: { credentialId } }),
@@ -265,6 +267,7 @@ describe('login', () => {
       login.completeLogin((await begin('ada@example.test')).handle, { webauthnVerified: { credentialId } }),
     );
     assert.equal(revoked.code, 'TRESOR_ERR_UNAUTHENTICATED');
+    assert.equal(await people.findWebauthnCredential(credentialId), undefined);
   });
 
   it('locks the account after 10 failed tries, for a real and an unknown account alike', async () => {
