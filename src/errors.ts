@@ -26,6 +26,7 @@ export const ERRORS = {
   TRESOR_ERR_INTERNAL: { status: 500, title: 'Internal Server Error' },
   TRESOR_ERR_UNAVAILABLE: { status: 503, title: 'Service Unavailable' },
   TRESOR_ERR_WEBAUTHN_REFUSED: { status: 401, title: 'WebAuthn response refused' },
+  TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
 } as const;
 
 export type TresorErrorCode = keyof typeof ERRORS;

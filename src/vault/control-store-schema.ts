@@ -12,6 +12,7 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import { identityMigration, type WithIdentity } from '../identity/identity-store-schema.ts';
 import type { Migrations } from '../store/types.ts';
 
 export type TenantState = 'provisioning' | 'active' | 'closing' | 'closed';
@@ -77,7 +78,7 @@ export interface DeletionCertificatesTable {
   created_at: string;
 }
 
-export interface ControlDB extends WithAuditEvents, WithAuditLog {
+export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
   operators: OperatorsTable;
@@ -172,4 +173,5 @@ export const controlStoreMigrations: Migrations = {
   '0001-audit-events': auditEventsMigration,
   '0002-control-tables': controlTablesMigration,
   '0003-audit-log': auditLogMigration,
+  '0004-identity': identityMigration,
 };

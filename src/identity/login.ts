@@ -1,0 +1,457 @@
+/**
+ * Console login in two steps, and re-authentication.
+ *
+ *   beginLogin(email, password, …)   → a pending-login handle (5 min), never a session
+ *   completeLogin(handle, factor)    → a new session (sessions.ts), with a new token
+ *   reauthenticate(session, factor)  → a new session token with `fresh2faAt` now (grants need it)
+ *
+ * No user enumeration (OWASP Authentication Cheat Sheet): beginLogin answers every request it
+ * does not throttle with the same shape — a handle and "second factor needed" — whether the account
+ * exists, the password is right, or the account is disabled or not enrolled. An unknown account is
+ * verified against a dummy argon2id hash, so the work is the same. Whatever went wrong shows only
+ * at completeLogin, as the one TRESOR_ERR_UNAUTHENTICATED. The throttle keys on the identifier as
+ * typed, so throttling treats unknown accounts alike too (login-throttle.ts).
+ *
+ * Every failure is counted by the throttle and audited as `auth.login` (outcome failure, with the
+ * step and reason, never the code or password) in the same commit; throttled attempts are refused
+ * with TRESOR_ERR_RATE_LIMITED and a retry-after, audited as denied.
+ * A handle takes at most `maxHandleFailures` wrong second factors, then it is spent.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { appendAuditEvent } from '../audit/event.ts';
+import type { Store } from '../store/types.ts';
+import type { ControlDB } from '../vault/control-store-schema.ts';
+import { unauthenticated } from './api-keys.ts';
+import { SECOND_FACTOR_KINDS, type SecondFactorKind } from './identity-store-schema.ts';
+import {
+  accountSubject,
+  createLoginThrottle,
+  type LoginThrottle,
+  type LoginThrottleConfig,
+  rateLimited,
+  type ThrottleSubjects,
+  type ThrottleVerdict,
+} from './login-throttle.ts';
+import { normaliseEmail } from './operators.ts';
+import { hashPassword, verifyPassword } from './passwords.ts';
+import { checkFactorKey, type SecondFactorProof, verifySecondFactorIn } from './people.ts';
+import { auditActorKind, type Side } from './roles.ts';
+import {
+  type AuditMeta,
+  identityEvent,
+  type NewSession,
+  newToken,
+  resolveActorIn,
+  type SessionFactor,
+  type SessionPrincipal,
+  type SessionService,
+  sha256,
+} from './sessions.ts';
+
+export const DEFAULT_PENDING_LOGIN_MS = 5 * 60_000;
+export const DEFAULT_MAX_HANDLE_FAILURES = 3;
+const HANDLE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+export interface BeginLoginInput {
+  email: string;
+  password: string;
+  side: Side;
+  tenant?: string | null;
+  address: string;
+  userAgent?: string;
+  requestId?: string;
+}
+
+/** The only answer beginLogin gives: the same for every account, real or not. */
+export interface PendingLogin {
+  handle: string;
+  expiresAt: string;
+  next: 'second-factor';
+  factors: readonly SecondFactorKind[];
+}
+
+export interface LoginService {
+  beginLogin(input: BeginLoginInput): Promise<PendingLogin>;
+  completeLogin(handle: string, proof: SecondFactorProof, meta?: AuditMeta): Promise<NewSession>;
+  /** A fresh second-factor check inside a session: a new token, `fresh2faAt` now, same absolute expiry. */
+  reauthenticate(
+    principal: SessionPrincipal,
+    proof: SecondFactorProof,
+    meta?: AuditMeta,
+  ): Promise<NewSession>;
+}
+
+export interface LoginServiceOptions {
+  control: Store<ControlDB>;
+  now: () => Date;
+  factorKey: Buffer;
+  sessions: SessionService;
+  throttle?: LoginThrottle;
+  throttleConfig?: Partial<LoginThrottleConfig>;
+  pendingLoginMs?: number;
+  maxHandleFailures?: number;
+}
+
+type Denied = { denied: ThrottleVerdict & { allowed: false } };
+
+export function createLoginService(options: LoginServiceOptions): LoginService {
+  const { control, now, sessions } = options;
+  const factorKey = checkFactorKey(options.factorKey);
+  const throttle = options.throttle ?? createLoginThrottle({ control, now, config: options.throttleConfig });
+  const pendingMs = options.pendingLoginMs ?? DEFAULT_PENDING_LOGIN_MS;
+  const maxHandleFailures = options.maxHandleFailures ?? DEFAULT_MAX_HANDLE_FAILURES;
+  let dummyHash: Promise<string> | undefined;
+  const dummy = () => {
+    dummyHash ??= hashPassword(randomBytes(18).toString('base64url'));
+    return dummyHash;
+  };
+
+  const anonymous = { kind: 'anonymous' as const, id: 'login' };
+
+  async function auditThrottled(
+    trx: Transaction<ControlDB>,
+    verdict: ThrottleVerdict & { allowed: false },
+    step: string,
+    meta: AuditMeta,
+  ): Promise<Denied> {
+    await appendAuditEvent(
+      trx,
+      identityEvent(
+        anonymous,
+        { at: now().toISOString(), tenant: null, action: 'auth.login', outcome: 'denied' },
+        { step, reason: 'throttled', throttle: verdict.reason },
+        meta,
+      ),
+    );
+    return { denied: verdict };
+  }
+
+  /** Counts a wrong second factor against the throttle and the handle; audits it. */
+  async function secondFactorFailureIn(
+    trx: Transaction<ControlDB>,
+    pending: ControlDB['pending_logins'],
+    subjects: ThrottleSubjects,
+    actor: { kind: 'anonymous' | ReturnType<typeof auditActorKind>; id: string },
+    tenant: string | null,
+    reason: string,
+    meta: AuditMeta,
+  ): Promise<'refused'> {
+    const at = now().toISOString();
+    const { locked } = await throttle.recordFailureIn(trx, subjects);
+    const failures = pending.failures + 1;
+    await trx
+      .updateTable('pending_logins')
+      .set({ failures, used_at: failures >= maxHandleFailures ? at : null })
+      .where('handle_hash', '=', pending.handle_hash)
+      .execute();
+    await appendAuditEvent(
+      trx,
+      identityEvent(
+        actor,
+        { at, tenant, action: 'auth.login', outcome: 'failure' },
+        { step: 'second-factor', reason, ...(pending.person ? { personId: pending.person } : {}) },
+        meta,
+      ),
+    );
+    if (locked) await auditLockout(trx, pending.person, tenant, meta);
+    return 'refused';
+  }
+
+  async function auditLockout(
+    trx: Transaction<ControlDB>,
+    personId: string | null,
+    tenant: string | null,
+    meta: AuditMeta,
+  ): Promise<void> {
+    await appendAuditEvent(
+      trx,
+      identityEvent(
+        { kind: 'system', id: 'login-throttle' },
+        { at: now().toISOString(), tenant, action: 'auth.lockout', outcome: 'success' },
+        personId ? { personId } : { reason: 'unknown-account' },
+        meta,
+      ),
+    );
+  }
+
+  return {
+    async beginLogin(input) {
+      const meta: AuditMeta = {
+        sourceAddress: input.address,
+        userAgent: input.userAgent,
+        requestId: input.requestId,
+      };
+      const side: Side = input.side === 'customer' ? 'customer' : 'operator';
+      const tenant = side === 'customer' && typeof input.tenant === 'string' ? input.tenant : null;
+      let email: string | undefined;
+      try {
+        email = normaliseEmail(input.email);
+      } catch {
+        email = undefined;
+      }
+      const typed = email ?? (typeof input.email === 'string' ? input.email.slice(0, 320).toLowerCase() : '');
+      const subjects: ThrottleSubjects = {
+        account: accountSubject(side, tenant, typed),
+        address: input.address,
+      };
+
+      const early = await throttle.check(subjects);
+      if (!early.allowed) {
+        await control.write((trx) => auditThrottled(trx, early, 'password', meta));
+        throw rateLimited(early.retryAfterMs);
+      }
+
+      let lookup = control.db
+        .selectFrom('people')
+        .selectAll()
+        .where('side', '=', side)
+        .where('email', '=', email ?? '')
+        .where('removed_at', 'is', null);
+      lookup = tenant === null ? lookup.where('tenant', 'is', null) : lookup.where('tenant', '=', tenant);
+      const row =
+        email === undefined || (side === 'customer' && tenant === null)
+          ? undefined
+          : await lookup.executeTakeFirst();
+      const passwordOk = await verifyPassword(row?.password_hash ?? (await dummy()), input.password);
+      const reason =
+        row === undefined
+          ? 'unknown-account'
+          : row.password_hash === null || !passwordOk
+            ? 'wrong-password'
+            : row.disabled_at !== null
+              ? 'disabled'
+              : row.enrolled_at === null
+                ? 'not-enrolled'
+                : undefined;
+
+      const handle = newToken();
+      const at = now();
+      const expiresAt = new Date(at.getTime() + pendingMs).toISOString();
+      const result = await control.write(async (trx): Promise<Denied | 'ok'> => {
+        const verdict = await throttle.checkIn(trx, subjects);
+        if (!verdict.allowed) return auditThrottled(trx, verdict, 'password', meta);
+        await trx.deleteFrom('pending_logins').where('expires_at', '<', at.toISOString()).execute();
+        await trx
+          .insertInto('pending_logins')
+          .values({
+            handle_hash: sha256(handle),
+            person: reason === undefined && row ? row.id : null,
+            account_subject: subjects.account,
+            address: input.address.slice(0, 64),
+            created_at: at.toISOString(),
+            expires_at: expiresAt,
+            failures: 0,
+            used_at: null,
+          })
+          .execute();
+        const actor = row ? { kind: auditActorKind(row.role), id: row.id } : anonymous;
+        if (reason !== undefined) {
+          const { locked } = await throttle.recordFailureIn(trx, subjects);
+          await appendAuditEvent(
+            trx,
+            identityEvent(
+              actor,
+              { at: at.toISOString(), tenant: row?.tenant ?? null, action: 'auth.login', outcome: 'failure' },
+              { step: 'password', reason, ...(row ? { personId: row.id } : {}) },
+              meta,
+            ),
+          );
+          if (locked) await auditLockout(trx, row?.id ?? null, row?.tenant ?? null, meta);
+        } else {
+          await appendAuditEvent(
+            trx,
+            identityEvent(
+              actor,
+              {
+                at: at.toISOString(),
+                tenant: row?.tenant ?? null,
+                action: 'auth.password',
+                outcome: 'success',
+              },
+              { step: 'password', personId: row?.id },
+              meta,
+            ),
+          );
+        }
+        return 'ok';
+      });
+      if (result !== 'ok') throw rateLimited(result.denied.retryAfterMs);
+      return { handle, expiresAt, next: 'second-factor', factors: SECOND_FACTOR_KINDS };
+    },
+
+    async completeLogin(handle, proof, meta = {}) {
+      const hash = typeof handle === 'string' && HANDLE_PATTERN.test(handle) ? sha256(handle) : undefined;
+      const result = await control.write(async (trx): Promise<Denied | 'refused' | NewSession> => {
+        const at = now();
+        const pending =
+          hash === undefined
+            ? undefined
+            : await trx
+                .selectFrom('pending_logins')
+                .selectAll()
+                .where('handle_hash', '=', hash)
+                .executeTakeFirst();
+        if (!pending || pending.used_at !== null || Date.parse(pending.expires_at) <= at.getTime()) {
+          await appendAuditEvent(
+            trx,
+            identityEvent(
+              anonymous,
+              { at: at.toISOString(), tenant: null, action: 'auth.login', outcome: 'failure' },
+              { step: 'second-factor', reason: pending ? 'handle-spent-or-expired' : 'unknown-handle' },
+              meta,
+            ),
+          );
+          return 'refused';
+        }
+        const subjects = { account: pending.account_subject, address: pending.address };
+        const verdict = await throttle.checkIn(trx, subjects);
+        if (!verdict.allowed) return auditThrottled(trx, verdict, 'second-factor', meta);
+        const person =
+          pending.person === null
+            ? undefined
+            : await trx.selectFrom('people').selectAll().where('id', '=', pending.person).executeTakeFirst();
+        if (
+          !person ||
+          person.disabled_at !== null ||
+          person.removed_at !== null ||
+          person.enrolled_at === null
+        ) {
+          const actor = person ? { kind: auditActorKind(person.role), id: person.id } : anonymous;
+          return secondFactorFailureIn(
+            trx,
+            pending,
+            subjects,
+            actor,
+            person?.tenant ?? null,
+            'password-step-failed',
+            meta,
+          );
+        }
+        const actor = { kind: auditActorKind(person.role), id: person.id };
+        const check = await verifySecondFactorIn(trx, { personId: person.id, proof, factorKey, now: at });
+        if (!check.ok)
+          return secondFactorFailureIn(trx, pending, subjects, actor, person.tenant, check.reason, meta);
+        await trx
+          .updateTable('pending_logins')
+          .set({ used_at: at.toISOString() })
+          .where('handle_hash', '=', pending.handle_hash)
+          .execute();
+        await throttle.recordSuccessIn(trx, pending.account_subject);
+        const created = await sessions.createIn(trx, {
+          personId: person.id,
+          side: person.side,
+          tenant: person.tenant,
+          factors: ['password', check.kind],
+          fresh2faAt: at.toISOString(),
+          address: meta.sourceAddress ?? pending.address,
+          userAgent: meta.userAgent ?? null,
+        });
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            actor,
+            { at: at.toISOString(), tenant: person.tenant, action: 'auth.login', outcome: 'success' },
+            { personId: person.id, sessionId: created.session.id, factor: check.kind },
+            meta,
+          ),
+        );
+        return created;
+      });
+      if (result === 'refused') throw unauthenticated();
+      if ('denied' in result) throw rateLimited(result.denied.retryAfterMs);
+      return result;
+    },
+
+    async reauthenticate(principal, proof, meta = {}) {
+      const result = await control.write(async (trx): Promise<Denied | 'refused' | NewSession> => {
+        const at = now();
+        const session = await trx
+          .selectFrom('sessions')
+          .selectAll()
+          .where('id', '=', principal.sessionId)
+          .executeTakeFirst();
+        const actor = { kind: auditActorKind(principal.role), id: principal.personId };
+        const refuse = async (reason: string) => {
+          await appendAuditEvent(
+            trx,
+            identityEvent(
+              actor,
+              {
+                at: at.toISOString(),
+                tenant: principal.tenant,
+                action: 'auth.reauthenticate',
+                outcome: 'failure',
+              },
+              { sessionId: principal.sessionId, reason },
+              meta,
+            ),
+          );
+          return 'refused' as const;
+        };
+        const live =
+          session !== undefined &&
+          session.person === principal.personId &&
+          session.revoked_at === null &&
+          Date.parse(session.idle_expires_at) > at.getTime() &&
+          Date.parse(session.absolute_expires_at) > at.getTime();
+        const person = await trx
+          .selectFrom('people')
+          .selectAll()
+          .where('id', '=', principal.personId)
+          .executeTakeFirst();
+        if (!live || !session || !person || (await resolveActorIn(trx, principal)) === undefined) {
+          return refuse('session-not-live');
+        }
+        const subjects = {
+          account: accountSubject(person.side, person.tenant, person.email),
+          address: meta.sourceAddress ?? session.address ?? 'unknown',
+        };
+        const verdict = await throttle.checkIn(trx, subjects);
+        if (!verdict.allowed) return auditThrottled(trx, verdict, 'reauthenticate', meta);
+        const check = await verifySecondFactorIn(trx, { personId: person.id, proof, factorKey, now: at });
+        if (!check.ok) {
+          await throttle.recordFailureIn(trx, subjects);
+          return refuse(check.reason);
+        }
+        await throttle.recordSuccessIn(trx, subjects.account);
+        await trx
+          .updateTable('sessions')
+          .set({ revoked_at: at.toISOString(), revoke_reason: 'reauthenticated' })
+          .where('id', '=', session.id)
+          .execute();
+        const factors = [
+          ...new Set<SessionFactor>([...(JSON.parse(session.factors) as SessionFactor[]), check.kind]),
+        ];
+        const created = await sessions.createIn(trx, {
+          personId: person.id,
+          side: person.side,
+          tenant: person.tenant,
+          factors,
+          fresh2faAt: at.toISOString(),
+          address: meta.sourceAddress ?? session.address,
+          userAgent: meta.userAgent ?? session.user_agent,
+          absoluteExpiresAt: session.absolute_expires_at,
+        });
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            actor,
+            {
+              at: at.toISOString(),
+              tenant: person.tenant,
+              action: 'auth.reauthenticate',
+              outcome: 'success',
+            },
+            { previousSessionId: session.id, sessionId: created.session.id, factor: check.kind },
+            meta,
+          ),
+        );
+        return created;
+      });
+      if (result === 'refused') throw unauthenticated();
+      if ('denied' in result) throw rateLimited(result.denied.retryAfterMs);
+      return result;
+    },
+  };
+}
