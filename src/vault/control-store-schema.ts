@@ -13,6 +13,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
 import { identityMigration, type WithIdentity } from '../identity/identity-store-schema.ts';
+import { type WithWebAuthn, webAuthnMigration } from '../identity/webauthn-store.ts';
 import type { Migrations } from '../store/types.ts';
 
 export type TenantState = 'provisioning' | 'active' | 'closing' | 'closed';
@@ -78,7 +79,7 @@ export interface DeletionCertificatesTable {
   created_at: string;
 }
 
-export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity {
+export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity, WithWebAuthn {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
   operators: OperatorsTable;
@@ -174,4 +175,5 @@ export const controlStoreMigrations: Migrations = {
   '0002-control-tables': controlTablesMigration,
   '0003-audit-log': auditLogMigration,
   '0004-identity': identityMigration,
+  '0006-webauthn': webAuthnMigration,
 };

@@ -262,6 +262,24 @@ describe('the audit log over HTTPS', () => {
     assert.ok(own.length > 0);
   });
 
+  it('refuses bad stream and entry parameters with a 4xx problem', async () => {
+    for (const [path, headers] of [
+      ['/v1/audit/stream', { 'last-event-id': 'abc' }],
+      ['/v1/audit/stream', { 'last-event-id': '1'.repeat(40) }],
+      ['/v1/audit/stream?from=-1', {}],
+      ['/v1/audit/stream?from=x&y=1', {}],
+      ['/v1/audit/entries?limit=100000', {}],
+      ['/v1/audit/entries?from=1e3', {}],
+      ['/v1/audit/proofs/inclusion?index=5&treeSize=2', {}],
+    ] as const) {
+      const res = await s.request('GET', path, { token: keyA, headers: { ...headers } });
+      assert.ok(res.status >= 400 && res.status < 500, `${path} → ${res.status}`);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
+    }
+    const anonymous = await s.request('GET', '/v1/audit/checkpoint');
+    assert.equal(anonymous.status, 401);
+  });
+
   it('fails data routes closed when keyd cannot sign checkpoints for longer than the bound', async () => {
     const keyd = s.keydClient();
     await keyd.call('seal', {}, ADMIN);

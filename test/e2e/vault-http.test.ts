@@ -58,6 +58,11 @@ function openapiOperations(): Operation[] {
 const OPS = openapiOperations();
 const TENANT_KEY_OPS = OPS.filter((o) => o.auth === 'api-key');
 const OPERATOR_OPS = OPS.filter((o) => o.auth === 'operator');
+/**
+ * Every route but the audit stream, whose successful answer never ends by design (it is an SSE
+ * stream); its bad inputs (Last-Event-ID, from) are thrown at it in test/e2e/audit-http.test.ts.
+ */
+const FUZZ_OPS = OPS.filter((o) => o.key !== 'GET /v1/audit/stream');
 
 // --- fixtures ---------------------------------------------------------------------------------
 
@@ -858,6 +863,9 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     const storeDb = new Database(tenantStorePath(s, me.id), { readonly: true, fileMustExist: true });
     const controlDb = new Database(controlPath, { readonly: true, fileMustExist: true });
     const READ_ACTIONS = new Set([
+      'audit.read',
+      'audit.checkpoint',
+      'audit.proof',
       'record.read',
       'record.list',
       'record.search',
@@ -969,13 +977,13 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       {
         weight: 6,
         arbitrary: fc
-          .tuple(fc.constantFrom(...OPS), nameSegment, idSegment)
+          .tuple(fc.constantFrom(...FUZZ_OPS), nameSegment, idSegment)
           .map(([op, a, b]) => ({ op, path: op.path.replace('{name}', a).replace('{id}', b) })),
       },
       {
         weight: 1,
         arbitrary: fc
-          .tuple(fc.constantFrom(...OPS), fc.constantFrom(...RAW_PATHS))
+          .tuple(fc.constantFrom(...FUZZ_OPS), fc.constantFrom(...RAW_PATHS))
           .map(([op, p]) => ({ op, path: p })),
       },
     );
