@@ -13,6 +13,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
+import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import {
@@ -255,6 +256,27 @@ export async function startTresorServer(
     routes: allRouteModules({ vault: { vault }, tenants: { tenants, apiKeys }, audit: { audit } }),
   });
 
+  const diskWatch = createDiskWatch({
+    dir: config.dataDir,
+    warnBytes: config.audit.diskWarnBytes,
+    reserveBytes: config.audit.diskReserveBytes,
+    logger: http.app.log,
+    async record(action, freeBytes) {
+      await control.write((trx) =>
+        appendAuditEvent(trx, {
+          at: new Date().toISOString(),
+          actor: { kind: 'system', id: 'disk-watch' },
+          tenant: null,
+          action,
+          target: { freeBytes },
+          outcome: 'success',
+        }),
+      );
+    },
+  });
+  await diskWatch.start();
+  audit.addCondition(diskWatch);
+
   // The audit log's condition is reported when it changes: operators learn why requests fail closed.
   let auditReasons = '';
   const auditWatch = setInterval(() => {
@@ -297,6 +319,7 @@ export async function startTresorServer(
     async close() {
       if (timer) clearInterval(timer);
       clearInterval(auditWatch);
+      await diskWatch.close();
       await http.close();
       await apiKeys.flush().catch(() => undefined);
       await operators.flush().catch(() => undefined);

@@ -218,6 +218,8 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     TRESOR_PORT: '0',
     TRESOR_HOST: '127.0.0.1',
     TRESOR_LOG_LEVEL: options.logLevel ?? 'info',
+    // A small disk reserve: dozens of stacks each writing the default 64 MiB would slow the suite.
+    TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
     ...options.env,
   });
 
