@@ -311,38 +311,36 @@ class LogVerification {
   // Compares the recomputed root with every checkpoint of the current size.
   #checkTargets(root: Buffer): void {
     const size = this.#tree.size;
-    let storeMatched: boolean | undefined;
+    const from = this.#matchedSize; // ranges start after the last match below this size
     for (; this.#nextTarget < this.#targets.length; this.#nextTarget++) {
       const target = this.#targets[this.#nextTarget] as Target;
       if (target.size !== size) break;
       const matches = crypto.timingSafeEqual(target.root, root);
       if (matches) {
         this.#matchedSize = size;
-        if (target.source === 'store') storeMatched = true;
         continue;
       }
       if (target.source === 'store') {
-        storeMatched = false;
         if (this.#storeMismatch !== null) {
           this.#laterStoreMismatches += 1;
           continue;
         }
         this.#storeMismatch = {
           kind: 'root-mismatch',
-          index: this.#matchedSize,
+          index: from,
           size,
-          message: `the recomputed tree of size ${size} does not match its signed checkpoint: an entry changed somewhere in [${this.#matchedSize}, ${size})`,
+          message: `the recomputed tree of size ${size} does not match its signed checkpoint: an entry changed somewhere in [${from}, ${size})`,
         };
         this.#report(this.#storeMismatch);
-      } else if (storeMatched === undefined && this.#storeMismatch === null && !this.#witnessMismatch) {
+      } else if (this.#storeMismatch === null && !this.#witnessMismatch) {
         // The store agrees with its own checkpoints but not with what was witnessed: an older copy
         // of the store, or one rewritten and re-signed past the witness.
         this.#witnessMismatch = true;
         this.#report({
           kind: 'rollback',
-          index: this.#matchedSize,
+          index: from,
           size,
-          message: `the log of size ${size} does not match the witnessed checkpoint of that size: the store was rolled back or rewritten somewhere in [${this.#matchedSize}, ${size})`,
+          message: `the log of size ${size} does not match the witnessed checkpoint of that size: the store was rolled back or rewritten somewhere in [${from}, ${size})`,
         });
       }
     }
