@@ -3,6 +3,7 @@
  * the output, data on stdout, diagnostics on stderr, non-zero exit codes on failure.
  */
 import { Command, CommanderError } from 'commander';
+import { registerAuditCommands } from './audit.ts';
 import { registerDevCommand } from './dev.ts';
 import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerKeydCommands(program);
   registerServerCommands(program);
   registerDevCommand(program);
+  registerAuditCommands(program);
   return program;
 }
 

@@ -1,0 +1,172 @@
+/**
+ * The audit export file, verifiable offline with nothing but the verifier key (`tresor audit verify
+ * --file`). JSON Lines, UTF-8, one record per line:
+ *
+ *   {"format":"tresor-audit-export","version":1,"origin":"tresor.example/audit","size":n}
+ *   {"index":0,"leaf":"<the entry's canonical JSON text>"}        n lines, by index
+ *   {"checkpoint":"<signed note text>"}                             every checkpoint, by size
+ *
+ * The leaf is carried as a JSON string so its bytes survive exactly; nothing in the file is trusted:
+ * the header only says what to expect, the signed checkpoints vouch for the leaves.
+ */
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Writable } from 'node:stream';
+import type { VerifyEntry } from './verify.ts';
+
+export const AUDIT_EXPORT_FORMAT = 'tresor-audit-export';
+export const AUDIT_EXPORT_VERSION = 1;
+
+export interface AuditExportHeader {
+  format: typeof AUDIT_EXPORT_FORMAT;
+  version: typeof AUDIT_EXPORT_VERSION;
+  origin: string | null;
+  size: number;
+}
+
+export interface AuditExportSource {
+  origin: string | null;
+  size: number;
+  entries: Iterable<{ index: number; leaf: string }>;
+  checkpoints: Iterable<string>;
+}
+
+export interface AuditExport {
+  header: AuditExportHeader;
+  /** Every checkpoint note of the file (read first: they are few and the verifier needs them first). */
+  checkpoints: string[];
+  /** The entries, streamed from the file; a malformed line throws AuditExportError. */
+  entries: AsyncIterable<VerifyEntry>;
+}
+
+export type AuditExportErrorCode = 'TRESOR_ERR_AUDIT_EXPORT_MALFORMED';
+
+export class AuditExportError extends Error {
+  readonly code: AuditExportErrorCode = 'TRESOR_ERR_AUDIT_EXPORT_MALFORMED';
+  /** 1-based line of the file at fault. */
+  readonly line: number;
+
+  constructor(line: number, message: string) {
+    super(`export line ${line}: ${message}`);
+    this.name = 'AuditExportError';
+    this.line = line;
+  }
+}
+
+/** Lines are gathered into writes of about this many characters. */
+const WRITE_CHUNK = 1 << 16;
+
+/** Writes the export to `out` (not ended: the caller owns it), honouring back-pressure. */
+export async function writeAuditExport(
+  source: AuditExportSource,
+  out: Writable,
+): Promise<{ entries: number; checkpoints: number }> {
+  let pending = '';
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const ok = out.write(pending);
+    pending = '';
+    if (!ok) await once(out, 'drain');
+  };
+  const header: AuditExportHeader = {
+    format: AUDIT_EXPORT_FORMAT,
+    version: AUDIT_EXPORT_VERSION,
+    origin: source.origin,
+    size: source.size,
+  };
+  pending += `${JSON.stringify(header)}\n`;
+  let entries = 0;
+  for (const { index, leaf } of source.entries) {
+    pending += `{"index":${index},"leaf":${JSON.stringify(leaf)}}\n`;
+    entries += 1;
+    if (pending.length >= WRITE_CHUNK) await flush();
+  }
+  let checkpoints = 0;
+  for (const note of source.checkpoints) {
+    pending += `${JSON.stringify({ checkpoint: note })}\n`;
+    checkpoints += 1;
+  }
+  await flush();
+  return { entries, checkpoints };
+}
+
+/**
+ * Opens an export file: reads the header and the checkpoints in a first pass (checking the order of
+ * the sections), and streams the entries in a second one.
+ */
+export async function readAuditExport(path: string): Promise<AuditExport> {
+  let header: AuditExportHeader | undefined;
+  const checkpoints: string[] = [];
+  let line = 0;
+  for await (const text of lines(path)) {
+    line += 1;
+    if (line === 1) {
+      header = parseHeader(text);
+    } else if (text.startsWith('{"checkpoint":')) {
+      checkpoints.push(parseCheckpointLine(line, text));
+    } else if (checkpoints.length > 0) {
+      throw new AuditExportError(line, 'only checkpoints may follow the first checkpoint');
+    } else if (!text.startsWith('{"index":')) {
+      throw new AuditExportError(line, 'neither an entry nor a checkpoint');
+    }
+  }
+  if (header === undefined) throw new AuditExportError(1, 'empty file');
+  return { header, checkpoints, entries: readEntries(path) };
+}
+
+async function* readEntries(path: string): AsyncIterable<VerifyEntry> {
+  let line = 0;
+  for await (const text of lines(path)) {
+    line += 1;
+    if (line === 1) continue;
+    if (text.startsWith('{"checkpoint":')) return;
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      throw new AuditExportError(line, 'not JSON');
+    }
+    const { index, leaf, ...rest } = record as { index?: unknown; leaf?: unknown };
+    if (!Number.isSafeInteger(index) || typeof leaf !== 'string' || Object.keys(rest).length > 0) {
+      throw new AuditExportError(line, 'an entry line is {"index": <integer>, "leaf": <string>}');
+    }
+    yield { index: index as number, leaf };
+  }
+}
+
+function parseHeader(text: string): AuditExportHeader {
+  let h: Partial<AuditExportHeader> | undefined;
+  try {
+    h = JSON.parse(text) as Partial<AuditExportHeader>;
+  } catch {
+    h = undefined;
+  }
+  if (h?.format !== AUDIT_EXPORT_FORMAT) throw new AuditExportError(1, `not a ${AUDIT_EXPORT_FORMAT} file`);
+  if (h.version !== AUDIT_EXPORT_VERSION) throw new AuditExportError(1, `unsupported version ${h.version}`);
+  if (
+    !Number.isSafeInteger(h.size) ||
+    (h.size as number) < 0 ||
+    !(h.origin === null || typeof h.origin === 'string')
+  ) {
+    throw new AuditExportError(1, 'malformed header');
+  }
+  return { format: h.format, version: h.version, origin: h.origin, size: h.size as number };
+}
+
+function parseCheckpointLine(line: number, text: string): string {
+  let record: { checkpoint?: unknown } | undefined;
+  try {
+    record = JSON.parse(text) as { checkpoint?: unknown };
+  } catch {
+    record = undefined;
+  }
+  if (typeof record?.checkpoint !== 'string' || Object.keys(record).length !== 1) {
+    throw new AuditExportError(line, 'a checkpoint line is {"checkpoint": <note text>}');
+  }
+  return record.checkpoint;
+}
+
+function lines(path: string): AsyncIterable<string> {
+  return createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+}
