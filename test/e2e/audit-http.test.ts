@@ -8,10 +8,12 @@
  * a keyd that cannot sign for longer than the bound fails data routes closed.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import canonicalize from 'canonicalize';
 import {
   independentLeafHash,
@@ -19,6 +21,7 @@ import {
   independentVerifyConsistency,
   independentVerifyInclusion,
 } from '../audit/independent-verifier.ts';
+import { tresor } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 interface ApiEntry {
@@ -300,6 +303,41 @@ describe('the audit log over HTTPS', () => {
       const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
       return res.status === 200 ? res : undefined;
     });
+  });
+
+  it('verifies the live server’s store with tresor audit verify, and names the entry an attacker changed', async () => {
+    const size = (await entries(s.adminToken)).length;
+    await checkpoint(size);
+    const ok = tresor(['audit', 'verify', '--data-dir', s.dataDir, '--public-key', verifierKey, '--json']);
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { ok: boolean }).ok, true);
+
+    // An attacker with the file: stop the server, drop the trigger, rewrite one entry's actor.
+    await s.stopServer();
+    const victim = 3;
+    const copy = join(s.root, 'tampered');
+    execFileSync('cp', ['-a', s.dataDir, copy]);
+    const db = new Database(join(copy, 'control.sqlite'));
+    db.exec('DROP TRIGGER audit_log_no_update');
+    const row = db.prepare('SELECT leaf FROM audit_log WHERE idx = ?').get(victim) as { leaf: string };
+    const forged = row.leaf.replace(/"kind":"[a-z-]+"/, '"kind":"system"');
+    assert.notEqual(forged, row.leaf);
+    db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(forged, victim);
+    db.close();
+    await s.startServer();
+    const bad = tresor([
+      'audit',
+      'verify',
+      '--data-dir',
+      copy,
+      '--witness',
+      join(copy, 'witness'),
+      '--public-key',
+      verifierKey,
+      '--json',
+    ]);
+    assert.equal(bad.status, 1, bad.stdout + bad.stderr);
+    assert.equal((JSON.parse(bad.stdout) as { firstBadIndex: number }).firstBadIndex, victim);
   });
 
   it('detects a rollback of the whole store at the next start', async () => {
