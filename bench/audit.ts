@@ -153,7 +153,10 @@ async function proofRates(dir: string, concurrency: number, seconds: number, log
     }
     const reader = createAuditLogReader(control.db as Kysely<WithAuditLog>, () => sequencer.treeHead().size);
     const size = sequencer.treeHead().size;
-    const inclusion = () => reader.inclusion(randomInt(size), size - randomInt(100));
+    const inclusion = () => {
+      const treeSize = size - randomInt(100);
+      return reader.inclusion(randomInt(treeSize), treeSize);
+    };
     const consistency = () => {
       const from = 1 + randomInt(size - 1);
       return reader.consistency(from, from + randomInt(size - from + 1));

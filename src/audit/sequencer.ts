@@ -77,14 +77,14 @@ export interface AuditSequencerDeps {
   now?: () => Date;
   /** A pass that keeps failing this long makes health() red (default 5 s). */
   failureBoundMs?: number;
-  /** Delay between a notify() and the pass, to gather more events per batch (default 2 ms). */
+  /** Delay between a notify() and the pass, to gather more events per batch (default 10 ms). */
   gatherMs?: number;
 }
 
 export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   const now = deps.now ?? (() => new Date());
   const failureBoundMs = deps.failureBoundMs ?? 5_000;
-  const gatherMs = deps.gatherMs ?? 2;
+  const gatherMs = deps.gatherMs ?? 10;
   const control = deps.control as unknown as Store<WithAuditLog>;
 
   let tree = new MerkleAccumulator();
