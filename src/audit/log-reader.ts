@@ -97,8 +97,11 @@ const HASH_CHUNK = 4096;
 function storedLeafHashes(db: Database.Database): (index: number) => Buffer | undefined {
   const packed = db
     .prepare(
-      `SELECT count(*), min(idx), max(idx), sum(length(hash)), group_concat(hex(hash), '' ORDER BY idx)
-         FROM audit_nodes WHERE level = 0 AND idx >= ? AND idx < ?`,
+      // The subquery's ORDER BY is the primary key's order (no sort step); an ORDER BY inside
+      // group_concat would sort again and cost a tenth of the verifier's time.
+      `SELECT count(*), min(idx), max(idx), sum(n), group_concat(h, '')
+         FROM (SELECT idx, length(hash) AS n, hex(hash) AS h FROM audit_nodes
+                WHERE level = 0 AND idx >= ? AND idx < ? ORDER BY idx)`,
     )
     .raw();
   const byRow = db

@@ -139,7 +139,6 @@ class LogVerification {
   #lastEvidence = -1;
   /** The open run of index mismatches with one offset, so a renumbering is one problem, not n. */
   #shift: { problem: VerifyProblem; offset: number; end: number } | null = null;
-  #hashInput = Buffer.alloc(1024);
 
   constructor(input: VerifyInput<unknown>) {
     const verifier = parseVerifierKey(input.verifierKey);
@@ -403,14 +402,10 @@ class LogVerification {
     else this.#omitted += 1;
   }
 
-  // RFC 9162 §2.1.1: SHA-256(0x00 || leaf), the UTF-8 leaf written after the prefix in a reused buffer.
+  // RFC 9162 §2.1.1: SHA-256(0x00 || leaf). U+0000 is the single byte 0x00 in UTF-8, so hashing the
+  // string U+0000 + leaf hashes exactly those bytes, with no Buffer to fill per entry.
   #leafHash(leaf: string): Buffer {
-    const needed = 1 + leaf.length * 3;
-    if (this.#hashInput.length < needed) this.#hashInput = Buffer.alloc(needed * 2);
-    const input = this.#hashInput;
-    input[0] = 0x00;
-    const n = input.write(leaf, 1, 'utf8');
-    return sha256(input.subarray(0, 1 + n));
+    return sha256(`\u0000${leaf}`);
   }
 }
 
@@ -437,9 +432,9 @@ class RecomputedTree {
 
 const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
 
-function sha256(data: Buffer): Buffer {
+function sha256(data: string): Buffer {
   if (oneShotHash !== undefined) return oneShotHash('sha256', data, 'buffer');
-  return crypto.createHash('sha256').update(data).digest();
+  return crypto.createHash('sha256').update(data, 'utf8').digest();
 }
 
 function describe(source: Source, position: number, size: number | undefined): string {
