@@ -205,15 +205,14 @@ class LogVerification {
         message: `entry ${index} does not hash to the leaf hash stored for it`,
       });
     }
-    const check = checkCanonicalObject(leaf);
-    if (!check.ok) {
+    if (!scanCanonicalObject(leaf)) {
       this.#report({
         kind: 'entry-modified',
         index,
-        message: `entry ${index} is not canonical JSON: ${check.reason}`,
+        message: `entry ${index} is not canonical JSON: ${reason}`,
       });
-    } else if (check.index !== String(index)) {
-      this.#ownIndexMismatch(index, check.index);
+    } else if (!scannedIndexIs(leaf, String(index))) {
+      this.#ownIndexMismatch(index, scannedIndex(leaf));
     } else {
       this.#shift = null;
     }
@@ -497,6 +496,15 @@ let indexEnd = -1;
 
 /** Checks `leaf` is a canonical JSON object; on success gives the raw text of its `index` member. */
 export function checkCanonicalObject(leaf: string): CanonicalCheck {
+  const ok = scanCanonicalObject(leaf);
+  const result: CanonicalCheck = ok
+    ? { ok: true, index: indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd) }
+    : { ok: false, reason };
+  return result;
+}
+
+/** The allocation-free form for the verifier's loop: the `index` text is then at [indexStart, indexEnd). */
+function scanCanonicalObject(leaf: string): boolean {
   text = leaf;
   pos = 0;
   reason = '';
@@ -504,11 +512,18 @@ export function checkCanonicalObject(leaf: string): CanonicalCheck {
   indexEnd = -1;
   let ok = text.charCodeAt(0) === 0x7b /* { */ ? object(0) : fail('not a JSON object');
   if (ok && pos !== text.length) ok = fail(`unexpected text at offset ${pos}`);
-  const result: CanonicalCheck = ok
-    ? { ok: true, index: indexStart < 0 ? undefined : text.slice(indexStart, indexEnd) }
-    : { ok: false, reason };
   text = '';
-  return result;
+  return ok;
+}
+
+/** Whether the last scanned leaf's own `index` member is exactly the decimal `expected`. */
+function scannedIndexIs(leaf: string, expected: string): boolean {
+  return indexEnd - indexStart === expected.length && leaf.startsWith(expected, indexStart);
+}
+
+/** The last scanned leaf's own `index` text, if it had one. */
+function scannedIndex(leaf: string): string | undefined {
+  return indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd);
 }
 
 function fail(why: string): false {
@@ -550,24 +565,34 @@ function object(depth: number): boolean {
     pos += 1;
     return true;
   }
-  let previous: string | undefined;
+  // The previous member name as a range of the text (between its quotes) and whether it had escapes.
+  let prevStart = -1;
+  let prevEnd = -1;
+  let prevEscaped = 0;
   for (;;) {
     if (text.charCodeAt(pos) !== 0x22) return fail(`expected a member name at offset ${pos}`);
-    const start = pos;
+    const start = pos + 1;
     const escaped = string();
     if (escaped < 0) return false;
-    // Names are compared decoded: the raw text between the quotes unless it holds an escape.
-    const name =
-      escaped === 0 ? text.slice(start + 1, pos - 1) : (JSON.parse(text.slice(start, pos)) as string);
-    if (previous !== undefined && !(previous < name)) {
-      return fail(previous === name ? `duplicate member "${name}"` : `member "${name}" out of order`);
+    const end = pos - 1;
+    if (prevStart >= 0) {
+      const order =
+        escaped === 0 && prevEscaped === 0
+          ? compareRaw(prevStart, prevEnd, start, end)
+          : compareDecoded(prevStart, prevEnd, start, end);
+      if (order >= 0) {
+        const name = text.slice(start, end);
+        return fail(order === 0 ? `duplicate member "${name}"` : `member "${name}" out of order`);
+      }
     }
-    previous = name;
+    prevStart = start;
+    prevEnd = end;
+    prevEscaped = escaped;
     if (text.charCodeAt(pos) !== 0x3a) return fail(`expected ':' at offset ${pos}`);
     pos += 1;
     const valueStart = pos;
     if (!value(depth)) return false;
-    if (depth === 0 && name === 'index') {
+    if (depth === 0 && end - start === 5 && escaped === 0 && text.startsWith('index', start)) {
       indexStart = valueStart;
       indexEnd = pos;
     }
@@ -576,6 +601,23 @@ function object(depth: number): boolean {
     if (c === 0x7d) return true;
     if (c !== 0x2c) return fail(`expected ',' or '}' at offset ${pos - 1}`);
   }
+}
+
+// Names are ordered by their UTF-16 code units (RFC 8785 §3.2.3); without escapes the raw text is
+// the name itself and is compared in place.
+function compareRaw(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
+  const n = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < n; i++) {
+    const d = text.charCodeAt(aStart + i) - text.charCodeAt(bStart + i);
+    if (d !== 0) return d;
+  }
+  return aEnd - aStart - (bEnd - bStart);
+}
+
+function compareDecoded(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
+  const a = JSON.parse(text.slice(aStart - 1, aEnd + 1)) as string;
+  const b = JSON.parse(text.slice(bStart - 1, bEnd + 1)) as string;
+  return a < b ? -1 : a === b ? 0 : 1;
 }
 
 function array(depth: number): boolean {
