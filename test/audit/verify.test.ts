@@ -149,6 +149,24 @@ describe('verifyAuditLog over a control store', () => {
     assert.equal(report.verifiedSize, 64);
   });
 
+  it('still checks stored hashes row by row where a chunk of them was mangled', async () => {
+    const f = await fixture();
+    f.tamper((db) => db.exec('DELETE FROM audit_nodes WHERE level = 0 AND idx = 70'));
+    setLeaf(f, 70, canonicalJson({ ...leafAt(f, 70), outcome: 'failure' }));
+    setLeaf(f, 71, canonicalJson({ ...leafAt(f, 71), outcome: 'failure' }));
+    const report = await verifyStore(f);
+    assert.equal(report.firstBadIndex, 70);
+    assert.deepEqual(
+      report.problems.map((p) => [p.kind, p.index]),
+      [
+        ['entry-modified', 70],
+        ['entry-modified', 71],
+        ['root-mismatch', 64],
+      ],
+    );
+    assert.match(report.problems[0]?.message ?? '', /no leaf hash is stored for entry 70/);
+  });
+
   it('reports a leaf that is not canonical JSON, even with a matching stored hash', async () => {
     const f = await fixture();
     const leaf = JSON.stringify(leafAt(f, 5), null, 1);
@@ -248,12 +266,13 @@ describe('verifyAuditLog over a control store', () => {
 
   it('says entries past the last checkpoint are not yet signed', async () => {
     const f = await fixture();
-    const extra = { ...leafAt(f, 119), index: 120 };
-    f.tamper((db) =>
-      db
-        .prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (120, ?, ?)')
-        .run('tn', canonicalJson(extra)),
-    );
+    const extra = canonicalJson({ ...leafAt(f, 119), index: 120 });
+    f.tamper((db) => {
+      db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (120, ?, ?)').run('tn', extra);
+      db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, 120, ?)').run(
+        independentLeafHash(Buffer.from(extra)),
+      );
+    });
     const report = await verifyStore(f);
     assert.equal(report.ok, true);
     assert.equal(report.size, 121);
