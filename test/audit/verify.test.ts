@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { readAuditExport, writeAuditExport } from '../../src/audit/export-file.ts';
@@ -27,7 +27,7 @@ import {
   independentOpenCheckpoint,
   independentVerifyInclusion,
 } from './independent-verifier.ts';
-import { type AuditLogFixture, buildAuditLogFixture } from './log-fixture.ts';
+import { type AuditLogFixture, buildAuditLogFixture, removeAuditLogFixtures } from './log-fixture.ts';
 
 const ENTRIES = 120;
 const EVERY = 32; // checkpoints at 32, 64, 96, 120
@@ -68,6 +68,8 @@ function leafAt(f: AuditLogFixture, index: number): Record<string, unknown> {
 function setLeaf(f: AuditLogFixture, index: number, leaf: string): void {
   f.tamper((db) => db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(leaf, index));
 }
+
+after(removeAuditLogFixtures);
 
 describe('verifyAuditLog over a control store', () => {
   it('verifies a clean log: every entry, every checkpoint, the witness', async () => {
