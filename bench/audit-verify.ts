@@ -1,6 +1,6 @@
 /**
  * `tresor audit verify` speed: builds a control store holding `entries` realistic audit entries
- * (~330-byte canonical leaves, every tree node, a signed checkpoint every 1,000 entries) in a
+ * (~385-byte canonical leaves, every tree node, a signed checkpoint every 1,000 entries) in a
  * temporary folder under `dir`, then times verifyAuditLog over the read-only SQLite reader — reading
  * rows, leaf hashes, the canonical-form and own-index checks, the tree, every checkpoint. The fixture
  * build is not timed. The target (audit issue) is ≥ 200,000 entries per second.

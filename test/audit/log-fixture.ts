@@ -38,7 +38,7 @@ export interface AuditEntry {
   userAgent: string;
 }
 
-/** The i-th entry of every fixture: deterministic, about 300 bytes of canonical JSON. */
+/** The i-th entry of every fixture: deterministic, about 385 bytes of canonical JSON. */
 export function fixtureEntry(index: number): AuditEntry {
   const h = (index * 2654435761) % 2 ** 32;
   const hex = h.toString(16).padStart(8, '0');
