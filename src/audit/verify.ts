@@ -19,14 +19,16 @@
  * (entry and stored hash both rewritten) implicates the range after the last checkpoint that matched:
  * the index given is its start, the message names the range.
  *
- * Memory is O(log n) plus the checkpoints: the tree is a MerkleAccumulator, the checkpoints are loaded
- * first (they are few) and met in size order as the entries stream past. Speed: the leaf check is a
- * scanner that accepts exactly canonical JSON (no JSON.parse, no re-serialisation) and the leaf hash a
- * one-shot SHA-256 over a reused buffer; see bench/audit-verify.ts for the figure.
+ * Memory is O(log n) plus the checkpoints: the tree keeps only its peaks (MerkleAccumulator's merge),
+ * the checkpoints are loaded first (they are few) and met in size order as the entries stream past.
+ * Speed (≥ 200,000 entries/s is the target; bench/audit-verify.ts measures it): the leaf check is a
+ * scanner that accepts exactly canonical JSON — no JSON.parse, no re-serialisation — and allocates
+ * nothing per entry; the two SHA-256 calls per entry (leaf, amortised one interior node) take
+ * crypto.hash's fast path with latin1 strings for hashes.
  */
 import * as crypto from 'node:crypto';
 import { type Checkpoint, parseCheckpoint, verifyCheckpoint } from './checkpoint.ts';
-import { emptyRoot, MerkleAccumulator, nodeHash } from './merkle.ts';
+import { emptyRoot, MerkleAccumulator } from './merkle.ts';
 import { type NoteVerifier, parseNote, parseVerifierKey } from './note.ts';
 
 export type ProblemKind =
@@ -71,8 +73,12 @@ export interface VerifyEntry {
   index: number;
   /** The leaf: the entry's canonical JSON text. */
   leaf: string;
-  /** The level-0 hash the store holds for this index, when the source has one. */
-  storedLeafHash?: Buffer | undefined;
+  /**
+   * The level-0 hash the store holds for this index, when the source has one: 32 bytes, or the same
+   * bytes as a 32-character latin1 ('binary') string, which is cheaper to hand out per entry; null
+   * when the source keeps leaf hashes but has none for this index (itself a sign of tampering).
+   */
+  storedLeafHash?: Buffer | string | null | undefined;
 }
 
 export interface VerifyInput<E = Iterable<VerifyEntry>> {
@@ -122,6 +128,7 @@ class LogVerification {
   #omitted = 0;
   #firstBad: number | null = null;
   readonly #tree = new RecomputedTree();
+  readonly #scratch = Buffer.alloc(32);
   readonly #targets: Target[] = [];
   #nextTarget = 0;
   readonly #storeRoots = new Map<number, Buffer>();
@@ -139,7 +146,6 @@ class LogVerification {
   #lastEvidence = -1;
   /** The open run of index mismatches with one offset, so a renumbering is one problem, not n. */
   #shift: { problem: VerifyProblem; offset: number; end: number } | null = null;
-  #hashInput = Buffer.alloc(1024);
 
   constructor(input: VerifyInput<unknown>) {
     const verifier = parseVerifierKey(input.verifierKey);
@@ -194,26 +200,27 @@ class LogVerification {
     this.#checkTargets(emptyRoot());
   }
 
-  add(index: number, leaf: string, storedLeafHash: Buffer | undefined): void {
+  add(index: number, leaf: string, storedLeafHash: Buffer | string | null | undefined): void {
     if (index !== this.#nextRow) this.#rowOutOfSequence(index);
     if (index >= this.#nextRow) this.#nextRow = index + 1;
     const hash = this.#leafHash(leaf);
-    if (storedLeafHash !== undefined && !hash.equals(storedLeafHash)) {
+    if (storedLeafHash === null) {
+      this.#report({ kind: 'entry-modified', index, message: `no leaf hash is stored for entry ${index}` });
+    } else if (storedLeafHash !== undefined && !this.#sameHash(hash, storedLeafHash)) {
       this.#report({
         kind: 'entry-modified',
         index,
         message: `entry ${index} does not hash to the leaf hash stored for it`,
       });
     }
-    const check = checkCanonicalObject(leaf);
-    if (!check.ok) {
+    if (!scanCanonicalObject(leaf)) {
       this.#report({
         kind: 'entry-modified',
         index,
-        message: `entry ${index} is not canonical JSON: ${check.reason}`,
+        message: `entry ${index} is not canonical JSON: ${reason}`,
       });
-    } else if (check.index !== String(index)) {
-      this.#ownIndexMismatch(index, check.index);
+    } else if (!scannedIndexIs(leaf, String(index))) {
+      this.#ownIndexMismatch(index, scannedIndex(leaf));
     } else {
       this.#shift = null;
     }
@@ -403,43 +410,55 @@ class LogVerification {
     else this.#omitted += 1;
   }
 
-  // RFC 9162 §2.1.1: SHA-256(0x00 || leaf), the UTF-8 leaf written after the prefix in a reused buffer.
-  #leafHash(leaf: string): Buffer {
-    const needed = 1 + leaf.length * 3;
-    if (this.#hashInput.length < needed) this.#hashInput = Buffer.alloc(needed * 2);
-    const input = this.#hashInput;
-    input[0] = 0x00;
-    const n = input.write(leaf, 1, 'utf8');
-    return sha256(input.subarray(0, 1 + n));
+  // RFC 9162 §2.1.1: SHA-256(0x00 || leaf). U+0000 is the single byte 0x00 in UTF-8, so hashing the
+  // string U+0000 + leaf hashes exactly those bytes, with no Buffer to fill per entry.
+  #leafHash(leaf: string): string {
+    return sha256Latin1(`\u0000${leaf}`);
+  }
+
+  #sameHash(hash: string, stored: Buffer | string): boolean {
+    if (typeof stored === 'string') return stored === hash;
+    this.#scratch.write(hash, 0, 'latin1');
+    return this.#scratch.equals(stored);
   }
 }
 
 /**
- * The append path of MerkleAccumulator (merkle.ts) without its defensive copies — the leaf hashes
- * here are fresh buffers of our own — which is a third of the verifier's time otherwise. The same
- * binary-counter merge; root() goes through MerkleAccumulator itself.
+ * The tree as it is recomputed: MerkleAccumulator's binary-counter merge (merkle.ts; RFC 9162 §2.1.1
+ * splits at the largest power of two), specialised for speed. Hashes are held as 32-character latin1
+ * strings (one character per byte): crypto.hash returns those through its fast path and V8 makes
+ * them far more cheaply than a Buffer, which together halved the cost of the two SHA-256 calls per
+ * entry — the verifier's largest cost. root() converts the peaks and goes through MerkleAccumulator.
  */
 class RecomputedTree {
   size = 0;
-  readonly #peaks: Buffer[] = [];
+  readonly #peaks: string[] = [];
+  // 0x01 || left || right, RFC 9162 §2.1.1's interior node input, refilled for each node.
+  readonly #nodeInput = Buffer.concat([Buffer.of(0x01), Buffer.alloc(64)]);
 
-  append(leafHash: Buffer): void {
+  append(leafHash: string): void {
     let h = leafHash;
-    for (let s = this.size; s % 2 === 1; s = (s - 1) / 2) h = nodeHash(this.#peaks.pop() as Buffer, h);
+    for (let s = this.size; s % 2 === 1; s = (s - 1) / 2) {
+      this.#nodeInput.write(this.#peaks.pop() as string, 1, 'latin1');
+      this.#nodeInput.write(h, 33, 'latin1');
+      h = sha256Latin1(this.#nodeInput);
+    }
     this.#peaks.push(h);
     this.size += 1;
   }
 
   root(): Buffer {
-    return MerkleAccumulator.restore(this.size, this.#peaks).root();
+    const peaks = this.#peaks.map((p) => Buffer.from(p, 'latin1'));
+    return MerkleAccumulator.restore(this.size, peaks).root();
   }
 }
 
 const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
 
-function sha256(data: Buffer): Buffer {
-  if (oneShotHash !== undefined) return oneShotHash('sha256', data, 'buffer');
-  return crypto.createHash('sha256').update(data).digest();
+/** SHA-256 as a 32-character latin1 ('binary') string; string input is hashed as its UTF-8 bytes. */
+function sha256Latin1(data: string | Buffer): string {
+  if (oneShotHash !== undefined) return oneShotHash('sha256', data, 'binary');
+  return crypto.createHash('sha256').update(data).digest('binary');
 }
 
 function describe(source: Source, position: number, size: number | undefined): string {
@@ -486,6 +505,15 @@ let indexEnd = -1;
 
 /** Checks `leaf` is a canonical JSON object; on success gives the raw text of its `index` member. */
 export function checkCanonicalObject(leaf: string): CanonicalCheck {
+  const ok = scanCanonicalObject(leaf);
+  const result: CanonicalCheck = ok
+    ? { ok: true, index: indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd) }
+    : { ok: false, reason };
+  return result;
+}
+
+/** The allocation-free form for the verifier's loop: the `index` text is then at [indexStart, indexEnd). */
+function scanCanonicalObject(leaf: string): boolean {
   text = leaf;
   pos = 0;
   reason = '';
@@ -493,11 +521,18 @@ export function checkCanonicalObject(leaf: string): CanonicalCheck {
   indexEnd = -1;
   let ok = text.charCodeAt(0) === 0x7b /* { */ ? object(0) : fail('not a JSON object');
   if (ok && pos !== text.length) ok = fail(`unexpected text at offset ${pos}`);
-  const result: CanonicalCheck = ok
-    ? { ok: true, index: indexStart < 0 ? undefined : text.slice(indexStart, indexEnd) }
-    : { ok: false, reason };
   text = '';
-  return result;
+  return ok;
+}
+
+/** Whether the last scanned leaf's own `index` member is exactly the decimal `expected`. */
+function scannedIndexIs(leaf: string, expected: string): boolean {
+  return indexEnd - indexStart === expected.length && leaf.startsWith(expected, indexStart);
+}
+
+/** The last scanned leaf's own `index` text, if it had one. */
+function scannedIndex(leaf: string): string | undefined {
+  return indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd);
 }
 
 function fail(why: string): false {
@@ -539,24 +574,34 @@ function object(depth: number): boolean {
     pos += 1;
     return true;
   }
-  let previous: string | undefined;
+  // The previous member name as a range of the text (between its quotes) and whether it had escapes.
+  let prevStart = -1;
+  let prevEnd = -1;
+  let prevEscaped = 0;
   for (;;) {
     if (text.charCodeAt(pos) !== 0x22) return fail(`expected a member name at offset ${pos}`);
-    const start = pos;
+    const start = pos + 1;
     const escaped = string();
     if (escaped < 0) return false;
-    // Names are compared decoded: the raw text between the quotes unless it holds an escape.
-    const name =
-      escaped === 0 ? text.slice(start + 1, pos - 1) : (JSON.parse(text.slice(start, pos)) as string);
-    if (previous !== undefined && !(previous < name)) {
-      return fail(previous === name ? `duplicate member "${name}"` : `member "${name}" out of order`);
+    const end = pos - 1;
+    if (prevStart >= 0) {
+      const order =
+        escaped === 0 && prevEscaped === 0
+          ? compareRaw(prevStart, prevEnd, start, end)
+          : compareDecoded(prevStart, prevEnd, start, end);
+      if (order >= 0) {
+        const name = text.slice(start, end);
+        return fail(order === 0 ? `duplicate member "${name}"` : `member "${name}" out of order`);
+      }
     }
-    previous = name;
+    prevStart = start;
+    prevEnd = end;
+    prevEscaped = escaped;
     if (text.charCodeAt(pos) !== 0x3a) return fail(`expected ':' at offset ${pos}`);
     pos += 1;
     const valueStart = pos;
     if (!value(depth)) return false;
-    if (depth === 0 && name === 'index') {
+    if (depth === 0 && end - start === 5 && escaped === 0 && text.startsWith('index', start)) {
       indexStart = valueStart;
       indexEnd = pos;
     }
@@ -565,6 +610,23 @@ function object(depth: number): boolean {
     if (c === 0x7d) return true;
     if (c !== 0x2c) return fail(`expected ',' or '}' at offset ${pos - 1}`);
   }
+}
+
+// Names are ordered by their UTF-16 code units (RFC 8785 §3.2.3); without escapes the raw text is
+// the name itself and is compared in place.
+function compareRaw(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
+  const n = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < n; i++) {
+    const d = text.charCodeAt(aStart + i) - text.charCodeAt(bStart + i);
+    if (d !== 0) return d;
+  }
+  return aEnd - aStart - (bEnd - bStart);
+}
+
+function compareDecoded(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
+  const a = JSON.parse(text.slice(aStart - 1, aEnd + 1)) as string;
+  const b = JSON.parse(text.slice(bStart - 1, bEnd + 1)) as string;
+  return a < b ? -1 : a === b ? 0 : 1;
 }
 
 function array(depth: number): boolean {

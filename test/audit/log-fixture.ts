@@ -9,7 +9,7 @@
  * the million-entry benchmark.
  */
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -38,7 +38,7 @@ export interface AuditEntry {
   userAgent: string;
 }
 
-/** The i-th entry of every fixture: deterministic, about 300 bytes of canonical JSON. */
+/** The i-th entry of every fixture: deterministic, about 385 bytes of canonical JSON. */
 export function fixtureEntry(index: number): AuditEntry {
   const h = (index * 2654435761) % 2 ** 32;
   const hex = h.toString(16).padStart(8, '0');
@@ -92,8 +92,16 @@ export interface AuditLogFixtureOptions {
   witness?: boolean;
 }
 
+const temporaryFolders: string[] = [];
+
+/** Removes the temporary folders of every fixture built without `dir` (call it in `after`). */
+export function removeAuditLogFixtures(): void {
+  for (const dir of temporaryFolders.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Promise<AuditLogFixture> {
   const dataDir = options.dir ?? mkdtempSync(join(tmpdir(), 'tresor-audit-'));
+  if (options.dir === undefined) temporaryFolders.push(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const dbPath = join(dataDir, 'control.sqlite');
   const witnessDir = join(dataDir, 'witness');

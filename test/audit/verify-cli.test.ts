@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
-import { buildAuditLogFixture } from './log-fixture.ts';
+import { buildAuditLogFixture, removeAuditLogFixtures } from './log-fixture.ts';
 
 function tresor(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
@@ -24,6 +24,8 @@ function sqlite(path: string, script: string): void {
     input: `DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;\n${script}\n`,
   });
 }
+
+after(removeAuditLogFixtures);
 
 describe('tresor audit verify', () => {
   it('exits 0 on a clean store and 1 naming the first bad index once an entry is changed', async () => {

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { readAuditExport, writeAuditExport } from '../../src/audit/export-file.ts';
@@ -27,7 +27,7 @@ import {
   independentOpenCheckpoint,
   independentVerifyInclusion,
 } from './independent-verifier.ts';
-import { type AuditLogFixture, buildAuditLogFixture } from './log-fixture.ts';
+import { type AuditLogFixture, buildAuditLogFixture, removeAuditLogFixtures } from './log-fixture.ts';
 
 const ENTRIES = 120;
 const EVERY = 32; // checkpoints at 32, 64, 96, 120
@@ -68,6 +68,8 @@ function leafAt(f: AuditLogFixture, index: number): Record<string, unknown> {
 function setLeaf(f: AuditLogFixture, index: number, leaf: string): void {
   f.tamper((db) => db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(leaf, index));
 }
+
+after(removeAuditLogFixtures);
 
 describe('verifyAuditLog over a control store', () => {
   it('verifies a clean log: every entry, every checkpoint, the witness', async () => {
@@ -147,6 +149,24 @@ describe('verifyAuditLog over a control store', () => {
     assert.equal(report.firstBadIndex, 64);
     assert.match(report.problems[0]?.message ?? '', /somewhere in \[64, 96\)/);
     assert.equal(report.verifiedSize, 64);
+  });
+
+  it('still checks stored hashes row by row where a chunk of them was mangled', async () => {
+    const f = await fixture();
+    f.tamper((db) => db.exec('DELETE FROM audit_nodes WHERE level = 0 AND idx = 70'));
+    setLeaf(f, 70, canonicalJson({ ...leafAt(f, 70), outcome: 'failure' }));
+    setLeaf(f, 71, canonicalJson({ ...leafAt(f, 71), outcome: 'failure' }));
+    const report = await verifyStore(f);
+    assert.equal(report.firstBadIndex, 70);
+    assert.deepEqual(
+      report.problems.map((p) => [p.kind, p.index]),
+      [
+        ['entry-modified', 70],
+        ['entry-modified', 71],
+        ['root-mismatch', 64],
+      ],
+    );
+    assert.match(report.problems[0]?.message ?? '', /no leaf hash is stored for entry 70/);
   });
 
   it('reports a leaf that is not canonical JSON, even with a matching stored hash', async () => {
@@ -248,12 +268,13 @@ describe('verifyAuditLog over a control store', () => {
 
   it('says entries past the last checkpoint are not yet signed', async () => {
     const f = await fixture();
-    const extra = { ...leafAt(f, 119), index: 120 };
-    f.tamper((db) =>
-      db
-        .prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (120, ?, ?)')
-        .run('tn', canonicalJson(extra)),
-    );
+    const extra = canonicalJson({ ...leafAt(f, 119), index: 120 });
+    f.tamper((db) => {
+      db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (120, ?, ?)').run('tn', extra);
+      db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, 120, ?)').run(
+        independentLeafHash(Buffer.from(extra)),
+      );
+    });
     const report = await verifyStore(f);
     assert.equal(report.ok, true);
     assert.equal(report.size, 121);

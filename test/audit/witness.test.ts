@@ -4,10 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
 import { ed25519NoteSigner } from '../../src/audit/note.ts';
 import { createWitness, WITNESS_LATEST_FILE, WITNESS_LOG_FILE } from '../../src/audit/witness.ts';
@@ -28,8 +36,15 @@ function note(size: number, fill = size % 256): Promise<string> {
   );
 }
 
+const parents: string[] = [];
+after(() => {
+  for (const p of parents) rmSync(p, { recursive: true, force: true });
+});
+
 function folder(): string {
-  return join(mkdtempSync(join(tmpdir(), 'tresor-witness-')), 'witness');
+  const parent = mkdtempSync(join(tmpdir(), 'tresor-witness-'));
+  parents.push(parent);
+  return join(parent, 'witness');
 }
 
 async function all(dir: string): Promise<string[]> {
