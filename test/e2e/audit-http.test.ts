@@ -305,6 +305,31 @@ describe('the audit log over HTTPS', () => {
     });
   });
 
+  it('fails data routes closed while keyd is stopped (SIGSTOP) and recovers when it runs again', async () => {
+    await writeRecords(keyA, 1);
+    const pid = Number(
+      execFileSync('pgrep', ['-f', `keyd serve .*--dir ${s.keydDir}`], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0],
+    );
+    assert.ok(pid > 0, 'the keyd process is found');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await writeRecords(keyA, 1).catch(() => undefined); // an entry that now waits for a signature
+      await waitFor('the sign bound to pass with keyd stopped', async () => {
+        const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+        return res.status === 503 ? res : undefined;
+      });
+      assert.match((await s.request('GET', '/readyz')).text, /"audit":"failing"/);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitFor('recovery once keyd runs again', async () => {
+      const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+      return res.status === 200 ? res : undefined;
+    });
+  });
+
   it('verifies the live server’s store with tresor audit verify, and names the entry an attacker changed', async () => {
     const size = (await entries(s.adminToken)).length;
     await checkpoint(size);
