@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
+import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import {
   createSinkDispatcher,
@@ -46,6 +47,8 @@ export interface TresorServerOptions {
   backupRetentionDays?: number;
   /** Key cache bounds (keys stay in memory at most this long / this many uses). */
   keyCache?: { maxEntries: number; ttlMs: number; maxUses: number };
+  /** Period of copying keyd's operations into the audit log (default 2 s). */
+  keydOpsIntervalMs?: number;
   /** Period of the contract-end and retention jobs; 0 turns them off (tests). */
   jobIntervalMs?: number;
 }
@@ -292,6 +295,25 @@ export async function startTresorServer(
 
   await tenants.resume().catch(() => undefined); // keyd may still be starting; the job timer retries
 
+  // keyd's operations into the audit log, every few seconds (system actor `keyd`).
+  const keydOps = createKeydOpsMirror({
+    control: rawControl,
+    opsLog: async (from, limit) => (await keyd.call('opsLog', { from, limit })).entries,
+  });
+  let mirroring: Promise<unknown> | undefined;
+  const mirrorKeydOps = () => {
+    mirroring ??= keydOps
+      .runOnce()
+      .then(() => audit.sequencer.notify(CONTROL_SOURCE))
+      .catch(() => undefined)
+      .finally(() => {
+        mirroring = undefined;
+      });
+    return mirroring;
+  };
+  const keydOpsTimer = setInterval(() => void mirrorKeydOps(), options.keydOpsIntervalMs ?? 2_000);
+  keydOpsTimer.unref();
+
   async function runJobs(): Promise<void> {
     await tenants.resume().catch(() => undefined);
     await tenants.autoClose().catch(() => undefined);
@@ -319,6 +341,8 @@ export async function startTresorServer(
     async close() {
       if (timer) clearInterval(timer);
       clearInterval(auditWatch);
+      clearInterval(keydOpsTimer);
+      await mirroring;
       await diskWatch.close();
       await http.close();
       await apiKeys.flush().catch(() => undefined);

@@ -180,6 +180,25 @@ describe('the audit log over HTTPS', () => {
     assert.deepEqual((create?.entry.target as { fields?: string[] } | undefined)?.fields, ['email']);
   });
 
+  it('copies keyd’s key operations into the log as the system actor keyd, with keyd’s chain hash', async () => {
+    const keydEntries = await waitFor('keyd operations in the log', async () => {
+      const got = (await entries(s.adminToken)).filter((e) => e.entry.action.startsWith('keyd.'));
+      return got.some((e) => e.entry.action === 'keyd.create-tenant-key' && e.entry.tenant === tenantA)
+        ? got
+        : undefined;
+    });
+    for (const e of keydEntries) {
+      assert.deepEqual(e.entry.actor, { kind: 'system', id: 'keyd' });
+      assert.match(String((e.entry.target as { keydHash?: string }).keydHash), /^[0-9a-f]{64}$/);
+    }
+    assert.ok(!keydEntries.some((e) => e.entry.action === 'keyd.sign'), 'checkpoint signing is not mirrored');
+    const own = await entries(keyA);
+    assert.ok(
+      own.some((e) => e.entry.action === 'keyd.create-tenant-key'),
+      'the customer sees their key’s creation',
+    );
+  });
+
   it('shows a customer only their own tenant’s entries', async () => {
     const a = await entries(keyA);
     const b = await entries(keyB);
