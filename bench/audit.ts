@@ -174,6 +174,11 @@ async function proofRates(dir: string, concurrency: number, seconds: number, log
   }
 }
 
+/** One audited-write run (for profiling: node --cpu-prof). */
+export function benchAuditedOnly(dir: string, concurrency: number, seconds: number): Promise<Rate> {
+  return auditedRate(dir, concurrency, seconds);
+}
+
 export async function benchAudit(options: {
   seconds: number;
   concurrency: number;
