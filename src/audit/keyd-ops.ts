@@ -9,20 +9,13 @@
  * and signing (audit checkpoints every second — mirroring them would make an idle log grow by
  * itself — and deletion certificates, whose issue the tenant's close entries already record). The copy is exactly once: the events and the advanced cursor commit together.
  */
+import type { OpsLogEntry } from '../keyd/operations.ts';
 import type { Store } from '../store/types.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from './event.ts';
 import type { WithAuditLog } from './log-schema.ts';
 
-export interface KeydOpsEntry {
-  seq: number;
-  at: string;
-  caller: string;
-  op: string;
-  tenant: string | null;
-  keyId: string | null;
-  outcome: 'ok' | 'error';
-  hash: string;
-}
+/** keyd's operations-log entry, as its `opsLog` operation returns it. */
+export type KeydOpsEntry = Omit<OpsLogEntry, 'detail'>;
 
 export const KEYD_OPS_CURSOR = 'keyd-ops';
 const NOT_MIRRORED = new Set(['status', 'health', 'publicKey', 'opsLog', 'hello', 'sign']);
