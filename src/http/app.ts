@@ -23,7 +23,13 @@ import Fastify, {
 import { pino } from 'pino';
 import type { ServerConfig } from '../config/server-config.ts';
 import { TresorError } from '../errors.ts';
-import type { AuditRecorder, Authenticator, ReadinessCheck } from './deps.ts';
+import type {
+  AuditRecorder,
+  Authenticator,
+  GrantResolver,
+  ReadinessCheck,
+  SessionAuthenticator,
+} from './deps.ts';
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './error-handler.ts';
 import { routeHandler } from './handler.ts';
 import { isAcceptedJsonMediaType, parseJsonBody } from './json-body.ts';
@@ -37,6 +43,9 @@ import { systemRoutes } from './routes/system.ts';
 export interface HttpDeps {
   config: Pick<ServerConfig, 'bodyLimit' | 'rateLimit' | 'trustProxy' | 'timeouts' | 'logLevel'>;
   authenticate: Authenticator;
+  /** Console sessions; without them the API takes bearer tokens only. */
+  sessions?: SessionAuthenticator;
+  grants?: GrantResolver;
   audit: AuditRecorder;
   readiness: readonly ReadinessCheck[];
   routes: readonly RouteModule[];
@@ -142,6 +151,8 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     bodyLimit: config.bodyLimit,
     rateLimit: config.rateLimit,
     authenticate: deps.authenticate,
+    ...(deps.sessions ? { sessions: deps.sessions } : {}),
+    ...(deps.grants ? { grants: deps.grants } : {}),
     audit: deps.audit,
     now,
     onLayer: deps.onLayer,

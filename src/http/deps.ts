@@ -3,7 +3,7 @@
  * the domains stay unaware of HTTP (dependencies point http → domains, never back).
  */
 import type { AuditEvent } from '../audit/event.ts';
-import type { Principal } from '../identity/principal.ts';
+import type { Principal, SessionPrincipal } from '../identity/principal.ts';
 
 /**
  * Proves who holds a bearer token. Resolves to the Principal, or rejects with TresorError
@@ -11,6 +11,37 @@ import type { Principal } from '../identity/principal.ts';
  * same work for each (see src/identity/api-keys.ts). Any other rejection is an outage (5xx).
  */
 export type Authenticator = (token: string) => Promise<Principal>;
+
+/** What the request says about itself, for the audit events of a refused session or CSRF token. */
+export interface RequestMeta {
+  requestId: string;
+  sourceAddress: string;
+  userAgent?: string;
+}
+
+/**
+ * Console sessions (src/identity/sessions.ts). Both reject with a 4xx TresorError, after auditing
+ * the refusal themselves: TRESOR_ERR_UNAUTHENTICATED for any bad cookie, TRESOR_ERR_CSRF.
+ */
+export interface SessionAuthenticator {
+  authenticate(token: string, meta: RequestMeta): Promise<SessionPrincipal>;
+  verifyCsrf(principal: SessionPrincipal, csrfToken: string | undefined, meta: RequestMeta): Promise<void>;
+}
+
+/** A live access grant as src/access hands it to the pipeline; undefined when not live. */
+export interface LiveGrantView {
+  id: string;
+  tenant: string;
+  personId: string;
+  collections: '*' | readonly string[];
+  access: 'read' | 'read-write';
+  reason: string;
+  ticket: string;
+  expiresAt: string;
+  breakGlass: boolean;
+}
+
+export type GrantResolver = (personId: string, grantId: string) => Promise<LiveGrantView | undefined>;
 
 /**
  * Appends an audit event. Resolves only once the event is durable (Invariant 4): a request whose

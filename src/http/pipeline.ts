@@ -6,9 +6,9 @@
  *
  *   1. request id and limits     onRequest      layers/request-id.ts
  *   2. rate limit                onRequest      layers/rate-limit.ts      (per address, per credential)
- *   3. authentication            onRequest      layers/authentication.ts  (Bearer → Principal)
+ *   3. authentication            onRequest      layers/authentication.ts  (Bearer or session+CSRF → Principal)
  *   4. second factor             onRequest      layers/second-factor.ts   (routes with secondFactor)
- *   5. authorization             onRequest      layers/authorization.ts   (caller kind, route.authorize)
+ *   5. authorization             onRequest      layers/authorization.ts   (grant, caller kind, route.authorize)
  *      — only now is the body read: strict JSON, json-body.ts (415, 413, 400) —
  *   6. schema validation         preValidation  layers/validation.ts      (params, query, headers, body)
  *   7. audit                     preHandler     layers/audit.ts
@@ -20,7 +20,7 @@
  * declared for each layer; test/http/route-walk.test.ts checks them all.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AuditRecorder, Authenticator } from './deps.ts';
+import type { AuditRecorder, Authenticator, GrantResolver, SessionAuthenticator } from './deps.ts';
 import { audit } from './layers/audit.ts';
 import { authentication } from './layers/authentication.ts';
 import { authorization } from './layers/authorization.ts';
@@ -45,6 +45,10 @@ export interface PipelineDeps {
   bodyLimit: number;
   rateLimit: RateLimitConfig;
   authenticate: Authenticator;
+  /** Console sessions (cookie + CSRF); without it only bearer tokens are taken. */
+  sessions?: SessionAuthenticator;
+  /** Live access grants for staff sessions on tenant-data routes; without it none is live. */
+  grants?: GrantResolver;
   audit: AuditRecorder;
   now: () => Date;
   /** Called as each layer starts (tests prove the order with it; tracing can hook in here). */
@@ -68,9 +72,9 @@ export function installPipeline(app: FastifyInstance, deps: PipelineDeps): void 
       run: requestIdAndLimits({ bodyLimit: deps.bodyLimit }),
     },
     { layer: 'rate-limit', hook: 'onRequest', run: rateLimit(app, deps.rateLimit) },
-    { layer: 'authentication', hook: 'onRequest', run: authentication(deps.authenticate) },
+    { layer: 'authentication', hook: 'onRequest', run: authentication(deps.authenticate, deps.sessions) },
     { layer: 'second-factor', hook: 'onRequest', run: secondFactor(deps.now) },
-    { layer: 'authorization', hook: 'onRequest', run: authorization() },
+    { layer: 'authorization', hook: 'onRequest', run: authorization(deps.grants) },
     { layer: 'validation', hook: 'preValidation', run: validation() },
     { layer: 'audit', hook: 'preHandler', run: audit({ audit: deps.audit, now: deps.now }) },
   ];

@@ -25,23 +25,40 @@ export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export const HTTP_METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /**
- * Who may call a route: a tenant API key, an operator (admin login or automation token), either,
- * or anyone (public routes only). Staff and customer sessions will add modes here.
+ * Who may call a route:
+ * - `api-key`: a tenant API key (tenant administration: schemas, keys, export);
+ * - `tenant-data`: a tenant API key, or a staff session presenting a live access grant for that
+ *   tenant in the `Tresor-Grant` header (record reads and changes; DESIGN: "tenant key, staff with
+ *   grant");
+ * - `operator`: an operator admin — automation token, or a console session of the operator-admin role;
+ * - `session`: a person logged in to the console (staff or customer), cookie + CSRF;
+ * - `any-authenticated`: any of these; the route's authorize decides;
+ * - `none`: anyone (public routes only).
  */
-export type AuthMode = 'api-key' | 'operator' | 'any-authenticated' | 'none';
+export type AuthMode = 'api-key' | 'tenant-data' | 'operator' | 'session' | 'any-authenticated' | 'none';
 
 export type ApiKeyPrincipal = Extract<Principal, { kind: 'api-key' }>;
-export type OperatorPrincipal = Extract<Principal, { kind: 'operator-admin' }>;
+export type GrantPrincipal = Extract<Principal, { kind: 'staff-grant' }>;
+export type SessionPrincipal = Extract<Principal, { kind: 'session' }>;
+export type OperatorTokenPrincipal = Extract<Principal, { kind: 'operator-admin' }>;
+/** An operator admin: an automation token or password, or a console session of that role. */
+export type OperatorPrincipal = OperatorTokenPrincipal | SessionPrincipal;
+/** Principals that reach tenant records: the tenant's keys, and staff through a live grant. */
+export type TenantDataPrincipal = ApiKeyPrincipal | GrantPrincipal;
 /** Principals that can arrive over HTTP; `system` principals are the server's own jobs. */
-export type HttpPrincipal = ApiKeyPrincipal | OperatorPrincipal;
+export type HttpPrincipal = ApiKeyPrincipal | GrantPrincipal | OperatorTokenPrincipal | SessionPrincipal;
 
 export type PrincipalFor<A extends AuthMode> = A extends 'api-key'
   ? ApiKeyPrincipal
-  : A extends 'operator'
-    ? OperatorPrincipal
-    : A extends 'any-authenticated'
-      ? HttpPrincipal
-      : null;
+  : A extends 'tenant-data'
+    ? TenantDataPrincipal
+    : A extends 'operator'
+      ? OperatorPrincipal
+      : A extends 'session'
+        ? SessionPrincipal
+        : A extends 'any-authenticated'
+          ? HttpPrincipal
+          : null;
 
 /**
  * The routes that answer without authentication. Each is a probe, the API description or a public

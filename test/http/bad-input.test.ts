@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NOT_FOUND_DETAIL } from '../../src/http/error-handler.ts';
-import { bearer, buildTestApp, type Harness, problemOf, TOKENS } from './fixtures/harness.ts';
+import { bearer, buildTestApp, type Harness, problemOf, session, TOKENS } from './fixtures/harness.ts';
 
 const json = { 'content-type': 'application/json' };
 
@@ -137,7 +137,7 @@ describe('schema validation', () => {
     const res = await h.app.inject({
       method: 'POST',
       url: '/v1/test/step-up',
-      headers: { ...bearer('adminFresh2fa'), ...json },
+      headers: { ...session('adminFresh2fa'), ...json },
       payload: '{}',
     });
     assert.equal(res.statusCode, 400);

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { TresorError } from '../../src/errors.ts';
 import { newRequestId } from '../../src/http/layers/request-id.ts';
 import { LAYERS } from '../../src/http/pipeline.ts';
-import { bearer, buildTestApp, NOW, problemOf, TOKENS } from './fixtures/harness.ts';
+import { bearer, buildTestApp, NOW, problemOf, session, TOKENS } from './fixtures/harness.ts';
 
 const thing = { name: 'lamp', count: 2 };
 
@@ -168,7 +168,7 @@ describe('second factor', () => {
     const res = await h.app.inject({
       method: 'POST',
       url: '/v1/test/step-up',
-      headers: bearer('adminStale2fa'),
+      headers: session('adminStale2fa'),
     });
     assert.equal(res.statusCode, 401);
     assert.equal(problemOf(res).code, 'TRESOR_ERR_SECOND_FACTOR_REQUIRED');
@@ -181,7 +181,7 @@ describe('second factor', () => {
     const res = await h.app.inject({
       method: 'POST',
       url: '/v1/test/step-up',
-      headers: bearer('adminFresh2fa'),
+      headers: session('adminFresh2fa'),
     });
     assert.equal(res.statusCode, 204);
     assert.equal(res.body, '');

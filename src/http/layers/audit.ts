@@ -16,8 +16,9 @@
  * result is sent.
  */
 import type { FastifyRequest } from 'fastify';
-import type { ActorKind, AuditEvent } from '../../audit/event.ts';
+import type { AuditEvent } from '../../audit/event.ts';
 import { TresorError } from '../../errors.ts';
+import { actorOf, tenantOfPrincipal } from '../../identity/principal.ts';
 import type { AuditRecorder } from '../deps.ts';
 import type { RequestState } from '../request-state.ts';
 import type { AuditContext, AuditEventInput, HttpPrincipal, RouteDefinition } from '../route.ts';
@@ -31,11 +32,9 @@ export class AuditUnavailableError extends TresorError {
   }
 }
 
-function actorOf(principal: HttpPrincipal | null): { kind: ActorKind; id: string } {
+function actorFor(principal: HttpPrincipal | null): AuditEvent['actor'] {
   if (!principal) return { kind: 'anonymous', id: 'anonymous' };
-  return principal.kind === 'api-key'
-    ? { kind: 'api-key', id: principal.keyId }
-    : { kind: 'operator-admin', id: principal.id };
+  return actorOf(principal);
 }
 
 export function userAgentOf(request: FastifyRequest): string | undefined {
@@ -55,15 +54,26 @@ export function auditEventFor(
   if (!action) throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit event needs an action');
   const event: AuditEvent = {
     at: now.toISOString(),
-    actor: actorOf(principal),
-    tenant:
-      input.tenant !== undefined ? input.tenant : principal?.kind === 'api-key' ? principal.tenant : null,
+    actor: actorFor(principal),
+    tenant: input.tenant !== undefined ? input.tenant : principal ? tenantOfPrincipal(principal) : null,
     action,
     outcome: input.outcome ?? 'success',
     requestId: request.id,
     sourceAddress: request.ip,
   };
   if (input.target !== undefined) event.target = input.target;
+  if (principal?.kind === 'staff-grant') {
+    // The customer sees on their stream why staff touched their data, and under which ticket.
+    event.target = {
+      ...event.target,
+      grant: {
+        id: principal.grantId,
+        reason: principal.reason,
+        ticket: principal.ticket,
+        ...(principal.breakGlass ? { breakGlass: true } : {}),
+      },
+    };
+  }
   const userAgent = userAgentOf(request);
   if (userAgent !== undefined) event.userAgent = userAgent;
   return event;

@@ -1,22 +1,33 @@
 /**
- * Layer 3: authentication. `Authorization: Bearer <token>` (RFC 6750 §2.1) is the only credential
- * the API takes; the authenticator (identity) proves it into a Principal.
+ * Layer 3: authentication. Two credentials reach the API:
  *
- * Every way of failing — no header, another scheme, a malformed token, an unknown, wrong, expired or
- * revoked one — gives the same 401 problem and the same `WWW-Authenticate: Bearer realm="tresor"`
- * (RFC 6750 §3), so the answer tells nothing about which. The authenticator does the same work for
- * each token it is given; a missing or malformed header is answered without calling it, which
- * reveals only what the caller already knows. A client error from the authenticator is folded into
- * that one 401; anything else (store down) stays an outage and is answered 503/500.
+ * - `Authorization: Bearer <token>` (RFC 6750 §2.1): tenant API keys and operator automation
+ *   tokens, proved by the authenticator (identity) into a Principal;
+ * - the console's session cookie `__Host-tresor_session` (HttpOnly, Secure, SameSite=Strict),
+ *   looked up server-side (src/identity/sessions.ts). A session request that can change state
+ *   (anything but GET, HEAD, OPTIONS) must also carry the session's CSRF token in `X-CSRF-Token`
+ *   (OWASP: synchronizer token, on top of SameSite), checked here before anything else runs.
+ *
+ * A request with an Authorization header is judged by it alone: a cookie beside it is ignored, so
+ * a script's key never mixes with a browser's session. Every way of failing — no credential,
+ * another scheme, a malformed, unknown, wrong, expired or revoked token or cookie — gives the same
+ * 401 problem and the same `WWW-Authenticate: Bearer realm="tresor"` (RFC 6750 §3), so the answer
+ * tells nothing about which. A client error from the authenticator is folded into that one 401;
+ * anything else (store down) stays an outage and is answered 503/500.
  *
  * Public routes skip this layer; every other route has a proved principal after it.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
-import type { Authenticator } from '../deps.ts';
+import { SESSION_COOKIE_NAME } from '../../identity/sessions.ts';
+import type { Authenticator, RequestMeta, SessionAuthenticator } from '../deps.ts';
+import type { HttpPrincipal } from '../route.ts';
 
 /** RFC 6750 §2.1 b64token, bounded: longer than any token Tresor issues. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*)$/i;
+const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/;
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+export const CSRF_HEADER = 'x-csrf-token';
 
 export const WWW_AUTHENTICATE = 'Bearer realm="tresor"';
 
@@ -27,33 +38,79 @@ export function bearerTokenOf(request: FastifyRequest): string | undefined {
   return BEARER.exec(header)?.[1];
 }
 
-export function unauthenticated(): TresorError {
-  return new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'a valid bearer token is required');
+/**
+ * The session token from the Cookie header (RFC 6265 §5.4), or undefined. Only a well-formed value
+ * is returned; more than one session cookie is refused (a planted second cookie must not win).
+ */
+export function sessionTokenOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.cookie;
+  if (typeof header !== 'string' || header.length > 8192) return undefined;
+  let found: string | undefined;
+  let count = 0;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() !== SESSION_COOKIE_NAME) continue;
+    count += 1;
+    found = part.slice(eq + 1).trim();
+  }
+  if (count !== 1 || found === undefined || !SESSION_TOKEN.test(found)) return count > 0 ? '' : undefined;
+  return found;
 }
 
-export function authentication(authenticate: Authenticator) {
+export function unauthenticated(): TresorError {
+  return new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'a valid bearer token or session is required');
+}
+
+export function requestMeta(request: FastifyRequest): RequestMeta {
+  const ua = request.headers['user-agent'];
+  return {
+    requestId: request.id,
+    sourceAddress: request.ip,
+    ...(typeof ua === 'string' ? { userAgent: ua.slice(0, 256) } : {}),
+  };
+}
+
+export function authentication(authenticate: Authenticator, sessions?: SessionAuthenticator) {
+  const refuse = (reply: FastifyReply): never => {
+    reply.header('www-authenticate', WWW_AUTHENTICATE);
+    throw unauthenticated();
+  };
+  /** Runs a credential check; its client errors become the one 401, outages stay outages. */
+  const prove = async <T>(reply: FastifyReply, check: () => Promise<T>): Promise<T> => {
+    try {
+      return await check();
+    } catch (err) {
+      if (err instanceof TresorError && err.status < 500) return refuse(reply);
+      throw err;
+    }
+  };
+
   return async function authenticationLayer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const route = request.tresor.route;
     if (!route || route.auth === 'none') return;
-    const token = bearerTokenOf(request);
-    if (token === undefined) {
-      reply.header('www-authenticate', WWW_AUTHENTICATE);
-      throw unauthenticated();
-    }
-    let principal: Awaited<ReturnType<Authenticator>>;
-    try {
-      principal = await authenticate(token);
-    } catch (err) {
-      if (err instanceof TresorError && err.status < 500) {
-        reply.header('www-authenticate', WWW_AUTHENTICATE);
-        throw unauthenticated();
+
+    if (request.headers.authorization !== undefined || !sessions) {
+      const token = bearerTokenOf(request);
+      if (token === undefined) return refuse(reply);
+      const principal = await prove(reply, () => authenticate(token));
+      if (principal.kind === 'system' || principal.kind === 'session' || principal.kind === 'staff-grant') {
+        // Jobs never come in over HTTP, and sessions never by bearer token: a bug upstream.
+        throw new TresorError('TRESOR_ERR_INTERNAL', 'authenticator returned a non-bearer principal');
       }
-      throw err;
+      request.tresor.principal = principal;
+      return;
     }
-    if (principal.kind === 'system') {
-      // The server's own jobs never come in over HTTP; a token that proves one is a bug upstream.
-      throw new TresorError('TRESOR_ERR_INTERNAL', 'authenticator returned a system principal');
+
+    const token = sessionTokenOf(request);
+    if (!token) return refuse(reply);
+    const meta = requestMeta(request);
+    const principal = await prove(reply, () => sessions.authenticate(token, meta));
+    if (!SAFE_METHODS.has(request.method)) {
+      const presented = request.headers[CSRF_HEADER];
+      // A refused CSRF token is 403 TRESOR_ERR_CSRF (the session is real; the request is not its own).
+      await sessions.verifyCsrf(principal, typeof presented === 'string' ? presented : undefined, meta);
     }
-    request.tresor.principal = principal;
+    request.tresor.principal = principal satisfies HttpPrincipal;
   };
 }

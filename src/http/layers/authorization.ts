@@ -1,30 +1,80 @@
 /**
- * Layer 5: authorization. First the kind of caller the route admits (`auth`): an operator token
- * on a tenant-records route is refused here whatever else it could prove (Invariant 7: operator
- * logins and automation tokens never read tenant records). Then the route's own `authorize`, which
- * sees the principal and the raw path and query parameters (validation comes next: authorization
- * must not trust their shape) and throws FORBIDDEN — or NOT_FOUND, where admitting that something
- * exists would already say too much.
+ * Layer 5: authorization and grants. First, on a `tenant-data` route, a staff session that names
+ * an access grant in `Tresor-Grant` becomes that grant (src/access): the principal is then the
+ * grant as it stands now — its tenant, collections and read or read-write — never the person's own
+ * standing, which reaches no record (Invariant 7). A grant that is not live (unknown, another
+ * person's, pending, expired, revoked) is refused here, at the very next request after it ended.
+ *
+ * Then the kind of caller the route admits (`auth`): an operator token on a tenant-records route is
+ * refused whatever else it could prove. Then the route's own `authorize`, which sees the principal
+ * and the raw path and query parameters (validation comes next: authorization must not trust their
+ * shape) and throws FORBIDDEN — or NOT_FOUND, where admitting that something exists would already
+ * say too much.
  *
  * It runs before the body is read, so an unauthorized caller cannot make the server parse anything.
- * Every refusal from here on is audited as `denied` (audit.ts).
+ * Every refusal from here on is audited as `denied` (audit.ts), with the person as actor.
  */
 import type { FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
+import type { GrantResolver } from '../deps.ts';
 import type { AuthMode, AuthorizationInput, HttpMethod, HttpPrincipal } from '../route.ts';
 
-const ADMITS: Record<Exclude<AuthMode, 'none'>, ReadonlySet<HttpPrincipal['kind']>> = {
-  'api-key': new Set(['api-key']),
-  operator: new Set(['operator-admin']),
-  'any-authenticated': new Set(['api-key', 'operator-admin']),
-};
+export const GRANT_HEADER = 'tresor-grant';
+const GRANT_ID = /^grt_[0-9a-f]{24}$/;
 
-export function authorization() {
+/** Whether a route of this auth mode admits this principal at all (before its own authorize). */
+export function admits(mode: Exclude<AuthMode, 'none'>, principal: HttpPrincipal): boolean {
+  switch (mode) {
+    case 'api-key':
+      return principal.kind === 'api-key';
+    case 'tenant-data':
+      return principal.kind === 'api-key' || principal.kind === 'staff-grant';
+    case 'operator':
+      return (
+        principal.kind === 'operator-admin' ||
+        (principal.kind === 'session' && principal.role === 'operator-admin')
+      );
+    case 'session':
+      return principal.kind === 'session';
+    case 'any-authenticated':
+      return true;
+  }
+}
+
+function noLiveGrant(): TresorError {
+  return new TresorError('TRESOR_ERR_FORBIDDEN', 'no live access grant for this request');
+}
+
+export function authorization(grants?: GrantResolver) {
   return async function authorizationLayer(request: FastifyRequest): Promise<void> {
-    const { route, principal } = request.tresor;
+    const state = request.tresor;
+    const { route } = state;
     if (!route || route.auth === 'none' || route.authorize === 'public') return;
+    const principal = state.principal;
     if (!principal) throw new TresorError('TRESOR_ERR_INTERNAL', 'authorization reached without a principal');
-    if (!ADMITS[route.auth].has(principal.kind)) {
+
+    const named = request.headers[GRANT_HEADER];
+    if (route.auth === 'tenant-data' && principal.kind === 'session' && named !== undefined) {
+      if (principal.side !== 'operator' || typeof named !== 'string' || !GRANT_ID.test(named) || !grants) {
+        throw noLiveGrant();
+      }
+      const grant = await grants(principal.personId, named);
+      if (!grant || grant.personId !== principal.personId) throw noLiveGrant();
+      state.principal = {
+        kind: 'staff-grant',
+        tenant: grant.tenant,
+        grantId: grant.id,
+        reason: grant.reason,
+        ticket: grant.ticket,
+        breakGlass: grant.breakGlass,
+        collections: grant.collections,
+        access: new Set(grant.access === 'read-write' ? ['read', 'write'] : ['read']),
+        session: principal,
+      };
+    }
+
+    const current = state.principal as HttpPrincipal;
+    if (!admits(route.auth, current)) {
       throw new TresorError('TRESOR_ERR_FORBIDDEN', 'these credentials cannot be used for this operation');
     }
     const input: AuthorizationInput = {
@@ -33,6 +83,6 @@ export function authorization() {
       params: { ...(request.params as Record<string, string>) },
       query: { ...(request.query as Record<string, unknown>) },
     };
-    await route.authorize(principal, input);
+    await route.authorize(current, input);
   };
 }

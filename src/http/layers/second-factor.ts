@@ -10,8 +10,8 @@
  * without a recent second factor gets 401 TRESOR_ERR_SECOND_FACTOR_REQUIRED with the RFC 9470 §3
  * `insufficient_user_authentication` challenge, telling the console to ask for the factor.
  *
- * Session principals (identity's staff/customer/admin logins) carry `secondFactor: { verifiedAt }`;
- * until src/identity/principal.ts declares it, it is read here structurally.
+ * A session's `fresh2faAt` is when it last passed a second factor: at login, or at a
+ * re-authentication (POST /v1/auth/reauthenticate), which also gives the session a new token.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
@@ -19,18 +19,11 @@ import type { Principal } from '../../identity/principal.ts';
 
 export const STEP_UP_MAX_AGE_MS = 5 * 60_000;
 
-export interface SecondFactorEvidence {
-  method: 'totp' | 'webauthn';
-  /** ISO 8601 time the factor was verified. */
-  verifiedAt: string;
-}
-
 type Verdict = 'satisfied' | 'stale' | 'never';
 
 export function secondFactorVerdict(principal: Principal, now: Date): Verdict {
-  if (principal.kind !== 'operator-admin' || principal.method !== 'password') return 'never';
-  const evidence = (principal as { secondFactor?: Partial<SecondFactorEvidence> }).secondFactor;
-  const at = typeof evidence?.verifiedAt === 'string' ? Date.parse(evidence.verifiedAt) : Number.NaN;
+  if (principal.kind !== 'session') return 'never';
+  const at = principal.fresh2faAt === null ? Number.NaN : Date.parse(principal.fresh2faAt);
   const age = now.getTime() - at;
   return Number.isFinite(age) && age >= 0 && age <= STEP_UP_MAX_AGE_MS ? 'satisfied' : 'stale';
 }
