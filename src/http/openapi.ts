@@ -48,6 +48,13 @@ const PROBLEM_TEXT: Readonly<Record<string, string>> = {
   default: 'Any other problem (5xx carry no detail)',
 };
 
+export function securityOf(auth: RouteDefinition['auth']): Record<string, string[]>[] {
+  if (auth === 'none') return [];
+  if (auth === 'api-key') return [{ bearer: [] }];
+  if (auth === 'session') return [{ session: [] }];
+  return [{ bearer: [] }, { session: [] }];
+}
+
 export function problemStatuses(route: RouteDefinition): string[] {
   const statuses = new Set<string>();
   const hasInput =
@@ -90,6 +97,13 @@ export function openApiOptions(routes: () => readonly RouteDefinition[]): Swagge
             scheme: 'bearer',
             description: 'A tenant API key or an operator token: `Authorization: Bearer tresor_…`',
           },
+          session: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: '__Host-tresor_session',
+            description:
+              'A console session (HttpOnly, Secure, SameSite=Strict). Requests that change state also send the session’s CSRF token in `X-CSRF-Token`; staff reach records by naming a live access grant in `Tresor-Grant`.',
+          },
         },
       },
     },
@@ -106,7 +120,7 @@ export function openApiOptions(routes: () => readonly RouteDefinition[]): Swagge
       for (const route of routes()) {
         const operation = doc.paths?.[openApiPath(route.url)]?.[route.method.toLowerCase()];
         if (!operation) continue;
-        operation.security = route.auth === 'none' ? [] : [{ bearer: [] }];
+        operation.security = securityOf(route.auth);
         const responses = operation.responses ?? {};
         // A route's own error answers (503 of /readyz) are problem+json like every other.
         for (const [status, response] of Object.entries(responses)) {

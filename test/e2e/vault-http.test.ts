@@ -56,7 +56,7 @@ function openapiOperations(): Operation[] {
 }
 
 const OPS = openapiOperations();
-const TENANT_KEY_OPS = OPS.filter((o) => o.auth === 'api-key');
+const TENANT_KEY_OPS = OPS.filter((o) => o.auth === 'api-key' || o.auth === 'tenant-data');
 const OPERATOR_OPS = OPS.filter((o) => o.auth === 'operator');
 /**
  * Every route but the audit stream, whose successful answer never ends by design (it is an SSE

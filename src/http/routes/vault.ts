@@ -1,7 +1,8 @@
 /**
- * Collections and records over HTTP — the core contract of DESIGN.md. Only a tenant's own API keys
- * reach these routes (operator principals cannot: auth 'api-key'), each scoped to collections and
- * to read / write / admin. Bodies are checked here for shape and again, fully, by the vault.
+ * Collections and records over HTTP — the core contract of DESIGN.md. A tenant's own API keys reach
+ * these routes, each scoped to collections and to read / write / admin; records (auth
+ * 'tenant-data') are also reached by staff through a live access grant, scoped the same way to
+ * collections and to read or read-write, never admin. Operator principals never reach them. Bodies are checked here for shape and again, fully, by the vault.
  * Another tenant's record and a missing one answer the same 404: every lookup is inside the
  * caller's own tenant store, so the other tenant's record simply is not there.
  */
@@ -9,7 +10,13 @@ import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
 import type { ApiKeyAccess } from '../../identity/principal.ts';
 import type { Vault } from '../../vault/collections.ts';
-import { type ApiKeyPrincipal, type AuthorizationInput, defineRoute, type RouteModule } from '../route.ts';
+import {
+  type ApiKeyPrincipal,
+  type AuthorizationInput,
+  defineRoute,
+  type RouteModule,
+  type TenantDataPrincipal,
+} from '../route.ts';
 
 export interface VaultRouteDeps {
   vault: Vault;
@@ -56,13 +63,15 @@ function etag(version: number): Record<string, string> {
 
 /** The key must cover the collection in the URL (when there is one) and have the access named. */
 function allow(access: ApiKeyAccess) {
-  return (principal: ApiKeyPrincipal, request: AuthorizationInput): void => {
-    if (!principal.access.has(access) && !principal.access.has('admin')) {
-      throw new TresorError('TRESOR_ERR_FORBIDDEN', `this API key lacks the ${access} scope`);
+  return (principal: TenantDataPrincipal, request: AuthorizationInput): void => {
+    const has = principal.access as ReadonlySet<ApiKeyAccess>;
+    const what = principal.kind === 'api-key' ? 'this API key' : 'this access grant';
+    if (!has.has(access) && !has.has('admin')) {
+      throw new TresorError('TRESOR_ERR_FORBIDDEN', `${what} lacks the ${access} scope`);
     }
     const name = request.params.name;
     if (name !== undefined && principal.collections !== '*' && !principal.collections.includes(name)) {
-      throw new TresorError('TRESOR_ERR_FORBIDDEN', 'this API key does not cover this collection');
+      throw new TresorError('TRESOR_ERR_FORBIDDEN', `${what} does not cover this collection`);
     }
   };
 }
@@ -131,7 +140,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         url: '/v1/collections',
         summary: 'The tenant’s collections and their schemas',
         tags: ['collections'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
         audit: { action: 'collection.list' },
@@ -164,7 +173,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         summary:
           'Create a record; every field is encrypted before it reaches the store; unknown fields → 422',
         tags: ['records'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
         audit: { action: 'record.create' },
@@ -196,7 +205,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         url: '/v1/collections/:name/records/:id',
         summary: 'Read a record (returned only once its audit entry is durable)',
         tags: ['records'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
         audit: { action: 'record.read' },
@@ -221,7 +230,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         summary:
           'Partial update with optimistic concurrency: If-Match is the version read (412 if stale, 428 if absent)',
         tags: ['records'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
         audit: { action: 'record.update' },
@@ -249,7 +258,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         url: '/v1/collections/:name/records/:id',
         summary: 'Delete a record (If-Match optional)',
         tags: ['records'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
         audit: { action: 'record.delete' },
@@ -276,7 +285,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         summary:
           'List records with cursor pagination; where[field]=value searches searchable fields by blind index',
         tags: ['records'],
-        auth: 'api-key',
+        auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
         audit: { action: 'record.list' },
