@@ -18,6 +18,8 @@ export interface AuditEvent {
   action: string; // e.g. record.read, record.create, tenant.create, collection.put
   target?: { collection?: string; recordIds?: string[]; fields?: string[]; [k: string]: unknown };
   outcome: 'success' | 'failure' | 'denied';
+  /** For staff acting through an access grant: which, why and under which ticket (the customer sees it). */
+  grant?: { id: string; reason: string; ticket: string; breakGlass?: boolean };
   requestId?: string;
   sourceAddress?: string;
   userAgent?: string;

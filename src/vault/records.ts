@@ -29,9 +29,11 @@ import { randomBytes } from 'node:crypto';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
 import {
+  auditHmac,
   blindIndex,
   CryptoError,
   constantTimeEqual,
+  deriveAuditHmacKey,
   deriveBlindIndexKey,
   openEnvelope,
   readEnvelopeHeader,
@@ -69,7 +71,7 @@ export interface VaultContext {
 
 /** The caller's part of an audit event: who, when, from where. The vault adds what and on which target. */
 export type AuditBase = Pick<AuditEvent, 'at' | 'actor'> &
-  Partial<Pick<AuditEvent, 'requestId' | 'sourceAddress' | 'userAgent'>>;
+  Partial<Pick<AuditEvent, 'grant' | 'requestId' | 'sourceAddress' | 'userAgent'>>;
 
 export interface VaultRecord {
   id: string;
@@ -125,6 +127,7 @@ export function auditEvent(
 ): AuditEvent {
   // Copy the caller's fields one by one: nothing else the caller's object carries reaches the log.
   const event: AuditEvent = { at: base.at, actor: { ...base.actor }, tenant, action, target, outcome };
+  if (base.grant !== undefined) event.grant = { ...base.grant };
   if (base.requestId !== undefined) event.requestId = base.requestId;
   if (base.sourceAddress !== undefined) event.sourceAddress = base.sourceAddress;
   if (base.userAgent !== undefined) event.userAgent = base.userAgent;
@@ -852,6 +855,7 @@ export async function listRecords(
 
   const action = terms.length > 0 ? 'record.search' : 'record.list';
   const searched = terms.map((t) => t.field);
+  const searchedValues = await searchedValueHmacs(ctx, tenant, terms);
   const records = await auditingDecryptFailure(
     store,
     () =>
@@ -859,7 +863,12 @@ export async function listRecords(
         base,
         tenant,
         action,
-        { collection: collection.name, recordIds: page.map((r) => r.id), fields: searched },
+        {
+          collection: collection.name,
+          recordIds: page.map((r) => r.id),
+          fields: searched,
+          ...searchedValues,
+        },
         'failure',
       ),
     () =>
@@ -897,6 +906,7 @@ export async function listRecords(
         collection: collection.name,
         recordIds: matching.map((r) => r.id),
         fields: searched,
+        ...searchedValues,
       }),
     ),
   );
@@ -904,6 +914,27 @@ export async function listRecords(
 }
 
 /** The decrypted value still equals the searched one (guards against a MAC collision). */
+/**
+ * What a search's audit entry says about the searched values: for each term its field and the
+ * HMAC of the value under the tenant's audit-hmac key (src/crypto/audit-hmac.ts), never the value.
+ */
+async function searchedValueHmacs(
+  ctx: VaultContext,
+  tenant: string,
+  terms: readonly WhereTerm[],
+): Promise<{ searchedValues?: { field: string; hmac: string; keyId: string }[] }> {
+  if (terms.length === 0) return {};
+  const searchedValues = await ctx.keys.withEncryptionKey(tenant, 'audit-hmac', 1, (auditKey, keyId) => {
+    const key = deriveAuditHmacKey(auditKey, tenant);
+    try {
+      return terms.map(({ field, form }) => ({ field, hmac: auditHmac(key, form), keyId }));
+    } finally {
+      wipe(key);
+    }
+  });
+  return { searchedValues };
+}
+
 function matches(collection: Collection, data: RecordData, term: WhereTerm): boolean {
   const def = collection.schema.fields[term.field];
   const value = data[term.field];

@@ -469,6 +469,47 @@ describe('records', () => {
     }
   });
 
+  it('names a searched value in its audit entry only as an HMAC under the tenant audit-hmac key: equal values correlate, other values and other tenants do not', async () => {
+    await rig.vault.putCollection(T, 'hmacs', PEOPLE, caller());
+    const before = await count(rig, 'audit_events');
+    const search = (tenant: string, email: string) =>
+      rig.vault.listRecords(tenant, 'hmacs', { where: { email } }, caller());
+    await search(T, 'hmac-canary@example.com');
+    await search(T, 'hmac-canary@example.com');
+    await search(T, 'other-canary@example.com');
+    const events = (await rig.auditEvents(T)).slice(before).filter((e) => e.action === 'record.search');
+    assert.equal(events.length, 3);
+    type Searched = { field: string; hmac: string; keyId: string }[];
+    const values = events.map((e) => e.target?.searchedValues as Searched);
+    for (const v of values) {
+      assert.equal(v.length, 1);
+      assert.equal(v[0]?.field, 'email');
+      assert.match(v[0]?.hmac ?? '', /^[A-Za-z0-9_-]{43}$/);
+      assert.match(v[0]?.keyId ?? '', /./);
+    }
+    assert.equal(values[0]?.[0]?.hmac, values[1]?.[0]?.hmac, 'the same value searched twice correlates');
+    assert.notEqual(values[0]?.[0]?.hmac, values[2]?.[0]?.hmac, 'another value does not');
+    const raw = JSON.stringify(events);
+    assert.ok(!raw.includes('canary'), 'no searched value in the entry');
+
+    // The key is the audit-hmac key, not the blind-index key: the HMAC is not the stored index MAC.
+    const store = await rig.store(T);
+    const macs = (await store.db.selectFrom('blind_index').select('mac').execute()).map((r) =>
+      Buffer.from(r.mac).toString('base64url'),
+    );
+    assert.ok(!macs.includes(values[0]?.[0]?.hmac ?? ''));
+
+    // Another tenant searching the same value gets an unrelated HMAC.
+    const other = 'globex';
+    await rig.vault.putCollection(other, 'hmacs', PEOPLE, caller());
+    const otherBefore = (await rig.auditEvents(other)).length;
+    await search(other, 'hmac-canary@example.com');
+    const theirs = (await rig.auditEvents(other))
+      .slice(otherBefore)
+      .find((e) => e.action === 'record.search');
+    assert.notEqual((theirs?.target?.searchedValues as Searched)[0]?.hmac, values[0]?.[0]?.hmac);
+  });
+
   it('fails closed: no data is returned when its audit event cannot be written', async () => {
     const broken = createVault({
       stores: async (tenant) => {

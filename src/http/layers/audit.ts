@@ -64,14 +64,11 @@ export function auditEventFor(
   if (input.target !== undefined) event.target = input.target;
   if (principal?.kind === 'staff-grant') {
     // The customer sees on their stream why staff touched their data, and under which ticket.
-    event.target = {
-      ...event.target,
-      grant: {
-        id: principal.grantId,
-        reason: principal.reason,
-        ticket: principal.ticket,
-        ...(principal.breakGlass ? { breakGlass: true } : {}),
-      },
+    event.grant = {
+      id: principal.grantId,
+      reason: principal.reason,
+      ticket: principal.ticket,
+      ...(principal.breakGlass ? { breakGlass: true } : {}),
     };
   }
   const userAgent = userAgentOf(request);
