@@ -3,8 +3,8 @@
  * `tresor server` is a 64 MiB tmpfs (mounted here; the tests run as root, as CI does). Filling it
  * up warns first, then answers 503 on audited routes — never a 5xx of another kind, never data
  * without its entry — while the reserve lets the warning and the refusals themselves be recorded;
- * freeing the space brings the service back by itself. (A read-only remount while the server runs is
- * refused by the kernel — its SQLite files are open for writing — so it is not simulated here.)
+ * freeing the space brings the service back by itself. (The read-only store is
+ * test/e2e/audit-readonly.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
