@@ -13,6 +13,7 @@ import Type from 'typebox';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { LogEntryRow } from '../../audit/log.ts';
 import { TresorError } from '../../errors.ts';
+import { canReadAllAudit } from '../../identity/roles.ts';
 import { type ApiKeyPrincipal, defineRoute, type HttpPrincipal, type RouteModule } from '../route.ts';
 
 export interface AuditRouteDeps {
@@ -32,21 +33,42 @@ const Entry = Type.Object({
   leafHash: Type.String({ contentEncoding: 'base64', description: 'SHA-256(0x00 ‖ RFC 8785 entry)' }),
 });
 
-/** Audit-entry readers: a tenant's admin key (own tenant) or an operator (all). */
+/**
+ * Audit-entry readers (DESIGN: "tenant admin (own), security (all)"): a tenant's admin key or a
+ * tenant admin's session read their own tenant's entries; a security officer's session reads the
+ * whole log, and so does the operator's automation token (the machine identity SIEM exports and
+ * scripts use; entries carry no customer values). Other people — support agents, contractors,
+ * tenant members, operator admins at the console — and staff grants (which are for records) do not.
+ */
 function entryReader(principal: HttpPrincipal): void {
-  if (principal.kind === 'api-key' && !principal.access.has('admin')) {
-    throw new TresorError(
-      'TRESOR_ERR_FORBIDDEN',
-      'reading the audit log needs an API key with the admin scope',
-    );
+  if (principal.kind === 'api-key') {
+    if (!principal.access.has('admin'))
+      throw new TresorError(
+        'TRESOR_ERR_FORBIDDEN',
+        'reading the audit log needs an API key with the admin scope',
+      );
+    return;
   }
+  if (principal.kind === 'operator-admin') return;
+  if (principal.kind === 'session' && (canReadAllAudit(principal.role) || principal.role === 'tenant-admin'))
+    return;
+  throw new TresorError(
+    'TRESOR_ERR_FORBIDDEN',
+    'reading the audit log needs the security or tenant admin role',
+  );
 }
 
 function anyAuthenticated(): void {}
 
 /** The tenant a caller is confined to, or undefined for the whole log. */
 function tenantOf(principal: HttpPrincipal): string | undefined {
-  return principal.kind === 'api-key' ? (principal as ApiKeyPrincipal).tenant : undefined;
+  if (principal.kind === 'api-key') return (principal as ApiKeyPrincipal).tenant;
+  if (principal.kind === 'session' && !canReadAllAudit(principal.role)) {
+    // Only tenant admins get here (entryReader); a session without a tenant sees nothing.
+    return principal.tenant ?? '\u0000none';
+  }
+  if (principal.kind === 'staff-grant') return principal.tenant;
+  return undefined;
 }
 
 function toEntry(row: LogEntryRow) {
