@@ -343,6 +343,58 @@ function grantTarget(row: GrantsTable): Record<string, unknown> {
   return target;
 }
 
+/** When time ends the grant in its current state, or undefined if it does not. */
+export function grantDeadline(
+  row: GrantsTable,
+  requestTtlMs: number,
+): { at: number; reason: string } | undefined {
+  if (row.state === 'active') return { at: Date.parse(row.expires_at ?? ''), reason: 'expired' };
+  if (row.state === 'pending')
+    return { at: Date.parse(row.requested_at) + requestTtlMs, reason: 'not-decided-in-time' };
+  if (row.state === 'approved') {
+    const from = Date.parse(row.decided_at ?? row.requested_at);
+    return { at: from + requestTtlMs, reason: 'not-activated-in-time' };
+  }
+  return undefined;
+}
+
+/** The state as of `t`: time moves pending, approved and active grants to expired. */
+export function grantStateAt(row: GrantsTable, t: number, requestTtlMs: number): GrantState {
+  const deadline = grantDeadline(row, requestTtlMs);
+  // Not `t >= at`: a NaN deadline (a damaged row) must read as expired, never as live.
+  return deadline !== undefined && !(t < deadline.at) ? 'expired' : row.state;
+}
+
+/** A stored grant as of `t` (for review.ts too). */
+export function grantInfoOf(row: GrantsTable, t: number, requestTtlMs: number): GrantInfo {
+  const state = grantStateAt(row, t, requestTtlMs);
+  const lapsed =
+    state === 'expired' && row.state !== 'expired' ? grantDeadline(row, requestTtlMs) : undefined;
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    requester: row.requester,
+    requesterRole: row.requester_role,
+    collections: JSON.parse(row.collections) as '*' | string[],
+    access: row.access,
+    reason: row.reason,
+    ticket: row.ticket,
+    durationMs: row.duration_ms,
+    state,
+    breakGlass: row.break_glass === 1,
+    requestedAt: row.requested_at,
+    decidedAt: row.decided_at,
+    decidedBy: row.decided_by,
+    activatedAt: row.activated_at,
+    expiresAt: row.expires_at,
+    endedAt: lapsed ? new Date(lapsed.at).toISOString() : row.ended_at,
+    endReason: lapsed ? lapsed.reason : row.end_reason,
+    policy: row.policy,
+    approvals: approvalsOf(row),
+    awaiting: state === 'pending' ? awaitingOf(row) : [],
+  };
+}
+
 export function createGrantService(options: {
   control: Store<ControlDB>;
   now: () => Date;
@@ -351,51 +403,9 @@ export function createGrantService(options: {
   const { control, now } = options;
   const config = checkConfig({ ...DEFAULT_GRANT_CONFIG, ...options.config });
 
-  /** When time ends the grant in its current state, or undefined if it does not. */
-  function deadlineOf(row: GrantsTable): { at: number; reason: string } | undefined {
-    if (row.state === 'active') return { at: Date.parse(row.expires_at ?? ''), reason: 'expired' };
-    if (row.state === 'pending')
-      return { at: Date.parse(row.requested_at) + config.requestTtlMs, reason: 'not-decided-in-time' };
-    if (row.state === 'approved') {
-      const from = Date.parse(row.decided_at ?? row.requested_at);
-      return { at: from + config.requestTtlMs, reason: 'not-activated-in-time' };
-    }
-    return undefined;
-  }
-
-  /** The state as of `t`: time moves pending, approved and active grants to expired. */
-  function stateAt(row: GrantsTable, t: number): GrantState {
-    const deadline = deadlineOf(row);
-    return deadline !== undefined && !(t < deadline.at) ? 'expired' : row.state;
-  }
-
-  function toInfo(row: GrantsTable, t: number): GrantInfo {
-    const state = stateAt(row, t);
-    const lapsed = state === 'expired' && row.state !== 'expired' ? deadlineOf(row) : undefined;
-    return {
-      id: row.id,
-      tenant: row.tenant,
-      requester: row.requester,
-      requesterRole: row.requester_role,
-      collections: JSON.parse(row.collections) as '*' | string[],
-      access: row.access,
-      reason: row.reason,
-      ticket: row.ticket,
-      durationMs: row.duration_ms,
-      state,
-      breakGlass: row.break_glass === 1,
-      requestedAt: row.requested_at,
-      decidedAt: row.decided_at,
-      decidedBy: row.decided_by,
-      activatedAt: row.activated_at,
-      expiresAt: row.expires_at,
-      endedAt: lapsed ? new Date(lapsed.at).toISOString() : row.ended_at,
-      endReason: lapsed ? lapsed.reason : row.end_reason,
-      policy: row.policy,
-      approvals: approvalsOf(row),
-      awaiting: state === 'pending' ? awaitingOf(row) : [],
-    };
-  }
+  const deadlineOf = (row: GrantsTable) => grantDeadline(row, config.requestTtlMs);
+  const stateAt = (row: GrantsTable, t: number) => grantStateAt(row, t, config.requestTtlMs);
+  const toInfo = (row: GrantsTable, t: number) => grantInfoOf(row, t, config.requestTtlMs);
 
   /** Runs `work` in one write; a Refusal it returns is thrown after its audit event committed. */
   async function run<T>(work: (trx: Transaction<ControlDB>) => Promise<T | Refusal>): Promise<T> {

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrantService, type GrantService } from '../../src/access/grants.ts';
+import { CONTROL_SOURCE, createAuditSequencer } from '../../src/audit/sequencer.ts';
 import { createPeopleService, type PeopleService, type PersonInfo } from '../../src/identity/people.ts';
 import { type Role, sideOf } from '../../src/identity/roles.ts';
 import {
@@ -44,6 +45,10 @@ export interface AccessFixture {
   /** A new session of the person (as a login or re-authentication makes one), and its principal. */
   login(person: PersonInfo, options?: { fresh2faAt?: string | null }): Promise<SessionPrincipal>;
   audit(): Promise<AuditRecord[]>;
+  /** Moves the control store's audit outbox into audit_log, as the server's sequencer does. */
+  sequence(): Promise<void>;
+  /** Closes the store but keeps the folder (for a CLI run against it). */
+  closeStore(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -56,6 +61,7 @@ export async function openAccessFixture(
   const dir = mkdtempSync(join(tmpdir(), 'tresor-access-'));
   const control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
   let now = new Date(start);
+  let closed = false;
   const clock = () => now;
   const grants = createGrantService({ control, now: clock, ...(grantConfig ? { config: grantConfig } : {}) });
   const sessions = createSessionService({ control, now: clock });
@@ -138,8 +144,24 @@ export async function openAccessFixture(
       const rows = await control.db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
       return rows.map((r) => JSON.parse(r.event) as AuditRecord);
     },
+    async sequence() {
+      const sequencer = createAuditSequencer({
+        control,
+        openSource: async () => control,
+        listSources: async () => [CONTROL_SOURCE],
+        now: clock,
+      });
+      await sequencer.start();
+      await sequencer.drain();
+      await sequencer.close();
+    },
+    async closeStore() {
+      if (!closed) await control.close();
+      closed = true;
+    },
     async close() {
-      await control.close();
+      if (!closed) await control.close();
+      closed = true;
       rmSync(dir, { recursive: true, force: true });
     },
   };
