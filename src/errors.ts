@@ -14,6 +14,7 @@ export const ERRORS = {
   TRESOR_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method Not Allowed' },
   TRESOR_ERR_CONFLICT: { status: 409, title: 'Conflict' },
   TRESOR_ERR_TENANT_STATE: { status: 409, title: 'Tenant is not in a state that allows this' },
+  TRESOR_ERR_GRANT_STATE: { status: 409, title: 'Grant is not in a state that allows this' },
   TRESOR_ERR_GONE: { status: 410, title: 'Gone' },
   TRESOR_ERR_PRECONDITION_FAILED: { status: 412, title: 'Precondition Failed' },
   TRESOR_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload Too Large' },

@@ -3,6 +3,7 @@
  * the output, data on stdout, diagnostics on stderr, non-zero exit codes on failure.
  */
 import { Command, CommanderError } from 'commander';
+import { registerAccessCommands } from './access.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerDevCommand } from './dev.ts';
 import { warn } from './io.ts';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerServerCommands(program);
   registerDevCommand(program);
   registerAuditCommands(program);
+  registerAccessCommands(program);
   return program;
 }
 

@@ -10,6 +10,7 @@
  * and compare them alike. Booleans are integers 0/1 for the same reason.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
+import { accessMigration, type WithAccess } from '../access/access-store-schema.ts';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
 import { identityMigration, type WithIdentity } from '../identity/identity-store-schema.ts';
@@ -79,7 +80,7 @@ export interface DeletionCertificatesTable {
   created_at: string;
 }
 
-export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity, WithWebAuthn {
+export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity, WithWebAuthn, WithAccess {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
   operators: OperatorsTable;
@@ -176,4 +177,5 @@ export const controlStoreMigrations: Migrations = {
   '0003-audit-log': auditLogMigration,
   '0004-identity': identityMigration,
   '0006-webauthn': webAuthnMigration,
+  '0007-access': accessMigration,
 };
