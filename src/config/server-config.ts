@@ -77,6 +77,15 @@ export interface ServerConfig {
   closeGraceDays: number;
   logLevel: LogLevel;
   audit: AuditConfig;
+  access: AccessConfig;
+}
+
+/** Staff access grants (src/access). */
+export interface AccessConfig {
+  /** A grant's length when the request names none (minutes; default 60). */
+  defaultGrantMinutes: number;
+  /** The hard maximum; a longer request is refused, not shortened (minutes; default 480). */
+  maxGrantMinutes: number;
 }
 
 export interface AuditConfig {
@@ -155,6 +164,7 @@ const FILE_KEYS: Readonly<Record<string, readonly string[] | null>> = {
     'diskReserveBytes',
     'sinksFile',
   ],
+  access: ['defaultGrantMinutes', 'maxGrantMinutes'],
 };
 
 /**
@@ -388,6 +398,23 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   };
   if (sinksFile !== undefined) audit.sinksFile = sinksFile;
 
+  const access: AccessConfig = {
+    defaultGrantMinutes: int(
+      { env: 'TRESOR_ACCESS_DEFAULT_GRANT_MINUTES', file: 'access.defaultGrantMinutes' },
+      60,
+      1,
+      7 * 24 * 60,
+    ),
+    maxGrantMinutes: int(
+      { env: 'TRESOR_ACCESS_MAX_GRANT_MINUTES', file: 'access.maxGrantMinutes' },
+      480,
+      1,
+      7 * 24 * 60,
+    ),
+  };
+  if (access.defaultGrantMinutes > access.maxGrantMinutes)
+    problems.push('access.defaultGrantMinutes must not exceed access.maxGrantMinutes');
+
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
     dataDir,
@@ -402,6 +429,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     closeGraceDays,
     logLevel,
     audit,
+    access,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;

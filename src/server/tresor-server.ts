@@ -12,6 +12,8 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createGrantService, type GrantService } from '../access/grants.ts';
+import { createAccessReviewService } from '../access/review.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
@@ -64,6 +66,7 @@ export interface TresorServer {
   keyd: KeydClient;
   keyCache: KeyCache;
   audit: AuditLog;
+  grants: GrantService;
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
   close(): Promise<void>;
@@ -211,6 +214,15 @@ export async function startTresorServer(
   };
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });
+  const grants = createGrantService({
+    control,
+    now: () => new Date(),
+    config: {
+      defaultDurationMs: config.access.defaultGrantMinutes * 60_000,
+      maxDurationMs: config.access.maxGrantMinutes * 60_000,
+    },
+  });
+  const reviews = createAccessReviewService({ control, now: () => new Date() });
 
   const audit = createAuditLog({
     control: rawControl,
@@ -256,7 +268,13 @@ export async function startTresorServer(
       { name: 'keyd', check: async () => (await keyd.call('health', {})).status === 'ok' },
       { name: 'audit', check: async () => audit.health().ok && (await control.healthy()) },
     ],
-    routes: allRouteModules({ vault: { vault }, tenants: { tenants, apiKeys }, audit: { audit } }),
+    grants: (personId, grantId) => grants.liveGrant(personId, grantId),
+    routes: allRouteModules({
+      vault: { vault },
+      tenants: { tenants, apiKeys },
+      audit: { audit },
+      access: { grants, reviews },
+    }),
   });
 
   const diskWatch = createDiskWatch({
@@ -317,6 +335,7 @@ export async function startTresorServer(
   async function runJobs(): Promise<void> {
     await tenants.resume().catch(() => undefined);
     await tenants.autoClose().catch(() => undefined);
+    await grants.expireDue().catch(() => undefined);
     for (const t of await tenants.listTenants({ state: 'active' })) {
       await vault.runRetention(t.id).catch(() => undefined);
     }
@@ -337,6 +356,7 @@ export async function startTresorServer(
     keyd,
     keyCache,
     audit,
+    grants,
     runJobs,
     async close() {
       if (timer) clearInterval(timer);

@@ -5,6 +5,7 @@
  * (probes, OpenAPI, reference page) are the server's own and always present (server.ts).
  */
 import type { RouteModule } from '../route.ts';
+import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
@@ -14,10 +15,16 @@ export interface DomainRouteDeps {
   vault: VaultRouteDeps;
   tenants: TenantRouteDeps;
   audit: AuditRouteDeps;
+  access: AccessRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
-  return [vaultRoutes(deps.vault), tenantRoutes(deps.tenants), auditRoutes(deps.audit)];
+  return [
+    vaultRoutes(deps.vault),
+    tenantRoutes(deps.tenants),
+    auditRoutes(deps.audit),
+    accessRoutes(deps.access),
+  ];
 }
 
 /**
