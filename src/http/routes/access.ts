@@ -15,8 +15,15 @@ import Type from 'typebox';
 import type { GrantService } from '../../access/grants.ts';
 import type { AccessReviewService } from '../../access/review.ts';
 import { TresorError } from '../../errors.ts';
+import { canApproveGrants, canBreakGlass, canRequestGrants, type Role } from '../../identity/roles.ts';
 import type { IdentityActor } from '../../identity/sessions.ts';
-import { defineRoute, type HttpPrincipal, type RequestContext, type RouteModule } from '../route.ts';
+import {
+  defineRoute,
+  type HttpPrincipal,
+  type RequestContext,
+  type RouteModule,
+  type SessionPrincipal,
+} from '../route.ts';
 
 export interface AccessRouteDeps {
   grants: GrantService;
@@ -128,7 +135,43 @@ function peopleOrOperator(principal: HttpPrincipal): void {
   }
 }
 
-function person(): void {}
+/**
+ * The role checks of each route, before anything is read (defence in depth: the grant service
+ * checks them again, with the person as the store knows them now).
+ */
+function sessionWith(allowed: (role: Role) => boolean, what: string) {
+  return (principal: SessionPrincipal): void => {
+    if (!allowed(principal.role))
+      throw new TresorError('TRESOR_ERR_FORBIDDEN', `${what} is not for this role`);
+  };
+}
+const requester = sessionWith(canRequestGrants, 'asking for access');
+const approver = sessionWith(canApproveGrants, 'approving access');
+const breakGlasser = sessionWith(canBreakGlass, 'break-glass access');
+const attester = sessionWith((role) => role === 'security-officer', 'attesting a review');
+
+/** Reviews: security officers, operator admins and tenant admins (own tenant), and the operator token. */
+function reviewer(principal: HttpPrincipal): void {
+  peopleOrOperator(principal);
+  if (
+    principal.kind === 'session' &&
+    !['security-officer', 'operator-admin', 'tenant-admin'].includes(principal.role)
+  ) {
+    throw new TresorError('TRESOR_ERR_FORBIDDEN', 'access reviews are not for this role');
+  }
+}
+
+/** A tenant's grant policy is set by its admins, or tightened by an operator admin. */
+function policySetter(principal: HttpPrincipal): void {
+  peopleOrOperator(principal);
+  if (
+    principal.kind === 'session' &&
+    principal.role !== 'tenant-admin' &&
+    principal.role !== 'operator-admin'
+  ) {
+    throw new TresorError('TRESOR_ERR_FORBIDDEN', 'grant policies are not for this role');
+  }
+}
 
 function actorOf(principal: HttpPrincipal): IdentityActor {
   if (principal.kind === 'session') return principal;
@@ -160,6 +203,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
     summary: string,
     action: string,
     secondFactor: boolean,
+    authorize: (principal: SessionPrincipal) => void,
     run: (
       principal: RequestContext<'session'>['principal'],
       id: string,
@@ -173,7 +217,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
       tags: ['access'],
       auth: 'session',
       secondFactor,
-      authorize: person,
+      authorize,
       audit: { action },
       schema: { params: grantParams, response: { 200: Grant } },
     }).handle(async (ctx) => ({
@@ -191,7 +235,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'session',
         secondFactor: false,
-        authorize: person,
+        authorize: requester,
         audit: { action: 'grant.request' },
         schema: { body: GrantRequest, response: { 201: Grant } },
       }).handle(async (ctx) => ({
@@ -206,7 +250,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'session',
         secondFactor: true,
-        authorize: person,
+        authorize: breakGlasser,
         audit: { action: 'grant.break-glass' },
         schema: { body: GrantRequest, response: { 201: Grant } },
       }).handle(async (ctx) => ({
@@ -255,9 +299,10 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         'Approve another person’s grant request',
         'grant.approve',
         true,
+        approver,
         (p, id, m) => grants.approve(p, id, m),
       ),
-      change('/v1/grants/:id/deny', 'Deny a grant request', 'grant.deny', false, (p, id, m) =>
+      change('/v1/grants/:id/deny', 'Deny a grant request', 'grant.deny', false, approver, (p, id, m) =>
         grants.deny(p, id, m),
       ),
       change(
@@ -265,6 +310,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         'Start an approved grant (needs a second factor passed after the request)',
         'grant.activate',
         true,
+        requester,
         (p, id, m) => grants.activate(p, id, m),
       ),
       defineRoute({
@@ -311,7 +357,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
-        authorize: peopleOrOperator,
+        authorize: policySetter,
         audit: { action: 'grant-policy.set' },
         schema: {
           params: Type.Object({ id: TenantId }),
@@ -332,7 +378,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
-        authorize: peopleOrOperator,
+        authorize: reviewer,
         audit: { action: 'access-review.report' },
         schema: {
           querystring: Type.Object({
@@ -354,7 +400,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
-        authorize: peopleOrOperator,
+        authorize: reviewer,
         audit: { action: 'access-review.unreviewed' },
         schema: {
           querystring: Type.Object({ until: Type.Optional(Instant) }),
@@ -375,7 +421,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'session',
         secondFactor: true,
-        authorize: person,
+        authorize: attester,
         audit: { action: 'access-review.attest' },
         schema: {
           body: Type.Object({
