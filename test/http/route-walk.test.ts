@@ -66,7 +66,10 @@ describe('route walk', () => {
     assert.ok(routes.length >= 13);
     for (const r of routes) {
       const key = `${r.method} ${r.url}`;
-      assert.ok(['api-key', 'operator', 'any-authenticated', 'none'].includes(r.auth), key);
+      assert.ok(
+        ['api-key', 'tenant-data', 'operator', 'session', 'any-authenticated', 'none'].includes(r.auth),
+        key,
+      );
       assert.equal(
         r.authorize === 'public',
         r.auth === 'none',

@@ -6,6 +6,7 @@
  */
 import type { RouteModule } from '../route.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
+import { type IdentityRouteDeps, identityRoutes } from './identity.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
@@ -14,10 +15,16 @@ export interface DomainRouteDeps {
   vault: VaultRouteDeps;
   tenants: TenantRouteDeps;
   audit: AuditRouteDeps;
+  identity: IdentityRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
-  return [vaultRoutes(deps.vault), tenantRoutes(deps.tenants), auditRoutes(deps.audit)];
+  return [
+    vaultRoutes(deps.vault),
+    tenantRoutes(deps.tenants),
+    auditRoutes(deps.audit),
+    identityRoutes(deps.identity),
+  ];
 }
 
 /**
