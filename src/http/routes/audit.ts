@@ -13,6 +13,7 @@ import Type from 'typebox';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { LogEntryRow } from '../../audit/log.ts';
 import { TresorError } from '../../errors.ts';
+import { canReadAllAudit } from '../../identity/roles.ts';
 import { type ApiKeyPrincipal, defineRoute, type HttpPrincipal, type RouteModule } from '../route.ts';
 
 export interface AuditRouteDeps {
@@ -32,7 +33,10 @@ const Entry = Type.Object({
   leafHash: Type.String({ contentEncoding: 'base64', description: 'SHA-256(0x00 ‖ RFC 8785 entry)' }),
 });
 
-/** Audit-entry readers: a tenant's admin key (own tenant) or an operator (all). */
+/**
+ * Audit-entry readers: a tenant's admin key or tenant-admin session (own tenant), an operator
+ * (token or operator-admin session) or a security officer (all). No other person reads the log.
+ */
 function entryReader(principal: HttpPrincipal): void {
   if (principal.kind === 'api-key' && !principal.access.has('admin')) {
     throw new TresorError(
@@ -40,13 +44,24 @@ function entryReader(principal: HttpPrincipal): void {
       'reading the audit log needs an API key with the admin scope',
     );
   }
+  if (principal.kind === 'staff-grant') throw new TresorError('TRESOR_ERR_FORBIDDEN', 'not with a grant');
+  if (
+    principal.kind === 'session' &&
+    !canReadAllAudit(principal.role) &&
+    principal.role !== 'operator-admin' &&
+    principal.role !== 'tenant-admin'
+  ) {
+    throw new TresorError('TRESOR_ERR_FORBIDDEN', 'this account may not read the audit log');
+  }
 }
 
 function anyAuthenticated(): void {}
 
 /** The tenant a caller is confined to, or undefined for the whole log. */
 function tenantOf(principal: HttpPrincipal): string | undefined {
-  return principal.kind === 'api-key' ? (principal as ApiKeyPrincipal).tenant : undefined;
+  if (principal.kind === 'api-key') return (principal as ApiKeyPrincipal).tenant;
+  if (principal.kind === 'session' && principal.role === 'tenant-admin') return principal.tenant ?? '';
+  return undefined;
 }
 
 function toEntry(row: LogEntryRow) {
