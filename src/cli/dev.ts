@@ -76,7 +76,8 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
 export interface DevCredentials {
   url: string;
   caFile: string;
-  admin: { email: string; password: string; token: string };
+  /** `enrolmentToken`: the console account of the same e-mail enrols with it (POST /v1/enrolment/…). */
+  admin: { email: string; password: string; token: string; enrolmentToken: string };
   demoTenant: { id: string; apiKey: string };
 }
 
@@ -104,6 +105,12 @@ async function devCredentials(
       `${path} is missing but an operator already exists: remove the data folder to start afresh`,
     );
   }
+  // The console operator-admin account of the same person: it logs in only after enrolling a
+  // password and a second factor with this one-time token.
+  const consoleAdmin = await server.people.createPerson(
+    { kind: 'system', job: 'bootstrap' },
+    { side: 'operator', role: 'operator-admin', email: admin.email },
+  );
   const demo = await server.tenants.createTenant(
     { name: 'Demo tenant' },
     {
@@ -117,7 +124,12 @@ async function devCredentials(
   const credentials: DevCredentials = {
     url: server.url,
     caFile,
-    admin: { email: admin.email, password: admin.password, token: admin.token },
+    admin: {
+      email: admin.email,
+      password: admin.password,
+      token: admin.token,
+      enrolmentToken: consoleAdmin.enrolmentToken,
+    },
     demoTenant: { id: demo.id, apiKey: demo.apiKey },
   };
   writeFileAtomic(path, `${JSON.stringify(credentials, null, 2)}\n`, 0o600);
@@ -132,6 +144,7 @@ function banner(c: DevCredentials, stack: DevStack): string {
     `  keyd:              ${stack.keydSocket} (separate process, Unix socket 0600)`,
     `  operator admin:    ${c.admin.email} / ${c.admin.password}`,
     `  admin token:       ${c.admin.token}`,
+    `  console enrolment: ${c.admin.enrolmentToken} (POST /v1/enrolment/password, then /totp)`,
     `  demo tenant:       ${c.demoTenant.id}`,
     `  demo API key:      ${c.demoTenant.apiKey}`,
     `  (all of it also in ${join(stack.dataDir, 'dev-credentials.json')}, mode 0600)`,

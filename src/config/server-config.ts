@@ -78,6 +78,7 @@ export interface ServerConfig {
   logLevel: LogLevel;
   audit: AuditConfig;
   access: AccessConfig;
+  console: ConsoleConfig;
 }
 
 /** Staff access grants (src/access). */
@@ -86,6 +87,29 @@ export interface AccessConfig {
   defaultGrantMinutes: number;
   /** The hard maximum; a longer request is refused, not shortened (minutes; default 480). */
   maxGrantMinutes: number;
+}
+
+/** The web console's sign-in: WebAuthn relying party, session timeouts, login throttle. */
+export interface ConsoleConfig {
+  /** WebAuthn RP ID (W3C WebAuthn §5.1.4.1): the console's host name (never an IP address). */
+  rpId: string;
+  /** Origins the console is served from, exactly as browsers write them (`https://host[:port]`). */
+  origins: string[];
+  /** Idle and absolute session timeouts per side (NIST SP 800-63B §7.2). */
+  sessions: {
+    operatorIdleMs: number;
+    operatorAbsoluteMs: number;
+    customerIdleMs: number;
+    customerAbsoluteMs: number;
+  };
+  /** Login throttle (login-throttle.ts): delays after `delayAfter` failures, lockout after `lockoutThreshold`. */
+  login: {
+    delayAfter: number;
+    baseDelayMs: number;
+    lockoutThreshold: number;
+    lockoutMs: number;
+    addressDelayAfter: number;
+  };
 }
 
 export interface AuditConfig {
@@ -165,6 +189,7 @@ const FILE_KEYS: Readonly<Record<string, readonly string[] | null>> = {
     'sinksFile',
   ],
   access: ['defaultGrantMinutes', 'maxGrantMinutes'],
+  console: ['rpId', 'origins', 'sessions', 'login'],
 };
 
 /**
@@ -414,6 +439,73 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   };
   if (access.defaultGrantMinutes > access.maxGrantMinutes)
     problems.push('access.defaultGrantMinutes must not exceed access.maxGrantMinutes');
+  // WebAuthn binds credentials to a host name: by default the public URL's, else the listening
+  // host's — `localhost` for an address (browsers treat https://localhost as a secure context).
+  const publicHost = publicUrl === undefined ? undefined : new URL(publicUrl).hostname;
+  const listenName = isIP(host) !== 0 ? 'localhost' : host;
+  const rpId = str({ env: 'TRESOR_CONSOLE_RP_ID', file: 'console.rpId' })?.value ?? publicHost ?? listenName;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(rpId) || isIP(rpId) !== 0)
+    problems.push('console.rpId must be a host name (not an IP address)');
+  const originsGot = list(pick({ env: 'TRESOR_CONSOLE_ORIGINS', file: 'console.origins' }), problems);
+  const origins =
+    originsGot.length > 0 ? originsGot : [publicUrl ?? `https://${rpId}${port === 443 ? '' : `:${port}`}`];
+  for (const o of origins) {
+    let ok = false;
+    try {
+      const u = new URL(o);
+      ok = u.protocol === 'https:' && u.origin === o;
+    } catch {}
+    if (!ok) problems.push(`console origin ${JSON.stringify(o)} must be an https:// origin (no path)`);
+  }
+  const MINUTE = 60_000;
+  const ms = (name: string, envName: string, fallback: number, min: number, max: number) =>
+    int({ env: envName, file: `console.${name}` }, fallback, min, max);
+  const consoleConfig: ConsoleConfig = {
+    rpId,
+    origins,
+    sessions: {
+      operatorIdleMs: ms(
+        'sessions.operatorIdleMs',
+        'TRESOR_SESSION_OPERATOR_IDLE_MS',
+        15 * MINUTE,
+        1000,
+        24 * 60 * MINUTE,
+      ),
+      operatorAbsoluteMs: ms(
+        'sessions.operatorAbsoluteMs',
+        'TRESOR_SESSION_OPERATOR_ABSOLUTE_MS',
+        12 * 60 * MINUTE,
+        1000,
+        7 * 24 * 60 * MINUTE,
+      ),
+      customerIdleMs: ms(
+        'sessions.customerIdleMs',
+        'TRESOR_SESSION_CUSTOMER_IDLE_MS',
+        30 * MINUTE,
+        1000,
+        24 * 60 * MINUTE,
+      ),
+      customerAbsoluteMs: ms(
+        'sessions.customerAbsoluteMs',
+        'TRESOR_SESSION_CUSTOMER_ABSOLUTE_MS',
+        12 * 60 * MINUTE,
+        1000,
+        7 * 24 * 60 * MINUTE,
+      ),
+    },
+    login: {
+      delayAfter: ms('login.delayAfter', 'TRESOR_LOGIN_DELAY_AFTER', 3, 0, 100),
+      baseDelayMs: ms('login.baseDelayMs', 'TRESOR_LOGIN_BASE_DELAY_MS', 1000, 0, 60_000),
+      // The issue: lockout after at most 10 failed tries.
+      lockoutThreshold: ms('login.lockoutThreshold', 'TRESOR_LOGIN_LOCKOUT_THRESHOLD', 10, 1, 10),
+      lockoutMs: ms('login.lockoutMs', 'TRESOR_LOGIN_LOCKOUT_MS', 15 * MINUTE, 1000, 24 * 60 * MINUTE),
+      addressDelayAfter: ms('login.addressDelayAfter', 'TRESOR_LOGIN_ADDRESS_DELAY_AFTER', 20, 1, 100_000),
+    },
+  };
+  for (const side of ['operator', 'customer'] as const) {
+    if (consoleConfig.sessions[`${side}AbsoluteMs`] < consoleConfig.sessions[`${side}IdleMs`])
+      problems.push(`console.sessions.${side}AbsoluteMs must not be below ${side}IdleMs`);
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
@@ -430,6 +522,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     logLevel,
     audit,
     access,
+    console: consoleConfig,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;

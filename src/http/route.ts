@@ -62,7 +62,7 @@ export type PrincipalFor<A extends AuthMode> = A extends 'api-key'
 
 /**
  * The routes that answer without authentication. Each is a probe, the API description or a public
- * key; nothing on it is customer data. Adding a route here is a security decision: review it so.
+ * key, or a step of console login and enrolment; nothing on it is customer data. Adding a route here is a security decision: review it so.
  */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   'GET /healthz',
@@ -70,6 +70,19 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/openapi.json',
   'GET /docs',
   'GET /v1/audit/public-key',
+  // Console login and enrolment: nobody is logged in yet. Each proves itself with what it carries
+  // (password then second factor, a one-time enrolment or reset token, a recovery code), is
+  // throttled per account and address, and is audited by the identity services, refusals included.
+  'POST /v1/auth/login',
+  'POST /v1/auth/login/second-factor',
+  'POST /v1/auth/login/webauthn/options',
+  'POST /v1/auth/login/webauthn',
+  'POST /v1/auth/recovery-reset',
+  'POST /v1/enrolment/password',
+  'POST /v1/enrolment/totp',
+  'POST /v1/enrolment/totp/confirm',
+  'POST /v1/enrolment/webauthn/options',
+  'POST /v1/enrolment/webauthn',
 ]);
 
 export interface RouteSchemas {

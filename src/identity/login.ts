@@ -16,8 +16,15 @@
  * step and reason, never the code or password) in the same commit; throttled attempts are refused
  * with TRESOR_ERR_RATE_LIMITED and a retry-after, audited as denied.
  * A handle takes at most `maxHandleFailures` wrong second factors, then it is spent.
+ *
+ * WebAuthn as the second factor of a login: the challenge is bound to the pending login (its
+ * handle's hash), not to a person, and the options name no credential (discoverable credentials),
+ * so they are the same whether the password step passed or not. The assertion must then be of a
+ * credential of the person the handle stands for — none when the password was wrong — and a refused
+ * one counts and answers exactly like a wrong TOTP code, through completeLogin.
  */
 import { randomBytes } from 'node:crypto';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
@@ -48,6 +55,7 @@ import {
   type SessionService,
   sha256,
 } from './sessions.ts';
+import { WebAuthnRefusedError, type WebAuthnService } from './webauthn.ts';
 
 export const DEFAULT_PENDING_LOGIN_MS = 5 * 60_000;
 export const DEFAULT_MAX_HANDLE_FAILURES = 3;
@@ -80,6 +88,19 @@ export interface LoginService {
     proof: SecondFactorProof,
     meta?: AuditMeta,
   ): Promise<NewSession>;
+  /** WebAuthn options for a pending login: the same for every live handle (see the header). */
+  webauthnLoginOptions(handle: string, meta?: AuditMeta): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** Completes a pending login with a WebAuthn assertion; refusals as completeLogin's. */
+  completeWebauthnLogin(handle: string, response: unknown, meta?: AuditMeta): Promise<NewSession>;
+  /** WebAuthn options for re-authenticating a session (its person's own credentials). */
+  webauthnReauthenticationOptions(
+    principal: SessionPrincipal,
+  ): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  reauthenticateWithWebauthn(
+    principal: SessionPrincipal,
+    response: unknown,
+    meta?: AuditMeta,
+  ): Promise<NewSession>;
 }
 
 export interface LoginServiceOptions {
@@ -91,7 +112,12 @@ export interface LoginServiceOptions {
   throttleConfig?: Partial<LoginThrottleConfig>;
   pendingLoginMs?: number;
   maxHandleFailures?: number;
+  /** WebAuthn ceremonies; without it the WebAuthn steps refuse. */
+  webauthn?: WebAuthnService;
 }
+
+/** A WebAuthn assertion that was refused: counted and audited as a wrong second factor. */
+const REFUSED_WEBAUTHN: SecondFactorProof = { webauthnRefused: true };
 
 type Denied = { denied: ThrottleVerdict & { allowed: false } };
 
@@ -175,7 +201,68 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
     );
   }
 
-  return {
+  /** The live pending login of a handle, read outside a write; undefined when none. */
+  async function livePending(handle: string): Promise<ControlDB['pending_logins'] | undefined> {
+    if (typeof handle !== 'string' || !HANDLE_PATTERN.test(handle)) return undefined;
+    const pending = await control.db
+      .selectFrom('pending_logins')
+      .selectAll()
+      .where('handle_hash', '=', sha256(handle))
+      .executeTakeFirst();
+    if (!pending || pending.used_at !== null || Date.parse(pending.expires_at) <= now().getTime())
+      return undefined;
+    return pending;
+  }
+
+  /** The proof a WebAuthn assertion amounts to: verified, or refused (never thrown from here). */
+  async function webauthnProof(verify: () => Promise<{ credentialId: string; counter: number }>) {
+    try {
+      const signIn = await verify();
+      return { webauthnVerified: { credentialId: signIn.credentialId, signCount: signIn.counter } };
+    } catch (err) {
+      if (err instanceof WebAuthnRefusedError) return REFUSED_WEBAUTHN;
+      throw err;
+    }
+  }
+
+  const ceremonyOf = (pending: ControlDB['pending_logins']) => `login:${pending.handle_hash}`;
+
+  const service: LoginService = {
+    async webauthnLoginOptions(handle, meta = {}) {
+      const pending = await livePending(handle);
+      if (!pending || !options.webauthn) {
+        // Audited and refused (it cannot succeed) by the one path every bad handle takes.
+        await service.completeLogin(handle, REFUSED_WEBAUTHN, meta);
+        throw unauthenticated();
+      }
+      return options.webauthn.beginCeremonyAuthentication(ceremonyOf(pending));
+    },
+
+    async completeWebauthnLogin(handle, response, meta = {}) {
+      const pending = await livePending(handle);
+      const webauthn = options.webauthn;
+      const proof =
+        pending && webauthn
+          ? await webauthnProof(() =>
+              webauthn.finishCeremonyAuthentication(ceremonyOf(pending), pending.person, response),
+            )
+          : REFUSED_WEBAUTHN;
+      return service.completeLogin(handle, proof, meta);
+    },
+
+    async webauthnReauthenticationOptions(principal) {
+      if (!options.webauthn) throw unauthenticated();
+      return options.webauthn.beginAuthentication(principal.personId);
+    },
+
+    async reauthenticateWithWebauthn(principal, response, meta = {}) {
+      const webauthn = options.webauthn;
+      const proof = webauthn
+        ? await webauthnProof(() => webauthn.finishAuthentication(principal.personId, response))
+        : REFUSED_WEBAUTHN;
+      return service.reauthenticate(principal, proof, meta);
+    },
+
     async beginLogin(input) {
       const meta: AuditMeta = {
         sourceAddress: input.address,
@@ -454,4 +541,5 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
       return result;
     },
   };
+  return service;
 }

@@ -70,7 +70,9 @@ export type SecondFactorProof =
    * A WebAuthn assertion that webauthn.ts has already verified for this login or session, with the
    * authenticator's new signature counter when it reports one.
    */
-  | { webauthnVerified: { credentialId: string; signCount?: number } };
+  | { webauthnVerified: { credentialId: string; signCount?: number } }
+  /** A WebAuthn assertion webauthn.ts refused: always a failed proof, counted like a wrong code. */
+  | { webauthnRefused: true };
 
 /** How a person proves it is them while enrolling factors: the enrolment token, or a fresh session. */
 export type EnrolmentAuth = { enrolmentToken: string } | { session: SessionPrincipal };
@@ -121,6 +123,21 @@ export interface PeopleService {
     meta?: AuditMeta,
   ): Promise<{ person: PersonInfo; enrolmentToken: string; enrolmentExpiresAt: string }>;
   get(personId: string): Promise<PersonInfo | undefined>;
+  /** The accounts `actor` manages (and their own), optionally of one tenant; audited. */
+  list(actor: IdentityActor, filter?: { tenant?: string }, meta?: AuditMeta): Promise<PersonInfo[]>;
+  /** The account an enrolment token or a fresh session stands for; TRESOR_ERR_UNAUTHENTICATED if none. */
+  enrollingPerson(auth: EnrolmentAuth): Promise<PersonInfo>;
+  /**
+   * Admin reset of a person's second factors (a lost phone or key): every factor and passkey is
+   * revoked, sessions and grants end, and the account is back to enrolling — it cannot log in until
+   * the person enrols a new factor with the one-time enrolment token returned here. The password
+   * stays (the person still knows it; a password reset is its own action).
+   */
+  resetFactors(
+    actor: IdentityActor,
+    personId: string,
+    meta?: AuditMeta,
+  ): Promise<{ enrolmentToken: string; enrolmentExpiresAt: string }>;
   changeRole(actor: IdentityActor, personId: string, role: Role, meta?: AuditMeta): Promise<PersonInfo>;
   disable(actor: IdentityActor, personId: string, meta?: AuditMeta): Promise<void>;
   remove(actor: IdentityActor, personId: string, meta?: AuditMeta): Promise<void>;
@@ -629,6 +646,87 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
         .where('id', '=', personId)
         .executeTakeFirst();
       return row ? toPerson(row) : undefined;
+    },
+
+    async list(actor, filter = {}, meta) {
+      const result = await control.write(async (trx) => {
+        const by = await resolveActorIn(trx, actor);
+        if (!by)
+          return denyIn(trx, actor, 'person.list', filter.tenant ? { tenant: filter.tenant } : {}, meta);
+        let q = trx.selectFrom('people').selectAll().where('removed_at', 'is', null);
+        if (filter.tenant !== undefined) q = q.where('tenant', '=', filter.tenant);
+        const rows = (await q.orderBy('created_at').execute()).filter(
+          (row) => row.id === by.personId || mayManageAccount(by, row),
+        );
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            by.audit,
+            { at: now().toISOString(), tenant: by.tenant, action: 'person.list', outcome: 'success' },
+            { count: rows.length, ...(filter.tenant ? { tenant: filter.tenant } : {}) },
+            meta,
+          ),
+        );
+        return rows.map(toPerson);
+      });
+      if (result === DENIED) throw forbidden();
+      return result;
+    },
+
+    async enrollingPerson(auth) {
+      const row = await control.write((trx) => enrollingIn(trx, auth));
+      if (!row) throw unauthenticated();
+      return toPerson(row);
+    },
+
+    async resetFactors(actor, personId, meta) {
+      const enrolmentToken = newToken();
+      const result = await control.write(async (trx) => {
+        const m = await managedIn(trx, actor, personId);
+        if (!m) return denyIn(trx, actor, 'person.factors-reset', { personId }, meta);
+        const at = now();
+        const expiresAt = new Date(at.getTime() + enrolmentTtlMs).toISOString();
+        const factors = await trx
+          .updateTable('second_factors')
+          .set({ revoked_at: at.toISOString() })
+          .where('person', '=', personId)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        await trx
+          .updateTable('webauthn_credentials')
+          .set({ revoked_at: at.toISOString() })
+          .where('person', '=', personId)
+          .where('revoked_at', 'is', null)
+          .execute();
+        await trx
+          .updateTable('people')
+          .set({
+            enrolled_at: null,
+            enrolment_token_hash: sha256(enrolmentToken),
+            enrolment_expires_at: expiresAt,
+            updated_at: at.toISOString(),
+          })
+          .where('id', '=', personId)
+          .execute();
+        const sessionIds = await endAccessIn(trx, personId, 'factors-reset');
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            m.by.audit,
+            {
+              at: at.toISOString(),
+              tenant: m.person.tenant,
+              action: 'person.factors-reset',
+              outcome: 'success',
+            },
+            { personId, factorsRevoked: Number(factors.numUpdatedRows), sessionIds },
+            meta,
+          ),
+        );
+        return { enrolmentToken, enrolmentExpiresAt: expiresAt };
+      });
+      if (result === DENIED) throw forbidden();
+      return result;
     },
 
     async changeRole(actor, personId, role, meta) {

@@ -138,6 +138,8 @@ export interface SessionService {
   verifyCsrf(principal: SessionPrincipal, csrfToken: string | undefined, meta?: AuditMeta): Promise<void>;
   /** Ends the session of this cookie; the cookie is refused from then on. */
   logout(token: string, meta?: AuditMeta): Promise<void>;
+  /** Ends the caller's own session (logout from a proved session principal). */
+  endSession(principal: SessionPrincipal, meta?: AuditMeta): Promise<void>;
   /** A person's live sessions, for themselves or an admin who manages them. */
   list(actor: IdentityActor, personId: string, meta?: AuditMeta): Promise<SessionInfo[]>;
   revoke(actor: IdentityActor, sessionId: string, meta?: AuditMeta): Promise<void>;
@@ -487,6 +489,32 @@ export function createSessionService(options: {
           trx,
           identityEvent(
             { kind: auditActorKind(row.role), id: row.person },
+            { at, tenant: row.tenant, action: 'auth.logout', outcome: 'success' },
+            { sessionId: row.id },
+            meta,
+          ),
+        );
+      });
+    },
+
+    async endSession(principal, meta) {
+      await control.write(async (trx) => {
+        const row = await trx
+          .selectFrom('sessions')
+          .select(['id', 'person', 'tenant', 'revoked_at'])
+          .where('id', '=', principal.sessionId)
+          .executeTakeFirst();
+        if (!row || row.person !== principal.personId || row.revoked_at !== null) return;
+        const at = now().toISOString();
+        await trx
+          .updateTable('sessions')
+          .set({ revoked_at: at, revoke_reason: 'logout' })
+          .where('id', '=', row.id)
+          .execute();
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            auditActorOf(principal),
             { at, tenant: row.tenant, action: 'auth.logout', outcome: 'success' },
             { sessionId: row.id },
             meta,

@@ -47,6 +47,8 @@ import type { CeremonyKind, StoredChallenge, StoredCredential, WebAuthnStore } f
 /** §13.4.3: "challenges SHOULD therefore be at least 16 bytes long"; we take 32. */
 export const WEBAUTHN_CHALLENGE_BYTES = 32;
 export const DEFAULT_CHALLENGE_TTL_MS = 120_000;
+/** The audit actor id of a ceremony that stands for no known person. */
+const ANONYMOUS_SUBJECT = 'login';
 
 /** Why a response was refused: for the audit log only, never for the client. */
 export type WebAuthnRefusalReason =
@@ -116,9 +118,26 @@ export interface WebAuthnSignIn {
 
 export interface WebAuthnService {
   beginRegistration(person: WebAuthnPerson): Promise<PublicKeyCredentialCreationOptionsJSON>;
-  finishRegistration(personId: string, response: unknown): Promise<WebAuthnCredentialInfo>;
+  /** The new credential, with its COSE public key (base64url) for the factor list (people.ts). */
+  finishRegistration(
+    personId: string,
+    response: unknown,
+  ): Promise<WebAuthnCredentialInfo & { publicKey: string }>;
   beginAuthentication(personId: string): Promise<PublicKeyCredentialRequestOptionsJSON>;
   finishAuthentication(personId: string, response: unknown): Promise<WebAuthnSignIn>;
+  /**
+   * A sign-in whose challenge is bound to a ceremony (`ceremony`, e.g. a pending login) rather than
+   * to a person, with no allowCredentials: the options are the same whoever the ceremony stands for,
+   * so they tell nothing of an account or its credentials (a login's password step stays secret;
+   * discoverable credentials, §6.2.2). `finishCeremonyAuthentication` then needs the credential to
+   * be `personId`'s — null (the ceremony stands for nobody) is refused like a stranger's credential.
+   */
+  beginCeremonyAuthentication(ceremony: string): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  finishCeremonyAuthentication(
+    ceremony: string,
+    personId: string | null,
+    response: unknown,
+  ): Promise<WebAuthnSignIn>;
   /** Revokes one of the person's live credentials; NOT_FOUND if there is none with that ID. */
   revokeCredential(personId: string, credentialId: string): Promise<void>;
   listCredentials(personId: string): Promise<WebAuthnCredentialInfo[]>;
@@ -189,8 +208,9 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
     kind: CeremonyKind,
     clientDataJSON: string,
     authData: Uint8Array<ArrayBuffer>,
+    challengeKey: string = personId,
   ): Promise<StoredChallenge> {
-    const challenge = await store.takeChallenge(personId, kind);
+    const challenge = await store.takeChallenge(challengeKey, kind);
     if (!challenge) return refuse(personId, kind, 'challenge-unknown');
     if (Date.parse(challenge.expiresAt) <= now().getTime())
       return refuse(personId, kind, 'challenge-expired');
@@ -211,6 +231,90 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
     }
     if (!parsed.flags.up) return refuse(personId, kind, 'user-presence');
     return challenge;
+  }
+
+  /**
+   * Verifies a sign-in against the challenge stored under `challengeKey`; the credential must be
+   * `personId`'s (null: nobody's, refused as credential-unknown once the challenge is spent).
+   */
+  async function finishSignIn(
+    challengeKey: string,
+    expectedPerson: string | null,
+    input: unknown,
+  ): Promise<WebAuthnSignIn> {
+    // Audit events name the person, or the ceremony's anonymous subject.
+    const personId = expectedPerson ?? ANONYMOUS_SUBJECT;
+    const response = asAuthenticationResponse(input);
+    if (!response) {
+      await store.takeChallenge(challengeKey, 'authentication');
+      return refuse(personId, 'authentication', 'malformed');
+    }
+    const authData = new Uint8Array(Buffer.from(response.response.authenticatorData, 'base64url'));
+    const challenge = await checkCeremony(
+      personId,
+      'authentication',
+      response.response.clientDataJSON,
+      authData,
+      challengeKey,
+    );
+    const credential = await store.findCredential(response.id);
+    // §7.2: the credential must be one of this person's, and a user handle, if any, must be theirs.
+    const handle = response.response.userHandle;
+    if (
+      !credential ||
+      expectedPerson === null ||
+      credential.person !== personId ||
+      (handle !== undefined && handle !== Buffer.from(userHandleOf(personId)).toString('base64url'))
+    ) {
+      return refuse(personId, 'authentication', 'credential-unknown', response.id);
+    }
+    if (credential.revokedAt !== null)
+      return refuse(personId, 'authentication', 'credential-revoked', credential.id);
+    let verified: Awaited<ReturnType<typeof verifyAuthenticationResponse>> | undefined;
+    try {
+      verified = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: challenge.challenge,
+        expectedOrigin: origins,
+        expectedRPID: rpId,
+        credential: {
+          id: credential.id,
+          publicKey: new Uint8Array(credential.publicKey),
+          counter: credential.counter,
+          transports: credential.transports,
+        },
+        requireUserVerification: false,
+      });
+    } catch {
+      verified = undefined;
+    }
+    const presented = parseAuthenticatorData(authData).counter;
+    // The library refuses a regressed counter too, with an error we do not parse: name it here.
+    if (counterRegressed(presented, credential.counter)) {
+      return refuse(personId, 'authentication', 'counter-regression', credential.id);
+    }
+    if (!verified?.verified) return refuse(personId, 'authentication', 'verification-failed', credential.id);
+    const { newCounter, userVerified } = verified.authenticationInfo;
+    const at = now();
+    const moved = await store.recordUse(
+      {
+        id: credential.id,
+        person: personId,
+        previousCounter: credential.counter,
+        counter: newCounter,
+        at: at.toISOString(),
+      },
+      audit(
+        personId,
+        ACTIONS.authentication,
+        'success',
+        { credentialId: credential.id, counter: newCounter, userVerified },
+        at,
+      ),
+    );
+    // Revoked, or used by a concurrent sign-in, since it was read.
+    if (!moved) return refuse(personId, 'authentication', 'credential-changed', credential.id);
+    return { credentialId: credential.id, counter: newCounter, userVerified };
   }
 
   return {
@@ -292,7 +396,10 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
         ),
       );
       if (!added) return refuse(personId, 'registration', 'credential-exists', credential.id);
-      return publicInfo(credential);
+      return {
+        ...publicInfo(credential),
+        publicKey: Buffer.from(credential.publicKey).toString('base64url'),
+      };
     },
 
     async beginAuthentication(personId) {
@@ -308,78 +415,20 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
       });
     },
 
-    async finishAuthentication(personId, input) {
-      const response = asAuthenticationResponse(input);
-      if (!response) {
-        await store.takeChallenge(personId, 'authentication');
-        return refuse(personId, 'authentication', 'malformed');
-      }
-      const authData = new Uint8Array(Buffer.from(response.response.authenticatorData, 'base64url'));
-      const challenge = await checkCeremony(
-        personId,
-        'authentication',
-        response.response.clientDataJSON,
-        authData,
-      );
-      const credential = await store.findCredential(response.id);
-      // §7.2: the credential must be one of this person's, and a user handle, if any, must be theirs.
-      const handle = response.response.userHandle;
-      if (
-        !credential ||
-        credential.person !== personId ||
-        (handle !== undefined && handle !== Buffer.from(userHandleOf(personId)).toString('base64url'))
-      ) {
-        return refuse(personId, 'authentication', 'credential-unknown', response.id);
-      }
-      if (credential.revokedAt !== null)
-        return refuse(personId, 'authentication', 'credential-revoked', credential.id);
-      let verified: Awaited<ReturnType<typeof verifyAuthenticationResponse>> | undefined;
-      try {
-        verified = await verifyAuthenticationResponse({
-          response,
-          expectedChallenge: challenge.challenge,
-          expectedOrigin: origins,
-          expectedRPID: rpId,
-          credential: {
-            id: credential.id,
-            publicKey: new Uint8Array(credential.publicKey),
-            counter: credential.counter,
-            transports: credential.transports,
-          },
-          requireUserVerification: false,
-        });
-      } catch {
-        verified = undefined;
-      }
-      const presented = parseAuthenticatorData(authData).counter;
-      // The library refuses a regressed counter too, with an error we do not parse: name it here.
-      if (counterRegressed(presented, credential.counter)) {
-        return refuse(personId, 'authentication', 'counter-regression', credential.id);
-      }
-      if (!verified?.verified)
-        return refuse(personId, 'authentication', 'verification-failed', credential.id);
-      const { newCounter, userVerified } = verified.authenticationInfo;
-      const at = now();
-      const moved = await store.recordUse(
-        {
-          id: credential.id,
-          person: personId,
-          previousCounter: credential.counter,
-          counter: newCounter,
-          at: at.toISOString(),
-        },
-        audit(
-          personId,
-          ACTIONS.authentication,
-          'success',
-          { credentialId: credential.id, counter: newCounter, userVerified },
-          at,
-        ),
-      );
-      // Revoked, or used by a concurrent sign-in, since it was read.
-      if (!moved) return refuse(personId, 'authentication', 'credential-changed', credential.id);
-      return { credentialId: credential.id, counter: newCounter, userVerified };
+    finishAuthentication: (personId, input) => finishSignIn(personId, personId, input),
+
+    async beginCeremonyAuthentication(ceremony) {
+      const challenge = await issueChallenge(ceremony, 'authentication');
+      return generateAuthenticationOptions({
+        rpID: rpId,
+        allowCredentials: [],
+        challenge,
+        timeout: ttl,
+        userVerification: 'preferred',
+      });
     },
+
+    finishCeremonyAuthentication: (ceremony, personId, input) => finishSignIn(ceremony, personId, input),
 
     async revokeCredential(personId, credentialId) {
       const at = now();

@@ -7,6 +7,9 @@
  *   control store (tenants, API keys, operators, audit events)   tenant stores (one file each)
  *   authenticator ─ HTTP pipeline ─ routes
  *
+ *   identity: sessions, login, people (TOTP secrets sealed by the factor key, which keyd wraps:
+ *   identity/factor-key.ts), WebAuthn — console sessions in the pipeline, routes/identity.ts
+ *
  * Audit events of a tenant's API keys go to that tenant's store (in the same transaction as the
  * change); operator and system events go to the control store.
  */
@@ -31,7 +34,13 @@ import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
 import { createApiKeyService } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
+import { obtainFactorKey } from '../identity/factor-key.ts';
+import { createLoginService, type LoginService } from '../identity/login.ts';
 import { createOperatorService, type OperatorService } from '../identity/operators.ts';
+import { createPeopleService, type PeopleService } from '../identity/people.ts';
+import { createSessionService, type SessionService } from '../identity/sessions.ts';
+import { createWebAuthnService } from '../identity/webauthn.ts';
+import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { openSqliteStore } from '../store/sqlite/store.ts';
@@ -62,6 +71,9 @@ export interface TresorServer {
   tenantStores: TenantStores<TenantDB>;
   tenants: TenantService;
   operators: OperatorService;
+  /** Console accounts (the bootstrap console admin is made through it). */
+  people: PeopleService;
+  sessions: SessionService;
   vault: Vault;
   keyd: KeydClient;
   keyCache: KeyCache;
@@ -70,6 +82,31 @@ export interface TresorServer {
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A service whose every method waits for `build()` first: the identity services need the factor
+ * key, which only keyd can unwrap, and the server starts (and answers 503 on those routes) while
+ * keyd is unreachable. A failed build is retried at the next call, never cached.
+ */
+function deferred<T extends object>(build: () => Promise<T>): T {
+  let pending: Promise<T> | undefined;
+  const get = () => {
+    pending ??= build().catch((err: unknown) => {
+      pending = undefined;
+      throw err;
+    });
+    return pending;
+  };
+  return new Proxy({} as T, {
+    get: (_target, property) =>
+      property === 'then'
+        ? undefined
+        : async (...args: unknown[]) => {
+            const service = (await get()) as Record<PropertyKey, (...a: unknown[]) => unknown>;
+            return service[property]?.(...args);
+          },
+  });
 }
 
 /**
@@ -224,6 +261,62 @@ export async function startTresorServer(
   });
   const reviews = createAccessReviewService({ control, now: () => new Date() });
 
+  // Console identity. The factor key is keyd's (identity/factor-key.ts): wrapped in the control
+  // store, unwrapped into memory here; people and login wait for it (deferred).
+  const clock = () => new Date();
+  const sessions = createSessionService({
+    control,
+    now: clock,
+    config: {
+      operator: {
+        idleMs: config.console.sessions.operatorIdleMs,
+        absoluteMs: config.console.sessions.operatorAbsoluteMs,
+      },
+      customer: {
+        idleMs: config.console.sessions.customerIdleMs,
+        absoluteMs: config.console.sessions.customerAbsoluteMs,
+      },
+    },
+  });
+  const webauthn = createWebAuthnService({
+    rpId: config.console.rpId,
+    rpName: 'Tresor',
+    origins: config.console.origins,
+    store: createSqliteWebAuthnStore(control),
+    now: clock,
+  });
+  const throttleConfig = config.console.login;
+  let factorKey: Promise<Buffer> | undefined;
+  const identityKey = () => {
+    factorKey ??= obtainFactorKey({ control, keyd }).catch((err: unknown) => {
+      factorKey = undefined;
+      throw err;
+    });
+    return factorKey;
+  };
+  await identityKey().catch(() => undefined); // keyd may still be starting: the first use retries
+  const people = deferred<PeopleService>(async () =>
+    createPeopleService({
+      control,
+      now: clock,
+      factorKey: await identityKey(),
+      throttleConfig,
+      // Removing a role or an account ends the person's grants in the same commit.
+      onAccessRemoved: (personId, trx) =>
+        grants.endGrantsOfIn(trx, personId, 'access-removed').then(() => undefined),
+    }),
+  );
+  const login = deferred<LoginService>(async () =>
+    createLoginService({
+      control,
+      now: clock,
+      factorKey: await identityKey(),
+      sessions,
+      throttleConfig,
+      webauthn,
+    }),
+  );
+
   const audit = createAuditLog({
     control: rawControl,
     async openSource(source) {
@@ -256,6 +349,11 @@ export async function startTresorServer(
   const http = await createHttpServer({
     config,
     authenticate,
+    sessions: {
+      authenticate: (token, meta) => sessions.authenticate(token, meta),
+      verifyCsrf: (principal, csrfToken, meta) => sessions.verifyCsrf(principal, csrfToken, meta),
+    },
+    // Access grants (src/access) plug in here as `grants`; until then no grant is live.
     audit: {
       async record(event, tenant) {
         const store = tenant !== null && event.actor.kind === 'api-key' ? await openTenant(tenant) : control;
@@ -274,6 +372,7 @@ export async function startTresorServer(
       tenants: { tenants, apiKeys },
       audit: { audit },
       access: { grants, reviews },
+      identity: { sessions, login, people, webauthn },
     }),
   });
 
@@ -352,6 +451,8 @@ export async function startTresorServer(
     tenantStores,
     tenants,
     operators,
+    people,
+    sessions,
     vault,
     keyd,
     keyCache,

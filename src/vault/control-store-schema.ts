@@ -80,7 +80,22 @@ export interface DeletionCertificatesTable {
   created_at: string;
 }
 
+/**
+ * Keys of Tresor's own (not a tenant's), stored only wrapped by keyd under a reserved keyd tenant
+ * id; unwrapped into memory at start (e.g. the identity factor key: src/identity/factor-key.ts).
+ */
+export interface SystemKeysTable {
+  name: string;
+  /** keyd's data key id and the keyd tenant that wraps it. */
+  key_id: string;
+  keyd_tenant: string;
+  /** base64 of the wrapped data key. */
+  wrapped: string;
+  created_at: string;
+}
+
 export interface ControlDB extends WithAuditEvents, WithAuditLog, WithIdentity, WithWebAuthn, WithAccess {
+  system_keys: SystemKeysTable;
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
   operators: OperatorsTable;
@@ -170,6 +185,19 @@ const controlTablesMigration: Migration = {
   },
 };
 
+const systemKeysMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('system_keys')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('key_id', 'text', (c) => c.notNull())
+      .addColumn('keyd_tenant', 'text', (c) => c.notNull())
+      .addColumn('wrapped', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
 /** The control store's migrations, applied in name order by openSqliteStore. */
 export const controlStoreMigrations: Migrations = {
   '0001-audit-events': auditEventsMigration,
@@ -178,4 +206,5 @@ export const controlStoreMigrations: Migrations = {
   '0004-identity': identityMigration,
   '0006-webauthn': webAuthnMigration,
   '0007-access': accessMigration,
+  '0007-system-keys': systemKeysMigration,
 };

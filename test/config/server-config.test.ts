@@ -56,6 +56,48 @@ describe('server config', () => {
     assert.equal(c.closeGraceDays, 30);
   });
 
+  it('derives the console WebAuthn RP and origins from the public URL or host, with 15 min / 30 min / 12 h sessions', () => {
+    const dev = resolveServerConfig({}, {});
+    assert.equal(dev.console.rpId, 'localhost');
+    assert.deepEqual(dev.console.origins, ['https://localhost:8443']);
+    assert.deepEqual(dev.console.sessions, {
+      operatorIdleMs: 15 * 60_000,
+      operatorAbsoluteMs: 12 * 3_600_000,
+      customerIdleMs: 30 * 60_000,
+      customerAbsoluteMs: 12 * 3_600_000,
+    });
+    assert.equal(dev.console.login.lockoutThreshold, 10);
+    const prod = resolveServerConfig({}, { TRESOR_PUBLIC_URL: 'https://vault.example.com' });
+    assert.equal(prod.console.rpId, 'vault.example.com');
+    assert.deepEqual(prod.console.origins, ['https://vault.example.com']);
+    const set = resolveServerConfig(
+      {},
+      {
+        TRESOR_CONSOLE_RP_ID: 'example.com',
+        TRESOR_CONSOLE_ORIGINS: 'https://a.example.com, https://b.example.com:8443',
+        TRESOR_SESSION_OPERATOR_IDLE_MS: '600000',
+        TRESOR_LOGIN_LOCKOUT_THRESHOLD: '5',
+      },
+    );
+    assert.deepEqual(set.console.origins, ['https://a.example.com', 'https://b.example.com:8443']);
+    assert.equal(set.console.sessions.operatorIdleMs, 600_000);
+    assert.equal(set.console.login.lockoutThreshold, 5);
+    assert.throws(
+      () =>
+        resolveServerConfig(
+          {},
+          {
+            TRESOR_CONSOLE_RP_ID: '10.0.0.1',
+            TRESOR_CONSOLE_ORIGINS: 'http://insecure.example.com',
+            TRESOR_LOGIN_LOCKOUT_THRESHOLD: '11',
+            TRESOR_SESSION_CUSTOMER_IDLE_MS: '86400000',
+            TRESOR_SESSION_CUSTOMER_ABSOLUTE_MS: '3600000',
+          },
+        ),
+      (err: { problems?: string[] }) => (err.problems?.length ?? 0) === 4,
+    );
+  });
+
   it('takes flags over the environment over the config file over defaults', () => {
     const file = configFile({
       dataDir: 'from-file',

@@ -23,7 +23,7 @@ const STOP_TIMEOUT_MS = 20_000;
 interface DevCredentials {
   url: string;
   caFile: string;
-  admin: { email: string; password: string; token: string };
+  admin: { email: string; password: string; token: string; enrolmentToken: string };
   demoTenant: { id: string; apiKey: string };
 }
 
@@ -208,7 +208,8 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     assert.equal(statSync(path).mode & 0o777, 0o600, 'dev-credentials.json is 0600');
     credentials = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
     assert.deepEqual(Object.keys(credentials).sort(), ['admin', 'caFile', 'demoTenant', 'url']);
-    assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'password', 'token']);
+    assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'enrolmentToken', 'password', 'token']);
+    assert.match(credentials.admin.enrolmentToken, /^[A-Za-z0-9_-]{43}$/, 'a console enrolment token');
     assert.deepEqual(Object.keys(credentials.demoTenant).sort(), ['apiKey', 'id']);
     assert.equal(credentials.url, bannerUrl, 'the file and the banner name the same URL');
     assert.match(credentials.admin.email, /^[^@\s]+@[^@\s]+$/);

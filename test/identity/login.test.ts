@@ -14,6 +14,8 @@ import { createLoginService, type LoginService } from '../../src/identity/login.
 import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
 import type { Role, Side } from '../../src/identity/roles.ts';
 import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
+import { createWebAuthnService } from '../../src/identity/webauthn.ts';
+import { createSqliteWebAuthnStore } from '../../src/identity/webauthn-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
@@ -116,6 +118,53 @@ describe('login', () => {
     assert.equal(principal.personId, ada.person.id);
     assert.deepEqual(principal.factors, ['password', 'totp']);
     assert.equal(principal.fresh2faAt, now.toISOString());
+  });
+
+  it('gives the same WebAuthn options for a right and a wrong password, naming no credential', async () => {
+    const webauthn = createWebAuthnService({
+      rpId: 'localhost',
+      rpName: 'Tresor',
+      origins: ['https://localhost:8443'],
+      store: createSqliteWebAuthnStore(control),
+      now: () => now,
+    });
+    const withWebauthn = createLoginService({
+      control,
+      now: () => now,
+      factorKey: randomBytes(32),
+      sessions,
+      webauthn,
+    });
+    await enrolled('ada@example.test');
+    const right = await begin('ada@example.test');
+    const wrong = await begin('ada@example.test', 'not the password at all');
+    const shapes = [];
+    for (const pending of [right, wrong]) {
+      const options = await withWebauthn.webauthnLoginOptions(pending.handle);
+      assert.deepEqual(options.allowCredentials ?? [], [], 'discoverable: no credential named');
+      const { challenge, ...rest } = options;
+      assert.match(challenge, /^[A-Za-z0-9_-]{43}$/);
+      shapes.push(rest);
+    }
+    assert.deepEqual(shapes[0], shapes[1]);
+    // A refused assertion counts like a wrong code: the one 401, audited as a login failure.
+    const bogus = {
+      id: 'AAAAAAAAAAAAAAAAAAAAAA',
+      rawId: 'AAAAAAAAAAAAAAAAAAAAAA',
+      type: 'public-key',
+      response: {},
+    };
+    for (const pending of [right, wrong]) {
+      const refused = await refusal(withWebauthn.completeWebauthnLogin(pending.handle, bogus));
+      assert.equal(refused.code, 'TRESOR_ERR_UNAUTHENTICATED');
+    }
+    const failures = (await audit()).filter(
+      (e) => e.action === 'auth.login' && e.outcome === 'failure' && e.target?.step === 'second-factor',
+    );
+    assert.equal(failures.length, 2);
+    // An unknown handle gets no options.
+    const unknown = await refusal(withWebauthn.webauthnLoginOptions(randomBytes(32).toString('base64url')));
+    assert.equal(unknown.code, 'TRESOR_ERR_UNAUTHENTICATED');
   });
 
   it('accepts a code computed by oathtool', async () => {

@@ -347,6 +347,85 @@ describe('people', () => {
     await people.createPerson(ADMIN, { side: 'operator', role: 'support-agent', email: 'ada@example.test' });
   });
 
+  it('an admin factor reset revokes every factor, ends sessions and grants, and makes the person re-enrol', async () => {
+    const ada = await enrolled('ada@example.test');
+    const session = await ada.logIn();
+    const reset = await people.resetFactors(ADMIN, ada.person.id);
+    secrets.push(reset.enrolmentToken);
+    assert.equal((await refusal(sessions.authenticate(session.token))).code, 'TRESOR_ERR_UNAUTHENTICATED');
+    assert.deepEqual(accessRemoved, [ada.person.id]);
+    assert.ok(
+      (await people.listFactors(ada.person.id)).every((f) => f.revokedAt !== null),
+      'all revoked',
+    );
+    assert.equal((await people.get(ada.person.id))?.enrolledAt, null, 'enrolling again');
+    // The old TOTP and recovery codes no longer log in.
+    for (const proof of [{ totp: code(ada.secret, now) }, { recoveryCode: ada.recoveryCodes[0] ?? '' }]) {
+      const pending = await login.beginLogin({
+        email: 'ada@example.test',
+        password: PASSWORD,
+        side: 'operator',
+        address: '192.0.2.1',
+      });
+      advance(120_000); // past the throttle's delay after the password step's failure (not enrolled)
+      const refused = await refusal(login.completeLogin(pending.handle, proof));
+      assert.equal(refused.code, 'TRESOR_ERR_UNAUTHENTICATED', String(refused.message));
+      advance(120_000);
+    }
+    // Re-enrolment with the new token: a new TOTP completes it (the password stays) with new codes.
+    const auth = { enrolmentToken: reset.enrolmentToken };
+    assert.equal((await people.enrollingPerson(auth)).id, ada.person.id);
+    const totp = await people.beginTotpEnrolment(auth);
+    const done = await people.confirmTotpEnrolment(auth, totp.factorId, code(totp.secret, now));
+    secrets.push(totp.secret, ...(done.recoveryCodes ?? []));
+    assert.equal(done.enrolmentComplete, true);
+    assert.equal(done.recoveryCodes?.length, 10);
+    const event = (await audit()).find((e) => e.action === 'person.factors-reset');
+    assert.equal(event?.outcome, 'success');
+    assert.deepEqual(event?.target?.sessionIds, [session.session.id]);
+  });
+
+  it('only a manager resets factors; a tenant admin not across tenants, nobody their own', async () => {
+    const ada = await enrolled('ada@example.test');
+    const tina = await enrolled('tina@a.test', 'tenant-admin', 'customer', 'ten_a');
+    const tinaSession = await tina.logIn();
+    const bob = await enrolled('bob@b.test', 'tenant-member', 'customer', 'ten_b', {
+      kind: 'operator-admin',
+      id: ADMIN.id,
+    }).catch(() => undefined);
+    assert.equal(bob, undefined, 'an operator admin makes no tenant members');
+    const tinaActor = (await sessions.authenticate(tinaSession.token)) as IdentityActor;
+    for (const [actor, target] of [
+      [tinaActor, ada.person.id],
+      [tinaActor, tina.person.id],
+    ] as const) {
+      assert.equal((await refusal(people.resetFactors(actor, target))).code, 'TRESOR_ERR_FORBIDDEN');
+    }
+    assert.ok((await audit()).some((e) => e.action === 'person.factors-reset' && e.outcome === 'denied'));
+  });
+
+  it('lists the accounts an actor manages: operator admins see staff and tenant admins, a tenant admin their tenant', async () => {
+    const ada = await enrolled('ada@example.test');
+    const tina = await enrolled('tina@a.test', 'tenant-admin', 'customer', 'ten_a');
+    const ben = await enrolled('ben@b.test', 'tenant-admin', 'customer', 'ten_b');
+    const tinaActor = (await sessions.authenticate((await tina.logIn()).token)) as IdentityActor;
+    const member = await people.createPerson(tinaActor, {
+      side: 'customer',
+      role: 'tenant-member',
+      tenant: 'ten_a',
+      email: 'mo@a.test',
+    });
+    const byAdmin = (await people.list(ADMIN)).map((p) => p.id);
+    assert.deepEqual(byAdmin.sort(), [ada.person.id, tina.person.id, ben.person.id].sort());
+    const byTina = (await people.list(tinaActor)).map((p) => p.id);
+    assert.deepEqual(byTina.sort(), [tina.person.id, member.person.id].sort());
+    assert.deepEqual(
+      (await people.list(ADMIN, { tenant: 'ten_b' })).map((p) => p.id),
+      [ben.person.id],
+    );
+    assert.ok((await audit()).some((e) => e.action === 'person.list' && e.outcome === 'success'));
+  });
+
   it('removing a role ends the sessions of the account too', async () => {
     const ada = await enrolled('ada@example.test');
     const s = await ada.logIn();

@@ -373,6 +373,28 @@ describe('WebAuthn', () => {
       await assertRefused(r, r.service.finishAuthentication(OTHER.id, r.assertion(0)), 'credential-unknown');
     });
 
+    it('signs in against a challenge bound to a ceremony (a pending login), only for the expected person', async () => {
+      const r = await rig();
+      const id = await r.register();
+      const ceremony = 'login:pending-handle-hash';
+      const options = await r.service.beginCeremonyAuthentication(ceremony);
+      assert.deepEqual(options.allowCredentials, [], 'names no credential');
+      await r.seedChallenge(ceremony, 'authentication', captured.assertions[0]?.challenge ?? '');
+      const signIn = await r.service.finishCeremonyAuthentication(ceremony, PERSON.id, r.assertion(0));
+      assert.equal(signIn.credentialId, id);
+      // The challenge was the ceremony's, not the person's: a person-bound sign-in finds none.
+      await assertRefused(r, r.service.finishAuthentication(PERSON.id, r.assertion(1)), 'challenge-unknown');
+      // A ceremony that stands for nobody (wrong password), or for another person, is refused.
+      for (const person of [null, OTHER.id]) {
+        await r.seedChallenge(ceremony, 'authentication', captured.assertions[1]?.challenge ?? '');
+        await assertRefused(
+          r,
+          r.service.finishCeremonyAuthentication(ceremony, person, r.assertion(1)),
+          'credential-unknown',
+        );
+      }
+    });
+
     it('binds a challenge to its ceremony: a registration challenge does not serve a sign-in', async () => {
       const r = await rig();
       await r.register();

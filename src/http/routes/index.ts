@@ -7,6 +7,7 @@
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
+import { type IdentityRouteDeps, identityRoutes } from './identity.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
@@ -16,6 +17,7 @@ export interface DomainRouteDeps {
   tenants: TenantRouteDeps;
   audit: AuditRouteDeps;
   access: AccessRouteDeps;
+  identity: IdentityRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -24,6 +26,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     tenantRoutes(deps.tenants),
     auditRoutes(deps.audit),
     accessRoutes(deps.access),
+    identityRoutes(deps.identity),
   ];
 }
 

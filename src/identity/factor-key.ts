@@ -1,0 +1,74 @@
+/**
+ * The identity factor key: the 32-byte AES-256-GCM key that seals TOTP secrets (people.ts). It must
+ * never sit unwrapped on any disk (DESIGN invariant 2), so it is a keyd data key like a tenant's:
+ *
+ * - keyd wraps it under the tenant key of a reserved keyd tenant id, SYSTEM_KEYD_TENANT (`sys_…`
+ *   can never be a tenant's id, which are `ten_…`), made at first start if keyd has none;
+ * - the control store keeps only the wrapped form (table system_keys), written once: when two
+ *   nodes start together the first insert wins and the other unwraps that one;
+ * - each start unwraps it through keyd into this process's memory only.
+ *
+ * So a copy of the control store alone opens no TOTP secret, and destroying the system tenant key
+ * in keyd makes every sealed secret unreadable (everyone re-enrols their TOTP).
+ */
+import type { Store } from '../store/types.ts';
+import type { ControlDB } from '../vault/control-store-schema.ts';
+import { checkFactorKey } from './people.ts';
+
+export const SYSTEM_KEYD_TENANT = 'sys_identity';
+export const FACTOR_KEY_NAME = 'identity-factor-key';
+
+/** What this needs of the keyd client. */
+export interface FactorKeyKeyd {
+  call(op: 'createTenantKey', args: { tenant: string }): Promise<unknown>;
+  call(
+    op: 'generateDataKey',
+    args: { tenant: string; purpose: 'data' },
+  ): Promise<{ keyId: string; key: Buffer; wrapped: Buffer }>;
+  call(
+    op: 'unwrapDataKey',
+    args: { tenant: string; purpose: 'data'; keyId: string; wrapped: Buffer },
+  ): Promise<{ key: Buffer }>;
+}
+
+/** The factor key, unwrapped by keyd; generated (and stored wrapped) on first use. */
+export async function obtainFactorKey(options: {
+  control: Store<ControlDB>;
+  keyd: FactorKeyKeyd;
+  now?: () => Date;
+}): Promise<Buffer> {
+  const { control, keyd } = options;
+  const now = options.now ?? (() => new Date());
+  const stored = async () =>
+    control.db.selectFrom('system_keys').selectAll().where('name', '=', FACTOR_KEY_NAME).executeTakeFirst();
+  let row = await stored();
+  if (!row) {
+    await keyd.call('createTenantKey', { tenant: SYSTEM_KEYD_TENANT }).catch((err: unknown) => {
+      if ((err as { code?: unknown }).code !== 'TRESOR_ERR_TENANT_KEY_EXISTS') throw err;
+    });
+    const generated = await keyd.call('generateDataKey', { tenant: SYSTEM_KEYD_TENANT, purpose: 'data' });
+    generated.key.fill(0); // the stored (wrapped) one is authoritative: unwrap it below like every start
+    await control.write((trx) =>
+      trx
+        .insertInto('system_keys')
+        .values({
+          name: FACTOR_KEY_NAME,
+          key_id: generated.keyId,
+          keyd_tenant: SYSTEM_KEYD_TENANT,
+          wrapped: generated.wrapped.toString('base64'),
+          created_at: now().toISOString(),
+        })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute(),
+    );
+    row = await stored();
+    if (!row) throw new Error('identity: the factor key was not stored');
+  }
+  const { key } = await keyd.call('unwrapDataKey', {
+    tenant: row.keyd_tenant,
+    purpose: 'data',
+    keyId: row.key_id,
+    wrapped: Buffer.from(row.wrapped, 'base64'),
+  });
+  return checkFactorKey(key);
+}
