@@ -131,7 +131,11 @@ type Rule =
   | 'grant:break-glass+2fa'
   | 'review'
   | 'review:attest+2fa'
-  | 'grant-policy:set';
+  | 'grant-policy:set'
+  | 'session'
+  | 'session+2fa'
+  | 'manager'
+  | 'manager:change';
 
 /** Every route and its rule. A route missing here fails the first test: write its rule down. */
 const RULES: Record<string, Rule> = {
@@ -179,6 +183,43 @@ const RULES: Record<string, Rule> = {
   'GET /v1/access/review': 'review',
   'GET /v1/access/unreviewed': 'review',
   'POST /v1/access/reviews': 'review:attest+2fa',
+  // identity: sign-in and enrolment (public: the credential is in the body)
+  'POST /v1/auth/login': 'public',
+  'POST /v1/auth/login/second-factor': 'public',
+  'POST /v1/auth/login/webauthn/options': 'public',
+  'POST /v1/auth/login/webauthn': 'public',
+  'POST /v1/auth/recovery-reset': 'public',
+  'POST /v1/enrolment/password': 'public',
+  'POST /v1/enrolment/totp': 'public',
+  'POST /v1/enrolment/totp/confirm': 'public',
+  'POST /v1/enrolment/webauthn/options': 'public',
+  'POST /v1/enrolment/webauthn': 'public',
+  // identity: one's own session and factors
+  'GET /v1/auth/session': 'session',
+  'POST /v1/auth/logout': 'session',
+  'POST /v1/auth/reauthenticate': 'session',
+  'POST /v1/auth/reauthenticate/webauthn/options': 'session',
+  'POST /v1/auth/reauthenticate/webauthn': 'session',
+  'GET /v1/sessions': 'people-or-operator',
+  'DELETE /v1/sessions/:id': 'people-or-operator',
+  'GET /v1/factors': 'session+2fa',
+  'POST /v1/factors/totp': 'session+2fa',
+  'POST /v1/factors/totp/confirm': 'session+2fa',
+  'POST /v1/factors/webauthn/options': 'session+2fa',
+  'POST /v1/factors/webauthn': 'session+2fa',
+  'POST /v1/factors/recovery-codes': 'session+2fa',
+  'DELETE /v1/factors/:id': 'session+2fa',
+  // identity: people (operator admins: staff and tenant admins; tenant admins: their tenant)
+  'GET /v1/people': 'manager',
+  'GET /v1/people/:id': 'people-or-operator',
+  'POST /v1/people': 'manager:change',
+  'PATCH /v1/people/:id': 'manager:change',
+  'POST /v1/people/:id/disable': 'manager:change',
+  'DELETE /v1/people/:id': 'manager:change',
+  'POST /v1/people/:id/password-reset': 'manager:change',
+  'POST /v1/people/:id/unlock': 'manager:change',
+  'POST /v1/people/:id/factors/reset': 'manager:change',
+  'POST /v1/people/:id/sessions/revoke-all': 'manager:change',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -195,7 +236,7 @@ function admits(rule: Rule, caller: Caller): boolean {
   const role = session?.role;
   const liveGrant = session?.grant === 'read' || session?.grant === 'read-write' ? session.grant : undefined;
   const needs2fa = rule.endsWith('+2fa');
-  if (needs2fa && !(session && session.fresh)) return false;
+  if (needs2fa && !session?.fresh) return false;
   const key = caller.kind === 'key' ? KEY_SCOPES[caller.scope] : undefined;
   switch (rule) {
     case 'key:admin':
@@ -239,6 +280,17 @@ function admits(rule: Rule, caller: Caller): boolean {
       return role === 'security-officer';
     case 'grant-policy:set':
       return caller.kind === 'operator-token' || role === 'operator-admin' || role === 'tenant-admin';
+    case 'session':
+    case 'session+2fa':
+      return session !== undefined;
+    case 'manager':
+      return caller.kind === 'operator-token' || role === 'operator-admin' || role === 'tenant-admin';
+    case 'manager:change':
+      // The automation token has no second factor to pass; a person at the console must step up.
+      return (
+        caller.kind === 'operator-token' ||
+        ((role === 'operator-admin' || role === 'tenant-admin') && session?.fresh === true)
+      );
   }
 }
 
@@ -265,7 +317,20 @@ async function matrixApp() {
     if (caller.grant === 'read' || caller.grant === 'read-write') grantHolders.set(s.personId, caller.grant);
   });
   const h = await buildTestApp({
-    routes: () => allRouteModules(specOnlyDependencies()),
+    routes: () =>
+      allRouteModules({
+        vault: specOnlyDependencies(),
+        tenants: specOnlyDependencies(),
+        audit: specOnlyDependencies(),
+        access: specOnlyDependencies(),
+        identity: {
+          sessions: specOnlyDependencies(),
+          login: specOnlyDependencies(),
+          people: specOnlyDependencies(),
+          webauthn: specOnlyDependencies(),
+          now: () => NOW,
+        },
+      }),
     authenticate: async (token) => {
       const p = byToken.get(token);
       if (!p) throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown');
@@ -352,7 +417,6 @@ describe('route × role matrix', () => {
           if (
             caller.kind === 'session' &&
             !caller.fresh &&
-            rule.endsWith('+2fa') &&
             admits(rule, { ...caller, fresh: true }) &&
             res.statusCode !== 401
           ) {
