@@ -1051,6 +1051,15 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
         }
         const at = now().toISOString();
         await trx.updateTable('second_factors').set({ revoked_at: at }).where('id', '=', f.id).execute();
+        if (f.kind === 'webauthn' && f.credential_id !== null) {
+          // The ceremony's own record of the credential ends with the factor, in the same commit.
+          await trx
+            .updateTable('webauthn_credentials')
+            .set({ revoked_at: at })
+            .where('id', '=', f.credential_id)
+            .where('revoked_at', 'is', null)
+            .execute();
+        }
         await appendAuditEvent(
           trx,
           identityEvent(

@@ -439,6 +439,40 @@ describe('people', () => {
     );
   });
 
+  it('revoking a passkey factor also ends the credential the WebAuthn ceremonies know, in the same commit', async () => {
+    const ada = await enrolled('ada@example.test');
+    const principal = await sessions.authenticate((await ada.logIn()).token);
+    const credentialId = 'Y3JlZGVudGlhbC0xMjM0NTY3ODkw';
+    await control.write((trx) =>
+      trx
+        .insertInto('webauthn_credentials')
+        .values({
+          id: credentialId,
+          person: ada.person.id,
+          public_key: 'cHVibGljLWtleS1ieXRlcy1vZi1hLWNvc2Uta2V5',
+          counter: 0,
+          transports: '[]',
+          created_at: now.toISOString(),
+          last_used_at: null,
+          revoked_at: null,
+        })
+        .execute(),
+    );
+    const { factorId } = await people.registerWebauthnFactor(
+      { session: principal },
+      { credentialId, publicKey: 'cHVibGljLWtleS1ieXRlcy1vZi1hLWNvc2Uta2V5', signCount: 0, label: 'key' },
+    );
+    assert.ok(await people.findWebauthnCredential(credentialId));
+    await people.revokeFactor(principal, factorId);
+    const row = await control.db
+      .selectFrom('webauthn_credentials')
+      .select('revoked_at')
+      .where('id', '=', credentialId)
+      .executeTakeFirstOrThrow();
+    assert.ok(row.revoked_at, 'the ceremony store no longer holds it live');
+    assert.equal(await people.findWebauthnCredential(credentialId), undefined);
+  });
+
   it('revokes a factor, but not the last TOTP or passkey without a replacement', async () => {
     const ada = await enrolled('ada@example.test');
     const principal = await sessions.authenticate((await ada.logIn()).token);
