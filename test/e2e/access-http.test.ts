@@ -371,8 +371,30 @@ describe('staff access grants over HTTPS', () => {
     assert.equal(own.status, 200, own.text);
     assert.ok(own.json<{ grants: Grant[] }>().grants.every((g) => g.tenant === tenantA.id));
 
+    // Every refusal is in the log: the self-approval, the other tenant's admin, the early
+    // activation, and the use of the revoked grant — each denied, naming the person.
+    const log = await entriesOf(s.adminToken);
+    const sam = people.sam?.account.id;
+    const denied = (action: string, by?: string) =>
+      log.some(
+        (e) => e.entry.action === action && e.entry.outcome === 'denied' && (!by || e.entry.actor.id === by),
+      );
+    assert.ok(denied('grant.approve', sam), 'self-approval audited');
+    assert.ok(denied('grant.approve', people.tbd?.account.id), 'another tenant’s admin audited');
+    assert.ok(denied('grant.activate', sam), 'activation without a fresh factor audited');
+    assert.ok(
+      log.some(
+        (e) =>
+          e.entry.action === 'record.read' &&
+          e.entry.outcome === 'denied' &&
+          e.entry.actor.id === sam &&
+          (e.entry.target as { problem?: string } | undefined)?.problem === 'TRESOR_ERR_FORBIDDEN',
+      ),
+      'the revoked grant’s use audited',
+    );
+
     // No secret the test handled is anywhere in the log.
-    const all = JSON.stringify(await entriesOf(s.adminToken));
+    const all = JSON.stringify(log);
     for (const secret of c.secrets) assert.ok(!all.includes(secret), 'a secret in the audit log');
     assert.ok(!all.includes('alpha-canary'), 'a record value in the audit log');
   });
