@@ -49,8 +49,11 @@ export function handleServerSignals(
         });
     };
     const reload = () => {
-      server.http.reloadCertificates();
-      info('tresor: TLS certificates reloaded');
+      server.reloadCertificates().then(
+        () => info('tresor: TLS certificates reloaded'),
+        (error: unknown) =>
+          info(`tresor: TLS certificates NOT reloaded: ${error instanceof Error ? error.message : 'error'}`),
+      );
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -52,6 +52,7 @@ import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
+import { recordConfigAtStart } from './config-audit.ts';
 
 export interface TresorServerOptions {
   /** How long backups are kept: the deletion certificate's horizon (days). */
@@ -79,6 +80,8 @@ export interface TresorServer {
   keyCache: KeyCache;
   audit: AuditLog;
   grants: GrantService;
+  /** Reads the TLS certificate files again (SIGHUP) and records it in the audit log (`tls.reload`). */
+  reloadCertificates(): Promise<void>;
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
   close(): Promise<void>;
@@ -344,6 +347,7 @@ export async function startTresorServer(
   });
   auditLog = audit;
   await audit.start();
+  await recordConfigAtStart(control, config);
   const sinks = startSinks(config, audit, (obj, msg) => http.app.log.warn(obj, msg));
 
   const http = await createHttpServer({
@@ -459,6 +463,25 @@ export async function startTresorServer(
     audit,
     grants,
     runJobs,
+    async reloadCertificates() {
+      let outcome: AuditEvent['outcome'] = 'success';
+      try {
+        http.reloadCertificates();
+      } catch (error) {
+        outcome = 'failure';
+        throw error;
+      } finally {
+        await control.write((trx) =>
+          appendAuditEvent(trx, {
+            at: new Date().toISOString(),
+            actor: { kind: 'system', id: 'server' },
+            tenant: null,
+            action: 'tls.reload',
+            outcome,
+          }),
+        );
+      }
+    },
     async close() {
       if (timer) clearInterval(timer);
       clearInterval(auditWatch);
