@@ -90,8 +90,10 @@ export interface WebAuthnServiceOptions {
   store: WebAuthnStore;
   now?: () => Date;
   challengeTtlMs?: number;
-  /** The actor kind of the people this service serves, for audit events. */
+  /** The actor kind of the people this service serves, for audit events (when personOf is not given). */
   actorKind?: ActorKind;
+  /** Who a person is for audit events: their actor kind and tenant (customer accounts). */
+  personOf?: (personId: string) => Promise<{ kind: ActorKind; tenant: string | null } | undefined>;
 }
 
 export interface WebAuthnPerson {
@@ -158,17 +160,18 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
   if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new RangeError('webauthn: challengeTtlMs > 0');
   const rpIdHash = createHash('sha256').update(rpId, 'utf8').digest();
 
-  function audit(
+  async function audit(
     personId: string,
     action: string,
     outcome: AuditEvent['outcome'],
     target: Record<string, unknown>,
     at: Date,
-  ): AuditEvent {
+  ): Promise<AuditEvent> {
+    const who = await options.personOf?.(personId).catch(() => undefined);
     return {
       at: at.toISOString(),
-      actor: { kind: actorKind, id: personId },
-      tenant: null,
+      actor: { kind: who?.kind ?? actorKind, id: personId },
+      tenant: who?.tenant ?? null,
       action,
       target,
       outcome,
@@ -184,7 +187,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
   ): Promise<never> {
     const target: Record<string, unknown> = { reason };
     if (credentialId !== undefined) target.credentialId = credentialId;
-    await store.recordRefusal(audit(personId, ACTIONS[kind], 'denied', target, now()));
+    await store.recordRefusal(await audit(personId, ACTIONS[kind], 'denied', target, now()));
     throw new WebAuthnRefusedError(reason);
   }
 
@@ -304,7 +307,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
         counter: newCounter,
         at: at.toISOString(),
       },
-      audit(
+      await audit(
         personId,
         ACTIONS.authentication,
         'success',
@@ -387,7 +390,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
       };
       const added = await store.addCredential(
         credential,
-        audit(
+        await audit(
           personId,
           ACTIONS.registration,
           'success',
@@ -436,7 +439,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
         personId,
         credentialId,
         at.toISOString(),
-        audit(personId, 'webauthn.revoke', 'success', { credentialId }, at),
+        await audit(personId, 'webauthn.revoke', 'success', { credentialId }, at),
       );
       if (!revoked) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no such WebAuthn credential');
     },

@@ -38,6 +38,7 @@ import { obtainFactorKey } from '../identity/factor-key.ts';
 import { createLoginService, type LoginService } from '../identity/login.ts';
 import { createOperatorService, type OperatorService } from '../identity/operators.ts';
 import { createPeopleService, type PeopleService } from '../identity/people.ts';
+import { auditActorKind } from '../identity/roles.ts';
 import { createSessionService, type SessionService } from '../identity/sessions.ts';
 import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
@@ -287,6 +288,15 @@ export async function startTresorServer(
     origins: config.console.origins,
     store: createSqliteWebAuthnStore(control),
     now: clock,
+    // Customers' ceremonies are theirs in the log (kind customer, their tenant), staff's are staff's.
+    personOf: async (personId) => {
+      const row = await control.db
+        .selectFrom('people')
+        .select(['role', 'tenant'])
+        .where('id', '=', personId)
+        .executeTakeFirst();
+      return row ? { kind: auditActorKind(row.role), tenant: row.tenant } : undefined;
+    },
   });
   const throttleConfig = config.console.login;
   let factorKey: Promise<Buffer> | undefined;

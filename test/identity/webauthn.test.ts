@@ -229,6 +229,33 @@ describe('WebAuthn', () => {
       );
     });
 
+    it('names a customer as a customer of their tenant in its audit events (personOf), staff by default', async () => {
+      const r = await rig();
+      const customer = r.serviceWith({
+        personOf: async (id) => (id === PERSON.id ? { kind: 'customer', tenant: 'ten_alpha' } : undefined),
+      });
+      await r.seedChallenge(PERSON.id, 'registration', captured.registration.challenge);
+      await customer.finishRegistration(PERSON.id, captured.registration.response);
+      await r.seedAssertion(0);
+      await customer
+        .finishAuthentication(PERSON.id, { ...(r.assertion(0) as object), id: 'AAAA', rawId: 'AAAA' })
+        .catch(() => undefined);
+      const events = (
+        await r.store.db.selectFrom('audit_events').select('event').orderBy('seq').execute()
+      ).map(
+        (e) => JSON.parse(e.event) as { actor: { kind: string }; tenant: string | null; outcome: string },
+      );
+      assert.ok(events.length >= 2);
+      for (const e of events) {
+        assert.equal(e.actor.kind, 'customer');
+        assert.equal(e.tenant, 'ten_alpha');
+      }
+      assert.ok(
+        events.some((e) => e.outcome === 'denied'),
+        'the refusal too',
+      );
+    });
+
     it('refuses a registration and a sign-in from an origin it does not serve', async () => {
       const r = await rig();
       const elsewhere = r.serviceWith({ origins: ['https://console.tresor.example'] });
