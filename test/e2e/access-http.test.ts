@@ -15,6 +15,7 @@ import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { type ConsoleAccount, type ConsoleSession, consoleClient } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
 interface Grant {
   id: string;
@@ -36,15 +37,8 @@ interface Entry {
   };
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number) =>
+  waitForHelper(what, probe, { ...{ timeoutMs: 10_000 }, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
 
 describe('staff access grants over HTTPS', () => {
   let s: TresorStack;

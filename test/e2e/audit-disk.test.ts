@@ -13,20 +13,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
 const MiB = 1024 * 1024;
 /** The server's warnings and errors (never secrets: invariant 7), shown when a wait times out. */
 let diagnostics = (): string => '';
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${diagnostics()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number) =>
+  waitForHelper(what, probe, {
+    ...{ timeoutMs: 20_000, diagnostics: () => diagnostics() },
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
 
 /** Writes zeros until the filesystem refuses (ENOSPC), or `bytes` of them, as a runaway log would. */
 function fill(path: string, bytes = Number.POSITIVE_INFINITY): void {

@@ -23,6 +23,7 @@ import {
 } from '../audit/independent-verifier.ts';
 import { tresor } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
 interface ApiEntry {
   index: number;
@@ -33,15 +34,11 @@ interface ApiEntry {
 const ADMIN = { id: 'test', role: 'admin' } as const;
 const NEEDLE = 'audit-needle-9d2e@example.test';
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number) =>
+  waitForHelper(what, probe, {
+    ...{ timeoutMs: 15_000, intervalMs: 50 },
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
 
 /** A minimal Server-Sent Events client (WHATWG HTML §9.2) over the stack's CA. */
 function openStream(

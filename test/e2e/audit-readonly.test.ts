@@ -17,18 +17,15 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
 let diagnostics = (): string => '';
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${diagnostics()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number) =>
+  waitForHelper(what, probe, {
+    ...{ timeoutMs: 30_000, diagnostics: () => diagnostics() },
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
 
 function mountOptions(mountPoint: string): string {
   return execFileSync('findmnt', ['-n', '-o', 'OPTIONS', mountPoint], { encoding: 'utf8' }).trim();

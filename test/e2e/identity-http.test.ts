@@ -10,10 +10,10 @@
  * and build on each other's accounts.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { totpCodes } from '../helpers/console.ts';
 import type { HttpResponse, RequestOptions } from '../helpers/tresor-stack.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
@@ -37,27 +37,7 @@ interface Account {
 /** Every secret the test handled: none may appear in the audit log. */
 const secrets: string[] = [];
 
-/** TOTP steps already used per secret: the server refuses a step twice (replay). */
-const usedSteps = new Map<string, number>();
-
-function oathtool(secret: string, step: number): string {
-  return execFileSync('oathtool', ['--totp', '-b', '-N', `@${step * 30}`, secret], {
-    encoding: 'utf8',
-  }).trim();
-}
-
-/** A code the server accepts now: a step within ±1 of now not used yet (waits for the next step if need be). */
-async function nextCode(secret: string): Promise<string> {
-  for (;;) {
-    const current = Math.floor(Date.now() / 30_000);
-    const step = Math.max((usedSteps.get(secret) ?? -Infinity) + 1, current - 1);
-    if (step <= current + 1) {
-      usedSteps.set(secret, step);
-      return oathtool(secret, step);
-    }
-    await sleep((current + 1) * 30_000 - Date.now() + 50);
-  }
-}
+const { oathtool, nextCode } = totpCodes();
 
 describe('console identity over HTTPS', () => {
   let s: TresorStack;

@@ -28,10 +28,9 @@ export interface ConsoleAccount {
   recoveryCodes: string[];
 }
 
-export function consoleClient(s: TresorStack) {
-  const secrets: string[] = [];
+/** RFC 6238 codes from oathtool, never one step twice (the server refuses a replayed step). */
+export function totpCodes() {
   const usedSteps = new Map<string, number>();
-
   const oathtool = (secret: string, step: number) =>
     execFileSync('oathtool', ['--totp', '-b', '-N', `@${step * 30}`, secret], { encoding: 'utf8' }).trim();
 
@@ -47,6 +46,12 @@ export function consoleClient(s: TresorStack) {
       await sleep((current + 1) * 30_000 - Date.now() + 50);
     }
   }
+  return { oathtool, nextCode };
+}
+
+export function consoleClient(s: TresorStack) {
+  const secrets: string[] = [];
+  const { nextCode } = totpCodes();
 
   /** A request as a console session: its cookie, and its CSRF token on anything but GET. */
   const as = (
