@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ensureDevTls } from '../config/dev-tls.ts';
-import { resolveServerConfig } from '../config/server-config.ts';
+import { resolveServerConfig, type ServerConfig } from '../config/server-config.ts';
 import { createKeydClient } from '../keyd/client.ts';
 import { writeFileAtomic } from '../keyd/root/atomic-file.ts';
 import { devFileInitialised, initDevFile } from '../keyd/root/dev-file.ts';
@@ -136,7 +136,20 @@ async function devCredentials(
   return credentials;
 }
 
-function banner(c: DevCredentials, stack: DevStack): string {
+/**
+ * Where a browser opens the console: its first WebAuthn origin, whose host is the RP ID (an
+ * https://127.0.0.1 page could not use the passkeys of RP ID `localhost`). With port 0 the
+ * configured origin names port 0, so the port the server got is put in.
+ */
+export function consoleOrigin(config: ServerConfig, serverUrl: string): string {
+  const configured = config.console.origins[0] ?? `https://${config.console.rpId}`;
+  if (config.port !== 0) return configured;
+  const url = new URL(configured);
+  url.port = new URL(serverUrl).port;
+  return url.origin;
+}
+
+function banner(c: DevCredentials, stack: DevStack, consoleUrl: string): string {
   return [
     '',
     `  Tresor is running at ${c.url}`,
@@ -144,7 +157,10 @@ function banner(c: DevCredentials, stack: DevStack): string {
     `  keyd:              ${stack.keydSocket} (separate process, Unix socket 0600)`,
     `  operator admin:    ${c.admin.email} / ${c.admin.password}`,
     `  admin token:       ${c.admin.token}`,
-    `  console enrolment: ${c.admin.enrolmentToken} (POST /v1/enrolment/password, then /totp)`,
+    `  console sign-in:   ${consoleUrl}/signin`,
+    `  console admin:     enrol once at ${consoleUrl}/signin#enrol=${c.admin.enrolmentToken}`,
+    `                     (a browser that trusts the CA above; the token stays in the URL fragment,`,
+    '                     which is never sent to the server)',
     `  demo tenant:       ${c.demoTenant.id}`,
     `  demo API key:      ${c.demoTenant.apiKey}`,
     `  (all of it also in ${join(stack.dataDir, 'dev-credentials.json')}, mode 0600)`,
@@ -177,8 +193,9 @@ export function registerDevCommand(program: Command): void {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const stack = await startDevStack(dataDir);
       let server: TresorServer;
+      let config: ServerConfig;
       try {
-        const config = resolveServerConfig({ dataDir, ...(flags.port ? { port: flags.port } : {}) });
+        config = resolveServerConfig({ dataDir, ...(flags.port ? { port: flags.port } : {}) });
         server = await startTresorServer({
           ...config,
           keyd: { kind: 'unix', socketPath: stack.keydSocket },
@@ -191,7 +208,7 @@ export function registerDevCommand(program: Command): void {
       const credentials = await devCredentials(server, dataDir, tls.caFile);
       warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
       if (flags.json) out(credentials, true);
-      else info(banner(credentials, stack));
+      else info(banner(credentials, stack, consoleOrigin(config, server.url)));
       await handleServerSignals(server, () => stack.stop());
     });
 }

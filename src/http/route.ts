@@ -83,6 +83,13 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   'POST /v1/enrolment/totp/confirm',
   'POST /v1/enrolment/webauthn/options',
   'POST /v1/enrolment/webauthn',
+  // The sign-in page and its static assets (routes/signin.ts): files read at start, the same for
+  // everyone, with no data in them; it signs in through the routes above, so it must load before
+  // anyone is signed in. Its CSP allows only same-origin scripts, styles and fetches.
+  'GET /signin',
+  'GET /signin/app.js',
+  'GET /signin/app.css',
+  'GET /signin/webauthn.js',
 ]);
 
 export interface RouteSchemas {

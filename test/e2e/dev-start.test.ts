@@ -221,6 +221,17 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     assert.equal(await refusesConnections(credentials.url), false, 'the URL accepts connections');
   });
 
+  it('prints the sign-in page on localhost, and the console admin’s enrolment link with the token in the fragment', () => {
+    const output = (dev as DevProcess).output();
+    const port = new URL(bannerUrl).port;
+    assert.ok(output.includes(`console sign-in:   https://localhost:${port}/signin\n`), 'the sign-in URL');
+    const link = `https://localhost:${port}/signin#enrol=${credentials.admin.enrolmentToken}`;
+    assert.ok(
+      output.includes(link),
+      'the enrolment link carries the token after #, never in the path or query',
+    );
+  });
+
   it('serves the curl commands it prints, as printed, and then reading and searching the record with curl', async () => {
     const commands = printedCommands((dev as DevProcess).output());
     assert.equal(commands.length, 2, `two commands are printed: ${commands.join(' | ')}`);

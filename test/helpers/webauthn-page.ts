@@ -140,12 +140,19 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8') || '{}';
 }
 
-/** Debian's Chromium, headless; fails (does not skip) with the package to install when it is missing. */
-export async function launchChromium(): Promise<Browser> {
+/**
+ * Debian's Chromium, headless; fails (does not skip) with the package to install when it is missing.
+ * `extraArgs` are added to the command line (e.g. the SPKI pin of a test server's certificate).
+ */
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(`Chromium is not installed (${CHROMIUM_PATH} missing): apt-get install chromium`);
   }
-  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
 }
 
 export interface AuthenticatorPage {

@@ -194,6 +194,11 @@ const RULES: Record<string, Rule> = {
   'POST /v1/enrolment/totp/confirm': 'public',
   'POST /v1/enrolment/webauthn/options': 'public',
   'POST /v1/enrolment/webauthn': 'public',
+  // the sign-in page and its static assets
+  'GET /signin': 'public',
+  'GET /signin/app.js': 'public',
+  'GET /signin/app.css': 'public',
+  'GET /signin/webauthn.js': 'public',
   // identity: one's own session and factors
   'GET /v1/auth/session': 'session',
   'POST /v1/auth/logout': 'session',

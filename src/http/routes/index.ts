@@ -8,6 +8,7 @@ import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type IdentityRouteDeps, identityRoutes } from './identity.ts';
+import { signinRoutes } from './signin.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
@@ -27,6 +28,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     auditRoutes(deps.audit),
     accessRoutes(deps.access),
     identityRoutes(deps.identity),
+    signinRoutes(),
   ];
 }
 
