@@ -39,7 +39,7 @@ export async function benchAuditVerify(options: { entries: number; dir: string }
     let report: ReturnType<typeof verifyAuditLog>;
     try {
       report = verifyAuditLog({
-        entries: reader.entries(),
+        entries: reader.leafBatches(),
         checkpoints: reader.checkpoints(),
         verifierKey: fixture.verifierKey,
         origin: fixture.origin,

@@ -159,7 +159,7 @@ async function verifyCommand(flags: VerifyFlags): Promise<void> {
     }
     try {
       report = verifyAuditLog({
-        entries: reader.entries(),
+        entries: reader.leafBatches(),
         checkpoints: reader.checkpoints(),
         witness,
         verifierKey,

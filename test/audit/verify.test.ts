@@ -41,13 +41,20 @@ async function verifyStore(f: AuditLogFixture, options: { origin?: string } = {}
   for await (const note of createWitness(f.witnessDir).all()) witness.push(note);
   const reader = openAuditLogReader(f.dbPath);
   try {
-    return verifyAuditLog({
-      entries: reader.entries(),
-      checkpoints: reader.checkpoints(),
-      witness,
-      verifierKey: f.verifierKey,
-      ...options,
-    });
+    const run = (entries: ReturnType<typeof reader.leafBatches>) =>
+      verifyAuditLog({
+        entries,
+        checkpoints: reader.checkpoints(),
+        witness,
+        verifierKey: f.verifierKey,
+        ...options,
+      });
+    // The verifier's way (batches of rows as one buffer), with batches smaller than a test log, and
+    // row by row as for an export: all three must give the same report.
+    const report = run(reader.leafBatches());
+    assert.deepEqual(run(reader.leafBatches(7)), report, 'batches of 7 rows');
+    assert.deepEqual(run(reader.entries()), report, 'row by row');
+    return report;
   } finally {
     reader.close();
   }
