@@ -190,6 +190,31 @@ describe('verifyAuditLog over a control store', () => {
     assert.match(report.problems.find((p) => p.kind === 'entry-modified')?.message ?? '', /not canonical/);
   });
 
+  it('reports a leaf whose stored bytes are not UTF-8, even with a stored hash of those bytes', async () => {
+    const f = await fixture();
+    // 0xFF in place of a letter: a decoder would show U+FFFD, but the bytes are what is hashed.
+    const raw = Buffer.from(canonicalJson(leafAt(f, 9)), 'utf8');
+    raw[raw.indexOf('record.') + 2] = 0xff;
+    f.tamper((db) => {
+      db.prepare('UPDATE audit_log SET leaf = CAST(? AS TEXT) WHERE idx = 9').run(raw);
+      db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 0 AND idx = 9').run(independentLeafHash(raw));
+    });
+    const reader = openAuditLogReader(f.dbPath);
+    let report: VerifyReport;
+    try {
+      report = verifyAuditLog({
+        entries: reader.leafBatches(),
+        checkpoints: reader.checkpoints(),
+        verifierKey: f.verifierKey,
+      });
+    } finally {
+      reader.close();
+    }
+    assert.equal(report.firstBadIndex, 9);
+    assert.deepEqual(kinds(report), ['entry-modified', 'root-mismatch']);
+    assert.match(report.problems[0]?.message ?? '', /entry 9 is not canonical JSON: not well-formed UTF-8/);
+  });
+
   it('reports a deleted entry as a gap at its index', async () => {
     const f = await fixture();
     f.tamper((db) => db.exec('DELETE FROM audit_log WHERE idx = 50'));
