@@ -29,14 +29,22 @@
  * with latin1 strings for hashes.
  */
 import * as crypto from 'node:crypto';
-import {
-  LONE_SURROGATE,
-  scanCanonicalLeaf,
-  scanFailure,
-  scannedIndexIs,
-  scannedIndexText,
-} from './canonical-check.ts';
+import { availableParallelism } from 'node:os';
+import { LONE_SURROGATE } from './canonical-check.ts';
 import { type Checkpoint, parseCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import {
+  checkLeaf,
+  checkLeafBatch,
+  LEAF_NOT_CANONICAL,
+  LEAF_OK,
+  LEAF_OWN_INDEX,
+  type LeafBatchCheck,
+  type LeafBatchRows,
+  type LeafStatus,
+  leafCheckDetail,
+  sha256Latin1,
+} from './leaf-batch-check.ts';
+import { createLeafCheckPool } from './leaf-check-pool.ts';
 import { emptyRoot, MerkleAccumulator } from './merkle.ts';
 import { type NoteVerifier, parseNote, parseVerifierKey } from './note.ts';
 
@@ -96,12 +104,7 @@ export interface VerifyEntry {
  * a leaf is RFC 9162's leaf hash prefix, so bytes[starts[i], starts[i + 1]) is exactly the input of
  * leaf i's hash; the final 0x00 ends the last leaf. No leaf holds a 0x00 byte.
  */
-export interface LeafBatch {
-  first: number;
-  count: number;
-  bytes: Uint8Array;
-  /** count + 1 offsets: starts[i] is the 0x00 before leaf i, starts[count] the final one. */
-  starts: Uint32Array;
+export interface LeafBatch extends LeafBatchRows {
   /** The level-0 hashes stored for the rows, 32 bytes each back to back, as a latin1 string. */
   storedLeafHashes: string;
 }
@@ -129,6 +132,55 @@ export function verifyAuditLog(input: VerifyInput): VerifyReport {
   for (const e of input.entries) {
     if ('starts' in e) run.addBatch(e);
     else run.add(e.index, e.leaf, e.storedLeafHash);
+  }
+  return run.finish();
+}
+
+/**
+ * verifyAuditLog with the leaf hashes and canonical checks of each LeafBatch on `workers` worker
+ * threads (leaf-check-pool.ts) while this thread reads the rows and applies the results in log order:
+ * the same checks and the same report, sooner where a core is free. By default one worker per core
+ * beside this thread's (measured on 2 cores: one worker 1.8 s per million, two 2.0–4.4 s, none 2.7 s);
+ * with none, it is verifyAuditLog.
+ */
+export async function verifyAuditLogInParallel(
+  input: VerifyInput,
+  options: { workers?: number } = {},
+): Promise<VerifyReport> {
+  const workers = options.workers ?? availableParallelism() - 1;
+  if (workers < 1) return verifyAuditLog(input);
+  const run = new LogVerification(input);
+  const pool = createLeafCheckPool(workers);
+  // In log order: batches being checked, and entries (rows not in a batch) waiting behind them.
+  const ahead: ({ batch: LeafBatch; check: Promise<LeafBatchCheck> } | VerifyEntry)[] = [];
+  let checking = 0;
+  const applyFirst = async () => {
+    const e = ahead.shift() as (typeof ahead)[number];
+    if ('batch' in e) {
+      run.applyBatch(e.batch, await e.check);
+      checking -= 1;
+    } else {
+      run.add(e.index, e.leaf, e.storedLeafHash);
+    }
+  };
+  try {
+    for (const e of input.entries) {
+      if ('starts' in e) {
+        const check = pool.check(e);
+        check.catch(() => {}); // awaited in turn below; a failure must not go unhandled meanwhile
+        ahead.push({ batch: e, check });
+        checking += 1;
+      } else {
+        ahead.push(e);
+      }
+      // Two batches per worker keep each busy while this thread reads; an entry with nothing ahead goes now.
+      while (checking >= 2 * workers || (ahead.length > 0 && !('batch' in (ahead[0] as object)))) {
+        await applyFirst();
+      }
+    }
+    while (ahead.length > 0) await applyFirst();
+  } finally {
+    await pool.close();
   }
   return run.finish();
 }
@@ -251,30 +303,34 @@ class LogVerification {
           ? STORED_DIFFERENT
           : STORED_SAME;
     // UTF-8 cannot carry a lone surrogate (it became U+FFFD above), so it is looked for in the string.
-    this.#entry(index, bytes, 1, end, hash, stored, leaf.search(LONE_SURROGATE));
+    const lone = leaf.search(LONE_SURROGATE);
+    if (lone >= 0) {
+      this.#entry(index, hash, stored, LEAF_NOT_CANONICAL, `lone surrogate at offset ${lone}`);
+      return;
+    }
+    const status = checkLeaf(bytes, 1, end, index);
+    this.#entry(index, hash, stored, status, leafCheckDetail(status, bytes));
   }
 
   addBatch(batch: LeafBatch): void {
-    const { bytes, starts, storedLeafHashes } = batch;
+    this.applyBatch(batch, checkLeafBatch(batch));
+  }
+
+  /** Takes in a batch whose leaves checkLeafBatch has checked (here or on a worker thread). */
+  applyBatch(batch: LeafBatch, check: LeafBatchCheck): void {
+    const { hashes, status, details } = check;
+    const packed = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength).toString('latin1');
+    let detail = 0;
     for (let i = 0; i < batch.count; i++) {
-      const from = starts[i] as number;
-      const to = starts[i + 1] as number;
-      const hash = sha256Latin1(bytes.subarray(from, to));
-      const stored = storedLeafHashes.startsWith(hash, i * 32) ? STORED_SAME : STORED_DIFFERENT;
-      this.#entry(batch.first + i, bytes, from + 1, to, hash, stored, -1);
+      const hash = packed.slice(i * 32, i * 32 + 32);
+      const stored = batch.storedLeafHashes.startsWith(hash, i * 32) ? STORED_SAME : STORED_DIFFERENT;
+      const s = status[i] as LeafStatus;
+      this.#entry(batch.first + i, hash, stored, s, s === LEAF_OK ? null : (details[detail++] ?? null));
     }
   }
 
-  // One entry: leaf bytes[start, end) (bytes[end] a control byte), its hash and how the stored one compares.
-  #entry(
-    index: number,
-    bytes: Uint8Array,
-    start: number,
-    end: number,
-    hash: string,
-    stored: StoredHash,
-    loneSurrogate: number,
-  ): void {
+  // One entry: its leaf hash, how the stored one compares, and the leaf check's result.
+  #entry(index: number, hash: string, stored: StoredHash, status: LeafStatus, detail: string | null): void {
     if (index !== this.#nextRow) this.#rowOutOfSequence(index);
     if (index >= this.#nextRow) this.#nextRow = index + 1;
     if (stored === STORED_NONE) {
@@ -286,15 +342,14 @@ class LogVerification {
         message: `entry ${index} does not hash to the leaf hash stored for it`,
       });
     }
-    if (loneSurrogate >= 0 || !scanCanonicalLeaf(bytes, start, end)) {
-      const reason = loneSurrogate >= 0 ? `lone surrogate at offset ${loneSurrogate}` : scanFailure();
+    if (status === LEAF_NOT_CANONICAL) {
       this.#report({
         kind: 'entry-modified',
         index,
-        message: `entry ${index} is not canonical JSON: ${reason}`,
+        message: `entry ${index} is not canonical JSON: ${detail}`,
       });
-    } else if (!scannedIndexIs(bytes, index)) {
-      this.#ownIndexMismatch(index, scannedIndexText(bytes));
+    } else if (status === LEAF_OWN_INDEX) {
+      this.#ownIndexMismatch(index, detail ?? undefined);
     } else {
       this.#shift = null;
     }
@@ -519,14 +574,6 @@ class RecomputedTree {
     const peaks = this.#peaks.map((p) => Buffer.from(p, 'latin1'));
     return MerkleAccumulator.restore(this.size, peaks).root();
   }
-}
-
-const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
-
-/** SHA-256 as a 32-character latin1 ('binary') string; string input is hashed as its UTF-8 bytes. */
-function sha256Latin1(data: string | Uint8Array): string {
-  if (oneShotHash !== undefined) return oneShotHash('sha256', data, 'binary');
-  return crypto.createHash('sha256').update(data).digest('binary');
 }
 
 function describe(source: Source, position: number, size: number | undefined): string {

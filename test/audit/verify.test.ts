@@ -20,6 +20,7 @@ import {
   type VerifyReport,
   verifyAuditLog,
   verifyAuditLogAsync,
+  verifyAuditLogInParallel,
 } from '../../src/audit/verify.ts';
 import { createWitness } from '../../src/audit/witness.ts';
 import {
@@ -49,11 +50,22 @@ async function verifyStore(f: AuditLogFixture, options: { origin?: string } = {}
         verifierKey: f.verifierKey,
         ...options,
       });
-    // The verifier's way (batches of rows as one buffer), with batches smaller than a test log, and
-    // row by row as for an export: all three must give the same report.
+    // The verifier's way (batches of rows as one buffer), with batches smaller than a test log, row by
+    // row as for an export, and on worker threads as the CLI does: all must give the same report.
     const report = run(reader.leafBatches());
     assert.deepEqual(run(reader.leafBatches(7)), report, 'batches of 7 rows');
     assert.deepEqual(run(reader.entries()), report, 'row by row');
+    const inWorkers = await verifyAuditLogInParallel(
+      {
+        entries: reader.leafBatches(7),
+        checkpoints: reader.checkpoints(),
+        witness,
+        verifierKey: f.verifierKey,
+        ...options,
+      },
+      { workers: 2 },
+    );
+    assert.deepEqual(inWorkers, report, 'batches of 7 rows on 2 worker threads');
     return report;
   } finally {
     reader.close();
@@ -213,6 +225,30 @@ describe('verifyAuditLog over a control store', () => {
     assert.equal(report.firstBadIndex, 9);
     assert.deepEqual(kinds(report), ['entry-modified', 'root-mismatch']);
     assert.match(report.problems[0]?.message ?? '', /entry 9 is not canonical JSON: not well-formed UTF-8/);
+  });
+
+  it('fails, rather than passing or hanging, when a worker thread cannot check a batch', async () => {
+    const f = await fixture();
+    const reader = openAuditLogReader(f.dbPath);
+    try {
+      // The leaf bounds of this batch are outside its bytes: checkLeafBatch throws on the worker.
+      const broken = {
+        first: 0,
+        count: 1,
+        bytes: Buffer.of(0),
+        starts: Uint32Array.of(0, 5),
+        storedLeafHashes: '',
+      };
+      await assert.rejects(
+        verifyAuditLogInParallel(
+          { entries: [broken], checkpoints: reader.checkpoints(), verifierKey: f.verifierKey },
+          { workers: 1 },
+        ),
+        /control byte/,
+      );
+    } finally {
+      reader.close();
+    }
   });
 
   it('reports a deleted entry as a gap at its index', async () => {
