@@ -26,7 +26,9 @@
  * never decoded to a string; the leaf check (canonical-check.ts) scans those bytes in place and
  * accepts exactly canonical JSON — no JSON.parse, no re-serialisation — allocating nothing per entry;
  * the two SHA-256 calls per entry (leaf, amortised one interior node) take crypto.hash's fast path
- * with latin1 strings for hashes.
+ * with latin1 strings for hashes. The CLI runs the per-leaf work (leaf-batch-check.ts) on a worker
+ * thread while this one reads and builds the tree (verifyAuditLogInParallel): the same checks,
+ * results applied in log order.
  */
 import * as crypto from 'node:crypto';
 import { availableParallelism } from 'node:os';
