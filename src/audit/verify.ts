@@ -141,9 +141,10 @@ export function verifyAuditLog(input: VerifyInput): VerifyReport {
 /**
  * verifyAuditLog with the leaf hashes and canonical checks of each LeafBatch on `workers` worker
  * threads (leaf-check-pool.ts) while this thread reads the rows and applies the results in log order:
- * the same checks and the same report, sooner where a core is free. By default one worker per core
- * beside this thread's (measured on 2 cores: one worker 1.8 s per million, two 2.0–4.4 s, none 2.7 s);
- * with none, it is verifyAuditLog.
+ * the same checks and the same report, sooner where a core is free. When the workers fall behind
+ * (their cores busy with other work) this thread checks the next batches itself instead of waiting,
+ * so a loaded machine costs little more than verifyAuditLog. By default one worker per core beside
+ * this thread's; with none, it is verifyAuditLog.
  */
 export async function verifyAuditLogInParallel(
   input: VerifyInput,
@@ -153,39 +154,63 @@ export async function verifyAuditLogInParallel(
   if (workers < 1) return verifyAuditLog(input);
   const run = new LogVerification(input);
   const pool = createLeafCheckPool(workers);
-  // In log order: batches being checked, and entries (rows not in a batch) waiting behind them.
-  const ahead: ({ batch: LeafBatch; check: Promise<LeafBatchCheck> } | VerifyEntry)[] = [];
-  let checking = 0;
-  const applyFirst = async () => {
-    const e = ahead.shift() as (typeof ahead)[number];
-    if ('batch' in e) {
-      run.applyBatch(e.batch, await e.check);
-      checking -= 1;
-    } else {
-      run.add(e.index, e.leaf, e.storedLeafHash);
+  // In log order: batches checked or being checked, and entries (rows not in a batch) behind them.
+  const ahead: Ahead[] = [];
+  let onWorkers = 0; // batches sent whose result has not come back
+  const applyReady = () => {
+    for (let e = ahead[0]; e !== undefined; e = ahead[0]) {
+      if ('batch' in e) {
+        if (e.check === null) return;
+        run.applyBatch(e.batch, e.check);
+      } else {
+        run.add(e.index, e.leaf, e.storedLeafHash);
+      }
+      ahead.shift();
     }
+  };
+  const awaitFirst = async () => {
+    const e = ahead[0];
+    if (e !== undefined && 'batch' in e && e.check === null && e.pending !== null) e.check = await e.pending;
+    applyReady();
   };
   try {
     for (const e of input.entries) {
       if ('starts' in e) {
-        const check = pool.check(e);
-        check.catch(() => {}); // awaited in turn below; a failure must not go unhandled meanwhile
-        ahead.push({ batch: e, check });
-        checking += 1;
+        if (onWorkers < 4 * workers) {
+          const item: Ahead = { batch: e, check: null, pending: pool.check(e) };
+          item.pending?.then(
+            (check) => {
+              item.check = check;
+              onWorkers -= 1;
+            },
+            () => {
+              onWorkers -= 1; // awaited in turn (awaitFirst); a failure must not go unhandled meanwhile
+            },
+          );
+          ahead.push(item);
+          onWorkers += 1;
+        } else {
+          // The workers are behind (their cores are busy): this thread checks the batch rather than wait.
+          ahead.push({ batch: e, check: checkLeafBatch(e), pending: null });
+        }
+        await new Promise(setImmediate); // lets the workers' results in
       } else {
         ahead.push(e);
       }
-      // Two batches per worker keep each busy while this thread reads; an entry with nothing ahead goes now.
-      while (checking >= 2 * workers || (ahead.length > 0 && !('batch' in (ahead[0] as object)))) {
-        await applyFirst();
-      }
+      applyReady();
+      // Results checked here wait behind a slow worker's batch; keep that queue short.
+      while (ahead.length > 4 * (workers + 1)) await awaitFirst();
     }
-    while (ahead.length > 0) await applyFirst();
+    while (ahead.length > 0) await awaitFirst();
   } finally {
     await pool.close();
   }
   return run.finish();
 }
+
+type Ahead =
+  | { batch: LeafBatch; check: LeafBatchCheck | null; pending: Promise<LeafBatchCheck> | null }
+  | VerifyEntry;
 
 /** Verifies a log whose entries arrive asynchronously (an export file read line by line). */
 export async function verifyAuditLogAsync(
