@@ -227,6 +227,26 @@ describe('verifyAuditLog over a control store', () => {
     assert.match(report.problems[0]?.message ?? '', /entry 9 is not canonical JSON: not well-formed UTF-8/);
   });
 
+  it('gives the one-thread report when batches outrun the worker and this thread checks some itself', async () => {
+    const f = await fixture();
+    setLeaf(f, 40, canonicalJson({ ...leafAt(f, 40), outcome: 'failure' }));
+    f.tamper((db) => db.exec('DELETE FROM audit_log WHERE idx = 90'));
+    const reader = openAuditLogReader(f.dbPath);
+    try {
+      const input = (rows: number) => ({
+        entries: reader.leafBatches(rows),
+        checkpoints: reader.checkpoints(),
+        verifierKey: f.verifierKey,
+      });
+      const expected = verifyAuditLog(input(1));
+      assert.equal(expected.firstBadIndex, 40);
+      // 1-row batches: far more than the worker's backlog of 4, so many are checked on this thread.
+      assert.deepEqual(await verifyAuditLogInParallel(input(1), { workers: 1 }), expected);
+    } finally {
+      reader.close();
+    }
+  });
+
   it('fails, rather than passing or hanging, when a worker thread cannot check a batch', async () => {
     const f = await fixture();
     const reader = openAuditLogReader(f.dbPath);
