@@ -177,7 +177,7 @@ export async function verifyAuditLogInParallel(
     for (const e of input.entries) {
       if ('starts' in e) {
         if (onWorkers < 4 * workers) {
-          const item: Ahead = { batch: e, check: null, pending: pool.check(e) };
+          const item: AheadBatch = { batch: e, check: null, pending: pool.check(e) };
           item.pending?.then(
             (check) => {
               item.check = check;
@@ -208,9 +208,14 @@ export async function verifyAuditLogInParallel(
   return run.finish();
 }
 
-type Ahead =
-  | { batch: LeafBatch; check: LeafBatchCheck | null; pending: Promise<LeafBatchCheck> | null }
-  | VerifyEntry;
+/** A batch in verifyAuditLogInParallel: `pending` while on a worker (null if checked here), `check` once known. */
+interface AheadBatch {
+  batch: LeafBatch;
+  check: LeafBatchCheck | null;
+  pending: Promise<LeafBatchCheck> | null;
+}
+
+type Ahead = AheadBatch | VerifyEntry;
 
 /** Verifies a log whose entries arrive asynchronously (an export file read line by line). */
 export async function verifyAuditLogAsync(
