@@ -213,6 +213,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     `proofs (log of ${r.proofs.logSize}) inclusion c=1 ${f(r.proofs.inclusionC1)}  c=${concurrency} ${f(r.proofs.inclusionCN)}  consistency c=${concurrency} ${f(r.proofs.consistencyCN)}`,
   );
   console.log(
-    `verify ${r.verify.entries.toLocaleString('en')} entries in ${r.verify.seconds.toFixed(2)} s = ${Math.round(r.verify.entriesPerSecond).toLocaleString('en')}/s`,
+    `verify ${r.verify.entries.toLocaleString('en')} entries in ${r.verify.seconds.toFixed(2)} s = ${Math.round(r.verify.entriesPerSecond).toLocaleString('en')}/s ` +
+      `(${r.verify.workers} workers; one thread ${Math.round(r.verify.singleThread.entriesPerSecond).toLocaleString('en')}/s)`,
   );
 }

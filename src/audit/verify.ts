@@ -21,13 +21,32 @@
  *
  * Memory is O(log n) plus the checkpoints: the tree keeps only its peaks (MerkleAccumulator's merge),
  * the checkpoints are loaded first (they are few) and met in size order as the entries stream past.
- * Speed (≥ 200,000 entries/s is the target; bench/audit-verify.ts measures it): the leaf check is a
- * scanner that accepts exactly canonical JSON — no JSON.parse, no re-serialisation — and allocates
- * nothing per entry; the two SHA-256 calls per entry (leaf, amortised one interior node) take
- * crypto.hash's fast path with latin1 strings for hashes.
+ * Speed (≥ 200,000 entries/s is the target; bench/audit-verify.ts measures it): the SQLite reader
+ * hands over leaves a few thousand at a time as one buffer of UTF-8 bytes (LeafBatch), so a leaf is
+ * never decoded to a string; the leaf check (canonical-check.ts) scans those bytes in place and
+ * accepts exactly canonical JSON — no JSON.parse, no re-serialisation — allocating nothing per entry;
+ * the two SHA-256 calls per entry (leaf, amortised one interior node) take crypto.hash's fast path
+ * with latin1 strings for hashes. The CLI runs the per-leaf work (leaf-batch-check.ts) on a worker
+ * thread while this one reads and builds the tree (verifyAuditLogInParallel): the same checks,
+ * results applied in log order.
  */
 import * as crypto from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { LONE_SURROGATE } from './canonical-check.ts';
 import { type Checkpoint, parseCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import {
+  checkLeaf,
+  checkLeafBatch,
+  LEAF_NOT_CANONICAL,
+  LEAF_OK,
+  LEAF_OWN_INDEX,
+  type LeafBatchCheck,
+  type LeafBatchRows,
+  type LeafStatus,
+  leafCheckDetail,
+  sha256Latin1,
+} from './leaf-batch-check.ts';
+import { createLeafCheckPool } from './leaf-check-pool.ts';
 import { emptyRoot, MerkleAccumulator } from './merkle.ts';
 import { type NoteVerifier, parseNote, parseVerifierKey } from './note.ts';
 
@@ -81,7 +100,18 @@ export interface VerifyEntry {
   storedLeafHash?: Buffer | string | null | undefined;
 }
 
-export interface VerifyInput<E = Iterable<VerifyEntry>> {
+/**
+ * Consecutive rows `first`, `first + 1`, … `first + count - 1` in one buffer, as the SQLite reader
+ * hands them over: 0x00 ‖ leaf₀ ‖ 0x00 ‖ leaf₁ ‖ … ‖ 0x00, leaves as their UTF-8 bytes. The 0x00 before
+ * a leaf is RFC 9162's leaf hash prefix, so bytes[starts[i], starts[i + 1]) is exactly the input of
+ * leaf i's hash; the final 0x00 ends the last leaf. No leaf holds a 0x00 byte.
+ */
+export interface LeafBatch extends LeafBatchRows {
+  /** The level-0 hashes stored for the rows, 32 bytes each back to back, as a latin1 string. */
+  storedLeafHashes: string;
+}
+
+export interface VerifyInput<E = Iterable<VerifyEntry | LeafBatch>> {
   entries: E;
   /** Signed checkpoint notes from the store (or export file). */
   checkpoints: Iterable<string>;
@@ -93,26 +123,119 @@ export interface VerifyInput<E = Iterable<VerifyEntry>> {
   origin?: string;
 }
 
+export { type CanonicalCheck, checkCanonicalObject, MAX_CANONICAL_DEPTH } from './canonical-check.ts';
+
 /** A report lists this many problems at most; the rest are counted (the first bad index stays exact). */
 export const MAX_LISTED_PROBLEMS = 1000;
 
 /** Verifies a log whose entries are a synchronous iterable (the SQLite reader). */
 export function verifyAuditLog(input: VerifyInput): VerifyReport {
   const run = new LogVerification(input);
-  for (const e of input.entries) run.add(e.index, e.leaf, e.storedLeafHash);
+  for (const e of input.entries) {
+    if ('starts' in e) run.addBatch(e);
+    else run.add(e.index, e.leaf, e.storedLeafHash);
+  }
   return run.finish();
 }
 
+/**
+ * verifyAuditLog with the leaf hashes and canonical checks of each LeafBatch on `workers` worker
+ * threads (leaf-check-pool.ts) while this thread reads the rows and applies the results in log order:
+ * the same checks and the same report, sooner where a core is free. When the workers fall behind
+ * (their cores busy with other work) this thread checks the next batches itself instead of waiting,
+ * so a loaded machine costs little more than verifyAuditLog. By default one worker per core beside
+ * this thread's; with none, it is verifyAuditLog.
+ */
+export async function verifyAuditLogInParallel(
+  input: VerifyInput,
+  options: { workers?: number } = {},
+): Promise<VerifyReport> {
+  const workers = options.workers ?? availableParallelism() - 1;
+  if (workers < 1) return verifyAuditLog(input);
+  const run = new LogVerification(input);
+  const pool = createLeafCheckPool(workers);
+  // In log order: batches checked or being checked, and entries (rows not in a batch) behind them.
+  const ahead: Ahead[] = [];
+  let onWorkers = 0; // batches sent whose result has not come back
+  const applyReady = () => {
+    for (let e = ahead[0]; e !== undefined; e = ahead[0]) {
+      if ('batch' in e) {
+        if (e.check === null) return;
+        run.applyBatch(e.batch, e.check);
+      } else {
+        run.add(e.index, e.leaf, e.storedLeafHash);
+      }
+      ahead.shift();
+    }
+  };
+  const awaitFirst = async () => {
+    const e = ahead[0];
+    if (e !== undefined && 'batch' in e && e.check === null && e.pending !== null) e.check = await e.pending;
+    applyReady();
+  };
+  try {
+    for (const e of input.entries) {
+      if ('starts' in e) {
+        if (onWorkers < 4 * workers) {
+          const item: AheadBatch = { batch: e, check: null, pending: pool.check(e) };
+          item.pending?.then(
+            (check) => {
+              item.check = check;
+              onWorkers -= 1;
+            },
+            () => {
+              onWorkers -= 1; // awaited in turn (awaitFirst); a failure must not go unhandled meanwhile
+            },
+          );
+          ahead.push(item);
+          onWorkers += 1;
+        } else {
+          // The workers are behind (their cores are busy): this thread checks the batch rather than wait.
+          ahead.push({ batch: e, check: checkLeafBatch(e), pending: null });
+        }
+        await new Promise(setImmediate); // lets the workers' results in
+      } else {
+        ahead.push(e);
+      }
+      applyReady();
+      // Results checked here wait behind a slow worker's batch; keep that queue short.
+      while (ahead.length > 4 * (workers + 1)) await awaitFirst();
+    }
+    while (ahead.length > 0) await awaitFirst();
+  } finally {
+    await pool.close();
+  }
+  return run.finish();
+}
+
+/** A batch in verifyAuditLogInParallel: `pending` while on a worker (null if checked here), `check` once known. */
+interface AheadBatch {
+  batch: LeafBatch;
+  check: LeafBatchCheck | null;
+  pending: Promise<LeafBatchCheck> | null;
+}
+
+type Ahead = AheadBatch | VerifyEntry;
+
 /** Verifies a log whose entries arrive asynchronously (an export file read line by line). */
 export async function verifyAuditLogAsync(
-  input: VerifyInput<AsyncIterable<VerifyEntry> | Iterable<VerifyEntry>>,
+  input: VerifyInput<AsyncIterable<VerifyEntry | LeafBatch> | Iterable<VerifyEntry | LeafBatch>>,
 ): Promise<VerifyReport> {
   const run = new LogVerification(input);
-  for await (const e of input.entries) run.add(e.index, e.leaf, e.storedLeafHash);
+  for await (const e of input.entries) {
+    if ('starts' in e) run.addBatch(e);
+    else run.add(e.index, e.leaf, e.storedLeafHash);
+  }
   return run.finish();
 }
 
 type Source = 'store' | 'witness';
+
+// How the level-0 hash stored for an entry compares with the recomputed one.
+const STORED_SAME = 0;
+const STORED_DIFFERENT = 1;
+const STORED_NONE = 2;
+type StoredHash = typeof STORED_SAME | typeof STORED_DIFFERENT | typeof STORED_NONE;
 
 const PER_ENTRY: ReadonlySet<ProblemKind> = new Set(['entry-modified', 'index-mismatch', 'gap']);
 const RANGE: ReadonlySet<ProblemKind> = new Set(['root-mismatch', 'rollback']);
@@ -201,26 +324,64 @@ class LogVerification {
   }
 
   add(index: number, leaf: string, storedLeafHash: Buffer | string | null | undefined): void {
+    // RFC 9162 §2.1.1's leaf prefix 0x00, the leaf's UTF-8, and the control byte the scanner stops at.
+    const bytes = Buffer.from(`\u0000${leaf}\u0000`, 'utf8');
+    const end = bytes.length - 1;
+    const hash = sha256Latin1(bytes.subarray(0, end));
+    const stored =
+      storedLeafHash === null
+        ? STORED_NONE
+        : storedLeafHash !== undefined && !this.#sameHash(hash, storedLeafHash)
+          ? STORED_DIFFERENT
+          : STORED_SAME;
+    // UTF-8 cannot carry a lone surrogate (it became U+FFFD above), so it is looked for in the string.
+    const lone = leaf.search(LONE_SURROGATE);
+    if (lone >= 0) {
+      this.#entry(index, hash, stored, LEAF_NOT_CANONICAL, `lone surrogate at offset ${lone}`);
+      return;
+    }
+    const status = checkLeaf(bytes, 1, end, index);
+    this.#entry(index, hash, stored, status, leafCheckDetail(status, bytes));
+  }
+
+  addBatch(batch: LeafBatch): void {
+    this.applyBatch(batch, checkLeafBatch(batch));
+  }
+
+  /** Takes in a batch whose leaves checkLeafBatch has checked (here or on a worker thread). */
+  applyBatch(batch: LeafBatch, check: LeafBatchCheck): void {
+    const { hashes, status, details } = check;
+    const packed = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength).toString('latin1');
+    let detail = 0;
+    for (let i = 0; i < batch.count; i++) {
+      const hash = packed.slice(i * 32, i * 32 + 32);
+      const stored = batch.storedLeafHashes.startsWith(hash, i * 32) ? STORED_SAME : STORED_DIFFERENT;
+      const s = status[i] as LeafStatus;
+      this.#entry(batch.first + i, hash, stored, s, s === LEAF_OK ? null : (details[detail++] ?? null));
+    }
+  }
+
+  // One entry: its leaf hash, how the stored one compares, and the leaf check's result.
+  #entry(index: number, hash: string, stored: StoredHash, status: LeafStatus, detail: string | null): void {
     if (index !== this.#nextRow) this.#rowOutOfSequence(index);
     if (index >= this.#nextRow) this.#nextRow = index + 1;
-    const hash = this.#leafHash(leaf);
-    if (storedLeafHash === null) {
+    if (stored === STORED_NONE) {
       this.#report({ kind: 'entry-modified', index, message: `no leaf hash is stored for entry ${index}` });
-    } else if (storedLeafHash !== undefined && !this.#sameHash(hash, storedLeafHash)) {
+    } else if (stored === STORED_DIFFERENT) {
       this.#report({
         kind: 'entry-modified',
         index,
         message: `entry ${index} does not hash to the leaf hash stored for it`,
       });
     }
-    if (!scanCanonicalObject(leaf)) {
+    if (status === LEAF_NOT_CANONICAL) {
       this.#report({
         kind: 'entry-modified',
         index,
-        message: `entry ${index} is not canonical JSON: ${reason}`,
+        message: `entry ${index} is not canonical JSON: ${detail}`,
       });
-    } else if (!scannedIndexIs(leaf, String(index))) {
-      this.#ownIndexMismatch(index, scannedIndex(leaf));
+    } else if (status === LEAF_OWN_INDEX) {
+      this.#ownIndexMismatch(index, detail ?? undefined);
     } else {
       this.#shift = null;
     }
@@ -410,12 +571,6 @@ class LogVerification {
     else this.#omitted += 1;
   }
 
-  // RFC 9162 §2.1.1: SHA-256(0x00 || leaf). U+0000 is the single byte 0x00 in UTF-8, so hashing the
-  // string U+0000 + leaf hashes exactly those bytes, with no Buffer to fill per entry.
-  #leafHash(leaf: string): string {
-    return sha256Latin1(`\u0000${leaf}`);
-  }
-
   #sameHash(hash: string, stored: Buffer | string): boolean {
     if (typeof stored === 'string') return stored === hash;
     this.#scratch.write(hash, 0, 'latin1');
@@ -453,14 +608,6 @@ class RecomputedTree {
   }
 }
 
-const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
-
-/** SHA-256 as a 32-character latin1 ('binary') string; string input is hashed as its UTF-8 bytes. */
-function sha256Latin1(data: string | Buffer): string {
-  if (oneShotHash !== undefined) return oneShotHash('sha256', data, 'binary');
-  return crypto.createHash('sha256').update(data).digest('binary');
-}
-
 function describe(source: Source, position: number, size: number | undefined): string {
   const what =
     source === 'store' ? `store checkpoint #${position + 1}` : `witness checkpoint #${position + 1}`;
@@ -474,247 +621,4 @@ function sizeOfUnverified(note: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-/**
- * An exact check that a leaf is already in RFC 8785 (JCS) canonical form, without building the value:
- * `tresor audit verify` must check every entry at ≥ 200,000 entries/s, and JSON.parse followed by
- * canonicalJson runs at a fifth of that. The leaf is canonical iff it is exactly what canonicalJson
- * would print for the value it denotes, so this scanner accepts precisely that text:
- * - no whitespace between tokens (RFC 8785 §3.2.1);
- * - strings as ECMAScript JSON.stringify prints them (§3.2.2.2): only `\"`, `\\`, `\b`, `\f`, `\n`,
- *   `\r`, `\t` and lowercase `\u00xx` for the other controls below U+0020; everything else raw; no
- *   lone surrogates (I-JSON, RFC 7493 §2.1, which canonicalJson refuses too);
- * - numbers exactly as Number.prototype.toString prints them (§3.2.2.3): checked by round trip;
- * - object members sorted by their names' UTF-16 code units, without duplicates (§3.2.3).
- * It also returns the text of the top-level member `index`, the entry's own position in the log.
- */
-
-/** Deeper nesting is refused rather than risking the call stack on hostile input; entries are shallow. */
-export const MAX_CANONICAL_DEPTH = 256;
-
-export type CanonicalCheck = { ok: true; index: string | undefined } | { ok: false; reason: string };
-
-// The scanner's state lives in the module so the hot path allocates nothing per call; it is synchronous.
-let text = '';
-let pos = 0;
-let reason = '';
-let indexStart = -1;
-let indexEnd = -1;
-
-/** Checks `leaf` is a canonical JSON object; on success gives the raw text of its `index` member. */
-export function checkCanonicalObject(leaf: string): CanonicalCheck {
-  const ok = scanCanonicalObject(leaf);
-  const result: CanonicalCheck = ok
-    ? { ok: true, index: indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd) }
-    : { ok: false, reason };
-  return result;
-}
-
-/** The allocation-free form for the verifier's loop: the `index` text is then at [indexStart, indexEnd). */
-function scanCanonicalObject(leaf: string): boolean {
-  text = leaf;
-  pos = 0;
-  reason = '';
-  indexStart = -1;
-  indexEnd = -1;
-  let ok = text.charCodeAt(0) === 0x7b /* { */ ? object(0) : fail('not a JSON object');
-  if (ok && pos !== text.length) ok = fail(`unexpected text at offset ${pos}`);
-  text = '';
-  return ok;
-}
-
-/** Whether the last scanned leaf's own `index` member is exactly the decimal `expected`. */
-function scannedIndexIs(leaf: string, expected: string): boolean {
-  return indexEnd - indexStart === expected.length && leaf.startsWith(expected, indexStart);
-}
-
-/** The last scanned leaf's own `index` text, if it had one. */
-function scannedIndex(leaf: string): string | undefined {
-  return indexStart < 0 ? undefined : leaf.slice(indexStart, indexEnd);
-}
-
-function fail(why: string): false {
-  if (reason === '') reason = why;
-  return false;
-}
-
-function value(depth: number): boolean {
-  const c = text.charCodeAt(pos);
-  switch (c) {
-    case 0x7b: // {
-      return object(depth + 1);
-    case 0x5b: // [
-      return array(depth + 1);
-    case 0x22: // "
-      return string() >= 0;
-    case 0x74: // t
-      return literal('true');
-    case 0x66: // f
-      return literal('false');
-    case 0x6e: // n
-      return literal('null');
-    default:
-      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return number();
-      return fail(`unexpected character at offset ${pos}`);
-  }
-}
-
-function literal(word: string): boolean {
-  if (!text.startsWith(word, pos)) return fail(`unexpected character at offset ${pos}`);
-  pos += word.length;
-  return true;
-}
-
-function object(depth: number): boolean {
-  if (depth > MAX_CANONICAL_DEPTH) return fail('nested too deeply');
-  pos += 1; // {
-  if (text.charCodeAt(pos) === 0x7d) {
-    pos += 1;
-    return true;
-  }
-  // The previous member name as a range of the text (between its quotes) and whether it had escapes.
-  let prevStart = -1;
-  let prevEnd = -1;
-  let prevEscaped = 0;
-  for (;;) {
-    if (text.charCodeAt(pos) !== 0x22) return fail(`expected a member name at offset ${pos}`);
-    const start = pos + 1;
-    const escaped = string();
-    if (escaped < 0) return false;
-    const end = pos - 1;
-    if (prevStart >= 0) {
-      const order =
-        escaped === 0 && prevEscaped === 0
-          ? compareRaw(prevStart, prevEnd, start, end)
-          : compareDecoded(prevStart, prevEnd, start, end);
-      if (order >= 0) {
-        const name = text.slice(start, end);
-        return fail(order === 0 ? `duplicate member "${name}"` : `member "${name}" out of order`);
-      }
-    }
-    prevStart = start;
-    prevEnd = end;
-    prevEscaped = escaped;
-    if (text.charCodeAt(pos) !== 0x3a) return fail(`expected ':' at offset ${pos}`);
-    pos += 1;
-    const valueStart = pos;
-    if (!value(depth)) return false;
-    if (depth === 0 && end - start === 5 && escaped === 0 && text.startsWith('index', start)) {
-      indexStart = valueStart;
-      indexEnd = pos;
-    }
-    const c = text.charCodeAt(pos);
-    pos += 1;
-    if (c === 0x7d) return true;
-    if (c !== 0x2c) return fail(`expected ',' or '}' at offset ${pos - 1}`);
-  }
-}
-
-// Names are ordered by their UTF-16 code units (RFC 8785 §3.2.3); without escapes the raw text is
-// the name itself and is compared in place.
-function compareRaw(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
-  const n = Math.min(aEnd - aStart, bEnd - bStart);
-  for (let i = 0; i < n; i++) {
-    const d = text.charCodeAt(aStart + i) - text.charCodeAt(bStart + i);
-    if (d !== 0) return d;
-  }
-  return aEnd - aStart - (bEnd - bStart);
-}
-
-function compareDecoded(aStart: number, aEnd: number, bStart: number, bEnd: number): number {
-  const a = JSON.parse(text.slice(aStart - 1, aEnd + 1)) as string;
-  const b = JSON.parse(text.slice(bStart - 1, bEnd + 1)) as string;
-  return a < b ? -1 : a === b ? 0 : 1;
-}
-
-function array(depth: number): boolean {
-  if (depth > MAX_CANONICAL_DEPTH) return fail('nested too deeply');
-  pos += 1; // [
-  if (text.charCodeAt(pos) === 0x5d) {
-    pos += 1;
-    return true;
-  }
-  for (;;) {
-    if (!value(depth)) return false;
-    const c = text.charCodeAt(pos);
-    pos += 1;
-    if (c === 0x5d) return true;
-    if (c !== 0x2c) return fail(`expected ',' or ']' at offset ${pos - 1}`);
-  }
-}
-
-// The code units a canonical string holds as themselves: all but '"', '\\', controls and surrogates.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are exactly what JCS must escape
-const PLAIN_RUN = /[^"\\\u0000-\u001f\ud800-\udfff]*/y;
-
-// After the opening quote; returns -1 when not canonical, else 1 if an escape occurred, 0 if not.
-function string(): number {
-  pos += 1;
-  let escaped = 0;
-  for (;;) {
-    // Skip the run of characters that stand for themselves in one native regex step.
-    PLAIN_RUN.lastIndex = pos;
-    PLAIN_RUN.test(text);
-    pos = PLAIN_RUN.lastIndex;
-    const c = text.charCodeAt(pos);
-    if (c === 0x22) {
-      pos += 1;
-      return escaped;
-    }
-    if (c === 0x5c) {
-      escaped = 1;
-      const e = text.charCodeAt(pos + 1);
-      // " \ b f n r t: the two-character escapes JSON.stringify uses (ECMA-262 QuoteJSONString).
-      if (e === 0x22 || e === 0x5c || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
-        pos += 2;
-        continue;
-      }
-      if (e === 0x75 && isControlEscape(text.slice(pos + 2, pos + 6))) {
-        pos += 6;
-        continue;
-      }
-      return notCanonical(`escape not in canonical form at offset ${pos}`);
-    }
-    if (c < 0x20 || Number.isNaN(c)) {
-      return notCanonical(Number.isNaN(c) ? 'unterminated string' : `raw control character at offset ${pos}`);
-    }
-    if (c >= 0xd800 && c <= 0xdfff) {
-      const low = text.charCodeAt(pos + 1);
-      if (c > 0xdbff || !(low >= 0xdc00 && low <= 0xdfff))
-        return notCanonical(`lone surrogate at offset ${pos}`);
-      pos += 2;
-      continue;
-    }
-    pos += 1;
-  }
-}
-
-// \u00xx in lowercase hex, only for controls without a short escape (not 08, 09, 0a, 0c, 0d).
-function isControlEscape(hex: string): boolean {
-  if (!/^00[01][0-9a-f]$/.test(hex)) return false;
-  const code = Number.parseInt(hex, 16);
-  return code !== 0x08 && code !== 0x09 && code !== 0x0a && code !== 0x0c && code !== 0x0d;
-}
-
-function notCanonical(why: string): number {
-  fail(why);
-  return -1;
-}
-
-function number(): boolean {
-  const start = pos;
-  for (;;) {
-    const c = text.charCodeAt(pos);
-    // digits . e E + -
-    if ((c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d)
-      pos += 1;
-    else break;
-  }
-  const token = text.slice(start, pos);
-  // RFC 8785 §3.2.2.3: the ECMAScript Number-to-String form; the round trip refuses every other
-  // spelling of the same value (1.0, 1E3, -0, 01, 1e21 for 1e+21) and whatever is not a number.
-  if (String(Number(token)) !== token) return fail(`number "${token}" not in canonical form`);
-  return true;
 }

@@ -16,7 +16,7 @@ import { parseCheckpoint } from '../audit/checkpoint.ts';
 import { AuditExportError, readAuditExport, writeAuditExport } from '../audit/export-file.ts';
 import { controlStorePath, openAuditLogReader } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
-import { type VerifyReport, verifyAuditLog, verifyAuditLogAsync } from '../audit/verify.ts';
+import { type VerifyReport, verifyAuditLogAsync, verifyAuditLogInParallel } from '../audit/verify.ts';
 import { createWitness } from '../audit/witness.ts';
 import { info, out, warn } from './io.ts';
 
@@ -158,8 +158,8 @@ async function verifyCommand(flags: VerifyFlags): Promise<void> {
       throw usage((err as Error).message);
     }
     try {
-      report = verifyAuditLog({
-        entries: reader.entries(),
+      report = await verifyAuditLogInParallel({
+        entries: reader.leafBatches(),
         checkpoints: reader.checkpoints(),
         witness,
         verifierKey,

@@ -20,6 +20,7 @@ import {
   type VerifyReport,
   verifyAuditLog,
   verifyAuditLogAsync,
+  verifyAuditLogInParallel,
 } from '../../src/audit/verify.ts';
 import { createWitness } from '../../src/audit/witness.ts';
 import {
@@ -41,13 +42,31 @@ async function verifyStore(f: AuditLogFixture, options: { origin?: string } = {}
   for await (const note of createWitness(f.witnessDir).all()) witness.push(note);
   const reader = openAuditLogReader(f.dbPath);
   try {
-    return verifyAuditLog({
-      entries: reader.entries(),
-      checkpoints: reader.checkpoints(),
-      witness,
-      verifierKey: f.verifierKey,
-      ...options,
-    });
+    const run = (entries: ReturnType<typeof reader.leafBatches>) =>
+      verifyAuditLog({
+        entries,
+        checkpoints: reader.checkpoints(),
+        witness,
+        verifierKey: f.verifierKey,
+        ...options,
+      });
+    // The verifier's way (batches of rows as one buffer), with batches smaller than a test log, row by
+    // row as for an export, and on worker threads as the CLI does: all must give the same report.
+    const report = run(reader.leafBatches());
+    assert.deepEqual(run(reader.leafBatches(7)), report, 'batches of 7 rows');
+    assert.deepEqual(run(reader.entries()), report, 'row by row');
+    const inWorkers = await verifyAuditLogInParallel(
+      {
+        entries: reader.leafBatches(7),
+        checkpoints: reader.checkpoints(),
+        witness,
+        verifierKey: f.verifierKey,
+        ...options,
+      },
+      { workers: 2 },
+    );
+    assert.deepEqual(inWorkers, report, 'batches of 7 rows on 2 worker threads');
+    return report;
   } finally {
     reader.close();
   }
@@ -181,6 +200,75 @@ describe('verifyAuditLog over a control store', () => {
     const report = await verifyStore(f);
     assert.equal(report.firstBadIndex, 5);
     assert.match(report.problems.find((p) => p.kind === 'entry-modified')?.message ?? '', /not canonical/);
+  });
+
+  it('reports a leaf whose stored bytes are not UTF-8, even with a stored hash of those bytes', async () => {
+    const f = await fixture();
+    // 0xFF in place of a letter: a decoder would show U+FFFD, but the bytes are what is hashed.
+    const raw = Buffer.from(canonicalJson(leafAt(f, 9)), 'utf8');
+    raw[raw.indexOf('record.') + 2] = 0xff;
+    f.tamper((db) => {
+      db.prepare('UPDATE audit_log SET leaf = CAST(? AS TEXT) WHERE idx = 9').run(raw);
+      db.prepare('UPDATE audit_nodes SET hash = ? WHERE level = 0 AND idx = 9').run(independentLeafHash(raw));
+    });
+    const reader = openAuditLogReader(f.dbPath);
+    let report: VerifyReport;
+    try {
+      report = verifyAuditLog({
+        entries: reader.leafBatches(),
+        checkpoints: reader.checkpoints(),
+        verifierKey: f.verifierKey,
+      });
+    } finally {
+      reader.close();
+    }
+    assert.equal(report.firstBadIndex, 9);
+    assert.deepEqual(kinds(report), ['entry-modified', 'root-mismatch']);
+    assert.match(report.problems[0]?.message ?? '', /entry 9 is not canonical JSON: not well-formed UTF-8/);
+  });
+
+  it('gives the one-thread report when batches outrun the worker and this thread checks some itself', async () => {
+    const f = await fixture();
+    setLeaf(f, 40, canonicalJson({ ...leafAt(f, 40), outcome: 'failure' }));
+    f.tamper((db) => db.exec('DELETE FROM audit_log WHERE idx = 90'));
+    const reader = openAuditLogReader(f.dbPath);
+    try {
+      const input = (rows: number) => ({
+        entries: reader.leafBatches(rows),
+        checkpoints: reader.checkpoints(),
+        verifierKey: f.verifierKey,
+      });
+      const expected = verifyAuditLog(input(1));
+      assert.equal(expected.firstBadIndex, 40);
+      // 1-row batches: far more than the worker's backlog of 4, so many are checked on this thread.
+      assert.deepEqual(await verifyAuditLogInParallel(input(1), { workers: 1 }), expected);
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('fails, rather than passing or hanging, when a worker thread cannot check a batch', async () => {
+    const f = await fixture();
+    const reader = openAuditLogReader(f.dbPath);
+    try {
+      // The leaf bounds of this batch are outside its bytes: checkLeafBatch throws on the worker.
+      const broken = {
+        first: 0,
+        count: 1,
+        bytes: Buffer.of(0),
+        starts: Uint32Array.of(0, 5),
+        storedLeafHashes: '',
+      };
+      await assert.rejects(
+        verifyAuditLogInParallel(
+          { entries: [broken], checkpoints: reader.checkpoints(), verifierKey: f.verifierKey },
+          { workers: 1 },
+        ),
+        /control byte/,
+      );
+    } finally {
+      reader.close();
+    }
   });
 
   it('reports a deleted entry as a gap at its index', async () => {

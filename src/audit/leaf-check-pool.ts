@@ -1,0 +1,70 @@
+/**
+ * Worker threads that run checkLeafBatch for the verifier (verifyAuditLogInParallel), so the leaf
+ * hashes and canonical scans — two thirds of its time — run beside the thread that reads SQLite and
+ * builds the tree. Batches go round-robin; each worker answers in the order it was sent, so a result
+ * is matched with its batch by order alone.
+ *
+ * The workers load TypeScript as the process does: `tresor` registers tsx's loader in its own thread
+ * (bin/tresor.js), which a worker does not inherit, so each worker registers it before loading
+ * leaf-check-worker.ts.
+ */
+import { Worker } from 'node:worker_threads';
+import type { LeafBatchCheck, LeafBatchRows } from './leaf-batch-check.ts';
+
+export interface LeafCheckPool {
+  check(batch: LeafBatchRows): Promise<LeafBatchCheck>;
+  /** Stops the workers; checks still pending are refused. */
+  close(): Promise<void>;
+}
+
+const BOOTSTRAP = `
+const { workerData } = require('node:worker_threads');
+import(workerData.tsx).then((tsx) => { tsx.register(); return import(workerData.worker); });
+`;
+
+interface Waiting {
+  resolve(check: LeafBatchCheck): void;
+  reject(err: Error): void;
+}
+
+export function createLeafCheckPool(size: number): LeafCheckPool {
+  if (!Number.isSafeInteger(size) || size < 1) throw new RangeError('a pool has at least one worker');
+  const workerData = {
+    tsx: import.meta.resolve('tsx/esm/api'),
+    worker: new URL('./leaf-check-worker.ts', import.meta.url).href,
+  };
+  const workers = Array.from({ length: size }, () => {
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData });
+    const waiting: Waiting[] = [];
+    let failure: Error | null = null;
+    const fail = (err: Error) => {
+      failure ??= err;
+      for (const w of waiting.splice(0)) w.reject(failure);
+    };
+    worker.on('message', (check: LeafBatchCheck) => waiting.shift()?.resolve(check));
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`a leaf check worker stopped (exit code ${code})`)));
+    return {
+      worker,
+      check(batch: LeafBatchRows): Promise<LeafBatchCheck> {
+        if (failure !== null) return Promise.reject(failure);
+        return new Promise((resolve, reject) => {
+          waiting.push({ resolve, reject });
+          const { first, count, bytes, starts } = batch;
+          worker.postMessage({ first, count, bytes, starts });
+        });
+      },
+    };
+  });
+  let next = 0;
+  return {
+    check(batch) {
+      const w = workers[next] as (typeof workers)[number];
+      next = (next + 1) % workers.length;
+      return w.check(batch);
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.worker.terminate()));
+    },
+  };
+}

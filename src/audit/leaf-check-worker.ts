@@ -1,0 +1,13 @@
+/**
+ * The worker thread of leaf-check-pool.ts: checks each batch it is sent (checkLeafBatch) and posts the
+ * result back, in the order the batches came.
+ */
+import { parentPort } from 'node:worker_threads';
+import { checkLeafBatch, type LeafBatchRows } from './leaf-batch-check.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('leaf-check-worker.ts runs as a worker thread');
+port.on('message', (batch: LeafBatchRows) => {
+  const check = checkLeafBatch(batch);
+  port.postMessage(check, [check.hashes.buffer as ArrayBuffer, check.status.buffer as ArrayBuffer]);
+});
