@@ -20,6 +20,8 @@ import type { KeydOperationName, KeyService, OpArgs } from '../src/keyd/operatio
 import { DevFileProvider, initDevFile } from '../src/keyd/root/dev-file.ts';
 import { createKeyService, SYSTEM_CALLER } from '../src/keyd/service.ts';
 import { benchAudit } from './audit.ts';
+import { benchAuditStream } from './audit-stream.ts';
+
 import { type BenchPki, createBenchPki, LOOPBACK, startEcho, startKeyd } from './children.ts';
 import { benchHttp, HTTP_EXTRA_OPERATIONS, HTTP_OPERATIONS, type HttpOperation } from './http.ts';
 import { benchInProcess } from './in-process.ts';
@@ -34,6 +36,8 @@ import {
 } from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
 import { benchGroupCommit } from './store-group-commit.ts';
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
 
 const SECTIONS = ['in-process', 'round-trips', 'mixed-load', 'store', 'http', 'audit'] as const;
 type SectionId = (typeof SECTIONS)[number];
@@ -242,6 +246,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
 /** f. The audit log (audit.ts), as a section. */
 async function auditSection(seconds: number, concurrency: number, dir: string): Promise<Section> {
   const r = await benchAudit({ seconds, concurrency, dir });
+  const stream = await benchAuditStream({ creates: 200, concurrency: 16 });
   const raw1 = baselineFigure('raw durable insert, no audit', r.raw.c1);
   const rawN = baselineFigure('raw durable insert, no audit', r.raw.cN);
   return {
@@ -273,6 +278,26 @@ async function auditSection(seconds: number, concurrency: number, dir: string): 
       },
       { name: 'tresor audit verify rate', value: Math.round(r.verify.entriesPerSecond), unit: 'entries/s' },
       {
+        name: 'create acknowledged → entry on the SSE stream, idle, p50',
+        value: round1(stream.idle.p50Ms),
+        unit: 'ms',
+      },
+      {
+        name: 'create acknowledged → entry on the SSE stream, idle, p99',
+        value: round1(stream.idle.p99Ms),
+        unit: 'ms',
+      },
+      {
+        name: `create acknowledged → entry on the SSE stream, ${stream.loaded.concurrency} writers, p99`,
+        value: round1(stream.loaded.p99Ms),
+        unit: 'ms',
+      },
+      {
+        name: 'create acknowledged → entry on the SSE stream, slowest of all',
+        value: round1(Math.max(stream.idle.maxMs, stream.loaded.maxMs)),
+        unit: 'ms',
+      },
+      {
         name: `audited ÷ raw at concurrency ${r.concurrency}`,
         value: Number((r.audited.cN.opsPerSecond / r.raw.cN.opsPerSecond).toFixed(2)),
         unit: '×',
@@ -280,6 +305,7 @@ async function auditSection(seconds: number, concurrency: number, dir: string): 
     ],
     notes: [
       'Audited rates count only writes whose entry reached the log: the time includes the final sequencer drain.',
+      'Stream latency: real tresor server and keyd (bench/audit-stream.ts), a tenant admin key on GET /v1/audit/stream over HTTPS; target: within 1 s.',
       'Target (audit issue): audited ≥ 0.5× raw at high concurrency; verify ≥ 200,000 entries/s.',
     ],
   };
