@@ -293,6 +293,27 @@ describe('SQLite store group commit', () => {
       .executeTakeFirst();
     assert.equal(row?.value, marker);
   });
+
+  it('leaves the WAL alone when another connection has the file open (a CLI beside the server): nothing is corrupted', async () => {
+    for (let round = 0; round < 5; round++) {
+      const other = await openSqliteStore<RecordsDb>(path, RECORDS_MIGRATIONS);
+      await other.write((trx) => insertRecord(trx, `before-${round}`, 'v'));
+      // This store closes (checkpoint, and formerly: zero the WAL) while the other keeps writing.
+      const writes = Array.from({ length: 40 }, (_, i) =>
+        other.write((trx) => insertRecord(trx, `during-${round}-${i}`, 'v')),
+      );
+      await Promise.all([store.close(), ...writes]);
+      await other.close();
+      store = await openSqliteStore<RecordsDb>(path, RECORDS_MIGRATIONS);
+      const check = await sql<{ integrity_check: string }>`PRAGMA integrity_check`.execute(store.db);
+      assert.deepEqual(
+        check.rows.map((r) => r.integrity_check),
+        ['ok'],
+      );
+      const ids = await recordIds(store);
+      for (let i = 0; i < 40; i++) assert.ok(ids.includes(`during-${round}-${i}`), `during-${round}-${i}`);
+    }
+  });
 });
 
 interface DeferredDb {

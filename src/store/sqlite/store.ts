@@ -194,23 +194,36 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
     this.#closing = true;
     if (this.#flushing) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
     if (this.#readsInFlight > 0) await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
-    await this.#zeroCheckpointedWal();
-    await this.#writer.destroy();
+    // The reader first: zeroing the WAL needs this process's writer to be the file's only connection.
     await this.db.destroy();
     // Kysely closes a connection only if it was ever used; a reader that never read is still open.
-    for (const connection of [this.#writerDb, this.#readerDb]) if (connection.open) connection.close();
+    if (this.#readerDb.open) this.#readerDb.close();
+    await this.#zeroCheckpointedWal();
+    await this.#writer.destroy();
+    if (this.#writerDb.open) this.#writerDb.close();
   }
 
   /**
    * When the last connection closes, SQLite deletes the WAL without overwriting it, which would hand
    * blocks holding recent pages back to the filesystem. So first: checkpoint(RESTART) copies every
    * frame into the database (synced) and waits until no reader uses the WAL any more — from then on
-   * SQLite never reads those frames again — and only then are the WAL's bytes zeroed in place. If the
-   * checkpoint cannot finish (another process reads), the WAL is left as it is.
+   * SQLite never reads those frames again — and only then are the WAL's bytes zeroed in place.
+   *
+   * Only while this connection holds the file's EXCLUSIVE lock: another process with the store open
+   * (the server beside a `tresor access attest`, or the other way round) may write new frames into
+   * the WAL the moment the checkpoint has reset it, and zeroing those would corrupt the database. So
+   * the connection first switches to EXCLUSIVE locking and takes the write lock without waiting;
+   * while any other connection has the file open that fails, and the WAL is left as it is (the last
+   * process to close zeroes it). Other processes opening the store meanwhile wait (busy timeout).
    */
   async #zeroCheckpointedWal(): Promise<void> {
     try {
-      const [result] = this.#writerDb.pragma('wal_checkpoint(RESTART)') as WalCheckpointResult[];
+      const db = this.#writerDb;
+      db.pragma('busy_timeout = 0');
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.exec('BEGIN IMMEDIATE');
+      db.exec('COMMIT');
+      const [result] = db.pragma('wal_checkpoint(RESTART)') as WalCheckpointResult[];
       if (result === undefined || result.busy !== 0 || result.log !== result.checkpointed) return;
       await zeroFile(`${this.location}-wal`);
     } catch {
