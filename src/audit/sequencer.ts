@@ -105,6 +105,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   const control = deps.control as unknown as Store<WithAuditLog>;
 
   let tree = new MerkleAccumulator();
+  let head: { tree: typeof tree; value: { size: number; root: Buffer } } | undefined;
   const cursors = new Map<string, number>();
   const dirty = new Set<string>();
   const listeners = new Set<(entries: readonly SequencedEntry[]) => void>();
@@ -279,7 +280,11 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       while (dirty.size > 0);
     },
     treeHead() {
-      return { size: tree.size, root: tree.root() };
+      // The tree is replaced, never changed, by a pass: its head is computed once per pass, not per
+      // call (every audited request asks the audit log's health, which reads the head).
+      if (head === undefined || head.tree !== tree)
+        head = { tree, value: { size: tree.size, root: tree.root() } };
+      return head.value;
     },
     onAppended(listener) {
       listeners.add(listener);
