@@ -8,12 +8,18 @@
  *                                  ▼
  *                            checkpointer ──▶ audit_checkpoints, witness, sinks
  */
+import type { SqliteStore } from '../store/sqlite/store.ts';
 import type { Store } from '../store/types.ts';
 import { type Checkpointer, type CheckpointWitness, createCheckpointer } from './checkpointer.ts';
 import type { WithAuditEvents } from './event.ts';
 import { type AuditLogReader, createAuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
-import { type AuditSequencer, createAuditSequencer, type SequencedEntry } from './sequencer.ts';
+import {
+  type AuditSequencer,
+  type AuditSequencerDeps,
+  createAuditSequencer,
+  type SequencedEntry,
+} from './sequencer.ts';
 
 export interface AuditCondition {
   name: string;
@@ -58,9 +64,20 @@ export interface AuditLogDeps {
   now?: () => Date;
 }
 
+/** A SQLite control store on a file can take the sequencer's worker thread (sequencer-thread.ts). */
+export function sequencerOffloadOf(store: object): AuditSequencerDeps['offload'] {
+  const sqlite = store as Partial<SqliteStore<unknown>> & { location?: unknown };
+  const whileIdle = sqlite.whileIdle?.bind(sqlite);
+  if (whileIdle === undefined || typeof sqlite.location !== 'string' || sqlite.location === ':memory:')
+    return undefined;
+  return { path: sqlite.location, whileIdle };
+}
+
 export function createAuditLog(deps: AuditLogDeps): AuditLog {
+  const offload = sequencerOffloadOf(deps.control);
   const sequencer = createAuditSequencer({
     control: deps.control,
+    ...(offload ? { offload } : {}),
     openSource: deps.openSource,
     listSources: deps.listSources,
     ...(deps.now ? { now: deps.now } : {}),

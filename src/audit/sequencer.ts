@@ -23,35 +23,17 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import { canonicalJson } from './canonical.ts';
 import type { WithAuditEvents } from './event.ts';
+import { type LogAppend, logStatements } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
-import { leafHash, MerkleAccumulator, type PerfectSubtree, peakPositions } from './merkle.ts';
+import { MerkleAccumulator, peakPositions } from './merkle.ts';
+import { packHashes, sequenceBatch, unpackHashes } from './sequence-batch.ts';
+import { createSequencerThread } from './sequencer-thread.ts';
 
 /** The control store's own outbox; every other source is a tenant id. */
 export const CONTROL_SOURCE = 'control';
 /** Events read from one source per pass: bounds a pass's transaction. */
 export const BATCH_PER_SOURCE = 4096;
-/** Rows per INSERT statement, largest first (3 parameters each, well under SQLite's 32,766). */
-const CHUNK_SIZES = [256, 64, 16, 4, 1] as const;
-const PLACEHOLDERS = new Map<number, string>(
-  CHUNK_SIZES.map((rows) => [rows, Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')]),
-);
-const ROW_PLACEHOLDERS = (rows: number) => PLACEHOLDERS.get(rows) as string;
-
-/** [start, count] pieces of `n` rows, each count one of CHUNK_SIZES. */
-function chunksOf(n: number): [number, number][] {
-  const pieces: [number, number][] = [];
-  let start = 0;
-  for (const size of CHUNK_SIZES) {
-    while (n - start >= size) {
-      pieces.push([start, size]);
-      start += size;
-    }
-  }
-  return pieces;
-}
-
 export interface SequencedEntry {
   index: number;
   tenant: string | null;
@@ -80,6 +62,8 @@ export interface AuditSequencer {
   treeHead(): { size: number; root: Buffer };
   onAppended(listener: (entries: readonly SequencedEntry[]) => void): () => void;
   health(): SequencerHealth;
+  /** Passes that appended entries, and how many of them ran on the worker thread (metrics, tests). */
+  stats(): { passes: number; workerPasses: number };
   close(): Promise<void>;
 }
 
@@ -96,7 +80,21 @@ export interface AuditSequencerDeps {
   failureBoundMs?: number;
   /** Delay between a notify() and the pass, to gather more events per batch (default 50 ms). */
   gatherMs?: number;
+  /**
+   * Where the control store is, for the sequencer's worker thread: batches of at least `workerFrom`
+   * events (default 64) are canonicalised, hashed and written there, through the worker's own
+   * connection, while `whileIdle` holds the main thread's writer of that store. Without it every pass
+   * runs on the calling thread.
+   */
+  offload?: {
+    path: string;
+    whileIdle<T>(outside: () => Promise<T>): Promise<T>;
+    workerFrom?: number;
+  };
 }
+
+/** Batches of at least this many events go to the worker thread, when there is one (deps.offload). */
+export const DEFAULT_WORKER_FROM = 64;
 
 export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   const now = deps.now ?? (() => new Date());
@@ -116,6 +114,11 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   let lastFailure: string | undefined;
   let retryDelayMs = 50;
   let closed = false;
+  let resync = false;
+  const counts = { passes: 0, workerPasses: 0 };
+  const offload = deps.offload;
+  const workerFrom = offload?.workerFrom ?? DEFAULT_WORKER_FROM;
+  const thread = createSequencerThread();
 
   async function restore(): Promise<void> {
     const db = control.db as Kysely<WithAuditLog>;
@@ -147,12 +150,23 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     const sources = only !== undefined ? [only] : [...dirty];
     for (const s of sources) dirty.delete(s);
     if (sources.length === 0) return;
+    // After a failed pass, start again from what the store holds: a write whose answer was lost (the
+    // worker stopped after its COMMIT) must not be appended a second time.
+    if (resync) {
+      await restore().catch((error: unknown) => {
+        for (const s of sources) dirty.add(s);
+        scheduleRetry();
+        throw error;
+      });
+      resync = false;
+    }
 
-    const staged = tree.clone();
-    const entries: SequencedEntry[] = [];
-    const nodes: PerfectSubtree[] = [];
+    let staged = tree;
+    let entries: SequencedEntry[] = [];
     const advanced = new Map<string, number>();
     try {
+      const events: string[] = [];
+      const tenants: (string | null)[] = [];
       for (const source of sources) {
         const store = await deps.openSource(source).catch((error: unknown) => {
           // A destroyed tenant store has nothing left to move (close drains it first).
@@ -170,48 +184,52 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
           .execute();
         if (rows.length === BATCH_PER_SOURCE) dirty.add(source); // more to move: next pass
         for (const row of rows) {
-          const index = staged.size;
-          const leaf = canonicalJson({ ...(JSON.parse(row.event) as object), index });
-          nodes.push(...staged.appendNodes(leafHash(Buffer.from(leaf, 'utf8'))));
-          entries.push({ index, tenant: row.tenant, leaf });
+          events.push(row.event);
+          tenants.push(row.tenant);
         }
         const last = rows[rows.length - 1];
         if (last) advanced.set(source, Number(last.seq));
       }
-      if (entries.length > 0) {
-        await control.write(async (trx) => {
-          // Precompiled multi-row inserts (the query builder's per-row work was most of a pass), in
-          // a few fixed sizes so the connection's statement cache holds them all.
-          for (const [start, count] of chunksOf(entries.length)) {
-            const chunk = entries.slice(start, start + count);
-            await trx.executeQuery(
-              CompiledQuery.raw(
-                `INSERT INTO audit_log (idx, tenant, leaf) VALUES ${ROW_PLACEHOLDERS(count)}`,
-                chunk.flatMap((e) => [e.index, e.tenant, e.leaf]),
-              ),
-            );
-          }
-          for (const [start, count] of chunksOf(nodes.length)) {
-            const chunk = nodes.slice(start, start + count);
-            await trx.executeQuery(
-              CompiledQuery.raw(
-                `INSERT INTO audit_nodes (level, idx, hash) VALUES ${ROW_PLACEHOLDERS(count)}`,
-                chunk.flatMap((n) => [n.level, n.index, n.hash]),
-              ),
-            );
-          }
-          for (const [source, seq] of advanced) {
-            await trx
-              .insertInto('audit_cursors')
-              .values({ source, seq })
-              .onConflict((oc) => oc.column('source').doUpdateSet({ seq }))
-              .execute();
-          }
-        });
+      if (events.length > 0) {
+        const size = tree.size;
+        const peaks = packHashes(tree.peaks());
+        let leaves: string[];
+        let grown: Uint8Array;
+        if (offload !== undefined && events.length >= workerFrom) {
+          // Leaves, nodes and the write on the worker thread; here only two messages.
+          const sequenced = await thread.request({ op: 'sequence', size, peaks, events }, [
+            peaks.buffer as ArrayBuffer,
+          ]);
+          leaves = sequenced.leaves as string[];
+          grown = sequenced.peaks as Uint8Array;
+          const request = { op: 'write', batch: sequenced.id, path: offload.path, tenants } as const;
+          await offload.whileIdle(() => thread.request({ ...request, cursors: [...advanced] }));
+          counts.workerPasses += 1;
+        } else {
+          const batch = sequenceBatch({ size, peaks, events });
+          leaves = batch.leaves;
+          grown = batch.peaks;
+          const hashes = unpackHashes(batch.nodeHashes);
+          const append: LogAppend = {
+            entries: leaves.map((leaf, i) => [size + i, tenants[i] ?? null, leaf] as const),
+            nodes: hashes.map(
+              (hash, i) => [batch.nodeLevels[i] as number, batch.nodeIndexes[i] as number, hash] as const,
+            ),
+            cursors: [...advanced],
+          };
+          await control.write(async (trx) => {
+            for (const { sql, parameters } of logStatements(append))
+              await trx.executeQuery(CompiledQuery.raw(sql, parameters));
+          });
+        }
+        counts.passes += 1;
+        entries = leaves.map((leaf, i) => ({ index: size + i, tenant: tenants[i] ?? null, leaf }));
+        staged = MerkleAccumulator.restore(size + leaves.length, unpackHashes(grown));
       }
     } catch (error) {
       for (const s of sources) dirty.add(s);
       failingSince ??= now();
+      resync = true;
       lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
       scheduleRetry();
       throw error;
@@ -302,6 +320,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       }
       return failingSince ? { ok: true, pendingSources, failingSince } : { ok: true, pendingSources };
     },
+    stats: () => ({ ...counts }),
     async close() {
       closed = true;
       if (scheduled) clearTimeout(scheduled);
@@ -309,6 +328,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       scheduled = undefined;
       retryTimer = undefined;
       await chain;
+      await thread.close();
     },
   };
 }

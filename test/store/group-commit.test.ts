@@ -4,6 +4,7 @@ import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { type Kysely, type Migration, sql } from 'kysely';
 import { TresorError } from '../../src/errors.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
@@ -46,6 +47,41 @@ describe('SQLite store group commit', () => {
   afterEach(async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('whileIdle runs between batches, in queue order, with the write lock free for another connection', async () => {
+    const other = new Database(path);
+    other.pragma('busy_timeout = 0'); // a held write lock would fail at once, not wait
+    try {
+      const before = ['a1', 'a2', 'a3'].map((id) => store.write((trx) => insertRecord(trx, id, 'v')));
+      const seen: string[][] = [];
+      const idle = store.whileIdle(async () => {
+        // The writes queued before have committed; none queued after has started.
+        seen.push(
+          (other.prepare('SELECT id FROM records ORDER BY id').all() as { id: string }[]).map((r) => r.id),
+        );
+        await new Promise((r) => setTimeout(r, 20));
+        other.exec('BEGIN IMMEDIATE');
+        other.prepare("INSERT INTO records (id, value) VALUES ('outside', 'v')").run();
+        other.exec('COMMIT');
+        return 'done';
+      });
+      const afterIdle = ['b1', 'b2'].map((id) => store.write((trx) => insertRecord(trx, id, 'v')));
+      assert.deepEqual(await Promise.all(before), ['a1', 'a2', 'a3']);
+      assert.equal(await idle, 'done');
+      assert.deepEqual(await Promise.all(afterIdle), ['b1', 'b2']);
+      assert.deepEqual(seen, [['a1', 'a2', 'a3']]);
+      assert.deepEqual(await recordIds(store), ['a1', 'a2', 'a3', 'b1', 'b2', 'outside']);
+      // A failing outside job rejects its own caller only.
+      const failing = store.whileIdle(async () => {
+        throw new Error('outside failed');
+      });
+      const later = store.write((trx) => insertRecord(trx, 'c1', 'v'));
+      await assert.rejects(failing, /outside failed/);
+      assert.equal(await later, 'c1');
+    } finally {
+      other.close();
+    }
   });
 
   it('commits 64 concurrent writes in one transaction, each caller getting its own result', async () => {

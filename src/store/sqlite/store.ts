@@ -58,6 +58,13 @@ export interface SqliteStoreStats {
 
 export interface SqliteStore<DB> extends Store<DB> {
   stats(): SqliteStoreStats;
+  /**
+   * Runs `outside` while this store's writer holds no transaction, in queue order with write()s, and
+   * starts no batch until it settles: another connection (the audit sequencer's worker thread) can then
+   * write the same file without waiting for the write lock, and the writes queued meanwhile wait for it
+   * as they would for a batch, asynchronously, instead of blocking the thread in SQLite's busy handler.
+   */
+  whileIdle<T>(outside: () => Promise<T>): Promise<T>;
 }
 
 export interface SqliteStoreOptions {
@@ -93,6 +100,8 @@ export async function openSqliteStore<DB>(
 
 interface Job<DB> {
   run(trx: Transaction<DB>): Promise<unknown>;
+  /** Set for whileIdle(): runs between batches, with no transaction open. */
+  outside?: () => Promise<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -164,6 +173,16 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
       const context = new AsyncResource('TresorStoreWrite');
       const run = (trx: Transaction<DB>) => context.runInAsyncScope(work, undefined, trx);
       this.#queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  whileIdle<T>(outside: () => Promise<T>): Promise<T> {
+    if (this.#closing)
+      return Promise.reject(new TresorError('TRESOR_ERR_UNAVAILABLE', 'the store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      const run = () => Promise.reject(new Error('a whileIdle job runs outside a transaction'));
+      this.#queue.push({ run, outside, resolve: resolve as (value: unknown) => void, reject });
       this.#scheduleFlush();
     });
   }
@@ -241,7 +260,16 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   async #flush(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        await this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+        const head = this.#queue[0] as Job<DB>;
+        if (head.outside) {
+          this.#queue.shift();
+          await head.outside().then(head.resolve, head.reject);
+          continue;
+        }
+        // A batch ends before the next whileIdle() job.
+        const next = this.#queue.findIndex((job) => job.outside !== undefined);
+        const size = next === -1 ? this.#maxBatch : Math.min(next, this.#maxBatch);
+        await this.#runBatch(this.#queue.splice(0, size));
       }
     } finally {
       this.#flushing = false;
