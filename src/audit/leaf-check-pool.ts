@@ -4,23 +4,16 @@
  * builds the tree. Batches go round-robin; each worker answers in the order it was sent, so a result
  * is matched with its batch by order alone.
  *
- * The workers load TypeScript as the process does: `tresor` registers tsx's loader in its own thread
- * (bin/tresor.js), which a worker does not inherit, so each worker registers it before loading
- * leaf-check-worker.ts.
+ * The workers load TypeScript as the process does (ts-worker.ts).
  */
-import { Worker } from 'node:worker_threads';
 import type { LeafBatchCheck, LeafBatchRows } from './leaf-batch-check.ts';
+import { startTsWorker } from './ts-worker.ts';
 
 export interface LeafCheckPool {
   check(batch: LeafBatchRows): Promise<LeafBatchCheck>;
   /** Stops the workers; checks still pending are refused. */
   close(): Promise<void>;
 }
-
-const BOOTSTRAP = `
-const { workerData } = require('node:worker_threads');
-import(workerData.tsx).then((tsx) => { tsx.register(); return import(workerData.worker); });
-`;
 
 interface Waiting {
   resolve(check: LeafBatchCheck): void;
@@ -29,12 +22,9 @@ interface Waiting {
 
 export function createLeafCheckPool(size: number): LeafCheckPool {
   if (!Number.isSafeInteger(size) || size < 1) throw new RangeError('a pool has at least one worker');
-  const workerData = {
-    tsx: import.meta.resolve('tsx/esm/api'),
-    worker: new URL('./leaf-check-worker.ts', import.meta.url).href,
-  };
+  const module = new URL('./leaf-check-worker.ts', import.meta.url);
   const workers = Array.from({ length: size }, () => {
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData });
+    const worker = startTsWorker(module);
     const waiting: Waiting[] = [];
     let failure: Error | null = null;
     const fail = (err: Error) => {
