@@ -57,7 +57,7 @@ export function sealEnvelope(
   context: AadContext,
 ): Buffer {
   const header = encodeHeader(keyId);
-  const aad = Buffer.concat([header, encodeAad(purpose, context)]);
+  const aad = encodeAad(purpose, context, header);
   const { nonce, ciphertext, tag } = aeadSeal(key, plaintext, aad);
   return Buffer.concat([header, nonce, ciphertext, tag]);
 }
@@ -82,6 +82,6 @@ export function openEnvelope(
   const nonce = buf.subarray(headerLength, headerLength + NONCE_BYTES);
   const ciphertext = buf.subarray(headerLength + NONCE_BYTES, buf.length - TAG_BYTES);
   const tag = buf.subarray(buf.length - TAG_BYTES);
-  const aad = Buffer.concat([header, encodeAad(purpose, context)]);
+  const aad = encodeAad(purpose, context, header);
   return aeadOpen(key, { nonce, ciphertext, tag }, aad);
 }

@@ -201,8 +201,18 @@ export async function startTresorServer(
     dir: config.dataDir,
     migrations: tenantStoreMigrations,
   });
-  const openTenant = async (tenant: string) =>
-    notifying(await tenantStores.open(tenant), tenant, currentAudit);
+  // One wrapper per open store, not per call: the vault caches collection rows per store object, and
+  // a new wrapper on every request made every record request read its collection row again.
+  const notifyingStores = new WeakMap<object, Awaited<ReturnType<typeof tenantStores.open>>>();
+  const openTenant = async (tenant: string) => {
+    const store = await tenantStores.open(tenant);
+    let wrapped = notifyingStores.get(store);
+    if (wrapped === undefined) {
+      wrapped = notifying(store, tenant, currentAudit);
+      notifyingStores.set(store, wrapped);
+    }
+    return wrapped;
+  };
   // A tenant's outbox is moved into the log before its store is wiped (nothing of it is lost).
   const auditedTenantStores = {
     create: async (tenant: string) => notifying(await tenantStores.create(tenant), tenant, currentAudit),
