@@ -43,7 +43,7 @@ import {
 import { TresorError } from '../errors.ts';
 import { KeydError } from '../keyd/errors.ts';
 import type { Store } from '../store/types.ts';
-import { decodeCursor, deriveCursorKey, encodeCursor } from './cursor.ts';
+import { CURSOR_SCOPE_FIELD, decodeCursor, encodeCursor } from './cursor.ts';
 import type { DataKeyring } from './data-keys.ts';
 import {
   applyPatch,
@@ -500,22 +500,39 @@ export async function computeIndexRows(
     ([name, def]) => def.searchable && (!only || only.has(name)),
   );
   if (fields.length === 0 || items.length === 0) return [];
-  return ctx.keys.withDecryptionKey(tenant, 'blind-index', collection.blindIndexKeyId, (indexKey) => {
-    const rows: IndexRow[] = [];
-    for (const [field, def] of fields) {
-      const fieldKey = deriveBlindIndexKey(indexKey, { tenant, collection: collection.name, field });
-      try {
-        for (const { id, data } of items) {
-          const value = data[field];
-          if (value === undefined || value === null) continue;
-          rows.push({ record: id, field, mac: blindIndex(fieldKey, indexForm(def.type, value)) });
-        }
-      } finally {
-        wipe(fieldKey);
+  const rows: IndexRow[] = [];
+  for (const [field, def] of fields) {
+    await withFieldKey(ctx, tenant, collection, field, (fieldKey) => {
+      for (const { id, data } of items) {
+        const value = data[field];
+        if (value === undefined || value === null) continue;
+        rows.push({ record: id, field, mac: blindIndex(fieldKey, indexForm(def.type, value)) });
       }
-    }
-    return rows;
-  });
+    });
+  }
+  return rows;
+}
+
+/**
+ * Lends the blind-index key of one field of a collection (HKDF from the collection's blind-index
+ * key, src/crypto/blind-index.ts) to `fn`; derived once and then cached by the keyring. The cursor
+ * key is the field key of CURSOR_SCOPE_FIELD.
+ */
+function withFieldKey<T>(
+  ctx: VaultContext,
+  tenant: string,
+  collection: Collection,
+  field: string,
+  fn: (fieldKey: Buffer) => T,
+): Promise<T> {
+  return ctx.keys.withDerivedKey(
+    tenant,
+    'blind-index',
+    collection.blindIndexKeyId,
+    `blind-index-field\u0000${collection.name}\u0000${field}`,
+    (indexKey) => deriveBlindIndexKey(indexKey, { tenant, collection: collection.name, field }),
+    fn,
+  );
 }
 
 export async function insertIndexRows(
@@ -822,32 +839,20 @@ export async function listRecords(
   );
   const limit = pageLimit(options.limit, ctx.limits);
 
-  // One loan of the blind-index key: MACs of the searched values, and the cursor check.
-  const { macs, after } = await ctx.keys.withDecryptionKey(
-    tenant,
-    'blind-index',
-    collection.blindIndexKeyId,
-    (indexKey) => {
-      const macs = terms.map(({ field, form }) => {
-        const fieldKey = deriveBlindIndexKey(indexKey, { tenant, collection: collection.name, field });
-        try {
-          return { field, mac: blindIndex(fieldKey, form) };
-        } finally {
-          wipe(fieldKey);
-        }
-      });
-      let after = 0;
-      if (options.cursor !== undefined) {
-        const cursorKey = deriveCursorKey(indexKey, tenant, collection.name);
-        try {
-          after = decodeCursor(cursorKey, macs, options.cursor);
-        } finally {
-          wipe(cursorKey);
-        }
-      }
-      return { macs, after };
-    },
-  );
+  // MACs of the searched values, and the cursor check, under the fields' cached keys.
+  const macs: { field: string; mac: Buffer }[] = [];
+  for (const { field, form } of terms) {
+    macs.push({
+      field,
+      mac: await withFieldKey(ctx, tenant, collection, field, (key) => blindIndex(key, form)),
+    });
+  }
+  const after =
+    options.cursor === undefined
+      ? 0
+      : await withFieldKey(ctx, tenant, collection, CURSOR_SCOPE_FIELD, (cursorKey) =>
+          decodeCursor(cursorKey, macs, options.cursor),
+        );
 
   const query = recordPageQuery(store.db, collection.name, macs, after, limit);
   const rows = await query.execute();
@@ -885,18 +890,8 @@ export async function listRecords(
   const last = page[page.length - 1];
   let nextCursor: string | null = null;
   if (rows.length > limit && last) {
-    nextCursor = await ctx.keys.withDecryptionKey(
-      tenant,
-      'blind-index',
-      collection.blindIndexKeyId,
-      (indexKey) => {
-        const cursorKey = deriveCursorKey(indexKey, tenant, collection.name);
-        try {
-          return encodeCursor(cursorKey, macs, last.seq);
-        } finally {
-          wipe(cursorKey);
-        }
-      },
+    nextCursor = await withFieldKey(ctx, tenant, collection, CURSOR_SCOPE_FIELD, (cursorKey) =>
+      encodeCursor(cursorKey, macs, last.seq),
     );
   }
   await store.write((trx) =>

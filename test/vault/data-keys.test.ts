@@ -221,4 +221,41 @@ describe('data keyring', () => {
       await local.close();
     }
   });
+
+  it('derives a key once, caches it beside its data key, and forgets it with the tenant', async () => {
+    const local = await rig();
+    try {
+      const ring = local.keyring();
+      const keyId = await enc(ring, 'blind-index');
+      let derivations = 0;
+      const derive = (key: Buffer) => {
+        derivations++;
+        return Buffer.concat([Buffer.from('derived:'), key.subarray(0, 4)]);
+      };
+      const direct = await ring.withDecryptionKey('acme', 'blind-index', keyId, (key) =>
+        derive(key).toString('hex'),
+      );
+      derivations = 0;
+      const first = await ring.withDerivedKey('acme', 'blind-index', keyId, 'f1', derive, (k) =>
+        k.toString('hex'),
+      );
+      const second = await ring.withDerivedKey('acme', 'blind-index', keyId, 'f1', derive, (k) =>
+        k.toString('hex'),
+      );
+      assert.equal(first, direct);
+      assert.equal(second, direct);
+      assert.equal(derivations, 1, 'the second use comes from the cache');
+      await ring.withDerivedKey('acme', 'blind-index', keyId, 'f2', derive, () => undefined);
+      assert.equal(derivations, 2, 'another label is another derivation');
+      ring.forgetTenant('acme');
+      await local.service.call('seal', {}, ADMIN); // nothing can be reloaded from keyd now
+      await assert.rejects(
+        ring.withDerivedKey('acme', 'blind-index', keyId, 'f1', derive, () => undefined),
+        { code: 'TRESOR_ERR_KEYD_SEALED' },
+        'the derived key went with the tenant',
+      );
+    } finally {
+      await local.close();
+    }
+  });
 });
