@@ -11,7 +11,6 @@
  * credentials; the redact list is a second line of defence.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import helmet from '@fastify/helmet';
 import rateLimitPlugin from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, {
@@ -39,6 +38,7 @@ import { openApiOptions } from './openapi.ts';
 import { installPipeline, type LayerName, rememberRoute } from './pipeline.ts';
 import { isRouteDefinition, type RouteDefinition, type RouteModule } from './route.ts';
 import { systemRoutes } from './routes/system.ts';
+import { securityHeadersLayer } from './security-headers.ts';
 
 export interface HttpDeps {
   config: Pick<ServerConfig, 'bodyLimit' | 'rateLimit' | 'trustProxy' | 'timeouts' | 'logLevel'>;
@@ -75,9 +75,6 @@ export function createServerLogger(level: ServerConfig['logLevel']): FastifyBase
   );
 }
 
-/** HSTS for two years with subdomains (RFC 6797 §6.1; ≥ 1 year is what preload lists ask). */
-const HSTS_MAX_AGE_SECONDS = 63_072_000;
-
 export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Promise<FastifyInstance> {
   const { config } = deps;
   const now = deps.now ?? (() => new Date());
@@ -102,24 +99,8 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
   });
   app.decorateRequest('tresor', null as unknown as FastifyRequest['tresor']);
 
-  await app.register(helmet, {
-    global: true,
-    // API answers are JSON: nothing may load from or frame them. /docs sets its own, by hash.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'none'"],
-        frameAncestors: ["'none'"],
-        baseUri: ["'none'"],
-        formAction: ["'none'"],
-      },
-    },
-    hsts: { maxAge: HSTS_MAX_AGE_SECONDS, includeSubDomains: true, preload: false },
-    frameguard: { action: 'deny' },
-    referrerPolicy: { policy: 'no-referrer' },
-    crossOriginResourcePolicy: { policy: 'same-origin' },
-    crossOriginOpenerPolicy: { policy: 'same-origin' },
-  });
+  // Layer 0: the security headers, computed once (security-headers.ts).
+  app.addHook('onRequest', securityHeadersLayer);
   await app.register(rateLimitPlugin, { global: false, cache: 20_000 });
   const routes: RouteDefinition[] = [];
   await app.register(

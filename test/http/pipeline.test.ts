@@ -409,6 +409,30 @@ describe('responses', () => {
       assert.match(String(res.headers['content-security-policy']), /frame-ancestors 'none'/);
       assert.match(String(res.headers['content-security-policy']), /default-src 'none'/);
       assert.equal(res.headers['x-powered-by'], undefined);
+      // Exactly what @fastify/helmet sent with this policy before the headers were computed once.
+      const security = Object.fromEntries(
+        Object.entries(res.headers).filter(([name]) =>
+          /^(content-security-policy|cross-origin-|origin-agent-cluster|referrer-policy|strict-transport-security|x-)/.test(
+            name,
+          ),
+        ),
+      );
+      delete security['x-request-id'];
+      assert.deepEqual(security, {
+        'content-security-policy':
+          "default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'",
+        'cross-origin-opener-policy': 'same-origin',
+        'cross-origin-resource-policy': 'same-origin',
+        'origin-agent-cluster': '?1',
+        'referrer-policy': 'no-referrer',
+        'strict-transport-security': 'max-age=63072000; includeSubDomains',
+        'x-content-type-options': 'nosniff',
+        'x-dns-prefetch-control': 'off',
+        'x-download-options': 'noopen',
+        'x-frame-options': 'DENY',
+        'x-permitted-cross-domain-policies': 'none',
+        'x-xss-protection': '0',
+      });
     }
   });
 });

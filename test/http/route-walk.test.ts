@@ -18,8 +18,7 @@ import { testRoutes } from './fixtures/test-routes.ts';
 
 const EXPECTED_HOOKS = {
   onRequest: [
-    'helmetConfigureReply()',
-    'helmetApplyHeaders()',
+    'securityHeadersLayer()',
     'requestIdAndLimitsLayer()',
     'rateLimitLayer()',
     'authenticationLayer()',
