@@ -54,7 +54,9 @@ export class MemoryLog {
 
 export async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tresor-sinks-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  // Hooks run in the order they were registered, so this may run before the test's dispatcher.close():
+  // a cursor file written meanwhile makes rmdir fail with ENOTEMPTY, which rm retries.
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return dir;
 }
 
