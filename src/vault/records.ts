@@ -26,7 +26,7 @@
  * re-checks that the schema it was done for is still current (else the operation is retried).
  */
 import { randomBytes } from 'node:crypto';
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
 import {
   auditHmac,
@@ -633,6 +633,8 @@ export async function createRecord(
   });
 }
 
+const READ_RECORD = 'SELECT version, fields FROM records WHERE id = ? AND collection = ?';
+
 export async function readRecord(
   ctx: VaultContext,
   tenant: string,
@@ -643,12 +645,11 @@ export async function readRecord(
   const store = await ctx.stores(tenant);
   let collection = await requireCollection(ctx, store, collectionName);
   if (!RECORD_ID.test(id)) throw notFound();
-  const row = await store.db
-    .selectFrom('records')
-    .select(['version', 'fields'])
-    .where('id', '=', id)
-    .where('collection', '=', collection.name)
-    .executeTakeFirst();
+  // Precompiled: the query builder's syntax tree and compile were a thirtieth of a read.
+  const { rows } = await store.db.executeQuery<{ version: number; fields: Uint8Array }>(
+    CompiledQuery.raw(READ_RECORD, [id, collection.name]),
+  );
+  const row = rows[0];
   if (!row) throw notFound();
   const target = { collection: collection.name, recordIds: [id] };
   const data = await auditingDecryptFailure(
