@@ -4,8 +4,9 @@
  * NIST SP 800-38D §8.2.2: random 96-bit IVs are allowed as long as a key performs at most 2^32
  * encryptions (§8.3); the callers count uses per key (see src/vault/data-keys.ts and the keyd store).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { CryptoError } from './errors.ts';
+import { pooledRandomBytes } from './random-pool.ts';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 12;
@@ -26,7 +27,7 @@ function checkKey(key: Uint8Array): void {
 /** Encrypts with a fresh random nonce. `nonce` is only for known-answer tests. */
 export function aeadSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Buffer): Sealed {
   checkKey(key);
-  const iv = nonce ?? randomBytes(NONCE_BYTES);
+  const iv = nonce ?? pooledRandomBytes(NONCE_BYTES);
   if (iv.length !== NONCE_BYTES) throw new CryptoError('TRESOR_ERR_KEY_INVALID', 'nonce must be 12 bytes');
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
   cipher.setAAD(aad);

@@ -7,3 +7,4 @@ export { openEnvelope, readEnvelopeHeader, sealEnvelope } from './envelope.ts';
 export { CryptoError, type CryptoErrorCode } from './errors.ts';
 export { hkdf } from './hkdf.ts';
 export { checkKeyId, isKeyPurpose, KEY_PURPOSES, type KeyPurpose, newKeyId } from './key-id.ts';
+export { pooledRandomBytes } from './random-pool.ts';

@@ -25,7 +25,6 @@
  * write (reservations), so all cryptography happens before the transaction opens, and the transaction
  * re-checks that the schema it was done for is still current (else the operation is retried).
  */
-import { randomBytes } from 'node:crypto';
 import { CompiledQuery, type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
 import {
@@ -36,6 +35,7 @@ import {
   deriveAuditHmacKey,
   deriveBlindIndexKey,
   openEnvelope,
+  pooledRandomBytes,
   readEnvelopeHeader,
   sealEnvelope,
   wipe,
@@ -115,7 +115,7 @@ const MAX_ATTEMPTS = 5;
 export const CRYPTO_CHUNK = 1000;
 
 export function newRecordId(): string {
-  return `rec_${randomBytes(16).toString('hex')}`;
+  return `rec_${pooledRandomBytes(16).toString('hex')}`;
 }
 
 export function auditEvent(

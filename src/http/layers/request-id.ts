@@ -14,9 +14,9 @@
  * Every answer is `Cache-Control: no-store` (RFC 9111 §5.2.2.5): customer data must not stay in
  * browser or proxy caches, and probes and errors lose nothing by it.
  */
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { pooledRandomBytes } from '../../crypto/index.ts';
 import { TresorError } from '../../errors.ts';
 import { newRequestState } from '../request-state.ts';
 
@@ -24,19 +24,10 @@ export const REQUEST_ID_HEADER = 'x-request-id';
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 const ID_BYTES = 16;
-const POOL_BYTES = 16 * 1024;
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
 
 /** 128 fresh random bits as 22 base64url characters. */
 export function newRequestId(): string {
-  if (poolOffset + ID_BYTES > pool.length) {
-    pool = randomBytes(POOL_BYTES);
-    poolOffset = 0;
-  }
-  const start = poolOffset;
-  poolOffset += ID_BYTES;
-  return pool.toString('base64url', start, poolOffset);
+  return pooledRandomBytes(ID_BYTES).toString('base64url');
 }
 
 /** Fastify's genReqId: the caller's id when it is safe to echo, a fresh one otherwise. */
