@@ -303,13 +303,18 @@ async function requireCollection(
 /** Thrown inside a write when the schema changed since the work was prepared; the caller retries. */
 export class StaleSchema extends Error {}
 
+// Precompiled statements of the hottest paths (record create and read): building and compiling the
+// query builder's syntax tree cost more than running the statement.
+const SCHEMA_VERSION = 'SELECT schema_version FROM collections WHERE name = ?';
+const INSERT_RECORD =
+  'INSERT INTO records (id, collection, version, created_at, updated_at, expires_at, fields) VALUES (?, ?, ?, ?, ?, ?, ?)';
+const INSERT_INDEX_ROW = 'INSERT INTO blind_index (collection, field, mac, record_id) VALUES (?, ?, ?, ?)';
+
 export async function assertSchemaVersion(trx: Transaction<TenantDB>, collection: Collection): Promise<void> {
-  const row = await trx
-    .selectFrom('collections')
-    .select('schema_version')
-    .where('name', '=', collection.name)
-    .executeTakeFirst();
-  if (row?.schema_version !== collection.version) throw new StaleSchema();
+  const { rows } = await trx.executeQuery<{ schema_version: number }>(
+    CompiledQuery.raw(SCHEMA_VERSION, [collection.name]),
+  );
+  if (rows[0]?.schema_version !== collection.version) throw new StaleSchema();
 }
 
 /** Runs `attempt` again while it reports a stale schema; 409 after MAX_ATTEMPTS. */
@@ -540,6 +545,11 @@ export async function insertIndexRows(
   collection: string,
   rows: readonly IndexRow[],
 ): Promise<void> {
+  if (rows.length === 1) {
+    const [r] = rows as [IndexRow];
+    await trx.executeQuery(CompiledQuery.raw(INSERT_INDEX_ROW, [collection, r.field, r.mac, r.record]));
+    return;
+  }
   // 4 parameters a row: 200 rows stay far below SQLite's bound-parameter limit.
   for (let start = 0; start < rows.length; start += 200) {
     await trx
@@ -607,18 +617,17 @@ export async function createRecord(
     const index = await computeIndexRows(ctx, tenant, collection, [{ id, data }]);
     await store.write(async (trx) => {
       await assertSchemaVersion(trx, collection);
-      await trx
-        .insertInto('records')
-        .values({
+      await trx.executeQuery(
+        CompiledQuery.raw(INSERT_RECORD, [
           id,
-          collection: collection.name,
-          version: 1,
-          created_at: now,
-          updated_at: now,
-          expires_at: days === null ? null : now + days * 86_400_000,
+          collection.name,
+          1,
+          now,
+          now,
+          days === null ? null : now + days * 86_400_000,
           fields,
-        })
-        .execute();
+        ]),
+      );
       await insertIndexRows(trx, collection.name, index);
       await appendAuditEvent(
         trx,
