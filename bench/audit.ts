@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Kysely, Migration } from 'kysely';
+import { sequencerOffloadOf } from '../src/audit/audit-log.ts';
 import {
   type AuditEvent,
   appendAuditEvent,
   auditEventsMigration,
   type WithAuditEvents,
 } from '../src/audit/event.ts';
-import { sequencerOffloadOf } from '../src/audit/audit-log.ts';
 import { createAuditLogReader } from '../src/audit/log.ts';
 import { auditLogMigration, type WithAuditLog } from '../src/audit/log-schema.ts';
 import { createAuditSequencer } from '../src/audit/sequencer.ts';
