@@ -33,44 +33,77 @@ function waitForExit(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts keyd as a child process and waits until it answers on its socket. */
+/** How long `tresor dev` waits for its keyd child to answer (env TRESOR_DEV_KEYD_START_MS). */
+const KEYD_START_MS = 60_000;
+
+function keydStartDeadlineMs(): number {
+  const raw = process.env.TRESOR_DEV_KEYD_START_MS;
+  const ms = raw === undefined ? KEYD_START_MS : Number(raw);
+  if (!Number.isInteger(ms) || ms <= 0)
+    throw new Error('TRESOR_DEV_KEYD_START_MS must be a positive integer');
+  return ms;
+}
+
+/**
+ * Asks keyd for its health until it answers ok, keyd exits, or the deadline passes. A busy machine
+ * can take many seconds to start keyd (it compiles TypeScript on the fly), more than one call's
+ * retries cover: each round is one short call, and the deadline, not the retry count, bounds the wait.
+ */
+async function waitForKeyd(socket: string, exited: Promise<void>, deadlineMs: number): Promise<void> {
+  const client = createKeydClient({
+    connect: { kind: 'unix', path: socket },
+    clientName: 'tresor-dev',
+    timeoutMs: 2_000,
+    retries: 0,
+  });
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  const until = Date.now() + deadlineMs;
+  let last = 'no answer yet';
+  try {
+    while (!gone) {
+      try {
+        const status = await client.call('health', {});
+        if (status.status === 'ok') return;
+        last = `keyd is ${status.status}`;
+      } catch (err) {
+        last = err instanceof Error ? err.message : String(err);
+      }
+      if (gone) break;
+      if (Date.now() >= until) throw new Error(`keyd did not answer within ${deadlineMs} ms (${last})`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error('keyd exited during start');
+  } finally {
+    await client.close();
+  }
+}
+
+/** Starts keyd as a child process and waits until it answers on its socket; stops it if it never does. */
 export async function startDevStack(dataDir: string): Promise<DevStack> {
   const keydDir = join(dataDir, 'keyd');
   mkdirSync(keydDir, { recursive: true, mode: 0o700 });
   if (!devFileInitialised(keydDir)) initDevFile(keydDir);
   const keydSocket = join(keydDir, 'keyd.sock');
+  const deadlineMs = keydStartDeadlineMs();
   const keyd = spawn(process.execPath, [BIN, 'keyd', 'serve', '--provider', 'dev-file', '--dir', keydDir], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, TRESOR_KEYD_SOCKET: keydSocket },
   });
   const exited = waitForExit(keyd);
-
-  const client = createKeydClient({
-    connect: { kind: 'unix', path: keydSocket },
-    clientName: 'tresor-dev',
-    retries: 8,
-  });
-  try {
-    const status = await Promise.race([
-      client.call('health', {}),
-      exited.then(() => {
-        throw new Error('keyd exited during start');
-      }),
-    ]);
-    if (status.status !== 'ok') throw new Error(`keyd is ${status.status}`);
-  } finally {
-    await client.close();
-  }
-
-  return {
-    dataDir,
-    keydDir,
-    keydSocket,
-    async stop() {
-      if (keyd.exitCode === null && keyd.signalCode === null) keyd.kill('SIGTERM');
-      await exited;
-    },
+  const stop = async () => {
+    if (keyd.exitCode === null && keyd.signalCode === null) keyd.kill('SIGTERM');
+    await exited;
   };
+  try {
+    await waitForKeyd(keydSocket, exited, deadlineMs);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { dataDir, keydDir, keydSocket, stop };
 }
 
 export interface DevCredentials {
@@ -204,8 +237,16 @@ export function registerDevCommand(program: Command): void {
         await stack.stop();
         throw err;
       }
-      const tls = await ensureDevTls(dataDir);
-      const credentials = await devCredentials(server, dataDir, tls.caFile);
+      let credentials: DevCredentials;
+      try {
+        const tls = await ensureDevTls(dataDir);
+        credentials = await devCredentials(server, dataDir, tls.caFile);
+      } catch (err) {
+        // Never leave a half-started stack behind: the server and keyd stop, the command exits.
+        await server.close().catch(() => undefined);
+        await stack.stop();
+        throw err;
+      }
       warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
       if (flags.json) out(credentials, true);
       else info(banner(credentials, stack, consoleOrigin(config, server.url)));

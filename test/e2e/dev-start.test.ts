@@ -17,7 +17,8 @@ import { promisify } from 'node:util';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 
 const run = promisify(execFile);
-const START_TIMEOUT_MS = 60_000;
+// Above tresor dev's own 60 s wait for keyd, so a slow keyd shows as tresor dev's error, not ours.
+const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 20_000;
 
 interface DevCredentials {
@@ -44,10 +45,10 @@ function devEnv(dataDir: string): NodeJS.ProcessEnv {
  * Starts `tresor dev --port 0` in its own process group (as a terminal runs it) and resolves once
  * its banner has been printed in full.
  */
-function startDev(cwd: string, dataDir: string): Promise<DevProcess> {
+function startDev(cwd: string, dataDir: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<DevProcess> {
   const proc = spawn(process.execPath, [TRESOR_BIN, 'dev', '--port', '0'], {
     cwd,
-    env: devEnv(dataDir),
+    env: { ...devEnv(dataDir), ...extraEnv },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -57,10 +58,15 @@ function startDev(cwd: string, dataDir: string): Promise<DevProcess> {
   );
   const dev: DevProcess = { proc, output: () => output, exited };
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`tresor dev did not start:\n${output}`)),
-      START_TIMEOUT_MS,
-    );
+    const timer = setTimeout(() => {
+      // Never leak the stack of a start that hung: its whole process group goes, keyd included.
+      try {
+        process.kill(-(proc.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      reject(new Error(`tresor dev did not start:\n${output}`));
+    }, START_TIMEOUT_MS);
     const onData = (d: Buffer) => {
       output += d.toString('utf8');
       if (output.includes('Ctrl-C stops every process.')) {
@@ -317,5 +323,28 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     assert.deepEqual(read.body.data, record.data, 'the record written before the restart reads back');
     const { code } = await pressCtrlC(dev);
     assert.equal(code, 0, 'the second start stops cleanly too');
+  });
+});
+
+describe('npm start (tresor dev) when keyd never answers', () => {
+  let root: string;
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'tresor-dev-nokeyd-'));
+  });
+
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('gives up after its deadline, says why, exits non-zero and leaves no process behind', async () => {
+    const dataDir = join(root, 'data');
+    // 1 ms: keyd cannot have started, so the wait always runs out (as on a machine too busy for it).
+    const failed = await startDev(root, dataDir, { TRESOR_DEV_KEYD_START_MS: '1' }).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    assert.ok(failed, 'tresor dev must not start without keyd');
+    assert.match(failed.message, /exited \(1\) during start/, 'it exits with 1 instead of hanging');
+    assert.match(failed.message, /keyd did not answer within 1 ms/, 'and says what it waited for');
+    assert.deepEqual(processesMentioning(dataDir), [], 'keyd is stopped, not left running');
   });
 });
