@@ -5,7 +5,7 @@
  * These routes are public (nobody is logged in yet) but still name their audit action: the
  * services audit them, refusals included.
  */
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import type { LoginService } from '../../identity/login.ts';
 import type { PeopleService } from '../../identity/people.ts';
 import type { SessionService } from '../../identity/sessions.ts';
@@ -29,6 +29,17 @@ export interface LoginRouteDeps {
   sessions: SessionService;
   login: LoginService;
   people: PeopleService;
+}
+
+/** The account a person names to sign in: its side, its tenant (customer side) and its e-mail. */
+const AccountName = Type.Object({
+  side: Side,
+  tenant: Type.Optional(Type.Union([TenantId, Type.Null()])),
+  email: Email,
+});
+
+function accountNamed(body: Static<typeof AccountName>) {
+  return { side: body.side, tenant: body.tenant ?? null, email: body.email };
 }
 
 const PendingLogin = Type.Object({
@@ -55,21 +66,14 @@ export function loginRoutes(deps: LoginRouteDeps): RouteModule {
         authorize: 'public',
         audit: { action: 'auth.login' },
         schema: {
-          body: Type.Object({
-            side: Side,
-            tenant: Type.Optional(Type.Union([TenantId, Type.Null()])),
-            email: Email,
-            password: Password,
-          }),
+          body: Type.Object({ ...AccountName.properties, password: Password }),
           response: { 200: PendingLogin },
         },
       }).handle(async (ctx) => {
         const pending = await audited(
           ctx,
           login.beginLogin({
-            side: ctx.body.side,
-            tenant: ctx.body.tenant ?? null,
-            email: ctx.body.email,
+            ...accountNamed(ctx.body),
             password: ctx.body.password,
             address: ctx.sourceAddress,
             requestId: ctx.requestId,
@@ -150,9 +154,7 @@ export function loginRoutes(deps: LoginRouteDeps): RouteModule {
         audit: { action: 'person.password-recover' },
         schema: {
           body: Type.Object({
-            side: Side,
-            tenant: Type.Optional(Type.Union([TenantId, Type.Null()])),
-            email: Email,
+            ...AccountName.properties,
             recoveryCode: RecoveryCode,
             newPassword: Password,
           }),
@@ -163,9 +165,7 @@ export function loginRoutes(deps: LoginRouteDeps): RouteModule {
           ctx,
           people.resetPasswordWithRecoveryCode(
             {
-              side: ctx.body.side,
-              tenant: ctx.body.tenant ?? null,
-              email: ctx.body.email,
+              ...accountNamed(ctx.body),
               recoveryCode: ctx.body.recoveryCode,
               newPassword: ctx.body.newPassword,
             },
