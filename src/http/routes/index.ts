@@ -7,10 +7,23 @@
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
-import { type IdentityRouteDeps, identityRoutes } from './identity.ts';
+import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
+import { type EnrolmentRouteDeps, enrolmentRoutes } from './enrolment.ts';
+import { type FactorRouteDeps, factorRoutes } from './factors.ts';
+import { type LoginRouteDeps, loginRoutes } from './login.ts';
+import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
+import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
 import { signinRoutes } from './signin.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
+
+/** What the console identity modules need together (the identity services, the step-up clock). */
+export type IdentityRouteDeps = LoginRouteDeps &
+  CurrentSessionRouteDeps &
+  SessionRouteDeps &
+  EnrolmentRouteDeps &
+  FactorRouteDeps &
+  PeopleRouteDeps;
 
 /** What the domain route modules need: one field per module's services. */
 export interface DomainRouteDeps {
@@ -27,7 +40,13 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     tenantRoutes(deps.tenants),
     auditRoutes(deps.audit),
     accessRoutes(deps.access),
-    identityRoutes(deps.identity),
+    // Console identity, in the order of the OpenAPI document's paths.
+    loginRoutes(deps.identity),
+    currentSessionRoutes(deps.identity),
+    sessionRoutes(deps.identity),
+    enrolmentRoutes(deps.identity),
+    factorRoutes(deps.identity),
+    peopleRoutes(deps.identity),
     signinRoutes(),
   ];
 }
