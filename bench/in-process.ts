@@ -16,7 +16,7 @@ import { baselineFigure, compared, type Section } from './report.ts';
 
 export const VALUE_BYTES = 1024;
 
-/** AAD purposes as the vault (field values) and keyd (wrapped data keys, src/keyd/service.ts) use them. */
+/** AAD purposes as the vault (field values) and keyd (wrapped data keys, src/keyd/data-keys.ts) use them. */
 export const FIELD_AAD = 'field';
 const DATA_KEY_AAD = 'data-key';
 
