@@ -29,8 +29,8 @@ import {
   type WithWebAuthn,
   webAuthnMigration,
 } from '../../src/identity/webauthn-store.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import {
   createCredentialInPage,
   getAssertionInPage,
