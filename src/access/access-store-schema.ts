@@ -17,6 +17,7 @@
  * Times are ISO 8601 UTC text, booleans 0/1, as in the rest of the control store.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
+import type { IdentityDB } from '../identity/identity-store-schema.ts';
 import type { Role } from '../identity/roles.ts';
 
 export type GrantAccess = 'read' | 'read-write';
@@ -90,6 +91,9 @@ export interface WithAccess {
   grant_policies: GrantPoliciesTable;
   access_reviews: AccessReviewsTable;
 }
+
+/** The control-store tables access's services use: its own and identity's (people, sessions, tenants). */
+export interface AccessDB extends WithAccess, IdentityDB {}
 
 const inList = (values: readonly string[]) => sql.join(values.map((v) => sql.lit(v)));
 

@@ -55,9 +55,9 @@ import {
   type SessionPrincipal,
 } from '../identity/sessions.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
 import { isValidName } from '../vault/schema.ts';
 import {
+  type AccessDB,
   APPROVAL_POLICIES,
   type ApprovalPolicy,
   GRANT_ACCESSES,
@@ -162,7 +162,7 @@ export interface GrantService {
   /** undefined unless the grant exists, is the person's, is active and unexpired, and the person still holds a requesting role. Never throws for a bad id. */
   liveGrant(personId: string, grantId: string): Promise<LiveGrant | undefined>;
   /** For PeopleServiceOptions.onAccessRemoved: ends every pending/approved/active grant of the person inside trx, audited. */
-  endGrantsOfIn(trx: Transaction<ControlDB>, personId: string, reason: string): Promise<number>;
+  endGrantsOfIn(trx: Transaction<AccessDB>, personId: string, reason: string): Promise<number>;
   /** Records every expiry that time has brought (grant.expire, system actor `grants`); returns how many. */
   expireDue(): Promise<number>;
   setPolicy(actor: IdentityActor, tenant: string, policy: ApprovalPolicy, meta?: AuditMeta): Promise<void>;
@@ -396,7 +396,7 @@ export function grantInfoOf(row: GrantsTable, t: number, requestTtlMs: number): 
 }
 
 export function createGrantService(options: {
-  control: Store<ControlDB>;
+  control: Store<AccessDB>;
   now: () => Date;
   config?: Partial<GrantConfig>;
 }): GrantService {
@@ -408,14 +408,14 @@ export function createGrantService(options: {
   const toInfo = (row: GrantsTable, t: number) => grantInfoOf(row, t, config.requestTtlMs);
 
   /** Runs `work` in one write; a Refusal it returns is thrown after its audit event committed. */
-  async function run<T>(work: (trx: Transaction<ControlDB>) => Promise<T | Refusal>): Promise<T> {
+  async function run<T>(work: (trx: Transaction<AccessDB>) => Promise<T | Refusal>): Promise<T> {
     const result = await control.write(work);
     if (result instanceof Refusal) throw result.error;
     return result;
   }
 
   async function refuseIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<AccessDB>,
     step: {
       actor: { kind: ResolvedActor['audit']['kind']; id: string };
       tenant: string | null;
@@ -439,7 +439,7 @@ export function createGrantService(options: {
   }
 
   async function auditIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<AccessDB>,
     actor: { kind: ResolvedActor['audit']['kind']; id: string },
     step: { at: string; tenant: string | null; action: string },
     target: Record<string, unknown>,
@@ -448,17 +448,17 @@ export function createGrantService(options: {
     await appendAuditEvent(trx, identityEvent(actor, { ...step, outcome: 'success' }, target, meta));
   }
 
-  const tenantIn = (trx: Transaction<ControlDB>, id: unknown) =>
+  const tenantIn = (trx: Transaction<AccessDB>, id: unknown) =>
     typeof id === 'string'
       ? trx.selectFrom('tenants').select(['id', 'state']).where('id', '=', id).executeTakeFirst()
       : Promise.resolve(undefined);
 
-  const grantIn = (trx: Transaction<ControlDB>, id: unknown) =>
+  const grantIn = (trx: Transaction<AccessDB>, id: unknown) =>
     typeof id === 'string' && GRANT_ID_PATTERN.test(id)
       ? trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst()
       : Promise.resolve(undefined);
 
-  async function policyIn(trx: Transaction<ControlDB>, tenant: string): Promise<ApprovalPolicy> {
+  async function policyIn(trx: Transaction<AccessDB>, tenant: string): Promise<ApprovalPolicy> {
     const row = await trx
       .selectFrom('grant_policies')
       .select('policy')
@@ -471,7 +471,7 @@ export function createGrantService(options: {
    * When the session last passed a second factor, read from the session row (live, the actor's own):
    * the caller's copy of the principal is not trusted for this. null when none or the session ended.
    */
-  async function fresh2faIn(trx: Transaction<ControlDB>, actor: SessionPrincipal): Promise<number | null> {
+  async function fresh2faIn(trx: Transaction<AccessDB>, actor: SessionPrincipal): Promise<number | null> {
     if (actor.kind !== 'session' || typeof actor.sessionId !== 'string') return null;
     const s = await trx
       .selectFrom('sessions')
@@ -515,7 +515,7 @@ export function createGrantService(options: {
 
   /** Shared steps of approve, deny, activate and revoke: the actor, the grant, the refusal helper. */
   async function decisionIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<AccessDB>,
     actor: IdentityActor,
     grantId: string,
     action: string,
@@ -562,7 +562,7 @@ export function createGrantService(options: {
 
   /** Request and break-glass: checks common to both, then the new row. */
   async function newGrantIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<AccessDB>,
     actor: SessionPrincipal,
     input: GrantRequestInput,
     how: 'request' | 'break-glass',

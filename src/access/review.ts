@@ -32,8 +32,7 @@ import {
   resolveActorIn,
 } from '../identity/sessions.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
-import type { AccessReviewsTable } from './access-store-schema.ts';
+import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
 import { DEFAULT_REQUEST_TTL_MS, type GrantInfo, grantInfoOf } from './grants.ts';
 
 export const MAX_NOTE_CHARS = 1000;
@@ -216,17 +215,17 @@ function lifeOf(g: GrantInfo, t: number): { from: number; to: number } {
 }
 
 export function createAccessReviewService(options: {
-  control: Store<ControlDB>;
+  control: Store<AccessDB>;
   now: () => Date;
   /** As the grant service is configured (GrantConfig.requestTtlMs). */
   requestTtlMs?: number;
 }): AccessReviewService {
   const { control, now } = options;
   const requestTtlMs = options.requestTtlMs ?? DEFAULT_REQUEST_TTL_MS;
-  const db = control.db as Kysely<ControlDB>;
+  const db = control.db as Kysely<AccessDB>;
 
   async function refuseIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<AccessDB>,
     actor: { kind: ResolvedActor['audit']['kind']; id: string },
     step: { tenant: string | null; action: string; target: Record<string, unknown> },
     error: TresorError,
@@ -249,7 +248,7 @@ export function createAccessReviewService(options: {
     return new Refusal(error);
   }
 
-  async function run<T>(work: (trx: Transaction<ControlDB>) => Promise<T | Refusal>): Promise<T> {
+  async function run<T>(work: (trx: Transaction<AccessDB>) => Promise<T | Refusal>): Promise<T> {
     const result = await control.write(work);
     if (result instanceof Refusal) throw result.error;
     return result;

@@ -25,6 +25,19 @@ export interface AuditEvent {
   userAgent?: string;
 }
 
+/** What the request pipeline knows of the request; each domain step fills in what it did. */
+export type AuditContext = Pick<AuditEvent, 'actor'> & Partial<Omit<AuditEvent, 'actor'>>;
+
+/** The audit event of one step: the context's who/where, the step's what. */
+export function auditEventFrom(
+  context: AuditContext,
+  step: Pick<AuditEvent, 'at' | 'tenant' | 'action' | 'outcome'> & Pick<Partial<AuditEvent>, 'target'>,
+): AuditEvent {
+  const event: AuditEvent = { ...context, ...step, actor: context.actor };
+  if (step.target === undefined) delete event.target;
+  return event;
+}
+
 export interface AuditEventsTable {
   seq: number | null; // INTEGER PRIMARY KEY, assigned by the store
   at: string;

@@ -7,11 +7,8 @@
  * the sequencer commits entries no later than the checkpoint that covers them, so a snapshot never
  * holds a checkpoint larger than its log unless the log was cut.
  */
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { LeafBatch, VerifyEntry } from './verify.ts';
-
-export const CONTROL_STORE_FILE = 'control.sqlite';
 
 export type AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
 
@@ -39,11 +36,6 @@ export interface AuditLogReader {
   leafBatches(rows?: number): IterableIterator<LeafBatch | VerifyEntry>;
   /** Ends the snapshot and closes the file. */
   close(): void;
-}
-
-/** The control store of a data folder. */
-export function controlStorePath(dataDir: string): string {
-  return join(dataDir, CONTROL_STORE_FILE);
 }
 
 export function openAuditLogReader(path: string): AuditLogReader {

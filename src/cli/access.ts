@@ -24,12 +24,10 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, CommanderError } from 'commander';
 import { type AccessReport, createAccessReviewService, parseInstant } from '../access/review.ts';
-import { controlStorePath } from '../audit/log-reader.ts';
 import { TresorError } from '../errors.ts';
 import type { IdentityActor } from '../identity/sessions.ts';
-import { openSqliteStore } from '../store/sqlite/store.ts';
+import { type ControlDB, controlStorePath, openControlStore } from '../server/control-store.ts';
 import type { Store } from '../store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../vault/control-store-schema.ts';
 import { out, warn } from './io.ts';
 
 /** The CLI's audit actor: local access to the data folder is operator-level access. */
@@ -80,7 +78,7 @@ async function withControlStore<T>(
   if (!existsSync(path)) throw usage(`no control store at ${path} (give --data-dir or TRESOR_DATA_DIR)`);
   let control: Store<ControlDB>;
   try {
-    control = await openSqliteStore<ControlDB>(path, controlStoreMigrations, { fileMustExist: true });
+    control = await openControlStore(path, { fileMustExist: true });
   } catch (err) {
     throw usage(`cannot open ${path}: ${(err as Error).message}`);
   }

@@ -14,10 +14,11 @@ import { join, resolve } from 'node:path';
 import { type Command, CommanderError } from 'commander';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
 import { AuditExportError, readAuditExport, writeAuditExport } from '../audit/export-file.ts';
-import { controlStorePath, openAuditLogReader } from '../audit/log-reader.ts';
+import { openAuditLogReader } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
 import { type VerifyReport, verifyAuditLogAsync, verifyAuditLogInParallel } from '../audit/verify.ts';
 import { createWitness } from '../audit/witness.ts';
+import { controlStorePath } from '../server/control-store.ts';
 import { info, out, warn } from './io.ts';
 
 interface VerifyFlags {

@@ -32,12 +32,14 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import { type AuditContext, appendAuditEvent, auditEventFrom } from '../audit/event.ts';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
+import type { TenantApiKeys } from '../vault/tenants.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 import type { ApiKeyAccess, Principal } from './principal.ts';
+import { unauthenticated } from './unauthenticated.ts';
 
 export const API_KEY_ACCESS: readonly ApiKeyAccess[] = ['read', 'write', 'admin'];
 
@@ -53,19 +55,6 @@ const MAX_LABEL_CHARS = 100;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 export const DEFAULT_LAST_USE_INTERVAL_MS = 60_000;
-
-/** What the request pipeline knows of the request; each domain step fills in what it did. */
-export type AuditContext = Pick<AuditEvent, 'actor'> & Partial<Omit<AuditEvent, 'actor'>>;
-
-/** The audit event of one step: the context's who/where, the step's what. */
-export function auditEventFrom(
-  context: AuditContext,
-  step: Pick<AuditEvent, 'at' | 'tenant' | 'action' | 'outcome'> & Pick<Partial<AuditEvent>, 'target'>,
-): AuditEvent {
-  const event: AuditEvent = { ...context, ...step, actor: context.actor };
-  if (step.target === undefined) delete event.target;
-  return event;
-}
 
 /** Where failures of background bookkeeping go (a pino logger fits). */
 export interface WarningLogger {
@@ -137,11 +126,6 @@ export function bearerSecretMatches(
   const stored = storedHash === undefined ? DUMMY_HASH : Buffer.from(storedHash, 'base64url');
   const equal = constantTimeEqual(presented, stored.length === presented.length ? stored : DUMMY_HASH);
   return equal && storedHash !== undefined;
-}
-
-/** The one failure of every authentication: it says nothing of why. */
-export function unauthenticated(): TresorError {
-  return new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'invalid, expired or revoked credentials');
 }
 
 export interface LastUseRecorder {
@@ -266,7 +250,7 @@ export function checkFutureTime(field: string, value: unknown, now: Date): strin
   return new Date(ms).toISOString();
 }
 
-function toInfo(row: ControlDB['api_keys']): ApiKeyInfo {
+function toInfo(row: IdentityDB['api_keys']): ApiKeyInfo {
   return {
     id: row.id,
     tenant: row.tenant,
@@ -285,13 +269,13 @@ function toInfo(row: ControlDB['api_keys']): ApiKeyInfo {
  * tenant provisioning issues the first key in the same commit that makes the tenant active.
  */
 export async function insertApiKey(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   input: IssueApiKeyInput,
   now: Date,
 ): Promise<IssuedApiKey> {
   const checked = checkIssueInput(input, now);
   const secret = newBearerSecret('ak');
-  const row: ControlDB['api_keys'] = {
+  const row: IdentityDB['api_keys'] = {
     id: secret.id,
     tenant: input.tenant,
     secret_hash: secret.hash,
@@ -309,7 +293,7 @@ export async function insertApiKey(
 
 /** Revokes every live key of a tenant inside the caller's transaction; returns the ids revoked. */
 export async function revokeTenantApiKeys(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   tenant: string,
   at: string,
 ): Promise<string[]> {
@@ -330,7 +314,18 @@ export async function revokeTenantApiKeys(
   return live.map((r) => r.id);
 }
 
-async function requireActiveTenant(trx: Transaction<ControlDB>, tenant: string): Promise<void> {
+/** The tenant service's keys (src/vault/tenants.ts): the first one at activation, all revoked at close. */
+export const tenantApiKeys: TenantApiKeys<IdentityDB> = {
+  issueFirstIn: (trx, tenant, now) =>
+    insertApiKey(
+      trx,
+      { tenant, collections: '*', access: ['read', 'write', 'admin'], label: 'first key' },
+      now,
+    ),
+  revokeAllIn: revokeTenantApiKeys,
+};
+
+async function requireActiveTenant(trx: Transaction<IdentityDB>, tenant: string): Promise<void> {
   const row = await trx.selectFrom('tenants').select('state').where('id', '=', tenant).executeTakeFirst();
   if (!row) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no such tenant');
   if (row.state !== 'active') {
@@ -368,7 +363,7 @@ interface CachedPrincipal {
 }
 
 export interface ApiKeyServiceOptions {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   clock?: () => Date;
   logger?: WarningLogger;
   /** Record a key's last use at most this often (default 60 000 ms). */

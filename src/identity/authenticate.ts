@@ -6,17 +6,17 @@
  */
 
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
 import {
   type ApiKeyService,
   bearerSecretMatches,
   createApiKeyService,
   parseBearerToken,
-  unauthenticated,
   type WarningLogger,
 } from './api-keys.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 import { createOperatorService, type OperatorService } from './operators.ts';
 import type { Principal } from './principal.ts';
+import { unauthenticated } from './unauthenticated.ts';
 
 export interface Authenticator {
   (bearerToken: string): Promise<Principal>;
@@ -25,7 +25,7 @@ export interface Authenticator {
 }
 
 export interface AuthenticatorOptions {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   clock?: () => Date;
   logger?: WarningLogger;
   lastUseIntervalMs?: number;

@@ -12,7 +12,7 @@
  * in keyd makes every sealed secret unreadable (everyone re-enrols their TOTP).
  */
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 import { checkFactorKey } from './people.ts';
 
 export const SYSTEM_KEYD_TENANT = 'sys_identity';
@@ -33,7 +33,7 @@ export interface FactorKeyKeyd {
 
 /** The factor key, unwrapped by keyd; generated (and stored wrapped) on first use. */
 export async function obtainFactorKey(options: {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   keyd: FactorKeyKeyd;
   now?: () => Date;
 }): Promise<Buffer> {

@@ -13,11 +13,19 @@
  *                   failure times of the last hour (SP 800-63B §5.2.2)
  *   pending_logins  the handle between password and second factor, only as a SHA-256 hash
  *   sessions        token and CSRF token only as SHA-256 hashes; idle and absolute expiry
+ *   system_keys     Tresor's own keys, only wrapped by keyd (factor-key.ts)
+ *
+ * The credential tables (API keys, operators, operator tokens) are in credential-store-schema.ts,
+ * WebAuthn's in webauthn-store.ts; IdentityDB below names them all.
  *
  * Times are ISO 8601 UTC text, as in the rest of the control store.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
+import type { WithAuditEvents } from '../audit/event.ts';
+import type { WithTenants } from '../vault/vault-control-schema.ts';
+import type { WithCredentials } from './credential-store-schema.ts';
 import { ALL_ROLES, type Role, SIDES, type Side } from './roles.ts';
+import type { WithWebAuthn } from './webauthn-store.ts';
 
 export type SecondFactorKind = 'totp' | 'webauthn' | 'recovery';
 export const SECOND_FACTOR_KINDS: readonly SecondFactorKind[] = ['totp', 'webauthn', 'recovery'];
@@ -106,6 +114,20 @@ export interface SessionsTable {
   user_agent: string | null;
 }
 
+/**
+ * Keys of Tresor's own (not a tenant's), stored only wrapped by keyd under a reserved keyd tenant
+ * id; unwrapped into memory at start (e.g. the identity factor key: src/identity/factor-key.ts).
+ */
+export interface SystemKeysTable {
+  name: string;
+  /** keyd's data key id and the keyd tenant that wraps it. */
+  key_id: string;
+  keyd_tenant: string;
+  /** base64 of the wrapped data key. */
+  wrapped: string;
+  created_at: string;
+}
+
 export interface WithIdentity {
   people: PeopleTable;
   second_factors: SecondFactorsTable;
@@ -113,6 +135,22 @@ export interface WithIdentity {
   pending_logins: PendingLoginsTable;
   sessions: SessionsTable;
 }
+
+export interface WithSystemKeys {
+  system_keys: SystemKeysTable;
+}
+
+/**
+ * The control-store tables identity's services use: its own, the tenants that keys and customer
+ * accounts belong to, and the audit outbox.
+ */
+export interface IdentityDB
+  extends WithIdentity,
+    WithCredentials,
+    WithWebAuthn,
+    WithSystemKeys,
+    WithTenants,
+    WithAuditEvents {}
 
 const inList = (values: readonly string[]) => sql.join(values.map((v) => sql.lit(v)));
 
@@ -213,5 +251,18 @@ export const identityMigration: Migration = {
       .addColumn('user_agent', 'text')
       .execute();
     await db.schema.createIndex('sessions_person').on('sessions').column('person').execute();
+  },
+};
+
+export const systemKeysMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('system_keys')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('key_id', 'text', (c) => c.notNull())
+      .addColumn('keyd_tenant', 'text', (c) => c.notNull())
+      .addColumn('wrapped', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .execute();
   },
 };

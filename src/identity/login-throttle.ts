@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 
 /** SP 800-63B §5.2.2: "no more than 100" failed attempts. */
 export const MAX_HOURLY_FAILURES = 100;
@@ -71,15 +71,15 @@ export interface LoginThrottle {
   /** A read outside any transaction: a cheap refusal before any password hashing. */
   check(subjects: ThrottleSubjects): Promise<ThrottleVerdict>;
   /** The same, inside the write that will record the outcome. */
-  checkIn(trx: Transaction<ControlDB>, subjects: ThrottleSubjects): Promise<ThrottleVerdict>;
+  checkIn(trx: Transaction<IdentityDB>, subjects: ThrottleSubjects): Promise<ThrottleVerdict>;
   /** Counts one failure for both subjects; `locked` is true when this failure locked the account. */
-  recordFailureIn(trx: Transaction<ControlDB>, subjects: ThrottleSubjects): Promise<{ locked: boolean }>;
+  recordFailureIn(trx: Transaction<IdentityDB>, subjects: ThrottleSubjects): Promise<{ locked: boolean }>;
   /** Counts a failure for the address only (flows that bypass the account lockout, e.g. recovery). */
-  recordAddressFailureIn(trx: Transaction<ControlDB>, address: string): Promise<void>;
+  recordAddressFailureIn(trx: Transaction<IdentityDB>, address: string): Promise<void>;
   /** A successful login: the account's consecutive failures start again from zero. */
-  recordSuccessIn(trx: Transaction<ControlDB>, account: string): Promise<void>;
+  recordSuccessIn(trx: Transaction<IdentityDB>, account: string): Promise<void>;
   /** Lifts a lockout and the delays (admin, recovery); the hourly ceiling stays. */
-  liftIn(trx: Transaction<ControlDB>, account: string): Promise<void>;
+  liftIn(trx: Transaction<IdentityDB>, account: string): Promise<void>;
 }
 
 /** The account subject of a login identifier (side, tenant, normalised e-mail). */
@@ -120,11 +120,11 @@ function checkConfig(config: LoginThrottleConfig): LoginThrottleConfig {
   return config;
 }
 
-type Row = ControlDB['login_throttle'];
-type Reader = Pick<Transaction<ControlDB>, 'selectFrom'>;
+type Row = IdentityDB['login_throttle'];
+type Reader = Pick<Transaction<IdentityDB>, 'selectFrom'>;
 
 export function createLoginThrottle(options: {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   now: () => Date;
   config?: Partial<LoginThrottleConfig>;
 }): LoginThrottle {
@@ -171,7 +171,7 @@ export function createLoginThrottle(options: {
     return account.retryAfterMs >= address.retryAfterMs ? account : address;
   }
 
-  async function upsert(trx: Transaction<ControlDB>, row: Row): Promise<void> {
+  async function upsert(trx: Transaction<IdentityDB>, row: Row): Promise<void> {
     await trx
       .insertInto('login_throttle')
       .values(row)
@@ -187,7 +187,7 @@ export function createLoginThrottle(options: {
       .execute();
   }
 
-  async function recordAddressFailureIn(trx: Transaction<ControlDB>, address: string): Promise<void> {
+  async function recordAddressFailureIn(trx: Transaction<IdentityDB>, address: string): Promise<void> {
     const at = now();
     const t = at.getTime();
     const subject = addressSubject(address);

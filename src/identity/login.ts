@@ -28,8 +28,7 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/serv
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
-import { unauthenticated } from './api-keys.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 import { SECOND_FACTOR_KINDS, type SecondFactorKind } from './identity-store-schema.ts';
 import {
   accountSubject,
@@ -55,6 +54,7 @@ import {
   type SessionService,
   sha256,
 } from './sessions.ts';
+import { unauthenticated } from './unauthenticated.ts';
 import { WebAuthnRefusedError, type WebAuthnService } from './webauthn.ts';
 
 export const DEFAULT_PENDING_LOGIN_MS = 5 * 60_000;
@@ -104,7 +104,7 @@ export interface LoginService {
 }
 
 export interface LoginServiceOptions {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   now: () => Date;
   factorKey: Buffer;
   sessions: SessionService;
@@ -136,7 +136,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
   const anonymous = { kind: 'anonymous' as const, id: 'login' };
 
   async function auditThrottled(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     verdict: ThrottleVerdict & { allowed: false },
     step: string,
     meta: AuditMeta,
@@ -155,8 +155,8 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
 
   /** Counts a wrong second factor against the throttle and the handle; audits it. */
   async function secondFactorFailureIn(
-    trx: Transaction<ControlDB>,
-    pending: ControlDB['pending_logins'],
+    trx: Transaction<IdentityDB>,
+    pending: IdentityDB['pending_logins'],
     subjects: ThrottleSubjects,
     actor: { kind: 'anonymous' | ReturnType<typeof auditActorKind>; id: string },
     tenant: string | null,
@@ -185,7 +185,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
   }
 
   async function auditLockout(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     personId: string | null,
     tenant: string | null,
     meta: AuditMeta,
@@ -202,7 +202,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
   }
 
   /** The live pending login of a handle, read outside a write; undefined when none. */
-  async function livePending(handle: string): Promise<ControlDB['pending_logins'] | undefined> {
+  async function livePending(handle: string): Promise<IdentityDB['pending_logins'] | undefined> {
     if (typeof handle !== 'string' || !HANDLE_PATTERN.test(handle)) return undefined;
     const pending = await control.db
       .selectFrom('pending_logins')
@@ -225,7 +225,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
     }
   }
 
-  const ceremonyOf = (pending: ControlDB['pending_logins']) => `login:${pending.handle_hash}`;
+  const ceremonyOf = (pending: IdentityDB['pending_logins']) => `login:${pending.handle_hash}`;
 
   const service: LoginService = {
     async webauthnLoginOptions(handle, meta = {}) {

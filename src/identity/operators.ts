@@ -18,23 +18,21 @@
 import { randomBytes } from 'node:crypto';
 import { type Algorithm, hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Transaction } from 'kysely';
-import { appendAuditEvent } from '../audit/event.ts';
+import { type AuditContext, appendAuditEvent, auditEventFrom } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
 import {
-  type AuditContext,
-  auditEventFrom,
   bearerSecretMatches,
   checkFutureTime,
   createLastUseRecorder,
   DEFAULT_LAST_USE_INTERVAL_MS,
   newBearerSecret,
   parseBearerToken,
-  unauthenticated,
   type WarningLogger,
 } from './api-keys.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
 import type { Principal } from './principal.ts';
+import { unauthenticated } from './unauthenticated.ts';
 
 /** OWASP Password Storage Cheat Sheet: argon2id, m=19456 KiB, t=2, p=1. */
 export const ARGON2ID_OPTIONS = {
@@ -78,7 +76,7 @@ export interface OperatorService {
 }
 
 export interface OperatorServiceOptions {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   clock?: () => Date;
   logger?: WarningLogger;
   lastUseIntervalMs?: number;
@@ -97,7 +95,7 @@ export function hashOperatorPassword(password: string): Promise<string> {
 }
 
 async function insertToken(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   operator: string,
   expiresAt: string | null,
   now: string,

@@ -25,9 +25,7 @@ import { appendAuditEvent } from '../audit/event.ts';
 import { aeadOpen, aeadSeal, encodeAad, KEY_BYTES } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
-import { unauthenticated } from './api-keys.ts';
-import type { SecondFactorKind } from './identity-store-schema.ts';
+import type { IdentityDB, SecondFactorKind } from './identity-store-schema.ts';
 import {
   accountSubject,
   createLoginThrottle,
@@ -53,6 +51,7 @@ import {
   sha256,
 } from './sessions.ts';
 import { newTotpSecret, totpUri, verifyTotp } from './totp.ts';
+import { unauthenticated } from './unauthenticated.ts';
 
 export const DEFAULT_ENROLMENT_TTL_MS = 72 * 3_600_000;
 /** A pending TOTP enrolment must be confirmed within this time. */
@@ -190,12 +189,12 @@ export interface PeopleService {
 }
 
 export interface PeopleServiceOptions {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   now: () => Date;
   /** 32 bytes: seals TOTP secrets (AES-256-GCM). */
   factorKey: Buffer;
   /** Called inside the commit that removes a role or an account: end its grants with `trx`. */
-  onAccessRemoved?: (personId: string, trx: Transaction<ControlDB>) => Promise<void>;
+  onAccessRemoved?: (personId: string, trx: Transaction<IdentityDB>) => Promise<void>;
   throttle?: LoginThrottle;
   throttleConfig?: Partial<LoginThrottleConfig>;
   /** The issuer in otpauth URIs. */
@@ -245,7 +244,7 @@ export type FactorCheck =
  * Only confirmed, unrevoked factors count.
  */
 export async function verifySecondFactorIn(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   input: { personId: string; proof: SecondFactorProof; factorKey: Buffer; now: Date },
 ): Promise<FactorCheck> {
   const { personId, proof, factorKey, now } = input;
@@ -311,7 +310,7 @@ export async function verifySecondFactorIn(
 
 // --- the service ---------------------------------------------------------------------------------
 
-function toPerson(row: ControlDB['people']): PersonInfo {
+function toPerson(row: IdentityDB['people']): PersonInfo {
   return {
     id: row.id,
     side: row.side,
@@ -326,7 +325,7 @@ function toPerson(row: ControlDB['people']): PersonInfo {
   };
 }
 
-function toFactor(row: ControlDB['second_factors']): FactorInfo {
+function toFactor(row: IdentityDB['second_factors']): FactorInfo {
   const info: FactorInfo = {
     id: row.id,
     kind: row.kind,
@@ -377,7 +376,7 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
   const onAccessRemoved = options.onAccessRemoved ?? (async () => {});
 
   async function denyIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     actor: IdentityActor,
     action: string,
     target: Record<string, unknown>,
@@ -397,10 +396,10 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
 
   /** The actor and the target person, if the actor may manage that person; undefined otherwise. */
   async function managedIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     actor: IdentityActor,
     personId: string,
-  ): Promise<{ by: ResolvedActor; person: ControlDB['people'] } | undefined> {
+  ): Promise<{ by: ResolvedActor; person: IdentityDB['people'] } | undefined> {
     const by = await resolveActorIn(trx, actor);
     const person = await trx.selectFrom('people').selectAll().where('id', '=', personId).executeTakeFirst();
     if (!by || !person || person.removed_at !== null || !mayManageAccount(by, person)) return undefined;
@@ -410,11 +409,11 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
 
   /** The person an EnrolmentAuth stands for, read inside the write. */
   async function enrollingIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     auth: EnrolmentAuth,
-  ): Promise<ControlDB['people'] | undefined> {
+  ): Promise<IdentityDB['people'] | undefined> {
     const t = now().getTime();
-    let row: ControlDB['people'] | undefined;
+    let row: IdentityDB['people'] | undefined;
     if ('enrolmentToken' in auth) {
       if (typeof auth.enrolmentToken !== 'string' || auth.enrolmentToken.length > 64) return undefined;
       row = await trx
@@ -434,10 +433,10 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
     return row;
   }
 
-  const selfActor = (row: ControlDB['people']) => ({ kind: auditActorKind(row.role), id: row.id });
+  const selfActor = (row: IdentityDB['people']) => ({ kind: auditActorKind(row.role), id: row.id });
 
   async function hasStrongFactorIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     personId: string,
     except?: string,
   ): Promise<boolean> {
@@ -452,7 +451,7 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
     return (await q.executeTakeFirst()) !== undefined;
   }
 
-  async function insertRecoveryCodesIn(trx: Transaction<ControlDB>, personId: string): Promise<string[]> {
+  async function insertRecoveryCodesIn(trx: Transaction<IdentityDB>, personId: string): Promise<string[]> {
     const at = now().toISOString();
     await trx
       .updateTable('second_factors')
@@ -486,7 +485,7 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
 
   /** Completes enrolment once a password and a strong factor are in place; issues recovery codes. */
   async function completeIfReadyIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     personId: string,
     meta: AuditMeta | undefined,
   ): Promise<EnrolmentStep> {
@@ -519,7 +518,7 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
 
   /** Role removed or account ended: sessions and grants end in this commit. */
   async function endAccessIn(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     personId: string,
     reason: string,
   ): Promise<string[]> {
@@ -602,7 +601,7 @@ export function createPeopleService(options: PeopleServiceOptions): PeopleServic
         if (await dup.executeTakeFirst())
           throw new TresorError('TRESOR_ERR_CONFLICT', 'an account with this e-mail exists');
         const at = now();
-        const row: ControlDB['people'] = {
+        const row: IdentityDB['people'] = {
           id: newId('psn'),
           side: input.side,
           role: input.role,

@@ -26,10 +26,9 @@ import { type ActorKind, type AuditEvent, appendAuditEvent } from '../audit/even
 import { constantTimeEqual } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
-import { unauthenticated } from './api-keys.ts';
-import type { SecondFactorKind } from './identity-store-schema.ts';
+import type { IdentityDB, SecondFactorKind } from './identity-store-schema.ts';
 import { auditActorKind, mayManageAccount, type Role, type Side } from './roles.ts';
+import { unauthenticated } from './unauthenticated.ts';
 
 /** `__Host-`: the browser accepts it only with Secure, Path=/ and no Domain (RFC 6265bis §4.1.3.2). */
 export const SESSION_COOKIE_NAME = '__Host-tresor_session';
@@ -131,7 +130,7 @@ export interface CookieOptions {
 export interface SessionService {
   readonly config: SessionConfig;
   /** Inside the caller's write (login, re-authentication): a new session with new tokens. */
-  createIn(trx: Transaction<ControlDB>, input: CreateSessionInput): Promise<NewSession>;
+  createIn(trx: Transaction<IdentityDB>, input: CreateSessionInput): Promise<NewSession>;
   /** The session's principal, or TRESOR_ERR_UNAUTHENTICATED (audited) for any failure. */
   authenticate(token: string, meta?: AuditMeta): Promise<SessionPrincipal>;
   /** Refuses (TRESOR_ERR_CSRF, audited) a state-changing request without this session's CSRF token. */
@@ -196,7 +195,7 @@ export interface ResolvedActor {
  * Operator tokens (operators.ts) and system jobs act as operator admins.
  */
 export async function resolveActorIn(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   actor: IdentityActor,
 ): Promise<ResolvedActor | undefined> {
   if (actor.kind === 'operator-admin') {
@@ -234,7 +233,7 @@ export function auditActorOf(actor: IdentityActor): { kind: ActorKind; id: strin
 
 /** Revokes every live session of a person inside the caller's transaction; returns their ids. */
 export async function revokePersonSessionsIn(
-  trx: Transaction<ControlDB>,
+  trx: Transaction<IdentityDB>,
   personId: string,
   at: string,
   reason: string,
@@ -256,7 +255,7 @@ export async function revokePersonSessionsIn(
   return live.map((r) => r.id);
 }
 
-function toInfo(row: ControlDB['sessions']): SessionInfo {
+function toInfo(row: IdentityDB['sessions']): SessionInfo {
   return {
     id: row.id,
     personId: row.person,
@@ -297,7 +296,7 @@ function forbidden(): TresorError {
 }
 
 export function createSessionService(options: {
-  control: Store<ControlDB>;
+  control: Store<IdentityDB>;
   now: () => Date;
   config?: Partial<SessionConfig>;
 }): SessionService {
@@ -326,7 +325,7 @@ export function createSessionService(options: {
 
   /** Whether `actor` may see and end `personId`'s sessions: themselves, or one who manages them. */
   async function mayAccess(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     actor: IdentityActor,
     personId: string,
   ): Promise<{ actor: ResolvedActor; tenant: string | null } | undefined> {
@@ -344,7 +343,7 @@ export function createSessionService(options: {
   }
 
   async function deny(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<IdentityDB>,
     actor: IdentityActor,
     action: string,
     target: Record<string, unknown>,
@@ -372,7 +371,7 @@ export function createSessionService(options: {
       const csrfToken = newToken();
       const absolute = input.absoluteExpiresAt ?? new Date(at.getTime() + timeouts.absoluteMs).toISOString();
       const idle = new Date(Math.min(at.getTime() + timeouts.idleMs, Date.parse(absolute))).toISOString();
-      const row: ControlDB['sessions'] = {
+      const row: IdentityDB['sessions'] = {
         id: newId('ses'),
         token_hash: sha256(token),
         person: input.personId,

@@ -13,7 +13,7 @@ import { canonicalJson } from '../audit/canonical.ts';
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
 import { redactedServerConfig, type ServerConfig } from '../config/server-config.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB } from '../vault/control-store-schema.ts';
+import type { ControlDB } from './control-store.ts';
 
 export type ConfigDigests = Record<string, string>;
 

@@ -32,7 +32,7 @@ import { createWitness } from '../audit/witness.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
-import { createApiKeyService } from '../identity/api-keys.ts';
+import { createApiKeyService, tenantApiKeys } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
 import { obtainFactorKey } from '../identity/factor-key.ts';
 import { createLoginService, type LoginService } from '../identity/login.ts';
@@ -44,16 +44,15 @@ import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
-import { openSqliteStore } from '../store/sqlite/store.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
-import { type ControlDB, controlStoreMigrations } from '../vault/control-store-schema.ts';
 import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { recordConfigAtStart } from './config-audit.ts';
+import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 
 export interface TresorServerOptions {
   /** How long backups are kept: the deletion certificate's horizon (days). */
@@ -189,10 +188,7 @@ export async function startTresorServer(
           },
     clientName: 'tresor-server',
   });
-  const rawControl = await openSqliteStore<ControlDB>(
-    join(config.dataDir, 'control.sqlite'),
-    controlStoreMigrations,
-  );
+  const rawControl = await openControlStore(controlStorePath(config.dataDir));
   let auditLog: AuditLog | undefined;
   const currentAudit = () => auditLog;
   // Domains write through `control` (notifying); the sequencer writes the log through rawControl.
@@ -233,8 +229,9 @@ export async function startTresorServer(
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
   const apiKeys = createApiKeyService({ control });
-  const tenantService = createTenantService({
+  const tenantService = createTenantService<ControlDB>({
     control,
+    apiKeys: tenantApiKeys,
     onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
     tenantStores: auditedTenantStores,
     keys: keyd,

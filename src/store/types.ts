@@ -29,3 +29,9 @@ export interface Store<DB> {
 
 /** Named migrations, applied in name order when a store opens. */
 export type Migrations = Record<string, Migration>;
+
+/**
+ * Migrations renamed since stores recorded them, as [recorded name, current name] pairs applied in
+ * order (a name freed by one pair may be taken by a later one).
+ */
+export type MigrationRenames = readonly (readonly [from: string, to: string])[];

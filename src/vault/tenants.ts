@@ -29,18 +29,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { appendAuditEvent } from '../audit/event.ts';
+import { type AuditContext, appendAuditEvent, auditEventFrom } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
-import {
-  type AuditContext,
-  auditEventFrom,
-  insertApiKey,
-  revokeTenantApiKeys,
-  type WarningLogger,
-} from '../identity/api-keys.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import type { Store } from '../store/types.ts';
-import type { ControlDB, TenantState, TenantsTable } from './control-store-schema.ts';
 import {
   backupsAgedOutBy,
   DELETION_CERTIFICATE_TYPE,
@@ -49,6 +41,7 @@ import {
   type SignedDeletionCertificate,
   signDeletionCertificate,
 } from './deletion-certificate.ts';
+import type { TenantState, TenantsTable, VaultControlDB } from './vault-control-schema.ts';
 
 /** The part of the tenant store registry (src/store/sqlite/tenant-stores.ts) this service uses. */
 export interface TenantStoreRegistry {
@@ -149,14 +142,32 @@ export interface TenantService {
   getDeletionCertificate(id: string): Promise<StoredDeletionCertificate>;
 }
 
-export interface TenantServiceOptions {
-  control: Store<ControlDB>;
+/**
+ * A tenant's API keys, which the identity layer above keeps (src/identity/api-keys.ts): each runs
+ * inside the transaction that changes the tenant's state, so the keys change in the same commit.
+ */
+export interface TenantApiKeys<DB> {
+  /** Issues the first API key (admin, all collections) as the tenant becomes active. */
+  issueFirstIn(trx: Transaction<DB>, tenant: string, now: Date): Promise<{ id: string; token: string }>;
+  /** Revokes every live key of the tenant as it closes; returns the ids revoked. */
+  revokeAllIn(trx: Transaction<DB>, tenant: string, at: string): Promise<string[]>;
+}
+
+/** Where failures of the lifecycle's background steps go (a pino logger fits). */
+export interface TenantLogger {
+  warn(details: object, message: string): void;
+}
+
+export interface TenantServiceOptions<DB extends VaultControlDB = VaultControlDB> {
+  /** The control store: any store with vault's tables, so that `apiKeys` can share its transactions. */
+  control: Store<DB>;
+  apiKeys: TenantApiKeys<DB>;
   tenantStores: TenantStoreRegistry;
   keys: KeyService;
   exporter?: TenantExporter;
   clock?: () => Date;
   config: TenantServiceConfig;
-  logger?: WarningLogger;
+  logger?: TenantLogger;
   /**
    * Called once a commit has revoked a tenant's API keys (closing it), so that caches of
    * authenticated keys in this process (ApiKeyService.forgetTenant) drop them at once.
@@ -259,8 +270,13 @@ class TenantLocks {
   }
 }
 
-export function createTenantService(options: TenantServiceOptions): TenantService {
-  const { control, tenantStores, keys, exporter } = options;
+export function createTenantService<DB extends VaultControlDB>(
+  options: TenantServiceOptions<DB>,
+): TenantService {
+  const { tenantStores, keys, exporter } = options;
+  // Vault's code names only its own tables; the store and the key hooks share one DB type.
+  const control = options.control as unknown as Store<VaultControlDB>;
+  const apiKeys = options.apiKeys as unknown as TenantApiKeys<VaultControlDB>;
   const clock = options.clock ?? (() => new Date());
   const config = checkConfig({ ...options.config });
   const logger = options.logger ?? {
@@ -269,7 +285,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
   const locks = new TenantLocks();
 
   async function audit(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<VaultControlDB>,
     context: AuditContext,
     tenant: string,
     action: string,
@@ -293,7 +309,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
 
   /** Moves the tenant from one state to the next inside `trx`, or fails if someone else moved it. */
   async function transition(
-    trx: Transaction<ControlDB>,
+    trx: Transaction<VaultControlDB>,
     id: string,
     from: TenantState,
     set: Partial<TenantsTable>,
@@ -335,11 +351,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
     const at = now.toISOString();
     return control.write(async (trx) => {
       await transition(trx, id, 'provisioning', { state: 'active', updated_at: at });
-      const key = await insertApiKey(
-        trx,
-        { tenant: id, collections: '*', access: ['read', 'write', 'admin'], label: 'first key' },
-        now,
-      );
+      const key = await apiKeys.issueFirstIn(trx, id, now);
       await audit(trx, context, id, 'tenant.activate', at, { apiKeyId: key.id });
       return { apiKey: key.token, apiKeyId: key.id };
     });
@@ -434,7 +446,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
         updated_at: closedAt,
         close_export_pending: 0,
       });
-      await revokeTenantApiKeys(trx, id, closedAt);
+      await apiKeys.revokeAllIn(trx, id, closedAt);
       await trx
         .insertInto('deletion_certificates')
         .values({
@@ -477,7 +489,7 @@ export function createTenantService(options: TenantServiceOptions): TenantServic
             close_export_pending: exportTarget === undefined ? 0 : 1,
             updated_at: at,
           });
-          const revoked = await revokeTenantApiKeys(trx, id, at);
+          const revoked = await apiKeys.revokeAllIn(trx, id, at);
           await audit(trx, context, id, 'tenant.close', at, {
             reason,
             finalExport: exportKind,

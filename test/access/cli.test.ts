@@ -10,8 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import type { GrantRequestInput } from '../../src/access/grants.ts';
 import { appendAuditEvent } from '../../src/audit/event.ts';
 import type { PersonInfo } from '../../src/identity/people.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import { type AccessFixture, openAccessFixture } from './fixture.ts';
 

@@ -17,9 +17,9 @@ import {
   type SessionPrincipal,
   type SessionService,
 } from '../../src/identity/sessions.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 export const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
 

@@ -18,8 +18,8 @@ import { signCheckpoint } from '../../src/audit/checkpoint.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { ed25519NoteSigner, ed25519VerifierKey, type NoteSigner } from '../../src/audit/note.ts';
 import { createWitness, type Witness } from '../../src/audit/witness.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 export const FIXTURE_ORIGIN = 'tresor.test/audit';
 export const FIXTURE_KEY_NAME = 'tresor-keyd/audit-checkpoint';

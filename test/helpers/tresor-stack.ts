@@ -23,9 +23,9 @@ import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { createOperatorService } from '../../src/identity/operators.ts';
 import type { KeydClient } from '../../src/keyd/client.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import { type KeydProcess, startKeyd, TRESOR_BIN } from './keyd-process.ts';
 
 export interface HttpResponse {

@@ -13,13 +13,10 @@ import {
   hashBearerSecret,
   parseBearerToken,
 } from '../../src/identity/api-keys.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import {
-  type ControlDB,
-  controlStoreMigrations,
-  type TenantState,
-} from '../../src/vault/control-store-schema.ts';
+import type { TenantState } from '../../src/vault/vault-control-schema.ts';
 
 const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
 const OTHER = 'ten_bbbbbbbbbbbbbbbbbbbbbbbb';

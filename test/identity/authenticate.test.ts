@@ -9,9 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { createApiKeyService } from '../../src/identity/api-keys.ts';
 import { type Authenticator, createAuthenticator } from '../../src/identity/authenticate.ts';
 import { type BootstrapAdmin, createOperatorService } from '../../src/identity/operators.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
 

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FACTOR_KEY_NAME, obtainFactorKey, SYSTEM_KEYD_TENANT } from '../../src/identity/factor-key.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import { createFakeKeyService } from '../helpers/fake-key-service.ts';
 
 describe('identity factor key', () => {

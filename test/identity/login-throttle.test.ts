@@ -13,9 +13,9 @@ import {
   type LoginThrottle,
   type ThrottleSubjects,
 } from '../../src/identity/login-throttle.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 describe('login throttle', () => {
   let dir: string;

@@ -16,9 +16,9 @@ import type { Role, Side } from '../../src/identity/roles.ts';
 import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
 import { createWebAuthnService } from '../../src/identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../../src/identity/webauthn-store.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
 const PASSWORD = 'correct horse battery staple';

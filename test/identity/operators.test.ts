@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createOperatorService, type OperatorService } from '../../src/identity/operators.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
   try {

@@ -19,9 +19,9 @@ import {
   SESSION_COOKIE_NAME,
   type SessionService,
 } from '../../src/identity/sessions.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
 const PASSWORD = 'correct horse battery staple';

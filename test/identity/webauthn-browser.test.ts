@@ -15,13 +15,9 @@ import {
   WEBAUTHN_REFUSED_MESSAGE,
   type WebAuthnService,
 } from '../../src/identity/webauthn.ts';
-import {
-  createSqliteWebAuthnStore,
-  type WithWebAuthn,
-  webAuthnMigration,
-} from '../../src/identity/webauthn-store.ts';
+import { createSqliteWebAuthnStore, type WithWebAuthn } from '../../src/identity/webauthn-store.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import {
   type AuthenticatorPage,
   clickAndRead,
@@ -66,10 +62,7 @@ describe('WebAuthn in Chromium with a virtual authenticator', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tresor-webauthn-browser-'));
-    store = await openSqliteStore<DB>(join(dir, 'control.db'), {
-      ...controlStoreMigrations,
-      '0006-webauthn': webAuthnMigration,
-    });
+    store = await openSqliteStore<DB>(join(dir, 'control.db'), controlStoreMigrations);
     browser = await launchChromium();
     // Two servers on two ports are two origins with the same RP ID; the service trusts only `home`.
     home = await startWebAuthnPage(() => service, PERSON);

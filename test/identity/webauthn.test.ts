@@ -27,10 +27,9 @@ import {
   createSqliteWebAuthnStore,
   type WebAuthnStore,
   type WithWebAuthn,
-  webAuthnMigration,
 } from '../../src/identity/webauthn-store.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import {
   createCredentialInPage,
   getAssertionInPage,
@@ -57,10 +56,7 @@ let dir: string;
 let captured: Captured;
 
 async function openStore(name: string): Promise<SqliteStore<DB>> {
-  return openSqliteStore<DB>(join(dir, `${name}.db`), {
-    ...controlStoreMigrations,
-    '0006-webauthn': webAuthnMigration,
-  });
+  return openSqliteStore<DB>(join(dir, `${name}.db`), controlStoreMigrations);
 }
 
 /** Drives Chromium once: one registration and three assertions, none of them verified yet. */

@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import type { AuditEvent } from '../../src/audit/event.ts';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { changedSections, configDigests, recordConfigAtStart } from '../../src/server/config-audit.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 
 describe('config changes in the audit log', () => {
   let dir: string;

@@ -11,15 +11,15 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { createApiKeyService } from '../../src/identity/api-keys.ts';
+import { createApiKeyService, tenantApiKeys } from '../../src/identity/api-keys.ts';
 import { createAuthenticator } from '../../src/identity/authenticate.ts';
 import type { Caller, KeydOperationName, KeyService } from '../../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
+import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import { createTenantStores, type TenantStores } from '../../src/store/sqlite/tenant-stores.ts';
 import type { Store } from '../../src/store/types.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/vault/control-store-schema.ts';
 import { verifyDeletionCertificate } from '../../src/vault/deletion-certificate.ts';
 import { tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
 import {
@@ -132,7 +132,7 @@ interface Rig {
   now: Date;
   exported: string[];
   /** A tenant service as a fresh server process would build it. */
-  service(options?: Partial<TenantServiceOptions>): TenantService;
+  service(options?: Partial<TenantServiceOptions<ControlDB>>): TenantService;
   close(): Promise<void>;
 }
 
@@ -159,8 +159,9 @@ async function rig(): Promise<Rig> {
     exported: [],
     registry: faultyRegistry(createTenantStores({ dir, migrations: tenantStoreMigrations }), () => r.faults),
     service(options = {}) {
-      return createTenantService({
+      return createTenantService<ControlDB>({
         control: faultyControl(control, () => r.faults),
+        apiKeys: tenantApiKeys,
         tenantStores: r.registry,
         keys: faultyKeys(keyd, () => r.faults),
         clock: () => r.now,

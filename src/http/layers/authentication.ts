@@ -58,7 +58,11 @@ export function sessionTokenOf(request: FastifyRequest): string | undefined {
   return found;
 }
 
-export function unauthenticated(): TresorError {
+/**
+ * The pipeline's 401 when no credential got through: unlike identity's refusal
+ * (src/identity/unauthenticated.ts), it tells the client what the route needs.
+ */
+export function credentialRequired(): TresorError {
   return new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'a valid bearer token or session is required');
 }
 
@@ -74,7 +78,7 @@ export function requestMeta(request: FastifyRequest): RequestMeta {
 export function authentication(authenticate: Authenticator, sessions?: SessionAuthenticator) {
   const refuse = (reply: FastifyReply): never => {
     reply.header('www-authenticate', WWW_AUTHENTICATE);
-    throw unauthenticated();
+    throw credentialRequired();
   };
   /** Runs a credential check; its client errors become the one 401, outages stay outages. */
   const prove = async <T>(reply: FastifyReply, check: () => Promise<T>): Promise<T> => {

@@ -28,7 +28,7 @@ import { AsyncResource } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { type ControlledTransaction, Kysely, Migrator, sql, type Transaction } from 'kysely';
 import { TresorError } from '../../errors.ts';
-import type { Migrations, Store } from '../types.ts';
+import type { MigrationRenames, Migrations, Store } from '../types.ts';
 import { TresorSqliteDialect } from './dialect.ts';
 import { openSqlite } from './open.ts';
 import { zeroFile } from './wipe.ts';
@@ -72,6 +72,8 @@ export interface SqliteStoreOptions {
   maxBatch?: number;
   /** Refuse to create the file if it does not exist (tenant stores are created explicitly). */
   fileMustExist?: boolean;
+  /** Recorded migration names to rewrite before migrating (see MigrationRenames). */
+  renamedMigrations?: MigrationRenames;
 }
 
 export async function openSqliteStore<DB>(
@@ -85,6 +87,7 @@ export async function openSqliteStore<DB>(
   const writerDb = openSqlite(path, options);
   const writer = new Kysely<DB>({ dialect: new TresorSqliteDialect(writerDb, { beginImmediate: true }) });
   try {
+    if (options.renamedMigrations) renameRecordedMigrations(writerDb, options.renamedMigrations);
     const migrator = new Migrator({
       db: writer as Kysely<unknown>,
       provider: { getMigrations: async () => migrations },
@@ -96,6 +99,25 @@ export async function openSqliteStore<DB>(
     await writer.destroy();
     throw error;
   }
+}
+
+/** Kysely's default table of applied migrations. */
+const MIGRATION_TABLE = 'kysely_migration';
+
+/**
+ * Rewrites the names an older version recorded for migrations since renamed, in one transaction,
+ * before the migrator reads them: it would otherwise refuse the store, its recorded migrations
+ * missing from the list. A store that never recorded the old names is left as it is.
+ */
+function renameRecordedMigrations(db: Database.Database, renames: MigrationRenames): void {
+  const table = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+    .get(MIGRATION_TABLE);
+  if (table === undefined || renames.length === 0) return;
+  const rename = db.prepare(`UPDATE ${MIGRATION_TABLE} SET name = ? WHERE name = ?`);
+  db.transaction(() => {
+    for (const [from, to] of renames) rename.run(to, from);
+  }).immediate();
 }
 
 interface Job<DB> {

@@ -1,0 +1,81 @@
+/**
+ * The control store: Tresor's own bookkeeping, apart from every tenant's data store. It holds who
+ * the tenants are and where they are in their life (vault), the credentials and console accounts
+ * that reach the API (identity — secrets only as hashes), staff access grants (access), the signed
+ * deletion certificates of closed tenants, and the audit events and log of all this (audit).
+ * It never holds a customer record: that is what lets operator admins manage tenants here without
+ * ever reaching a tenant's data (DESIGN.md invariant 7).
+ *
+ * Each domain defines its own tables and migrations; only this file, at the top, composes them.
+ * Times are ISO 8601 UTC text and contract dates `YYYY-MM-DD`, so SQLite and PostgreSQL store
+ * and compare them alike. Booleans are integers 0/1 for the same reason.
+ */
+import { join } from 'node:path';
+import type { Migration } from 'kysely';
+import { type AccessDB, accessMigration } from '../access/access-store-schema.ts';
+import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
+import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import { credentialTablesMigration } from '../identity/credential-store-schema.ts';
+import {
+  type IdentityDB,
+  identityMigration,
+  systemKeysMigration,
+} from '../identity/identity-store-schema.ts';
+import { webAuthnMigration } from '../identity/webauthn-store.ts';
+import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
+import type { MigrationRenames, Migrations } from '../store/types.ts';
+import { tenantTablesMigration, type VaultControlDB } from '../vault/vault-control-schema.ts';
+
+/** Every table of the control store. */
+export interface ControlDB extends AccessDB, IdentityDB, VaultControlDB, WithAuditEvents, WithAuditLog {}
+
+/** The control store's file in a data folder. */
+export const CONTROL_STORE_FILE = 'control.sqlite';
+
+/** The control store of a data folder. */
+export function controlStorePath(dataDir: string): string {
+  return join(dataDir, CONTROL_STORE_FILE);
+}
+
+/**
+ * The tenant and credential tables came in one migration before each domain defined its own
+ * tables; it keeps its name (stores record it) and runs vault's part, then identity's.
+ */
+const controlTablesMigration: Migration = {
+  async up(db) {
+    await tenantTablesMigration.up(db);
+    await credentialTablesMigration.up(db);
+  },
+};
+
+/** The control store's migrations, applied in name order by openSqliteStore. */
+export const controlStoreMigrations: Migrations = {
+  '0001-audit-events': auditEventsMigration,
+  '0002-control-tables': controlTablesMigration,
+  '0003-audit-log': auditLogMigration,
+  '0004-identity': identityMigration,
+  '0005-webauthn': webAuthnMigration,
+  '0006-access': accessMigration,
+  '0007-system-keys': systemKeysMigration,
+};
+
+/**
+ * Names that stores made before the migrations were numbered without gaps recorded (then 0005 was
+ * missing and 0007 was used twice): renamed in place, in this order, before migrating, so such a
+ * store finds its migrations applied instead of missing.
+ */
+export const renamedControlStoreMigrations: MigrationRenames = [
+  ['0006-webauthn', '0005-webauthn'],
+  ['0007-access', '0006-access'],
+];
+
+/** Opens (creating it if needed, unless `fileMustExist`) and migrates a control store. */
+export function openControlStore(
+  path: string,
+  options: { fileMustExist?: boolean } = {},
+): Promise<SqliteStore<ControlDB>> {
+  return openSqliteStore<ControlDB>(path, controlStoreMigrations, {
+    ...options,
+    renamedMigrations: renamedControlStoreMigrations,
+  });
+}
