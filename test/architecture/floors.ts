@@ -1,0 +1,43 @@
+/**
+ * The house's floors, top to bottom: the one table the import check (imports.test.ts) and
+ * docs/architecture.md go by. A part is a top-level folder of src/ (or a file directly in src/,
+ * named with its extension). An import may point down to a lower floor or stay inside its own
+ * part; it may not point up, nor sideways to another part of the same floor unless SIDEWAYS_ALLOWED
+ * names that pair with its reason.
+ */
+export interface Floor {
+  /** The parts that live on this floor. */
+  readonly parts: readonly string[];
+  /** What lives here, for failure messages and the docs. */
+  readonly holds: string;
+}
+
+export interface SidewaysImport {
+  readonly from: string;
+  readonly to: string;
+  readonly why: string;
+}
+
+export const FLOORS: readonly Floor[] = [
+  { parts: ['cli'], holds: 'the command line: parses flags, starts things' },
+  { parts: ['server'], holds: 'the composition root: wiring only' },
+  { parts: ['http'], holds: 'routes, request pipeline, problem answers, OpenAPI' },
+  { parts: ['access'], holds: 'grants and access reviews' },
+  { parts: ['identity'], holds: 'people, operators, API keys, sessions, second factors' },
+  { parts: ['vault'], holds: 'tenants, collections, records, data keys' },
+  // monitor and backup do not exist yet; they sit beside audit and do not import each other.
+  { parts: ['audit', 'monitor', 'backup'], holds: 'the tamper-evident audit log and its sinks' },
+  { parts: ['keyd', 'config', 'store'], holds: 'the key service (and its client), configuration, storage' },
+  {
+    parts: ['crypto', 'tls', 'errors.ts'],
+    holds: 'primitives: cryptography, certificates, the error catalogue',
+  },
+];
+
+export const SIDEWAYS_ALLOWED: readonly SidewaysImport[] = [
+  {
+    from: 'crypto',
+    to: 'errors.ts',
+    why: 'the error catalogue is the one vocabulary of errors; crypto may use it and nothing else of ours',
+  },
+];
