@@ -29,8 +29,8 @@ export const FLOORS: readonly Floor[] = [
   { parts: ['audit', 'monitor', 'backup'], holds: 'the tamper-evident audit log and its sinks' },
   { parts: ['keyd', 'config', 'store'], holds: 'the key service (and its client), configuration, storage' },
   {
-    parts: ['crypto', 'tls', 'errors.ts'],
-    holds: 'primitives: cryptography, certificates, the error catalogue',
+    parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],
+    holds: 'primitives: cryptography, certificates, the error catalogue, text checks',
   },
 ];
 
