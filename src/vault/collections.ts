@@ -31,37 +31,15 @@ import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
+import { computeIndexRows, type IndexRow, insertIndexRows } from './blind-index-rows.ts';
+import { createCollectionCache, forgetCollection } from './collection-cache.ts';
+import { type Collection, collectionFromRow, loadCollection } from './collection-row.ts';
 import type { DataKeyring } from './data-keys.ts';
 import { type ExportOptions, exportTenant } from './export.ts';
-import {
-  type AuditBase,
-  assertSchemaVersion,
-  auditEvent,
-  type Collection,
-  collectionFromRow,
-  computeIndexRows,
-  createCollectionCache,
-  createRecord,
-  decodeFieldEnvelopes,
-  deleteRecord,
-  encodeFieldEnvelopes,
-  type FieldToSeal,
-  forgetCollection,
-  type IndexRow,
-  insertIndexRows,
-  type ListOptions,
-  listRecords,
-  loadCollection,
-  openRecord,
-  type RecordPage,
-  readRecord,
-  retryOnStaleSchema,
-  StaleSchema,
-  sealValues,
-  updateRecord,
-  type VaultContext,
-  type VaultRecord,
-} from './records.ts';
+import { type FieldToSeal, openRecord, sealValues } from './field-crypto.ts';
+import { decodeFieldEnvelopes, encodeFieldEnvelopes } from './field-envelopes.ts';
+import { type ListOptions, listRecords, type RecordPage } from './record-search.ts';
+import { createRecord, deleteRecord, readRecord, updateRecord, type VaultRecord } from './records.ts';
 import { runRetention } from './retention.ts';
 import {
   type CollectionSchema,
@@ -75,7 +53,10 @@ import {
   sameSchema,
   type VaultLimits,
 } from './schema.ts';
+import { assertSchemaVersion, retryOnStaleSchema, StaleSchema } from './stale-schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
+import { type AuditBase, auditEvent } from './vault-audit.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export interface CollectionInfo {
   name: string;

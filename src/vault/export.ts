@@ -15,8 +15,11 @@ import { Encrypter } from 'age-encryption';
 import { appendAuditEvent } from '../audit/event.ts';
 import { wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
-import { type AuditBase, auditEvent, collectionFromRow, openRecord, type VaultContext } from './records.ts';
+import { collectionFromRow } from './collection-row.ts';
+import { openRecord } from './field-crypto.ts';
 import type { CollectionSchema, RecordData, VaultLimits } from './schema.ts';
+import { type AuditBase, auditEvent } from './vault-audit.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export interface ExportOptions {
   /** An age recipient (age1…). */

@@ -10,7 +10,7 @@
  * only delete what is really expired, and each record is audited once.
  */
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
-import type { VaultContext } from './records.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export const RETENTION_ACTOR: AuditEvent['actor'] = { kind: 'system', id: 'retention' };
 

@@ -17,9 +17,9 @@ import type { Store } from '../../src/store/types.ts';
 import { createVault, type Vault } from '../../src/vault/collections.ts';
 import { createTenantDataKeyStore } from '../../src/vault/data-key-store.ts';
 import { createDataKeyring, type DataKeyLimits, type DataKeyring } from '../../src/vault/data-keys.ts';
-import type { AuditBase } from '../../src/vault/records.ts';
 import type { VaultLimits } from '../../src/vault/schema.ts';
 import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
+import type { AuditBase } from '../../src/vault/vault-audit.ts';
 
 const ADMIN = { id: 'test', role: 'admin' } as const;
 const SERVER = { id: 'unix:tresor-server', role: 'server' } as const;
