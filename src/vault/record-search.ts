@@ -18,7 +18,7 @@ import type { VaultRecord } from './records.ts';
 import { indexForm, parseWhere, type RecordData, type VaultLimits, type WhereTerm } from './schema.ts';
 import { checkedUnder } from './stale-schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
-import { type AuditBase, auditEvent, auditingDecryptFailure } from './vault-audit.ts';
+import { type AuditOrigin, auditEvent, auditingDecryptFailure, VaultAction } from './vault-audit.ts';
 import type { VaultContext } from './vault-context.ts';
 
 export interface ListOptions {
@@ -83,8 +83,10 @@ export async function listRecords(
   tenant: string,
   collectionName: string,
   options: ListOptions,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<RecordPage> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   const store = await ctx.stores(tenant);
   let collection = await requireCollection(ctx, store, collectionName);
   const terms: WhereTerm[] = await checkedUnder(
@@ -119,14 +121,15 @@ export async function listRecords(
   const rows = await query.execute();
   const page = rows.slice(0, limit);
 
-  const action = terms.length > 0 ? 'record.search' : 'record.list';
+  const action = terms.length > 0 ? VaultAction.recordSearch : VaultAction.recordList;
   const searched = terms.map((t) => t.field);
   const searchedValues = await searchedValueHmacs(ctx, tenant, terms);
   const records = await auditingDecryptFailure(
     store,
     () =>
       auditEvent(
-        base,
+        origin,
+        at,
         tenant,
         action,
         {
@@ -158,7 +161,7 @@ export async function listRecords(
   await store.write((trx) =>
     appendAuditEvent(
       trx,
-      auditEvent(base, tenant, action, {
+      auditEvent(origin, at, tenant, action, {
         collection: collection.name,
         recordIds: matching.map((r) => r.id),
         fields: searched,

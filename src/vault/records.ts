@@ -20,7 +20,7 @@ import { decodeFieldEnvelopes } from './field-envelopes.ts';
 import { checkIfMatch, notFound, preconditionFailed } from './record-errors.ts';
 import { applyPatch, type RecordData, validateNewRecord } from './schema.ts';
 import { assertSchemaVersion, checkedUnder, retryOnStaleSchema, StaleSchema } from './stale-schema.ts';
-import { type AuditBase, auditEvent, auditingDecryptFailure } from './vault-audit.ts';
+import { type AuditOrigin, auditEvent, auditingDecryptFailure, VaultAction } from './vault-audit.ts';
 import type { VaultContext } from './vault-context.ts';
 
 export interface VaultRecord {
@@ -46,8 +46,10 @@ export async function createRecord(
   tenant: string,
   collectionName: string,
   input: unknown,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<VaultRecord> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   const store = await ctx.stores(tenant);
   // A retry follows a StaleSchema refusal: it reads the collection afresh, not from the cache.
   return retryOnStaleSchema(async (retry) => {
@@ -83,7 +85,7 @@ export async function createRecord(
       await insertIndexRows(trx, collection.name, index);
       await appendAuditEvent(
         trx,
-        auditEvent(base, tenant, 'record.create', {
+        auditEvent(origin, at, tenant, VaultAction.recordCreate, {
           collection: collection.name,
           recordIds: [id],
           fields: Object.keys(data),
@@ -101,8 +103,10 @@ export async function readRecord(
   tenant: string,
   collectionName: string,
   id: string,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<VaultRecord> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   const store = await ctx.stores(tenant);
   let collection = await requireCollection(ctx, store, collectionName);
   if (!RECORD_ID.test(id)) throw notFound();
@@ -115,7 +119,7 @@ export async function readRecord(
   const target = { collection: collection.name, recordIds: [id] };
   const data = await auditingDecryptFailure(
     store,
-    () => auditEvent(base, tenant, 'record.read', target, 'failure'),
+    () => auditEvent(origin, at, tenant, VaultAction.recordRead, target, 'failure'),
     async () => {
       const envelopes = decodeFieldEnvelopes(row.fields);
       if (ctx.collections) {
@@ -132,7 +136,10 @@ export async function readRecord(
     },
   );
   await store.write((trx) =>
-    appendAuditEvent(trx, auditEvent(base, tenant, 'record.read', { ...target, fields: Object.keys(data) })),
+    appendAuditEvent(
+      trx,
+      auditEvent(origin, at, tenant, VaultAction.recordRead, { ...target, fields: Object.keys(data) }),
+    ),
   );
   return { id, version: row.version, data };
 }
@@ -144,8 +151,10 @@ export async function updateRecord(
   id: string,
   patch: unknown,
   ifMatch: number | undefined,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<VaultRecord> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   if (ifMatch === undefined) {
     throw new TresorError('TRESOR_ERR_PRECONDITION_REQUIRED', 'a partial update needs If-Match: <version>');
   }
@@ -166,7 +175,7 @@ export async function updateRecord(
     const target = { collection: collection.name, recordIds: [id] };
     const current = await auditingDecryptFailure(
       store,
-      () => auditEvent(base, tenant, 'record.update', target, 'failure'),
+      () => auditEvent(origin, at, tenant, VaultAction.recordUpdate, target, 'failure'),
       () => openRecord(ctx, tenant, collection, id, row.version, row.fields),
     );
     const { data, changed } = await checkedUnder(
@@ -197,7 +206,10 @@ export async function updateRecord(
       }
       await trx.deleteFrom('blind_index').where('record_id', '=', id).execute();
       await insertIndexRows(trx, collection.name, index);
-      await appendAuditEvent(trx, auditEvent(base, tenant, 'record.update', { ...target, fields: changed }));
+      await appendAuditEvent(
+        trx,
+        auditEvent(origin, at, tenant, VaultAction.recordUpdate, { ...target, fields: changed }),
+      );
     });
     return { id, version, data };
   });
@@ -209,8 +221,10 @@ export async function deleteRecord(
   collectionName: string,
   id: string,
   ifMatch: number | undefined,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<void> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   checkIfMatch(ifMatch);
   const store = await ctx.stores(tenant);
   const collection = await requireCollection(ctx, store, collectionName);
@@ -228,7 +242,10 @@ export async function deleteRecord(
     await trx.deleteFrom('records').where('id', '=', id).execute();
     await appendAuditEvent(
       trx,
-      auditEvent(base, tenant, 'record.delete', { collection: collection.name, recordIds: [id] }),
+      auditEvent(origin, at, tenant, VaultAction.recordDelete, {
+        collection: collection.name,
+        recordIds: [id],
+      }),
     );
   });
 }
