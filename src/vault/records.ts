@@ -31,6 +31,8 @@ export interface VaultRecord {
 
 /** Record ids: 128 random bits, so they can be neither guessed nor enumerated. */
 export const RECORD_ID = /^rec_[0-9a-f]{32}$/;
+/** 'rec_' and 32 hex digits. */
+export const RECORD_ID_LENGTH = 36;
 
 export function newRecordId(): string {
   return `rec_${pooledRandomBytes(16).toString('hex')}`;

@@ -12,6 +12,8 @@ import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
 import type { ApiKeyAccess } from '../../identity/principal.ts';
 import type { Vault } from '../../vault/collections.ts';
+import { RECORD_ID, RECORD_ID_LENGTH } from '../../vault/records.ts';
+import { CLASSIFICATIONS, FIELD_TYPES, NAME_MAX_LENGTH, NAME_PATTERN } from '../../vault/schema.ts';
 import { VaultAction } from '../../vault/vault-audit.ts';
 import { auditOriginOf } from '../layers/audit.ts';
 import {
@@ -26,16 +28,18 @@ export interface VaultRouteDeps {
   vault: Vault;
 }
 
-const NAME = '^[a-z][a-z0-9_]{0,62}$';
-const CollectionName = Type.String({ pattern: NAME, maxLength: 63 });
-const RecordId = Type.String({ pattern: '^rec_[0-9a-f]{32}$', maxLength: 36 });
+// Names, ids, field types and classifications are the vault's own (src/vault/schema.ts, records.ts):
+// the schemas here only give them their HTTP shape.
+const NAME = NAME_PATTERN.source;
+/** A name without its anchors, to embed in another pattern. */
+const NAME_BODY = NAME.slice(1, -1);
+const CollectionName = Type.String({ pattern: NAME, maxLength: NAME_MAX_LENGTH });
+const RecordId = Type.String({ pattern: RECORD_ID.source, maxLength: RECORD_ID_LENGTH });
 const Version = Type.Integer({ minimum: 1 });
 
 const FieldDeclaration = Type.Object({
-  type: Type.Union(['string', 'number', 'boolean', 'date', 'object'].map((t) => Type.Literal(t))),
-  classification: Type.Union(
-    ['public', 'internal', 'confidential', 'personal', 'sensitive'].map((c) => Type.Literal(c)),
-  ),
+  type: Type.Union(FIELD_TYPES.map((t) => Type.Literal(t))),
+  classification: Type.Union(CLASSIFICATIONS.map((c) => Type.Literal(c))),
   required: Type.Optional(Type.Boolean()),
   searchable: Type.Optional(Type.Boolean()),
   default: Type.Optional(Type.Unknown()),
@@ -88,7 +92,7 @@ function adminOnly(principal: ApiKeyPrincipal): void {
   }
 }
 
-const WHERE_KEY = /^where\[([a-z][a-z0-9_]{0,62})\]$/;
+const WHERE_KEY = new RegExp(`^where\\[(${NAME_BODY})\\]$`);
 
 export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
   const { vault } = deps;
@@ -301,7 +305,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
               cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$' })),
             },
             {
-              patternProperties: { '^where\\[[a-z][a-z0-9_]{0,62}\\]$': Type.String({ maxLength: 4096 }) },
+              patternProperties: { [`^where\\[${NAME_BODY}\\]$`]: Type.String({ maxLength: 4096 }) },
               maxProperties: 34,
             },
           ),
