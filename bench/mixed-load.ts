@@ -1,6 +1,6 @@
 /**
  * c. The API server's key path under a realistic mixed load: createDataKeyring with the real keyd
- * client, a SQLite data-key store and createKeyCache, driven by
+ * client, the production data-key store (each tenant's SQLite tenant store) and createKeyCache, driven by
  *   - T tenants with Zipf-like popularity (tenant of rank r drawn with weight 1/r^s),
  *   - K data keys per tenant: one active, K−1 decrypt-only from earlier rotations, so the keys
  *     outnumber the cache's entries and the cache has to choose,
@@ -14,16 +14,18 @@ import { openEnvelope, sealEnvelope, wipe } from '../src/crypto/index.ts';
 import { createKeydClient, type KeydConnectTarget } from '../src/keyd/client.ts';
 import { createKeyCache, type KeyCacheStats } from '../src/keyd/key-cache.ts';
 import type { DataKeyPurpose, KeydOperationName, KeyService, OpArgs } from '../src/keyd/operations.ts';
-import { createSqliteDataKeyStore } from '../src/store/sqlite/data-key-store.ts';
-import { openSqlite } from '../src/store/sqlite/open.ts';
+import { openSqliteStore } from '../src/store/sqlite/store.ts';
+import type { Store } from '../src/store/types.ts';
+import { createTenantDataKeyStore } from '../src/vault/data-key-store.ts';
 import { createDataKeyring, RESERVATION_BLOCK } from '../src/vault/data-keys.ts';
+import { type TenantDB, tenantStoreMigrations } from '../src/vault/tenant-store-schema.ts';
 import { FIELD_AAD, fieldContext, VALUE_BYTES } from './in-process.ts';
 import { runAsync } from './measure.ts';
 import { figure, type Section } from './report.ts';
 
 export interface MixedLoadOptions {
   keyd: KeydConnectTarget;
-  /** Folder for the data-key store (SQLite). */
+  /** Folder for the tenant stores that hold the wrapped data keys (SQLite). */
   dataDir: string;
   seconds: number;
   tenants: number;
@@ -99,16 +101,23 @@ export async function benchMixedLoad(options: MixedLoadOptions): Promise<Section
     poolSize: options.poolSize,
     retries: 0,
   });
-  const db = openSqlite(join(options.dataDir, 'data-keys.sqlite'));
+  const opened = new Map<string, Promise<Store<TenantDB>>>();
+  const tenantStore = (tenant: string) => {
+    let s = opened.get(tenant);
+    if (!s) {
+      s = openSqliteStore<TenantDB>(join(options.dataDir, `${tenant}.sqlite`), tenantStoreMigrations);
+      opened.set(tenant, s);
+    }
+    return s;
+  };
   const cache = createKeyCache(options.cache);
   try {
-    const store = createSqliteDataKeyStore(db);
+    const store = createTenantDataKeyStore(tenantStore);
     const tenants = Array.from({ length: options.tenants }, (_, i) => `mix-${String(i).padStart(3, '0')}`);
     const value = randomBytes(VALUE_BYTES);
 
-    // Seed each tenant's key history and one sealed value per key. The store's fsyncs are not what
-    // is measured here, so seeding runs without them; the measured phase uses synchronous=FULL.
-    db.pragma('synchronous = OFF');
+    // Seed each tenant's key history and one sealed value per key (tenants in parallel, so the
+    // stores' group commit batches what it can).
     const values: StoredValue[][] = await Promise.all(
       tenants.map(async (tenant, t) => {
         await client.call('createTenantKey', { tenant });
@@ -135,7 +144,6 @@ export async function benchMixedLoad(options: MixedLoadOptions): Promise<Section
         return stored;
       }),
     );
-    db.pragma('synchronous = FULL');
 
     const counts = new Map<string, number>();
     const keyring = createDataKeyring({ keys: countingKeyService(client, counts), store, cache });
@@ -218,13 +226,13 @@ export async function benchMixedLoad(options: MixedLoadOptions): Promise<Section
           `maxUses: ${options.cache.maxUses} }). Each tenant has ${options.keysPerTenant} data keys (1 active, ` +
           `${options.keysPerTenant - 1} decrypt-only); a read picks one of them uniformly. Warm-up ` +
           `${warmUpSeconds} s from an empty cache, then ${options.seconds * 2} s measured.`,
-        'A write is withEncryptionKey (counted; it reserves encryptions durably in the SQLite data-key store ' +
+        'A write is withEncryptionKey (counted; it reserves encryptions durably in the tenant store ' +
           'once per 65,536) and goes through the same cache, so it counts as a lookup too.',
       ],
     };
   } finally {
     cache.close();
-    db.close();
+    for (const s of opened.values()) await (await s).close();
     await client.close();
   }
 }

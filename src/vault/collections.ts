@@ -31,37 +31,15 @@ import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
+import { computeIndexRows, type IndexRow, insertIndexRows } from './blind-index-rows.ts';
+import { createCollectionCache, forgetCollection } from './collection-cache.ts';
+import { type Collection, collectionFromRow, loadCollection } from './collection-row.ts';
 import type { DataKeyring } from './data-keys.ts';
 import { type ExportOptions, exportTenant } from './export.ts';
-import {
-  type AuditBase,
-  assertSchemaVersion,
-  auditEvent,
-  type Collection,
-  collectionFromRow,
-  computeIndexRows,
-  createCollectionCache,
-  createRecord,
-  decodeFieldEnvelopes,
-  deleteRecord,
-  encodeFieldEnvelopes,
-  type FieldToSeal,
-  forgetCollection,
-  type IndexRow,
-  insertIndexRows,
-  type ListOptions,
-  listRecords,
-  loadCollection,
-  openRecord,
-  type RecordPage,
-  readRecord,
-  retryOnStaleSchema,
-  StaleSchema,
-  sealValues,
-  updateRecord,
-  type VaultContext,
-  type VaultRecord,
-} from './records.ts';
+import { type FieldToSeal, openRecord, sealValues } from './field-crypto.ts';
+import { decodeFieldEnvelopes, encodeFieldEnvelopes } from './field-envelopes.ts';
+import { type ListOptions, listRecords, type RecordPage } from './record-search.ts';
+import { createRecord, deleteRecord, readRecord, updateRecord, type VaultRecord } from './records.ts';
 import { runRetention } from './retention.ts';
 import {
   type CollectionSchema,
@@ -75,7 +53,10 @@ import {
   sameSchema,
   type VaultLimits,
 } from './schema.ts';
+import { assertSchemaVersion, retryOnStaleSchema, StaleSchema } from './stale-schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
+import { type AuditOrigin, auditEvent, VaultAction } from './vault-audit.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export interface CollectionInfo {
   name: string;
@@ -136,7 +117,8 @@ async function createCollection(
   tenant: string,
   name: string,
   schema: CollectionSchema,
-  base: AuditBase,
+  origin: AuditOrigin,
+  at: string,
 ): Promise<PutCollectionResult> {
   const checkCount = async (db: Kysely<TenantDB>) => {
     const count = await db
@@ -175,7 +157,7 @@ async function createCollection(
       .execute();
     await appendAuditEvent(
       trx,
-      auditEvent(base, tenant, 'collection.put', {
+      auditEvent(origin, at, tenant, VaultAction.collectionPut, {
         collection: name,
         fields: Object.keys(schema.fields),
         schemaVersion: 1,
@@ -304,7 +286,8 @@ async function changeCollection(
   existing: Collection,
   schema: CollectionSchema,
   drop: string[],
-  base: AuditBase,
+  origin: AuditOrigin,
+  at: string,
 ): Promise<PutCollectionResult> {
   const dropNow = drop.filter((n) => Object.hasOwn(existing.schema.fields, n));
   if (sameSchema(existing.schema, schema)) {
@@ -312,7 +295,7 @@ async function changeCollection(
       await assertSchemaVersion(trx, existing);
       await appendAuditEvent(
         trx,
-        auditEvent(base, tenant, 'collection.put', {
+        auditEvent(origin, at, tenant, VaultAction.collectionPut, {
           collection: existing.name,
           fields: Object.keys(schema.fields),
           schemaVersion: existing.version,
@@ -388,7 +371,7 @@ async function changeCollection(
     if (plan.defaulted.length > 0) target.defaulted = plan.defaulted;
     if (plan.indexed.length > 0) target.indexed = plan.indexed;
     if (retentionChanged) target.retentionDays = schema.retentionDays;
-    await appendAuditEvent(trx, auditEvent(base, tenant, 'collection.put', target));
+    await appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.collectionPut, target));
   });
   return { name: existing.name, version: next.version, created: false, schema };
 }
@@ -405,8 +388,10 @@ export async function putCollection(
   tenant: string,
   name: string,
   decl: unknown,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<PutCollectionResult> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   checkCollectionName(name);
   const { schema, drop } = parseDeclaration(decl, ctx.limits);
   const store = await ctx.stores(tenant);
@@ -415,8 +400,8 @@ export async function putCollection(
     return await retryOnStaleSchema(async () => {
       const existing = await loadCollection(store.db, name);
       return existing
-        ? changeCollection(ctx, store, tenant, existing, schema, drop, base)
-        : createCollection(ctx, store, tenant, name, schema, base);
+        ? changeCollection(ctx, store, tenant, existing, schema, drop, origin, at)
+        : createCollection(ctx, store, tenant, name, schema, origin, at);
     });
   } finally {
     // Committed or not, this process's record requests read the row again from now on.
@@ -446,33 +431,38 @@ export async function listCollections(ctx: VaultContext, tenant: string): Promis
 export const DEFAULT_COLLECTION_CACHE_MS = 5_000;
 
 export interface Vault {
-  putCollection(tenant: string, name: string, decl: unknown, event: AuditBase): Promise<PutCollectionResult>;
+  putCollection(
+    tenant: string,
+    name: string,
+    decl: unknown,
+    origin: AuditOrigin,
+  ): Promise<PutCollectionResult>;
   getCollection(tenant: string, name: string): Promise<CollectionInfo>;
   listCollections(tenant: string): Promise<CollectionInfo[]>;
-  createRecord(tenant: string, collection: string, data: unknown, event: AuditBase): Promise<VaultRecord>;
-  readRecord(tenant: string, collection: string, id: string, event: AuditBase): Promise<VaultRecord>;
+  createRecord(tenant: string, collection: string, data: unknown, origin: AuditOrigin): Promise<VaultRecord>;
+  readRecord(tenant: string, collection: string, id: string, origin: AuditOrigin): Promise<VaultRecord>;
   updateRecord(
     tenant: string,
     collection: string,
     id: string,
     patch: unknown,
     ifMatch: number | undefined,
-    event: AuditBase,
+    origin: AuditOrigin,
   ): Promise<VaultRecord>;
   deleteRecord(
     tenant: string,
     collection: string,
     id: string,
     ifMatch: number | undefined,
-    event: AuditBase,
+    origin: AuditOrigin,
   ): Promise<void>;
   listRecords(
     tenant: string,
     collection: string,
     options: ListOptions,
-    event: AuditBase,
+    origin: AuditOrigin,
   ): Promise<RecordPage>;
-  exportTenant(tenant: string, options: ExportOptions, event: AuditBase): Promise<Uint8Array>;
+  exportTenant(tenant: string, options: ExportOptions, origin: AuditOrigin): Promise<Uint8Array>;
   runRetention(tenant: string): Promise<{ deleted: number }>;
 }
 
@@ -496,17 +486,18 @@ export function createVault(deps: {
     ...(collections ? { collections } : {}),
   };
   return {
-    putCollection: (tenant, name, decl, event) => putCollection(ctx, tenant, name, decl, event),
+    putCollection: (tenant, name, decl, origin) => putCollection(ctx, tenant, name, decl, origin),
     getCollection: (tenant, name) => getCollection(ctx, tenant, name),
     listCollections: (tenant) => listCollections(ctx, tenant),
-    createRecord: (tenant, collection, data, event) => createRecord(ctx, tenant, collection, data, event),
-    readRecord: (tenant, collection, id, event) => readRecord(ctx, tenant, collection, id, event),
-    updateRecord: (tenant, collection, id, patch, ifMatch, event) =>
-      updateRecord(ctx, tenant, collection, id, patch, ifMatch, event),
-    deleteRecord: (tenant, collection, id, ifMatch, event) =>
-      deleteRecord(ctx, tenant, collection, id, ifMatch, event),
-    listRecords: (tenant, collection, options, event) => listRecords(ctx, tenant, collection, options, event),
-    exportTenant: (tenant, options, event) => exportTenant(ctx, tenant, options, event),
+    createRecord: (tenant, collection, data, origin) => createRecord(ctx, tenant, collection, data, origin),
+    readRecord: (tenant, collection, id, origin) => readRecord(ctx, tenant, collection, id, origin),
+    updateRecord: (tenant, collection, id, patch, ifMatch, origin) =>
+      updateRecord(ctx, tenant, collection, id, patch, ifMatch, origin),
+    deleteRecord: (tenant, collection, id, ifMatch, origin) =>
+      deleteRecord(ctx, tenant, collection, id, ifMatch, origin),
+    listRecords: (tenant, collection, options, origin) =>
+      listRecords(ctx, tenant, collection, options, origin),
+    exportTenant: (tenant, options, origin) => exportTenant(ctx, tenant, options, origin),
     runRetention: (tenant) => runRetention(ctx, tenant),
   };
 }

@@ -15,8 +15,11 @@ import { Encrypter } from 'age-encryption';
 import { appendAuditEvent } from '../audit/event.ts';
 import { wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
-import { type AuditBase, auditEvent, collectionFromRow, openRecord, type VaultContext } from './records.ts';
+import { collectionFromRow } from './collection-row.ts';
+import { openRecord } from './field-crypto.ts';
 import type { CollectionSchema, RecordData, VaultLimits } from './schema.ts';
+import { type AuditOrigin, auditEvent, VaultAction } from './vault-audit.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export interface ExportOptions {
   /** An age recipient (age1…). */
@@ -82,8 +85,10 @@ export async function exportTenant(
   ctx: VaultContext,
   tenant: string,
   options: ExportOptions,
-  base: AuditBase,
+  origin: AuditOrigin,
 ): Promise<Uint8Array> {
+  // The time of the operation's audit events: when the vault began it.
+  const at = ctx.clock().toISOString();
   const { encrypter, kind } = encrypterFor(options, ctx.limits);
   const store = await ctx.stores(tenant);
   const snapshot = await store.db.transaction().execute(async (trx) => ({
@@ -130,7 +135,7 @@ export async function exportTenant(
     }
   } catch (err) {
     await store.write((trx) =>
-      appendAuditEvent(trx, auditEvent(base, tenant, 'tenant.export', target, 'failure')),
+      appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.tenantExport, target, 'failure')),
     );
     throw err;
   }
@@ -142,6 +147,8 @@ export async function exportTenant(
   } finally {
     wipe(plaintext);
   }
-  await store.write((trx) => appendAuditEvent(trx, auditEvent(base, tenant, 'tenant.export', target)));
+  await store.write((trx) =>
+    appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.tenantExport, target)),
+  );
   return archive;
 }

@@ -10,7 +10,8 @@
  * only delete what is really expired, and each record is audited once.
  */
 import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
-import type { VaultContext } from './records.ts';
+import { auditEvent, VaultAction } from './vault-audit.ts';
+import type { VaultContext } from './vault-context.ts';
 
 export const RETENTION_ACTOR: AuditEvent['actor'] = { kind: 'system', id: 'retention' };
 
@@ -47,14 +48,20 @@ export async function runRetention(ctx: VaultContext, tenant: string): Promise<{
         if (recordIds.length === 0) return 0;
         await trx.deleteFrom('blind_index').where('record_id', 'in', recordIds).execute();
         await trx.deleteFrom('records').where('id', 'in', recordIds).execute();
-        await appendAuditEvent(trx, {
-          at: ctx.clock().toISOString(),
-          actor: { ...RETENTION_ACTOR },
-          tenant,
-          action: 'record.delete',
-          target: { collection, recordIds, reason: 'retention' },
-          outcome: 'success',
-        });
+        await appendAuditEvent(
+          trx,
+          auditEvent(
+            { actor: RETENTION_ACTOR },
+            ctx.clock().toISOString(),
+            tenant,
+            VaultAction.recordDelete,
+            {
+              collection,
+              recordIds,
+              reason: 'retention',
+            },
+          ),
+        );
         return recordIds.length;
       });
     }

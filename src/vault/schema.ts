@@ -22,6 +22,8 @@ export type Classification = (typeof CLASSIFICATIONS)[number];
 export const SEARCHABLE_TYPES: ReadonlySet<FieldType> = new Set(['string', 'number', 'boolean', 'date']);
 
 export const NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
+/** The longest name NAME_PATTERN admits. */
+export const NAME_MAX_LENGTH = 63;
 const RESERVED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

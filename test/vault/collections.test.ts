@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { decodeFieldEnvelopes } from '../../src/vault/records.ts';
+import { decodeFieldEnvelopes } from '../../src/vault/field-envelopes.ts';
 import { caller, PEOPLE, tresorError, type VaultRig, vaultRig } from './helpers.ts';
 
 const T = 'acme';

@@ -1,22 +1,24 @@
 /**
- * The server-side data keyring against the real key service (SQLite store, dev root key file) and
- * the real key cache: counting per NIST SP 800-38D §8.3, rotation, restarts, fail-closed.
+ * The server-side data keyring against the real key service (dev root key file), the real key cache
+ * and the production data-key store (each tenant's wrapped keys in its own SQLite tenant store):
+ * counting per NIST SP 800-38D §8.3, rotation, restarts, fail-closed.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type Database from 'better-sqlite3';
 import { openEnvelope, sealEnvelope } from '../../src/crypto/index.ts';
 import { toProblem } from '../../src/http/problem.ts';
 import { createKeyCache, type KeyCache } from '../../src/keyd/key-cache.ts';
 import type { DataKeyPurpose, KeyService } from '../../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
-import { createSqliteDataKeyStore } from '../../src/store/sqlite/data-key-store.ts';
-import { openSqlite } from '../../src/store/sqlite/open.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { Store } from '../../src/store/types.ts';
+import { createTenantDataKeyStore } from '../../src/vault/data-key-store.ts';
 import { createDataKeyring, type DataKeyLimits } from '../../src/vault/data-keys.ts';
+import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
 
 const ADMIN = { id: 'test', role: 'admin' } as const;
 
@@ -46,17 +48,18 @@ function open(ring: Ring, purpose: DataKeyPurpose, keyId: string, ct: Buffer): P
 interface Rig {
   dir: string;
   service: KeydService;
-  db: Database.Database;
+  /** The tenant's store, opened once until reopenStores(). */
+  store(tenant: string): Promise<Store<TenantDB>>;
   cache: KeyCache;
   keyring(limits?: Partial<DataKeyLimits>): ReturnType<typeof createDataKeyring>;
-  reopenDb(): void;
+  /** Closes every tenant store and empties the key cache: what a new process would find. */
+  reopenStores(): Promise<void>;
   close(): Promise<void>;
 }
 
 async function rig(): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'tresor-dk-'));
   const keydDir = join(dir, 'keyd');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(keydDir, { mode: 0o700 });
   initDevFile(keydDir);
   const service = createKeyService({
@@ -66,23 +69,36 @@ async function rig(): Promise<Rig> {
   });
   await service.call('unseal', { secret: '' }, ADMIN);
   await service.call('createTenantKey', { tenant: 'acme' }, ADMIN);
+  const opened = new Map<string, Promise<Store<TenantDB>>>();
+  const closeStores = async () => {
+    const all = [...opened.values()];
+    opened.clear();
+    for (const s of all) await (await s).close();
+  };
   const r: Rig = {
     dir,
     service,
-    db: openSqlite(join(dir, 'tenant.sqlite')),
+    store(tenant) {
+      let s = opened.get(tenant);
+      if (!s) {
+        s = openSqliteStore<TenantDB>(join(dir, `${tenant}.sqlite`), tenantStoreMigrations);
+        opened.set(tenant, s);
+      }
+      return s;
+    },
     cache: createKeyCache({ maxEntries: 100, ttlMs: 60_000, maxUses: 1_000_000, sweepIntervalMs: 0 }),
     keyring(limits) {
       const keys = { call: ((op, args) => service.call(op, args, SERVER)) as KeyService['call'] };
-      return createDataKeyring({ keys, store: createSqliteDataKeyStore(r.db), cache: r.cache, limits });
+      const store = createTenantDataKeyStore((tenant) => r.store(tenant));
+      return createDataKeyring({ keys, store, cache: r.cache, limits });
     },
-    reopenDb() {
-      r.db.close();
-      r.db = openSqlite(join(dir, 'tenant.sqlite'));
+    async reopenStores() {
+      await closeStores();
       r.cache.clear();
     },
     async close() {
       r.cache.close();
-      r.db.close();
+      await closeStores();
       await service.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -105,9 +121,12 @@ describe('data keyring', () => {
     const usage = ring.usage('acme', 'data');
     assert.ok(usage);
     assert.equal(usage.used, 250);
-    const row = r.db.prepare('SELECT reserved FROM data_keys WHERE key_id = ?').get(usage.keyId) as {
-      reserved: number;
-    };
+    const store = await r.store('acme');
+    const row = await store.db
+      .selectFrom('data_keys')
+      .select('reserved')
+      .where('key_id', '=', usage.keyId)
+      .executeTakeFirstOrThrow();
     assert.ok(row.reserved >= 250, 'the store always holds at least the count in use');
     assert.equal(row.reserved, usage.reserved);
   });
@@ -125,7 +144,7 @@ describe('data keyring', () => {
     await enc(ring, 'backup', 30);
     const before = ring.usage('acme', 'backup');
     assert.ok(before);
-    r.reopenDb(); // a new process: nothing in memory
+    await r.reopenStores(); // a new process: nothing in memory
     const again = r.keyring({ reservationBlock: 100 });
     assert.equal(await enc(again, 'backup'), before.keyId);
     const after = again.usage('acme', 'backup');

@@ -17,9 +17,9 @@ import type { Store } from '../../src/store/types.ts';
 import { createVault, type Vault } from '../../src/vault/collections.ts';
 import { createTenantDataKeyStore } from '../../src/vault/data-key-store.ts';
 import { createDataKeyring, type DataKeyLimits, type DataKeyring } from '../../src/vault/data-keys.ts';
-import type { AuditBase } from '../../src/vault/records.ts';
 import type { VaultLimits } from '../../src/vault/schema.ts';
 import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
+import type { AuditOrigin } from '../../src/vault/vault-audit.ts';
 
 const ADMIN = { id: 'test', role: 'admin' } as const;
 const SERVER = { id: 'unix:tresor-server', role: 'server' } as const;
@@ -45,9 +45,8 @@ export interface VaultRig {
   close(): Promise<void>;
 }
 
-export function caller(overrides: Partial<AuditBase> = {}): AuditBase {
+export function caller(overrides: Partial<AuditOrigin> = {}): AuditOrigin {
   return {
-    at: '2025-01-01T00:00:00.000Z',
     actor: { kind: 'api-key', id: 'key_test' },
     requestId: 'req-test',
     sourceAddress: '192.0.2.1',

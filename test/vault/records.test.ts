@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createVault } from '../../src/vault/collections.ts';
-import { decodeFieldEnvelopes, encodeFieldEnvelopes, recordPageQuery } from '../../src/vault/records.ts';
+import { decodeFieldEnvelopes, encodeFieldEnvelopes } from '../../src/vault/field-envelopes.ts';
+import { recordPageQuery } from '../../src/vault/record-search.ts';
 import { canonicalDate } from '../../src/vault/schema.ts';
 import { caller, PEOPLE, tresorError, type VaultRig, vaultRig } from './helpers.ts';
 

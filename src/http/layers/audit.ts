@@ -4,7 +4,9 @@
  *
  * - success: the handler records it, in the same store transaction as the change (or, for a read,
  *   committed before the data is returned), using `ctx.auditEvent(...)` so who/when/where are the
- *   pipeline's; it then sets `ctx.audit.recorded` (or calls `ctx.audit.record()`, which does both).
+ *   pipeline's — or, for a domain that builds its own event (the vault), handing it
+ *   `auditOriginOf(ctx)` (who, why, which request); it then sets `ctx.audit.recorded` (or calls
+ *   `ctx.audit.record()`, which does both).
  *   A handler that returns without that is a bug, and the pipeline answers 500 instead of serving;
  * - failure or denial after authentication: the pipeline records it itself (recordFailure, called
  *   by the error handler) — outcome `denied` for the second-factor and authorization layers and
@@ -19,6 +21,7 @@ import type { FastifyRequest } from 'fastify';
 import type { AuditEvent } from '../../audit/event.ts';
 import { TresorError } from '../../errors.ts';
 import { actorOf, tenantOfPrincipal } from '../../identity/principal.ts';
+import type { AuditOrigin } from '../../vault/vault-audit.ts';
 import type { AuditRecorder } from '../deps.ts';
 import type { RequestState } from '../request-state.ts';
 import type { AuditContext, AuditEventInput, HttpPrincipal, RouteDefinition } from '../route.ts';
@@ -62,18 +65,44 @@ export function auditEventFor(
     sourceAddress: request.ip,
   };
   if (input.target !== undefined) event.target = input.target;
-  if (principal?.kind === 'staff-grant') {
-    // The customer sees on their stream why staff touched their data, and under which ticket.
-    event.grant = {
-      id: principal.grantId,
-      reason: principal.reason,
-      ticket: principal.ticket,
-      ...(principal.breakGlass ? { breakGlass: true } : {}),
-    };
-  }
+  const grant = principal ? grantOf(principal) : undefined;
+  if (grant !== undefined) event.grant = grant;
   const userAgent = userAgentOf(request);
   if (userAgent !== undefined) event.userAgent = userAgent;
   return event;
+}
+
+/** For staff acting through an access grant: the grant, its reason and ticket. */
+function grantOf(principal: HttpPrincipal): AuditEvent['grant'] {
+  if (principal.kind !== 'staff-grant') return undefined;
+  // The customer sees on their stream why staff touched their data, and under which ticket.
+  return {
+    id: principal.grantId,
+    reason: principal.reason,
+    ticket: principal.ticket,
+    ...(principal.breakGlass ? { breakGlass: true } : {}),
+  };
+}
+
+/**
+ * Who acts, why and from which request, for a domain that builds its own audit event (the vault):
+ * the pipeline's actor, grant, request id, source address and user agent, and nothing else.
+ */
+export function auditOriginOf(ctx: {
+  principal: HttpPrincipal | null;
+  requestId: string;
+  sourceAddress: string;
+  userAgent: string | undefined;
+}): AuditOrigin {
+  const origin: AuditOrigin = {
+    actor: actorFor(ctx.principal),
+    requestId: ctx.requestId,
+    sourceAddress: ctx.sourceAddress,
+  };
+  const grant = ctx.principal ? grantOf(ctx.principal) : undefined;
+  if (grant !== undefined) origin.grant = grant;
+  if (ctx.userAgent !== undefined) origin.userAgent = ctx.userAgent;
+  return origin;
 }
 
 /** Records through the recorder; any failure becomes AuditUnavailableError. */

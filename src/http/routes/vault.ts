@@ -2,7 +2,9 @@
  * Collections and records over HTTP — the core contract of DESIGN.md. A tenant's own API keys reach
  * these routes, each scoped to collections and to read / write / admin; records (auth
  * 'tenant-data') are also reached by staff through a live access grant, scoped the same way to
- * collections and to read or read-write, never admin. Operator principals never reach them. Bodies are checked here for shape and again, fully, by the vault.
+ * collections and to read or read-write, never admin. Operator principals never reach them. Bodies
+ * are checked here for shape and again, fully, by the vault. The vault builds each audit event of
+ * its work: a route hands it only who acts, why and from which request (auditOriginOf).
  * Another tenant's record and a missing one answer the same 404: every lookup is inside the
  * caller's own tenant store, so the other tenant's record simply is not there.
  */
@@ -10,6 +12,10 @@ import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
 import type { ApiKeyAccess } from '../../identity/principal.ts';
 import type { Vault } from '../../vault/collections.ts';
+import { RECORD_ID, RECORD_ID_LENGTH } from '../../vault/records.ts';
+import { CLASSIFICATIONS, FIELD_TYPES, NAME_MAX_LENGTH, NAME_PATTERN } from '../../vault/schema.ts';
+import { VaultAction } from '../../vault/vault-audit.ts';
+import { auditOriginOf } from '../layers/audit.ts';
 import {
   type ApiKeyPrincipal,
   type AuthorizationInput,
@@ -22,16 +28,18 @@ export interface VaultRouteDeps {
   vault: Vault;
 }
 
-const NAME = '^[a-z][a-z0-9_]{0,62}$';
-const CollectionName = Type.String({ pattern: NAME, maxLength: 63 });
-const RecordId = Type.String({ pattern: '^rec_[0-9a-f]{32}$', maxLength: 36 });
+// Names, ids, field types and classifications are the vault's own (src/vault/schema.ts, records.ts):
+// the schemas here only give them their HTTP shape.
+const NAME = NAME_PATTERN.source;
+/** A name without its anchors, to embed in another pattern. */
+const NAME_BODY = NAME.slice(1, -1);
+const CollectionName = Type.String({ pattern: NAME, maxLength: NAME_MAX_LENGTH });
+const RecordId = Type.String({ pattern: RECORD_ID.source, maxLength: RECORD_ID_LENGTH });
 const Version = Type.Integer({ minimum: 1 });
 
 const FieldDeclaration = Type.Object({
-  type: Type.Union(['string', 'number', 'boolean', 'date', 'object'].map((t) => Type.Literal(t))),
-  classification: Type.Union(
-    ['public', 'internal', 'confidential', 'personal', 'sensitive'].map((c) => Type.Literal(c)),
-  ),
+  type: Type.Union(FIELD_TYPES.map((t) => Type.Literal(t))),
+  classification: Type.Union(CLASSIFICATIONS.map((c) => Type.Literal(c))),
   required: Type.Optional(Type.Boolean()),
   searchable: Type.Optional(Type.Boolean()),
   default: Type.Optional(Type.Unknown()),
@@ -84,7 +92,7 @@ function adminOnly(principal: ApiKeyPrincipal): void {
   }
 }
 
-const WHERE_KEY = /^where\[([a-z][a-z0-9_]{0,62})\]$/;
+const WHERE_KEY = new RegExp(`^where\\[(${NAME_BODY})\\]$`);
 
 export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
   const { vault } = deps;
@@ -99,7 +107,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'api-key',
         secondFactor: false,
         authorize: allow('admin'),
-        audit: { action: 'collection.put' },
+        audit: { action: VaultAction.collectionPut },
         schema: {
           params: Type.Object({ name: CollectionName }),
           body: Type.Object({
@@ -129,7 +137,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           ctx.principal.tenant,
           ctx.params.name,
           ctx.body,
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return result.created ? { status: 201, body: result } : { status: 200, body: result };
@@ -143,7 +151,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
-        audit: { action: 'collection.list' },
+        audit: { action: VaultAction.collectionList },
         schema: {
           response: {
             200: Type.Object({
@@ -176,7 +184,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
-        audit: { action: 'record.create' },
+        audit: { action: VaultAction.recordCreate },
         schema: {
           params: Type.Object({ name: CollectionName }),
           body: Data,
@@ -187,7 +195,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           ctx.principal.tenant,
           ctx.params.name,
           ctx.body,
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return {
@@ -208,7 +216,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
-        audit: { action: 'record.read' },
+        audit: { action: VaultAction.recordRead },
         schema: {
           params: Type.Object({ name: CollectionName, id: RecordId }),
           response: { 200: RecordBody },
@@ -218,7 +226,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           ctx.principal.tenant,
           ctx.params.name,
           ctx.params.id,
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return { status: 200, body: record, headers: etag(record.version) };
@@ -233,7 +241,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
-        audit: { action: 'record.update' },
+        audit: { action: VaultAction.recordUpdate },
         schema: {
           params: Type.Object({ name: CollectionName, id: RecordId }),
           headers: Type.Object({ 'if-match': Type.Optional(IfMatch) }),
@@ -247,7 +255,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           ctx.params.id,
           ctx.body,
           parseIfMatch(ctx.headers['if-match']),
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return { status: 200, body: record, headers: etag(record.version) };
@@ -261,7 +269,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('write'),
-        audit: { action: 'record.delete' },
+        audit: { action: VaultAction.recordDelete },
         schema: {
           params: Type.Object({ name: CollectionName, id: RecordId }),
           headers: Type.Object({ 'if-match': Type.Optional(IfMatch) }),
@@ -273,7 +281,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           ctx.params.name,
           ctx.params.id,
           parseIfMatch(ctx.headers['if-match']),
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return { status: 204 };
@@ -288,7 +296,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'tenant-data',
         secondFactor: false,
         authorize: allow('read'),
-        audit: { action: 'record.list' },
+        audit: { action: VaultAction.recordList },
         schema: {
           params: Type.Object({ name: CollectionName }),
           querystring: Type.Object(
@@ -297,7 +305,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
               cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$' })),
             },
             {
-              patternProperties: { '^where\\[[a-z][a-z0-9_]{0,62}\\]$': Type.String({ maxLength: 4096 }) },
+              patternProperties: { [`^where\\[${NAME_BODY}\\]$`]: Type.String({ maxLength: 4096 }) },
               maxProperties: 34,
             },
           ),
@@ -323,7 +331,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
             ...(ctx.query.limit !== undefined ? { limit: ctx.query.limit } : {}),
             ...(ctx.query.cursor !== undefined ? { cursor: ctx.query.cursor } : {}),
           },
-          ctx.auditEvent(),
+          auditOriginOf(ctx),
         );
         ctx.audit.recorded = true;
         return { status: 200, body: result };
@@ -337,7 +345,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         auth: 'api-key',
         secondFactor: false,
         authorize: adminOnly,
-        audit: { action: 'tenant.export' },
+        audit: { action: VaultAction.tenantExport },
         schema: {
           body: Type.Union([
             Type.Object({ recipient: Type.String({ pattern: '^age1[0-9a-z]{58,4090}$', maxLength: 4096 }) }),
@@ -351,7 +359,7 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           },
         },
       }).handle(async (ctx) => {
-        const archive = await vault.exportTenant(ctx.principal.tenant, ctx.body, ctx.auditEvent());
+        const archive = await vault.exportTenant(ctx.principal.tenant, ctx.body, auditOriginOf(ctx));
         ctx.audit.recorded = true;
         return { status: 200, body: { format: 'age', export: Buffer.from(archive).toString('base64') } };
       }),

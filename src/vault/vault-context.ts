@@ -1,0 +1,18 @@
+/**
+ * What every vault operation needs: the tenant stores, the data keyring, the clock and the limits.
+ * Built once by createVault (src/vault/collections.ts).
+ */
+import type { Store } from '../store/types.ts';
+import type { CollectionCache } from './collection-cache.ts';
+import type { DataKeyring } from './data-keys.ts';
+import type { VaultLimits } from './schema.ts';
+import type { TenantDB } from './tenant-store-schema.ts';
+
+export interface VaultContext {
+  stores: (tenant: string) => Promise<Store<TenantDB>>;
+  keys: DataKeyring;
+  clock: () => Date;
+  limits: VaultLimits;
+  /** Parsed collection rows of this process (see CollectionCache); absent: every request reads the row. */
+  collections?: CollectionCache;
+}
