@@ -32,11 +32,16 @@ import { type Collection, loadCollection } from './collection-row.ts';
 import { notFound } from './record-errors.ts';
 import { isValidName } from './schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
-import type { VaultContext } from './vault-context.ts';
 
 export interface CollectionCache {
   ttlMs: number;
   byStore: WeakMap<object, StoreCollections>;
+}
+
+/** What the cache's users pass in: the cache of their vault (if any) and its clock. */
+interface CacheContext {
+  collections?: CollectionCache;
+  clock: () => Date;
 }
 
 interface StoreCollections {
@@ -60,7 +65,7 @@ function storeCollections(cache: CollectionCache, store: Store<TenantDB>): Store
 }
 
 /** Drops the cached row of a collection (its schema changed, or a change was attempted). */
-export function forgetCollection(ctx: VaultContext, store: Store<TenantDB>, name: string): void {
+export function forgetCollection(ctx: CacheContext, store: Store<TenantDB>, name: string): void {
   if (!ctx.collections) return;
   const mine = storeCollections(ctx.collections, store);
   mine.generation++;
@@ -77,7 +82,7 @@ function deepFreeze<T>(value: T): T {
 
 /** The collection, from the cache when allowed and fresh enough; `fresh` always reads the row. */
 export async function currentCollection(
-  ctx: VaultContext,
+  ctx: CacheContext,
   store: Store<TenantDB>,
   name: string,
   fresh = false,
@@ -104,7 +109,7 @@ export async function currentCollection(
 
 /** The current collection, or the record lookups' one NOT_FOUND. */
 export async function requireCollection(
-  ctx: VaultContext,
+  ctx: CacheContext,
   store: Store<TenantDB>,
   name: string,
   fresh = false,
