@@ -7,7 +7,7 @@
  *   collections  the declared schema as JSON (names, types, classifications — metadata, never a
  *                customer value) and the blind-index key id pinned when the collection was made.
  *   records      ONE ROW PER RECORD: `fields` is a compact binary map field → AES-256-GCM envelope
- *                (src/vault/records.ts). One row means one INSERT/UPDATE and one indexed read per
+ *                (src/vault/field-envelopes.ts). One row means one INSERT/UPDATE and one indexed read per
  *                record operation, which is what thousands of writes per second need; a row per
  *                field would multiply rows, index entries and statements by the field count while
  *                each envelope is already bound to its own field by its AAD. `seq` is the creation
@@ -16,7 +16,7 @@
  *   blind_index  HMAC rows (collection, field, mac, record_id) for searchable fields: equality search
  *                is an index lookup, never a decryption of every record.
  *   data_keys    wrapped data keys beside the data they protect (same shape as
- *                src/store/sqlite/data-key-store.ts); a plaintext key has no column to go to.
+ *                src/vault/data-key-store.ts); a plaintext key has no column to go to.
  *   audit_events the change and its event commit in one transaction (src/audit/event.ts).
  */
 import { type Generated, type Kysely, type Migration, sql } from 'kysely';
