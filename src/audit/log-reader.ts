@@ -9,18 +9,16 @@
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { TresorError } from '../errors.ts';
 import type { LeafBatch, VerifyEntry } from './verify.ts';
 
 export const CONTROL_STORE_FILE = 'control.sqlite';
 
 export type AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
 
-export class AuditLogReaderError extends Error {
-  readonly code: AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
-
+export class AuditLogReaderError extends TresorError<AuditLogReaderErrorCode> {
   constructor(message: string) {
-    super(message);
-    this.name = 'AuditLogReaderError';
+    super('TRESOR_ERR_AUDIT_STORE_UNREADABLE', message);
   }
 }
 
