@@ -102,10 +102,6 @@ export type ErrorCode = keyof typeof ERRORS;
 /** Kept for the callers that name it: every code of the catalogue. */
 export type TresorErrorCode = ErrorCode;
 
-export function isErrorCode(code: string): code is ErrorCode {
-  return Object.hasOwn(ERRORS, code);
-}
-
 /**
  * The one error class of the catalogue. A layer whose callers tell its errors apart with
  * `instanceof` subclasses it with its own narrower code union, e.g.
