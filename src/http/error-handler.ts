@@ -1,7 +1,7 @@
 /**
  * Every failure becomes one RFC 9457 problem+json answer here — the TresorErrors of the layers and
- * domains (keyd's and crypto's included), Fastify's own (media type, body size, bad URL), unknown routes (404)
- * and known paths with the wrong method (405, with Allow per RFC 9110 §15.5.6).
+ * domains (keyd's and crypto's included), Fastify's own (media type, body size, bad URL), unknown
+ * routes (404) and known paths with the wrong method (405, with Allow per RFC 9110 §15.5.6).
  *
  * - 5xx answers carry no detail; nothing internal (messages, stacks, paths) reaches a client, and
  *   Fastify's messages are replaced by ours, since some of them quote the request;
