@@ -1,9 +1,26 @@
 /**
- * Tresor's error catalogue: every error a request can meet, with a stable code and its HTTP status.
- * Domains throw TresorError; src/http/problem.ts maps it (and keyd's and crypto's errors) once to
- * RFC 9457 problem+json. Messages name the problem and never carry customer values or secrets.
+ * Tresor's error catalogue: every error code of every layer (the API's, keyd's, crypto's, the audit
+ * log's, configuration's), each with its HTTP status and title, and the one base class they are all
+ * thrown as. src/http/problem.ts maps any TresorError through this table to RFC 9457 problem+json.
+ * Messages name the problem and never carry customer values, key material or secrets.
+ *
+ * An entry may also carry:
+ * - `detail`: the fixed detail of a 5xx answer (5xx answers never show the message);
+ * - `internal`: the code never reaches a client by name; it is answered as TRESOR_ERR_INTERNAL,
+ *   like any error outside this catalogue.
  */
+export interface ErrorEntry {
+  readonly status: number;
+  readonly title: string;
+  readonly detail?: string;
+  readonly internal?: true;
+}
+
+/** keyd sealed or unreachable: no key can be had, so nothing is served (fail closed). */
+const KEY_SERVICE_UNAVAILABLE = 'the key service is not available; no data is served without it';
+
 export const ERRORS = {
+  // The API's own.
   TRESOR_ERR_BAD_REQUEST: { status: 400, title: 'Bad Request' },
   TRESOR_ERR_MALFORMED_JSON: { status: 400, title: 'Malformed JSON' },
   TRESOR_ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
@@ -12,6 +29,7 @@ export const ERRORS = {
   TRESOR_ERR_FORBIDDEN: { status: 403, title: 'Forbidden' },
   TRESOR_ERR_NOT_FOUND: { status: 404, title: 'Not Found' },
   TRESOR_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method Not Allowed' },
+  TRESOR_ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout' },
   TRESOR_ERR_CONFLICT: { status: 409, title: 'Conflict' },
   TRESOR_ERR_TENANT_STATE: { status: 409, title: 'Tenant is not in a state that allows this' },
   TRESOR_ERR_GRANT_STATE: { status: 409, title: 'Grant is not in a state that allows this' },
@@ -24,22 +42,95 @@ export const ERRORS = {
   TRESOR_ERR_SCHEMA_CHANGE_REFUSED: { status: 422, title: 'Schema change would orphan data' },
   TRESOR_ERR_PRECONDITION_REQUIRED: { status: 428, title: 'Precondition Required' },
   TRESOR_ERR_RATE_LIMITED: { status: 429, title: 'Too Many Requests' },
+  TRESOR_ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request Header Fields Too Large' },
   TRESOR_ERR_INTERNAL: { status: 500, title: 'Internal Server Error' },
   TRESOR_ERR_UNAVAILABLE: { status: 503, title: 'Service Unavailable' },
   TRESOR_ERR_WEBAUTHN_REFUSED: { status: 401, title: 'WebAuthn response refused' },
   TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
-} as const;
 
-export type TresorErrorCode = keyof typeof ERRORS;
+  // keyd's (TRESOR_ERR_FORBIDDEN and TRESOR_ERR_INTERNAL above are keyd's too). Key-service
+  // failures fail closed: keyd sealed or unreachable, or a data key at its limit → 503.
+  TRESOR_ERR_KEYD_SEALED: { status: 503, title: 'Service Unavailable', detail: KEY_SERVICE_UNAVAILABLE },
+  TRESOR_ERR_KEYD_UNAVAILABLE: { status: 503, title: 'Service Unavailable', detail: KEY_SERVICE_UNAVAILABLE },
+  TRESOR_ERR_KEY_EXHAUSTED: { status: 503, title: 'Service Unavailable', detail: KEY_SERVICE_UNAVAILABLE },
+  TRESOR_ERR_NOT_INITIALISED: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_ALREADY_INITIALISED: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_UNSEAL_FAILED: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_SHARE_INVALID: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_SEAL_CORRUPT: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_STORE_CORRUPT: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_TENANT_KEY_EXISTS: { status: 409, title: 'Conflict' },
+  TRESOR_ERR_TENANT_KEY_UNKNOWN: { status: 404, title: 'Not Found' },
+  TRESOR_ERR_TENANT_KEY_DESTROYED: { status: 410, title: 'Gone' },
+  TRESOR_ERR_TENANT_KEY_PENDING_DESTROY: { status: 409, title: 'Conflict' },
+  TRESOR_ERR_KEY_VERSION_RETIRED: { status: 410, title: 'Gone' },
+  TRESOR_ERR_KEY_VERSION_ACTIVE: { status: 409, title: 'Conflict' },
+  TRESOR_ERR_KEY_VERSION_IN_USE: { status: 409, title: 'Conflict' },
+  TRESOR_ERR_KEY_ID_UNKNOWN: { status: 404, title: 'Not Found' },
+  TRESOR_ERR_WRAPPED_KEY_INVALID: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_PURPOSE_INVALID: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_REQUEST_INVALID: { status: 400, title: 'Bad Request' },
+  /** keyd's configuration, and the server's (ConfigError, met at start-up, before any request). */
+  TRESOR_ERR_CONFIG_INVALID: { status: 500, title: 'Internal Server Error' },
 
-export class TresorError extends Error {
-  readonly code: TresorErrorCode;
+  // The crypto layer's: a ciphertext or key that does not check out is a server-side fault.
+  TRESOR_ERR_CIPHERTEXT_MALFORMED: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_DECRYPT_FAILED: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_KEY_INVALID: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_KEY_ID_MISMATCH: { status: 500, title: 'Internal Server Error' },
+  TRESOR_ERR_AAD_INVALID: { status: 500, title: 'Internal Server Error' },
+
+  // The audit log's: met by `tresor audit verify` and the sequencer, never named to a client.
+  TRESOR_ERR_WITNESS_ROLLBACK: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_WITNESS_FORK: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_WITNESS_MALFORMED: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_AUDIT_EXPORT_MALFORMED: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_AUDIT_STORE_UNREADABLE: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_CHECKPOINT_MALFORMED: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_CHECKPOINT_ORIGIN_MISMATCH: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_MERKLE_ARGUMENT: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_MERKLE_HASH_SOURCE: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_CANONICAL_JSON: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_NOTE_MALFORMED: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_NOTE_KEY_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_NOTE_SIGNATURE_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_NOTE_UNVERIFIED: { status: 500, title: 'Internal Server Error', internal: true },
+} as const satisfies Record<string, ErrorEntry>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Kept for the callers that name it: every code of the catalogue. */
+export type TresorErrorCode = ErrorCode;
+
+/**
+ * The one error class of the catalogue. A layer whose callers tell its errors apart with
+ * `instanceof` subclasses it with its own narrower code union, e.g.
+ * `class NoteError extends TresorError<NoteErrorCode> {}`; `name` is the subclass's.
+ */
+export interface TresorError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
   /** Safe, structured detail for clients (field names, limits) — never values. Only shown below 500. */
   readonly details: Readonly<Record<string, unknown>> | undefined;
+  readonly status: number;
+}
 
-  constructor(code: TresorErrorCode, message: string, details?: Record<string, unknown>) {
+interface TresorErrorConstructor {
+  new <C extends ErrorCode = ErrorCode>(
+    code: C,
+    message: string,
+    details?: Record<string, unknown>,
+  ): TresorError<C>;
+  /** Not generic: `instanceof TresorError` narrows to TresorError<ErrorCode>, where a generic class gives TresorError<any>. */
+  readonly prototype: TresorError;
+}
+
+export const TresorError: TresorErrorConstructor = class TresorError<C extends ErrorCode> extends Error {
+  readonly code: C;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: C, message: string, details?: Record<string, unknown>) {
     super(message);
-    this.name = 'TresorError';
+    this.name = new.target.name;
     this.code = code;
     this.details = details;
   }
@@ -47,4 +138,4 @@ export class TresorError extends Error {
   get status(): number {
     return ERRORS[this.code].status;
   }
-}
+};

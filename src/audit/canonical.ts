@@ -5,15 +5,13 @@
  * ECMAScript number formatting, no whitespace); it refuses NaN, Infinity, lone surrogates and cycles.
  */
 import canonicalize from 'canonicalize';
+import { TresorError } from '../errors.ts';
 
 export type CanonicalJsonErrorCode = 'TRESOR_ERR_CANONICAL_JSON';
 
-export class CanonicalJsonError extends Error {
-  readonly code: CanonicalJsonErrorCode = 'TRESOR_ERR_CANONICAL_JSON';
-
+export class CanonicalJsonError extends TresorError<CanonicalJsonErrorCode> {
   constructor(message: string) {
-    super(message);
-    this.name = 'CanonicalJsonError';
+    super('TRESOR_ERR_CANONICAL_JSON', message);
   }
 }
 

@@ -9,6 +9,8 @@
  *
  *   — tresor-keyd/audit-checkpoint <base64(key ID || Ed25519 signature)>
  */
+
+import { TresorError } from '../errors.ts';
 import { HASH_SIZE } from './merkle.ts';
 import {
   hasControlCharacter,
@@ -33,15 +35,7 @@ export interface Checkpoint {
 
 export type CheckpointErrorCode = 'TRESOR_ERR_CHECKPOINT_MALFORMED' | 'TRESOR_ERR_CHECKPOINT_ORIGIN_MISMATCH';
 
-export class CheckpointError extends Error {
-  readonly code: CheckpointErrorCode;
-
-  constructor(code: CheckpointErrorCode, message: string) {
-    super(message);
-    this.name = 'CheckpointError';
-    this.code = code;
-  }
-}
+export class CheckpointError extends TresorError<CheckpointErrorCode> {}
 
 /** The note text of a checkpoint. Our own origins must also be valid key names (no spaces, no '+'). */
 export function formatCheckpoint(checkpoint: Checkpoint): string {

@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Writable } from 'node:stream';
+import { TresorError } from '../errors.ts';
 import type { VerifyEntry } from './verify.ts';
 
 export const AUDIT_EXPORT_FORMAT = 'tresor-audit-export';
@@ -42,14 +43,12 @@ export interface AuditExport {
 
 export type AuditExportErrorCode = 'TRESOR_ERR_AUDIT_EXPORT_MALFORMED';
 
-export class AuditExportError extends Error {
-  readonly code: AuditExportErrorCode = 'TRESOR_ERR_AUDIT_EXPORT_MALFORMED';
+export class AuditExportError extends TresorError<AuditExportErrorCode> {
   /** 1-based line of the file at fault. */
   readonly line: number;
 
   constructor(line: number, message: string) {
-    super(`export line ${line}: ${message}`);
-    this.name = 'AuditExportError';
+    super('TRESOR_ERR_AUDIT_EXPORT_MALFORMED', `export line ${line}: ${message}`);
     this.line = line;
   }
 }

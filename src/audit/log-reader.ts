@@ -8,16 +8,14 @@
  * holds a checkpoint larger than its log unless the log was cut.
  */
 import Database from 'better-sqlite3';
+import { TresorError } from '../errors.ts';
 import type { LeafBatch, VerifyEntry } from './verify.ts';
 
 export type AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
 
-export class AuditLogReaderError extends Error {
-  readonly code: AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
-
+export class AuditLogReaderError extends TresorError<AuditLogReaderErrorCode> {
   constructor(message: string) {
-    super(message);
-    this.name = 'AuditLogReaderError';
+    super('TRESOR_ERR_AUDIT_STORE_UNREADABLE', message);
   }
 }
 

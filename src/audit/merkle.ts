@@ -12,6 +12,7 @@
  */
 import * as crypto from 'node:crypto';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { TresorError } from '../errors.ts';
 
 /** SHA-256, the hash algorithm of RFC 6962 trees that RFC 9162 §2.1 keeps for checkpoints. */
 export const HASH_SIZE = 32;
@@ -22,15 +23,7 @@ const nodeInput = Buffer.concat([RFC9162_NODE_HASH_PREFIX, Buffer.alloc(2 * HASH
 
 export type MerkleErrorCode = 'TRESOR_ERR_MERKLE_ARGUMENT' | 'TRESOR_ERR_MERKLE_HASH_SOURCE';
 
-export class MerkleError extends Error {
-  readonly code: MerkleErrorCode;
-
-  constructor(code: MerkleErrorCode, message: string) {
-    super(message);
-    this.name = 'MerkleError';
-    this.code = code;
-  }
-}
+export class MerkleError extends TresorError<MerkleErrorCode> {}
 
 // RFC 9162 §2.1.1: MTH({}) = HASH(), the hash of the empty string.
 export function emptyRoot(): Buffer {

@@ -12,6 +12,7 @@
  * signature by a known key must verify, and at least one must.
  */
 import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { TresorError } from '../errors.ts';
 
 /** c2sp.org/signed-note §Signature types: 0x01 = Ed25519. */
 export const NOTE_ED25519_SIGNATURE_TYPE = 0x01;
@@ -28,15 +29,7 @@ export type NoteErrorCode =
   | 'TRESOR_ERR_NOTE_SIGNATURE_INVALID'
   | 'TRESOR_ERR_NOTE_UNVERIFIED';
 
-export class NoteError extends Error {
-  readonly code: NoteErrorCode;
-
-  constructor(code: NoteErrorCode, message: string) {
-    super(message);
-    this.name = 'NoteError';
-    this.code = code;
-  }
-}
+export class NoteError extends TresorError<NoteErrorCode> {}
 
 export interface NoteSignature {
   name: string;

@@ -12,6 +12,7 @@
  */
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TresorError } from '../errors.ts';
 import { type Checkpoint, parseCheckpoint } from './checkpoint.ts';
 import { parseNote } from './note.ts';
 
@@ -23,15 +24,7 @@ export type WitnessErrorCode =
   | 'TRESOR_ERR_WITNESS_FORK'
   | 'TRESOR_ERR_WITNESS_MALFORMED';
 
-export class WitnessError extends Error {
-  readonly code: WitnessErrorCode;
-
-  constructor(code: WitnessErrorCode, message: string) {
-    super(message);
-    this.name = 'WitnessError';
-    this.code = code;
-  }
-}
+export class WitnessError extends TresorError<WitnessErrorCode> {}
 
 export interface Witness {
   readonly dir: string;

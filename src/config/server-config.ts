@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { TresorError } from '../errors.ts';
 
 export type TlsSource =
   | {
@@ -145,13 +146,14 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
 /** Per minute. Generous: one application server sends all its tenants' traffic from one address with few keys. */
 export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 600_000, perKey: 600_000 };
 
-export class ConfigError extends Error {
-  readonly code = 'TRESOR_ERR_CONFIG_INVALID';
+export class ConfigError extends TresorError<'TRESOR_ERR_CONFIG_INVALID'> {
   readonly problems: readonly string[];
 
   constructor(problems: readonly string[]) {
-    super(`invalid server configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
+    super(
+      'TRESOR_ERR_CONFIG_INVALID',
+      `invalid server configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    );
     this.problems = problems;
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Every failure becomes one RFC 9457 problem+json answer here — the layers' TresorErrors, the
- * errors of keyd and crypto, Fastify's own (media type, body size, bad URL), unknown routes (404)
- * and known paths with the wrong method (405, with Allow per RFC 9110 §15.5.6).
+ * Every failure becomes one RFC 9457 problem+json answer here — the TresorErrors of the layers and
+ * domains (keyd's and crypto's included), Fastify's own (media type, body size, bad URL), unknown
+ * routes (404) and known paths with the wrong method (405, with Allow per RFC 9110 §15.5.6).
  *
  * - 5xx answers carry no detail; nothing internal (messages, stacks, paths) reaches a client, and
  *   Fastify's messages are replaced by ours, since some of them quote the request;
@@ -15,8 +15,10 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { TresorError } from '../errors.ts';
 import type { AuditRecorder } from './deps.ts';
 import { AuditUnavailableError, mustAuditFailure, recordFailure } from './layers/audit.ts';
+import { REQUEST_ID_HEADER } from './layers/request-id.ts';
 import { PROBLEM_CONTENT_TYPE, type Problem, toProblem } from './problem.ts';
 import { HTTP_METHODS } from './route.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 
 export const NOT_FOUND_DETAIL = 'no such resource, or it is not visible to these credentials';
 
@@ -103,7 +105,7 @@ export function errorHandler(deps: { audit: AuditRecorder; now: () => Date }) {
 
 /**
  * Errors Fastify meets before routing (a URL that does not decode, an over-long path parameter):
- * no hook has run, so this sets the headers the pipeline and helmet would have set.
+ * no hook has run, so this sets the headers layers 0 and 1 of the pipeline would have set.
  */
 export function frameworkErrorHandler(
   error: FastifyError,
@@ -112,14 +114,9 @@ export function frameworkErrorHandler(
 ): void {
   const problem = problemFor(normaliseError(error), request.id);
   request.log.info({ code: problem.code, status: problem.status }, 'request refused');
-  reply.headers({
-    'x-request-id': request.id,
-    'cache-control': 'no-store',
-    'strict-transport-security': 'max-age=63072000; includeSubDomains',
-    'x-content-type-options': 'nosniff',
-    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
-    'referrer-policy': 'no-referrer',
-  });
+  for (const [name, value] of SECURITY_HEADERS) reply.header(name, value);
+  reply.header(REQUEST_ID_HEADER, request.id);
+  reply.header('cache-control', 'no-store');
   sendProblem(reply, problem);
 }
 

@@ -230,6 +230,10 @@ export interface RouteModule {
   routes: readonly RouteDefinition[];
 }
 
+/**
+ * A route table that contradicts itself, met while the app is built: a programmer error that stops
+ * the start-up and never reaches a client, so it is not in the error catalogue.
+ */
 export class RouteDefinitionError extends Error {
   constructor(route: string, problem: string) {
     super(`route ${route}: ${problem}`);

@@ -54,13 +54,14 @@ export function securityHeadersOf(policy: Readonly<HelmetOptions>): ReadonlyArra
   return [...headers];
 }
 
-const HEADERS = securityHeadersOf(SECURITY_HEADER_POLICY);
+/** Set on every answer, including those Fastify gives before any hook runs (error-handler.ts). */
+export const SECURITY_HEADERS = securityHeadersOf(SECURITY_HEADER_POLICY);
 
 export function securityHeadersLayer(
   _request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
 ): void {
-  for (const [name, value] of HEADERS) reply.header(name, value);
+  for (const [name, value] of SECURITY_HEADERS) reply.header(name, value);
   done();
 }

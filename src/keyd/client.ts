@@ -16,7 +16,7 @@
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { KeydError } from './errors.ts';
+import { isKeydErrorCode, KeydError } from './errors.ts';
 import type { Caller, KeydOperationName, KeyService, OpArgs, OpResult } from './operations.ts';
 import {
   CLIENT_NAME_PATTERN,
@@ -25,6 +25,7 @@ import {
   FrameDecoder,
   PROTOCOL_VERSION,
   parsePayload,
+  type WireError,
   type WireOperationName,
 } from './protocol.ts';
 
@@ -172,6 +173,18 @@ function unavailable(failure: TransportFailure): KeydError {
   return error;
 }
 
+/**
+ * keyd's answer as a KeydError. A code this client does not know (a newer or foreign keyd) is not
+ * passed on as an untyped string: it becomes TRESOR_ERR_INTERNAL, as any unexpected failure.
+ */
+function keydErrorOf(error: WireError): KeydError {
+  if (isKeydErrorCode(error.code)) return new KeydError(error.code, error.message);
+  return new KeydError(
+    'TRESOR_ERR_INTERNAL',
+    `keyd answered with an error code this client does not know (${JSON.stringify(error.code.slice(0, 64))})`,
+  );
+}
+
 interface PendingRequest {
   resolve(result: unknown): void;
   reject(error: Error): void;
@@ -299,7 +312,7 @@ class ClientConnection {
     if (response.id === null) {
       // About the connection itself: the greeting, or a refusal such as the mTLS allowlist.
       if (!response.ok) {
-        this.#fail(new KeydError(response.error.code, response.error.message));
+        this.#fail(keydErrorOf(response.error));
       } else if (!this.#greeted) {
         this.#greeted = true;
         this.#hello();
@@ -315,7 +328,7 @@ class ClientConnection {
     this.#pending.delete(response.id);
     clearTimeout(pending.timer);
     if (response.ok) pending.resolve(response.result);
-    else pending.reject(new KeydError(response.error.code, response.error.message));
+    else pending.reject(keydErrorOf(response.error));
     if (this.#pending.size === 0) this.#idle();
   }
 

@@ -1,8 +1,13 @@
 /**
- * keyd's error catalogue. Every error crossing the keyd protocol carries one of these codes; the
- * HTTP layer maps them once to problem+json (TRESOR_ERR_KEYD_UNAVAILABLE and TRESOR_ERR_KEYD_SEALED → 503).
- * Messages name the problem and never contain key material.
+ * keyd's errors. Every error crossing the keyd protocol carries one of these codes; their HTTP
+ * status is in the catalogue (src/errors.ts), where TRESOR_ERR_KEYD_UNAVAILABLE and
+ * TRESOR_ERR_KEYD_SEALED fail closed with 503. Messages name the problem and never contain key
+ * material.
  */
+import { CRYPTO_ERROR_CODES, type CryptoErrorCode } from '../crypto/errors.ts';
+import { type ErrorCode, TresorError } from '../errors.ts';
+
+/** keyd's own codes, each with the message a KeydError gets when the thrower gives none. */
 export const KEYD_ERRORS = {
   TRESOR_ERR_KEYD_SEALED: 'keyd is sealed',
   TRESOR_ERR_KEYD_UNAVAILABLE: 'keyd cannot be reached',
@@ -27,22 +32,22 @@ export const KEYD_ERRORS = {
   TRESOR_ERR_FORBIDDEN: 'caller is not allowed to perform this operation',
   TRESOR_ERR_CONFIG_INVALID: 'keyd configuration is invalid',
   TRESOR_ERR_INTERNAL: 'internal keyd error',
-} as const;
+} as const satisfies Partial<Record<ErrorCode, string>>;
 
-export type KeydErrorCode = keyof typeof KEYD_ERRORS;
+/**
+ * The codes a KeydError carries: keyd's own, and the crypto layer's, which keyd's server passes on
+ * over the wire as they are.
+ */
+export type KeydErrorCode = keyof typeof KEYD_ERRORS | CryptoErrorCode;
 
-export class KeydError extends Error {
-  readonly code: KeydErrorCode | string;
+const KEYD_ERROR_CODES: ReadonlySet<string> = new Set([...Object.keys(KEYD_ERRORS), ...CRYPTO_ERROR_CODES]);
 
-  constructor(code: KeydErrorCode | string, message?: string) {
-    super(message ?? KEYD_ERRORS[code as KeydErrorCode] ?? code);
-    this.name = 'KeydError';
-    this.code = code;
-  }
+export function isKeydErrorCode(code: string): code is KeydErrorCode {
+  return KEYD_ERROR_CODES.has(code);
 }
 
-/** Codes that mean "no key can be had right now": callers fail closed with 503. */
-export const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
-  'TRESOR_ERR_KEYD_SEALED',
-  'TRESOR_ERR_KEYD_UNAVAILABLE',
-]);
+export class KeydError extends TresorError<KeydErrorCode> {
+  constructor(code: KeydErrorCode, message?: string) {
+    super(code, message ?? (KEYD_ERRORS as Readonly<Record<string, string>>)[code] ?? code);
+  }
+}

@@ -435,4 +435,21 @@ describe('responses', () => {
       });
     }
   });
+
+  it('sends the same security headers on errors Fastify answers before any hook runs', async () => {
+    const h = await buildTestApp();
+    const normal = await h.app.inject({ url: '/v1/test/things', headers: bearer('tenantA') });
+    // A URL that does not decode and an over-long path parameter: frameworkErrorHandler answers them.
+    for (const url of ['/v1/test/things/%zz', `/v1/test/things/th_${'a'.repeat(300)}`]) {
+      const res = await h.app.inject({ url, headers: bearer('tenantA') });
+      assert.equal(res.statusCode, 400, url);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/, url);
+      const unlike = (name: string) =>
+        ['date', 'content-type', 'content-length', 'x-request-id'].includes(name);
+      const headersOf = (r: typeof res) =>
+        Object.fromEntries(Object.entries(r.headers).filter(([name]) => !unlike(name)));
+      assert.deepEqual(headersOf(res), headersOf(normal), url);
+      assert.match(String(res.headers['x-request-id']), /^[A-Za-z0-9_-]{22}$/);
+    }
+  });
 });

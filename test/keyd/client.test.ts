@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { CryptoError } from '../../src/crypto/errors.ts';
 import { backoffDelay, createKeydClient, type KeydClientOptions } from '../../src/keyd/client.ts';
 import { KeydError } from '../../src/keyd/errors.ts';
 import { MAX_FRAME_BYTES } from '../../src/keyd/protocol.ts';
@@ -188,6 +189,36 @@ describe('keyd client', () => {
       );
       assert.equal(service.calls.length, 1);
       assert.equal(sleeps.length, 0);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  test("passes on keyd's and crypto's codes, and answers a code it does not know as TRESOR_ERR_INTERNAL", async () => {
+    const path = socketPath();
+    const service = createFakeKeyService();
+    const server = createKeydServer({ service, listen: { kind: 'unix', path } });
+    await server.listen();
+    const client = unixClient(path, { retries: 0 });
+    try {
+      service.before = () => {
+        throw new CryptoError('TRESOR_ERR_DECRYPT_FAILED', 'ciphertext does not authenticate');
+      };
+      await assert.rejects(
+        client.call('status', {}),
+        isKeydError('TRESOR_ERR_DECRYPT_FAILED', /^ciphertext does not authenticate$/),
+      );
+      service.before = () => {
+        // A newer keyd's code: the wire carries whatever string keyd sends.
+        throw Object.assign(new KeydError('TRESOR_ERR_INTERNAL', 'from the future'), {
+          code: 'TRESOR_ERR_FROM_THE_FUTURE',
+        });
+      };
+      await assert.rejects(
+        client.call('status', {}),
+        isKeydError('TRESOR_ERR_INTERNAL', /unknown|does not know/),
+      );
     } finally {
       await client.close();
       await server.close();
