@@ -43,7 +43,7 @@ export interface RecordsTable {
   created_at: number;
   updated_at: number;
   expires_at: number | null;
-  /** Encoded field → envelope map (src/vault/records.ts encodeFieldEnvelopes). */
+  /** Encoded field → envelope map (src/vault/field-envelopes.ts encodeFieldEnvelopes). */
   fields: Uint8Array;
 }
 
