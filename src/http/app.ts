@@ -36,9 +36,10 @@ import { requestIdFor } from './layers/request-id.ts';
 import { validatorsFor } from './layers/validation.ts';
 import { openApiOptions } from './openapi.ts';
 import { installPipeline, type LayerName, rememberRoute } from './pipeline.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.ts';
 import { isRouteDefinition, type RouteDefinition, type RouteModule } from './route.ts';
 import { systemRoutes } from './routes/system.ts';
-import { securityHeadersLayer } from './security-headers.ts';
+import { SECURITY_HEADERS, securityHeadersLayer } from './security-headers.ts';
 
 export interface HttpDeps {
   config: Pick<ServerConfig, 'bodyLimit' | 'rateLimit' | 'trustProxy' | 'timeouts' | 'logLevel'>;
@@ -200,28 +201,22 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:net'
     socket.destroy();
     return;
   }
-  const [status, title, code, detail] =
+  const problem = toProblem(
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? [
-          431,
-          'Request Header Fields Too Large',
-          'TRESOR_ERR_HEADERS_TOO_LARGE',
-          'the request line or headers are too large',
-        ]
+      ? new TresorError('TRESOR_ERR_HEADERS_TOO_LARGE', 'the request line or headers are too large')
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'TRESOR_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time']
-        : [400, 'Bad Request', 'TRESOR_ERR_BAD_REQUEST', 'the request could not be parsed'];
-  const slug = code
-    .replace(/^TRESOR_ERR_/, '')
-    .toLowerCase()
-    .replaceAll('_', '-');
-  const body = JSON.stringify({ type: `https://tresor.dev/problems/${slug}`, title, status, code, detail });
+        ? new TresorError('TRESOR_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time')
+        : new TresorError('TRESOR_ERR_BAD_REQUEST', 'the request could not be parsed'),
+  );
+  const body = JSON.stringify(problem);
+  // Below fastify (no request object yet), so the head is written by hand — with the same
+  // security headers as every other answer.
+  const headers = SECURITY_HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('');
   socket.end(
-    `HTTP/1.1 ${status} ${title}\r\n` +
-      'Content-Type: application/problem+json\r\n' +
+    `HTTP/1.1 ${problem.status} ${problem.title}\r\n` +
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
       'Cache-Control: no-store\r\n' +
-      'X-Content-Type-Options: nosniff\r\n' +
-      'Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n' +
+      headers +
       'Connection: close\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );

@@ -18,6 +18,7 @@ import { pino } from 'pino';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
 import { resolveServerConfig, type ServerConfig } from '../../src/config/server-config.ts';
 import { TresorError } from '../../src/errors.ts';
+import { SECURITY_HEADERS } from '../../src/http/security-headers.ts';
 import { createHttpServer, type HttpServer } from '../../src/http/server.ts';
 import { issueCertificate } from '../../src/tls/dev-ca.ts';
 import { createFakeAudit, PRINCIPALS, TOKENS } from './fixtures/harness.ts';
@@ -160,6 +161,8 @@ describe('TLS policy', () => {
     assert.equal(res.status, 431);
     assert.equal(res.headers['content-type'], 'application/problem+json');
     assert.equal(JSON.parse(res.body).code, 'TRESOR_ERR_HEADERS_TOO_LARGE');
+    // Answered below fastify, yet with the same security headers as every other answer.
+    for (const [name, value] of SECURITY_HEADERS) assert.equal(res.headers[name.toLowerCase()], value, name);
   });
 
   it('keeps dot segments literal: /v1/test/../healthz is not /healthz', async () => {
