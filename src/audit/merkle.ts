@@ -1,6 +1,6 @@
 /**
  * The Merkle tree of Tresor's audit log, exactly as RFC 9162 §2.1 defines it, so any outside
- * verifier of that RFC can check our tree heads and proofs. Hand-written on purpose (STACK.md),
+ * verifier of that RFC can check our tree heads and proofs. Hand-written on purpose (docs/architecture.md, "What we write ourselves"),
  * modelled on sigstore-js `packages/verify/src/tlog/merkle.ts`.
  *
  * - Sizes and indices are JS numbers checked to be safe integers (< 2^53); bits are tested with

@@ -1,7 +1,7 @@
 /**
  * `tresor audit verify`, the core: recomputes the RFC 9162 tree of the audit log from its entries and
- * checks it against every signed checkpoint of the store and of the witness (DESIGN.md, "Audit
- * formats"). It is independent of SQLite: the CLI feeds it from a control.sqlite file
+ * checks it against every signed checkpoint of the store and of the witness (docs/audit.md,
+ * "Formats"). It is independent of SQLite: the CLI feeds it from a control.sqlite file
  * (log-reader.ts) or from an export file (export-file.ts), and it needs only the verifier key.
  *
  * What it checks, and the problem each failure is reported as:

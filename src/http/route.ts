@@ -28,8 +28,8 @@ export const HTTP_METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH
  * Who may call a route:
  * - `api-key`: a tenant API key (tenant administration: schemas, keys, export);
  * - `tenant-data`: a tenant API key, or a staff session presenting a live access grant for that
- *   tenant in the `Tresor-Grant` header (record reads and changes; DESIGN: "tenant key, staff with
- *   grant");
+ *   tenant in the `Tresor-Grant` header (record reads and changes: "tenant key, staff with grant"
+ *   in the HTTP contract);
  * - `operator`: an operator admin — automation token, or a console session of the operator-admin role;
  * - `session`: a person logged in to the console (staff or customer), cookie + CSRF;
  * - `any-authenticated`: any of these; the route's authorize decides;

@@ -1,7 +1,7 @@
 /**
  * Deletion certificates: what a closed tenant is handed as proof that its data is gone — which
  * tenant, which tenant key ids keyd destroyed and when, when the close finished, and the date by
- * which every backup that could still hold its ciphertext has aged out (DESIGN.md invariant 9).
+ * which every backup that could still hold its ciphertext has aged out (docs/architecture.md, invariant 9).
  *
  * The signed bytes are the RFC 8785 (JCS) canonical JSON of the certificate, so anyone can
  * re-derive them from the JSON object; keyd signs them with its purpose-bound Ed25519 key

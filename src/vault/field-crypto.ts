@@ -2,7 +2,7 @@
  * Field values sealed and opened. Each field value is its own AES-256-GCM envelope
  * (src/crypto/envelope.ts) of its JSON, with AAD {tenant, collection, record, field, version}, so a
  * ciphertext copied to another field, record, collection or tenant — or an old field value spliced
- * into a newer record — fails authentication (DESIGN.md invariant 3). Every write re-encrypts all
+ * into a newer record — fails authentication (docs/architecture.md, invariant 3). Every write re-encrypts all
  * the record's fields at the new record version: a record is one consistent version, and the
  * decryption a PATCH needs anyway (to validate required fields and return the whole record) makes
  * that nearly free. One withEncryptionKey call per record write counts all its encryptions

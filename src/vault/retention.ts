@@ -1,6 +1,6 @@
 /**
  * Retention: a collection's retentionDays gives each record an expiry (creation + period); this job
- * deletes expired records and their blind-index rows. "Only the data we need" (DESIGN.md) — what
+ * deletes expired records and their blind-index rows. "Only the data that is needed" (docs/architecture.md) — what
  * the customer declared they keep for N days is gone after N days, without anyone asking.
  *
  * Deletion runs in batches (limits.retentionBatch records of one collection per transaction), each

@@ -1,6 +1,6 @@
 /**
  * Collection schemas: what a collection may hold, and the checks every value passes before it is
- * encrypted. "Only the data we need" (DESIGN.md): a field that is not declared is refused with 422
+ * encrypted. "Only the data that is needed" (docs/architecture.md): a field that is not declared is refused with 422
  * naming it; every field carries a classification; a collection may carry a retention period.
  *
  * Errors name fields and a fixed problem code ('type', 'required', 'too-long', …) and never echo a

@@ -1,5 +1,5 @@
 /**
- * The tenant store: one store per tenant (DESIGN.md "a store per contract"), holding that tenant's
+ * The tenant store: one store per tenant (docs/architecture.md, "a store per contract"), holding that tenant's
  * collections, encrypted records, blind indexes, wrapped data keys and audit events — so closing a
  * tenant destroys exactly one store, and a query can never reach another tenant's rows.
  *

@@ -7,7 +7,7 @@
  *    {"kind": "webhook", "name": "siem", "url": "https://siem.example/hooks/tresor", "secretFile": "/run/secrets/siem-hmac"}]
  *
  * Secrets come only from files (`secretFile`, `keyFile`), never inline, so `tresor config show`
- * and the process list never hold them (DESIGN.md: a `*_FILE` variant for every secret). A secret
+ * and the process list never hold them (a `*_FILE` variant for every secret). A secret
  * file holds the key's bytes; one trailing newline is ignored. Unknown fields are refused.
  */
 import { readFileSync } from 'node:fs';

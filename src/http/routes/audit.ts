@@ -1,5 +1,5 @@
 /**
- * The audit log over HTTP (DESIGN.md core contract): entries, the live stream, the latest signed
+ * The audit log over HTTP (the core contract in openapi.json): entries, the live stream, the latest signed
  * checkpoint, inclusion and consistency proofs, and the verifier key.
  *
  * Who sees what: a tenant's API key with the admin scope sees that tenant's entries only (the
@@ -34,7 +34,7 @@ const Entry = Type.Object({
 });
 
 /**
- * Audit-entry readers (DESIGN: "tenant admin (own), security (all)"): a tenant's admin key or a
+ * Audit-entry readers (tenant admin: own entries; security: all): a tenant's admin key or a
  * tenant admin's session read their own tenant's entries; a security officer's session reads the
  * whole log, and so does the operator's automation token (the machine identity SIEM exports and
  * scripts use; entries carry no customer values). Other people — support agents, contractors,

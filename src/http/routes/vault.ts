@@ -1,5 +1,5 @@
 /**
- * Collections and records over HTTP — the core contract of DESIGN.md. A tenant's own API keys reach
+ * Collections and records over HTTP — the core of the HTTP contract (openapi.json). A tenant's own API keys reach
  * these routes, each scoped to collections and to read / write / admin; records (auth
  * 'tenant-data') are also reached by staff through a live access grant, scoped the same way to
  * collections and to read or read-write, never admin. Operator principals never reach them. Bodies
