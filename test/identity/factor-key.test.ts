@@ -1,17 +1,31 @@
 /**
  * The identity factor key comes from keyd: generated once under the reserved system tenant, kept
- * in the control store only wrapped, and unwrapped again at every start to the same key.
+ * in the control store only wrapped, and unwrapped again at every start to the same key. While keyd
+ * cannot be reached, people and login refuse every call with keyd's error, and work as soon as it
+ * answers.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { FACTOR_KEY_NAME, obtainFactorKey, SYSTEM_KEYD_TENANT } from '../../src/identity/factor-key.ts';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import {
+  createFactorKeySource,
+  FACTOR_KEY_NAME,
+  obtainFactorKey,
+  SYSTEM_KEYD_TENANT,
+} from '../../src/identity/factor-key.ts';
+import { createLoginService } from '../../src/identity/login.ts';
+import { createPeopleService } from '../../src/identity/people.ts';
+import { createSessionService } from '../../src/identity/sessions.ts';
+import { KeydError } from '../../src/keyd/errors.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { ADMIN, enrolAccount } from '../helpers/console-accounts.ts';
+import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { createFakeKeyService } from '../helpers/fake-key-service.ts';
+import { refusal } from '../helpers/refusal.ts';
 
 describe('identity factor key', () => {
   let dir: string;
@@ -46,5 +60,65 @@ describe('identity factor key', () => {
     assert.ok(!file.includes(first), 'the unwrapped key is not in the store file');
     assert.ok(!file.includes(Buffer.from(first.toString('base64'))), 'nor its base64');
     control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+  });
+});
+
+describe('identity while keyd is unreachable', () => {
+  let store: TestControlStore;
+  let now: Date;
+  const advance = (ms: number) => {
+    now = new Date(now.getTime() + ms);
+  };
+
+  beforeEach(async () => {
+    store = await openTestControlStore('factor-key-down');
+    now = new Date('2030-06-01T00:00:15.000Z');
+  });
+
+  afterEach(() => store.close());
+
+  it('people and login answer keyd-unavailable until keyd answers, then work without a restart; the key is obtained once', async () => {
+    const { control } = store;
+    const keyd = createFakeKeyService();
+    let down = true;
+    keyd.before = () => {
+      if (down) throw new KeydError('TRESOR_ERR_KEYD_UNAVAILABLE');
+    };
+    const factorKeys = createFactorKeySource({ control, keyd });
+    const factorKey = () => factorKeys.get();
+    const sessions = createSessionService({ control, now: () => now });
+    const people = createPeopleService({ control, now: () => now, factorKey });
+    const login = createLoginService({ control, now: () => now, factorKey, sessions });
+
+    const create = () =>
+      people.createPerson(ADMIN, { side: 'operator', role: 'support-agent', email: 'ada@example.test' });
+    assert.equal((await refusal(create())).code, 'TRESOR_ERR_KEYD_UNAVAILABLE');
+    assert.equal((await refusal(people.list(ADMIN))).code, 'TRESOR_ERR_KEYD_UNAVAILABLE');
+    assert.equal(
+      (
+        await refusal(
+          login.beginLogin({
+            email: 'ada@example.test',
+            password: 'x',
+            side: 'operator',
+            address: '192.0.2.1',
+          }),
+        )
+      ).code,
+      'TRESOR_ERR_KEYD_UNAVAILABLE',
+    );
+    assert.equal((await control.db.selectFrom('people').selectAll().execute()).length, 0, 'nothing was done');
+    assert.equal((await control.db.selectFrom('system_keys').selectAll().execute()).length, 0);
+
+    down = false;
+    const asked = keyd.calls.length;
+    const ada = await enrolAccount({ people, login, now: () => now, advance }, 'ada@example.test');
+    const session = await ada.logIn();
+    assert.ok(session.token, 'enrolment (sealing) and login (opening) work once keyd answers');
+    assert.deepEqual(
+      keyd.calls.slice(asked).map((c) => c.op),
+      ['createTenantKey', 'generateDataKey', 'unwrapDataKey'],
+      'the key is made and unwrapped once, then kept',
+    );
   });
 });
