@@ -6,7 +6,6 @@
  * codes, shown once. An enrolled person adds factors the same way from a session whose second
  * factor is fresh. TOTP secrets are stored sealed under the factor key (sealed-totp-secret.ts).
  */
-
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
