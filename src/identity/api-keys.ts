@@ -36,6 +36,7 @@ import { type AuditContext, appendAuditEvent, auditEventFrom } from '../audit/ev
 import { constantTimeEqual } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
+import { hasControlCharacter } from '../text.ts';
 import type { TenantApiKeys } from '../vault/tenants.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import type { ApiKeyAccess, Principal } from './principal.ts';
@@ -52,8 +53,6 @@ const TOKEN_PATTERN = /^tresor_(ak|op)_([0-9a-f]{24})_([A-Za-z0-9_-]{43})$/;
 const COLLECTION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_COLLECTIONS = 100;
 const MAX_LABEL_CHARS = 100;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 export const DEFAULT_LAST_USE_INTERVAL_MS = 60_000;
 
 /** Where failures of background bookkeeping go (a pino logger fits). */
@@ -233,7 +232,7 @@ function checkIssueInput(input: IssueApiKeyInput, now: Date) {
     if (
       typeof input.label !== 'string' ||
       input.label.length > MAX_LABEL_CHARS ||
-      CONTROL_CHARS.test(input.label)
+      hasControlCharacter(input.label)
     ) {
       throw invalid('label', `at most ${MAX_LABEL_CHARS} printable characters`);
     }

@@ -1,5 +1,5 @@
 /**
- * The identity factor key: the 32-byte AES-256-GCM key that seals TOTP secrets (people.ts). It must
+ * The identity factor key: the 32-byte AES-256-GCM key that seals TOTP secrets (sealed-totp-secret.ts). It must
  * never sit unwrapped on any disk (DESIGN invariant 2), so it is a keyd data key like a tenant's:
  *
  * - keyd wraps it under the tenant key of a reserved keyd tenant id, SYSTEM_KEYD_TENANT (`sys_…`
@@ -11,9 +11,10 @@
  * So a copy of the control store alone opens no TOTP secret, and destroying the system tenant key
  * in keyd makes every sealed secret unreadable (everyone re-enrols their TOTP).
  */
+import { KEY_BYTES } from '../crypto/index.ts';
+import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
-import { checkFactorKey } from './people.ts';
 
 export const SYSTEM_KEYD_TENANT = 'sys_identity';
 export const FACTOR_KEY_NAME = 'identity-factor-key';
@@ -29,6 +30,13 @@ export interface FactorKeyKeyd {
     op: 'unwrapDataKey',
     args: { tenant: string; purpose: 'data'; keyId: string; wrapped: Buffer },
   ): Promise<{ key: Buffer }>;
+}
+
+export function checkFactorKey(key: Buffer): Buffer {
+  if (!Buffer.isBuffer(key) || key.length !== KEY_BYTES) {
+    throw new TresorError('TRESOR_ERR_INTERNAL', `identity: the factor key must be ${KEY_BYTES} bytes`);
+  }
+  return key;
 }
 
 /** The factor key, unwrapped by keyd; generated (and stored wrapped) on first use. */
@@ -71,4 +79,50 @@ export async function obtainFactorKey(options: {
     wrapped: Buffer.from(row.wrapped, 'base64'),
   });
   return checkFactorKey(key);
+}
+
+/** The factor key of a running server, asked of keyd when first needed. */
+export interface FactorKeySource {
+  /** The key; keyd's error (TRESOR_ERR_KEYD_UNAVAILABLE when unreachable) while keyd cannot give it. */
+  get(): Promise<Buffer>;
+}
+
+/**
+ * The server starts while keyd is unreachable, so the key is obtained at first use, not at start. A
+ * success is kept for the life of the process; a failure is not, so the next call asks keyd again
+ * and identity works as soon as keyd answers, without a restart.
+ */
+export function createFactorKeySource(options: {
+  control: Store<IdentityDB>;
+  keyd: FactorKeyKeyd;
+  now?: () => Date;
+}): FactorKeySource {
+  let pending: Promise<Buffer> | undefined;
+  return {
+    get() {
+      pending ??= obtainFactorKey(options).catch((err: unknown) => {
+        pending = undefined;
+        throw err;
+      });
+      return pending;
+    },
+  };
+}
+
+type AsyncMethods<S> = { [K in keyof S]: (...args: never[]) => Promise<unknown> };
+
+/**
+ * `service` with every method waiting for the factor key first. Until keyd has given the key, people
+ * and login answer every call alike with keyd's error (503), whether or not that call needs the key:
+ * no half of an account's flow works while the other half cannot.
+ */
+export function afterFactorKey<S extends AsyncMethods<S>>(factorKey: () => Promise<Buffer>, service: S): S {
+  const waiting: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(service) as [string, (...args: unknown[]) => unknown][]) {
+    waiting[name] = async (...args: unknown[]) => {
+      await factorKey();
+      return method(...args);
+    };
+  }
+  return waiting as S;
 }

@@ -28,6 +28,7 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/serv
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
+import { afterFactorKey, checkFactorKey } from './factor-key.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { SECOND_FACTOR_KINDS, type SecondFactorKind } from './identity-store-schema.ts';
 import {
@@ -41,8 +42,8 @@ import {
 } from './login-throttle.ts';
 import { normaliseEmail } from './operators.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
-import { checkFactorKey, type SecondFactorProof, verifySecondFactorIn } from './people.ts';
 import { auditActorKind, type Side } from './roles.ts';
+import { type SecondFactorProof, verifySecondFactorIn } from './second-factor-check.ts';
 import {
   type AuditMeta,
   identityEvent,
@@ -106,7 +107,8 @@ export interface LoginService {
 export interface LoginServiceOptions {
   control: Store<IdentityDB>;
   now: () => Date;
-  factorKey: Buffer;
+  /** The key that opens sealed TOTP secrets (factor-key.ts); until keyd gives it, every call fails. */
+  factorKey: () => Promise<Buffer>;
   sessions: SessionService;
   throttle?: LoginThrottle;
   throttleConfig?: Partial<LoginThrottleConfig>;
@@ -122,8 +124,7 @@ const REFUSED_WEBAUTHN: SecondFactorProof = { webauthnRefused: true };
 type Denied = { denied: ThrottleVerdict & { allowed: false } };
 
 export function createLoginService(options: LoginServiceOptions): LoginService {
-  const { control, now, sessions } = options;
-  const factorKey = checkFactorKey(options.factorKey);
+  const { control, now, sessions, factorKey } = options;
   const throttle = options.throttle ?? createLoginThrottle({ control, now, config: options.throttleConfig });
   const pendingMs = options.pendingLoginMs ?? DEFAULT_PENDING_LOGIN_MS;
   const maxHandleFailures = options.maxHandleFailures ?? DEFAULT_MAX_HANDLE_FAILURES;
@@ -368,6 +369,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
     },
 
     async completeLogin(handle, proof, meta = {}) {
+      const key = checkFactorKey(await factorKey());
       const hash = typeof handle === 'string' && HANDLE_PATTERN.test(handle) ? sha256(handle) : undefined;
       const result = await control.write(async (trx): Promise<Denied | 'refused' | NewSession> => {
         const at = now();
@@ -416,7 +418,12 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
           );
         }
         const actor = { kind: auditActorKind(person.role), id: person.id };
-        const check = await verifySecondFactorIn(trx, { personId: person.id, proof, factorKey, now: at });
+        const check = await verifySecondFactorIn(trx, {
+          personId: person.id,
+          proof,
+          factorKey: key,
+          now: at,
+        });
         if (!check.ok)
           return secondFactorFailureIn(trx, pending, subjects, actor, person.tenant, check.reason, meta);
         await trx
@@ -451,6 +458,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
     },
 
     async reauthenticate(principal, proof, meta = {}) {
+      const key = checkFactorKey(await factorKey());
       const result = await control.write(async (trx): Promise<Denied | 'refused' | NewSession> => {
         const at = now();
         const session = await trx
@@ -496,7 +504,12 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
         };
         const verdict = await throttle.checkIn(trx, subjects);
         if (!verdict.allowed) return auditThrottled(trx, verdict, 'reauthenticate', meta);
-        const check = await verifySecondFactorIn(trx, { personId: person.id, proof, factorKey, now: at });
+        const check = await verifySecondFactorIn(trx, {
+          personId: person.id,
+          proof,
+          factorKey: key,
+          now: at,
+        });
         if (!check.ok) {
           await throttle.recordFailureIn(trx, subjects);
           return refuse(check.reason);
@@ -541,5 +554,5 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
       return result;
     },
   };
-  return service;
+  return afterFactorKey(factorKey, service);
 }

@@ -32,13 +32,13 @@ import { createWitness } from '../audit/witness.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
+import { personAuditActor } from '../identity/accounts.ts';
 import { createApiKeyService, tenantApiKeys } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
-import { obtainFactorKey } from '../identity/factor-key.ts';
-import { createLoginService, type LoginService } from '../identity/login.ts';
+import { createFactorKeySource } from '../identity/factor-key.ts';
+import { createLoginService } from '../identity/login.ts';
 import { createOperatorService, type OperatorService } from '../identity/operators.ts';
 import { createPeopleService, type PeopleService } from '../identity/people.ts';
-import { auditActorKind } from '../identity/roles.ts';
 import { createSessionService, type SessionService } from '../identity/sessions.ts';
 import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
@@ -85,31 +85,6 @@ export interface TresorServer {
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
   close(): Promise<void>;
-}
-
-/**
- * A service whose every method waits for `build()` first: the identity services need the factor
- * key, which only keyd can unwrap, and the server starts (and answers 503 on those routes) while
- * keyd is unreachable. A failed build is retried at the next call, never cached.
- */
-function deferred<T extends object>(build: () => Promise<T>): T {
-  let pending: Promise<T> | undefined;
-  const get = () => {
-    pending ??= build().catch((err: unknown) => {
-      pending = undefined;
-      throw err;
-    });
-    return pending;
-  };
-  return new Proxy({} as T, {
-    get: (_target, property) =>
-      property === 'then'
-        ? undefined
-        : async (...args: unknown[]) => {
-            const service = (await get()) as Record<PropertyKey, (...a: unknown[]) => unknown>;
-            return service[property]?.(...args);
-          },
-  });
 }
 
 /**
@@ -273,7 +248,8 @@ export async function startTresorServer(
   const reviews = createAccessReviewService({ control, now: () => new Date() });
 
   // Console identity. The factor key is keyd's (identity/factor-key.ts): wrapped in the control
-  // store, unwrapped into memory here; people and login wait for it (deferred).
+  // store, unwrapped into memory at start or, while keyd is down, at first use; people and login
+  // wait for it.
   const clock = () => new Date();
   const sessions = createSessionService({
     control,
@@ -295,47 +271,28 @@ export async function startTresorServer(
     origins: config.console.origins,
     store: createSqliteWebAuthnStore(control),
     now: clock,
-    // Customers' ceremonies are theirs in the log (kind customer, their tenant), staff's are staff's.
-    personOf: async (personId) => {
-      const row = await control.db
-        .selectFrom('people')
-        .select(['role', 'tenant'])
-        .where('id', '=', personId)
-        .executeTakeFirst();
-      return row ? { kind: auditActorKind(row.role), tenant: row.tenant } : undefined;
-    },
+    personOf: (personId) => personAuditActor(control, personId),
   });
   const throttleConfig = config.console.login;
-  let factorKey: Promise<Buffer> | undefined;
-  const identityKey = () => {
-    factorKey ??= obtainFactorKey({ control, keyd }).catch((err: unknown) => {
-      factorKey = undefined;
-      throw err;
-    });
-    return factorKey;
-  };
-  await identityKey().catch(() => undefined); // keyd may still be starting: the first use retries
-  const people = deferred<PeopleService>(async () =>
-    createPeopleService({
-      control,
-      now: clock,
-      factorKey: await identityKey(),
-      throttleConfig,
-      // Removing a role or an account ends the person's grants in the same commit.
-      onAccessRemoved: (personId, trx) =>
-        grants.endGrantsOfIn(trx, personId, 'access-removed').then(() => undefined),
-    }),
-  );
-  const login = deferred<LoginService>(async () =>
-    createLoginService({
-      control,
-      now: clock,
-      factorKey: await identityKey(),
-      sessions,
-      throttleConfig,
-      webauthn,
-    }),
-  );
+  const factorKeys = createFactorKeySource({ control, keyd });
+  await factorKeys.get().catch(() => undefined); // keyd may still be starting: the first use retries
+  const people = createPeopleService({
+    control,
+    now: clock,
+    factorKey: () => factorKeys.get(),
+    throttleConfig,
+    // Removing a role or an account ends the person's grants in the same commit.
+    onAccessRemoved: (personId, trx) =>
+      grants.endGrantsOfIn(trx, personId, 'access-removed').then(() => undefined),
+  });
+  const login = createLoginService({
+    control,
+    now: clock,
+    factorKey: () => factorKeys.get(),
+    sessions,
+    throttleConfig,
+    webauthn,
+  });
 
   const audit = createAuditLog({
     control: rawControl,

@@ -2,7 +2,6 @@
  * A real control store in a temp folder with the real identity services and the grant service,
  * people's onAccessRemoved wired to endGrantsOfIn as the server wires it. The clock is a variable.
  */
-import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,9 @@ import {
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { insertTenant } from '../helpers/control-store.ts';
+
+export { refusal } from '../helpers/refusal.ts';
 
 export const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
 
@@ -63,12 +65,13 @@ export async function openAccessFixture(
   let now = new Date(start);
   let closed = false;
   const clock = () => now;
+  const factorKey = randomBytes(32);
   const grants = createGrantService({ control, now: clock, ...(grantConfig ? { config: grantConfig } : {}) });
   const sessions = createSessionService({ control, now: clock });
   const people = createPeopleService({
     control,
     now: clock,
-    factorKey: randomBytes(32),
+    factorKey: async () => factorKey,
     onAccessRemoved: async (personId, trx) => {
       await grants.endGrantsOfIn(trx, personId, 'access-removed');
     },
@@ -84,27 +87,7 @@ export async function openAccessFixture(
       now = new Date(now.getTime() + ms);
     },
     async tenant(id, state = 'active') {
-      const at = now.toISOString();
-      await control.write((trx) =>
-        trx
-          .insertInto('tenants')
-          .values({
-            id,
-            name: id,
-            state,
-            contract_start: '2030-01-01',
-            contract_end: null,
-            created_at: at,
-            updated_at: at,
-            closed_at: null,
-            close_reason: null,
-            close_export_pending: 0,
-            keys_destroyed_at: null,
-            key_ids_destroyed: null,
-            store_destroyed_at: null,
-          })
-          .execute(),
-      );
+      await insertTenant(control, id, { at: now.toISOString(), state });
     },
     async person(role, tenant, by = ADMIN) {
       emails += 1;
@@ -165,15 +148,4 @@ export async function openAccessFixture(
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** The error a promise is refused with (fails the test if it resolves). */
-export async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown };
-    return { code: e.code, message: e.message };
-  }
-  assert.fail('expected a refusal');
 }

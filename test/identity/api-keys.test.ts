@@ -17,44 +17,15 @@ import { type ControlDB, controlStoreMigrations } from '../../src/server/control
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import type { TenantState } from '../../src/vault/vault-control-schema.ts';
+import { insertTenant } from '../helpers/control-store.ts';
+import { refusal } from '../helpers/refusal.ts';
 
 const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
 const OTHER = 'ten_bbbbbbbbbbbbbbbbbbbbbbbb';
+/** Tenant rows of the API keys (2030-01-01). */
+const addTenant = (control: Store<ControlDB>, id: string, state: TenantState = 'active') =>
+  insertTenant(control, id, { at: '2030-01-01T00:00:00.000Z', state });
 const ADMIN_CONTEXT = { actor: { kind: 'api-key' as const, id: 'ak_admin' } };
-
-async function addTenant(control: Store<ControlDB>, id: string, state: TenantState = 'active') {
-  const at = '2030-01-01T00:00:00.000Z';
-  await control.write((trx) =>
-    trx
-      .insertInto('tenants')
-      .values({
-        id,
-        name: id,
-        state,
-        contract_start: '2030-01-01',
-        contract_end: null,
-        created_at: at,
-        updated_at: at,
-        closed_at: null,
-        close_reason: null,
-        close_export_pending: 0,
-        keys_destroyed_at: null,
-        key_ids_destroyed: null,
-        store_destroyed_at: null,
-      })
-      .execute(),
-  );
-}
-
-async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown };
-    return { code: e.code, message: e.message };
-  }
-  assert.fail('expected a refusal');
-}
 
 describe('API keys', () => {
   let dir: string;

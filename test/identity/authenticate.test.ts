@@ -12,6 +12,7 @@ import { type BootstrapAdmin, createOperatorService } from '../../src/identity/o
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { insertTenant } from '../helpers/control-store.ts';
 
 const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
 
@@ -25,27 +26,7 @@ describe('bearer authentication', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tresor-authn-'));
     control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
-    const at = '2030-01-01T00:00:00.000Z';
-    await control.write((trx) =>
-      trx
-        .insertInto('tenants')
-        .values({
-          id: TENANT,
-          name: 'Acme',
-          state: 'active',
-          contract_start: '2030-01-01',
-          contract_end: null,
-          created_at: at,
-          updated_at: at,
-          closed_at: null,
-          close_reason: null,
-          close_export_pending: 0,
-          keys_destroyed_at: null,
-          key_ids_destroyed: null,
-          store_destroyed_at: null,
-        })
-        .execute(),
-    );
+    await insertTenant(control, TENANT, { at: '2030-01-01T00:00:00.000Z', name: 'Acme' });
     const made = await createOperatorService({ control }).ensureBootstrapAdmin({
       email: 'admin@example.test',
     });

@@ -1,25 +1,33 @@
 /**
  * The identity factor key comes from keyd: generated once under the reserved system tenant, kept
- * in the control store only wrapped, and unwrapped again at every start to the same key. Checked
- * against the real keyd process (dev-file root key, Unix socket).
+ * in the control store only wrapped, and unwrapped again at every start to the same key. While keyd
+ * cannot be reached, people and login refuse every call with keyd's error, and work as soon as it
+ * answers. Checked against the real keyd process (dev-file root key, Unix socket).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import {
+  createFactorKeySource,
   FACTOR_KEY_NAME,
   type FactorKeyKeyd,
   obtainFactorKey,
   SYSTEM_KEYD_TENANT,
 } from '../../src/identity/factor-key.ts';
-import type { KeydClient } from '../../src/keyd/client.ts';
+import { createLoginService } from '../../src/identity/login.ts';
+import { createPeopleService } from '../../src/identity/people.ts';
+import { createSessionService } from '../../src/identity/sessions.ts';
+import { createKeydClient, type KeydClient } from '../../src/keyd/client.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { ADMIN, enrolAccount } from '../helpers/console-accounts.ts';
+import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
+import { refusal } from '../helpers/refusal.ts';
 
 /** The real keyd client, recording which operations were asked for which tenant. */
 function recording(client: KeydClient, calls: { op: string; tenant: unknown }[]): FactorKeyKeyd {
@@ -82,5 +90,76 @@ describe('identity factor key', () => {
     assert.ok(!file.includes(Buffer.from(first.toString('base64'))), 'nor its base64');
     assert.ok(!file.includes(Buffer.from(first.toString('hex'))), 'nor its hex');
     control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+  });
+});
+
+describe('identity while keyd is unreachable', () => {
+  let store: TestControlStore;
+  let dir: string;
+  let keyd: KeydProcess | undefined;
+  let client: KeydClient | undefined;
+  let now: Date;
+  const advance = (ms: number) => {
+    now = new Date(now.getTime() + ms);
+  };
+
+  beforeEach(async () => {
+    store = await openTestControlStore('factor-key-down');
+    dir = mkdtempSync(join(tmpdir(), 'tresor-factor-key-down-'));
+    now = new Date('2030-06-01T00:00:15.000Z');
+  });
+
+  afterEach(async () => {
+    await client?.close();
+    await keyd?.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('people and login answer keyd-unavailable until keyd answers, then work without a restart; the key is obtained once', async () => {
+    const { control } = store;
+    const keydDir = join(dir, 'keyd');
+    mkdirSync(keydDir, { mode: 0o700 });
+    initDevFile(keydDir);
+    const socket = join(keydDir, 'keyd.sock');
+    // A real client to a socket nobody listens on yet: keyd is down, for real.
+    client = createKeydClient({ connect: { kind: 'unix', path: socket }, clientName: 'test', retries: 0 });
+    const calls: { op: string; tenant: unknown }[] = [];
+    const factorKeys = createFactorKeySource({ control, keyd: recording(client, calls) });
+    const factorKey = () => factorKeys.get();
+    const sessions = createSessionService({ control, now: () => now });
+    const people = createPeopleService({ control, now: () => now, factorKey });
+    const login = createLoginService({ control, now: () => now, factorKey, sessions });
+
+    const create = () =>
+      people.createPerson(ADMIN, { side: 'operator', role: 'support-agent', email: 'ada@example.test' });
+    assert.equal((await refusal(create())).code, 'TRESOR_ERR_KEYD_UNAVAILABLE');
+    assert.equal((await refusal(people.list(ADMIN))).code, 'TRESOR_ERR_KEYD_UNAVAILABLE');
+    assert.equal(
+      (
+        await refusal(
+          login.beginLogin({
+            email: 'ada@example.test',
+            password: 'x',
+            side: 'operator',
+            address: '192.0.2.1',
+          }),
+        )
+      ).code,
+      'TRESOR_ERR_KEYD_UNAVAILABLE',
+    );
+    assert.equal((await control.db.selectFrom('people').selectAll().execute()).length, 0, 'nothing was done');
+    assert.equal((await control.db.selectFrom('system_keys').selectAll().execute()).length, 0);
+
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], { kind: 'unix', path: socket });
+    const asked = calls.length;
+    const ada = await enrolAccount({ people, login, now: () => now, advance }, 'ada@example.test');
+    const session = await ada.logIn();
+    assert.ok(session.token, 'enrolment (sealing) and login (opening) work once keyd answers');
+    assert.deepEqual(
+      calls.slice(asked).map((c) => c.op),
+      ['createTenantKey', 'generateDataKey', 'unwrapDataKey'],
+      'the key is made and unwrapped once, then kept',
+    );
   });
 });

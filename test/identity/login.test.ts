@@ -5,36 +5,20 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Secret, TOTP } from 'otpauth';
 import { createLoginService, type LoginService } from '../../src/identity/login.ts';
 import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
-import type { Role, Side } from '../../src/identity/roles.ts';
 import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
 import { createWebAuthnService } from '../../src/identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../../src/identity/webauthn-store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { ADMIN, type EnrolArgs, enrolAccount, PASSWORD } from '../helpers/console-accounts.ts';
+import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
+import { refusal } from '../helpers/refusal.ts';
+import { oathtool, totpCode } from '../helpers/totp.ts';
 
-const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
-const PASSWORD = 'correct horse battery staple';
 const ADDRESS = '192.0.2.1';
-
-function code(secret: string, at: Date): string {
-  return new TOTP({ secret: Secret.fromBase32(secret), algorithm: 'SHA1', digits: 6, period: 30 }).generate({
-    timestamp: at.getTime(),
-  });
-}
-
-/** A code from oathtool (OATH Toolkit), an implementation independent of otpauth. */
-function oathtool(secret: string, time: Date): string {
-  const utc = `${time.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
-  return execFileSync('oathtool', ['--totp', '-b', secret, '-N', utc], { encoding: 'utf8' }).trim();
-}
 
 /** oathtool comes from the Debian package (.ci/run installs it); say so instead of failing obscurely. */
 /** The independent generator must be there (.ci/run installs it): its absence fails, never skips. */
@@ -46,18 +30,8 @@ function requireOathtool(): void {
   }
 }
 
-async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown };
-    return { code: e.code, message: e.message };
-  }
-  assert.fail('expected a refusal');
-}
-
 describe('login', () => {
-  let dir: string;
+  let store: TestControlStore;
   let control: Store<ControlDB>;
   let now: Date;
   let people: PeopleService;
@@ -68,20 +42,7 @@ describe('login', () => {
     now = new Date(now.getTime() + ms);
   };
 
-  async function enrolled(
-    email: string,
-    role: Role = 'support-agent',
-    side: Side = 'operator',
-    tenant?: string,
-  ) {
-    const { person, enrolmentToken } = await people.createPerson(ADMIN, { side, role, email, tenant });
-    await people.setPassword(enrolmentToken, PASSWORD);
-    const totp = await people.beginTotpEnrolment({ enrolmentToken });
-    const done = await people.confirmTotpEnrolment({ enrolmentToken }, totp.factorId, code(totp.secret, now));
-    assert.equal(done.enrolmentComplete, true);
-    advance(30_000); // the confirmation code's step is spent
-    return { person, secret: totp.secret, recoveryCodes: done.recoveryCodes ?? [] };
-  }
+  const enrolled = (...args: EnrolArgs) => enrolAccount({ people, login, now: () => now, advance }, ...args);
 
   const begin = (email: string, password = PASSWORD, address = ADDRESS) =>
     login.beginLogin({ email, password, side: 'operator', address, userAgent: 'test' });
@@ -92,19 +53,16 @@ describe('login', () => {
     );
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tresor-login-'));
-    control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    store = await openTestControlStore('login');
+    ({ control } = store);
     now = new Date('2030-06-01T00:00:15.000Z'); // mid-step
     const factorKey = randomBytes(32);
     sessions = createSessionService({ control, now: () => now });
-    people = createPeopleService({ control, now: () => now, factorKey });
-    login = createLoginService({ control, now: () => now, factorKey, sessions });
+    people = createPeopleService({ control, now: () => now, factorKey: async () => factorKey });
+    login = createLoginService({ control, now: () => now, factorKey: async () => factorKey, sessions });
   });
 
-  afterEach(async () => {
-    await control.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => store.close());
 
   it('logs in with a password and a TOTP code to a new session, never before the second factor', async () => {
     const ada = await enrolled('ada@example.test');
@@ -112,7 +70,7 @@ describe('login', () => {
     assert.deepEqual(Object.keys(pending).sort(), ['expiresAt', 'factors', 'handle', 'next']);
     assert.equal(pending.next, 'second-factor');
     assert.equal((await control.db.selectFrom('sessions').selectAll().execute()).length, 0, 'no session yet');
-    const session = await login.completeLogin(pending.handle, { totp: code(ada.secret, now) });
+    const session = await login.completeLogin(pending.handle, { totp: totpCode(ada.secret, now) });
     assert.match(session.token, /^[A-Za-z0-9_-]{43}$/);
     const principal = await sessions.authenticate(session.token);
     assert.equal(principal.personId, ada.person.id);
@@ -131,7 +89,7 @@ describe('login', () => {
     const withWebauthn = createLoginService({
       control,
       now: () => now,
-      factorKey: randomBytes(32),
+      factorKey: async () => randomBytes(32),
       sessions,
       webauthn,
     });
@@ -177,7 +135,7 @@ describe('login', () => {
 
   it('refuses a replayed TOTP code', async () => {
     const ada = await enrolled('ada@example.test');
-    const used = code(ada.secret, now);
+    const used = totpCode(ada.secret, now);
     await login.completeLogin((await begin('ada@example.test')).handle, { totp: used });
     advance(1_000); // same 30 s step
     const again = await refusal(
@@ -192,9 +150,9 @@ describe('login', () => {
 
   it('refuses wrong and out-of-window codes with one error, and audits them without the code', async () => {
     const ada = await enrolled('ada@example.test');
-    const wrong = () => String((Number(code(ada.secret, now)) + 1) % 1_000_000).padStart(6, '0');
-    const old = () => code(ada.secret, new Date(now.getTime() - 90_000)); // three steps back
-    const future = () => code(ada.secret, new Date(now.getTime() + 90_000));
+    const wrong = () => String((Number(totpCode(ada.secret, now)) + 1) % 1_000_000).padStart(6, '0');
+    const old = () => totpCode(ada.secret, new Date(now.getTime() - 90_000)); // three steps back
+    const future = () => totpCode(ada.secret, new Date(now.getTime() + 90_000));
     const refusals = [];
     const tried: string[] = [];
     for (const make of [wrong, old, future, () => 'abcdef', () => '']) {
@@ -211,7 +169,7 @@ describe('login', () => {
 
   it('an unknown account and a wrong password answer the same', async () => {
     const ada = await enrolled('ada@example.test');
-    const valid = code(ada.secret, now);
+    const valid = totpCode(ada.secret, now);
     const unknown = await begin('nobody@example.test');
     const wrong = await begin('ada@example.test', 'a wrong but long passphrase');
     assert.deepEqual(Object.keys(unknown), Object.keys(wrong));
@@ -246,7 +204,7 @@ describe('login', () => {
     await people.disable(ADMIN, ada.person.id);
     const pending = await begin('ada@example.test');
     assert.equal(pending.next, 'second-factor');
-    const r = await refusal(login.completeLogin(pending.handle, { totp: code(ada.secret, now) }));
+    const r = await refusal(login.completeLogin(pending.handle, { totp: totpCode(ada.secret, now) }));
     assert.equal(r.code, 'TRESOR_ERR_UNAUTHENTICATED');
     const failures = (await audit()).filter((e) => e.action === 'auth.login' && e.outcome === 'failure');
     assert.equal(failures[0]?.target?.reason, 'disabled');
@@ -257,7 +215,7 @@ describe('login', () => {
     const pending = await begin('ada@example.test');
     advance(5 * 60_000);
     assert.equal(
-      (await refusal(login.completeLogin(pending.handle, { totp: code(ada.secret, now) }))).code,
+      (await refusal(login.completeLogin(pending.handle, { totp: totpCode(ada.secret, now) }))).code,
       'TRESOR_ERR_UNAUTHENTICATED',
     );
     const spent = await begin('ada@example.test');
@@ -267,7 +225,7 @@ describe('login', () => {
     }
     advance(60_000);
     assert.equal(
-      (await refusal(login.completeLogin(spent.handle, { totp: code(ada.secret, now) }))).code,
+      (await refusal(login.completeLogin(spent.handle, { totp: totpCode(ada.secret, now) }))).code,
       'TRESOR_ERR_UNAUTHENTICATED',
     );
   });
@@ -293,7 +251,7 @@ describe('login', () => {
     const bob = await enrolled('bob@example.test');
     const credentialId = randomBytes(32).toString('base64url');
     const session = await login.completeLogin((await begin('ada@example.test')).handle, {
-      totp: code(ada.secret, now),
+      totp: totpCode(ada.secret, now),
     });
     const principal = await sessions.authenticate(session.token);
     const passkey = await people.registerWebauthnFactor(
@@ -345,11 +303,11 @@ describe('login', () => {
   it('re-authentication replaces the session token and records a fresh second factor', async () => {
     const ada = await enrolled('ada@example.test');
     const first = await login.completeLogin((await begin('ada@example.test')).handle, {
-      totp: code(ada.secret, now),
+      totp: totpCode(ada.secret, now),
     });
     advance(5 * 60_000);
     const principal = await sessions.authenticate(first.token);
-    const second = await login.reauthenticate(principal, { totp: code(ada.secret, now) });
+    const second = await login.reauthenticate(principal, { totp: totpCode(ada.secret, now) });
     assert.notEqual(second.token, first.token);
     assert.notEqual(second.csrfToken, first.csrfToken);
     assert.equal((await refusal(sessions.authenticate(first.token))).code, 'TRESOR_ERR_UNAUTHENTICATED');
@@ -360,7 +318,7 @@ describe('login', () => {
       first.session.absoluteExpiresAt,
       'no extension without a password',
     );
-    const replay = await refusal(login.reauthenticate(fresh, { totp: code(ada.secret, now) }));
+    const replay = await refusal(login.reauthenticate(fresh, { totp: totpCode(ada.secret, now) }));
     assert.equal(replay.code, 'TRESOR_ERR_UNAUTHENTICATED');
   });
 });

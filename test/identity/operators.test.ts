@@ -12,16 +12,7 @@ import { createOperatorService, type OperatorService } from '../../src/identity/
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-
-async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown };
-    return { code: e.code, message: e.message };
-  }
-  assert.fail('expected a refusal');
-}
+import { refusal } from '../helpers/refusal.ts';
 
 async function elapsed(fn: () => Promise<unknown>): Promise<number> {
   const start = process.hrtime.bigint();

@@ -5,54 +5,37 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Secret, TOTP } from 'otpauth';
+import { Secret } from 'otpauth';
+import { personAuditActor } from '../../src/identity/accounts.ts';
 import { createLoginService, type LoginService } from '../../src/identity/login.ts';
-import { createPeopleService, openTotpSecret, type PeopleService } from '../../src/identity/people.ts';
+import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
 import {
   ALL_ROLES,
   canBreakGlass,
   canManageTenants,
   hasStandingRecordAccess,
   isEmployee,
-  type Role,
-  type Side,
 } from '../../src/identity/roles.ts';
+import { openTotpSecret } from '../../src/identity/sealed-totp-secret.ts';
 import {
   createSessionService,
   type IdentityActor,
   type SessionService,
 } from '../../src/identity/sessions.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { ADMIN, type EnrolArgs, enrolAccount, PASSWORD } from '../helpers/console-accounts.ts';
+import { insertTenant, openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
+import { refusal } from '../helpers/refusal.ts';
+import { totpCode } from '../helpers/totp.ts';
 
-const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
-const PASSWORD = 'correct horse battery staple';
 const NEW_PASSWORD = 'a completely different passphrase';
 
-function code(secret: string, at: Date): string {
-  return new TOTP({ secret: Secret.fromBase32(secret), algorithm: 'SHA1', digits: 6, period: 30 }).generate({
-    timestamp: at.getTime(),
-  });
-}
-
-async function refusal(
-  promise: Promise<unknown>,
-): Promise<{ code: unknown; message: unknown; details?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown; details?: unknown };
-    return { code: e.code, message: e.message, details: e.details };
-  }
-  assert.fail('expected a refusal');
-}
-
 describe('people', () => {
+  let store: TestControlStore;
   let dir: string;
   let control: Store<ControlDB>;
   let now: Date;
@@ -68,66 +51,26 @@ describe('people', () => {
     now = new Date(now.getTime() + ms);
   };
 
-  async function tenant(id: string): Promise<void> {
-    const at = now.toISOString();
-    await control.write((trx) =>
-      trx
-        .insertInto('tenants')
-        .values({
-          id,
-          name: id,
-          state: 'active',
-          contract_start: '2030-01-01',
-          contract_end: null,
-          created_at: at,
-          updated_at: at,
-          closed_at: null,
-          close_reason: null,
-          close_export_pending: 0,
-          keys_destroyed_at: null,
-          key_ids_destroyed: null,
-          store_destroyed_at: null,
-        })
-        .execute(),
-    );
-  }
+  const enrolled = (...args: EnrolArgs) =>
+    enrolAccount({ people, login, now: () => now, advance, secrets }, ...args);
 
-  async function enrolled(
-    email: string,
-    role: Role = 'support-agent',
-    side: Side = 'operator',
-    tenantId?: string,
-    by: IdentityActor = ADMIN,
-  ) {
-    const { person, enrolmentToken } = await people.createPerson(by, { side, role, email, tenant: tenantId });
-    await people.setPassword(enrolmentToken, PASSWORD);
-    const totp = await people.beginTotpEnrolment({ enrolmentToken });
-    const confirm = code(totp.secret, now);
-    const done = await people.confirmTotpEnrolment({ enrolmentToken }, totp.factorId, confirm);
-    secrets.push(enrolmentToken, totp.secret, confirm, ...(done.recoveryCodes ?? []));
-    advance(30_000);
-    const logIn = async (password = PASSWORD) => {
-      const pending = await login.beginLogin({
-        email,
-        password,
-        side,
-        tenant: tenantId,
-        address: '192.0.2.1',
-      });
-      const totpCode = code(totp.secret, now);
-      secrets.push(pending.handle, totpCode);
-      const session = await login.completeLogin(pending.handle, { totp: totpCode });
-      secrets.push(session.token, session.csrfToken);
-      advance(30_000);
-      return session;
-    };
-    return {
-      person,
-      factorId: totp.factorId,
-      secret: totp.secret,
-      recoveryCodes: done.recoveryCodes ?? [],
-      logIn,
-    };
+  /** Ten wrong passwords from ten addresses (waiting out the address throttle): the account locks. */
+  async function lockOut(email: string): Promise<void> {
+    for (let failures = 0; failures < 10; ) {
+      try {
+        await login.beginLogin({
+          email,
+          password: 'wrong wrong wrong',
+          side: 'operator',
+          address: `203.0.113.${failures}`,
+        });
+        failures++;
+      } catch (error) {
+        advance(
+          ((error as { details?: { retryAfterSeconds?: number } }).details?.retryAfterSeconds ?? 1) * 1000,
+        );
+      }
+    }
   }
 
   const audit = async () =>
@@ -136,8 +79,8 @@ describe('people', () => {
     );
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tresor-people-'));
-    control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    store = await openTestControlStore('people');
+    ({ dir, control } = store);
     now = new Date('2030-06-01T00:00:15.000Z');
     factorKey = randomBytes(32);
     accessRemoved = [];
@@ -146,7 +89,7 @@ describe('people', () => {
     people = createPeopleService({
       control,
       now: () => now,
-      factorKey,
+      factorKey: async () => factorKey,
       onAccessRemoved: async (personId, trx) => {
         // The grants module ends grants here, in the same commit; prove the trx is the live one.
         const row = await trx
@@ -158,15 +101,12 @@ describe('people', () => {
         accessRemoved.push(personId);
       },
     });
-    login = createLoginService({ control, now: () => now, factorKey, sessions });
-    await tenant('ten_a');
-    await tenant('ten_b');
+    login = createLoginService({ control, now: () => now, factorKey: async () => factorKey, sessions });
+    await insertTenant(control, 'ten_a', { at: now.toISOString() });
+    await insertTenant(control, 'ten_b', { at: now.toISOString() });
   });
 
-  afterEach(async () => {
-    await control.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => store.close());
 
   it('gives no role standing access to tenant records; contractors are not employees', () => {
     for (const role of ALL_ROLES) assert.equal(hasStandingRecordAccess(role), false);
@@ -188,7 +128,7 @@ describe('people', () => {
     assert.deepEqual(await people.setPassword(enrolmentToken, PASSWORD), { enrolmentComplete: false });
     const totp = await people.beginTotpEnrolment({ enrolmentToken });
     assert.match(totp.uri, /^otpauth:\/\/totp\/Tresor:sec%40example\.test\?/);
-    const wrong = String((Number(code(totp.secret, now)) + 1) % 1_000_000).padStart(6, '0');
+    const wrong = String((Number(totpCode(totp.secret, now)) + 1) % 1_000_000).padStart(6, '0');
     assert.equal(
       (await refusal(people.confirmTotpEnrolment({ enrolmentToken }, totp.factorId, wrong))).code,
       'TRESOR_ERR_UNAUTHENTICATED',
@@ -200,10 +140,14 @@ describe('people', () => {
       side: 'operator',
       address: '192.0.2.1',
     });
-    const early = await refusal(login.completeLogin(pending.handle, { totp: code(totp.secret, now) }));
+    const early = await refusal(login.completeLogin(pending.handle, { totp: totpCode(totp.secret, now) }));
     assert.equal(early.code, 'TRESOR_ERR_UNAUTHENTICATED', 'no login before enrolment completes');
     advance(30_000);
-    const done = await people.confirmTotpEnrolment({ enrolmentToken }, totp.factorId, code(totp.secret, now));
+    const done = await people.confirmTotpEnrolment(
+      { enrolmentToken },
+      totp.factorId,
+      totpCode(totp.secret, now),
+    );
     assert.equal(done.enrolmentComplete, true);
     assert.equal(done.recoveryCodes?.length, 10);
     assert.equal((await people.get(person.id))?.enrolledAt, now.toISOString());
@@ -301,6 +245,26 @@ describe('people', () => {
     assert.equal(dup.code, 'TRESOR_ERR_CONFLICT');
   });
 
+  it("names a person's audit actor for WebAuthn ceremonies: customers with their tenant, staff as staff", async () => {
+    const staff = await people.createPerson(ADMIN, {
+      side: 'operator',
+      role: 'support-agent',
+      email: 's@example.test',
+    });
+    const customer = await people.createPerson(ADMIN, {
+      side: 'customer',
+      role: 'tenant-admin',
+      tenant: 'ten_a',
+      email: 'c@example.test',
+    });
+    assert.deepEqual(await personAuditActor(control, staff.person.id), { kind: 'staff', tenant: null });
+    assert.deepEqual(await personAuditActor(control, customer.person.id), {
+      kind: 'customer',
+      tenant: 'ten_a',
+    });
+    assert.equal(await personAuditActor(control, 'psn_unknown'), undefined);
+  });
+
   it('the TOTP secret is not stored in plaintext', async () => {
     const ada = await enrolled('ada@example.test');
     const raw = Buffer.from(Secret.fromBase32(ada.secret).bytes);
@@ -360,7 +324,7 @@ describe('people', () => {
     );
     assert.equal((await people.get(ada.person.id))?.enrolledAt, null, 'enrolling again');
     // The old TOTP and recovery codes no longer log in.
-    for (const proof of [{ totp: code(ada.secret, now) }, { recoveryCode: ada.recoveryCodes[0] ?? '' }]) {
+    for (const proof of [{ totp: totpCode(ada.secret, now) }, { recoveryCode: ada.recoveryCodes[0] ?? '' }]) {
       const pending = await login.beginLogin({
         email: 'ada@example.test',
         password: PASSWORD,
@@ -376,7 +340,7 @@ describe('people', () => {
     const auth = { enrolmentToken: reset.enrolmentToken };
     assert.equal((await people.enrollingPerson(auth)).id, ada.person.id);
     const totp = await people.beginTotpEnrolment(auth);
-    const done = await people.confirmTotpEnrolment(auth, totp.factorId, code(totp.secret, now));
+    const done = await people.confirmTotpEnrolment(auth, totp.factorId, totpCode(totp.secret, now));
     secrets.push(totp.secret, ...(done.recoveryCodes ?? []));
     assert.equal(done.enrolmentComplete, true);
     assert.equal(done.recoveryCodes?.length, 10);
@@ -480,7 +444,7 @@ describe('people', () => {
     assert.equal(last.code, 'TRESOR_ERR_CONFLICT');
     const second = await people.beginTotpEnrolment({ session: principal }, { label: 'backup phone' });
     secrets.push(second.secret);
-    await people.confirmTotpEnrolment({ session: principal }, second.factorId, code(second.secret, now));
+    await people.confirmTotpEnrolment({ session: principal }, second.factorId, totpCode(second.secret, now));
     await people.revokeFactor(principal, ada.factorId);
     const factors = await people.listFactors(ada.person.id);
     assert.ok(factors.find((f) => f.id === ada.factorId)?.revokedAt);
@@ -503,7 +467,7 @@ describe('people', () => {
               address: '192.0.2.1',
             })
           ).handle,
-          { totp: code(second.secret, now) },
+          { totp: totpCode(second.secret, now) },
         )
       ).token,
     );
@@ -553,28 +517,14 @@ describe('people', () => {
           address: '192.0.2.1',
         })
       ).handle,
-      { totp: code(ada.secret, now) },
+      { totp: totpCode(ada.secret, now) },
     );
     assert.ok(session.token);
   });
 
   it('a recovery code resets the password and lifts a lockout, but gives no session', async () => {
     const ada = await enrolled('ada@example.test');
-    for (let failures = 0; failures < 10; ) {
-      try {
-        await login.beginLogin({
-          email: 'ada@example.test',
-          password: 'wrong wrong wrong',
-          side: 'operator',
-          address: `203.0.113.${failures}`,
-        });
-        failures++;
-      } catch (error) {
-        advance(
-          ((error as { details?: { retryAfterSeconds?: number } }).details?.retryAfterSeconds ?? 1) * 1000,
-        );
-      }
-    }
+    await lockOut('ada@example.test');
     const locked = await refusal(
       login.beginLogin({
         email: 'ada@example.test',
@@ -612,27 +562,13 @@ describe('people', () => {
       side: 'operator',
       address: '192.0.2.1',
     });
-    const session = await login.completeLogin(pending.handle, { totp: code(ada.secret, now) });
+    const session = await login.completeLogin(pending.handle, { totp: totpCode(ada.secret, now) });
     assert.ok(session.token, 'lockout lifted, new password works, with the second factor');
   });
 
   it('lets an admin lift a lockout', async () => {
     const ada = await enrolled('ada@example.test');
-    for (let failures = 0; failures < 10; ) {
-      try {
-        await login.beginLogin({
-          email: 'ada@example.test',
-          password: 'wrong wrong wrong',
-          side: 'operator',
-          address: `203.0.113.${failures}`,
-        });
-        failures++;
-      } catch (error) {
-        advance(
-          ((error as { details?: { retryAfterSeconds?: number } }).details?.retryAfterSeconds ?? 1) * 1000,
-        );
-      }
-    }
+    await lockOut('ada@example.test');
     await people.unlock(ADMIN, ada.person.id);
     const pending = await login.beginLogin({
       email: 'ada@example.test',
@@ -640,7 +576,7 @@ describe('people', () => {
       side: 'operator',
       address: '192.0.2.1',
     });
-    assert.ok(await login.completeLogin(pending.handle, { totp: code(ada.secret, now) }));
+    assert.ok(await login.completeLogin(pending.handle, { totp: totpCode(ada.secret, now) }));
   });
 
   it('every change is audited and no audit event contains a password, code or token', async () => {

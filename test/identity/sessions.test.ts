@@ -4,46 +4,26 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Secret, TOTP } from 'otpauth';
 import { createLoginService, type LoginService } from '../../src/identity/login.ts';
 import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
-import type { Role, Side } from '../../src/identity/roles.ts';
 import {
   createSessionService,
-  type IdentityActor,
-  type NewSession,
   SESSION_COOKIE_NAME,
   type SessionService,
 } from '../../src/identity/sessions.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
+import { type EnrolArgs, enrolAccount } from '../helpers/console-accounts.ts';
+import { insertTenant, openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
+import { refusal } from '../helpers/refusal.ts';
 
-const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };
-const PASSWORD = 'correct horse battery staple';
 const MINUTE = 60_000;
 
-function code(secret: string, at: Date): string {
-  return new TOTP({ secret: Secret.fromBase32(secret), algorithm: 'SHA1', digits: 6, period: 30 }).generate({
-    timestamp: at.getTime(),
-  });
-}
-
-async function refusal(promise: Promise<unknown>): Promise<{ code: unknown; message: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as { code?: unknown; message?: unknown };
-    return { code: e.code, message: e.message };
-  }
-  assert.fail('expected a refusal');
-}
-
 describe('sessions', () => {
+  let store: TestControlStore;
   let dir: string;
   let control: Store<ControlDB>;
   let now: Date;
@@ -55,56 +35,8 @@ describe('sessions', () => {
     now = new Date(now.getTime() + ms);
   };
 
-  async function tenant(id: string): Promise<void> {
-    const at = now.toISOString();
-    await control.write((trx) =>
-      trx
-        .insertInto('tenants')
-        .values({
-          id,
-          name: id,
-          state: 'active',
-          contract_start: '2030-01-01',
-          contract_end: null,
-          created_at: at,
-          updated_at: at,
-          closed_at: null,
-          close_reason: null,
-          close_export_pending: 0,
-          keys_destroyed_at: null,
-          key_ids_destroyed: null,
-          store_destroyed_at: null,
-        })
-        .execute(),
-    );
-  }
-
-  async function enrolled(
-    email: string,
-    role: Role = 'support-agent',
-    side: Side = 'operator',
-    tenantId?: string,
-    by: IdentityActor = ADMIN,
-  ) {
-    const { person, enrolmentToken } = await people.createPerson(by, { side, role, email, tenant: tenantId });
-    await people.setPassword(enrolmentToken, PASSWORD);
-    const totp = await people.beginTotpEnrolment({ enrolmentToken });
-    await people.confirmTotpEnrolment({ enrolmentToken }, totp.factorId, code(totp.secret, now));
-    advance(30_000);
-    const logIn = async (): Promise<NewSession> => {
-      const pending = await login.beginLogin({
-        email,
-        password: PASSWORD,
-        side,
-        tenant: tenantId,
-        address: '192.0.2.1',
-      });
-      const session = await login.completeLogin(pending.handle, { totp: code(totp.secret, now) });
-      advance(30_000); // the next login needs the next step's code
-      return session;
-    };
-    return { person, secret: totp.secret, logIn };
-  }
+  const tenant = (id: string) => insertTenant(control, id, { at: now.toISOString() });
+  const enrolled = (...args: EnrolArgs) => enrolAccount({ people, login, now: () => now, advance }, ...args);
 
   const audit = async () =>
     (await control.db.selectFrom('audit_events').selectAll().orderBy('seq').execute()).map(
@@ -112,19 +44,16 @@ describe('sessions', () => {
     );
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tresor-sessions-'));
-    control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+    store = await openTestControlStore('sessions');
+    ({ dir, control } = store);
     now = new Date('2030-06-01T00:00:15.000Z');
     const factorKey = randomBytes(32);
     sessions = createSessionService({ control, now: () => now });
-    people = createPeopleService({ control, now: () => now, factorKey });
-    login = createLoginService({ control, now: () => now, factorKey, sessions });
+    people = createPeopleService({ control, now: () => now, factorKey: async () => factorKey });
+    login = createLoginService({ control, now: () => now, factorKey: async () => factorKey, sessions });
   });
 
-  afterEach(async () => {
-    await control.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => store.close());
 
   it('a session token is replaced at every authentication, so a planted token is never promoted', async () => {
     const ada = await enrolled('ada@example.test');

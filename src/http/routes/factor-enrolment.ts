@@ -4,7 +4,8 @@
  * each step; a WebAuthn registration is verified by webauthn.ts, then listed as a factor by the
  * people service.
  */
-import type { EnrolmentAuth, PeopleService } from '../../identity/people.ts';
+import type { EnrolmentAuth } from '../../identity/account-access.ts';
+import type { PeopleService } from '../../identity/people.ts';
 import type { WebAuthnService } from '../../identity/webauthn.ts';
 import { audited, type IdentityRequest, metaOf } from './identity-request.ts';
 

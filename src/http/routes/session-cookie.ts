@@ -6,7 +6,8 @@
  * logout; the CSRF token goes to the page in the body, once per session.
  */
 import { TresorError } from '../../errors.ts';
-import type { PeopleService, PersonInfo } from '../../identity/people.ts';
+import type { PersonInfo } from '../../identity/accounts.ts';
+import type { PeopleService } from '../../identity/people.ts';
 import type { NewSession, SessionInfo, SessionService } from '../../identity/sessions.ts';
 import { NO_STORE } from './identity-request.ts';
 
