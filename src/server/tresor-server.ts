@@ -1,6 +1,7 @@
 /**
  * The composition root: builds every piece of a Tresor API node from its config and starts it.
- * Only this file knows all of them; each domain gets just what it needs (STYLE.md rule 3).
+ * Only this file knows all of them; each domain gets just what it needs. It wires and holds no
+ * rule of its own: every rule lives in the domain it belongs to (docs/architecture.md).
  *
  *   keyd client ─┬─ DataKeyring (bounded key cache) ─ vault (collections, records, export)
  *                └─ tenant service (tenant keys, deletion certificates)
@@ -8,10 +9,10 @@
  *   authenticator ─ HTTP pipeline ─ routes
  *
  *   identity: sessions, login, people (TOTP secrets sealed by the factor key, which keyd wraps:
- *   identity/factor-key.ts), WebAuthn — console sessions in the pipeline, routes/identity.ts
+ *   identity/factor-key.ts), WebAuthn — console sessions in the pipeline, the identity routes
  *
- * Audit events of a tenant's API keys go to that tenant's store (in the same transaction as the
- * change); operator and system events go to the control store.
+ * Where an audit event goes (a tenant's store or the control store) is the audit recorder's rule
+ * (audit/recorder.ts); background jobs run through the job runner (server/jobs.ts).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,13 +22,11 @@ import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
+import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
+import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
-import {
-  createSinkDispatcher,
-  createSinks,
-  parseSinkConfig,
-  type SinkDispatcher,
-} from '../audit/sinks/index.ts';
+import { startSinks } from '../audit/sinks/start.ts';
+import { systemEvent } from '../audit/system-event.ts';
 import { createWitness } from '../audit/witness.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
@@ -53,6 +52,7 @@ import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-sche
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
+import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 
 export interface TresorServerOptions {
   /** How long backups are kept: the deletion certificate's horizon (days). */
@@ -84,70 +84,17 @@ export interface TresorServer {
   reloadCertificates(): Promise<void>;
   /** One pass of the system jobs: contract-end closing and retention. */
   runJobs(): Promise<void>;
+  /** The background jobs' runs and failures, by job name (for operators). */
+  jobs: { status(): Record<string, JobStatus> };
   close(): Promise<void>;
 }
-
-/**
- * A store whose successful writes tell the audit sequencer that `source`'s outbox may hold new
- * events. The sequencer reads the outbox from its own cursor, so a notification for a write that
- * carried no event costs one empty query.
- */
-function notifying<DB>(store: Store<DB>, source: string, audit: () => AuditLog | undefined): Store<DB> {
-  return {
-    location: store.location,
-    db: store.db,
-    async write(work) {
-      const result = await store.write(work);
-      audit()?.sequencer.notify(source);
-      return result;
-    },
-    healthy: () => store.healthy(),
-    close: () => store.close(),
-  };
-}
-
-/**
- * The configured sinks (SIEM file, syslog, webhook) fed from the log: each keeps its own durable
- * cursor under <dataDir>/audit-sinks, so it resumes after a restart and a slow one holds up nobody.
- */
-function startSinks(
-  config: ServerConfig,
-  audit: AuditLog,
-  warn: (obj: object, msg: string) => void,
-): SinkDispatcher | undefined {
-  if (config.audit.sinksFile === undefined) return undefined;
-  const file = config.audit.sinksFile;
-  const sinks = createSinks(parseSinkConfig(JSON.parse(readFileSync(file, 'utf8')), file));
-  if (sinks.length === 0) return undefined;
-  const dispatcher = createSinkDispatcher({
-    sinks,
-    stateDir: join(config.dataDir, 'audit-sinks'),
-    async readEntries(from, limit) {
-      const rows = await audit.reader.entries({ from, limit, below: audit.sequencer.treeHead().size });
-      return rows.map((r) => ({ index: r.index, tenant: r.tenant, leaf: r.leaf }));
-    },
-    readCheckpoints: (after, limit) => audit.reader.checkpointsAfter(after, limit),
-    logger: { info: () => {}, warn, error: warn },
-  });
-  audit.onEntries(() => dispatcher.notify());
-  audit.onCheckpoint(() => dispatcher.notify());
-  dispatcher.notify();
-  return dispatcher;
-}
-
-const SYSTEM_EVENT = (job: string): AuditEvent => ({
-  at: new Date().toISOString(),
-  actor: { kind: 'system', id: job },
-  tenant: null,
-  action: 'system.job',
-  outcome: 'success',
-});
 
 export async function startTresorServer(
   config: ServerConfig,
   options: TresorServerOptions = {},
 ): Promise<TresorServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const clock = () => new Date();
   const keyd = createKeydClient({
     connect:
       config.keyd.kind === 'unix'
@@ -165,35 +112,15 @@ export async function startTresorServer(
   });
   const rawControl = await openControlStore(controlStorePath(config.dataDir));
   let auditLog: AuditLog | undefined;
-  const currentAudit = () => auditLog;
+  const currentSequencer = () => auditLog?.sequencer;
   // Domains write through `control` (notifying); the sequencer writes the log through rawControl.
-  const control = notifying(rawControl, CONTROL_SOURCE, currentAudit);
+  const control = notifyingStore(rawControl, CONTROL_SOURCE, currentSequencer);
   const tenantStores = createTenantStores<TenantDB>({
     dir: config.dataDir,
     migrations: tenantStoreMigrations,
   });
-  // One wrapper per open store, not per call: the vault caches collection rows per store object, and
-  // a new wrapper on every request made every record request read its collection row again.
-  const notifyingStores = new WeakMap<object, Awaited<ReturnType<typeof tenantStores.open>>>();
-  const openTenant = async (tenant: string) => {
-    const store = await tenantStores.open(tenant);
-    let wrapped = notifyingStores.get(store);
-    if (wrapped === undefined) {
-      wrapped = notifying(store, tenant, currentAudit);
-      notifyingStores.set(store, wrapped);
-    }
-    return wrapped;
-  };
-  // A tenant's outbox is moved into the log before its store is wiped (nothing of it is lost).
-  const auditedTenantStores = {
-    create: async (tenant: string) => notifying(await tenantStores.create(tenant), tenant, currentAudit),
-    open: openTenant,
-    exists: (tenant: string) => tenantStores.exists(tenant),
-    async destroy(tenant: string) {
-      if (await tenantStores.exists(tenant)) await auditLog?.sequencer.drain(tenant);
-      await tenantStores.destroy(tenant);
-    },
-  };
+  const auditedStores = auditedTenantStores(tenantStores, currentSequencer);
+  const openTenant = (tenant: string) => auditedStores.open(tenant);
   const keyCache = createKeyCache(
     options.keyCache ?? { maxEntries: 10_000, ttlMs: 5 * 60_000, maxUses: 1_000_000 },
   );
@@ -204,53 +131,32 @@ export async function startTresorServer(
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
   const apiKeys = createApiKeyService({ control });
-  const tenantService = createTenantService<ControlDB>({
+  const tenants = createTenantService<ControlDB>({
     control,
     apiKeys: tenantApiKeys,
     onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
-    tenantStores: auditedTenantStores,
+    forgetKeys: (tenant) => dataKeys.forgetTenant(tenant),
+    tenantStores: auditedStores,
     keys: keyd,
-    exporter: (tenant, target) => vault.exportTenant(tenant, target, SYSTEM_EVENT('tenant-close')),
+    exporter: (tenant, target) =>
+      vault.exportTenant(tenant, target, systemEvent({ id: 'tenant-close', action: 'system.job' }, clock())),
     config: { closeGraceDays: config.closeGraceDays, backupRetentionDays: options.backupRetentionDays ?? 35 },
   });
-  // A closed tenant's keys must not outlive it in memory (DESIGN invariant 9).
-  const tenants: TenantService = {
-    ...tenantService,
-    async closeTenant(id, input, context) {
-      try {
-        return await tenantService.closeTenant(id, input, context);
-      } finally {
-        if ((await tenantService.getTenant(id).catch(() => undefined))?.state === 'closed')
-          dataKeys.forgetTenant(id);
-      }
-    },
-    async autoClose(now) {
-      const report = await tenantService.autoClose(now);
-      for (const id of report.closed) dataKeys.forgetTenant(id);
-      return report;
-    },
-    async resume() {
-      const report = await tenantService.resume();
-      for (const id of report.closed) dataKeys.forgetTenant(id);
-      return report;
-    },
-  };
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });
   const grants = createGrantService({
     control,
-    now: () => new Date(),
+    now: clock,
     config: {
       defaultDurationMs: config.access.defaultGrantMinutes * 60_000,
       maxDurationMs: config.access.maxGrantMinutes * 60_000,
     },
   });
-  const reviews = createAccessReviewService({ control, now: () => new Date() });
+  const reviews = createAccessReviewService({ control, now: clock });
 
   // Console identity. The factor key is keyd's (identity/factor-key.ts): wrapped in the control
   // store, unwrapped into memory at start or, while keyd is down, at first use; people and login
   // wait for it.
-  const clock = () => new Date();
   const sessions = createSessionService({
     control,
     now: clock,
@@ -302,8 +208,8 @@ export async function startTresorServer(
     },
     async listSources() {
       const live = [
-        ...(await tenantService.listTenants({ state: 'active' })),
-        ...(await tenantService.listTenants({ state: 'closing' })),
+        ...(await tenants.listTenants({ state: 'active' })),
+        ...(await tenants.listTenants({ state: 'closing' })),
       ];
       const sources = [CONTROL_SOURCE];
       for (const t of live) if (await tenantStores.exists(t.id)) sources.push(t.id);
@@ -322,7 +228,13 @@ export async function startTresorServer(
   auditLog = audit;
   await audit.start();
   await recordConfigAtStart(control, config);
-  const sinks = startSinks(config, audit, (obj, msg) => http.app.log.warn(obj, msg));
+  const sinks = startSinks({
+    sinksFile: config.audit.sinksFile,
+    stateDir: join(config.dataDir, 'audit-sinks'),
+    audit,
+    warn: (obj, msg) => http.app.log.warn(obj, msg),
+  });
+  const recorder = createAuditRecorder({ control, openTenant });
 
   const http = await createHttpServer({
     config,
@@ -333,10 +245,7 @@ export async function startTresorServer(
     },
     // Access grants (src/access) plug in here as `grants`; until then no grant is live.
     audit: {
-      async record(event, tenant) {
-        const store = tenant !== null && event.actor.kind === 'api-key' ? await openTenant(tenant) : control;
-        await (store as Store<ControlDB>).write((trx) => appendAuditEvent(trx, event));
-      },
+      record: (event, tenant) => recorder.record(event, tenant),
       available: () => audit.health().ok,
     },
     readiness: [
@@ -360,16 +269,8 @@ export async function startTresorServer(
     reserveBytes: config.audit.diskReserveBytes,
     logger: http.app.log,
     async record(action, freeBytes) {
-      await control.write((trx) =>
-        appendAuditEvent(trx, {
-          at: new Date().toISOString(),
-          actor: { kind: 'system', id: 'disk-watch' },
-          tenant: null,
-          action,
-          target: { freeBytes },
-          outcome: 'success',
-        }),
-      );
+      const event = systemEvent({ id: 'disk-watch', action, target: { freeBytes } }, clock());
+      await control.write((trx) => appendAuditEvent(trx, event));
     },
   });
   await diskWatch.start();
@@ -388,7 +289,10 @@ export async function startTresorServer(
   }, 500);
   auditWatch.unref();
 
-  await tenants.resume().catch(() => undefined); // keyd may still be starting; the job timer retries
+  const jobs = createJobRunner({ logger: http.app.log, clock });
+  // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.
+  const resumeTenants = async () => failOnItems(await tenants.resume());
+  await jobs.run('tenants.resume', resumeTenants);
 
   // keyd's operations into the audit log, every few seconds (system actor `keyd`).
   const keydOps = createKeydOpsMirror({
@@ -397,10 +301,11 @@ export async function startTresorServer(
   });
   let mirroring: Promise<unknown> | undefined;
   const mirrorKeydOps = () => {
-    mirroring ??= keydOps
-      .runOnce()
-      .then(() => audit.sequencer.notify(CONTROL_SOURCE))
-      .catch(() => undefined)
+    mirroring ??= jobs
+      .run('audit.keyd-ops', async () => {
+        await keydOps.runOnce();
+        audit.sequencer.notify(CONTROL_SOURCE);
+      })
       .finally(() => {
         mirroring = undefined;
       });
@@ -410,12 +315,17 @@ export async function startTresorServer(
   keydOpsTimer.unref();
 
   async function runJobs(): Promise<void> {
-    await tenants.resume().catch(() => undefined);
-    await tenants.autoClose().catch(() => undefined);
-    await grants.expireDue().catch(() => undefined);
-    for (const t of await tenants.listTenants({ state: 'active' })) {
-      await vault.runRetention(t.id).catch(() => undefined);
-    }
+    await jobs.run('tenants.resume', resumeTenants);
+    await jobs.run('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
+    await jobs.run('grants.expire', () => grants.expireDue());
+    // Every active tenant's retention runs, whichever of them fails.
+    await jobs.run('vault.retention', async () => {
+      const failed: { code: string }[] = [];
+      for (const t of await tenants.listTenants({ state: 'active' })) {
+        await vault.runRetention(t.id).catch((error: unknown) => failed.push(loggableError(error)));
+      }
+      failOnItems({ failed });
+    });
   }
   const interval = options.jobIntervalMs ?? 3_600_000;
   const timer = interval > 0 ? setInterval(() => void runJobs(), interval) : undefined;
@@ -437,6 +347,7 @@ export async function startTresorServer(
     audit,
     grants,
     runJobs,
+    jobs: { status: () => jobs.status() },
     async reloadCertificates() {
       let outcome: AuditEvent['outcome'] = 'success';
       try {
@@ -445,15 +356,8 @@ export async function startTresorServer(
         outcome = 'failure';
         throw error;
       } finally {
-        await control.write((trx) =>
-          appendAuditEvent(trx, {
-            at: new Date().toISOString(),
-            actor: { kind: 'system', id: 'server' },
-            tenant: null,
-            action: 'tls.reload',
-            outcome,
-          }),
-        );
+        const event = systemEvent({ id: 'server', action: 'tls.reload', outcome }, clock());
+        await control.write((trx) => appendAuditEvent(trx, event));
       }
     },
     async close() {

@@ -173,6 +173,12 @@ export interface TenantServiceOptions<DB extends VaultControlDB = VaultControlDB
    * authenticated keys in this process (ApiKeyService.forgetTenant) drop them at once.
    */
   onApiKeysRevoked?: (tenant: string) => void;
+  /**
+   * Called once a tenant is closed, so that its data keys cached in this process
+   * (DataKeyring.forgetTenant) go with it: a closed tenant's keys must not outlive it in memory
+   * (DESIGN invariant 9).
+   */
+  forgetKeys?: (tenant: string) => void;
 }
 
 const DAY_MS = 86_400_000;
@@ -466,7 +472,25 @@ export function createTenantService<DB extends VaultControlDB>(
     return exported === undefined ? signed : { ...signed, export: exported };
   }
 
+  /** Forgets the tenant's keys if it is closed, whether or not the step that closed it failed after. */
+  async function forgetKeysIfClosed(id: string): Promise<void> {
+    if (options.forgetKeys === undefined) return;
+    if ((await row(id).catch(() => undefined))?.state === 'closed') options.forgetKeys(id);
+  }
+
   async function closeTenant(
+    id: string,
+    input: CloseTenantInput,
+    context: AuditContext,
+  ): Promise<ClosedTenant> {
+    try {
+      return await closeTenantNow(id, input, context);
+    } finally {
+      await forgetKeysIfClosed(id);
+    }
+  }
+
+  async function closeTenantNow(
     id: string,
     input: CloseTenantInput,
     context: AuditContext,
@@ -618,6 +642,7 @@ export function createTenantService<DB extends VaultControlDB>(
               }
               await finishClose(id, { actor: RESUME_ACTOR }, undefined);
               report.closed.push(id);
+              options.forgetKeys?.(id);
             }
           });
         } catch (error) {

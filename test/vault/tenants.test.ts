@@ -699,6 +699,89 @@ describe('tenant lifecycle', () => {
     assert.equal((await tenants.getTenant(running.id)).state, 'active');
   });
 
+  describe("forgets a closed tenant's keys in this process (forgetKeys)", () => {
+    const forgetting = () => {
+      const forgotten: string[] = [];
+      return { forgotten, tenants: r.service({ forgetKeys: (tenant) => forgotten.push(tenant) }) };
+    };
+
+    it('after a close, for the closed tenant only', async () => {
+      const { forgotten, tenants } = forgetting();
+      const doomed = await tenants.createTenant({ name: 'Doomed' }, OPERATOR);
+      await tenants.createTenant({ name: 'Stays' }, OPERATOR);
+      assert.deepEqual(forgotten, []);
+      await tenants.closeTenant(doomed.id, { reason: 'end' }, OPERATOR);
+      assert.deepEqual(forgotten, [doomed.id]);
+    });
+
+    it('not after a close that failed before the tenant was closed', async () => {
+      const { forgotten, tenants } = forgetting();
+      const created = await tenants.createTenant({ name: 'Half' }, OPERATOR);
+      r.faults = { keys: { op: 'sign', when: 'before' } };
+      assert.equal(
+        await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
+        'TEST_INJECTED_FAULT',
+      );
+      assert.equal(
+        await codeOf(tenants.closeTenant('ten_nope', { reason: 'end' }, OPERATOR)),
+        'TRESOR_ERR_NOT_FOUND',
+      );
+      assert.deepEqual(forgotten, []);
+    });
+
+    it('when a close failed after the tenant was closed (checked, not assumed)', async () => {
+      const forgotten: string[] = [];
+      const tenants = r.service({
+        forgetKeys: (tenant) => forgotten.push(tenant),
+        onApiKeysRevoked: () => {
+          throw new InjectedFault('after the commit');
+        },
+      });
+      const created = await tenants.createTenant({ name: 'Late fault' }, OPERATOR);
+      const state = async () => (await tenants.getTenant(created.id)).state;
+      // The first hook (after active → closing) throws: the tenant is only closing, nothing forgotten.
+      assert.equal(
+        await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
+        'TEST_INJECTED_FAULT',
+      );
+      assert.equal(await state(), 'closing');
+      assert.deepEqual(forgotten, []);
+      // The retry's revocation after the closing commit throws too: closed, so forgotten.
+      assert.equal(
+        await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
+        'TEST_INJECTED_FAULT',
+      );
+      assert.equal(await state(), 'closed');
+      assert.deepEqual(forgotten, [created.id]);
+    });
+
+    it('after resume() finishes a close, for the tenants it closed', async () => {
+      const first = r.service();
+      const closing = await first.createTenant({ name: 'Closing' }, OPERATOR);
+      r.faults = { keys: { op: 'sign', when: 'before' } };
+      await codeOf(first.closeTenant(closing.id, { reason: 'end' }, OPERATOR));
+      r.faults = { keys: { op: 'createTenantKey', when: 'before' } };
+      await codeOf(first.createTenant({ name: 'Provisioning' }, OPERATOR));
+
+      const { forgotten, tenants } = forgetting();
+      const report = await tenants.resume();
+      assert.deepEqual(report.closed, [closing.id]);
+      assert.equal(report.activated.length, 1);
+      assert.deepEqual(forgotten, [closing.id]);
+    });
+
+    it('after autoClose(), for the tenants whose contract ended', async () => {
+      const { forgotten, tenants } = forgetting();
+      const ended = await tenants.createTenant(
+        { name: 'Ended', contractStart: '2029-01-01', contractEnd: '2030-01-31' },
+        OPERATOR,
+      );
+      await tenants.createTenant({ name: 'Running', contractEnd: '2031-01-31' }, OPERATOR);
+      assert.deepEqual((await tenants.autoClose(new Date('2030-03-03T00:00:00.000Z'))).closed, [ended.id]);
+      assert.deepEqual(forgotten, [ended.id]);
+    });
+  });
+
   it('stores the first API key only as a hash: its text is nowhere in the control store files', async () => {
     const tenants = r.service();
     const created = await tenants.createTenant({ name: 'Hashed' }, OPERATOR);

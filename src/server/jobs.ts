@@ -1,0 +1,102 @@
+/**
+ * The server's background jobs (tenant resume and contract-end closing, grant expiry, retention,
+ * copying keyd's operations into the audit log), run by name so that a failure is never silent:
+ * it is logged at error level, counted, and kept in status() for operators. One job's failure
+ * never stops the others; the next run simply tries again.
+ *
+ * Log lines and status carry the job's name and the error's code only, plus the message of
+ * Tresor's own errors (whose messages never hold customer values or secrets); any other error is
+ * named by its class alone, since its message may quote anything.
+ */
+
+/** Where job failures go (a pino logger fits). */
+export interface JobLogger {
+  error(details: object, message: string): void;
+}
+
+export interface JobStatus {
+  runs: number;
+  failures: number;
+  /** When the last run started (ISO 8601). */
+  lastRun?: string;
+  /** When the last successful run finished. */
+  lastSuccess?: string;
+  /** When the last failed run finished, and why (an error code, or the error's class name). */
+  lastError?: { at: string; code: string };
+}
+
+export interface JobRunner {
+  /** Runs `work` as a run of job `name`; never rejects. Answers whether it succeeded. */
+  run(name: string, work: () => Promise<unknown>): Promise<boolean>;
+  /** Every job run so far, by name. */
+  status(): Record<string, JobStatus>;
+}
+
+/**
+ * A job whose items (tenants) were each tried, some of which failed: the run counts as failed,
+ * under the first failure's code.
+ */
+export class JobItemsFailed extends Error {
+  readonly code: string;
+
+  constructor(failed: readonly { code: string }[]) {
+    super(`${failed.length} item(s) of the job failed`);
+    this.name = 'JobItemsFailed';
+    this.code = failed[0]?.code ?? 'TRESOR_ERR_INTERNAL';
+  }
+}
+
+/** Throws JobItemsFailed when a job's report lists failed items. */
+export function failOnItems(report: { failed: readonly { code: string }[] }): void {
+  if (report.failed.length > 0) throw new JobItemsFailed(report.failed);
+}
+
+const TRESOR_CODE = /^TRESOR_ERR_[A-Z0-9_]+$/;
+
+/** What of an error may be logged: a Tresor code with its message, else only the class name. */
+export function loggableError(error: unknown): { code: string; message?: string } {
+  const { code, message, name } = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    message?: unknown;
+    name?: unknown;
+  };
+  if (typeof code === 'string' && TRESOR_CODE.test(code))
+    return typeof message === 'string' ? { code, message } : { code };
+  return { code: typeof name === 'string' && name !== '' ? name : 'Error' };
+}
+
+export function createJobRunner(deps: { logger: JobLogger; clock: () => Date }): JobRunner {
+  const jobs = new Map<string, JobStatus>();
+  return {
+    async run(name, work) {
+      let status = jobs.get(name);
+      if (status === undefined) {
+        status = { runs: 0, failures: 0 };
+        jobs.set(name, status);
+      }
+      status.runs += 1;
+      status.lastRun = deps.clock().toISOString();
+      try {
+        await work();
+        status.lastSuccess = deps.clock().toISOString();
+        return true;
+      } catch (error) {
+        const { code, message } = loggableError(error);
+        status.failures += 1;
+        status.lastError = { at: deps.clock().toISOString(), code };
+        deps.logger.error(
+          { job: name, code, ...(message === undefined ? {} : { error: message }) },
+          'background job failed',
+        );
+        return false;
+      }
+    },
+    status() {
+      const copy: Record<string, JobStatus> = {};
+      for (const [name, status] of jobs) {
+        copy[name] = { ...status, ...(status.lastError ? { lastError: { ...status.lastError } } : {}) };
+      }
+      return copy;
+    },
+  };
+}
