@@ -1,6 +1,6 @@
 /**
  * The identity factor key: the 32-byte AES-256-GCM key that seals TOTP secrets (sealed-totp-secret.ts). It must
- * never sit unwrapped on any disk (DESIGN invariant 2), so it is a keyd data key like a tenant's:
+ * never sit unwrapped on any disk (docs/architecture.md, invariant 2), so it is a keyd data key like a tenant's:
  *
  * - keyd wraps it under the tenant key of a reserved keyd tenant id, SYSTEM_KEYD_TENANT (`sys_…`
  *   can never be a tenant's id, which are `ten_…`), made at first start if keyd has none;

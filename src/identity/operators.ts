@@ -1,6 +1,6 @@
 /**
  * Operator admins: the people and scripts that run a Tresor installation — create and close
- * tenants, manage staff — and never read a tenant's records (DESIGN.md invariant 7: their
+ * tenants, manage staff — and never read a tenant's records (docs/architecture.md, invariant 7: their
  * principal, `operator-admin`, is not one any record route accepts).
  *
  * Two credentials:

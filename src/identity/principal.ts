@@ -1,6 +1,6 @@
 /**
  * Who is making a request, as the authentication layer proved it. Domains receive a Principal and
- * decide; they never look at headers. No operator principal can read tenant records (DESIGN.md
+ * decide; they never look at headers. No operator principal can read tenant records (docs/architecture.md,
  * invariant 7): only a tenant's own API keys and staff holding a live grant (src/access) reach
  * records — and a staff session reaches them only as the grant, never as itself.
  */

@@ -5,7 +5,7 @@
  * contractor. Customer side (one tenant each): tenant admin, tenant member. API keys and the
  * system's own jobs are principals of their own (principal.ts), not roles.
  *
- * No role has standing access to tenant records (DESIGN.md invariant 7): staff reach records only
+ * No role has standing access to tenant records (docs/architecture.md, invariant 7): staff reach records only
  * through a live, time-boxed grant (src/access/), which this file does not hand out. Contractors are
  * not employees: their grants need an employee's approval.
  */

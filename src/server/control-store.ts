@@ -4,7 +4,7 @@
  * that reach the API (identity — secrets only as hashes), staff access grants (access), the signed
  * deletion certificates of closed tenants, and the audit events and log of all this (audit).
  * It never holds a customer record: that is what lets operator admins manage tenants here without
- * ever reaching a tenant's data (DESIGN.md invariant 7).
+ * ever reaching a tenant's data (docs/architecture.md, invariant 7).
  *
  * Each domain defines its own tables and migrations; only this file, at the top, composes them.
  * Times are ISO 8601 UTC text and contract dates `YYYY-MM-DD`, so SQLite and PostgreSQL store

@@ -176,7 +176,7 @@ export interface TenantServiceOptions<DB extends VaultControlDB = VaultControlDB
   /**
    * Called once a tenant is closed, so that its data keys cached in this process
    * (DataKeyring.forgetTenant) go with it: a closed tenant's keys must not outlive it in memory
-   * (DESIGN invariant 9).
+   * (docs/architecture.md, invariant 9).
    */
   forgetKeys?: (tenant: string) => void;
 }
