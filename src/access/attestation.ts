@@ -17,7 +17,7 @@ import type { Store } from '../store/types.ts';
 import { hasControlCharacter } from '../text.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
-import { refuseIn, writeAudited } from './audited-write.ts';
+import { refusalsOf, writeAudited } from './audited-write.ts';
 import { type Attestation, toAttestation } from './review-evidence.ts';
 import { checkPeriod, iso } from './review-period.ts';
 
@@ -44,19 +44,12 @@ export function attestations(options: { control: Store<AccessDB>; now: () => Dat
           typeof tenantId === 'string'
             ? await trx.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst()
             : undefined;
-        const refuse = (why: string, error: TresorError) =>
-          refuseIn(
-            trx,
-            now().toISOString(),
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: tenant?.id ?? null,
-              action: 'access.attest',
-              target: { refused: why },
-              error,
-            },
-            meta,
-          );
+        const refuse = refusalsOf(
+          trx,
+          now,
+          { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action: 'access.attest' },
+          meta,
+        );
         // The attesting officer: the session's person, or the one a system job (the CLI) names.
         let officer: string | undefined;
         if (by && actor.kind === 'session' && by.role === 'security-officer') {

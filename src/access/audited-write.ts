@@ -5,7 +5,7 @@
  */
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
-import { markAudited } from '../audit/refusal.ts';
+import { markAudited, refusalOutcome } from '../audit/refusal.ts';
 import type { TresorError } from '../errors.ts';
 import { type AuditMeta, identityEvent, type ResolvedActor } from '../identity/sessions.ts';
 import type { Store } from '../store/types.ts';
@@ -29,8 +29,12 @@ export async function writeAudited<T>(
   return result;
 }
 
-/** Records the refusal of one step (outcome denied or failure, `refusal: code`) and returns it. */
-export async function refuseIn(
+/**
+ * Records the refusal of one step (`refusal: code`) and returns it. Its outcome is the pipeline's
+ * for the same code (denied for a missing permission or second factor), since this event stands
+ * for the request's refusal in the log.
+ */
+async function refuseIn(
   trx: Transaction<AccessDB>,
   at: string,
   step: {
@@ -42,7 +46,7 @@ export async function refuseIn(
   },
   meta: AuditMeta | undefined,
 ): Promise<Refusal> {
-  const outcome = step.error.code === 'TRESOR_ERR_FORBIDDEN' ? 'denied' : 'failure';
+  const outcome = refusalOutcome(step.error.code);
   await appendAuditEvent(
     trx,
     identityEvent(
@@ -53,6 +57,20 @@ export async function refuseIn(
     ),
   );
   return new Refusal(step.error);
+}
+
+/**
+ * The refusal helper of one step: `refuse(why, error, target?)` records the refusal by `step.actor`
+ * on `step.tenant`, naming why, and returns it.
+ */
+export function refusalsOf(
+  trx: Transaction<AccessDB>,
+  now: () => Date,
+  step: { actor: AccessAuditActor; tenant: string | null; action: string },
+  meta: AuditMeta | undefined,
+) {
+  return (why: string, error: TresorError, target: Record<string, unknown> = {}): Promise<Refusal> =>
+    refuseIn(trx, now().toISOString(), { ...step, target: { ...target, refused: why }, error }, meta);
 }
 
 /** Records a step that succeeded. */

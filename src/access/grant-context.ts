@@ -3,12 +3,11 @@
  * reads every part makes inside its transaction.
  */
 import type { Transaction } from 'kysely';
-import type { TresorError } from '../errors.ts';
 import { FRESH_2FA_MS } from '../identity/people.ts';
-import type { AuditMeta, SessionPrincipal } from '../identity/sessions.ts';
+import type { SessionPrincipal } from '../identity/sessions.ts';
 import type { Store } from '../store/types.ts';
 import type { AccessDB, GrantState, GrantsTable } from './access-store-schema.ts';
-import { type AccessAuditActor, type Refusal, refuseIn, writeAudited } from './audited-write.ts';
+import { type Refusal, writeAudited } from './audited-write.ts';
 import { type GrantInfo, grantDeadline, grantInfoOf, grantStateAt } from './grant-state.ts';
 import { checkConfig, DEFAULT_GRANT_CONFIG, GRANT_ID_PATTERN, type GrantConfig } from './grant-vocabulary.ts';
 
@@ -27,18 +26,6 @@ export interface GrantContext {
   toInfo(row: GrantsTable, t: number): GrantInfo;
   /** One audited write: a Refusal it returns is thrown after its audit event committed. */
   run<T>(work: (trx: Transaction<AccessDB>) => Promise<T | Refusal>): Promise<T>;
-  /** Records a refusal, now, and returns it for `run` to throw. */
-  refuseIn(
-    trx: Transaction<AccessDB>,
-    step: {
-      actor: AccessAuditActor;
-      tenant: string | null;
-      action: string;
-      target: Record<string, unknown>;
-      error: TresorError;
-    },
-    meta: AuditMeta | undefined,
-  ): Promise<Refusal>;
   /**
    * When the session last passed a second factor, read from the session row (live, the actor's own):
    * the caller's copy of the principal is not trusted for this. null when none or the session ended.
@@ -57,7 +44,6 @@ export function grantContextOf(options: GrantServiceOptions): GrantContext {
     stateAt: (row, t) => grantStateAt(row, t, config.requestTtlMs),
     toInfo: (row, t) => grantInfoOf(row, t, config.requestTtlMs),
     run: (work) => writeAudited(control, work),
-    refuseIn: (trx, step, meta) => refuseIn(trx, now().toISOString(), step, meta),
     async fresh2faIn(trx, actor) {
       if (actor.kind !== 'session' || typeof actor.sessionId !== 'string') return null;
       const s = await trx

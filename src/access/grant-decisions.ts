@@ -14,7 +14,7 @@ import {
 } from '../identity/sessions.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive, wrongState } from './access-errors.ts';
 import type { AccessDB, GrantState, GrantsTable } from './access-store-schema.ts';
-import { auditIn, Refusal } from './audited-write.ts';
+import { auditIn, Refusal, refusalsOf } from './audited-write.ts';
 import { type GrantContext, grantIn, moveGrantIn, tenantIn } from './grant-context.ts';
 import { sidesOf } from './grant-parties.ts';
 import { awaitingOf, type GrantInfo, grantTarget } from './grant-state.ts';
@@ -51,30 +51,11 @@ export function grantDecisions(ctx: GrantContext): GrantDecisions {
     const auditActor = by?.audit ?? auditActorOf(actor);
     const row = await grantIn(trx, grantId);
     if (!row) {
-      return ctx.refuseIn(
-        trx,
-        {
-          actor: auditActor,
-          tenant: null,
-          action,
-          target: { grantId: safeId(grantId), refused: 'unknown-grant' },
-          error: notFound('grant'),
-        },
-        meta,
-      );
+      const refuse = refusalsOf(trx, now, { actor: auditActor, tenant: null, action }, meta);
+      return refuse('unknown-grant', notFound('grant'), { grantId: safeId(grantId) });
     }
-    const refuse = (why: string, error: TresorError) =>
-      ctx.refuseIn(
-        trx,
-        {
-          actor: auditActor,
-          tenant: row.tenant,
-          action,
-          target: { ...grantTarget(row), refused: why },
-          error,
-        },
-        meta,
-      );
+    const refused = refusalsOf(trx, now, { actor: auditActor, tenant: row.tenant, action }, meta);
+    const refuse = (why: string, error: TresorError) => refused(why, error, grantTarget(row));
     return { by, row, state: ctx.stateAt(row, now().getTime()), refuse };
   }
 

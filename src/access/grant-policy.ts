@@ -8,7 +8,7 @@ import type { TresorError } from '../errors.ts';
 import { type AuditMeta, auditActorOf, type IdentityActor, resolveActorIn } from '../identity/sessions.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import { type AccessDB, APPROVAL_POLICIES, type ApprovalPolicy } from './access-store-schema.ts';
-import { auditIn } from './audited-write.ts';
+import { auditIn, refusalsOf } from './audited-write.ts';
 import { type GrantContext, tenantIn } from './grant-context.ts';
 
 export interface GrantPolicies {
@@ -37,18 +37,14 @@ export function grantPolicies(ctx: GrantContext): GrantPolicies {
       await ctx.run(async (trx) => {
         const by = await resolveActorIn(trx, actor);
         const tenant = await tenantIn(trx, tenantId);
+        const refused = refusalsOf(
+          trx,
+          now,
+          { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action: 'grant.policy' },
+          meta,
+        );
         const refuse = (why: string, error: TresorError) =>
-          ctx.refuseIn(
-            trx,
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: tenant?.id ?? null,
-              action: 'grant.policy',
-              target: { policy: APPROVAL_POLICIES.includes(policy) ? policy : '(invalid)', refused: why },
-              error,
-            },
-            meta,
-          );
+          refused(why, error, { policy: APPROVAL_POLICIES.includes(policy) ? policy : '(invalid)' });
         if (!APPROVAL_POLICIES.includes(policy))
           return refuse('invalid', invalid('policy', `one of ${APPROVAL_POLICIES.join(', ')}`));
         // The tenant's own admin chooses; an operator admin may only restore the lockbox, never

@@ -2,11 +2,11 @@
  * Reading grants: one, a filtered list (each caller sees only what they may), and the live grant
  * the request pipeline checks on every staff request.
  */
-import type { TresorError } from '../errors.ts';
 import { canRequestGrants } from '../identity/roles.ts';
 import { auditActorOf, type IdentityActor, resolveActorIn } from '../identity/sessions.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import { GRANT_STATES, type GrantState } from './access-store-schema.ts';
+import { refusalsOf } from './audited-write.ts';
 import { type GrantContext, grantIn } from './grant-context.ts';
 import { mayView } from './grant-parties.ts';
 import type { GrantInfo, LiveGrant } from './grant-state.ts';
@@ -38,17 +38,15 @@ export function grantQueries(ctx: GrantContext): GrantQueries {
         const t = now().getTime();
         if (!by || !row || !mayView(by, row, ctx.stateAt(row, t))) {
           // One answer for "no such grant" and "not yours to see".
-          return ctx.refuseIn(
+          const refuse = refusalsOf(
             trx,
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: row?.tenant ?? null,
-              action: 'grant.read',
-              target: { grantId: safeId(grantId), refused: row ? 'not-allowed' : 'unknown-grant' },
-              error: notFound('grant'),
-            },
+            now,
+            { actor: by?.audit ?? auditActorOf(actor), tenant: row?.tenant ?? null, action: 'grant.read' },
             undefined,
           );
+          return refuse(row ? 'not-allowed' : 'unknown-grant', notFound('grant'), {
+            grantId: safeId(grantId),
+          });
         }
         return ctx.toInfo(row, t);
       });
@@ -57,18 +55,12 @@ export function grantQueries(ctx: GrantContext): GrantQueries {
     async list(actor, filter = {}) {
       return ctx.run(async (trx) => {
         const by = await resolveActorIn(trx, actor);
-        const refuse = (why: string, error: TresorError) =>
-          ctx.refuseIn(
-            trx,
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: null,
-              action: 'grant.list',
-              target: { refused: why },
-              error,
-            },
-            undefined,
-          );
+        const refuse = refusalsOf(
+          trx,
+          now,
+          { actor: by?.audit ?? auditActorOf(actor), tenant: null, action: 'grant.list' },
+          undefined,
+        );
         if (!by) return refuse('actor', forbidden());
         const f = (filter ?? {}) as Record<string, unknown>;
         if (f.tenant !== undefined && (typeof f.tenant !== 'string' || f.tenant.length > 64))

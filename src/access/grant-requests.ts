@@ -15,7 +15,7 @@ import {
 } from '../identity/sessions.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive } from './access-errors.ts';
 import type { AccessDB, GrantsTable } from './access-store-schema.ts';
-import { auditIn, Refusal } from './audited-write.ts';
+import { auditIn, Refusal, refusalsOf } from './audited-write.ts';
 import { type GrantContext, tenantIn } from './grant-context.ts';
 import { policyIn } from './grant-policy.ts';
 import { awaitingOf, type GrantInfo, grantTarget, requiredApprovals } from './grant-state.ts';
@@ -41,18 +41,14 @@ export function grantRequests(ctx: GrantContext): GrantRequests {
     const action = how === 'request' ? 'grant.request' : 'grant.break-glass';
     const by = await resolveActorIn(trx, actor);
     const tenant = await tenantIn(trx, (input as { tenant?: unknown } | null)?.tenant);
+    const refused = refusalsOf(
+      trx,
+      now,
+      { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action },
+      meta,
+    );
     const refuse = (why: string, error: TresorError, extra: Record<string, unknown> = {}) =>
-      ctx.refuseIn(
-        trx,
-        {
-          actor: by?.audit ?? auditActorOf(actor),
-          tenant: tenant?.id ?? null,
-          action,
-          target: { ...(how === 'break-glass' ? { severity: 'high' } : {}), ...extra, refused: why },
-          error,
-        },
-        meta,
-      );
+      refused(why, error, { ...(how === 'break-glass' ? { severity: 'high' } : {}), ...extra });
     const allowed = how === 'request' ? canRequestGrants : canBreakGlass;
     if (!by || by.personId === null || !allowed(by.role)) return refuse('role', forbidden());
     const checked = checkRequest(input, config);

@@ -35,7 +35,7 @@ import type { Store } from '../store/types.ts';
 import { forbidden, invalid } from './access-errors.ts';
 import type { AccessDB } from './access-store-schema.ts';
 import { type AttestInput, attestations } from './attestation.ts';
-import { type Refusal, refuseIn, writeAudited } from './audited-write.ts';
+import { type Refusal, refusalsOf, writeAudited } from './audited-write.ts';
 import type { GrantInfo } from './grant-state.ts';
 import { DEFAULT_REQUEST_TTL_MS, PERSON_ID_PATTERN } from './grant-vocabulary.ts';
 import {
@@ -117,19 +117,12 @@ export function createAccessReviewService(options: {
       const wanted = (input ?? {}) as { from?: unknown; to?: unknown; tenant?: unknown; person?: unknown };
       const scope = await run(async (trx) => {
         const by = await resolveActorIn(trx, actor);
-        const refuse = (why: string, error: TresorError) =>
-          refuseIn(
-            trx,
-            now().toISOString(),
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: null,
-              action: 'access.review',
-              target: { refused: why },
-              error,
-            },
-            meta,
-          );
+        const refuse = refusalsOf(
+          trx,
+          now,
+          { actor: by?.audit ?? auditActorOf(actor), tenant: null, action: 'access.review' },
+          meta,
+        );
         const period = checkPeriod(wanted);
         if (period instanceof TresorError) return refuse('invalid', period);
         if (wanted.tenant !== undefined && (typeof wanted.tenant !== 'string' || wanted.tenant.length > 64))
@@ -205,19 +198,12 @@ export function createAccessReviewService(options: {
     async unreviewed(actor, options = {}) {
       const scope = await run(async (trx) => {
         const by = await resolveActorIn(trx, actor);
-        const refuse = (why: string, error: TresorError) =>
-          refuseIn(
-            trx,
-            now().toISOString(),
-            {
-              actor: by?.audit ?? auditActorOf(actor),
-              tenant: null,
-              action: 'access.unreviewed',
-              target: { refused: why },
-              error,
-            },
-            undefined,
-          );
+        const refuse = refusalsOf(
+          trx,
+          now,
+          { actor: by?.audit ?? auditActorOf(actor), tenant: null, action: 'access.unreviewed' },
+          undefined,
+        );
         const until = options?.until === undefined ? now().getTime() : parseInstant(options.until);
         if (until === undefined)
           return refuse('invalid', invalid('until', 'YYYY-MM-DD or an ISO 8601 UTC time'));

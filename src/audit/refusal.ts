@@ -17,3 +17,14 @@ export function markAudited<E extends object>(error: E): E {
 export function isAudited(error: unknown): boolean {
   return typeof error === 'object' && error !== null && audited.has(error);
 }
+
+/** Refusals that deny the caller (rather than fail their request): no permission, no fresh second factor. */
+const DENIED_CODES: ReadonlySet<string> = new Set([
+  'TRESOR_ERR_FORBIDDEN',
+  'TRESOR_ERR_SECOND_FACTOR_REQUIRED',
+]);
+
+/** The outcome an audit event gives a refusal with this error code. */
+export function refusalOutcome(code: string): 'denied' | 'failure' {
+  return DENIED_CODES.has(code) ? 'denied' : 'failure';
+}

@@ -98,6 +98,18 @@ describe('access refusals over HTTP', () => {
     assert.equal(e.domain[0]?.target?.refused, 'own-request');
   });
 
+  it('break-glass without a second factor on the session’s record is audited once, as denied', async () => {
+    // The principal claims a fresh factor (the pipeline's step-up passes); the session row, which
+    // the grant service reads, has none.
+    const officer = await f.login(await f.person('security-officer'), { fresh2faAt: null });
+    caller = { ...officer, fresh2faAt: f.now().toISOString() };
+    const e = await eventsOf(() => post('/v1/grants/break-glass', ask), 401);
+    assert.equal(e.domain.length + e.pipeline.length, 1, 'exactly one audit event for the refusal');
+    assert.equal(e.domain[0]?.action, 'grant.break-glass');
+    assert.equal(e.domain[0]?.outcome, 'denied', 'as the pipeline classes a missing second factor');
+    assert.equal(e.domain[0]?.target?.refusal, 'TRESOR_ERR_SECOND_FACTOR_REQUIRED');
+  });
+
   it('reading a grant that does not exist is audited once, by the domain', async () => {
     const e = await eventsOf(
       () =>
