@@ -29,7 +29,8 @@
  *
  * Every change and every refusal is audited in the same transaction, with the grant's tenant as the
  * event's tenant (the customer sees who asked, why and what happened). A refusal's event is committed
- * and only then is the error thrown. Actors are re-read inside the transaction (resolveActorIn), and
+ * and only then is the error thrown, marked as audited so the request pipeline does not record the
+ * same refusal again (audited-write.ts). Actors are re-read inside the transaction (resolveActorIn), and
  * the second-factor time is read from the live session row, not taken from the caller.
  */
 import { type GrantServiceOptions, grantContextOf } from './grant-context.ts';
