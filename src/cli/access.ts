@@ -23,7 +23,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, CommanderError } from 'commander';
-import { type AccessReport, createAccessReviewService, parseInstant } from '../access/review.ts';
+import { type AccessReport, createAccessReviewService } from '../access/review.ts';
+import { parseInstant } from '../access/review-period.ts';
 import { TresorError } from '../errors.ts';
 import type { IdentityActor } from '../identity/sessions.ts';
 import { type ControlDB, controlStorePath, openControlStore } from '../server/control-store.ts';

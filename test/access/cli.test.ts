@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { GrantRequestInput } from '../../src/access/grants.ts';
+import type { GrantRequestInput } from '../../src/access/grant-vocabulary.ts';
 import { appendAuditEvent } from '../../src/audit/event.ts';
 import type { PersonInfo } from '../../src/identity/people.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';

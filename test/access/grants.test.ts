@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import type { GrantInfo, GrantRequestInput } from '../../src/access/grants.ts';
+import type { GrantInfo } from '../../src/access/grant-state.ts';
+import type { GrantRequestInput } from '../../src/access/grant-vocabulary.ts';
 import { FRESH_2FA_MS, type PersonInfo } from '../../src/identity/people.ts';
 import type { SessionPrincipal } from '../../src/identity/sessions.ts';
 import { type AccessFixture, ADMIN, type AuditRecord, openAccessFixture, refusal } from './fixture.ts';

@@ -7,13 +7,10 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import type { GrantInfo, GrantRequestInput } from '../../src/access/grants.ts';
-import {
-  type AccessReviewService,
-  covers,
-  createAccessReviewService,
-  parseInstant,
-} from '../../src/access/review.ts';
+import type { GrantInfo } from '../../src/access/grant-state.ts';
+import type { GrantRequestInput } from '../../src/access/grant-vocabulary.ts';
+import { type AccessReviewService, createAccessReviewService } from '../../src/access/review.ts';
+import { covers, parseInstant } from '../../src/access/review-period.ts';
 import { appendAuditEvent } from '../../src/audit/event.ts';
 import type { PersonInfo } from '../../src/identity/people.ts';
 import { type AccessFixture, ADMIN, type AuditRecord, openAccessFixture, refusal } from './fixture.ts';

@@ -19,6 +19,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import type { AuditEvent } from '../../audit/event.ts';
+import { isAudited } from '../../audit/refusal.ts';
 import { TresorError } from '../../errors.ts';
 import { actorOf, tenantOfPrincipal } from '../../identity/principal.ts';
 import type { AuditOrigin } from '../../vault/vault-audit.ts';
@@ -137,10 +138,13 @@ export function audit(deps: { audit: AuditRecorder; now: () => Date }) {
 const DENIED_LAYERS = new Set(['second-factor', 'authorization']);
 const DENIED_CODES = new Set(['TRESOR_ERR_FORBIDDEN', 'TRESOR_ERR_SECOND_FACTOR_REQUIRED']);
 
-/** Whether a failed request is one the pipeline must audit: after authentication, on an audited route. */
+/**
+ * Whether a failed request is one the pipeline must audit: after authentication, on an audited
+ * route — unless the domain that refused it already committed the refusal's event (audit/refusal.ts).
+ */
 export function mustAuditFailure(state: RequestState | undefined, err: unknown): boolean {
   if (!state?.route || state.route.audit === 'none-public' || state.principal === null) return false;
-  return !(err instanceof AuditUnavailableError);
+  return !(err instanceof AuditUnavailableError) && !isAudited(err);
 }
 
 /** Records the denial or failure of an authenticated request (called by the error handler). */

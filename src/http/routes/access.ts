@@ -8,10 +8,27 @@
  * request (layers/authorization.ts), so its end is felt at the very next request.
  *
  * The grant service writes its own audit events — every change and every refusal — in the same
- * transaction as the change; the handlers then mark the request audited. Reads (get, list) and
- * the review report are recorded here or by the review service.
+ * transaction as the change; the handlers then mark the request audited, and a refusal reaches the
+ * error handler marked as audited already, so the pipeline does not record it again. Reads (get,
+ * list) and the review report are recorded here or by the review service.
  */
-import Type from 'typebox';
+import Type, { type TLiteral, type TUnion } from 'typebox';
+import { MAX_NOTE_CHARS } from '../../access/attestation.ts';
+import {
+  APPROVAL_POLICIES,
+  DEFAULT_GRANT_DURATION_MS,
+  GRANT_ACCESSES,
+  GRANT_ID_PATTERN,
+  GRANT_MINUTES_CEILING,
+  GRANT_STATES,
+  MAX_GRANT_COLLECTIONS,
+  MAX_GRANT_DURATION_MS,
+  MINUTE,
+  REASON_MAX_CHARS,
+  REASON_MIN_CHARS,
+  TICKET_MAX_CHARS,
+  TICKET_PATTERN,
+} from '../../access/grant-vocabulary.ts';
 import type { GrantService } from '../../access/grants.ts';
 import type { AccessReviewService } from '../../access/review.ts';
 import { TresorError } from '../../errors.ts';
@@ -24,38 +41,53 @@ import {
   type RouteModule,
   type SessionPrincipal,
 } from '../route.ts';
+import { PersonId, TenantId } from './identity-schemas.ts';
 
 export interface AccessRouteDeps {
   grants: GrantService;
   reviews: AccessReviewService;
 }
 
-const GrantId = Type.String({ pattern: '^grt_[0-9a-f]{24}$', maxLength: 28 });
-const TenantId = Type.String({ pattern: '^ten_[A-Za-z0-9_-]{1,60}$', maxLength: 64 });
-const PersonId = Type.String({ pattern: '^psn_[0-9a-f]{24}$', maxLength: 28 });
+const GrantId = Type.String({ pattern: GRANT_ID_PATTERN.source, maxLength: 28 });
 const CollectionName = Type.String({ pattern: '^[a-z][a-z0-9_]{0,62}$', maxLength: 63 });
 const Collections = Type.Union([
   Type.Literal('*'),
-  Type.Array(CollectionName, { minItems: 1, maxItems: 64, uniqueItems: true }),
+  Type.Array(CollectionName, { minItems: 1, maxItems: MAX_GRANT_COLLECTIONS, uniqueItems: true }),
 ]);
-const Access = Type.Union([Type.Literal('read'), Type.Literal('read-write')]);
-const State = Type.Union(
-  ['pending', 'approved', 'active', 'denied', 'expired', 'revoked'].map((s) => Type.Literal(s)),
-);
-const Policy = Type.Union([Type.Literal('customer'), Type.Literal('four-eyes'), Type.Literal('automatic')]);
+/**
+ * One of the domain's words, as a union of literals. TypeBox infers a union's type from a tuple
+ * only, so the type is stated; the schema is the union itself.
+ */
+const oneOf = <T extends string>(words: readonly T[]) =>
+  Type.Union(words.map((w) => Type.Literal(w))) as unknown as TUnion<[TLiteral<T>]>;
+const Access = oneOf(GRANT_ACCESSES);
+const State = oneOf(GRANT_STATES);
+const Policy = oneOf(APPROVAL_POLICIES);
 const Instant = Type.String({
   pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,3})?)?Z)?$',
   maxLength: 24,
 });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
+/**
+ * The bounds the grant service enforces (grant-vocabulary.ts). The reason is trimmed before it is
+ * counted, so the service may still refuse one the schema lets through. A duration is bounded by
+ * the longest any configuration allows (access.maxGrantMinutes at its highest, 7 days); the
+ * server's configured maximum, 480 minutes by default, is enforced by the service.
+ */
 const GrantRequest = Type.Object({
   tenant: TenantId,
   collections: Collections,
   access: Access,
-  reason: Type.String({ minLength: 1, maxLength: 500 }),
-  ticket: Type.String({ minLength: 1, maxLength: 100 }),
-  durationMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 60 })),
+  reason: Type.String({ minLength: REASON_MIN_CHARS, maxLength: REASON_MAX_CHARS }),
+  ticket: Type.String({ pattern: TICKET_PATTERN.source, minLength: 1, maxLength: TICKET_MAX_CHARS }),
+  durationMinutes: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: GRANT_MINUTES_CEILING,
+      description: `Minutes. When absent, the server's default (${DEFAULT_GRANT_DURATION_MS / MINUTE} unless configured otherwise); at most the server's configured maximum (${MAX_GRANT_DURATION_MS / MINUTE} unless configured otherwise, never above ${GRANT_MINUTES_CEILING}).`,
+    }),
+  ),
 });
 
 const Grant = Type.Object({
@@ -428,7 +460,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
             from: Instant,
             to: Instant,
             tenant: Type.Optional(Nullable(TenantId)),
-            note: Type.String({ minLength: 1, maxLength: 1000 }),
+            note: Type.String({ minLength: 1, maxLength: MAX_NOTE_CHARS }),
           }),
           response: { 201: Attestation },
         },
