@@ -5,6 +5,7 @@
  */
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
+import { markAudited } from '../audit/refusal.ts';
 import type { Store } from '../store/types.ts';
 import {
   DENIED,
@@ -167,7 +168,7 @@ export function createRecoveryService(options: RecoveryServiceOptions): Recovery
         );
         return { resetToken, expiresAt };
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
       return result;
     },
 
@@ -275,7 +276,7 @@ export function createRecoveryService(options: RecoveryServiceOptions): Recovery
         );
         return undefined;
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
     },
   };
 }

@@ -8,6 +8,7 @@
  */
 import type { Transaction } from 'kysely';
 import { type ActorKind, appendAuditEvent } from '../audit/event.ts';
+import { markAudited } from '../audit/refusal.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import { DENIED, denyIn, forbidden, managedIn } from './account-access.ts';
@@ -160,7 +161,7 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
       );
       return undefined;
     });
-    if (result === DENIED) throw forbidden();
+    if (result === DENIED) throw markAudited(forbidden());
   }
 
   return {
@@ -239,7 +240,7 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
         );
         return row;
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
       return {
         person: toPerson(result),
         enrolmentToken,
@@ -277,7 +278,7 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
         );
         return rows.map(toPerson);
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
       return result;
     },
 
@@ -327,7 +328,7 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
         );
         return { enrolmentToken, enrolmentExpiresAt: expiresAt };
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
       return result;
     },
 
@@ -353,7 +354,7 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
         );
         return { ...m.person, role, updated_at: at };
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
       return toPerson(result);
     },
 

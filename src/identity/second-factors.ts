@@ -6,6 +6,7 @@
  */
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
+import { markAudited } from '../audit/refusal.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import { DENIED, denyIn, FRESH_2FA_MS, forbidden, managedIn, selfActor } from './account-access.ts';
@@ -161,7 +162,7 @@ export function createSecondFactorService(options: {
         );
         return undefined;
       });
-      if (result === DENIED) throw forbidden();
+      if (result === DENIED) throw markAudited(forbidden());
     },
   };
 }

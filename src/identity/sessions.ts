@@ -23,6 +23,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import { type ActorKind, type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import { markAudited } from '../audit/refusal.ts';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
@@ -538,7 +539,7 @@ export function createSessionService(options: {
           .execute();
         return rows.map(toInfo);
       });
-      if (result === 'denied') throw forbidden();
+      if (result === 'denied') throw markAudited(forbidden());
       return result;
     },
 
@@ -570,7 +571,7 @@ export function createSessionService(options: {
         );
         return 'done';
       });
-      if (result === 'denied') throw forbidden();
+      if (result === 'denied') throw markAudited(forbidden());
     },
 
     async revokeAll(actor, personId, meta) {
@@ -591,7 +592,7 @@ export function createSessionService(options: {
         );
         return ids.length;
       });
-      if (result === 'denied') throw forbidden();
+      if (result === 'denied') throw markAudited(forbidden());
       return result;
     },
 

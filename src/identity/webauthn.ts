@@ -41,6 +41,7 @@ import {
   parseAuthenticatorData,
 } from '@simplewebauthn/server/helpers';
 import type { ActorKind, AuditEvent } from '../audit/event.ts';
+import { markAudited } from '../audit/refusal.ts';
 import { TresorError } from '../errors.ts';
 import type { CeremonyKind, StoredChallenge, StoredCredential, WebAuthnStore } from './webauthn-store.ts';
 
@@ -188,7 +189,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
     const target: Record<string, unknown> = { reason };
     if (credentialId !== undefined) target.credentialId = credentialId;
     await store.recordRefusal(await audit(personId, ACTIONS[kind], 'denied', target, now()));
-    throw new WebAuthnRefusedError(reason);
+    throw markAudited(new WebAuthnRefusedError(reason));
   }
 
   async function issueChallenge(personId: string, kind: CeremonyKind): Promise<Uint8Array<ArrayBuffer>> {
