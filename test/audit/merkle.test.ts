@@ -257,8 +257,8 @@ describe("Certificate Transparency's 8-leaf reference tree", () => {
   });
 });
 
-describe('transparency-dev/merkle proof vectors (/work/shared/testdata/rfc9162)', () => {
-  const root = '/work/shared/testdata/rfc9162';
+describe('transparency-dev/merkle proof vectors (test/fixtures/rfc9162)', () => {
+  const root = join(import.meta.dirname, '..', 'fixtures', 'rfc9162');
   const walk = (dir: string): string[] =>
     readdirSync(dir)
       .sort()

@@ -1,5 +1,5 @@
 /**
- * Bad input gets a clear 4xx problem+json and changes nothing (DESIGN.md Invariant 8): malformed
+ * Bad input gets a clear 4xx problem+json and changes nothing, and no input yields a 5xx: malformed
  * JSON, wrong types, oversized bodies and fields, deep nesting, prototype keys, duplicate keys,
  * unknown fields and parameters, other tenants' ids, invalid cursors, path tricks, wrong media
  * types, header tricks. Every case also checks that no handler ran and nothing was stored.
