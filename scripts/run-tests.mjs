@@ -1,11 +1,36 @@
 #!/usr/bin/env node
 // Node 20's test runner neither expands globs nor finds .ts files on its own (it would run
 // 0 tests and exit 0), so this lists test/**/*.test.ts explicitly and hands them to tsx.
-import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+// Before that it checks Node and the system tools (scripts/system-deps.mjs); every test and hook
+// gets a time limit (scripts/test-time-limit.mjs) and the whole run one more.
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureSystemDeps, nodeVersionProblem } from './system-deps.mjs';
 
-const root = join(import.meta.dirname, '..');
+const TEST_LIMIT_MS = limitFromEnv('TRESOR_TEST_TIMEOUT_MS', 180_000);
+const RUN_LIMIT_MS = limitFromEnv('TRESOR_TEST_RUN_LIMIT_MS', 30 * 60_000);
+
+function limitFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    console.error(`run-tests: ${name} must be a positive whole number of milliseconds`);
+    process.exit(2);
+  }
+  return value;
+}
+
+// Not import.meta.dirname: Node before 20.11 lacks it, and this must still say what is wrong there.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const problems = [nodeVersionProblem(), ...ensureSystemDeps()].filter((line) => line !== null);
+if (problems.length > 0) {
+  for (const line of problems) console.error(`run-tests: ${line}`);
+  process.exit(1);
+}
+
 const filter = process.argv.slice(2);
 
 function walk(dir) {
@@ -25,9 +50,96 @@ if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
-const result = spawnSync(
+
+// No --test-timeout: on Node 20 it would limit each whole file, not each test.
+// --test-force-exit (Node >= 20.14): a test that timed out leaves its handles open, and its file
+// would otherwise wait for the overall limit.
+const forceExit = process.allowedNodeEnvironmentFlags.has('--test-force-exit') ? ['--test-force-exit'] : [];
+const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
-  { cwd: root, stdio: 'inherit' },
+  [
+    '--import',
+    'tsx',
+    '--import',
+    join(root, 'scripts', 'test-time-limit.mjs'),
+    '--test',
+    ...forceExit,
+    '--test-concurrency=2',
+    '--test-reporter=spec',
+    ...files,
+  ],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, TRESOR_TEST_TIMEOUT_MS: String(TEST_LIMIT_MS) },
+    // Its own process group, so the limit can stop every process the tests started.
+    detached: true,
+  },
 );
-process.exit(result.status ?? 1);
+
+/** The pids below `pid` (from /proc), children before their own children. */
+function descendants(pid) {
+  const parents = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Field 4, after the command name in parentheses (which may itself hold spaces or ')').
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(Number(entry), ppid);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const found = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift();
+    for (const [p, pp] of parents) {
+      if (pp === parent) {
+        found.push(p);
+        queue.push(p);
+      }
+    }
+  }
+  return found;
+}
+
+function killTree(signal) {
+  // Collected before killing: a killed parent's children are re-parented and would be lost.
+  const pids = [child.pid, ...descendants(child.pid)];
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // The group is already gone.
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+const minutes = (ms) => (ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms} ms`);
+let expired = false;
+const runLimit = setTimeout(() => {
+  expired = true;
+  console.error(
+    `run-tests: the run exceeded its limit of ${minutes(RUN_LIMIT_MS)} (TRESOR_TEST_RUN_LIMIT_MS); stopping every test process`,
+  );
+  killTree('SIGKILL');
+}, RUN_LIMIT_MS);
+
+// The child has its own process group, so Ctrl-C at the terminal reaches only this process.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => killTree(signal));
+}
+
+child.on('exit', (code) => {
+  clearTimeout(runLimit);
+  // Whatever the tests left running (a child of a test that was killed) goes with them.
+  if (!expired) killTree('SIGKILL');
+  process.exit(expired ? 124 : (code ?? 1));
+});

@@ -10,12 +10,12 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ensureDevTls } from '../config/dev-tls.ts';
 import { resolveServerConfig, type ServerConfig } from '../config/server-config.ts';
-import { createKeydClient } from '../keyd/client.ts';
 import { writeFileAtomic } from '../keyd/root/atomic-file.ts';
 import { devFileInitialised, initDevFile } from '../keyd/root/dev-file.ts';
 import { startTresorServer, type TresorServer } from '../server/tresor-server.ts';
 import { info, out, warn } from './io.ts';
 import { handleServerSignals } from './server.ts';
+import { deadlineFromEnv, waitForKeyd } from './wait-for-keyd.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tresor.js', import.meta.url));
 
@@ -36,58 +36,13 @@ function waitForExit(child: ChildProcess): Promise<void> {
 /** How long `tresor dev` waits for its keyd child to answer (env TRESOR_DEV_KEYD_START_MS). */
 const KEYD_START_MS = 60_000;
 
-function keydStartDeadlineMs(): number {
-  const raw = process.env.TRESOR_DEV_KEYD_START_MS;
-  const ms = raw === undefined ? KEYD_START_MS : Number(raw);
-  if (!Number.isInteger(ms) || ms <= 0)
-    throw new Error('TRESOR_DEV_KEYD_START_MS must be a positive integer');
-  return ms;
-}
-
-/**
- * Asks keyd for its health until it answers ok, keyd exits, or the deadline passes. A busy machine
- * can take many seconds to start keyd (it compiles TypeScript on the fly), more than one call's
- * retries cover: each round is one short call, and the deadline, not the retry count, bounds the wait.
- */
-async function waitForKeyd(socket: string, exited: Promise<void>, deadlineMs: number): Promise<void> {
-  const client = createKeydClient({
-    connect: { kind: 'unix', path: socket },
-    clientName: 'tresor-dev',
-    timeoutMs: 2_000,
-    retries: 0,
-  });
-  let gone = false;
-  void exited.then(() => {
-    gone = true;
-  });
-  const until = Date.now() + deadlineMs;
-  let last = 'no answer yet';
-  try {
-    while (!gone) {
-      try {
-        const status = await client.call('health', {});
-        if (status.status === 'ok') return;
-        last = `keyd is ${status.status}`;
-      } catch (err) {
-        last = err instanceof Error ? err.message : String(err);
-      }
-      if (gone) break;
-      if (Date.now() >= until) throw new Error(`keyd did not answer within ${deadlineMs} ms (${last})`);
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    throw new Error('keyd exited during start');
-  } finally {
-    await client.close();
-  }
-}
-
 /** Starts keyd as a child process and waits until it answers on its socket; stops it if it never does. */
 export async function startDevStack(dataDir: string): Promise<DevStack> {
   const keydDir = join(dataDir, 'keyd');
   mkdirSync(keydDir, { recursive: true, mode: 0o700 });
   if (!devFileInitialised(keydDir)) initDevFile(keydDir);
   const keydSocket = join(keydDir, 'keyd.sock');
-  const deadlineMs = keydStartDeadlineMs();
+  const deadlineMs = deadlineFromEnv('TRESOR_DEV_KEYD_START_MS', KEYD_START_MS);
   const keyd = spawn(process.execPath, [BIN, 'keyd', 'serve', '--provider', 'dev-file', '--dir', keydDir], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, TRESOR_KEYD_SOCKET: keydSocket },
@@ -98,7 +53,13 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
     await exited;
   };
   try {
-    await waitForKeyd(keydSocket, exited, deadlineMs);
+    await waitForKeyd({
+      connect: { kind: 'unix', path: keydSocket },
+      clientName: 'tresor-dev',
+      deadlineMs,
+      until: 'ok',
+      exited,
+    });
   } catch (err) {
     await stop();
     throw err;
@@ -247,9 +208,11 @@ export function registerDevCommand(program: Command): void {
         await stack.stop();
         throw err;
       }
+      // Signals first: whoever reads the banner may press Ctrl-C at once.
+      const stopped = handleServerSignals(server, () => stack.stop());
       warn('DEV STACK: keyd uses the plain root key file in the data folder. Never use this in production.');
       if (flags.json) out(credentials, true);
       else info(banner(credentials, stack, consoleOrigin(config, server.url)));
-      await handleServerSignals(server, () => stack.stop());
+      await stopped;
     });
 }

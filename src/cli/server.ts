@@ -2,11 +2,57 @@
  * `tresor server`: one API node. Config from flags > TRESOR_* > config file > defaults; SIGHUP
  * reloads the TLS certificates without dropping connections; SIGTERM/SIGINT finish in-flight
  * requests, then stop. `tresor config show` prints the resolved config with secrets redacted.
+ *
+ * Before it listens it waits for keyd to answer, up to TRESOR_KEYD_WAIT_MS (60 s), saying what it
+ * waits for; a keyd that never answers ends the start with one line and exit code 3. A sealed keyd
+ * answers: the server starts, and routes that need keys answer 503 until keyd is unsealed.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { redactedServerConfig, resolveServerConfig } from '../config/server-config.ts';
+import { redactedServerConfig, resolveServerConfig, type ServerConfig } from '../config/server-config.ts';
+import type { KeydConnectTarget } from '../keyd/client.ts';
 import { startTresorServer, type TresorServer } from '../server/tresor-server.ts';
-import { info, out } from './io.ts';
+import { info, out, warn } from './io.ts';
+import { deadlineFromEnv, waitForKeyd } from './wait-for-keyd.ts';
+
+const KEYD_WAIT_MS = 60_000;
+
+function keydTarget(config: ServerConfig): KeydConnectTarget {
+  const k = config.keyd;
+  if (k.kind === 'unix') return { kind: 'unix', path: k.socketPath };
+  return {
+    kind: 'tls',
+    host: k.host,
+    port: k.port,
+    cert: readFileSync(k.certFile),
+    key: readFileSync(k.keyFile),
+    ca: readFileSync(k.caFile),
+    ...(k.servername ? { servername: k.servername } : {}),
+  };
+}
+
+function describeKeyd(config: ServerConfig): string {
+  const k = config.keyd;
+  return k.kind === 'unix' ? `keyd on ${k.socketPath}` : `keyd at ${k.host}:${k.port} (mutual TLS)`;
+}
+
+/** Waits until keyd answers (sealed or not), saying so on stderr if it does not at once. */
+async function waitForServerKeyd(config: ServerConfig): Promise<void> {
+  const deadlineMs = deadlineFromEnv('TRESOR_KEYD_WAIT_MS', KEYD_WAIT_MS);
+  const which = describeKeyd(config);
+  const health = await waitForKeyd({
+    connect: keydTarget(config),
+    clientName: 'tresor-server',
+    deadlineMs,
+    until: 'answers',
+    onWaiting: () =>
+      info(`tresor: waiting for ${which} to answer (up to ${deadlineMs} ms, TRESOR_KEYD_WAIT_MS)…`),
+  }).catch((err: unknown) => {
+    throw Object.assign(err as Error, { message: `${which}: ${(err as Error).message}` });
+  });
+  if (health.status !== 'ok')
+    warn(`tresor: ${which} is ${health.status}: routes that need keys answer 503 until it is unsealed`);
+}
 
 interface ServerFlags {
   config?: string;
@@ -66,10 +112,13 @@ export function registerServerCommands(program: Command): void {
     .description('run one Tresor API node (HTTPS) against keyd and the data folder')
     .action(async (flags: ServerFlags) => {
       const config = resolveServerConfig(flags as Record<string, unknown>);
+      await waitForServerKeyd(config);
       const server = await startTresorServer(config);
+      // Signals first: whoever reads the URL may send SIGTERM at once (it would kill, not stop).
+      const stopped = handleServerSignals(server);
       if (flags.json) out({ url: server.url }, true);
       else info(`tresor: listening on ${server.url}`);
-      await handleServerSignals(server);
+      await stopped;
     });
 
   const cfg = program.command('config').description('configuration');

@@ -143,8 +143,13 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
   shutdownGraceMs: 10_000,
 };
 
-/** Per minute. Generous: one application server sends all its tenants' traffic from one address with few keys. */
-export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 600_000, perKey: 600_000 };
+/**
+ * Per minute (docs/configuration.md). Per credential 3,000 (50 a second, all minute long) is more
+ * than a person or an integration sends; per address 12,000 leaves room for an application server
+ * sending with a few keys. A guessing loop runs far faster and is refused within its first minute.
+ * A bulk import that needs more raises them (TRESOR_RATE_LIMIT_PER_KEY, _PER_ADDRESS).
+ */
+export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 12_000, perKey: 3_000 };
 
 export class ConfigError extends TresorError<'TRESOR_ERR_CONFIG_INVALID'> {
   readonly problems: readonly string[];

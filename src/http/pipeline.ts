@@ -4,7 +4,7 @@
  * registered without them, and a route cannot opt out: what varies per route is only what it
  * declared (route.ts), which each layer reads.
  *
- *   1. request id and limits     onRequest      layers/request-id.ts
+ *   1. request id and limits     onRequest      layers/request-id.ts, layers/duplicate-headers.ts
  *   2. rate limit                onRequest      layers/rate-limit.ts      (per address, per credential)
  *   3. authentication            onRequest      layers/authentication.ts  (Bearer or session+CSRF → Principal)
  *   4. second factor             onRequest      layers/second-factor.ts   (routes with secondFactor)
@@ -24,6 +24,7 @@ import type { AuditRecorder, Authenticator, GrantResolver, SessionAuthenticator 
 import { audit } from './layers/audit.ts';
 import { authentication } from './layers/authentication.ts';
 import { authorization } from './layers/authorization.ts';
+import { rejectDuplicateHeaders } from './layers/duplicate-headers.ts';
 import { type RateLimitConfig, rateLimit } from './layers/rate-limit.ts';
 import { requestIdAndLimits } from './layers/request-id.ts';
 import { secondFactor } from './layers/second-factor.ts';
@@ -65,11 +66,16 @@ interface Step {
 
 /** Installs the layers on the root instance. Call before registering any route. */
 export function installPipeline(app: FastifyInstance, deps: PipelineDeps): void {
+  const idAndLimits = requestIdAndLimits({ bodyLimit: deps.bodyLimit });
   const steps: Step[] = [
     {
       layer: 'request-id-and-limits',
       hook: 'onRequest',
-      run: requestIdAndLimits({ bodyLimit: deps.bodyLimit }),
+      // The id first, so that even a refused request's problem answer carries it.
+      run: async function requestIdAndLimitsLayer(request, reply) {
+        await idAndLimits(request, reply);
+        rejectDuplicateHeaders(request);
+      },
     },
     { layer: 'rate-limit', hook: 'onRequest', run: rateLimit(app, deps.rateLimit) },
     { layer: 'authentication', hook: 'onRequest', run: authentication(deps.authenticate, deps.sessions) },

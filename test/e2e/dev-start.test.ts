@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { TRESOR_BIN } from '../helpers/keyd-process.ts';
+import { startKeyd, TRESOR_BIN, tresor } from '../helpers/keyd-process.ts';
 
 const run = promisify(execFile);
 // Above tresor dev's own 60 s wait for keyd, so a slow keyd shows as tresor dev's error, not ours.
@@ -343,8 +344,120 @@ describe('npm start (tresor dev) when keyd never answers', () => {
       (err: unknown) => err as Error,
     );
     assert.ok(failed, 'tresor dev must not start without keyd');
-    assert.match(failed.message, /exited \(1\) during start/, 'it exits with 1 instead of hanging');
+    assert.match(
+      failed.message,
+      /exited \(3\) during start/,
+      'it exits with 3 (keyd unavailable) instead of hanging',
+    );
     assert.match(failed.message, /keyd did not answer within 1 ms/, 'and says what it waited for');
     assert.deepEqual(processesMentioning(dataDir), [], 'keyd is stopped, not left running');
+  });
+});
+
+/** `tresor server` against a keyd someone else runs, started here and frozen with SIGSTOP. */
+describe('tresor server when keyd does not answer', () => {
+  let root: string;
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'tresor-server-keyd-'));
+  });
+
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  /** A running keyd, stopped (SIGSTOP): its socket accepts connections, nothing answers. */
+  async function frozenKeyd(name: string) {
+    const keydDir = join(root, name, 'keyd');
+    assert.equal(tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', keydDir]).status, 0);
+    const socket = join(keydDir, 'keyd.sock');
+    const keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], {
+      kind: 'unix',
+      path: socket,
+    });
+    keyd.proc.kill('SIGSTOP');
+    return { keyd, socket, dataDir: join(root, name, 'data') };
+  }
+
+  function startServer(dataDir: string, socket: string, extraEnv: NodeJS.ProcessEnv = {}) {
+    const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--port', '0', '--data-dir', dataDir], {
+      env: { ...devEnv(dataDir), TRESOR_KEYD_SOCKET: socket, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const said = new EventEmitter();
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk: string) => {
+      stderr += chunk;
+      said.emit('line');
+    });
+    proc.stdout.resume();
+    const exited = new Promise<number | null>((res) =>
+      proc.once('exit', (code, signal) => {
+        if (signal !== null) stderr += `(killed by ${signal})`;
+        res(code);
+      }),
+    );
+    /** Resolves once stderr matches `pattern`; rejects if the server exits first. */
+    const saying = async (pattern: RegExp): Promise<string> => {
+      const gone = exited.then((code) => {
+        throw new Error(`tresor server exited (${code}) before saying ${pattern}:\n${stderr}`);
+      });
+      while (!pattern.test(stderr)) await Promise.race([once(said, 'line'), gone]);
+      void gone.catch(() => undefined);
+      return stderr;
+    };
+    return { proc, exited, saying, stderr: () => stderr };
+  }
+
+  it('says which keyd it waits for and how long, then serves once keyd answers', async (t) => {
+    const { keyd, socket, dataDir } = await frozenKeyd('slow');
+    t.after(async () => {
+      keyd.proc.kill('SIGCONT');
+      await keyd.stop();
+    });
+    const server = startServer(dataDir, socket);
+    t.after(async () => {
+      if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
+      await server.exited;
+    });
+    const waiting = await server.saying(/waiting for keyd/);
+    assert.ok(
+      waiting.includes(`waiting for keyd on ${socket} to answer (up to 60000 ms, TRESOR_KEYD_WAIT_MS)`),
+    );
+    assert.doesNotMatch(waiting, /listening on/, 'it does not serve before keyd answers');
+
+    keyd.proc.kill('SIGCONT');
+    const ready = await server.saying(/listening on https:\/\/\S+/);
+    const url = /listening on (https:\/\/\S+)/.exec(ready)?.[1] ?? '';
+    assert.equal(await refusesConnections(url), false, 'the server accepts connections');
+    server.proc.kill('SIGTERM');
+    assert.equal(await server.exited, 0, `and stops cleanly:\n${server.stderr()}`);
+  });
+
+  it('with a keyd that never answers, exits 3 at its deadline with one line and leaves nothing behind', async (t) => {
+    const { keyd, socket, dataDir } = await frozenKeyd('frozen');
+    t.after(async () => {
+      keyd.proc.kill('SIGCONT');
+      await keyd.stop();
+    });
+    const server = startServer(dataDir, socket, { TRESOR_KEYD_WAIT_MS: '3000' });
+    const code = await server.exited;
+    assert.equal(code, 3, `exit code 3, keyd unavailable:\n${server.stderr()}`);
+    const lines = server.stderr().trim().split('\n');
+    assert.equal(lines.length, 2, `what it waits for, then why it gave up:\n${server.stderr()}`);
+    assert.match(lines[0] ?? '', /waiting for keyd on .* \(up to 3000 ms, TRESOR_KEYD_WAIT_MS\)/);
+    assert.match(
+      lines[1] ?? '',
+      /^tresor: TRESOR_ERR_KEYD_UNAVAILABLE: keyd on \S+keyd\.sock: keyd did not answer within 3000 ms \(.+\)$/,
+    );
+    assert.deepEqual(processesMentioning(dataDir), [], 'no server process is left');
+    assert.equal(existsSync(join(dataDir, 'control.sqlite')), false, 'it opened no store');
+  });
+
+  it('with no keyd at all (no socket), gives up the same way', async () => {
+    const dataDir = join(root, 'none', 'data');
+    const server = startServer(dataDir, join(root, 'none', 'keyd.sock'), { TRESOR_KEYD_WAIT_MS: '1000' });
+    assert.equal(await server.exited, 3, server.stderr());
+    assert.match(server.stderr(), /keyd did not answer within 1000 ms \(keyd cannot be reached\)\n$/);
+    assert.deepEqual(processesMentioning(dataDir), [], 'no server process is left');
   });
 });

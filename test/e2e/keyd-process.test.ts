@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { createKeyService } from '../../src/keyd/service.ts';
 import { createDevCa, fingerprint256, issueCertificate } from '../../src/tls/dev-ca.ts';
 import { startKeyd, tresor } from '../helpers/keyd-process.ts';
 import { createSoftHsmToken } from '../helpers/softhsm.ts';
+import { untilEvent } from '../helpers/wait.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -294,6 +296,7 @@ describe('keyd process killed with kill -9', () => {
     const tenants = ['t1', 't2', 't3', 't4'];
     for (const tenant of tenants) await c.call('createTenantKey', { tenant });
     let stop = false;
+    const progress = new EventEmitter();
     const workers = Array.from({ length: 8 }, async (_, i) => {
       for (let n = 0; !stop; n++) {
         const tenant = tenants[(i + n) % tenants.length] as string;
@@ -301,12 +304,25 @@ describe('keyd process killed with kill -9', () => {
           if (n % 25 === 7) await c.call('rotateTenantKey', { tenant });
           const dk = await c.call('generateDataKey', { tenant, purpose: 'data' });
           acknowledged.push({ tenant, keyId: dk.keyId, key: Buffer.from(dk.key), wrapped: dk.wrapped });
+          progress.emit('ack');
         } catch {
           return; // keyd died under us: what was acknowledged before counts
         }
       }
     });
-    while (acknowledged.length < 300) await new Promise((r) => setImmediate(r));
+    // Until 300 keys are acknowledged; a keyd that stops answering fails the test, not spins it.
+    const enough = untilEvent(
+      '300 acknowledged data keys',
+      progress,
+      'ack',
+      () => acknowledged.length >= 300,
+      60_000,
+    );
+    const ended = Promise.all(workers).then(() => {
+      throw new Error(`every writer stopped after ${acknowledged.length} acknowledged keys`);
+    });
+    await Promise.race([enough, ended]);
+    void ended.catch(() => undefined);
     await keyd.kill9();
     stop = true;
     await Promise.all(workers);

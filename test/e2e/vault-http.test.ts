@@ -1138,7 +1138,6 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     let runs = 0;
     const statuses = new Map<number, number>();
     let auditSeq = lastAuditSeq();
-    const started = Date.now();
     try {
       await fc.assert(
         fc.asyncProperty(request, async (r) => {
@@ -1186,6 +1185,5 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     for (const status of [200, 400, 404, 422]) {
       assert.ok(statuses.has(status), `some request answered ${status} (answers seen: ${seen.join(', ')})`);
     }
-    assert.ok(Date.now() - started < 60_000, `300 runs took ${Date.now() - started} ms`);
   });
 });

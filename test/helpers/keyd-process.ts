@@ -5,8 +5,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createKeydClient, type KeydClient, type KeydConnectTarget } from '../../src/keyd/client.ts';
+import { withDeadline } from './wait.ts';
 
 export const TRESOR_BIN = join(import.meta.dirname, '..', '..', 'bin', 'tresor.js');
+/** keyd compiles its TypeScript on start: seconds on a busy machine, never this long. */
+const KEYD_START_TIMEOUT_MS = 60_000;
+const KEYD_STOP_TIMEOUT_MS = 20_000;
 
 export interface KeydProcess {
   proc: ChildProcess;
@@ -61,7 +65,10 @@ export async function startKeyd(
     async stop() {
       await Promise.all(clients.map((c) => c.close()));
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      return exited;
+      // A keyd that ignores SIGTERM is killed, and the test that met it fails.
+      return withDeadline('keyd to stop on SIGTERM', exited, KEYD_STOP_TIMEOUT_MS, () =>
+        proc.kill('SIGKILL'),
+      );
     },
     async kill9() {
       proc.kill('SIGKILL');
@@ -69,10 +76,12 @@ export async function startKeyd(
       await Promise.all(clients.map((c) => c.close()));
     },
   };
-  // Wait for readiness: the process answers status, or exits (a failed start).
+  // Wait for readiness: the process answers status, or exits (a failed start), or the deadline
+  // passes — then the process is killed, so a keyd that never came up is not left running.
+  const deadline = Date.now() + KEYD_START_TIMEOUT_MS;
   const probe = createKeydClient({ connect, clientName: 'probe', retries: 0, timeoutMs: 2000 });
   try {
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
       const outcome = await Promise.race([
         probe.call('status', {}).then(
           () => 'up' as const,
@@ -82,7 +91,11 @@ export async function startKeyd(
       ]);
       if (outcome === 'up') break;
       if (outcome === 'exited') throw new Error(`keyd exited during start: ${err}`);
-      if (attempt > 150) throw new Error(`keyd did not answer: ${err}`);
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        await exited;
+        throw new Error(`keyd did not answer within ${KEYD_START_TIMEOUT_MS} ms; killed it: ${err}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {

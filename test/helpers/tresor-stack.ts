@@ -220,6 +220,11 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     TRESOR_LOG_LEVEL: options.logLevel ?? 'info',
     // A small disk reserve: dozens of stacks each writing the default 64 MiB would slow the suite.
     TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
+    // The e2e tests load one stack from one address and a few keys far harder than a real client
+    // (server-crash writes 1,500 records as fast as it can, then reads them back): raised here,
+    // not by a lax default. The defaults are tested in test/http/bad-input.test.ts.
+    TRESOR_RATE_LIMIT_PER_KEY: '1000000',
+    TRESOR_RATE_LIMIT_PER_ADDRESS: '1000000',
     ...options.env,
   });
 

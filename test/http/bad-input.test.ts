@@ -1,11 +1,12 @@
 /**
- * Bad input gets a clear 4xx problem+json and changes nothing (DESIGN.md Invariant 8): malformed
+ * Bad input gets a clear 4xx problem+json and changes nothing, and no input yields a 5xx: malformed
  * JSON, wrong types, oversized bodies and fields, deep nesting, prototype keys, duplicate keys,
  * unknown fields and parameters, other tenants' ids, invalid cursors, path tricks, wrong media
  * types, header tricks. Every case also checks that no handler ran and nothing was stored.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DEFAULT_RATE_LIMIT } from '../../src/config/server-config.ts';
 import { NOT_FOUND_DETAIL } from '../../src/http/error-handler.ts';
 import { bearer, buildTestApp, type Harness, problemOf, session, TOKENS } from './fixtures/harness.ts';
 
@@ -360,6 +361,72 @@ describe('headers and problems', () => {
       answers.push((await perAddress.app.inject({ url: '/v1/test/things' })).statusCode);
     assert.deepEqual(answers, [401, 401, 429]);
     assert.deepEqual(perAddress.authenticateCalls, []);
+  });
+
+  it('by default lets a client at 50 requests a second through and stops a guessing loop', async () => {
+    const h = await buildTestApp();
+    const perMinute = DEFAULT_RATE_LIMIT.windowMs === 60_000 ? DEFAULT_RATE_LIMIT.perKey : Number.NaN;
+    assert.ok(perMinute >= 50 * 60, 'a key may send 50 requests a second for a whole minute');
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < perMinute; i++) {
+      const { statusCode } = await h.app.inject({ url: '/v1/test/things', headers: bearer('tenantA') });
+      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1);
+    }
+    assert.deepEqual([...statuses], [[200, perMinute]], 'every request of the busy client answered');
+    const over = await h.app.inject({ url: '/v1/test/things', headers: bearer('tenantA') });
+    assert.equal(over.statusCode, 429);
+    assert.match(String(over.headers['retry-after']), /^\d+$/);
+
+    // Guessing secrets from one address: each guess is a new credential, so the address budget
+    // is what stops it, within the minute.
+    const guesser = await buildTestApp();
+    let refusedAt = -1;
+    for (let i = 0; refusedAt < 0 && i <= DEFAULT_RATE_LIMIT.perAddress; i++) {
+      const guess = `${TOKENS.tenantB.slice(0, -6)}${String(i).padStart(6, '0')}`;
+      const res = await guesser.app.inject({
+        url: '/v1/test/things',
+        headers: { authorization: `Bearer ${guess}` },
+      });
+      if (res.statusCode === 429) refusedAt = i;
+      else assert.equal(res.statusCode, 401);
+    }
+    assert.equal(refusedAt, DEFAULT_RATE_LIMIT.perAddress, 'the guess after the address budget is refused');
+    assert.equal(
+      guesser.authenticateCalls.length,
+      DEFAULT_RATE_LIMIT.perAddress,
+      'refused before authentication',
+    );
+  });
+
+  describe('refuses a header that may appear once but came twice, with 400 and changing nothing', () => {
+    const twice: [string, Record<string, string | string[]>][] = [
+      ['Content-Type', { ...bearer('tenantA'), 'content-type': ['application/json', 'text/plain'] }],
+      ['Content-Length', { ...bearer('tenantA'), ...json, 'content-length': ['15', '15'] }],
+      ['Authorization', { ...json, authorization: [`Bearer ${TOKENS.tenantA}`, `Bearer ${TOKENS.tenantB}`] }],
+    ];
+    for (const [name, headers] of twice) {
+      it(name, async () => {
+        const h = await buildTestApp();
+        const res = await h.app.inject({
+          method: 'POST',
+          url: '/v1/test/things',
+          headers,
+          payload: '{"name":"lamp"}',
+        });
+        assert.equal(res.statusCode, 400, res.body);
+        const problem = problemOf(res);
+        assert.equal(problem.code, 'TRESOR_ERR_BAD_REQUEST');
+        assert.match(String(problem.detail), new RegExp(name, 'i'));
+        assert.deepEqual(h.authenticateCalls, [], 'no credential was looked at');
+        assertNothingChanged(h);
+      });
+    }
+
+    it('while the same request with each header once is stored', async () => {
+      const h = await buildTestApp();
+      const res = await post(h, '{"name":"lamp"}');
+      assert.equal(res.statusCode, 201, res.body);
+    });
   });
 
   it('never shows a stack trace or internal message, for any error', async () => {

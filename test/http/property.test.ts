@@ -1,7 +1,7 @@
 /**
  * Property: whatever a client sends — any method, path, query, headers, media type or body — the
- * answer is never a 5xx, and every error is problem+json without internals (DESIGN.md
- * Invariant 8). Runs against the test routes, minus the two that fail on purpose.
+ * answer is never a 5xx, and every error is problem+json without internals (the invariant: bad
+ * input gets a clear 4xx and changes nothing; no input yields a 5xx). Runs against the test routes, minus the two that fail on purpose.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

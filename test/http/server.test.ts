@@ -257,18 +257,21 @@ describe('plain-HTTP redirect port', () => {
 
 describe('slow clients', () => {
   it('closes a connection that does not finish its headers in time', async () => {
-    const running = await start();
+    // Every other timer that could close the connection is set to 10 minutes, far beyond the
+    // test's own limit: if the connection closes, the headers timeout (1 s) closed it.
+    const running = await start({
+      TRESOR_REQUEST_TIMEOUT_MS: '600000',
+      TRESOR_IDLE_TIMEOUT_MS: '600000',
+      TRESOR_KEEP_ALIVE_TIMEOUT_MS: '600000',
+    });
     try {
       const socket = await handshake(running.url, {});
       socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ');
-      const started = Date.now();
       let answer = '';
       socket.on('data', (chunk: Buffer) => {
         answer += chunk.toString();
       });
       await once(socket, 'close');
-      const waited = Date.now() - started;
-      assert.ok(waited < 4000, `closed after ${waited} ms`);
       assert.ok(answer === '' || answer.startsWith('HTTP/1.1 408'), answer);
     } finally {
       await running.server.close();

@@ -11,6 +11,8 @@ import { RECORDS_MIGRATIONS, type RecordsDb } from './fixtures/records.ts';
 const WRITER = join(import.meta.dirname, 'fixtures', 'acked-writer.ts');
 /** Acknowledged writes to see before the kill: enough that many batches were in flight. */
 const KILL_AFTER = 3000;
+/** Far more than the writer needs for KILL_AFTER writes (a few seconds). */
+const WRITE_TIMEOUT_MS = 120_000;
 
 /** Runs the writer until it has acknowledged KILL_AFTER writes, SIGKILLs it, returns every acked id. */
 function writeUntilKilled(path: string): Promise<{ acked: string[]; signal: NodeJS.Signals | null }> {
@@ -27,8 +29,20 @@ function writeUntilKilled(path: string): Promise<{ acked: string[]; signal: Node
       acked.push(...lines);
       if (acked.length >= KILL_AFTER && child.exitCode === null && !child.killed) child.kill('SIGKILL');
     });
+    // A writer that stalls is killed at the deadline, and the test fails saying how far it got.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(
+          `the writer acknowledged only ${acked.length} of ${KILL_AFTER} writes in ${WRITE_TIMEOUT_MS} ms`,
+        ),
+      );
+    }, WRITE_TIMEOUT_MS);
     child.on('error', reject);
-    child.on('close', (_code, signal) => resolve({ acked, signal }));
+    child.on('close', (_code, signal) => {
+      clearTimeout(timer);
+      resolve({ acked, signal });
+    });
   });
 }
 

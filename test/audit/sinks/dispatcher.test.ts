@@ -13,6 +13,7 @@ import { createSinkDispatcher } from '../../../src/audit/sinks/dispatcher.ts';
 import { createJsonlFileSink } from '../../../src/audit/sinks/jsonl-file.ts';
 import type { AuditSink, SequencedEntry } from '../../../src/audit/sinks/types.ts';
 import { createWebhookSink } from '../../../src/audit/sinks/webhook.ts';
+import { untilEvent } from '../../helpers/wait.ts';
 import { CUSTOMER_MARKER, MemoryLog, makePki, tempDir, WebhookReceiver } from './helpers.ts';
 
 /** A destination that records what it accepted, as `e<index>` and `c<size>`, and says so by event. */
@@ -44,7 +45,7 @@ class RecordingSink extends EventEmitter implements AuditSink {
   async close(): Promise<void> {}
 
   async until(item: string): Promise<void> {
-    while (!this.received.includes(item)) await once(this, 'delivered');
+    await untilEvent(`delivery of ${item}`, this, 'delivered', () => this.received.includes(item));
   }
 
   private check(): void {
@@ -251,7 +252,7 @@ test('status() and the log report a failing webhook without its secret, URL toke
     retry: FAST_RETRY,
   });
   t.after(() => dispatcher.close());
-  while (logged.length < 2) await once(warned, 'warn');
+  await untilEvent('two warnings', warned, 'warn', () => logged.length >= 2);
 
   const [status] = dispatcher.status();
   assert.equal(status?.failing, true);

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { canonicalJson } from '../../../src/audit/canonical.ts';
 import type { SequencedCheckpoint, SequencedEntry } from '../../../src/audit/sinks/types.ts';
 import { type CertificateAndKey, createDevCa, issueCertificate } from '../../../src/tls/dev-ca.ts';
+import { untilEvent } from '../../helpers/wait.ts';
 
 /** A value that must never appear in a status, a log line or an error message. */
 export const CUSTOMER_MARKER = 'customer-value-7f3a';
@@ -139,7 +140,7 @@ export class WebhookReceiver extends EventEmitter {
 
   /** Resolves once `predicate` holds for the requests seen so far. */
   async until(predicate: (requests: readonly WebhookRequest[]) => boolean): Promise<void> {
-    while (!predicate(this.requests)) await once(this, 'request');
+    await untilEvent('the webhook requests awaited', this, 'request', () => predicate(this.requests));
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,8 @@ import { makeEntry, makePki, tempDir } from './helpers.ts';
 const RSYSLOGD = '/usr/sbin/rsyslogd';
 const GTLS_DRIVER = '/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so';
 const BOM = '\uFEFF';
+/** rsyslogd writes within a second or two; a stuck one fails the test, naming the file. */
+const FILE_TIMEOUT_MS = 30_000;
 
 /** Resolves with the file's text once `ready(text)` holds; rejects if rsyslogd exits first. */
 async function waitForFile(
@@ -31,10 +33,14 @@ async function waitForFile(
     const exited = once(daemon, 'exit').then(([code]) => {
       throw new Error(`rsyslogd exited (${code}) before ${path} was ready`);
     });
+    const signal = AbortSignal.timeout(FILE_TIMEOUT_MS);
     for (;;) {
       const text = existsSync(path) ? await readFile(path, 'utf8') : '';
       if (ready(text)) return text;
-      await Promise.race([once(watcher, 'change'), exited]);
+      if (signal.aborted)
+        throw new Error(`rsyslogd did not write what was expected to ${path} within ${FILE_TIMEOUT_MS} ms`);
+      // The deadline ends the wait too; the loop then reads the file once more before failing.
+      await Promise.race([once(watcher, 'change', { signal }).catch(() => undefined), exited]);
     }
   } finally {
     watcher.close();

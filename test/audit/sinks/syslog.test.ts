@@ -11,6 +11,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { checkpointRecord, entryRecord } from '../../../src/audit/sinks/jsonl-file.ts';
 import { createSyslogSink } from '../../../src/audit/sinks/syslog.ts';
 import type { CertificateAndKey } from '../../../src/tls/dev-ca.ts';
+import { untilEvent } from '../../helpers/wait.ts';
 import { makeEntry, makePki, type TestPki } from './helpers.ts';
 
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -48,7 +49,7 @@ class Collector extends EventEmitter {
   }
 
   async until(count: number): Promise<void> {
-    while (this.messages.length < count) await once(this, 'message');
+    await untilEvent(`${count} syslog messages`, this, 'message', () => this.messages.length >= count);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// The system tools the tests need, listed once: `npm test` (run-tests.mjs) and `.ci/run` both check
+// them here. Run directly to check (and, as root with apt-get, install) them.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** Debian package, the file or command that proves it is installed, and which tests need it. */
+export const SYSTEM_DEPS = [
+  { pkg: 'softhsm2', command: 'softhsm2-util', why: 'PKCS#11 root key' },
+  { pkg: 'oathtool', command: 'oathtool', why: 'independent TOTP codes' },
+  { pkg: 'sqlite3', command: 'sqlite3', why: 'tampering with an audit store from outside' },
+  { pkg: 'chromium', file: '/usr/bin/chromium', why: 'WebAuthn in a real browser' },
+  { pkg: 'rsyslog', file: '/usr/sbin/rsyslogd', why: 'a real syslog receiver' },
+  {
+    pkg: 'rsyslog-gnutls',
+    file: '/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so',
+    why: 'syslog over TLS',
+  },
+  { pkg: 'e2fsprogs', command: 'mkfs.ext4', why: 'read-only store test (loop ext4)' },
+  { pkg: 'mount', command: 'losetup', why: 'read-only store test (loop device)' },
+];
+
+/** Node versions the code runs on: package.json's engines, >= 20.11 (import.meta.dirname). */
+export const NODE_MIN = [20, 11];
+
+export function nodeVersionProblem(version = process.versions.node) {
+  const [major, minor] = version.split('.').map(Number);
+  const [wantMajor, wantMinor] = NODE_MIN;
+  if (major > wantMajor || (major === wantMajor && minor >= wantMinor)) return null;
+  return `Node.js ${version} is too old: Tresor needs Node.js >= ${wantMajor}.${wantMinor}`;
+}
+
+function executable(path) {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// sbin directories too: mkfs.ext4 and losetup live there and a non-root PATH often lacks them.
+function onPath(command) {
+  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin']);
+  return dirs.some((dir) => dir !== '' && executable(join(dir, command)));
+}
+
+function present(dep) {
+  if (dep.command !== undefined) return onPath(dep.command);
+  return existsSync(dep.file);
+}
+
+export function missingSystemDeps() {
+  return SYSTEM_DEPS.filter((dep) => !present(dep));
+}
+
+function canInstall() {
+  return process.getuid?.() === 0 && onPath('apt-get');
+}
+
+function apt(args) {
+  const result = spawnSync('apt-get', args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  return result.status === 0;
+}
+
+/**
+ * Returns the lines to print when something is missing and cannot be installed here, or [] when
+ * everything is there (installing it first when running as root with apt-get).
+ */
+export function ensureSystemDeps({ log = console.error } = {}) {
+  let missing = missingSystemDeps();
+  if (missing.length === 0) return [];
+  const pkgs = missing.map((dep) => dep.pkg);
+  if (canInstall()) {
+    log(`system-deps: installing ${pkgs.join(' ')} (apt-get)`);
+    if (apt(['update', '-qq']) && apt(['install', '-y', '-qq', ...pkgs])) missing = missingSystemDeps();
+  }
+  const sudo = process.getuid?.() === 0 ? '' : 'sudo ';
+  return missing.map(
+    (dep) =>
+      `missing system package ${dep.pkg} (${dep.command ?? dep.file}, for ${dep.why}): ${sudo}apt-get install -y ${dep.pkg}`,
+  );
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const problems = [nodeVersionProblem(), ...ensureSystemDeps()].filter((line) => line !== null);
+  for (const line of problems) console.error(line);
+  process.exit(problems.length === 0 ? 0 : 1);
+}
