@@ -10,9 +10,9 @@ import {
   auditActorOf,
   type IdentityActor,
   identityEvent,
-  newId,
   resolveActorIn,
-} from '../identity/sessions.ts';
+} from '../identity/identity-actor.ts';
+import { newId } from '../identity/tokens.ts';
 import type { Store } from '../store/types.ts';
 import { hasControlCharacter } from '../text.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';

@@ -7,7 +7,7 @@ import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { markAudited, refusalOutcome } from '../audit/refusal.ts';
 import type { TresorError } from '../errors.ts';
-import { type AuditMeta, identityEvent, type ResolvedActor } from '../identity/sessions.ts';
+import { type AuditMeta, identityEvent, type ResolvedActor } from '../identity/identity-actor.ts';
 import type { Store } from '../store/types.ts';
 import type { AccessDB } from './access-store-schema.ts';
 

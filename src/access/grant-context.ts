@@ -4,7 +4,7 @@
  */
 import type { Transaction } from 'kysely';
 import { FRESH_2FA_MS } from '../identity/people.ts';
-import type { SessionPrincipal } from '../identity/sessions.ts';
+import type { SessionPrincipal } from '../identity/session-principal.ts';
 import type { Store } from '../store/types.ts';
 import type { AccessDB, GrantState, GrantsTable } from './access-store-schema.ts';
 import { type Refusal, writeAudited } from './audited-write.ts';

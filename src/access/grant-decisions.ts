@@ -10,8 +10,8 @@ import {
   type IdentityActor,
   type ResolvedActor,
   resolveActorIn,
-  type SessionPrincipal,
-} from '../identity/sessions.ts';
+} from '../identity/identity-actor.ts';
+import type { SessionPrincipal } from '../identity/session-principal.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive, wrongState } from './access-errors.ts';
 import type { AccessDB, GrantState, GrantsTable } from './access-store-schema.ts';
 import { auditIn, Refusal, refusalsOf } from './audited-write.ts';

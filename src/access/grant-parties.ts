@@ -1,6 +1,7 @@
 /** Who may approve a grant, and who may see one. */
+
+import type { ResolvedActor } from '../identity/identity-actor.ts';
 import { canApproveGrants, isEmployee, sideOf } from '../identity/roles.ts';
-import type { ResolvedActor } from '../identity/sessions.ts';
 import type { GrantState, GrantsTable } from './access-store-schema.ts';
 import { type ApprovalSide, awaitingOf, requiredApprovals } from './grant-state.ts';
 

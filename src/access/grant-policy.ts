@@ -5,7 +5,12 @@
  */
 import type { Transaction } from 'kysely';
 import type { TresorError } from '../errors.ts';
-import { type AuditMeta, auditActorOf, type IdentityActor, resolveActorIn } from '../identity/sessions.ts';
+import {
+  type AuditMeta,
+  auditActorOf,
+  type IdentityActor,
+  resolveActorIn,
+} from '../identity/identity-actor.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import { type AccessDB, APPROVAL_POLICIES, type ApprovalPolicy } from './access-store-schema.ts';
 import { auditIn, refusalsOf } from './audited-write.ts';

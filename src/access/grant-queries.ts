@@ -2,8 +2,9 @@
  * Reading grants: one, a filtered list (each caller sees only what they may), and the live grant
  * the request pipeline checks on every staff request.
  */
+
+import { auditActorOf, type IdentityActor, resolveActorIn } from '../identity/identity-actor.ts';
 import { canRequestGrants } from '../identity/roles.ts';
-import { auditActorOf, type IdentityActor, resolveActorIn } from '../identity/sessions.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import { GRANT_STATES, type GrantState } from './access-store-schema.ts';
 import { refusalsOf } from './audited-write.ts';

@@ -4,15 +4,15 @@
  */
 import type { Transaction } from 'kysely';
 import { TresorError } from '../errors.ts';
-import { canBreakGlass, canRequestGrants } from '../identity/roles.ts';
 import {
   type AuditMeta,
   auditActorOf,
-  newId,
   type ResolvedActor,
   resolveActorIn,
-  type SessionPrincipal,
-} from '../identity/sessions.ts';
+} from '../identity/identity-actor.ts';
+import { canBreakGlass, canRequestGrants } from '../identity/roles.ts';
+import type { SessionPrincipal } from '../identity/session-principal.ts';
+import { newId } from '../identity/tokens.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive } from './access-errors.ts';
 import type { AccessDB, GrantsTable } from './access-store-schema.ts';
 import { auditIn, Refusal, refusalsOf } from './audited-write.ts';

@@ -30,7 +30,7 @@ import {
   identityEvent,
   type ResolvedActor,
   resolveActorIn,
-} from '../identity/sessions.ts';
+} from '../identity/identity-actor.ts';
 import type { Store } from '../store/types.ts';
 import { forbidden, invalid } from './access-errors.ts';
 import type { AccessDB } from './access-store-schema.ts';

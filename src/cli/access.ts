@@ -26,7 +26,7 @@ import { type Command, CommanderError } from 'commander';
 import { type AccessReport, createAccessReviewService } from '../access/review.ts';
 import { parseInstant } from '../access/review-period.ts';
 import { TresorError } from '../errors.ts';
-import type { IdentityActor } from '../identity/sessions.ts';
+import type { IdentityActor } from '../identity/identity-actor.ts';
 import { type ControlDB, controlStorePath, openControlStore } from '../server/control-store.ts';
 import type { Store } from '../store/types.ts';
 import { out, warn } from './io.ts';

@@ -7,8 +7,6 @@
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
-import type { IdentityDB } from './identity-store-schema.ts';
-import { auditActorKind, mayManageAccount } from './roles.ts';
 import {
   type AuditMeta,
   auditActorOf,
@@ -16,9 +14,11 @@ import {
   identityEvent,
   type ResolvedActor,
   resolveActorIn,
-  type SessionPrincipal,
-  sha256,
-} from './sessions.ts';
+} from './identity-actor.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
+import { auditActorKind, mayManageAccount } from './roles.ts';
+import type { SessionPrincipal } from './session-principal.ts';
+import { sha256 } from './tokens.ts';
 
 /** Factor changes from a session need a second factor passed this recently. */
 export const FRESH_2FA_MS = 10 * 60_000;

@@ -19,6 +19,7 @@ import {
 import { refusedPassword } from './account-input.ts';
 import { DEFAULT_ENROLMENT_TTL_MS } from './accounts.ts';
 import { checkFactorKey } from './factor-key.ts';
+import { type AuditMeta, type IdentityActor, identityEvent } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { accountSubject, type LoginThrottle, rateLimited } from './login-throttle.ts';
 import { normaliseEmail } from './operators.ts';
@@ -27,15 +28,8 @@ import { newRecoveryCodes } from './recovery-codes.ts';
 import type { Side } from './roles.ts';
 import { verifySecondFactorIn } from './second-factor-check.ts';
 import { hasStrongFactorIn } from './second-factors.ts';
-import {
-  type AuditMeta,
-  type IdentityActor,
-  identityEvent,
-  newId,
-  newToken,
-  revokePersonSessionsIn,
-  sha256,
-} from './sessions.ts';
+import { revokePersonSessionsIn } from './sessions.ts';
+import { newId, newToken, sha256 } from './tokens.ts';
 import { unauthenticated } from './unauthenticated.ts';
 
 export interface RecoveryService {

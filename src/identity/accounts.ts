@@ -13,19 +13,12 @@ import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import { DENIED, denyIn, forbidden, managedIn } from './account-access.ts';
 import { invalid, MAX_NAME_CHARS } from './account-input.ts';
+import { type AuditMeta, type IdentityActor, identityEvent, resolveActorIn } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { normaliseEmail } from './operators.ts';
 import { auditActorKind, isRole, mayManageAccount, type Role, type Side, sideOf } from './roles.ts';
-import {
-  type AuditMeta,
-  type IdentityActor,
-  identityEvent,
-  newId,
-  newToken,
-  resolveActorIn,
-  revokePersonSessionsIn,
-  sha256,
-} from './sessions.ts';
+import { revokePersonSessionsIn } from './sessions.ts';
+import { newId, newToken, sha256 } from './tokens.ts';
 
 export const DEFAULT_ENROLMENT_TTL_MS = 72 * 3_600_000;
 

@@ -15,11 +15,12 @@ import { checkLabel, invalid, refusedPassword } from './account-input.ts';
 import { issueRecoveryCodesIn } from './account-recovery.ts';
 import { type PersonInfo, toPerson } from './accounts.ts';
 import { checkFactorKey } from './factor-key.ts';
+import { type AuditMeta, identityEvent } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { checkPasswordPolicy, hashPassword } from './passwords.ts';
 import { openTotpSecret, sealTotpSecret } from './sealed-totp-secret.ts';
 import { hasStrongFactorIn } from './second-factors.ts';
-import { type AuditMeta, identityEvent, newId, sha256 } from './sessions.ts';
+import { newId, sha256 } from './tokens.ts';
 import { newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 import { unauthenticated } from './unauthenticated.ts';
 

@@ -29,6 +29,7 @@ import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
 import { afterFactorKey, checkFactorKey } from './factor-key.ts';
+import { type AuditMeta, identityEvent, resolveActorIn } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { SECOND_FACTOR_KINDS, type SecondFactorKind } from './identity-store-schema.ts';
 import {
@@ -44,17 +45,9 @@ import { normaliseEmail } from './operators.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import { auditActorKind, type Side } from './roles.ts';
 import { type SecondFactorProof, verifySecondFactorIn } from './second-factor-check.ts';
-import {
-  type AuditMeta,
-  identityEvent,
-  type NewSession,
-  newToken,
-  resolveActorIn,
-  type SessionFactor,
-  type SessionPrincipal,
-  type SessionService,
-  sha256,
-} from './sessions.ts';
+import type { SessionFactor, SessionPrincipal } from './session-principal.ts';
+import type { NewSession, SessionService } from './sessions.ts';
+import { newToken, sha256 } from './tokens.ts';
 import { unauthenticated } from './unauthenticated.ts';
 import { WebAuthnRefusedError, type WebAuthnService } from './webauthn.ts';
 

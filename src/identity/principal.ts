@@ -5,9 +5,9 @@
  * records — and a staff session reaches them only as the grant, never as itself.
  */
 import { auditActorKind } from './roles.ts';
-import type { SessionPrincipal } from './sessions.ts';
+import type { SessionPrincipal } from './session-principal.ts';
 
-export type { SessionPrincipal } from './sessions.ts';
+export type { SessionPrincipal } from './session-principal.ts';
 
 export type ApiKeyAccess = 'read' | 'write' | 'admin';
 

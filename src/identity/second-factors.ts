@@ -10,8 +10,8 @@ import { markAudited } from '../audit/refusal.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import { DENIED, denyIn, FRESH_2FA_MS, forbidden, managedIn, selfActor } from './account-access.ts';
+import { type AuditMeta, type IdentityActor, identityEvent, resolveActorIn } from './identity-actor.ts';
 import type { IdentityDB, SecondFactorKind } from './identity-store-schema.ts';
-import { type AuditMeta, type IdentityActor, identityEvent, resolveActorIn } from './sessions.ts';
 
 export interface FactorInfo {
   id: string;

@@ -20,20 +20,29 @@
  * Every refusal is the one TRESOR_ERR_UNAUTHENTICATED (or TRESOR_ERR_CSRF) and is audited, with
  * the session id when known — never a token.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { type ActorKind, type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import { appendAuditEvent } from '../audit/event.ts';
 import { markAudited } from '../audit/refusal.ts';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
-import type { IdentityDB, SecondFactorKind } from './identity-store-schema.ts';
-import { auditActorKind, mayManageAccount, type Role, type Side } from './roles.ts';
+import {
+  type AuditMeta,
+  auditActorOf,
+  type IdentityActor,
+  identityEvent,
+  type ResolvedActor,
+  resolveActorIn,
+} from './identity-actor.ts';
+import type { IdentityDB } from './identity-store-schema.ts';
+import { auditActorKind, mayManageAccount, type Side } from './roles.ts';
+import type { SessionFactor, SessionPrincipal } from './session-principal.ts';
+import { newId, newToken, sha256, TOKEN_BYTES } from './tokens.ts';
 import { unauthenticated } from './unauthenticated.ts';
 
 /** `__Host-`: the browser accepts it only with Secure, Path=/ and no Domain (RFC 6265bis §4.1.3.2). */
 export const SESSION_COOKIE_NAME = '__Host-tresor_session';
-export const SESSION_TOKEN_BYTES = 32;
+export const SESSION_TOKEN_BYTES = TOKEN_BYTES;
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -55,35 +64,6 @@ export const DEFAULT_SESSION_CONFIG: SessionConfig = {
   customer: { idleMs: 30 * MINUTE, absoluteMs: 12 * HOUR },
   touchIntervalMs: MINUTE,
 };
-
-export type SessionFactor = 'password' | SecondFactorKind;
-
-/** Who a console request comes from, once its session cookie checked out. */
-export interface SessionPrincipal {
-  kind: 'session';
-  sessionId: string;
-  personId: string;
-  side: Side;
-  role: Role;
-  tenant: string | null;
-  factors: readonly SessionFactor[];
-  authenticatedAt: string;
-  /** When a second factor was last passed in this session (login or re-authentication). */
-  fresh2faAt: string | null;
-}
-
-/** Actors of identity changes: a console session, an operator token or password, a system job. */
-export type IdentityActor =
-  | SessionPrincipal
-  | { kind: 'operator-admin'; id: string }
-  | { kind: 'system'; job: string };
-
-/** The request's context for the audit event; never a secret. */
-export interface AuditMeta {
-  requestId?: string;
-  sourceAddress?: string;
-  userAgent?: string;
-}
 
 export interface SessionInfo {
   id: string;
@@ -147,89 +127,6 @@ export interface SessionService {
   revokeAll(actor: IdentityActor, personId: string, meta?: AuditMeta): Promise<number>;
   /** The cookie's attributes (the HTTP layer sets them). */
   cookieOptions(): CookieOptions;
-}
-
-export function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('base64url');
-}
-
-/** A fresh random 256-bit token, base64url. */
-export function newToken(): string {
-  return randomBytes(SESSION_TOKEN_BYTES).toString('base64url');
-}
-
-export function newId(prefix: string): string {
-  return `${prefix}_${randomBytes(12).toString('hex')}`;
-}
-
-/** An audit event for identity work. */
-export function identityEvent(
-  actor: { kind: ActorKind; id: string },
-  step: { at: string; tenant: string | null; action: string; outcome: AuditEvent['outcome'] },
-  target: Record<string, unknown> | undefined,
-  meta: AuditMeta | undefined,
-): AuditEvent {
-  const event: AuditEvent = {
-    at: step.at,
-    actor,
-    tenant: step.tenant,
-    action: step.action,
-    outcome: step.outcome,
-  };
-  if (target !== undefined) event.target = target;
-  if (meta?.requestId !== undefined) event.requestId = meta.requestId;
-  if (meta?.sourceAddress !== undefined) event.sourceAddress = meta.sourceAddress;
-  if (meta?.userAgent !== undefined) event.userAgent = meta.userAgent.slice(0, 256);
-  return event;
-}
-
-export interface ResolvedActor {
-  role: Role;
-  tenant: string | null;
-  personId: string | null;
-  audit: { kind: ActorKind; id: string };
-}
-
-/**
- * The actor as the store knows it now, inside the caller's transaction: a session's person must
- * still be active with the role the session was made for. undefined when not.
- * Operator tokens (operators.ts) and system jobs act as operator admins.
- */
-export async function resolveActorIn(
-  trx: Transaction<IdentityDB>,
-  actor: IdentityActor,
-): Promise<ResolvedActor | undefined> {
-  if (actor.kind === 'operator-admin') {
-    return {
-      role: 'operator-admin',
-      tenant: null,
-      personId: null,
-      audit: { kind: 'operator-admin', id: actor.id },
-    };
-  }
-  if (actor.kind === 'system') {
-    return { role: 'operator-admin', tenant: null, personId: null, audit: { kind: 'system', id: actor.job } };
-  }
-  const row = await trx
-    .selectFrom('people')
-    .select(['role', 'tenant', 'disabled_at', 'removed_at'])
-    .where('id', '=', actor.personId)
-    .executeTakeFirst();
-  if (!row || row.disabled_at !== null || row.removed_at !== null || row.role !== actor.role)
-    return undefined;
-  return {
-    role: row.role,
-    tenant: row.tenant,
-    personId: actor.personId,
-    audit: { kind: auditActorKind(row.role), id: actor.personId },
-  };
-}
-
-/** The audit actor of an IdentityActor, without a store read (for refusals). */
-export function auditActorOf(actor: IdentityActor): { kind: ActorKind; id: string } {
-  if (actor.kind === 'operator-admin') return { kind: 'operator-admin', id: actor.id };
-  if (actor.kind === 'system') return { kind: 'system', id: actor.job };
-  return { kind: auditActorKind(actor.role), id: actor.personId };
 }
 
 /** Revokes every live session of a person inside the caller's transaction; returns their ids. */

@@ -8,14 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrantService, type GrantService } from '../../src/access/grants.ts';
 import { CONTROL_SOURCE, createAuditSequencer } from '../../src/audit/sequencer.ts';
+import type { IdentityActor } from '../../src/identity/identity-actor.ts';
 import { createPeopleService, type PeopleService, type PersonInfo } from '../../src/identity/people.ts';
 import { type Role, sideOf } from '../../src/identity/roles.ts';
-import {
-  createSessionService,
-  type IdentityActor,
-  type SessionPrincipal,
-  type SessionService,
-} from '../../src/identity/sessions.ts';
+import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
+import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';

@@ -10,7 +10,7 @@ import { sql } from 'kysely';
 import type { GrantInfo } from '../../src/access/grant-state.ts';
 import type { GrantRequestInput } from '../../src/access/grant-vocabulary.ts';
 import { FRESH_2FA_MS, type PersonInfo } from '../../src/identity/people.ts';
-import type { SessionPrincipal } from '../../src/identity/sessions.ts';
+import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
 import { type AccessFixture, ADMIN, type AuditRecord, openAccessFixture, refusal } from './fixture.ts';
 
 const MINUTE = 60_000;

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createAccessReviewService } from '../../src/access/review.ts';
 import { TresorError } from '../../src/errors.ts';
 import { accessRoutes } from '../../src/http/routes/access.ts';
-import type { SessionPrincipal } from '../../src/identity/sessions.ts';
+import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
 import { buildTestApp, type Harness, NOW, session } from '../http/fixtures/harness.ts';
 import { type AccessFixture, openAccessFixture } from './fixture.ts';
 

@@ -3,10 +3,11 @@
  * with a password and a confirmed TOTP factor, and logged in with password and TOTP code.
  */
 import assert from 'node:assert/strict';
+import type { IdentityActor } from '../../src/identity/identity-actor.ts';
 import type { LoginService } from '../../src/identity/login.ts';
 import type { PeopleService } from '../../src/identity/people.ts';
 import type { Role, Side } from '../../src/identity/roles.ts';
-import type { IdentityActor, NewSession } from '../../src/identity/sessions.ts';
+import type { NewSession } from '../../src/identity/sessions.ts';
 import { totpCode } from './totp.ts';
 
 export const ADMIN = { kind: 'operator-admin' as const, id: 'opr_000000000000000000000001' };

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Secret } from 'otpauth';
 import { personAuditActor } from '../../src/identity/accounts.ts';
+import type { IdentityActor } from '../../src/identity/identity-actor.ts';
 import { createLoginService, type LoginService } from '../../src/identity/login.ts';
 import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
 import {
@@ -20,11 +21,7 @@ import {
   isEmployee,
 } from '../../src/identity/roles.ts';
 import { openTotpSecret } from '../../src/identity/sealed-totp-secret.ts';
-import {
-  createSessionService,
-  type IdentityActor,
-  type SessionService,
-} from '../../src/identity/sessions.ts';
+import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
 import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { ADMIN, type EnrolArgs, enrolAccount, PASSWORD } from '../helpers/console-accounts.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { TresorError } from '../../src/errors.ts';
 import { peopleRoutes } from '../../src/http/routes/people.ts';
-import type { SessionPrincipal } from '../../src/identity/sessions.ts';
+import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
 import { type AccessFixture, openAccessFixture } from '../access/fixture.ts';
 import { buildTestApp, type Harness, NOW, session } from '../http/fixtures/harness.ts';
 

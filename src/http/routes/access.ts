@@ -32,8 +32,8 @@ import {
 import type { GrantService } from '../../access/grants.ts';
 import type { AccessReviewService } from '../../access/review.ts';
 import { TresorError } from '../../errors.ts';
+import type { IdentityActor } from '../../identity/identity-actor.ts';
 import { canApproveGrants, canBreakGlass, canRequestGrants, type Role } from '../../identity/roles.ts';
-import type { IdentityActor } from '../../identity/sessions.ts';
 import {
   defineRoute,
   type HttpPrincipal,

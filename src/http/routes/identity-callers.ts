@@ -8,8 +8,8 @@
  * reach these routes too.
  */
 import { TresorError } from '../../errors.ts';
+import type { AuditMeta, IdentityActor } from '../../identity/identity-actor.ts';
 import { canManageStaff, canManageTenantPeople } from '../../identity/roles.ts';
-import type { AuditMeta, IdentityActor } from '../../identity/sessions.ts';
 import { secondFactorVerdict } from '../layers/second-factor.ts';
 import type { HttpPrincipal } from '../route.ts';
 import { type IdentityRequest, metaOf } from './identity-request.ts';

@@ -5,8 +5,9 @@
  * written by the service in the same commit as its change — so each handler is: call the service,
  * mark the request audited (`audited`), shape the answer.
  */
+
+import type { AuditMeta } from '../../identity/identity-actor.ts';
 import type { SecondFactorProof } from '../../identity/second-factor-check.ts';
-import type { AuditMeta } from '../../identity/sessions.ts';
 import type { RequestContext } from '../route.ts';
 
 /** The parts of a request every identity handler uses, whatever its route declared. */
