@@ -13,7 +13,7 @@
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
-import { CONFIG_FILE_SCHEMA, LOG_LEVELS, SERVER_SECTION } from './server-schema.ts';
+import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
 import { settingsOf } from './settings.ts';
 import { gatherSettings, type Problem } from './sources.ts';
 

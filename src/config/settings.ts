@@ -82,7 +82,9 @@ export function settingsOf(schema: TSchema, pointer = ''): SettingInfo[] {
   }
   const properties = s.properties as Record<string, TSchema> | undefined;
   if (s.type !== 'object' || !properties) return [];
-  return Object.entries(properties).flatMap(([key, sub]) => settingsOf(sub, `${pointer}/${escape(key)}`));
+  return Object.entries(properties).flatMap(([key, sub]) =>
+    settingsOf(sub, `${pointer}/${pointerToken(key)}`),
+  );
 }
 
 /** The sections (objects) of a schema with their descriptions, for the documentation. */
@@ -93,7 +95,7 @@ export function sectionsOf(schema: TSchema, pointer = ''): { pointer: string; de
   const own = { pointer, description: typeof s.description === 'string' ? s.description : '' };
   return [
     own,
-    ...Object.entries(properties).flatMap(([key, sub]) => sectionsOf(sub, `${pointer}/${escape(key)}`)),
+    ...Object.entries(properties).flatMap(([key, sub]) => sectionsOf(sub, `${pointer}/${pointerToken(key)}`)),
   ];
 }
 
@@ -140,7 +142,7 @@ export function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-function escape(token: string): string {
+export function pointerToken(token: string): string {
   return token.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 

@@ -11,7 +11,15 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { TSchema } from 'typebox';
 import { Value } from 'typebox/value';
-import { dottedOf, expectation, fromText, kebab, type SettingInfo, settingsOf } from './settings.ts';
+import {
+  dottedOf,
+  expectation,
+  fromText,
+  kebab,
+  pointerToken,
+  type SettingInfo,
+  settingsOf,
+} from './settings.ts';
 
 export interface Problem {
   /** JSON pointer of the setting in the config file ('' for the file as a whole). */
@@ -75,7 +83,7 @@ function readFile(schema: TSchema, settings: SettingInfo[], absolute: string, g:
     const names = (fault.params as { additionalProperties?: string[] }).additionalProperties;
     const unknown =
       fault.keyword === 'additionalProperties'
-        ? (names ?? []).map((n) => `${fault.instancePath}/${n.replace(/~/g, '~0').replace(/\//g, '~1')}`)
+        ? (names ?? []).map((n) => `${fault.instancePath}/${pointerToken(n)}`)
         : fault.keyword === 'boolean'
           ? [fault.instancePath]
           : [];
