@@ -5,20 +5,15 @@
  * (src/keyd/config.ts) reads today; keyd reads relative paths against the working directory.
  *
  * keyd's secrets (passphrase, PKCS#11 PIN) exist only as files or standard input, never as values.
+ * Flags are listed only where keyd's command line has them today.
  */
 import Type from 'typebox';
 import { section, setting } from './settings.ts';
 
-const text = (env: string, flag: string, description: string, defaultText?: string) =>
-  Type.Optional(
-    setting(Type.String({ minLength: 1, description }), {
-      env,
-      flag,
-      ...(defaultText ? { defaultText } : {}),
-    }),
-  );
-const file = (env: string, flag: string, description: string, more: { secret?: 'file' } = {}) =>
-  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, flag, path: true, ...more }));
+const text = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
+  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, ...more }));
+const file = (env: string, description: string, more: { secret?: 'file' } = {}) =>
+  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, path: true, ...more }));
 
 export const KEYD_SECTION = section(
   {
@@ -49,39 +44,28 @@ export const KEYD_SECTION = section(
     ),
     listen: text(
       'TRESOR_KEYD_LISTEN',
-      'listen',
       'Listen on TCP with mutual TLS instead of the socket: `host:port` (needs `tlsCert`, `tlsKey`, `tlsCa`, `allowlist`).',
-      'none (the socket)',
+      { flag: 'listen', defaultText: 'none (the socket)' },
     ),
-    tlsCert: file('TRESOR_KEYD_TLS_CERT', 'tlsCert', 'keyd’s server certificate for TCP.'),
-    tlsKey: file('TRESOR_KEYD_TLS_KEY', 'tlsKey', 'keyd’s server private key for TCP.'),
-    tlsCa: file('TRESOR_KEYD_TLS_CA', 'tlsCa', 'CA that client certificates must chain to.'),
+    tlsCert: file('TRESOR_KEYD_TLS_CERT', 'keyd’s server certificate for TCP.'),
+    tlsKey: file('TRESOR_KEYD_TLS_KEY', 'keyd’s server private key for TCP.'),
+    tlsCa: file('TRESOR_KEYD_TLS_CA', 'CA that client certificates must chain to.'),
     allowlist: file(
       'TRESOR_KEYD_ALLOWLIST',
-      'allowlist',
       'JSON list of allowed client certificates (`fingerprint256`, `name`, `role`: admin or server).',
     ),
     passphraseFile: file(
       'TRESOR_KEYD_PASSPHRASE_FILE',
-      'passphraseFile',
       'File holding the root-key passphrase (passphrase provider) for unattended unseal; otherwise `tresor keyd unseal`.',
       { secret: 'file' },
     ),
-    pkcs11Library: text(
-      'TRESOR_KEYD_PKCS11_LIBRARY',
-      'pkcs11Library',
-      'PKCS#11 module (pkcs11 provider).',
-      '`/usr/lib/softhsm/libsofthsm2.so`',
-    ),
-    pkcs11Token: text('TRESOR_KEYD_PKCS11_TOKEN', 'pkcs11Token', 'PKCS#11 token label.', '`tresor`'),
-    pkcs11PinFile: file(
-      'TRESOR_KEYD_PKCS11_PIN_FILE',
-      'pkcs11PinFile',
-      'File holding the PKCS#11 user PIN.',
-      {
-        secret: 'file',
-      },
-    ),
+    pkcs11Library: text('TRESOR_KEYD_PKCS11_LIBRARY', 'PKCS#11 module (pkcs11 provider).', {
+      defaultText: '`/usr/lib/softhsm/libsofthsm2.so`',
+    }),
+    pkcs11Token: text('TRESOR_KEYD_PKCS11_TOKEN', 'PKCS#11 token label.', { defaultText: '`tresor`' }),
+    pkcs11PinFile: file('TRESOR_KEYD_PKCS11_PIN_FILE', 'File holding the PKCS#11 user PIN.', {
+      secret: 'file',
+    }),
     tenantKeyCryptoperiodDays: Type.Optional(
       setting(
         Type.Number({
@@ -89,7 +73,7 @@ export const KEYD_SECTION = section(
           default: 365,
           description: 'Tenant key cryptoperiod in days (NIST SP 800-57 Part 1 §5.3).',
         }),
-        { env: 'TRESOR_KEYD_TENANT_KEY_DAYS', flag: 'tenantKeyCryptoperiodDays' },
+        { env: 'TRESOR_KEYD_TENANT_KEY_DAYS' },
       ),
     ),
     destroyGraceSeconds: Type.Optional(
@@ -99,7 +83,7 @@ export const KEYD_SECTION = section(
           default: 7 * 86400,
           description: 'Grace in seconds before a scheduled key destruction completes.',
         }),
-        { env: 'TRESOR_KEYD_DESTROY_GRACE_SECONDS', flag: 'destroyGraceSeconds' },
+        { env: 'TRESOR_KEYD_DESTROY_GRACE_SECONDS' },
       ),
     ),
     maintenanceIntervalSeconds: Type.Optional(
@@ -109,7 +93,7 @@ export const KEYD_SECTION = section(
           default: 3600,
           description: 'Seconds between keyd’s maintenance passes; 0: never on a timer.',
         }),
-        { env: 'TRESOR_KEYD_MAINTENANCE_SECONDS', flag: 'maintenanceIntervalSeconds' },
+        { env: 'TRESOR_KEYD_MAINTENANCE_SECONDS' },
       ),
     ),
   },
