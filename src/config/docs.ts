@@ -33,14 +33,23 @@ export const EXAMPLE_CONFIG = {
       keyPassphraseFile: '/etc/tresor/tls/server.key.pass',
     },
     trustProxy: ['10.0.0.0/8'],
-    keyd: { socket: '/run/tresor-keyd/keyd.sock' },
+    keyd: {
+      address: '127.0.0.1:7443',
+      clientCert: '/etc/tresor/keyd-client/server.crt',
+      clientKey: '/etc/tresor/keyd-client/server.key',
+      ca: '/etc/tresor/keyd-client/ca.crt',
+    },
     audit: { origin: 'vault.example.com/audit' },
   },
   keyd: {
     dir: '/var/lib/tresor-keyd',
     provider: 'passphrase',
-    socket: '/run/tresor-keyd/keyd.sock',
-    passphraseFile: '/etc/tresor/keyd.pass',
+    listen: '127.0.0.1:7443',
+    tlsCert: '/etc/tresor/keyd/keyd.crt',
+    tlsKey: '/etc/tresor/keyd/keyd.key',
+    tlsCa: '/etc/tresor/keyd/ca.crt',
+    allowlist: '/etc/tresor/keyd/allowlist.json',
+    passphraseFile: '/etc/tresor/keyd/passphrase',
   },
 };
 
