@@ -11,19 +11,28 @@ import Type from 'typebox';
 import { section, setting } from './settings.ts';
 
 const text = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
-  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, ...more }));
+  Type.Optional(setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, ...more }));
 const file = (env: string, description: string, more: { secret?: 'file' } = {}) =>
-  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, path: true, ...more }));
+  Type.Optional(
+    setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, path: true, ...more }),
+  );
 
 export const KEYD_SECTION = section(
   {
     dir: Type.Optional(
-      setting(Type.String({ minLength: 1, description: 'keyd’s own folder (key store, sealed root key).' }), {
-        env: 'TRESOR_KEYD_DIR',
-        flag: 'dir',
-        path: true,
-        defaultText: '`<TRESOR_DATA_DIR or ./.tresor-data>/keyd`',
-      }),
+      setting(
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          description: 'keyd’s own folder (key store, sealed root key).',
+        }),
+        {
+          env: 'TRESOR_KEYD_DIR',
+          flag: 'dir',
+          path: true,
+          defaultText: '`<TRESOR_DATA_DIR or ./.tresor-data>/keyd`',
+        },
+      ),
     ),
     provider: Type.Optional(
       setting(
@@ -35,12 +44,19 @@ export const KEYD_SECTION = section(
       ),
     ),
     socket: Type.Optional(
-      setting(Type.String({ minLength: 1, description: 'Unix socket keyd listens on (mode 0600).' }), {
-        env: 'TRESOR_KEYD_SOCKET',
-        flag: 'socket',
-        path: true,
-        defaultText: '`<dir>/keyd.sock`',
-      }),
+      setting(
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          description: 'Unix socket keyd listens on (mode 0600).',
+        }),
+        {
+          env: 'TRESOR_KEYD_SOCKET',
+          flag: 'socket',
+          path: true,
+          defaultText: '`<dir>/keyd.sock`',
+        },
+      ),
     ),
     listen: text(
       'TRESOR_KEYD_LISTEN',

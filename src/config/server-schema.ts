@@ -29,17 +29,26 @@ const int = (env: string, min: number, max: number, fallback: number | undefined
     ),
   );
 const text = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
-  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, ...more }));
+  Type.Optional(setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, ...more }));
 const path = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
-  Type.Optional(setting(Type.String({ minLength: 1, description }), { env, path: true, ...more }));
+  Type.Optional(
+    setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, path: true, ...more }),
+  );
 const list = (env: string, description: string, defaultText: string) =>
-  Type.Optional(setting(Type.Array(Type.String({ minLength: 1 }), { description }), { env, defaultText }));
+  Type.Optional(
+    setting(Type.Array(Type.String({ minLength: 1, pattern: '\\S' }), { description }), { env, defaultText }),
+  );
 
 export const SERVER_SECTION = section(
   {
     host: Type.Optional(
       setting(
-        Type.String({ minLength: 1, default: '127.0.0.1', description: 'Listen address or host name.' }),
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          default: '127.0.0.1',
+          description: 'Listen address or host name.',
+        }),
         {
           env: 'TRESOR_HOST',
           flag: 'host',
@@ -383,7 +392,11 @@ export const CONFIG_FILE_SCHEMA = section(
   {
     dataDir: Type.Optional(
       setting(
-        Type.String({ minLength: 1, description: 'The data folder (stores, witness, development TLS).' }),
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          description: 'The data folder (stores, witness, development TLS).',
+        }),
         {
           env: 'TRESOR_DATA_DIR',
           flag: 'dataDir',

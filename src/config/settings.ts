@@ -49,13 +49,18 @@ export function secret(
   description: string,
 ): Record<string, ReturnType<typeof Type.Optional<ReturnType<typeof Type.String>>>> {
   return {
-    [name]: Type.Optional(setting(Type.String({ minLength: 1, description }), { env, secret: 'value' })),
+    [name]: Type.Optional(
+      setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, secret: 'value' }),
+    ),
     [`${name}File`]: Type.Optional(
-      setting(Type.String({ minLength: 1, description: `File holding ${lowerFirst(description)}` }), {
-        env: `${env}_FILE`,
-        path: true,
-        secret: 'file',
-      }),
+      setting(
+        Type.String({ minLength: 1, pattern: '\\S', description: `File holding ${lowerFirst(description)}` }),
+        {
+          env: `${env}_FILE`,
+          path: true,
+          secret: 'file',
+        },
+      ),
     ),
   };
 }
