@@ -1,7 +1,9 @@
 /**
  * `tresor server`: one API node. Config from flags > TRESOR_* > config file > defaults; SIGHUP
  * reloads the TLS certificates without dropping connections; SIGTERM/SIGINT finish in-flight
- * requests, then stop. `tresor config show` prints the resolved config with secrets redacted.
+ * requests, then stop. `tresor config show` prints the resolved config with secrets redacted;
+ * `tresor config check FILE` lists every problem of a config file and exits 1 when there is one.
+ * The flags are read from the config schema (src/config/server-schema.ts), like everything else.
  *
  * Before it listens it waits for keyd to answer, up to TRESOR_KEYD_WAIT_MS (60 s), saying what it
  * waits for; a keyd that never answers ends the start with one line and exit code 3. A sealed keyd
@@ -9,7 +11,14 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { redactedServerConfig, resolveServerConfig, type ServerConfig } from '../config/server-config.ts';
+import {
+  checkConfigFile,
+  redactedServerConfig,
+  resolveServerConfig,
+  type ServerConfig,
+} from '../config/server-config.ts';
+import { CONFIG_FILE_SCHEMA } from '../config/server-schema.ts';
+import { kebab, settingsOf } from '../config/settings.ts';
 import type { KeydConnectTarget } from '../keyd/client.ts';
 import { startTresorServer, type TresorServer } from '../server/tresor-server.ts';
 import { info, out, warn } from './io.ts';
@@ -56,23 +65,26 @@ async function waitForServerKeyd(config: ServerConfig): Promise<void> {
 
 interface ServerFlags {
   config?: string;
-  dataDir?: string;
-  host?: string;
-  port?: string;
-  tlsCert?: string;
-  tlsKey?: string;
   json?: boolean;
+  [flag: string]: unknown;
 }
 
+/** The flags of the server's settings that have one (`dataDir` and the `server` section). */
+const FLAG_SETTINGS = settingsOf(CONFIG_FILE_SCHEMA).filter(
+  (s) => s.flag !== undefined && !s.pointer.startsWith('/keyd/'),
+);
+
 function withServerFlags(cmd: Command): Command {
-  return cmd
-    .option('--config <file>', 'JSON config file; env TRESOR_CONFIG')
-    .option('--data-dir <folder>', 'data folder; env TRESOR_DATA_DIR (default ./.tresor-data)')
-    .option('--host <address>', 'listen address; env TRESOR_HOST (default 127.0.0.1)')
-    .option('--port <n>', 'HTTPS port; env TRESOR_PORT (default 8443)')
-    .option('--tls-cert <file>', 'PEM certificate chain; env TRESOR_TLS_CERT (default: the dev CA)')
-    .option('--tls-key <file>', 'PEM private key; env TRESOR_TLS_KEY')
-    .option('--json', 'machine-readable output');
+  cmd.option('--config <file>', 'JSON config file; env TRESOR_CONFIG');
+  for (const s of FLAG_SETTINGS) {
+    const fallback = s.schema.default !== undefined ? String(s.schema.default) : s.defaultText;
+    const text = s.description.replace(/\.$/, '');
+    cmd.option(
+      `--${kebab(s.flag ?? '')} <value>`,
+      `${text}; env ${s.env}${fallback === undefined ? '' : ` (default ${fallback.replaceAll('`', '')})`}`,
+    );
+  }
+  return cmd.option('--json', 'machine-readable output');
 }
 
 /** Stops the server on SIGTERM/SIGINT and reloads certificates on SIGHUP. */
@@ -127,5 +139,17 @@ export function registerServerCommands(program: Command): void {
     .action((flags: ServerFlags) => {
       const config = redactedServerConfig(resolveServerConfig(flags as Record<string, unknown>));
       out(flags.json ? config : JSON.stringify(config, null, 2), flags.json === true);
+    });
+  cfg
+    .command('check <file>')
+    .description(
+      'validate a config file (with the TRESOR_* environment): every problem, then exit 1; "ok" and 0 when valid',
+    )
+    .option('--json', 'machine-readable output')
+    .action((file: string, flags: { json?: boolean }) => {
+      const problems = checkConfigFile(file);
+      if (flags.json) out({ ok: problems.length === 0, problems }, true);
+      else out(problems.length === 0 ? 'ok' : problems.join('\n'), false);
+      if (problems.length > 0) process.exitCode = 1;
     });
 }

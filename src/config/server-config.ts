@@ -1,21 +1,21 @@
 /**
  * The server's configuration: flags > TRESOR_* environment > JSON config file (`server` section,
- * plus a top-level `dataDir`) > defaults. Everything is validated at start and every problem is
- * reported at once, each naming where the bad value came from, so a misconfigured server never
- * half-starts.
+ * plus a top-level `dataDir`) > defaults. The settings, their variables, flags, defaults and
+ * secrets are declared once in server-schema.ts; this file adds the rules that tie settings
+ * together and shapes the result into `ServerConfig`. Everything is validated at start and every
+ * problem is reported at once, each naming where the bad value came from, so a misconfigured
+ * server never half-starts.
  *
  * Secrets (today: the passphrase of an encrypted TLS private key) come only from the environment
- * or from a file named by a `*_FILE` variable or config entry — never from a flag, since command
- * lines are visible to every user of the machine (`ps`). `redactedServerConfig` is what
- * `tresor config show` prints.
- *
- * Paths from the config file are relative to the file's folder; paths from flags and the
- * environment to the working directory.
+ * or from a file named by a `*_FILE` variable or config entry. A secret keeps its schema path in
+ * `ServerConfig` (`tls.keyPassphrase`), which is how `redactedServerConfig` finds it.
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
+import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
+import { settingsOf } from './settings.ts';
+import { gatherSettings, type Problem } from './sources.ts';
 
 export type TlsSource =
   | {
@@ -41,7 +41,6 @@ export type KeydConnection =
     };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export interface ServerTimeouts {
   /** Time to receive the complete request headers (slowloris). */
@@ -132,163 +131,79 @@ export interface AuditConfig {
 
 export const DEFAULT_AUDIT_ORIGIN = 'tresor.local/audit';
 
-export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+const SERVER_SETTINGS = settingsOf(SERVER_SECTION, '/server');
 
-export const DEFAULT_TIMEOUTS: ServerTimeouts = {
-  headersMs: 10_000,
-  requestMs: 30_000,
-  keepAliveMs: 5_000,
-  idleMs: 30_000,
-  handshakeMs: 10_000,
-  shutdownGraceMs: 10_000,
-};
+/** The schema defaults of the settings under `pointer`, keyed by their last name. */
+function defaultsUnder(pointer: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of SERVER_SETTINGS)
+    if (s.pointer.startsWith(`${pointer}/`))
+      out[s.pointer.slice(pointer.length + 1)] = s.schema.default as number;
+  return out;
+}
 
-/**
- * Per minute (docs/configuration.md). Per credential 3,000 (50 a second, all minute long) is more
- * than a person or an integration sends; per address 12,000 leaves room for an application server
- * sending with a few keys. A guessing loop runs far faster and is refused within its first minute.
- * A bulk import that needs more raises them (TRESOR_RATE_LIMIT_PER_KEY, _PER_ADDRESS).
- */
-export const DEFAULT_RATE_LIMIT = { windowMs: 60_000, perAddress: 12_000, perKey: 3_000 };
+export const DEFAULT_BODY_LIMIT = SERVER_SETTINGS.find((s) => s.pointer === '/server/bodyLimit')?.schema
+  .default as number;
+
+export const DEFAULT_TIMEOUTS = defaultsUnder('/server/timeouts') as unknown as ServerTimeouts;
+
+/** Per minute: see the rate-limit section of the config schema (docs/configuration.md) for the figures' reasons. */
+export const DEFAULT_RATE_LIMIT = defaultsUnder('/server/rateLimit') as unknown as ServerConfig['rateLimit'];
 
 export class ConfigError extends TresorError<'TRESOR_ERR_CONFIG_INVALID'> {
   readonly problems: readonly string[];
 
-  constructor(problems: readonly string[]) {
-    super(
-      'TRESOR_ERR_CONFIG_INVALID',
-      `invalid server configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
-    );
+  constructor(problems: readonly string[], what = 'server configuration') {
+    super('TRESOR_ERR_CONFIG_INVALID', `invalid ${what}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.problems = problems;
   }
 }
 
 type Source = Record<string, unknown>;
 
-interface Setting {
-  /** Flag name (camelCase as commander gives it); undefined for secrets, which have no flag. */
-  flag?: string;
-  env: string;
-  /** Path in the config file's `server` section. */
-  file: string;
-}
-
-const FILE_KEYS: Readonly<Record<string, readonly string[] | null>> = {
-  host: null,
-  port: null,
-  redirectPort: null,
-  publicUrl: null,
-  tls: ['certFile', 'keyFile', 'keyPassphrase', 'keyPassphraseFile'],
-  bodyLimit: null,
-  rateLimit: ['windowMs', 'perAddress', 'perKey'],
-  timeouts: Object.keys(DEFAULT_TIMEOUTS),
-  trustProxy: null,
-  keyd: ['socket', 'address', 'clientCert', 'clientKey', 'ca', 'servername'],
-  closeGraceDays: null,
-  logLevel: null,
-  audit: [
-    'origin',
-    'witnessDir',
-    'checkpointIntervalMs',
-    'signBoundMs',
-    'diskWarnBytes',
-    'diskReserveBytes',
-    'sinksFile',
-  ],
-  access: ['defaultGrantMinutes', 'maxGrantMinutes'],
-  console: ['rpId', 'origins', 'sessions', 'login'],
-};
-
 /**
  * Resolves the configuration. `flags` are the parsed command-line options (camelCase);
  * `flags.config` or TRESOR_CONFIG names the JSON config file.
  */
 export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const problems: string[] = [];
-  const configPath = text(flags.config) ?? text(env.TRESOR_CONFIG);
-  const { server: file, top, fileDir } = readConfigFile(configPath, problems);
+  const g = gatherSettings(CONFIG_FILE_SCHEMA, flags, env);
+  // The keyd section is keyd's to read; `tresor config check` reports its problems.
+  const problems = g.problems.filter((p) => !isKeydProblem(p)).map((p) => p.message);
+  const get = <T>(pointer: string): T | undefined =>
+    (g.values.get(`/server${pointer}`) ?? g.defaults.get(`/server${pointer}`)) as T | undefined;
+  const num = (pointer: string): number => get<number>(pointer) as number;
+  const from = (pointer: string): string =>
+    g.from.get(`/server${pointer}`) ?? `server${pointer.replaceAll('/', '.')}`;
 
-  /** The first source that sets a value, with where it came from (for messages) and its base folder. */
-  const pick = (s: Setting): { value: unknown; from: string; base: string } | undefined => {
-    if (s.flag !== undefined && flags[s.flag] !== undefined && flags[s.flag] !== '') {
-      return { value: flags[s.flag], from: `flag --${kebab(s.flag)}`, base: process.cwd() };
-    }
-    if (env[s.env] !== undefined && env[s.env] !== '')
-      return { value: env[s.env], from: `env ${s.env}`, base: process.cwd() };
-    const fromFile = s.file.split('.').reduce<unknown>((o, k) => (isObject(o) ? o[k] : undefined), file);
-    if (fromFile !== undefined)
-      return { value: fromFile, from: `config file server.${s.file}`, base: fileDir };
-    return undefined;
-  };
+  const dataDir = (g.values.get('/dataDir') as string | undefined) ?? resolve('.tresor-data');
 
-  const str = (s: Setting): { value: string; from: string; base: string } | undefined => {
-    const got = pick(s);
-    if (got === undefined) return undefined;
-    if (typeof got.value !== 'string' || got.value.trim() === '') {
-      problems.push(`${got.from} must be a non-empty string`);
-      return undefined;
-    }
-    return { value: got.value, from: got.from, base: got.base };
-  };
-  const path = (s: Setting): string | undefined => {
-    const got = str(s);
-    return got && resolve(got.base, got.value);
-  };
-  const int = (s: Setting, fallback: number, min: number, max: number): number => {
-    const got = pick(s);
-    if (got === undefined) return fallback;
-    const n =
-      typeof got.value === 'number'
-        ? got.value
-        : typeof got.value === 'string'
-          ? Number(got.value)
-          : Number.NaN;
-    if (!Number.isInteger(n) || n < min || n > max) {
-      problems.push(`${got.from} must be an integer from ${min} to ${max}`);
-      return fallback;
-    }
-    return n;
-  };
-
-  // dataDir: flag > env > file (top level) > default
-  let dataDir = resolve('.tresor-data');
-  if (text(flags.dataDir)) dataDir = resolve(String(flags.dataDir));
-  else if (text(env.TRESOR_DATA_DIR)) dataDir = resolve(String(env.TRESOR_DATA_DIR));
-  else if (typeof top.dataDir === 'string' && top.dataDir !== '') dataDir = resolve(fileDir, top.dataDir);
-
-  const host = str({ flag: 'host', env: 'TRESOR_HOST', file: 'host' })?.value ?? '127.0.0.1';
+  const host = get<string>('/host') as string;
   if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host))
-    problems.push(`host ${JSON.stringify(host)} is not an address or name`);
-  const port = int({ flag: 'port', env: 'TRESOR_PORT', file: 'port' }, 8443, 0, 65535);
-  const redirectSetting = { flag: 'redirectPort', env: 'TRESOR_REDIRECT_PORT', file: 'redirectPort' };
-  const redirectPort = pick(redirectSetting) === undefined ? undefined : int(redirectSetting, 0, 0, 65535);
+    problems.push(`${from('/host')} is not an address or name`);
+  const port = num('/port');
+  const redirectPort = get<number>('/redirectPort');
   if (redirectPort !== undefined && redirectPort !== 0 && redirectPort === port) {
     problems.push('redirectPort must differ from port');
   }
 
-  const publicUrlGot = str({ flag: 'publicUrl', env: 'TRESOR_PUBLIC_URL', file: 'publicUrl' });
+  const publicUrlText = get<string>('/publicUrl');
   let publicUrl: string | undefined;
-  if (publicUrlGot) {
+  if (publicUrlText !== undefined) {
     try {
-      const u = new URL(publicUrlGot.value);
+      const u = new URL(publicUrlText);
       if (u.protocol !== 'https:' || u.pathname !== '/' || u.search || u.hash || u.username)
         throw new Error();
       publicUrl = u.origin;
     } catch {
       problems.push(
-        `${publicUrlGot.from} must be an https:// origin without path, e.g. https://vault.example.com`,
+        `${from('/publicUrl')} must be an https:// origin without path, e.g. https://vault.example.com`,
       );
     }
   }
 
-  const certFile = path({ flag: 'tlsCert', env: 'TRESOR_TLS_CERT', file: 'tls.certFile' });
-  const keyFile = path({ flag: 'tlsKey', env: 'TRESOR_TLS_KEY', file: 'tls.keyFile' });
-  const keyPassphrase = secret(
-    { env: 'TRESOR_TLS_KEY_PASSPHRASE', file: 'tls.keyPassphrase' },
-    { env: 'TRESOR_TLS_KEY_PASSPHRASE_FILE', file: 'tls.keyPassphraseFile' },
-    pick,
-    problems,
-  );
+  const certFile = get<string>('/tls/certFile');
+  const keyFile = get<string>('/tls/keyFile');
+  const keyPassphrase = get<string>('/tls/keyPassphrase');
   let tls: TlsSource;
   if (certFile || keyFile) {
     if (!certFile || !keyFile)
@@ -300,48 +215,24 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     tls = { kind: 'dev', dir: resolve(dataDir, 'tls') };
   }
 
-  const bodyLimit = int(
-    { flag: 'bodyLimit', env: 'TRESOR_BODY_LIMIT', file: 'bodyLimit' },
-    DEFAULT_BODY_LIMIT,
-    1024,
-    64 * 1024 * 1024,
-  );
-
+  const bodyLimit = num('/bodyLimit');
   const rateLimit = {
-    windowMs: int(
-      { env: 'TRESOR_RATE_LIMIT_WINDOW_MS', file: 'rateLimit.windowMs' },
-      DEFAULT_RATE_LIMIT.windowMs,
-      1000,
-      3_600_000,
-    ),
-    perAddress: int(
-      { env: 'TRESOR_RATE_LIMIT_PER_ADDRESS', file: 'rateLimit.perAddress' },
-      DEFAULT_RATE_LIMIT.perAddress,
-      1,
-      10_000_000,
-    ),
-    perKey: int(
-      { env: 'TRESOR_RATE_LIMIT_PER_KEY', file: 'rateLimit.perKey' },
-      DEFAULT_RATE_LIMIT.perKey,
-      1,
-      10_000_000,
-    ),
+    windowMs: num('/rateLimit/windowMs'),
+    perAddress: num('/rateLimit/perAddress'),
+    perKey: num('/rateLimit/perKey'),
   };
-
-  const t = (name: keyof ServerTimeouts, envName: string, min: number, max: number) =>
-    int({ env: envName, file: `timeouts.${name}` }, DEFAULT_TIMEOUTS[name], min, max);
   const timeouts: ServerTimeouts = {
-    headersMs: t('headersMs', 'TRESOR_HEADERS_TIMEOUT_MS', 1000, 120_000),
-    requestMs: t('requestMs', 'TRESOR_REQUEST_TIMEOUT_MS', 1000, 600_000),
-    keepAliveMs: t('keepAliveMs', 'TRESOR_KEEP_ALIVE_TIMEOUT_MS', 1000, 600_000),
-    idleMs: t('idleMs', 'TRESOR_IDLE_TIMEOUT_MS', 1000, 600_000),
-    handshakeMs: t('handshakeMs', 'TRESOR_TLS_HANDSHAKE_TIMEOUT_MS', 1000, 120_000),
-    shutdownGraceMs: t('shutdownGraceMs', 'TRESOR_SHUTDOWN_GRACE_MS', 0, 600_000),
+    headersMs: num('/timeouts/headersMs'),
+    requestMs: num('/timeouts/requestMs'),
+    keepAliveMs: num('/timeouts/keepAliveMs'),
+    idleMs: num('/timeouts/idleMs'),
+    handshakeMs: num('/timeouts/handshakeMs'),
+    shutdownGraceMs: num('/timeouts/shutdownGraceMs'),
   };
   if (timeouts.headersMs > timeouts.requestMs)
     problems.push('timeouts.headersMs must not exceed timeouts.requestMs');
 
-  const trustProxy = list(pick({ env: 'TRESOR_TRUST_PROXY', file: 'trustProxy' }), problems);
+  const trustProxy = get<string[]>('/trustProxy') ?? [];
   for (const entry of trustProxy) {
     const [address, bits, extra] = entry.split('/');
     const family = isIP(address ?? '');
@@ -355,14 +246,14 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     }
   }
 
-  const keydAddress = str({ env: 'TRESOR_KEYD_ADDRESS', file: 'keyd.address' });
+  const keydAddress = get<string>('/keyd/address');
   let keyd: KeydConnection;
-  if (keydAddress) {
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(keydAddress.value);
-    const clientCert = path({ env: 'TRESOR_KEYD_CLIENT_CERT', file: 'keyd.clientCert' });
-    const clientKey = path({ env: 'TRESOR_KEYD_CLIENT_KEY', file: 'keyd.clientKey' });
-    const ca = path({ env: 'TRESOR_KEYD_CA', file: 'keyd.ca' });
-    if (!m?.[1] || !m[2] || Number(m[2]) > 65535) problems.push(`${keydAddress.from} must be host:port`);
+  if (keydAddress !== undefined) {
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(keydAddress);
+    const clientCert = get<string>('/keyd/clientCert');
+    const clientKey = get<string>('/keyd/clientKey');
+    const ca = get<string>('/keyd/ca');
+    if (!m?.[1] || !m[2] || Number(m[2]) > 65535) problems.push(`${from('/keyd/address')} must be host:port`);
     if (!clientCert || !clientKey || !ca) {
       problems.push(
         'keyd over TCP needs mutual TLS: TRESOR_KEYD_CLIENT_CERT, TRESOR_KEYD_CLIENT_KEY and TRESOR_KEYD_CA',
@@ -376,73 +267,32 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       keyFile: clientKey ?? '',
       caFile: ca ?? '',
     };
-    const servername = str({ env: 'TRESOR_KEYD_SERVERNAME', file: 'keyd.servername' })?.value;
+    const servername = get<string>('/keyd/servername');
     if (servername) keyd.servername = servername;
   } else {
-    keyd = {
-      kind: 'unix',
-      socketPath:
-        path({ env: 'TRESOR_KEYD_SOCKET', file: 'keyd.socket' }) ?? resolve(dataDir, 'keyd', 'keyd.sock'),
-    };
+    keyd = { kind: 'unix', socketPath: get<string>('/keyd/socket') ?? resolve(dataDir, 'keyd', 'keyd.sock') };
   }
 
-  const closeGraceDays = int({ env: 'TRESOR_CLOSE_GRACE_DAYS', file: 'closeGraceDays' }, 30, 0, 3650);
+  const closeGraceDays = num('/closeGraceDays');
+  const logLevel = get<LogLevel>('/logLevel') as LogLevel;
 
-  const levelGot = str({ flag: 'logLevel', env: 'TRESOR_LOG_LEVEL', file: 'logLevel' });
-  let logLevel: LogLevel = 'info';
-  if (levelGot) {
-    if (LOG_LEVELS.includes(levelGot.value as LogLevel)) logLevel = levelGot.value as LogLevel;
-    else problems.push(`${levelGot.from} must be one of ${LOG_LEVELS.join(', ')}`);
-  }
-
-  const origin = str({ env: 'TRESOR_AUDIT_ORIGIN', file: 'audit.origin' })?.value ?? DEFAULT_AUDIT_ORIGIN;
+  const origin = get<string>('/audit/origin') ?? DEFAULT_AUDIT_ORIGIN;
   if (!/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
     problems.push('audit.origin must be printable ASCII without spaces or "+" (C2SP tlog-checkpoint)');
-  const sinksFile = path({ env: 'TRESOR_AUDIT_SINKS_FILE', file: 'audit.sinksFile' });
+  const sinksFile = get<string>('/audit/sinksFile');
   const audit: AuditConfig = {
     origin,
-    witnessDir:
-      path({ env: 'TRESOR_AUDIT_WITNESS_DIR', file: 'audit.witnessDir' }) ?? resolve(dataDir, 'witness'),
-    checkpointIntervalMs: int(
-      { env: 'TRESOR_AUDIT_CHECKPOINT_INTERVAL_MS', file: 'audit.checkpointIntervalMs' },
-      1000,
-      50,
-      1000,
-    ),
-    signBoundMs: int(
-      { env: 'TRESOR_AUDIT_SIGN_BOUND_MS', file: 'audit.signBoundMs' },
-      10_000,
-      1000,
-      3_600_000,
-    ),
-    diskWarnBytes: int(
-      { env: 'TRESOR_AUDIT_DISK_WARN_BYTES', file: 'audit.diskWarnBytes' },
-      1024 ** 3,
-      0,
-      Number.MAX_SAFE_INTEGER,
-    ),
-    diskReserveBytes: int(
-      { env: 'TRESOR_AUDIT_DISK_RESERVE_BYTES', file: 'audit.diskReserveBytes' },
-      64 * 1024 ** 2,
-      0,
-      1024 ** 4,
-    ),
+    witnessDir: get<string>('/audit/witnessDir') ?? resolve(dataDir, 'witness'),
+    checkpointIntervalMs: num('/audit/checkpointIntervalMs'),
+    signBoundMs: num('/audit/signBoundMs'),
+    diskWarnBytes: num('/audit/diskWarnBytes'),
+    diskReserveBytes: num('/audit/diskReserveBytes'),
   };
   if (sinksFile !== undefined) audit.sinksFile = sinksFile;
 
   const access: AccessConfig = {
-    defaultGrantMinutes: int(
-      { env: 'TRESOR_ACCESS_DEFAULT_GRANT_MINUTES', file: 'access.defaultGrantMinutes' },
-      60,
-      1,
-      7 * 24 * 60,
-    ),
-    maxGrantMinutes: int(
-      { env: 'TRESOR_ACCESS_MAX_GRANT_MINUTES', file: 'access.maxGrantMinutes' },
-      480,
-      1,
-      7 * 24 * 60,
-    ),
+    defaultGrantMinutes: num('/access/defaultGrantMinutes'),
+    maxGrantMinutes: num('/access/maxGrantMinutes'),
   };
   if (access.defaultGrantMinutes > access.maxGrantMinutes)
     problems.push('access.defaultGrantMinutes must not exceed access.maxGrantMinutes');
@@ -450,12 +300,12 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   // host's — `localhost` for an address (browsers treat https://localhost as a secure context).
   const publicHost = publicUrl === undefined ? undefined : new URL(publicUrl).hostname;
   const listenName = isIP(host) !== 0 ? 'localhost' : host;
-  const rpId = str({ env: 'TRESOR_CONSOLE_RP_ID', file: 'console.rpId' })?.value ?? publicHost ?? listenName;
+  const rpId = get<string>('/console/rpId') ?? publicHost ?? listenName;
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(rpId) || isIP(rpId) !== 0)
     problems.push('console.rpId must be a host name (not an IP address)');
-  const originsGot = list(pick({ env: 'TRESOR_CONSOLE_ORIGINS', file: 'console.origins' }), problems);
+  const originsSet = get<string[]>('/console/origins') ?? [];
   const origins =
-    originsGot.length > 0 ? originsGot : [publicUrl ?? `https://${rpId}${port === 443 ? '' : `:${port}`}`];
+    originsSet.length > 0 ? originsSet : [publicUrl ?? `https://${rpId}${port === 443 ? '' : `:${port}`}`];
   for (const o of origins) {
     let ok = false;
     try {
@@ -464,49 +314,21 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     } catch {}
     if (!ok) problems.push(`console origin ${JSON.stringify(o)} must be an https:// origin (no path)`);
   }
-  const MINUTE = 60_000;
-  const ms = (name: string, envName: string, fallback: number, min: number, max: number) =>
-    int({ env: envName, file: `console.${name}` }, fallback, min, max);
   const consoleConfig: ConsoleConfig = {
     rpId,
     origins,
     sessions: {
-      operatorIdleMs: ms(
-        'sessions.operatorIdleMs',
-        'TRESOR_SESSION_OPERATOR_IDLE_MS',
-        15 * MINUTE,
-        1000,
-        24 * 60 * MINUTE,
-      ),
-      operatorAbsoluteMs: ms(
-        'sessions.operatorAbsoluteMs',
-        'TRESOR_SESSION_OPERATOR_ABSOLUTE_MS',
-        12 * 60 * MINUTE,
-        1000,
-        7 * 24 * 60 * MINUTE,
-      ),
-      customerIdleMs: ms(
-        'sessions.customerIdleMs',
-        'TRESOR_SESSION_CUSTOMER_IDLE_MS',
-        30 * MINUTE,
-        1000,
-        24 * 60 * MINUTE,
-      ),
-      customerAbsoluteMs: ms(
-        'sessions.customerAbsoluteMs',
-        'TRESOR_SESSION_CUSTOMER_ABSOLUTE_MS',
-        12 * 60 * MINUTE,
-        1000,
-        7 * 24 * 60 * MINUTE,
-      ),
+      operatorIdleMs: num('/console/sessions/operatorIdleMs'),
+      operatorAbsoluteMs: num('/console/sessions/operatorAbsoluteMs'),
+      customerIdleMs: num('/console/sessions/customerIdleMs'),
+      customerAbsoluteMs: num('/console/sessions/customerAbsoluteMs'),
     },
     login: {
-      delayAfter: ms('login.delayAfter', 'TRESOR_LOGIN_DELAY_AFTER', 3, 0, 100),
-      baseDelayMs: ms('login.baseDelayMs', 'TRESOR_LOGIN_BASE_DELAY_MS', 1000, 0, 60_000),
-      // The issue: lockout after at most 10 failed tries.
-      lockoutThreshold: ms('login.lockoutThreshold', 'TRESOR_LOGIN_LOCKOUT_THRESHOLD', 10, 1, 10),
-      lockoutMs: ms('login.lockoutMs', 'TRESOR_LOGIN_LOCKOUT_MS', 15 * MINUTE, 1000, 24 * 60 * MINUTE),
-      addressDelayAfter: ms('login.addressDelayAfter', 'TRESOR_LOGIN_ADDRESS_DELAY_AFTER', 20, 1, 100_000),
+      delayAfter: num('/console/login/delayAfter'),
+      baseDelayMs: num('/console/login/baseDelayMs'),
+      lockoutThreshold: num('/console/login/lockoutThreshold'),
+      lockoutMs: num('/console/login/lockoutMs'),
+      addressDelayAfter: num('/console/login/addressDelayAfter'),
     },
   };
   for (const side of ['operator', 'customer'] as const) {
@@ -536,103 +358,40 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   return config;
 }
 
-/** The configuration with secrets replaced, for `tresor config show` and start-up logs. */
-export function redactedServerConfig(config: ServerConfig): ServerConfig {
-  const copy = structuredClone(config);
-  if (copy.tls.kind === 'files' && copy.tls.keyPassphrase !== undefined)
-    copy.tls.keyPassphrase = '[redacted]';
-  return copy;
-}
-
-function readConfigFile(
-  configPath: string | undefined,
-  problems: string[],
-): { server: Source; top: Source; fileDir: string } {
-  if (!configPath) return { server: {}, top: {}, fileDir: process.cwd() };
-  const absolute = resolve(configPath);
-  let parsed: unknown;
+/**
+ * Every problem of a config file, the `keyd` section's included, as `tresor server --config FILE`
+ * would meet them with `env` (`tresor config check`); empty when the file is valid.
+ */
+export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const keydProblems = gatherSettings(CONFIG_FILE_SCHEMA, { config: file }, env).problems.filter(
+    isKeydProblem,
+  );
   try {
-    parsed = JSON.parse(readFileSync(absolute, 'utf8'));
+    resolveServerConfig({ config: file }, env);
+    return keydProblems.map((p) => p.message);
   } catch (err) {
-    const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not readable JSON';
-    problems.push(`config file ${absolute} ${reason}`);
-    return { server: {}, top: {}, fileDir: dirname(absolute) };
+    if (!(err instanceof ConfigError)) throw err;
+    return [...err.problems, ...keydProblems.map((p) => p.message)];
   }
-  if (!isObject(parsed)) {
-    problems.push(`config file ${absolute} must hold a JSON object`);
-    return { server: {}, top: {}, fileDir: dirname(absolute) };
-  }
-  const server = parsed.server ?? {};
-  if (!isObject(server)) {
-    problems.push('config file: "server" must be an object');
-    return { server: {}, top: parsed, fileDir: dirname(absolute) };
-  }
-  // Unknown keys are refused: a misspelt setting would otherwise be silently ignored.
-  for (const [key, value] of Object.entries(server)) {
-    const nested = FILE_KEYS[key];
-    if (nested === undefined) problems.push(`config file: unknown setting server.${key}`);
-    else if (nested !== null) {
-      if (!isObject(value)) problems.push(`config file: server.${key} must be an object`);
-      else
-        for (const sub of Object.keys(value))
-          if (!nested.includes(sub)) problems.push(`config file: unknown setting server.${key}.${sub}`);
-    }
-  }
-  return { server, top: parsed, fileDir: dirname(absolute) };
 }
 
-/** A secret from its variable, or from the file its *_FILE variable names (one trailing newline trimmed). */
-function secret(
-  direct: { env: string; file: string },
-  viaFile: { env: string; file: string },
-  pick: (s: Setting) => { value: unknown; from: string; base: string } | undefined,
-  problems: string[],
-): string | undefined {
-  const fileGot = pick(viaFile);
-  if (fileGot !== undefined) {
-    if (typeof fileGot.value !== 'string' || fileGot.value === '') {
-      problems.push(`${fileGot.from} must name a file`);
-      return undefined;
-    }
-    try {
-      return readFileSync(resolve(fileGot.base, fileGot.value), 'utf8').replace(/\r?\n$/, '');
-    } catch {
-      problems.push(`${fileGot.from}: cannot read the secret file`);
-      return undefined;
-    }
+const REDACTED = '[redacted]';
+
+/** The configuration with every secret of the schema replaced, for `tresor config show` and start-up logs. */
+export function redactedServerConfig(config: ServerConfig): ServerConfig {
+  const copy = structuredClone(config) as unknown as Source;
+  for (const s of SERVER_SETTINGS) {
+    if (s.secret !== 'value') continue;
+    const names = s.pointer.split('/').slice(2);
+    const last = names.pop() as string;
+    let at: unknown = copy;
+    for (const n of names) at = typeof at === 'object' && at !== null ? (at as Source)[n] : undefined;
+    if (typeof at === 'object' && at !== null && (at as Source)[last] !== undefined)
+      (at as Source)[last] = REDACTED;
   }
-  const got = pick(direct);
-  if (got === undefined) return undefined;
-  if (got.from.startsWith('config file')) {
-    problems.push(
-      `${got.from}: secrets do not belong in the config file; use ${viaFile.file} or ${viaFile.env}`,
-    );
-    return undefined;
-  }
-  return typeof got.value === 'string' ? got.value : undefined;
+  return copy as unknown as ServerConfig;
 }
 
-function list(got: { value: unknown; from: string } | undefined, problems: string[]): string[] {
-  if (got === undefined) return [];
-  if (Array.isArray(got.value) && got.value.every((v) => typeof v === 'string')) return got.value as string[];
-  if (typeof got.value === 'string')
-    return got.value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  problems.push(`${got.from} must be a list of addresses`);
-  return [];
-}
-
-function text(v: unknown): string | undefined {
-  return typeof v === 'string' && v.length > 0 ? v : undefined;
-}
-
-function isObject(v: unknown): v is Source {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+function isKeydProblem(p: Problem): boolean {
+  return p.pointer === '/keyd' || p.pointer.startsWith('/keyd/');
 }

@@ -1,0 +1,412 @@
+/**
+ * The config file, written once: its shape (validation, unknown keys refused), each setting's
+ * TRESOR_* variable and flag, its default, which settings are secrets, and the words of
+ * docs/configuration.md (`npm run docs:config`). The server reads `dataDir` and `server`; the
+ * `keyd` section is keyd's (keyd-schema.ts).
+ *
+ * Rules that tie settings together (TLS needs a certificate and a key, keyd over TCP needs
+ * mutual TLS, ...) are checked in server-config.ts, after this schema.
+ */
+import Type from 'typebox';
+import { KEYD_SECTION } from './keyd-schema.ts';
+import { secret, section, setting } from './settings.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const MINUTE = 60_000;
+const DAY_MS = 24 * 60 * MINUTE;
+
+const int = (env: string, min: number, max: number, fallback: number | undefined, description: string) =>
+  Type.Optional(
+    setting(
+      Type.Integer({
+        minimum: min,
+        maximum: max,
+        description,
+        ...(fallback === undefined ? {} : { default: fallback }),
+      }),
+      { env },
+    ),
+  );
+const text = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
+  Type.Optional(setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, ...more }));
+const path = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
+  Type.Optional(
+    setting(Type.String({ minLength: 1, pattern: '\\S', description }), { env, path: true, ...more }),
+  );
+const list = (env: string, description: string, defaultText: string) =>
+  Type.Optional(
+    setting(Type.Array(Type.String({ minLength: 1, pattern: '\\S' }), { description }), { env, defaultText }),
+  );
+
+export const SERVER_SECTION = section(
+  {
+    host: Type.Optional(
+      setting(
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          default: '127.0.0.1',
+          description: 'Listen address or host name.',
+        }),
+        {
+          env: 'TRESOR_HOST',
+          flag: 'host',
+        },
+      ),
+    ),
+    port: Type.Optional(
+      setting(Type.Integer({ minimum: 0, maximum: 65535, default: 8443, description: 'HTTPS port.' }), {
+        env: 'TRESOR_PORT',
+        flag: 'port',
+      }),
+    ),
+    redirectPort: Type.Optional(
+      setting(
+        Type.Integer({
+          minimum: 0,
+          maximum: 65535,
+          description: 'Optional plain-HTTP port that only redirects to HTTPS; must differ from `port`.',
+        }),
+        { env: 'TRESOR_REDIRECT_PORT', flag: 'redirectPort', defaultText: 'none' },
+      ),
+    ),
+    publicUrl: text(
+      'TRESOR_PUBLIC_URL',
+      'The public https:// origin (behind a load balancer), without a path; redirects use it.',
+      { flag: 'publicUrl', defaultText: 'none' },
+    ),
+    tls: Type.Optional(
+      section(
+        {
+          certFile: path('TRESOR_TLS_CERT', 'PEM certificate chain.', {
+            flag: 'tlsCert',
+            defaultText: 'the development CA in `<dataDir>/tls`',
+          }),
+          keyFile: path('TRESOR_TLS_KEY', 'PEM private key.', { flag: 'tlsKey' }),
+          ...secret(
+            'keyPassphrase',
+            'TRESOR_TLS_KEY_PASSPHRASE',
+            'The passphrase of an encrypted TLS private key.',
+          ),
+        },
+        'The HTTPS certificate. Without `certFile` and `keyFile`, certificates of a development CA are made in `<dataDir>/tls`.',
+      ),
+    ),
+    bodyLimit: Type.Optional(
+      setting(
+        Type.Integer({
+          minimum: 1024,
+          maximum: 64 * 1024 * 1024,
+          default: 1024 * 1024,
+          description: 'Largest request body in bytes.',
+        }),
+        { env: 'TRESOR_BODY_LIMIT', flag: 'bodyLimit' },
+      ),
+    ),
+    rateLimit: Type.Optional(
+      section(
+        {
+          windowMs: int(
+            'TRESOR_RATE_LIMIT_WINDOW_MS',
+            1000,
+            3_600_000,
+            MINUTE,
+            'Length of a rate-limit window.',
+          ),
+          perAddress: int(
+            'TRESOR_RATE_LIMIT_PER_ADDRESS',
+            1,
+            10_000_000,
+            12_000,
+            'Requests per window from one client address.',
+          ),
+          perKey: int(
+            'TRESOR_RATE_LIMIT_PER_KEY',
+            1,
+            10_000_000,
+            3_000,
+            'Requests per window with one credential (each bearer token).',
+          ),
+        },
+        'Rate limits, checked before authentication and refused with 429 and `Retry-After`. Per credential 3,000 a minute (50 a second, all minute long) is more than a person or an integration sends; per address 12,000 a minute leaves room for an application server sending for its tenants with a few keys. Each guessed secret is a new credential, so the per-address budget is what stops a guessing loop from one address, within its first minute. Sign-in has its own, stricter throttle (`console.login`). A bulk import or load test that needs more sets these explicitly.',
+      ),
+    ),
+    timeouts: Type.Optional(
+      section(
+        {
+          headersMs: int(
+            'TRESOR_HEADERS_TIMEOUT_MS',
+            1000,
+            120_000,
+            10_000,
+            'Time to receive the complete request headers (slowloris); at most `requestMs`.',
+          ),
+          requestMs: int(
+            'TRESOR_REQUEST_TIMEOUT_MS',
+            1000,
+            600_000,
+            30_000,
+            'Time to receive the complete request, body included.',
+          ),
+          keepAliveMs: int(
+            'TRESOR_KEEP_ALIVE_TIMEOUT_MS',
+            1000,
+            600_000,
+            5_000,
+            'How long an idle keep-alive connection is kept.',
+          ),
+          idleMs: int(
+            'TRESOR_IDLE_TIMEOUT_MS',
+            1000,
+            600_000,
+            30_000,
+            'Socket inactivity after which a connection is closed.',
+          ),
+          handshakeMs: int(
+            'TRESOR_TLS_HANDSHAKE_TIMEOUT_MS',
+            1000,
+            120_000,
+            10_000,
+            'Time to complete the TLS handshake.',
+          ),
+          shutdownGraceMs: int(
+            'TRESOR_SHUTDOWN_GRACE_MS',
+            0,
+            600_000,
+            10_000,
+            'How long shutdown waits for in-flight requests before closing their connections.',
+          ),
+        },
+        'Connection and request timeouts, in milliseconds.',
+      ),
+    ),
+    trustProxy: list(
+      'TRESOR_TRUST_PROXY',
+      'Load balancer addresses or CIDR blocks whose X-Forwarded-For is believed.',
+      'none',
+    ),
+    keyd: Type.Optional(
+      section(
+        {
+          socket: path('TRESOR_KEYD_SOCKET', 'keyd’s Unix socket.', {
+            defaultText: '`<dataDir>/keyd/keyd.sock`',
+          }),
+          address: text(
+            'TRESOR_KEYD_ADDRESS',
+            'keyd over TCP with mutual TLS instead of the socket: `host:port`.',
+            {
+              defaultText: 'none (the socket)',
+            },
+          ),
+          clientCert: path('TRESOR_KEYD_CLIENT_CERT', 'Client certificate for keyd over TCP.'),
+          clientKey: path('TRESOR_KEYD_CLIENT_KEY', 'Client private key for keyd over TCP.'),
+          ca: path('TRESOR_KEYD_CA', 'CA certificate that keyd’s server certificate must chain to.'),
+          servername: text(
+            'TRESOR_KEYD_SERVERNAME',
+            'Name expected in keyd’s certificate, when it differs from the address’s host.',
+          ),
+        },
+        'How the server reaches keyd: the Unix socket, or `address` with mutual TLS (`clientCert`, `clientKey`, `ca` all required).',
+      ),
+    ),
+    closeGraceDays: int(
+      'TRESOR_CLOSE_GRACE_DAYS',
+      0,
+      3650,
+      30,
+      'Days between a contract’s end and the crypto-shredding of the tenant’s data.',
+    ),
+    logLevel: Type.Optional(
+      setting(Type.Enum([...LOG_LEVELS], { default: 'info', description: 'Log level.' }), {
+        env: 'TRESOR_LOG_LEVEL',
+        flag: 'logLevel',
+      }),
+    ),
+    audit: Type.Optional(
+      section(
+        {
+          origin: text(
+            'TRESOR_AUDIT_ORIGIN',
+            'The log’s name in its checkpoints (C2SP tlog-checkpoint origin): printable ASCII, no spaces or `+`.',
+            { defaultText: '`tresor.local/audit`' },
+          ),
+          witnessDir: path(
+            'TRESOR_AUDIT_WITNESS_DIR',
+            'Where the latest checkpoints are kept outside the store (rollback detection).',
+            { defaultText: '`<dataDir>/witness`' },
+          ),
+          checkpointIntervalMs: int(
+            'TRESOR_AUDIT_CHECKPOINT_INTERVAL_MS',
+            50,
+            1000,
+            1000,
+            'Period of checkpoint signing while entries arrive.',
+          ),
+          signBoundMs: int(
+            'TRESOR_AUDIT_SIGN_BOUND_MS',
+            1000,
+            3_600_000,
+            10_000,
+            'Longest time an entry may stay unsigned (keyd down) before data routes answer 503.',
+          ),
+          diskWarnBytes: int(
+            'TRESOR_AUDIT_DISK_WARN_BYTES',
+            0,
+            Number.MAX_SAFE_INTEGER,
+            1024 ** 3,
+            'Free bytes under which the data folder’s filesystem is reported low.',
+          ),
+          diskReserveBytes: int(
+            'TRESOR_AUDIT_DISK_RESERVE_BYTES',
+            0,
+            1024 ** 4,
+            64 * 1024 ** 2,
+            'Space kept in a reserve file, released when the disk fills so refusals can still be recorded.',
+          ),
+          sinksFile: path('TRESOR_AUDIT_SINKS_FILE', 'JSON file of audit sinks.', { defaultText: 'none' }),
+        },
+        'The audit log.',
+      ),
+    ),
+    access: Type.Optional(
+      section(
+        {
+          defaultGrantMinutes: int(
+            'TRESOR_ACCESS_DEFAULT_GRANT_MINUTES',
+            1,
+            7 * 24 * 60,
+            60,
+            'A staff grant’s length when the request names none; at most `maxGrantMinutes`.',
+          ),
+          maxGrantMinutes: int(
+            'TRESOR_ACCESS_MAX_GRANT_MINUTES',
+            1,
+            7 * 24 * 60,
+            480,
+            'The hard maximum of a grant; a longer request is refused, not shortened.',
+          ),
+        },
+        'Staff access grants.',
+      ),
+    ),
+    console: Type.Optional(
+      section(
+        {
+          rpId: text(
+            'TRESOR_CONSOLE_RP_ID',
+            'WebAuthn relying party ID: the console’s host name (never an IP address).',
+            { defaultText: 'the host of `publicUrl`, else `host` (`localhost` for an address)' },
+          ),
+          origins: list(
+            'TRESOR_CONSOLE_ORIGINS',
+            'Origins the console is served from, exactly as browsers write them (`https://host[:port]`).',
+            '`publicUrl`, else `https://<rpId>:<port>`',
+          ),
+          sessions: Type.Optional(
+            section(
+              {
+                operatorIdleMs: int(
+                  'TRESOR_SESSION_OPERATOR_IDLE_MS',
+                  1000,
+                  DAY_MS,
+                  15 * MINUTE,
+                  'Idle timeout of a staff session.',
+                ),
+                operatorAbsoluteMs: int(
+                  'TRESOR_SESSION_OPERATOR_ABSOLUTE_MS',
+                  1000,
+                  7 * DAY_MS,
+                  12 * 60 * MINUTE,
+                  'Absolute timeout of a staff session; at least its idle timeout.',
+                ),
+                customerIdleMs: int(
+                  'TRESOR_SESSION_CUSTOMER_IDLE_MS',
+                  1000,
+                  DAY_MS,
+                  30 * MINUTE,
+                  'Idle timeout of a customer session.',
+                ),
+                customerAbsoluteMs: int(
+                  'TRESOR_SESSION_CUSTOMER_ABSOLUTE_MS',
+                  1000,
+                  7 * DAY_MS,
+                  12 * 60 * MINUTE,
+                  'Absolute timeout of a customer session; at least its idle timeout.',
+                ),
+              },
+              'Console session timeouts in milliseconds (NIST SP 800-63B §7.2).',
+            ),
+          ),
+          login: Type.Optional(
+            section(
+              {
+                delayAfter: int(
+                  'TRESOR_LOGIN_DELAY_AFTER',
+                  0,
+                  100,
+                  3,
+                  'Failed sign-ins of an account before delays start.',
+                ),
+                baseDelayMs: int(
+                  'TRESOR_LOGIN_BASE_DELAY_MS',
+                  0,
+                  60_000,
+                  1000,
+                  'First delay; it doubles per further failure.',
+                ),
+                lockoutThreshold: int(
+                  'TRESOR_LOGIN_LOCKOUT_THRESHOLD',
+                  1,
+                  10,
+                  10,
+                  'Failed sign-ins after which the account is locked (at most 10).',
+                ),
+                lockoutMs: int(
+                  'TRESOR_LOGIN_LOCKOUT_MS',
+                  1000,
+                  DAY_MS,
+                  15 * MINUTE,
+                  'How long a lockout lasts.',
+                ),
+                addressDelayAfter: int(
+                  'TRESOR_LOGIN_ADDRESS_DELAY_AFTER',
+                  1,
+                  100_000,
+                  20,
+                  'Failed sign-ins from one address before its attempts are delayed.',
+                ),
+              },
+              'Sign-in throttle.',
+            ),
+          ),
+        },
+        'The web console’s sign-in: WebAuthn relying party, session timeouts, sign-in throttle.',
+      ),
+    ),
+  },
+  'Settings of `tresor server`.',
+);
+
+export const CONFIG_FILE_SCHEMA = section(
+  {
+    dataDir: Type.Optional(
+      setting(
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          description: 'The data folder (stores, witness, development TLS).',
+        }),
+        {
+          env: 'TRESOR_DATA_DIR',
+          flag: 'dataDir',
+          path: true,
+          defaultText: '`./.tresor-data`',
+        },
+      ),
+    ),
+    server: Type.Optional(SERVER_SECTION),
+    keyd: Type.Optional(KEYD_SECTION),
+  },
+  'The config file (JSON), named by `--config` or `TRESOR_CONFIG`.',
+);
