@@ -258,6 +258,13 @@ export async function startTresorServer(
       vault: { vault },
       tenants: { tenants, apiKeys },
       audit: { audit },
+      keys: {
+        audit,
+        deletionCertificateKey: async () => {
+          const key = await keyd.call('publicKey', { purpose: 'deletion-certificate' });
+          return { name: key.name, publicKey: key.publicKey };
+        },
+      },
       access: { grants, reviews },
       identity: { sessions, login, people, webauthn },
     }),
