@@ -114,8 +114,8 @@ export interface ConsoleConfig {
 }
 
 export interface AuditConfig {
-  /** The log's name in its checkpoints (C2SP tlog-checkpoint origin). */
-  origin: string;
+  /** The log's origin (C2SP tlog-checkpoint), fixed at the first start; generated when unset (src/audit/log-identity.ts). */
+  origin?: string;
   /** Where the latest checkpoints are kept outside the store (rollback detection). */
   witnessDir: string;
   /** Period of checkpoint signing while entries arrive (≤ 1 s: the issue's "at least once a second"). */
@@ -129,8 +129,6 @@ export interface AuditConfig {
   /** JSON file of audit sinks (see src/audit/sinks/config.ts); none when unset. */
   sinksFile?: string;
 }
-
-export const DEFAULT_AUDIT_ORIGIN = 'tresor.local/audit';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
@@ -390,12 +388,12 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     else problems.push(`${levelGot.from} must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
-  const origin = str({ env: 'TRESOR_AUDIT_ORIGIN', file: 'audit.origin' })?.value ?? DEFAULT_AUDIT_ORIGIN;
-  if (!/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
+  const origin = str({ env: 'TRESOR_AUDIT_ORIGIN', file: 'audit.origin' })?.value;
+  if (origin !== undefined && !/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
     problems.push('audit.origin must be printable ASCII without spaces or "+" (C2SP tlog-checkpoint)');
   const sinksFile = path({ env: 'TRESOR_AUDIT_SINKS_FILE', file: 'audit.sinksFile' });
   const audit: AuditConfig = {
-    origin,
+    ...(origin === undefined ? {} : { origin }),
     witnessDir:
       path({ env: 'TRESOR_AUDIT_WITNESS_DIR', file: 'audit.witnessDir' }) ?? resolve(dataDir, 'witness'),
     checkpointIntervalMs: int(
