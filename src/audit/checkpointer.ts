@@ -5,6 +5,11 @@
  * witness folder (outside the store) and by every sink — so a rollback of the whole store to an
  * older state shows at the next start (checkRollback) and to `tresor audit verify`.
  *
+ * The signing key's note name is the log's origin (signed-note: the key name should match it), so
+ * the verifier key published is `<origin>+<key ID>+<key>`; keyd's own label for the key
+ * (`tresor-keyd/audit-checkpoint`) named the checkpoints of earlier versions, and those still
+ * verify against the witness.
+ *
  * If keyd cannot sign (sealed, stopped, unreachable) entries keep arriving but stay unsigned; once
  * the oldest unsigned entry has waited longer than `signBoundMs`, health() turns red and data routes
  * fail closed (503) until a checkpoint is signed again.
@@ -13,7 +18,14 @@ import type { Store } from '../store/types.ts';
 import { parseCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import type { AuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
-import { ed25519NoteSigner, type NoteSigner, parseNote, parseVerifierKey } from './note.ts';
+import {
+  ed25519NoteSigner,
+  ed25519VerifierKey,
+  type NoteSigner,
+  type NoteVerifier,
+  parseNote,
+  parseVerifierKey,
+} from './note.ts';
 
 export interface CheckpointWitness {
   /** Keeps `note` durably outside the store; refuses to go back to a smaller tree. */
@@ -21,6 +33,7 @@ export interface CheckpointWitness {
   latest(): Promise<string | null>;
 }
 
+/** keyd's key: its own label, the raw Ed25519 public key and keyd's verifier key for that label. */
 export interface CheckpointSigningKey {
   name: string;
   publicKey: Buffer;
@@ -86,8 +99,15 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
   async function noteSigner(): Promise<NoteSigner> {
     if (signer) return signer;
     const k = await signingKey();
-    signer = ed25519NoteSigner({ name: k.name, publicKey: k.publicKey }, deps.sign);
+    signer = ed25519NoteSigner({ name: deps.origin, publicKey: k.publicKey }, deps.sign);
     return signer;
+  }
+
+  /** The log's verifier (named by the origin) and the one of keyd's label, for older checkpoints. */
+  async function verifiers(): Promise<NoteVerifier[]> {
+    const k = await signingKey();
+    const own = parseVerifierKey(ed25519VerifierKey(deps.origin, k.publicKey));
+    return k.name === deps.origin ? [own] : [own, parseVerifierKey(ed25519VerifierKey(k.name, k.publicKey))];
   }
 
   /**
@@ -100,9 +120,9 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
       witnessChecked = true;
       return;
     }
-    const k = await signingKey();
+    const known = await verifiers();
     witnessChecked = true;
-    const { checkpoint } = verifyCheckpoint(note, [parseVerifierKey(k.verifierKey)], { origin: deps.origin });
+    const { checkpoint } = verifyCheckpoint(note, known, { origin: deps.origin });
     const { size } = deps.treeHead();
     if (size < checkpoint.size) {
       rollback = `the audit log holds ${size} entries but the witness saw a signed checkpoint of ${checkpoint.size}: the store was rolled back or truncated`;
@@ -197,7 +217,7 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
       return { ok: true, signedSize };
     },
     async verifierKey() {
-      return (await signingKey()).verifierKey;
+      return ed25519VerifierKey(deps.origin, (await signingKey()).publicKey);
     },
     async close() {
       if (timer) clearInterval(timer);

@@ -1,6 +1,7 @@
 /**
  * The audit export file, verifiable offline with nothing but the verifier key (`tresor audit verify
- * --file`). JSON Lines, UTF-8, one record per line:
+ * --export`). JSON Lines, UTF-8, one record per line, stored inside an age archive
+ * (export-archive.ts) unless the operator asked for plaintext:
  *
  *   {"format":"tresor-audit-export","version":1,"origin":"tresor.example/audit","size":n}
  *   {"index":0,"leaf":"<the entry's canonical JSON text>"}        n lines, by index
@@ -12,7 +13,7 @@
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { TresorError } from '../errors.ts';
 import type { VerifyEntry } from './verify.ts';
 
@@ -90,15 +91,19 @@ export async function writeAuditExport(
   return { entries, checkpoints };
 }
 
+/** Where the export's text is read from: a plaintext file, or a fresh stream per pass (an archive). */
+export type AuditExportInput = string | (() => Promise<Readable>);
+
 /**
  * Opens an export file: reads the header and the checkpoints in a first pass (checking the order of
- * the sections), and streams the entries in a second one.
+ * the sections), and streams the entries in a second one. A stream that fails (an archive whose
+ * ciphertext was changed) throws AuditExportError at the line it reached.
  */
-export async function readAuditExport(path: string): Promise<AuditExport> {
+export async function readAuditExport(source: AuditExportInput): Promise<AuditExport> {
   let header: AuditExportHeader | undefined;
   const checkpoints: string[] = [];
   let line = 0;
-  for await (const text of lines(path)) {
+  for await (const text of lines(source, () => line + 1)) {
     line += 1;
     if (line === 1) {
       header = parseHeader(text);
@@ -111,12 +116,12 @@ export async function readAuditExport(path: string): Promise<AuditExport> {
     }
   }
   if (header === undefined) throw new AuditExportError(1, 'empty file');
-  return { header, checkpoints, entries: readEntries(path) };
+  return { header, checkpoints, entries: readEntries(source) };
 }
 
-async function* readEntries(path: string): AsyncIterable<VerifyEntry> {
+async function* readEntries(source: AuditExportInput): AsyncIterable<VerifyEntry> {
   let line = 0;
-  for await (const text of lines(path)) {
+  for await (const text of lines(source, () => line + 1)) {
     line += 1;
     if (line === 1) continue;
     if (text.startsWith('{"checkpoint":')) return;
@@ -166,6 +171,16 @@ function parseCheckpointLine(line: number, text: string): string {
   return record.checkpoint;
 }
 
-function lines(path: string): AsyncIterable<string> {
-  return createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+async function* lines(source: AuditExportInput, lineNow: () => number): AsyncIterable<string> {
+  let input: Readable | undefined;
+  try {
+    input = typeof source === 'string' ? createReadStream(source) : await source();
+    input.setEncoding('utf8');
+    yield* createInterface({ input, crlfDelay: Infinity });
+  } catch (err) {
+    if (err instanceof AuditExportError) throw err;
+    throw new AuditExportError(lineNow(), `the file cannot be read: ${(err as Error).message}`);
+  } finally {
+    input?.destroy(); // a pass may stop early (the entries end where the checkpoints begin)
+  }
 }

@@ -1,38 +1,65 @@
 /**
  * `tresor audit …`: check the audit log and export it.
  *
- *   tresor audit verify [--data-dir <dir> | --file <export.jsonl>] --public-key <key | @file> [--witness <dir>]
+ *   tresor audit verify [--data-dir <dir> | --export <file> [--identity <file> | --passphrase-…]]
+ *                       --public-key <key | @file> [--witness <dir>]
  *   tresor audit export [--data-dir <dir>] --out <file>
+ *                       (--recipient <age1…>… | --passphrase-file <file> | --passphrase-stdin | --plaintext)
  *
  * verify exits 0 when the log verifies, 1 on any problem (the first bad index and each problem on
- * stdout, or one JSON report with --json), 2 on a usage error (unreadable key, store or witness).
- * It reads the store read-only and can run beside a live server.
+ * stdout, or one JSON report with --json), 2 on a usage error (unreadable key, store or witness,
+ * an archive the identity or passphrase does not open). It reads the store read-only and can run
+ * beside a live server. An export is an age archive; plaintext only when asked for, with a warning.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Command, CommanderError } from 'commander';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
-import { AuditExportError, readAuditExport, writeAuditExport } from '../audit/export-file.ts';
+import {
+  type ArchiveIdentities,
+  type ArchiveRecipients,
+  AuditArchiveError,
+  archiveEncrypter,
+  encryptingStream,
+  isAgeFile,
+  openArchive,
+} from '../audit/export-archive.ts';
+import {
+  AuditExportError,
+  type AuditExportInput,
+  readAuditExport,
+  writeAuditExport,
+} from '../audit/export-file.ts';
 import { openAuditLogReader } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
 import { type VerifyReport, verifyAuditLogAsync, verifyAuditLogInParallel } from '../audit/verify.ts';
 import { createWitness } from '../audit/witness.ts';
 import { controlStorePath } from '../server/control-store.ts';
-import { info, out, warn } from './io.ts';
+import { info, out, readSecret, warn } from './io.ts';
 
-interface VerifyFlags {
+/** How a passphrase reaches the command: a file (flag or env) or stdin, never the command line. */
+interface PassphraseFlags {
+  passphraseFile?: string;
+  passphraseStdin?: boolean;
+}
+
+interface VerifyFlags extends PassphraseFlags {
   dataDir?: string;
   file?: string;
+  export?: string;
+  identity?: string[];
   publicKey?: string;
   witness?: string | false;
   origin?: string;
   json?: boolean;
 }
 
-interface ExportFlags {
+interface ExportFlags extends PassphraseFlags {
   dataDir?: string;
   out: string;
+  recipient?: string[];
+  plaintext?: boolean;
   json?: boolean;
 }
 
@@ -64,6 +91,95 @@ function verifierKeyOf(flags: VerifyFlags): string {
     throw usage((err as Error).message);
   }
   return key;
+}
+
+/** The passphrase file named by the flag or TRESOR_EXPORT_PASSPHRASE_FILE, if any. */
+function passphraseFileOf(flags: PassphraseFlags): string | undefined {
+  const env = process.env.TRESOR_EXPORT_PASSPHRASE_FILE;
+  return flags.passphraseFile ?? (env === undefined || env === '' ? undefined : env);
+}
+
+/** The passphrase from its file or stdin (one line), or undefined when none is asked for. */
+async function passphraseOf(flags: PassphraseFlags): Promise<string | undefined> {
+  const file = passphraseFileOf(flags);
+  if (flags.passphraseStdin === true && flags.passphraseFile !== undefined)
+    throw usage('give either --passphrase-file or --passphrase-stdin, not both');
+  if (flags.passphraseStdin === true) return readSecret('archive passphrase: ');
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch {
+    throw usage(`cannot read the passphrase file ${file}`);
+  }
+}
+
+/** Whom the export is encrypted to, or 'plaintext'; checked before the store is opened. */
+async function exportTargetOf(flags: ExportFlags): Promise<ArchiveRecipients | 'plaintext'> {
+  const recipients = flags.recipient ?? [];
+  const explicit = [
+    recipients.length > 0,
+    flags.passphraseFile !== undefined || flags.passphraseStdin === true,
+    flags.plaintext === true,
+  ].filter(Boolean).length;
+  if (explicit > 1) throw usage('give one of --recipient, a passphrase or --plaintext');
+  if (flags.plaintext === true) return 'plaintext';
+  if (recipients.length > 0) return { recipients };
+  const passphrase = await passphraseOf(flags);
+  if (passphrase === undefined) {
+    throw usage(
+      'an export is encrypted: give --recipient <age1…>, --passphrase-file <file> (or TRESOR_EXPORT_PASSPHRASE_FILE) or --passphrase-stdin; --plaintext writes it unencrypted',
+    );
+  }
+  return { passphrase };
+}
+
+/** The age identities of `files` (AGE-SECRET-KEY-… lines; `#` comments and blank lines skipped). */
+function identitiesOf(files: readonly string[]): string[] {
+  const identities: string[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw usage(`cannot read the identity file ${file}`);
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const trimmed = line.trim();
+      if (trimmed !== '' && !trimmed.startsWith('#')) identities.push(trimmed);
+    }
+  }
+  if (identities.length === 0) throw usage('the identity files hold no age identity');
+  return identities;
+}
+
+/** Where the export's text comes from: the plaintext file, or the archive opened with what was given. */
+async function exportInputOf(path: string, flags: VerifyFlags): Promise<AuditExportInput> {
+  const identityFiles = flags.identity ?? [];
+  if (!(await isAgeFile(path))) {
+    if (identityFiles.length > 0 || passphraseFileOf(flags) !== undefined || flags.passphraseStdin === true)
+      info('tresor audit: the export is not encrypted; the identity or passphrase is not used');
+    return path;
+  }
+  let by: ArchiveIdentities;
+  if (identityFiles.length > 0) {
+    if (flags.passphraseFile !== undefined || flags.passphraseStdin === true)
+      throw usage('give either --identity or a passphrase, not both');
+    by = { identities: identitiesOf(identityFiles) };
+  } else {
+    const passphrase = await passphraseOf(flags);
+    if (passphrase === undefined) {
+      throw usage(
+        'the export is encrypted: give --identity <file>, --passphrase-file <file> (or TRESOR_EXPORT_PASSPHRASE_FILE) or --passphrase-stdin',
+      );
+    }
+    by = { passphrase };
+  }
+  try {
+    return await openArchive(path, by);
+  } catch (err) {
+    if (err instanceof AuditArchiveError) throw usage(err.message);
+    throw err;
+  }
 }
 
 async function witnessNotes(dir: string): Promise<string[]> {
@@ -105,18 +221,23 @@ function printReport(report: VerifyReport, source: string, json: boolean): void 
 
 async function verifyCommand(flags: VerifyFlags): Promise<void> {
   const verifierKey = verifierKeyOf(flags);
-  if (flags.file !== undefined && flags.dataDir !== undefined) {
-    throw usage('give either --data-dir or --file, not both');
+  if (flags.file !== undefined && flags.export !== undefined) {
+    throw usage('--file is the former name of --export: give one');
+  }
+  const exportFile = flags.export ?? flags.file;
+  if (exportFile !== undefined && flags.dataDir !== undefined) {
+    throw usage('give either --data-dir or --export, not both');
   }
   const origin = flags.origin === undefined ? {} : { origin: flags.origin };
   let report: VerifyReport;
   let source: string;
-  if (flags.file !== undefined) {
-    source = resolve(flags.file);
+  if (exportFile !== undefined) {
+    source = resolve(exportFile);
     if (!existsSync(source)) throw usage(`no such export file: ${source}`);
+    const input = await exportInputOf(source, flags);
     const witness = typeof flags.witness === 'string' ? await witnessNotes(resolve(flags.witness)) : [];
     try {
-      const file = await readAuditExport(source);
+      const file = await readAuditExport(input);
       report = await verifyAuditLogAsync({
         entries: file.entries,
         checkpoints: file.checkpoints,
@@ -192,6 +313,20 @@ function malformedReport(err: AuditExportError): VerifyReport {
 
 async function exportCommand(flags: ExportFlags): Promise<void> {
   const path = resolve(flags.out);
+  const target = await exportTargetOf(flags);
+  let encrypter: ReturnType<typeof archiveEncrypter> | undefined;
+  if (target === 'plaintext') {
+    warn(
+      `tresor audit: WARNING: --plaintext writes the audit log unencrypted to ${path}; keep it off shared disks and delete it after use`,
+    );
+  } else {
+    try {
+      encrypter = archiveEncrypter(target);
+    } catch (err) {
+      if (err instanceof AuditArchiveError) throw usage(err.message);
+      throw err;
+    }
+  }
   let reader: ReturnType<typeof openAuditLogReader>;
   try {
     reader = openAuditLogReader(controlStorePath(dataDirOf(flags)));
@@ -207,17 +342,29 @@ async function exportCommand(flags: ExportFlags): Promise<void> {
     }
     const checkpoints = reader.checkpoints();
     const stream = handle.createWriteStream();
-    const written = await writeAuditExport(
-      { origin: originOf(checkpoints), size: reader.size(), entries: reader.entries(), checkpoints },
-      stream,
-    );
+    const source = {
+      origin: originOf(checkpoints),
+      size: reader.size(),
+      entries: reader.entries(),
+      checkpoints,
+    };
+    let written: Awaited<ReturnType<typeof writeAuditExport>>;
+    if (encrypter === undefined) {
+      written = await writeAuditExport(source, stream);
+    } else {
+      // The JSON Lines go through the encrypter only: no plaintext byte reaches the file.
+      const { input, done } = await encryptingStream(encrypter, stream);
+      written = await writeAuditExport(source, input);
+      input.end();
+      await done;
+    }
     await new Promise<void>((res, rej) => stream.end((err?: Error | null) => (err ? rej(err) : res())));
     const again = await open(path, 'r');
     await again.sync().finally(() => again.close());
     out(
       flags.json
-        ? { file: path, ...written }
-        : `exported ${written.entries} entries and ${written.checkpoints} checkpoints to ${path}`,
+        ? { file: path, encrypted: encrypter !== undefined, ...written }
+        : `exported ${written.entries} entries and ${written.checkpoints} checkpoints to ${path}${encrypter === undefined ? ' (plaintext)' : ' (age-encrypted)'}`,
       flags.json === true,
     );
   } finally {
@@ -237,6 +384,10 @@ function originOf(notes: readonly string[]): string | null {
   }
 }
 
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 export function registerAuditCommands(program: Command): void {
   const audit = program.command('audit').description('the tamper-evident audit log: verify and export');
 
@@ -249,7 +400,19 @@ export function registerAuditCommands(program: Command): void {
       '--data-dir <folder>',
       'data folder holding control.sqlite; env TRESOR_DATA_DIR (default ./.tresor-data)',
     )
-    .option('--file <export>', 'verify an export file (tresor audit export) offline instead of a store')
+    .option('--export <file>', 'verify an export (tresor audit export) offline instead of a store')
+    .option('--file <export>', 'former name of --export')
+    .option(
+      '--identity <file>',
+      'age identity file (AGE-SECRET-KEY-1…) that opens an encrypted export; repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--passphrase-file <file>',
+      'file holding the passphrase of an encrypted export; env TRESOR_EXPORT_PASSPHRASE_FILE',
+    )
+    .option('--passphrase-stdin', 'read the passphrase of an encrypted export from stdin')
     .option(
       '--public-key <key>',
       'the checkpoint verifier key (name+id+base64, as GET /v1/audit/public-key returns), or @file; env TRESOR_AUDIT_PUBLIC_KEY',
@@ -262,12 +425,21 @@ export function registerAuditCommands(program: Command): void {
 
   audit
     .command('export')
-    .description('write the log, its entries and signed checkpoints, to a JSON Lines file (mode 0600)')
+    .description(
+      'write the log, its entries and signed checkpoints, to an age-encrypted archive of JSON Lines (mode 0600)',
+    )
     .option(
       '--data-dir <folder>',
       'data folder holding control.sqlite; env TRESOR_DATA_DIR (default ./.tresor-data)',
     )
     .requiredOption('--out <file>', 'file to create (never overwritten)')
+    .option('--recipient <age1…>', 'age recipient to encrypt to; repeatable', collect, [])
+    .option(
+      '--passphrase-file <file>',
+      'encrypt to the passphrase in this file; env TRESOR_EXPORT_PASSPHRASE_FILE',
+    )
+    .option('--passphrase-stdin', 'encrypt to a passphrase read from stdin (a terminal prompts)')
+    .option('--plaintext', 'write the JSON Lines unencrypted (a warning is printed)')
     .option('--json', 'machine-readable output')
     .action(exportCommand);
 }

@@ -19,6 +19,10 @@ export const COMMAND_VARIABLES: readonly { env: string; use: string }[] = [
     use: '`tresor dev`: how long to wait for its keyd child to answer.',
   },
   {
+    env: 'TRESOR_EXPORT_PASSPHRASE_FILE',
+    use: '`tresor audit export` / `tresor audit verify`: a file holding the passphrase of an encrypted audit archive.',
+  },
+  {
     env: 'TRESOR_KEYD_WAIT_MS',
     use: '`tresor server`: how long to wait for keyd to answer before giving up (default 60 s; exit code 3).',
   },

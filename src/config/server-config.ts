@@ -113,8 +113,8 @@ export interface ConsoleConfig {
 }
 
 export interface AuditConfig {
-  /** The log's name in its checkpoints (C2SP tlog-checkpoint origin). */
-  origin: string;
+  /** The log's origin (C2SP tlog-checkpoint), fixed at the first start; generated when unset (src/audit/log-identity.ts). */
+  origin?: string;
   /** Where the latest checkpoints are kept outside the store (rollback detection). */
   witnessDir: string;
   /** Period of checkpoint signing while entries arrive (≤ 1 s: the "at least once a second"). */
@@ -128,8 +128,6 @@ export interface AuditConfig {
   /** JSON file of audit sinks (see src/audit/sinks/config.ts); none when unset. */
   sinksFile?: string;
 }
-
-export const DEFAULT_AUDIT_ORIGIN = 'tresor.local/audit';
 
 const SERVER_SETTINGS = settingsOf(SERVER_SECTION, '/server');
 
@@ -276,12 +274,12 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   const closeGraceDays = num('/closeGraceDays');
   const logLevel = get<LogLevel>('/logLevel') as LogLevel;
 
-  const origin = get<string>('/audit/origin') ?? DEFAULT_AUDIT_ORIGIN;
-  if (!/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
+  const origin = get<string>('/audit/origin');
+  if (origin !== undefined && !/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(origin))
     problems.push('audit.origin must be printable ASCII without spaces or "+" (C2SP tlog-checkpoint)');
   const sinksFile = get<string>('/audit/sinksFile');
   const audit: AuditConfig = {
-    origin,
+    ...(origin === undefined ? {} : { origin }),
     witnessDir: get<string>('/audit/witnessDir') ?? resolve(dataDir, 'witness'),
     checkpointIntervalMs: num('/audit/checkpointIntervalMs'),
     signBoundMs: num('/audit/signBoundMs'),

@@ -228,8 +228,11 @@ export const SERVER_SECTION = section(
         {
           origin: text(
             'TRESOR_AUDIT_ORIGIN',
-            'The log’s name in its checkpoints (C2SP tlog-checkpoint origin): printable ASCII, no spaces or `+`.',
-            { defaultText: '`tresor.local/audit`' },
+            'The log’s unique name in its checkpoints (C2SP tlog-checkpoint origin; also the checkpoint key’s name): printable ASCII, no spaces or `+`. Fixed at the first start and never changed after; a later start with another value refuses to start.',
+            {
+              defaultText:
+                'generated at the first start: `<host of publicUrl, or tresor>/audit/<8 random hex>`',
+            },
           ),
           witnessDir: path(
             'TRESOR_AUDIT_WITNESS_DIR',

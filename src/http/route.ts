@@ -70,6 +70,7 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/openapi.json',
   'GET /docs',
   'GET /v1/audit/public-key',
+  'GET /v1/keys',
   // Console login and enrolment: nobody is logged in yet. Each proves itself with what it carries
   // (password then second factor, a one-time enrolment or reset token, a recovery code), is
   // throttled per account and address, and is audited by the identity services, refusals included.

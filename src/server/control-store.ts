@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Migration } from 'kysely';
 import { type AccessDB, accessMigration } from '../access/access-store-schema.ts';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
+import { auditLogIdentityMigration, type WithAuditLogIdentity } from '../audit/log-identity.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
 import { credentialTablesMigration } from '../identity/credential-store-schema.ts';
 import {
@@ -27,7 +28,13 @@ import type { MigrationRenames, Migrations } from '../store/types.ts';
 import { tenantTablesMigration, type VaultControlDB } from '../vault/vault-control-schema.ts';
 
 /** Every table of the control store. */
-export interface ControlDB extends AccessDB, IdentityDB, VaultControlDB, WithAuditEvents, WithAuditLog {}
+export interface ControlDB
+  extends AccessDB,
+    IdentityDB,
+    VaultControlDB,
+    WithAuditEvents,
+    WithAuditLog,
+    WithAuditLogIdentity {}
 
 /** The control store's file in a data folder. */
 export const CONTROL_STORE_FILE = 'control.sqlite';
@@ -57,6 +64,7 @@ export const controlStoreMigrations: Migrations = {
   '0005-webauthn': webAuthnMigration,
   '0006-access': accessMigration,
   '0007-system-keys': systemKeysMigration,
+  '0008-audit-log-identity': auditLogIdentityMigration,
 };
 
 /**

@@ -22,6 +22,7 @@ import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
+import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
@@ -200,6 +201,16 @@ export async function startTresorServer(
     webauthn,
   });
 
+  // The log's origin is fixed at the first start and refused if the config later names another.
+  const auditOrigin = await fixAuditOrigin(rawControl, {
+    ...(config.audit.origin === undefined ? {} : { configured: config.audit.origin }),
+    generate: () => generatedAuditOrigin(config.publicUrl ? new URL(config.publicUrl).hostname : undefined),
+    now: clock,
+  }).catch(async (error: unknown) => {
+    await rawControl.close();
+    await keyd.close();
+    throw error;
+  });
   const audit = createAuditLog({
     control: rawControl,
     async openSource(source) {
@@ -220,7 +231,7 @@ export async function startTresorServer(
       return { name: info.name, publicKey: info.publicKey, verifierKey: info.verifierKey };
     },
     sign: async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
-    origin: config.audit.origin,
+    origin: auditOrigin,
     witness: createWitness(config.audit.witnessDir),
     checkpointIntervalMs: config.audit.checkpointIntervalMs,
     signBoundMs: config.audit.signBoundMs,
@@ -258,6 +269,13 @@ export async function startTresorServer(
       vault: { vault },
       tenants: { tenants, apiKeys },
       audit: { audit },
+      keys: {
+        audit,
+        deletionCertificateKey: async () => {
+          const key = await keyd.call('publicKey', { purpose: 'deletion-certificate' });
+          return { name: key.name, publicKey: key.publicKey };
+        },
+      },
       access: { grants, reviews },
       identity: { sessions, login, people, webauthn },
     }),

@@ -115,16 +115,18 @@ describe('tresor audit export', () => {
   it('writes a 0600 file that verifies offline with only the key, and a tampered line fails', async () => {
     const f = await buildAuditLogFixture({ entries: 80, checkpointEvery: 25 });
     const file = join(f.dataDir, 'audit-export.jsonl');
-    const exported = tresor('audit', 'export', '--data-dir', f.dataDir, '--out', file);
+    // Plaintext, to tamper with one line; encrypted archives are test/cli/audit-export.test.ts's.
+    const exported = tresor('audit', 'export', '--data-dir', f.dataDir, '--out', file, '--plaintext');
     assert.equal(exported.status, 0, exported.stderr);
+    assert.match(exported.stderr, /WARNING: --plaintext writes the audit log unencrypted/);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(
-      tresor('audit', 'export', '--data-dir', f.dataDir, '--out', file).status,
+      tresor('audit', 'export', '--data-dir', f.dataDir, '--out', file, '--plaintext').status,
       2,
       'never overwrites',
     );
 
-    const ok = tresor('audit', 'verify', '--file', file, '--public-key', f.verifierKey);
+    const ok = tresor('audit', 'verify', '--export', file, '--public-key', f.verifierKey);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /entries 80, store checkpoints 4/);
 

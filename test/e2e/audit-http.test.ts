@@ -149,8 +149,14 @@ describe('the audit log over HTTPS', () => {
     await s?.stop();
   });
 
-  it('publishes the verifier key without authentication', () => {
-    assert.match(verifierKey, /^tresor-keyd\/audit-checkpoint\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/);
+  it('publishes the verifier key without authentication, named by the log origin', async () => {
+    // No audit.origin configured: one was generated at the first start, unique by its random part.
+    assert.match(verifierKey, /^tresor\/audit\/[0-9a-f]{8}\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/);
+    const { note, origin } = await checkpoint(1);
+    assert.equal(verifierKey.split('+')[0], origin, 'signed-note: the key name is the origin');
+    assert.ok(note.includes(`\n\u2014 ${origin} `), 'the signature line names the origin');
+    const res = await s.request('GET', '/v1/audit/checkpoint', { token: s.adminToken });
+    assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
   });
 
   it('records every change and read, with field names but never values, in index order', async () => {

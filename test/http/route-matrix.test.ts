@@ -144,6 +144,7 @@ const RULES: Record<string, Rule> = {
   'GET /v1/openapi.json': 'public',
   'GET /docs': 'public',
   'GET /v1/audit/public-key': 'public',
+  'GET /v1/keys': 'public',
   // tenants (operator)
   'POST /v1/tenants': 'operator',
   'GET /v1/tenants': 'operator',
@@ -327,6 +328,7 @@ async function matrixApp() {
         vault: specOnlyDependencies(),
         tenants: specOnlyDependencies(),
         audit: specOnlyDependencies(),
+        keys: specOnlyDependencies(),
         access: specOnlyDependencies(),
         identity: {
           sessions: specOnlyDependencies(),

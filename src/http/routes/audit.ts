@@ -27,6 +27,14 @@ const STREAM_PAGE = 500;
 const Index = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Hashes = Type.Array(Type.String({ contentEncoding: 'base64' }));
+/** A text answer: declared by its media type, so the OpenAPI document says what is really served. */
+function textAnswer(mediaType: string, description: string) {
+  return Type.Unsafe<string>({
+    description,
+    content: { [mediaType]: { schema: { type: 'string', description } } },
+  });
+}
+
 const Entry = Type.Object({
   index: Type.Integer(),
   entry: Type.Object({}, { additionalProperties: true }),
@@ -140,7 +148,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
           headers: Type.Object({
             'last-event-id': Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', maxLength: 15 })),
           }),
-          response: { 200: Type.String({ description: 'text/event-stream' }) },
+          response: { 200: textAnswer('text/event-stream', 'Server-Sent Events: entry events, id = index') },
         },
       }).handle(async (ctx) => {
         const lastEventId = ctx.headers['last-event-id'];
@@ -224,7 +232,11 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         secondFactor: false,
         authorize: anyAuthenticated,
         audit: { action: 'audit.checkpoint' },
-        schema: { response: { 200: Type.String({ description: 'text/plain signed note' }) } },
+        schema: {
+          response: {
+            200: textAnswer('text/plain; charset=utf-8', 'C2SP signed note of a C2SP tlog-checkpoint'),
+          },
+        },
       }).handle(async (ctx) => {
         const latest = await deps.audit.reader.latestCheckpoint();
         if (!latest) throw new TresorError('TRESOR_ERR_NOT_FOUND', 'no checkpoint has been signed yet');
@@ -284,7 +296,14 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         secondFactor: false,
         authorize: 'public',
         audit: 'none-public',
-        schema: { response: { 200: Type.String({ description: 'name+keyid+base64 key' }) } },
+        schema: {
+          response: {
+            200: textAnswer(
+              'text/plain; charset=utf-8',
+              'C2SP note verifier key, name+keyid+base64, then a newline; the name is the log origin',
+            ),
+          },
+        },
       }).handle(async () => ({
         status: 200,
         headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=300' },

@@ -10,6 +10,7 @@ import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
 import { type EnrolmentRouteDeps, enrolmentRoutes } from './enrolment.ts';
 import { type FactorRouteDeps, factorRoutes } from './factors.ts';
+import { type KeyRouteDeps, keyRoutes } from './keys.ts';
 import { type LoginRouteDeps, loginRoutes } from './login.ts';
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
 import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
@@ -30,6 +31,7 @@ export interface DomainRouteDeps {
   vault: VaultRouteDeps;
   tenants: TenantRouteDeps;
   audit: AuditRouteDeps;
+  keys: KeyRouteDeps;
   access: AccessRouteDeps;
   identity: IdentityRouteDeps;
 }
@@ -39,6 +41,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     vaultRoutes(deps.vault),
     tenantRoutes(deps.tenants),
     auditRoutes(deps.audit),
+    keyRoutes(deps.keys),
     accessRoutes(deps.access),
     // Console identity, in the order of the OpenAPI document's paths.
     loginRoutes(deps.identity),
