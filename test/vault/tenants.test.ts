@@ -566,7 +566,13 @@ describe('tenant lifecycle', () => {
         assert.equal(left?.state, 'provisioning');
         const restarted = r.service();
         const report = await restarted.resume();
-        assert.deepEqual(report, { activated: [left.id], closed: [], inGrace: [], awaitingExport: [], failed: [] });
+        assert.deepEqual(report, {
+          activated: [left.id],
+          closed: [],
+          inGrace: [],
+          awaitingExport: [],
+          failed: [],
+        });
         await assertFullyActive(r, left.id);
         const resumed = (await r.control.db.selectFrom('audit_events').selectAll().execute()).find(
           (e) => e.action === 'tenant.activate',
@@ -580,7 +586,13 @@ describe('tenant lifecycle', () => {
       const tenants = r.service();
       assert.equal(await codeOf(tenants.createTenant({ name: 'Never' }, OPERATOR)), 'TEST_INJECTED_FAULT');
       assert.deepEqual(await tenants.listTenants(), []);
-      assert.deepEqual(await tenants.resume(), { activated: [], closed: [], inGrace: [], awaitingExport: [], failed: [] });
+      assert.deepEqual(await tenants.resume(), {
+        activated: [],
+        closed: [],
+        inGrace: [],
+        awaitingExport: [],
+        failed: [],
+      });
     });
 
     it('reports a tenant it cannot resume yet and resumes it on a later start', async () => {
