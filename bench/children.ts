@@ -117,7 +117,7 @@ export async function startChild<A>(
   }
 }
 
-/** The real keyd on a dev-file root key (its folder initialised by the caller). */
+/** The real keyd (its folder initialised by the caller: dev file on a socket, passphrase over mTLS). */
 export function startKeyd(label: string, config: KeydConfig, logFile: string): Promise<Child<KeydAddress>> {
   return startChild<KeydAddress>(label, 'bench/keyd-child.ts', config, logFile);
 }

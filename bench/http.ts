@@ -517,6 +517,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
     {
       dir: keydDir,
       provider: 'dev-file',
+      insecureDevKeyFile: true,
       listen: { kind: 'unix', path: keydSocket },
       tenantKeyCryptoperiodDays: 365,
       destroyGraceSeconds: 7 * 86400,

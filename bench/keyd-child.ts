@@ -1,7 +1,7 @@
 /**
  * The real keyd, as its own process, for `npm run bench`: runKeyd with the config the bench passes
  * as JSON in argv (paths only — no secret travels on the command line; the dev-file provider
- * unseals from its folder). Prints its bound address as one JSON line on stdout once listening.
+ * unseals from its folder, the passphrase provider from its passphrase file). Prints its bound address as one JSON line on stdout once listening.
  *
  * It stops on SIGTERM (runKeyd's handler) and also when its stdin ends, i.e. when the bench that
  * holds the other end exits or crashes, so no keyd outlives a bench run.

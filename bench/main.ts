@@ -11,13 +11,15 @@
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { KeydConfig } from '../src/keyd/config.ts';
 import type { KeydOperationName, KeyService, OpArgs } from '../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../src/keyd/root/dev-file.ts';
+import { initPassphrase } from '../src/keyd/root/passphrase.ts';
 import { createKeyService, SYSTEM_CALLER } from '../src/keyd/service.ts';
 import { benchAudit } from './audit.ts';
 import { benchAuditStream } from './audit-stream.ts';
@@ -146,10 +148,25 @@ function keydFolder(dir: string): string {
   return dir;
 }
 
-function keydConfig(dir: string, listen: KeydConfig['listen']): KeydConfig {
+/**
+ * A keyd folder for a TCP keyd, which refuses the dev file: a passphrase provider unsealed from a
+ * file (a random passphrase of this run, in the bench's private temporary folder).
+ */
+async function passphraseKeydFolder(dir: string): Promise<string> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const passphrase = randomBytes(24).toString('base64url');
+  await initPassphrase(dir, passphrase);
+  const file = join(dir, 'passphrase');
+  writeFileSync(file, passphrase, { mode: 0o600 });
+  return file;
+}
+
+function keydConfig(dir: string, listen: KeydConfig['listen'], passphraseFile?: string): KeydConfig {
   return {
     dir,
-    provider: 'dev-file',
+    ...(passphraseFile === undefined
+      ? { provider: 'dev-file', insecureDevKeyFile: true }
+      : { provider: 'passphrase', insecureDevKeyFile: false, passphraseFile }),
     listen,
     tenantKeyCryptoperiodDays: 365,
     destroyGraceSeconds: 7 * 86400,
@@ -364,18 +381,23 @@ async function keydSections(
   if (options.sections.has('round-trips')) {
     progress('starting keyd (mTLS) and the echo servers');
     const pki: BenchPki = await createBenchPki(join(tmp, 'pki'));
-    const tlsDir = keydFolder(join(tmp, 'keyd-tls'));
+    const tlsDir = join(tmp, 'keyd-tls');
+    const tlsPassphraseFile = await passphraseKeydFolder(tlsDir);
     const tlsKeyd = await startKeyd(
       'keyd (mTLS)',
-      keydConfig(tlsDir, {
-        kind: 'tls',
-        host: LOOPBACK,
-        port: 0,
-        certFile: pki.certFile,
-        keyFile: pki.keyFile,
-        caFile: pki.caFile,
-        allowlist: pki.allowlist,
-      }),
+      keydConfig(
+        tlsDir,
+        {
+          kind: 'tls',
+          host: LOOPBACK,
+          port: 0,
+          certFile: pki.certFile,
+          keyFile: pki.keyFile,
+          caFile: pki.caFile,
+          allowlist: pki.allowlist,
+        },
+        tlsPassphraseFile,
+      ),
       join(tmp, 'keyd-tls.log'),
     );
     cleanup.add(() => tlsKeyd.stop());

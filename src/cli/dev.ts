@@ -43,10 +43,14 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
   if (!devFileInitialised(keydDir)) initDevFile(keydDir);
   const keydSocket = join(keydDir, 'keyd.sock');
   const deadlineMs = deadlineFromEnv('TRESOR_DEV_KEYD_START_MS', KEYD_START_MS);
-  const keyd = spawn(process.execPath, [BIN, 'keyd', 'serve', '--provider', 'dev-file', '--dir', keydDir], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, TRESOR_KEYD_SOCKET: keydSocket },
-  });
+  const keyd = spawn(
+    process.execPath,
+    [BIN, 'keyd', 'serve', '--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, TRESOR_KEYD_SOCKET: keydSocket },
+    },
+  );
   const exited = waitForExit(keyd);
   const stop = async () => {
     if (keyd.exitCode === null && keyd.signalCode === null) keyd.kill('SIGTERM');

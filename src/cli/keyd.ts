@@ -3,9 +3,16 @@
  * over its private channel. Secrets (passphrase, shares, PIN) come from stdin or *_FILE variables.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
-import { type KeydConfig, readSecretFile, redactedKeydConfig, resolveKeydConfig } from '../keyd/config.ts';
+import {
+  checkRootKeyChoice,
+  type KeydConfig,
+  NO_PROVIDER_MESSAGE,
+  readSecretFile,
+  redactedKeydConfig,
+  resolveKeydConfig,
+} from '../keyd/config.ts';
 import { runKeyd } from '../keyd/daemon.ts';
 import { KeydError } from '../keyd/errors.ts';
 import type { DataKeyPurpose } from '../keyd/operations.ts';
@@ -18,6 +25,7 @@ interface CommonFlags {
   config?: string;
   dir?: string;
   provider?: string;
+  insecureDevKeyFile?: boolean;
   socket?: string;
   listen?: string;
   json?: boolean;
@@ -29,7 +37,11 @@ function withCommon(cmd: Command): Command {
     .option('--dir <folder>', "keyd's own folder; env TRESOR_KEYD_DIR (default <data dir>/keyd)")
     .option(
       '--provider <kind>',
-      'root-key provider: dev-file | passphrase | shamir | pkcs11; env TRESOR_KEYD_PROVIDER',
+      'root-key provider: passphrase | shamir | pkcs11 (or dev-file for development); env TRESOR_KEYD_PROVIDER; no default',
+    )
+    .option(
+      '--insecure-dev-key-file',
+      'allow the dev-file provider (root key in a plain file; Unix socket only); env TRESOR_KEYD_INSECURE_DEV_KEY_FILE=1',
     )
     .option('--socket <path>', 'Unix socket path; env TRESOR_KEYD_SOCKET (default <dir>/keyd.sock)')
     .option('--listen <host:port>', 'listen on TCP with mutual TLS instead; env TRESOR_KEYD_LISTEN')
@@ -38,6 +50,17 @@ function withCommon(cmd: Command): Command {
 
 function config(flags: CommonFlags): KeydConfig {
   return resolveKeydConfig(flags as Record<string, unknown>);
+}
+
+/** The config of a command that holds the root key (serve, init): a provider must be chosen. */
+function rootKeyConfig(flags: CommonFlags): KeydConfig & { provider: NonNullable<KeydConfig['provider']> } {
+  const c = config(flags);
+  if (c.provider === undefined) {
+    // A usage error (exit 2), printed here: main.ts does not print a CommanderError.
+    warn(`tresor keyd: ${NO_PROVIDER_MESSAGE}`);
+    throw new CommanderError(2, 'commander.tresorUsage', NO_PROVIDER_MESSAGE);
+  }
+  return { ...c, provider: checkRootKeyChoice(c) };
 }
 
 /** A client for admin commands: the Unix socket, or mTLS with TRESOR_KEYD_CLIENT_CERT/_KEY and the CA. */
@@ -101,7 +124,7 @@ export function registerKeydCommands(program: Command): void {
   withCommon(keyd.command('serve', { isDefault: true }))
     .description('run keyd in the foreground on its Unix socket (or TCP with mutual TLS)')
     .action(async (flags: CommonFlags) => {
-      const handle = await runKeyd(config(flags));
+      const handle = await runKeyd(rootKeyConfig(flags));
       await handle.closed;
     });
 
@@ -110,7 +133,7 @@ export function registerKeydCommands(program: Command): void {
     .option('--shares <n>', 'Shamir: number of unseal shares', '5')
     .option('--threshold <m>', 'Shamir: shares needed to unseal', '3')
     .action(async (flags: CommonFlags & { shares: string; threshold: string }) => {
-      const c = config(flags);
+      const c = rootKeyConfig(flags);
       mkdirSync(c.dir, { recursive: true, mode: 0o700 });
       switch (c.provider) {
         case 'dev-file':

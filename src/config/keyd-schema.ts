@@ -37,10 +37,19 @@ export const KEYD_SECTION = section(
     provider: Type.Optional(
       setting(
         Type.Enum(['dev-file', 'passphrase', 'shamir', 'pkcs11'], {
-          default: 'dev-file',
-          description: 'Where the root key comes from.',
+          description:
+            'Where the root key comes from. No default: keyd init and serve refuse to start without one. `dev-file` keeps the root key in a plain file and needs `insecureDevKeyFile`; never on TCP.',
         }),
         { env: 'TRESOR_KEYD_PROVIDER', flag: 'provider' },
+      ),
+    ),
+    insecureDevKeyFile: Type.Optional(
+      setting(
+        Type.Boolean({
+          description:
+            'Says, on purpose, that the plain dev-file root key may be used (development only; refused on a TCP listener).',
+        }),
+        { env: 'TRESOR_KEYD_INSECURE_DEV_KEY_FILE', flag: 'insecureDevKeyFile', defaultText: '`false`' },
       ),
     ),
     socket: Type.Optional(

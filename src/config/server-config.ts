@@ -73,7 +73,7 @@ export interface ServerConfig {
   /** Load balancer addresses/CIDRs whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   keyd: KeydConnection;
-  /** Days between a contract's end and the crypto-shredding of the tenant's data. */
+  /** Grace days of a close: after a contract's end before closing, and after a close before the key is destroyed. */
   closeGraceDays: number;
   logLevel: LogLevel;
   audit: AuditConfig;

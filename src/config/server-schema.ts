@@ -215,7 +215,7 @@ export const SERVER_SECTION = section(
       0,
       3650,
       30,
-      'Days between a contract’s end and the crypto-shredding of the tenant’s data.',
+      'Grace days of a close: after a contract ends before the tenant is closed, and after any close before keyd destroys the tenant’s key (cancellable meanwhile; the tenant serves nothing). 0 shreds at once.',
     ),
     logLevel: Type.Optional(
       setting(Type.Enum([...LOG_LEVELS], { default: 'info', description: 'Log level.' }), {

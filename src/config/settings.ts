@@ -116,6 +116,7 @@ export function expectation(schema: Record<string, unknown>): string {
     return kind;
   }
   if (schema.type === 'array') return 'a list of non-empty strings (in the environment: comma-separated)';
+  if (schema.type === 'boolean') return 'true or false (in the environment also 1 or 0)';
   if (schema.type === 'string') return 'a non-empty string';
   if (schema.type === 'object') return 'an object';
   return 'a valid value';
@@ -126,6 +127,10 @@ export function fromText(schema: Record<string, unknown>, value: unknown): unkno
   if (typeof value !== 'string') return value;
   if (schema.type === 'integer' || schema.type === 'number')
     return /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
+  if (schema.type === 'boolean') {
+    const t = value.trim().toLowerCase();
+    return t === 'true' || t === '1' ? true : t === 'false' || t === '0' ? false : value;
+  }
   if (schema.type === 'array')
     return value
       .split(',')

@@ -16,7 +16,10 @@ export interface AllowlistEntry {
 
 export interface KeydConfig {
   dir: string;
-  provider: RootProviderKind;
+  /** No default: an operator chooses (checkRootKeyChoice). */
+  provider: RootProviderKind | undefined;
+  /** The explicit consent the dev-file provider needs: it leaves the root key readable on disk. */
+  insecureDevKeyFile: boolean;
   listen:
     | { kind: 'unix'; path: string }
     | {
@@ -42,6 +45,10 @@ const PROVIDERS: readonly RootProviderKind[] = ['dev-file', 'passphrase', 'shami
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+function yes(v: unknown): boolean {
+  return v === true || v === '1' || v === 'true';
 }
 
 function num(v: unknown, name: string): number | undefined {
@@ -71,8 +78,8 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const pick = (flag: string, envName: string): unknown => flags[flag] ?? env[envName] ?? file[flag];
 
   const dir = resolve(str(pick('dir', 'TRESOR_KEYD_DIR')) ?? defaultKeydDir(env));
-  const provider = (str(pick('provider', 'TRESOR_KEYD_PROVIDER')) ?? 'dev-file') as RootProviderKind;
-  if (!PROVIDERS.includes(provider)) {
+  const provider = str(pick('provider', 'TRESOR_KEYD_PROVIDER')) as RootProviderKind | undefined;
+  if (provider !== undefined && !PROVIDERS.includes(provider)) {
     throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `provider must be one of ${PROVIDERS.join(', ')}`);
   }
 
@@ -116,6 +123,7 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const config: KeydConfig = {
     dir,
     provider,
+    insecureDevKeyFile: yes(pick('insecureDevKeyFile', 'TRESOR_KEYD_INSECURE_DEV_KEY_FILE')),
     listen,
     passphraseFile: str(pick('passphraseFile', 'TRESOR_KEYD_PASSPHRASE_FILE')),
     pkcs11:
@@ -143,6 +151,38 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
     throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'tenantKeyCryptoperiodDays must be at least 1');
   }
   return config;
+}
+
+/** The production providers, named where an operator must choose one. */
+export const PRODUCTION_PROVIDERS = 'passphrase | shamir | pkcs11';
+
+export const NO_PROVIDER_MESSAGE =
+  `no root-key provider chosen: pass --provider ${PRODUCTION_PROVIDERS} (or TRESOR_KEYD_PROVIDER); ` +
+  'dev-file is for development only and needs --insecure-dev-key-file';
+
+/**
+ * There is no default root-key provider: a forgotten setting must not leave the root key in a
+ * plain file. The dev file needs its explicit flag, and never serves over the network, where keyd
+ * runs on its own host and the file would be the only thing between an intruder and every key.
+ */
+export function checkRootKeyChoice(config: KeydConfig): RootProviderKind {
+  const { provider } = config;
+  if (provider === undefined) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', NO_PROVIDER_MESSAGE);
+  if (provider !== 'dev-file') return provider;
+  if (!config.insecureDevKeyFile) {
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      'the dev-file provider keeps the root key in a plain file: it needs --insecure-dev-key-file ' +
+        `(or TRESOR_KEYD_INSECURE_DEV_KEY_FILE=1); in production use --provider ${PRODUCTION_PROVIDERS}`,
+    );
+  }
+  if (config.listen.kind !== 'unix') {
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      `refusing the dev-file provider on a TCP listener: use --provider ${PRODUCTION_PROVIDERS}`,
+    );
+  }
+  return provider;
 }
 
 /** Reads a secret from a file, trimming one trailing newline. */

@@ -5,10 +5,10 @@
  */
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
-import { type KeydConfig, readSecretFile } from './config.ts';
+import { checkRootKeyChoice, type KeydConfig, readSecretFile } from './config.ts';
 import { KeydError } from './errors.ts';
 import { DEV_WARNING } from './root/dev-file.ts';
-import { createRootKeyProvider, type RootProviderConfig } from './root/index.ts';
+import { createRootKeyProvider, type RootProviderConfig, type RootProviderKind } from './root/index.ts';
 import { createKeydServer, type KeydAddress, type KeydListen } from './server.ts';
 import { createKeyService, SYSTEM_CALLER } from './service.ts';
 
@@ -19,13 +19,13 @@ export interface KeydHandle {
   close(): Promise<void>;
 }
 
-function providerConfig(config: KeydConfig): RootProviderConfig {
-  if (config.provider === 'pkcs11') {
+function providerConfig(config: KeydConfig, kind: RootProviderKind): RootProviderConfig {
+  if (kind === 'pkcs11') {
     const p = config.pkcs11;
     if (!p) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'pkcs11 settings missing');
     return { kind: 'pkcs11', library: p.library, tokenLabel: p.tokenLabel };
   }
-  return { kind: config.provider, dir: config.dir };
+  return { kind, dir: config.dir };
 }
 
 function listenConfig(config: KeydConfig): KeydListen {
@@ -43,8 +43,8 @@ function listenConfig(config: KeydConfig): KeydListen {
 }
 
 /** The secret keyd may use to unseal itself at start, if the operator configured one. */
-function unattendedSecret(config: KeydConfig): string | undefined {
-  switch (config.provider) {
+function unattendedSecret(config: KeydConfig, kind: RootProviderKind): string | undefined {
+  switch (kind) {
     case 'dev-file':
       return '';
     case 'passphrase':
@@ -60,6 +60,8 @@ export async function runKeyd(
   config: KeydConfig,
   opts: { handleSignals?: boolean } = {},
 ): Promise<KeydHandle> {
+  // Checked here, not only by the CLI: runKeyd is also called with a config object.
+  const kind = checkRootKeyChoice(config);
   // Logs go to process.stderr, not a synchronous fd destination: if the reader of a piped stderr
   // dies, a synchronous writer retries EPIPE for ever and keyd could never exit. Losing log lines
   // then is acceptable — keyd's record of what it did is its ops log, not stderr.
@@ -67,12 +69,12 @@ export async function runKeyd(
   const logger = pino({ name: 'keyd', base: { pid: process.pid } }, process.stderr);
   mkdirSync(config.dir, { recursive: true, mode: 0o700 });
   if ((statSync(config.dir).mode & 0o077) !== 0) chmodSync(config.dir, 0o700);
-  if (config.provider === 'dev-file') {
+  if (kind === 'dev-file') {
     process.stderr.write(`${DEV_WARNING}\n`);
     logger.warn({ provider: 'dev-file' }, DEV_WARNING);
   }
 
-  const provider = createRootKeyProvider(providerConfig(config));
+  const provider = createRootKeyProvider(providerConfig(config, kind));
   const service = createKeyService({
     dir: config.dir,
     provider,
@@ -83,7 +85,7 @@ export async function runKeyd(
     },
   });
 
-  const secret = unattendedSecret(config);
+  const secret = unattendedSecret(config, kind);
   if (secret !== undefined) {
     const status = await service.call('unseal', { secret }, SYSTEM_CALLER);
     logger.info({ provider: config.provider, sealed: status.sealed }, 'unsealed at start');

@@ -127,12 +127,15 @@ export type OpResult<K extends KeydOperationName> = KeydOperations[K][1];
 /** Operations a sealed keyd still answers. */
 export const SEALED_OPERATIONS: ReadonlySet<KeydOperationName> = new Set(['status', 'unseal', 'health']);
 
-/** Operations reserved for the admin role. */
+/**
+ * Operations reserved for the admin role. Cancelling a scheduled destruction is not among them:
+ * the server cancels a tenant's close on an operator admin's audited request, while the key is
+ * still pending destruction.
+ */
 export const ADMIN_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'seal',
   'rotateRootKey',
   'retireRootKeyVersion',
-  'cancelTenantKeyDestroy',
   'opsLog',
 ]);
 

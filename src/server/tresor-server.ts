@@ -64,6 +64,8 @@ export interface TresorServerOptions {
   keydOpsIntervalMs?: number;
   /** Period of the contract-end and retention jobs; 0 turns them off (tests). */
   jobIntervalMs?: number;
+  /** Grace between a tenant's close and its key's destruction, in seconds (tests); default closeGraceDays. */
+  keyDestroyGraceSeconds?: number;
 }
 
 export interface TresorServer {
@@ -83,7 +85,7 @@ export interface TresorServer {
   grants: GrantService;
   /** Reads the TLS certificate files again (SIGHUP) and records it in the audit log (`tls.reload`). */
   reloadCertificates(): Promise<void>;
-  /** One pass of the system jobs: contract-end closing and retention. */
+  /** One pass of the system jobs: contract-end closing, closes whose grace ended, retention. */
   runJobs(): Promise<void>;
   /** The background jobs' runs and failures, by job name (for operators). */
   jobs: { status(): Record<string, JobStatus> };
@@ -142,6 +144,9 @@ export async function startTresorServer(
     exporter: (tenant, target) =>
       vault.exportTenant(tenant, target, systemEvent({ id: 'tenant-close', action: 'system.job' }, clock())),
     config: { closeGraceDays: config.closeGraceDays, backupRetentionDays: options.backupRetentionDays ?? 35 },
+    ...(options.keyDestroyGraceSeconds === undefined
+      ? {}
+      : { keyDestroyGraceSeconds: options.keyDestroyGraceSeconds }),
   });
   const operators = createOperatorService({ control });
   const authenticate = createAuthenticator({ control, apiKeys, operators });
@@ -335,6 +340,7 @@ export async function startTresorServer(
   async function runJobs(): Promise<void> {
     await jobs.run('tenants.resume', resumeTenants);
     await jobs.run('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
+    await jobs.run('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
     await jobs.run('grants.expire', () => grants.expireDue());
     // Every active tenant's retention runs, whichever of them fails.
     await jobs.run('vault.retention', async () => {

@@ -2,6 +2,8 @@
  * Deletion certificates: what a closed tenant is handed as proof that its data is gone — which
  * tenant, which tenant key ids keyd destroyed and when, when the close finished, and the date by
  * which every backup that could still hold its ciphertext has aged out (docs/architecture.md, invariant 9).
+ * It is issued once, when keyd has destroyed the key at the end of the close's grace period, so it
+ * states the destruction as it happened (docs/keyd.md).
  *
  * The signed bytes are the RFC 8785 (JCS) canonical JSON of the certificate, so anyone can
  * re-derive them from the JSON object; keyd signs them with its purpose-bound Ed25519 key
@@ -24,7 +26,7 @@ export interface DeletionCertificate {
   keyIdsDestroyed: string[];
   /** When keyd destroyed the tenant key (ISO 8601). */
   keydDestroyedAt: string;
-  /** When the close completed: store wiped, keys revoked (ISO 8601). */
+  /** When the close completed after the grace: store wiped, keys revoked (ISO 8601). */
   closedAt: string;
   /** YYYY-MM-DD: by the end of this day (UTC) no backup holding the tenant's ciphertext remains. */
   backupsAgedOutBy: string;

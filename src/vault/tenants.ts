@@ -6,9 +6,16 @@
  *
  * Provisioning: row 'provisioning' (audited) → tenant key in keyd → the tenant's store → first API
  * key (admin, all collections) and 'active' in ONE commit (audited).
- * Closing: 'closing' and every API key revoked (audited) → optional final export (before anything
- * is destroyed) → keyd destroys the tenant key at once (crypto-shredding) → the store is wiped and
+ * Closing: 'closing' and every API key revoked, this process's cached keys forgotten (audited) →
+ * optional final export (before anything is destroyed) → keyd schedules the tenant key's
+ * destruction after the grace period (audited) … grace … keyd destroys the key (crypto-shredding;
+ * keyd's maintenance or the server's grace job, whichever comes first) → the store is wiped and
  * removed → keyd signs the deletion certificate → certificate stored and 'closed' in one commit.
+ * During the grace the tenant serves nothing (invariant 9 holds: no key of it is cached here and
+ * keyd refuses to unwrap for it); only the key survives in keyd, so that an operator admin can
+ * cancel the close (audited): the key is restored, the tenant is 'active' again with a new first
+ * API key (the old ones stay revoked). The certificate is issued once, when the key is destroyed,
+ * so it states the destruction as it happened (docs/keyd.md).
  *
  * Each step is durable before the next starts and each is idempotent (a tenant key that already
  * exists or is already destroyed, a store already made or already gone, counts as done), so a
@@ -105,19 +112,45 @@ export interface CloseTenantInput {
   export?: ExportTarget;
 }
 
+/** A close that finished: the key is destroyed and the certificate issued. */
 export interface ClosedTenant extends SignedDeletionCertificate {
+  state: 'closed';
   export?: Uint8Array;
+}
+
+/** A close in its grace period: the key survives in keyd until `keyDestroyAfter`, the tenant serves nothing. */
+export interface ClosingTenant {
+  state: 'closing';
+  tenant: string;
+  /** When keyd destroys the tenant key (ISO 8601); until then an operator admin may cancel. */
+  keyDestroyAfter: string;
+  export?: Uint8Array;
+}
+
+export type CloseOutcome = ClosedTenant | ClosingTenant;
+
+/** A cancelled close: the tenant is active again, with a new first API key shown here once. */
+export interface ReopenedTenant {
+  tenant: TenantInfo;
+  apiKey: string;
+  apiKeyId: string;
 }
 
 export interface StoredDeletionCertificate extends SignedDeletionCertificate {
   createdAt: string;
 }
 
-export interface ResumeReport {
+export interface ResumeReport extends CloseReport {
   /** Provisioning tenants made active. */
   activated: string[];
-  /** Closing tenants made closed. */
+}
+
+/** What a pass over the closing tenants did. */
+export interface CloseReport {
+  /** Closing tenants made closed (their key's grace had ended). */
   closed: string[];
+  /** Closing tenants whose key waits in keyd for its grace to end. */
+  inGrace: string[];
   /** Closing tenants left for an operator: a requested final export was never handed over. */
   awaitingExport: string[];
   failed: { tenant: string; code: string }[];
@@ -130,9 +163,14 @@ export interface AutoCloseReport {
 
 export interface TenantService {
   createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant>;
-  closeTenant(id: string, input: CloseTenantInput, context: AuditContext): Promise<ClosedTenant>;
+  /** Starts the close; it finishes at once only when the grace period is zero. */
+  closeTenant(id: string, input: CloseTenantInput, context: AuditContext): Promise<CloseOutcome>;
+  /** Cancels a close while the tenant key is pending destruction (operator admins only, audited). */
+  cancelClose(id: string, context: AuditContext): Promise<ReopenedTenant>;
   /** Finishes every tenant left 'provisioning' or 'closing' (call at server start). */
   resume(): Promise<ResumeReport>;
+  /** The grace job: finishes the closes whose key grace has ended, schedules interrupted ones. */
+  completeCloses(): Promise<CloseReport>;
   /** Closes active tenants whose contract ended more than closeGraceDays before `now`. */
   autoClose(now?: Date): Promise<AutoCloseReport>;
   getTenant(id: string): Promise<TenantInfo>;
@@ -179,6 +217,11 @@ export interface TenantServiceOptions<DB extends VaultControlDB = VaultControlDB
    * (docs/architecture.md, invariant 9).
    */
   forgetKeys?: (tenant: string) => void;
+  /**
+   * The grace between a close and the destruction of the tenant key, in seconds; default
+   * config.closeGraceDays days. Finer than days for tests only.
+   */
+  keyDestroyGraceSeconds?: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -191,6 +234,7 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 export const RESUME_ACTOR = { kind: 'system', id: 'resume' } as const;
 export const CONTRACT_END_ACTOR = { kind: 'system', id: 'contract-end' } as const;
+export const CLOSE_GRACE_ACTOR = { kind: 'system', id: 'close-grace' } as const;
 
 function invalid(field: string, message: string): TresorError {
   return new TresorError('TRESOR_ERR_VALIDATION', `${field}: ${message}`, { field });
@@ -289,6 +333,10 @@ export function createTenantService<DB extends VaultControlDB>(
     warn: (details: object, message: string) => console.error(message, details),
   };
   const locks = new TenantLocks();
+  const graceSeconds = options.keyDestroyGraceSeconds ?? config.closeGraceDays * 86_400;
+  if (!Number.isSafeInteger(graceSeconds) || graceSeconds < 0) {
+    throw new RangeError('keyDestroyGraceSeconds must be a whole number of seconds, 0 or more');
+  }
 
   async function audit(
     trx: Transaction<VaultControlDB>,
@@ -381,16 +429,45 @@ export function createTenantService<DB extends VaultControlDB>(
     }
   }
 
+  /**
+   * Asks keyd to destroy the tenant key after the grace (once: a key already scheduled or destroyed
+   * counts as done) and answers keyd's schedule.
+   */
+  async function scheduleKeyDestruction(
+    id: string,
+  ): Promise<{ state: 'pending-destroy' | 'destroyed'; destroyAfter: string | null; scheduledNow: boolean }> {
+    try {
+      const r = await keys.call('destroyTenantKey', { tenant: id, mode: 'schedule', graceSeconds });
+      return { state: r.state, destroyAfter: r.destroyAfter, scheduledNow: true };
+    } catch (error) {
+      const code = errorCode(error);
+      if (code !== 'TRESOR_ERR_TENANT_KEY_PENDING_DESTROY' && code !== 'TRESOR_ERR_TENANT_KEY_DESTROYED')
+        throw error;
+      const status = await keys.call('tenantKeyStatus', { tenant: id });
+      if (status.state === 'active') throw error;
+      return { state: status.state, destroyAfter: status.destroyAfter, scheduledNow: false };
+    }
+  }
+
+  function gone(): TresorError {
+    return new TresorError(
+      'TRESOR_ERR_GONE',
+      'the tenant key is destroyed: a final export is no longer possible',
+    );
+  }
+
   async function finishClose(
     id: string,
     context: AuditContext,
     exportTarget: ExportTarget | undefined,
-  ): Promise<ClosedTenant> {
+  ): Promise<CloseOutcome> {
     let current = await row(id);
     if (current.state !== 'closing') throw wrongState(current.state);
 
     let exported: Uint8Array | undefined;
     if (exportTarget !== undefined && exporter !== undefined) {
+      // Once keyd holds the key for destruction it unwraps nothing: the export had its chance.
+      if ((await keys.call('tenantKeyStatus', { tenant: id })).state !== 'active') throw gone();
       exported = await exporter(id, exportTarget);
       const at = clock().toISOString();
       await control.write((trx) =>
@@ -403,6 +480,36 @@ export function createTenantService<DB extends VaultControlDB>(
     }
 
     if (current.keys_destroyed_at === null) {
+      const scheduled = await scheduleKeyDestruction(id);
+      if (scheduled.scheduledNow || current.close_export_pending === 1) {
+        const at = clock().toISOString();
+        await control.write(async (trx) => {
+          // The export is handed over or was given up: nothing awaits it once the key is scheduled.
+          await trx
+            .updateTable('tenants')
+            .set({ close_export_pending: 0, updated_at: at })
+            .where('id', '=', id)
+            .execute();
+          if (scheduled.scheduledNow) {
+            await audit(trx, context, id, 'tenant.key.destroy-scheduled', at, {
+              destroyAfter: scheduled.destroyAfter,
+              graceSeconds,
+            });
+          }
+        });
+      }
+      const due =
+        scheduled.state === 'destroyed' ||
+        scheduled.destroyAfter === null ||
+        Date.parse(scheduled.destroyAfter) <= clock().getTime();
+      if (!due) {
+        return {
+          state: 'closing',
+          tenant: id,
+          keyDestroyAfter: scheduled.destroyAfter as string,
+          ...(exported === undefined ? {} : { export: exported }),
+        };
+      }
       const destroyed = await destroyTenantKey(id);
       const at = clock().toISOString();
       const set = {
@@ -469,24 +576,29 @@ export function createTenantService<DB extends VaultControlDB>(
       });
     });
     options.onApiKeysRevoked?.(id);
-    return exported === undefined ? signed : { ...signed, export: exported };
+    const closed: ClosedTenant = { state: 'closed', ...signed };
+    return exported === undefined ? closed : { ...closed, export: exported };
   }
 
-  /** Forgets the tenant's keys if it is closed, whether or not the step that closed it failed after. */
-  async function forgetKeysIfClosed(id: string): Promise<void> {
+  /**
+   * Forgets the tenant's keys once it is closing or closed, whether or not a later step failed:
+   * also after a final export, which unwrapped its data keys once more.
+   */
+  async function forgetKeysIfClosing(id: string): Promise<void> {
     if (options.forgetKeys === undefined) return;
-    if ((await row(id).catch(() => undefined))?.state === 'closed') options.forgetKeys(id);
+    const state = (await row(id).catch(() => undefined))?.state;
+    if (state === 'closing' || state === 'closed') options.forgetKeys(id);
   }
 
   async function closeTenant(
     id: string,
     input: CloseTenantInput,
     context: AuditContext,
-  ): Promise<ClosedTenant> {
+  ): Promise<CloseOutcome> {
     try {
       return await closeTenantNow(id, input, context);
     } finally {
-      await forgetKeysIfClosed(id);
+      await forgetKeysIfClosing(id);
     }
   }
 
@@ -494,7 +606,7 @@ export function createTenantService<DB extends VaultControlDB>(
     id: string,
     input: CloseTenantInput,
     context: AuditContext,
-  ): Promise<ClosedTenant> {
+  ): Promise<CloseOutcome> {
     const reason = checkText('reason', input?.reason, MAX_REASON_CHARS);
     const exportTarget = checkExportTarget(input?.export);
     if (exportTarget !== undefined && exporter === undefined) {
@@ -521,13 +633,16 @@ export function createTenantService<DB extends VaultControlDB>(
           });
         });
         options.onApiKeysRevoked?.(id);
+        options.forgetKeys?.(id);
       } else if (current.state === 'closing') {
         // A retry: the operator says again whether a final export is wanted (the first reason stands).
-        if (exportTarget !== undefined && current.keys_destroyed_at !== null) {
-          throw new TresorError(
-            'TRESOR_ERR_GONE',
-            'the tenant key is destroyed: a final export is no longer possible',
-          );
+        // Refused before anything is written: a refused retry must not leave an export awaited.
+        if (exportTarget !== undefined && current.keys_destroyed_at !== null) throw gone();
+        if (
+          exportTarget !== undefined &&
+          (await keys.call('tenantKeyStatus', { tenant: id })).state !== 'active'
+        ) {
+          throw gone();
         }
         await control.write(async (trx) => {
           await trx
@@ -542,6 +657,82 @@ export function createTenantService<DB extends VaultControlDB>(
         throw wrongState(current.state);
       }
       return finishClose(id, context, exportTarget);
+    });
+  }
+
+  /** Rolls every tenant in `states` forward as far as it may go now. */
+  async function passOver(
+    states: TenantState[],
+    actor: AuditContext['actor'],
+    report: CloseReport & { activated?: string[] },
+  ): Promise<void> {
+    const pending = await control.db
+      .selectFrom('tenants')
+      .select(['id', 'state'])
+      .where('state', 'in', states)
+      .orderBy('created_at')
+      .execute();
+    for (const { id } of pending) {
+      try {
+        await locks.run(id, async () => {
+          const current = await row(id);
+          if (current.state === 'provisioning') {
+            await provision(id, { actor });
+            report.activated?.push(id);
+          } else if (current.state === 'closing') {
+            options.forgetKeys?.(id);
+            if (current.close_export_pending === 1 && current.keys_destroyed_at === null) {
+              report.awaitingExport.push(id);
+              return;
+            }
+            const outcome = await finishClose(id, { actor }, undefined);
+            (outcome.state === 'closed' ? report.closed : report.inGrace).push(id);
+          }
+        });
+      } catch (error) {
+        report.failed.push({ tenant: id, code: errorCode(error) });
+        logger.warn({ tenant: id, code: errorCode(error) }, 'could not resume tenant lifecycle');
+      }
+    }
+  }
+
+  async function cancelClose(id: string, context: AuditContext): Promise<ReopenedTenant> {
+    return locks.run(id, async () => {
+      const current = await row(id);
+      if (current.state !== 'closing') throw wrongState(current.state);
+      if (current.keys_destroyed_at !== null) {
+        throw new TresorError(
+          'TRESOR_ERR_GONE',
+          'the tenant key is destroyed: the close cannot be cancelled',
+        );
+      }
+      const status = await keys.call('tenantKeyStatus', { tenant: id });
+      if (status.state !== 'pending-destroy') {
+        throw new TresorError(
+          'TRESOR_ERR_TENANT_STATE',
+          `the close can be cancelled only while the tenant key is pending destruction; it is ${status.state}`,
+          { state: current.state },
+        );
+      }
+      // keyd first: were the tenant active while its key is still pending, every request would fail.
+      await keys.call('cancelTenantKeyDestroy', { tenant: id });
+      const now = clock();
+      const at = now.toISOString();
+      const key = await control.write(async (trx) => {
+        await transition(trx, id, 'closing', {
+          state: 'active',
+          close_reason: null,
+          close_export_pending: 0,
+          updated_at: at,
+        });
+        const issued = await apiKeys.issueFirstIn(trx, id, now);
+        await audit(trx, context, id, 'tenant.close.cancel', at, {
+          keyDestroyAfter: status.destroyAfter,
+          apiKeyId: issued.id,
+        });
+        return issued;
+      });
+      return { tenant: toInfo(await row(id)), apiKey: key.token, apiKeyId: key.id };
     });
   }
 
@@ -620,36 +811,17 @@ export function createTenantService<DB extends VaultControlDB>(
 
     closeTenant,
 
+    cancelClose,
+
     async resume() {
-      const report: ResumeReport = { activated: [], closed: [], awaitingExport: [], failed: [] };
-      const pending = await control.db
-        .selectFrom('tenants')
-        .select(['id', 'state'])
-        .where('state', 'in', ['provisioning', 'closing'])
-        .orderBy('created_at')
-        .execute();
-      for (const { id } of pending) {
-        try {
-          await locks.run(id, async () => {
-            const current = await row(id);
-            if (current.state === 'provisioning') {
-              await provision(id, { actor: RESUME_ACTOR });
-              report.activated.push(id);
-            } else if (current.state === 'closing') {
-              if (current.close_export_pending === 1 && current.keys_destroyed_at === null) {
-                report.awaitingExport.push(id);
-                return;
-              }
-              await finishClose(id, { actor: RESUME_ACTOR }, undefined);
-              report.closed.push(id);
-              options.forgetKeys?.(id);
-            }
-          });
-        } catch (error) {
-          report.failed.push({ tenant: id, code: errorCode(error) });
-          logger.warn({ tenant: id, code: errorCode(error) }, 'could not resume tenant lifecycle');
-        }
-      }
+      const report: ResumeReport = { activated: [], closed: [], inGrace: [], awaitingExport: [], failed: [] };
+      await passOver(['provisioning', 'closing'], RESUME_ACTOR, report);
+      return report;
+    },
+
+    async completeCloses() {
+      const report: CloseReport = { closed: [], inGrace: [], awaitingExport: [], failed: [] };
+      await passOver(['closing'], CLOSE_GRACE_ACTOR, report);
       return report;
     },
 

@@ -55,6 +55,7 @@ function sample(s: SettingInfo): { text: string; value: unknown } {
     return { text: String(n), value: n };
   }
   if (schema.type === 'array') return { text: 'a, b', value: ['a', 'b'] };
+  if (schema.type === 'boolean') return { text: '1', value: true };
   return { text: 'some/value', value: s.path ? resolve('some/value') : 'some/value' };
 }
 

@@ -124,9 +124,12 @@ describe('the vault’s data at rest with the real keyd', () => {
     const keydDir = join(root, 'keyd');
     mkdirSync(keydDir, { mode: 0o700 });
     mkdirSync(join(root, 'data'), { mode: 0o700 });
-    assert.equal(tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', keydDir]).status, 0);
+    assert.equal(
+      tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file']).status,
+      0,
+    );
     const target = { kind: 'unix' as const, path: join(keydDir, 'keyd.sock') };
-    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], target);
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'], target);
     // Not keyd.client(): this client must outlive keyd.stop() to see keyd go away.
     client = createKeydClient({ connect: target, clientName: 'tresor-server', retries: 2, timeoutMs: 5000 });
     cache = createKeyCache({ maxEntries: 100, ttlMs: 60_000, maxUses: 10_000 });

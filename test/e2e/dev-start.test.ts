@@ -367,9 +367,12 @@ describe('tresor server when keyd does not answer', () => {
   /** A running keyd, stopped (SIGSTOP): its socket accepts connections, nothing answers. */
   async function frozenKeyd(name: string) {
     const keydDir = join(root, name, 'keyd');
-    assert.equal(tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', keydDir]).status, 0);
+    assert.equal(
+      tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file']).status,
+      0,
+    );
     const socket = join(keydDir, 'keyd.sock');
-    const keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], {
+    const keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'], {
       kind: 'unix',
       path: socket,
     });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DevFileProvider } from '../../src/keyd/root/dev-file.ts';
+import { PassphraseProvider } from '../../src/keyd/root/passphrase.ts';
 import { createKeyService } from '../../src/keyd/service.ts';
 import { createDevCa, fingerprint256, issueCertificate } from '../../src/tls/dev-ca.ts';
 import { startKeyd, tresor } from '../helpers/keyd-process.ts';
@@ -210,8 +211,13 @@ describe('keyd process with a PKCS#11 root key in SoftHSM2', () => {
 
 describe('keyd process over TCP with mutual TLS', () => {
   it('serves an allowlisted client, refuses an unknown one, and names the caller in its log', async () => {
+    // A TCP keyd refuses the dev file: the passphrase provider, unsealed from a file.
     const dir = tempDir();
-    assert.equal(tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', dir]).status, 0);
+    const passphrase = `correct horse ${randomBytes(6).toString('hex')}`;
+    const init = tresor(['keyd', 'init', '--provider', 'passphrase', '--dir', dir], {
+      input: `${passphrase}\n`,
+    });
+    assert.equal(init.status, 0, init.stderr);
     const ca = await createDevCa({ commonName: 'tresor test keyd CA' });
     const server = await issueCertificate(ca, {
       commonName: 'keyd',
@@ -236,6 +242,7 @@ describe('keyd process over TCP with mutual TLS', () => {
       TRESOR_KEYD_TLS_KEY: w('server.key', server.keyPem),
       TRESOR_KEYD_TLS_CA: w('ca.pem', ca.certPem),
       TRESOR_KEYD_ALLOWLIST: allowlist,
+      TRESOR_KEYD_PASSPHRASE_FILE: w('passphrase', `${passphrase}\n`),
     };
     const target = (cert: { certPem: string; keyPem: string }) => ({
       kind: 'tls' as const,
@@ -246,7 +253,7 @@ describe('keyd process over TCP with mutual TLS', () => {
       ca: ca.certPem,
     });
     const keyd = await startKeyd(
-      ['--provider', 'dev-file', '--dir', dir, '--listen', `127.0.0.1:${port}`],
+      ['--provider', 'passphrase', '--dir', dir, '--listen', `127.0.0.1:${port}`],
       target(allowed),
       env,
     );
@@ -265,11 +272,11 @@ describe('keyd process over TCP with mutual TLS', () => {
     // The ops log (read in process once keyd has stopped) names the mTLS caller.
     const service = createKeyService({
       dir,
-      provider: new DevFileProvider(dir),
+      provider: new PassphraseProvider(dir),
       config: { maintenanceIntervalSeconds: 0 },
     });
     try {
-      await service.call('unseal', { secret: '' }, { id: 'test', role: 'admin' });
+      await service.call('unseal', { secret: passphrase }, { id: 'test', role: 'admin' });
       const log = await service.call('opsLog', { from: 1, limit: 100 }, { id: 'test', role: 'admin' });
       const create = log.entries.find((e) => e.op === 'createTenantKey');
       assert.match(create?.caller ?? '', /^mtls:server-a#[0-9a-f]{16}$/);
@@ -280,7 +287,7 @@ describe('keyd process over TCP with mutual TLS', () => {
 
   it('refuses to listen on TCP without mutual TLS', () => {
     const dir = tempDir();
-    const r = tresor(['keyd', 'serve', '--provider', 'dev-file', '--dir', dir, '--listen', '0.0.0.0:7000']);
+    const r = tresor(['keyd', 'serve', '--provider', 'passphrase', '--dir', dir, '--listen', '0.0.0.0:7000']);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /TRESOR_ERR_CONFIG_INVALID.*mutual TLS/);
   });
@@ -289,8 +296,14 @@ describe('keyd process over TCP with mutual TLS', () => {
 describe('keyd process killed with kill -9', () => {
   it('restarts with a consistent store: every acknowledged key unwraps, the ops log chain holds, no key bytes on disk', async () => {
     const dir = tempDir();
-    assert.equal(tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', dir]).status, 0);
-    let keyd = await startKeyd(['--provider', 'dev-file', '--dir', dir], unix(dir));
+    assert.equal(
+      tresor(['keyd', 'init', '--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file']).status,
+      0,
+    );
+    let keyd = await startKeyd(
+      ['--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file'],
+      unix(dir),
+    );
     const acknowledged: { tenant: string; keyId: string; key: Buffer; wrapped: Buffer }[] = [];
     const c = keyd.client(undefined, 'writer');
     const tenants = ['t1', 't2', 't3', 't4'];
@@ -327,7 +340,7 @@ describe('keyd process killed with kill -9', () => {
     stop = true;
     await Promise.all(workers);
 
-    keyd = await startKeyd(['--provider', 'dev-file', '--dir', dir], unix(dir));
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file'], unix(dir));
     try {
       const r = keyd.client();
       for (const a of acknowledged) {

@@ -48,7 +48,8 @@ describe('docs/verifying.md against a real server', () => {
     for (const name of ['verify-checkpoint.mjs', 'verify-certificate.mjs']) {
       writeFileSync(join(dir, name), blocks.get(name) as string);
     }
-    s = await startTresorStack();
+    // No close grace: the certificate to verify is issued by the close itself.
+    s = await startTresorStack({ env: { TRESOR_CLOSE_GRACE_DAYS: '0' } });
     const created = await s.request('POST', '/v1/tenants', {
       token: s.adminToken,
       body: { name: 'Leaving' },

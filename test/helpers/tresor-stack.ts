@@ -270,7 +270,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
 
   try {
     keyd = await startKeyd(
-      ['--provider', 'dev-file', '--dir', keydDir],
+      ['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'],
       { kind: 'unix', path: keydSocket },
       { TRESOR_KEYD_SOCKET: keydSocket },
     );

@@ -150,6 +150,7 @@ const RULES: Record<string, Rule> = {
   'GET /v1/tenants': 'operator',
   'GET /v1/tenants/:id': 'operator',
   'POST /v1/tenants/:id/close': 'operator',
+  'POST /v1/tenants/:id/close/cancel': 'operator',
   'GET /v1/tenants/:id/deletion-certificate': 'operator',
   // tenant administration (admin keys)
   'POST /v1/api-keys': 'key:admin',

@@ -49,7 +49,7 @@ describe('identity factor key', () => {
     const keydDir = join(dir, 'keyd');
     mkdirSync(keydDir, { mode: 0o700 });
     initDevFile(keydDir);
-    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], {
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'], {
       kind: 'unix',
       path: join(keydDir, 'keyd.sock'),
     });
@@ -151,7 +151,10 @@ describe('identity while keyd is unreachable', () => {
     assert.equal((await control.db.selectFrom('people').selectAll().execute()).length, 0, 'nothing was done');
     assert.equal((await control.db.selectFrom('system_keys').selectAll().execute()).length, 0);
 
-    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir], { kind: 'unix', path: socket });
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'], {
+      kind: 'unix',
+      path: socket,
+    });
     const asked = calls.length;
     const ada = await enrolAccount({ people, login, now: () => now, advance }, 'ada@example.test');
     const session = await ada.logIn();

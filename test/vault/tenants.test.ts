@@ -3,6 +3,7 @@
  * SQLite control store and real SQLite tenant store files: provisioning and closing, crypto-
  * shredding, the signed deletion certificate, resuming after a failure at every step, and the
  * automatic close at contract end.
+ * Most tests close with a zero grace, so a close finishes at once; the grace tests set one.
  * The tenant store registry is the real one (src/store/sqlite/tenant-stores.ts), wrapped to inject
  * faults; keyd calls and control-store writes are wrapped the same way.
  */
@@ -24,6 +25,8 @@ import { verifyDeletionCertificate } from '../../src/vault/deletion-certificate.
 import { tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
 import {
   autoCloseDueAt,
+  type ClosedTenant,
+  type CloseOutcome,
   createTenantService,
   type TenantService,
   type TenantServiceOptions,
@@ -141,11 +144,15 @@ async function rig(): Promise<Rig> {
   const keydDir = join(dir, 'keyd');
   mkdirSync(keydDir, { mode: 0o700 });
   initDevFile(keydDir);
+  // keyd and the tenant service share the test's clock, so a grace period ends when the test says.
   const keyd = createKeyService({
     dir: keydDir,
     provider: new DevFileProvider(keydDir),
     config: { maintenanceIntervalSeconds: 0 },
+    clock: () => now(),
   });
+  const start = new Date('2030-03-01T10:00:00.000Z');
+  let now = () => start;
   await keyd.call('unseal', { secret: '' }, ADMIN);
   const control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
   const storesDir = join(dir, 'tenants');
@@ -155,7 +162,7 @@ async function rig(): Promise<Rig> {
     control,
     storesDir,
     faults: {},
-    now: new Date('2030-03-01T10:00:00.000Z'),
+    now: start,
     exported: [],
     registry: faultyRegistry(createTenantStores({ dir, migrations: tenantStoreMigrations }), () => r.faults),
     service(options = {}) {
@@ -167,6 +174,7 @@ async function rig(): Promise<Rig> {
         clock: () => r.now,
         config: CONFIG,
         logger: quiet,
+        keyDestroyGraceSeconds: 0,
         exporter: async (tenant, target) => {
           if (r.faults.export) {
             delete r.faults.export;
@@ -190,7 +198,14 @@ async function rig(): Promise<Rig> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  now = () => r.now;
   return r;
+}
+
+/** The outcome of a close that finished at once (zero grace). */
+function closedOf(outcome: CloseOutcome): ClosedTenant {
+  assert.equal(outcome.state, 'closed');
+  return outcome as ClosedTenant;
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -368,7 +383,7 @@ describe('tenant lifecycle', () => {
     await authenticate.flush();
 
     r.now = new Date('2030-03-02T12:00:00.000Z');
-    const closed = await tenants.closeTenant(created.id, { reason: 'customer request' }, OPERATOR);
+    const closed = closedOf(await tenants.closeTenant(created.id, { reason: 'customer request' }, OPERATOR));
 
     assert.equal(
       await codeOf(
@@ -443,6 +458,7 @@ describe('tenant lifecycle', () => {
       'tenant.create',
       'tenant.activate',
       'tenant.close',
+      'tenant.key.destroy-scheduled',
       'tenant.key.destroy',
       'tenant.store.destroy',
       'tenant.closed',
@@ -453,10 +469,8 @@ describe('tenant lifecycle', () => {
     const tenants = r.service();
     const created = await tenants.createTenant({ name: 'Leaving' }, OPERATOR);
     const passphrase = 'correct horse battery staple 12345';
-    const closed = await tenants.closeTenant(
-      created.id,
-      { reason: 'contract end', export: { passphrase } },
-      OPERATOR,
+    const closed = closedOf(
+      await tenants.closeTenant(created.id, { reason: 'contract end', export: { passphrase } }, OPERATOR),
     );
     assert.deepEqual(r.exported, [created.id]);
     assert.equal(new TextDecoder().decode(closed.export), `export of ${created.id} for passphrase`);
@@ -525,9 +539,11 @@ describe('tenant lifecycle', () => {
     );
 
     // The operator retries with the export: it is made, then the close completes.
-    const closed = await r
-      .service()
-      .closeTenant(created.id, { reason: 'ignored', export: { recipient: 'age1xyz' } }, OPERATOR);
+    const closed = closedOf(
+      await r
+        .service()
+        .closeTenant(created.id, { reason: 'ignored', export: { recipient: 'age1xyz' } }, OPERATOR),
+    );
     assert.ok(closed.export);
     assert.equal(closed.certificate.reason, 'x', 'the first reason stands');
     await assertFullyClosed(r, created.id, tenants);
@@ -550,7 +566,13 @@ describe('tenant lifecycle', () => {
         assert.equal(left?.state, 'provisioning');
         const restarted = r.service();
         const report = await restarted.resume();
-        assert.deepEqual(report, { activated: [left.id], closed: [], awaitingExport: [], failed: [] });
+        assert.deepEqual(report, {
+          activated: [left.id],
+          closed: [],
+          inGrace: [],
+          awaitingExport: [],
+          failed: [],
+        });
         await assertFullyActive(r, left.id);
         const resumed = (await r.control.db.selectFrom('audit_events').selectAll().execute()).find(
           (e) => e.action === 'tenant.activate',
@@ -564,7 +586,13 @@ describe('tenant lifecycle', () => {
       const tenants = r.service();
       assert.equal(await codeOf(tenants.createTenant({ name: 'Never' }, OPERATOR)), 'TEST_INJECTED_FAULT');
       assert.deepEqual(await tenants.listTenants(), []);
-      assert.deepEqual(await tenants.resume(), { activated: [], closed: [], awaitingExport: [], failed: [] });
+      assert.deepEqual(await tenants.resume(), {
+        activated: [],
+        closed: [],
+        inGrace: [],
+        awaitingExport: [],
+        failed: [],
+      });
     });
 
     it('reports a tenant it cannot resume yet and resumes it on a later start', async () => {
@@ -584,15 +612,16 @@ describe('tenant lifecycle', () => {
 
   describe('resumes closing after a failure at every step', () => {
     const cases: [string, Faults][] = [
-      ['keyd destroyTenantKey fails', { keys: { op: 'destroyTenantKey', when: 'before' } }],
-      ['keyd destroyTenantKey answer lost', { keys: { op: 'destroyTenantKey', when: 'after' } }],
-      ['recording the destroyed key fails', { controlWrite: 2 }],
+      ['keyd scheduling the destruction fails', { keys: { op: 'destroyTenantKey', when: 'before' } }],
+      ['keyd scheduling answer lost', { keys: { op: 'destroyTenantKey', when: 'after' } }],
+      ['recording the schedule fails', { controlWrite: 2 }],
+      ['recording the destroyed key fails', { controlWrite: 3 }],
       ['store destroy fails', { registry: { method: 'destroy', when: 'before' } }],
       ['store destroy answer lost', { registry: { method: 'destroy', when: 'after' } }],
-      ['recording the destroyed store fails', { controlWrite: 3 }],
+      ['recording the destroyed store fails', { controlWrite: 4 }],
       ['keyd sign fails', { keys: { op: 'sign', when: 'before' } }],
       ['keyd sign answer lost', { keys: { op: 'sign', when: 'after' } }],
-      ['the closing commit fails', { controlWrite: 4 }],
+      ['the closing commit fails', { controlWrite: 5 }],
     ];
     for (const [name, faults] of cases) {
       it(name, async () => {
@@ -610,7 +639,13 @@ describe('tenant lifecycle', () => {
 
         const restarted = r.service();
         const report = await restarted.resume();
-        assert.deepEqual(report, { activated: [], closed: [created.id], awaitingExport: [], failed: [] });
+        assert.deepEqual(report, {
+          activated: [],
+          closed: [created.id],
+          inGrace: [],
+          awaitingExport: [],
+          failed: [],
+        });
         await assertFullyClosed(r, created.id, restarted);
         assert.equal(
           await codeOf(
@@ -699,10 +734,14 @@ describe('tenant lifecycle', () => {
     assert.equal((await tenants.getTenant(running.id)).state, 'active');
   });
 
-  describe("forgets a closed tenant's keys in this process (forgetKeys)", () => {
+  describe("forgets a closing tenant's keys in this process (forgetKeys)", () => {
+    // Each tenant once, however often it was told (forgetting twice is harmless).
     const forgetting = () => {
       const forgotten: string[] = [];
-      return { forgotten, tenants: r.service({ forgetKeys: (tenant) => forgotten.push(tenant) }) };
+      const forget = (tenant: string) => {
+        if (!forgotten.includes(tenant)) forgotten.push(tenant);
+      };
+      return { forgotten, tenants: r.service({ forgetKeys: forget }) };
     };
 
     it('after a close, for the closed tenant only', async () => {
@@ -714,7 +753,7 @@ describe('tenant lifecycle', () => {
       assert.deepEqual(forgotten, [doomed.id]);
     });
 
-    it('not after a close that failed before the tenant was closed', async () => {
+    it('as soon as the close starts, even when a later step fails; not for a close refused', async () => {
       const { forgotten, tenants } = forgetting();
       const created = await tenants.createTenant({ name: 'Half' }, OPERATOR);
       r.faults = { keys: { op: 'sign', when: 'before' } };
@@ -722,9 +761,17 @@ describe('tenant lifecycle', () => {
         await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
         'TEST_INJECTED_FAULT',
       );
+      assert.equal((await tenants.getTenant(created.id)).state, 'closing');
+      assert.ok(forgotten.includes(created.id));
+      forgotten.length = 0;
       assert.equal(
         await codeOf(tenants.closeTenant('ten_nope', { reason: 'end' }, OPERATOR)),
         'TRESOR_ERR_NOT_FOUND',
+      );
+      const active = await tenants.createTenant({ name: 'Active' }, OPERATOR);
+      assert.equal(
+        await codeOf(tenants.closeTenant(active.id, { reason: '' }, OPERATOR)),
+        'TRESOR_ERR_VALIDATION',
       );
       assert.deepEqual(forgotten, []);
     });
@@ -739,13 +786,14 @@ describe('tenant lifecycle', () => {
       });
       const created = await tenants.createTenant({ name: 'Late fault' }, OPERATOR);
       const state = async () => (await tenants.getTenant(created.id)).state;
-      // The first hook (after active → closing) throws: the tenant is only closing, nothing forgotten.
+      // The first hook (after active → closing) throws: the tenant is closing, its keys forgotten.
       assert.equal(
         await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
         'TEST_INJECTED_FAULT',
       );
       assert.equal(await state(), 'closing');
-      assert.deepEqual(forgotten, []);
+      assert.deepEqual(forgotten, [created.id]);
+      forgotten.length = 0;
       // The retry's revocation after the closing commit throws too: closed, so forgotten.
       assert.equal(
         await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
@@ -796,5 +844,170 @@ describe('tenant lifecycle', () => {
     }
     const events = JSON.stringify(await r.control.db.selectFrom('audit_events').selectAll().execute());
     assert.ok(!events.includes(secret));
+  });
+});
+
+describe('the grace between a close and the destruction of the tenant key', () => {
+  let r: Rig;
+  const HOUR = 3600;
+  beforeEach(async () => {
+    r = await rig();
+  });
+  afterEach(async () => {
+    await r.close();
+  });
+
+  const later = (seconds: number) => new Date(r.now.getTime() + seconds * 1000);
+
+  it('serves nothing during the grace while keyd keeps the key; the grace job then shreds and certifies', async () => {
+    const forgotten: string[] = [];
+    const tenants = r.service({ keyDestroyGraceSeconds: HOUR, forgetKeys: (t) => forgotten.push(t) });
+    const created = await tenants.createTenant({ name: 'Graceful' }, OPERATOR);
+    const dataKey = await r.keyd.call('generateDataKey', { tenant: created.id, purpose: 'data' }, SERVER);
+    const closedAt = r.now;
+
+    const outcome = await tenants.closeTenant(created.id, { reason: 'customer request' }, OPERATOR);
+    assert.deepEqual(outcome, {
+      state: 'closing',
+      tenant: created.id,
+      keyDestroyAfter: later(HOUR).toISOString(),
+    });
+    // Invariant 9 holds during the grace: nothing served, no key cached here, keyd unwraps nothing.
+    assert.ok(forgotten.includes(created.id));
+    assert.equal(await codeOf(tenants.requireActive(created.id)), 'TRESOR_ERR_TENANT_STATE');
+    const authenticate = createAuthenticator({ control: r.control, clock: () => r.now });
+    assert.equal(await codeOf(authenticate(created.apiKey)), 'TRESOR_ERR_UNAUTHENTICATED');
+    const unwrap = () =>
+      r.keyd.call(
+        'unwrapDataKey',
+        { tenant: created.id, purpose: 'data', keyId: dataKey.keyId, wrapped: dataKey.wrapped },
+        SERVER,
+      );
+    assert.equal(await codeOf(unwrap()), 'TRESOR_ERR_TENANT_KEY_PENDING_DESTROY');
+    const pending = await r.keyd.call('tenantKeyStatus', { tenant: created.id }, ADMIN);
+    assert.equal(pending.state, 'pending-destroy');
+    assert.equal(pending.destroyAfter, later(HOUR).toISOString());
+    assert.ok(existsSync(join(r.storesDir, `${created.id}.sqlite`)), 'the store waits for the key');
+    assert.equal(await codeOf(tenants.getDeletionCertificate(created.id)), 'TRESOR_ERR_NOT_FOUND');
+
+    // A pass before the grace ends changes nothing; a second close is a retry, not a new schedule.
+    r.now = later(HOUR - 1);
+    assert.deepEqual(await tenants.completeCloses(), {
+      closed: [],
+      inGrace: [created.id],
+      awaitingExport: [],
+      failed: [],
+    });
+    const retry = await tenants.closeTenant(created.id, { reason: 'again' }, OPERATOR);
+    assert.equal(retry.state, 'closing');
+    assert.equal(
+      await codeOf(
+        tenants.closeTenant(created.id, { reason: 'x', export: { recipient: 'age1x' } }, OPERATOR),
+      ),
+      'TRESOR_ERR_GONE',
+      'no final export once the key is held for destruction',
+    );
+    assert.equal((await tenantRow(r, created.id)).state, 'closing');
+
+    r.now = later(1);
+    const report = await tenants.completeCloses();
+    assert.deepEqual(report.closed, [created.id], JSON.stringify(report));
+    await assertFullyClosed(r, created.id, tenants);
+    assert.equal(await codeOf(unwrap()), 'TRESOR_ERR_TENANT_KEY_DESTROYED');
+    const { certificate } = await tenants.getDeletionCertificate(created.id);
+    assert.equal(certificate.keydDestroyedAt, r.now.toISOString(), 'the certificate states the destruction');
+    assert.equal(certificate.closedAt, r.now.toISOString());
+    assert.ok(certificate.closedAt > closedAt.toISOString());
+    assert.equal(certificate.reason, 'customer request');
+
+    const events = await r.control.db
+      .selectFrom('audit_events')
+      .select(['action', 'event'])
+      .where('tenant', '=', created.id)
+      .execute();
+    assert.deepEqual(
+      events.map((e) => e.action),
+      [
+        'tenant.create',
+        'tenant.activate',
+        'tenant.close',
+        'tenant.key.destroy-scheduled',
+        'tenant.close',
+        'tenant.key.destroy',
+        'tenant.store.destroy',
+        'tenant.closed',
+      ],
+    );
+    const destroy = events.find((e) => e.action === 'tenant.key.destroy');
+    assert.deepEqual(JSON.parse(destroy?.event ?? '{}').actor, { kind: 'system', id: 'close-grace' });
+  });
+
+  it('is finished by keyd on its own too: the grace job then only wipes and certifies', async () => {
+    const tenants = r.service({ keyDestroyGraceSeconds: HOUR });
+    const created = await tenants.createTenant({ name: 'Keyd first' }, OPERATOR);
+    await tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR);
+    r.now = later(HOUR);
+    assert.deepEqual((await r.keyd.runMaintenance()).destroyed, [created.id]);
+    assert.deepEqual((await tenants.completeCloses()).closed, [created.id]);
+    await assertFullyClosed(r, created.id, tenants);
+  });
+
+  it('an operator admin cancels a close during the grace: key restored, tenant active with a new first key, audited', async () => {
+    const tenants = r.service({ keyDestroyGraceSeconds: HOUR });
+    const created = await tenants.createTenant({ name: 'Second thoughts' }, OPERATOR);
+    const dataKey = await r.keyd.call('generateDataKey', { tenant: created.id, purpose: 'data' }, SERVER);
+    assert.equal(await codeOf(tenants.cancelClose(created.id, OPERATOR)), 'TRESOR_ERR_TENANT_STATE');
+    assert.equal(await codeOf(tenants.cancelClose('ten_unknown', OPERATOR)), 'TRESOR_ERR_NOT_FOUND');
+
+    await tenants.closeTenant(created.id, { reason: 'mistake' }, OPERATOR);
+    r.now = later(60);
+    const reopened = await tenants.cancelClose(created.id, OPERATOR);
+    assert.equal(reopened.tenant.state, 'active');
+    assert.equal(reopened.tenant.closeReason, null);
+    await assertFullyActive(r, created.id);
+    const { key } = await r.keyd.call(
+      'unwrapDataKey',
+      { tenant: created.id, purpose: 'data', keyId: dataKey.keyId, wrapped: dataKey.wrapped },
+      SERVER,
+    );
+    assert.ok(key.equals(dataKey.key), 'the data encrypted before the close decrypts again');
+    const authenticate = createAuthenticator({ control: r.control, clock: () => r.now });
+    assert.equal(
+      await codeOf(authenticate(created.apiKey)),
+      'TRESOR_ERR_UNAUTHENTICATED',
+      'old keys stay revoked',
+    );
+    assert.equal((await authenticate(reopened.apiKey)).kind, 'api-key');
+    await authenticate.flush();
+    const cancel = await r.control.db
+      .selectFrom('audit_events')
+      .select('event')
+      .where('tenant', '=', created.id)
+      .where('action', '=', 'tenant.close.cancel')
+      .executeTakeFirstOrThrow();
+    const event = JSON.parse(cancel.event);
+    assert.deepEqual(event.actor, OPERATOR.actor);
+    assert.equal(event.target.apiKeyId, reopened.apiKeyId);
+    assert.ok(!cancel.event.includes(reopened.apiKey), 'the new key is not in the audit log');
+
+    // Closed again, the grace starts afresh and runs out.
+    const again = await tenants.closeTenant(created.id, { reason: 'for real' }, OPERATOR);
+    assert.equal(again.state, 'closing');
+    assert.equal(again.state === 'closing' && again.keyDestroyAfter, later(HOUR).toISOString());
+    r.now = later(HOUR);
+    assert.deepEqual((await tenants.completeCloses()).closed, [created.id]);
+    await assertFullyClosed(r, created.id, tenants);
+    assert.equal(await codeOf(tenants.cancelClose(created.id, OPERATOR)), 'TRESOR_ERR_TENANT_STATE');
+  });
+
+  it('refuses to cancel once the key is destroyed, changing nothing', async () => {
+    const tenants = r.service({ keyDestroyGraceSeconds: HOUR });
+    const created = await tenants.createTenant({ name: 'Too late' }, OPERATOR);
+    await tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR);
+    r.now = later(HOUR);
+    await r.keyd.runMaintenance(); // keyd shredded; the server has not noticed yet
+    assert.equal(await codeOf(tenants.cancelClose(created.id, OPERATOR)), 'TRESOR_ERR_TENANT_STATE');
+    assert.equal((await tenantRow(r, created.id)).state, 'closing');
+    assert.deepEqual((await tenants.completeCloses()).closed, [created.id]);
   });
 });

@@ -71,6 +71,12 @@ const ExportTarget = Type.Union([
   Type.Object({ passphrase: Type.String({ minLength: 12, maxLength: 1024 }) }),
 ]);
 
+const ArchiveExport = Type.Optional(Type.String({ description: 'Base64 of the age-encrypted final export' }));
+
+function base64Export(archive: Uint8Array | undefined): { export?: string } {
+  return archive ? { export: Buffer.from(archive).toString('base64') } : {};
+}
+
 function view(t: TenantInfo) {
   return { ...t };
 }
@@ -169,7 +175,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         method: 'POST',
         url: '/v1/tenants/:id/close',
         summary:
-          'Close a tenant: optional final export (age-encrypted), crypto-shred its key in keyd, wipe its store, return the signed deletion certificate',
+          'Close a tenant: it serves nothing from now on; optional final export (age-encrypted); keyd destroys its key after the grace period (202, cancellable), then its store is wiped and the signed deletion certificate issued (200 when the grace is zero)',
         tags: ['tenants'],
         auth: 'operator',
         secondFactor: false,
@@ -183,23 +189,62 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
           }),
           response: {
             200: Type.Object({
+              state: Type.Literal('closed'),
               ...Certificate.properties,
-              export: Type.Optional(Type.String({ description: 'Base64 of the age-encrypted final export' })),
+              export: ArchiveExport,
+            }),
+            202: Type.Object({
+              state: Type.Literal('closing'),
+              tenant: Type.String(),
+              keyDestroyAfter: Type.String({
+                description: 'When keyd destroys the tenant key; until then an operator admin may cancel',
+              }),
+              export: ArchiveExport,
             }),
           },
         },
       }).handle(async (ctx) => {
-        const closed = await deps.tenants.closeTenant(
+        const outcome = await deps.tenants.closeTenant(
           ctx.params.id,
           { reason: ctx.body.reason, ...(ctx.body.export ? { export: ctx.body.export } : {}) },
           ctx.auditEvent({ tenant: ctx.params.id }),
         );
         ctx.audit.recorded = true;
-        const { export: archive, ...certificate } = closed;
-        return {
-          status: 200,
-          body: { ...certificate, ...(archive ? { export: Buffer.from(archive).toString('base64') } : {}) },
-        };
+        if (outcome.state === 'closing') {
+          const { export: archive, ...closing } = outcome;
+          return { status: 202, body: { ...closing, ...base64Export(archive) } };
+        }
+        const { export: archive, ...closed } = outcome;
+        return { status: 200, body: { ...closed, ...base64Export(archive) } };
+      }),
+
+      defineRoute({
+        method: 'POST',
+        url: '/v1/tenants/:id/close/cancel',
+        summary:
+          'Cancel a close while the tenant key is pending destruction: keyd keeps the key, the tenant is active again with a new first API key (shown once)',
+        tags: ['tenants'],
+        auth: 'operator',
+        secondFactor: false,
+        authorize: operatorOnly,
+        audit: { action: 'tenant.close.cancel' },
+        schema: {
+          params: Type.Object({ id: TenantId }),
+          response: {
+            200: Type.Object({
+              tenant: Tenant,
+              apiKey: Type.String({ description: 'Shown once; stored only as a hash' }),
+              apiKeyId: Type.String(),
+            }),
+          },
+        },
+      }).handle(async (ctx) => {
+        const reopened = await deps.tenants.cancelClose(
+          ctx.params.id,
+          ctx.auditEvent({ tenant: ctx.params.id }),
+        );
+        ctx.audit.recorded = true;
+        return { status: 200, body: { ...reopened, tenant: view(reopened.tenant) } };
       }),
 
       defineRoute({
