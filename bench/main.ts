@@ -8,6 +8,7 @@
  *   d. store group commit vs one transaction per write                       (store-group-commit.ts)
  *   e. the HTTPS API under autocannon vs a plain Fastify + SQLite server     (http.ts)
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
+ *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -37,11 +38,12 @@ import {
   type Section,
 } from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
+import { benchStartup, startupSection } from './startup.ts';
 import { benchGroupCommit } from './store-group-commit.ts';
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-const SECTIONS = ['in-process', 'round-trips', 'mixed-load', 'store', 'http', 'audit'] as const;
+const SECTIONS = ['in-process', 'round-trips', 'mixed-load', 'store', 'http', 'audit', 'startup'] as const;
 type SectionId = (typeof SECTIONS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -61,6 +63,7 @@ const USAGE = `Usage: npm run bench -- [options]
                            (default ${HTTP_OPERATIONS.join(',')})
   --http-log-level <level> http: both servers' log level (default info: a line per request)
   --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
+  --startup-runs <n>       startup: starts measured of each kind, after 2 warm-ups (default 10)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -88,6 +91,7 @@ function readOptions() {
       'http-ops': { type: 'string' },
       'http-log-level': { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'startup-runs': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -122,6 +126,7 @@ function readOptions() {
     httpOps: httpOps as HttpOperation[],
     httpLogLevel,
     cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
+    startupRuns: Math.floor(numberOption(values['startup-runs'], 10, 'startup-runs', 1)),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -215,6 +220,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       httpRecords: options.httpRecords,
       httpOps: options.httpOps.join(','),
       httpLogLevel: options.httpLogLevel,
+      startupRuns: options.startupRuns,
     },
     sections: [],
   };
@@ -256,6 +262,12 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
         onCleanup: (step) => cleanup.add(step),
       }),
     );
+  }
+  if (options.sections.has('startup')) {
+    progress('g. start time (builds into the temporary folder first)');
+    const startupDir = join(tmp, 'startup');
+    mkdirSync(startupDir, { mode: 0o700 });
+    sections.push(startupSection(benchStartup({ dir: startupDir, runs: options.startupRuns })));
   }
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }

@@ -1,7 +1,8 @@
 /**
- * Starts a worker thread on a TypeScript module. The process loads TypeScript through tsx's loader,
- * registered in its own thread (bin/tresor.js, `npm start`, the tests), which a worker does not
- * inherit; so each worker registers it before it imports its module.
+ * Starts a worker thread on one of our modules, named by its source URL (`./x.ts`, which the import
+ * check follows). Compiled (dist/, this file is `.js`), the worker runs the compiled `./x.js` with no
+ * loader. From source, the process loads TypeScript through tsx's loader registered in its own thread
+ * (bin/tresor.js, the tests), which a worker does not inherit; so the worker registers it first.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -10,7 +11,10 @@ const { workerData } = require('node:worker_threads');
 import(workerData.tsx).then((tsx) => { tsx.register(); return import(workerData.worker); });
 `;
 
+const COMPILED = import.meta.url.endsWith('.js');
+
 export function startTsWorker(module: URL): Worker {
+  if (COMPILED) return new Worker(new URL(module.href.replace(/\.ts$/, '.js')));
   return new Worker(BOOTSTRAP, {
     eval: true,
     workerData: { tsx: import.meta.resolve('tsx/esm/api'), worker: module.href },
