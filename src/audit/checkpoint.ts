@@ -13,7 +13,7 @@
 import { TresorError } from '../errors.ts';
 import { HASH_SIZE } from './merkle.ts';
 import {
-  hasControlCharacter,
+  hasNoteControlCharacter,
   isValidKeyName,
   type NoteSignature,
   type NoteSigner,
@@ -42,11 +42,11 @@ export function formatCheckpoint(checkpoint: Checkpoint): string {
   const malformed = (why: string) => new CheckpointError('TRESOR_ERR_CHECKPOINT_MALFORMED', why);
   const { origin, size, rootHash, extensions } = checkpoint;
   // tlog-checkpoint: the origin "SHOULD be a schema-less URL containing neither Unicode spaces nor plus".
-  if (!isValidKeyName(origin) || hasControlCharacter(origin)) throw malformed('invalid origin');
+  if (!isValidKeyName(origin) || hasNoteControlCharacter(origin)) throw malformed('invalid origin');
   if (!Number.isSafeInteger(size) || size < 0) throw malformed('invalid tree size');
   if (rootHash.length !== HASH_SIZE) throw malformed('a root hash is 32 bytes');
   for (const line of extensions) {
-    if (line.length === 0 || line.includes('\n') || hasControlCharacter(line))
+    if (line.length === 0 || line.includes('\n') || hasNoteControlCharacter(line))
       throw malformed('invalid extension line');
   }
   return [origin, String(size), rootHash.toString('base64'), ...extensions]
@@ -58,7 +58,7 @@ export function formatCheckpoint(checkpoint: Checkpoint): string {
 export function parseCheckpoint(text: string): Checkpoint {
   const malformed = (why: string) =>
     new CheckpointError('TRESOR_ERR_CHECKPOINT_MALFORMED', `malformed checkpoint: ${why}`);
-  if (!text.endsWith('\n') || hasControlCharacter(text))
+  if (!text.endsWith('\n') || hasNoteControlCharacter(text))
     throw malformed('text must be newline-terminated lines');
   const lines = text.slice(0, -1).split('\n');
   // "a sequence of at least three non-empty lines"; "Extension lines, if any, MUST be non-empty."

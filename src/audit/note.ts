@@ -13,6 +13,7 @@
  */
 import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { TresorError } from '../errors.ts';
+import { hasControlCharacter } from '../text.ts';
 
 /** c2sp.org/signed-note §Signature types: 0x01 = Ed25519. */
 export const NOTE_ED25519_SIGNATURE_TYPE = 0x01;
@@ -196,7 +197,7 @@ export function parseNote(message: string | Uint8Array): ParsedNote {
     }
   }
   // "Signed notes MUST be valid UTF-8 and MUST NOT contain any ASCII control characters ... other than newline."
-  if (hasControlCharacter(note)) throw malformed('control character');
+  if (hasNoteControlCharacter(note)) throw malformed('control character');
   // "the text is separated from the signatures by the last empty line in the note"
   const split = note.lastIndexOf('\n\n');
   if (split < 0) throw malformed('no blank line before the signatures');
@@ -252,7 +253,7 @@ export function openNote(message: string | Uint8Array, verifiers: readonly NoteV
 function checkText(text: string): void {
   if (!text.endsWith('\n'))
     throw new NoteError('TRESOR_ERR_NOTE_MALFORMED', 'note text must end in a newline');
-  if (hasLoneSurrogate(text) || hasControlCharacter(text)) {
+  if (hasLoneSurrogate(text) || hasNoteControlCharacter(text)) {
     throw new NoteError('TRESOR_ERR_NOTE_MALFORMED', 'note text must be UTF-8 without control characters');
   }
 }
@@ -277,11 +278,7 @@ function hasLoneSurrogate(text: string): boolean {
   return /\p{Surrogate}/u.test(text);
 }
 
-/** An ASCII control character other than newline (below U+0020). */
-export function hasControlCharacter(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 && c !== 0x0a) return true;
-  }
-  return false;
+/** An ASCII control character other than newline (C0 or DEL): signed notes allow only newline. */
+export function hasNoteControlCharacter(text: string): boolean {
+  return hasControlCharacter(text, ['\n']);
 }

@@ -30,7 +30,13 @@ export const OneTimeToken = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', maxLen
 export const TotpCode = Type.String({ pattern: '^[0-9]{6}$', maxLength: 6 });
 /** 24 base32 characters, grouped with dashes or spaces as shown (recovery-codes.ts). */
 export const RecoveryCode = Type.String({ pattern: '^[A-Za-z2-7 -]{24,40}$', maxLength: 40 });
-export const Label = Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]+$' });
+/** Free text without control characters (C0, DEL): the schema form of src/text.ts's check. */
+export const NO_CONTROL_CHARACTERS = '^[^\\u0000-\\u001f\\u007f]+$';
+
+export const Label = Type.String({ minLength: 1, maxLength: 100, pattern: NO_CONTROL_CHARACTERS });
+
+/** A person's display name. */
+export const PersonName = Type.String({ minLength: 1, maxLength: 100, pattern: NO_CONTROL_CHARACTERS });
 const B64u = (max: number) => Type.String({ pattern: '^[A-Za-z0-9_-]+$', minLength: 1, maxLength: max });
 
 /** A PublicKeyCredential as the browser's toJSON() gives it (W3C WebAuthn L3 §5.1.8, §5.1.9). */

@@ -16,7 +16,7 @@ import {
   sessionOrOperator,
 } from './identity-callers.ts';
 import { audited, metaOf, NO_STORE } from './identity-request.ts';
-import { Email, Person, PersonParams, Role, Side, TenantId } from './identity-schemas.ts';
+import { Email, Person, PersonName, PersonParams, Role, Side, TenantId } from './identity-schemas.ts';
 
 export interface PeopleRouteDeps {
   people: PeopleService;
@@ -48,12 +48,7 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
             role: Role,
             tenant: Type.Optional(Type.Union([TenantId, Type.Null()])),
             email: Email,
-            name: Type.Optional(
-              Type.Union([
-                Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
-                Type.Null(),
-              ]),
-            ),
+            name: Type.Optional(Type.Union([PersonName, Type.Null()])),
           }),
           response: {
             201: Type.Object({
