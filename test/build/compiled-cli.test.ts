@@ -156,10 +156,13 @@ describe('the compiled build, deployed without devDependencies', () => {
 
   it('initialises a keyd folder, and reads the status of a real keyd', async () => {
     const dir = join(root, 'keyd');
-    const init = run(['keyd', 'init', '--provider', 'dev-file', '--dir', dir]);
+    const init = run(['keyd', 'init', '--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file']);
     assert.equal(init.status, 0, init.stderr);
     const socket = join(dir, 'keyd.sock');
-    keyd = await startKeyd(['--provider', 'dev-file', '--dir', dir], { kind: 'unix', path: socket });
+    keyd = await startKeyd(['--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file'], {
+      kind: 'unix',
+      path: socket,
+    });
     const status = run(['keyd', 'status', '--socket', socket, '--json']);
     assert.equal(status.status, 0, status.stderr);
     const health = JSON.parse(status.stdout) as {
