@@ -1,0 +1,143 @@
+/**
+ * Creating a tenant: the row 'provisioning' (audited), then the steps that make it active
+ * (provision), which resume() in tenant-resume.ts also runs for a tenant left half-made.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AuditContext } from '../audit/event.ts';
+import { TresorError } from '../errors.ts';
+import type { TenantContext } from './tenant-context.ts';
+import { checkDate, checkText, errorCode, invalid, wrongState } from './tenant-rows.ts';
+
+export interface CreateTenantInput {
+  name: string;
+  /** YYYY-MM-DD; default today (UTC). */
+  contractStart?: string;
+  /** YYYY-MM-DD, the contract's last day; absent: open-ended. */
+  contractEnd?: string | null;
+}
+
+export interface CreatedTenant {
+  id: string;
+  name: string;
+  state: 'active';
+  contractStart: string;
+  contractEnd: string | null;
+  /** The first API key (admin, all collections): shown here once, stored only as a hash. */
+  apiKey: string;
+  apiKeyId: string;
+}
+
+const MAX_NAME_CHARS = 200;
+
+export interface TenantProvisioning {
+  createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant>;
+  /** Makes a 'provisioning' tenant active: tenant key, store, first API key; each step idempotent. */
+  provision(id: string, context: AuditContext): Promise<{ apiKey: string; apiKeyId: string }>;
+}
+
+export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning {
+  const { control, apiKeys, tenantStores, keys, clock, locks, audit, row, transition } = ctx;
+
+  async function ensureTenantKey(id: string): Promise<void> {
+    try {
+      await keys.call('createTenantKey', { tenant: id });
+    } catch (error) {
+      // Made by an earlier attempt whose answer was lost: tenant ids are random, so it is ours.
+      if (errorCode(error) !== 'TRESOR_ERR_TENANT_KEY_EXISTS') throw error;
+    }
+  }
+
+  async function ensureTenantStore(id: string): Promise<void> {
+    if (await tenantStores.exists(id)) await tenantStores.open(id);
+    else await tenantStores.create(id);
+  }
+
+  async function provision(id: string, context: AuditContext): Promise<{ apiKey: string; apiKeyId: string }> {
+    const current = await row(id);
+    if (current.state !== 'provisioning') throw wrongState(current.state);
+    await ensureTenantKey(id);
+    await ensureTenantStore(id);
+    const now = clock();
+    const at = now.toISOString();
+    return control.write(async (trx) => {
+      await transition(trx, id, 'provisioning', { state: 'active', updated_at: at });
+      const key = await apiKeys.issueFirstIn(trx, id, now);
+      await audit(trx, context, id, 'tenant.activate', at, { apiKeyId: key.id });
+      return { apiKey: key.token, apiKeyId: key.id };
+    });
+  }
+
+  async function createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant> {
+    const name = checkText('name', input?.name, MAX_NAME_CHARS);
+    const now = clock();
+    const contractStart =
+      input.contractStart === undefined
+        ? now.toISOString().slice(0, 10)
+        : checkDate('contractStart', input.contractStart);
+    const contractEnd =
+      input.contractEnd === undefined || input.contractEnd === null
+        ? null
+        : checkDate('contractEnd', input.contractEnd);
+    if (contractEnd !== null && contractEnd < contractStart) {
+      throw invalid('contractEnd', 'must not be before contractStart');
+    }
+    const at = now.toISOString();
+    const id = await control
+      .write(async (trx) => {
+        const twin = await trx
+          .selectFrom('tenants')
+          .selectAll()
+          .where('name', '=', name)
+          .where('state', '<>', 'closed')
+          .executeTakeFirst();
+        if (twin) {
+          const sameContract =
+            (input.contractStart === undefined || twin.contract_start === contractStart) &&
+            twin.contract_end === contractEnd;
+          if (twin.state === 'provisioning' && sameContract) return twin.id;
+          throw new TresorError('TRESOR_ERR_CONFLICT', 'a tenant with this name exists', { field: 'name' });
+        }
+        const newId = `ten_${randomBytes(12).toString('hex')}`;
+        await trx
+          .insertInto('tenants')
+          .values({
+            id: newId,
+            name,
+            state: 'provisioning',
+            contract_start: contractStart,
+            contract_end: contractEnd,
+            created_at: at,
+            updated_at: at,
+            closed_at: null,
+            close_reason: null,
+            close_export_pending: 0,
+            keys_destroyed_at: null,
+            key_ids_destroyed: null,
+            store_destroyed_at: null,
+          })
+          .execute();
+        await audit(trx, context, newId, 'tenant.create', at, { name, contractStart, contractEnd });
+        return newId;
+      })
+      .catch((error: unknown) => {
+        // Two creates with one name at once: the unique index lets one through.
+        if (/UNIQUE/i.test(String((error as Error)?.message))) {
+          throw new TresorError('TRESOR_ERR_CONFLICT', 'a tenant with this name exists', { field: 'name' });
+        }
+        throw error;
+      });
+    const { apiKey, apiKeyId } = await locks.run(id, () => provision(id, context));
+    const created = await row(id);
+    return {
+      id,
+      name: created.name,
+      state: 'active',
+      contractStart: created.contract_start,
+      contractEnd: created.contract_end,
+      apiKey,
+      apiKeyId,
+    };
+  }
+
+  return { createTenant, provision };
+}
