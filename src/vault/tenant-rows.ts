@@ -3,6 +3,7 @@
  * errors the lifecycle answers with.
  */
 import { TresorError } from '../errors.ts';
+import { hasControlCharacter } from '../text.ts';
 import type { ExportTarget, TenantServiceConfig } from './tenant-options.ts';
 import type { TenantState, TenantsTable } from './vault-control-schema.ts';
 
@@ -20,8 +21,6 @@ export interface TenantInfo {
 
 const MAX_EXPORT_TARGET_CHARS = 1024;
 const DATE_PATTERN = /^(\d{4})-(\d{2})-(\d{2})$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 export function invalid(field: string, message: string): TresorError {
   return new TresorError('TRESOR_ERR_VALIDATION', `${field}: ${message}`, { field });
@@ -30,7 +29,7 @@ export function invalid(field: string, message: string): TresorError {
 export function checkText(field: string, value: unknown, max: number): string {
   if (typeof value !== 'string') throw invalid(field, 'must be a string');
   const text = value.trim();
-  if (text.length === 0 || text.length > max || CONTROL_CHARS.test(text)) {
+  if (text.length === 0 || text.length > max || hasControlCharacter(text)) {
     throw invalid(field, `1-${max} printable characters`);
   }
   return text;
