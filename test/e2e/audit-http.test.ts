@@ -312,11 +312,15 @@ describe('the audit log over HTTPS', () => {
     await keyd.call('seal', {}, ADMIN);
     try {
       // The tenants list needs no key: only the audit log's health can refuse it.
-      await waitFor('the sign bound to pass', async () => {
-        await s.request('GET', '/v1/tenants', { token: s.adminToken });
-        const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
-        return res.status === 503 ? res : undefined;
-      });
+      await waitFor(
+        'the sign bound to pass',
+        async () => {
+          await s.request('GET', '/v1/tenants', { token: s.adminToken });
+          const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+          return res.status === 503 ? res : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
       const ready = await s.request('GET', '/readyz');
       assert.equal(ready.status, 503);
       assert.match(ready.text, /"audit":"failing"/);
@@ -340,10 +344,14 @@ describe('the audit log over HTTPS', () => {
     process.kill(pid, 'SIGSTOP');
     try {
       await writeRecords(keyA, 1).catch(() => undefined); // an entry that now waits for a signature
-      await waitFor('the sign bound to pass with keyd stopped', async () => {
-        const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
-        return res.status === 503 ? res : undefined;
-      });
+      await waitFor(
+        'the sign bound to pass with keyd stopped',
+        async () => {
+          const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+          return res.status === 503 ? res : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
       assert.match((await s.request('GET', '/readyz')).text, /"audit":"failing"/);
     } finally {
       process.kill(pid, 'SIGCONT');
