@@ -319,7 +319,7 @@ describe('the audit log over HTTPS', () => {
           const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
           return res.status === 503 ? res : undefined;
         },
-        { timeoutMs: 60_000 },
+        60_000,
       );
       const ready = await s.request('GET', '/readyz');
       assert.equal(ready.status, 503);
@@ -350,7 +350,7 @@ describe('the audit log over HTTPS', () => {
           const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
           return res.status === 503 ? res : undefined;
         },
-        { timeoutMs: 60_000 },
+        60_000,
       );
       assert.match((await s.request('GET', '/readyz')).text, /"audit":"failing"/);
     } finally {
