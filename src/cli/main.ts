@@ -9,6 +9,7 @@ import { registerDevCommand } from './dev.ts';
 import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
 import { registerServerCommands } from './server.ts';
+import { registerStatusCommand } from './status.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tresor')
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerDevCommand(program);
   registerAuditCommands(program);
   registerAccessCommands(program);
+  registerStatusCommand(program);
   return program;
 }
 

@@ -19,6 +19,8 @@ export interface JobStatus {
   failures: number;
   /** When the last run started (ISO 8601). */
   lastRun?: string;
+  /** Whether the last finished run succeeded. */
+  lastOutcome?: 'success' | 'failure';
   /** When the last successful run finished. */
   lastSuccess?: string;
   /** When the last failed run finished, and why (an error code, or the error's class name). */
@@ -79,11 +81,13 @@ export function createJobRunner(deps: { logger: JobLogger; clock: () => Date }):
       try {
         await work();
         status.lastSuccess = deps.clock().toISOString();
+        status.lastOutcome = 'success';
         return true;
       } catch (error) {
         const { code, message } = loggableError(error);
         status.failures += 1;
         status.lastError = { at: deps.clock().toISOString(), code };
+        status.lastOutcome = 'failure';
         deps.logger.error(
           { job: name, code, ...(message === undefined ? {} : { error: message }) },
           'background job failed',

@@ -283,6 +283,8 @@ export async function startTresorServer(
       },
       access: { grants, reviews },
       identity: { sessions, login, people, webauthn },
+      // The runner is made below, once the HTTP server's logger exists; no request comes before.
+      jobs: { status: () => jobs.status() },
     }),
   });
 

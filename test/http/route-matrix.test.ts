@@ -227,6 +227,8 @@ const RULES: Record<string, Rule> = {
   'POST /v1/people/:id/unlock': 'manager:change',
   'POST /v1/people/:id/factors/reset': 'manager:change',
   'POST /v1/people/:id/sessions/revoke-all': 'manager:change',
+  // the server's background jobs (a health detail for operators)
+  'GET /v1/system/jobs': 'operator',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -338,6 +340,7 @@ async function matrixApp() {
           webauthn: specOnlyDependencies(),
           now: () => NOW,
         },
+        jobs: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -67,12 +67,14 @@ describe('background job runner', () => {
         failures: 1,
         lastRun: '2030-01-01T00:00:00.000Z',
         lastError: { at: '2030-01-01T00:00:01.000Z', code: 'TRESOR_ERR_UNAVAILABLE' },
+        lastOutcome: 'failure',
       },
       'vault.retention': {
         runs: 1,
         failures: 0,
         lastRun: '2030-01-01T00:00:02.000Z',
         lastSuccess: '2030-01-01T00:00:03.000Z',
+        lastOutcome: 'success',
       },
     });
 
@@ -82,6 +84,7 @@ describe('background job runner', () => {
     assert.equal(again?.failures, 1);
     assert.equal(again?.lastSuccess, '2030-01-01T00:00:05.000Z');
     assert.equal(again?.lastError?.code, 'TRESOR_ERR_UNAVAILABLE', 'the last error stays visible');
+    assert.equal(again?.lastOutcome, 'success', 'but the last run succeeded');
   });
 
   it("logs only the class name of an error that is not Tresor's: its message may quote a value", async () => {

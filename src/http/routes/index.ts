@@ -10,6 +10,7 @@ import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
 import { type EnrolmentRouteDeps, enrolmentRoutes } from './enrolment.ts';
 import { type FactorRouteDeps, factorRoutes } from './factors.ts';
+import { type JobRouteDeps, jobRoutes } from './jobs.ts';
 import { type KeyRouteDeps, keyRoutes } from './keys.ts';
 import { type LoginRouteDeps, loginRoutes } from './login.ts';
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
@@ -34,6 +35,8 @@ export interface DomainRouteDeps {
   keys: KeyRouteDeps;
   access: AccessRouteDeps;
   identity: IdentityRouteDeps;
+  /** The server's background jobs (their status, for operators). */
+  jobs: JobRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -51,6 +54,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     factorRoutes(deps.identity),
     peopleRoutes(deps.identity),
     signinRoutes(),
+    jobRoutes(deps.jobs),
   ];
 }
 
