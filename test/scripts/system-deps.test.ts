@@ -1,0 +1,47 @@
+/**
+ * `npm test` on a machine without the Debian packages the tests use: as a user who cannot install
+ * them, it stops in its first seconds with one line per missing package and how to install it,
+ * and runs no test. (As root with apt-get it installs them instead: what `.ci/run` relies on.)
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** Runs `args` with node as the unprivileged user `nobody`, with only `path` on PATH. */
+function asNobody(args: string[], path: string) {
+  return spawnSync(
+    'runuser',
+    ['-u', 'nobody', '--', '/usr/bin/env', '-i', `PATH=${path}`, 'HOME=/tmp', process.execPath, ...args],
+    { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
+  );
+}
+
+describe('npm test on a machine without the system packages', { skip: process.getuid?.() !== 0 }, () => {
+  let empty: string;
+
+  before(() => {
+    empty = mkdtempSync(join(tmpdir(), 'tresor-no-tools-'));
+  });
+
+  after(() => rmSync(empty, { recursive: true, force: true }));
+
+  it('names each missing package with the command that installs it, and runs no test', () => {
+    // Nothing on PATH: the commands the tests need are all "missing" (sbin tools are still found).
+    const r = asNobody([join(ROOT, 'scripts', 'run-tests.mjs'), 'test/text.test.ts'], empty);
+    assert.equal(r.status, 1, r.stderr);
+    for (const pkg of ['softhsm2', 'oathtool', 'sqlite3']) {
+      assert.match(r.stderr, new RegExp(`missing system package ${pkg} .*: sudo apt-get install -y ${pkg}`));
+    }
+    assert.doesNotMatch(r.stdout + r.stderr, /# tests|✔/, 'no test ran');
+  });
+
+  it('passes the check when the packages are there', () => {
+    const r = asNobody([join(ROOT, 'scripts', 'system-deps.mjs')], '/usr/local/bin:/usr/bin:/bin');
+    assert.equal(r.status, 0, r.stderr);
+  });
+});
