@@ -1,5 +1,5 @@
 /**
- * Staff access grants: the only way staff reach a tenant's records (DESIGN.md invariant 7).
+ * Staff access grants: the only way staff reach a tenant's records (docs/architecture.md, invariant 7).
  *
  * Model:
  * - a person whose role may request grants (support agent, contractor, security officer) asks for
