@@ -9,8 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request as httpsRequest } from 'node:https';
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -21,6 +20,7 @@ import {
   independentVerifyConsistency,
   independentVerifyInclusion,
 } from '../audit/independent-verifier.ts';
+import { openAuditStream } from '../helpers/audit-stream.ts';
 import { tresor } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
@@ -40,49 +40,8 @@ const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
   });
 
-/** A minimal Server-Sent Events client (WHATWG HTML §9.2) over the stack's CA. */
-function openStream(
-  s: TresorStack,
-  token: string,
-  headers: Record<string, string> = {},
-): { events: { id: string; data: ApiEntry }[]; close(): void; opened: Promise<number> } {
-  const events: { id: string; data: ApiEntry }[] = [];
-  const agent = new Agent({ ca: readFileSync(s.caFile) });
-  let closeFn: () => void = () => {};
-  const opened = new Promise<number>((resolve, reject) => {
-    const req = httpsRequest(
-      `${s.url}/v1/audit/stream`,
-      { agent, headers: { authorization: `Bearer ${token}`, ...headers } },
-      (res) => {
-        resolve(res.statusCode ?? 0);
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            let id = '';
-            let data = '';
-            for (const line of block.split('\n')) {
-              if (line.startsWith('id: ')) id = line.slice(4);
-              else if (line.startsWith('data: ')) data += line.slice(6);
-            }
-            if (data) events.push({ id, data: JSON.parse(data) as ApiEntry });
-          }
-        });
-        res.on('error', () => undefined);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-    closeFn = () => {
-      req.destroy();
-      agent.destroy();
-    };
-  });
-  return { events, close: () => closeFn(), opened };
-}
+const openStream = (s: TresorStack, token: string, headers: Record<string, string> = {}) =>
+  openAuditStream<ApiEntry>(s, token, headers);
 
 describe('the audit log over HTTPS', () => {
   let s: TresorStack;

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { openAuditStream } from '../helpers/audit-stream.ts';
 import { totpCodes } from '../helpers/console.ts';
 import type { HttpResponse, RequestOptions } from '../helpers/tresor-stack.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
@@ -476,9 +476,8 @@ describe('console identity over HTTPS', () => {
   });
 
   it('records each refusal in the audit log, and no secret anywhere in it', async () => {
-    let entries: { action: string; outcome: string; target?: Record<string, unknown> }[] = [];
+    const entries: { action: string; outcome: string; target?: Record<string, unknown> }[] = [];
     let text = '';
-    const deadline = Date.now() + 15_000;
     const want = (e: (typeof entries)[number], action: string, outcome: string, reason?: string) =>
       e.action === action && e.outcome === outcome && (reason === undefined || e.target?.reason === reason);
     const expected: [string, string, string?][] = [
@@ -499,23 +498,33 @@ describe('console identity over HTTPS', () => {
       ['person.factors-reset', 'success'],
       ['auth.logout', 'success'],
     ];
-    for (;;) {
-      entries = [];
-      text = '';
-      for (let from = 0; ; ) {
-        const res = await op('GET', `/v1/audit/entries?from=${from}&limit=1000`);
-        assert.equal(res.status, 200, res.text);
-        text += res.text;
-        const page = res.json<{ entries: { index: number; entry: (typeof entries)[number] }[] }>().entries;
-        entries.push(...page.map((e) => e.entry));
-        if (page.length < 1000) break;
-        from = (page.at(-1)?.index ?? from) + 1;
-      }
-      const missing = expected.filter(([a, o, r]) => !entries.some((e) => want(e, a, o, r)));
-      if (missing.length === 0) break;
-      if (Date.now() > deadline) assert.fail(`not in the audit log: ${JSON.stringify(missing)}`);
-      await sleep(200);
+    // Awaited on the live stream (every entry from the first), not polled: done at the event that
+    // completes the set.
+    type Entry = (typeof entries)[number];
+    const missingFrom = (list: Entry[]) =>
+      expected.filter(([a, o, r]) => !list.some((e) => want(e, a, o, r)));
+    const stream = openAuditStream<{ entry: Entry }>(s, s.adminToken, {}, '/v1/audit/stream?from=0');
+    try {
+      assert.equal(await stream.opened, 200);
+      await stream
+        .until('every refusal', (events) => missingFrom(events.map((e) => e.data.entry)).length === 0)
+        .catch((err: Error) => {
+          const seen = stream.events.map((e) => e.data.entry);
+          assert.fail(`${err.message}; not in the audit log: ${JSON.stringify(missingFrom(seen))}`);
+        });
+    } finally {
+      stream.close();
     }
+    for (let from = 0; ; ) {
+      const res = await op('GET', `/v1/audit/entries?from=${from}&limit=1000`);
+      assert.equal(res.status, 200, res.text);
+      text += res.text;
+      const page = res.json<{ entries: { index: number; entry: Entry }[] }>().entries;
+      entries.push(...page.map((e) => e.entry));
+      if (page.length < 1000) break;
+      from = (page.at(-1)?.index ?? from) + 1;
+    }
+    assert.deepEqual(missingFrom(entries), [], 'the entries read back hold every refusal too');
     for (const secret of [...secrets, PASSWORD]) {
       assert.ok(!text.includes(secret), 'no secret in the audit log');
     }
