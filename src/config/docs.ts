@@ -23,6 +23,10 @@ export const COMMAND_VARIABLES: readonly { env: string; use: string }[] = [
     use: '`tresor audit export` / `tresor audit verify`: a file holding the passphrase of an encrypted audit archive.',
   },
   {
+    env: 'TRESOR_TOKEN',
+    use: '`tresor status`: the operator token to ask the server with (or `--token-file`; never a flag value).',
+  },
+  {
     env: 'TRESOR_KEYD_WAIT_MS',
     use: '`tresor server`: how long to wait for keyd to answer before giving up (default 60 s; exit code 3).',
   },
