@@ -12,7 +12,6 @@ import { after, before, describe, it } from 'node:test';
 import { Value } from 'typebox/value';
 import { COMMAND_VARIABLES, EXAMPLE_CONFIG } from '../../src/config/docs.ts';
 import {
-  ConfigError,
   checkConfigFile,
   redactedServerConfig,
   resolveServerConfig,
@@ -20,6 +19,7 @@ import {
 import { CONFIG_FILE_SCHEMA } from '../../src/config/server-schema.ts';
 import { type SettingInfo, settingsOf } from '../../src/config/settings.ts';
 import { gatherSettings } from '../../src/config/sources.ts';
+import { problemsOf, writeConfigFile } from './fixture.ts';
 
 const SETTINGS = settingsOf(CONFIG_FILE_SCHEMA);
 const REPO = join(import.meta.dirname, '..', '..');
@@ -30,21 +30,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function configFile(content: unknown): string {
-  const path = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
-  writeFileSync(path, JSON.stringify(content));
-  return path;
-}
-
-function problemsOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
+const configFile = (content: unknown) => writeConfigFile(dir, content);
 
 /** A valid value of a setting, as text (what the environment gives) and as the file holds it. */
 function sample(s: SettingInfo): { text: string; value: unknown } {

@@ -11,12 +11,12 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
 import {
-  ConfigError,
   DEFAULT_BODY_LIMIT,
   DEFAULT_TIMEOUTS,
   redactedServerConfig,
   resolveServerConfig,
 } from '../../src/config/server-config.ts';
+import { problemsOf, writeConfigFile } from './fixture.ts';
 
 let dir: string;
 before(() => {
@@ -24,21 +24,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function configFile(content: unknown): string {
-  const path = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
-  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
-  return path;
-}
-
-function problemsOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
+const configFile = (content: unknown) => writeConfigFile(dir, content);
 
 describe('server config', () => {
   it('has safe defaults: loopback, 8443, dev TLS in the data dir, 1 MiB bodies, short timeouts', () => {
