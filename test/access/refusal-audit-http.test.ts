@@ -7,14 +7,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createAccessReviewService } from '../../src/access/review.ts';
-import { TresorError } from '../../src/errors.ts';
 import { accessRoutes } from '../../src/http/routes/access.ts';
 import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
-import { buildTestApp, type Harness, NOW, session } from '../http/fixtures/harness.ts';
+import { buildTestApp, type Harness, NOW, session, sessionsOf } from '../http/fixtures/harness.ts';
 import { type AccessFixture, openAccessFixture } from './fixture.ts';
 
 const T = 'ten_000000000000000000000aaa';
-const SESSION = 'F'.repeat(43); // the cookie of harness session('adminFresh2fa')
 
 const ask = {
   tenant: T,
@@ -41,13 +39,7 @@ describe('access refusals over HTTP', () => {
           reviews: createAccessReviewService({ control: f.control, now: f.now }),
         }),
       ],
-      sessions: {
-        async authenticate(token) {
-          if (token !== SESSION) throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown session');
-          return caller;
-        },
-        async verifyCsrf() {},
-      },
+      sessions: sessionsOf(() => caller),
     });
   });
 

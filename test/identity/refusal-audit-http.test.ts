@@ -5,14 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { TresorError } from '../../src/errors.ts';
 import { peopleRoutes } from '../../src/http/routes/people.ts';
 import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
 import { type AccessFixture, openAccessFixture } from '../access/fixture.ts';
-import { buildTestApp, type Harness, NOW, session } from '../http/fixtures/harness.ts';
+import { buildTestApp, type Harness, NOW, session, sessionsOf } from '../http/fixtures/harness.ts';
 
 const MINE = 'ten_000000000000000000000aaa';
-const SESSION = 'F'.repeat(43); // the cookie of harness session('adminFresh2fa')
 
 describe('identity refusals over HTTP', () => {
   let f: AccessFixture;
@@ -25,13 +23,7 @@ describe('identity refusals over HTTP', () => {
     caller = await f.login(await f.person('tenant-admin', MINE));
     h = await buildTestApp({
       routes: () => [peopleRoutes({ people: f.people, now: f.now })],
-      sessions: {
-        async authenticate(token) {
-          if (token !== SESSION) throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown session');
-          return caller;
-        },
-        async verifyCsrf() {},
-      },
+      sessions: sessionsOf(() => caller),
     });
   });
 
