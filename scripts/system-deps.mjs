@@ -20,6 +20,11 @@ export const SYSTEM_DEPS = [
   },
   { pkg: 'e2fsprogs', command: 'mkfs.ext4', why: 'read-only store test (loop ext4)' },
   { pkg: 'mount', command: 'losetup', why: 'read-only store test (loop device)' },
+  {
+    pkg: 'systemd',
+    file: '/usr/bin/systemd-analyze',
+    why: 'checking the systemd units (systemd-analyze verify)',
+  },
 ];
 
 /** Node versions the code runs on: package.json's engines, >= 20.11 (import.meta.dirname). */
