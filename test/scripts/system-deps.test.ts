@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,24 +16,35 @@ const ROOT = join(import.meta.dirname, '..', '..');
  * Runs `args` with node, with only `path` on PATH, as a user who cannot install packages: as root
  * (CI), the unprivileged user `nobody`; otherwise the user running the tests, who already is one.
  */
-function asNobody(args: string[], path: string) {
+function asNobody(cwd: string, args: string[], path: string) {
   const command = ['/usr/bin/env', '-i', `PATH=${path}`, 'HOME=/tmp', process.execPath, ...args];
   const [file, ...rest] = process.getuid?.() === 0 ? ['runuser', '-u', 'nobody', '--', ...command] : command;
-  return spawnSync(file as string, rest, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  return spawnSync(file as string, rest, { cwd, encoding: 'utf8', timeout: 60_000 });
 }
 
 describe('npm test on a machine without the system packages', () => {
+  let dir: string;
   let empty: string;
+  let scripts: string;
 
   before(() => {
-    empty = mkdtempSync(join(tmpdir(), 'tresor-no-tools-'));
+    // The runner and the check, copied where `nobody` may read them: a checkout can sit in a
+    // folder only its owner reads (a fresh clone under mktemp -d does).
+    dir = mkdtempSync(join(tmpdir(), 'tresor-no-tools-'));
+    chmodSync(dir, 0o755);
+    empty = join(dir, 'empty-path');
+    scripts = join(dir, 'scripts');
+    mkdirSync(empty, { mode: 0o755 });
+    mkdirSync(scripts, { mode: 0o755 });
+    for (const name of ['run-tests.mjs', 'system-deps.mjs', 'test-time-limit.mjs'])
+      copyFileSync(join(ROOT, 'scripts', name), join(scripts, name));
   });
 
-  after(() => rmSync(empty, { recursive: true, force: true }));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('names each missing package with the command that installs it, and runs no test', () => {
     // Nothing on PATH: the commands the tests need are all "missing" (sbin tools are still found).
-    const r = asNobody([join(ROOT, 'scripts', 'run-tests.mjs'), 'test/text.test.ts'], empty);
+    const r = asNobody(dir, [join(scripts, 'run-tests.mjs'), 'test/text.test.ts'], empty);
     assert.equal(r.status, 1, r.stderr);
     for (const pkg of ['softhsm2', 'oathtool', 'sqlite3']) {
       assert.match(r.stderr, new RegExp(`missing system package ${pkg} .*: sudo apt-get install -y ${pkg}`));
@@ -42,7 +53,7 @@ describe('npm test on a machine without the system packages', () => {
   });
 
   it('passes the check when the packages are there', () => {
-    const r = asNobody([join(ROOT, 'scripts', 'system-deps.mjs')], '/usr/local/bin:/usr/bin:/bin');
+    const r = asNobody(dir, [join(scripts, 'system-deps.mjs')], '/usr/local/bin:/usr/bin:/bin');
     assert.equal(r.status, 0, r.stderr);
   });
 });
