@@ -1,5 +1,11 @@
-/** CLI plumbing: data on stdout, diagnostics on stderr, secrets from stdin (never argv), NO_COLOR honoured. */
+/**
+ * CLI plumbing: data on stdout, diagnostics on stderr, secrets from files or stdin (never argv),
+ * secrets a command made written 0600, NO_COLOR honoured.
+ */
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { CommanderError } from 'commander';
+import { writeFileAtomic } from '../keyd/root/atomic-file.ts';
 
 export const useColor = !process.env.NO_COLOR && process.stderr.isTTY === true;
 
@@ -55,4 +61,29 @@ export async function readSecret(prompt: string): Promise<string> {
     return line.replace(/\r$/, '');
   }
   return '';
+}
+
+/** A usage error of `command` (exit code 2): said on stderr here, as commander does for its own. */
+export function usageError(command: string, message: string): CommanderError {
+  warn(`${command}: ${message}`);
+  return new CommanderError(2, 'commander.tresorUsage', `${command}: ${message}`);
+}
+
+/**
+ * A secret from a file (a token, a password, an enrolment link): its text without the trailing
+ * newline; `-` reads standard input. Errors name the flag and the errno, never the contents.
+ */
+export function readSecretFile(command: string, flag: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path === '-' ? 0 : path, 'utf8');
+  } catch (err) {
+    throw usageError(command, `cannot read ${flag}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  return text.replace(/\r?\n$/, '');
+}
+
+/** Writes a secret a command made (API key, token, enrolment link…) to a new 0600 file, atomically. */
+export function writeSecretFile(path: string, text: string): void {
+  writeFileAtomic(path, text.endsWith('\n') ? text : `${text}\n`, 0o600);
 }

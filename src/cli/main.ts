@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAccessCommands } from './access.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerDevCommand } from './dev.ts';
+import { registerInitCommand } from './init.ts';
 import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
 import { registerServerCommands } from './server.ts';
@@ -20,14 +21,20 @@ export function buildProgram(): Command {
   registerKeydCommands(program);
   registerServerCommands(program);
   registerDevCommand(program);
+  registerInitCommand(program);
   registerAuditCommands(program);
   registerAccessCommands(program);
   registerStatusCommand(program);
   return program;
 }
 
-/** Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 keyd unavailable or sealed. */
+/**
+ * Exit codes: 0 ok, 1 operation failed or refused, 2 usage error, 3 keyd unavailable or sealed, or
+ * the server unreachable (a CliFailure carries its own).
+ */
 export function exitCodeFor(err: unknown): number {
+  const own = (err as { exitCode?: unknown }).exitCode;
+  if (typeof own === 'number' && !(err instanceof CommanderError)) return own;
   const code = (err as { code?: string }).code ?? '';
   if (code === 'TRESOR_ERR_KEYD_UNAVAILABLE' || code === 'TRESOR_ERR_KEYD_SEALED') return 3;
   if (code.startsWith('commander.')) return 2;

@@ -319,7 +319,9 @@ export async function startTresorServer(
   const resumeTenants = async () => failOnItems(await tenants.resume());
   await jobs.run('tenants.resume', resumeTenants);
 
-  // keyd's operations into the audit log, every few seconds (system actor `keyd`).
+  // keyd's operations into the audit log, every few seconds (system actor `keyd`). Each tick also
+  // tells the sequencer to look at the control store's outbox, keyd up or not: other processes on
+  // the data folder (tresor init, tresor access attest) write there and cannot notify it.
   const keydOps = createKeydOpsMirror({
     control: rawControl,
     opsLog: async (from, limit) => (await keyd.call('opsLog', { from, limit })).entries,
@@ -327,11 +329,9 @@ export async function startTresorServer(
   let mirroring: Promise<unknown> | undefined;
   const mirrorKeydOps = () => {
     mirroring ??= jobs
-      .run('audit.keyd-ops', async () => {
-        await keydOps.runOnce();
-        audit.sequencer.notify(CONTROL_SOURCE);
-      })
+      .run('audit.keyd-ops', () => keydOps.runOnce())
       .finally(() => {
+        audit.sequencer.notify(CONTROL_SOURCE);
         mirroring = undefined;
       });
     return mirroring;
