@@ -97,7 +97,9 @@ export function readCa(command: string, caFile: string | undefined): Buffer | un
 /** --token-file, else TRESOR_TOKEN; undefined when neither is given. */
 export function bearerToken(command: string, tokenFile: string | undefined): string | undefined {
   const token =
-    tokenFile !== undefined ? readSecretFile(command, '--token-file', tokenFile) : process.env.TRESOR_TOKEN?.trim();
+    tokenFile !== undefined
+      ? readSecretFile(command, '--token-file', tokenFile)
+      : process.env.TRESOR_TOKEN?.trim();
   if (token === undefined || token === '') return undefined;
   if (hasControlCharacter(token)) throw usageError(command, 'the token holds a control character');
   return token;
@@ -115,7 +117,7 @@ export function checkCode(command: string, code: string | undefined): string | u
 export function connect(
   command: string,
   flags: ConnectionFlags,
-  options: { credential: 'required' | 'none' } = { credential: 'required' },
+  options: { credential: 'required' | 'none'; fallbackUrl?: string } = { credential: 'required' },
 ): Connection {
   const path = profilePath(flags.profile);
   const profile = readProfile(path);
@@ -130,7 +132,7 @@ export function connect(
         `no credential: give --token-file, set TRESOR_TOKEN, or run tresor login (no session in ${path})`,
       );
   }
-  const urlText = flags.url ?? process.env.TRESOR_URL ?? profile?.url;
+  const urlText = flags.url ?? process.env.TRESOR_URL ?? options.fallbackUrl ?? profile?.url;
   const base = httpsBase(command, urlText, flags.url !== undefined ? '--url' : 'the server URL');
   const caFlag = flags.caFile ?? process.env.TRESOR_CA_FILE;
   const caFile = caFlag !== undefined ? resolve(caFlag) : profile?.caFile;
@@ -221,11 +223,12 @@ export function sessionCookieOf(headers: IncomingHttpHeaders): string | undefine
 
 /** A new session's answer (NewSessionBody + cookie) as a profile, or undefined if it is not one. */
 export function profileOf(
-  outcome: Extract<Outcome, { kind: 'answer' }>,
+  headers: IncomingHttpHeaders,
+  answer: unknown,
   rest: { url: string; caFile: string | undefined; email: string },
 ): Profile | undefined {
-  const cookie = sessionCookieOf(outcome.headers);
-  const body = parsed(outcome.text) as {
+  const cookie = sessionCookieOf(headers);
+  const body = answer as {
     csrfToken?: unknown;
     session?: { personId?: unknown; absoluteExpiresAt?: unknown };
   };
@@ -279,7 +282,7 @@ async function reauthenticate(
   });
   if (outcome.kind === 'unreachable') throw unreachable(conn.base, outcome.why);
   if (outcome.status !== 200) throw failureOf(outcome.status, parsed(outcome.text));
-  const renewed = profileOf(outcome, {
+  const renewed = profileOf(outcome.headers, parsed(outcome.text), {
     url: credential.profile.url,
     caFile: credential.profile.caFile,
     email: credential.profile.email,
@@ -291,6 +294,7 @@ async function reauthenticate(
 
 export interface ApiAnswer<T> {
   status: number;
+  headers: IncomingHttpHeaders;
   body: T;
 }
 
@@ -333,11 +337,15 @@ export async function call<T = unknown>(
   }
   if (outcome.status < 200 || outcome.status > 299) {
     const failure = failureOf(outcome.status, answer);
-    if (outcome.status === 401 && credential.kind === 'session' && failure.code === 'TRESOR_ERR_UNAUTHENTICATED')
+    if (
+      outcome.status === 401 &&
+      credential.kind === 'session' &&
+      failure.code === 'TRESOR_ERR_UNAUTHENTICATED'
+    )
       throw new CliFailure(`${failure.message} (the saved session has ended: run tresor login)`, {
         code: failure.code,
       });
     throw failure;
   }
-  return { status: outcome.status, body: answer as T };
+  return { status: outcome.status, headers: outcome.headers, body: answer as T };
 }

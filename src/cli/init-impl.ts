@@ -36,7 +36,8 @@ export async function initCommand(flags: InitFlags): Promise<void> {
       ...(flags.auditOrigin !== undefined ? { auditOrigin: flags.auditOrigin } : {}),
     });
   } catch (err) {
-    if (err instanceof TresorError && err.code === 'TRESOR_ERR_VALIDATION') throw usageError(COMMAND, err.message);
+    if (err instanceof TresorError && err.code === 'TRESOR_ERR_VALIDATION')
+      throw usageError(COMMAND, err.message);
     throw err;
   }
   if (flags.outFile !== undefined) writeSecretFile(flags.outFile, done.enrolmentLink);

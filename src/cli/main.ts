@@ -4,13 +4,19 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerAccessCommands } from './access.ts';
+import { registerApiKeyCommands } from './apikey.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerDevCommand } from './dev.ts';
+import { registerEnrolCommands } from './enrol.ts';
 import { registerInitCommand } from './init.ts';
 import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
+import { registerLoginCommands } from './login.ts';
+import { registerPersonCommands } from './person.ts';
 import { registerServerCommands } from './server.ts';
 import { registerStatusCommand } from './status.ts';
+import { registerTenantCommands } from './tenant.ts';
+import { registerTokenCommands } from './token.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tresor')
@@ -22,9 +28,15 @@ export function buildProgram(): Command {
   registerServerCommands(program);
   registerDevCommand(program);
   registerInitCommand(program);
+  registerEnrolCommands(program);
+  registerLoginCommands(program);
   registerAuditCommands(program);
   registerAccessCommands(program);
   registerStatusCommand(program);
+  registerTenantCommands(program);
+  registerPersonCommands(program);
+  registerTokenCommands(program);
+  registerApiKeyCommands(program);
   return program;
 }
 

@@ -1,0 +1,39 @@
+/**
+ * `tresor login` and `tresor logout`: a console session for the CLI, kept in the profile file.
+ *
+ *   tresor login --url https://vault.example:8443 [--ca-file ca.pem] --email ada@example.com \
+ *                --password-file pw.txt --code 123456 [--tenant ten_… for a tenant's person]
+ *   tresor logout
+ *
+ * Login is the console's: the password, then a TOTP code (typed on a terminal when --code is not
+ * given). The session's cookie and CSRF token, the URL, the CA file and the expiry are saved to the
+ * profile (--profile, env TRESOR_PROFILE, default $XDG_CONFIG_HOME/tresor/profile.json or
+ * ~/.config/tresor/profile.json), mode 0600, written atomically. Later commands use it when no
+ * token is given. Logout ends the session on the server and removes the profile.
+ */
+import type { Command } from 'commander';
+import { EXIT_CODES_HELP, withServerFlags } from './connection-flags.ts';
+import type { LoginFlags, LogoutFlags } from './login-impl.ts';
+
+const impl = () => import('./login-impl.ts');
+
+export function registerLoginCommands(program: Command): void {
+  withServerFlags(
+    program
+      .command('login')
+      .description('sign in as a console person (password, then TOTP) and save the session to the profile'),
+  )
+    .requiredOption('--email <address>', 'your sign-in e-mail')
+    .requiredOption(
+      '--password-file <file>',
+      'file holding your password (- for stdin; never on the command line)',
+    )
+    .option('--code <totp>', 'a current TOTP code (else typed on the terminal)')
+    .option('--tenant <id>', "a tenant's person signs in to that tenant (customer side)")
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action(async (flags: LoginFlags) => (await impl()).loginCommand(flags));
+
+  withServerFlags(program.command('logout').description('end the saved session and remove the profile'))
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action(async (flags: LogoutFlags) => (await impl()).logoutCommand(flags));
+}
