@@ -8,96 +8,41 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { compiledDeployment, plainEnv, REPO } from '../helpers/deployment.ts';
 import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
 import { devDependencyImports } from './dev-imports.ts';
 
-const REPO = join(import.meta.dirname, '..', '..');
-/** tsc over the whole of src/ takes a minute or more on a busy 2-core machine. */
-const BUILD_TIMEOUT_MS = 10 * 60_000;
 const RUN_TIMEOUT_MS = 60_000;
-
-interface LockEntry {
-  dev?: boolean;
-}
-
-/** node_modules as `npm ci --omit=dev` leaves it, made of links to the checkout's packages. */
-function runtimeNodeModules(into: string): void {
-  const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as {
-    packages: Record<string, LockEntry>;
-  };
-  const source = join(REPO, 'node_modules');
-  const link = (name: string) => {
-    const entry = lock.packages[`node_modules/${name}`];
-    if (entry === undefined || entry.dev === true) return;
-    symlinkSync(join(source, name), join(into, name));
-  };
-  mkdirSync(into);
-  for (const name of readdirSync(source)) {
-    if (name.startsWith('.')) continue;
-    if (!name.startsWith('@')) {
-      link(name);
-      continue;
-    }
-    mkdirSync(join(into, name));
-    for (const member of readdirSync(join(source, name))) link(`${name}/${member}`);
-  }
-}
-
-/** Plain node: no loader flag, and none through NODE_OPTIONS (the test runner's own is dropped). */
-function plainEnv(): NodeJS.ProcessEnv {
-  const { NODE_OPTIONS: _dropped, ...env } = process.env;
-  return { ...env, NO_COLOR: '1' };
-}
 
 describe('the compiled build, deployed without devDependencies', () => {
   let root: string;
   let bin: string;
+  /** This file's own folder: the shared deployment is never written to. */
+  let work: string;
   let keyd: KeydProcess | undefined;
 
   const run = (args: string[]) =>
     spawnSync(process.execPath, [bin, ...args], {
-      cwd: root,
+      cwd: work,
       env: plainEnv(),
       encoding: 'utf8',
       timeout: RUN_TIMEOUT_MS,
     });
 
-  before(() => {
-    root = mkdtempSync(join(tmpdir(), 'tresor-build-'));
-    const built = spawnSync(
-      process.execPath,
-      [join(REPO, 'scripts', 'build.mjs'), '--out-dir', join(root, 'dist')],
-      {
-        cwd: REPO,
-        encoding: 'utf8',
-        timeout: BUILD_TIMEOUT_MS,
-      },
-    );
-    assert.equal(built.status, 0, `npm run build failed:\n${built.stdout}${built.stderr}`);
-    mkdirSync(join(root, 'bin'));
-    bin = join(root, 'bin', 'tresor.js');
-    copyFileSync(join(REPO, 'bin', 'tresor.js'), bin);
-    copyFileSync(join(REPO, 'package.json'), join(root, 'package.json'));
-    runtimeNodeModules(join(root, 'node_modules'));
+  before(async () => {
+    ({ root, bin } = await compiledDeployment());
+    work = mkdtempSync(join(tmpdir(), 'tresor-build-'));
   });
 
   after(async () => {
     await keyd?.stop();
-    rmSync(root, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
   });
 
   it('has no TypeScript to run and no TypeScript loader to run it with', () => {
@@ -155,7 +100,7 @@ describe('the compiled build, deployed without devDependencies', () => {
   });
 
   it('initialises a keyd folder, and reads the status of a real keyd', async () => {
-    const dir = join(root, 'keyd');
+    const dir = join(work, 'keyd');
     const init = run(['keyd', 'init', '--provider', 'dev-file', '--dir', dir, '--insecure-dev-key-file']);
     assert.equal(init.status, 0, init.stderr);
     const socket = join(dir, 'keyd.sock');
@@ -176,8 +121,8 @@ describe('the compiled build, deployed without devDependencies', () => {
   it('starts the sequencer and leaf-check workers from compiled files', () => {
     const script = `
       import { createHash } from 'node:crypto';
-      import { createLeafCheckPool } from './dist/audit/leaf-check-pool.js';
-      import { createSequencerThread } from './dist/audit/sequencer-thread.js';
+      import { createLeafCheckPool } from ${JSON.stringify(pathToFileURL(join(root, 'dist/audit/leaf-check-pool.js')).href)};
+      import { createSequencerThread } from ${JSON.stringify(pathToFileURL(join(root, 'dist/audit/sequencer-thread.js')).href)};
       const leaf = Buffer.from('{"index":0}');
       const bytes = Buffer.concat([Buffer.from([0]), leaf, Buffer.from([0])]);
       const pool = createLeafCheckPool(1);
@@ -193,10 +138,10 @@ describe('the compiled build, deployed without devDependencies', () => {
       }));
     `;
     // A file, not --eval: a worker inherits the process's flags, and --input-type is refused there.
-    const file = join(root, 'start-workers.mjs');
+    const file = join(work, 'start-workers.mjs');
     writeFileSync(file, script);
     const r = spawnSync(process.execPath, [file], {
-      cwd: root,
+      cwd: work,
       env: plainEnv(),
       encoding: 'utf8',
       timeout: RUN_TIMEOUT_MS,
