@@ -269,7 +269,7 @@ async function stepUpCode(conn: Connection): Promise<string | undefined> {
 }
 
 /** POST /v1/auth/reauthenticate: the session's new cookie and CSRF token, saved to the profile. */
-async function reauthenticate(
+export async function reauthenticate(
   conn: Connection,
   credential: Extract<Credential, { kind: 'session' }>,
   code: string,

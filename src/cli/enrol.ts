@@ -1,7 +1,7 @@
 /**
  * `tresor enrol`: finish a one-time enrolment link from a terminal or a script, without a browser.
  *
- *   tresor enrol --link-file link.txt --password-file pw.txt --totp-secret-file totp.secret
+ *   tresor enrol [begin] --link-file link.txt --password-file pw.txt --totp-secret-file totp.secret
  *       sets the password, begins TOTP, writes the base32 TOTP secret to a new 0600 file and prints
  *       the factor id (and the otpauth:// URI for an authenticator app only with --otpauth-uri);
  *   tresor enrol confirm --link-file link.txt --factor-id fac_… --code 123456 [--recovery-codes-file R]
@@ -21,10 +21,14 @@ const impl = () => import('./enrol-impl.ts');
 const LINK_HELP = 'file holding the enrolment link or its token (- for stdin; never on the command line)';
 
 export function registerEnrolCommands(program: Command): void {
-  const enrol = withServerFlags(
-    program
-      .command('enrol')
-      .description('finish an enrolment link: set the password and begin TOTP (then: tresor enrol confirm)'),
+  const enrol = program
+    .command('enrol')
+    .description('finish an enrolment link from a terminal: begin (the default), then confirm');
+
+  withServerFlags(
+    enrol
+      .command('begin', { isDefault: true })
+      .description('set the password and begin TOTP (the default: `tresor enrol --link-file …` runs it)'),
   )
     .requiredOption('--link-file <file>', LINK_HELP)
     .requiredOption('--password-file <file>', 'file holding the new password (- for stdin)')

@@ -1,5 +1,5 @@
 /** What `tresor login` and `tresor logout` do (login.ts declares them). */
-import { CliFailure, call, checkCode, connect, profileOf } from './api-client.ts';
+import { CliFailure, call, checkCode, connect, profileOf, reauthenticate } from './api-client.ts';
 import { info, out, readSecret, readSecretFile, usageError } from './io.ts';
 import { profilePath, readProfile, removeProfile, saveProfile } from './profile.ts';
 
@@ -15,6 +15,7 @@ export interface LoginFlags {
 }
 
 export type LogoutFlags = Omit<LoginFlags, 'email' | 'passwordFile' | 'code' | 'tenant'>;
+export type StepUpFlags = LogoutFlags & { code?: string };
 
 async function totpCode(command: string, flag: string | undefined): Promise<string> {
   if (flag !== undefined) return checkCode(command, flag) ?? '';
@@ -78,4 +79,17 @@ export async function logoutCommand(flags: LogoutFlags): Promise<void> {
   removeProfile(path);
   if (flags.json) out({ loggedOut: true, profile: path }, true);
   else out(`signed out; ${path} removed`, false);
+}
+
+export async function stepUpCommand(flags: StepUpFlags): Promise<void> {
+  const command = 'tresor step-up';
+  const path = profilePath(flags.profile);
+  const profile = readProfile(path);
+  if (!profile) throw usageError(command, `no session saved in ${path}: run tresor login`);
+  const code = await totpCode(command, flags.code);
+  const conn = connect(command, flags, { credential: 'none' });
+  const credential = { kind: 'session' as const, profile, path };
+  await reauthenticate(conn, credential, code);
+  if (flags.json) out({ personId: credential.profile.personId, fresh: true }, true);
+  else out('second factor passed: steps that need it are open for 5 minutes', false);
 }
