@@ -26,7 +26,15 @@ function serverConfig(flags: InitFlags): ServerConfig {
   }
 }
 
+/** C2SP tlog-checkpoint: the origin is printable ASCII without spaces or `+` (the note key name rules). */
+const ORIGIN = /^[\x21-\x2a\x2c-\x7e]{1,255}$/;
+
 export async function initCommand(flags: InitFlags): Promise<void> {
+  if (flags.auditOrigin !== undefined && !ORIGIN.test(flags.auditOrigin))
+    throw usageError(
+      COMMAND,
+      '--audit-origin must be printable ASCII without spaces or +, e.g. vault.example.com/audit',
+    );
   const config = serverConfig(flags);
   let done: Awaited<ReturnType<typeof initDeployment>>;
   try {
