@@ -24,8 +24,21 @@ export const COMMAND_VARIABLES: readonly { env: string; use: string }[] = [
   },
   {
     env: 'TRESOR_TOKEN',
-    use: '`tresor status`: the operator token to ask the server with (or `--token-file`; never a flag value).',
+    use: '`tresor status` and the commands that talk to a server (`tenant`, `person`, `token`, `apikey`): the bearer credential, an operator token or a tenant API key (or `--token-file`; never a flag value). Unset, they use the profile’s session.',
   },
+  {
+    env: 'TRESOR_URL',
+    use: 'The commands that talk to a server: its https origin (or `--url`; else the profile’s).',
+  },
+  {
+    env: 'TRESOR_CA_FILE',
+    use: 'The commands that talk to a server: the CA to trust for its certificate (or `--ca-file`; else the profile’s, else the system’s).',
+  },
+  {
+    env: 'TRESOR_PROFILE',
+    use: '`tresor login` and the commands that use its session: the profile file (or `--profile`; default `$XDG_CONFIG_HOME/tresor/profile.json` or `~/.config/tresor/profile.json`).',
+  },
+
   {
     env: 'TRESOR_KEYD_WAIT_MS',
     use: '`tresor server`: how long to wait for keyd to answer before giving up (default 60 s; exit code 3).',

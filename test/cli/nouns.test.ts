@@ -243,6 +243,26 @@ describe('tresor tenant, person, apikey, login and logout against a real server'
     assert.match(badCode.stderr, /--code must be 6 digits/);
   });
 
+  it('tresor step-up passes the second factor again for the saved session', async () => {
+    const db = new Database(join(s.dataDir, 'control.sqlite'));
+    db.pragma('busy_timeout = 5000');
+    db.prepare('UPDATE sessions SET fresh_2fa_at = ? WHERE person = ?').run(
+      new Date(Date.now() - 10 * 60_000).toISOString(),
+      admin.personId,
+    );
+    db.close();
+    const stepped = exited(await admin.run(['step-up', '--code', await admin.nextCode(), '--json']), 0);
+    assert.deepEqual(JSON.parse(stepped.stdout), { personId: admin.personId, fresh: true });
+    const profile = JSON.parse(readFileSync(admin.files.profile, 'utf8')) as { cookie: string; csrf: string };
+    admin.secrets.push(profile.cookie, profile.csrf);
+    // Fresh again: a step-up route answers without --code.
+    const invited = exited(
+      await admin.run(['person', 'invite', '--email', 'fresh@cli.test', '--role', 'contractor', '--json']),
+      0,
+    );
+    products.push((JSON.parse(invited.stdout) as { enrolmentLink: string }).enrolmentLink);
+  });
+
   it('tenant close and cancel-close: a new first API key, written 0600', async () => {
     const closing = exited(
       await admin.run(['tenant', 'close', tenant.id, '--reason', 'contract ended', '--json']),
