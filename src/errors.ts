@@ -103,7 +103,7 @@ export const ERRORS = {
   /** A stored backup whose signature, a digest, its decryption or its format does not check out. */
   TRESOR_ERR_BACKUP_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
   /** A destination that cannot be written, or whose read-back differs from what was written. */
-  TRESOR_ERR_BACKUP_DESTINATION: { status: 503, title: 'Service Unavailable', internal: true },
+  TRESOR_ERR_BACKUP_DESTINATION: { status: 500, title: 'Internal Server Error', internal: true },
   TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY: { status: 409, title: 'Restore target is not empty' },
 } as const satisfies Record<string, ErrorEntry>;
 
