@@ -95,6 +95,16 @@ export const ERRORS = {
   TRESOR_ERR_NOTE_KEY_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
   TRESOR_ERR_NOTE_SIGNATURE_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
   TRESOR_ERR_NOTE_UNVERIFIED: { status: 500, title: 'Internal Server Error', internal: true },
+
+  // Backups' (src/backup/): met by the backup job, backup verification and restore.
+  TRESOR_ERR_BACKUP_NOT_FOUND: { status: 404, title: 'Backup not found' },
+  /** A backup could not be taken: a store could not be copied, or no destination took it. */
+  TRESOR_ERR_BACKUP_FAILED: { status: 500, title: 'Internal Server Error', internal: true },
+  /** A stored backup whose signature, a digest, its decryption or its format does not check out. */
+  TRESOR_ERR_BACKUP_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
+  /** A destination that cannot be written, or whose read-back differs from what was written. */
+  TRESOR_ERR_BACKUP_DESTINATION: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY: { status: 409, title: 'Restore target is not empty' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -66,7 +66,8 @@ export interface KeydClient extends KeyService {
 }
 
 /**
- * Operations safe to send twice: reads, and generateDataKey (an unused generated key is harmless).
+ * Operations safe to send twice: reads, and generateDataKey and generateBackupDataKey (an unused
+ * generated key is harmless).
  * Anything that changes keyd's state is sent at most once.
  */
 export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
@@ -77,6 +78,8 @@ export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'opsLog',
   'unwrapDataKey',
   'generateDataKey',
+  'unwrapBackupDataKey',
+  'generateBackupDataKey',
 ]);
 
 const DEFAULTS = { timeoutMs: 5_000, retries: 3, poolSize: 2, baseMs: 50, maxMs: 2_000 };

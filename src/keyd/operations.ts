@@ -6,6 +6,7 @@
  */
 import type { KeyPurpose } from '../crypto/index.ts';
 import type { SealStatus } from './root/types.ts';
+import type { SigningPurpose } from './signing.ts';
 
 /** Who called, as the transport proved it: `unix:<name>` on the socket, `mtls:<CN>#<sha256 prefix>` over TLS, `system` for keyd's own jobs. */
 export interface Caller {
@@ -54,6 +55,19 @@ export interface DestroyResult {
   destroyedAt: string | null;
   /** Every tenant key id (all versions) that is now gone for good (empty while pending). */
   keyIdsDestroyed: string[];
+}
+
+/**
+ * A backup's own data key: fresh for every backup, wrapped by keyd's backup key (which never leaves
+ * keyd) and bound to the backup id, so a backup can be decrypted only through keyd, and only as itself.
+ */
+export interface BackupDataKey {
+  backupId: string;
+  keyId: string; // bdk_<random>
+  /** The data key in plaintext — for the caller's memory only, wipe after use. */
+  key: Buffer;
+  /** The data key wrapped by keyd's backup key: store this in the backup's manifest. */
+  wrapped: Buffer;
 }
 
 export interface SigningKeyInfo {
@@ -111,12 +125,13 @@ export interface KeydOperations {
   cancelTenantKeyDestroy: [{ tenant: string }, TenantKeyStatus];
   rotateRootKey: [Record<string, never>, { version: number; rewrapped: number }];
   retireRootKeyVersion: [{ version: number }, { version: number }];
-  /** Ed25519 signature for an audit checkpoint note body (purpose-bound signing key). */
-  sign: [
-    { purpose: 'audit-checkpoint' | 'deletion-certificate'; message: Buffer },
-    { signature: Buffer; keyName: string },
-  ];
-  publicKey: [{ purpose: 'audit-checkpoint' | 'deletion-certificate' }, SigningKeyInfo];
+  /** A fresh 256-bit data key for one backup, wrapped by keyd's backup key (created on first use). */
+  generateBackupDataKey: [{ backupId: string }, BackupDataKey];
+  /** Restore and verification: the backup's data key, if it was wrapped for exactly this backup id and key id. */
+  unwrapBackupDataKey: [{ backupId: string; keyId: string; wrapped: Buffer }, { key: Buffer }];
+  /** Ed25519 signature by the purpose's key: checkpoint notes, deletion certificates, backup manifests. */
+  sign: [{ purpose: SigningPurpose; message: Buffer }, { signature: Buffer; keyName: string }];
+  publicKey: [{ purpose: SigningPurpose }, SigningKeyInfo];
   opsLog: [{ from?: number; limit?: number }, { entries: OpsLogEntry[] }];
 }
 

@@ -27,6 +27,7 @@
 import { KEY_PURPOSES } from '../crypto/index.ts';
 import { KeydError } from './errors.ts';
 import type { KeydOperationName, KeydOperations } from './operations.ts';
+import { SIGNING_PURPOSES } from './signing.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Largest payload either side accepts or sends (the 4-byte length prefix excluded). */
@@ -206,7 +207,6 @@ type FieldSpec =
 type ArgsSchema<A> = { [P in keyof A]-?: FieldSpec };
 
 const DATA_KEY_PURPOSES = KEY_PURPOSES.filter((p) => p !== 'signing');
-const SIGNING_PURPOSES = ['audit-checkpoint', 'deletion-certificate'] as const;
 
 const tenant: FieldSpec = { type: 'string' };
 const purpose: FieldSpec = { type: 'enum', values: DATA_KEY_PURPOSES };
@@ -234,6 +234,12 @@ const ARG_SCHEMAS: { [K in WireOperationName]: ArgsSchema<(KeydOperations & Prot
   cancelTenantKeyDestroy: { tenant },
   rotateRootKey: {},
   retireRootKeyVersion: { version: { type: 'integer', min: 1 } },
+  generateBackupDataKey: { backupId: { type: 'string' } },
+  unwrapBackupDataKey: {
+    backupId: { type: 'string' },
+    keyId: { type: 'string' },
+    wrapped: { type: 'buffer' },
+  },
   sign: { purpose: { type: 'enum', values: SIGNING_PURPOSES }, message: { type: 'buffer' } },
   publicKey: { purpose: { type: 'enum', values: SIGNING_PURPOSES } },
   opsLog: {

@@ -8,6 +8,8 @@ import type { RootLock } from './locks.ts';
 import type { OpHandlers } from './op-record.ts';
 import type { RootKeyring } from './root/types.ts';
 import {
+  BACKUP_KEY_AAD,
+  backupKeyAad,
   rootVersionOf,
   rowError,
   SIGNING_KEY_AAD,
@@ -73,7 +75,9 @@ function rewrapRootRow(keyring: RootKeyring, row: RootWrappedRow, version: numbe
   const [aadPurpose, aad, where] =
     row.table === 'tenant_keys'
       ? [TENANT_KEY_AAD, tenantKeyAad(row), `tenant_keys row (tenant ${row.tenant}, version ${row.version})`]
-      : [SIGNING_KEY_AAD, signingKeyAad(row), `signing_keys row (${row.purpose})`];
+      : row.table === 'signing_keys'
+        ? [SIGNING_KEY_AAD, signingKeyAad(row), `signing_keys row (${row.purpose})`]
+        : [BACKUP_KEY_AAD, backupKeyAad(row), `backup_keys row (version ${row.version})`];
   let plain: Buffer;
   try {
     plain = keyring.unwrap(row.wrapped, aadPurpose, aad);

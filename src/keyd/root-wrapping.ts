@@ -1,5 +1,6 @@
 /**
- * The keys keyd stores wrapped by the root keyring — tenant key versions and signing seeds — and how
+ * The keys keyd stores wrapped by the root keyring — tenant key versions, signing seeds and backup
+ * key versions — and how
  * each is bound to what it is and where it belongs (AAD purposes, src/crypto/aad.ts).
  */
 import { CryptoError, readEnvelopeHeader } from '../crypto/index.ts';
@@ -8,6 +9,7 @@ import type { RootKeyProvider, RootKeyring } from './root/types.ts';
 
 export const TENANT_KEY_AAD = 'tenant-key';
 export const SIGNING_KEY_AAD = 'signing';
+export const BACKUP_KEY_AAD = 'backup-key';
 
 export function tenantKeyAad(row: { tenant: string; version: number; keyId: string }) {
   return { tenant: row.tenant, version: row.version, keyId: row.keyId };
@@ -15,6 +17,10 @@ export function tenantKeyAad(row: { tenant: string; version: number; keyId: stri
 
 export function signingKeyAad(row: { purpose: string; keyId: string }) {
   return { purpose: row.purpose, keyId: row.keyId };
+}
+
+export function backupKeyAad(row: { version: number; keyId: string }) {
+  return { version: row.version, keyId: row.keyId };
 }
 
 /** The unsealed root keyring; TRESOR_ERR_KEYD_SEALED when the provider is sealed. */

@@ -7,6 +7,7 @@
  *     └─ tenant key, one per tenant, versioned — stored wrapped by a root version (store.ts)
  *          └─ data keys — generated here, returned in plaintext and wrapped by the tenant key's
  *             active version; keyd keeps no data key, the caller stores the wrapped form
+ *     └─ backup key — wraps one fresh data key per backup (backup-keys.ts)
  *
  * Rules, and where they are kept:
  * - Sealed, keyd answers only SEALED_OPERATIONS; ADMIN_OPERATIONS need the admin role; every
@@ -21,9 +22,10 @@
  *   maintenance.ts.
  * - Destruction is crypto-shredding: every wrapped version is zeroed and erased and the WAL
  *   checkpointed, so nothing wrapped by the tenant key can be opened again. tenant-destruction.ts.
- * - No operation returns the root key or a tenant key.
+ * - No operation returns the root key, a tenant key, a signing seed or the backup key.
  */
 import { KEY_ID_PATTERN } from '../crypto/key-id.ts';
+import { BackupKeys } from './backup-keys.ts';
 import { dataKeyOperations } from './data-keys.ts';
 import { EncryptionBudget } from './encryption-budget.ts';
 import { KeydError } from './errors.ts';
@@ -98,6 +100,7 @@ class TenantKeyService implements KeydService {
   readonly #recorder: OpRecorder;
   readonly #tenantKeys: TenantKeys;
   readonly #signingKeys: SigningKeys;
+  readonly #backupKeys: BackupKeys;
   readonly #maintenance: Maintenance;
   readonly #handlers: OpHandlers;
   #closed = false;
@@ -140,6 +143,7 @@ class TenantKeyService implements KeydService {
     this.#recorder = recorder;
     this.#tenantKeys = tenantKeys;
     this.#signingKeys = new SigningKeys({ store, keyring, recorder, rootLock, clock });
+    this.#backupKeys = new BackupKeys({ store, keyring, recorder, rootLock, clock });
     this.#handlers = {
       ...this.#sealOperations(),
       ...tenantKeyOperations({ store, tenantKeys, clock }),
@@ -147,6 +151,7 @@ class TenantKeyService implements KeydService {
       ...destruction.operations(),
       ...rootKeyOperations({ store, rootLock, keyring }),
       ...this.#signingKeys.operations(),
+      ...this.#backupKeys.operations(),
       opsLog: async ({ from, limit }) => ({ entries: await store.readOpsLog(from ?? 1, limit ?? 100) }),
     };
     this.#maintenance = new Maintenance({
@@ -232,6 +237,7 @@ class TenantKeyService implements KeydService {
   #wipeKeys(): void {
     this.#tenantKeys.clear();
     this.#signingKeys.clear();
+    this.#backupKeys.clear();
   }
 
   runMaintenance(): Promise<MaintenanceReport> {

@@ -1,6 +1,6 @@
 /**
- * keyd's own store: wrapped keys and key metadata only — never a key in plaintext. Tenant keys and
- * signing keys are AEAD envelopes made by the root keyring, bound (AAD) to their table, tenant,
+ * keyd's own store: wrapped keys and key metadata only — never a key in plaintext. Tenant keys,
+ * signing keys and the backup key are AEAD envelopes made by the root keyring, bound (AAD) to their table, tenant,
  * version, key id and purpose, so a corrupted or moved row fails to unwrap instead of yielding a
  * wrong key.
  *
@@ -70,6 +70,15 @@ export interface SigningKeyRecord {
   createdAt: string;
 }
 
+/** keyd's backup key: wraps each backup's data key; itself wrapped by the root keyring. */
+export interface BackupKeyRecord {
+  version: number;
+  keyId: string;
+  rootVersion: number;
+  wrapped: Buffer;
+  createdAt: string;
+}
+
 /** A row wrapped by the root key, as root rotation sees it. */
 export type RootWrappedRow =
   | {
@@ -80,7 +89,8 @@ export type RootWrappedRow =
       rootVersion: number;
       wrapped: Buffer;
     }
-  | { table: 'signing_keys'; purpose: string; keyId: string; rootVersion: number; wrapped: Buffer };
+  | { table: 'signing_keys'; purpose: string; keyId: string; rootVersion: number; wrapped: Buffer }
+  | { table: 'backup_keys'; version: number; keyId: string; rootVersion: number; wrapped: Buffer };
 
 /** The new wrapped form of a row and the root version that made it. */
 export interface Rewrapped {
@@ -111,6 +121,12 @@ export interface KeyStore {
 
   getSigningKey(purpose: string): Promise<SigningKeyRecord | undefined>;
   insertSigningKey(key: SigningKeyRecord, log: OpsLogDraft): Promise<void>;
+
+  /** The newest backup key version, if one was made. */
+  getBackupKey(): Promise<BackupKeyRecord | undefined>;
+  /** A backup key version by key id (restore names the one that wrapped its data key). */
+  getBackupKeyById(keyId: string): Promise<BackupKeyRecord | undefined>;
+  insertBackupKey(key: BackupKeyRecord, log: OpsLogDraft): Promise<void>;
 
   /** Rewraps, in one transaction, every row not yet under `rootVersion`; returns how many. */
   rewrapRootRows(
@@ -185,11 +201,26 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
         BEGIN SELECT RAISE(ABORT, 'ops_log is append-only'); END;
     `,
   },
+  {
+    // The backup key (docs/backup.md): versioned so it can be rotated later; old versions must
+    // keep unwrapping the data keys of backups still within retention.
+    version: 2,
+    sql: `
+      CREATE TABLE backup_keys (
+        version INTEGER PRIMARY KEY CHECK (version >= 1),
+        key_id TEXT NOT NULL UNIQUE,
+        root_version INTEGER NOT NULL,
+        wrapped BLOB NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 const TENANT_COLUMNS = `id, state, created_at AS createdAt, destroy_after AS destroyAfter, destroyed_at AS destroyedAt`;
 const KEY_COLUMNS = `tenant, version, key_id AS keyId, state, root_version AS rootVersion, wrapped,
   created_at AS createdAt, rotate_after AS rotateAfter, encryptions`;
+const BACKUP_KEY_COLUMNS = `version, key_id AS keyId, root_version AS rootVersion, wrapped, created_at AS createdAt`;
 const OPS_COLUMNS = `seq, at, caller, op, tenant, key_id AS keyId, outcome, detail, prev_hash AS prevHash, hash`;
 
 interface QueuedEntry {
@@ -590,6 +621,30 @@ export class SqliteKeyStore implements KeyStore {
     }, log);
   }
 
+  // --- backup keys ---------------------------------------------------------------------------------
+
+  async getBackupKey(): Promise<BackupKeyRecord | undefined> {
+    this.#open();
+    return this.#sql<[], BackupKeyRecord>(
+      `SELECT ${BACKUP_KEY_COLUMNS} FROM backup_keys ORDER BY version DESC LIMIT 1`,
+    ).get();
+  }
+
+  async getBackupKeyById(keyId: string): Promise<BackupKeyRecord | undefined> {
+    this.#open();
+    return this.#sql<[string], BackupKeyRecord>(
+      `SELECT ${BACKUP_KEY_COLUMNS} FROM backup_keys WHERE key_id = ?`,
+    ).get(keyId);
+  }
+
+  async insertBackupKey(key: BackupKeyRecord, log: OpsLogDraft): Promise<void> {
+    this.#commit(() => {
+      this.#sql(
+        'INSERT INTO backup_keys (version, key_id, root_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)',
+      ).run(key.version, key.keyId, key.rootVersion, key.wrapped, key.createdAt);
+    }, log);
+  }
+
   // --- root key rotation ---------------------------------------------------------------------------
 
   async rewrapRootRows(
@@ -615,8 +670,18 @@ export class SqliteKeyStore implements KeyStore {
       const updateTenantKey = this.#sql(
         'UPDATE tenant_keys SET wrapped = ?, root_version = ? WHERE tenant = ? AND version = ? AND root_version = ?',
       );
+      const backupRows = this.#sql<
+        [number],
+        Omit<Extract<RootWrappedRow, { table: 'backup_keys' }>, 'table'>
+      >(
+        `SELECT version, key_id AS keyId, root_version AS rootVersion, wrapped FROM backup_keys
+           WHERE root_version != ? ORDER BY version`,
+      ).all(rootVersion);
       const updateSigningKey = this.#sql(
         'UPDATE signing_keys SET wrapped = ?, root_version = ? WHERE purpose = ? AND root_version = ?',
+      );
+      const updateBackupKey = this.#sql(
+        'UPDATE backup_keys SET wrapped = ?, root_version = ? WHERE version = ? AND root_version = ?',
       );
       for (const row of tenantRows) {
         const next = rewrap({ table: 'tenant_keys', ...row });
@@ -626,16 +691,21 @@ export class SqliteKeyStore implements KeyStore {
         const next = rewrap({ table: 'signing_keys', ...row });
         updateSigningKey.run(next.wrapped, next.rootVersion, row.purpose, row.rootVersion);
       }
-      return tenantRows.length + signingRows.length;
+      for (const row of backupRows) {
+        const next = rewrap({ table: 'backup_keys', ...row });
+        updateBackupKey.run(next.wrapped, next.rootVersion, row.version, row.rootVersion);
+      }
+      return tenantRows.length + signingRows.length + backupRows.length;
     }, log);
   }
 
   async countRootVersionUse(rootVersion: number): Promise<number> {
     this.#open();
-    const row = this.#sql<[number, number], { n: number }>(
+    const row = this.#sql<[number, number, number], { n: number }>(
       `SELECT (SELECT count(*) FROM tenant_keys WHERE root_version = ?)
-              + (SELECT count(*) FROM signing_keys WHERE root_version = ?) AS n`,
-    ).get(rootVersion, rootVersion);
+              + (SELECT count(*) FROM signing_keys WHERE root_version = ?)
+              + (SELECT count(*) FROM backup_keys WHERE root_version = ?) AS n`,
+    ).get(rootVersion, rootVersion, rootVersion);
     return row?.n ?? 0;
   }
 

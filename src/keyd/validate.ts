@@ -10,6 +10,8 @@ import type { Caller, DataKeyPurpose, KeydOperationName, OpArgs } from './operat
 import { SIGNING_PURPOSES } from './signing.ts';
 
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Backup ids name objects at a destination and bind a backup's data key (src/backup/backup-id.ts). */
+export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const CALLER_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 export const DATA_KEY_PURPOSES: readonly DataKeyPurpose[] = KEY_PURPOSES.filter(
   (p): p is DataKeyPurpose => p !== 'signing',
@@ -49,6 +51,13 @@ function tenant(a: Args): string {
   if (typeof t !== 'string' || !TENANT_ID_PATTERN.test(t))
     throw invalid('tenant', 'must be 1-64 of [A-Za-z0-9_-]');
   return t;
+}
+
+function backupId(a: Args): string {
+  const b = a.backupId;
+  if (typeof b !== 'string' || !BACKUP_ID_PATTERN.test(b))
+    throw invalid('backupId', 'must be 1-64 of [A-Za-z0-9._-], starting with a letter or digit');
+  return b;
 }
 
 function dataKeyPurpose(a: Args): DataKeyPurpose {
@@ -155,6 +164,11 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
   retireRootKeyVersion: (args) => ({
     version: integer(fields(args, ['version']), 'version', 1, MAX_VERSION),
   }),
+  generateBackupDataKey: (args) => ({ backupId: backupId(fields(args, ['backupId'])) }),
+  unwrapBackupDataKey: (args) => {
+    const a = fields(args, ['backupId', 'keyId', 'wrapped']);
+    return { backupId: backupId(a), keyId: keyId(a), wrapped: bytes(a, 'wrapped', 1, MAX_WRAPPED_BYTES) };
+  },
   sign: (args) => {
     const a = fields(args, ['purpose', 'message']);
     return { purpose: signingPurpose(a), message: bytes(a, 'message', 1, MAX_SIGN_MESSAGE_BYTES) };

@@ -24,9 +24,14 @@ export const FLOORS: readonly Floor[] = [
   { parts: ['http'], holds: 'routes, request pipeline, problem answers, OpenAPI' },
   { parts: ['access'], holds: 'grants and access reviews' },
   { parts: ['identity'], holds: 'people, operators, API keys, sessions, second factors' },
+  // backup reads vault's tenant list and audit's checkpoints and verification, so it sits above vault.
+  {
+    parts: ['backup'],
+    holds: 'backups: store snapshots, encrypted archives, destinations, retention, restore',
+  },
   { parts: ['vault'], holds: 'tenants, collections, records, data keys' },
-  // monitor and backup do not exist yet; they sit beside audit and do not import each other.
-  { parts: ['audit', 'monitor', 'backup'], holds: 'the tamper-evident audit log and its sinks' },
+  // monitor does not exist yet; it sits beside audit and does not import it.
+  { parts: ['audit', 'monitor'], holds: 'the tamper-evident audit log and its sinks' },
   { parts: ['keyd', 'config', 'store'], holds: 'the key service (and its client), configuration, storage' },
   {
     parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],

@@ -91,10 +91,10 @@ describe('keyd store: file and schema', () => {
     assert.throws(() => openSqliteKeyStore(f.dir), { code: 'TRESOR_ERR_CONFIG_INVALID' });
   });
 
-  test('records schema version 1 once, and refuses a store written by a newer keyd', async (t) => {
+  test('records each schema version once, and refuses a store written by a newer keyd', async (t) => {
     const f = Folder.open(t);
     const versions = await f.offline((db) => db.prepare('SELECT version FROM schema_version').all());
-    assert.deepEqual(versions, [{ version: 1 }]);
+    assert.deepEqual(versions, [{ version: 1 }, { version: 2 }]);
     await f.store.close();
     const db = new Database(f.path);
     db.prepare('INSERT INTO schema_version VALUES (99, ?)').run(AT);

@@ -1,0 +1,223 @@
+/**
+ * Taking a backup: snapshot → encrypt in chunks → write to every destination with read-back →
+ * manifest signed by keyd, written last.
+ *
+ *   1. a backup id and a fresh data key from keyd (a sealed keyd fails here, before any work);
+ *   2. the audit log's signed checkpoint, then the tenant list, then the store snapshot (so every
+ *      entry the checkpoint covers is in the copied control store);
+ *   3. the snapshot files as one stream, cut into chunks, each sealed (chunk-cipher.ts), written to
+ *      every destination and read back (putVerified);
+ *   4. the manifest, signed by keyd; the signature object, then the manifest, last.
+ *
+ * A destination that fails is dropped from this backup, its partial objects removed, and reported;
+ * the others go on. If keyd or the snapshot fails, or no destination is left, nothing of the backup
+ * stays anywhere and the error is thrown: no partial backup is ever visible as complete.
+ */
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { wipe } from '../crypto/index.ts';
+import type { KeyService } from '../keyd/operations.ts';
+import { newBackupId } from './backup-id.ts';
+import { DEFAULT_CHUNK_BYTES, sealChunk } from './chunk-cipher.ts';
+import {
+  type Destination,
+  deleteBackup,
+  MANIFEST_OBJECT,
+  putVerified,
+  SIGNATURE_OBJECT,
+  sha256Hex,
+} from './destination.ts';
+import { BackupError } from './errors.ts';
+import {
+  type BackupManifest,
+  chunkObject,
+  MANIFEST_FORMAT,
+  type ManifestChunk,
+  type ManifestTenant,
+  manifestBytes,
+  signManifest,
+} from './manifest.ts';
+import type { SnapshotFile, StoreSnapshotter } from './snapshot.ts';
+
+/** What the rest of Tresor hands a backup: the tenants (vault) and the audit checkpoint (audit). */
+export interface BackupSource {
+  /** Every tenant with its state; `store` says whether its store exists to be copied. */
+  tenants(): Promise<(ManifestTenant & { store: boolean })[]>;
+  /** The audit log's newest signed checkpoint (C2SP note text). */
+  auditCheckpoint(): Promise<string>;
+}
+
+export interface CreateBackupOptions {
+  keys: KeyService;
+  snapshotter: StoreSnapshotter;
+  source: BackupSource;
+  destinations: readonly Destination[];
+  /** A private folder for the snapshot's copies; a fresh subfolder is made and removed. */
+  scratchDir: string;
+  /** Plaintext bytes per chunk (default 4 MiB). */
+  chunkSize?: number;
+  now?: () => Date;
+}
+
+export interface DestinationOutcome {
+  destination: string;
+  ok: boolean;
+  /** Why it failed (a catalogue code and a message naming no secret). */
+  error?: { code: string; message: string };
+}
+
+export interface BackupResult {
+  backupId: string;
+  createdAt: string;
+  files: number;
+  chunks: number;
+  /** Plaintext bytes of the snapshot, and bytes stored per destination. */
+  plaintextBytes: number;
+  storedBytes: number;
+  /** The SHA-256 (hex) of the signed manifest. */
+  manifestSha256: string;
+  destinations: DestinationOutcome[];
+}
+
+export async function createBackup(options: CreateBackupOptions): Promise<BackupResult> {
+  const now = options.now ?? (() => new Date());
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new RangeError('chunkSize must be positive');
+  if (options.destinations.length === 0) {
+    throw new BackupError('TRESOR_ERR_BACKUP_FAILED', 'a backup needs at least one destination');
+  }
+  const started = now();
+  const backupId = newBackupId(started);
+  const live = new Map(
+    options.destinations.map((d) => [d, { destination: d.name, ok: true } as DestinationOutcome]),
+  );
+  const dataKey = await options.keys.call('generateBackupDataKey', { backupId });
+  const scratch = await mkdtemp(join(options.scratchDir, `snapshot-${backupId}-`));
+  try {
+    const auditCheckpoint = await options.source.auditCheckpoint();
+    const tenants = await options.source.tenants();
+    const files = await options.snapshotter.snapshot(
+      scratch,
+      tenants.filter((t) => t.store).map((t) => t.id),
+    );
+    const plaintextBytes = files.reduce((sum, f) => sum + f.size, 0);
+    const chunks: ManifestChunk[] = [];
+    let index = 0;
+    const count = Math.max(1, Math.ceil(plaintextBytes / chunkSize));
+    for await (const plaintext of readChunks(files, chunkSize, plaintextBytes)) {
+      const stored = sealChunk(dataKey.key, { backupId, index, final: index === count - 1 }, plaintext);
+      wipe(plaintext);
+      chunks.push({ index, size: stored.length, sha256: sha256Hex(stored) });
+      await writeEverywhere(live, chunkObject(backupId, index), stored, backupId);
+      index += 1;
+    }
+    const manifest: BackupManifest = {
+      format: MANIFEST_FORMAT,
+      backupId,
+      createdAt: started.toISOString(),
+      backend: options.snapshotter.backend,
+      cipher: 'AES-256-GCM',
+      chunkSize,
+      dataKey: { keyId: dataKey.keyId, wrapped: dataKey.wrapped.toString('base64') },
+      auditCheckpoint,
+      tenants: tenants.map(({ id, state }) => ({ id, state })),
+      files: files.map(({ name, kind, tenant, schemaVersion, size, sha256 }) => ({
+        name,
+        kind,
+        tenant,
+        schemaVersion,
+        size,
+        sha256,
+      })),
+      chunks,
+    };
+    const bytes = manifestBytes(manifest);
+    const signature = await signManifest(options.keys, backupId, bytes);
+    await writeEverywhere(live, `${backupId}/${SIGNATURE_OBJECT}`, signature, backupId);
+    await writeEverywhere(live, `${backupId}/${MANIFEST_OBJECT}`, bytes, backupId);
+    return {
+      backupId,
+      createdAt: manifest.createdAt,
+      files: files.length,
+      chunks: chunks.length,
+      plaintextBytes,
+      storedBytes: chunks.reduce((sum, c) => sum + c.size, 0) + signature.length + bytes.length,
+      manifestSha256: sha256Hex(bytes),
+      destinations: [...live.values()],
+    };
+  } catch (err) {
+    // keyd, the snapshot or every destination failed: remove what was written, then report.
+    await Promise.all(options.destinations.map((d) => deleteBackup(d, backupId).catch(() => undefined)));
+    throw err;
+  } finally {
+    wipe(dataKey.key);
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Writes an object to every destination still in the backup; one that fails leaves it. */
+async function writeEverywhere(
+  live: Map<Destination, DestinationOutcome>,
+  key: string,
+  data: Buffer,
+  backupId: string,
+): Promise<void> {
+  for (const [destination, outcome] of live) {
+    if (!outcome.ok) continue;
+    try {
+      await putVerified(destination, key, data);
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      outcome.ok = false;
+      outcome.error = {
+        code: typeof e.code === 'string' ? e.code : 'TRESOR_ERR_BACKUP_DESTINATION',
+        message: typeof e.message === 'string' ? e.message : 'write failed',
+      };
+      await deleteBackup(destination, backupId).catch(() => undefined);
+    }
+  }
+  const failed = [...live.values()];
+  if (failed.every((o) => !o.ok)) {
+    throw new BackupError(
+      'TRESOR_ERR_BACKUP_FAILED',
+      `backup ${backupId}: no destination took it (${failed.map((o) => o.error?.message).join('; ')})`,
+    );
+  }
+}
+
+/** The snapshot files as one stream of plaintext chunks of `chunkSize` bytes (the last may be shorter). */
+async function* readChunks(
+  files: readonly SnapshotFile[],
+  chunkSize: number,
+  total: number,
+): AsyncGenerator<Buffer> {
+  if (total === 0) {
+    yield Buffer.alloc(0);
+    return;
+  }
+  let chunk = Buffer.allocUnsafe(Math.min(chunkSize, total));
+  let filled = 0;
+  let remaining = total;
+  for (const file of files) {
+    const handle = await open(file.path, 'r');
+    try {
+      let left = file.size;
+      while (left > 0) {
+        const { bytesRead } = await handle.read(chunk, filled, Math.min(chunk.length - filled, left));
+        if (bytesRead === 0) {
+          throw new BackupError('TRESOR_ERR_BACKUP_FAILED', `snapshot: ${file.name} shrank while being read`);
+        }
+        filled += bytesRead;
+        left -= bytesRead;
+        remaining -= bytesRead;
+        if (filled === chunk.length) {
+          yield chunk;
+          chunk = Buffer.allocUnsafe(Math.min(chunkSize, remaining));
+          filled = 0;
+        }
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+}

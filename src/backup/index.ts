@@ -1,0 +1,61 @@
+/**
+ * Backups (docs/backup.md). Open this file first.
+ *
+ * A backup is a consistent snapshot of the control store and every tenant store (snapshot.ts; the
+ * SQLite backend in sqlite-snapshot.ts), encrypted as one stream in AES-256-GCM chunks under a
+ * fresh data key that keyd wraps with its backup key (chunk-cipher.ts), written to destinations
+ * with read-back of every digest (destination.ts, folder-destination.ts), and described by a
+ * manifest signed by keyd and written last (manifest.ts). createBackup takes one; verifyBackup and
+ * restoreBackup read one back and refuse it at the first check that fails; planRetention and
+ * agedOutAt say what a destination keeps and when a backup has aged out everywhere.
+ *
+ * Not here yet (issue 16): the schedule and jobs, config settings, S3, the CLI and HTTP routes,
+ * keyd's own backups, the trial restore that opens every store, per-tenant restore.
+ */
+export { backupIdTime, isBackupId, newBackupId } from './backup-id.ts';
+export { DEFAULT_CHUNK_BYTES } from './chunk-cipher.ts';
+export {
+  type BackupResult,
+  type BackupSource,
+  type CreateBackupOptions,
+  createBackup,
+  type DestinationOutcome,
+} from './create-backup.ts';
+export {
+  type Destination,
+  deleteBackup,
+  type ListedBackup,
+  listBackups,
+  MANIFEST_OBJECT,
+  putVerified,
+  SIGNATURE_OBJECT,
+} from './destination.ts';
+export { BackupError, type BackupErrorCode } from './errors.ts';
+export { createFolderDestination, type FolderDestinationOptions } from './folder-destination.ts';
+export {
+  type BackupManifest,
+  MANIFEST_KEY_NAME,
+  type ManifestFile,
+  type ManifestKey,
+  type ManifestTenant,
+  openManifest,
+} from './manifest.ts';
+export {
+  type BackupVerification,
+  type FileSink,
+  type ReadBackupOptions,
+  readBackup,
+  readManifest,
+  verifyBackup,
+} from './read-backup.ts';
+export { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.ts';
+export {
+  agedOutAt,
+  checkRetentionPolicy,
+  planRetention,
+  type RetainedBackup,
+  type RetentionPlan,
+  type RetentionPolicy,
+} from './retention.ts';
+export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
+export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';

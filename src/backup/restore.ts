@@ -1,0 +1,94 @@
+/**
+ * Restoring a whole backup into an empty data folder. The backup is read and checked as
+ * verification does (read-backup.ts) while its files are written into a temporary sibling folder
+ * (`.<target>.restore-<random>`, 0700); only once every check has passed is that folder renamed to
+ * the target (rename(2): atomic, and it replaces only an empty folder). So there is never a
+ * half-restored data folder: either the whole checked backup is there or nothing changed. A target
+ * that exists and is not empty is refused before anything is read; any failure removes the
+ * temporary folder.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BackupError } from './errors.ts';
+import type { ManifestFile } from './manifest.ts';
+import { type BackupVerification, type ReadBackupOptions, readBackup } from './read-backup.ts';
+
+export interface RestoreOptions extends ReadBackupOptions {
+  /** The data folder to restore into: must not exist, or be an empty folder. */
+  target: string;
+}
+
+export interface RestoreResult extends BackupVerification {
+  target: string;
+}
+
+export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
+  const target = resolve(options.target);
+  await refuseNonEmpty(target);
+  const parent = dirname(target);
+  const staging = join(parent, `.${basename(target)}.restore-${randomBytes(6).toString('hex')}`);
+  await mkdir(staging, { mode: 0o700 });
+  try {
+    let handle: FileHandle | undefined;
+    const folders = new Set<string>([staging]);
+    const verification = await readBackup(options, {
+      async begin(file: ManifestFile) {
+        const path = join(staging, file.name);
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        folders.add(dirname(path));
+        handle = await open(path, 'wx', 0o600);
+      },
+      async write(bytes: Buffer) {
+        await handle?.write(bytes);
+      },
+      async end() {
+        await handle?.sync();
+        await handle?.close();
+        handle = undefined;
+      },
+    }).finally(() => handle?.close().catch(() => undefined));
+    for (const folder of folders) await syncFolder(folder);
+    await refuseNonEmpty(target); // filled meanwhile? then leave it alone
+    try {
+      await rename(staging, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw notEmpty(target);
+      throw err;
+    }
+    await syncFolder(parent);
+    return { ...verification, target };
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function refuseNonEmpty(target: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!info.isDirectory() || (await readdir(target)).length > 0) throw notEmpty(target);
+}
+
+function notEmpty(target: string): BackupError {
+  return new BackupError(
+    'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY',
+    `restore target ${target} is not an empty folder: a restore never mixes with existing data`,
+  );
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
