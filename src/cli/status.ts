@@ -4,7 +4,8 @@
  *   TRESOR_TOKEN=… tresor status --url https://vault.example:8443 [--ca-file ca.pem] [--json]
  *   tresor status --url … --token-file /run/secrets/tresor-token
  *
- * It asks GET /v1/system/jobs with an operator admin's automation token and prints each job's
+ * It asks GET /v1/system/jobs with an operator token of scope `jobs:read` (made by an operator
+ * admin: POST /v1/operator-tokens; no other scope reaches the jobs) and prints each job's
  * name, runs, failures, last success and last error (time and code). The token comes from
  * --token-file or TRESOR_TOKEN, never from the command line (argv is visible to every user of the
  * host), and is never printed. Only https URLs are accepted: the token never travels in clear.
