@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
+import { operatorAdmin } from '../helpers/console.ts';
 import {
   httpsRequester,
   type Requester,
@@ -48,8 +49,9 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     await stack?.stop();
   });
 
-  const asAdmin = (method: string, path: string, body?: unknown) =>
-    request(method, path, { token: stack.adminToken, ...(body === undefined ? {} : { body }) });
+  /** The operator admin's console session, stepped up (closing and cancelling need a fresh factor). */
+  const asAdmin = async (method: string, path: string, body?: unknown) =>
+    (await operatorAdmin(stack)).request(method, path, body);
 
   it('closes, cancels, closes again and shreds when the grace ends', async () => {
     const created = await asAdmin('POST', '/v1/tenants', { name: 'Grace Ltd' });

@@ -167,7 +167,12 @@ export interface OperatorAdmin {
    * is not a GET, the second factor is passed again (stepUp) when it is older than 4 minutes, so
    * step-up routes (fresh within 5) find it fresh however long the test ran.
    */
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResponse>;
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<HttpResponse>;
   /** Passes a second factor again now (POST /v1/auth/reauthenticate): a new, fresh session. */
   stepUp(): Promise<void>;
   /** Mints an operator token of one scope over HTTP (POST /v1/operator-tokens) and returns its text. */
@@ -207,7 +212,9 @@ async function signInOperatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
   };
   const sessionFrom = (res: HttpResponse): ConsoleSession => {
     assert.equal(res.status, 200, res.text);
-    const value = new RegExp(`^${SESSION_COOKIE}=([A-Za-z0-9_-]{43});`).exec(res.headers['set-cookie']?.[0] ?? '')?.[1];
+    const value = new RegExp(`^${SESSION_COOKIE}=([A-Za-z0-9_-]{43});`).exec(
+      res.headers['set-cookie']?.[0] ?? '',
+    )?.[1];
     assert.ok(value, 'a session cookie');
     const body = res.json<{ csrfToken: string; session: { id: string } }>();
     secrets.push(value, body.csrfToken);
@@ -236,7 +243,9 @@ async function signInOperatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
 
   async function stepUp(): Promise<void> {
     // A TOTP code (the next unused step), keeping the recovery codes for tests that spend them.
-    session = sessionFrom(await send('POST', '/v1/auth/reauthenticate', { totp: await nextCode(account.secret) }));
+    session = sessionFrom(
+      await send('POST', '/v1/auth/reauthenticate', { totp: await nextCode(account.secret) }),
+    );
     freshAt = Date.now();
   }
 
@@ -264,4 +273,24 @@ async function signInOperatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
       return token;
     },
   };
+}
+
+const minted = new WeakMap<TresorStack, Map<OperatorScope, Promise<string>>>();
+
+/**
+ * An operator token of `scope` for the stack, minted once (per stack and scope) by its operator
+ * admin over HTTP: what scripts use instead of the all-powerful token there no longer is.
+ */
+export function operatorToken(s: TresorStack, scope: OperatorScope): Promise<string> {
+  let byScope = minted.get(s);
+  if (!byScope) {
+    byScope = new Map();
+    minted.set(s, byScope);
+  }
+  let token = byScope.get(scope);
+  if (!token) {
+    token = operatorAdmin(s).then((admin) => admin.token(scope));
+    byScope.set(scope, token);
+  }
+  return token;
 }

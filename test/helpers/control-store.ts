@@ -71,16 +71,15 @@ export async function insertPerson(
 ): Promise<string> {
   const { role = 'operator-admin', email = `${role}-${randomUUID()}@example.test` } = options;
   const accounts = createAccountService({ control, now: options.now ?? (() => new Date()) });
-  const created = await accounts.createPerson({ kind: 'system', job: 'test' }, { side: 'operator', role, email });
+  const created = await accounts.createPerson(
+    { kind: 'system', job: 'test' },
+    { side: 'operator', role, email },
+  );
   return created.person.id;
 }
 
 /** A console session of `personId` as the session service proves it (no session row: tests of services). */
-export function sessionOfPerson(
-  personId: string,
-  at: Date,
-  role: Role = 'operator-admin',
-): SessionPrincipal {
+export function sessionOfPerson(personId: string, at: Date, role: Role = 'operator-admin'): SessionPrincipal {
   return {
     kind: 'session',
     sessionId: `ses_${personId.slice(4)}`,

@@ -210,11 +210,19 @@ describe('authorization', () => {
     const h = await buildTestApp({
       authenticate: async (presented) => {
         if (presented !== token) throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown');
-        return { kind: 'operator-token', tokenId: 'op_eeeeeeeeeeeeeeeeeeeeeeee', personId: 'psn_adm_1', scope: 'jobs:read' };
+        return {
+          kind: 'operator-token',
+          tokenId: 'op_eeeeeeeeeeeeeeeeeeeeeeee',
+          personId: 'psn_adm_1',
+          scope: 'jobs:read',
+        };
       },
     });
     // /v1/test/operator-only admits tokens of scope tenants:read (the harness's operatorToken).
-    const res = await h.app.inject({ url: '/v1/test/operator-only', headers: { authorization: `Bearer ${token}` } });
+    const res = await h.app.inject({
+      url: '/v1/test/operator-only',
+      headers: { authorization: `Bearer ${token}` },
+    });
     assert.equal(res.statusCode, 403);
     assert.equal(problemOf(res).code, 'TRESOR_ERR_FORBIDDEN');
     assert.deepEqual(h.world.log, []);

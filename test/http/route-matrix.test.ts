@@ -47,7 +47,11 @@ const CALLERS: Caller[] = [
   { name: 'key:admin', kind: 'key', scope: 'admin' },
   { name: 'key:write', kind: 'key', scope: 'write' },
   { name: 'key:read', kind: 'key', scope: 'read' },
-  ...OPERATOR_SCOPES.map((scope) => ({ name: `operator-token:${scope}`, kind: 'operator-token' as const, scope })),
+  ...OPERATOR_SCOPES.map((scope) => ({
+    name: `operator-token:${scope}`,
+    kind: 'operator-token' as const,
+    scope,
+  })),
   ...ROLES.map((role) => ({ name: role, kind: 'session' as const, role, fresh: true })),
   { name: 'support-agent+grant:read', kind: 'session', role: 'support-agent', fresh: true, grant: 'read' },
   {

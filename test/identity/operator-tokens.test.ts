@@ -10,7 +10,12 @@ import type { AuditEvent } from '../../src/audit/event.ts';
 import { createOperatorTokenAuthenticator } from '../../src/identity/operator-token-auth.ts';
 import { createOperatorTokenService, type OperatorTokenService } from '../../src/identity/operator-tokens.ts';
 import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
-import { insertPerson, openTestControlStore, sessionOfPerson, type TestControlStore } from '../helpers/control-store.ts';
+import {
+  insertPerson,
+  openTestControlStore,
+  sessionOfPerson,
+  type TestControlStore,
+} from '../helpers/control-store.ts';
 import { refusal } from '../helpers/refusal.ts';
 
 const DAY = 86_400_000;
@@ -24,11 +29,19 @@ describe('operator tokens', () => {
   let admin: SessionPrincipal;
 
   const audit = async (action?: string) => {
-    const rows = await store.control.db.selectFrom('audit_events').select(['action', 'event']).orderBy('seq').execute();
-    return rows.filter((r) => action === undefined || r.action === action).map((r) => JSON.parse(r.event) as AuditEvent);
+    const rows = await store.control.db
+      .selectFrom('audit_events')
+      .select(['action', 'event'])
+      .orderBy('seq')
+      .execute();
+    return rows
+      .filter((r) => action === undefined || r.action === action)
+      .map((r) => JSON.parse(r.event) as AuditEvent);
   };
   const allAuditText = async () =>
-    (await store.control.db.selectFrom('audit_events').select('event').execute()).map((r) => r.event).join('\n');
+    (await store.control.db.selectFrom('audit_events').select('event').execute())
+      .map((r) => r.event)
+      .join('\n');
 
   beforeEach(async () => {
     store = await openTestControlStore('operator-tokens');
@@ -81,7 +94,11 @@ describe('operator tokens', () => {
   });
 
   it('lets only an active operator admin’s session manage tokens; other people are refused and audited', async () => {
-    const officer = sessionOfPerson(await insertPerson(store.control, { role: 'security-officer' }), now, 'security-officer');
+    const officer = sessionOfPerson(
+      await insertPerson(store.control, { role: 'security-officer' }),
+      now,
+      'security-officer',
+    );
     for (const attempt of [
       tokens.create(officer, { scope: 'jobs:read', name: 'x' }),
       tokens.list(officer),
@@ -90,7 +107,12 @@ describe('operator tokens', () => {
       assert.equal((await refusal(attempt)).code, 'TRESOR_ERR_FORBIDDEN');
     }
     // An operator token's owner acting without a session (as a token would) cannot manage tokens either.
-    const e = await refusal(tokens.create({ kind: 'operator-admin', id: adminId, tokenId: 'op_x' }, { scope: 'jobs:read', name: 'x' }));
+    const e = await refusal(
+      tokens.create(
+        { kind: 'operator-admin', id: adminId, tokenId: 'op_x' },
+        { scope: 'jobs:read', name: 'x' },
+      ),
+    );
     assert.equal(e.code, 'TRESOR_ERR_FORBIDDEN');
     const denied = (await audit()).filter((ev) => ev.outcome === 'denied');
     assert.deepEqual(
@@ -112,7 +134,10 @@ describe('operator tokens', () => {
     await tokens.revoke(admin, issued.id);
     assert.equal((await refusal(auth.authenticate(issued.token))).code, 'TRESOR_ERR_UNAUTHENTICATED');
     await tokens.revoke(admin, issued.id);
-    assert.equal((await refusal(tokens.revoke(admin, 'op_000000000000000000000000'))).code, 'TRESOR_ERR_NOT_FOUND');
+    assert.equal(
+      (await refusal(tokens.revoke(admin, 'op_000000000000000000000000'))).code,
+      'TRESOR_ERR_NOT_FOUND',
+    );
     const events = await audit('operator-token.revoke');
     assert.equal(events.length, 2);
     assert.equal(events[0]?.target?.operatorTokenId, issued.id);
@@ -131,19 +156,33 @@ describe('operator tokens', () => {
     assert.equal(fresh.expiresAt, new Date(now.getTime() + 7 * DAY).toISOString());
     assert.equal((await refusal(auth.authenticate(old.token))).code, 'TRESOR_ERR_UNAUTHENTICATED');
     assert.equal((await auth.authenticate(fresh.token)).personId, otherAdminId);
-    assert.equal((await refusal(tokens.rotate(admin, old.id))).code, 'TRESOR_ERR_CONFLICT', 'a revoked token is not rotated');
+    assert.equal(
+      (await refusal(tokens.rotate(admin, old.id))).code,
+      'TRESOR_ERR_CONFLICT',
+      'a revoked token is not rotated',
+    );
     const [event] = await audit('operator-token.rotate');
     assert.equal(event?.target?.operatorTokenId, fresh.id);
     assert.equal(event?.target?.rotatedFrom, old.id);
   });
 
   it('stops every token of an owner who is disabled, removed or no longer an operator admin', async () => {
-    for (const change of [{ disabled_at: now.toISOString() }, { removed_at: now.toISOString() }, { role: 'security-officer' as const }]) {
+    for (const change of [
+      { disabled_at: now.toISOString() },
+      { removed_at: now.toISOString() },
+      { role: 'security-officer' as const },
+    ]) {
       const ownerId = await insertPerson(store.control);
       const issued = await tokens.create(sessionOfPerson(ownerId, now), { scope: 'tenants:read', name: 'x' });
       await auth.authenticate(issued.token);
-      await store.control.write((trx) => trx.updateTable('people').set(change).where('id', '=', ownerId).execute());
-      assert.equal((await refusal(auth.authenticate(issued.token))).code, 'TRESOR_ERR_UNAUTHENTICATED', JSON.stringify(change));
+      await store.control.write((trx) =>
+        trx.updateTable('people').set(change).where('id', '=', ownerId).execute(),
+      );
+      assert.equal(
+        (await refusal(auth.authenticate(issued.token))).code,
+        'TRESOR_ERR_UNAUTHENTICATED',
+        JSON.stringify(change),
+      );
     }
   });
 
@@ -156,7 +195,10 @@ describe('operator tokens', () => {
       list.map((t) => Object.keys(t).sort()),
       [a, b].map(() => ['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'owner', 'revokedAt', 'scope']),
     );
-    assert.ok(!JSON.stringify(list).includes(a.token.slice(-43)) && !JSON.stringify(list).includes(b.token.slice(-43)));
+    assert.ok(
+      !JSON.stringify(list).includes(a.token.slice(-43)) &&
+        !JSON.stringify(list).includes(b.token.slice(-43)),
+    );
     const events = await audit();
     const byAction = (action: string) => events.filter((e) => e.action === action);
     assert.equal(byAction('operator-token.create')[0]?.target?.operatorTokenId, a.id);
@@ -166,18 +208,26 @@ describe('operator tokens', () => {
     for (const e of events.filter((ev) => ev.action.startsWith('operator-token.')))
       assert.deepEqual(e.actor, { kind: 'operator-admin', id: adminId });
     const text = await allAuditText();
-    for (const secret of [a.token, b.token]) assert.ok(!text.includes(secret.slice(-43)), 'no secret in the audit log');
+    for (const secret of [a.token, b.token])
+      assert.ok(!text.includes(secret.slice(-43)), 'no secret in the audit log');
     const hashes = await store.control.db.selectFrom('operator_tokens').select('secret_hash').execute();
     for (const h of hashes) assert.ok(!text.includes(h.secret_hash), 'no hash in the audit log');
   });
 
   it('mints a token for an operator admin as a system job (tresor dev), never for anyone else', async () => {
-    const issued = await tokens.issue('tresor-dev', { owner: adminId, scope: 'tenants:create', name: 'dev', lifetimeMs: 12 * 3_600_000 });
+    const issued = await tokens.issue('tresor-dev', {
+      owner: adminId,
+      scope: 'tenants:create',
+      name: 'dev',
+      lifetimeMs: 12 * 3_600_000,
+    });
     assert.equal(issued.expiresAt, new Date(now.getTime() + 12 * 3_600_000).toISOString());
     const [event] = await audit('operator-token.create');
     assert.deepEqual(event?.actor, { kind: 'system', id: 'tresor-dev' });
     const officer = await insertPerson(store.control, { role: 'security-officer' });
-    const e = await refusal(tokens.issue('tresor-dev', { owner: officer, scope: 'tenants:create', name: 'dev', lifetimeMs: 1000 }));
+    const e = await refusal(
+      tokens.issue('tresor-dev', { owner: officer, scope: 'tenants:create', name: 'dev', lifetimeMs: 1000 }),
+    );
     assert.equal(e.code, 'TRESOR_ERR_NOT_FOUND');
   });
 
@@ -185,7 +235,10 @@ describe('operator tokens', () => {
     const issued = await tokens.create(admin, { scope: 'jobs:read', name: 'status' });
     for (let i = 0; i < 5; i++) await auth.authenticate(issued.token);
     await auth.flush();
-    const row = await store.control.db.selectFrom('operator_tokens').select('last_used_at').executeTakeFirstOrThrow();
+    const row = await store.control.db
+      .selectFrom('operator_tokens')
+      .select('last_used_at')
+      .executeTakeFirstOrThrow();
     assert.equal(row.last_used_at, now.toISOString());
   });
 });
