@@ -187,7 +187,7 @@ export function registerStatusCommand(program: Command): void {
     .option('--ca-file <pem>', "trust only this CA for the server's certificate (default: the system's CAs)")
     .option(
       '--token-file <file>',
-      "file holding an operator admin's automation token (else env TRESOR_TOKEN; never on the command line)",
+      'file holding an operator token of scope jobs:read (else env TRESOR_TOKEN; never on the command line)',
     )
     .option('--json', 'machine-readable output: the answer of GET /v1/system/jobs')
     .addHelpText(
