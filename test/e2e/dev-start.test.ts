@@ -216,7 +216,13 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     const path = join(dataDir, 'dev-credentials.json');
     assert.equal(statSync(path).mode & 0o777, 0o600, 'dev-credentials.json is 0600');
     credentials = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
-    assert.deepEqual(Object.keys(credentials).sort(), ['admin', 'caFile', 'demoTenant', 'operatorToken', 'url']);
+    assert.deepEqual(Object.keys(credentials).sort(), [
+      'admin',
+      'caFile',
+      'demoTenant',
+      'operatorToken',
+      'url',
+    ]);
     assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'enrolmentToken', 'personId']);
     assert.match(credentials.admin.enrolmentToken, /^[A-Za-z0-9_-]{43}$/, 'a console enrolment token');
     assert.deepEqual(Object.keys(credentials.demoTenant).sort(), ['apiKey', 'id']);
@@ -227,7 +233,10 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     assert.equal(credentials.operatorToken.scope, 'tenants:create');
     const lifetime = Date.parse(credentials.operatorToken.expiresAt) - Date.now();
     assert.ok(lifetime > 11 * 3_600_000 && lifetime <= 12 * 3_600_000, 'the token expires within 12 hours');
-    assert.ok((dev as DevProcess).output().includes(credentials.operatorToken.expiresAt), 'the banner says when it expires');
+    assert.ok(
+      (dev as DevProcess).output().includes(credentials.operatorToken.expiresAt),
+      'the banner says when it expires',
+    );
     assert.match(credentials.demoTenant.id, /^ten_/);
     assert.match(credentials.demoTenant.apiKey, /^tresor_ak_/);
     assert.ok(new X509Certificate(readFileSync(credentials.caFile)).ca, 'caFile is a CA certificate');

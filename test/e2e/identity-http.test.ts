@@ -522,7 +522,9 @@ describe('console identity over HTTPS', () => {
       stream.close();
     }
     for (let from = 0; ; ) {
-      const res = await op('GET', `/v1/audit/entries?from=${from}&limit=1000`);
+      const res = await req('GET', `/v1/audit/entries?from=${from}&limit=1000`, {
+        token: await operatorToken(s, 'audit:read'),
+      });
       assert.equal(res.status, 200, res.text);
       text += res.text;
       const page = res.json<{ entries: { index: number; entry: Entry }[] }>().entries;

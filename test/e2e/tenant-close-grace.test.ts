@@ -49,9 +49,15 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     await stack?.stop();
   });
 
-  /** The operator admin's console session, stepped up (closing and cancelling need a fresh factor). */
-  const asAdmin = async (method: string, path: string, body?: unknown) =>
-    (await operatorAdmin(stack)).request(method, path, body);
+  /**
+   * The operator admin's console session on this test's own server (closing and cancelling need a
+   * fresh second factor): the stack's admin, its requests sent here.
+   */
+  let viaServer: TresorStack | undefined;
+  const asAdmin = async (method: string, path: string, body?: unknown) => {
+    viaServer ??= { ...stack, request } as TresorStack;
+    return (await operatorAdmin(viaServer)).request(method, path, body);
+  };
 
   it('closes, cancels, closes again and shreds when the grace ends', async () => {
     const created = await asAdmin('POST', '/v1/tenants', { name: 'Grace Ltd' });
