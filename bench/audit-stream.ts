@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { pathToFileURL } from 'node:url';
+import { operatorToken } from '../test/helpers/console.ts';
 import { startTresorStack } from '../test/helpers/tresor-stack.ts';
 
 export interface LatencyFigures {
@@ -43,7 +44,7 @@ export async function benchAuditStream(options: {
   const s = await startTresorStack({ logLevel: 'warn' });
   try {
     const created = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'Stream Bench' },
     });
     const key = created.json<{ apiKey: string }>().apiKey;

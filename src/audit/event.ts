@@ -13,7 +13,11 @@ export type ActorKind = 'operator-admin' | 'customer' | 'staff' | 'system' | 'ap
 
 export interface AuditEvent {
   at: string; // ISO 8601
-  actor: { kind: ActorKind; id: string; grantId?: string };
+  /**
+   * Who acted. `grantId`: the access grant a staff member acted through; `tokenId`: the operator
+   * token a machine used for its owner `id` (entries before operator tokens had owners lack it).
+   */
+  actor: { kind: ActorKind; id: string; grantId?: string; tokenId?: string };
   tenant: string | null;
   action: string; // e.g. record.read, record.create, tenant.create, collection.put
   target?: { collection?: string; recordIds?: string[]; fields?: string[]; [k: string]: unknown };

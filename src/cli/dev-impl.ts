@@ -72,16 +72,41 @@ export async function startDevStack(dataDir: string): Promise<DevStack> {
 export interface DevCredentials {
   url: string;
   caFile: string;
-  /** `enrolmentToken`: the console account of the same e-mail enrols with it (POST /v1/enrolment/…). */
-  admin: { email: string; password: string; token: string; enrolmentToken: string };
+  /**
+   * The console operator admin (a person): enrols once with `enrolmentToken` (POST /v1/enrolment/…,
+   * or the sign-in page's enrolment link), then signs in with password and second factor.
+   */
+  admin: { email: string; personId: string; enrolmentToken: string };
+  /**
+   * A short-lived operator token of scope tenants:create owned by that person, for the README's
+   * curl; a new one is minted at a start that finds it expired. Never all-powerful: other
+   * operator work needs the console admin's session (and a fresh second factor where it changes).
+   */
+  operatorToken: { id: string; token: string; scope: 'tenants:create'; expiresAt: string };
   demoTenant: { id: string; apiKey: string };
 }
 
 const DEV_ADMIN_EMAIL = 'admin@tresor.local';
+/** The dev token's life: a working day, so a forgotten one does not linger (12 h). */
+export const DEV_TOKEN_LIFETIME_MS = 12 * 3_600_000;
+const DEV_JOB = 'tresor-dev';
+
+function mintDevToken(server: TresorServer, personId: string): Promise<DevCredentials['operatorToken']> {
+  return server.operatorTokens
+    .issue(DEV_JOB, {
+      owner: personId,
+      scope: 'tenants:create',
+      name: 'tresor dev (README curl)',
+      lifetimeMs: DEV_TOKEN_LIFETIME_MS,
+    })
+    .then((t) => ({ id: t.id, token: t.token, scope: 'tenants:create', expiresAt: t.expiresAt }));
+}
 
 /**
- * First start: creates the bootstrap operator admin and a demo tenant and writes their secrets to
- * <data dir>/dev-credentials.json (0600) — the only place they are kept. Later starts reuse it.
+ * First start: creates the console operator admin (a person, enrolled later with the one-time
+ * token) and a demo tenant (as a system action), mints a short-lived tenants:create token owned by
+ * that person, and writes their secrets to <data dir>/dev-credentials.json (0600) — the only place
+ * they are kept. Later starts reuse it, minting a new token when the saved one has expired.
  */
 async function devCredentials(
   server: TresorServer,
@@ -90,28 +115,38 @@ async function devCredentials(
 ): Promise<DevCredentials> {
   const path = join(dataDir, 'dev-credentials.json');
   if (existsSync(path)) {
-    const saved = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
-    const updated = { ...saved, url: server.url, caFile };
-    writeFileAtomic(path, `${JSON.stringify(updated, null, 2)}\n`);
+    const saved = JSON.parse(readFileSync(path, 'utf8')) as Partial<DevCredentials>;
+    if (!saved.admin?.personId || !saved.demoTenant) {
+      throw new Error(
+        `${path} is from an older Tresor (no operator admin person): remove the data folder to start afresh`,
+      );
+    }
+    const expired =
+      !saved.operatorToken || !(Date.parse(saved.operatorToken.expiresAt) > Date.now() + 60_000);
+    const operatorToken = expired
+      ? await mintDevToken(server, saved.admin.personId)
+      : (saved.operatorToken as DevCredentials['operatorToken']);
+    const updated: DevCredentials = {
+      url: server.url,
+      caFile,
+      admin: saved.admin,
+      operatorToken,
+      demoTenant: saved.demoTenant,
+    };
+    writeFileAtomic(path, `${JSON.stringify(updated, null, 2)}\n`, 0o600);
     return updated;
   }
-  const admin = await server.operators.ensureBootstrapAdmin({ email: DEV_ADMIN_EMAIL });
-  if (!admin) {
-    throw new Error(
-      `${path} is missing but an operator already exists: remove the data folder to start afresh`,
-    );
-  }
-  // The console operator-admin account of the same person: it logs in only after enrolling a
-  // password and a second factor with this one-time token.
+  // The console operator-admin account: it logs in only after enrolling a password and a second
+  // factor with this one-time token.
   const consoleAdmin = await server.people.createPerson(
     { kind: 'system', job: 'bootstrap' },
-    { side: 'operator', role: 'operator-admin', email: admin.email },
+    { side: 'operator', role: 'operator-admin', email: DEV_ADMIN_EMAIL },
   );
   const demo = await server.tenants.createTenant(
     { name: 'Demo tenant' },
     {
       at: new Date().toISOString(),
-      actor: { kind: 'operator-admin', id: admin.id },
+      actor: { kind: 'system', id: DEV_JOB },
       tenant: null,
       action: 'tenant.create',
       outcome: 'success',
@@ -121,11 +156,11 @@ async function devCredentials(
     url: server.url,
     caFile,
     admin: {
-      email: admin.email,
-      password: admin.password,
-      token: admin.token,
+      email: consoleAdmin.person.email,
+      personId: consoleAdmin.person.id,
       enrolmentToken: consoleAdmin.enrolmentToken,
     },
+    operatorToken: await mintDevToken(server, consoleAdmin.person.id),
     demoTenant: { id: demo.id, apiKey: demo.apiKey },
   };
   writeFileAtomic(path, `${JSON.stringify(credentials, null, 2)}\n`, 0o600);
@@ -151,12 +186,14 @@ function banner(c: DevCredentials, stack: DevStack, consoleUrl: string): string 
     `  Tresor is running at ${c.url}`,
     `  CA to trust:       ${c.caFile}`,
     `  keyd:              ${stack.keydSocket} (separate process, Unix socket 0600)`,
-    `  operator admin:    ${c.admin.email} / ${c.admin.password}`,
-    `  admin token:       ${c.admin.token}`,
     `  console sign-in:   ${consoleUrl}/signin`,
-    `  console admin:     enrol once at ${consoleUrl}/signin#enrol=${c.admin.enrolmentToken}`,
+    `  operator admin:    ${c.admin.email}: enrol once at ${consoleUrl}/signin#enrol=${c.admin.enrolmentToken}`,
     `                     (a browser that trusts the CA above; the token stays in the URL fragment,`,
-    '                     which is never sent to the server)',
+    '                     which is never sent to the server); closing tenants, managing people and',
+    '                     operator tokens need this person signed in with a fresh second factor',
+    `  operator token:    ${c.operatorToken.token}`,
+    `                     scope ${c.operatorToken.scope} only (POST /v1/tenants), owned by ${c.admin.email},`,
+    `                     expires ${c.operatorToken.expiresAt} (a new one at the next start after that)`,
     `  demo tenant:       ${c.demoTenant.id}`,
     `  demo API key:      ${c.demoTenant.apiKey}`,
     `  (all of it also in ${join(stack.dataDir, 'dev-credentials.json')}, mode 0600)`,
@@ -167,6 +204,8 @@ function banner(c: DevCredentials, stack: DevStack, consoleUrl: string): string 
     `      -d '{"fields":{"email":{"type":"string","classification":"personal","searchable":true}}}'`,
     `    curl --cacert ${c.caFile} -X POST ${c.url}/v1/collections/people/records \\`,
     `      -H "Authorization: Bearer ${c.demoTenant.apiKey}" -H 'content-type: application/json' -d '{"email":"ada@example.com"}'`,
+    `    curl --cacert ${c.caFile} -X POST ${c.url}/v1/tenants \\`,
+    `      -H "Authorization: Bearer ${c.operatorToken.token}" -H 'content-type: application/json' -d '{"name":"Acme Ltd"}'`,
     '',
     '  Ctrl-C stops every process.',
     '',

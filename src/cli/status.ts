@@ -4,7 +4,8 @@
  *   TRESOR_TOKEN=… tresor status --url https://vault.example:8443 [--ca-file ca.pem] [--json]
  *   tresor status --url … --token-file /run/secrets/tresor-token
  *
- * It asks GET /v1/system/jobs with an operator admin's automation token and prints each job's
+ * It asks GET /v1/system/jobs with an operator token of scope `jobs:read` (made by an operator
+ * admin: POST /v1/operator-tokens; no other scope reaches the jobs) and prints each job's
  * name, runs, failures, last success and last error (time and code). The token comes from
  * --token-file or TRESOR_TOKEN, never from the command line (argv is visible to every user of the
  * host), and is never printed. Only https URLs are accepted: the token never travels in clear.
@@ -100,7 +101,7 @@ export function registerStatusCommand(program: Command): void {
     .option('--ca-file <pem>', "trust only this CA for the server's certificate (default: the system's CAs)")
     .option(
       '--token-file <file>',
-      "file holding an operator admin's automation token (else env TRESOR_TOKEN; never on the command line)",
+      'file holding an operator token of scope jobs:read (else env TRESOR_TOKEN; never on the command line)',
     )
     .option('--json', 'machine-readable output: the answer of GET /v1/system/jobs')
     .addHelpText(

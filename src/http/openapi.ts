@@ -48,11 +48,18 @@ const PROBLEM_TEXT: Readonly<Record<string, string>> = {
   default: 'Any other problem (5xx carry no detail)',
 };
 
-export function securityOf(auth: RouteDefinition['auth']): Record<string, string[]>[] {
-  if (auth === 'none') return [];
-  if (auth === 'api-key') return [{ bearer: [] }];
-  if (auth === 'session') return [{ session: [] }];
-  return [{ bearer: [] }, { session: [] }];
+/**
+ * Who may call: a bearer token and/or a session. A route that admits operator tokens names their
+ * scope (OpenAPI 3.1 §4.8.30: for non-OAuth schemes the list holds the roles required); an
+ * `operator` route without one takes only operator admins' sessions.
+ */
+export function securityOf(route: Pick<RouteDefinition, 'auth' | 'scope'>): Record<string, string[]>[] {
+  const bearer = { bearer: route.scope === undefined ? [] : [route.scope] };
+  if (route.auth === 'none') return [];
+  if (route.auth === 'api-key') return [{ bearer: [] }];
+  if (route.auth === 'session') return [{ session: [] }];
+  if (route.auth === 'operator' && route.scope === undefined) return [{ session: [] }];
+  return [bearer, { session: [] }];
 }
 
 export function problemStatuses(route: RouteDefinition): string[] {
@@ -95,7 +102,8 @@ export function openApiOptions(routes: () => readonly RouteDefinition[]): Swagge
           bearer: {
             type: 'http',
             scheme: 'bearer',
-            description: 'A tenant API key or an operator token: `Authorization: Bearer tresor_…`',
+            description:
+              'A tenant API key or an operator token: `Authorization: Bearer tresor_…`. An operator token has one scope and reaches only the operations that list it.',
           },
           session: {
             type: 'apiKey',
@@ -120,7 +128,7 @@ export function openApiOptions(routes: () => readonly RouteDefinition[]): Swagge
       for (const route of routes()) {
         const operation = doc.paths?.[openApiPath(route.url)]?.[route.method.toLowerCase()];
         if (!operation) continue;
-        operation.security = securityOf(route.auth);
+        operation.security = securityOf(route);
         const responses = operation.responses ?? {};
         // A route's own error answers (503 of /readyz) are problem+json like every other.
         for (const [status, response] of Object.entries(responses)) {

@@ -20,6 +20,7 @@
  * declared for each layer; test/http/route-walk.test.ts checks them all.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { OperatorScope } from '../identity/operator-scopes.ts';
 import type { AuditRecorder, Authenticator, GrantResolver, SessionAuthenticator } from './deps.ts';
 import { audit } from './layers/audit.ts';
 import { authentication } from './layers/authentication.ts';
@@ -108,6 +109,8 @@ export interface RouteDeclaration {
   url: string;
   auth: AuthMode;
   secondFactor: boolean;
+  /** The operator-token scope that admits a token, if any. */
+  scope: OperatorScope | undefined;
   authorize: 'public' | 'function';
   schema: { params: boolean; querystring: boolean; headers: boolean; body: boolean; responses: number[] };
   audit: 'none-public' | string;
@@ -129,6 +132,7 @@ export function registeredRoutes(app: FastifyInstance): RouteDeclaration[] {
     url: r.url,
     auth: r.auth,
     secondFactor: r.secondFactor,
+    scope: r.scope,
     authorize: r.authorize === 'public' ? 'public' : 'function',
     schema: {
       params: r.schema.params !== undefined,

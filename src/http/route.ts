@@ -19,6 +19,7 @@
  */
 import type { Static, TSchema } from 'typebox';
 import type { AuditEvent } from '../audit/event.ts';
+import type { OperatorScope } from '../identity/operator-scopes.ts';
 import type { Principal } from '../identity/principal.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -30,9 +31,11 @@ export const HTTP_METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH
  * - `tenant-data`: a tenant API key, or a staff session presenting a live access grant for that
  *   tenant in the `Tresor-Grant` header (record reads and changes: "tenant key, staff with grant"
  *   in the HTTP contract);
- * - `operator`: an operator admin — automation token, or a console session of the operator-admin role;
+ * - `operator`: a console session of the operator-admin role, or an operator token of the route's
+ *   `scope`;
  * - `session`: a person logged in to the console (staff or customer), cookie + CSRF;
- * - `any-authenticated`: any of these; the route's authorize decides;
+ * - `any-authenticated`: any of these (an operator token only with the route's `scope`); the
+ *   route's authorize decides;
  * - `none`: anyone (public routes only).
  */
 export type AuthMode = 'api-key' | 'tenant-data' | 'operator' | 'session' | 'any-authenticated' | 'none';
@@ -40,8 +43,8 @@ export type AuthMode = 'api-key' | 'tenant-data' | 'operator' | 'session' | 'any
 export type ApiKeyPrincipal = Extract<Principal, { kind: 'api-key' }>;
 export type GrantPrincipal = Extract<Principal, { kind: 'staff-grant' }>;
 export type SessionPrincipal = Extract<Principal, { kind: 'session' }>;
-export type OperatorTokenPrincipal = Extract<Principal, { kind: 'operator-admin' }>;
-/** An operator admin: an automation token or password, or a console session of that role. */
+export type OperatorTokenPrincipal = Extract<Principal, { kind: 'operator-token' }>;
+/** An operator admin: a console session of that role, or an operator token of the route's scope. */
 export type OperatorPrincipal = OperatorTokenPrincipal | SessionPrincipal;
 /** Principals that reach tenant records: the tenant's keys, and staff through a live grant. */
 export type TenantDataPrincipal = ApiKeyPrincipal | GrantPrincipal;
@@ -185,6 +188,12 @@ export interface RouteSpec<A extends AuthMode, S extends RouteSchemas> {
   auth: A;
   /** True when the caller must have passed a second factor recently (step-up); API keys never have. */
   secondFactor: boolean;
+  /**
+   * The one operator-token scope that admits a token here (operator-scopes.ts); without it no
+   * operator token reaches the route. Only on `operator` and `any-authenticated` routes without a
+   * second factor: a token is a copyable secret, never a person's fresh factor.
+   */
+  scope?: OperatorScope;
   authorize: A extends 'none' ? 'public' : Authorize<PrincipalFor<A>>;
   schema: S;
   audit: { action: string } | 'none-public';
@@ -212,6 +221,7 @@ export interface RouteDefinition {
   readonly tags: readonly string[];
   readonly auth: AuthMode;
   readonly secondFactor: boolean;
+  readonly scope: OperatorScope | undefined;
   readonly authorize: 'public' | Authorize<HttpPrincipal>;
   /** The request schemas closed (additionalProperties: false); copies of the module's. */
   readonly schema: Readonly<RouteSchemas>;
@@ -282,6 +292,11 @@ export function defineRoute<const A extends AuthMode, const S extends RouteSchem
   } else if (typeof spec.authorize !== 'function') {
     fail("an authenticated route needs an authorize function ('public' is only for auth 'none')");
   }
+  if (spec.scope !== undefined) {
+    if (spec.auth !== 'operator' && spec.auth !== 'any-authenticated')
+      fail("a token scope is only for 'operator' and 'any-authenticated' routes");
+    if (spec.secondFactor) fail('a token scope cannot admit a route that needs a second factor');
+  }
   if (spec.audit === 'none-public') {
     if (!isPublic || spec.auth !== 'none') fail("audit 'none-public' is only for public routes");
   } else if (!ACTION_PATTERN.test(spec.audit.action)) {
@@ -315,6 +330,7 @@ export function defineRoute<const A extends AuthMode, const S extends RouteSchem
         tags: Object.freeze([...spec.tags]),
         auth: spec.auth,
         secondFactor: spec.secondFactor,
+        scope: spec.scope,
         authorize: spec.authorize as RouteDefinition['authorize'],
         schema: Object.freeze(schema),
         audit: spec.audit === 'none-public' ? spec.audit : Object.freeze({ action: spec.audit.action }),

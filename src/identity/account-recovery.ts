@@ -16,13 +16,12 @@ import {
   managedIn,
   selfActor,
 } from './account-access.ts';
-import { refusedPassword } from './account-input.ts';
+import { normaliseEmail, refusedPassword } from './account-input.ts';
 import { DEFAULT_ENROLMENT_TTL_MS } from './accounts.ts';
 import { checkFactorKey } from './factor-key.ts';
 import { type AuditMeta, type IdentityActor, identityEvent } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { accountSubject, type LoginThrottle, rateLimited } from './login-throttle.ts';
-import { normaliseEmail } from './operators.ts';
 import { checkPasswordPolicy, hashPassword } from './passwords.ts';
 import { newRecoveryCodes } from './recovery-codes.ts';
 import type { Side } from './roles.ts';

@@ -1,6 +1,6 @@
 /**
  * Bearer authentication for the request pipeline: one function from the token text to a Principal.
- * The token's prefix says what it is — `tresor_op_…` an operator automation token, `tresor_ak_…` a
+ * The token's prefix says what it is — `tresor_op_…` a scoped operator token, `tresor_ak_…` a
  * tenant API key — and anything else fails the same way as a wrong secret, with the same
  * TRESOR_ERR_UNAUTHENTICATED and comparable work, so a caller learns nothing from a refusal.
  */
@@ -14,7 +14,7 @@ import {
   type WarningLogger,
 } from './api-keys.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
-import { createOperatorService, type OperatorService } from './operators.ts';
+import { createOperatorTokenAuthenticator, type OperatorTokenAuthenticator } from './operator-token-auth.ts';
 import type { Principal } from './principal.ts';
 import { unauthenticated } from './unauthenticated.ts';
 
@@ -31,7 +31,7 @@ export interface AuthenticatorOptions {
   lastUseIntervalMs?: number;
   /** Services to use instead of building them over `control` (e.g. shared with the routes). */
   apiKeys?: ApiKeyService;
-  operators?: OperatorService;
+  operatorTokens?: OperatorTokenAuthenticator;
 }
 
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
@@ -42,11 +42,11 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     ...(options.lastUseIntervalMs !== undefined ? { lastUseIntervalMs: options.lastUseIntervalMs } : {}),
   };
   const apiKeys = options.apiKeys ?? createApiKeyService(shared);
-  const operators = options.operators ?? createOperatorService(shared);
+  const operatorTokens = options.operatorTokens ?? createOperatorTokenAuthenticator(shared);
 
   const authenticate = async (bearerToken: string): Promise<Principal> => {
     const parsed = typeof bearerToken === 'string' ? parseBearerToken(bearerToken) : undefined;
-    if (parsed?.kind === 'op') return operators.authenticateOperatorToken(bearerToken);
+    if (parsed?.kind === 'op') return operatorTokens.authenticate(bearerToken);
     if (parsed?.kind === 'ak') return apiKeys.authenticate(bearerToken);
     // Not a token of ours: hash and compare against the dummy like any unknown id, then refuse.
     bearerSecretMatches('ak', 'ak_', '', undefined);
@@ -54,7 +54,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   };
   return Object.assign(authenticate, {
     flush: async () => {
-      await Promise.all([apiKeys.flush(), operators.flush()]);
+      await Promise.all([apiKeys.flush(), operatorTokens.flush()]);
     },
   });
 }

@@ -1,8 +1,10 @@
 /**
- * The credential tables of the control store: tenant API keys, operators and operator tokens —
- * secrets only as hashes (api-keys.ts, operators.ts). A key belongs to a tenant (vault's table).
+ * The credential tables of the control store: tenant API keys and operator tokens — secrets only
+ * as hashes (api-keys.ts, operator-tokens.ts). A key belongs to a tenant (vault's table), an
+ * operator token to an operator-admin person (identity's `people`).
  */
 import type { Kysely, Migration } from 'kysely';
+import type { OperatorScope } from './operator-scopes.ts';
 
 export interface ApiKeysTable {
   id: string; // ak_<24 hex>, also the public half of the token
@@ -18,34 +20,31 @@ export interface ApiKeysTable {
   label: string | null;
 }
 
-export interface OperatorsTable {
-  id: string; // opr_<24 hex>
-  email: string; // lower-case
-  /** argon2id PHC string. */
-  password_hash: string;
-  created_at: string;
-  disabled_at: string | null;
-}
-
 export interface OperatorTokensTable {
-  id: string; // op_<24 hex>
-  operator: string;
+  id: string; // op_<24 hex>, also the public half of the token
+  /** The operator-admin person who created (or last rotated) it: people.id. */
+  owner: string;
+  scope: OperatorScope;
+  /** A label, 1–64 printable characters. */
+  name: string;
+  /** SHA-256 of the secret half (see src/identity/api-keys.ts), base64url. */
   secret_hash: string;
   created_at: string;
-  expires_at: string | null;
+  /** Mandatory: no operator token lives for ever. */
+  expires_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
 }
 
 export interface WithCredentials {
   api_keys: ApiKeysTable;
-  operators: OperatorsTable;
   operator_tokens: OperatorTokensTable;
 }
 
 /**
  * Identity's part of the control store's second migration ('0002-control-tables'), which made the
  * tenant and credential tables in one step: src/server/control-store.ts runs vault's part first.
+ * Its `operators` and `operator_tokens` tables are history: operatorTokensMigration replaces them.
  */
 export const credentialTablesMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -88,5 +87,36 @@ export const credentialTablesMigration: Migration = {
       .on('operator_tokens')
       .column('operator')
       .execute();
+  },
+};
+
+/**
+ * The control store's '0009-operator-tokens': operator tokens owned by operator-admin persons, one
+ * scope each, with a mandatory expiry.
+ *
+ * It DROPS the tables of the old model — `operators` (a separate operator account with a password)
+ * and its `operator_tokens` (all-powerful, no scope, often no expiry). Those tokens had no scope
+ * and no owner person to answer for them, so none can be carried over: every old operator token
+ * stops working with this migration, and the old operator password logins with it. Operator admins
+ * are console accounts (`people`, role operator-admin) and make new, scoped tokens after signing
+ * in with a second factor (docs/identity.md).
+ */
+export const operatorTokensMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.dropTable('operator_tokens').execute();
+    await db.schema.dropTable('operators').execute();
+    await db.schema
+      .createTable('operator_tokens')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner', 'text', (c) => c.notNull().references('people.id'))
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('secret_hash', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('revoked_at', 'text')
+      .addColumn('last_used_at', 'text')
+      .execute();
+    await db.schema.createIndex('operator_tokens_owner').on('operator_tokens').column('owner').execute();
   },
 };

@@ -3,15 +3,19 @@
  * system job; the request context an event carries; and the actor as the store knows it now.
  */
 import type { Transaction } from 'kysely';
-import type { ActorKind, AuditEvent } from '../audit/event.ts';
+import type { AuditEvent } from '../audit/event.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
 import { auditActorKind, type Role } from './roles.ts';
 import type { SessionPrincipal } from './session-principal.ts';
 
-/** Actors of identity changes: a console session, an operator token or password, a system job. */
+/**
+ * Actors of identity work: a console session; an operator admin `id` acting without a session —
+ * over HTTP only through an operator token (`tokenId`), whose scopes only read (people:read,
+ * access:read); a system job.
+ */
 export type IdentityActor =
   | SessionPrincipal
-  | { kind: 'operator-admin'; id: string }
+  | { kind: 'operator-admin'; id: string; tokenId?: string }
   | { kind: 'system'; job: string };
 
 /** The request's context for the audit event; never a secret. */
@@ -23,7 +27,7 @@ export interface AuditMeta {
 
 /** An audit event for identity work. */
 export function identityEvent(
-  actor: { kind: ActorKind; id: string },
+  actor: AuditEvent['actor'],
   step: { at: string; tenant: string | null; action: string; outcome: AuditEvent['outcome'] },
   target: Record<string, unknown> | undefined,
   meta: AuditMeta | undefined,
@@ -46,13 +50,14 @@ export interface ResolvedActor {
   role: Role;
   tenant: string | null;
   personId: string | null;
-  audit: { kind: ActorKind; id: string };
+  audit: AuditEvent['actor'];
 }
 
 /**
  * The actor as the store knows it now, inside the caller's transaction: a session's person must
  * still be active with the role the session was made for. undefined when not.
- * Operator tokens (operators.ts) and system jobs act as operator admins.
+ * Operator tokens (operator-tokens.ts, proved owned by an active operator admin at authentication)
+ * and system jobs act as operator admins.
  */
 export async function resolveActorIn(
   trx: Transaction<IdentityDB>,
@@ -63,7 +68,7 @@ export async function resolveActorIn(
       role: 'operator-admin',
       tenant: null,
       personId: null,
-      audit: { kind: 'operator-admin', id: actor.id },
+      audit: auditActorOf(actor),
     };
   }
   if (actor.kind === 'system') {
@@ -85,8 +90,9 @@ export async function resolveActorIn(
 }
 
 /** The audit actor of an IdentityActor, without a store read (for refusals). */
-export function auditActorOf(actor: IdentityActor): { kind: ActorKind; id: string } {
-  if (actor.kind === 'operator-admin') return { kind: 'operator-admin', id: actor.id };
+export function auditActorOf(actor: IdentityActor): AuditEvent['actor'] {
+  if (actor.kind === 'operator-admin')
+    return { kind: 'operator-admin', id: actor.id, ...(actor.tokenId ? { tokenId: actor.tokenId } : {}) };
   if (actor.kind === 'system') return { kind: 'system', id: actor.job };
   return { kind: auditActorKind(actor.role), id: actor.personId };
 }

@@ -15,7 +15,7 @@
  *   sessions        token and CSRF token only as SHA-256 hashes; idle and absolute expiry
  *   system_keys     Tresor's own keys, only wrapped by keyd (factor-key.ts)
  *
- * The credential tables (API keys, operators, operator tokens) are in credential-store-schema.ts,
+ * The credential tables (API keys, operator tokens) are in credential-store-schema.ts,
  * WebAuthn's in webauthn-store.ts; IdentityDB below names them all.
  *
  * Times are ISO 8601 UTC text, as in the rest of the control store.

@@ -28,6 +28,7 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/serv
 import type { Transaction } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
+import { normaliseEmail } from './account-input.ts';
 import { afterFactorKey, checkFactorKey } from './factor-key.ts';
 import { type AuditMeta, identityEvent, resolveActorIn } from './identity-actor.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
@@ -41,7 +42,6 @@ import {
   type ThrottleSubjects,
   type ThrottleVerdict,
 } from './login-throttle.ts';
-import { normaliseEmail } from './operators.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import { auditActorKind, type Side } from './roles.ts';
 import { type SecondFactorProof, verifySecondFactorIn } from './second-factor-check.ts';

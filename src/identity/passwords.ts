@@ -28,8 +28,19 @@
  * passphrase or a random string is not. Fewer than 5 distinct characters is refused as repetitive.
  */
 import { readFileSync } from 'node:fs';
-import { verify as argon2Verify } from '@node-rs/argon2';
-import { ARGON2ID_OPTIONS, hashOperatorPassword } from './operators.ts';
+import { type Algorithm, hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
+
+/**
+ * OWASP Password Storage Cheat Sheet: argon2id, m=19456 KiB, t=2, p=1 (RFC 9106 §4); each hash
+ * with its own random salt.
+ */
+export const ARGON2ID_OPTIONS = {
+  algorithm: 2 as Algorithm, // Argon2id (a const enum, not importable under isolatedModules)
+  memoryCost: 19_456,
+  timeCost: 2,
+  parallelism: 1,
+  outputLen: 32,
+} as const;
 
 export interface PasswordPolicy {
   minLength: number;
@@ -133,9 +144,9 @@ export function checkPasswordPolicy(
   return reasons.length === 0 ? { ok: true } : { ok: false, reasons };
 }
 
-/** argon2id (OWASP parameters, operators.ts) of the NFKC-normalised password, with a random salt. */
+/** argon2id (ARGON2ID_OPTIONS) of the NFKC-normalised password, with a random salt. */
 export function hashPassword(password: string): Promise<string> {
-  return hashOperatorPassword(normalisePassword(password));
+  return argon2Hash(normalisePassword(password), ARGON2ID_OPTIONS);
 }
 
 /** False for a wrong password, an over-long input or a malformed hash; never throws. */

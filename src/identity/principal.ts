@@ -4,6 +4,7 @@
  * invariant 7): only a tenant's own API keys and staff holding a live grant (src/access) reach
  * records — and a staff session reaches them only as the grant, never as itself.
  */
+import type { OperatorScope } from './operator-scopes.ts';
 import { auditActorKind } from './roles.ts';
 import type { SessionPrincipal } from './session-principal.ts';
 
@@ -38,21 +39,38 @@ export type GrantPrincipal = {
   session: SessionPrincipal;
 };
 
+/**
+ * A machine acting with an operator token (operator-tokens.ts): one scope, for the operator-admin
+ * person who created it. It reaches only the routes of its scope, never one that needs a second
+ * factor; the audit log names the person, with the token id.
+ */
+export type OperatorTokenPrincipal = {
+  kind: 'operator-token';
+  tokenId: string;
+  personId: string;
+  scope: OperatorScope;
+};
+
 export type Principal =
   | ApiKeyPrincipal
-  | { kind: 'operator-admin'; id: string; method: 'token' | 'password' }
+  | OperatorTokenPrincipal
   | SessionPrincipal
   | GrantPrincipal
   | { kind: 'system'; job: string };
 
 export type ActorKindOf = 'api-key' | 'operator-admin' | 'staff' | 'customer' | 'system';
 
-export function actorOf(p: Principal): { kind: ActorKindOf; id: string; grantId?: string } {
+export function actorOf(p: Principal): {
+  kind: ActorKindOf;
+  id: string;
+  grantId?: string;
+  tokenId?: string;
+} {
   switch (p.kind) {
     case 'api-key':
       return { kind: 'api-key', id: p.keyId };
-    case 'operator-admin':
-      return { kind: 'operator-admin', id: p.id };
+    case 'operator-token':
+      return { kind: 'operator-admin', id: p.personId, tokenId: p.tokenId };
     case 'session':
       return { kind: auditActorKind(p.role) as ActorKindOf, id: p.personId };
     case 'staff-grant':

@@ -16,7 +16,7 @@ import { type AccessDB, accessMigration } from '../access/access-store-schema.ts
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
 import { auditLogIdentityMigration, type WithAuditLogIdentity } from '../audit/log-identity.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
-import { credentialTablesMigration } from '../identity/credential-store-schema.ts';
+import { credentialTablesMigration, operatorTokensMigration } from '../identity/credential-store-schema.ts';
 import {
   type IdentityDB,
   identityMigration,
@@ -65,6 +65,8 @@ export const controlStoreMigrations: Migrations = {
   '0006-access': accessMigration,
   '0007-system-keys': systemKeysMigration,
   '0008-audit-log-identity': auditLogIdentityMigration,
+  // Drops the old all-powerful operator tokens (they stop working): see the migration's comment.
+  '0009-operator-tokens': operatorTokensMigration,
 };
 
 /**

@@ -5,7 +5,7 @@
  *
  *   keyd client ─┬─ DataKeyring (bounded key cache) ─ vault (collections, records, export)
  *                └─ tenant service (tenant keys, deletion certificates)
- *   control store (tenants, API keys, operators, audit events)   tenant stores (one file each)
+ *   control store (tenants, API keys, operator tokens, audit events)   tenant stores (one file each)
  *   authenticator ─ HTTP pipeline ─ routes
  *
  *   identity: sessions, login, people (TOTP secrets sealed by the factor key, which keyd wraps:
@@ -37,7 +37,8 @@ import { createApiKeyService, tenantApiKeys } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
 import { createFactorKeySource } from '../identity/factor-key.ts';
 import { createLoginService } from '../identity/login.ts';
-import { createOperatorService, type OperatorService } from '../identity/operators.ts';
+import { createOperatorTokenAuthenticator } from '../identity/operator-token-auth.ts';
+import { createOperatorTokenService, type OperatorTokenService } from '../identity/operator-tokens.ts';
 import { createPeopleService, type PeopleService } from '../identity/people.ts';
 import { createSessionService, type SessionService } from '../identity/sessions.ts';
 import { createWebAuthnService } from '../identity/webauthn.ts';
@@ -74,7 +75,8 @@ export interface TresorServer {
   control: Store<ControlDB>;
   tenantStores: TenantStores<TenantDB>;
   tenants: TenantService;
-  operators: OperatorService;
+  /** Scoped operator tokens (`tresor dev` mints its short-lived one through it). */
+  operatorTokens: OperatorTokenService;
   /** Console accounts (the bootstrap console admin is made through it). */
   people: PeopleService;
   sessions: SessionService;
@@ -148,8 +150,9 @@ export async function startTresorServer(
       ? {}
       : { keyDestroyGraceSeconds: options.keyDestroyGraceSeconds }),
   });
-  const operators = createOperatorService({ control });
-  const authenticate = createAuthenticator({ control, apiKeys, operators });
+  const operatorTokenAuth = createOperatorTokenAuthenticator({ control, clock });
+  const operatorTokens = createOperatorTokenService({ control, now: clock });
+  const authenticate = createAuthenticator({ control, apiKeys, operatorTokens: operatorTokenAuth });
   const grants = createGrantService({
     control,
     now: clock,
@@ -285,6 +288,7 @@ export async function startTresorServer(
       identity: { sessions, login, people, webauthn },
       // The runner is made below, once the HTTP server's logger exists; no request comes before.
       jobs: { status: () => jobs.status() },
+      operatorTokens: { operatorTokens },
     }),
   });
 
@@ -364,7 +368,7 @@ export async function startTresorServer(
     control,
     tenantStores,
     tenants,
-    operators,
+    operatorTokens,
     people,
     sessions,
     vault,
@@ -394,7 +398,7 @@ export async function startTresorServer(
       await diskWatch.close();
       await http.close();
       await apiKeys.flush().catch(() => undefined);
-      await operators.flush().catch(() => undefined);
+      await operatorTokenAuth.flush().catch(() => undefined);
       await audit.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();

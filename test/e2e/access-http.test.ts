@@ -13,7 +13,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { type ConsoleAccount, type ConsoleSession, consoleClient } from '../helpers/console.ts';
+import {
+  type ConsoleAccount,
+  type ConsoleSession,
+  consoleClient,
+  operatorAdmin,
+  operatorToken,
+} from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
@@ -86,7 +92,10 @@ describe('staff access grants over HTTPS', () => {
       [tenantA, 'Alpha'],
       [tenantB, 'Beta'],
     ] as const) {
-      const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name } });
+      const created = await s.request('POST', '/v1/tenants', {
+        token: await operatorToken(s, 'tenants:create'),
+        body: { name },
+      });
       assert.equal(created.status, 201, created.text);
       const body = created.json<{ id: string; apiKey: string }>();
       t.id = body.id;
@@ -307,13 +316,14 @@ describe('staff access grants over HTTPS', () => {
     const res = await request('sue', { tenant: tenantA.id });
     const g = res.json<Grant>();
     await as('tad', 'POST', `/v1/grants/${g.id}/approve`);
-    const changed = await s.request('PATCH', `/v1/people/${people.sue?.account.id}`, {
-      token: s.adminToken,
-      body: { role: 'contractor' },
+    const changed = await (await operatorAdmin(s)).request('PATCH', `/v1/people/${people.sue?.account.id}`, {
+      role: 'contractor',
     });
     assert.equal(changed.status, 200, changed.text);
     assert.equal((await as('sue', 'GET', '/v1/auth/session')).status, 401);
-    const ended = await s.request('GET', `/v1/grants/${g.id}`, { token: s.adminToken });
+    const ended = await s.request('GET', `/v1/grants/${g.id}`, {
+      token: await operatorToken(s, 'access:read'),
+    });
     assert.equal(ended.status, 200, ended.text);
     assert.equal(ended.json<Grant>().state, 'revoked');
   });
@@ -326,7 +336,7 @@ describe('staff access grants over HTTPS', () => {
     const report = await s.request(
       'GET',
       `/v1/access/review?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
-      { token: s.adminToken },
+      { token: await operatorToken(s, 'access:read') },
     );
     assert.equal(report.status, 200, report.text);
     const r = report.json<{
@@ -353,7 +363,7 @@ describe('staff access grants over HTTPS', () => {
     const again = await s.request(
       'GET',
       `/v1/access/review?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
-      { token: s.adminToken },
+      { token: await operatorToken(s, 'access:read') },
     );
     assert.equal(again.json<{ unreviewed: boolean }>().unreviewed, false);
 
@@ -368,7 +378,7 @@ describe('staff access grants over HTTPS', () => {
 
     // Every refusal is in the log: the self-approval, the other tenant's admin, the early
     // activation, and the use of the revoked grant — each denied, naming the person.
-    const log = await entriesOf(s.adminToken);
+    const log = await entriesOf(await operatorToken(s, 'audit:read'));
     const sam = people.sam?.account.id;
     const denied = (action: string, by?: string) =>
       log.some(

@@ -12,6 +12,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
@@ -53,7 +54,7 @@ describe('the audit log on a filesystem that fills up', () => {
       },
     });
     const created = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'Small Disk' },
     });
     assert.equal(created.status, 201, created.text);
@@ -120,7 +121,9 @@ describe('the audit log on a filesystem that fills up', () => {
 
     // The reserve carried the record of what happened: the system's disk events and the refusals.
     const entries = await waitFor('the disk events in the audit log', async () => {
-      const res = await s.request('GET', '/v1/audit/entries?limit=1000', { token: s.adminToken });
+      const res = await s.request('GET', '/v1/audit/entries?limit=1000', {
+        token: await operatorToken(s, 'audit:read'),
+      });
       const list = res.json<{
         entries: { entry: { action: string; outcome: string; actor: { kind: string } } }[];
       }>().entries;

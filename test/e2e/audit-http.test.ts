@@ -21,6 +21,7 @@ import {
   independentVerifyInclusion,
 } from '../audit/independent-verifier.ts';
 import { openAuditStream } from '../helpers/audit-stream.ts';
+import { operatorToken } from '../helpers/console.ts';
 import { tresor } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
@@ -66,7 +67,9 @@ describe('the audit log over HTTPS', () => {
 
   async function checkpoint(atLeast: number) {
     return waitFor(`a checkpoint of ≥ ${atLeast} entries`, async () => {
-      const res = await s.request('GET', '/v1/audit/checkpoint', { token: s.adminToken });
+      const res = await s.request('GET', '/v1/audit/checkpoint', {
+        token: await operatorToken(s, 'audit:read'),
+      });
       if (res.status !== 200) return undefined;
       const opened = independentOpenCheckpoint(res.text, verifierKey);
       return opened.size >= BigInt(atLeast) ? { note: res.text, ...opened } : undefined;
@@ -91,7 +94,10 @@ describe('the audit log over HTTPS', () => {
     assert.equal(pub.status, 200, pub.text);
     verifierKey = pub.text.trim();
     for (const name of ['Audit A', 'Audit B']) {
-      const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name } });
+      const created = await s.request('POST', '/v1/tenants', {
+        token: await operatorToken(s, 'tenants:create'),
+        body: { name },
+      });
       assert.equal(created.status, 201, created.text);
       const { id, apiKey } = created.json<{ id: string; apiKey: string }>();
       if (name === 'Audit A') [tenantA, keyA] = [id, apiKey];
@@ -116,7 +122,9 @@ describe('the audit log over HTTPS', () => {
     const { note, origin } = await checkpoint(1);
     assert.equal(verifierKey.split('+')[0], origin, 'signed-note: the key name is the origin');
     assert.ok(note.includes(`\n\u2014 ${origin} `), 'the signature line names the origin');
-    const res = await s.request('GET', '/v1/audit/checkpoint', { token: s.adminToken });
+    const res = await s.request('GET', '/v1/audit/checkpoint', {
+      token: await operatorToken(s, 'audit:read'),
+    });
     assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
   });
 
@@ -127,7 +135,7 @@ describe('the audit log over HTTPS', () => {
     assert.equal(read.status, 200, read.text);
     await checkpoint(1);
     const all = await waitFor('the search entry', async () => {
-      const got = await entries(s.adminToken);
+      const got = await entries(await operatorToken(s, 'audit:read'));
       return got.some((e) => e.entry.action === 'record.search') ? got : undefined;
     });
     all.forEach((e, i) => {
@@ -146,7 +154,9 @@ describe('the audit log over HTTPS', () => {
 
   it('copies keyd’s key operations into the log as the system actor keyd, with keyd’s chain hash', async () => {
     const keydEntries = await waitFor('keyd operations in the log', async () => {
-      const got = (await entries(s.adminToken)).filter((e) => e.entry.action.startsWith('keyd.'));
+      const got = (await entries(await operatorToken(s, 'audit:read'))).filter((e) =>
+        e.entry.action.startsWith('keyd.'),
+      );
       return got.some((e) => e.entry.action === 'keyd.create-tenant-key' && e.entry.tenant === tenantA)
         ? got
         : undefined;
@@ -169,13 +179,13 @@ describe('the audit log over HTTPS', () => {
     assert.ok(a.length > 0 && b.length > 0);
     assert.ok(a.every((e) => e.entry.tenant === tenantA));
     assert.ok(b.every((e) => e.entry.tenant === tenantB));
-    const all = await entries(s.adminToken);
+    const all = await entries(await operatorToken(s, 'audit:read'));
     assert.ok(
       all.some((e) => e.entry.tenant === null),
       'operator entries exist',
     );
     const readOnly = await s.request('POST', `/v1/tenants/${tenantA}/api-keys`, {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { access: ['read'] },
     });
     if (readOnly.status === 201) {
@@ -187,7 +197,7 @@ describe('the audit log over HTTPS', () => {
 
   it('serves leaf hashes, a signed checkpoint and proofs that an independent verifier accepts', async () => {
     const first = await checkpoint(5);
-    const all = await entries(s.adminToken);
+    const all = await entries(await operatorToken(s, 'audit:read'));
     const size = Number(first.size);
     for (const e of all.slice(0, size)) {
       const leaf = Buffer.from(canonicalize(e.entry) as string, 'utf8');
@@ -274,8 +284,10 @@ describe('the audit log over HTTPS', () => {
       await waitFor(
         'the sign bound to pass',
         async () => {
-          await s.request('GET', '/v1/tenants', { token: s.adminToken });
-          const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+          await s.request('GET', '/v1/tenants', { token: await operatorToken(s, 'tenants:read') });
+          const res = await s.request('GET', '/v1/tenants', {
+            token: await operatorToken(s, 'tenants:read'),
+          });
           return res.status === 503 ? res : undefined;
         },
         60_000,
@@ -287,7 +299,7 @@ describe('the audit log over HTTPS', () => {
       await keyd.call('unseal', { secret: '' }, ADMIN);
     }
     await waitFor('recovery after unseal', async () => {
-      const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+      const res = await s.request('GET', '/v1/tenants', { token: await operatorToken(s, 'tenants:read') });
       return res.status === 200 ? res : undefined;
     });
   });
@@ -306,7 +318,9 @@ describe('the audit log over HTTPS', () => {
       await waitFor(
         'the sign bound to pass with keyd stopped',
         async () => {
-          const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+          const res = await s.request('GET', '/v1/tenants', {
+            token: await operatorToken(s, 'tenants:read'),
+          });
           return res.status === 503 ? res : undefined;
         },
         60_000,
@@ -316,13 +330,13 @@ describe('the audit log over HTTPS', () => {
       process.kill(pid, 'SIGCONT');
     }
     await waitFor('recovery once keyd runs again', async () => {
-      const res = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+      const res = await s.request('GET', '/v1/tenants', { token: await operatorToken(s, 'tenants:read') });
       return res.status === 200 ? res : undefined;
     });
   });
 
   it('verifies the live server’s store with tresor audit verify, and names the entry an attacker changed', async () => {
-    const size = (await entries(s.adminToken)).length;
+    const size = (await entries(await operatorToken(s, 'audit:read'))).length;
     await checkpoint(size);
     const ok = tresor(['audit', 'verify', '--data-dir', s.dataDir, '--public-key', verifierKey, '--json']);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
@@ -366,7 +380,7 @@ describe('the audit log over HTTPS', () => {
       if (existsSync(control + ext)) copyFileSync(control + ext, saved + ext);
     await s.startServer();
     await writeRecords(keyA, 2);
-    const before = (await entries(s.adminToken)).length;
+    const before = (await entries(await operatorToken(s, 'audit:read'))).length;
     await checkpoint(before);
     await s.stopServer();
     // Roll the control store back to the copy; the witness folder still holds the newer checkpoint.
@@ -378,7 +392,7 @@ describe('the audit log over HTTPS', () => {
     const ready = await s.request('GET', '/readyz');
     assert.equal(ready.status, 503, ready.text);
     assert.match(ready.text, /"audit":"failing"/);
-    const refused = await s.request('GET', '/v1/tenants', { token: s.adminToken });
+    const refused = await s.request('GET', '/v1/tenants', { token: await operatorToken(s, 'tenants:read') });
     assert.equal(refused.status, 503, refused.text);
     await waitFor('the rollback to be reported', async () =>
       /rolled back|does not match the witness/.test(s.serverOutput()) ? true : undefined,

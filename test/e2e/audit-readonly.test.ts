@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
@@ -54,7 +55,7 @@ describe('the audit log on a store that the kernel remounts read-only', () => {
         .slice(-15)
         .join('\n')}`;
     const created = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'RO Disk' },
     });
     assert.equal(created.status, 201, created.text);
@@ -92,11 +93,12 @@ describe('the audit log on a store that the kernel remounts read-only', () => {
     assert.ok(Number(readFileSync(`/sys/fs/ext4/${basename(source)}/errors_count`, 'utf8')) > errorsBefore);
 
     // Every answer from now on is a 503 problem: no write lands, no read is served without its entry.
+    const creator = await operatorToken(s, 'tenants:create'); // minted at setup, before the disk failed
     const tries = [
       () => s.request('POST', '/v1/collections/notes/records', { token: key, body: { text: 'after' } }),
       () => s.request('GET', `/v1/collections/notes/records/${recordId}`, { token: key }),
       () => s.request('GET', '/v1/collections/notes/records', { token: key }),
-      () => s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name: 'Not Now' } }),
+      () => s.request('POST', '/v1/tenants', { token: creator, body: { name: 'Not Now' } }),
     ];
     for (let round = 0; round < 3; round++) {
       for (const attempt of tries) {

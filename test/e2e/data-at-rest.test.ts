@@ -30,6 +30,7 @@ import { createTenantDataKeyStore } from '../../src/vault/data-key-store.ts';
 import { createDataKeyring, type DataKeyring } from '../../src/vault/data-keys.ts';
 import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
 import type { AuditOrigin } from '../../src/vault/vault-audit.ts';
+import { operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd, tresor } from '../helpers/keyd-process.ts';
 import { type HttpResponse, startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
@@ -264,7 +265,10 @@ describe('the real server’s data folder and log', () => {
   before(async () => {
     s = await startTresorStack();
     for (const name of ['at-rest-a', 'at-rest-b']) {
-      const res = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name } });
+      const res = await s.request('POST', '/v1/tenants', {
+        token: await operatorToken(s, 'tenants:create'),
+        body: { name },
+      });
       expect(res, 201, `create tenant ${name}`);
       const { id, apiKey } = res.json<{ id: string; apiKey: string }>();
       tenants.push(id);

@@ -1,7 +1,8 @@
 /**
  * `npm start` as a newcomer meets it: `tresor dev` starts keyd as its own process and the HTTPS
  * API, prints where it listens and writes dev-credentials.json (0600) for scripts; the curl
- * commands it prints work as printed; the admin token manages tenants but never reads records;
+ * commands it prints work as printed; its operator token is short-lived and of one scope
+ * (tenants:create): it creates a tenant but reads nothing, and there is no all-powerful token;
  * Ctrl-C (SIGINT to the terminal's process group) stops every process; the next start reuses the
  * data folder.
  */
@@ -25,7 +26,8 @@ const STOP_TIMEOUT_MS = 20_000;
 interface DevCredentials {
   url: string;
   caFile: string;
-  admin: { email: string; password: string; token: string; enrolmentToken: string };
+  admin: { email: string; personId: string; enrolmentToken: string };
+  operatorToken: { id: string; token: string; scope: string; expiresAt: string };
   demoTenant: { id: string; apiKey: string };
 }
 
@@ -214,14 +216,27 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     const path = join(dataDir, 'dev-credentials.json');
     assert.equal(statSync(path).mode & 0o777, 0o600, 'dev-credentials.json is 0600');
     credentials = JSON.parse(readFileSync(path, 'utf8')) as DevCredentials;
-    assert.deepEqual(Object.keys(credentials).sort(), ['admin', 'caFile', 'demoTenant', 'url']);
-    assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'enrolmentToken', 'password', 'token']);
+    assert.deepEqual(Object.keys(credentials).sort(), [
+      'admin',
+      'caFile',
+      'demoTenant',
+      'operatorToken',
+      'url',
+    ]);
+    assert.deepEqual(Object.keys(credentials.admin).sort(), ['email', 'enrolmentToken', 'personId']);
     assert.match(credentials.admin.enrolmentToken, /^[A-Za-z0-9_-]{43}$/, 'a console enrolment token');
     assert.deepEqual(Object.keys(credentials.demoTenant).sort(), ['apiKey', 'id']);
     assert.equal(credentials.url, bannerUrl, 'the file and the banner name the same URL');
     assert.match(credentials.admin.email, /^[^@\s]+@[^@\s]+$/);
-    assert.ok(credentials.admin.password.length >= 16, 'the admin password is long');
-    assert.match(credentials.admin.token, /^tresor_op_/);
+    assert.match(credentials.admin.personId, /^psn_/);
+    assert.match(credentials.operatorToken.token, /^tresor_op_/);
+    assert.equal(credentials.operatorToken.scope, 'tenants:create');
+    const lifetime = Date.parse(credentials.operatorToken.expiresAt) - Date.now();
+    assert.ok(lifetime > 11 * 3_600_000 && lifetime <= 12 * 3_600_000, 'the token expires within 12 hours');
+    assert.ok(
+      (dev as DevProcess).output().includes(credentials.operatorToken.expiresAt),
+      'the banner says when it expires',
+    );
     assert.match(credentials.demoTenant.id, /^ten_/);
     assert.match(credentials.demoTenant.apiKey, /^tresor_ak_/);
     assert.ok(new X509Certificate(readFileSync(credentials.caFile)).ca, 'caFile is a CA certificate');
@@ -241,8 +256,11 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
 
   it('serves the curl commands it prints, as printed, and then reading and searching the record with curl', async () => {
     const commands = printedCommands((dev as DevProcess).output());
-    assert.equal(commands.length, 2, `two commands are printed: ${commands.join(' | ')}`);
-    const [declare, create] = commands as [string, string];
+    assert.equal(commands.length, 3, `three commands are printed: ${commands.join(' | ')}`);
+    const [declare, create, newTenant] = commands as [string, string, string];
+    assert.match(newTenant, /^curl .* -X POST .*\/v1\/tenants /);
+    const tenant = await run('sh', ['-c', `${newTenant} -sS -w '\\n%{http_code}'`], { cwd: root });
+    assert.match(tenant.stdout, /\n201$/, `the printed tenant POST answers 201: ${tenant.stdout}`);
     assert.match(declare, /^curl .* -X PUT .*\/v1\/collections\/people/);
     assert.match(create, /^curl .* -X POST .*\/v1\/collections\/people\/records/);
     const declared = await run('sh', ['-c', `${declare} -sS -w '\\n%{http_code}'`], { cwd: root });
@@ -271,8 +289,8 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     );
   });
 
-  it('lets the admin token create a tenant but not read, list or write records', async () => {
-    const token = credentials.admin.token;
+  it('lets the dev operator token create a tenant but not read tenants, people, the audit log or records', async () => {
+    const token = credentials.operatorToken.token;
     const tenant = await curl(credentials, 'POST', '/v1/tenants', token, { name: 'Newcomer Ltd' });
     assert.equal(tenant.status, 201, JSON.stringify(tenant.body));
     assert.match(String(tenant.body.apiKey), /^tresor_ak_/);
@@ -281,9 +299,13 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
       ['GET', '/v1/collections/people/records', undefined],
       ['GET', '/v1/collections', undefined],
       ['POST', '/v1/collections/people/records', { email: 'admin@example.com' }],
+      ['GET', '/v1/tenants', undefined],
+      ['GET', '/v1/people', undefined],
+      ['GET', '/v1/audit/entries', undefined],
+      ['POST', '/v1/operator-tokens', { scope: 'tenants:read', name: 'more' }],
     ] as const) {
       const res = await curl(credentials, method, path, token, body);
-      assert.equal(res.status, 403, `${method} ${path} with the admin token`);
+      assert.equal(res.status, 403, `${method} ${path} with the dev operator token`);
       assert.equal(res.body.code, 'TRESOR_ERR_FORBIDDEN');
       assert.equal(JSON.stringify(res.body).includes(String(record.data.email)), false, 'no record data');
     }

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { openAuditStream } from '../helpers/audit-stream.ts';
-import { totpCodes } from '../helpers/console.ts';
+import { operatorAdmin, operatorToken, totpCodes } from '../helpers/console.ts';
 import type { HttpResponse, RequestOptions } from '../helpers/tresor-stack.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
@@ -48,8 +48,9 @@ describe('console identity over HTTPS', () => {
 
   const req = (method: string, path: string, options: RequestOptions = {}) =>
     s.request(method, path, options);
-  const op = (method: string, path: string, body?: unknown) =>
-    req(method, path, { token: s.adminToken, ...(body !== undefined ? { body } : {}) });
+  /** The stack's operator admin at the console, its second factor fresh (people changes need it). */
+  const op = async (method: string, path: string, body?: unknown) =>
+    (await operatorAdmin(s)).request(method, path, body);
   /** A request from a console session: its cookie, and its CSRF token unless `csrf: false`. */
   const as = (session: Session, method: string, path: string, body?: unknown, csrf = true) =>
     req(method, path, {
@@ -141,7 +142,7 @@ describe('console identity over HTTPS', () => {
         TRESOR_LOGIN_ADDRESS_DELAY_AFTER: '100000',
       },
     });
-    secrets.push(s.adminToken);
+    secrets.push(...(await operatorAdmin(s)).secrets);
   });
 
   after(async () => {
@@ -503,7 +504,12 @@ describe('console identity over HTTPS', () => {
     type Entry = (typeof entries)[number];
     const missingFrom = (list: Entry[]) =>
       expected.filter(([a, o, r]) => !list.some((e) => want(e, a, o, r)));
-    const stream = openAuditStream<{ entry: Entry }>(s, s.adminToken, {}, '/v1/audit/stream?from=0');
+    const stream = openAuditStream<{ entry: Entry }>(
+      s,
+      await operatorToken(s, 'audit:read'),
+      {},
+      '/v1/audit/stream?from=0',
+    );
     try {
       assert.equal(await stream.opened, 200);
       await stream
@@ -516,7 +522,9 @@ describe('console identity over HTTPS', () => {
       stream.close();
     }
     for (let from = 0; ; ) {
-      const res = await op('GET', `/v1/audit/entries?from=${from}&limit=1000`);
+      const res = await req('GET', `/v1/audit/entries?from=${from}&limit=1000`, {
+        token: await operatorToken(s, 'audit:read'),
+      });
       assert.equal(res.status, 200, res.text);
       text += res.text;
       const page = res.json<{ entries: { index: number; entry: Entry }[] }>().entries;

@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobsBody } from '../../src/http/routes/jobs.ts';
+import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { withDeadline } from '../helpers/wait.ts';
@@ -61,7 +62,10 @@ describe('the background jobs, for operators', () => {
   let tenantId: string;
   before(async () => {
     s = await startTresorStack({ server: 'in-process' });
-    const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name: 'Jobs' } });
+    const created = await s.request('POST', '/v1/tenants', {
+      token: await operatorToken(s, 'tenants:create'),
+      body: { name: 'Jobs' },
+    });
     assert.equal(created.status, 201, created.text);
     ({ apiKey: tenantKey, id: tenantId } = created.json<{ apiKey: string; id: string }>());
     await s.server?.runJobs();
@@ -71,7 +75,7 @@ describe('the background jobs, for operators', () => {
   });
 
   it('GET /v1/system/jobs answers the operator token with each job’s state; a tenant key gets 403, no credential 401', async () => {
-    const res = await s.request('GET', '/v1/system/jobs', { token: s.adminToken });
+    const res = await s.request('GET', '/v1/system/jobs', { token: await operatorToken(s, 'jobs:read') });
     assert.equal(res.status, 200, res.text);
     const { jobs } = res.json<JobsBody>();
     const names = jobs.map((j) => j.name);
@@ -101,10 +105,10 @@ describe('the background jobs, for operators', () => {
 
   it('tresor status prints every job and exits 0; --json gives the route’s answer; the token is never shown', async () => {
     const tokenFile = join(s.root, 'operator.token');
-    writeFileSync(tokenFile, `${s.adminToken}\n`, { mode: 0o600 });
+    writeFileSync(tokenFile, `${await operatorToken(s, 'jobs:read')}\n`, { mode: 0o600 });
     const base = ['status', '--url', s.url, '--ca-file', s.caFile];
 
-    const run = await tresor(base, { TRESOR_TOKEN: s.adminToken });
+    const run = await tresor(base, { TRESOR_TOKEN: await operatorToken(s, 'jobs:read') });
     assert.equal(run.status, 0, run.stderr);
     const lines = run.stdout.trim().split('\n');
     assert.match(lines[0] ?? '', /^JOB\s+RUNS\s+FAILURES\s+LAST RUN\s+LAST SUCCESS\s+LAST ERROR$/);
@@ -120,15 +124,15 @@ describe('the background jobs, for operators', () => {
     assert.ok(body.jobs.some((j) => j.name === 'vault.retention' && j.lastOutcome === 'success'));
 
     for (const r of [run, json]) {
-      assert.equal(r.stdout.includes(s.adminToken), false);
-      assert.equal(r.stderr.includes(s.adminToken), false);
+      assert.equal(r.stdout.includes(await operatorToken(s, 'jobs:read')), false);
+      assert.equal(r.stderr.includes(await operatorToken(s, 'jobs:read')), false);
     }
   });
 
   it('tresor status: exit 3 when nothing answers, 1 when the server refuses the token, 2 with no token', async () => {
     const port = await closedPort();
     const closed = await tresor(['status', '--url', `https://127.0.0.1:${port}`, '--ca-file', s.caFile], {
-      TRESOR_TOKEN: s.adminToken,
+      TRESOR_TOKEN: await operatorToken(s, 'jobs:read'),
     });
     assert.equal(closed.status, 3, closed.stderr);
     assert.match(closed.stderr, /cannot reach https:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
@@ -141,6 +145,15 @@ describe('the background jobs, for operators', () => {
     assert.match(refused.stderr, /answered 403 TRESOR_ERR_FORBIDDEN/);
     assert.equal(refused.stderr.includes(tenantKey), false);
 
+    // An operator token of another scope does not reach the jobs: status needs jobs:read.
+    const otherScope = await operatorToken(s, 'tenants:read');
+    const wrongScope = await tresor(['status', '--url', s.url, '--ca-file', s.caFile], {
+      TRESOR_TOKEN: otherScope,
+    });
+    assert.equal(wrongScope.status, 1, wrongScope.stderr);
+    assert.match(wrongScope.stderr, /answered 403 TRESOR_ERR_FORBIDDEN/);
+    assert.equal(wrongScope.stderr.includes(otherScope), false);
+
     const noToken = await tresor(['status', '--url', s.url, '--ca-file', s.caFile]);
     assert.equal(noToken.status, 2, noToken.stderr);
     assert.match(noToken.stderr, /no token/);
@@ -150,16 +163,16 @@ describe('the background jobs, for operators', () => {
     const server = s.server;
     assert.ok(server);
     // A tenant in its close grace: the grace job asks keyd about its key on every pass.
-    const closing = await s.request('POST', `/v1/tenants/${tenantId}/close`, {
-      token: s.adminToken,
-      body: { reason: 'jobs test' },
+    // Closing needs the operator admin's session with a fresh second factor.
+    const closing = await (await operatorAdmin(s)).request('POST', `/v1/tenants/${tenantId}/close`, {
+      reason: 'jobs test',
     });
     assert.equal(closing.status, 202, closing.text);
     // keyd is out of the server's reach from now on: its client fails every call.
     await server.keyd.close();
     await server.runJobs();
 
-    const res = await s.request('GET', '/v1/system/jobs', { token: s.adminToken });
+    const res = await s.request('GET', '/v1/system/jobs', { token: await operatorToken(s, 'jobs:read') });
     assert.equal(res.status, 200, res.text);
     const grace = res.json<JobsBody>().jobs.find((j) => j.name === 'tenants.close-grace');
     assert.ok(grace);
@@ -169,7 +182,7 @@ describe('the background jobs, for operators', () => {
     assert.ok(grace.lastSuccess, 'the earlier success stays visible');
 
     const run = await tresor(['status', '--url', s.url, '--ca-file', s.caFile], {
-      TRESOR_TOKEN: s.adminToken,
+      TRESOR_TOKEN: await operatorToken(s, 'jobs:read'),
     });
     assert.equal(run.status, 1, run.stderr);
     const line = run.stdout.split('\n').find((l) => l.startsWith('tenants.close-grace '));

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 const ADMIN = { id: 'test', role: 'admin' } as const;
@@ -20,7 +21,7 @@ describe('keyd sealed while the API runs', () => {
 
   it('answers 503 for anything that needs a key it does not hold, and recovers after unseal', async () => {
     const created = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'Outage Ltd' },
     });
     assert.equal(created.status, 201, created.text);
@@ -51,7 +52,7 @@ describe('keyd sealed while the API runs', () => {
     assert.ok(!read.text.includes(value), 'no plaintext in the 503 answer');
 
     const tenant = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'Blocked Ltd' },
     });
     assert.equal(tenant.status, 503, tenant.text);

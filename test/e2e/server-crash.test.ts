@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { operatorToken } from '../helpers/console.ts';
 import { startTresorStack } from '../helpers/tresor-stack.ts';
 
 const WRITERS = 32;
@@ -37,7 +38,10 @@ describe('tresor server killed with SIGKILL under write load', () => {
   it('keeps every record acknowledged with 201 before the kill: readable with the same data after a restart, each with its record.create audit event', async () => {
     const s = await startTresorStack({ logLevel: 'warn' });
     try {
-      const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name: 'Load' } });
+      const created = await s.request('POST', '/v1/tenants', {
+        token: await operatorToken(s, 'tenants:create'),
+        body: { name: 'Load' },
+      });
       assert.equal(created.status, 201, created.text);
       const { id: tenant, apiKey } = created.json<{ id: string; apiKey: string }>();
       const put = await s.request('PUT', '/v1/collections/events', {

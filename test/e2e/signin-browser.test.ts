@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { RECOVERY_CODE_COUNT } from '../../src/identity/recovery-codes.ts';
-import { consoleClient, SESSION_COOKIE } from '../helpers/console.ts';
+import { consoleClient, operatorAdmin, operatorToken, SESSION_COOKIE } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { type AuthenticatorPage, launchChromium, openAuthenticatorPage } from '../helpers/webauthn-page.ts';
 
@@ -57,9 +57,9 @@ describe('the sign-in page in Chromium', () => {
   const secrets: string[] = [PASSWORD];
   const opened: AuthenticatorPage[] = [];
 
-  /** Creates an account with the operator token; its enrolment token goes only into the page. */
+  /** Creates an account by the operator admin's session; its enrolment token goes only into the page. */
   async function createPerson(body: Record<string, unknown>): Promise<{ email: string; token: string }> {
-    const res = await stack.request('POST', '/v1/people', { token: stack.adminToken, body });
+    const res = await (await operatorAdmin(stack)).request('POST', '/v1/people', body);
     assert.equal(res.status, 201, res.text);
     const token = res.json<{ enrolmentToken: string }>().enrolmentToken;
     secrets.push(token);
@@ -234,7 +234,7 @@ describe('the sign-in page in Chromium', () => {
 
     it('enrols through the page: password, the TOTP secret shown, confirmed with a code', async () => {
       const tenant = await stack.request('POST', '/v1/tenants', {
-        token: stack.adminToken,
+        token: await operatorToken(stack, 'tenants:create'),
         body: { name: 'Sign-in page customer' },
       });
       assert.equal(tenant.status, 201, tenant.text);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
+import { operatorAdmin } from '../helpers/console.ts';
 import {
   httpsRequester,
   type Requester,
@@ -48,8 +49,15 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     await stack?.stop();
   });
 
-  const asAdmin = (method: string, path: string, body?: unknown) =>
-    request(method, path, { token: stack.adminToken, ...(body === undefined ? {} : { body }) });
+  /**
+   * The operator admin's console session on this test's own server (closing and cancelling need a
+   * fresh second factor): the stack's admin, its requests sent here.
+   */
+  let viaServer: TresorStack | undefined;
+  const asAdmin = async (method: string, path: string, body?: unknown) => {
+    viaServer ??= { ...stack, request } as TresorStack;
+    return (await operatorAdmin(viaServer)).request(method, path, body);
+  };
 
   it('closes, cancels, closes again and shreds when the grace ends', async () => {
     const created = await asAdmin('POST', '/v1/tenants', { name: 'Grace Ltd' });

@@ -19,6 +19,8 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import type { AuthMode } from '../../src/http/route.ts';
 import { allRouteModules, specOnlyDependencies } from '../../src/http/routes/index.ts';
+import { OPERATOR_SCOPES } from '../../src/identity/operator-scopes.ts';
+import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { type HttpResponse, startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 // --- the routes, from the committed openapi.json ---------------------------------------------
@@ -235,7 +237,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
 
   async function createTenant(name: string): Promise<{ id: string; apiKey: string; apiKeyId: string }> {
     const created = bodyOf<{ id: string; apiKey: string; apiKeyId: string; state: string }>(
-      await call('POST', '/v1/tenants', s.adminToken, { name }),
+      await call('POST', '/v1/tenants', await operatorToken(s, 'tenants:create'), { name }),
       201,
       `create tenant ${name}`,
     );
@@ -571,10 +573,11 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       'POST /v1/export': { recipient },
       'POST /v1/api-keys': { collections: '*', access: ['read'] },
     };
-    for (const op of TENANT_KEY_OPS) {
+    for (const [op, scope] of TENANT_KEY_OPS.flatMap((o) => OPERATOR_SCOPES.map((sc) => [o, sc] as const))) {
       const path = concrete(op.path, { name: r.collection, record: r.id, key: B.spare.id, tenant: B.id });
-      const res = await call(op.method, path, s.adminToken, bodies[op.key], { 'if-match': '"1"' });
-      expectStatus(res, 403, `operator token on ${op.key}`);
+      const token = await operatorToken(s, scope);
+      const res = await call(op.method, path, token, bodies[op.key], { 'if-match': '"1"' });
+      expectStatus(res, 403, `operator token (${scope}) on ${op.key}`);
       assert.equal(problemOf(res, op.key).code, 'TRESOR_ERR_FORBIDDEN');
       assertNoneOf(res.text, [r.id, ...Object.values(r.data)], `the answer to ${op.key}`);
     }
@@ -582,7 +585,11 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
   });
 
   it('refuses tenant API keys with 403 on every operator route, and changes no tenant', async () => {
-    const tenantsBefore = bodyOf(await call('GET', '/v1/tenants', s.adminToken), 200, 'list tenants');
+    const tenantsBefore = bodyOf(
+      await call('GET', '/v1/tenants', await operatorToken(s, 'tenants:read')),
+      200,
+      'list tenants',
+    );
     const bodies: Record<string, unknown> = {
       'POST /v1/tenants': { name: 'Created by a tenant key' },
       'POST /v1/tenants/{id}/close': { reason: 'closed by another tenant', export: { recipient } },
@@ -604,7 +611,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       }
     }
     assert.deepEqual(
-      bodyOf(await call('GET', '/v1/tenants', s.adminToken), 200, 'list tenants'),
+      bodyOf(await call('GET', '/v1/tenants', await operatorToken(s, 'tenants:read')), 200, 'list tenants'),
       tenantsBefore,
       'no tenant was created, closed or changed',
     );
@@ -650,8 +657,9 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       'the keyd folder is among the files checked',
     );
     // Tokens are tresor_<kind>_<id>_<secret>: the whole token, and its 43-character secret alone.
-    const tokens = [...secrets.filter((x) => x.startsWith('tresor_')), s.adminToken];
-    const needles = [...secrets, s.adminToken, ...tokens.map((t) => t.slice(-43))];
+    const adminSecrets = (await operatorAdmin(s)).secrets;
+    const tokens = [...secrets, ...adminSecrets].filter((x) => x.startsWith('tresor_'));
+    const needles = [...secrets, ...adminSecrets, ...tokens.map((t) => t.slice(-43))];
     assert.ok(needles.length > 20, 'there are values and tokens to look for');
     const log = Buffer.from(s.serverOutput(), 'utf8');
     assert.ok(log.length > 0, 'the server logged');
@@ -792,7 +800,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       keyName: string;
       export: string;
     }>(
-      await call('POST', `/v1/tenants/${t.id}/close`, s.adminToken, {
+      await (await operatorAdmin(s)).request('POST', `/v1/tenants/${t.id}/close`, {
         reason: 'contract ended',
         export: { recipient },
       }),
@@ -821,7 +829,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       'a changed body does not verify',
     );
     const stored = bodyOf<{ body: string; signature: string }>(
-      await call('GET', `/v1/tenants/${t.id}/deletion-certificate`, s.adminToken),
+      await call('GET', `/v1/tenants/${t.id}/deletion-certificate`, await operatorToken(s, 'tenants:read')),
       200,
       'the stored certificate',
     );

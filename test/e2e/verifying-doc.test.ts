@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -51,23 +52,25 @@ describe('docs/verifying.md against a real server', () => {
     // No close grace: the certificate to verify is issued by the close itself.
     s = await startTresorStack({ env: { TRESOR_CLOSE_GRACE_DAYS: '0' } });
     const created = await s.request('POST', '/v1/tenants', {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:create'),
       body: { name: 'Leaving' },
     });
     assert.equal(created.status, 201, created.text);
     const { id } = created.json<{ id: string }>();
-    const closed = await s.request('POST', `/v1/tenants/${id}/close`, {
-      token: s.adminToken,
-      body: { reason: 'contract ended' },
+    // Closing needs a person with a fresh second factor: the operator admin's session.
+    const closed = await (await operatorAdmin(s)).request('POST', `/v1/tenants/${id}/close`, {
+      reason: 'contract ended',
     });
     assert.equal(closed.status, 200, closed.text);
     const certificate = await s.request('GET', `/v1/tenants/${id}/deletion-certificate`, {
-      token: s.adminToken,
+      token: await operatorToken(s, 'tenants:read'),
     });
     assert.equal(certificate.status, 200, certificate.text);
     writeFileSync(join(dir, 'certificate.json'), certificate.text);
     const note = await waitFor('a signed checkpoint', async () => {
-      const res = await s.request('GET', '/v1/audit/checkpoint', { token: s.adminToken });
+      const res = await s.request('GET', '/v1/audit/checkpoint', {
+        token: await operatorToken(s, 'audit:read'),
+      });
       return res.status === 200 ? res.text : undefined;
     });
     writeFileSync(join(dir, 'checkpoint.txt'), note);

@@ -1,6 +1,7 @@
 /**
  * TEST-ONLY. Console people against a real stack (tresor-stack.ts), the way a browser would reach
- * them: accounts made with the operator token, enrolled with a password and TOTP codes computed by
+ * them: the stack's first operator admin enrolled and signed in (`operatorAdmin`), accounts made by
+ * that admin's session with a fresh second factor, enrolled with a password and TOTP codes computed by
  * oathtool (an independent RFC 6238 generator), signed in to a real session cookie and CSRF token,
  * re-authenticated for a fresh second factor. Every secret it handles is collected in `secrets`, so
  * a test can prove none of them reached the audit log.
@@ -8,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { OperatorScope } from '../../src/identity/operator-scopes.ts';
 import type { HttpResponse, TresorStack } from './tresor-stack.ts';
 
 export const SESSION_COOKIE = '__Host-tresor_session';
@@ -80,39 +82,26 @@ export function consoleClient(s: TresorStack) {
     return { cookie: value, csrf: body.csrfToken, id: body.session.id };
   }
 
-  /** Creates (with the operator token) and enrols an account: password, TOTP, recovery codes. */
+  /** Creates (by the stack's operator admin, stepped up) and enrols an account: password, TOTP, recovery codes. */
   async function createAndEnrol(person: {
     side: 'operator' | 'customer';
     role: string;
     email: string;
     tenant?: string;
   }): Promise<ConsoleAccount> {
-    const res = await s.request('POST', '/v1/people', { token: s.adminToken, body: person });
+    const admin = await operatorAdmin(s);
+    const res = await admin.request('POST', '/v1/people', person);
     assert.equal(res.status, 201, res.text);
     const created = res.json<{ person: { id: string; email: string }; enrolmentToken: string }>();
-    const token = created.enrolmentToken;
-    secrets.push(token);
-    const pw = await s.request('POST', '/v1/enrolment/password', {
-      body: { enrolmentToken: token, password: TEST_PASSWORD },
-    });
-    assert.equal(pw.status, 200, pw.text);
-    const begun = await s.request('POST', '/v1/enrolment/totp', { body: { enrolmentToken: token } });
-    assert.equal(begun.status, 200, begun.text);
-    const { factorId, secret } = begun.json<{ factorId: string; secret: string }>();
-    secrets.push(secret);
-    const confirmed = await s.request('POST', '/v1/enrolment/totp/confirm', {
-      body: { enrolmentToken: token, factorId, code: await nextCode(secret) },
-    });
-    assert.equal(confirmed.status, 200, confirmed.text);
-    const { recoveryCodes } = confirmed.json<{ recoveryCodes: string[] }>();
-    secrets.push(...recoveryCodes);
+    secrets.push(created.enrolmentToken);
+    const enrolled = await enrolWith(s, created.enrolmentToken, nextCode);
+    secrets.push(enrolled.secret, ...enrolled.recoveryCodes);
     return {
       id: created.person.id,
       email: created.person.email,
       side: person.side,
       tenant: person.tenant ?? null,
-      secret,
-      recoveryCodes: [...recoveryCodes],
+      ...enrolled,
     };
   }
 
@@ -146,4 +135,162 @@ export function consoleClient(s: TresorStack) {
   }
 
   return { secrets, nextCode, as, sessionOf, createAndEnrol, login, reauthenticate };
+}
+
+/** Sets the password, enrols and confirms a TOTP factor with a one-time enrolment token. */
+async function enrolWith(
+  s: TresorStack,
+  enrolmentToken: string,
+  nextCode: (secret: string) => Promise<string>,
+): Promise<{ secret: string; recoveryCodes: string[] }> {
+  const pw = await s.request('POST', '/v1/enrolment/password', {
+    body: { enrolmentToken, password: TEST_PASSWORD },
+  });
+  assert.equal(pw.status, 200, pw.text);
+  const begun = await s.request('POST', '/v1/enrolment/totp', { body: { enrolmentToken } });
+  assert.equal(begun.status, 200, begun.text);
+  const { factorId, secret } = begun.json<{ factorId: string; secret: string }>();
+  const confirmed = await s.request('POST', '/v1/enrolment/totp/confirm', {
+    body: { enrolmentToken, factorId, code: await nextCode(secret) },
+  });
+  assert.equal(confirmed.status, 200, confirmed.text);
+  return { secret, recoveryCodes: [...confirmed.json<{ recoveryCodes: string[] }>().recoveryCodes] };
+}
+
+/** The stack's first operator admin, enrolled and signed in (see operatorAdmin). */
+export interface OperatorAdmin {
+  account: ConsoleAccount;
+  /** The current session (it changes at each step-up). */
+  readonly session: ConsoleSession;
+  /**
+   * A request as the admin's session: cookie, and CSRF on anything but GET. Before a request that
+   * is not a GET, the second factor is passed again (stepUp) when it is older than 4 minutes, so
+   * step-up routes (fresh within 5) find it fresh however long the test ran.
+   */
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<HttpResponse>;
+  /** Passes a second factor again now (POST /v1/auth/reauthenticate): a new, fresh session. */
+  stepUp(): Promise<void>;
+  /** Mints an operator token of one scope over HTTP (POST /v1/operator-tokens) and returns its text. */
+  token(scope: OperatorScope, options?: { name?: string; expiresInDays?: number }): Promise<string>;
+  /** Every secret handled (enrolment token, TOTP secret, recovery codes, cookies, tokens). */
+  secrets: string[];
+}
+
+const STEP_UP_AFTER_MS = 4 * 60_000;
+const admins = new WeakMap<TresorStack, Promise<OperatorAdmin>>();
+
+/**
+ * The stack's first operator admin (tresor-stack.ts makes the person as `tresor dev` does), enrolled
+ * with a password and TOTP (oathtool codes), signed in with password and a TOTP code. One per stack:
+ * the enrolment token works once, so every caller of the same stack shares it.
+ */
+export function operatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
+  let admin = admins.get(s);
+  if (!admin) {
+    admin = signInOperatorAdmin(s);
+    admins.set(s, admin);
+  }
+  return admin;
+}
+
+async function signInOperatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
+  const { nextCode } = totpCodes();
+  const secrets: string[] = [s.admin.enrolmentToken];
+  const enrolled = await enrolWith(s, s.admin.enrolmentToken, nextCode);
+  secrets.push(enrolled.secret, ...enrolled.recoveryCodes);
+  const account: ConsoleAccount = {
+    id: s.admin.personId,
+    email: s.admin.email,
+    side: 'operator',
+    tenant: null,
+    ...enrolled,
+  };
+  const sessionFrom = (res: HttpResponse): ConsoleSession => {
+    assert.equal(res.status, 200, res.text);
+    const value = new RegExp(`^${SESSION_COOKIE}=([A-Za-z0-9_-]{43});`).exec(
+      res.headers['set-cookie']?.[0] ?? '',
+    )?.[1];
+    assert.ok(value, 'a session cookie');
+    const body = res.json<{ csrfToken: string; session: { id: string } }>();
+    secrets.push(value, body.csrfToken);
+    return { cookie: value, csrf: body.csrfToken, id: body.session.id };
+  };
+  const begun = await s.request('POST', '/v1/auth/login', {
+    body: { side: 'operator', email: account.email, password: TEST_PASSWORD },
+  });
+  assert.equal(begun.status, 200, begun.text);
+  let session = sessionFrom(
+    await s.request('POST', '/v1/auth/login/second-factor', {
+      body: { handle: begun.json<{ handle: string }>().handle, totp: await nextCode(account.secret) },
+    }),
+  );
+  let freshAt = Date.now();
+
+  const send = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    s.request(method, path, {
+      headers: {
+        cookie: `${SESSION_COOKIE}=${session.cookie}`,
+        ...(method !== 'GET' ? { 'x-csrf-token': session.csrf } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body } : {}),
+    });
+
+  async function stepUp(): Promise<void> {
+    // A TOTP code (the next unused step), keeping the recovery codes for tests that spend them.
+    session = sessionFrom(
+      await send('POST', '/v1/auth/reauthenticate', { totp: await nextCode(account.secret) }),
+    );
+    freshAt = Date.now();
+  }
+
+  return {
+    account,
+    get session() {
+      return session;
+    },
+    secrets,
+    stepUp,
+    async request(method, path, body, headers) {
+      if (method !== 'GET' && Date.now() - freshAt > STEP_UP_AFTER_MS) await stepUp();
+      return send(method, path, body, headers);
+    },
+    async token(scope, options = {}) {
+      if (Date.now() - freshAt > STEP_UP_AFTER_MS) await stepUp();
+      const res = await send('POST', '/v1/operator-tokens', {
+        scope,
+        name: options.name ?? `test ${scope}`,
+        ...(options.expiresInDays !== undefined ? { expiresInDays: options.expiresInDays } : {}),
+      });
+      assert.equal(res.status, 201, res.text);
+      const { token } = res.json<{ token: string }>();
+      secrets.push(token);
+      return token;
+    },
+  };
+}
+
+const minted = new WeakMap<TresorStack, Map<OperatorScope, Promise<string>>>();
+
+/**
+ * An operator token of `scope` for the stack, minted once (per stack and scope) by its operator
+ * admin over HTTP: what scripts use instead of the all-powerful token there no longer is.
+ */
+export function operatorToken(s: TresorStack, scope: OperatorScope): Promise<string> {
+  let byScope = minted.get(s);
+  if (!byScope) {
+    byScope = new Map();
+    minted.set(s, byScope);
+  }
+  let token = byScope.get(scope);
+  if (!token) {
+    token = operatorAdmin(s).then((admin) => admin.token(scope));
+    byScope.set(scope, token);
+  }
+  return token;
 }

@@ -1,7 +1,11 @@
-/** A migrated control store in a temp folder, and the tenant rows identity tests stand on. */
+/** A migrated control store in a temp folder, and the tenant and people rows identity tests stand on. */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createAccountService } from '../../src/identity/accounts.ts';
+import type { Role } from '../../src/identity/roles.ts';
+import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
@@ -55,4 +59,36 @@ export async function insertTenant(
       })
       .execute(),
   );
+}
+
+/**
+ * A console account made as a system job (as `tresor dev` makes its operator admin): not enrolled,
+ * so it cannot log in, but it can own operator tokens and act in service tests. Returns its id.
+ */
+export async function insertPerson(
+  control: Store<ControlDB>,
+  options: { role?: Role; email?: string; now?: () => Date } = {},
+): Promise<string> {
+  const { role = 'operator-admin', email = `${role}-${randomUUID()}@example.test` } = options;
+  const accounts = createAccountService({ control, now: options.now ?? (() => new Date()) });
+  const created = await accounts.createPerson(
+    { kind: 'system', job: 'test' },
+    { side: 'operator', role, email },
+  );
+  return created.person.id;
+}
+
+/** A console session of `personId` as the session service proves it (no session row: tests of services). */
+export function sessionOfPerson(personId: string, at: Date, role: Role = 'operator-admin'): SessionPrincipal {
+  return {
+    kind: 'session',
+    sessionId: `ses_${personId.slice(4)}`,
+    personId,
+    side: 'operator',
+    role,
+    tenant: null,
+    factors: ['password', 'totp'],
+    authenticatedAt: at.toISOString(),
+    fresh2faAt: at.toISOString(),
+  };
 }

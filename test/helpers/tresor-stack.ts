@@ -7,8 +7,10 @@
  *   <root>/data/            the server's data folder (control store, tenants/, tls/)
  *   <root>/data/keyd/       keyd's folder (root key file, key store, keyd.sock)
  *
- * The bootstrap operator admin is made before the server starts, in the control store, exactly as
- * `tresor dev` makes it (there is no HTTP route for the first operator). Requests go over real
+ * The first operator admin — a console person, not yet enrolled — is made before the server starts,
+ * in the control store, exactly as `tresor dev` makes it (there is no HTTP route for the first
+ * operator); test/helpers/console.ts `operatorAdmin(stack)` enrols and signs it in. There is no
+ * all-powerful token: tests mint scoped operator tokens through that person's session. Requests go over real
  * HTTPS with node:https — which sends the path byte for byte, unlike fetch, whose URL parser would
  * resolve `../` before a test could send it — trusting only the stack's dev CA.
  */
@@ -20,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
-import { createOperatorService } from '../../src/identity/operators.ts';
+import { createAccountService } from '../../src/identity/accounts.ts';
 import type { KeydClient } from '../../src/keyd/client.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
@@ -69,8 +71,11 @@ export interface TresorStack {
   readonly caFile: string;
   /** The HTTPS origin of the server running now (it changes when the server restarts). */
   readonly url: string;
-  /** The bootstrap operator admin's automation token. */
-  readonly adminToken: string;
+  /**
+   * The first operator admin, a console person made as `tresor dev` makes it: it enrols once with
+   * `enrolmentToken` (test/helpers/console.ts `operatorAdmin` does, then signs in).
+   */
+  readonly admin: BootstrapAdmin;
   /** The `tresor server` child process, while one runs (process mode). */
   readonly serverProcess: ChildProcess | undefined;
   /** The server object (in-process mode). */
@@ -144,15 +149,23 @@ export function httpsRequester(origin: () => string, ca: Buffer): Requester & { 
   return Object.assign(send, { agent });
 }
 
-/** Creates the first operator admin in the control store (as `tresor dev` does) and returns its token. */
-async function bootstrapAdmin(dataDir: string): Promise<string> {
+export interface BootstrapAdmin {
+  email: string;
+  personId: string;
+  /** One-time: enrols the person (password, second factor). A secret: never print it. */
+  enrolmentToken: string;
+}
+
+/** Creates the first operator admin (a console person) in the control store, as `tresor dev` does. */
+async function bootstrapAdmin(dataDir: string): Promise<BootstrapAdmin> {
   const control = await openSqliteStore<ControlDB>(join(dataDir, 'control.sqlite'), controlStoreMigrations);
   try {
-    const operators = createOperatorService({ control });
-    const admin = await operators.ensureBootstrapAdmin({ email: 'admin@tresor.test' });
-    if (!admin) throw new Error('the fresh control store already had an operator');
-    await operators.flush();
-    return admin.token;
+    const accounts = createAccountService({ control, now: () => new Date() });
+    const made = await accounts.createPerson(
+      { kind: 'system', job: 'bootstrap' },
+      { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
+    );
+    return { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
   } finally {
     await control.close();
   }
@@ -275,7 +288,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       { TRESOR_KEYD_SOCKET: keydSocket },
     );
     const tls = await ensureDevTls(dataDir);
-    const adminToken = await bootstrapAdmin(dataDir);
+    const admin = await bootstrapAdmin(dataDir);
     const ca = readFileSync(tls.caFile);
     const request = httpsRequester(() => url, ca);
     await startServer();
@@ -286,7 +299,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       keydDir,
       keydSocket,
       caFile: tls.caFile,
-      adminToken,
+      admin,
       get url() {
         return url;
       },

@@ -153,7 +153,7 @@ describe('authentication', () => {
 });
 
 describe('second factor', () => {
-  it('refuses API keys and operator automation tokens on a step-up route, whatever else they may do', async () => {
+  it('refuses API keys and operator tokens on a step-up route, whatever else they may do', async () => {
     const h = await buildTestApp();
     for (const who of ['tenantA', 'operatorToken'] as const) {
       const res = await h.app.inject({ method: 'POST', url: '/v1/test/step-up', headers: bearer(who) });
@@ -203,6 +203,33 @@ describe('authorization', () => {
     const other = await h.app.inject({ url: '/v1/test/operator-only', headers: bearer('tenantA') });
     assert.equal(other.statusCode, 403);
     assert.deepEqual(h.world.log, []);
+  });
+
+  it('admits an operator token only on the routes of its scope', async () => {
+    const token = 'tresor_op_eeeeeeeeeeeeeeeeeeeeeeee_other-scope';
+    const h = await buildTestApp({
+      authenticate: async (presented) => {
+        if (presented !== token) throw new TresorError('TRESOR_ERR_UNAUTHENTICATED', 'unknown');
+        return {
+          kind: 'operator-token',
+          tokenId: 'op_eeeeeeeeeeeeeeeeeeeeeeee',
+          personId: 'psn_adm_1',
+          scope: 'jobs:read',
+        };
+      },
+    });
+    // /v1/test/operator-only admits tokens of scope tenants:read (the harness's operatorToken).
+    const res = await h.app.inject({
+      url: '/v1/test/operator-only',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(res.statusCode, 403);
+    assert.equal(problemOf(res).code, 'TRESOR_ERR_FORBIDDEN');
+    assert.deepEqual(h.world.log, []);
+    const own = await buildTestApp();
+    const ok = await own.app.inject({ url: '/v1/test/operator-only', headers: bearer('operatorToken') });
+    assert.equal(ok.statusCode, 200);
+    assert.deepEqual(own.world.log, ['handler']);
   });
 
   it("applies the route's own rule", async () => {

@@ -1,7 +1,7 @@
 /**
  * The route × role matrix: for EVERY route the server registers (taken from the route table, so a
  * new route cannot be forgotten: it fails here until its rule is written down below) and for every
- * kind of caller — tenant API keys of each scope, the operator's automation token, a console
+ * kind of caller — tenant API keys of each scope, an operator token of each scope, a console
  * session of each of the six roles, staff holding a live read or read-write grant, staff naming a
  * grant that is not live, a customer naming a grant — the test proves the route's rule: callers the
  * rule admits get past authorization (the validation layer runs), every other caller is refused
@@ -19,6 +19,7 @@ import { TresorError } from '../../src/errors.ts';
 import { registeredRoutes } from '../../src/http/pipeline.ts';
 import { PUBLIC_ROUTES } from '../../src/http/route.ts';
 import { allRouteModules, specOnlyDependencies } from '../../src/http/routes/index.ts';
+import { OPERATOR_SCOPES, type OperatorScope } from '../../src/identity/operator-scopes.ts';
 import type { Principal, SessionPrincipal } from '../../src/identity/principal.ts';
 import type { Role } from '../../src/identity/roles.ts';
 import { buildTestApp, NOW } from './fixtures/harness.ts';
@@ -29,7 +30,7 @@ type KeyScope = 'admin' | 'write' | 'read';
 type Caller =
   | { name: string; kind: 'anonymous' }
   | { name: string; kind: 'key'; scope: KeyScope }
-  | { name: string; kind: 'operator-token' }
+  | { name: string; kind: 'operator-token'; scope: OperatorScope }
   | { name: string; kind: 'session'; role: Role; fresh: boolean; grant?: 'read' | 'read-write' | 'dead' };
 
 const ROLES: readonly Role[] = [
@@ -46,7 +47,11 @@ const CALLERS: Caller[] = [
   { name: 'key:admin', kind: 'key', scope: 'admin' },
   { name: 'key:write', kind: 'key', scope: 'write' },
   { name: 'key:read', kind: 'key', scope: 'read' },
-  { name: 'operator-token', kind: 'operator-token' },
+  ...OPERATOR_SCOPES.map((scope) => ({
+    name: `operator-token:${scope}`,
+    kind: 'operator-token' as const,
+    scope,
+  })),
   ...ROLES.map((role) => ({ name: role, kind: 'session' as const, role, fresh: true })),
   { name: 'support-agent+grant:read', kind: 'session', role: 'support-agent', fresh: true, grant: 'read' },
   {
@@ -72,7 +77,7 @@ const CALLERS: Caller[] = [
 const TENANT = 'ten_matrix_a';
 const CUSTOMER_SIDE = new Set<Role>(['tenant-admin', 'tenant-member']);
 const KEY_TOKEN = (scope: KeyScope) => `tresor_ak_${'0'.repeat(23)}${scope.length}_${scope}-secret`;
-const OPERATOR_TOKEN = `tresor_op_${'d'.repeat(24)}_operator`;
+const OPERATOR_TOKEN = (scope: OperatorScope) => `tresor_op_${'d'.repeat(24)}_${scope.replace(':', '-')}`;
 const sessionToken = (i: number) => `${String(i).padStart(3, '0')}${'s'.repeat(40)}`;
 const LIVE_GRANT = (access: 'read' | 'read-write') => `grt_${access === 'read' ? 'a' : 'b'}${'0'.repeat(23)}`;
 const DEAD_GRANT = `grt_${'d'.repeat(24)}`;
@@ -100,7 +105,7 @@ function headersOf(caller: Caller, i: number): Record<string, string> {
     case 'key':
       return { authorization: `Bearer ${KEY_TOKEN(caller.scope)}` };
     case 'operator-token':
-      return { authorization: `Bearer ${OPERATOR_TOKEN}` };
+      return { authorization: `Bearer ${OPERATOR_TOKEN(caller.scope)}` };
     case 'session': {
       const h: Record<string, string> = {
         cookie: `__Host-tresor_session=${sessionToken(i)}`,
@@ -121,6 +126,7 @@ type Rule =
   | 'data:read'
   | 'data:write'
   | 'operator'
+  | 'operator+2fa'
   | 'audit-reader'
   | 'authenticated'
   | 'people-or-operator'
@@ -131,11 +137,11 @@ type Rule =
   | 'grant:break-glass+2fa'
   | 'review'
   | 'review:attest+2fa'
-  | 'grant-policy:set'
+  | 'grant-policy:set+2fa'
   | 'session'
   | 'session+2fa'
   | 'manager'
-  | 'manager:change';
+  | 'manager:change+2fa';
 
 /** Every route and its rule. A route missing here fails the first test: write its rule down. */
 const RULES: Record<string, Rule> = {
@@ -149,8 +155,8 @@ const RULES: Record<string, Rule> = {
   'POST /v1/tenants': 'operator',
   'GET /v1/tenants': 'operator',
   'GET /v1/tenants/:id': 'operator',
-  'POST /v1/tenants/:id/close': 'operator',
-  'POST /v1/tenants/:id/close/cancel': 'operator',
+  'POST /v1/tenants/:id/close': 'operator+2fa',
+  'POST /v1/tenants/:id/close/cancel': 'operator+2fa',
   'GET /v1/tenants/:id/deletion-certificate': 'operator',
   // tenant administration (admin keys)
   'POST /v1/api-keys': 'key:admin',
@@ -181,7 +187,7 @@ const RULES: Record<string, Rule> = {
   'POST /v1/grants/:id/activate': 'grant:request+2fa',
   'POST /v1/grants/:id/revoke': 'people-or-operator',
   'GET /v1/tenants/:id/grant-policy': 'people-or-operator',
-  'PUT /v1/tenants/:id/grant-policy': 'grant-policy:set',
+  'PUT /v1/tenants/:id/grant-policy': 'grant-policy:set+2fa',
   'GET /v1/access/review': 'review',
   'GET /v1/access/unreviewed': 'review',
   'POST /v1/access/reviews': 'review:attest+2fa',
@@ -219,16 +225,46 @@ const RULES: Record<string, Rule> = {
   // identity: people (operator admins: staff and tenant admins; tenant admins: their tenant)
   'GET /v1/people': 'manager',
   'GET /v1/people/:id': 'people-or-operator',
-  'POST /v1/people': 'manager:change',
-  'PATCH /v1/people/:id': 'manager:change',
-  'POST /v1/people/:id/disable': 'manager:change',
-  'DELETE /v1/people/:id': 'manager:change',
-  'POST /v1/people/:id/password-reset': 'manager:change',
-  'POST /v1/people/:id/unlock': 'manager:change',
-  'POST /v1/people/:id/factors/reset': 'manager:change',
-  'POST /v1/people/:id/sessions/revoke-all': 'manager:change',
+  'POST /v1/people': 'manager:change+2fa',
+  'PATCH /v1/people/:id': 'manager:change+2fa',
+  'POST /v1/people/:id/disable': 'manager:change+2fa',
+  'DELETE /v1/people/:id': 'manager:change+2fa',
+  'POST /v1/people/:id/password-reset': 'manager:change+2fa',
+  'POST /v1/people/:id/unlock': 'manager:change+2fa',
+  'POST /v1/people/:id/factors/reset': 'manager:change+2fa',
+  'POST /v1/people/:id/sessions/revoke-all': 'manager:change+2fa',
   // the server's background jobs (a health detail for operators)
   'GET /v1/system/jobs': 'operator',
+  // operator tokens: operator admins' sessions only, a fresh second factor to make one
+  'POST /v1/operator-tokens': 'operator+2fa',
+  'GET /v1/operator-tokens': 'operator',
+  'POST /v1/operator-tokens/:id/rotate': 'operator+2fa',
+  'DELETE /v1/operator-tokens/:id': 'operator',
+};
+
+/**
+ * The one scope whose operator token reaches each route (the contract of issue 14, written out
+ * here rather than read from the routes); an operator token of any other scope, and every token on
+ * a route not listed, is refused.
+ */
+const TOKEN_SCOPES: Record<string, OperatorScope> = {
+  'POST /v1/tenants': 'tenants:create',
+  'GET /v1/tenants': 'tenants:read',
+  'GET /v1/tenants/:id': 'tenants:read',
+  'GET /v1/tenants/:id/deletion-certificate': 'tenants:read',
+  'GET /v1/people': 'people:read',
+  'GET /v1/people/:id': 'people:read',
+  'GET /v1/grants': 'access:read',
+  'GET /v1/grants/:id': 'access:read',
+  'GET /v1/access/review': 'access:read',
+  'GET /v1/access/unreviewed': 'access:read',
+  'GET /v1/tenants/:id/grant-policy': 'access:read',
+  'GET /v1/audit/entries': 'audit:read',
+  'GET /v1/audit/stream': 'audit:read',
+  'GET /v1/audit/checkpoint': 'audit:read',
+  'GET /v1/audit/proofs/inclusion': 'audit:read',
+  'GET /v1/audit/proofs/consistency': 'audit:read',
+  'GET /v1/system/jobs': 'jobs:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -237,10 +273,11 @@ const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
   read: new Set(['read']),
 };
 
-/** Whether `rule` admits `caller` (the expected outcome of one cell). */
-function admits(rule: Rule, caller: Caller): boolean {
+/** Whether `rule` of `route` admits `caller` (the expected outcome of one cell). */
+function admits(rule: Rule, caller: Caller, route: string): boolean {
   if (rule === 'public') return true;
   if (caller.kind === 'anonymous') return false;
+  if (caller.kind === 'operator-token') return TOKEN_SCOPES[route] === caller.scope;
   const session = caller.kind === 'session' ? caller : undefined;
   const role = session?.role;
   const liveGrant = session?.grant === 'read' || session?.grant === 'read-write' ? session.grant : undefined;
@@ -258,18 +295,14 @@ function admits(rule: Rule, caller: Caller): boolean {
     case 'data:write':
       return (key ? key.has('write') || key.has('admin') : false) || liveGrant === 'read-write';
     case 'operator':
-      return caller.kind === 'operator-token' || role === 'operator-admin';
+    case 'operator+2fa':
+      return role === 'operator-admin';
     case 'audit-reader':
-      return (
-        (key?.has('admin') ?? false) ||
-        caller.kind === 'operator-token' ||
-        role === 'security-officer' ||
-        role === 'tenant-admin'
-      );
+      return (key?.has('admin') ?? false) || role === 'security-officer' || role === 'tenant-admin';
     case 'authenticated':
       return true;
     case 'people-or-operator':
-      return caller.kind === 'operator-token' || session !== undefined;
+      return session !== undefined;
     case 'grant:request':
     case 'grant:request+2fa':
       return role === 'support-agent' || role === 'contractor' || role === 'security-officer';
@@ -279,27 +312,17 @@ function admits(rule: Rule, caller: Caller): boolean {
     case 'grant:break-glass+2fa':
       return role === 'security-officer';
     case 'review':
-      return (
-        caller.kind === 'operator-token' ||
-        role === 'security-officer' ||
-        role === 'operator-admin' ||
-        role === 'tenant-admin'
-      );
+      return role === 'security-officer' || role === 'operator-admin' || role === 'tenant-admin';
     case 'review:attest+2fa':
       return role === 'security-officer';
-    case 'grant-policy:set':
-      return caller.kind === 'operator-token' || role === 'operator-admin' || role === 'tenant-admin';
+    case 'grant-policy:set+2fa':
+      return role === 'operator-admin' || role === 'tenant-admin';
     case 'session':
     case 'session+2fa':
       return session !== undefined;
     case 'manager':
-      return caller.kind === 'operator-token' || role === 'operator-admin' || role === 'tenant-admin';
-    case 'manager:change':
-      // The automation token has no second factor to pass; a person at the console must step up.
-      return (
-        caller.kind === 'operator-token' ||
-        ((role === 'operator-admin' || role === 'tenant-admin') && session?.fresh === true)
-      );
+    case 'manager:change+2fa':
+      return role === 'operator-admin' || role === 'tenant-admin';
   }
 }
 
@@ -316,7 +339,14 @@ async function matrixApp() {
       access: KEY_SCOPES[scope] as ReadonlySet<'read' | 'write' | 'admin'>,
     });
   }
-  byToken.set(OPERATOR_TOKEN, { kind: 'operator-admin', id: 'opr_1', method: 'token' });
+  for (const scope of OPERATOR_SCOPES) {
+    byToken.set(OPERATOR_TOKEN(scope), {
+      kind: 'operator-token',
+      tokenId: `op_${'d'.repeat(24)}`,
+      personId: 'psn_operator_admin',
+      scope,
+    });
+  }
   const sessions = new Map<string, SessionPrincipal>();
   const grantHolders = new Map<string, string>(); // person id → their live grant's access
   CALLERS.forEach((caller, i) => {
@@ -338,9 +368,9 @@ async function matrixApp() {
           login: specOnlyDependencies(),
           people: specOnlyDependencies(),
           webauthn: specOnlyDependencies(),
-          now: () => NOW,
         },
         jobs: specOnlyDependencies(),
+        operatorTokens: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);
@@ -413,7 +443,7 @@ describe('route × role matrix', () => {
           ...(hasBody ? { payload: '{}' } : {}),
         });
         const passed = h.layers.includes('validation') || (rule === 'public' && res.statusCode < 400);
-        const expected = admits(rule, caller);
+        const expected = admits(rule, caller, key);
         cells += 1;
         if (passed !== expected) {
           wrong.push(
@@ -428,7 +458,7 @@ describe('route × role matrix', () => {
           if (
             caller.kind === 'session' &&
             !caller.fresh &&
-            admits(rule, { ...caller, fresh: true }) &&
+            admits(rule, { ...caller, fresh: true }, key) &&
             res.statusCode !== 401
           ) {
             wrong.push(

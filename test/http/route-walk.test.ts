@@ -163,6 +163,29 @@ describe('a route cannot opt out by accident', () => {
       () => defineRoute({ ...base, auth: 'api-key', authorize: () => {}, audit: 'none-public' }),
     ],
     [
+      'a token scope on a route that needs a second factor',
+      () =>
+        defineRoute({
+          ...base,
+          auth: 'operator',
+          secondFactor: true,
+          scope: 'tenants:read',
+          authorize: () => {},
+          audit: { action: 'thing.read' },
+        }),
+    ],
+    [
+      'a token scope on a route no operator reaches (API keys, sessions, tenant data)',
+      () =>
+        defineRoute({
+          ...base,
+          auth: 'api-key',
+          scope: 'tenants:read',
+          authorize: () => {},
+          audit: { action: 'thing.read' },
+        }),
+    ],
+    [
       'an audit action without a domain',
       () => defineRoute({ ...base, auth: 'api-key', authorize: () => {}, audit: { action: 'read' } }),
     ],

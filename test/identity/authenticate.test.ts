@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createApiKeyService } from '../../src/identity/api-keys.ts';
 import { type Authenticator, createAuthenticator } from '../../src/identity/authenticate.ts';
-import { type BootstrapAdmin, createOperatorService } from '../../src/identity/operators.ts';
+import { createOperatorTokenService } from '../../src/identity/operator-tokens.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
-import { insertTenant } from '../helpers/control-store.ts';
+import { insertPerson, insertTenant, sessionOfPerson } from '../helpers/control-store.ts';
 
 const TENANT = 'ten_aaaaaaaaaaaaaaaaaaaaaaaa';
 
@@ -20,21 +20,22 @@ describe('bearer authentication', () => {
   let dir: string;
   let control: Store<ControlDB>;
   let authenticate: Authenticator;
-  let admin: BootstrapAdmin;
+  let admin: { id: string; token: string; personId: string };
   let apiKey: { id: string; token: string };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tresor-authn-'));
     control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
     await insertTenant(control, TENANT, { at: '2030-01-01T00:00:00.000Z', name: 'Acme' });
-    const made = await createOperatorService({ control }).ensureBootstrapAdmin({
-      email: 'admin@example.test',
-    });
-    assert.ok(made);
-    admin = made;
+    const personId = await insertPerson(control);
+    const made = await createOperatorTokenService({ control, now: () => new Date() }).create(
+      sessionOfPerson(personId, new Date()),
+      { scope: 'tenants:read', name: 'test' },
+    );
+    admin = { id: made.id, token: made.token, personId };
     apiKey = await createApiKeyService({ control }).issue(
       { tenant: TENANT, collections: ['people'], access: ['read'] },
-      { actor: { kind: 'operator-admin', id: admin.id } },
+      { actor: { kind: 'operator-admin', id: personId } },
     );
     authenticate = createAuthenticator({ control, logger: { warn: () => {} } });
   });
@@ -45,9 +46,14 @@ describe('bearer authentication', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('turns an operator token into an operator-admin principal, which names no tenant', async () => {
+  it('turns an operator token into its scoped principal for its owner, which names no tenant', async () => {
     const principal = await authenticate(admin.token);
-    assert.deepEqual(principal, { kind: 'operator-admin', id: admin.id, method: 'token' });
+    assert.deepEqual(principal, {
+      kind: 'operator-token',
+      tokenId: admin.id,
+      personId: admin.personId,
+      scope: 'tenants:read',
+    });
     assert.ok(!('tenant' in principal), 'an operator principal reaches no tenant records');
   });
 

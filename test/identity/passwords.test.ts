@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { hash as argon2Hash } from '@node-rs/argon2';
-import { ARGON2ID_OPTIONS } from '../../src/identity/operators.ts';
 import {
+  ARGON2ID_OPTIONS,
   checkPasswordPolicy,
   hashPassword,
   needsRehash,

@@ -22,7 +22,7 @@ describe('identity refusals over HTTP', () => {
     await f.tenant(MINE);
     caller = await f.login(await f.person('tenant-admin', MINE));
     h = await buildTestApp({
-      routes: () => [peopleRoutes({ people: f.people, now: f.now })],
+      routes: () => [peopleRoutes({ people: f.people })],
       sessions: sessionsOf(() => caller),
     });
   });

@@ -41,7 +41,7 @@ describe('control store', () => {
   it('numbers its migrations without gaps or twins', () => {
     assert.deepEqual(
       Object.keys(controlStoreMigrations).map((name) => name.slice(0, 4)),
-      ['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008'],
+      ['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009'],
     );
   });
 
@@ -77,8 +77,6 @@ describe('control store', () => {
     ]);
     for (const [table, key, value] of [
       ['api_keys', 'id', 'ak_000000000000000000000001'],
-      ['operators', 'id', 'opr_000000000000000000000001'],
-      ['operator_tokens', 'id', 'op_000000000000000000000001'],
       ['people', 'id', 'psn_000000000000000000000001'],
       ['deletion_certificates', 'tenant', 'ten_000000000000000000000002'],
       ['grant_policies', 'tenant', 'ten_000000000000000000000001'],
@@ -87,5 +85,8 @@ describe('control store', () => {
     ] as const) {
       assert.deepEqual(read(old, `SELECT ${key} AS k FROM ${table}`), [{ k: value }], table);
     }
+    // 0009: the old all-powerful operator tokens (no scope, no owner person) are dropped, not carried over.
+    assert.deepEqual(read(old, "SELECT name FROM sqlite_master WHERE name = 'operators'"), []);
+    assert.deepEqual(read(old, 'SELECT id FROM operator_tokens'), []);
   });
 });

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 describe('the server’s background jobs', () => {
@@ -22,7 +23,10 @@ describe('the server’s background jobs', () => {
     assert.equal(atStart['tenants.resume']?.runs, 1);
     assert.equal(atStart['tenants.resume']?.failures, 0);
 
-    const created = await s.request('POST', '/v1/tenants', { token: s.adminToken, body: { name: 'Jobs' } });
+    const created = await s.request('POST', '/v1/tenants', {
+      token: await operatorToken(s, 'tenants:create'),
+      body: { name: 'Jobs' },
+    });
     assert.equal(created.status, 201, created.text);
     await server.runJobs();
     const status = server.jobs.status();

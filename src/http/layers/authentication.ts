@@ -1,7 +1,7 @@
 /**
  * Layer 3: authentication. Two credentials reach the API:
  *
- * - `Authorization: Bearer <token>` (RFC 6750 §2.1): tenant API keys and operator automation
+ * - `Authorization: Bearer <token>` (RFC 6750 §2.1): tenant API keys and scoped operator
  *   tokens, proved by the authenticator (identity) into a Principal;
  * - the console's session cookie `__Host-tresor_session` (HttpOnly, Secure, SameSite=Strict),
  *   looked up server-side (src/identity/sessions.ts). A session request that can change state

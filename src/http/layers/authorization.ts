@@ -5,8 +5,9 @@
  * standing, which reaches no record (Invariant 7). A grant that is not live (unknown, another
  * person's, pending, expired, revoked) is refused here, at the very next request after it ended.
  *
- * Then the kind of caller the route admits (`auth`): an operator token on a tenant-records route is
- * refused whatever else it could prove. Then the route's own `authorize`, which sees the principal
+ * Then the kind of caller the route admits (`auth`, and for an operator token the route's `scope`):
+ * an operator token on a route not of its scope — a tenant-records route above all — is refused
+ * whatever else it could prove. Then the route's own `authorize`, which sees the principal
  * and the raw path and query parameters (validation comes next: authorization must not trust their
  * shape) and throws FORBIDDEN — or NOT_FOUND, where admitting that something exists would already
  * say too much.
@@ -16,24 +17,32 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
+import type { OperatorScope } from '../../identity/operator-scopes.ts';
 import type { GrantResolver } from '../deps.ts';
 import type { AuthMode, AuthorizationInput, HttpMethod, HttpPrincipal } from '../route.ts';
 
 export const GRANT_HEADER = 'tresor-grant';
 const GRANT_ID = /^grt_[0-9a-f]{24}$/;
 
-/** Whether a route of this auth mode admits this principal at all (before its own authorize). */
-export function admits(mode: Exclude<AuthMode, 'none'>, principal: HttpPrincipal): boolean {
+/**
+ * Whether a route of this auth mode and token scope admits this principal at all (before its own
+ * authorize). An operator token reaches only routes that name its scope, whatever the mode.
+ */
+export function admits(
+  mode: Exclude<AuthMode, 'none'>,
+  principal: HttpPrincipal,
+  scope?: OperatorScope,
+): boolean {
+  if (principal.kind === 'operator-token') {
+    return (mode === 'operator' || mode === 'any-authenticated') && scope === principal.scope;
+  }
   switch (mode) {
     case 'api-key':
       return principal.kind === 'api-key';
     case 'tenant-data':
       return principal.kind === 'api-key' || principal.kind === 'staff-grant';
     case 'operator':
-      return (
-        principal.kind === 'operator-admin' ||
-        (principal.kind === 'session' && principal.role === 'operator-admin')
-      );
+      return principal.kind === 'session' && principal.role === 'operator-admin';
     case 'session':
       return principal.kind === 'session';
     case 'any-authenticated':
@@ -74,7 +83,7 @@ export function authorization(grants?: GrantResolver) {
     }
 
     const current = state.principal as HttpPrincipal;
-    if (!admits(route.auth, current)) {
+    if (!admits(route.auth, current, route.scope)) {
       throw new TresorError('TRESOR_ERR_FORBIDDEN', 'these credentials cannot be used for this operation');
     }
     const input: AuthorizationInput = {

@@ -5,7 +5,7 @@
  * session cookie alone does not reach these routes (NIST SP 800-63B §4.2: AAL2 needs two factors;
  * re-authentication before sensitive actions).
  *
- * API keys and operator automation tokens never satisfy it: each is one secret, copyable anywhere,
+ * API keys and operator tokens never satisfy it: each is one secret, copyable anywhere,
  * and no person proves presence with it. Such callers get 403 — no login would help them; a session
  * without a recent second factor gets 401 TRESOR_ERR_SECOND_FACTOR_REQUIRED with the RFC 9470 §3
  * `insufficient_user_authentication` challenge, telling the console to ask for the factor.

@@ -160,7 +160,10 @@ const Unreviewed = Type.Object({
   ),
 });
 
-/** People and the operator's token act on grants; API keys and grants themselves never do. */
+/**
+ * People act on grants, and operator tokens of scope access:read read them (the layer admits a
+ * token only on the routes of its scope); API keys and grants themselves never do.
+ */
 function peopleOrOperator(principal: HttpPrincipal): void {
   if (principal.kind === 'api-key' || principal.kind === 'staff-grant') {
     throw new TresorError('TRESOR_ERR_FORBIDDEN', 'access grants are handled by people, not keys');
@@ -182,7 +185,7 @@ const approver = sessionWith(canApproveGrants, 'approving access');
 const breakGlasser = sessionWith(canBreakGlass, 'break-glass access');
 const attester = sessionWith((role) => role === 'security-officer', 'attesting a review');
 
-/** Reviews: security officers, operator admins and tenant admins (own tenant), and the operator token. */
+/** Reviews: security officers, operator admins and tenant admins (own tenant), and access:read tokens. */
 function reviewer(principal: HttpPrincipal): void {
   peopleOrOperator(principal);
   if (
@@ -207,7 +210,8 @@ function policySetter(principal: HttpPrincipal): void {
 
 function actorOf(principal: HttpPrincipal): IdentityActor {
   if (principal.kind === 'session') return principal;
-  if (principal.kind === 'operator-admin') return { kind: 'operator-admin', id: principal.id };
+  if (principal.kind === 'operator-token')
+    return { kind: 'operator-admin', id: principal.personId, tokenId: principal.tokenId };
   throw new TresorError('TRESOR_ERR_FORBIDDEN', 'access grants are handled by people, not keys');
 }
 
@@ -296,6 +300,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'access:read',
         authorize: peopleOrOperator,
         audit: { action: 'grant.list' },
         schema: {
@@ -318,6 +323,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'access:read',
         authorize: peopleOrOperator,
         audit: { action: 'grant.read' },
         schema: { params: grantParams, response: { 200: Grant } },
@@ -369,6 +375,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'access:read',
         authorize: peopleOrOperator,
         audit: { action: 'grant-policy.read' },
         schema: { params: Type.Object({ id: TenantId }), response: { 200: Type.Object({ policy: Policy }) } },
@@ -388,7 +395,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
           'Set how staff grants to this tenant are approved (tenant admin; operators may only tighten)',
         tags: ['access'],
         auth: 'any-authenticated',
-        secondFactor: false,
+        secondFactor: true,
         authorize: policySetter,
         audit: { action: 'grant-policy.set' },
         schema: {
@@ -410,6 +417,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'access:read',
         authorize: reviewer,
         audit: { action: 'access-review.report' },
         schema: {
@@ -432,6 +440,7 @@ export function accessRoutes(deps: AccessRouteDeps): RouteModule {
         tags: ['access'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'access:read',
         authorize: reviewer,
         audit: { action: 'access-review.unreviewed' },
         schema: {

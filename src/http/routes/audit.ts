@@ -44,8 +44,8 @@ const Entry = Type.Object({
 /**
  * Audit-entry readers (tenant admin: own entries; security: all): a tenant's admin key or a
  * tenant admin's session read their own tenant's entries; a security officer's session reads the
- * whole log, and so does the operator's automation token (the machine identity SIEM exports and
- * scripts use; entries carry no customer values). Other people — support agents, contractors,
+ * whole log, and so does an operator token of scope audit:read (the machine identity SIEM exports
+ * and scripts use; entries carry no customer values). Other people — support agents, contractors,
  * tenant members, operator admins at the console — and staff grants (which are for records) do not.
  */
 function entryReader(principal: HttpPrincipal): void {
@@ -57,7 +57,7 @@ function entryReader(principal: HttpPrincipal): void {
       );
     return;
   }
-  if (principal.kind === 'operator-admin') return;
+  if (principal.kind === 'operator-token') return;
   if (principal.kind === 'session' && (canReadAllAudit(principal.role) || principal.role === 'tenant-admin'))
     return;
   throw new TresorError(
@@ -95,6 +95,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         tags: ['audit'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'audit:read',
         authorize: entryReader,
         audit: { action: 'audit.read' },
         schema: {
@@ -141,6 +142,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         tags: ['audit'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'audit:read',
         authorize: entryReader,
         audit: { action: 'audit.stream' },
         schema: {
@@ -230,6 +232,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         tags: ['audit'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'audit:read',
         authorize: anyAuthenticated,
         audit: { action: 'audit.checkpoint' },
         schema: {
@@ -251,6 +254,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         tags: ['audit'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'audit:read',
         authorize: anyAuthenticated,
         audit: { action: 'audit.proof' },
         schema: {
@@ -271,6 +275,7 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         tags: ['audit'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'audit:read',
         authorize: anyAuthenticated,
         audit: { action: 'audit.proof' },
         schema: {

@@ -1,16 +1,15 @@
 /**
  * Who may call the console identity routes, and as whom they act on identity.
  *
- * People management admits operator automation tokens (to make the first accounts) and sessions
- * of people who manage accounts (roles.mayManageAccount), never API keys; a session must have
- * passed a second factor within STEP_UP_MAX_AGE_MS to change an account — checked in `authorize`,
- * since a route has one `secondFactor` setting and operator tokens (which never pass one) must
- * reach these routes too.
+ * Changing people — creating, changing, disabling, removing accounts, resetting their factors —
+ * is for console sessions of people who manage accounts (roles.mayManageAccount) that passed a
+ * second factor moments ago: the routes declare `secondFactor: true`, so the pipeline refuses an
+ * operator token or API key (403) and a stale session (401 with the step-up challenge) before this
+ * runs. Reading people is for those sessions and operator tokens of scope people:read.
  */
 import { TresorError } from '../../errors.ts';
 import type { AuditMeta, IdentityActor } from '../../identity/identity-actor.ts';
 import { canManageStaff, canManageTenantPeople } from '../../identity/roles.ts';
-import { secondFactorVerdict } from '../layers/second-factor.ts';
 import type { HttpPrincipal } from '../route.ts';
 import { type IdentityRequest, metaOf } from './identity-request.ts';
 
@@ -18,10 +17,11 @@ function forbidden(): TresorError {
   return new TresorError('TRESOR_ERR_FORBIDDEN', 'these credentials cannot be used for this operation');
 }
 
-/** Who acts on identity: a console session or an operator token. Other callers never get here. */
+/** Who acts on identity: a console session, or an operator token for its owner. Other callers never get here. */
 export function actorOf(principal: HttpPrincipal): IdentityActor {
   if (principal.kind === 'session') return principal;
-  if (principal.kind === 'operator-admin') return { kind: 'operator-admin', id: principal.id };
+  if (principal.kind === 'operator-token')
+    return { kind: 'operator-admin', id: principal.personId, tokenId: principal.tokenId };
   throw forbidden();
 }
 
@@ -38,14 +38,14 @@ export function accountChange(
 /** Any console session: the route's `auth: 'session'` has already admitted it. */
 export const anySession = () => {};
 
-/** Operator tokens and any session (own things; the service checks a target person). */
+/** Operator tokens (of the route's scope) and any session (own things; the service checks a target person). */
 export function sessionOrOperator(principal: HttpPrincipal): void {
-  if (principal.kind !== 'session' && principal.kind !== 'operator-admin') throw forbidden();
+  if (principal.kind !== 'session' && principal.kind !== 'operator-token') throw forbidden();
 }
 
-/** Operator tokens and sessions of people who manage accounts; never API keys or grants. */
+/** Operator tokens (of the route's scope) and sessions of people who manage accounts; never API keys or grants. */
 export function accountManager(principal: HttpPrincipal): void {
-  if (principal.kind === 'operator-admin') return;
+  if (principal.kind === 'operator-token') return;
   if (
     principal.kind === 'session' &&
     (canManageStaff(principal.role) || canManageTenantPeople(principal.role))
@@ -55,19 +55,8 @@ export function accountManager(principal: HttpPrincipal): void {
   throw forbidden();
 }
 
-/** accountManager, and a session must have passed a second factor recently (step-up). */
-export function accountChanger(now: () => Date): (principal: HttpPrincipal) => void {
-  return (principal) => {
-    accountManager(principal);
-    if (principal.kind === 'session' && secondFactorVerdict(principal, now()) !== 'satisfied') {
-      throw new TresorError('TRESOR_ERR_SECOND_FACTOR_REQUIRED', 'pass a second factor again, then retry');
-    }
-  };
-}
-
-/** The declaration every change of an account shares: its callers are accountChanger's. */
+/** The declaration every change of an account shares: a manager's session with a fresh second factor. */
 export function accountChangeRoute(
-  now: () => Date,
   method: 'POST' | 'DELETE' | 'PATCH',
   url: string,
   summary: string,
@@ -78,9 +67,9 @@ export function accountChangeRoute(
     url,
     summary,
     tags: ['people'] as const,
-    auth: 'any-authenticated' as const,
-    secondFactor: false,
-    authorize: accountChanger(now),
+    auth: 'session' as const,
+    secondFactor: true,
+    authorize: accountManager,
     audit: { action },
   };
 }

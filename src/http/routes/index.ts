@@ -13,6 +13,7 @@ import { type FactorRouteDeps, factorRoutes } from './factors.ts';
 import { type JobRouteDeps, jobRoutes } from './jobs.ts';
 import { type KeyRouteDeps, keyRoutes } from './keys.ts';
 import { type LoginRouteDeps, loginRoutes } from './login.ts';
+import { type OperatorTokenRouteDeps, operatorTokenRoutes } from './operator-tokens.ts';
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
 import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
 import { signinRoutes } from './signin.ts';
@@ -37,6 +38,8 @@ export interface DomainRouteDeps {
   identity: IdentityRouteDeps;
   /** The server's background jobs (their status, for operators). */
   jobs: JobRouteDeps;
+  /** Operator admins' scoped machine tokens. */
+  operatorTokens: OperatorTokenRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -53,6 +56,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     enrolmentRoutes(deps.identity),
     factorRoutes(deps.identity),
     peopleRoutes(deps.identity),
+    operatorTokenRoutes(deps.operatorTokens),
     signinRoutes(),
     jobRoutes(deps.jobs),
   ];

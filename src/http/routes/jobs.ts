@@ -1,7 +1,8 @@
 /**
  * The server's background jobs as operators see them: for each job, how often it ran and failed,
  * when it last succeeded, and when and why (an error code only) it last failed. A health detail
- * for people and monitoring, operator admins only, audited like any other read; `/readyz` stays
+ * for people and monitoring: operator admins' sessions and operator tokens of scope jobs:read
+ * (`tresor status`), audited like any other read; `/readyz` stays
  * about serving and never looks at the jobs.
  *
  * The server's job runner (src/server/jobs.ts) hands its status in as a function: this module
@@ -58,6 +59,7 @@ export function jobRoutes(deps: JobRouteDeps): RouteModule {
         tags: ['system'],
         auth: 'operator',
         secondFactor: false,
+        scope: 'jobs:read',
         authorize: () => {},
         audit: { action: 'system.jobs-read' },
         schema: { response: { 200: Type.Object({ jobs: Type.Array(Job) }) } },

@@ -1,7 +1,8 @@
 /**
  * The management of console accounts: create one (its enrolment token shown once), list and read
  * them, change a role, disable, remove, reset a password or the second factors, lift a lockout.
- * Changes need the callers of identity-callers.accountChanger; the people service audits them.
+ * Changes need a manager's session with a fresh second factor (identity-callers.accountChangeRoute);
+ * reads admit operator tokens of scope people:read. The people service audits them.
  */
 import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
@@ -20,8 +21,6 @@ import { Email, Person, PersonName, PersonParams, Role, Side, TenantId } from '.
 
 export interface PeopleRouteDeps {
   people: PeopleService;
-  /** The clock of the step-up check in authorize (tests pin it). */
-  now?: () => Date;
 }
 
 function notFound(): TresorError {
@@ -30,13 +29,11 @@ function notFound(): TresorError {
 
 export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
   const { people } = deps;
-  const now = deps.now ?? (() => new Date());
   return {
     name: 'people',
     routes: [
       defineRoute({
         ...accountChangeRoute(
-          now,
           'POST',
           '/v1/people',
           'Create a console account; the enrolment token is shown once',
@@ -90,6 +87,7 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
         tags: ['people'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'people:read',
         authorize: accountManager,
         audit: { action: 'person.list' },
         schema: {
@@ -109,6 +107,7 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
         tags: ['people'],
         auth: 'any-authenticated',
         secondFactor: false,
+        scope: 'people:read',
         authorize: sessionOrOperator,
         audit: { action: 'person.read' },
         schema: { params: PersonParams, response: { 200: Person } },
@@ -116,7 +115,7 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
         const p = ctx.principal;
         const person = await people.get(ctx.params.id);
         const manager =
-          p.kind === 'operator-admin'
+          p.kind === 'operator-token'
             ? { role: 'operator-admin' as const, tenant: null }
             : p.kind === 'session'
               ? { role: p.role, tenant: p.tenant }
@@ -131,7 +130,6 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'PATCH',
           '/v1/people/:id',
           'Change an account’s role (its sessions end at once)',
@@ -146,7 +144,6 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'POST',
           '/v1/people/:id/disable',
           'Disable an account (its sessions end at once)',
@@ -160,7 +157,6 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'DELETE',
           '/v1/people/:id',
           'Remove an account (its sessions end at once)',
@@ -174,7 +170,6 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'POST',
           '/v1/people/:id/password-reset',
           'Reset an account’s password: the old one stops working, sessions end; the reset token (for POST /v1/enrolment/password) is shown once',
@@ -190,7 +185,7 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
       }),
 
       defineRoute({
-        ...accountChangeRoute(now, 'POST', '/v1/people/:id/unlock', 'Lift a login lockout', 'person.unlock'),
+        ...accountChangeRoute('POST', '/v1/people/:id/unlock', 'Lift a login lockout', 'person.unlock'),
         schema: { params: PersonParams, response: { 204: Type.Null() } },
       }).handle(async (ctx) => {
         await audited(ctx, people.unlock(...accountChange(ctx)));
@@ -199,7 +194,6 @@ export function peopleRoutes(deps: PeopleRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'POST',
           '/v1/people/:id/factors/reset',
           'Reset an account’s second factors: all revoked, sessions end, the person re-enrols with the enrolment token shown once',

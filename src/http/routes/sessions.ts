@@ -12,8 +12,6 @@ import { PersonId, PersonParams, SessionId, Side } from './identity-schemas.ts';
 
 export interface SessionRouteDeps {
   sessions: SessionService;
-  /** The clock of the step-up check in authorize (tests pin it). */
-  now?: () => Date;
 }
 
 const SessionListItem = Type.Object({
@@ -34,7 +32,6 @@ const SessionListItem = Type.Object({
 
 export function sessionRoutes(deps: SessionRouteDeps): RouteModule {
   const { sessions } = deps;
-  const now = deps.now ?? (() => new Date());
   return {
     name: 'sessions',
     routes: [
@@ -101,7 +98,6 @@ export function sessionRoutes(deps: SessionRouteDeps): RouteModule {
 
       defineRoute({
         ...accountChangeRoute(
-          now,
           'POST',
           '/v1/people/:id/sessions/revoke-all',
           'End every session of an account',

@@ -1,6 +1,6 @@
 /**
- * Tenant lifecycle and API keys over HTTP. Operator admins create, list and close tenants — they
- * never reach records (those routes take tenant API keys only). A tenant's admin-scope API key
+ * Tenant lifecycle and API keys over HTTP. Operator admins create, list and close tenants — closing
+ * and cancelling a close need a person with a fresh second factor — and they never reach records (those routes take tenant API keys only). A tenant's admin-scope API key
  * issues, lists and revokes that tenant's keys. Each domain call writes its audit event in the same
  * transaction as its change; the handler then marks the request audited.
  */
@@ -81,7 +81,10 @@ function view(t: TenantInfo) {
   return { ...t };
 }
 
-/** Operators only: an API key is refused outright, whatever its scope. */
+/**
+ * Operators only: an API key is refused outright, whatever its scope; an operator token reaches only
+ * the routes of its scope (tenants:create, tenants:read), never close or cancel (step-up routes).
+ */
 function operatorOnly(): void {}
 
 /** A tenant admin key acts on its own tenant's keys. */
@@ -101,6 +104,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         tags: ['tenants'],
         auth: 'operator',
         secondFactor: false,
+        scope: 'tenants:create',
         authorize: operatorOnly,
         audit: { action: 'tenant.create' },
         schema: {
@@ -134,6 +138,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         tags: ['tenants'],
         auth: 'operator',
         secondFactor: false,
+        scope: 'tenants:read',
         authorize: operatorOnly,
         audit: { action: 'tenant.list' },
         schema: {
@@ -162,6 +167,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         tags: ['tenants'],
         auth: 'operator',
         secondFactor: false,
+        scope: 'tenants:read',
         authorize: operatorOnly,
         audit: { action: 'tenant.read' },
         schema: { params: Type.Object({ id: TenantId }), response: { 200: Tenant } },
@@ -178,7 +184,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
           'Close a tenant: it serves nothing from now on; optional final export (age-encrypted); keyd destroys its key after the grace period (202, cancellable), then its store is wiped and the signed deletion certificate issued (200 when the grace is zero)',
         tags: ['tenants'],
         auth: 'operator',
-        secondFactor: false,
+        secondFactor: true,
         authorize: operatorOnly,
         audit: { action: 'tenant.close' },
         schema: {
@@ -225,7 +231,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
           'Cancel a close while the tenant key is pending destruction: keyd keeps the key, the tenant is active again with a new first API key (shown once)',
         tags: ['tenants'],
         auth: 'operator',
-        secondFactor: false,
+        secondFactor: true,
         authorize: operatorOnly,
         audit: { action: 'tenant.close.cancel' },
         schema: {
@@ -254,6 +260,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         tags: ['tenants'],
         auth: 'operator',
         secondFactor: false,
+        scope: 'tenants:read',
         authorize: operatorOnly,
         audit: { action: 'tenant.read-certificate' },
         schema: {
