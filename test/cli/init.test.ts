@@ -105,7 +105,7 @@ describe('tresor init, offline on a fresh data folder', () => {
       0,
       'not sequenced before a start',
     );
-    stack = await startTresorStack({ dataDir });
+    stack = await startTresorStack({ dataDir, firstAdmin: false });
     // The sequencer moves every outbox at start, before the server listens.
     assert.equal(auditLog(dataDir).filter(byInit(created.person.id)).length, 1);
     assert.equal(fixedOrigin(dataDir), 'vault.init.test/audit/one', 'the server kept the origin init fixed');
@@ -146,7 +146,7 @@ describe('tresor init, offline on a fresh data folder', () => {
 describe('tresor init beside a running server', () => {
   let s: TresorStack;
   before(async () => {
-    s = await startTresorStack();
+    s = await startTresorStack({ firstAdmin: false });
   });
   after(async () => {
     await s.stop();

@@ -33,7 +33,7 @@ describe('tresor tenant, person, apikey, login and logout against a real server'
   const products: string[] = []; // secrets a command printed on purpose (not checked as leaks)
 
   before(async () => {
-    s = await startTresorStack();
+    s = await startTresorStack({ firstAdmin: false });
     dir = mkdtempSync(join(tmpdir(), 'tresor-cli-'));
     admin = await signedInAdmin(s, dir);
   });

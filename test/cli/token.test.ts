@@ -32,7 +32,7 @@ describe('tresor token against a real server', () => {
   let created: TokenView;
 
   before(async () => {
-    s = await startTresorStack();
+    s = await startTresorStack({ firstAdmin: false });
     dir = mkdtempSync(join(tmpdir(), 'tresor-token-'));
     admin = await signedInAdmin(s, dir);
     tokenFile = join(dir, 'provisioning-token');

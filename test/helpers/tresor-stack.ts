@@ -61,6 +61,11 @@ export interface TresorStackOptions {
   env?: Record<string, string>;
   /** A data folder to use (e.g. a small filesystem); keyd then lives apart, under the stack's root. */
   dataDir?: string;
+  /**
+   * Whether the stack makes the first operator admin itself (default true); false leaves a
+   * deployment with no people, for `tresor init` to bootstrap as operators do.
+   */
+  firstAdmin?: boolean;
 }
 
 export interface TresorStack {
@@ -288,7 +293,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       { TRESOR_KEYD_SOCKET: keydSocket },
     );
     const tls = await ensureDevTls(dataDir);
-    const admin = await bootstrapAdmin(dataDir);
+    const admin = options.firstAdmin === false ? undefined : await bootstrapAdmin(dataDir);
     const ca = readFileSync(tls.caFile);
     const request = httpsRequester(() => url, ca);
     await startServer();
@@ -299,7 +304,10 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       keydDir,
       keydSocket,
       caFile: tls.caFile,
-      admin,
+      get admin() {
+        if (!admin) throw new Error('this stack was started with firstAdmin: false: it has no admin');
+        return admin;
+      },
       get url() {
         return url;
       },
