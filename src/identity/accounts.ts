@@ -40,6 +40,12 @@ export interface CreatePersonInput {
   tenant?: string | null;
   email: string;
   name?: string | null;
+  /**
+   * Only as the deployment's first operator admin (`tresor init`): refused with CONFLICT, in the
+   * same transaction as the insert, when an operator admin that is not removed exists, so two
+   * bootstraps at the same moment make one admin.
+   */
+  firstOperatorAdmin?: boolean;
 }
 
 export interface AccountService {
@@ -202,6 +208,19 @@ export function createAccountService(options: AccountServiceOptions): AccountSer
         dup = tenant === null ? dup.where('tenant', 'is', null) : dup.where('tenant', '=', tenant);
         if (await dup.executeTakeFirst())
           throw new TresorError('TRESOR_ERR_CONFLICT', 'an account with this e-mail exists');
+        if (input.firstOperatorAdmin === true) {
+          const admin = await trx
+            .selectFrom('people')
+            .select('id')
+            .where('role', '=', 'operator-admin')
+            .where('removed_at', 'is', null)
+            .executeTakeFirst();
+          if (admin)
+            throw new TresorError(
+              'TRESOR_ERR_CONFLICT',
+              `this deployment has an operator admin already (${admin.id}): init makes the first one only; invite others with tresor person invite`,
+            );
+        }
         const at = now();
         const row: IdentityDB['people'] = {
           id: newId('psn'),

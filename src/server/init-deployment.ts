@@ -90,6 +90,7 @@ export async function initDeployment(input: InitDeploymentInput): Promise<Initia
       side: 'operator',
       role: 'operator-admin',
       email: input.email,
+      firstOperatorAdmin: true, // checked again in the insert's transaction: two inits make one admin
     });
     return {
       ...created,

@@ -92,8 +92,20 @@ export async function openSqliteStore<DB>(
       db: writer as Kysely<unknown>,
       provider: { getMigrations: async () => migrations },
     });
-    const { error } = await migrator.migrateToLatest();
-    if (error) throw error;
+    // Kysely's SQLite adapter takes no migration lock and runs each migration on its own, so two
+    // processes opening a new store at once (`tresor init` beside a first server start) would both
+    // apply the same migration. One IMMEDIATE transaction around the whole run takes the write lock
+    // first (waiting busy_timeout for another opener): the second then sees the first's migrations
+    // applied, and a failing migration leaves the store as it was. SQLite's DDL is transactional.
+    writerDb.exec('BEGIN IMMEDIATE');
+    let error: unknown;
+    try {
+      ({ error } = await migrator.migrateToLatest());
+    } catch (thrown) {
+      error = thrown ?? new Error('migration failed');
+    }
+    if (writerDb.inTransaction) writerDb.exec(error === undefined ? 'COMMIT' : 'ROLLBACK');
+    if (error !== undefined) throw error;
     return new GroupCommitStore<DB>(path, writerDb, writer, openSqlite(path, options), maxBatch);
   } catch (error) {
     await writer.destroy();
