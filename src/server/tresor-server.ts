@@ -279,8 +279,8 @@ export async function startTresorServer(
       audit: { audit },
       keys: {
         audit,
-        deletionCertificateKey: async () => {
-          const key = await keyd.call('publicKey', { purpose: 'deletion-certificate' });
+        keydKey: async (purpose) => {
+          const key = await keyd.call('publicKey', { purpose });
           return { name: key.name, publicKey: key.publicKey };
         },
       },

@@ -90,7 +90,7 @@ describe('docs/verifying.md against a real server', () => {
     ]);
   });
 
-  it('GET /v1/keys publishes both verifying keys as SPKI PEM, the checkpoint key named by the origin', async () => {
+  it('GET /v1/keys publishes every verifying key as SPKI PEM, the checkpoint key named by the origin', async () => {
     const res = await s.request('GET', '/v1/keys'); // public: no credential
     assert.equal(res.status, 200, res.text);
     const { keys } = res.json<{ keys: PublishedKey[] }>();
@@ -99,9 +99,12 @@ describe('docs/verifying.md against a real server', () => {
       [
         ['audit-checkpoint', 'Ed25519'],
         ['deletion-certificate', 'Ed25519'],
+        ['backup-manifest', 'Ed25519'],
       ],
     );
-    const [checkpointKey, deletionKey] = keys as [PublishedKey, PublishedKey];
+    const [checkpointKey, deletionKey, backupKey] = keys as [PublishedKey, PublishedKey, PublishedKey];
+    assert.equal(backupKey.name, 'tresor-keyd/backup-manifest');
+    assert.notEqual(backupKey.publicKey, deletionKey.publicKey, 'one key per purpose');
     const origin = readFileSync(join(dir, 'checkpoint.txt'), 'utf8').split('\n')[0];
     assert.equal(checkpointKey.name, origin);
     const published = await s.request('GET', '/v1/audit/public-key');

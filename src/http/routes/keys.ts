@@ -1,7 +1,7 @@
 /**
  * Every key a customer or an auditor needs to check what Tresor signed, with its purpose
- * (docs/verifying.md): the audit checkpoint key (C2SP signed notes) and the deletion certificate
- * key (Ed25519 over a certificate's canonical JSON). Public keys only; each is given as SPKI PEM,
+ * (docs/verifying.md): the audit checkpoint key (C2SP signed notes), the deletion certificate
+ * key (Ed25519 over a certificate's canonical JSON) and the backup manifest key (docs/backup.md). Public keys only; each is given as SPKI PEM,
  * which `openssl` and `node:crypto` read as is, and the checkpoint key also as its C2SP note
  * verifier key, whose name is the log's origin.
  *
@@ -16,12 +16,31 @@ import { defineRoute, type RouteModule } from '../route.ts';
 
 export interface KeyRouteDeps {
   audit: Pick<AuditLog, 'verifierKey'>;
-  /** keyd's deletion-certificate key: its name and raw 32-byte Ed25519 public key. */
-  deletionCertificateKey(): Promise<{ name: string; publicKey: Buffer }>;
+  /** One of keyd's signing keys: its name and raw 32-byte Ed25519 public key. */
+  keydKey(purpose: KeydKeyPurpose): Promise<{ name: string; publicKey: Buffer }>;
 }
 
+export type KeydKeyPurpose = 'deletion-certificate' | 'backup-manifest';
+
+/** keyd's keys, in the order they are listed, with what each signs. */
+const KEYD_KEYS: readonly { purpose: KeydKeyPurpose; signs: string }[] = [
+  {
+    purpose: 'deletion-certificate',
+    signs: 'deletion certificates: Ed25519 over the UTF-8 bytes of `body` (RFC 8785 JSON)',
+  },
+  {
+    purpose: 'backup-manifest',
+    signs:
+      'backup manifests: Ed25519 over `tresor-backup-manifest/v1\\n<backup id>\\n<SHA-256 hex of the manifest>\\n`',
+  },
+];
+
 const PublishedKey = Type.Object({
-  purpose: Type.Union([Type.Literal('audit-checkpoint'), Type.Literal('deletion-certificate')]),
+  purpose: Type.Union([
+    Type.Literal('audit-checkpoint'),
+    Type.Literal('deletion-certificate'),
+    Type.Literal('backup-manifest'),
+  ]),
   algorithm: Type.Literal('Ed25519'),
   name: Type.String({ description: 'The key name signatures carry (a checkpoint key: the log origin)' }),
   publicKey: Type.String({ description: 'SubjectPublicKeyInfo, PEM (RFC 8410)' }),
@@ -41,14 +60,18 @@ function spkiPem(raw: Buffer): string {
 }
 
 export function keyRoutes(deps: KeyRouteDeps): RouteModule {
-  // keyd's deletion key never changes while it runs: asked once, asked again only after a failure.
-  let deletionKey: Promise<{ name: string; publicKey: Buffer }> | undefined;
-  const deletionCertificateKey = () => {
-    deletionKey ??= deps.deletionCertificateKey().catch((error: unknown) => {
-      deletionKey = undefined;
-      throw error;
-    });
-    return deletionKey;
+  // keyd's signing keys never change while it runs: each asked once, again only after a failure.
+  const asked = new Map<KeydKeyPurpose, Promise<{ name: string; publicKey: Buffer }>>();
+  const keydKey = (purpose: KeydKeyPurpose) => {
+    let key = asked.get(purpose);
+    if (!key) {
+      key = deps.keydKey(purpose).catch((error: unknown) => {
+        asked.delete(purpose);
+        throw error;
+      });
+      asked.set(purpose, key);
+    }
+    return key;
   };
   return {
     name: 'keys',
@@ -57,7 +80,7 @@ export function keyRoutes(deps: KeyRouteDeps): RouteModule {
         method: 'GET',
         url: '/v1/keys',
         summary:
-          'Every verifying key Tresor signs with, by purpose (audit checkpoints, deletion certificates)',
+          'Every verifying key Tresor signs with, by purpose (audit checkpoints, deletion certificates, backup manifests)',
         tags: ['keys'],
         auth: 'none',
         secondFactor: false,
@@ -71,7 +94,9 @@ export function keyRoutes(deps: KeyRouteDeps): RouteModule {
       }).handle(async () => {
         const verifierKey = await deps.audit.verifierKey();
         const checkpoint = parseVerifierKey(verifierKey);
-        const deletion = await deletionCertificateKey();
+        const keydKeys = await Promise.all(
+          KEYD_KEYS.map(async (k) => ({ ...k, ...(await keydKey(k.purpose)) })),
+        );
         return {
           status: 200,
           body: {
@@ -84,13 +109,13 @@ export function keyRoutes(deps: KeyRouteDeps): RouteModule {
                 verifierKey,
                 signs: 'C2SP signed notes of C2SP tlog-checkpoints: Ed25519 over the note text',
               },
-              {
-                purpose: 'deletion-certificate' as const,
+              ...keydKeys.map((k) => ({
+                purpose: k.purpose,
                 algorithm: 'Ed25519' as const,
-                name: deletion.name,
-                publicKey: spkiPem(deletion.publicKey),
-                signs: 'deletion certificates: Ed25519 over the UTF-8 bytes of `body` (RFC 8785 JSON)',
-              },
+                name: k.name,
+                publicKey: spkiPem(k.publicKey),
+                signs: k.signs,
+              })),
             ],
           },
         };
