@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Node 20's test runner neither expands globs nor finds .ts files on its own (it would run
 // 0 tests and exit 0), so this lists test/**/*.test.ts explicitly and hands them to tsx.
-// Before that it checks Node and the system tools (scripts/system-deps.mjs); every test and hook
-// gets a time limit (scripts/test-time-limit.mjs) and the whole run one more.
+// Before that it names the Node running them (warning, and going on, when it is not a supported
+// line) and checks Node and the system tools (scripts/system-deps.mjs); every test and hook gets a
+// time limit (scripts/test-time-limit.mjs) and the whole run one more.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureSystemDeps, nodeVersionProblem } from './system-deps.mjs';
+import { ensureSystemDeps, nodeSupportWarning, nodeVersionProblem } from './system-deps.mjs';
 
 const TEST_LIMIT_MS = limitFromEnv('TRESOR_TEST_TIMEOUT_MS', 180_000);
 const RUN_LIMIT_MS = limitFromEnv('TRESOR_TEST_RUN_LIMIT_MS', 30 * 60_000);
@@ -25,6 +26,10 @@ function limitFromEnv(name, fallback) {
 
 // Not import.meta.dirname: Node before 20.11 lacks it, and this must still say what is wrong there.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Which Node ran the tests belongs in every log: CI runs them on more than one.
+console.error(`run-tests: Node.js ${process.versions.node}`);
+const unsupported = nodeSupportWarning();
+if (unsupported !== null) console.error(`run-tests: ${unsupported}`);
 const problems = [nodeVersionProblem(), ...ensureSystemDeps()].filter((line) => line !== null);
 if (problems.length > 0) {
   for (const line of problems) console.error(`run-tests: ${line}`);

@@ -27,14 +27,31 @@ export const SYSTEM_DEPS = [
   },
 ];
 
-/** Node versions the code runs on: package.json's engines, >= 20.11 (import.meta.dirname). */
+/** The oldest Node the code runs on at all: 20.11 (import.meta.dirname). Below it, nothing starts. */
 export const NODE_MIN = [20, 11];
+
+/**
+ * The Node.js lines Tresor supports, as package.json's engines says (`^22.12.0 || ^24.0.0`): the
+ * maintained LTS lines. `.ci/run` runs the whole suite on 24 and a smoke run on the machine's Node.
+ */
+export const NODE_SUPPORTED = [
+  [22, 12],
+  [24, 0],
+];
 
 export function nodeVersionProblem(version = process.versions.node) {
   const [major, minor] = version.split('.').map(Number);
   const [wantMajor, wantMinor] = NODE_MIN;
   if (major > wantMajor || (major === wantMajor && minor >= wantMinor)) return null;
   return `Node.js ${version} is too old: Tresor needs Node.js >= ${wantMajor}.${wantMinor}`;
+}
+
+/** A line to print (and go on) when this Node runs the code but is not a supported line, else null. */
+export function nodeSupportWarning(version = process.versions.node) {
+  const [major, minor] = version.split('.').map(Number);
+  if (NODE_SUPPORTED.some(([m, min]) => major === m && minor >= min)) return null;
+  const lines = NODE_SUPPORTED.map(([m, min]) => `${m}.${min}+`).join(' and ');
+  return `Node.js ${version} is not supported (Tresor supports the LTS lines ${lines}); going on, but CI proves only Node 24 in full and the machine's Node with a smoke run`;
 }
 
 function executable(path) {
@@ -93,6 +110,8 @@ export function ensureSystemDeps({ log = console.error } = {}) {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const warning = nodeSupportWarning();
+  if (warning !== null) console.error(warning);
   const problems = [nodeVersionProblem(), ...ensureSystemDeps()].filter((line) => line !== null);
   for (const line of problems) console.error(line);
   process.exit(problems.length === 0 ? 0 : 1);

@@ -36,6 +36,7 @@ import {
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
 import {
+  COSEALG,
   decodeAttestationObject,
   decodeClientDataJSON,
   parseAuthenticatorData,
@@ -48,6 +49,14 @@ import type { CeremonyKind, StoredChallenge, StoredCredential, WebAuthnStore } f
 /** §13.4.3: "challenges SHOULD therefore be at least 16 bytes long"; we take 32. */
 export const WEBAUTHN_CHALLENGE_BYTES = 32;
 export const DEFAULT_CHALLENGE_TTL_MS = 120_000;
+/**
+ * The COSE algorithms offered at registration and accepted back (§5.4 pubKeyCredParams): EdDSA,
+ * ES256, RS256, stated here rather than left to the library's default, which puts ML-DSA-44 first
+ * wherever the runtime's Web Crypto has it (Node 24, experimental there). The kind of passkey a
+ * person gets would otherwise depend on the server's Node version, and an ML-DSA-44 assertion's
+ * signature (2,420 bytes) does not fit the HTTP schema's WebAuthnResponse.
+ */
+const WEBAUTHN_ALGORITHMS: readonly COSEALG[] = [COSEALG.EdDSA, COSEALG.ES256, COSEALG.RS256];
 /** The audit actor id of a ceremony that stands for no known person. */
 const ANONYMOUS_SUBJECT = 'login';
 
@@ -340,6 +349,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
         attestationType: 'none',
         excludeCredentials: [...exclude].map(([id, transports]) => ({ id, transports })),
         authenticatorSelection: { residentKey: 'preferred', userVerification: 'preferred' },
+        supportedAlgorithmIDs: [...WEBAUTHN_ALGORITHMS],
       });
     },
 
@@ -372,6 +382,7 @@ export function createWebAuthnService(options: WebAuthnServiceOptions): WebAuthn
           expectedRPID: rpId,
           requireUserPresence: true,
           requireUserVerification: false,
+          supportedAlgorithmIDs: [...WEBAUTHN_ALGORITHMS],
         });
         info = result.verified ? result.registrationInfo : undefined;
       } catch {

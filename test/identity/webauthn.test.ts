@@ -458,6 +458,19 @@ describe('WebAuthn', () => {
       );
     });
 
+    it('offers EdDSA, ES256 and RS256, whatever algorithms the runtime has', async () => {
+      const r = await rig();
+      const registration = await r.service.beginRegistration(PERSON);
+      assert.deepEqual(
+        registration.pubKeyCredParams.map((p) => [p.type, p.alg]),
+        [
+          ['public-key', -8],
+          ['public-key', -7],
+          ['public-key', -257],
+        ],
+      );
+    });
+
     it('asks for user presence with verification preferred, and excludes known credentials', async () => {
       const r = await rig();
       const id = await r.register();

@@ -116,6 +116,32 @@ describe('SQLite store group commit', () => {
     assert.deepEqual(await recordIds(store), ['first', 'later-1', 'later-2']);
   });
 
+  it('gives the event loop a turn between batches while writers keep the queue full', async () => {
+    // Each writer queues its next write as soon as the last resolves, so the queue is never empty;
+    // without a turn between batches, no timer, socket or pipe would run until they all stopped.
+    const loops = 8;
+    const writesPerLoop = 50;
+    let acknowledged = 0;
+    const writers = Promise.all(
+      Array.from({ length: loops }, async (_, loop) => {
+        for (let i = 0; i < writesPerLoop; i++) {
+          await store.write((trx) => insertRecord(trx, `l${loop}-${i}`, 'v'));
+          acknowledged++;
+        }
+      }),
+    );
+    let acknowledgedWhenTheLoopTurned: number | undefined;
+    setImmediate(() => {
+      acknowledgedWhenTheLoopTurned = acknowledged;
+    });
+    await writers;
+    assert.equal(acknowledged, loops * writesPerLoop);
+    assert.ok(
+      acknowledgedWhenTheLoopTurned !== undefined && acknowledgedWhenTheLoopTurned < loops * writesPerLoop,
+      `the event loop turned only after ${acknowledgedWhenTheLoopTurned} of ${loops * writesPerLoop} writes`,
+    );
+  });
+
   it('caps a batch at maxBatch jobs', async () => {
     const capped = await openSqliteStore<RecordsDb>(join(dir, 'capped.sqlite'), RECORDS_MIGRATIONS, {
       maxBatch: 16,

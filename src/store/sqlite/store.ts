@@ -291,23 +291,32 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
     setImmediate(() => void this.#flush());
   }
 
+  /**
+   * Commits one batch (or runs one whileIdle job), then hands the event loop a turn before the next.
+   * better-sqlite3 is synchronous, so a batch settles in microtasks alone; callers that queue their
+   * next write as soon as the last resolves (a bulk import, the kill -9 test's writer) would keep a
+   * `while (queued)` loop going forever, and timers (the health probe's deadline), sockets and pipes
+   * would never run. Writes requested meanwhile still join the next batch: the turn costs no fsync.
+   */
   async #flush(): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
-        const head = this.#queue[0] as Job<DB>;
-        if (head.outside) {
-          this.#queue.shift();
-          await head.outside().then(head.resolve, head.reject);
-          continue;
-        }
+      const head = this.#queue[0];
+      if (head?.outside) {
+        this.#queue.shift();
+        await head.outside().then(head.resolve, head.reject);
+      } else if (head) {
         // A batch ends before the next whileIdle() job.
         const next = this.#queue.findIndex((job) => job.outside !== undefined);
         const size = next === -1 ? this.#maxBatch : Math.min(next, this.#maxBatch);
         await this.#runBatch(this.#queue.splice(0, size));
       }
     } finally {
-      this.#flushing = false;
-      for (const wake of this.#drainWaiters.splice(0)) wake();
+      if (this.#queue.length > 0) {
+        setImmediate(() => void this.#flush());
+      } else {
+        this.#flushing = false;
+        for (const wake of this.#drainWaiters.splice(0)) wake();
+      }
     }
   }
 
