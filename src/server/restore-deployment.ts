@@ -1,0 +1,229 @@
+/**
+ * Restoring a whole deployment from a backup (`tresor restore`): the data folder a server starts on.
+ *
+ *   1. the backup: the one asked for, else the newest complete one at the destination;
+ *   2. keyd's published keys: the backup-manifest key (the manifest's signature) and the audit
+ *      checkpoint key (the audit checkpoint's signature);
+ *   3. restoreBackup (src/backup/restore.ts) into a hidden sibling of the target: signature, every
+ *      chunk's digest, decryption through keyd, every file's digest;
+ *   4. the restored audit log verified against the checkpoint the manifest carries (checkRestoredAuditLog):
+ *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
+ *   5. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
+ *      empty folder).
+ *
+ * A target that exists and is not empty is refused before anything is read; any failure removes the
+ * hidden folder: the target is either the whole checked backup or untouched, never a half-restored
+ * data folder a server could start on. It lives here, not in src/backup/, because it reads the audit
+ * log (a floor above backups' own code would only hand it in).
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseCheckpoint } from '../audit/checkpoint.ts';
+import { openAuditLogReader } from '../audit/log-reader.ts';
+import { ed25519VerifierKey, parseNote } from '../audit/note.ts';
+import { type VerifyProblem, verifyAuditLogInParallel } from '../audit/verify.ts';
+import {
+  BackupError,
+  type BackupManifest,
+  type Destination,
+  listBackups,
+  type ManifestKey,
+  restoreBackup,
+} from '../backup/index.ts';
+import type { KeyService } from '../keyd/operations.ts';
+import { controlStorePath } from './control-store.ts';
+
+export interface RestoreDeploymentOptions {
+  destination: Destination;
+  /** The backup to restore; default the newest complete one at the destination. */
+  backupId?: string;
+  keys: KeyService;
+  /** The data folder to create: must not exist, or be an empty folder. */
+  target: string;
+}
+
+export interface RestoredAudit {
+  /** Entries in the restored log. */
+  size: number;
+  /** The tree size of the manifest's checkpoint: every entry before it verified against its root. */
+  checkpointSize: number;
+}
+
+export interface DeploymentRestoreResult {
+  backupId: string;
+  createdAt: string;
+  destination: string;
+  target: string;
+  files: number;
+  chunks: number;
+  plaintextBytes: number;
+  tenants: { id: string; state: string }[];
+  audit: RestoredAudit;
+}
+
+/** keyd's two published keys a restore checks a backup against. */
+export interface BackupVerifierKeys {
+  manifestKey: ManifestKey;
+  /** keyd's audit-checkpoint public key (raw Ed25519); the log names it by its origin. */
+  auditPublicKey: Uint8Array;
+}
+
+export async function backupVerifierKeys(keys: KeyService): Promise<BackupVerifierKeys> {
+  const manifest = await keys.call('publicKey', { purpose: 'backup-manifest' });
+  const audit = await keys.call('publicKey', { purpose: 'audit-checkpoint' });
+  return {
+    manifestKey: { name: manifest.name, publicKey: manifest.publicKey },
+    auditPublicKey: audit.publicKey,
+  };
+}
+
+/** The id of the newest complete backup at the destination; TRESOR_ERR_BACKUP_NOT_FOUND when none. */
+export async function newestCompleteBackup(destination: Destination): Promise<string> {
+  const newest = (await listBackups(destination)).filter((b) => b.complete).at(-1);
+  if (newest === undefined) {
+    throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', `${destination.name} holds no complete backup`);
+  }
+  return newest.id;
+}
+
+export async function restoreDeployment(options: RestoreDeploymentOptions): Promise<DeploymentRestoreResult> {
+  const target = resolve(options.target);
+  await refuseNonEmpty(target);
+  const backupId = options.backupId ?? (await newestCompleteBackup(options.destination));
+  const { manifestKey, auditPublicKey } = await backupVerifierKeys(options.keys);
+  const checking = join(dirname(target), `.${basename(target)}.checking-${randomBytes(6).toString('hex')}`);
+  try {
+    const restored = await restoreBackup({
+      destination: options.destination,
+      backupId,
+      keys: options.keys,
+      manifestKey,
+      target: checking,
+    });
+    const audit = await checkRestoredAuditLog(checking, restored.manifest, auditPublicKey);
+    if (!audit.ok) {
+      throw new BackupError(
+        'TRESOR_ERR_BACKUP_INVALID',
+        `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
+      );
+    }
+    await refuseNonEmpty(target); // filled meanwhile? then leave it alone
+    try {
+      await rename(checking, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw notEmpty(target);
+      throw err;
+    }
+    await syncFolder(dirname(target));
+    return {
+      backupId,
+      createdAt: restored.createdAt,
+      destination: restored.destination,
+      target,
+      files: restored.files,
+      chunks: restored.chunks,
+      plaintextBytes: restored.plaintextBytes,
+      tenants: restored.manifest.tenants,
+      audit: { size: audit.size, checkpointSize: audit.checkpointSize },
+    };
+  } catch (err) {
+    await rm(checking, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export interface AuditLogCheck {
+  ok: boolean;
+  size: number;
+  checkpointSize: number;
+  problems: VerifyProblem[];
+}
+
+/**
+ * The restored audit log (control store of `dataDir`, opened read-only) verified by the audit
+ * verifier (src/audit/verify.ts) with the manifest's checkpoint as the witness: the checkpoint must
+ * be signed by keyd's audit-checkpoint key (named, as the log names it, by the log's origin), the log must reach its size (no rollback, no
+ * truncation), and the tree recomputed from the restored entries must have its root. The log's own
+ * checkpoints and entries are checked on the way, as `tresor audit verify` does.
+ */
+export async function checkRestoredAuditLog(
+  dataDir: string,
+  manifest: BackupManifest,
+  auditPublicKey: Uint8Array,
+): Promise<AuditLogCheck> {
+  // The checkpoint key is named by the log's origin (src/audit/checkpointer.ts): the origin is read
+  // from the backup's checkpoint, unverified; the verification below checks the signature with
+  // keyd's key under that name and that the store's own checkpoints are of the same origin.
+  let origin: string;
+  try {
+    origin = parseCheckpoint(parseNote(manifest.auditCheckpoint).text).origin;
+  } catch {
+    return {
+      ok: false,
+      size: 0,
+      checkpointSize: 0,
+      problems: [{ kind: 'checkpoint-signature', message: "the backup's audit checkpoint is malformed" }],
+    };
+  }
+  const verifierKey = ed25519VerifierKey(origin, auditPublicKey);
+  const reader = openAuditLogReader(controlStorePath(dataDir));
+  try {
+    const report = await verifyAuditLogInParallel({
+      entries: reader.leafBatches(),
+      checkpoints: reader.checkpoints(),
+      witness: [manifest.auditCheckpoint],
+      verifierKey,
+      origin,
+    });
+    const problems = [...report.problems];
+    if (report.witnessCheckpoints !== 1) {
+      problems.unshift({
+        kind: 'checkpoint-signature',
+        message: "the backup's audit checkpoint is not validly signed for the log's origin",
+      });
+    }
+    return {
+      ok: report.ok && problems.length === report.problems.length,
+      size: report.size,
+      checkpointSize: checkpointSize(manifest.auditCheckpoint),
+      problems,
+    };
+  } finally {
+    reader.close();
+  }
+}
+
+/** The tree size line of a C2SP checkpoint (origin, size, root hash, …); 0 if unreadable. */
+function checkpointSize(note: string): number {
+  const size = Number(note.split('\n')[1]);
+  return Number.isSafeInteger(size) ? size : 0;
+}
+
+async function refuseNonEmpty(target: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!info.isDirectory() || (await readdir(target)).length > 0) throw notEmpty(target);
+}
+
+function notEmpty(target: string): BackupError {
+  return new BackupError(
+    'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY',
+    `restore target ${target} is not an empty folder: a restore never mixes with existing data`,
+  );
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
