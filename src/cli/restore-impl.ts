@@ -55,7 +55,12 @@ export async function restoreCommand(flags: RestoreFlags): Promise<void> {
             `restored backup ${done.backupId} (taken ${done.createdAt}) from ${done.destination} into ${done.target}`,
             `  ${done.files} files, ${done.plaintextBytes} bytes; ${done.tenants.length} tenants`,
             `  signature, every digest and the audit log (${done.audit.size} entries) against its checkpoint of size ${done.audit.checkpointSize}: ok`,
-            '  start the server on it with keyd as it is now; tenants closed after the backup cannot be read (their keys are shredded)',
+            ...done.tenants
+              .filter((t) => t.keyShredded)
+              .map(
+                (t) =>
+                  `  tenant ${t.id}: closed after the backup, its key is shredded: its records can never be read again`,
+              ),
           ].join('\n'),
       flags.json === true,
     );

@@ -58,7 +58,8 @@ export interface DeploymentRestoreResult {
   files: number;
   chunks: number;
   plaintextBytes: number;
-  tenants: { id: string; state: string }[];
+  /** The backup's tenants; `keyShredded`: keyd has destroyed its key since (closed after the backup). */
+  tenants: { id: string; state: string; keyShredded: boolean }[];
   audit: RestoredAudit;
 }
 
@@ -125,13 +126,36 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       files: restored.files,
       chunks: restored.chunks,
       plaintextBytes: restored.plaintextBytes,
-      tenants: restored.manifest.tenants,
+      tenants: await withKeyState(options.keys, restored.manifest.tenants),
       audit: { size: audit.size, checkpointSize: audit.checkpointSize },
     };
   } catch (err) {
     await rm(checking, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Each tenant with whether keyd still holds its key. A tenant closed after the backup is in it as it
+ * was then, but its key is shredded: its records can never be read again, and restore says so.
+ */
+async function withKeyState(
+  keys: KeyService,
+  tenants: readonly { id: string; state: string }[],
+): Promise<DeploymentRestoreResult['tenants']> {
+  const out: DeploymentRestoreResult['tenants'] = [];
+  for (const t of tenants) {
+    let keyShredded = false;
+    if (t.state !== 'closed') {
+      const status = await keys.call('tenantKeyStatus', { tenant: t.id }).catch((err: { code?: string }) => {
+        if (err.code === 'TRESOR_ERR_TENANT_KEY_UNKNOWN') return undefined; // never had one (provisioning)
+        throw err;
+      });
+      keyShredded = status?.state === 'destroyed';
+    }
+    out.push({ ...t, keyShredded });
+  }
+  return out;
 }
 
 export interface AuditLogCheck {

@@ -18,6 +18,7 @@ import {
   S3RVER_SECRET_ACCESS_KEY,
   startLocalS3,
 } from '../backup/s3-server.ts';
+import { operatorToken } from '../helpers/console.ts';
 import {
   backupStack,
   MARKER,
@@ -107,7 +108,7 @@ describe('tresor restore', () => {
     const done = JSON.parse(run.stdout) as Record<string, unknown>;
     assert.equal(done.backupId, backup.backupId);
     assert.equal(done.target, to);
-    assert.deepEqual(done.tenants, [{ id: world.tenant, state: 'active' }]);
+    assert.deepEqual(done.tenants, [{ id: world.tenant, state: 'active', keyShredded: false }]);
     assert.deepEqual(readdirSync(to).sort(), ['control.sqlite', 'tenants']);
     assert.deepEqual(readdirSync(parent), [`data-${n}`], 'no hidden staging folder left');
     await serveAndRead(to);
@@ -224,6 +225,46 @@ describe('tresor restore', () => {
       /TRESOR_ERR_BACKUP_INVALID: backup \S+ refused: its audit log does not hold against its checkpoint/,
     );
     assert.deepEqual(readdirSync(parent), before);
+  });
+
+  test('a tenant whose key keyd destroyed after the backup is restored as it was, and said to be unreadable', async () => {
+    const created = await world.stack.request('POST', '/v1/tenants', {
+      token: await operatorToken(world.stack, 'tenants:create'),
+      body: { name: 'Closed Later' },
+    });
+    assert.equal(created.status, 201, created.text);
+    const { id: later, apiKey } = created.json<{ id: string; apiKey: string }>();
+    // A collection, so its store and its tenant key are in use before the backup.
+    const put = await world.stack.request('PUT', '/v1/collections/notes', {
+      token: apiKey,
+      body: { fields: { text: { type: 'string', classification: 'internal', required: true } } },
+    });
+    assert.equal(put.status, 201, put.text);
+    const root = join(world.stack.root, 'backups-before-shred');
+    const taken = await backupStack(world.stack, [createFolderDestination({ root })]);
+    await world.stack.keydClient().call('destroyTenantKey', { tenant: later, mode: 'now' });
+    const to = target();
+    const json = await restore(['--from', root, '--backup', taken.backupId, '--to', to]);
+    assert.equal(json.status, 0, json.stderr);
+    const tenants = (JSON.parse(json.stdout) as { tenants: { id: string; keyShredded: boolean }[] }).tenants;
+    assert.deepEqual(
+      tenants.map((t) => [t.id, t.keyShredded]).sort(),
+      [
+        [later, true],
+        [world.tenant, false],
+      ].sort(),
+    );
+    const text = await tresor([
+      'restore',
+      '--keyd-socket',
+      world.stack.keydSocket,
+      '--from',
+      root,
+      '--to',
+      target(),
+    ]);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`tenant ${later}: closed after the backup, its key is shredded`));
   });
 
   test('a target that is not empty is refused (exit 1) and left as it was', async () => {
