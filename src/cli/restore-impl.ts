@@ -12,7 +12,7 @@ import {
   isBackupId,
 } from '../backup/index.ts';
 import { type KeydConnection, resolveServerConfig } from '../config/server-config.ts';
-import { createKeydClient, type KeydClient } from '../keyd/client.ts';
+import { createKeydClient } from '../keyd/client.ts';
 import { restoreDeployment } from '../server/restore-deployment.ts';
 import { out, usageError } from './io.ts';
 

@@ -5,12 +5,11 @@
  *   restore   restoreBackup into a scratch folder: manifest signature, every chunk's digest,
  *             decryption through keyd, every file's digest (src/backup/restore.ts);
  *   audit     the restored audit log verified against the checkpoint the manifest carries
- *             (restore-deployment.ts checkRestoredAuditLog, src/audit/verify.ts);
+ *             (restored-audit.ts, src/audit/verify.ts);
  *   stores    the control store and each tenant's store opened as the server opens them, their
  *             migrations run, and SQLite's quick_check on each;
- *   decrypt   a few records per tenant (the oldest `samplesPerTenant`) opened through keyd exactly
- *             as the vault opens them (src/vault/field-crypto.ts openRecord): their data keys
- *             unwrapped by the tenant keys keyd holds now, every field's AEAD tag checked.
+ *   decrypt   a few records per tenant (the oldest `samplesPerTenant`) opened through keyd as the
+ *             vault opens them (backup-trial-samples.ts).
  *
  * Then the scratch folder is removed, whatever happened. The result says, per check, whether it
  * held, what it saw and how long it took; a check after one that failed is not run (`skipped`).
@@ -25,19 +24,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { type BackupManifest, type Destination, type ManifestFile, restoreBackup } from '../backup/index.ts';
-import { createKeyCache } from '../keyd/key-cache.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { Store } from '../store/types.ts';
-import { collectionFromRow } from '../vault/collection-row.ts';
-import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
-import { createDataKeyring } from '../vault/data-keys.ts';
-import { openRecord } from '../vault/field-crypto.ts';
-import { DEFAULT_LIMITS } from '../vault/schema.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
-import type { VaultContext } from '../vault/vault-context.ts';
+import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
 import { controlStorePath, openControlStore } from './control-store.ts';
-import { backupVerifierKeys, checkRestoredAuditLog } from './restore-deployment.ts';
+import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
+
+export type { TrialTenantSample } from './backup-trial-samples.ts';
 
 export type TrialCheckName = 'restore' | 'audit' | 'stores' | 'decrypt';
 
@@ -48,14 +43,6 @@ export interface TrialCheck {
   durationMs: number;
   /** What the check saw, or why it failed: counts, codes, names; never a value or a key. */
   detail: string;
-}
-
-export interface TrialTenantSample {
-  tenant: string;
-  /** Records opened and checked. */
-  decrypted: number;
-  /** The catalogue code of the first failure, when one failed. */
-  error?: string;
 }
 
 export interface BackupTrialResult {
@@ -157,26 +144,14 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
     });
 
     await check('decrypt', async () => {
-      const perTenant = options.samplesPerTenant ?? DEFAULT_SAMPLES;
-      const cache = createKeyCache({ maxEntries: 256, ttlMs: 60_000, maxUses: 100_000 });
-      try {
-        const stores = async (tenant: string): Promise<Store<TenantDB>> => {
-          const store = tenantStores.get(tenant);
-          if (!store) throw new Error(`no restored store for tenant ${tenant}`);
-          return store;
-        };
-        const ctx: VaultContext = {
-          stores,
-          keys: createDataKeyring({ keys: options.keys, store: createTenantDataKeyStore(stores), cache }),
-          clock: now,
-          limits: DEFAULT_LIMITS,
-        };
-        for (const [tenant, store] of tenantStores) {
-          samples.push(await sampleTenant(ctx, tenant, store, perTenant));
-        }
-      } finally {
-        cache.close();
-      }
+      samples.push(
+        ...(await sampleRecords(
+          options.keys,
+          tenantStores,
+          options.samplesPerTenant ?? DEFAULT_SAMPLES,
+          now,
+        )),
+      );
       const bad = samples.filter((s) => s.error !== undefined);
       const total = samples.reduce((sum, s) => sum + s.decrypted, 0);
       if (bad.length > 0) {
@@ -212,40 +187,6 @@ async function quickCheck<DB>(store: Store<DB>, name: string): Promise<void> {
   const { rows } = await sql<{ quick_check: string }>`PRAGMA quick_check`.execute(store.db);
   const result = rows.map((r) => Object.values(r)[0]).join('; ');
   if (result !== 'ok') throw new Error(`${name} fails SQLite's quick_check: ${result.slice(0, 200)}`);
-}
-
-/** The oldest records of the tenant, opened and dropped; the first failure's code is kept. */
-async function sampleTenant(
-  ctx: VaultContext,
-  tenant: string,
-  store: Store<TenantDB>,
-  limit: number,
-): Promise<TrialTenantSample> {
-  const sample: TrialTenantSample = { tenant, decrypted: 0 };
-  const collections = new Map(
-    (await store.db.selectFrom('collections').selectAll().execute()).map((row) => [
-      row.name,
-      collectionFromRow(row),
-    ]),
-  );
-  const records = await store.db
-    .selectFrom('records')
-    .select(['id', 'collection', 'version', 'fields'])
-    .orderBy('seq')
-    .limit(limit)
-    .execute();
-  for (const record of records) {
-    const collection = collections.get(record.collection);
-    try {
-      if (!collection) throw Object.assign(new Error('no collection'), { code: 'TRESOR_ERR_NOT_FOUND' });
-      await openRecord(ctx, tenant, collection, record.id, record.version, record.fields);
-      sample.decrypted += 1;
-    } catch (err) {
-      sample.error = (err as { code?: string }).code ?? 'error';
-      break;
-    }
-  }
-  return sample;
 }
 
 function elapsed(t0: number): number {

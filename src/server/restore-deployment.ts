@@ -6,7 +6,7 @@
  *      checkpoint key (the audit checkpoint's signature);
  *   3. restoreBackup (src/backup/restore.ts) into a hidden sibling of the target: signature, every
  *      chunk's digest, decryption through keyd, every file's digest;
- *   4. the restored audit log verified against the checkpoint the manifest carries (checkRestoredAuditLog):
+ *   4. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
  *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
  *   5. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
  *      empty folder).
@@ -19,20 +19,9 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseCheckpoint } from '../audit/checkpoint.ts';
-import { openAuditLogReader } from '../audit/log-reader.ts';
-import { ed25519VerifierKey, parseNote } from '../audit/note.ts';
-import { type VerifyProblem, verifyAuditLogInParallel } from '../audit/verify.ts';
-import {
-  BackupError,
-  type BackupManifest,
-  type Destination,
-  listBackups,
-  type ManifestKey,
-  restoreBackup,
-} from '../backup/index.ts';
+import { BackupError, type Destination, listBackups, restoreBackup } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
-import { controlStorePath } from './control-store.ts';
+import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
 
 export interface RestoreDeploymentOptions {
   destination: Destination;
@@ -61,22 +50,6 @@ export interface DeploymentRestoreResult {
   /** The backup's tenants; `keyShredded`: keyd has destroyed its key since (closed after the backup). */
   tenants: { id: string; state: string; keyShredded: boolean }[];
   audit: RestoredAudit;
-}
-
-/** keyd's two published keys a restore checks a backup against. */
-export interface BackupVerifierKeys {
-  manifestKey: ManifestKey;
-  /** keyd's audit-checkpoint public key (raw Ed25519); the log names it by its origin. */
-  auditPublicKey: Uint8Array;
-}
-
-export async function backupVerifierKeys(keys: KeyService): Promise<BackupVerifierKeys> {
-  const manifest = await keys.call('publicKey', { purpose: 'backup-manifest' });
-  const audit = await keys.call('publicKey', { purpose: 'audit-checkpoint' });
-  return {
-    manifestKey: { name: manifest.name, publicKey: manifest.publicKey },
-    auditPublicKey: audit.publicKey,
-  };
 }
 
 /** The id of the newest complete backup at the destination; TRESOR_ERR_BACKUP_NOT_FOUND when none. */
@@ -156,73 +129,6 @@ async function withKeyState(
     out.push({ ...t, keyShredded });
   }
   return out;
-}
-
-export interface AuditLogCheck {
-  ok: boolean;
-  size: number;
-  checkpointSize: number;
-  problems: VerifyProblem[];
-}
-
-/**
- * The restored audit log (control store of `dataDir`, opened read-only) verified by the audit
- * verifier (src/audit/verify.ts) with the manifest's checkpoint as the witness: the checkpoint must
- * be signed by keyd's audit-checkpoint key (named, as the log names it, by the log's origin), the log must reach its size (no rollback, no
- * truncation), and the tree recomputed from the restored entries must have its root. The log's own
- * checkpoints and entries are checked on the way, as `tresor audit verify` does.
- */
-export async function checkRestoredAuditLog(
-  dataDir: string,
-  manifest: BackupManifest,
-  auditPublicKey: Uint8Array,
-): Promise<AuditLogCheck> {
-  // The checkpoint key is named by the log's origin (src/audit/checkpointer.ts): the origin is read
-  // from the backup's checkpoint, unverified; the verification below checks the signature with
-  // keyd's key under that name and that the store's own checkpoints are of the same origin.
-  let origin: string;
-  try {
-    origin = parseCheckpoint(parseNote(manifest.auditCheckpoint).text).origin;
-  } catch {
-    return {
-      ok: false,
-      size: 0,
-      checkpointSize: 0,
-      problems: [{ kind: 'checkpoint-signature', message: "the backup's audit checkpoint is malformed" }],
-    };
-  }
-  const verifierKey = ed25519VerifierKey(origin, auditPublicKey);
-  const reader = openAuditLogReader(controlStorePath(dataDir));
-  try {
-    const report = await verifyAuditLogInParallel({
-      entries: reader.leafBatches(),
-      checkpoints: reader.checkpoints(),
-      witness: [manifest.auditCheckpoint],
-      verifierKey,
-      origin,
-    });
-    const problems = [...report.problems];
-    if (report.witnessCheckpoints !== 1) {
-      problems.unshift({
-        kind: 'checkpoint-signature',
-        message: "the backup's audit checkpoint is not validly signed for the log's origin",
-      });
-    }
-    return {
-      ok: report.ok && problems.length === report.problems.length,
-      size: report.size,
-      checkpointSize: checkpointSize(manifest.auditCheckpoint),
-      problems,
-    };
-  } finally {
-    reader.close();
-  }
-}
-
-/** The tree size line of a C2SP checkpoint (origin, size, root hash, …); 0 if unreadable. */
-function checkpointSize(note: string): number {
-  const size = Number(note.split('\n')[1]);
-  return Number.isSafeInteger(size) ? size : 0;
 }
 
 async function refuseNonEmpty(target: string): Promise<void> {
