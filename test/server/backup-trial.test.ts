@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { formatCheckpoint, parseCheckpoint } from '../../src/audit/checkpoint.ts';
 import { ed25519NoteSigner, parseNote, signNote } from '../../src/audit/note.ts';
-import { createFolderDestination, type Destination } from '../../src/backup/index.ts';
+import { createFolderDestination, createS3Destination, type Destination } from '../../src/backup/index.ts';
 import { runBackupTrial } from '../../src/server/backup-trial.ts';
+import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startLocalS3 } from '../backup/s3-server.ts';
 import {
   backupStack,
   MARKER,
@@ -90,6 +91,35 @@ describe('the deep trial restore after a backup', () => {
       /^TRESOR_ERR_BACKUP_INVALID: the restored log \(\d+ entries\) does not hold against the backup's checkpoint of size \d+/,
     );
     assert.deepEqual(readdirSync(scratchDir), [], 'the scratch folder is removed after a failure too');
+  });
+
+  test('a backup at an S3-compatible server (s3rver on loopback) passes the same checks', async () => {
+    const s3 = await startLocalS3();
+    try {
+      const bucket = createS3Destination({
+        name: 's3',
+        endpoint: s3.endpoint,
+        region: 'us-east-1',
+        bucket: s3.bucket,
+        prefix: 'trial/',
+        forcePathStyle: true,
+        accessKeyId: S3RVER_ACCESS_KEY_ID,
+        secretAccessKey: S3RVER_SECRET_ACCESS_KEY,
+      });
+      const backup = await backupStack(world.stack, [bucket]);
+      const result = await runBackupTrial({
+        destination: bucket,
+        backupId: backup.backupId,
+        keys: world.stack.keydClient(),
+        scratchDir,
+        samplesPerTenant: 10,
+      });
+      assert.equal(result.ok, true, JSON.stringify(result.checks));
+      assert.deepEqual(result.samples, [{ tenant: world.tenant, decrypted: 4 }]);
+      assert.deepEqual(readdirSync(scratchDir), []);
+    } finally {
+      await s3.remove();
+    }
   });
 
   test('a backup with an altered chunk fails the restore check', async () => {
