@@ -9,8 +9,12 @@
  * restoreBackup read one back and refuse it at the first check that fails; planRetention and
  * agedOutAt say what a destination keeps and when a backup has aged out everywhere.
  *
- * Not here yet (issue 16): the schedule and jobs, config settings, S3, the CLI and HTTP routes,
- * keyd's own backups, the trial restore that opens every store, per-tenant restore.
+ * Destinations on S3-compatible object storage are in s3-destination.ts (the AWS SDK, loaded on
+ * first use). Restoring a whole deployment and the deep trial restore are in src/server/
+ * (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which sit above.
+ *
+ * Not here yet (issue 16): the schedule and jobs, config settings, HTTP routes, keyd's own backups,
+ * per-tenant restore.
  */
 export { backupIdTime, isBackupId, newBackupId } from './backup-id.ts';
 export { DEFAULT_CHUNK_BYTES } from './chunk-cipher.ts';
@@ -57,5 +61,6 @@ export {
   type RetentionPlan,
   type RetentionPolicy,
 } from './retention.ts';
+export { createS3Destination, type S3DestinationOptions } from './s3-destination.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';

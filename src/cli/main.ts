@@ -13,6 +13,7 @@ import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
 import { registerLoginCommands } from './login.ts';
 import { registerPersonCommands } from './person.ts';
+import { registerRestoreCommand } from './restore.ts';
 import { registerServerCommands } from './server.ts';
 import { registerStatusCommand } from './status.ts';
 import { registerTenantCommands } from './tenant.ts';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerPersonCommands(program);
   registerTokenCommands(program);
   registerApiKeyCommands(program);
+  registerRestoreCommand(program);
   return program;
 }
 

@@ -23,6 +23,14 @@ export const COMMAND_VARIABLES: readonly { env: string; use: string }[] = [
     use: '`tresor audit export` / `tresor audit verify`: a file holding the passphrase of an encrypted audit archive.',
   },
   {
+    env: 'TRESOR_S3_ACCESS_KEY_ID_FILE',
+    use: '`tresor restore` from `s3://…`: a file holding the access key id (or `--s3-access-key-id-file`; else `AWS_ACCESS_KEY_ID`).',
+  },
+  {
+    env: 'TRESOR_S3_SECRET_ACCESS_KEY_FILE',
+    use: '`tresor restore` from `s3://…`: a file holding the secret access key (or `--s3-secret-access-key-file`; else `AWS_SECRET_ACCESS_KEY`).',
+  },
+  {
     env: 'TRESOR_TOKEN',
     use: '`tresor status` and the commands that talk to a server (`tenant`, `person`, `token`, `apikey`): the bearer credential, an operator token or a tenant API key (or `--token-file`; never a flag value). Unset, they use the profile’s session.',
   },

@@ -1,0 +1,159 @@
+/**
+ * Restoring a whole deployment from a backup (`tresor restore`): the data folder a server starts on.
+ *
+ *   1. the backup: the one asked for, else the newest complete one at the destination;
+ *   2. keyd's published keys: the backup-manifest key (the manifest's signature) and the audit
+ *      checkpoint key (the audit checkpoint's signature);
+ *   3. restoreBackup (src/backup/restore.ts) into a hidden sibling of the target: signature, every
+ *      chunk's digest, decryption through keyd, every file's digest;
+ *   4. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
+ *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
+ *   5. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
+ *      empty folder).
+ *
+ * A target that exists and is not empty is refused before anything is read; any failure removes the
+ * hidden folder: the target is either the whole checked backup or untouched, never a half-restored
+ * data folder a server could start on. It lives here, not in src/backup/, because it reads the audit
+ * log (a floor above backups' own code would only hand it in).
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BackupError, type Destination, listBackups, restoreBackup } from '../backup/index.ts';
+import type { KeyService } from '../keyd/operations.ts';
+import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
+
+export interface RestoreDeploymentOptions {
+  destination: Destination;
+  /** The backup to restore; default the newest complete one at the destination. */
+  backupId?: string;
+  keys: KeyService;
+  /** The data folder to create: must not exist, or be an empty folder. */
+  target: string;
+}
+
+export interface RestoredAudit {
+  /** Entries in the restored log. */
+  size: number;
+  /** The tree size of the manifest's checkpoint: every entry before it verified against its root. */
+  checkpointSize: number;
+}
+
+export interface DeploymentRestoreResult {
+  backupId: string;
+  createdAt: string;
+  destination: string;
+  target: string;
+  files: number;
+  chunks: number;
+  plaintextBytes: number;
+  /** The backup's tenants; `keyShredded`: keyd has destroyed its key since (closed after the backup). */
+  tenants: { id: string; state: string; keyShredded: boolean }[];
+  audit: RestoredAudit;
+}
+
+/** The id of the newest complete backup at the destination; TRESOR_ERR_BACKUP_NOT_FOUND when none. */
+export async function newestCompleteBackup(destination: Destination): Promise<string> {
+  const newest = (await listBackups(destination)).filter((b) => b.complete).at(-1);
+  if (newest === undefined) {
+    throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', `${destination.name} holds no complete backup`);
+  }
+  return newest.id;
+}
+
+export async function restoreDeployment(options: RestoreDeploymentOptions): Promise<DeploymentRestoreResult> {
+  const target = resolve(options.target);
+  await refuseNonEmpty(target);
+  const backupId = options.backupId ?? (await newestCompleteBackup(options.destination));
+  const { manifestKey, auditPublicKey } = await backupVerifierKeys(options.keys);
+  const checking = join(dirname(target), `.${basename(target)}.checking-${randomBytes(6).toString('hex')}`);
+  try {
+    const restored = await restoreBackup({
+      destination: options.destination,
+      backupId,
+      keys: options.keys,
+      manifestKey,
+      target: checking,
+    });
+    const audit = await checkRestoredAuditLog(checking, restored.manifest, auditPublicKey);
+    if (!audit.ok) {
+      throw new BackupError(
+        'TRESOR_ERR_BACKUP_INVALID',
+        `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
+      );
+    }
+    await refuseNonEmpty(target); // filled meanwhile? then leave it alone
+    try {
+      await rename(checking, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw notEmpty(target);
+      throw err;
+    }
+    await syncFolder(dirname(target));
+    return {
+      backupId,
+      createdAt: restored.createdAt,
+      destination: restored.destination,
+      target,
+      files: restored.files,
+      chunks: restored.chunks,
+      plaintextBytes: restored.plaintextBytes,
+      tenants: await withKeyState(options.keys, restored.manifest.tenants),
+      audit: { size: audit.size, checkpointSize: audit.checkpointSize },
+    };
+  } catch (err) {
+    await rm(checking, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Each tenant with whether keyd still holds its key. A tenant closed after the backup is in it as it
+ * was then, but its key is shredded: its records can never be read again, and restore says so.
+ */
+async function withKeyState(
+  keys: KeyService,
+  tenants: readonly { id: string; state: string }[],
+): Promise<DeploymentRestoreResult['tenants']> {
+  const out: DeploymentRestoreResult['tenants'] = [];
+  for (const t of tenants) {
+    let keyShredded = false;
+    if (t.state !== 'closed') {
+      const status = await keys.call('tenantKeyStatus', { tenant: t.id }).catch((err: { code?: string }) => {
+        if (err.code === 'TRESOR_ERR_TENANT_KEY_UNKNOWN') return undefined; // never had one (provisioning)
+        throw err;
+      });
+      keyShredded = status?.state === 'destroyed';
+    }
+    out.push({ ...t, keyShredded });
+  }
+  return out;
+}
+
+async function refuseNonEmpty(target: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!info.isDirectory() || (await readdir(target)).length > 0) throw notEmpty(target);
+}
+
+function notEmpty(target: string): BackupError {
+  return new BackupError(
+    'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY',
+    `restore target ${target} is not an empty folder: a restore never mixes with existing data`,
+  );
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
