@@ -8,6 +8,7 @@ import { table } from './table.ts';
 export interface BackupFlags extends ConnectionFlags, OutputFlags {}
 export interface BackupNowFlags extends BackupFlags {
   wait?: boolean;
+  readTokenFile?: string;
   timeout?: string;
 }
 export interface BackupListFlags extends BackupFlags {
@@ -47,10 +48,13 @@ export async function nowCommand(flags: BackupNowFlags): Promise<void> {
     emit(flags, body, `backup ${body.id} started (tresor backup list shows how it went)`);
     return;
   }
+  // An operator token has one scope: one of backups:run starts, one of backups:read follows it.
+  const reader =
+    flags.readTokenFile === undefined ? conn : connect(command, { ...flags, tokenFile: flags.readTokenFile });
   const deadline = Date.now() + timeoutS * 1000;
   let backup: Backup;
   for (;;) {
-    backup = (await call<Backup>(conn, 'GET', `/v1/backups/${segment(body.id)}`)).body;
+    backup = (await call<Backup>(reader, 'GET', `/v1/backups/${segment(body.id)}`)).body;
     if (backup.outcome !== 'running' && backup.verification !== null) break;
     if (backup.outcome !== 'running' && !backup.destinations.some((d) => d.state === 'checked')) break;
     if (Date.now() > deadline) throw new CliFailure(`backup ${body.id} is still running after ${timeoutS} s`);

@@ -2,7 +2,9 @@
  * `tresor backup …`: backups over the HTTPS API, as an operator admin (a session of `tresor login`,
  * or an operator token of scope backups:run / backups:read).
  *
- *   tresor backup now [--wait] [--timeout S]   POST /v1/backups; with --wait, until it has ended
+ *   tresor backup now [--wait [--read-token-file F]] [--timeout S]
+ *       POST /v1/backups; with --wait, follows it (GET /v1/backups/:id) until it has ended and been
+ *       verified: a session can do both, an operator token needs a backups:read one to follow
  *   tresor backup list [--limit N]             GET /v1/backups
  *   tresor backup verify ID                    POST /v1/backups/:id/verify
  */
@@ -18,6 +20,10 @@ export function registerBackupCommands(program: Command): void {
   withConnectionFlags(backup.command('now').description('take a backup now'))
     .option('--wait', 'wait until it has ended; exit code 1 unless every destination holds it')
     .option('--timeout <seconds>', 'with --wait, give up after this many seconds (default 600)')
+    .option(
+      '--read-token-file <file>',
+      'with --wait and an operator token of scope backups:run: a token of scope backups:read to follow the backup with',
+    )
     .action(async (flags: BackupNowFlags) => (await impl()).nowCommand(flags));
 
   withConnectionFlags(
