@@ -401,3 +401,23 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     for (const r of runs) leaksNone(r, secrets);
   });
 });
+
+describe('backups without configured destinations', () => {
+  it('go to two folders under the data folder, and tresor server warns that they share its disk', async () => {
+    const s = await startTresorStack();
+    try {
+      assert.match(s.serverOutput(), /backups go to the default destinations .*on the same disk as the data/);
+      const token = await operatorToken(s, 'backups:run');
+      const started = await s.request('POST', '/v1/backups', { token });
+      assert.equal(started.status, 202, started.text);
+      const { id } = started.json<{ id: string }>();
+      await waitFor('the backup in both default folders', async () =>
+        holds(join(s.dataDir, 'backups', 'a'), id) && holds(join(s.dataDir, 'backups', 'b'), id)
+          ? true
+          : undefined,
+      );
+    } finally {
+      await s.stop();
+    }
+  });
+});
