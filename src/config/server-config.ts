@@ -11,7 +11,7 @@
  * `ServerConfig` (`tls.keyPassphrase`), which is how `redactedServerConfig` finds it.
  */
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
 import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
 import { settingsOf } from './settings.ts';
@@ -369,7 +369,12 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       problems.push(`console.sessions.${side}AbsoluteMs must not be below ${side}IdleMs`);
   }
 
-  const backup = backupConfig(dataDir, get, problems);
+  // Relative paths of destinations: against the config file's folder when they come from it.
+  const backupBase =
+    g.configPath !== undefined && g.from.get('/server/backup/destinations')?.startsWith('config file')
+      ? dirname(g.configPath)
+      : process.cwd();
+  const backup = backupConfig(dataDir, backupBase, get, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
@@ -406,6 +411,7 @@ const DEFAULT_RETENTION: BackupRetentionConfig = { keepAllDays: 2, keepDailyDays
 /** The backup section: the destinations (default: two folders under the data folder) with their retention. */
 function backupConfig(
   dataDir: string,
+  base: string,
   get: <T>(pointer: string) => T | undefined,
   problems: string[],
 ): BackupConfig {
@@ -421,7 +427,7 @@ function backupConfig(
     names.add(d.name);
     const retention = { ...DEFAULT_RETENTION, ...d.retention };
     if (d.kind === 'folder') {
-      destinations.push({ name: d.name, kind: 'folder', path: resolve(String(d.path)), retention });
+      destinations.push({ name: d.name, kind: 'folder', path: resolve(base, String(d.path)), retention });
     } else {
       const s3 = d;
       destinations.push({
@@ -432,8 +438,8 @@ function backupConfig(
         bucket: String(s3.bucket),
         prefix: typeof s3.prefix === 'string' ? s3.prefix : '',
         forcePathStyle: s3.forcePathStyle === true,
-        accessKeyIdFile: resolve(String(s3.accessKeyIdFile)),
-        secretAccessKeyFile: resolve(String(s3.secretAccessKeyFile)),
+        accessKeyIdFile: resolve(base, String(s3.accessKeyIdFile)),
+        secretAccessKeyFile: resolve(base, String(s3.secretAccessKeyFile)),
         retention,
       });
     }

@@ -388,6 +388,7 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     };
     const cut = listed.backups.find((x) => x.id === id) as Backup;
     assert.ok(cut, 'the cut backup is listed');
+    assert.ok(['interrupted', 'done'].includes(cut.outcome), cut.outcome);
     if (cut.outcome !== 'done') {
       // Almost always: kill -9 came while it ran.
       assert.equal(cut.outcome, 'interrupted');
