@@ -405,10 +405,20 @@ export async function startTresorServer(
 
   // A backup run counts as done only when every destination holds it and read it back; retention
   // follows each run. A backup still running when the next is due is not started twice.
-  const runBackupRetention = () =>
-    jobs.run('backup.retention', async () =>
-      failOnItems(await applyRetention({ records: backupRecords, destinations: backupDestinations, clock })),
-    );
+  // One retention pass at a time (after a backup and on the hour), so no deletion is audited twice.
+  let retaining: Promise<boolean> | undefined;
+  const runBackupRetention = () => {
+    retaining ??= jobs
+      .run('backup.retention', async () =>
+        failOnItems(
+          await applyRetention({ records: backupRecords, destinations: backupDestinations, clock }),
+        ),
+      )
+      .finally(() => {
+        retaining = undefined;
+      });
+    return retaining;
+  };
   async function backupFinished(done: Promise<{ outcome: string; errorCode: string | null } | undefined>) {
     const view = await done;
     if (!closing) await runBackupRetention();
@@ -480,6 +490,7 @@ export async function startTresorServer(
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
       await backups.close();
+      await retaining;
       clearInterval(auditWatch);
       clearInterval(keydOpsTimer);
       await mirroring;
