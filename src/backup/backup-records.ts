@@ -209,6 +209,17 @@ export function createBackupRecords(control: BackupRecordsStore) {
       return views(control.db, runs);
     },
 
+    /** When the newest backup started, if any (the schedule goes on from it after a restart). */
+    async lastStart(): Promise<string | undefined> {
+      const row = await control.db
+        .selectFrom('backup_runs')
+        .select('started_at')
+        .orderBy('started_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row?.started_at;
+    },
+
     async get(id: string): Promise<BackupView | undefined> {
       const run = await control.db
         .selectFrom('backup_runs')

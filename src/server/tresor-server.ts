@@ -75,6 +75,12 @@ export interface TresorServerOptions {
   keydOpsIntervalMs?: number;
   /** Period of the contract-end and retention jobs; 0 turns them off (tests). */
   jobIntervalMs?: number;
+  /**
+   * When the first scheduled backup is due if none was ever taken (`tresor dev`: soon, to show it
+   * working); default one interval after start. Once backups exist, the schedule goes on from the
+   * newest one's start, across restarts.
+   */
+  firstBackupAfterMs?: number;
   /** Grace between a tenant's close and its key's destruction, in seconds (tests); default closeGraceDays. */
   keyDestroyGraceSeconds?: number;
 }
@@ -432,8 +438,22 @@ export async function startTresorServer(
     void jobs.run('backup.run', async () => backupFinished((await backups.start('schedule')).done));
   };
   const backupEveryMs = Math.round(config.backup.intervalMinutes * 60_000);
-  const backupTimer = backupEveryMs > 0 ? setInterval(scheduledBackup, backupEveryMs) : undefined;
-  backupTimer?.unref();
+  let backupTimer: NodeJS.Timeout | undefined;
+  if (backupEveryMs > 0) {
+    // Due one interval after the newest backup (a server restarted more often than the interval
+    // still takes them), at the earliest a few seconds after start (keyd may still be starting).
+    const last = await backupRecords.lastStart();
+    const firstInMs =
+      last === undefined
+        ? (options.firstBackupAfterMs ?? backupEveryMs)
+        : Math.max(Math.min(backupEveryMs, 10_000), Date.parse(last) + backupEveryMs - clock().getTime());
+    backupTimer = setTimeout(() => {
+      scheduledBackup();
+      backupTimer = setInterval(scheduledBackup, backupEveryMs);
+      backupTimer.unref();
+    }, firstInMs);
+    backupTimer.unref();
+  }
   const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
   retentionTimer.unref();
 

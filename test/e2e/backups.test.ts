@@ -144,6 +144,14 @@ describe('backups on a schedule (real stack, folder destinations)', () => {
       assert.equal(seen?.outcome, 'done');
       assert.equal(seen?.verification?.result, 'passed');
     }
+    // ...and the schedule goes on from the newest backup.
+    const restartedAt = new Date().toISOString();
+    await waitFor(
+      'a scheduled backup after the restart',
+      async () =>
+        (await list()).some((x) => x.startedAt > restartedAt && x.outcome === 'done') ? true : undefined,
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
   });
 });
 
