@@ -105,6 +105,8 @@ export const ERRORS = {
   /** A destination that cannot be written, or whose read-back differs from what was written. */
   TRESOR_ERR_BACKUP_DESTINATION: { status: 500, title: 'Internal Server Error', internal: true },
   TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY: { status: 409, title: 'Restore target is not empty' },
+  /** A backup was asked for while one is still being taken (one at a time). */
+  TRESOR_ERR_BACKUP_RUNNING: { status: 409, title: 'A backup is running' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

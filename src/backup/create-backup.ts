@@ -17,7 +17,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
-import { newBackupId } from './backup-id.ts';
+import { isBackupId, newBackupId } from './backup-id.ts';
 import { DEFAULT_CHUNK_BYTES, sealChunk } from './chunk-cipher.ts';
 import {
   type Destination,
@@ -54,6 +54,8 @@ export interface CreateBackupOptions {
   destinations: readonly Destination[];
   /** A private folder for the snapshot's copies; a fresh subfolder is made and removed. */
   scratchDir: string;
+  /** The backup's id, when the caller named it before (newBackupId); default a new one. */
+  backupId?: string;
   /** Plaintext bytes per chunk (default 4 MiB). */
   chunkSize?: number;
   now?: () => Date;
@@ -87,7 +89,8 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
     throw new BackupError('TRESOR_ERR_BACKUP_FAILED', 'a backup needs at least one destination');
   }
   const started = now();
-  const backupId = newBackupId(started);
+  const backupId = options.backupId ?? newBackupId(started);
+  if (!isBackupId(backupId)) throw new BackupError('TRESOR_ERR_BACKUP_FAILED', 'not a backup id');
   const live = new Map(
     options.destinations.map((d) => [d, { destination: d.name, ok: true } as DestinationOutcome]),
   );

@@ -12,6 +12,8 @@ export type BackupErrorCode = Extract<
   | 'TRESOR_ERR_BACKUP_INVALID'
   | 'TRESOR_ERR_BACKUP_DESTINATION'
   | 'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY'
+  | 'TRESOR_ERR_BACKUP_RUNNING'
+  | 'TRESOR_ERR_CONFIG_INVALID'
 >;
 
 export class BackupError extends TresorError<BackupErrorCode> {}

@@ -226,10 +226,11 @@ export async function dev(flags: DevFlags): Promise<void> {
   let config: ServerConfig;
   try {
     config = resolveServerConfig({ dataDir, ...(flags.port ? { port: flags.port } : {}) });
-    server = await startTresorServer({
-      ...config,
-      keyd: { kind: 'unix', socketPath: stack.keydSocket },
-    });
+    // The first backup a minute after the first start, so the dev stack shows backups working.
+    server = await startTresorServer(
+      { ...config, keyd: { kind: 'unix', socketPath: stack.keydSocket } },
+      { firstBackupAfterMs: 60_000 },
+    );
   } catch (err) {
     await stack.stop();
     throw err;

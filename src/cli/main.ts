@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAccessCommands } from './access.ts';
 import { registerApiKeyCommands } from './apikey.ts';
 import { registerAuditCommands } from './audit.ts';
+import { registerBackupCommands } from './backup.ts';
 import { registerDevCommand } from './dev.ts';
 import { registerEnrolCommands } from './enrol.ts';
 import { registerInitCommand } from './init.ts';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerApiKeyCommands(program);
   registerRestoreCommand(program);
+  registerBackupCommands(program);
   return program;
 }
 

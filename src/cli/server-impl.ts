@@ -94,6 +94,11 @@ export function handleServerSignals(
 export async function server(flags: ServerFlags): Promise<void> {
   const config = resolveServerConfig(flags as Record<string, unknown>);
   await waitForServerKeyd(config);
+  if (config.backup.defaultDestinations) {
+    warn(
+      `tresor: backups go to the default destinations ${config.backup.destinations.map((d) => (d.kind === 'folder' ? d.path : d.name)).join(' and ')}, on the same disk as the data: a lost disk loses both. Configure server.backup.destinations (TRESOR_BACKUP_DESTINATIONS) on other disks or sites.`,
+    );
+  }
   const server = await startTresorServer(config);
   // Signals first: whoever reads the URL may send SIGTERM at once (it would kill, not stop).
   const stopped = handleServerSignals(server);

@@ -32,7 +32,7 @@ export const COMMAND_VARIABLES: readonly { env: string; use: string }[] = [
   },
   {
     env: 'TRESOR_TOKEN',
-    use: '`tresor status` and the commands that talk to a server (`tenant`, `person`, `token`, `apikey`): the bearer credential, an operator token or a tenant API key (or `--token-file`; never a flag value). Unset, they use the profile’s session.',
+    use: '`tresor status` and the commands that talk to a server (`tenant`, `person`, `token`, `apikey`, `backup`): the bearer credential, an operator token or a tenant API key (or `--token-file`; never a flag value). Unset, they use the profile’s session.',
   },
   {
     env: 'TRESOR_URL',

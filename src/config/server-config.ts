@@ -11,7 +11,7 @@
  * `ServerConfig` (`tls.keyPassphrase`), which is how `redactedServerConfig` finds it.
  */
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
 import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
 import { settingsOf } from './settings.ts';
@@ -79,6 +79,41 @@ export interface ServerConfig {
   audit: AuditConfig;
   access: AccessConfig;
   console: ConsoleConfig;
+  backup: BackupConfig;
+}
+
+/** What a backup destination keeps (src/backup/retention.ts): every backup, then one a day. */
+export interface BackupRetentionConfig {
+  keepAllDays: number;
+  keepDailyDays: number;
+}
+
+/** One backup destination; S3 credentials stay in their files until the destination is made. */
+export type BackupDestinationConfig =
+  | { name: string; kind: 'folder'; path: string; retention: BackupRetentionConfig }
+  | {
+      name: string;
+      kind: 's3';
+      endpoint?: string;
+      region: string;
+      bucket: string;
+      prefix: string;
+      forcePathStyle: boolean;
+      accessKeyIdFile: string;
+      secretAccessKeyFile: string;
+      retention: BackupRetentionConfig;
+    };
+
+/** Backups (src/backup, docs/backup.md). */
+export interface BackupConfig {
+  /** Minutes between scheduled backups; 0: only on demand. */
+  intervalMinutes: number;
+  destinations: BackupDestinationConfig[];
+  /** True when none was configured: the two default folders under the data folder, on its disk. */
+  defaultDestinations: boolean;
+  /** Further tries of a failed destination within a run, the first after retryBaseMs, doubling. */
+  retryAttempts: number;
+  retryBaseMs: number;
 }
 
 /** Staff access grants (src/access). */
@@ -334,6 +369,13 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       problems.push(`console.sessions.${side}AbsoluteMs must not be below ${side}IdleMs`);
   }
 
+  // Relative paths of destinations: against the config file's folder when they come from it.
+  const backupBase =
+    g.configPath !== undefined && g.from.get('/server/backup/destinations')?.startsWith('config file')
+      ? dirname(g.configPath)
+      : process.cwd();
+  const backup = backupConfig(dataDir, backupBase, get, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
     dataDir,
@@ -350,10 +392,65 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     audit,
     access,
     console: consoleConfig,
+    backup,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;
   return config;
+}
+
+/** A destination as the schema admitted it (optional fields not yet defaulted). */
+type RawDestination = {
+  name: string;
+  kind: 'folder' | 's3';
+  retention?: Partial<BackupRetentionConfig>;
+} & Record<string, unknown>;
+
+const DEFAULT_RETENTION: BackupRetentionConfig = { keepAllDays: 2, keepDailyDays: 35 };
+
+/** The backup section: the destinations (default: two folders under the data folder) with their retention. */
+function backupConfig(
+  dataDir: string,
+  base: string,
+  get: <T>(pointer: string) => T | undefined,
+  problems: string[],
+): BackupConfig {
+  const configured = get<RawDestination[]>('/backup/destinations');
+  const raw: RawDestination[] = configured ?? [
+    { name: 'a', kind: 'folder', path: resolve(dataDir, 'backups', 'a') },
+    { name: 'b', kind: 'folder', path: resolve(dataDir, 'backups', 'b') },
+  ];
+  const names = new Set<string>();
+  const destinations: BackupDestinationConfig[] = [];
+  for (const d of raw) {
+    if (names.has(d.name)) problems.push(`backup destination name ${JSON.stringify(d.name)} is used twice`);
+    names.add(d.name);
+    const retention = { ...DEFAULT_RETENTION, ...d.retention };
+    if (d.kind === 'folder') {
+      destinations.push({ name: d.name, kind: 'folder', path: resolve(base, String(d.path)), retention });
+    } else {
+      const s3 = d;
+      destinations.push({
+        name: d.name,
+        kind: 's3',
+        ...(typeof s3.endpoint === 'string' ? { endpoint: s3.endpoint } : {}),
+        region: String(s3.region),
+        bucket: String(s3.bucket),
+        prefix: typeof s3.prefix === 'string' ? s3.prefix : '',
+        forcePathStyle: s3.forcePathStyle === true,
+        accessKeyIdFile: resolve(base, String(s3.accessKeyIdFile)),
+        secretAccessKeyFile: resolve(base, String(s3.secretAccessKeyFile)),
+        retention,
+      });
+    }
+  }
+  return {
+    intervalMinutes: get<number>('/backup/intervalMinutes') as number,
+    destinations,
+    defaultDestinations: configured === undefined,
+    retryAttempts: get<number>('/backup/retryAttempts') as number,
+    retryBaseMs: get<number>('/backup/retryBaseMs') as number,
+  };
 }
 
 /**

@@ -39,6 +39,51 @@ const list = (env: string, description: string, defaultText: string) =>
     setting(Type.Array(Type.String({ minLength: 1, pattern: '\\S' }), { description }), { env, defaultText }),
   );
 
+const RETENTION_DAYS = (fallback: number, description: string) =>
+  Type.Optional(Type.Integer({ minimum: 0, maximum: 36_500, default: fallback, description }));
+const DESTINATION_NAME = Type.String({
+  pattern: '^[a-z0-9][a-z0-9-]{0,31}$',
+  description: 'A short unique name (lower-case letters, digits, `-`), shown in reports.',
+});
+const RETENTION = Type.Optional(
+  Type.Object(
+    {
+      keepAllDays: RETENTION_DAYS(2, 'Every backup is kept this many days.'),
+      keepDailyDays: RETENTION_DAYS(35, 'The newest backup of each day is kept this many days.'),
+    },
+    { additionalProperties: false },
+  ),
+);
+const NON_EMPTY = Type.String({ minLength: 1, pattern: '\\S' });
+
+/** One backup destination of `server.backup.destinations`. */
+export const BACKUP_DESTINATION = Type.Union([
+  Type.Object(
+    {
+      name: DESTINATION_NAME,
+      kind: Type.Literal('folder'),
+      path: NON_EMPTY,
+      retention: RETENTION,
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      name: DESTINATION_NAME,
+      kind: Type.Literal('s3'),
+      endpoint: Type.Optional(NON_EMPTY),
+      region: NON_EMPTY,
+      bucket: NON_EMPTY,
+      prefix: Type.Optional(Type.String({ maxLength: 256 })),
+      forcePathStyle: Type.Optional(Type.Boolean()),
+      accessKeyIdFile: NON_EMPTY,
+      secretAccessKeyFile: NON_EMPTY,
+      retention: RETENTION,
+    },
+    { additionalProperties: false },
+  ),
+]);
+
 export const SERVER_SECTION = section(
   {
     host: Type.Optional(
@@ -216,6 +261,54 @@ export const SERVER_SECTION = section(
       3650,
       30,
       'Grace days of a close: after a contract ends before the tenant is closed, and after any close before keyd destroys the tenant’s key (cancellable meanwhile; the tenant serves nothing). 0 shreds at once.',
+    ),
+    backup: Type.Optional(
+      section(
+        {
+          intervalMinutes: Type.Optional(
+            setting(
+              Type.Number({
+                minimum: 0,
+                maximum: 7 * 24 * 60,
+                default: 360,
+                description:
+                  'Minutes between scheduled backups (360: four a day); 0 takes backups only on demand (`tresor backup now`). Fractions are allowed.',
+              }),
+              { env: 'TRESOR_BACKUP_INTERVAL_MINUTES' },
+            ),
+          ),
+          destinations: Type.Optional(
+            setting(
+              Type.Array(BACKUP_DESTINATION, {
+                minItems: 1,
+                maxItems: 16,
+                description:
+                  'Where every backup is written, each with its own retention: `{"name", "kind": "folder", "path"}` or `{"name", "kind": "s3", "endpoint", "region", "bucket", "prefix", "forcePathStyle", "accessKeyIdFile", "secretAccessKeyFile"}` (S3 credentials only from files), each with an optional `retention: {"keepAllDays": 2, "keepDailyDays": 35}`. Give two or more on different disks or sites. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
+              }),
+              {
+                env: 'TRESOR_BACKUP_DESTINATIONS',
+                defaultText:
+                  'two folders under the data folder, `<dataDir>/backups/a` and `<dataDir>/backups/b` (on the data’s own disk: `tresor server` warns)',
+              },
+            ),
+          ),
+          retryAttempts: int(
+            'TRESOR_BACKUP_RETRY_ATTEMPTS',
+            0,
+            20,
+            3,
+            'How many more times a destination that failed is tried within one backup run.',
+          ),
+          retryBaseMs: int(
+            'TRESOR_BACKUP_RETRY_BASE_MS',
+            10,
+            3_600_000,
+            5_000,
+            'Wait before the first retry of a failed destination; it doubles per further retry.',
+          ),
+        },
+        'Backups (docs/backup.md): the schedule and the destinations.',
+      ),
     ),
     logLevel: Type.Optional(
       setting(Type.Enum([...LOG_LEVELS], { default: 'info', description: 'Log level.' }), {

@@ -115,6 +115,8 @@ export function expectation(schema: Record<string, unknown>): string {
     if (min !== undefined) return `${kind} of at least ${min}`;
     return kind;
   }
+  if (schema.type === 'array' && isListOfObjects(schema))
+    return 'a list of objects as the description says (in the environment: JSON)';
   if (schema.type === 'array') return 'a list of non-empty strings (in the environment: comma-separated)';
   if (schema.type === 'boolean') return 'true or false (in the environment also 1 or 0)';
   if (schema.type === 'string') return 'a non-empty string';
@@ -131,12 +133,26 @@ export function fromText(schema: Record<string, unknown>, value: unknown): unkno
     const t = value.trim().toLowerCase();
     return t === 'true' || t === '1' ? true : t === 'false' || t === '0' ? false : value;
   }
+  if (schema.type === 'array' && isListOfObjects(schema)) {
+    // A list of objects (backup destinations) comes from the environment as JSON.
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      return value;
+    }
+  }
   if (schema.type === 'array')
     return value
       .split(',')
       .map((v) => v.trim())
       .filter(Boolean);
   return value;
+}
+
+/** A list whose items are not plain strings (e.g. objects of a union). */
+function isListOfObjects(schema: Record<string, unknown>): boolean {
+  const items = schema.items as Record<string, unknown> | undefined;
+  return items !== undefined && items.type !== 'string';
 }
 
 export function dottedOf(pointer: string): string {

@@ -19,6 +19,10 @@ export const OPERATOR_SCOPES = [
   'audit:read',
   /** GET /v1/system/jobs (`tresor status`). */
   'jobs:read',
+  /** POST /v1/backups, /v1/backups/:id/verify (`tresor backup now`, `tresor backup verify`). */
+  'backups:run',
+  /** GET /v1/backups, /v1/backups/:id (`tresor backup list`). */
+  'backups:read',
   /** Reserved for GET /metrics (issue 17). */
   'metrics:read',
 ] as const;

@@ -29,6 +29,15 @@ import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import { startSinks } from '../audit/sinks/start.ts';
 import { systemEvent } from '../audit/system-event.ts';
 import { createWitness } from '../audit/witness.ts';
+import {
+  applyRetention,
+  BackupError,
+  backupHorizon,
+  configuredDestinations,
+  createBackupRecords,
+  createBackupRuns,
+  createSqliteSnapshotter,
+} from '../backup/index.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
@@ -56,15 +65,22 @@ import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 
+/** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
+const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
+
 export interface TresorServerOptions {
-  /** How long backups are kept: the deletion certificate's horizon (days). */
-  backupRetentionDays?: number;
   /** Key cache bounds (keys stay in memory at most this long / this many uses). */
   keyCache?: { maxEntries: number; ttlMs: number; maxUses: number };
   /** Period of copying keyd's operations into the audit log (default 2 s). */
   keydOpsIntervalMs?: number;
   /** Period of the contract-end and retention jobs; 0 turns them off (tests). */
   jobIntervalMs?: number;
+  /**
+   * When the first scheduled backup is due if none was ever taken (`tresor dev`: soon, to show it
+   * working); default one interval after start. Once backups exist, the schedule goes on from the
+   * newest one's start, across restarts.
+   */
+  firstBackupAfterMs?: number;
   /** Grace between a tenant's close and its key's destruction, in seconds (tests); default closeGraceDays. */
   keyDestroyGraceSeconds?: number;
 }
@@ -100,6 +116,8 @@ export async function startTresorServer(
 ): Promise<TresorServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const clock = () => new Date();
+  // Made first: a destination that cannot be made (an unreadable credential file) stops the start.
+  const backupDestinations = configuredDestinations(config.backup.destinations);
   const keyd = createKeydClient({
     connect:
       config.keyd.kind === 'unix'
@@ -145,7 +163,15 @@ export async function startTresorServer(
     keys: keyd,
     exporter: (tenant, target) =>
       vault.exportTenant(tenant, target, systemEvent({ id: 'tenant-close', action: 'system.job' }, clock())),
-    config: { closeGraceDays: config.closeGraceDays, backupRetentionDays: options.backupRetentionDays ?? 35 },
+    config: {
+      closeGraceDays: config.closeGraceDays,
+      backupRetentionDays: Math.max(...config.backup.destinations.map((d) => d.retention.keepDailyDays)),
+      // The last backup holding the tenant's data is one taken before the close: gone by then.
+      backupsAgedOutBy: (closedAt) =>
+        backupHorizon(new Date(closedAt), backupDestinations, BACKUP_RETENTION_PERIOD_MS)
+          .toISOString()
+          .slice(0, 10),
+    },
     ...(options.keyDestroyGraceSeconds === undefined
       ? {}
       : { keyDestroyGraceSeconds: options.keyDestroyGraceSeconds }),
@@ -255,6 +281,36 @@ export async function startTresorServer(
   });
   const recorder = createAuditRecorder({ control, openTenant });
 
+  // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
+  const backupRecords = createBackupRecords(control);
+  const backups = createBackupRuns({
+    records: backupRecords,
+    keys: keyd,
+    snapshotter: createSqliteSnapshotter({ dataDir: config.dataDir }),
+    source: {
+      async tenants() {
+        const all = await tenants.listTenants();
+        return Promise.all(
+          all.map(async (t) => ({ id: t.id, state: t.state, store: await tenantStores.exists(t.id) })),
+        );
+      },
+      async auditCheckpoint() {
+        await audit.checkpointer.checkpoint();
+        const latest = await audit.reader.latestCheckpoint();
+        if (!latest) throw new BackupError('TRESOR_ERR_BACKUP_FAILED', 'no audit checkpoint signed yet');
+        return latest.note;
+      },
+    },
+    destinations: backupDestinations,
+    scratchDir: join(config.dataDir, 'backup-scratch'),
+    manifestKey: async () => {
+      const key = await keyd.call('publicKey', { purpose: 'backup-manifest' });
+      return { name: key.name, publicKey: key.publicKey };
+    },
+    retry: { attempts: config.backup.retryAttempts, baseMs: config.backup.retryBaseMs },
+    clock,
+  });
+
   const http = await createHttpServer({
     config,
     authenticate,
@@ -289,6 +345,16 @@ export async function startTresorServer(
       // The runner is made below, once the HTTP server's logger exists; no request comes before.
       jobs: { status: () => jobs.status() },
       operatorTokens: { operatorTokens },
+      backups: {
+        start: async (event) => {
+          const started = await backups.start('request', event);
+          void jobs.run('backup.run', () => backupFinished(started.done));
+          return { id: started.id };
+        },
+        list: (limit) => backupRecords.list(limit),
+        get: (id) => backupRecords.get(id),
+        verify: (id, event) => backups.verify(id, event),
+      },
     }),
   });
 
@@ -343,6 +409,54 @@ export async function startTresorServer(
   const keydOpsTimer = setInterval(() => void mirrorKeydOps(), options.keydOpsIntervalMs ?? 2_000);
   keydOpsTimer.unref();
 
+  // A backup run counts as done only when every destination holds it and read it back; retention
+  // follows each run. A backup still running when the next is due is not started twice.
+  // One retention pass at a time (after a backup and on the hour), so no deletion is audited twice.
+  let retaining: Promise<boolean> | undefined;
+  const runBackupRetention = () => {
+    retaining ??= jobs
+      .run('backup.retention', async () =>
+        failOnItems(
+          await applyRetention({ records: backupRecords, destinations: backupDestinations, clock }),
+        ),
+      )
+      .finally(() => {
+        retaining = undefined;
+      });
+    return retaining;
+  };
+  async function backupFinished(done: Promise<{ outcome: string; errorCode: string | null } | undefined>) {
+    const view = await done;
+    if (!closing) await runBackupRetention();
+    if (view?.outcome !== 'done')
+      failOnItems({ failed: [{ code: view?.errorCode ?? 'TRESOR_ERR_BACKUP_FAILED' }] });
+  }
+  let closing = false;
+  await jobs.run('backup.recover', () => backups.recoverInterrupted());
+  const scheduledBackup = () => {
+    if (backups.running()) return;
+    void jobs.run('backup.run', async () => backupFinished((await backups.start('schedule')).done));
+  };
+  const backupEveryMs = Math.round(config.backup.intervalMinutes * 60_000);
+  let backupTimer: NodeJS.Timeout | undefined;
+  if (backupEveryMs > 0) {
+    // Due one interval after the newest backup (a server restarted more often than the interval
+    // still takes them), at the earliest a few seconds after start (keyd may still be starting).
+    const last = await backupRecords.lastStart();
+    const firstInMs =
+      last === undefined
+        ? (options.firstBackupAfterMs ?? backupEveryMs)
+        : Math.max(Math.min(backupEveryMs, 10_000), Date.parse(last) + backupEveryMs - clock().getTime());
+    backupTimer = setTimeout(() => {
+      scheduledBackup();
+      backupTimer = setInterval(scheduledBackup, backupEveryMs);
+      backupTimer.unref();
+    }, firstInMs);
+    backupTimer.unref();
+  }
+  const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
+  retentionTimer.unref();
+
   async function runJobs(): Promise<void> {
     await jobs.run('tenants.resume', resumeTenants);
     await jobs.run('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
@@ -392,6 +506,11 @@ export async function startTresorServer(
     },
     async close() {
       if (timer) clearInterval(timer);
+      closing = true;
+      if (backupTimer) clearInterval(backupTimer);
+      clearInterval(retentionTimer);
+      await backups.close();
+      await retaining;
       clearInterval(auditWatch);
       clearInterval(keydOpsTimer);
       await mirroring;

@@ -190,7 +190,8 @@ export function createTenantCloseSteps(ctx: TenantContext): TenantCloseSteps {
       keyIdsDestroyed: JSON.parse(current.key_ids_destroyed ?? '[]') as string[],
       keydDestroyedAt: current.keys_destroyed_at as string,
       closedAt,
-      backupsAgedOutBy: backupsAgedOutBy(closedAt, config.backupRetentionDays),
+      backupsAgedOutBy:
+        config.backupsAgedOutBy?.(closedAt) ?? backupsAgedOutBy(closedAt, config.backupRetentionDays),
       reason: current.close_reason ?? 'unspecified',
     };
     const signed = await signDeletionCertificate(keys, certificate);

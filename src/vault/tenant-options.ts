@@ -32,6 +32,12 @@ export interface TenantServiceConfig {
   closeGraceDays: number;
   /** How long backups are kept: the deletion certificate's backup horizon. */
   backupRetentionDays: number;
+  /**
+   * The date (YYYY-MM-DD) by which the last backup taken before `closedAt` has aged out of every
+   * backup destination, computed by whoever knows the retention (the server); when absent,
+   * closedAt + backupRetentionDays.
+   */
+  backupsAgedOutBy?: (closedAt: string) => string;
 }
 
 /**

@@ -55,6 +55,7 @@ export function checkExportTarget(value: unknown): ExportTarget | undefined {
 
 export function checkConfig(config: TenantServiceConfig): TenantServiceConfig {
   for (const [name, v] of Object.entries(config)) {
+    if (name === 'backupsAgedOutBy') continue; // a function: the horizon computed by the server
     if (!Number.isSafeInteger(v) || v < 0 || v > 36_500) {
       throw new RangeError(`tenant config ${name} must be a whole number of days from 0 to 36500`);
     }

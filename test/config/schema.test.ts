@@ -40,6 +40,11 @@ function sample(s: SettingInfo): { text: string; value: unknown } {
     const n = (schema.maximum as number | undefined) ?? (schema.minimum as number) + 1;
     return { text: String(n), value: n };
   }
+  if (schema.type === 'array' && (schema.items as { type?: string }).type !== 'string') {
+    // A list of objects (backup destinations) is JSON in the environment.
+    const value = [{ name: 'a', kind: 'folder', path: '/backups/a' }];
+    return { text: JSON.stringify(value), value };
+  }
   if (schema.type === 'array') return { text: 'a, b', value: ['a', 'b'] };
   if (schema.type === 'boolean') return { text: '1', value: true };
   return { text: 'some/value', value: s.path ? resolve('some/value') : 'some/value' };

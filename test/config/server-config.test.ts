@@ -207,6 +207,108 @@ describe('server config', () => {
   });
 });
 
+describe('backup config', () => {
+  it('defaults to backups four times a day into two folders under the data folder, flagged as on its disk', () => {
+    const c = resolveServerConfig({ dataDir: join(dir, 'data') }, {});
+    assert.equal(c.backup.intervalMinutes, 360);
+    assert.equal(c.backup.defaultDestinations, true);
+    const retention = { keepAllDays: 2, keepDailyDays: 35 };
+    assert.deepEqual(c.backup.destinations, [
+      { name: 'a', kind: 'folder', path: join(dir, 'data', 'backups', 'a'), retention },
+      { name: 'b', kind: 'folder', path: join(dir, 'data', 'backups', 'b'), retention },
+    ]);
+  });
+
+  it('takes destinations from the config file or as JSON from the environment, with their retention', () => {
+    const destinations = [
+      { name: 'disk', kind: 'folder', path: '/mnt/b', retention: { keepAllDays: 1 } },
+      {
+        name: 'site',
+        kind: 's3',
+        region: 'eu-1',
+        bucket: 'tresor',
+        accessKeyIdFile: '/etc/k',
+        secretAccessKeyFile: '/etc/s',
+      },
+    ];
+    const fromFile = resolveServerConfig(
+      { config: configFile({ server: { backup: { intervalMinutes: 0, destinations } } }) },
+      {},
+    );
+    const fromEnv = resolveServerConfig(
+      {},
+      { TRESOR_BACKUP_DESTINATIONS: JSON.stringify(destinations), TRESOR_BACKUP_INTERVAL_MINUTES: '0' },
+    );
+    for (const c of [fromFile, fromEnv]) {
+      assert.equal(c.backup.intervalMinutes, 0);
+      assert.equal(c.backup.defaultDestinations, false);
+      assert.deepEqual(c.backup.destinations, [
+        { name: 'disk', kind: 'folder', path: '/mnt/b', retention: { keepAllDays: 1, keepDailyDays: 35 } },
+        {
+          name: 'site',
+          kind: 's3',
+          region: 'eu-1',
+          bucket: 'tresor',
+          prefix: '',
+          forcePathStyle: false,
+          accessKeyIdFile: '/etc/k',
+          secretAccessKeyFile: '/etc/s',
+          retention: { keepAllDays: 2, keepDailyDays: 35 },
+        },
+      ]);
+    }
+  });
+
+  it('refuses unknown kinds and keys, a secret in the file, twice the same name, broken JSON and negative intervals', () => {
+    const fileProblems = problemsOf(() =>
+      resolveServerConfig(
+        {
+          config: configFile({
+            server: {
+              backup: {
+                destinations: [
+                  { name: 'x', kind: 'tape', path: '/t' },
+                  {
+                    name: 'y',
+                    kind: 's3',
+                    region: 'r',
+                    bucket: 'b',
+                    accessKeyIdFile: '/k',
+                    secretAccessKey: 'v',
+                  },
+                ],
+              },
+            },
+          }),
+        },
+        {},
+      ),
+    );
+    assert.match(fileProblems.join('\n'), /server\.backup\.destinations/);
+    assert.equal(fileProblems.join('\n').includes('"v"'), false, 'a value is never repeated');
+    const twice = problemsOf(() =>
+      resolveServerConfig(
+        {},
+        {
+          TRESOR_BACKUP_DESTINATIONS: JSON.stringify([
+            { name: 'a', kind: 'folder', path: '/a' },
+            { name: 'a', kind: 'folder', path: '/b' },
+          ]),
+        },
+      ),
+    );
+    assert.match(twice.join('\n'), /backup destination name "a" is used twice/);
+    const env = problemsOf(() =>
+      resolveServerConfig(
+        {},
+        { TRESOR_BACKUP_DESTINATIONS: '[{"name":', TRESOR_BACKUP_INTERVAL_MINUTES: '-1' },
+      ),
+    );
+    assert.match(env.join('\n'), /env TRESOR_BACKUP_DESTINATIONS must be a list of objects/);
+    assert.match(env.join('\n'), /env TRESOR_BACKUP_INTERVAL_MINUTES must be a number from 0/);
+  });
+});
+
 describe('development TLS', () => {
   it('makes a CA and a localhost certificate once, keys 0600 in a 0700 folder, and reuses them', async () => {
     const dataDir = join(dir, 'data');

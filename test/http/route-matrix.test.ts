@@ -235,6 +235,11 @@ const RULES: Record<string, Rule> = {
   'POST /v1/people/:id/sessions/revoke-all': 'manager:change+2fa',
   // the server's background jobs (a health detail for operators)
   'GET /v1/system/jobs': 'operator',
+  // backups (operators: take, list, verify)
+  'POST /v1/backups': 'operator',
+  'GET /v1/backups': 'operator',
+  'GET /v1/backups/:id': 'operator',
+  'POST /v1/backups/:id/verify': 'operator',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -265,6 +270,10 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/audit/proofs/inclusion': 'audit:read',
   'GET /v1/audit/proofs/consistency': 'audit:read',
   'GET /v1/system/jobs': 'jobs:read',
+  'POST /v1/backups': 'backups:run',
+  'GET /v1/backups': 'backups:read',
+  'GET /v1/backups/:id': 'backups:read',
+  'POST /v1/backups/:id/verify': 'backups:run',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -371,6 +380,7 @@ async function matrixApp() {
         },
         jobs: specOnlyDependencies(),
         operatorTokens: specOnlyDependencies(),
+        backups: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -7,6 +7,7 @@
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
+import { type BackupRouteDeps, backupRoutes } from './backups.ts';
 import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
 import { type EnrolmentRouteDeps, enrolmentRoutes } from './enrolment.ts';
 import { type FactorRouteDeps, factorRoutes } from './factors.ts';
@@ -40,6 +41,8 @@ export interface DomainRouteDeps {
   jobs: JobRouteDeps;
   /** Operator admins' scoped machine tokens. */
   operatorTokens: OperatorTokenRouteDeps;
+  /** Backups: start, list, verify. */
+  backups: BackupRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -59,6 +62,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     operatorTokenRoutes(deps.operatorTokens),
     signinRoutes(),
     jobRoutes(deps.jobs),
+    backupRoutes(deps.backups),
   ];
 }
 
