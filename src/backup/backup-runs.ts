@@ -8,8 +8,11 @@
  *        by copying the finished backup from one that holds it (copy-backup.ts);
  *     3. the run ends `done` only when every destination holds it and read it back, `partial`
  *        when some do, `failed` when none does; audited as `backup.create` (system actor `backup`);
- *     4. verifyBackup at every destination that holds it (signature, digests, decryption through
- *        keyd); the result is recorded and audited (`backup.verify`).
+ *     4. the trial restore (deps.trial, when given: restore into a scratch folder, the audit log
+ *        checked against the manifest's checkpoint, every store opened, sample records decrypted
+ *        through keyd) at the first destination that holds it, and verifyBackup (signature,
+ *        digests, decryption through keyd) at the others; the result is recorded and audited
+ *        (`backup.verify`).
  *   verify() checks a backup again now; recoverInterrupted() marks the runs a stopped server left
  *   running and removes their partial objects.
  *
@@ -25,7 +28,7 @@ import type { BackupRecords, BackupView } from './backup-records.ts';
 import type { ConfiguredDestination } from './configured-destinations.ts';
 import { copyBackup } from './copy-backup.ts';
 import { type BackupSource, createBackup } from './create-backup.ts';
-import { deleteBackup } from './destination.ts';
+import { type Destination, deleteBackup } from './destination.ts';
 import { BackupError } from './errors.ts';
 import type { ManifestKey } from './manifest.ts';
 import { verifyBackup } from './read-backup.ts';
@@ -41,6 +44,11 @@ export interface BackupRunDeps {
   scratchDir: string;
   manifestKey(): Promise<ManifestKey>;
   retry: { attempts: number; baseMs: number };
+  /**
+   * The trial restore of one backup at one destination (src/server/backup-trial.ts, which opens
+   * stores and the audit log and so lives above this floor); a failure is reported by `code`.
+   */
+  trial?: (destination: Destination, backupId: string) => Promise<{ ok: boolean; code: string | null }>;
   clock: () => Date;
   chunkSize?: number;
 }
@@ -186,6 +194,11 @@ export function createBackupRuns(deps: BackupRunDeps) {
       const d = deps.destinations.find((x) => x.name === copy.name);
       if (!d || copy.state !== 'checked') continue;
       try {
+        if (deps.trial && results.length === 0) {
+          const trial = await deps.trial(d.destination, id);
+          results.push({ destination: d.name, result: trial.ok ? 'passed' : 'failed', code: trial.code });
+          continue;
+        }
         await verifyBackup({ destination: d.destination, backupId: id, keys: deps.keys, manifestKey });
         results.push({ destination: d.name, result: 'passed', code: null });
       } catch (err) {

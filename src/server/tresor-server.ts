@@ -61,6 +61,7 @@ import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
+import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
@@ -308,6 +309,20 @@ export async function startTresorServer(
       return { name: key.name, publicKey: key.publicKey };
     },
     retry: { attempts: config.backup.retryAttempts, baseMs: config.backup.retryBaseMs },
+    trial: async (destination, backupId) => {
+      const trial = await runBackupTrial({
+        destination,
+        backupId,
+        keys: keyd,
+        scratchDir: join(config.dataDir, 'backup-scratch'),
+        now: clock,
+      });
+      if (trial.ok) return { ok: true, code: null };
+      // The failed check's own error code when it has one (a tampered chunk: BACKUP_INVALID).
+      const failed = trial.checks.find((c) => c.status === 'failed');
+      const code = /^(TRESOR_ERR_[A-Z_]+):/.exec(failed?.detail ?? '')?.[1];
+      return { ok: false, code: code ?? 'TRESOR_ERR_BACKUP_INVALID' };
+    },
     clock,
   });
 
