@@ -11,6 +11,7 @@ import { mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promi
 import { join } from 'node:path';
 import { checkObjectKey, type Destination } from './destination.ts';
 import { BackupError } from './errors.ts';
+import { syncFolder } from './restore-target.ts';
 
 export interface FolderDestinationOptions {
   /** The folder; created (0700) on first write if missing. */
@@ -96,14 +97,5 @@ function isObjectKey(key: string): boolean {
     return key.includes('/'); // objects live in a backup's folder; the folders themselves are not objects
   } catch {
     return false;
-  }
-}
-
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

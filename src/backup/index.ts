@@ -66,6 +66,7 @@ export {
   verifyBackup,
 } from './read-backup.ts';
 export { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.ts';
+export { refuseNonEmpty, syncFolder, targetNotEmpty } from './restore-target.ts';
 export {
   agedOutAt,
   checkRetentionPolicy,

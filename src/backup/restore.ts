@@ -9,11 +9,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BackupError } from './errors.ts';
 import type { ManifestFile } from './manifest.ts';
 import { type BackupVerification, type ReadBackupOptions, readBackup } from './read-backup.ts';
+import { refuseNonEmpty, syncFolder, targetNotEmpty } from './restore-target.ts';
 
 export interface RestoreOptions extends ReadBackupOptions {
   /** The data folder to restore into: must not exist, or be an empty folder. */
@@ -55,7 +55,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       await rename(staging, target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw notEmpty(target);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw targetNotEmpty(target);
       throw err;
     }
     await syncFolder(parent);
@@ -63,32 +63,5 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
-  }
-}
-
-async function refuseNonEmpty(target: string): Promise<void> {
-  let info: Awaited<ReturnType<typeof stat>>;
-  try {
-    info = await stat(target);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!info.isDirectory() || (await readdir(target)).length > 0) throw notEmpty(target);
-}
-
-function notEmpty(target: string): BackupError {
-  return new BackupError(
-    'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY',
-    `restore target ${target} is not an empty folder: a restore never mixes with existing data`,
-  );
-}
-
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

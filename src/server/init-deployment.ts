@@ -7,7 +7,8 @@
  * asks for no network credential and acts as the system actor `init`, audited.
  *
  * 1. Refuse (TRESOR_ERR_CONFLICT) when a person of role operator-admin exists, not removed: init
- *    makes the first one only; later ones are invited by an operator admin.
+ *    makes the first one only; later ones are invited by an operator admin. The identity service
+ *    checks it in the insert's transaction (`firstOperatorAdmin`), so two inits make one admin.
  * 2. Fix the audit log's origin if it is not fixed yet (the given one, else the config's
  *    `audit.origin`, else generated as the server would at its first start); keep it if it is, and
  *    refuse (TRESOR_ERR_CONFIG_INVALID) a different one given (audit/log-identity.ts).
@@ -58,17 +59,6 @@ export async function initDeployment(input: InitDeploymentInput): Promise<Initia
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const control = await openControlStore(controlStorePath(config.dataDir));
   try {
-    const admin = await control.db
-      .selectFrom('people')
-      .select('id')
-      .where('role', '=', 'operator-admin')
-      .where('removed_at', 'is', null)
-      .executeTakeFirst();
-    if (admin)
-      throw new TresorError(
-        'TRESOR_ERR_CONFLICT',
-        `this deployment has an operator admin already (${admin.id}): init makes the first one only; invite others with tresor person invite`,
-      );
     const fixed = await control.db
       .selectFrom('audit_log_identity')
       .select('origin')
@@ -90,7 +80,7 @@ export async function initDeployment(input: InitDeploymentInput): Promise<Initia
       side: 'operator',
       role: 'operator-admin',
       email: input.email,
-      firstOperatorAdmin: true, // checked again in the insert's transaction: two inits make one admin
+      firstOperatorAdmin: true, // refused in the insert's transaction when one exists
     });
     return {
       ...created,

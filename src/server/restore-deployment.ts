@@ -17,9 +17,17 @@
  * log (a floor above backups' own code would only hand it in).
  */
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BackupError, type Destination, listBackups, restoreBackup } from '../backup/index.ts';
+import {
+  BackupError,
+  type Destination,
+  listBackups,
+  refuseNonEmpty,
+  restoreBackup,
+  syncFolder,
+  targetNotEmpty,
+} from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
 
@@ -87,7 +95,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       await rename(checking, target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw notEmpty(target);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw targetNotEmpty(target);
       throw err;
     }
     await syncFolder(dirname(target));
@@ -129,31 +137,4 @@ async function withKeyState(
     out.push({ ...t, keyShredded });
   }
   return out;
-}
-
-async function refuseNonEmpty(target: string): Promise<void> {
-  let info: Awaited<ReturnType<typeof stat>>;
-  try {
-    info = await stat(target);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!info.isDirectory() || (await readdir(target)).length > 0) throw notEmpty(target);
-}
-
-function notEmpty(target: string): BackupError {
-  return new BackupError(
-    'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY',
-    `restore target ${target} is not an empty folder: a restore never mixes with existing data`,
-  );
-}
-
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
