@@ -9,20 +9,15 @@
  * restoreBackup read one back and refuse it at the first check that fails; planRetention and
  * agedOutAt say what a destination keeps and when a backup has aged out everywhere.
  *
-<<<<<<< HEAD
- * Destinations on S3-compatible object storage are in s3-destination.ts (the AWS SDK, loaded on
- * first use). Restoring a whole deployment and the deep trial restore are in src/server/
- * (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which sit above.
- *
- * Not here yet (issue 16): the schedule and jobs, config settings, HTTP routes, keyd's own backups,
-=======
  * In the running server: backup-runs.ts takes backups one at a time (retries, verification,
  * audit) and records them in the control store (backup-records.ts, backup-store-schema.ts);
  * apply-retention.ts is the retention job; configured-destinations.ts makes the configured
- * destinations.
+ * destinations. Destinations on S3-compatible object storage are in s3-destination.ts (the AWS
+ * SDK, loaded on first use). Restoring a whole deployment and the deep trial restore are in
+ * src/server/ (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which
+ * sit above.
  *
- * Not here yet (issue 16): keyd's own backups, the trial restore that opens every store,
->>>>>>> backup-run
+ * Not here yet (issue 16): keyd's own backups,
  * per-tenant restore.
  */
 export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
