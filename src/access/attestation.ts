@@ -17,7 +17,7 @@ import type { Store } from '../store/types.ts';
 import { hasControlCharacter } from '../text.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
-import { refusalsOf, writeAudited } from './audited-write.ts';
+import { actorTenantOf, refusalsOf, writeAudited } from './audited-write.ts';
 import { type Attestation, toAttestation } from './review-evidence.ts';
 import { checkPeriod, iso } from './review-period.ts';
 
@@ -47,7 +47,12 @@ export function attestations(options: { control: Store<AccessDB>; now: () => Dat
         const refuse = refusalsOf(
           trx,
           now,
-          { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action: 'access.attest' },
+          {
+            actor: by?.audit ?? auditActorOf(actor),
+            actorTenant: actorTenantOf(by, actor),
+            tenant: tenant?.id ?? null,
+            action: 'access.attest',
+          },
           meta,
         );
         // The attesting officer: the session's person, or the one a system job (the CLI) names.

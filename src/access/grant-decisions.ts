@@ -14,7 +14,7 @@ import {
 import type { SessionPrincipal } from '../identity/session-principal.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive, wrongState } from './access-errors.ts';
 import type { AccessDB, GrantState, GrantsTable } from './access-store-schema.ts';
-import { auditIn, Refusal, refusalsOf } from './audited-write.ts';
+import { actorTenantOf, auditIn, Refusal, refusalsOf } from './audited-write.ts';
 import { type GrantContext, grantIn, moveGrantIn, tenantIn } from './grant-context.ts';
 import { sidesOf } from './grant-parties.ts';
 import { awaitingOf, type GrantInfo, grantTarget } from './grant-state.ts';
@@ -54,7 +54,12 @@ export function grantDecisions(ctx: GrantContext): GrantDecisions {
       const refuse = refusalsOf(trx, now, { actor: auditActor, tenant: null, action }, meta);
       return refuse('unknown-grant', notFound('grant'), { grantId: safeId(grantId) });
     }
-    const refused = refusalsOf(trx, now, { actor: auditActor, tenant: row.tenant, action }, meta);
+    const refused = refusalsOf(
+      trx,
+      now,
+      { actor: auditActor, actorTenant: actorTenantOf(by, actor), tenant: row.tenant, action },
+      meta,
+    );
     const refuse = (why: string, error: TresorError) => refused(why, error, grantTarget(row));
     return { by, row, state: ctx.stateAt(row, now().getTime()), refuse };
   }

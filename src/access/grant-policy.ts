@@ -13,7 +13,7 @@ import {
 } from '../identity/identity-actor.ts';
 import { forbidden, invalid, notFound } from './access-errors.ts';
 import { type AccessDB, APPROVAL_POLICIES, type ApprovalPolicy } from './access-store-schema.ts';
-import { auditIn, refusalsOf } from './audited-write.ts';
+import { actorTenantOf, auditIn, refusalsOf } from './audited-write.ts';
 import { type GrantContext, tenantIn } from './grant-context.ts';
 
 export interface GrantPolicies {
@@ -45,7 +45,12 @@ export function grantPolicies(ctx: GrantContext): GrantPolicies {
         const refused = refusalsOf(
           trx,
           now,
-          { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action: 'grant.policy' },
+          {
+            actor: by?.audit ?? auditActorOf(actor),
+            actorTenant: actorTenantOf(by, actor),
+            tenant: tenant?.id ?? null,
+            action: 'grant.policy',
+          },
           meta,
         );
         const refuse = (why: string, error: TresorError) =>

@@ -15,7 +15,7 @@ import type { SessionPrincipal } from '../identity/session-principal.ts';
 import { newId } from '../identity/tokens.ts';
 import { forbidden, notFound, secondFactorRequired, tenantNotActive } from './access-errors.ts';
 import type { AccessDB, GrantsTable } from './access-store-schema.ts';
-import { auditIn, Refusal, refusalsOf } from './audited-write.ts';
+import { actorTenantOf, auditIn, Refusal, refusalsOf } from './audited-write.ts';
 import { type GrantContext, tenantIn } from './grant-context.ts';
 import { policyIn } from './grant-policy.ts';
 import { awaitingOf, type GrantInfo, grantTarget, requiredApprovals } from './grant-state.ts';
@@ -44,7 +44,12 @@ export function grantRequests(ctx: GrantContext): GrantRequests {
     const refused = refusalsOf(
       trx,
       now,
-      { actor: by?.audit ?? auditActorOf(actor), tenant: tenant?.id ?? null, action },
+      {
+        actor: by?.audit ?? auditActorOf(actor),
+        actorTenant: actorTenantOf(by, actor),
+        tenant: tenant?.id ?? null,
+        action,
+      },
       meta,
     );
     const refuse = (why: string, error: TresorError, extra: Record<string, unknown> = {}) =>

@@ -27,6 +27,7 @@ import type {
   Authenticator,
   GrantResolver,
   ReadinessCheck,
+  RefusedGrantResolver,
   SessionAuthenticator,
 } from './deps.ts';
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './error-handler.ts';
@@ -47,6 +48,7 @@ export interface HttpDeps {
   /** Console sessions; without them the API takes bearer tokens only. */
   sessions?: SessionAuthenticator;
   grants?: GrantResolver;
+  refusedGrants?: RefusedGrantResolver;
   audit: AuditRecorder;
   readiness: readonly ReadinessCheck[];
   routes: readonly RouteModule[];
@@ -135,6 +137,7 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     authenticate: deps.authenticate,
     ...(deps.sessions ? { sessions: deps.sessions } : {}),
     ...(deps.grants ? { grants: deps.grants } : {}),
+    ...(deps.refusedGrants ? { refusedGrants: deps.refusedGrants } : {}),
     audit: deps.audit,
     now,
     onLayer: deps.onLayer,

@@ -44,6 +44,21 @@ export interface LiveGrantView {
 export type GrantResolver = (personId: string, grantId: string) => Promise<LiveGrantView | undefined>;
 
 /**
+ * A grant a staff request named that is not live, and why (src/access `refusedGrant`): the refused
+ * attempt is recorded with the tenant it aimed at. `reason` and `ticket` only for the bearer's own.
+ */
+export interface RefusedGrantView {
+  tenant: string;
+  grant: { id: string; reason?: string; ticket?: string; breakGlass?: boolean };
+  why: string;
+}
+
+export type RefusedGrantResolver = (
+  personId: string,
+  grantId: string,
+) => Promise<RefusedGrantView | undefined>;
+
+/**
  * Appends an audit event. Resolves only once the event is durable (Invariant 4): a request whose
  * event cannot be recorded is answered 503 and serves nothing.
  */

@@ -21,7 +21,13 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { OperatorScope } from '../identity/operator-scopes.ts';
-import type { AuditRecorder, Authenticator, GrantResolver, SessionAuthenticator } from './deps.ts';
+import type {
+  AuditRecorder,
+  Authenticator,
+  GrantResolver,
+  RefusedGrantResolver,
+  SessionAuthenticator,
+} from './deps.ts';
 import { audit } from './layers/audit.ts';
 import { authentication } from './layers/authentication.ts';
 import { authorization } from './layers/authorization.ts';
@@ -51,6 +57,8 @@ export interface PipelineDeps {
   sessions?: SessionAuthenticator;
   /** Live access grants for staff sessions on tenant-data routes; without it none is live. */
   grants?: GrantResolver;
+  /** Why a named grant is not live, to record the refused attempt with its tenant. */
+  refusedGrants?: RefusedGrantResolver;
   audit: AuditRecorder;
   now: () => Date;
   /** Called as each layer starts (tests prove the order with it; tracing can hook in here). */
@@ -81,7 +89,7 @@ export function installPipeline(app: FastifyInstance, deps: PipelineDeps): void 
     { layer: 'rate-limit', hook: 'onRequest', run: rateLimit(app, deps.rateLimit) },
     { layer: 'authentication', hook: 'onRequest', run: authentication(deps.authenticate, deps.sessions) },
     { layer: 'second-factor', hook: 'onRequest', run: secondFactor(deps.now) },
-    { layer: 'authorization', hook: 'onRequest', run: authorization(deps.grants) },
+    { layer: 'authorization', hook: 'onRequest', run: authorization(deps.grants, deps.refusedGrants) },
     { layer: 'validation', hook: 'preValidation', run: validation() },
     { layer: 'audit', hook: 'preHandler', run: audit({ audit: deps.audit, now: deps.now }) },
   ];

@@ -3,6 +3,7 @@
  * (`request.tresor`) so each layer and the error handler read what the earlier layers proved.
  * Only the pipeline writes it; handlers receive a RequestContext built from it.
  */
+import type { RefusedGrantView } from './deps.ts';
 import type { AuditContext, HttpPrincipal, RouteDefinition } from './route.ts';
 
 export interface ValidatedInput {
@@ -23,6 +24,8 @@ export interface RequestState {
   input: ValidatedInput | undefined;
   /** Set by the audit layer. */
   audit: AuditContext | undefined;
+  /** Set by the authorization layer when it refuses a named grant that exists: the attempt's tenant. */
+  refusedGrant?: RefusedGrantView;
 }
 
 declare module 'fastify' {

@@ -344,6 +344,7 @@ export async function startTresorServer(
       { name: 'audit', check: async () => audit.health().ok && (await control.healthy()) },
     ],
     grants: (personId, grantId) => grants.liveGrant(personId, grantId),
+    refusedGrants: (personId, grantId) => grants.refusedGrant(personId, grantId),
     routes: allRouteModules({
       vault: { vault },
       tenants: { tenants, apiKeys },

@@ -29,6 +29,8 @@ export interface AuditRecord {
   action: string;
   outcome: string;
   target?: Record<string, unknown>;
+  sourceAddress?: string;
+  userAgent?: string;
 }
 
 export interface AccessFixture {

@@ -37,13 +37,30 @@ describe('grants', () => {
   let otherAdmin: PersonInfo;
   let member: PersonInfo;
 
-  /** Runs a call that must be refused with `code`, and returns the audit event it committed. */
+  /**
+   * Runs a call that must be refused with `code`, and returns the audit event it committed on the
+   * tenant's stream. A person of another tenant is named only in an operators' entry (no tenant);
+   * the tenant's entry, written right after it, says "another-tenant" and carries no address.
+   */
   async function refusedAndAudited(call: () => Promise<unknown>, code: string): Promise<AuditRecord> {
     const before = (await f.audit()).length;
     assert.equal((await refusal(call())).code, code);
     const after = await f.audit();
-    assert.equal(after.length, before + 1, 'the refusal wrote exactly one audit event');
     const event = after.at(-1) as AuditRecord;
+    if (event.actor.id === 'another-tenant') {
+      assert.equal(after.length, before + 2, 'the refusal wrote the operators’ entry and the tenant’s');
+      const named = after.at(-2) as AuditRecord;
+      assert.equal(named.tenant, null, 'the entry naming the person is on no tenant’s stream');
+      assert.notEqual(named.actor.id, 'another-tenant');
+      assert.equal(named.target?.tenant, event.tenant);
+      assert.equal(named.target?.refusal, code);
+      assert.equal(named.action, event.action);
+      assert.equal(event.sourceAddress, undefined);
+      assert.equal(event.userAgent, undefined);
+      assert.ok(!JSON.stringify(event).includes(named.actor.id), 'the tenant’s entry does not name them');
+    } else {
+      assert.equal(after.length, before + 1, 'the refusal wrote exactly one audit event');
+    }
     assert.notEqual(event.outcome, 'success');
     assert.equal(event.target?.refusal, code);
     return event;
@@ -92,6 +109,7 @@ describe('grants', () => {
     );
     assert.equal(cross.outcome, 'denied');
     assert.equal(cross.tenant, T, 'the grant’s tenant sees the attempt');
+    assert.deepEqual(cross.actor, { kind: 'customer', id: 'another-tenant' }, 'not who at the other tenant');
     assert.equal(cross.action, 'grant.approve');
     await refusedAndAudited(
       async () => f.grants.approve(await f.login(officer), grant.id),

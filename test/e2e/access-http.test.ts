@@ -242,6 +242,51 @@ describe('staff access grants over HTTPS', () => {
     assert.ok(again.status === 409 || again.status === 401, again.text);
   });
 
+  it('the customer sees the refused attempts on its data, and no other tenant’s person in them', async () => {
+    const sam = people.sam?.account.id;
+    const sue = people.sue?.account.id;
+    const tbd = people.tbd?.account.id;
+    assert.ok(sam && sue && tbd);
+    const refusedReads = (list: Entry[]) =>
+      list.filter((e) => e.entry.action === 'record.read' && e.entry.outcome === 'denied');
+    const entries = await waitFor('the refused reads in the customer’s log', async () => {
+      const list = await entriesOf(tenantA.key);
+      return refusedReads(list).length >= 3 ? list : undefined;
+    });
+    const byWhy = (why: string) => refusedReads(entries).find((e) => e.entry.target?.refused === why);
+    // sam read through the grant before activating it, and after it was revoked: the customer sees
+    // both with the grant's reason and ticket.
+    for (const why of ['approved', 'revoked']) {
+      const e = byWhy(why);
+      assert.ok(e, `a refused read through a ${why} grant is in the customer’s log`);
+      assert.equal(e.entry.tenant, tenantA.id);
+      assert.deepEqual(e.entry.actor, { kind: 'staff', id: sam });
+      assert.deepEqual(e.entry.grant, { id: grant.id, reason: REASON, ticket: TICKET });
+      assert.equal(e.entry.target?.grantId, grant.id);
+      assert.equal(e.entry.target?.problem, 'TRESOR_ERR_FORBIDDEN');
+    }
+    // sue named sam's grant: the attempt is the customer's to see, without the grant's details.
+    const foreignGrant = byWhy('not-yours');
+    assert.ok(foreignGrant, 'a read through another person’s grant is in the customer’s log');
+    assert.deepEqual(foreignGrant.entry.actor, { kind: 'staff', id: sue });
+    assert.equal(foreignGrant.entry.grant, undefined);
+    // Tenant B's admin tried to approve: the customer sees the attempt, not who at tenant B made it.
+    const approve = entries.find(
+      (e) =>
+        e.entry.action === 'grant.approve' &&
+        e.entry.outcome === 'denied' &&
+        e.entry.actor.kind === 'customer',
+    );
+    assert.ok(approve, 'the other tenant’s refused approval is in the customer’s log');
+    assert.deepEqual(approve.entry.actor, { kind: 'customer', id: 'another-tenant' });
+    assert.equal((approve.entry as { sourceAddress?: string }).sourceAddress, undefined);
+    assert.equal((approve.entry as { userAgent?: string }).userAgent, undefined);
+    assert.ok(!JSON.stringify(entries).includes(tbd), 'tenant B’s admin is named nowhere in tenant A’s log');
+    // And none of it reaches tenant B.
+    const bEntries = await entriesOf(tenantB.key);
+    assert.ok(!bEntries.some((e) => e.entry.target?.grantId === grant.id));
+  });
+
   it('four eyes and automatic policies; a contractor always needs an employee', async () => {
     const set = await as('tad', 'PUT', `/v1/tenants/${tenantA.id}/grant-policy`, { policy: 'automatic' });
     assert.equal(set.status, 200, set.text);

@@ -159,8 +159,20 @@ export async function recordFailure(
   const target: NonNullable<AuditEvent['target']> = { route: `${route.method} ${route.url}`, problem: code };
   // Path parameters are ids and collection names, never field values, once validation accepted them.
   if (state.input) target.params = state.input.params;
-  await recordDurably(
-    deps.audit,
-    auditEventFor(request, route, deps.now(), { outcome: denied ? 'denied' : 'failure', target }),
-  );
+  const refused = state.refusedGrant;
+  if (refused) {
+    // A staff attempt through a grant that is not live: recorded with the tenant it aimed at.
+    target.grantId = refused.grant.id;
+    target.refused = refused.why;
+  }
+  const event = auditEventFor(request, route, deps.now(), {
+    outcome: denied ? 'denied' : 'failure',
+    target,
+    ...(refused ? { tenant: refused.tenant } : {}),
+  });
+  const { reason, ticket, breakGlass } = refused?.grant ?? {};
+  if (refused && reason !== undefined && ticket !== undefined) {
+    event.grant = { id: refused.grant.id, reason, ticket, ...(breakGlass ? { breakGlass } : {}) };
+  }
+  await recordDurably(deps.audit, event);
 }

@@ -3,7 +3,9 @@
  * an access grant in `Tresor-Grant` becomes that grant (src/access): the principal is then the
  * grant as it stands now — its tenant, collections and read or read-write — never the person's own
  * standing, which reaches no record (Invariant 7). A grant that is not live (unknown, another
- * person's, pending, expired, revoked) is refused here, at the very next request after it ended.
+ * person's, pending, expired, revoked) is refused here, at the very next request after it ended;
+ * when the named grant exists, the refusal is recorded with its tenant and why (audit.ts), so the
+ * customer sees attempts on its data, not only successes.
  *
  * Then the kind of caller the route admits (`auth`, and for an operator token the route's `scope`):
  * an operator token on a route not of its scope — a tenant-records route above all — is refused
@@ -18,7 +20,7 @@
 import type { FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
 import type { OperatorScope } from '../../identity/operator-scopes.ts';
-import type { GrantResolver } from '../deps.ts';
+import type { GrantResolver, RefusedGrantResolver } from '../deps.ts';
 import type { AuthMode, AuthorizationInput, HttpMethod, HttpPrincipal } from '../route.ts';
 
 export const GRANT_HEADER = 'tresor-grant';
@@ -54,7 +56,7 @@ function noLiveGrant(): TresorError {
   return new TresorError('TRESOR_ERR_FORBIDDEN', 'no live access grant for this request');
 }
 
-export function authorization(grants?: GrantResolver) {
+export function authorization(grants?: GrantResolver, refusedGrants?: RefusedGrantResolver) {
   return async function authorizationLayer(request: FastifyRequest): Promise<void> {
     const state = request.tresor;
     const { route } = state;
@@ -68,7 +70,12 @@ export function authorization(grants?: GrantResolver) {
         throw noLiveGrant();
       }
       const grant = await grants(principal.personId, named);
-      if (!grant || grant.personId !== principal.personId) throw noLiveGrant();
+      if (!grant || grant.personId !== principal.personId) {
+        // The attempt aimed at the grant's tenant: its audit entry goes there, so the customer sees it.
+        const refused = refusedGrants ? await refusedGrants(principal.personId, named) : undefined;
+        if (refused) state.refusedGrant = refused;
+        throw noLiveGrant();
+      }
       state.principal = {
         kind: 'staff-grant',
         tenant: grant.tenant,
