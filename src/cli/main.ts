@@ -14,6 +14,7 @@ import { warn } from './io.ts';
 import { registerKeydCommands } from './keyd.ts';
 import { registerLoginCommands } from './login.ts';
 import { registerPersonCommands } from './person.ts';
+import { registerProbeCommands } from './probe.ts';
 import { registerRestoreCommand } from './restore.ts';
 import { registerServerCommands } from './server.ts';
 import { registerStatusCommand } from './status.ts';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerAccessCommands(program);
   registerStatusCommand(program);
+  registerProbeCommands(program);
   registerTenantCommands(program);
   registerPersonCommands(program);
   registerTokenCommands(program);

@@ -32,7 +32,10 @@ export const FLOORS: readonly Floor[] = [
   { parts: ['vault'], holds: 'tenants, collections, records, data keys' },
   // monitor does not exist yet; it sits beside audit and does not import it.
   { parts: ['audit', 'monitor'], holds: 'the tamper-evident audit log and its sinks' },
-  { parts: ['keyd', 'config', 'store'], holds: 'the key service (and its client), configuration, storage' },
+  {
+    parts: ['keyd', 'config', 'store', 'probe'],
+    holds: 'the key service (and its client), configuration, storage, the availability prober',
+  },
   {
     parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],
     holds: 'primitives: cryptography, certificates, the error catalogue, text checks',
