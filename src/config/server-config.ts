@@ -80,6 +80,7 @@ export interface ServerConfig {
   access: AccessConfig;
   console: ConsoleConfig;
   backup: BackupConfig;
+  probe: ProbeConfig;
 }
 
 /** What a backup destination keeps (src/backup/retention.ts): every backup, then one a day. */
@@ -114,6 +115,15 @@ export interface BackupConfig {
   /** Further tries of a failed destination within a run, the first after retryBaseMs, doubling. */
   retryAttempts: number;
   retryBaseMs: number;
+}
+
+/** The server's own availability probe (src/probe, docs/availability.md); off without a key file. */
+export interface ProbeConfig {
+  apiKeyFile?: string;
+  intervalMs: number;
+  /** The origin probed; undefined: publicUrl, else https://localhost:<port>. */
+  url?: string;
+  caFile?: string;
 }
 
 /** Staff access grants (src/access). */
@@ -376,6 +386,22 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       : process.cwd();
   const backup = backupConfig(dataDir, backupBase, get, problems);
 
+  const probe: ProbeConfig = { intervalMs: (get<number>('/probe/intervalSeconds') as number) * 1000 };
+  const probeKey = get<string>('/probe/apiKeyFile');
+  if (probeKey !== undefined) probe.apiKeyFile = probeKey;
+  const probeUrl = get<string>('/probe/url');
+  if (probeUrl !== undefined) {
+    let ok = false;
+    try {
+      const u = new URL(probeUrl);
+      ok = u.protocol === 'https:' && u.origin === probeUrl;
+    } catch {}
+    if (!ok) problems.push(`probe.url ${JSON.stringify(probeUrl)} must be an https:// origin (no path)`);
+    probe.url = probeUrl;
+  }
+  const probeCa = get<string>('/probe/caFile');
+  if (probeCa !== undefined) probe.caFile = probeCa;
+
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
     dataDir,
@@ -393,6 +419,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     access,
     console: consoleConfig,
     backup,
+    probe,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;

@@ -310,6 +310,31 @@ export const SERVER_SECTION = section(
         'Backups (docs/backup.md): the schedule and the destinations.',
       ),
     ),
+    probe: Type.Optional(
+      section(
+        {
+          apiKeyFile: path(
+            'TRESOR_PROBE_API_KEY_FILE',
+            'A file holding the API key of a tenant admin of the probe’s own tenant: with it the server probes its own public URL end to end (docs/availability.md) and records availability; without it the probe job is off.',
+            { defaultText: 'none (no probe job)' },
+          ),
+          intervalSeconds: int(
+            'TRESOR_PROBE_INTERVAL_SECONDS',
+            1,
+            86_400,
+            60,
+            'Seconds between the server’s own probes.',
+          ),
+          url: text('TRESOR_PROBE_URL', 'The https:// origin the server probes.', {
+            defaultText: '`publicUrl`, else `https://localhost:<port>`',
+          }),
+          caFile: path('TRESOR_PROBE_CA_FILE', 'The CA the probe trusts for that origin’s certificate.', {
+            defaultText: 'the system’s CAs; the dev stack’s own CA under `tresor dev`',
+          }),
+        },
+        'The server’s own availability probe (docs/availability.md).',
+      ),
+    ),
     logLevel: Type.Optional(
       setting(Type.Enum([...LOG_LEVELS], { default: 'info', description: 'Log level.' }), {
         env: 'TRESOR_LOG_LEVEL',

@@ -24,6 +24,7 @@ import {
   systemKeysMigration,
 } from '../identity/identity-store-schema.ts';
 import { webAuthnMigration } from '../identity/webauthn-store.ts';
+import { type ProbeDB, probeResultsMigration } from '../probe/probe-results.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { MigrationRenames, Migrations } from '../store/types.ts';
 import { tenantTablesMigration, type VaultControlDB } from '../vault/vault-control-schema.ts';
@@ -35,6 +36,7 @@ export interface ControlDB
     IdentityDB,
     VaultControlDB,
     WithAuditEvents,
+    ProbeDB,
     WithAuditLog,
     WithAuditLogIdentity {}
 
@@ -70,6 +72,7 @@ export const controlStoreMigrations: Migrations = {
   // Drops the old all-powerful operator tokens (they stop working): see the migration's comment.
   '0009-operator-tokens': operatorTokensMigration,
   '0010-backup-runs': backupRunsMigration,
+  '0011-probe-results': probeResultsMigration,
 };
 
 /**

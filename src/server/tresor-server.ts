@@ -65,6 +65,7 @@ import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
+import { startProbeJob } from './probe-job.ts';
 
 /** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
 const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
@@ -361,6 +362,8 @@ export async function startTresorServer(
       // The runner is made below, once the HTTP server's logger exists; no request comes before.
       jobs: { status: () => jobs.status() },
       operatorTokens: { operatorTokens },
+      // Made below with the job runner, like `jobs`; no request comes before.
+      availability: { view: () => probeJob.availability() },
       backups: {
         start: async (event) => {
           const started = await backups.start('request', event);
@@ -487,11 +490,22 @@ export async function startTresorServer(
       failOnItems({ failed });
     });
   }
+  // The server's own availability probe (off without probe.apiKeyFile), against its public URL.
+  let listening: string | undefined;
+  const probeJob = startProbeJob({
+    config: config.probe,
+    defaultUrl: () => config.publicUrl ?? listening ?? `https://localhost:${config.port}`,
+    store: control,
+    jobs,
+    clock,
+  });
+
   const interval = options.jobIntervalMs ?? 3_600_000;
   const timer = interval > 0 ? setInterval(() => void runJobs(), interval) : undefined;
   timer?.unref();
 
   const { url } = await http.listen();
+  listening = url;
   return {
     url,
     http,
@@ -523,6 +537,7 @@ export async function startTresorServer(
     async close() {
       if (timer) clearInterval(timer);
       closing = true;
+      await probeJob.close();
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
       await backups.close();

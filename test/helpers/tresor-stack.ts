@@ -90,8 +90,11 @@ export interface TresorStack {
   request: Requester;
   /** A client of the real keyd process, closed by stop(). */
   keydClient(): KeydClient;
-  /** Starts the server again (after stopServer or kill9Server) on a new port; same data folder. */
-  startServer(): Promise<void>;
+  /**
+   * Starts the server again (after stopServer or kill9Server) on a new port; same data folder.
+   * `env`: TRESOR_* settings added for this and later starts (e.g. a key file made meanwhile).
+   */
+  startServer(env?: Record<string, string>): Promise<void>;
   /** Stops the server gracefully (SIGTERM, or close() in process) and waits until it is gone. */
   stopServer(): Promise<void>;
   /** kill -9 of the server process, waiting until it is gone. */
@@ -246,8 +249,9 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     ...options.env,
   });
 
-  async function startServer(): Promise<void> {
+  async function startServer(more?: Record<string, string>): Promise<void> {
     if (serverProcess || server) throw new Error('the server is already running');
+    if (more) Object.assign(env, more);
     if (mode === 'in-process') {
       const config = resolveServerConfig({ dataDir }, env);
       server = await startTresorServer(config, { jobIntervalMs: 0 });

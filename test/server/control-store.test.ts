@@ -39,9 +39,11 @@ describe('control store', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('numbers its migrations without gaps or twins', () => {
+    const numbers = Object.keys(controlStoreMigrations).map((name) => name.slice(0, 4));
+    assert.ok(numbers.length >= 11, 'every migration so far is composed');
     assert.deepEqual(
-      Object.keys(controlStoreMigrations).map((name) => name.slice(0, 4)),
-      ['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010'],
+      numbers,
+      numbers.map((_, i) => String(i + 1).padStart(4, '0')),
     );
   });
 

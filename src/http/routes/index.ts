@@ -7,6 +7,7 @@
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
+import { type AvailabilityRouteDeps, availabilityRoutes } from './availability.ts';
 import { type BackupRouteDeps, backupRoutes } from './backups.ts';
 import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
 import { type EnrolmentRouteDeps, enrolmentRoutes } from './enrolment.ts';
@@ -39,6 +40,8 @@ export interface DomainRouteDeps {
   identity: IdentityRouteDeps;
   /** The server's background jobs (their status, for operators). */
   jobs: JobRouteDeps;
+  /** The server's own probe results as availability (absent in test apps that do not wire it). */
+  availability?: AvailabilityRouteDeps;
   /** Operator admins' scoped machine tokens. */
   operatorTokens: OperatorTokenRouteDeps;
   /** Backups: start, list, verify. */
@@ -62,6 +65,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     operatorTokenRoutes(deps.operatorTokens),
     signinRoutes(),
     jobRoutes(deps.jobs),
+    ...(deps.availability ? [availabilityRoutes(deps.availability)] : []),
     backupRoutes(deps.backups),
   ];
 }

@@ -1,0 +1,119 @@
+/**
+ * The server's own availability probe (docs/availability.md): every `probe.intervalSeconds`, one
+ * end-to-end probe of its public URL (src/probe/probe.ts) with the probe tenant's API key, the
+ * result kept in the control store (`probe.run` job), and availability computed from them with
+ * gaps counted down: when the server cannot probe itself, it was not serving either. Off without
+ * `probe.apiKeyFile`.
+ */
+import { readFileSync } from 'node:fs';
+import type { ProbeConfig } from '../config/server-config.ts';
+import { TresorError } from '../errors.ts';
+import { type AvailabilityReport, availability } from '../probe/availability.ts';
+import { runProbe } from '../probe/probe.ts';
+import { type ProbeResultsStore, probeResultsSince, recordProbeResult } from '../probe/probe-results.ts';
+import type { JobRunner } from './jobs.ts';
+
+export const AVAILABILITY_OBJECTIVE = 0.999;
+const DAY_MS = 86_400_000;
+
+export interface AvailabilityView {
+  /** Whether the server probes itself (probe.apiKeyFile is set). */
+  probing: boolean;
+  url?: string;
+  /** The last probe's result. */
+  last?: { at: string; ok: boolean; failed?: { step: string; why: string } };
+  report: AvailabilityReport;
+}
+
+export interface ProbeJob {
+  availability(): Promise<AvailabilityView>;
+  /** Runs one probe now (tests, and the first probe at start). */
+  runOnce(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface ProbeJobDeps {
+  config: ProbeConfig;
+  /** The origin to probe when probe.url is not set: publicUrl, else where the server listens. */
+  defaultUrl: () => string;
+  store: ProbeResultsStore;
+  jobs: JobRunner;
+  clock: () => Date;
+}
+
+function readKey(file: string): string {
+  let key: string;
+  try {
+    key = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new TresorError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      `probe.apiKeyFile cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  if (key === '' || /\s/.test(key))
+    throw new TresorError('TRESOR_ERR_CONFIG_INVALID', 'probe.apiKeyFile holds no API key');
+  return key;
+}
+
+export function startProbeJob(deps: ProbeJobDeps): ProbeJob {
+  const { config, store, jobs, clock } = deps;
+  const apiKey = config.apiKeyFile !== undefined ? readKey(config.apiKeyFile) : undefined;
+  const ca = config.caFile !== undefined ? readFileSync(config.caFile) : undefined;
+  let running: Promise<boolean> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  const runOnce = (): Promise<boolean> => {
+    if (!apiKey) return Promise.resolve(false);
+    const url = new URL(config.url ?? deps.defaultUrl());
+    running ??= jobs
+      .run('probe.run', async () => {
+        const result = await runProbe(
+          { url, ca, apiKey, collection: 'tresor_probe', deadlineMs: 10_000, auditWaitMs: 10_000 },
+          clock,
+        );
+        await recordProbeResult(store, result, clock());
+        if (!result.ok)
+          throw new TresorError(
+            'TRESOR_ERR_UNAVAILABLE',
+            `probe failed at ${result.failed?.step}: ${result.failed?.why}`,
+          );
+      })
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+
+  if (apiKey) {
+    timer = setInterval(() => void runOnce(), config.intervalMs);
+    timer.unref();
+  }
+
+  return {
+    runOnce,
+    async availability() {
+      const now = clock();
+      const results = await probeResultsSince(store, new Date(now.getTime() - 30 * DAY_MS));
+      const report = availability(results, {
+        now,
+        intervalMs: config.intervalMs,
+        objective: AVAILABILITY_OBJECTIVE,
+        gaps: 'down',
+      });
+      const last = results.at(-1);
+      return {
+        probing: apiKey !== undefined,
+        ...(apiKey ? { url: new URL(config.url ?? deps.defaultUrl()).origin } : {}),
+        ...(last
+          ? { last: { at: last.at, ok: last.ok, ...(last.failed ? { failed: last.failed } : {}) } }
+          : {}),
+        report,
+      };
+    },
+    async close() {
+      if (timer) clearInterval(timer);
+      await running;
+    },
+  };
+}
