@@ -8,6 +8,7 @@ import { registerApiKeyCommands } from './apikey.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerBackupCommands } from './backup.ts';
 import { registerDevCommand } from './dev.ts';
+import { registerDoctorCommand } from './doctor.ts';
 import { registerEnrolCommands } from './enrol.ts';
 import { registerInitCommand } from './init.ts';
 import { warn } from './io.ts';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerAccessCommands(program);
   registerStatusCommand(program);
   registerProbeCommands(program);
+  registerDoctorCommand(program);
   registerTenantCommands(program);
   registerPersonCommands(program);
   registerTokenCommands(program);

@@ -2,33 +2,18 @@
  * What `tresor server` and `tresor config …` do (server.ts declares the commands and loads this
  * module only when one of them runs, so `tresor --help` does not load the server and its packages).
  */
-import { readFileSync } from 'node:fs';
 import {
   checkConfigFile,
   redactedServerConfig,
   resolveServerConfig,
   type ServerConfig,
 } from '../config/server-config.ts';
-import type { KeydConnectTarget } from '../keyd/client.ts';
 import { startTresorServer, type TresorServer } from '../server/tresor-server.ts';
 import { info, out, warn } from './io.ts';
+import { keydTarget } from './keyd-target.ts';
 import { deadlineFromEnv, waitForKeyd } from './wait-for-keyd.ts';
 
 const KEYD_WAIT_MS = 60_000;
-
-function keydTarget(config: ServerConfig): KeydConnectTarget {
-  const k = config.keyd;
-  if (k.kind === 'unix') return { kind: 'unix', path: k.socketPath };
-  return {
-    kind: 'tls',
-    host: k.host,
-    port: k.port,
-    cert: readFileSync(k.certFile),
-    key: readFileSync(k.keyFile),
-    ca: readFileSync(k.caFile),
-    ...(k.servername ? { servername: k.servername } : {}),
-  };
-}
 
 function describeKeyd(config: ServerConfig): string {
   const k = config.keyd;
