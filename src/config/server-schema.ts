@@ -292,7 +292,7 @@ export const SERVER_SECTION = section(
                 minItems: 1,
                 maxItems: 16,
                 description:
-                  'Where every backup is written, each with its own retention: `{"name", "kind": "folder", "path"}` or `{"name", "kind": "s3", "endpoint", "region", "bucket", "prefix", "forcePathStyle", "accessKeyIdFile", "secretAccessKeyFile"}` (S3 credentials only from files), each with an optional `retention: {"keepAllDays": 2, "keepDailyDays": 35}`. Give two or more on different disks or sites. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
+                  'Where every backup is written, each with its own retention: `{"name", "kind": "folder", "path"}` or `{"name", "kind": "s3", "endpoint", "region", "bucket", "prefix", "forcePathStyle", "accessKeyIdFile", "secretAccessKeyFile", "timeoutSeconds"}` (S3 credentials only from files; `timeoutSeconds`, default 60, bounds one request), each with an optional `retention: {"keepAllDays": 2, "keepDailyDays": 35}`. Give two or more on different disks or sites. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
               }),
               {
                 env: 'TRESOR_BACKUP_DESTINATIONS',
