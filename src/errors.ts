@@ -107,6 +107,10 @@ export const ERRORS = {
   TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY: { status: 409, title: 'Restore target is not empty' },
   /** A backup was asked for while one is still being taken (one at a time). */
   TRESOR_ERR_BACKUP_RUNNING: { status: 409, title: 'A backup is running' },
+  /** A verification was asked for while one is still running (one at a time). */
+  TRESOR_ERR_BACKUP_VERIFYING: { status: 409, title: 'A backup verification is running' },
+  /** A backup stopped part-way because the server is shutting down; its partial objects are removed. */
+  TRESOR_ERR_BACKUP_INTERRUPTED: { status: 500, title: 'Internal Server Error', internal: true },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -4,7 +4,7 @@
  * restart too, can say what it has. Every change that is an event (a backup finished, verified,
  * deleted) is written with its audit entry in the same transaction.
  */
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
 import type {
@@ -207,6 +207,34 @@ export function createBackupRecords(control: BackupRecordsStore) {
         .limit(limit)
         .execute();
       return views(control.db, runs);
+    },
+
+    /**
+     * The ids of up to `limit` backups still held somewhere (a copy read back, not deleted), the
+     * least recently verified first (never verified before any), for the scheduled re-verification.
+     */
+    async leastRecentlyVerified(limit: number, destinations: readonly string[]): Promise<string[]> {
+      if (destinations.length === 0) return [];
+      const rows = await control.db
+        .selectFrom('backup_runs')
+        .select('id')
+        .where('outcome', 'in', ['done', 'partial'])
+        .where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom('backup_copies')
+              .select('backup_copies.backup')
+              .whereRef('backup_copies.backup', '=', 'backup_runs.id')
+              .where('backup_copies.state', '=', 'checked')
+              .where('backup_copies.destination', 'in', [...destinations]),
+          ),
+        )
+        .orderBy(sql`verified_at IS NOT NULL`)
+        .orderBy('verified_at')
+        .orderBy('started_at')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => r.id);
     },
 
     /** When the newest backup started, if any (the schedule goes on from it after a restart). */

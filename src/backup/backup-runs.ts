@@ -13,8 +13,12 @@
  *        through keyd) at the first destination that holds it, and verifyBackup (signature,
  *        digests, decryption through keyd) at the others; the result is recorded and audited
  *        (`backup.verify`).
- *   verify() checks a backup again now; recoverInterrupted() marks the runs a stopped server left
- *   running and removes their partial objects.
+ *   requestVerify() checks a backup again in the background (TRESOR_ERR_BACKUP_VERIFYING while a
+ *   verification runs: one at a time, the one after each backup included); reverify() is the
+ *   scheduled re-verification, the least recently verified backups first; recoverInterrupted() marks
+ *   the runs a killed server left running and removes their partial objects.
+ *   close() (the server stops) ends the running backup at its next object: its objects are removed
+ *   and it is recorded `interrupted`; retries and verifications stop at their next step.
  *
  * Error codes and Tresor's own messages are recorded; they name destinations and objects, never a
  * key or a byte of the data.
@@ -66,6 +70,9 @@ export function createBackupRuns(deps: BackupRunDeps) {
   let current: Promise<unknown> | undefined;
   let closing = false;
   const wakers = new Set<() => void>();
+  const stopping = new AbortController();
+  /** The verification running now (one at a time), and which backup it checks. */
+  let verifying: { id: string; done: Promise<unknown> } | undefined;
 
   /** A wait that close() cuts short. */
   const pause = (ms: number) =>
@@ -96,13 +103,17 @@ export function createBackupRuns(deps: BackupRunDeps) {
         scratchDir: deps.scratchDir,
         backupId: id,
         now: () => startedAt,
+        signal: stopping.signal,
         ...(deps.chunkSize === undefined ? {} : { chunkSize: deps.chunkSize }),
       });
       for (const o of result.destinations) {
         outcomes.set(o.destination, { ok: o.ok, attempts: 1, error: o.error ?? unknownError });
       }
     } catch (err) {
-      failure = reportable(err);
+      failure =
+        (err as { code?: unknown }).code === 'TRESOR_ERR_BACKUP_INTERRUPTED'
+          ? { code: 'TRESOR_ERR_BACKUP_INTERRUPTED', message: 'the server stopped during the backup' }
+          : reportable(err);
       for (const o of outcomes.values()) o.error = failure;
     }
     for (const [name, o] of outcomes) {
@@ -146,7 +157,14 @@ export function createBackupRuns(deps: BackupRunDeps) {
     }
 
     const held = [...outcomes.values()].filter((o) => o.ok).length;
-    const outcome = held === 0 ? 'failed' : held === outcomes.size ? 'done' : 'partial';
+    const outcome =
+      failure?.code === 'TRESOR_ERR_BACKUP_INTERRUPTED'
+        ? 'interrupted'
+        : held === 0
+          ? 'failed'
+          : held === outcomes.size
+            ? 'done'
+            : 'partial';
     const errorCode =
       outcome === 'done'
         ? null
@@ -180,19 +198,54 @@ export function createBackupRuns(deps: BackupRunDeps) {
         clock(),
       ),
     );
-    if (held > 0) await verify(id, undefined).catch(() => undefined);
+    if (held > 0 && !closing) {
+      // After the backup's own verification: one at a time, so it waits for a requested one.
+      while (verifying) await verifying.done;
+      await exclusive(id, undefined).catch(() => undefined);
+    }
     return records.get(id);
+  }
+
+  /** The destinations that hold a read-back copy of the backup, in the config's order. */
+  const holders = (view: BackupView) =>
+    deps.destinations.filter((d) =>
+      view.destinations.some((c) => c.name === d.name && c.state === 'checked'),
+    );
+
+  /** Runs verify() as the one verification of the moment (the caller checked none runs). */
+  function exclusive(id: string, event: AuditEvent | undefined): Promise<BackupView> {
+    const done = verify(id, event);
+    const entry = { id, done: done.catch(() => undefined) };
+    verifying = entry;
+    void entry.done.finally(() => {
+      if (verifying === entry) verifying = undefined;
+    });
+    return done;
   }
 
   /** Verifies the backup at every destination that holds it; records and audits the results. */
   async function verify(id: string, event: AuditEvent | undefined): Promise<BackupView> {
     const view = await records.get(id);
     if (!view) throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', `no backup ${id}`);
-    const manifestKey = await deps.manifestKey();
+    let manifestKey: ManifestKey | { failed: { code: string } };
+    try {
+      manifestKey = await deps.manifestKey();
+    } catch (err) {
+      // keyd unreachable or sealed: every copy fails verification with its code, on the record.
+      manifestKey = { failed: reportable(err) };
+    }
     const results: { destination: string; result: 'passed' | 'failed'; code: string | null }[] = [];
-    for (const copy of view.destinations) {
-      const d = deps.destinations.find((x) => x.name === copy.name);
-      if (!d || copy.state !== 'checked') continue;
+    for (const d of holders(view)) {
+      if (closing) {
+        throw new BackupError(
+          'TRESOR_ERR_BACKUP_INTERRUPTED',
+          `verification of ${id}: the server is stopping`,
+        );
+      }
+      if ('failed' in manifestKey) {
+        results.push({ destination: d.name, result: 'failed', code: manifestKey.failed.code });
+        continue;
+      }
       try {
         if (deps.trial && results.length === 0) {
           const trial = await deps.trial(d.destination, id);
@@ -251,7 +304,67 @@ export function createBackupRuns(deps: BackupRunDeps) {
     /** Whether a backup is being taken now. */
     running: () => current !== undefined,
 
-    verify,
+    /** The id of the backup being verified now, if any. */
+    verifying: (): string | undefined => verifying?.id,
+
+    /**
+     * Starts verifying a backup again and answers at once; the result is recorded (with `event`,
+     * the operator's request, as its audit entry) and read with records.get(). Refused with
+     * TRESOR_ERR_BACKUP_VERIFYING while a verification runs, TRESOR_ERR_BACKUP_NOT_FOUND when no
+     * configured destination holds the backup.
+     */
+    async requestVerify(id: string, event: AuditEvent): Promise<{ id: string; requestedAt: string }> {
+      if (verifying || closing)
+        throw new BackupError(
+          'TRESOR_ERR_BACKUP_VERIFYING',
+          'a verification is running; try again when it has finished',
+        );
+      const view = await records.get(id);
+      if (!view) throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', `no backup ${id}`);
+      if (holders(view).length === 0)
+        throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', `no destination holds backup ${id}`);
+      if (verifying)
+        throw new BackupError(
+          'TRESOR_ERR_BACKUP_VERIFYING',
+          'a verification is running; try again when it has finished',
+        );
+      const requestedAt = clock().toISOString();
+      void exclusive(id, event).catch(() => undefined);
+      return { id, requestedAt };
+    },
+
+    /** Verifies a backup now and waits for the result (tests, tools). */
+    verify: async (id: string, event?: AuditEvent): Promise<BackupView> => {
+      while (verifying) await verifying.done;
+      return exclusive(id, event);
+    },
+
+    /**
+     * The scheduled re-verification: up to `limit` backups, the least recently verified first, each
+     * as after a backup (trial restore at one destination, verifyBackup at the others), recorded and
+     * audited (`backup.verify` by the system actor `backup`). Skipped while a backup or a
+     * verification runs (the next run comes); stops at the next backup when the server stops.
+     */
+    async reverify(limit: number): Promise<{ verified: string[]; failed: { id: string; code: string }[] }> {
+      const report = { verified: [] as string[], failed: [] as { id: string; code: string }[] };
+      if (current || verifying || closing) return report;
+      const ids = await records.leastRecentlyVerified(
+        limit,
+        deps.destinations.map((d) => d.name),
+      );
+      for (const id of ids) {
+        if (closing || current || verifying) break;
+        const view = await exclusive(id, undefined);
+        report.verified.push(id);
+        if (view.verification?.result !== 'passed') {
+          const code =
+            view.destinations.find((c) => c.verification?.result === 'failed')?.verification?.code ??
+            'TRESOR_ERR_BACKUP_INVALID';
+          report.failed.push({ id, code });
+        }
+      }
+      return report;
+    },
 
     /** Runs a stopped server left `running`: marked interrupted, audited, their partial objects removed. */
     async recoverInterrupted(): Promise<string[]> {
@@ -272,11 +385,17 @@ export function createBackupRuns(deps: BackupRunDeps) {
       return ids;
     },
 
-    /** Cuts retry waits short and waits for the backup that runs, if any. */
+    /**
+     * The server stops: the running backup ends at its next object (removed, recorded
+     * `interrupted`), retry waits are cut short, a verification stops before its next destination;
+     * resolves once they have.
+     */
     async close(): Promise<void> {
       closing = true;
+      stopping.abort();
       for (const wake of [...wakers]) wake();
       await current;
+      await verifying?.done;
     },
   };
 }

@@ -35,6 +35,7 @@ export function configuredDestinations(
             forcePathStyle: d.forcePathStyle,
             accessKeyId: secretFile(d.name, 'accessKeyIdFile', d.accessKeyIdFile),
             secretAccessKey: secretFile(d.name, 'secretAccessKeyFile', d.secretAccessKeyFile),
+            requestTimeoutMs: d.timeoutSeconds * 1000,
           }),
   }));
 }

@@ -10,7 +10,8 @@
  *   4. the manifest, signed by keyd; the signature object, then the manifest, last.
  *
  * A destination that fails is dropped from this backup, its partial objects removed, and reported;
- * the others go on. If keyd or the snapshot fails, or no destination is left, nothing of the backup
+ * the others go on. An abort (options.signal: the server stops) ends it at the next object. If keyd,
+ * the snapshot or every destination fails, or the backup is aborted, nothing of the backup
  * stays anywhere and the error is thrown: no partial backup is ever visible as complete.
  */
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -59,6 +60,12 @@ export interface CreateBackupOptions {
   /** Plaintext bytes per chunk (default 4 MiB). */
   chunkSize?: number;
   now?: () => Date;
+  /**
+   * Stops the backup at the next object (the server is shutting down): the object being written
+   * finishes (so nothing lands after the clean-up), then every object of the backup is removed and
+   * TRESOR_ERR_BACKUP_INTERRUPTED is thrown.
+   */
+  signal?: AbortSignal;
 }
 
 export interface DestinationOutcome {
@@ -111,6 +118,7 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
       const stored = sealChunk(dataKey.key, { backupId, index, final: index === count - 1 }, plaintext);
       wipe(plaintext);
       chunks.push({ index, size: stored.length, sha256: sha256Hex(stored) });
+      stopIfAborted(options.signal, backupId);
       await writeEverywhere(live, chunkObject(backupId, index), stored, backupId);
       index += 1;
     }
@@ -136,7 +144,9 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
     };
     const bytes = manifestBytes(manifest);
     const signature = await signManifest(options.keys, backupId, bytes);
+    stopIfAborted(options.signal, backupId);
     await writeEverywhere(live, `${backupId}/${SIGNATURE_OBJECT}`, signature, backupId);
+    stopIfAborted(options.signal, backupId);
     await writeEverywhere(live, `${backupId}/${MANIFEST_OBJECT}`, bytes, backupId);
     return {
       backupId,
@@ -155,6 +165,13 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
   } finally {
     wipe(dataKey.key);
     await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The server is stopping: the backup ends here (its objects are removed by the caller's clean-up). */
+function stopIfAborted(signal: AbortSignal | undefined, backupId: string): void {
+  if (signal?.aborted) {
+    throw new BackupError('TRESOR_ERR_BACKUP_INTERRUPTED', `backup ${backupId}: the server is stopping`);
   }
 }
 

@@ -37,7 +37,7 @@ export function createFolderDestination(options: FolderDestinationOptions): Dest
       const folder = join(path, '..');
       const temp = join(folder, `.${key.split('/').pop()}.tmp-${randomBytes(6).toString('hex')}`);
       try {
-        await mkdir(folder, { recursive: true, mode: 0o700 });
+        await makeFolder(folder);
         const file = await open(temp, 'wx', 0o600);
         try {
           await file.writeFile(data);
@@ -89,6 +89,25 @@ export function createFolderDestination(options: FolderDestinationOptions): Dest
       }
     },
   };
+}
+
+/**
+ * mkdir -p, 0700. Node's recursive mkdir reports ENOENT where the file system is read-only
+ * (EROFS) or refuses the folder: a plain mkdir then names the real cause for the report.
+ */
+async function makeFolder(folder: string): Promise<void> {
+  try {
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    try {
+      await mkdir(folder, { mode: 0o700 });
+    } catch (cause) {
+      // ENOENT again: a parent is really missing (and cannot be made); report the first error.
+      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw cause;
+      throw err;
+    }
+  }
 }
 
 function isObjectKey(key: string): boolean {

@@ -13,8 +13,9 @@
  * - list() pages through every object (1,000 a page) with ListObjects' Marker, the last key of the
  *   page before. ListObjectsV2's continuation tokens would do the same, but s3rver makes them with
  *   DES, which OpenSSL 3 no longer offers: its second page fails; Marker works on every server;
- * - bounded: connection and request timeouts, and the SDK's standard retry (3 attempts, exponential
- *   backoff with jitter) for throttling, 5xx and network errors.
+ * - bounded: connection and request timeouts (the request one per destination, `timeoutSeconds`),
+ *   and the SDK's standard retry (3 attempts, exponential backoff with jitter) for throttling, 5xx
+ *   and network errors.
  *
  * Errors become TRESOR_ERR_BACKUP_DESTINATION (TRESOR_ERR_BACKUP_NOT_FOUND for a missing object)
  * naming the destination, the operation and the S3 error name or network code and HTTP status, never
@@ -38,12 +39,18 @@ export interface S3DestinationOptions {
   forcePathStyle: boolean;
   accessKeyId: string;
   secretAccessKey: string;
+  /**
+   * The bound of one request (one attempt): no answer within it (a stalled or very slow server)
+   * makes the attempt fail with TimeoutError; default 60 s. With the SDK's attempts, one operation
+   * gives up after about MAX_ATTEMPTS times this.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** A connection that is not up in this time is a failed attempt. */
 const CONNECTION_TIMEOUT_MS = 5_000;
 /** A request (a 4 MiB chunk at a few hundred kB/s) answered in less than this, or a failed attempt. */
-const REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 /** The SDK's standard retry mode: 3 attempts in all, exponential backoff with jitter. */
 const MAX_ATTEMPTS = 3;
 
@@ -71,7 +78,14 @@ export function createS3Destination(options: S3DestinationOptions): Destination 
         credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
         maxAttempts: MAX_ATTEMPTS,
         retryMode: 'standard',
-        requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
+        // The SDK only warns when requestTimeout passes unless throwOnRequestTimeout is set: without
+        // it a stalled server held a backup for ever. socketTimeout bounds silence on the socket too.
+        requestHandler: {
+          connectionTimeout: CONNECTION_TIMEOUT_MS,
+          requestTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+          socketTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+          throwOnRequestTimeout: true,
+        },
         // We send our own SHA-256 on put and check it on get; no CRC32 of the SDK's besides.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
@@ -209,9 +223,10 @@ function describe(err: unknown): string {
     ? 'credentials or permissions refused: '
     : label === 'NoSuchBucket'
       ? 'no such bucket: '
-      : /^E(CONNREFUSED|CONNRESET|HOSTUNREACH|NOTFOUND|AI_AGAIN|TIMEDOUT|PIPE)$/.test(label) ||
-          label === 'TimeoutError'
+      : /^E(CONNREFUSED|CONNRESET|HOSTUNREACH|NOTFOUND|AI_AGAIN|PIPE)$/.test(label)
         ? 'server unreachable: '
-        : '';
+        : label === 'ETIMEDOUT' || label === 'TimeoutError'
+          ? 'no answer in time: '
+          : '';
   return `${kind}${label}${status === undefined ? '' : `, HTTP ${status}`}`;
 }

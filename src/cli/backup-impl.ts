@@ -14,6 +14,12 @@ export interface BackupNowFlags extends BackupFlags {
 export interface BackupListFlags extends BackupFlags {
   limit?: string;
 }
+export interface BackupVerifyFlags extends BackupFlags {
+  /** false with --no-wait: answer once the verification has started. */
+  wait?: boolean;
+  readTokenFile?: string;
+  timeout?: string;
+}
 
 interface Copy {
   name: string;
@@ -32,6 +38,7 @@ interface Backup {
   storedBytes: number | null;
   errorCode: string | null;
   verification: { result: string; at: string } | null;
+  verifying?: boolean;
   destinations: Copy[];
 }
 
@@ -82,9 +89,38 @@ export async function listCommand(flags: BackupListFlags): Promise<void> {
   emit(flags, body, body.backups.length === 0 ? 'no backups' : lines(body.backups));
 }
 
-export async function verifyCommand(id: string, flags: BackupFlags): Promise<void> {
-  const conn = connect('tresor backup verify', flags);
-  const { body } = await call<Backup>(conn, 'POST', `/v1/backups/${segment(id)}/verify`);
+export async function verifyCommand(id: string, flags: BackupVerifyFlags): Promise<void> {
+  const command = 'tresor backup verify';
+  const timeoutS = flags.timeout === undefined ? 3600 : Number(flags.timeout);
+  if (!Number.isSafeInteger(timeoutS) || timeoutS < 1)
+    throw usageError(command, '--timeout must be a whole number of seconds');
+  const conn = connect(command, flags);
+  const { body: started } = await call<{ id: string; requestedAt: string }>(
+    conn,
+    'POST',
+    `/v1/backups/${segment(id)}/verify`,
+  );
+  if (flags.wait === false) {
+    emit(flags, started, `verification of ${started.id} started (tresor backup list shows its result)`);
+    return;
+  }
+  // The verification runs in the server (a trial restore of a large backup takes a while): poll.
+  const reader =
+    flags.readTokenFile === undefined ? conn : connect(command, { ...flags, tokenFile: flags.readTokenFile });
+  const deadline = Date.now() + timeoutS * 1000;
+  let body: Backup;
+  for (;;) {
+    body = (await call<Backup>(reader, 'GET', `/v1/backups/${segment(started.id)}`)).body;
+    if (body.verifying !== true) break;
+    if (Date.now() > deadline)
+      throw new CliFailure(`backup ${started.id} is still being verified after ${timeoutS} s`);
+    await sleep(POLL_MS);
+  }
+  if (body.verification === null || body.verification.at < started.requestedAt) {
+    throw new CliFailure(
+      `the verification of backup ${started.id} ended without a result (see the server log)`,
+    );
+  }
   emit(flags, body, lines([body]));
   if (body.verification?.result !== 'passed') {
     const failed = body.destinations.find((d) => d.verification?.result === 'failed');
@@ -104,7 +140,11 @@ function lines(backups: readonly Backup[]): string {
       b.storedBytes === null ? '-' : size(b.storedBytes),
       b.outcome,
       b.destinations.map(copyText).join(' '),
-      b.verification ? `${b.verification.result} ${b.verification.at}` : '-',
+      b.verifying === true
+        ? 'verifying now'
+        : b.verification
+          ? `${b.verification.result} ${b.verification.at}`
+          : '-',
     ]),
   );
 }
@@ -112,7 +152,9 @@ function lines(backups: readonly Backup[]): string {
 function copyText(c: Copy): string {
   const state = c.state === 'checked' ? 'read back' : c.state;
   const failed = c.state === 'failed' && c.error ? ` (${c.error.code}, ${c.attempts} attempts)` : '';
-  return `${c.name}:${state}${failed}`;
+  const unverified =
+    c.verification?.result === 'failed' ? ` (verification failed: ${c.verification.code ?? 'error'})` : '';
+  return `${c.name}:${state}${failed}${unverified}`;
 }
 
 function size(bytes: number): string {

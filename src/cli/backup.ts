@@ -6,10 +6,12 @@
  *       POST /v1/backups; with --wait, follows it (GET /v1/backups/:id) until it has ended and been
  *       verified: a session can do both, an operator token needs a backups:read one to follow
  *   tresor backup list [--limit N]             GET /v1/backups
- *   tresor backup verify ID                    POST /v1/backups/:id/verify
+ *   tresor backup verify ID [--no-wait] [--timeout S] [--read-token-file F]
+ *       POST /v1/backups/:id/verify (202: it runs in the server), then follows it (GET
+ *       /v1/backups/:id) until its result is recorded; exit code 1 when it failed
  */
 import type { Command } from 'commander';
-import type { BackupFlags, BackupListFlags, BackupNowFlags } from './backup-impl.ts';
+import type { BackupListFlags, BackupNowFlags, BackupVerifyFlags } from './backup-impl.ts';
 import { withConnectionFlags } from './connection-flags.ts';
 
 const impl = () => import('./backup-impl.ts');
@@ -40,5 +42,12 @@ export function registerBackupCommands(program: Command): void {
       .description(
         'verify a backup again: signature, digests, decryption through keyd; exit code 1 if it fails',
       ),
-  ).action(async (id: string, flags: BackupFlags) => (await impl()).verifyCommand(id, flags));
+  )
+    .option('--no-wait', 'answer once the verification has started (tresor backup list shows its result)')
+    .option('--timeout <seconds>', 'give up waiting after this many seconds (default 3600)')
+    .option(
+      '--read-token-file <file>',
+      'with an operator token of scope backups:run: a token of scope backups:read to follow the verification with',
+    )
+    .action(async (id: string, flags: BackupVerifyFlags) => (await impl()).verifyCommand(id, flags));
 }

@@ -102,6 +102,8 @@ export type BackupDestinationConfig =
       forcePathStyle: boolean;
       accessKeyIdFile: string;
       secretAccessKeyFile: string;
+      /** Seconds one request may take before the attempt fails. */
+      timeoutSeconds: number;
       retention: BackupRetentionConfig;
     };
 
@@ -109,6 +111,8 @@ export type BackupDestinationConfig =
 export interface BackupConfig {
   /** Minutes between scheduled backups; 0: only on demand. */
   intervalMinutes: number;
+  /** Minutes between scheduled re-verifications of the backups held; 0: none. */
+  verifyIntervalMinutes: number;
   destinations: BackupDestinationConfig[];
   /** True when none was configured: the two default folders under the data folder, on its disk. */
   defaultDestinations: boolean;
@@ -467,12 +471,14 @@ function backupConfig(
         forcePathStyle: s3.forcePathStyle === true,
         accessKeyIdFile: resolve(base, String(s3.accessKeyIdFile)),
         secretAccessKeyFile: resolve(base, String(s3.secretAccessKeyFile)),
+        timeoutSeconds: typeof s3.timeoutSeconds === 'number' ? s3.timeoutSeconds : 60,
         retention,
       });
     }
   }
   return {
     intervalMinutes: get<number>('/backup/intervalMinutes') as number,
+    verifyIntervalMinutes: get<number>('/backup/verifyIntervalMinutes') as number,
     destinations,
     defaultDestinations: configured === undefined,
     retryAttempts: get<number>('/backup/retryAttempts') as number,

@@ -78,6 +78,15 @@ export const BACKUP_DESTINATION = Type.Union([
       forcePathStyle: Type.Optional(Type.Boolean()),
       accessKeyIdFile: NON_EMPTY,
       secretAccessKeyFile: NON_EMPTY,
+      timeoutSeconds: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 3600,
+          default: 60,
+          description:
+            'Seconds one request may take (a stalled or very slow server fails the attempt; 3 attempts per object), then the destination is reported failed and retried.',
+        }),
+      ),
       retention: RETENTION,
     },
     { additionalProperties: false },
@@ -283,13 +292,25 @@ export const SERVER_SECTION = section(
                 minItems: 1,
                 maxItems: 16,
                 description:
-                  'Where every backup is written, each with its own retention: `{"name", "kind": "folder", "path"}` or `{"name", "kind": "s3", "endpoint", "region", "bucket", "prefix", "forcePathStyle", "accessKeyIdFile", "secretAccessKeyFile"}` (S3 credentials only from files), each with an optional `retention: {"keepAllDays": 2, "keepDailyDays": 35}`. Give two or more on different disks or sites. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
+                  'Where every backup is written, each with its own retention: `{"name", "kind": "folder", "path"}` or `{"name", "kind": "s3", "endpoint", "region", "bucket", "prefix", "forcePathStyle", "accessKeyIdFile", "secretAccessKeyFile", "timeoutSeconds"}` (S3 credentials only from files; `timeoutSeconds`, default 60, bounds one request), each with an optional `retention: {"keepAllDays": 2, "keepDailyDays": 35}`. Give two or more on different disks or sites. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
               }),
               {
                 env: 'TRESOR_BACKUP_DESTINATIONS',
                 defaultText:
                   'two folders under the data folder, `<dataDir>/backups/a` and `<dataDir>/backups/b` (on the data’s own disk: `tresor server` warns)',
               },
+            ),
+          ),
+          verifyIntervalMinutes: Type.Optional(
+            setting(
+              Type.Number({
+                minimum: 0,
+                maximum: 30 * 24 * 60,
+                default: 1440,
+                description:
+                  'Minutes between scheduled re-verifications of the backups held (1440: daily): each run checks the least recently verified ones again (at most 4), as after a backup — trial restore at one destination, verifyBackup at the others. 0: only after each backup and on demand. Fractions are allowed.',
+              }),
+              { env: 'TRESOR_BACKUP_VERIFY_INTERVAL_MINUTES' },
             ),
           ),
           retryAttempts: int(

@@ -69,6 +69,8 @@ import { startProbeJob } from './probe-job.ts';
 
 /** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
 const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
+/** Backups re-verified per scheduled run (each is a trial restore): a bounded load per run. */
+const REVERIFY_PER_RUN = 4;
 
 export interface TresorServerOptions {
   /** Key cache bounds (keys stay in memory at most this long / this many uses). */
@@ -372,7 +374,8 @@ export async function startTresorServer(
         },
         list: (limit) => backupRecords.list(limit),
         get: (id) => backupRecords.get(id),
-        verify: (id, event) => backups.verify(id, event),
+        verifying: () => backups.verifying(),
+        verify: (id, event) => backups.requestVerify(id, event),
       },
     }),
   });
@@ -475,6 +478,21 @@ export async function startTresorServer(
   }
   const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
   retentionTimer.unref();
+  // The held backups are verified again on a schedule, the least recently verified first; a run
+  // that finds one failing counts as failed (tresor status), its result is on the backup's record.
+  const verifyEveryMs = Math.round(config.backup.verifyIntervalMinutes * 60_000);
+  let reverifying: Promise<boolean> | undefined;
+  const reverifyTimer =
+    verifyEveryMs > 0
+      ? setInterval(() => {
+          reverifying ??= jobs
+            .run('backup.verify', async () => failOnItems(await backups.reverify(REVERIFY_PER_RUN)))
+            .finally(() => {
+              reverifying = undefined;
+            });
+        }, verifyEveryMs)
+      : undefined;
+  reverifyTimer?.unref();
 
   async function runJobs(): Promise<void> {
     await jobs.run('tenants.resume', resumeTenants);
@@ -540,8 +558,10 @@ export async function startTresorServer(
       await probeJob.close();
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
+      if (reverifyTimer) clearInterval(reverifyTimer);
       await backups.close();
       await retaining;
+      await reverifying;
       clearInterval(auditWatch);
       clearInterval(keydOpsTimer);
       await mirroring;

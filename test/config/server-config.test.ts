@@ -253,6 +253,7 @@ describe('backup config', () => {
           forcePathStyle: false,
           accessKeyIdFile: '/etc/k',
           secretAccessKeyFile: '/etc/s',
+          timeoutSeconds: 60,
           retention: { keepAllDays: 2, keepDailyDays: 35 },
         },
       ]);

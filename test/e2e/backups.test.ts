@@ -337,7 +337,10 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
       backups: Backup[];
     };
     const target = backups.find((x) => x.id === first.id) as Backup;
-    const ok = JSON.parse(exited(await cli(['verify', first.id, '--json']), 0).stdout) as Backup;
+    // The verification runs in the server; the CLI follows it with a backups:read token.
+    const ok = JSON.parse(
+      exited(await cli(['verify', first.id, '--read-token-file', readFile, '--json']), 0).stdout,
+    ) as Backup;
     assert.equal(ok.verification?.result, 'passed');
     assert.ok((ok.verification?.at ?? '') > (target.verification?.at ?? ''));
     // One chunk at b altered: verification fails there (and names it), c still passes.
@@ -345,7 +348,7 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     const bytes = readFileSync(chunk);
     bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
     writeFileSync(chunk, bytes);
-    const bad = exited(await cli(['verify', first.id, '--json']), 1);
+    const bad = exited(await cli(['verify', first.id, '--read-token-file', readFile, '--json']), 1);
     assert.match(bad.stderr, /^tresor: TRESOR_ERR_BACKUP_INVALID: .*at b/m);
     const after = JSON.parse(bad.stdout) as Backup;
     assert.equal(after.verification?.result, 'failed');

@@ -3,7 +3,8 @@
  * state and the verification's result, read one, verify one again. Operators only — sessions of
  * operator admins, and operator tokens of scope `backups:run` (POST) or `backups:read` (GET) —
  * and audited: starting is `backup.start` (the run itself is `backup.create` by the system),
- * verifying is `backup.verify`, written with its result. Nothing here carries a key or data.
+ * verifying is `backup.verify`, written with its result when the verification (which runs in the
+ * background: 202 at once) has ended. Nothing here carries a key or data.
  */
 import Type from 'typebox';
 import type { AuditEvent } from '../../audit/event.ts';
@@ -16,8 +17,13 @@ export interface BackupRouteDeps {
   start(event: AuditEvent): Promise<{ id: string }>;
   list(limit: number): Promise<BackupView[]>;
   get(id: string): Promise<BackupView | undefined>;
-  /** Verifies the backup at every destination that holds it; records `event` with the result. */
-  verify(id: string, event: AuditEvent): Promise<BackupView>;
+  /** The id of the backup being verified now, if any. */
+  verifying(): string | undefined;
+  /**
+   * Starts verifying the backup at every destination that holds it and answers at once; the result
+   * is recorded with `event` (its audit entry). TRESOR_ERR_BACKUP_VERIFYING while one runs.
+   */
+  verify(id: string, event: AuditEvent): Promise<{ id: string; requestedAt: string }>;
 }
 
 const BackupId = Type.String({
@@ -59,6 +65,7 @@ const Backup = Type.Object({
   files: Nullable(Type.Integer()),
   errorCode: Nullable(Type.String()),
   verification: Nullable(Type.Object({ result: Result, at: Type.String() })),
+  verifying: Type.Boolean({ description: 'A verification of this backup is running now' }),
   destinations: Type.Array(Copy),
 });
 
@@ -100,7 +107,11 @@ export function backupRoutes(deps: BackupRouteDeps): RouteModule {
           response: { 200: Type.Object({ backups: Type.Array(Backup) }) },
         },
       }).handle(async (ctx) => {
-        const backups = await deps.list(ctx.query.limit ?? 100);
+        const verifying = deps.verifying();
+        const backups = (await deps.list(ctx.query.limit ?? 100)).map((b) => ({
+          ...b,
+          verifying: b.id === verifying,
+        }));
         await ctx.audit.record({ tenant: null });
         return { status: 200, body: { backups } };
       }),
@@ -120,25 +131,40 @@ export function backupRoutes(deps: BackupRouteDeps): RouteModule {
         const backup = await deps.get(ctx.params.id);
         if (!backup) throw new TresorError('TRESOR_ERR_BACKUP_NOT_FOUND', 'no such backup');
         await ctx.audit.record({ tenant: null, target: { backupId: backup.id } });
-        return { status: 200, body: backup };
+        return { status: 200, body: { ...backup, verifying: backup.id === deps.verifying() } };
       }),
 
       defineRoute({
         method: 'POST',
         url: '/v1/backups/:id/verify',
         summary:
-          'Verify a backup again now at every destination holding it: signature, digests, decryption through keyd',
+          'Verify a backup again at every destination holding it (trial restore at one, signature, digests and decryption through keyd at the others): 202 at once, the result on GET /v1/backups/{id}; 409 while a verification runs',
         tags: ['backups'],
         auth: 'operator',
         secondFactor: false,
         scope: 'backups:run',
         authorize: operatorOnly,
         audit: { action: 'backup.verify' },
-        schema: { params: Type.Object({ id: BackupId }), response: { 200: Backup } },
+        schema: {
+          params: Type.Object({ id: BackupId }),
+          response: {
+            202: Type.Object({
+              id: Type.String(),
+              requestedAt: Type.String({
+                description: 'When it was asked for: the result is the verification at or after it',
+              }),
+            }),
+          },
+        },
       }).handle(async (ctx) => {
-        const backup = await deps.verify(ctx.params.id, ctx.auditEvent({ tenant: null }));
+        // The operator's event is written with the result, in the transaction that records it.
+        const started = await deps.verify(ctx.params.id, ctx.auditEvent({ tenant: null }));
         ctx.audit.recorded = true;
-        return { status: 200, body: backup };
+        return {
+          status: 202,
+          body: started,
+          headers: { location: `/v1/backups/${started.id}` },
+        };
       }),
     ],
   };
