@@ -14,6 +14,11 @@ export type BackupErrorCode = Extract<
   | 'TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY'
   | 'TRESOR_ERR_BACKUP_RUNNING'
   | 'TRESOR_ERR_CONFIG_INVALID'
+  | 'TRESOR_ERR_RESTORE_REFUSED'
+  | 'TRESOR_ERR_TENANT_SHREDDED'
+  | 'TRESOR_ERR_RESTORE_RUNNING'
+  | 'TRESOR_ERR_NOT_FOUND'
+  | 'TRESOR_ERR_TENANT_STATE'
 >;
 
 export class BackupError extends TresorError<BackupErrorCode> {}

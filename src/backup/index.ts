@@ -17,8 +17,11 @@
  * src/server/ (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which
  * sit above.
  *
- * Not here yet (issue 16): keyd's own backups,
- * per-tenant restore.
+ * Restoring one tenant into the running system: tenant-restore.ts (plan, checks, swap), its file
+ * work in tenant-restore-file.ts (the restored store checked, the outbox and key reservations
+ * carried forward) and the server's runs of it in tenant-restore-runs.ts.
+ *
+ * Not here yet (issue 16): keyd's own backups.
  */
 export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
 export { backupIdTime, isBackupId, newBackupId } from './backup-id.ts';
@@ -73,3 +76,16 @@ export {
 export { createS3Destination, type S3DestinationOptions } from './s3-destination.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
+export {
+  planTenantRestore,
+  runTenantRestore,
+  type TenantRestoreDeps,
+  type TenantRestorePlan,
+  type TenantRestoreRequest,
+  type TenantRestoreResult,
+} from './tenant-restore.ts';
+export {
+  createTenantRestoreRuns,
+  type TenantRestoreRuns,
+  type TenantRestoreView,
+} from './tenant-restore-runs.ts';

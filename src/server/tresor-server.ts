@@ -37,6 +37,7 @@ import {
   createBackupRecords,
   createBackupRuns,
   createSqliteSnapshotter,
+  createTenantRestoreRuns,
 } from '../backup/index.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
@@ -326,6 +327,37 @@ export async function startTresorServer(
     clock,
   });
 
+  // Restoring one tenant into the running system (src/backup/tenant-restore.ts); a restore a stopped
+  // server left half-way has changed nothing but a scratch file beside the store: removed here.
+  await tenantStores.removeScratch();
+  const tenantRestores = createTenantRestoreRuns({
+    keys: keyd,
+    manifestKey: async () => {
+      const key = await keyd.call('publicKey', { purpose: 'backup-manifest' });
+      return { name: key.name, publicKey: key.publicKey };
+    },
+    destinations: backupDestinations,
+    tenantState: async (tenant) => {
+      const row = await control.db
+        .selectFrom('tenants')
+        .select('state')
+        .where('id', '=', tenant)
+        .executeTakeFirst();
+      return row?.state;
+    },
+    liveLog: {
+      origin: auditOrigin,
+      verifierKey: () => audit.verifierKey(),
+      size: () => audit.sequencer.treeHead().size,
+      rootAt: (size) => audit.reader.rootAt(size),
+    },
+    stores: tenantStores,
+    forget: (tenant) => dataKeys.forgetTenant(tenant),
+    notify: (tenant) => audit.sequencer.notify(tenant),
+    record: (event) => control.write((trx) => appendAuditEvent(trx, event)),
+    clock,
+  });
+
   const http = await createHttpServer({
     config,
     authenticate,
@@ -369,6 +401,14 @@ export async function startTresorServer(
         list: (limit) => backupRecords.list(limit),
         get: (id) => backupRecords.get(id),
         verify: (id, event) => backups.verify(id, event),
+      },
+      tenantRestores: {
+        start: async (request, actor, announce) => {
+          const started = await tenantRestores.start(request, actor, announce);
+          void jobs.run('tenant.restore', () => started.done);
+          return started.view;
+        },
+        get: (id) => tenantRestores.get(id),
       },
     }),
   });
@@ -525,6 +565,7 @@ export async function startTresorServer(
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
       await backups.close();
+      await tenantRestores.close();
       await retaining;
       clearInterval(auditWatch);
       clearInterval(keydOpsTimer);

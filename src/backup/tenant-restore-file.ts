@@ -1,0 +1,179 @@
+/**
+ * The restored tenant store as a file, before it is swapped in (tenant-restore.ts):
+ *
+ *   checkRestoredStore  opened as the server opens a tenant store (its migrations run: a schema newer
+ *                       than this server knows is refused), SQLite's quick_check, and every wrapped
+ *                       data key unwrapped by keyd for the tenant (each key dropped at once): a
+ *                       tenant whose key was shredded is refused here, whatever its row says;
+ *   carryForward        run while the live store is closed and held (TenantStores.replace): makes
+ *                       the restored file continue what the live one did, in one transaction:
+ *     - the audit outbox. The sequencer moves a tenant's events into the log by a cursor on the
+ *       outbox's `seq` (src/audit/sequencer.ts). The backup's outbox is a prefix of the live one
+ *       (append-only, same seqs), so the live events after the backup are copied in under their own
+ *       seqs and AUTOINCREMENT's counter is raised to the live one: the outbox after the swap is the
+ *       live outbox, whatever the cursor is (events at or below it were sequenced once and are never
+ *       read again; those above it, and every new one, get sequenced exactly once). The records go
+ *       back to the backup's; the outbox never goes back.
+ *     - the data keys' encryption reservations (src/vault/data-keys.ts): a key's count must never go
+ *       back (AES-GCM random nonces, NIST SP 800-38D §8.3), so each key keeps the larger of its two
+ *       reservations, and its wrapped form the live one (a tenant-key rotation since the backup
+ *       rewrapped it; the data key is the same).
+ *     - the restore's own audit event, appended last: it commits with the file that it describes
+ *       (the rename is the commit point).
+ */
+import { sql } from 'kysely';
+import type { AuditEvent } from '../audit/event.ts';
+import { KeydError } from '../keyd/errors.ts';
+import type { DataKeyPurpose, KeyService } from '../keyd/operations.ts';
+import { openSqlite } from '../store/sqlite/open.ts';
+import { openSqliteStore } from '../store/sqlite/store.ts';
+import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
+import { BackupError } from './errors.ts';
+
+export interface RestoredStoreCheck {
+  records: number;
+  collections: number;
+  dataKeys: number;
+}
+
+/** Refusals of the restored file name the check; TRESOR_ERR_TENANT_SHREDDED for a destroyed tenant key. */
+export async function checkRestoredStore(
+  path: string,
+  tenant: string,
+  keys: KeyService,
+): Promise<RestoredStoreCheck> {
+  let store: Awaited<ReturnType<typeof openSqliteStore<TenantDB>>>;
+  try {
+    store = await openSqliteStore<TenantDB>(path, tenantStoreMigrations, { fileMustExist: true });
+  } catch (err) {
+    throw refused(`its store does not open as a tenant store of this version (${codeOf(err)})`);
+  }
+  try {
+    const { rows } = await sql<Record<string, string>>`PRAGMA quick_check`.execute(store.db);
+    const result = rows.map((r) => Object.values(r)[0]).join('; ');
+    if (result !== 'ok') throw refused(`its store fails SQLite's quick_check`);
+    const dataKeys = await store.db.selectFrom('data_keys').selectAll().execute();
+    for (const row of dataKeys) {
+      if (row.tenant !== tenant) throw refused('its store holds a data key of another tenant');
+      try {
+        const { key } = await keys.call('unwrapDataKey', {
+          tenant,
+          purpose: row.purpose as DataKeyPurpose,
+          keyId: row.key_id,
+          wrapped: Buffer.from(row.wrapped),
+        });
+        key.fill(0);
+      } catch (err) {
+        if (err instanceof KeydError && err.code === 'TRESOR_ERR_TENANT_KEY_DESTROYED')
+          throw shredded(tenant);
+        if (err instanceof KeydError && err.code === 'TRESOR_ERR_TENANT_KEY_PENDING_DESTROY')
+          throw new BackupError(
+            'TRESOR_ERR_TENANT_STATE',
+            `tenant ${tenant} is closing: its key is pending destruction; cancel the close first`,
+          );
+        if (
+          err instanceof KeydError &&
+          (err.code === 'TRESOR_ERR_WRAPPED_KEY_INVALID' ||
+            err.code === 'TRESOR_ERR_KEY_VERSION_RETIRED' ||
+            err.code === 'TRESOR_ERR_KEY_ID_UNKNOWN' ||
+            err.code === 'TRESOR_ERR_TENANT_KEY_UNKNOWN')
+        )
+          throw refused(`a data key of its store does not unwrap through keyd (${err.code})`);
+        throw err; // keyd sealed or unreachable: say so as it is
+      }
+    }
+    const count = async (table: 'records' | 'collections') =>
+      Number(
+        (
+          await store.db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    return {
+      records: await count('records'),
+      collections: await count('collections'),
+      dataKeys: dataKeys.length,
+    };
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Makes the restored file at `scratch` continue the live store at `live` (see the header) and appends
+ * `event` to its outbox. Both files must be closed by everyone else (TenantStores.replace's beforeSwap).
+ */
+export function carryForward(scratch: string, live: string, event: AuditEvent): void {
+  const from = openSqlite(live, { fileMustExist: true });
+  let outbox: { seq: number; at: string; tenant: string | null; action: string; event: string }[];
+  let counter: number;
+  let dataKeys: { key_id: string; wrapped: Buffer; reserved: number }[];
+  try {
+    from.pragma('query_only = ON');
+    outbox = from
+      .prepare('SELECT seq, at, tenant, action, event FROM audit_events ORDER BY seq')
+      .all() as typeof outbox;
+    const seqRow = from.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").get() as
+      | { seq: number }
+      | undefined;
+    counter = seqRow?.seq ?? 0;
+    dataKeys = from.prepare('SELECT key_id, wrapped, reserved FROM data_keys').all() as typeof dataKeys;
+  } finally {
+    from.close();
+  }
+
+  const to = openSqlite(scratch, { fileMustExist: true });
+  try {
+    const run = to.transaction(() => {
+      const last =
+        (to.prepare('SELECT max(seq) AS seq FROM audit_events').get() as { seq: number | null }).seq ?? 0;
+      const liveLast = outbox[outbox.length - 1]?.seq ?? 0;
+      if (liveLast < last)
+        throw refused('its audit outbox is ahead of the live one (not a backup of this store)');
+      const insert = to.prepare(
+        'INSERT INTO audit_events (seq, at, tenant, action, event) VALUES (?, ?, ?, ?, ?)',
+      );
+      for (const row of outbox) {
+        if (row.seq > last) insert.run(row.seq, row.at, row.tenant, row.action, row.event);
+      }
+      // AUTOINCREMENT never hands out a seq at or below the counter: the next event follows the live ones.
+      const next = Math.max(counter, liveLast);
+      to.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'audit_events'").run(next);
+      to.prepare(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_events', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'audit_events')",
+      ).run(next);
+      const carry = to.prepare(
+        'UPDATE data_keys SET reserved = max(reserved, ?), wrapped = ? WHERE key_id = ?',
+      );
+      for (const key of dataKeys) carry.run(key.reserved, key.wrapped, key.key_id);
+      to.prepare('INSERT INTO audit_events (at, tenant, action, event) VALUES (?, ?, ?, ?)').run(
+        event.at,
+        event.tenant,
+        event.action,
+        JSON.stringify(event),
+      );
+    });
+    run.immediate();
+    to.pragma('wal_checkpoint(TRUNCATE)');
+  } finally {
+    to.close();
+  }
+}
+
+export function refused(why: string): BackupError {
+  return new BackupError('TRESOR_ERR_RESTORE_REFUSED', `restore refused: ${why}`);
+}
+
+export function shredded(tenant: string): BackupError {
+  return new BackupError(
+    'TRESOR_ERR_TENANT_SHREDDED',
+    `tenant ${tenant} was closed after the backup was taken: its key is shredded (crypto-shredding), so its data cannot be restored`,
+  );
+}
+
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'error';
+}
