@@ -215,7 +215,30 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     const otherBefore = await allRecords('other');
     assert.notDeepEqual(await allRecords('t'), atBackup);
 
-    const done = await restore(tenants.t.id, { backupId });
+    // Readers of T all through the restore: each answer is whole, the state before or the backup's,
+    // never a mix and never an error (requests wait for the swap).
+    const beforeRestore = await allRecords('t');
+    let restoring = true;
+    const observed = { before: 0, after: 0 };
+    const readers = (async () => {
+      while (restoring) {
+        for (const name of Object.keys(COLLECTIONS)) {
+          const res = await api('t', 'GET', `/v1/collections/${name}/records?limit=500`);
+          assert.equal(res.status, 200, res.text);
+          const seen = res.json<{ records: VaultRecord[] }>().records;
+          if (JSON.stringify(seen) === JSON.stringify(beforeRestore[name])) observed.before += 1;
+          else {
+            assert.deepEqual(seen, atBackup[name], `${name}: neither before nor after the restore`);
+            observed.after += 1;
+          }
+        }
+      }
+    })();
+    const done = await restore(tenants.t.id, { backupId }).finally(() => {
+      restoring = false;
+    });
+    await readers;
+    assert.ok(observed.before > 0, 'readers ran during the restore');
     assert.equal(done.state, 'done', JSON.stringify(done.error));
     assert.equal(done.backupId, backupId);
     assert.equal(done.destination, 'a', 'the first destination holding it');
