@@ -19,7 +19,8 @@
  *
  * Restoring one tenant into the running system: tenant-restore.ts (plan, checks, swap), its file
  * work in tenant-restore-file.ts (the restored store checked, the outbox and key reservations
- * carried forward) and the server's runs of it in tenant-restore-runs.ts.
+ * carried forward) and the server's runs of it in tenant-restore-runs.ts; live-files.ts keeps a
+ * backup's snapshot and a restore's swap from touching the live files at once.
  *
  * Not here yet (issue 16): keyd's own backups.
  */
@@ -47,6 +48,7 @@ export {
 } from './destination.ts';
 export { BackupError, type BackupErrorCode } from './errors.ts';
 export { createFolderDestination, type FolderDestinationOptions } from './folder-destination.ts';
+export { createLiveFilesLock, type LiveFilesLock, lockedSnapshotter } from './live-files.ts';
 export {
   type BackupManifest,
   MANIFEST_KEY_NAME,

@@ -36,8 +36,10 @@ import {
   configuredDestinations,
   createBackupRecords,
   createBackupRuns,
+  createLiveFilesLock,
   createSqliteSnapshotter,
   createTenantRestoreRuns,
+  lockedSnapshotter,
 } from '../backup/index.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
@@ -285,10 +287,12 @@ export async function startTresorServer(
 
   // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
   const backupRecords = createBackupRecords(control);
+  // A snapshot reads the live files directly and a tenant restore renames one: never both at once.
+  const liveFiles = createLiveFilesLock();
   const backups = createBackupRuns({
     records: backupRecords,
     keys: keyd,
-    snapshotter: createSqliteSnapshotter({ dataDir: config.dataDir }),
+    snapshotter: lockedSnapshotter(createSqliteSnapshotter({ dataDir: config.dataDir }), liveFiles),
     source: {
       async tenants() {
         const all = await tenants.listTenants();
@@ -351,7 +355,11 @@ export async function startTresorServer(
       size: () => audit.sequencer.treeHead().size,
       rootAt: (size) => audit.reader.rootAt(size),
     },
-    stores: tenantStores,
+    stores: {
+      scratchPath: (tenant) => tenantStores.scratchPath(tenant),
+      replace: (tenant, scratch, beforeSwap) =>
+        liveFiles.hold(() => tenantStores.replace(tenant, scratch, beforeSwap)),
+    },
     forget: (tenant) => dataKeys.forgetTenant(tenant),
     notify: (tenant) => audit.sequencer.notify(tenant),
     record: (event) => control.write((trx) => appendAuditEvent(trx, event)),
