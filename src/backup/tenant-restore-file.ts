@@ -14,10 +14,14 @@
  *       live outbox, whatever the cursor is (events at or below it were sequenced once and are never
  *       read again; those above it, and every new one, get sequenced exactly once). The records go
  *       back to the backup's; the outbox never goes back.
- *     - the data keys' encryption reservations (src/vault/data-keys.ts): a key's count must never go
- *       back (AES-GCM random nonces, NIST SP 800-38D §8.3), so each key keeps the larger of its two
- *       reservations, and its wrapped form the live one (a tenant-key rotation since the backup
- *       rewrapped it; the data key is the same).
+ *     - the data keys (wrapped keys, no data): the live ones are a superset of the backup's (keys are
+ *       never deleted), and the live key ring is the one to continue — each key takes its live state
+ *       and wrapped form (a tenant-key rotation since the backup rewrapped it; the key is the same),
+ *       a key made since the backup comes along, and the active key per purpose is the live one. A
+ *       key's encryption count must never go back (AES-GCM random nonces, NIST SP 800-38D §8.3,
+ *       src/vault/data-keys.ts), so each keeps the larger of its two reservations. And a request that
+ *       encrypted under the live active key just before the swap and writes just after it still
+ *       writes a value whose key is in the store.
  *     - the restore's own audit event, appended last: it commits with the file that it describes
  *       (the rename is the commit point).
  */
@@ -109,7 +113,15 @@ export function carryForward(scratch: string, live: string, event: AuditEvent): 
   const from = openSqlite(live, { fileMustExist: true });
   let outbox: { seq: number; at: string; tenant: string | null; action: string; event: string }[];
   let counter: number;
-  let dataKeys: { key_id: string; wrapped: Buffer; reserved: number }[];
+  let dataKeys: {
+    key_id: string;
+    tenant: string;
+    purpose: string;
+    wrapped: Buffer;
+    state: string;
+    created_at: string;
+    reserved: number;
+  }[];
   try {
     from.pragma('query_only = ON');
     outbox = from
@@ -119,7 +131,12 @@ export function carryForward(scratch: string, live: string, event: AuditEvent): 
       | { seq: number }
       | undefined;
     counter = seqRow?.seq ?? 0;
-    dataKeys = from.prepare('SELECT key_id, wrapped, reserved FROM data_keys').all() as typeof dataKeys;
+    // Demotions before the active key, so the store's one-active-key-per-purpose index holds throughout.
+    dataKeys = from
+      .prepare(
+        "SELECT key_id, tenant, purpose, wrapped, state, created_at, reserved FROM data_keys ORDER BY state = 'active', created_at",
+      )
+      .all() as typeof dataKeys;
   } finally {
     from.close();
   }
@@ -144,10 +161,17 @@ export function carryForward(scratch: string, live: string, event: AuditEvent): 
       to.prepare(
         "INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_events', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'audit_events')",
       ).run(next);
-      const carry = to.prepare(
-        'UPDATE data_keys SET reserved = max(reserved, ?), wrapped = ? WHERE key_id = ?',
+      const demote = to.prepare(
+        "UPDATE data_keys SET state = 'decrypt-only' WHERE tenant = ? AND purpose = ? AND state = 'active' AND key_id <> ?",
       );
-      for (const key of dataKeys) carry.run(key.reserved, key.wrapped, key.key_id);
+      const carry = to.prepare(
+        'INSERT INTO data_keys (key_id, tenant, purpose, wrapped, state, created_at, reserved) VALUES (?, ?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (key_id) DO UPDATE SET wrapped = excluded.wrapped, state = excluded.state, reserved = max(data_keys.reserved, excluded.reserved)',
+      );
+      for (const key of dataKeys) {
+        if (key.state === 'active') demote.run(key.tenant, key.purpose, key.key_id);
+        carry.run(key.key_id, key.tenant, key.purpose, key.wrapped, key.state, key.created_at, key.reserved);
+      }
       to.prepare('INSERT INTO audit_events (at, tenant, action, event) VALUES (?, ?, ?, ?)').run(
         event.at,
         event.tenant,

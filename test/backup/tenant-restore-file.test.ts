@@ -2,7 +2,7 @@
  * The restored tenant store made to continue the live one (src/backup/tenant-restore-file.ts
  * carryForward), on real SQLite files of the tenant store's schema: the outbox after the swap is the
  * live outbox (the events since the backup under their own seqs, the next seq after the live ones),
- * then the restore's own event; data-key reservations never go back; a file whose outbox is ahead of
+ * then the restore's own event; the live key ring comes along and no reservation goes back; a file whose outbox is ahead of
  * the live one is refused and left as it was.
  */
 import assert from 'node:assert/strict';
@@ -80,13 +80,26 @@ describe('carrying the live store forward into a restored one', () => {
   it('gives the restored file the live outbox, under the same seqs, then the restore event; the next event follows', async () => {
     await backupNow();
     await addEvents(live, 4, 'after');
-    await live.write((trx) =>
-      trx
+    // Since the backup: dk_1 rewrapped, used further and rotated out by dk_2.
+    await live.write(async (trx) => {
+      await trx
         .updateTable('data_keys')
-        .set({ reserved: 196_608, wrapped: Buffer.from('rewrapped') })
+        .set({ reserved: 196_608, wrapped: Buffer.from('rewrapped'), state: 'decrypt-only' })
         .where('key_id', '=', 'dk_1')
-        .execute(),
-    );
+        .execute();
+      await trx
+        .insertInto('data_keys')
+        .values({
+          key_id: 'dk_2',
+          tenant: 'ten_a',
+          purpose: 'field',
+          wrapped: Buffer.from('made-after-backup'),
+          state: 'active',
+          created_at: new Date().toISOString(),
+          reserved: 65_536,
+        })
+        .execute();
+    });
     const liveOutbox = outbox(livePath());
     await live.close();
 
@@ -101,9 +114,15 @@ describe('carrying the live store forward into a restored one', () => {
     try {
       await reopened.write((trx) => appendAuditEvent(trx, event('next')));
       assert.deepEqual(outbox(scratch()).at(-1), { seq: 9, action: 'next' });
-      const key = await reopened.db.selectFrom('data_keys').selectAll().executeTakeFirstOrThrow();
-      assert.equal(key.reserved, 196_608, 'a reservation never goes back');
-      assert.equal(Buffer.from(key.wrapped).toString(), 'rewrapped');
+      const keys = await reopened.db.selectFrom('data_keys').selectAll().orderBy('key_id').execute();
+      assert.deepEqual(
+        keys.map((k) => [k.key_id, k.state, k.reserved, Buffer.from(k.wrapped).toString()]),
+        [
+          ['dk_1', 'decrypt-only', 196_608, 'rewrapped'],
+          ['dk_2', 'active', 65_536, 'made-after-backup'],
+        ],
+        'the live key ring, no reservation gone back',
+      );
     } finally {
       await reopened.close();
     }
