@@ -1,7 +1,7 @@
 /**
  * Restoring one tenant into a running system (issue 16), against a real stack (keyd and `tresor
  * server` processes, two folder destinations): the drill — records in several collections, a second
- * API key and audit entries; a backup; records changed, deleted and added; the restore; every record
+ * API key, a staff grant (its reads audited) and audit entries; a backup; records changed, deleted and added; the restore; every record
  * as it was at the backup, another tenant untouched, the audit log verifying end to end with the
  * restore in it and visible to the tenant, and writes after the restore working and sequenced exactly
  * once (the outbox against the sequencer's cursor). Then the refusals, each changing nothing: a
@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { auditLog, exited, leaksNone, tresor } from '../cli/cli-run.ts';
-import { type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
+import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -194,6 +194,43 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     const secondKey = key.json<{ token: string }>().token;
     secrets.push(secondKey);
 
+    // A staff grant on T (lockbox: T's admin approves; the agent activates with a fresh factor).
+    const c = consoleClient(s);
+    const agent = await c.createAndEnrol({
+      side: 'operator',
+      role: 'support-agent',
+      email: 'agent@restore.test',
+    });
+    const tenantAdmin = await c.createAndEnrol({
+      side: 'customer',
+      role: 'tenant-admin',
+      email: 'admin@restored.test',
+      tenant: tenants.t.id,
+    });
+    let agentSession = await c.login(agent);
+    const grantAsked = await c.as(agentSession, 'POST', '/v1/grants', {
+      tenant: tenants.t.id,
+      collections: ['people'],
+      access: 'read',
+      reason: 'customer asked to check a profile after a restore',
+      ticket: 'SUP-16',
+    });
+    assert.equal(grantAsked.status, 201, grantAsked.text);
+    const grantId = grantAsked.json<{ id: string }>().id;
+    let adminSession = await c.login(tenantAdmin);
+    adminSession = await c.reauthenticate(tenantAdmin, adminSession);
+    const approved = await c.as(adminSession, 'POST', `/v1/grants/${grantId}/approve`);
+    assert.equal(approved.status, 200, approved.text);
+    agentSession = await c.reauthenticate(agent, agentSession);
+    const activated = await c.as(agentSession, 'POST', `/v1/grants/${grantId}/activate`);
+    assert.equal(activated.status, 200, activated.text);
+    const staffRead = () =>
+      c.as(agentSession, 'GET', `/v1/collections/people/records/${first.id}`, undefined, {
+        'tresor-grant': grantId,
+      });
+    assert.equal((await staffRead()).status, 200);
+    secrets.push(...c.secrets);
+
     atBackup = await allRecords('t');
     assert.equal(atBackup.people?.length, 5);
     assert.equal(atBackup.orders?.length, 5);
@@ -257,6 +294,13 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     assert.deepEqual(await allRecords('other'), otherBefore);
     const read = await s.request('GET', '/v1/collections/people/records?limit=1', { token: secondKey });
     assert.equal(read.status, 200, 'API keys live in the control store: untouched');
+    // Grants too: the agent's live grant reads the restored record, as it was at the backup.
+    const staff = await staffRead();
+    assert.equal(staff.status, 200, staff.text);
+    assert.deepEqual(
+      staff.json<VaultRecord>(),
+      atBackup.people?.find((r) => r.id === first.id),
+    );
 
     // Writes after the restore work, and are sequenced exactly once.
     const after1 = await api('t', 'POST', '/v1/collections/orders/records', { item: 'after restore' });
@@ -282,6 +326,11 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
       (e) => e.entry.action === 'record.create' && recordIds(e).includes(afterId),
     );
     assert.equal(creates.length, 1, 'the write after the restore is in the log once');
+    // The staff reads through the grant, before and after the restore, are in the tenant's view.
+    const grantReads = entries.filter(
+      (e) => e.entry.action === 'record.read' && (e.entry.actor as { grantId?: string }).grantId === grantId,
+    );
+    assert.equal(grantReads.length, 2);
     // Nothing of the tenant's outbox was sequenced twice: every entry of the tenant is unique.
     const log = auditLog(s.dataDir);
     assert.deepEqual(
