@@ -453,6 +453,22 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     assert.deepEqual(await allRecords('t'), before);
   });
 
+  it('refuses, through keyd, a tenant whose key is pending destruction, and nothing changes', async () => {
+    // The row says active, keyd says the key is going: the restored store's keys do not unwrap.
+    const otherBefore = await allRecords('other');
+    const keyd = s.keydClient();
+    await keyd.call('destroyTenantKey', { tenant: tenants.other.id, mode: 'schedule', graceSeconds: 3600 });
+    try {
+      const refused = await restore(tenants.other.id, { backupId });
+      assert.equal(refused.state, 'failed');
+      assert.equal(refused.error?.code, 'TRESOR_ERR_TENANT_STATE', refused.error?.message);
+      assert.match(refused.error?.message ?? '', /pending destruction/);
+    } finally {
+      await keyd.call('cancelTenantKeyDestroy', { tenant: tenants.other.id });
+    }
+    assert.deepEqual(await allRecords('other'), otherBefore);
+  });
+
   it('refuses a tenant closed after the backup: its key is shredded', async () => {
     const created = await admin.request('POST', '/v1/tenants', { name: 'Closed Later' });
     assert.equal(created.status, 201, created.text);
