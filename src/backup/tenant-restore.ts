@@ -6,8 +6,10 @@
  *   planTenantRestore   the tenant must be `active` (closing: its key is pending destruction, cancel
  *                       the close first; closed: its key is shredded, refused as such; provisioning:
  *                       not yet a tenant); the backup (named, or the newest holding the tenant's
- *                       store) at the named destination or the first configured one holding it;
- *                       its manifest's signature under keyd's key; the tenant's store in it.
+ *                       store) at the named destination or the first configured one holding it (a
+ *                       destination that cannot be listed is passed over; a manifest that does not
+ *                       check out is refused, never passed over for another copy); its manifest's
+ *                       signature under keyd's key; the tenant's store in it.
  *   runTenantRestore    1. the backup's audit checkpoint signed by keyd for the live log's origin and
  *                          consistent with the live log: its tree is a prefix of the live tree (same
  *                          root at its size), so the backup belongs to this deployment's history;
@@ -116,30 +118,44 @@ export async function planTenantRestore(
     keys: deps.keys,
     manifestKey,
   });
+  // Every complete backup at each candidate, in the config's order; a destination that cannot be
+  // listed is passed over (another may hold the backup), and named if none does.
+  const holders = new Map<string, Destination[]>();
+  let unreachable: unknown;
   for (const { destination } of candidates) {
-    const listed = (await listBackups(destination)).filter((b) => b.complete);
-    const ids =
-      request.backupId !== undefined
-        ? listed.filter((b) => b.id === request.backupId).map((b) => b.id)
-        : listed.map((b) => b.id).sort((a, b) => (a < b ? 1 : -1)); // newest first
-    for (const backupId of ids) {
-      const manifest = await readManifest(options(destination, backupId)).catch((err: unknown) => {
-        throw asRefusal(err);
-      });
-      const file = manifest.files.find((f) => f.kind === 'tenant' && f.tenant === tenant);
-      if (file === undefined) {
-        if (request.backupId === undefined) continue;
-        const listedTenant = manifest.tenants.find((t) => t.id === tenant);
-        throw new BackupError(
-          'TRESOR_ERR_NOT_FOUND',
-          listedTenant
-            ? `backup ${backupId} holds no store of tenant ${tenant} (it was ${listedTenant.state} then)`
-            : `backup ${backupId} holds no tenant ${tenant} (taken before the tenant was created)`,
-        );
-      }
-      return { tenant, backupId, createdAt: manifest.createdAt, destination, manifest, file };
+    let listed: Awaited<ReturnType<typeof listBackups>>;
+    try {
+      listed = await listBackups(destination);
+    } catch (err) {
+      unreachable ??= err;
+      continue;
+    }
+    for (const b of listed) {
+      if (!b.complete || (request.backupId !== undefined && b.id !== request.backupId)) continue;
+      holders.set(b.id, [...(holders.get(b.id) ?? []), destination]);
     }
   }
+  // Newest first; each backup from the first destination holding it. A manifest that does not check
+  // out there is refused, not passed over for another copy: tampering is reported, never hidden.
+  for (const backupId of [...holders.keys()].sort((a, b) => (a < b ? 1 : -1))) {
+    const destination = holders.get(backupId)?.[0] as Destination;
+    const manifest = await readManifest(options(destination, backupId)).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+    const file = manifest.files.find((f) => f.kind === 'tenant' && f.tenant === tenant);
+    if (file === undefined) {
+      if (request.backupId === undefined) continue;
+      const listedTenant = manifest.tenants.find((t) => t.id === tenant);
+      throw new BackupError(
+        'TRESOR_ERR_NOT_FOUND',
+        listedTenant
+          ? `backup ${backupId} holds no store of tenant ${tenant} (it was ${listedTenant.state} then)`
+          : `backup ${backupId} holds no tenant ${tenant} (taken before the tenant was created)`,
+      );
+    }
+    return { tenant, backupId, createdAt: manifest.createdAt, destination, manifest, file };
+  }
+  if (unreachable !== undefined) throw unreachable;
   throw new BackupError(
     'TRESOR_ERR_BACKUP_NOT_FOUND',
     request.backupId !== undefined
