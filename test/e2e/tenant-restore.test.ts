@@ -5,14 +5,19 @@
  * as it was at the backup, another tenant untouched, the audit log verifying end to end with the
  * restore in it and visible to the tenant, and writes after the restore working and sequenced exactly
  * once (the outbox against the sequencer's cursor). Then the refusals, each changing nothing: a
- * tampered chunk, a tampered manifest, an unknown tenant or backup, an operator token (no person, no
+ * tampered chunk, a tampered manifest, an audit checkpoint (signed by keyd) that is not a prefix of
+ * the live log, a tenant key keyd holds pending destruction, an unknown tenant or backup, an operator token (no person, no
  * fresh second factor), a tenant closed after the backup (its key is shredded, and the answer says
  * so). And `tresor restore --tenant`.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { formatCheckpoint, parseCheckpoint } from '../../src/audit/checkpoint.ts';
+import { ed25519NoteSigner, parseNote, signNote } from '../../src/audit/note.ts';
+import { type BackupManifest, manifestBytes, signManifest } from '../../src/backup/manifest.ts';
 import { auditLog, exited, leaksNone, tresor } from '../cli/cli-run.ts';
 import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
@@ -426,6 +431,42 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
       },
       { timeoutMs: 60_000, intervalMs: 200 },
     );
+  });
+
+  it('refuses a backup whose audit checkpoint, validly signed by keyd, is not a prefix of the live log', async () => {
+    // keyd signs what the server asks it to: a checkpoint of another history (same size, another root)
+    // and one ahead of the live log, each put into the backup's manifest, the manifest signed again.
+    const before = await allRecords('t');
+    const keyd = s.keydClient();
+    const folder = join(folders.b, backupId);
+    const originals = ['manifest.json', 'manifest.sig'].map(
+      (n) => [n, readFileSync(join(folder, n))] as const,
+    );
+    const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as BackupManifest;
+    const checkpoint = parseCheckpoint(parseNote(manifest.auditCheckpoint).text);
+    const key = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
+    const signer = ed25519NoteSigner(
+      { name: checkpoint.origin, publicKey: key.publicKey },
+      async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
+    );
+    for (const [forged, why] of [
+      [{ ...checkpoint, rootHash: randomBytes(32) }, /not a prefix of the live log/],
+      [{ ...checkpoint, size: checkpoint.size + 1_000_000 }, /ahead of the live log/],
+    ] as const) {
+      const note = await signNote(formatCheckpoint(forged), [signer]);
+      const bytes = manifestBytes({ ...manifest, auditCheckpoint: note });
+      writeFileSync(join(folder, 'manifest.json'), bytes);
+      writeFileSync(join(folder, 'manifest.sig'), await signManifest(keyd, backupId, bytes));
+      try {
+        const refused = await restore(tenants.t.id, { backupId, destination: 'b' });
+        assert.equal(refused.state, 'failed');
+        assert.equal(refused.error?.code, 'TRESOR_ERR_RESTORE_REFUSED', refused.error?.message);
+        assert.match(refused.error?.message ?? '', why);
+      } finally {
+        for (const [n, b] of originals) writeFileSync(join(folder, n), b);
+      }
+    }
+    assert.deepEqual(await allRecords('t'), before);
   });
 
   it('refuses an unknown tenant or backup, an unknown destination and an operator token, and nothing changes', async () => {
