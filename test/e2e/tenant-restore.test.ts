@@ -1,14 +1,15 @@
 /**
  * Restoring one tenant into a running system (issue 16), against a real stack (keyd and `tresor
- * server` processes, two folder destinations): the drill — records in several collections, a second
- * API key, a staff grant (its reads audited) and audit entries; a backup; records changed, deleted and added; the restore; every record
- * as it was at the backup, another tenant untouched, the audit log verifying end to end with the
- * restore in it and visible to the tenant, and writes after the restore working and sequenced exactly
- * once (the outbox against the sequencer's cursor). Then the refusals, each changing nothing: a
- * tampered chunk, a tampered manifest, an audit checkpoint (signed by keyd) that is not a prefix of
- * the live log, a tenant key keyd holds pending destruction, an unknown tenant or backup, an operator token (no person, no
- * fresh second factor), a tenant closed after the backup (its key is shredded, and the answer says
- * so). And `tresor restore --tenant`.
+ * server` processes, two folder destinations). The drill: records in several collections, a second
+ * API key, a staff grant (its reads audited) and audit entries; a backup; records changed, deleted
+ * and added; the restore, with readers all through it; every record as it was at the backup, another
+ * tenant untouched, the audit log gap-free and verifying end to end with the restore in it and
+ * visible to the tenant, and writes after the restore working and sequenced exactly once (the outbox
+ * against the sequencer's cursor). Then the refusals, each changing nothing: a tampered chunk, a
+ * tampered manifest, an audit checkpoint (signed by keyd) that is not a prefix of the live log, an
+ * unknown tenant, backup or destination, an operator token or API key (no person, no fresh second
+ * factor), a tenant key keyd holds pending destruction, a tenant closed after the backup (its key is
+ * shredded, and the answer says so). And `tresor restore --tenant`.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
