@@ -110,69 +110,61 @@ export async function checkRestoredStore(
  * `event` to its outbox. Both files must be closed by everyone else (TenantStores.replace's beforeSwap).
  */
 export function carryForward(scratch: string, live: string, event: AuditEvent): void {
-  const from = openSqlite(live, { fileMustExist: true });
-  let outbox: { seq: number; at: string; tenant: string | null; action: string; event: string }[];
-  let counter: number;
-  let dataKeys: {
-    key_id: string;
-    tenant: string;
-    purpose: string;
-    wrapped: Buffer;
-    state: string;
-    created_at: string;
-    reserved: number;
-  }[];
-  try {
-    from.pragma('query_only = ON');
-    outbox = from
-      .prepare('SELECT seq, at, tenant, action, event FROM audit_events ORDER BY seq')
-      .all() as typeof outbox;
-    const seqRow = from.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").get() as
-      | { seq: number }
-      | undefined;
-    counter = seqRow?.seq ?? 0;
-    // Demotions before the active key, so the store's one-active-key-per-purpose index holds throughout.
-    dataKeys = from
-      .prepare(
-        "SELECT key_id, tenant, purpose, wrapped, state, created_at, reserved FROM data_keys ORDER BY state = 'active', created_at",
-      )
-      .all() as typeof dataKeys;
-  } finally {
-    from.close();
-  }
-
   const to = openSqlite(scratch, { fileMustExist: true });
   try {
+    // The live file attached to the restored one's connection: the rows since the backup are copied
+    // in one statement, never held in memory (a busy tenant's outbox can be large).
+    to.prepare('ATTACH DATABASE ? AS live').run(live);
     const run = to.transaction(() => {
-      const last =
-        (to.prepare('SELECT max(seq) AS seq FROM audit_events').get() as { seq: number | null }).seq ?? 0;
-      const liveLast = outbox[outbox.length - 1]?.seq ?? 0;
+      const maxSeq = (schema: 'main' | 'live') =>
+        (to.prepare(`SELECT max(seq) AS seq FROM ${schema}.audit_events`).get() as { seq: number | null })
+          .seq ?? 0;
+      const last = maxSeq('main');
+      const liveLast = maxSeq('live');
       if (liveLast < last)
         throw refused('its audit outbox is ahead of the live one (not a backup of this store)');
-      const insert = to.prepare(
-        'INSERT INTO audit_events (seq, at, tenant, action, event) VALUES (?, ?, ?, ?, ?)',
-      );
-      for (const row of outbox) {
-        if (row.seq > last) insert.run(row.seq, row.at, row.tenant, row.action, row.event);
-      }
-      // AUTOINCREMENT never hands out a seq at or below the counter: the next event follows the live ones.
-      const next = Math.max(counter, liveLast);
-      to.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'audit_events'").run(next);
       to.prepare(
-        "INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_events', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'audit_events')",
+        'INSERT INTO main.audit_events (seq, at, tenant, action, event) ' +
+          'SELECT seq, at, tenant, action, event FROM live.audit_events WHERE seq > ? ORDER BY seq',
+      ).run(last);
+      // AUTOINCREMENT never hands out a seq at or below the counter: the next event follows the live ones.
+      const counter =
+        (
+          to.prepare("SELECT seq FROM live.sqlite_sequence WHERE name = 'audit_events'").get() as
+            | { seq: number }
+            | undefined
+        )?.seq ?? 0;
+      const next = Math.max(counter, liveLast);
+      to.prepare("UPDATE main.sqlite_sequence SET seq = max(seq, ?) WHERE name = 'audit_events'").run(next);
+      to.prepare(
+        "INSERT INTO main.sqlite_sequence (name, seq) SELECT 'audit_events', ? WHERE NOT EXISTS (SELECT 1 FROM main.sqlite_sequence WHERE name = 'audit_events')",
       ).run(next);
+      // The live key ring; demotions before the active key, so the one-active-key index holds throughout.
+      const keys = to
+        .prepare(
+          "SELECT key_id, tenant, purpose, wrapped, state, created_at, reserved FROM live.data_keys ORDER BY state = 'active', created_at",
+        )
+        .all() as {
+        key_id: string;
+        tenant: string;
+        purpose: string;
+        wrapped: Buffer;
+        state: string;
+        created_at: string;
+        reserved: number;
+      }[];
       const demote = to.prepare(
-        "UPDATE data_keys SET state = 'decrypt-only' WHERE tenant = ? AND purpose = ? AND state = 'active' AND key_id <> ?",
+        "UPDATE main.data_keys SET state = 'decrypt-only' WHERE tenant = ? AND purpose = ? AND state = 'active' AND key_id <> ?",
       );
       const carry = to.prepare(
-        'INSERT INTO data_keys (key_id, tenant, purpose, wrapped, state, created_at, reserved) VALUES (?, ?, ?, ?, ?, ?, ?) ' +
+        'INSERT INTO main.data_keys (key_id, tenant, purpose, wrapped, state, created_at, reserved) VALUES (?, ?, ?, ?, ?, ?, ?) ' +
           'ON CONFLICT (key_id) DO UPDATE SET wrapped = excluded.wrapped, state = excluded.state, reserved = max(data_keys.reserved, excluded.reserved)',
       );
-      for (const key of dataKeys) {
+      for (const key of keys) {
         if (key.state === 'active') demote.run(key.tenant, key.purpose, key.key_id);
         carry.run(key.key_id, key.tenant, key.purpose, key.wrapped, key.state, key.created_at, key.reserved);
       }
-      to.prepare('INSERT INTO audit_events (at, tenant, action, event) VALUES (?, ?, ?, ?)').run(
+      to.prepare('INSERT INTO main.audit_events (at, tenant, action, event) VALUES (?, ?, ?, ?)').run(
         event.at,
         event.tenant,
         event.action,
@@ -180,6 +172,7 @@ export function carryForward(scratch: string, live: string, event: AuditEvent): 
       );
     });
     run.immediate();
+    to.prepare('DETACH DATABASE live').run();
     to.pragma('wal_checkpoint(TRUNCATE)');
   } finally {
     to.close();
