@@ -19,6 +19,7 @@ export type BackupErrorCode = Extract<
   | 'TRESOR_ERR_RESTORE_RUNNING'
   | 'TRESOR_ERR_NOT_FOUND'
   | 'TRESOR_ERR_TENANT_STATE'
+  | 'TRESOR_ERR_UNAVAILABLE'
 >;
 
 export class BackupError extends TresorError<BackupErrorCode> {}

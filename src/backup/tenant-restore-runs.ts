@@ -7,8 +7,9 @@
  * One restore at a time (TRESOR_ERR_RESTORE_RUNNING otherwise): a restore reads a whole backup, and
  * two swaps of one tenant must never interleave. Runs are kept in memory (the newest MAX_KEPT):
  * the audit log holds every restore's result for good (`tenant.restore`, success or failure), and a
- * server stopped during a restore has changed nothing (the swap is one rename) and removes the
- * scratch file at its next start (TenantStores.removeScratch).
+ * server stopping ends a running restore before its swap (close()); one killed during a restore has
+ * changed nothing (the swap is one rename) and removes the scratch file at its next start
+ * (TenantStores.removeScratch).
  */
 import { randomBytes } from 'node:crypto';
 import type { AuditEvent } from '../audit/event.ts';
@@ -47,7 +48,7 @@ export interface TenantRestoreRuns {
   ): Promise<{ view: TenantRestoreView; done: Promise<void> }>;
   get(id: string): TenantRestoreView | undefined;
   running(): boolean;
-  /** Waits for a running restore to end. */
+  /** Stops a running restore before its swap (a swap under way is finished) and waits for it to end. */
   close(): Promise<void>;
 }
 
@@ -57,6 +58,7 @@ export function createTenantRestoreRuns(deps: TenantRestoreDeps): TenantRestoreR
   const runs = new Map<string, TenantRestoreView>();
   let current: Promise<void> | undefined;
   let planning = false;
+  const stopping = new AbortController();
 
   const keep = (view: TenantRestoreView) => {
     runs.set(view.id, view);
@@ -68,6 +70,8 @@ export function createTenantRestoreRuns(deps: TenantRestoreDeps): TenantRestoreR
 
   return {
     async start(request, actor, announce) {
+      if (stopping.signal.aborted)
+        throw new BackupError('TRESOR_ERR_UNAVAILABLE', 'the server is stopping; no restore starts now');
       if (current !== undefined || planning)
         throw new BackupError('TRESOR_ERR_RESTORE_RUNNING', 'a tenant restore is running; one at a time');
       planning = true;
@@ -95,7 +99,7 @@ export function createTenantRestoreRuns(deps: TenantRestoreDeps): TenantRestoreR
         view.endedAt = deps.clock().toISOString();
         current = undefined;
       };
-      const settled = runTenantRestore(deps, plan, actor).then(
+      const settled = runTenantRestore(deps, plan, actor, stopping.signal).then(
         (result) => {
           view.state = 'done';
           view.result = result;
@@ -119,6 +123,7 @@ export function createTenantRestoreRuns(deps: TenantRestoreDeps): TenantRestoreR
     },
     running: () => current !== undefined,
     async close() {
+      stopping.abort();
       await current;
     },
   };

@@ -169,15 +169,23 @@ export async function runTenantRestore(
   deps: TenantRestoreDeps,
   plan: TenantRestorePlan,
   actor: AuditEvent,
+  /** Aborted when the server stops: the restore ends before its swap, having changed nothing. */
+  signal?: AbortSignal,
 ): Promise<TenantRestoreResult> {
   const { tenant, backupId } = plan;
   const target = { backupId, destination: plan.destination.name };
+  const stopping = () => {
+    if (signal?.aborted)
+      throw new TresorError('TRESOR_ERR_UNAVAILABLE', 'the server is stopping: the restore was not finished');
+  };
   let scratch: string | undefined;
   try {
     const checkpointSize = await checkAgainstLiveLog(deps, plan);
     scratch = await deps.stores.scratchPath(tenant);
-    await extractTenantFile(deps, plan, scratch);
+    await extractTenantFile(deps, plan, scratch, stopping);
+    stopping();
     const checked = await checkRestoredStore(scratch, tenant, deps.keys);
+    stopping();
     const event: AuditEvent = {
       ...actor,
       at: deps.clock().toISOString(),
@@ -261,7 +269,12 @@ async function checkAgainstLiveLog(deps: TenantRestoreDeps, plan: TenantRestoreP
 }
 
 /** The whole backup read and checked; only the tenant's file written to `scratch` (0600, fsynced). */
-async function extractTenantFile(deps: TenantRestoreDeps, plan: TenantRestorePlan, scratch: string) {
+async function extractTenantFile(
+  deps: TenantRestoreDeps,
+  plan: TenantRestorePlan,
+  scratch: string,
+  stopping: () => void,
+) {
   let handle: FileHandle | undefined;
   let writing = false;
   try {
@@ -279,6 +292,7 @@ async function extractTenantFile(deps: TenantRestoreDeps, plan: TenantRestorePla
           writing = file.name === plan.file.name;
         },
         async write(bytes) {
+          stopping();
           if (!writing) return;
           digest.update(bytes);
           await handle?.write(bytes);
