@@ -111,6 +111,17 @@ export const ERRORS = {
   TRESOR_ERR_BACKUP_VERIFYING: { status: 409, title: 'A backup verification is running' },
   /** A backup stopped part-way because the server is shutting down; its partial objects are removed. */
   TRESOR_ERR_BACKUP_INTERRUPTED: { status: 500, title: 'Internal Server Error', internal: true },
+  /**
+   * Restoring one tenant into the running system (src/backup/tenant-restore.ts) refused a backup:
+   * its signature, a digest, its decryption, its audit checkpoint against the live log, or the
+   * tenant's restored store does not check out. Not the caller's input, but not a server fault
+   * either: the operator is told which check failed (the message names it, never a value).
+   */
+  TRESOR_ERR_RESTORE_REFUSED: { status: 422, title: 'Restore refused' },
+  /** The tenant was closed after the backup was taken: its key is shredded, its data cannot come back. */
+  TRESOR_ERR_TENANT_SHREDDED: { status: 410, title: 'Tenant key shredded' },
+  /** A tenant restore was asked for while one is still running (one at a time). */
+  TRESOR_ERR_RESTORE_RUNNING: { status: 409, title: 'A restore is running' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

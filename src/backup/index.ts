@@ -17,8 +17,12 @@
  * src/server/ (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which
  * sit above.
  *
- * Not here yet (issue 16): keyd's own backups,
- * per-tenant restore.
+ * Restoring one tenant into the running system: tenant-restore.ts (plan, checks, swap), its file
+ * work in tenant-restore-file.ts (the restored store checked, the outbox and key reservations
+ * carried forward) and the server's runs of it in tenant-restore-runs.ts; live-files.ts keeps a
+ * backup's snapshot and a restore's swap from touching the live files at once.
+ *
+ * Not here yet (issue 16): keyd's own backups.
  */
 export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
 export { backupIdTime, isBackupId, newBackupId } from './backup-id.ts';
@@ -44,6 +48,7 @@ export {
 } from './destination.ts';
 export { BackupError, type BackupErrorCode } from './errors.ts';
 export { createFolderDestination, type FolderDestinationOptions } from './folder-destination.ts';
+export { createLiveFilesLock, type LiveFilesLock, lockedSnapshotter } from './live-files.ts';
 export {
   type BackupManifest,
   MANIFEST_KEY_NAME,
@@ -73,3 +78,16 @@ export {
 export { createS3Destination, type S3DestinationOptions } from './s3-destination.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
+export {
+  planTenantRestore,
+  runTenantRestore,
+  type TenantRestoreDeps,
+  type TenantRestorePlan,
+  type TenantRestoreRequest,
+  type TenantRestoreResult,
+} from './tenant-restore.ts';
+export {
+  createTenantRestoreRuns,
+  type TenantRestoreRuns,
+  type TenantRestoreView,
+} from './tenant-restore-runs.ts';

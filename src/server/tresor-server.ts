@@ -36,7 +36,10 @@ import {
   configuredDestinations,
   createBackupRecords,
   createBackupRuns,
+  createLiveFilesLock,
   createSqliteSnapshotter,
+  createTenantRestoreRuns,
+  lockedSnapshotter,
 } from '../backup/index.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
@@ -287,10 +290,12 @@ export async function startTresorServer(
 
   // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
   const backupRecords = createBackupRecords(control);
+  // A snapshot reads the live files directly and a tenant restore renames one: never both at once.
+  const liveFiles = createLiveFilesLock();
   const backups = createBackupRuns({
     records: backupRecords,
     keys: keyd,
-    snapshotter: createSqliteSnapshotter({ dataDir: config.dataDir }),
+    snapshotter: lockedSnapshotter(createSqliteSnapshotter({ dataDir: config.dataDir }), liveFiles),
     source: {
       async tenants() {
         const all = await tenants.listTenants();
@@ -326,6 +331,41 @@ export async function startTresorServer(
       const code = /^(TRESOR_ERR_[A-Z_]+):/.exec(failed?.detail ?? '')?.[1];
       return { ok: false, code: code ?? 'TRESOR_ERR_BACKUP_INVALID' };
     },
+    clock,
+  });
+
+  // Restoring one tenant into the running system (src/backup/tenant-restore.ts); a restore a stopped
+  // server left half-way has changed nothing but a scratch file beside the store: removed here.
+  await tenantStores.removeScratch();
+  const tenantRestores = createTenantRestoreRuns({
+    keys: keyd,
+    manifestKey: async () => {
+      const key = await keyd.call('publicKey', { purpose: 'backup-manifest' });
+      return { name: key.name, publicKey: key.publicKey };
+    },
+    destinations: backupDestinations,
+    tenantState: async (tenant) => {
+      const row = await control.db
+        .selectFrom('tenants')
+        .select('state')
+        .where('id', '=', tenant)
+        .executeTakeFirst();
+      return row?.state;
+    },
+    liveLog: {
+      origin: auditOrigin,
+      verifierKey: () => audit.verifierKey(),
+      size: () => audit.sequencer.treeHead().size,
+      rootAt: (size) => audit.reader.rootAt(size),
+    },
+    stores: {
+      scratchPath: (tenant) => tenantStores.scratchPath(tenant),
+      replace: (tenant, scratch, beforeSwap) =>
+        liveFiles.hold(() => tenantStores.replace(tenant, scratch, beforeSwap)),
+    },
+    forget: (tenant) => dataKeys.forgetTenant(tenant),
+    notify: (tenant) => audit.sequencer.notify(tenant),
+    record: (event) => control.write((trx) => appendAuditEvent(trx, event)),
     clock,
   });
 
@@ -376,6 +416,14 @@ export async function startTresorServer(
         get: (id) => backupRecords.get(id),
         verifying: () => backups.verifying(),
         verify: (id, event) => backups.requestVerify(id, event),
+      },
+      tenantRestores: {
+        start: async (request, actor, announce) => {
+          const started = await tenantRestores.start(request, actor, announce);
+          void jobs.run('tenant.restore', () => started.done);
+          return started.view;
+        },
+        get: (id) => tenantRestores.get(id),
       },
     }),
   });
@@ -560,6 +608,7 @@ export async function startTresorServer(
       clearInterval(retentionTimer);
       if (reverifyTimer) clearInterval(reverifyTimer);
       await backups.close();
+      await tenantRestores.close();
       await retaining;
       await reverifying;
       clearInterval(auditWatch);

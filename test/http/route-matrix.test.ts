@@ -240,6 +240,9 @@ const RULES: Record<string, Rule> = {
   'GET /v1/backups': 'operator',
   'GET /v1/backups/:id': 'operator',
   'POST /v1/backups/:id/verify': 'operator',
+  // restoring one tenant (operator admins with a fresh second factor; a token may read a restore)
+  'POST /v1/tenants/:id/restore': 'operator+2fa',
+  'GET /v1/tenants/:id/restores/:restoreId': 'operator',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -274,6 +277,7 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/backups': 'backups:read',
   'GET /v1/backups/:id': 'backups:read',
   'POST /v1/backups/:id/verify': 'backups:run',
+  'GET /v1/tenants/:id/restores/:restoreId': 'backups:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -381,6 +385,7 @@ async function matrixApp() {
         jobs: specOnlyDependencies(),
         operatorTokens: specOnlyDependencies(),
         backups: specOnlyDependencies(),
+        tenantRestores: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { TresorError, type TresorErrorCode } from '../../src/errors.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import { createTenantStores, type TenantStores } from '../../src/store/sqlite/tenant-stores.ts';
 import { insertRecord, RECORDS_MIGRATIONS, type RecordsDb } from './fixtures/records.ts';
 
@@ -289,5 +290,83 @@ describe('tenant stores', () => {
     );
     // Closed cleanly: SQLite removed the WAL and -shm files.
     assert.deepEqual(readdirSync(tenantsDir).sort(), ['a.sqlite', 'b.sqlite']);
+  });
+  /** A store file at `path` holding the records `ids` (a restored store, as a restore prepares one). */
+  async function storeFileWith(path: string, ids: string[]): Promise<void> {
+    const store = await openSqliteStore<RecordsDb>(path, RECORDS_MIGRATIONS);
+    for (const id of ids) await store.write((trx) => insertRecord(trx, id, 'v'));
+    await store.close();
+  }
+
+  const ids = async (s: Awaited<ReturnType<TenantStores<RecordsDb>['open']>>) =>
+    (await s.db.selectFrom('records').select('id').orderBy('id').execute()).map((r) => r.id);
+
+  it('replace() waits for a write in flight, holds later reads and writes until the swap, which then see only the new file', async () => {
+    const a = await stores.create('a');
+    await a.write((trx) => insertRecord(trx, 'old', 'v'));
+    const scratch = await stores.scratchPath('a');
+    assert.ok(scratch.startsWith(join(tenantsDir, '.a.restore-')));
+    await storeFileWith(scratch, ['new-1', 'new-2']);
+
+    const writing = deferred();
+    const proceed = deferred();
+    const inFlight = a.write(async (trx) => {
+      await insertRecord(trx, 'in-flight', 'v');
+      writing.resolve();
+      await proceed.promise;
+    });
+    await writing.promise;
+    const order: string[] = [];
+    const replaced = stores
+      .replace('a', scratch, async (live) => {
+        order.push('beforeSwap');
+        assert.equal(live, join(tenantsDir, 'a.sqlite'));
+        assert.deepEqual(stores.openTenants(), [], 'the live store is closed during beforeSwap');
+      })
+      .then(() => order.push('replaced'));
+    const laterRead = ids(a).then((seen) => {
+      order.push('read');
+      return seen;
+    });
+    const laterWrite = a.write((trx) => insertRecord(trx, 'after', 'v')).then(() => order.push('write'));
+    proceed.resolve();
+    await Promise.all([inFlight, replaced, laterWrite]);
+    // The read and the write waited for the swap: they saw the new file only.
+    assert.deepEqual(await laterRead, ['new-1', 'new-2']);
+    assert.deepEqual(order.slice(0, 2), ['beforeSwap', 'replaced']);
+    assert.deepEqual(await ids(await stores.open('a')), ['after', 'new-1', 'new-2']);
+    await stores.close();
+    assert.deepEqual(readdirSync(tenantsDir).sort(), ['a.sqlite'], 'no scratch, WAL or -shm left');
+  });
+
+  it('replace() refuses a tenant whose store does not exist and a file not made by scratchPath(); removeScratch() clears leftovers', async () => {
+    await stores.create('a');
+    const scratch = await stores.scratchPath('b');
+    await storeFileWith(scratch, ['x']);
+    await assert.rejects(
+      stores.replace('b', scratch, async () => {}),
+      withCode('TRESOR_ERR_NOT_FOUND'),
+    );
+    await assert.rejects(
+      stores.replace('a', scratch, async () => {}),
+      RangeError,
+    );
+    await assert.rejects(
+      stores.replace('a', join(dir, 'elsewhere'), async () => {}),
+      RangeError,
+    );
+    // A beforeSwap that fails swaps nothing in.
+    const mine = await stores.scratchPath('a');
+    await storeFileWith(mine, ['y']);
+    await assert.rejects(
+      stores.replace('a', mine, async () => {
+        throw new TresorError('TRESOR_ERR_TENANT_STATE', 'closed meanwhile');
+      }),
+      withCode('TRESOR_ERR_TENANT_STATE'),
+    );
+    assert.deepEqual(await ids(await stores.open('a')), []);
+    await useRegistry();
+    assert.equal(await stores.removeScratch(), 2);
+    assert.deepEqual(readdirSync(tenantsDir).sort(), ['a.sqlite']);
   });
 });

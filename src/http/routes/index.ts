@@ -19,6 +19,7 @@ import { type OperatorTokenRouteDeps, operatorTokenRoutes } from './operator-tok
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
 import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
 import { signinRoutes } from './signin.ts';
+import { type TenantRestoreRouteDeps, tenantRestoreRoutes } from './tenant-restores.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
@@ -46,6 +47,8 @@ export interface DomainRouteDeps {
   operatorTokens: OperatorTokenRouteDeps;
   /** Backups: start, list, verify. */
   backups: BackupRouteDeps;
+  /** Restoring one tenant from a backup into the running system. */
+  tenantRestores: TenantRestoreRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -67,6 +70,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     jobRoutes(deps.jobs),
     ...(deps.availability ? [availabilityRoutes(deps.availability)] : []),
     backupRoutes(deps.backups),
+    tenantRestoreRoutes(deps.tenantRestores),
   ];
 }
 

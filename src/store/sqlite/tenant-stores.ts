@@ -13,9 +13,17 @@
  * - destroy() closes the store (its close zeroes the WAL before SQLite deletes it), zeroes the
  *   database, -wal and -shm files in place, unlinks them and fsyncs the folder. Every step tolerates
  *   what an interrupted earlier attempt already did, so running it again completes it.
+ * - replace() swaps a prepared file (a restored store, made next to the live one by scratchPath())
+ *   in for the live store while the server runs: like destroy() it waits for reads and writes in
+ *   flight and holds back new ones (they wait, then use the new file), closes the store, lets the
+ *   caller finish the new file against the closed live one (beforeSwap), then renames it over the
+ *   live file (rename(2): atomic, so a crash leaves the old store or the new one, never half of
+ *   either) and fsyncs the folder. The next use opens the new file with a new handle, so whatever a
+ *   cache keyed by the handle holds of the old file is gone with it.
  */
-import { mkdir, open, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import {
   CompiledQuery,
   type DatabaseConnection,
@@ -62,6 +70,17 @@ export interface TenantStores<DB> {
   exists(tenant: string): Promise<boolean>;
   /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
   destroy(tenant: string): Promise<void>;
+  /** A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's name. */
+  scratchPath(tenant: string): Promise<string>;
+  /**
+   * Swaps the prepared file `scratch` in for the tenant's live store (see the header): waits for
+   * reads and writes in flight, closes the store, runs `beforeSwap(livePath)` with no connection of
+   * this registry open on it, then renames. TRESOR_ERR_NOT_FOUND if the live store does not exist
+   * (never created, or destroyed meanwhile): the scratch file is then left for the caller to remove.
+   */
+  replace(tenant: string, scratch: string, beforeSwap: (livePath: string) => Promise<void>): Promise<void>;
+  /** Removes scratch files a stopped process left behind (at start, before any replace). */
+  removeScratch(): Promise<number>;
   /** Tenants whose store is open now, least recently used first. */
   openTenants(): string[];
   stats(): TenantStoresStats;
@@ -188,6 +207,57 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
         this.#destroying.delete(tenant);
       }
     });
+  }
+
+  async scratchPath(tenant: string): Promise<string> {
+    this.#pathOf(tenant);
+    await mkdir(this.#folder, { recursive: true, mode: 0o700 });
+    // A leading dot and no `.sqlite` ending: no tenant id can name it (TENANT_ID_PATTERN has no dot).
+    return join(this.#folder, `.${tenant}.restore-${randomBytes(6).toString('hex')}`);
+  }
+
+  async replace(
+    tenant: string,
+    scratch: string,
+    beforeSwap: (livePath: string) => Promise<void>,
+  ): Promise<void> {
+    const path = this.#pathOf(tenant);
+    if (dirname(scratch) !== this.#folder || !basename(scratch).startsWith(`.${tenant}.restore-`))
+      throw new RangeError('the scratch file must come from scratchPath() of the same tenant');
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      if (this.#destroying.has(tenant) || !(await fileExists(path)))
+        throw new TresorError('TRESOR_ERR_NOT_FOUND', 'the tenant store does not exist');
+      const entry = this.#entries.get(tenant);
+      if (entry) {
+        while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+        this.#entries.delete(tenant);
+        this.#closeEntry(tenant, entry);
+      }
+      await this.#closing.get(tenant);
+      await beforeSwap(path);
+      // A -wal or -shm left by the old file must never meet the new one (SQLite would apply it).
+      // A clean close removed them; if one is still there, it is the old file's: wipe it first.
+      await wipeFiles([`${path}-wal`, `${path}-shm`, `${path}-journal`], this.#folder);
+      await rename(scratch, path);
+      await syncFolder(this.#folder);
+    });
+  }
+
+  async removeScratch(): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.#folder);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return 0;
+      throw error;
+    }
+    const scratch = names.filter((n) =>
+      /^\.[A-Za-z0-9_-]{1,64}\.restore-[0-9a-f]{12}(?:-wal|-shm|-journal)?$/.test(n),
+    );
+    for (const name of scratch) await rm(join(this.#folder, name), { force: true });
+    if (scratch.length > 0) await syncFolder(this.#folder);
+    return scratch.length;
   }
 
   openTenants(): string[] {
