@@ -74,6 +74,11 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   'GET /docs',
   'GET /v1/audit/public-key',
   'GET /v1/keys',
+  // The live trust page (routes/trust.ts): what the deployment promises with its live evidence —
+  // protocol versions, the certificate, keyd's state, the latest signed checkpoint, backup ages,
+  // availability — for the public, signed by keyd; no tenant, person, path or secret in it.
+  'GET /trust',
+  'GET /trust.json',
   // Console login and enrolment: nobody is logged in yet. Each proves itself with what it carries
   // (password then second factor, a one-time enrolment or reset token, a recovery code), is
   // throttled per account and address, and is audited by the identity services, refusals included.

@@ -12,7 +12,12 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { wipe } from '../crypto/index.ts';
 
-export const SIGNING_PURPOSES = ['audit-checkpoint', 'deletion-certificate', 'backup-manifest'] as const;
+export const SIGNING_PURPOSES = [
+  'audit-checkpoint',
+  'deletion-certificate',
+  'backup-manifest',
+  'trust-statement',
+] as const;
 export type SigningPurpose = (typeof SIGNING_PURPOSES)[number];
 
 /** c2sp.org/signed-note §Signature types: 0x01 = Ed25519. */

@@ -69,6 +69,7 @@ import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 import { startProbeJob } from './probe-job.ts';
+import { trustStatements } from './trust-statement.ts';
 
 /** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
 const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
@@ -252,6 +253,7 @@ export async function startTresorServer(
     await keyd.close();
     throw error;
   });
+  const witness = createWitness(config.audit.witnessDir);
   const audit = createAuditLog({
     control: rawControl,
     async openSource(source) {
@@ -273,7 +275,7 @@ export async function startTresorServer(
     },
     sign: async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
     origin: auditOrigin,
-    witness: createWitness(config.audit.witnessDir),
+    witness,
     checkpointIntervalMs: config.audit.checkpointIntervalMs,
     signBoundMs: config.audit.signBoundMs,
   });
@@ -406,6 +408,7 @@ export async function startTresorServer(
       operatorTokens: { operatorTokens },
       // Made below with the job runner, like `jobs`; no request comes before.
       availability: { view: () => probeJob.availability() },
+      trust: { signed: () => trust.signed() },
       backups: {
         start: async (event) => {
           const started = await backups.start('request', event);
@@ -563,6 +566,17 @@ export async function startTresorServer(
     defaultUrl: () => config.publicUrl ?? listening ?? `https://localhost:${config.port}`,
     store: control,
     jobs,
+    clock,
+  });
+
+  const trust = trustStatements({
+    config,
+    origin: () => config.publicUrl ?? listening ?? `https://localhost:${config.port}`,
+    keyd,
+    latestCheckpoint: () => audit.reader.latestCheckpoint(),
+    witnessLatest: () => witness.latest(),
+    backups: (limit) => backupRecords.list(limit),
+    availability: () => probeJob.availability(),
     clock,
   });
 

@@ -21,6 +21,7 @@ import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
 import { signinRoutes } from './signin.ts';
 import { type TenantRestoreRouteDeps, tenantRestoreRoutes } from './tenant-restores.ts';
 import { type TenantRouteDeps, tenantRoutes } from './tenants.ts';
+import { type TrustRouteDeps, trustRoutes } from './trust.ts';
 import { type VaultRouteDeps, vaultRoutes } from './vault.ts';
 
 /** What the console identity modules need together (the identity services, the step-up clock). */
@@ -43,6 +44,8 @@ export interface DomainRouteDeps {
   jobs: JobRouteDeps;
   /** The server's own probe results as availability (absent in test apps that do not wire it). */
   availability?: AvailabilityRouteDeps;
+  /** The live trust page and its signed statement (absent in test apps that do not wire it). */
+  trust?: TrustRouteDeps;
   /** Operator admins' scoped machine tokens. */
   operatorTokens: OperatorTokenRouteDeps;
   /** Backups: start, list, verify. */
@@ -69,6 +72,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     signinRoutes(),
     jobRoutes(deps.jobs),
     ...(deps.availability ? [availabilityRoutes(deps.availability)] : []),
+    ...(deps.trust ? [trustRoutes(deps.trust)] : []),
     backupRoutes(deps.backups),
     tenantRestoreRoutes(deps.tenantRestores),
   ];

@@ -20,7 +20,7 @@ export interface KeyRouteDeps {
   keydKey(purpose: KeydKeyPurpose): Promise<{ name: string; publicKey: Buffer }>;
 }
 
-export type KeydKeyPurpose = 'deletion-certificate' | 'backup-manifest';
+export type KeydKeyPurpose = 'deletion-certificate' | 'backup-manifest' | 'trust-statement';
 
 /** keyd's keys, in the order they are listed, with what each signs. */
 const KEYD_KEYS: readonly { purpose: KeydKeyPurpose; signs: string }[] = [
@@ -33,6 +33,11 @@ const KEYD_KEYS: readonly { purpose: KeydKeyPurpose; signs: string }[] = [
     signs:
       'backup manifests: Ed25519 over `tresor-backup-manifest/v1\\n<backup id>\\n<SHA-256 hex of the manifest>\\n`',
   },
+  {
+    purpose: 'trust-statement',
+    signs:
+      'the live trust statement (/trust.json): Ed25519 over `tresor-trust/v1\\n<SHA-256 hex of the statement, RFC 8785 JSON>\\n`',
+  },
 ];
 
 const PublishedKey = Type.Object({
@@ -40,6 +45,7 @@ const PublishedKey = Type.Object({
     Type.Literal('audit-checkpoint'),
     Type.Literal('deletion-certificate'),
     Type.Literal('backup-manifest'),
+    Type.Literal('trust-statement'),
   ]),
   algorithm: Type.Literal('Ed25519'),
   name: Type.String({ description: 'The key name signatures carry (a checkpoint key: the log origin)' }),
