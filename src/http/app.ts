@@ -27,6 +27,7 @@ import type {
   Authenticator,
   GrantResolver,
   ReadinessCheck,
+  RequestObserver,
   SessionAuthenticator,
 } from './deps.ts';
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './error-handler.ts';
@@ -54,6 +55,8 @@ export interface HttpDeps {
   /** The clock for audit events and second-factor freshness (tests pin it). */
   now?: () => Date;
   onLayer?: (layer: LayerName, request: FastifyRequest) => void;
+  /** Request rate, latency and status for the metrics. */
+  requests?: RequestObserver;
 }
 
 /** Never written to a log, whatever a log call is handed (pino redact paths). */
@@ -164,6 +167,14 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
       },
       'request',
     );
+    // The route template (undefined for the not-found handler), never the URL.
+    const matched = isRouteDefinition(request.routeOptions.config?.tresor);
+    deps.requests?.observe({
+      method: request.method,
+      route: matched ? request.routeOptions.url : undefined,
+      status: reply.statusCode,
+      seconds: reply.elapsedTime / 1000,
+    });
   });
 
   const modules = [systemRoutes({ readiness: deps.readiness, openapi: () => app.swagger() }), ...deps.routes];

@@ -41,6 +41,7 @@ import {
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
+import { certificateFiles } from '../http/tls.ts';
 import { personAuditActor } from '../identity/accounts.ts';
 import { createApiKeyService, tenantApiKeys } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
@@ -54,6 +55,7 @@ import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
+import { createTresorMetrics } from '../monitor/index.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
@@ -65,6 +67,7 @@ import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
+import { watchServerParts } from './server-metrics.ts';
 
 /** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
 const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
@@ -119,7 +122,9 @@ export async function startTresorServer(
   const clock = () => new Date();
   // Made first: a destination that cannot be made (an unreadable credential file) stops the start.
   const backupDestinations = configuredDestinations(config.backup.destinations);
-  const keyd = createKeydClient({
+  // Made first: the keyd client and the HTTP layer report to it (monitor/metrics.ts).
+  const metrics = createTresorMetrics();
+  const keyd = metrics.keyd.observe(createKeydClient({
     connect:
       config.keyd.kind === 'unix'
         ? { kind: 'unix', path: config.keyd.socketPath }
@@ -133,7 +138,7 @@ export async function startTresorServer(
             ...(config.keyd.servername ? { servername: config.keyd.servername } : {}),
           },
     clientName: 'tresor-server',
-  });
+  }));
   const rawControl = await openControlStore(controlStorePath(config.dataDir));
   let auditLog: AuditLog | undefined;
   const currentSequencer = () => auditLog?.sequencer;
@@ -328,6 +333,7 @@ export async function startTresorServer(
 
   const http = await createHttpServer({
     config,
+    requests: metrics.requests,
     authenticate,
     sessions: {
       authenticate: (token, meta) => sessions.authenticate(token, meta),
@@ -370,6 +376,7 @@ export async function startTresorServer(
         get: (id) => backupRecords.get(id),
         verify: (id, event) => backups.verify(id, event),
       },
+      metrics: { scrape: () => metrics.scrape() },
     }),
   });
 
@@ -400,6 +407,20 @@ export async function startTresorServer(
   auditWatch.unref();
 
   const jobs = createJobRunner({ logger: http.app.log, clock });
+  const stopAuditMetrics = watchServerParts(metrics, {
+    audit,
+    control: rawControl,
+    keyd,
+    keyCache,
+    jobs: () => jobs.status(),
+    backups: {
+      destinations: config.backup.destinations.map((d) => d.name),
+      intervalMinutes: config.backup.intervalMinutes,
+      list: (limit) => backupRecords.list(limit),
+    },
+    certFile: (await certificateFiles(config.tls, config.dataDir)).certFile,
+    clock,
+  });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.
   const resumeTenants = async () => failOnItems(await tenants.resume());
   await jobs.run('tenants.resume', resumeTenants);
@@ -531,6 +552,7 @@ export async function startTresorServer(
       await mirroring;
       await diskWatch.close();
       await http.close();
+      stopAuditMetrics();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
       await audit.close();

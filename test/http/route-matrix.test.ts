@@ -240,6 +240,8 @@ const RULES: Record<string, Rule> = {
   'GET /v1/backups': 'operator',
   'GET /v1/backups/:id': 'operator',
   'POST /v1/backups/:id/verify': 'operator',
+  // Prometheus metrics (operators; a token of scope metrics:read)
+  'GET /metrics': 'operator',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -274,6 +276,7 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/backups': 'backups:read',
   'GET /v1/backups/:id': 'backups:read',
   'POST /v1/backups/:id/verify': 'backups:run',
+  'GET /metrics': 'metrics:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -381,6 +384,7 @@ async function matrixApp() {
         jobs: specOnlyDependencies(),
         operatorTokens: specOnlyDependencies(),
         backups: specOnlyDependencies(),
+        metrics: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -14,6 +14,7 @@ import { type FactorRouteDeps, factorRoutes } from './factors.ts';
 import { type JobRouteDeps, jobRoutes } from './jobs.ts';
 import { type KeyRouteDeps, keyRoutes } from './keys.ts';
 import { type LoginRouteDeps, loginRoutes } from './login.ts';
+import { type MetricsRouteDeps, metricsRoutes } from './metrics.ts';
 import { type OperatorTokenRouteDeps, operatorTokenRoutes } from './operator-tokens.ts';
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
 import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
@@ -43,6 +44,8 @@ export interface DomainRouteDeps {
   operatorTokens: OperatorTokenRouteDeps;
   /** Backups: start, list, verify. */
   backups: BackupRouteDeps;
+  /** The Prometheus metrics (GET /metrics). */
+  metrics: MetricsRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -63,6 +66,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     signinRoutes(),
     jobRoutes(deps.jobs),
     backupRoutes(deps.backups),
+    metricsRoutes(deps.metrics),
   ];
 }
 
