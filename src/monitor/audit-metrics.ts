@@ -128,9 +128,14 @@ export function auditMetrics(registry: Registry): AuditMetrics {
 
   function count(entry: LeafFields, at: number): void {
     const action = typeof entry.action === 'string' ? actions.of(entry.action) : 'other';
-    const outcome = typeof entry.outcome === 'string' && OUTCOMES.has(entry.outcome) ? entry.outcome : 'other';
+    const outcome =
+      typeof entry.outcome === 'string' && OUTCOMES.has(entry.outcome) ? entry.outcome : 'other';
     const kind = entry.actor?.kind;
-    events.inc({ action, outcome, actor_kind: typeof kind === 'string' && ACTOR_KINDS.has(kind) ? kind : 'other' });
+    events.inc({
+      action,
+      outcome,
+      actor_kind: typeof kind === 'string' && ACTOR_KINDS.has(kind) ? kind : 'other',
+    });
     if (entry.grant?.breakGlass === true) breakGlass.inc();
     if (action === 'auth.login' && (outcome === 'failure' || outcome === 'denied'))
       loginFailures.inc({ outcome });

@@ -48,9 +48,11 @@ export function backupMetrics(registry: Registry): BackupMetrics {
   let reading: Promise<Map<string, DestinationFacts> | undefined> | undefined;
   // The four gauges of one scrape share one read of the records.
   const facts = () => {
-    reading ??= (source ? summarise(source).catch(() => undefined) : Promise.resolve(undefined)).finally(() => {
-      reading = undefined;
-    });
+    reading ??= (source ? summarise(source).catch(() => undefined) : Promise.resolve(undefined)).finally(
+      () => {
+        reading = undefined;
+      },
+    );
     return reading;
   };
   const perDestination = (name: string, help: string, value: (f: DestinationFacts) => number) =>
@@ -101,7 +103,8 @@ export function backupMetrics(registry: Registry): BackupMetrics {
         const name = names.of(copy.name);
         const f = byName.get(name) ?? fresh();
         byName.set(name, f);
-        if (copy.state === 'checked' && f.lastSuccess === 0 && Number.isFinite(started)) f.lastSuccess = started;
+        if (copy.state === 'checked' && f.lastSuccess === 0 && Number.isFinite(started))
+          f.lastSuccess = started;
         if ((copy.state === 'checked' || copy.state === 'failed') && !seenFinished.has(name)) {
           seenFinished.add(name);
           f.failing = copy.state === 'failed';

@@ -17,6 +17,12 @@ import { type KeydMetrics, keydMetrics } from './keyd-metrics.ts';
 import { type RequestMetrics, requestMetrics } from './request-metrics.ts';
 import { type StateMetrics, stateMetrics } from './state-metrics.ts';
 
+const NON_COUNTERS_NAMED_TOTAL = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 export interface Scrape {
   contentType: string;
   body: string;
@@ -35,6 +41,9 @@ export interface TresorMetrics {
 export function createTresorMetrics(): TresorMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client also names three gauges `…_total`, which Prometheus's naming rules (and
+  // `promtool check metrics`) keep for counters; their unsuffixed twins by type stay.
+  for (const name of NON_COUNTERS_NAMED_TOTAL) registry.removeSingleMetric(name);
   return {
     requests: requestMetrics(registry),
     keyd: keydMetrics(registry),

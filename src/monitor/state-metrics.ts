@@ -20,7 +20,13 @@ export interface JobFacts {
 export interface StateMetricsSources {
   jobs?: () => Record<string, JobFacts>;
   /** The control store's group commit (store/sqlite/store.ts stats). */
-  groupCommit?: () => { batches: number; jobs: number; maxBatch: number; failedBatches: number; queued: number };
+  groupCommit?: () => {
+    batches: number;
+    jobs: number;
+    maxBatch: number;
+    failedBatches: number;
+    queued: number;
+  };
   keyCache?: () => { hits: number; misses: number; evictions: number; expirations: number; size: number };
   grants?: () => Promise<{ active: number; breakGlass: number }>;
   /** The serving certificate (PEM, the leaf first), read at each scrape so a reload shows. */
@@ -82,7 +88,8 @@ export function stateMetrics(registry: Registry): StateMetrics {
     registers,
     collect() {
       this.reset();
-      for (const [job, f] of Object.entries(s.jobs?.() ?? {})) this.inc({ job: jobNames.of(job) }, f.failures);
+      for (const [job, f] of Object.entries(s.jobs?.() ?? {}))
+        this.inc({ job: jobNames.of(job) }, f.failures);
     },
   });
   new Gauge({
@@ -164,11 +171,15 @@ export function stateMetrics(registry: Registry): StateMetrics {
     });
     return grantCounts;
   };
-  gauge('tresor_access_grants_active', 'Staff access grants live now (break-glass included).', async () =>
-    (await grants())?.active,
+  gauge(
+    'tresor_access_grants_active',
+    'Staff access grants live now (break-glass included).',
+    async () => (await grants())?.active,
   );
-  gauge('tresor_access_grants_break_glass_active', 'Break-glass grants live now.', async () =>
-    (await grants())?.breakGlass,
+  gauge(
+    'tresor_access_grants_break_glass_active',
+    'Break-glass grants live now.',
+    async () => (await grants())?.breakGlass,
   );
 
   // The serving certificate.

@@ -33,7 +33,8 @@ export function metricsRoutes(deps: MetricsRouteDeps): RouteModule {
   const now = deps.now ?? (() => new Date());
   /** When each caller's scrape was last recorded (ms). */
   const recordedAt = new Map<string, number>();
-  const callerOf = (p: OperatorPrincipal) => (p.kind === 'operator-token' ? `t:${p.tokenId}` : `s:${p.sessionId}`);
+  const callerOf = (p: OperatorPrincipal) =>
+    p.kind === 'operator-token' ? `t:${p.tokenId}` : `s:${p.sessionId}`;
 
   return {
     name: 'metrics',
@@ -57,10 +58,14 @@ export function metricsRoutes(deps: MetricsRouteDeps): RouteModule {
         const t = now().getTime();
         const last = recordedAt.get(caller);
         if (last === undefined || t - last >= METRICS_AUDIT_WINDOW_MS || t < last) {
-          await ctx.audit.record({ tenant: null, target: { coversScrapesForSeconds: METRICS_AUDIT_WINDOW_MS / 1000 } });
+          await ctx.audit.record({
+            tenant: null,
+            target: { coversScrapesForSeconds: METRICS_AUDIT_WINDOW_MS / 1000 },
+          });
           recordedAt.delete(caller);
           recordedAt.set(caller, t);
-          if (recordedAt.size > MAX_REMEMBERED_CALLERS) recordedAt.delete(recordedAt.keys().next().value as string);
+          if (recordedAt.size > MAX_REMEMBERED_CALLERS)
+            recordedAt.delete(recordedAt.keys().next().value as string);
         } else {
           // Covered by the entry recorded at `last` (see the header): deliberately not a new one.
           ctx.audit.recorded = true;
