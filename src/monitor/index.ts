@@ -6,4 +6,5 @@
 export type { AuditMetricsSource } from './audit-metrics.ts';
 export type { BackupMetricsSource, BackupRunFacts } from './backup-metrics.ts';
 export { createTresorMetrics, type Scrape, type TresorMetrics } from './metrics.ts';
+export { type MetricsListener, startMetricsListener } from './metrics-listener.ts';
 export type { StateMetricsSources } from './state-metrics.ts';

@@ -55,7 +55,7 @@ import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
-import { createTresorMetrics } from '../monitor/index.ts';
+import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
@@ -91,6 +91,8 @@ export interface TresorServerOptions {
 
 export interface TresorServer {
   url: string;
+  /** The plain-HTTP metrics listener's `http://host:port`, when `metrics.port` is set. */
+  metricsUrl?: string;
   http: HttpServer;
   control: Store<ControlDB>;
   tenantStores: TenantStores<TenantDB>;
@@ -514,8 +516,12 @@ export async function startTresorServer(
   timer?.unref();
 
   const { url } = await http.listen();
+  const metricsListener: MetricsListener | undefined = config.metrics
+    ? await startMetricsListener({ ...config.metrics, scrape: () => metrics.scrape() })
+    : undefined;
   return {
     url,
+    ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
     http,
     control,
     tenantStores,
@@ -554,6 +560,7 @@ export async function startTresorServer(
       await mirroring;
       await diskWatch.close();
       await http.close();
+      await metricsListener?.close();
       stopAuditMetrics();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);

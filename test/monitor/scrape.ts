@@ -43,11 +43,17 @@ export function sampleValue(
 }
 
 /** Runs a promtool command (stdin optional); answers its exit code and output. */
-export async function promtool(
+export function promtool(args: string[], stdin?: string): Promise<{ code: number | null; output: string }> {
+  return tool('promtool', args, stdin);
+}
+
+/** Runs a command of the Prometheus tools (promtool, amtool) with a deadline. */
+export async function tool(
+  command: string,
   args: string[],
   stdin?: string,
 ): Promise<{ code: number | null; output: string }> {
-  const proc = spawn('promtool', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => {
     output += d;
@@ -56,7 +62,7 @@ export async function promtool(
     output += d;
   });
   proc.stdin.end(stdin ?? '');
-  const [code] = (await withDeadline(`promtool ${args.join(' ')}`, once(proc, 'close'), 60_000, () =>
+  const [code] = (await withDeadline(`${command} ${args.join(' ')}`, once(proc, 'close'), 60_000, () =>
     proc.kill('SIGKILL'),
   )) as [number | null];
   return { code, output };
