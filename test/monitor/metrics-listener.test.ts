@@ -8,7 +8,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { promtool, sampleValue } from './scrape.ts';
+
+/** keyd's admin caller, as tests on its Unix socket name it. */
+const ADMIN = { id: 'test-admin', role: 'admin' as const };
 
 describe('the metrics listener', () => {
   let s: TresorStack;
@@ -44,6 +48,28 @@ describe('the metrics listener', () => {
     );
     assert.equal((await fetch(`${base}/v1/tenants`)).status, 404);
     assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+  });
+
+  it('tells keyd sealed, then unreachable, with the failed calls’ error code', async () => {
+    const scrape = async () =>
+      (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    await s.keydClient().call('seal', {}, ADMIN);
+    const sealed = await waitFor('keyd sealed in the metrics', async () => {
+      const t = await scrape();
+      return sampleValue(t, 'tresor_keyd_sealed') === 1 ? t : undefined;
+    });
+    assert.equal(sampleValue(sealed, 'tresor_keyd_up'), 1, 'a sealed keyd still answers');
+    // The server's own client closed: every call fails as keyd unavailable.
+    await s.server?.keyd.close();
+    const gone = await waitFor('keyd unreachable in the metrics', async () => {
+      const t = await scrape();
+      const failed = sampleValue(t, 'tresor_keyd_calls_total', {
+        operation: 'health',
+        outcome: 'TRESOR_ERR_KEYD_UNAVAILABLE',
+      });
+      return sampleValue(t, 'tresor_keyd_up') === 0 && (failed ?? 0) > 0 ? t : undefined;
+    });
+    assert.equal(sampleValue(gone, 'tresor_keyd_sealed'), 0);
   });
 
   it('is off unless configured, and refuses the HTTPS port', () => {
