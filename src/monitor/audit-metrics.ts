@@ -81,7 +81,9 @@ export function auditMetrics(registry: Registry): AuditMetrics {
       collect() {
         this.reset();
         const v = source ? value(source) : undefined;
-        if (v !== undefined) this.set(v);
+        // A label-less gauge resets to 0; an unknown value is absent instead, not a false 0.
+        if (v === undefined) this.remove();
+        else this.set(v);
       },
     });
   gauge('tresor_audit_up', '1 while the audit log can record (audited requests are served), else 0.', (s) =>

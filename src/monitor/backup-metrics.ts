@@ -88,6 +88,7 @@ export function backupMetrics(registry: Registry): BackupMetrics {
     collect() {
       this.reset();
       if (source) this.set(source.intervalSeconds);
+      else this.remove();
     },
   });
 

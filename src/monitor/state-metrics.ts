@@ -51,7 +51,9 @@ export function stateMetrics(registry: Registry): StateMetrics {
       collect() {
         this.reset();
         const v = read();
-        if (v !== undefined) this.inc(v);
+        // A label-less metric resets to 0; an unknown value is absent instead, not a false 0.
+        if (v === undefined) this.remove();
+        else this.inc(v);
       },
     });
   const gauge = (name: string, help: string, read: () => number | undefined | Promise<number | undefined>) =>
@@ -66,7 +68,8 @@ export function stateMetrics(registry: Registry): StateMetrics {
         const v = await Promise.resolve()
           .then(read)
           .catch(() => undefined);
-        if (v !== undefined) this.set(v);
+        if (v === undefined) this.remove();
+        else this.set(v);
       },
     });
 

@@ -118,9 +118,17 @@ describe('GET /metrics', () => {
     assert.equal(res.headers['cache-control'], 'no-store');
     const checked = await promtool(['check', 'metrics'], res.text);
     assert.equal(checked.code, 0, checked.output);
-    const names = new Set(samples(res.text).map((x) => x.name));
-    const missing = FAMILIES.filter((f) => !names.has(f));
-    assert.deepEqual(missing, [], `families missing from the scrape:\n${res.text}`);
+    // The checkpoint's time shows once this node signed one (within seconds of the first writes).
+    let missing: string[] = [];
+    await waitFor(
+      'every family in the scrape',
+      async () => {
+        const names = new Set(samples((await scrape()).text).map((x) => x.name));
+        missing = FAMILIES.filter((f) => !names.has(f));
+        return missing.length === 0 ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, diagnostics: () => `missing: ${missing.join(', ')}` },
+    );
     assert.equal(sampleValue(res.text, 'tresor_keyd_up'), 1);
     assert.equal(sampleValue(res.text, 'tresor_keyd_sealed'), 0);
     assert.equal(sampleValue(res.text, 'tresor_audit_up'), 1);
