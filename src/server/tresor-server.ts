@@ -126,23 +126,22 @@ export async function startTresorServer(
   const backupDestinations = configuredDestinations(config.backup.destinations);
   // Made first: the keyd client and the HTTP layer report to it (monitor/metrics.ts).
   const metrics = createTresorMetrics();
-  const keyd = metrics.keyd.observe(
-    createKeydClient({
-      connect:
-        config.keyd.kind === 'unix'
-          ? { kind: 'unix', path: config.keyd.socketPath }
-          : {
-              kind: 'tls',
-              host: config.keyd.host,
-              port: config.keyd.port,
-              cert: readFileSync(config.keyd.certFile),
-              key: readFileSync(config.keyd.keyFile),
-              ca: readFileSync(config.keyd.caFile),
-              ...(config.keyd.servername ? { servername: config.keyd.servername } : {}),
-            },
-      clientName: 'tresor-server',
-    }),
-  );
+  const unobservedKeyd = createKeydClient({
+    connect:
+      config.keyd.kind === 'unix'
+        ? { kind: 'unix', path: config.keyd.socketPath }
+        : {
+            kind: 'tls',
+            host: config.keyd.host,
+            port: config.keyd.port,
+            cert: readFileSync(config.keyd.certFile),
+            key: readFileSync(config.keyd.keyFile),
+            ca: readFileSync(config.keyd.caFile),
+            ...(config.keyd.servername ? { servername: config.keyd.servername } : {}),
+          },
+    clientName: 'tresor-server',
+  });
+  const keyd = metrics.keyd.observe(unobservedKeyd);
   const rawControl = await openControlStore(controlStorePath(config.dataDir));
   let auditLog: AuditLog | undefined;
   const currentSequencer = () => auditLog?.sequencer;
