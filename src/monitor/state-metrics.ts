@@ -27,6 +27,8 @@ export interface StateMetricsSources {
     failedBatches: number;
     queued: number;
   };
+  /** The tenant stores' registry: how many are open (each has its own group commit). */
+  tenantStores?: () => { open: number; opened: number };
   keyCache?: () => { hits: number; misses: number; evictions: number; expirations: number; size: number };
   grants?: () => Promise<{ active: number; breakGlass: number }>;
   /** The serving certificate (PEM, the leaf first), read at each scrape so a reload shows. */
@@ -145,6 +147,13 @@ export function stateMetrics(registry: Registry): StateMetrics {
     'tresor_store_commit_queued',
     'Writes waiting for the control store\u2019s next group-commit transaction.',
     () => s.groupCommit?.().queued,
+  );
+
+  gauge('tresor_tenant_stores_open', 'Tenant stores open now.', () => s.tenantStores?.().open);
+  mirrored(
+    'tresor_tenant_stores_opened_total',
+    'Tenant stores opened (or created) since start; with few open, a high rate means the open-store bound is too small.',
+    () => s.tenantStores?.().opened,
   );
 
   // Key cache: hit ratio = rate(hits) / (rate(hits) + rate(misses)).

@@ -1,6 +1,6 @@
 /**
  * Wiring only: hands the metrics (monitor/metrics.ts) the sources they read — the audit log, the
- * backup records, the job runner, the control store's group commit, the key cache, the live grant
+ * backup records, the job runner, the control store's group commit, the tenant stores, the key cache, the live grant
  * counts, keyd's health and the serving certificate — as the narrow functions monitor defines,
  * since monitor imports none of these parts. Returns what stops the audit subscription.
  */
@@ -12,11 +12,13 @@ import type { KeydClient } from '../keyd/client.ts';
 import type { KeyCache } from '../keyd/key-cache.ts';
 import type { StateMetricsSources, TresorMetrics } from '../monitor/index.ts';
 import type { SqliteStore } from '../store/sqlite/store.ts';
+import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { ControlDB } from './control-store.ts';
 
 export interface ServerMetricsParts {
   audit: AuditLog;
   control: SqliteStore<ControlDB>;
+  tenantStores: Pick<TenantStores<unknown>, 'stats'>;
   keyd: KeydClient;
   keyCache: KeyCache;
   jobs: StateMetricsSources['jobs'];
@@ -40,6 +42,7 @@ export function watchServerParts(metrics: TresorMetrics, parts: ServerMetricsPar
   metrics.state.watch({
     ...(parts.jobs ? { jobs: parts.jobs } : {}),
     groupCommit: () => control.stats(),
+    tenantStores: () => parts.tenantStores.stats(),
     keyCache: () => parts.keyCache.stats(),
     grants: () => liveGrantCounts(control, clock),
     certificate: () => readFileSync(parts.certFile),

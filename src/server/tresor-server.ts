@@ -413,6 +413,7 @@ export async function startTresorServer(
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
+    tenantStores,
     keyd,
     keyCache,
     jobs: () => jobs.status(),

@@ -50,6 +50,8 @@ const FAMILIES = [
   'tresor_store_commit_failed_batches_total',
   'tresor_store_commit_max_batch',
   'tresor_store_commit_queued',
+  'tresor_tenant_stores_open',
+  'tresor_tenant_stores_opened_total',
   'tresor_backup_last_success_timestamp_seconds',
   'tresor_backup_destination_failing',
   'tresor_backup_verification_failed',
