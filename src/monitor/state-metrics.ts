@@ -31,8 +31,12 @@ export interface StateMetricsSources {
   tenantStores?: () => { open: number; opened: number };
   keyCache?: () => { hits: number; misses: number; evictions: number; expirations: number; size: number };
   grants?: () => Promise<{ active: number; breakGlass: number }>;
-  /** The serving certificate (PEM, the leaf first), read at each scrape so a reload shows. */
-  certificate?: () => Buffer | string;
+  /**
+   * The certificates in use, by role (`server`: the HTTPS one; `keyd-client`: the server's mTLS
+   * certificate towards keyd), each read from its file (PEM, the leaf first) at each scrape so a
+   * reload or a replaced file shows.
+   */
+  certificates?: Readonly<Record<string, () => Buffer | string>>;
 }
 
 export interface StateMetrics {
@@ -194,15 +198,24 @@ export function stateMetrics(registry: Registry): StateMetrics {
     async () => (await grants())?.breakGlass,
   );
 
-  // The serving certificate.
-  gauge(
-    'tresor_tls_certificate_expiry_timestamp_seconds',
-    'When the serving TLS certificate expires (Unix time, its notAfter).',
-    () => {
-      const pem = s.certificate?.();
-      return pem === undefined ? undefined : Date.parse(new X509Certificate(pem).validTo) / 1000;
+  // The certificates in use; one that cannot be read is left out (and the rules see it missing).
+  const roles = labelVocabulary(PLAIN_NAME, 8);
+  new Gauge({
+    name: 'tresor_tls_certificate_expiry_timestamp_seconds',
+    help: 'When each certificate in use expires (Unix time, its notAfter), by role.',
+    labelNames: ['certificate'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [role, read] of Object.entries(s.certificates ?? {})) {
+        try {
+          this.set({ certificate: roles.of(role) }, Date.parse(new X509Certificate(read()).validTo) / 1000);
+        } catch {
+          // unreadable now: absent from this scrape
+        }
+      }
     },
-  );
+  });
 
   return {
     watch(sources) {

@@ -1,7 +1,7 @@
 /**
  * Wiring only: hands the metrics (monitor/metrics.ts) the sources they read — the audit log, the
  * backup records, the job runner, the control store's group commit, the tenant stores, the key cache, the live grant
- * counts, keyd's health and the serving certificate — as the narrow functions monitor defines,
+ * counts, keyd's health and the certificates in use — as the narrow functions monitor defines,
  * since monitor imports none of these parts. Returns what stops the audit subscription.
  */
 import { readFileSync } from 'node:fs';
@@ -27,7 +27,10 @@ export interface ServerMetricsParts {
     intervalMinutes: number;
     list(limit: number): Promise<BackupView[]>;
   };
+  /** The HTTPS certificate file. */
   certFile: string;
+  /** The server's client certificate towards keyd (mutual TLS), if keyd is reached over TCP. */
+  keydCertFile?: string;
   clock: () => Date;
 }
 
@@ -45,7 +48,10 @@ export function watchServerParts(metrics: TresorMetrics, parts: ServerMetricsPar
     tenantStores: () => parts.tenantStores.stats(),
     keyCache: () => parts.keyCache.stats(),
     grants: () => liveGrantCounts(control, clock),
-    certificate: () => readFileSync(parts.certFile),
+    certificates: {
+      server: () => readFileSync(parts.certFile),
+      ...(parts.keydCertFile ? { 'keyd-client': () => readFileSync(parts.keydCertFile as string) } : {}),
+    },
   });
   return metrics.audit.watch(
     {

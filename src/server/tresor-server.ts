@@ -423,6 +423,7 @@ export async function startTresorServer(
       list: (limit) => backupRecords.list(limit),
     },
     certFile: (await certificateFiles(config.tls, config.dataDir)).certFile,
+    ...(config.keyd.kind === 'tls' ? { keydCertFile: config.keyd.certFile } : {}),
     clock,
   });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.

@@ -135,7 +135,9 @@ describe('GET /metrics', () => {
     assert.equal(sampleValue(res.text, 'tresor_keyd_up'), 1);
     assert.equal(sampleValue(res.text, 'tresor_keyd_sealed'), 0);
     assert.equal(sampleValue(res.text, 'tresor_audit_up'), 1);
-    const expiry = sampleValue(res.text, 'tresor_tls_certificate_expiry_timestamp_seconds') ?? 0;
+    const expiry =
+      sampleValue(res.text, 'tresor_tls_certificate_expiry_timestamp_seconds', { certificate: 'server' }) ??
+      0;
     assert.ok(expiry > Date.now() / 1000, 'the certificate expires in the future');
   });
 

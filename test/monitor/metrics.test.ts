@@ -99,7 +99,7 @@ describe('backup metrics', () => {
       grants: async () => {
         throw new Error('the store is closing');
       },
-      certificate: () => 'not a certificate',
+      certificates: { server: () => 'not a certificate' },
     });
     const { body } = await metrics.scrape();
     const names = new Set(samples(body).map((s) => s.name));
