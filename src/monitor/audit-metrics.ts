@@ -9,8 +9,9 @@
  *
  * The source is handed in by the server (monitor sits beside audit and does not import it).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { AUDIT_ACTION, labelVocabulary } from './label-values.ts';
+import { scrapeTimeGauge } from './scrape-time.ts';
 
 /** What the metrics read from the audit log. */
 export interface AuditMetricsSource {
@@ -74,18 +75,7 @@ export function auditMetrics(registry: Registry): AuditMetrics {
   let source: AuditMetricsSource | undefined;
   let lastCheckpointAt: number | undefined;
   const gauge = (name: string, help: string, value: (s: AuditMetricsSource) => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        const v = source ? value(source) : undefined;
-        // A label-less gauge resets to 0; an unknown value is absent instead, not a false 0.
-        if (v === undefined) this.remove();
-        else this.set(v);
-      },
-    });
+    scrapeTimeGauge(registry, name, help, () => (source ? value(source) : undefined));
   gauge('tresor_audit_up', '1 while the audit log can record (audited requests are served), else 0.', (s) =>
     s.healthy() ? 1 : 0,
   );
