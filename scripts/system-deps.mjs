@@ -25,6 +25,16 @@ export const SYSTEM_DEPS = [
     file: '/usr/bin/systemd-analyze',
     why: 'checking the systemd units (systemd-analyze verify)',
   },
+  {
+    pkg: 'prometheus',
+    command: 'promtool',
+    why: 'checking the metrics scrape and the Prometheus config and alerting rules (promtool)',
+  },
+  {
+    pkg: 'prometheus-alertmanager',
+    command: 'amtool',
+    why: 'checking the example Alertmanager route (amtool check-config)',
+  },
 ];
 
 /** The oldest Node the code runs on at all: 20.11 (import.meta.dirname). Below it, nothing starts. */

@@ -87,8 +87,12 @@ export async function server(flags: ServerFlags): Promise<void> {
   const server = await startTresorServer(config);
   // Signals first: whoever reads the URL may send SIGTERM at once (it would kill, not stop).
   const stopped = handleServerSignals(server);
-  if (flags.json) out({ url: server.url }, true);
-  else info(`tresor: listening on ${server.url}`);
+  if (flags.json)
+    out({ url: server.url, ...(server.metricsUrl ? { metricsUrl: server.metricsUrl } : {}) }, true);
+  else {
+    info(`tresor: listening on ${server.url}`);
+    if (server.metricsUrl) info(`tresor: metrics on ${server.metricsUrl}/metrics (plain HTTP, no token)`);
+  }
   await stopped;
 }
 

@@ -65,6 +65,8 @@ export interface ServerConfig {
   redirectPort?: number;
   /** The public https:// origin (behind a load balancer); redirects use it when set. */
   publicUrl?: string;
+  /** The plain-HTTP metrics listener (monitor/metrics-listener.ts); off when absent. */
+  metrics?: { host: string; port: number };
   tls: TlsSource;
   /** Largest request body in bytes. */
   bodyLimit: number;
@@ -232,6 +234,17 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   if (redirectPort !== undefined && redirectPort !== 0 && redirectPort === port) {
     problems.push('redirectPort must differ from port');
   }
+
+  const metricsPort = get<number>('/metrics/port');
+  const metricsHost = get<string>('/metrics/host') ?? '127.0.0.1';
+  if (!isIP(metricsHost) && !/^[A-Za-z0-9.-]{1,253}$/.test(metricsHost))
+    problems.push(`${from('/metrics/host')} is not an address or name`);
+  if (
+    metricsPort !== undefined &&
+    metricsPort !== 0 &&
+    (metricsPort === port || metricsPort === redirectPort)
+  )
+    problems.push('metrics.port must differ from port and redirectPort');
 
   const publicUrlText = get<string>('/publicUrl');
   let publicUrl: string | undefined;
@@ -427,6 +440,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;
+  if (metricsPort !== undefined) config.metrics = { host: metricsHost, port: metricsPort };
   return config;
 }
 

@@ -411,6 +411,36 @@ export const SERVER_SECTION = section(
         'The audit log.',
       ),
     ),
+    metrics: Type.Optional(
+      section(
+        {
+          port: Type.Optional(
+            setting(
+              Type.Integer({
+                minimum: 0,
+                maximum: 65535,
+                description:
+                  'Port of the metrics listener: plain HTTP, `GET /metrics` only, no token and no audit entry (docs/monitoring.md). Off unless set.',
+              }),
+              { env: 'TRESOR_METRICS_PORT', defaultText: 'none (off)' },
+            ),
+          ),
+          host: Type.Optional(
+            setting(
+              Type.String({
+                minLength: 1,
+                pattern: '\\S',
+                default: '127.0.0.1',
+                description:
+                  'Address of the metrics listener. Anyone who reaches it reads the metrics: keep it on loopback or a monitoring network.',
+              }),
+              { env: 'TRESOR_METRICS_HOST' },
+            ),
+          ),
+        },
+        'The metrics listener (the HTTPS `GET /metrics` with a `metrics:read` token is always there).',
+      ),
+    ),
     access: Type.Optional(
       section(
         {

@@ -28,6 +28,7 @@ import type {
   GrantResolver,
   ReadinessCheck,
   RefusedGrantResolver,
+  RequestObserver,
   SessionAuthenticator,
 } from './deps.ts';
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './error-handler.ts';
@@ -56,6 +57,8 @@ export interface HttpDeps {
   /** The clock for audit events and second-factor freshness (tests pin it). */
   now?: () => Date;
   onLayer?: (layer: LayerName, request: FastifyRequest) => void;
+  /** Request rate, latency and status for the metrics. */
+  requests?: RequestObserver;
 }
 
 /** Never written to a log, whatever a log call is handed (pino redact paths). */
@@ -167,6 +170,14 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
       },
       'request',
     );
+    // The route template (undefined for the not-found handler), never the URL.
+    const matched = isRouteDefinition(request.routeOptions.config?.tresor);
+    deps.requests?.observe({
+      method: request.method,
+      route: matched ? request.routeOptions.url : undefined,
+      status: reply.statusCode,
+      seconds: reply.elapsedTime / 1000,
+    });
   });
 
   const modules = [systemRoutes({ readiness: deps.readiness, openapi: () => app.swagger() }), ...deps.routes];

@@ -76,3 +76,11 @@ export interface ReadinessCheck {
   name: string;
   check(): Promise<boolean>;
 }
+
+/**
+ * Counts each answered request for the metrics (monitor/request-metrics.ts): the route template,
+ * never the URL; undefined when no route matched.
+ */
+export interface RequestObserver {
+  observe(request: { method: string; route: string | undefined; status: number; seconds: number }): void;
+}

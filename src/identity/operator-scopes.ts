@@ -23,7 +23,7 @@ export const OPERATOR_SCOPES = [
   'backups:run',
   /** GET /v1/backups, /v1/backups/:id (`tresor backup list`). */
   'backups:read',
-  /** Reserved for GET /metrics (issue 17). */
+  /** GET /metrics (Prometheus, docs/monitoring.md). */
   'metrics:read',
 ] as const;
 

@@ -44,6 +44,7 @@ import {
 import type { ServerConfig } from '../config/server-config.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
+import { certificateFiles } from '../http/tls.ts';
 import { personAuditActor } from '../identity/accounts.ts';
 import { createApiKeyService, tenantApiKeys } from '../identity/api-keys.ts';
 import { createAuthenticator } from '../identity/authenticate.ts';
@@ -57,6 +58,7 @@ import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
+import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
@@ -69,6 +71,7 @@ import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 import { startProbeJob } from './probe-job.ts';
+import { watchServerParts } from './server-metrics.ts';
 import { trustStatements } from './trust-statement.ts';
 
 /** Period of the backup retention job (it also runs after every backup); deletion certificates add it. */
@@ -95,6 +98,8 @@ export interface TresorServerOptions {
 
 export interface TresorServer {
   url: string;
+  /** The plain-HTTP metrics listener's `http://host:port`, when `metrics.port` is set. */
+  metricsUrl?: string;
   http: HttpServer;
   control: Store<ControlDB>;
   tenantStores: TenantStores<TenantDB>;
@@ -126,7 +131,9 @@ export async function startTresorServer(
   const clock = () => new Date();
   // Made first: a destination that cannot be made (an unreadable credential file) stops the start.
   const backupDestinations = configuredDestinations(config.backup.destinations);
-  const keyd = createKeydClient({
+  // Made first: the keyd client and the HTTP layer report to it (monitor/metrics.ts).
+  const metrics = createTresorMetrics();
+  const unobservedKeyd = createKeydClient({
     connect:
       config.keyd.kind === 'unix'
         ? { kind: 'unix', path: config.keyd.socketPath }
@@ -141,6 +148,7 @@ export async function startTresorServer(
           },
     clientName: 'tresor-server',
   });
+  const keyd = metrics.keyd.observe(unobservedKeyd);
   const rawControl = await openControlStore(controlStorePath(config.dataDir));
   let auditLog: AuditLog | undefined;
   const currentSequencer = () => auditLog?.sequencer;
@@ -373,6 +381,7 @@ export async function startTresorServer(
 
   const http = await createHttpServer({
     config,
+    requests: metrics.requests,
     authenticate,
     sessions: {
       authenticate: (token, meta) => sessions.authenticate(token, meta),
@@ -428,6 +437,7 @@ export async function startTresorServer(
         },
         get: (id) => tenantRestores.get(id),
       },
+      metrics: { scrape: () => metrics.scrape() },
     }),
   });
 
@@ -458,6 +468,22 @@ export async function startTresorServer(
   auditWatch.unref();
 
   const jobs = createJobRunner({ logger: http.app.log, clock });
+  const stopAuditMetrics = watchServerParts(metrics, {
+    audit,
+    control: rawControl,
+    tenantStores,
+    keyd,
+    keyCache,
+    jobs: () => jobs.status(),
+    backups: {
+      destinations: config.backup.destinations.map((d) => d.name),
+      intervalMinutes: config.backup.intervalMinutes,
+      list: (limit) => backupRecords.list(limit),
+    },
+    certFile: (await certificateFiles(config.tls, config.dataDir)).certFile,
+    ...(config.keyd.kind === 'tls' ? { keydCertFile: config.keyd.certFile } : {}),
+    clock,
+  });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.
   const resumeTenants = async () => failOnItems(await tenants.resume());
   await jobs.run('tenants.resume', resumeTenants);
@@ -586,8 +612,12 @@ export async function startTresorServer(
 
   const { url } = await http.listen();
   listening = url;
+  const metricsListener: MetricsListener | undefined = config.metrics
+    ? await startMetricsListener({ ...config.metrics, scrape: () => metrics.scrape() })
+    : undefined;
   return {
     url,
+    ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
     http,
     control,
     tenantStores,
@@ -630,6 +660,8 @@ export async function startTresorServer(
       await mirroring;
       await diskWatch.close();
       await http.close();
+      await metricsListener?.close();
+      stopAuditMetrics();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
       await audit.close();

@@ -30,8 +30,11 @@ export const FLOORS: readonly Floor[] = [
     holds: 'backups: store snapshots, encrypted archives, destinations, retention, restore',
   },
   { parts: ['vault'], holds: 'tenants, collections, records, data keys' },
-  // monitor does not exist yet; it sits beside audit and does not import it.
-  { parts: ['audit', 'monitor'], holds: 'the tamper-evident audit log and its sinks' },
+  // monitor sits beside audit and does not import it: the server hands it the audit log's counts.
+  {
+    parts: ['audit', 'monitor'],
+    holds: 'the tamper-evident audit log and its sinks; metrics and the metrics listener',
+  },
   {
     parts: ['keyd', 'config', 'store', 'probe'],
     holds: 'the key service (and its client), configuration, storage, the availability prober',

@@ -124,7 +124,10 @@ describe('the live trust page', () => {
       'Third-party security testing',
     ])
       assert.ok(res.text.includes(heading), heading);
-    assert.ok(res.text.includes('Root key</th><td><span class="bad">dev-file'), 'the development root key is marked');
+    assert.ok(
+      res.text.includes('Root key</th><td><span class="bad">dev-file'),
+      'the development root key is marked',
+    );
     assert.ok(!res.text.includes(apiKey) && !res.text.includes('trust-canary-value'));
   });
 });

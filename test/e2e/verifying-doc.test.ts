@@ -103,7 +103,12 @@ describe('docs/verifying.md against a real server', () => {
         ['trust-statement', 'Ed25519'],
       ],
     );
-    const [checkpointKey, deletionKey, backupKey] = keys as [PublishedKey, PublishedKey, PublishedKey, PublishedKey];
+    const [checkpointKey, deletionKey, backupKey] = keys as [
+      PublishedKey,
+      PublishedKey,
+      PublishedKey,
+      PublishedKey,
+    ];
     assert.equal(backupKey.name, 'tresor-keyd/backup-manifest');
     assert.notEqual(backupKey.publicKey, deletionKey.publicKey, 'one key per purpose');
     const origin = readFileSync(join(dir, 'checkpoint.txt'), 'utf8').split('\n')[0];

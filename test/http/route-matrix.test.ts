@@ -243,6 +243,8 @@ const RULES: Record<string, Rule> = {
   // restoring one tenant (operator admins with a fresh second factor; a token may read a restore)
   'POST /v1/tenants/:id/restore': 'operator+2fa',
   'GET /v1/tenants/:id/restores/:restoreId': 'operator',
+  // Prometheus metrics (operators; a token of scope metrics:read)
+  'GET /metrics': 'operator',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -278,6 +280,7 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/backups/:id': 'backups:read',
   'POST /v1/backups/:id/verify': 'backups:run',
   'GET /v1/tenants/:id/restores/:restoreId': 'backups:read',
+  'GET /metrics': 'metrics:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -386,6 +389,7 @@ async function matrixApp() {
         operatorTokens: specOnlyDependencies(),
         backups: specOnlyDependencies(),
         tenantRestores: specOnlyDependencies(),
+        metrics: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -15,6 +15,7 @@ import { type FactorRouteDeps, factorRoutes } from './factors.ts';
 import { type JobRouteDeps, jobRoutes } from './jobs.ts';
 import { type KeyRouteDeps, keyRoutes } from './keys.ts';
 import { type LoginRouteDeps, loginRoutes } from './login.ts';
+import { type MetricsRouteDeps, metricsRoutes } from './metrics.ts';
 import { type OperatorTokenRouteDeps, operatorTokenRoutes } from './operator-tokens.ts';
 import { type PeopleRouteDeps, peopleRoutes } from './people.ts';
 import { type SessionRouteDeps, sessionRoutes } from './sessions.ts';
@@ -52,6 +53,8 @@ export interface DomainRouteDeps {
   backups: BackupRouteDeps;
   /** Restoring one tenant from a backup into the running system. */
   tenantRestores: TenantRestoreRouteDeps;
+  /** The Prometheus metrics (GET /metrics). */
+  metrics: MetricsRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -75,6 +78,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     ...(deps.trust ? [trustRoutes(deps.trust)] : []),
     backupRoutes(deps.backups),
     tenantRestoreRoutes(deps.tenantRestores),
+    metricsRoutes(deps.metrics),
   ];
 }
 
