@@ -128,6 +128,8 @@ type Rule =
   | 'operator'
   | 'operator+2fa'
   | 'audit-reader'
+  | 'alert-reader'
+  | 'alert-handler'
   | 'authenticated'
   | 'people-or-operator'
   | 'grant:request'
@@ -240,6 +242,11 @@ const RULES: Record<string, Rule> = {
   'GET /v1/backups': 'operator',
   'GET /v1/backups/:id': 'operator',
   'POST /v1/backups/:id/verify': 'operator',
+  // alerts (the security role: read with a session or an alerts:read token; handle with a session)
+  'GET /v1/alerts': 'alert-reader',
+  'GET /v1/alerts/:id': 'alert-reader',
+  'POST /v1/alerts/:id/acknowledge': 'alert-handler',
+  'POST /v1/alerts/:id/resolve': 'alert-handler',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -274,6 +281,8 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/backups': 'backups:read',
   'GET /v1/backups/:id': 'backups:read',
   'POST /v1/backups/:id/verify': 'backups:run',
+  'GET /v1/alerts': 'alerts:read',
+  'GET /v1/alerts/:id': 'alerts:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -308,6 +317,9 @@ function admits(rule: Rule, caller: Caller, route: string): boolean {
       return role === 'operator-admin';
     case 'audit-reader':
       return (key?.has('admin') ?? false) || role === 'security-officer' || role === 'tenant-admin';
+    case 'alert-reader':
+    case 'alert-handler':
+      return role === 'security-officer';
     case 'authenticated':
       return true;
     case 'people-or-operator':
@@ -381,6 +393,7 @@ async function matrixApp() {
         jobs: specOnlyDependencies(),
         operatorTokens: specOnlyDependencies(),
         backups: specOnlyDependencies(),
+        alerts: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

@@ -41,7 +41,7 @@ describe('control store', () => {
   it('numbers its migrations without gaps or twins', () => {
     assert.deepEqual(
       Object.keys(controlStoreMigrations).map((name) => name.slice(0, 4)),
-      ['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010'],
+      ['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011'],
     );
   });
 

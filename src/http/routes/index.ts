@@ -6,6 +6,7 @@
  */
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
+import { type AlertRouteDeps, alertRoutes } from './alerts.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type BackupRouteDeps, backupRoutes } from './backups.ts';
 import { type CurrentSessionRouteDeps, currentSessionRoutes } from './current-session.ts';
@@ -43,6 +44,8 @@ export interface DomainRouteDeps {
   operatorTokens: OperatorTokenRouteDeps;
   /** Backups: start, list, verify. */
   backups: BackupRouteDeps;
+  /** Alerts: list, read, acknowledge, resolve. */
+  alerts: AlertRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -63,6 +66,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     signinRoutes(),
     jobRoutes(deps.jobs),
     backupRoutes(deps.backups),
+    alertRoutes(deps.alerts),
   ];
 }
 
