@@ -19,13 +19,43 @@ export const ALERT_KINDS = [
   'access.refused-no-grant',
   /** A tenant was closed (its keys are destroyed when the grace ends). */
   'tenant.closed',
+  /** A staff member read more records through grants within the window than the threshold. */
+  'staff.bulk-reads',
+  /** A staff member reached more tenants through grants within the window than the threshold. */
+  'staff.many-tenants',
+  /** A tenant exported its data more often within the window than the threshold. */
+  'export.volume',
+  /** A tenant API key was used from a network (IPv4 /24, IPv6 /48) it was not seen from before. */
+  'api-key.new-network',
+  /** A backup run failed (no destination holds it) or was interrupted. */
+  'backup.failed',
+  /** A backup destination did not take a backup. */
+  'backup.destination-failing',
+  /** No backup completed for longer than the threshold. */
+  'backup.overdue',
+  /** keyd answers but is sealed: nothing that needs a key is served. */
+  'keyd.sealed',
+  /** keyd does not answer. */
+  'keyd.unreachable',
+  /** The audit log cannot record: sequencer failing, checkpoint signing overdue (a gap), disk low. */
+  'audit.unhealthy',
+  /** The server's TLS certificate expires within the threshold. */
+  'certificate.expiring',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 export const ALERT_SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 export type AlertSeverity = (typeof ALERT_SEVERITIES)[number];
 
-export const SUBJECT_KINDS = ['account', 'address', 'staff', 'tenant', 'grant', 'component'] as const;
+export const SUBJECT_KINDS = [
+  'account',
+  'address',
+  'staff',
+  'tenant',
+  'api-key',
+  'destination',
+  'component',
+] as const;
 export type SubjectKind = (typeof SUBJECT_KINDS)[number];
 
 /** open → acknowledged (someone is on it) → resolved; open → resolved directly is allowed too. */

@@ -6,6 +6,7 @@
  *   audit log ──entries──▶ watch (alert-watch.ts) ──▶ detectors/ ──signals──▶ alerts (alerts.ts)
  *                                                                    │ opened
  *                                                                    ▼
+ *   state checks (state-checks.ts: keyd, audit health, backups, certificate) ──signals──┘
  *                                       delivery (alert-delivery.ts) ──▶ webhook-channel, mail-channel
  *
  * This part sits just below `http`: the detectors read what the domains beneath write (identity's
@@ -19,4 +20,13 @@ export { type AlertWatch, createAlertWatch } from './alert-watch.ts';
 export { type AlertService, type AlertView, createAlertService } from './alerts.ts';
 export { builtInDetectors, type DetectorConfig } from './detectors/index.ts';
 export { createMailChannel } from './mail-channel.ts';
+export {
+  auditHealthCheck,
+  backupOverdueCheck,
+  certificateCheck,
+  keydCheck,
+  type StateCheck,
+  type StateChecks,
+  startStateChecks,
+} from './state-checks.ts';
 export { type AlertChannel, createWebhookChannel } from './webhook-channel.ts';

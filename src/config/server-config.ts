@@ -89,6 +89,12 @@ export interface AlertsConfig {
   bruteForceAccountFailures: number;
   bruteForceAddressFailures: number;
   noGrantRefusals: number;
+  staffRecordReads: number;
+  staffTenants: number;
+  exports: number;
+  checkIntervalSeconds: number;
+  backupOverdueMinutes: number;
+  certificateExpiringDays: number;
   retryAttempts: number;
   retryBaseMs: number;
   /** `secret` is a secret (redacted by its schema path). */
@@ -508,6 +514,12 @@ function alertsConfig(
     bruteForceAccountFailures: num('/alerts/bruteForceAccountFailures'),
     bruteForceAddressFailures: num('/alerts/bruteForceAddressFailures'),
     noGrantRefusals: num('/alerts/noGrantRefusals'),
+    staffRecordReads: num('/alerts/staffRecordReads'),
+    staffTenants: num('/alerts/staffTenants'),
+    exports: num('/alerts/exports'),
+    checkIntervalSeconds: num('/alerts/checkIntervalSeconds'),
+    backupOverdueMinutes: num('/alerts/backupOverdueMinutes'),
+    certificateExpiringDays: num('/alerts/certificateExpiringDays'),
     retryAttempts: num('/alerts/retryAttempts'),
     retryBaseMs: num('/alerts/retryBaseMs'),
   };

@@ -26,12 +26,19 @@ import {
   type AlertDelivery,
   type AlertService,
   type AlertWatch,
+  auditHealthCheck,
+  backupOverdueCheck,
   builtInDetectors,
+  certificateCheck,
   createAlertDelivery,
   createAlertService,
   createAlertWatch,
   createMailChannel,
   createWebhookChannel,
+  keydCheck,
+  type StateCheck,
+  type StateChecks,
+  startStateChecks,
 } from '../alerts/index.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
@@ -118,7 +125,7 @@ export interface TresorServer {
   audit: AuditLog;
   grants: GrantService;
   /** Stored alerts, the watch that raises them and their deliveries (src/alerts). */
-  alerts: { service: AlertService; watch: AlertWatch; delivery: AlertDelivery };
+  alerts: { service: AlertService; watch: AlertWatch; delivery: AlertDelivery; states: StateChecks };
   /** Reads the TLS certificate files again (SIGHUP) and records it in the audit log (`tls.reload`). */
   reloadCertificates(): Promise<void>;
   /** One pass of the system jobs: contract-end closing, closes whose grace ended, retention. */
@@ -334,6 +341,9 @@ export async function startTresorServer(
       bruteForceAccountFailures: config.alerts.bruteForceAccountFailures,
       bruteForceAddressFailures: config.alerts.bruteForceAddressFailures,
       noGrantRefusals: config.alerts.noGrantRefusals,
+      staffRecordReads: config.alerts.staffRecordReads,
+      staffTenants: config.alerts.staffTenants,
+      exports: config.alerts.exports,
     }),
     alerts: alertService,
     enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
@@ -437,6 +447,40 @@ export async function startTresorServer(
   await alertWatch.start();
   audit.onEntries(() => alertWatch.notify());
   alertDelivery.kick();
+
+  const stateChecks: StateCheck[] = [
+    keydCheck(() => keyd.call('health', {})),
+    auditHealthCheck(() => audit.health()),
+    certificateCheck({
+      certificatePem: () =>
+        readFileSync(
+          config.tls.kind === 'files' ? config.tls.certFile : join(config.tls.dir, 'server.pem'),
+          'utf8',
+        ),
+      withinMs: config.alerts.certificateExpiringDays * 86_400_000,
+    }),
+  ];
+  if (config.backup.intervalMinutes > 0)
+    stateChecks.push(
+      backupOverdueCheck({
+        lastDone: async () => {
+          const done = (await backupRecords.list(100)).find((b) => b.outcome === 'done');
+          return done?.endedAt ?? done?.startedAt;
+        },
+        overdueMs: config.alerts.backupOverdueMinutes * 60_000,
+        since: clock(),
+      }),
+    );
+  const alertStates = startStateChecks({
+    control,
+    checks: stateChecks,
+    alerts: alertService,
+    enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
+    opened: () => alertDelivery.kick(),
+    intervalMs: config.alerts.checkIntervalSeconds * 1000,
+    now: clock,
+    warn: alertWarn,
+  });
 
   const diskWatch = createDiskWatch({
     dir: config.dataDir,
@@ -570,7 +614,7 @@ export async function startTresorServer(
     keyCache,
     audit,
     grants,
-    alerts: { service: alertService, watch: alertWatch, delivery: alertDelivery },
+    alerts: { service: alertService, watch: alertWatch, delivery: alertDelivery, states: alertStates },
     runJobs,
     jobs: { status: () => jobs.status() },
     async reloadCertificates() {
@@ -598,6 +642,7 @@ export async function startTresorServer(
       await diskWatch.close();
       await http.close();
       await alertWatch.close();
+      await alertStates.close();
       await alertDelivery.close();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);

@@ -35,8 +35,8 @@ describe('threshold window', () => {
     const w = createThresholdWindow({ threshold: 3, windowMs: 60_000 });
     assert.equal(w.hit('a', at(0), 10), undefined);
     assert.equal(w.hit('a', at(1), 11), undefined);
-    assert.deepEqual(w.hit('a', at(2), 12), { evidence: [10, 11, 12] });
-    assert.deepEqual(w.hit('a', at(3), 13), { evidence: [13] });
+    assert.deepEqual(w.hit('a', at(2), 12), { evidence: [10, 11, 12], weight: 3 });
+    assert.deepEqual(w.hit('a', at(3), 13), { evidence: [13], weight: 1 });
     assert.equal(w.hit('b', at(3), 14), undefined, 'keys count apart');
   });
 
@@ -44,7 +44,7 @@ describe('threshold window', () => {
     const w = createThresholdWindow({ threshold: 2, windowMs: 60_000 });
     assert.equal(w.hit('a', at(0), 1), undefined);
     assert.equal(w.hit('a', at(61), 2), undefined, 'the first one is out of the window');
-    assert.deepEqual(w.hit('a', at(62), 3), { evidence: [2, 3] });
+    assert.deepEqual(w.hit('a', at(62), 3), { evidence: [2, 3], weight: 2 });
   });
 
   it('keeps at most maxKeys keys', () => {
@@ -53,7 +53,7 @@ describe('threshold window', () => {
     w.hit('b', at(0), 2);
     w.hit('c', at(0), 3); // drops a, the stalest
     assert.equal(w.hit('a', at(1), 4), undefined, 'a starts again from one');
-    assert.deepEqual(w.hit('c', at(1), 5), { evidence: [3, 5] });
+    assert.deepEqual(w.hit('c', at(1), 5), { evidence: [3, 5], weight: 2 });
   });
 });
 

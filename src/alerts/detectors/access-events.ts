@@ -61,7 +61,7 @@ export function noGrantDetector(config: NoGrantConfig): Detector {
           subject: { kind: 'staff', id: event.actor.id },
           at: event.at,
           evidence: crossed.evidence,
-          count: crossed.evidence.length,
+          count: crossed.weight,
         },
       ];
     },

@@ -36,7 +36,7 @@ export function bruteForceDetector(config: BruteForceConfig): Detector {
             subject: { kind: 'account' as const, id: personId },
             at: event.at,
             evidence: crossed.evidence,
-            count: crossed.evidence.length,
+            count: crossed.weight,
           });
       }
       if (typeof event.sourceAddress === 'string' && event.sourceAddress !== '') {
@@ -48,7 +48,7 @@ export function bruteForceDetector(config: BruteForceConfig): Detector {
             subject: { kind: 'address' as const, id: event.sourceAddress },
             at: event.at,
             evidence: crossed.evidence,
-            count: crossed.evidence.length,
+            count: crossed.weight,
           });
       }
       return signals;

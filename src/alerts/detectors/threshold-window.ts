@@ -1,9 +1,10 @@
 /**
  * A sliding-window counter per key (an account, an address, a staff member): the building block of
- * the threshold detectors. When a key's occurrences within `windowMs` reach `threshold`, it answers
- * every occurrence not yet reported (their audit indices); each further occurrence while the window
- * stays at or above the threshold is answered alone (the alert's count goes up by one). Times are the
- * entries' own (`at`), so replaying the log judges it exactly as it was judged live.
+ * the threshold detectors. Each occurrence has a weight (1, or e.g. the records one read returned).
+ * When a key's weights within `windowMs` reach `threshold`, it answers every occurrence not yet
+ * reported (their audit indices and summed weight); each further occurrence while the window stays
+ * at or above the threshold is answered alone (the alert's count goes up by its weight). Times are
+ * the entries' own (`at`), so replaying the log judges it exactly as it was judged live.
  *
  * Memory is bounded: at most `maxKeys` keys (the least recently seen are dropped first) and, per key,
  * the occurrences within the window (at most `threshold` + the reported ones still inside it, capped).
@@ -18,11 +19,14 @@ export interface ThresholdWindowOptions {
 export interface Crossing {
   /** Audit indices not reported before. */
   evidence: number[];
+  /** Their summed weight. */
+  weight: number;
 }
 
 interface Occurrence {
   t: number;
   index: number;
+  weight: number;
   reported: boolean;
 }
 
@@ -41,20 +45,21 @@ export function createThresholdWindow(options: ThresholdWindowOptions) {
 
   return {
     /** Counts one occurrence of `key` at `at` (ISO time); answers the crossing it completes, if any. */
-    hit(key: string, at: string, index: number): Crossing | undefined {
+    hit(key: string, at: string, index: number, weight = 1): Crossing | undefined {
       const t = Date.parse(at);
       if (!Number.isFinite(t)) return undefined;
       const list = keys.get(key) ?? [];
       keys.delete(key);
-      list.push({ t, index, reported: false });
+      list.push({ t, index, weight, reported: false });
       while (list.length > 0 && ((list[0] as Occurrence).t <= t - windowMs || list.length > MAX_PER_KEY))
         list.shift();
       keys.set(key, list);
       if (keys.size > maxKeys) keys.delete(keys.keys().next().value as string);
-      if (list.length < threshold) return undefined;
-      const evidence = list.filter((o) => !o.reported).map((o) => o.index);
+      if (list.reduce((sum, o) => sum + o.weight, 0) < threshold) return undefined;
+      const fresh = list.filter((o) => !o.reported);
       for (const o of list) o.reported = true;
-      return evidence.length > 0 ? { evidence } : undefined;
+      if (fresh.length === 0) return undefined;
+      return { evidence: fresh.map((o) => o.index), weight: fresh.reduce((sum, o) => sum + o.weight, 0) };
     },
   };
 }
