@@ -105,6 +105,11 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
         TRESOR_ALERTS_BRUTE_FORCE_ACCOUNT_FAILURES: '5',
         TRESOR_ALERTS_BRUTE_FORCE_ADDRESS_FAILURES: '6',
         TRESOR_ALERTS_RETRY_BASE_MS: '50',
+        TRESOR_ALERTS_STAFF_RECORD_READS: '3',
+        TRESOR_ALERTS_EXPORTS: '2',
+        TRESOR_ALERTS_CHECK_INTERVAL_SECONDS: '1',
+        // The test speaks for a load balancer on loopback: X-Forwarded-For names the client.
+        TRESOR_TRUST_PROXY: '127.0.0.1',
         TRESOR_ALERTS_WEBHOOK_URL: webhook.url,
         TRESOR_ALERTS_WEBHOOK_SECRET_FILE: join(files, 'webhook-secret'),
         TRESOR_ALERTS_WEBHOOK_CA: join(files, 'ca.pem'),
@@ -126,6 +131,19 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
       });
       assert.equal(created.status, 201, created.text);
       tenants.push(created.json<{ id: string; apiKey: string }>());
+    }
+    const alpha = tenants[0] as { apiKey: string };
+    const put = await s.request('PUT', '/v1/collections/people', {
+      token: alpha.apiKey,
+      body: { fields: { email: { type: 'string', classification: 'confidential' } } },
+    });
+    assert.equal(put.status, 201, put.text);
+    for (let i = 0; i < 3; i++) {
+      const rec = await s.request('POST', '/v1/collections/people/records', {
+        token: alpha.apiKey,
+        body: { email: `alerts-canary-${i}@example.test` },
+      });
+      assert.equal(rec.status, 201, rec.text);
     }
     const secAccount = await c.createAndEnrol({
       side: 'operator',
@@ -203,6 +221,17 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
     assert.deepEqual(glass.subject, { kind: 'staff', id: sec.account.id });
     assert.equal((await entryAt(glass.evidence[0] as number)).entry.action, 'grant.break-glass');
 
+    // Paging through the customer's records with it: staff.bulk-reads (threshold 3 records).
+    const listed = await c.as(sec.session, 'GET', '/v1/collections/people/records?limit=10', undefined, {
+      'tresor-grant': opened.json<{ id: string }>().id,
+    });
+    assert.equal(listed.status, 200, listed.text);
+    const bulk = await alertWhere('the staff.bulk-reads alert', (a) => a.kind === 'staff.bulk-reads');
+    assert.deepEqual(bulk.subject, { kind: 'staff', id: sec.account.id });
+    assert.equal(bulk.count, 3, 'counted in records');
+    const read = await entryAt(bulk.evidence[0] as number);
+    assert.equal(read.entry.action, 'record.list');
+
     const closing = tenants[1] as { id: string };
     const admin = await operatorAdmin(s);
     const closed = await admin.request('POST', `/v1/tenants/${closing.id}/close`, { reason: 'alerts test' });
@@ -210,6 +239,36 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
     const alert = await alertWhere('the tenant.closed alert', (a) => a.kind === 'tenant.closed');
     assert.deepEqual(alert.subject, { kind: 'tenant', id: closing.id });
     assert.equal((await entryAt(alert.evidence[0] as number)).entry.action, 'tenant.close');
+  });
+
+  it('raises export.volume for repeated full exports, and api-key.new-network for a key used from elsewhere', async () => {
+    const alpha = tenants[0] as { id: string; apiKey: string };
+    for (let i = 0; i < 2; i++) {
+      const exported = await s.request('POST', '/v1/export', {
+        token: alpha.apiKey,
+        body: { passphrase: 'a long export passphrase' },
+      });
+      assert.equal(exported.status, 200, exported.text);
+    }
+    const volume = await alertWhere('the export.volume alert', (a) => a.kind === 'export.volume');
+    assert.deepEqual(volume.subject, { kind: 'tenant', id: alpha.id });
+    assert.equal(volume.evidence.length, 2);
+    for (const index of volume.evidence) assert.equal((await entryAt(index)).entry.action, 'tenant.export');
+
+    // So far the key came from 127.0.0.1; now from another network (through the trusted proxy).
+    const elsewhere = await s.request('GET', '/v1/collections/people/records?limit=1', {
+      token: alpha.apiKey,
+      headers: { 'x-forwarded-for': '203.0.113.5' },
+    });
+    assert.equal(elsewhere.status, 200, elsewhere.text);
+    const network = await alertWhere(
+      'the api-key.new-network alert',
+      (a) => a.kind === 'api-key.new-network',
+    );
+    assert.equal(network.subject.kind, 'api-key');
+    const used = await entryAt(network.evidence[0] as number);
+    assert.equal(used.entry.actor.id, network.subject.id);
+    assert.equal((used.entry as { sourceAddress?: string }).sourceAddress, '203.0.113.5');
   });
 
   it('lets the security officer acknowledge and resolve, audited; refuses everyone else and bad input', async () => {
@@ -332,7 +391,7 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
       },
       WAIT,
     );
-    assert.ok(views.length >= 6);
+    assert.ok(views.length >= 9);
 
     const admin = await operatorAdmin(s);
     const secrets = [webhookSecret, smtpPassword, ...c.secrets, ...admin.secrets];
@@ -344,5 +403,47 @@ describe('alerts over HTTP, on a real stack', { timeout: 600_000 }, () => {
     ].join('\n');
     for (const [i, secretValue] of secrets.entries())
       assert.ok(!seen.includes(secretValue), `secret #${i} (not shown) leaked`);
+  });
+
+  it('raises keyd.sealed, then audit.unhealthy once checkpoints cannot be signed; delivered while the API fails closed', async () => {
+    const keyd = s.keydClient();
+    const admin = { id: 'alerts-test', role: 'admin' } as const;
+    await keyd.call('seal', {}, admin);
+    try {
+      // The API answers 503 now (nothing is audited without signed checkpoints for long): the
+      // webhook is where the security team learns of it.
+      const delivered = (kind: string) => () =>
+        webhook.deliveries.some((d) => d.status === 204 && JSON.parse(d.body).alert.kind === kind);
+      await untilEvent(
+        'keyd.sealed at the webhook',
+        webhook.events,
+        'delivery',
+        delivered('keyd.sealed'),
+        WAIT.timeoutMs,
+      );
+      await untilEvent(
+        'audit.unhealthy at the webhook',
+        webhook.events,
+        'delivery',
+        delivered('audit.unhealthy'),
+        WAIT.timeoutMs,
+      );
+    } finally {
+      await keyd.call('unseal', { secret: '' }, admin);
+    }
+    const sealed = await waitFor(
+      'the API back, showing keyd.sealed',
+      async () => {
+        const res = await asSec('GET', '/v1/alerts');
+        return res.status === 200
+          ? res.json<{ alerts: AlertView[] }>().alerts.find((a) => a.kind === 'keyd.sealed')
+          : undefined;
+      },
+      WAIT,
+    );
+    assert.equal(sealed.severity, 'critical');
+    assert.deepEqual(sealed.subject, { kind: 'component', id: 'keyd' });
+    assert.deepEqual(sealed.evidence, [], 'state, not an audit entry');
+    assert.ok(sealed.count >= 1);
   });
 });
