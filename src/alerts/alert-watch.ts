@@ -3,10 +3,13 @@
  *
  * It reads committed entries (they are durable: the request that made them has its answer already)
  * from its own cursor, so a detector never slows a request and a slow pass only lags. One pass reads
- * a batch, lets every detector judge every entry, then commits — in ONE transaction — the alerts the
- * signals open or bump, the deliveries of the opened ones, and the cursor past the batch: an entry is
- * never judged twice and never skipped, across restarts too. The detectors' windows live in memory;
- * after a restart they start empty at the cursor.
+ * a batch and lets every detector judge every entry. A batch that raised signals commits — in ONE
+ * transaction — the alerts they open or bump, the deliveries of the opened ones, and the cursor past
+ * the batch, so no signal is ever counted twice or lost. A batch without signals only moves the
+ * cursor in memory; it is written at most every CURSOR_FLUSH_MS and at close (a commit per sequencer
+ * pass would double the control store's fsyncs and slow the log itself). After a crash the entries
+ * since the last written cursor are judged again — they raised nothing, and with the detectors'
+ * windows empty after a restart (they live in memory) they raise nothing again.
  *
  * A new deployment (no cursor yet) starts at the log's current end: history is not re-judged.
  * notify() only wakes the loop; a failing pass is logged (code and message only) and retried with
@@ -46,6 +49,7 @@ export interface AlertWatch {
 }
 
 const DEFAULT_BATCH = 500;
+const CURSOR_FLUSH_MS = 5_000;
 const RETRY_MS = { initial: 500, max: 30_000 };
 
 export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
@@ -56,6 +60,29 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
   let retryMs = RETRY_MS.initial;
+  let stored = 0; // the cursor as the table holds it
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  async function storeCursor(): Promise<void> {
+    const next = cursor;
+    if (next === stored) return;
+    await deps.control.write((trx) =>
+      trx.updateTable('alert_watch').set({ next_index: next }).where('id', '=', 1).execute(),
+    );
+    stored = Math.max(stored, next);
+  }
+
+  function scheduleFlush(): void {
+    if (flushTimer || closed) return;
+    flushTimer = setTimeout(() => {
+      flushTimer = undefined;
+      storeCursor().catch((error: unknown) => {
+        deps.warn({ code: (error as { code?: string }).code }, 'alert watch: the cursor could not be stored');
+        scheduleFlush();
+      });
+    }, CURSOR_FLUSH_MS);
+    flushTimer.unref();
+  }
 
   async function pass(): Promise<void> {
     for (;;) {
@@ -72,6 +99,11 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
         for (const detector of deps.detectors) signals.push(...detector.observe({ index: row.index, event }));
       }
       const next = (rows[rows.length - 1] as { index: number }).index + 1;
+      if (signals.length === 0) {
+        cursor = next;
+        scheduleFlush();
+        continue;
+      }
       const opened = await deps.control.write(async (trx) => {
         const ids: string[] = [];
         for (const signal of signals) {
@@ -85,6 +117,7 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
         return ids;
       });
       cursor = next;
+      stored = next;
       if (opened.length > 0) deps.opened(opened);
     }
   }
@@ -133,6 +166,7 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
           trx.insertInto('alert_watch').values({ id: 1, next_index: cursor }).execute(),
         );
       }
+      stored = cursor;
       void run();
     },
     notify() {
@@ -148,7 +182,9 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
     async close() {
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
+      if (flushTimer) clearTimeout(flushTimer);
       await running;
+      await storeCursor().catch(() => undefined);
     },
   };
 }

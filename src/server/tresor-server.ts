@@ -323,8 +323,10 @@ export async function startTresorServer(
       createMailChannel({ ...mailConfig, ...(mailConfig.ca ? { ca: readFileSync(mailConfig.ca) } : {}) }),
     );
   const alertWarn = (obj: object, msg: string) => http.app.log.warn(obj, msg);
+  // The watch, the deliveries and the state checks write no audit event: the raw store, so their
+  // commits do not wake the sequencer for nothing.
   const alertDelivery = createAlertDelivery({
-    control,
+    control: rawControl,
     channels: alertChannels,
     alerts: alertService,
     retry: { attempts: config.alerts.retryAttempts, baseMs: config.alerts.retryBaseMs },
@@ -332,7 +334,7 @@ export async function startTresorServer(
     warn: alertWarn,
   });
   const alertWatch = createAlertWatch({
-    control,
+    control: rawControl,
     readEntries: (from, limit) =>
       audit.reader.entries({ from, limit, below: audit.sequencer.treeHead().size }),
     treeSize: () => audit.sequencer.treeHead().size,
@@ -472,7 +474,7 @@ export async function startTresorServer(
       }),
     );
   const alertStates = startStateChecks({
-    control,
+    control: rawControl,
     checks: stateChecks,
     alerts: alertService,
     enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
