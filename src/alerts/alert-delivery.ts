@@ -10,10 +10,10 @@
  */
 import type { Transaction } from 'kysely';
 import type { Store } from '../store/types.ts';
+import type { AlertChannel } from './alert-channel.ts';
 import { alertMessage } from './alert-message.ts';
 import type { AlertsDB } from './alert-store-schema.ts';
 import type { AlertService } from './alerts.ts';
-import type { AlertChannel } from './webhook-channel.ts';
 
 export interface AlertDeliveryDeps {
   control: Store<AlertsDB>;

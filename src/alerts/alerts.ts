@@ -180,25 +180,25 @@ export function createAlertService(deps: { control: Store<DB>; now: () => Date }
 
     get: view,
 
-    acknowledge(id, by, event) {
+    acknowledge(id, person, event) {
       return step(
         id,
         ['open'],
         (at) => ({
           state: 'acknowledged',
-          acknowledged_by: by.by,
+          acknowledged_by: person.by,
           acknowledged_at: at,
-          acknowledge_note: by.note,
+          acknowledge_note: person.note,
         }),
         event,
       );
     },
 
-    resolve(id, by, event) {
+    resolve(id, person, event) {
       return step(
         id,
         ['open', 'acknowledged'],
-        (at) => ({ state: 'resolved', resolved_by: by.by, resolved_at: at, resolve_note: by.note }),
+        (at) => ({ state: 'resolved', resolved_by: person.by, resolved_at: at, resolve_note: person.note }),
         event,
       );
     },

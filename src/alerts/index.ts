@@ -14,6 +14,7 @@
  * state checks get their probes (keyd, the log's health, backup records, the certificate file) from
  * the composition root.
  */
+export type { AlertChannel } from './alert-channel.ts';
 export { type AlertDelivery, createAlertDelivery } from './alert-delivery.ts';
 export { type AlertMessage, alertMessage } from './alert-message.ts';
 export { type AlertsDB, alertsMigration } from './alert-store-schema.ts';
@@ -31,4 +32,4 @@ export {
   type StateChecks,
   startStateChecks,
 } from './state-checks.ts';
-export { type AlertChannel, createWebhookChannel } from './webhook-channel.ts';
+export { createWebhookChannel } from './webhook-channel.ts';

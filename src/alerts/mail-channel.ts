@@ -7,8 +7,8 @@
  */
 import { createTransport } from 'nodemailer';
 import { TresorError } from '../errors.ts';
+import type { AlertChannel } from './alert-channel.ts';
 import { alertMail } from './alert-message.ts';
-import type { AlertChannel } from './webhook-channel.ts';
 
 export interface MailChannelOptions {
   host: string;

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import { MIN_SECRET_BYTES, webhookSignature } from '../audit/sinks/webhook.ts';
 import { TresorError } from '../errors.ts';
-import type { AlertMessage } from './alert-message.ts';
+import type { AlertChannel } from './alert-channel.ts';
 
 export interface WebhookChannelOptions {
   url: string;
@@ -21,12 +21,6 @@ export interface WebhookChannelOptions {
   secret: Buffer;
   ca?: string | Buffer;
   timeoutMs?: number;
-}
-
-export interface AlertChannel {
-  readonly name: 'webhook' | 'mail';
-  send(message: AlertMessage): Promise<void>;
-  close(): Promise<void>;
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;

@@ -171,7 +171,7 @@ describe('alert delivery', () => {
             'webhook',
             'failed',
             3,
-            'alerts webhook (127.0.0.1:' + new URL(refusing.url).port + '): answered HTTP 401',
+            `alerts webhook (127.0.0.1:${new URL(refusing.url).port}): answered HTTP 401`,
           ],
         ],
       );
