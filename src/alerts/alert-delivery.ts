@@ -36,6 +36,7 @@ export interface AlertDelivery {
 }
 
 const MAX_ERROR_LENGTH = 200;
+const PASS_RETRY_MS = 5_000;
 
 export function createAlertDelivery(deps: AlertDeliveryDeps): AlertDelivery {
   const byName = new Map(deps.channels.map((c) => [c.name, c]));
@@ -127,7 +128,15 @@ export function createAlertDelivery(deps: AlertDeliveryDeps): AlertDelivery {
     })()
       .catch((error: unknown) => {
         const e = error as { code?: string; message?: string };
-        deps.warn({ code: e.code, reason: e.message }, 'alert delivery: a pass failed');
+        deps.warn({ code: e.code, reason: e.message }, 'alert delivery: a pass failed; trying again');
+        // The store failed us, not a channel: come back later rather than wait for the next alert.
+        if (!closed && !timer) {
+          timer = setTimeout(() => {
+            timer = undefined;
+            kick();
+          }, PASS_RETRY_MS);
+          timer.unref();
+        }
       })
       .finally(() => {
         running = undefined;
