@@ -122,6 +122,11 @@ export const ERRORS = {
   TRESOR_ERR_TENANT_SHREDDED: { status: 410, title: 'Tenant key shredded' },
   /** A tenant restore was asked for while one is still running (one at a time). */
   TRESOR_ERR_RESTORE_RUNNING: { status: 409, title: 'A restore is running' },
+
+  // Alerts' (src/alerts/): read, acknowledged and resolved by the security role.
+  TRESOR_ERR_ALERT_NOT_FOUND: { status: 404, title: 'Alert not found' },
+  /** Acknowledging an alert that is not open, or resolving one already resolved. */
+  TRESOR_ERR_ALERT_STATE: { status: 409, title: 'Alert is not in a state that allows this' },
 } as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

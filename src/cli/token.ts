@@ -11,7 +11,7 @@
  *   tresor token revoke ID                     DELETE /v1/operator-tokens/:id
  *
  * Scopes: tenants:create, tenants:read, people:read, access:read, audit:read, jobs:read,
- * backups:run, backups:read, metrics:read. Expiry: 30 days by default, at most 90.
+ * backups:run, backups:read, alerts:read, metrics:read. Expiry: 30 days by default, at most 90.
  */
 import type { Command } from 'commander';
 import { withConnectionFlags } from './connection-flags.ts';
@@ -28,7 +28,7 @@ export function registerTokenCommands(program: Command): void {
   withConnectionFlags(token.command('create').description('create an operator token; shown once'))
     .requiredOption(
       '--scope <scope>',
-      'tenants:create, tenants:read, people:read, access:read, audit:read, jobs:read, backups:run, backups:read or metrics:read',
+      'tenants:create, tenants:read, people:read, access:read, audit:read, jobs:read, backups:run, backups:read, alerts:read or metrics:read',
     )
     .requiredOption('--name <name>', 'what the token is for (1-64 printable characters)')
     .option('--expires-in-days <days>', 'lifetime in days (default 30, at most 90)')

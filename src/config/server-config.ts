@@ -83,6 +83,36 @@ export interface ServerConfig {
   console: ConsoleConfig;
   backup: BackupConfig;
   probe: ProbeConfig;
+  alerts: AlertsConfig;
+}
+
+/** Alerts (src/alerts, docs/alerts.md): thresholds of the detectors and the delivery channels. */
+export interface AlertsConfig {
+  windowMinutes: number;
+  bruteForceAccountFailures: number;
+  bruteForceAddressFailures: number;
+  noGrantRefusals: number;
+  staffRecordReads: number;
+  staffTenants: number;
+  exports: number;
+  checkIntervalSeconds: number;
+  backupOverdueMinutes: number;
+  certificateExpiringDays: number;
+  retryAttempts: number;
+  retryBaseMs: number;
+  /** `secret` is a secret (redacted by its schema path). */
+  webhook?: { url: string; secret: string; ca?: string };
+  /** `password` is a secret. */
+  mail?: {
+    host: string;
+    port: number;
+    tls: 'starttls' | 'implicit' | 'none';
+    from: string;
+    to: string[];
+    user?: string;
+    password?: string;
+    ca?: string;
+  };
 }
 
 /** What a backup destination keeps (src/backup/retention.ts): every backup, then one a day. */
@@ -418,6 +448,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   }
   const probeCa = get<string>('/probe/caFile');
   if (probeCa !== undefined) probe.caFile = probeCa;
+  const alerts = alertsConfig(get, num, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
@@ -437,6 +468,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     console: consoleConfig,
     backup,
     probe,
+    alerts,
   };
   if (redirectPort !== undefined) config.redirectPort = redirectPort;
   if (publicUrl !== undefined) config.publicUrl = publicUrl;
@@ -515,6 +547,65 @@ export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.e
     if (!(err instanceof ConfigError)) throw err;
     return [...err.problems, ...keydProblems.map((p) => p.message)];
   }
+}
+
+/** The alerts section: thresholds, and each channel only when its required settings are all given. */
+function alertsConfig(
+  get: <T>(pointer: string) => T | undefined,
+  num: (pointer: string) => number,
+  problems: string[],
+): AlertsConfig {
+  const alerts: AlertsConfig = {
+    windowMinutes: num('/alerts/windowMinutes'),
+    bruteForceAccountFailures: num('/alerts/bruteForceAccountFailures'),
+    bruteForceAddressFailures: num('/alerts/bruteForceAddressFailures'),
+    noGrantRefusals: num('/alerts/noGrantRefusals'),
+    staffRecordReads: num('/alerts/staffRecordReads'),
+    staffTenants: num('/alerts/staffTenants'),
+    exports: num('/alerts/exports'),
+    checkIntervalSeconds: num('/alerts/checkIntervalSeconds'),
+    backupOverdueMinutes: num('/alerts/backupOverdueMinutes'),
+    certificateExpiringDays: num('/alerts/certificateExpiringDays'),
+    retryAttempts: num('/alerts/retryAttempts'),
+    retryBaseMs: num('/alerts/retryBaseMs'),
+  };
+  const url = get<string>('/alerts/webhook/url');
+  const secret = get<string>('/alerts/webhook/secret');
+  const webhookCa = get<string>('/alerts/webhook/ca');
+  if (url !== undefined || secret !== undefined) {
+    let https = false;
+    try {
+      const u = new URL(url ?? '');
+      https = u.protocol === 'https:' && u.username === '' && u.password === '';
+    } catch {}
+    if (!https) problems.push('alerts.webhook.url must be an https:// URL without credentials');
+    if (secret === undefined || Buffer.byteLength(secret) < 32)
+      problems.push('alerts.webhook.secret (or secretFile) must be given, at least 32 bytes');
+    alerts.webhook = { url: url ?? '', secret: secret ?? '', ...(webhookCa ? { ca: webhookCa } : {}) };
+  }
+  const host = get<string>('/alerts/mail/host');
+  const from = get<string>('/alerts/mail/from');
+  const to = get<string[]>('/alerts/mail/to') ?? [];
+  if (host !== undefined || from !== undefined || to.length > 0) {
+    if (host === undefined || from === undefined || to.length === 0)
+      problems.push('alerts.mail needs host, from and to together');
+    const user = get<string>('/alerts/mail/user');
+    const password = get<string>('/alerts/mail/password');
+    if ((user === undefined) !== (password === undefined))
+      problems.push('alerts.mail.user and alerts.mail.password go together');
+    const ca = get<string>('/alerts/mail/ca');
+    alerts.mail = {
+      host: host ?? '',
+      port: num('/alerts/mail/port'),
+      tls: get<'starttls' | 'implicit' | 'none'>('/alerts/mail/tls') ?? 'starttls',
+      from: from ?? '',
+      to,
+      ...(user !== undefined ? { user } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(ca !== undefined ? { ca } : {}),
+    };
+  }
+  return alerts;
 }
 
 const REDACTED = '[redacted]';

@@ -356,6 +356,147 @@ export const SERVER_SECTION = section(
         'The server’s own availability probe (docs/availability.md).',
       ),
     ),
+    alerts: Type.Optional(
+      section(
+        {
+          windowMinutes: int(
+            'TRESOR_ALERTS_WINDOW_MINUTES',
+            1,
+            24 * 60,
+            15,
+            'The window of the counting detectors (brute force, refusals without a grant): occurrences older than this no longer count.',
+          ),
+          bruteForceAccountFailures: int(
+            'TRESOR_ALERTS_BRUTE_FORCE_ACCOUNT_FAILURES',
+            1,
+            1000,
+            10,
+            'Failed console sign-ins of one account within the window that raise `brute-force.account` (each further one bumps it).',
+          ),
+          bruteForceAddressFailures: int(
+            'TRESOR_ALERTS_BRUTE_FORCE_ADDRESS_FAILURES',
+            1,
+            1000,
+            20,
+            'Failed console sign-ins from one client address within the window that raise `brute-force.address`.',
+          ),
+          noGrantRefusals: int(
+            'TRESOR_ALERTS_NO_GRANT_REFUSALS',
+            1,
+            1000,
+            1,
+            'Refusals of one staff member on a tenant-data route (no live grant) within the window that raise `access.refused-no-grant`.',
+          ),
+          staffRecordReads: int(
+            'TRESOR_ALERTS_STAFF_RECORD_READS',
+            1,
+            10_000_000,
+            500,
+            'Records one staff member reads through grants within the window that raise `staff.bulk-reads`.',
+          ),
+          staffTenants: int(
+            'TRESOR_ALERTS_STAFF_TENANTS',
+            1,
+            100_000,
+            5,
+            'Distinct tenants one staff member reaches through grants within the window that raise `staff.many-tenants`.',
+          ),
+          exports: int(
+            'TRESOR_ALERTS_EXPORTS',
+            1,
+            10_000,
+            3,
+            'Full exports of one tenant within the window that raise `export.volume`.',
+          ),
+          checkIntervalSeconds: int(
+            'TRESOR_ALERTS_CHECK_INTERVAL_SECONDS',
+            1,
+            3600,
+            60,
+            'Period of the state checks: keyd sealed or unreachable, the audit log unable to record, backups overdue, the certificate expiring.',
+          ),
+          backupOverdueMinutes: int(
+            'TRESOR_ALERTS_BACKUP_OVERDUE_MINUTES',
+            1,
+            30 * 24 * 60,
+            720,
+            'Minutes without a completed backup (since the newest, or since the start before any) that raise `backup.overdue`; checked only while scheduled backups are on.',
+          ),
+          certificateExpiringDays: int(
+            'TRESOR_ALERTS_CERTIFICATE_EXPIRING_DAYS',
+            1,
+            365,
+            14,
+            'Days before the TLS certificate’s end from which `certificate.expiring` is raised.',
+          ),
+          retryAttempts: int(
+            'TRESOR_ALERTS_RETRY_ATTEMPTS',
+            0,
+            20,
+            5,
+            'How many more times a failed delivery (webhook or mail) of an alert is tried.',
+          ),
+          retryBaseMs: int(
+            'TRESOR_ALERTS_RETRY_BASE_MS',
+            10,
+            3_600_000,
+            2_000,
+            'Wait before the first retry of a failed delivery; it doubles per further retry.',
+          ),
+          webhook: Type.Optional(
+            section(
+              {
+                url: text(
+                  'TRESOR_ALERTS_WEBHOOK_URL',
+                  'The https:// URL each opened alert is POSTed to, signed with `Tresor-Signature: t=<unix>,v1=<hex HMAC-SHA256 over "<t>.<body>">`.',
+                  { defaultText: 'none (no webhook)' },
+                ),
+                ...secret(
+                  'secret',
+                  'TRESOR_ALERTS_WEBHOOK_SECRET',
+                  'The webhook’s HMAC key (at least 32 bytes).',
+                ),
+                ca: path(
+                  'TRESOR_ALERTS_WEBHOOK_CA',
+                  'PEM CA certificate(s) the webhook’s server certificate must chain to, instead of the system roots.',
+                ),
+              },
+              'The alerts webhook (docs/alerts.md): `url` and `secret` together, or neither.',
+            ),
+          ),
+          mail: Type.Optional(
+            section(
+              {
+                host: text('TRESOR_ALERTS_SMTP_HOST', 'The SMTP server alerts are mailed through.', {
+                  defaultText: 'none (no mail)',
+                }),
+                port: int('TRESOR_ALERTS_SMTP_PORT', 1, 65_535, 587, 'The SMTP server’s port.'),
+                tls: Type.Optional(
+                  setting(
+                    Type.Enum(['starttls', 'implicit', 'none'], {
+                      default: 'starttls',
+                      description:
+                        '`starttls` (required, the mail is not sent without it), `implicit` (SMTPS, port 465) or `none` (only for a relay on the same host).',
+                    }),
+                    { env: 'TRESOR_ALERTS_SMTP_TLS' },
+                  ),
+                ),
+                from: text('TRESOR_ALERTS_MAIL_FROM', 'The sender address of alert mails.'),
+                to: list('TRESOR_ALERTS_MAIL_TO', 'The recipients of alert mails.', 'none'),
+                user: text('TRESOR_ALERTS_SMTP_USER', 'The SMTP user name, when the server wants one.'),
+                ...secret('password', 'TRESOR_ALERTS_SMTP_PASSWORD', 'The SMTP password.'),
+                ca: path(
+                  'TRESOR_ALERTS_SMTP_CA',
+                  'PEM CA certificate(s) the SMTP server’s certificate must chain to, instead of the system roots.',
+                ),
+              },
+              'Alert mails over SMTP (docs/alerts.md): `host`, `from` and `to` together, or none of them.',
+            ),
+          ),
+        },
+        'Alerts (docs/alerts.md): the detectors’ thresholds and where opened alerts are delivered.',
+      ),
+    ),
     logLevel: Type.Optional(
       setting(Type.Enum([...LOG_LEVELS], { default: 'info', description: 'Log level.' }), {
         env: 'TRESOR_LOG_LEVEL',

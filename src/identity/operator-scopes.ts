@@ -23,6 +23,8 @@ export const OPERATOR_SCOPES = [
   'backups:run',
   /** GET /v1/backups, /v1/backups/:id (`tresor backup list`). */
   'backups:read',
+  /** GET /v1/alerts, /v1/alerts/:id (a SIEM or pager reading the alerts; never acknowledging them). */
+  'alerts:read',
   /** GET /metrics (Prometheus, docs/monitoring.md). */
   'metrics:read',
 ] as const;

@@ -2,7 +2,7 @@
  * The control store: Tresor's own bookkeeping, apart from every tenant's data store. It holds who
  * the tenants are and where they are in their life (vault), the credentials and console accounts
  * that reach the API (identity — secrets only as hashes), staff access grants (access), the signed
- * deletion certificates of closed tenants, the backups taken and where they are (backup), and the audit events and log of all this (audit).
+ * deletion certificates of closed tenants, the backups taken and where they are (backup), the alerts raised and their deliveries (alerts), and the audit events and log of all this (audit).
  * It never holds a customer record: that is what lets operator admins manage tenants here without
  * ever reaching a tenant's data (docs/architecture.md, invariant 7).
  *
@@ -13,6 +13,7 @@
 import { join } from 'node:path';
 import type { Migration } from 'kysely';
 import { type AccessDB, accessMigration } from '../access/access-store-schema.ts';
+import { type AlertsDB, alertsMigration } from '../alerts/alert-store-schema.ts';
 import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
 import { auditLogIdentityMigration, type WithAuditLogIdentity } from '../audit/log-identity.ts';
 import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
@@ -32,6 +33,7 @@ import { tenantTablesMigration, type VaultControlDB } from '../vault/vault-contr
 /** Every table of the control store. */
 export interface ControlDB
   extends AccessDB,
+    AlertsDB,
     BackupDB,
     IdentityDB,
     VaultControlDB,
@@ -73,6 +75,7 @@ export const controlStoreMigrations: Migrations = {
   '0009-operator-tokens': operatorTokensMigration,
   '0010-backup-runs': backupRunsMigration,
   '0011-probe-results': probeResultsMigration,
+  '0012-alerts': alertsMigration,
 };
 
 /**

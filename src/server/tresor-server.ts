@@ -11,6 +11,9 @@
  *   identity: sessions, login, people (TOTP secrets sealed by the factor key, which keyd wraps:
  *   identity/factor-key.ts), WebAuthn — console sessions in the pipeline, the identity routes
  *
+ *   alerts: the watch runs the detectors over the audit log as it grows (after entries are durable,
+ *   never on the request path), stores the alerts, and delivers opened ones by webhook and mail
+ *
  * Where an audit event goes (a tenant's store or the control store) is the audit recorder's rule
  * (audit/recorder.ts); background jobs run through the job runner (server/jobs.ts).
  */
@@ -18,6 +21,25 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGrantService, type GrantService } from '../access/grants.ts';
 import { createAccessReviewService } from '../access/review.ts';
+import {
+  type AlertChannel,
+  type AlertDelivery,
+  type AlertService,
+  type AlertWatch,
+  auditHealthCheck,
+  backupOverdueCheck,
+  builtInDetectors,
+  certificateCheck,
+  createAlertDelivery,
+  createAlertService,
+  createAlertWatch,
+  createMailChannel,
+  createWebhookChannel,
+  keydCheck,
+  type StateCheck,
+  type StateChecks,
+  startStateChecks,
+} from '../alerts/index.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
@@ -114,6 +136,8 @@ export interface TresorServer {
   keyCache: KeyCache;
   audit: AuditLog;
   grants: GrantService;
+  /** Stored alerts, the watch that raises them and their deliveries (src/alerts). */
+  alerts: { service: AlertService; watch: AlertWatch; delivery: AlertDelivery; states: StateChecks };
   /** Reads the TLS certificate files again (SIGHUP) and records it in the audit log (`tls.reload`). */
   reloadCertificates(): Promise<void>;
   /** One pass of the system jobs: contract-end closing, closes whose grace ended, retention. */
@@ -298,6 +322,53 @@ export async function startTresorServer(
   });
   const recorder = createAuditRecorder({ control, openTenant });
 
+  // Alerts (src/alerts): channels first, so a webhook or mail setting that cannot work stops the start.
+  const alertService = createAlertService({ control, now: clock });
+  const alertChannels: AlertChannel[] = [];
+  const { webhook: webhookConfig, mail: mailConfig } = config.alerts;
+  if (webhookConfig)
+    alertChannels.push(
+      createWebhookChannel({
+        url: webhookConfig.url,
+        secret: Buffer.from(webhookConfig.secret, 'utf8'),
+        ...(webhookConfig.ca ? { ca: readFileSync(webhookConfig.ca) } : {}),
+      }),
+    );
+  if (mailConfig)
+    alertChannels.push(
+      createMailChannel({ ...mailConfig, ...(mailConfig.ca ? { ca: readFileSync(mailConfig.ca) } : {}) }),
+    );
+  const alertWarn = (obj: object, msg: string) => http.app.log.warn(obj, msg);
+  // The watch, the deliveries and the state checks write no audit event: the raw store, so their
+  // commits do not wake the sequencer for nothing.
+  const alertDelivery = createAlertDelivery({
+    control: rawControl,
+    channels: alertChannels,
+    alerts: alertService,
+    retry: { attempts: config.alerts.retryAttempts, baseMs: config.alerts.retryBaseMs },
+    now: clock,
+    warn: alertWarn,
+  });
+  const alertWatch = createAlertWatch({
+    control: rawControl,
+    readEntries: (from, limit) =>
+      audit.reader.entries({ from, limit, below: audit.sequencer.treeHead().size }),
+    treeSize: () => audit.sequencer.treeHead().size,
+    detectors: builtInDetectors({
+      windowMs: config.alerts.windowMinutes * 60_000,
+      bruteForceAccountFailures: config.alerts.bruteForceAccountFailures,
+      bruteForceAddressFailures: config.alerts.bruteForceAddressFailures,
+      noGrantRefusals: config.alerts.noGrantRefusals,
+      staffRecordReads: config.alerts.staffRecordReads,
+      staffTenants: config.alerts.staffTenants,
+      exports: config.alerts.exports,
+    }),
+    alerts: alertService,
+    enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
+    opened: () => alertDelivery.kick(),
+    warn: alertWarn,
+  });
+
   // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
   const backupRecords = createBackupRecords(control);
   // A snapshot reads the live files directly and a tenant restore renames one: never both at once.
@@ -438,7 +509,47 @@ export async function startTresorServer(
         get: (id) => tenantRestores.get(id),
       },
       metrics: { scrape: () => metrics.scrape() },
+      alerts: alertService,
     }),
+  });
+
+  // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
+  await alertWatch.start();
+  audit.onEntries(() => alertWatch.notify());
+  alertDelivery.kick();
+
+  const stateChecks: StateCheck[] = [
+    keydCheck(() => keyd.call('health', {})),
+    auditHealthCheck(() => audit.health()),
+    certificateCheck({
+      certificatePem: () =>
+        readFileSync(
+          config.tls.kind === 'files' ? config.tls.certFile : join(config.tls.dir, 'server.pem'),
+          'utf8',
+        ),
+      withinMs: config.alerts.certificateExpiringDays * 86_400_000,
+    }),
+  ];
+  if (config.backup.intervalMinutes > 0)
+    stateChecks.push(
+      backupOverdueCheck({
+        lastDone: async () => {
+          const done = (await backupRecords.list(100)).find((b) => b.outcome === 'done');
+          return done?.endedAt ?? done?.startedAt;
+        },
+        overdueMs: config.alerts.backupOverdueMinutes * 60_000,
+        since: clock(),
+      }),
+    );
+  const alertStates = startStateChecks({
+    control: rawControl,
+    checks: stateChecks,
+    alerts: alertService,
+    enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
+    opened: () => alertDelivery.kick(),
+    intervalMs: config.alerts.checkIntervalSeconds * 1000,
+    now: clock,
+    warn: alertWarn,
   });
 
   const diskWatch = createDiskWatch({
@@ -630,6 +741,7 @@ export async function startTresorServer(
     keyCache,
     audit,
     grants,
+    alerts: { service: alertService, watch: alertWatch, delivery: alertDelivery, states: alertStates },
     runJobs,
     jobs: { status: () => jobs.status() },
     async reloadCertificates() {
@@ -662,6 +774,9 @@ export async function startTresorServer(
       await http.close();
       await metricsListener?.close();
       stopAuditMetrics();
+      await alertWatch.close();
+      await alertStates.close();
+      await alertDelivery.close();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
       await audit.close();

@@ -22,6 +22,11 @@ export const FLOORS: readonly Floor[] = [
   { parts: ['cli'], holds: 'the command line: parses flags, starts things' },
   { parts: ['server'], holds: 'the composition root: wiring only' },
   { parts: ['http'], holds: 'routes, request pipeline, problem answers, OpenAPI' },
+  // alerts judge what every domain below records (sign-ins, grants, tenants, the audit log itself).
+  {
+    parts: ['alerts'],
+    holds: 'detectors over the audit log, stored alerts, their delivery (webhook, mail)',
+  },
   { parts: ['access'], holds: 'grants and access reviews' },
   { parts: ['identity'], holds: 'people, operators, API keys, sessions, second factors' },
   // backup reads vault's tenant list and audit's checkpoints and verification, so it sits above vault.

@@ -128,6 +128,8 @@ type Rule =
   | 'operator'
   | 'operator+2fa'
   | 'audit-reader'
+  | 'alert-reader'
+  | 'alert-handler'
   | 'authenticated'
   | 'people-or-operator'
   | 'grant:request'
@@ -245,6 +247,11 @@ const RULES: Record<string, Rule> = {
   'GET /v1/tenants/:id/restores/:restoreId': 'operator',
   // Prometheus metrics (operators; a token of scope metrics:read)
   'GET /metrics': 'operator',
+  // alerts (the security role: read with a session or an alerts:read token; handle with a session)
+  'GET /v1/alerts': 'alert-reader',
+  'GET /v1/alerts/:id': 'alert-reader',
+  'POST /v1/alerts/:id/acknowledge': 'alert-handler',
+  'POST /v1/alerts/:id/resolve': 'alert-handler',
   // operator tokens: operator admins' sessions only, a fresh second factor to make one
   'POST /v1/operator-tokens': 'operator+2fa',
   'GET /v1/operator-tokens': 'operator',
@@ -281,6 +288,8 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'POST /v1/backups/:id/verify': 'backups:run',
   'GET /v1/tenants/:id/restores/:restoreId': 'backups:read',
   'GET /metrics': 'metrics:read',
+  'GET /v1/alerts': 'alerts:read',
+  'GET /v1/alerts/:id': 'alerts:read',
 };
 
 const KEY_SCOPES: Record<KeyScope, ReadonlySet<string>> = {
@@ -315,6 +324,9 @@ function admits(rule: Rule, caller: Caller, route: string): boolean {
       return role === 'operator-admin';
     case 'audit-reader':
       return (key?.has('admin') ?? false) || role === 'security-officer' || role === 'tenant-admin';
+    case 'alert-reader':
+    case 'alert-handler':
+      return role === 'security-officer';
     case 'authenticated':
       return true;
     case 'people-or-operator':
@@ -390,6 +402,7 @@ async function matrixApp() {
         backups: specOnlyDependencies(),
         tenantRestores: specOnlyDependencies(),
         metrics: specOnlyDependencies(),
+        alerts: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);

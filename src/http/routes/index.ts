@@ -6,6 +6,7 @@
  */
 import type { RouteModule } from '../route.ts';
 import { type AccessRouteDeps, accessRoutes } from './access.ts';
+import { type AlertRouteDeps, alertRoutes } from './alerts.ts';
 import { type AuditRouteDeps, auditRoutes } from './audit.ts';
 import { type AvailabilityRouteDeps, availabilityRoutes } from './availability.ts';
 import { type BackupRouteDeps, backupRoutes } from './backups.ts';
@@ -55,6 +56,8 @@ export interface DomainRouteDeps {
   tenantRestores: TenantRestoreRouteDeps;
   /** The Prometheus metrics (GET /metrics). */
   metrics: MetricsRouteDeps;
+  /** Alerts: list, read, acknowledge, resolve. */
+  alerts: AlertRouteDeps;
 }
 
 export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
@@ -79,6 +82,7 @@ export function allRouteModules(deps: DomainRouteDeps): RouteModule[] {
     backupRoutes(deps.backups),
     tenantRestoreRoutes(deps.tenantRestores),
     metricsRoutes(deps.metrics),
+    alertRoutes(deps.alerts),
   ];
 }
 

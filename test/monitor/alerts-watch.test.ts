@@ -1,0 +1,91 @@
+/**
+ * The watch over a real control store: it starts at the log's end on a new deployment, judges
+ * entries in order, commits the alerts a batch raises together with its cursor, and a watch made
+ * again from the stored cursor (a restart) goes on where the first stopped — no alert counted
+ * twice, no entry skipped. The entries are canonical audit leaves as the log stores them.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createAlertWatch } from '../../src/alerts/alert-watch.ts';
+import { createAlertService } from '../../src/alerts/alerts.ts';
+import { breakGlassDetector } from '../../src/alerts/detectors/access-events.ts';
+import { canonicalJson } from '../../src/audit/canonical.ts';
+import type { AuditEvent } from '../../src/audit/event.ts';
+import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
+import { withDeadline } from '../helpers/wait.ts';
+
+const breakGlass = (index: number): string =>
+  canonicalJson({
+    at: new Date(Date.parse('2026-12-06T10:00:00Z') + index * 1000).toISOString(),
+    actor: { kind: 'staff', id: 'per_sec' },
+    tenant: 'ten_1',
+    action: 'grant.break-glass',
+    outcome: 'success',
+    index,
+  } satisfies AuditEvent & { index: number });
+const other = (index: number): string =>
+  canonicalJson({
+    at: '2026-12-06T10:00:00.000Z',
+    actor: { kind: 'api-key', id: 'ak_1' },
+    tenant: 'ten_1',
+    action: 'record.read',
+    outcome: 'success',
+    index,
+  });
+
+describe('alert watch', () => {
+  let store: TestControlStore;
+  const log: string[] = [];
+  before(async () => {
+    store = await openTestControlStore('alert-watch');
+  });
+  after(() => store.close());
+
+  function watch(opened: string[]) {
+    const alerts = createAlertService({ control: store.control, now: () => new Date() });
+    return {
+      alerts,
+      watch: createAlertWatch({
+        control: store.control,
+        readEntries: async (from, limit) =>
+          log.slice(from, from + limit).map((leaf, i) => ({ index: from + i, leaf })),
+        treeSize: () => log.length,
+        detectors: [breakGlassDetector()],
+        alerts,
+        enqueueIn: async () => {},
+        opened: (ids) => opened.push(...ids),
+        warn: (obj, msg) => assert.fail(`${msg} ${JSON.stringify(obj)}`),
+        batchSize: 3,
+      }),
+    };
+  }
+
+  it('starts at the log’s end, judges what comes after, and goes on from its cursor after a restart', async () => {
+    log.push(breakGlass(0), other(1)); // history before the first start: not judged
+    const opened: string[] = [];
+    const first = watch(opened);
+    await first.watch.start();
+    log.push(other(2), breakGlass(3), other(4), other(5), other(6), breakGlass(7));
+    first.watch.notify();
+    await withDeadline('the first watch to catch up', first.watch.caughtUp(), 30_000);
+    const [alert] = await first.alerts.list({ limit: 10 });
+    assert.equal(opened.length, 1);
+    assert.deepEqual([alert?.evidence, alert?.count], [[3, 7], 2]);
+    log.push(other(8), other(9));
+    first.watch.notify();
+    await withDeadline('the first watch to catch up again', first.watch.caughtUp(), 30_000);
+    await first.watch.close();
+    const cursor = await store.control.db.selectFrom('alert_watch').select('next_index').executeTakeFirst();
+    assert.equal(cursor?.next_index, 10, 'the cursor past entries that raised nothing is stored at close');
+
+    // A restart: a new watch from the stored cursor.
+    log.push(breakGlass(10));
+    const second = watch(opened);
+    await second.watch.start();
+    await withDeadline('the second watch to catch up', second.watch.caughtUp(), 30_000);
+    await second.watch.close();
+    const [again] = await second.alerts.list({ limit: 10 });
+    assert.deepEqual([again?.id, again?.evidence, again?.count], [alert?.id, [3, 7, 10], 3]);
+    assert.equal(opened.length, 1, 'bumped, not opened again');
+  });
+});
