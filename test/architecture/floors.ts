@@ -33,6 +33,12 @@ export const FLOORS: readonly Floor[] = [
   // monitor does not exist yet; it sits beside audit and does not import it.
   { parts: ['audit', 'monitor'], holds: 'the tamper-evident audit log and its sinks' },
   { parts: ['keyd', 'config', 'store'], holds: 'the key service (and its client), configuration, storage' },
+  // keyd backs up its own store to the same destinations as the server's backups, so the generic
+  // half of a backup (destinations, retention, chunk cipher) sits beneath keyd.
+  {
+    parts: ['objects'],
+    holds: 'backup objects: destinations (folder, S3) with read-back, backup ids, retention, chunk cipher',
+  },
   {
     parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],
     holds: 'primitives: cryptography, certificates, the error catalogue, text checks',
