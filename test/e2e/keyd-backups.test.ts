@@ -214,14 +214,12 @@ describe('tresor keyd backup now, list and restore', () => {
       },
     );
     try {
-      const { key } = await again
-        .client()
-        .call('unwrapDataKey', {
-          tenant: 'acme',
-          purpose: 'data',
-          keyId: dataKey.keyId,
-          wrapped: dataKey.wrapped,
-        });
+      const { key } = await again.client().call('unwrapDataKey', {
+        tenant: 'acme',
+        purpose: 'data',
+        keyId: dataKey.keyId,
+        wrapped: dataKey.wrapped,
+      });
       assert.ok(key.equals(dataKey.key));
     } finally {
       await again.stop();

@@ -117,6 +117,8 @@ describe('the error catalogue over HTTP', () => {
       TRESOR_ERR_KEY_VERSION_RETIRED: [410, 'Gone'],
       TRESOR_ERR_KEY_VERSION_ACTIVE: [409, 'Conflict'],
       TRESOR_ERR_KEY_VERSION_IN_USE: [409, 'Conflict'],
+      // Added with keyd's own backups: the catalogue's answer for a backup under way, as the server's.
+      TRESOR_ERR_BACKUP_RUNNING: [409, 'A backup is running'],
     };
     for (const code of [...keydCodes, ...cryptoCodes] as KeydErrorCode[]) {
       const [status, title] = expected[code] ?? [500, 'Internal Server Error'];

@@ -60,7 +60,9 @@ const Certificate = Type.Object({
     closedAt: Type.String(),
     backupsAgedOutBy: Type.String(),
     keydBackupsAgedOutBy: Type.Optional(
-      Type.String({ description: "YYYY-MM-DD: by the end of this day no keyd backup holds the tenant's key" }),
+      Type.String({
+        description: "YYYY-MM-DD: by the end of this day no keyd backup holds the tenant's key",
+      }),
     ),
     reason: Type.String(),
   }),
