@@ -17,7 +17,8 @@
  * src/server/ (restore-deployment.ts, backup-trial.ts): they open stores and the audit log, which
  * sit above.
  *
- * Not here yet (issue 16): keyd's own backups,
+ * The generic half (destinations, backup ids, retention, the chunk cipher) is in src/objects/,
+ * beneath keyd, whose own backups (src/keyd/backup/) use it too. Not here yet (issue 16):
  * per-tenant restore.
  */
 
