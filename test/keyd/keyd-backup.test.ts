@@ -232,6 +232,42 @@ describe("keyd's own backups", () => {
     });
   });
 
+  test('a destination that fails is dropped and emptied; the other holds the whole backup', async (t) => {
+    const s = await setup(t);
+    writeFileSync(s.folders[0] as string, 'a file where the folder should be');
+    const taken = await s.service.call('backupKeyd', {}, ADMIN);
+    assert.deepEqual(
+      taken.destinations.map((d) => [d.destination, d.ok]),
+      [
+        ['d0', false],
+        ['d1', true],
+      ],
+    );
+    assert.match(taken.destinations[0]?.error ?? '', /^TRESOR_ERR_BACKUP_DESTINATION$/);
+    await restoreKeydBackup({
+      destination: createFolderDestination({ root: s.folders[1] as string, name: 'b' }),
+      target: join(s.root, 'restored'),
+      nextSecret: secrets(PASSPHRASE),
+    });
+  });
+
+  test('without destinations a backup is refused as a config problem; a copy left by a crash is removed at start', async (t) => {
+    const root = mkdtempSync(join(tmpdir(), 'tresor-keyd-bk-'));
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    await initPassphrase(root, PASSPHRASE, { N });
+    const leftover = join(root, '.keyd-backup-20260301T060000Z-0a1b2c3d.sqlite');
+    writeFileSync(leftover, 'a copy a crashed backup left');
+    const service = createKeyService({
+      dir: root,
+      provider: new PassphraseProvider(root),
+      config: { maintenanceIntervalSeconds: 0 },
+    });
+    t.after(() => service.close());
+    assert.equal(readdirSync(root).includes('.keyd-backup-20260301T060000Z-0a1b2c3d.sqlite'), false);
+    await service.call('unseal', { secret: PASSPHRASE }, ADMIN);
+    await assert.rejects(service.call('backupKeyd', {}, ADMIN), { code: 'TRESOR_ERR_CONFIG_INVALID' });
+  });
+
   test('backup and listing need the admin role', async (t) => {
     const s = await setup(t);
     await assert.rejects(s.service.call('backupKeyd', {}, SERVER), { code: 'TRESOR_ERR_FORBIDDEN' });

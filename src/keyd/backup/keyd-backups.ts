@@ -9,6 +9,8 @@
  * keyd restarted more often than the interval still takes its backups. A sealed keyd takes none.
  */
 
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { newBackupId } from '../../objects/backup-id.ts';
 import type { ConfiguredDestination } from '../../objects/configured-destinations.ts';
 import { deleteBackup, listBackups } from '../../objects/destination.ts';
@@ -31,6 +33,8 @@ export interface KeydBackupsDeps extends CreateKeydBackupDeps {
 }
 
 const MINUTE_MS = 60_000;
+/** The store copy a backup makes in keyd's folder (create-keyd-backup.ts), removed at its end. */
+const SNAPSHOT_LEFTOVER = /^\.keyd-backup-[A-Za-z0-9-]+\.sqlite(-wal|-shm|-journal)?$/;
 
 function asKeydError(err: unknown): KeydError {
   if (err instanceof KeydError) return err;
@@ -55,8 +59,13 @@ export class KeydBackups {
     this.#deps = deps;
   }
 
-  /** Starts the schedule (nothing when the interval is 0). */
+  /** Removes copies a crashed backup left in keyd's folder, and starts the schedule (none at interval 0). */
   start(): void {
+    if (this.#deps.dir !== '') {
+      for (const name of readdirSync(this.#deps.dir)) {
+        if (SNAPSHOT_LEFTOVER.test(name)) rmSync(join(this.#deps.dir, name), { force: true });
+      }
+    }
     if (this.#deps.intervalMinutes <= 0) return;
     void this.#nextDue().then((due) => this.#arm(due));
   }
@@ -71,6 +80,9 @@ export class KeydBackups {
   operations(): Pick<OpHandlers, 'backupKeyd' | 'listKeydBackups' | 'keydBackupHorizon'> {
     return {
       backupKeyd: async (_args, rec) => {
+        if (this.#deps.destinations.length === 0) {
+          throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'keyd has no backup destinations');
+        }
         if (this.#running) throw new KeydError('TRESOR_ERR_BACKUP_RUNNING');
         try {
           const result = await this.#take();
