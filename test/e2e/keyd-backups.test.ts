@@ -5,12 +5,20 @@
  * mocked; every wait has a deadline.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import type { KeydBackupListing, OpsLogEntry } from '../../src/keyd/operations.ts';
-import { type KeydProcess, startKeyd, tresor } from '../helpers/keyd-process.ts';
+import {
+  type LocalS3,
+  S3RVER_ACCESS_KEY_ID,
+  S3RVER_SECRET_ACCESS_KEY,
+  startLocalS3,
+} from '../backup/s3-server.ts';
+import { type KeydProcess, startKeyd, TRESOR_BIN, tresor } from '../helpers/keyd-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const PASSPHRASE = 'keyd backups passphrase, long enough';
@@ -31,7 +39,10 @@ interface Keyd {
 }
 
 /** keyd initialised with a passphrase and started with `keyd.backup` from a config file. */
-async function keydWithBackups(backup: Record<string, unknown>): Promise<Keyd> {
+async function keydWithBackups(
+  backup: Record<string, unknown>,
+  more: (root: string) => Record<string, unknown>[] = () => [],
+): Promise<Keyd> {
   const root = mkdtempSync(join(tmpdir(), 'tresor-e2e-keyd-bk-'));
   roots.push(root);
   const dir = join(root, 'keyd');
@@ -48,6 +59,7 @@ async function keydWithBackups(backup: Record<string, unknown>): Promise<Keyd> {
           destinations: [
             { name: 'a', kind: 'folder', path: 'dest-a', retention: backup.retention },
             { name: 'b', kind: 'folder', path: 'dest-b', retention: backup.retention },
+            ...more(root),
           ],
           retention: undefined,
         },
@@ -64,6 +76,28 @@ async function keydWithBackups(backup: Record<string, unknown>): Promise<Keyd> {
   assert.equal(init.status, 0, init.stderr);
   const process = await startKeyd([], { kind: 'unix', path: join(dir, 'keyd.sock') }, env);
   return { root, dir, env, passphraseFile, folders, process };
+}
+
+/**
+ * The CLI without blocking this process: s3rver runs in it, and spawnSync would stop it from
+ * answering the very command that waits for it.
+ */
+async function cliAsync(k: Pick<Keyd, 'env'>, args: string[]) {
+  const run = promisify(execFile);
+  try {
+    const r = await run(process.execPath, [TRESOR_BIN, ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...k.env },
+      timeout: DEADLINE_MS,
+    });
+    return { status: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return {
+      status: typeof e.code === 'number' ? e.code : null,
+      stdout: e.stdout ?? '',
+      stderr: e.stderr ?? '',
+    };
+  }
 }
 
 function cli(k: Pick<Keyd, 'env'>, args: string[], input?: string) {
@@ -266,5 +300,80 @@ describe('tresor keyd backup now, list and restore', () => {
       readdirSync(k.root).filter((n) => n.includes('r-wrong') || n.includes('r-tampered')),
       [],
     );
+  });
+});
+
+describe('keyd backups on S3-compatible storage (s3rver on loopback)', () => {
+  let k: Keyd;
+  let s3: LocalS3;
+  before(async () => {
+    s3 = await startLocalS3('tresor-keyd');
+    k = await keydWithBackups({ intervalMinutes: 0 }, (root) => {
+      writeFileSync(join(root, 's3-key-id'), S3RVER_ACCESS_KEY_ID, { mode: 0o600 });
+      writeFileSync(join(root, 's3-secret'), S3RVER_SECRET_ACCESS_KEY, { mode: 0o600 });
+      return [
+        {
+          name: 'offsite',
+          kind: 's3',
+          endpoint: s3.endpoint,
+          region: 'us-east-1',
+          bucket: s3.bucket,
+          prefix: 'keyd/',
+          forcePathStyle: true,
+          accessKeyIdFile: 's3-key-id',
+          secretAccessKeyFile: 's3-secret',
+        },
+      ];
+    });
+  });
+  after(async () => {
+    await k.process.stop();
+    await s3.remove();
+  });
+
+  it('backs up to the bucket, holds no data key there, and restores from s3://', async () => {
+    const client = k.process.client();
+    await client.call('createTenantKey', { tenant: 'acme' });
+    const dk = await client.call('generateDataKey', { tenant: 'acme', purpose: 'data' });
+    const taken = json<{ backupId: string; destinations: { destination: string; ok: boolean }[] }>(
+      await cliAsync(k, ['keyd', 'backup', 'now', '--json']),
+    );
+    assert.deepEqual(
+      taken.destinations.map((d) => [d.destination, d.ok]),
+      [
+        ['a', true],
+        ['b', true],
+        ['offsite', true],
+      ],
+    );
+    const stored = s3.storedFiles();
+    assert.ok(stored.some((f) => f.path.includes(taken.backupId)));
+    for (const { path, bytes } of stored) {
+      for (const needle of [...encodings(dk.key), Buffer.from(PASSPHRASE)]) {
+        assert.equal(bytes.includes(needle), false, `a key in ${path}`);
+      }
+    }
+    const target = join(k.root, 'from-s3');
+    const restored = json<{ backupId: string }>(
+      await cliAsync(k, [
+        'keyd',
+        'restore',
+        '--from',
+        `s3://${s3.bucket}/keyd/`,
+        '--s3-endpoint',
+        s3.endpoint,
+        '--s3-access-key-id-file',
+        join(k.root, 's3-key-id'),
+        '--s3-secret-access-key-file',
+        join(k.root, 's3-secret'),
+        '--to',
+        target,
+        '--secret-file',
+        k.passphraseFile,
+        '--json',
+      ]),
+    );
+    assert.equal(restored.backupId, taken.backupId);
+    assert.ok(readdirSync(target).includes('keystore.sqlite'));
   });
 });
