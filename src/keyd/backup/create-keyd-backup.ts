@@ -68,11 +68,17 @@ async function capture(deps: CreateKeydBackupDeps, backupId: string): Promise<Ca
     const keyring = deps.keyring();
     const snapshotPath = join(deps.dir, `.keyd-backup-${backupId}.sqlite`);
     await rm(snapshotPath, { force: true });
-    await deps.store.snapshot(snapshotPath);
-    const keyringFile = deps.provider === 'pkcs11' ? null : await readFile(join(deps.dir, KEYRING_FILE));
     const storeKey = randomBytes(KEY_BYTES);
-    const wrapped = keyring.wrap(storeKey, STORE_KEY_AAD, { backupId });
-    return { snapshotPath, keyringFile, storeKey, wrapped };
+    try {
+      await deps.store.snapshot(snapshotPath);
+      const keyringFile = deps.provider === 'pkcs11' ? null : await readFile(join(deps.dir, KEYRING_FILE));
+      const wrapped = keyring.wrap(storeKey, STORE_KEY_AAD, { backupId });
+      return { snapshotPath, keyringFile, storeKey, wrapped };
+    } catch (err) {
+      wipe(storeKey);
+      await rm(snapshotPath, { force: true });
+      throw err;
+    }
   });
 }
 
