@@ -7,10 +7,10 @@
  * included (agedOutAt).
  */
 import { systemEvent } from '../audit/system-event.ts';
+import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
+import { deleteBackup, listBackups } from '../objects/destination.ts';
+import { agedOutAt, planRetention } from '../objects/retention.ts';
 import type { BackupRecords } from './backup-records.ts';
-import type { ConfiguredDestination } from './configured-destinations.ts';
-import { deleteBackup, listBackups } from './destination.ts';
-import { agedOutAt, planRetention } from './retention.ts';
 
 export interface RetentionReport {
   deleted: { destination: string; backupId: string }[];

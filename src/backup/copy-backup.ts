@@ -10,7 +10,7 @@ import {
   MANIFEST_OBJECT,
   putVerified,
   SIGNATURE_OBJECT,
-} from './destination.ts';
+} from '../objects/destination.ts';
 import { BackupError } from './errors.ts';
 
 export async function copyBackup(from: Destination, to: Destination, backupId: string): Promise<void> {

@@ -18,8 +18,8 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
-import { isBackupId, newBackupId } from './backup-id.ts';
-import { DEFAULT_CHUNK_BYTES, sealChunk } from './chunk-cipher.ts';
+import { isBackupId, newBackupId } from '../objects/backup-id.ts';
+import { DEFAULT_CHUNK_BYTES, sealChunk } from '../objects/chunk-cipher.ts';
 import {
   type Destination,
   deleteBackup,
@@ -27,7 +27,7 @@ import {
   putVerified,
   SIGNATURE_OBJECT,
   sha256Hex,
-} from './destination.ts';
+} from '../objects/destination.ts';
 import { BackupError } from './errors.ts';
 import {
   type BackupManifest,

@@ -22,21 +22,13 @@
  * carried forward) and the server's runs of it in tenant-restore-runs.ts; live-files.ts keeps a
  * backup's snapshot and a restore's swap from touching the live files at once.
  *
- * Not here yet (issue 16): keyd's own backups.
+ * The generic half (destinations, backup ids, retention, the chunk cipher) is in src/objects/,
+ * beneath keyd, whose own backups (src/keyd/backup/) use it too.
  */
-export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
-export { backupIdTime, isBackupId, newBackupId } from './backup-id.ts';
-export { type BackupRecords, type BackupView, type CopyView, createBackupRecords } from './backup-records.ts';
-export { type BackupRunDeps, type BackupRuns, createBackupRuns, type StartedBackup } from './backup-runs.ts';
-export { DEFAULT_CHUNK_BYTES } from './chunk-cipher.ts';
-export { type ConfiguredDestination, configuredDestinations } from './configured-destinations.ts';
-export {
-  type BackupResult,
-  type BackupSource,
-  type CreateBackupOptions,
-  createBackup,
-  type DestinationOutcome,
-} from './create-backup.ts';
+
+export { backupIdTime, isBackupId, newBackupId } from '../objects/backup-id.ts';
+export { DEFAULT_CHUNK_BYTES } from '../objects/chunk-cipher.ts';
+export { type ConfiguredDestination, configuredDestinations } from '../objects/configured-destinations.ts';
 export {
   type Destination,
   deleteBackup,
@@ -45,9 +37,29 @@ export {
   MANIFEST_OBJECT,
   putVerified,
   SIGNATURE_OBJECT,
-} from './destination.ts';
+} from '../objects/destination.ts';
+export { createFolderDestination, type FolderDestinationOptions } from '../objects/folder-destination.ts';
+export { refuseNonEmpty, syncFolder, targetNotEmpty } from '../objects/restore-target.ts';
+export {
+  agedOutAt,
+  checkRetentionPolicy,
+  planRetention,
+  type RetainedBackup,
+  type RetentionPlan,
+  type RetentionPolicy,
+} from '../objects/retention.ts';
+export { createS3Destination, type S3DestinationOptions } from '../objects/s3-destination.ts';
+export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
+export { type BackupRecords, type BackupView, type CopyView, createBackupRecords } from './backup-records.ts';
+export { type BackupRunDeps, type BackupRuns, createBackupRuns, type StartedBackup } from './backup-runs.ts';
+export {
+  type BackupResult,
+  type BackupSource,
+  type CreateBackupOptions,
+  createBackup,
+  type DestinationOutcome,
+} from './create-backup.ts';
 export { BackupError, type BackupErrorCode } from './errors.ts';
-export { createFolderDestination, type FolderDestinationOptions } from './folder-destination.ts';
 export { createLiveFilesLock, type LiveFilesLock, lockedSnapshotter } from './live-files.ts';
 export {
   type BackupManifest,
@@ -66,16 +78,6 @@ export {
   verifyBackup,
 } from './read-backup.ts';
 export { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.ts';
-export { refuseNonEmpty, syncFolder, targetNotEmpty } from './restore-target.ts';
-export {
-  agedOutAt,
-  checkRetentionPolicy,
-  planRetention,
-  type RetainedBackup,
-  type RetentionPlan,
-  type RetentionPolicy,
-} from './retention.ts';
-export { createS3Destination, type S3DestinationOptions } from './s3-destination.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
 export {

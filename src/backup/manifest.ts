@@ -14,8 +14,8 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { canonicalJson } from '../audit/canonical.ts';
 import type { KeyService } from '../keyd/operations.ts';
-import { isBackupId } from './backup-id.ts';
-import { sha256Hex } from './destination.ts';
+import { isBackupId } from '../objects/backup-id.ts';
+import { sha256Hex } from '../objects/destination.ts';
 import { invalidBackup } from './errors.ts';
 import type { SnapshotFileKind } from './snapshot.ts';
 

@@ -16,9 +16,9 @@ import { createHash } from 'node:crypto';
 import { wipe } from '../crypto/index.ts';
 import { KeydError } from '../keyd/errors.ts';
 import type { KeyService } from '../keyd/operations.ts';
-import { isBackupId } from './backup-id.ts';
-import { openChunk } from './chunk-cipher.ts';
-import { type Destination, MANIFEST_OBJECT, SIGNATURE_OBJECT, sha256Hex } from './destination.ts';
+import { isBackupId } from '../objects/backup-id.ts';
+import { openChunk } from '../objects/chunk-cipher.ts';
+import { type Destination, MANIFEST_OBJECT, SIGNATURE_OBJECT, sha256Hex } from '../objects/destination.ts';
 import { BackupError, invalidBackup } from './errors.ts';
 import {
   type BackupManifest,

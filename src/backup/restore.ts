@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { refuseNonEmpty, syncFolder, targetNotEmpty } from '../objects/restore-target.ts';
 import type { ManifestFile } from './manifest.ts';
 import { type BackupVerification, type ReadBackupOptions, readBackup } from './read-backup.ts';
-import { refuseNonEmpty, syncFolder, targetNotEmpty } from './restore-target.ts';
 
 export interface RestoreOptions extends ReadBackupOptions {
   /** The data folder to restore into: must not exist, or be an empty folder. */

@@ -36,13 +36,13 @@ import type { AuditEvent } from '../audit/event.ts';
 import { parseVerifierKey } from '../audit/note.ts';
 import { TresorError } from '../errors.ts';
 import type { KeyService } from '../keyd/operations.ts';
+import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
+import { type Destination, listBackups } from '../objects/destination.ts';
+import { syncFolder } from '../objects/restore-target.ts';
 import type { TenantState } from '../vault/vault-control-schema.ts';
-import type { ConfiguredDestination } from './configured-destinations.ts';
-import { type Destination, listBackups } from './destination.ts';
 import { BackupError } from './errors.ts';
 import type { BackupManifest, ManifestFile, ManifestKey } from './manifest.ts';
 import { readBackup, readManifest } from './read-backup.ts';
-import { syncFolder } from './restore-target.ts';
 import { carryForward, checkRestoredStore, refused, shredded } from './tenant-restore-file.ts';
 
 export interface TenantRestoreDeps {

@@ -3,7 +3,9 @@
  * of them runs, so `tresor --help` does not load keyd, its client and the root-key providers).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
+import { restoreKeydBackup } from '../keyd/backup/index.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import {
   checkRootKeyChoice,
@@ -19,7 +21,10 @@ import type { DataKeyPurpose } from '../keyd/operations.ts';
 import { initDevFile } from '../keyd/root/dev-file.ts';
 import { initPassphrase } from '../keyd/root/passphrase.ts';
 import { initShamir } from '../keyd/root/shamir.ts';
-import { out, readSecret, warn } from './io.ts';
+import type { SealStatus } from '../keyd/root/types.ts';
+import { isBackupId } from '../objects/backup-id.ts';
+import { type BackupSourceFlags, backupSource } from './backup-source.ts';
+import { out, readSecretFile as readCliSecretFile, readSecret, usageError, warn } from './io.ts';
 
 export interface CommonFlags {
   config?: string;
@@ -47,13 +52,15 @@ function rootKeyConfig(flags: CommonFlags): KeydConfig & { provider: NonNullable
 }
 
 /** A client for admin commands: the Unix socket, or mTLS with TRESOR_KEYD_CLIENT_CERT/_KEY and the CA. */
-function adminClient(flags: CommonFlags): KeydClient {
+function adminClient(flags: CommonFlags, timeoutMs?: number): KeydClient {
   const c = config(flags);
+  const timeout = timeoutMs === undefined ? {} : { timeoutMs };
   if (c.listen.kind === 'unix') {
     return createKeydClient({
       connect: { kind: 'unix', path: c.listen.path },
       clientName: 'tresor-cli',
       retries: 0,
+      ...timeout,
     });
   }
   const cert = process.env.TRESOR_KEYD_CLIENT_CERT;
@@ -75,11 +82,16 @@ function adminClient(flags: CommonFlags): KeydClient {
     },
     clientName: 'tresor-cli',
     retries: 0,
+    ...timeout,
   });
 }
 
-async function withClient<T>(flags: CommonFlags, fn: (client: KeydClient) => Promise<T>): Promise<T> {
-  const client = adminClient(flags);
+async function withClient<T>(
+  flags: CommonFlags,
+  fn: (client: KeydClient) => Promise<T>,
+  timeoutMs?: number,
+): Promise<T> {
+  const client = adminClient(flags, timeoutMs);
   try {
     return await fn(client);
   } finally {
@@ -262,4 +274,99 @@ export async function log(flags: CommonFlags & { from: string; limit: string }):
 export function showConfig(flags: CommonFlags): void {
   const c = redactedKeydConfig(config(flags));
   print(flags, c, () => JSON.stringify(c, null, 2));
+}
+
+/** A keyd backup may take a while on a loaded machine or a slow destination; the default is 5 s. */
+const BACKUP_TIMEOUT_MS = 30 * 60_000;
+
+export async function backupNow(flags: CommonFlags): Promise<void> {
+  const r = await withClient(flags, (c) => c.call('backupKeyd', {}), BACKUP_TIMEOUT_MS);
+  print(flags, r, () =>
+    [
+      `keyd backup ${r.backupId} taken ${r.createdAt}, ${r.size} bytes`,
+      ...r.destinations.map(
+        (d) => `  ${d.destination}: ${d.ok ? 'written and read back' : `failed (${d.error})`}`,
+      ),
+    ].join('\n'),
+  );
+}
+
+export async function backupList(flags: CommonFlags): Promise<void> {
+  const r = await withClient(flags, (c) => c.call('listKeydBackups', {}), BACKUP_TIMEOUT_MS);
+  print(flags, r, () =>
+    [
+      'DESTINATION\tID\tTAKEN\tCOMPLETE',
+      ...r.destinations.flatMap((d) =>
+        d.error
+          ? [`${d.destination}\t-\t-\tunreadable (${d.error})`]
+          : d.backups.map((b) => `${d.destination}\t${b.id}\t${b.takenAt}\t${b.complete ? 'yes' : 'no'}`),
+      ),
+    ].join('\n'),
+  );
+}
+
+export interface KeydRestoreFlags extends BackupSourceFlags {
+  backup?: string;
+  to: string;
+  secretFile?: string;
+  devKeyFile?: string;
+  pkcs11Library: string;
+  pkcs11Token: string;
+  verifierKey?: string;
+  json?: boolean;
+}
+
+const RESTORE = 'tresor keyd restore';
+
+/** A note verifier key (`name+id+base64(0x01 ‖ key)`) or a bare base64 key: the raw 32 bytes. */
+function pinnedKey(text: string): Buffer {
+  // The name and key id never hold '+'; the base64 after them may.
+  const parts = text.split('+');
+  const raw = Buffer.from(
+    parts.length >= 3 && /^[0-9a-f]{8}$/.test(parts[1] ?? '') ? parts.slice(2).join('+') : text,
+    'base64',
+  );
+  const key = raw.length === 33 && raw[0] === 0x01 ? raw.subarray(1) : raw;
+  if (key.length !== 32) throw usageError(RESTORE, '--verifier-key is not an Ed25519 verifier key');
+  return key;
+}
+
+/** Unseal secrets, one a line, from --secret-file or standard input (prompted on a terminal). */
+function secretSource(flags: KeydRestoreFlags): (status: SealStatus) => Promise<string | undefined> {
+  if (flags.secretFile === undefined && process.stdin.isTTY) {
+    return async (status) => (status.provider === 'dev-file' ? '' : readSecret('unseal secret: '));
+  }
+  let lines: string[] | undefined;
+  return async (status) => {
+    if (status.provider === 'dev-file') return '';
+    lines ??= readCliSecretFile(RESTORE, '--secret-file', flags.secretFile ?? '-')
+      .split(/\r?\n/)
+      .filter((l) => l.length > 0);
+    return lines.shift();
+  };
+}
+
+export async function restore(flags: KeydRestoreFlags): Promise<void> {
+  if (flags.backup !== undefined && !isBackupId(flags.backup)) {
+    throw usageError(RESTORE, '--backup is not a backup id (YYYYMMDDTHHMMSSZ-<8 hex>)');
+  }
+  const done = await restoreKeydBackup({
+    destination: backupSource(RESTORE, flags),
+    target: resolve(flags.to),
+    nextSecret: secretSource(flags),
+    ...(flags.backup === undefined ? {} : { backupId: flags.backup }),
+    ...(flags.devKeyFile === undefined ? {} : { devKeyFile: resolve(flags.devKeyFile) }),
+    ...(flags.verifierKey === undefined ? {} : { verifierKey: pinnedKey(flags.verifierKey) }),
+    pkcs11: { library: flags.pkcs11Library, tokenLabel: flags.pkcs11Token },
+  });
+  out(
+    flags.json
+      ? done
+      : [
+          `restored keyd backup ${done.backupId} (taken ${done.createdAt}, ${done.provider}) into ${done.target}`,
+          `  signature, every digest, decryption under the root keyring and the ops log (${done.opsLogEntries} entries): ok`,
+          '  start keyd on this folder with the same provider and unseal it',
+        ].join('\n'),
+    flags.json === true,
+  );
 }

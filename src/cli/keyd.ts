@@ -6,7 +6,7 @@
  * `tresor --help` stays cheap.
  */
 import type { Command } from 'commander';
-import type { CommonFlags, TenantKeyVerb } from './keyd-impl.ts';
+import type { CommonFlags, KeydRestoreFlags, TenantKeyVerb } from './keyd-impl.ts';
 
 const impl = () => import('./keyd-impl.ts');
 
@@ -99,9 +99,64 @@ export function registerKeydCommands(program: Command): void {
       (await impl()).dataKey(tenant, flags),
     );
 
+  const backup = keyd.command('backup').description("keyd's own backups (its store, apart from the data)");
+  withCommon(backup.command('now'))
+    .description('take a keyd backup now, to every keyd backup destination, then apply its retention')
+    .action(async (flags: CommonFlags) => (await impl()).backupNow(flags));
+  withCommon(backup.command('list'))
+    .description('the keyd backups each keyd backup destination holds')
+    .action(async (flags: CommonFlags) => (await impl()).backupList(flags));
+
+  keyd
+    .command('restore')
+    .description(
+      "restore keyd's folder from a keyd backup into an empty folder, offline, with the root key's secret(s)",
+    )
+    .requiredOption('--from <destination>', 'where the keyd backup is: a folder, or s3://bucket/prefix')
+    .option('--backup <id>', 'the keyd backup to restore (default: the newest complete one)')
+    .requiredOption('--to <folder>', "keyd's new folder: must not exist, or be empty")
+    .option(
+      '--secret-file <file>',
+      'unseal secrets, one a line: the passphrase, Shamir shares, or the token PIN (default: standard input)',
+    )
+    .option('--dev-key-file <file>', 'dev-file backups: the dev-root.key kept apart (never in a backup)')
+    .option(
+      '--pkcs11-library <path>',
+      'pkcs11 backups: the PKCS#11 module',
+      '/usr/lib/softhsm/libsofthsm2.so',
+    )
+    .option('--pkcs11-token <label>', 'pkcs11 backups: the token label', 'tresor')
+    .option(
+      '--verifier-key <key>',
+      'pin the signer: keyd’s backup-manifest verifier key (`tresor keyd public-key --purpose backup-manifest`)',
+    )
+    .option('--s3-endpoint <url>', 'the S3-compatible service URL (default: AWS S3)')
+    .option('--s3-region <region>', 'the bucket region; env AWS_REGION (default us-east-1)')
+    .option('--s3-path-style', 'path-style bucket URLs (default when --s3-endpoint is given)')
+    .option(
+      '--s3-access-key-id-file <file>',
+      'a file holding the access key id; env TRESOR_S3_ACCESS_KEY_ID_FILE, else AWS_ACCESS_KEY_ID',
+    )
+    .option(
+      '--s3-secret-access-key-file <file>',
+      'a file holding the secret access key; env TRESOR_S3_SECRET_ACCESS_KEY_FILE, else AWS_SECRET_ACCESS_KEY',
+    )
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Exit codes:',
+        '  0  restored: the target holds the checked keyd folder',
+        '  1  refused or failed: no such backup, a check failed, the target is not empty, unseal failed',
+        '  2  usage (bad flags, no credentials)',
+      ].join('\n'),
+    )
+    .action(async (flags: KeydRestoreFlags) => (await impl()).restore(flags));
+
   withCommon(keyd.command('public-key'))
-    .description('the Ed25519 verifier key for audit checkpoints (C2SP note verifier key)')
-    .option('--purpose <p>', 'audit-checkpoint | deletion-certificate', 'audit-checkpoint')
+    .description('an Ed25519 verifier key of keyd (C2SP note verifier key)')
+    .option('--purpose <p>', 'audit-checkpoint | deletion-certificate | backup-manifest', 'audit-checkpoint')
     .action(async (flags: CommonFlags & { purpose: 'audit-checkpoint' | 'deletion-certificate' }) =>
       (await impl()).publicKey(flags),
     );

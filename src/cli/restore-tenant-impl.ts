@@ -7,7 +7,7 @@
  * (src/backup/tenant-restore.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isBackupId } from '../backup/backup-id.ts';
+import { isBackupId } from '../objects/backup-id.ts';
 import { CliFailure, type ConnectionFlags, call, connect } from './api-client.ts';
 import { usageError } from './io.ts';
 import { emit, segment } from './noun-output.ts';

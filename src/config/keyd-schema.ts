@@ -8,6 +8,7 @@
  * Flags are listed only where keyd's command line has them today.
  */
 import Type from 'typebox';
+import { BACKUP_DESTINATION } from './destination-schema.ts';
 import { section, setting } from './settings.ts';
 
 const text = (env: string, description: string, more: { flag?: string; defaultText?: string } = {}) =>
@@ -119,6 +120,40 @@ export const KEYD_SECTION = section(
           description: 'Seconds between keyd’s maintenance passes; 0: never on a timer.',
         }),
         { env: 'TRESOR_KEYD_MAINTENANCE_SECONDS' },
+      ),
+    ),
+    backup: Type.Optional(
+      section(
+        {
+          intervalMinutes: Type.Optional(
+            setting(
+              Type.Number({
+                minimum: 0,
+                maximum: 7 * 24 * 60,
+                default: 360,
+                description:
+                  'Minutes between keyd’s own backups of its store (360: four a day); 0 takes them only on demand (`tresor keyd backup now`). Fractions are allowed. The deletion certificate’s `keydBackupsAgedOutBy` adds one interval to the retention.',
+              }),
+              { env: 'TRESOR_KEYD_BACKUP_INTERVAL_MINUTES' },
+            ),
+          ),
+          destinations: Type.Optional(
+            setting(
+              Type.Array(BACKUP_DESTINATION, {
+                minItems: 1,
+                maxItems: 16,
+                description:
+                  'Where keyd’s own backups go, apart from the data’s: the same shapes as `server.backup.destinations` (`folder` or `s3`, S3 credentials only from files), each with an optional `retention` — for keyd `{"keepAllDays": 1, "keepDailyDays": 7}` by default, shorter than the data’s. Relative paths are resolved against the config file’s folder (the working directory from the environment). In the environment: the list as JSON.',
+              }),
+              {
+                env: 'TRESOR_KEYD_BACKUP_DESTINATIONS',
+                defaultText:
+                  'two folders under keyd’s folder, `<dir>/backups/a` and `<dir>/backups/b` (on keyd’s own disk: keyd warns at start)',
+              },
+            ),
+          ),
+        },
+        'keyd’s own backups (docs/backup.md, “keyd’s own backups”): the schedule and the destinations.',
       ),
     ),
   },

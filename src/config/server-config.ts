@@ -13,6 +13,7 @@
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
+import type { BackupDestinationConfig, BackupRetentionConfig } from '../objects/configured-destinations.ts';
 import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
 import { settingsOf } from './settings.ts';
 import { gatherSettings, type Problem } from './sources.ts';
@@ -115,29 +116,7 @@ export interface AlertsConfig {
   };
 }
 
-/** What a backup destination keeps (src/backup/retention.ts): every backup, then one a day. */
-export interface BackupRetentionConfig {
-  keepAllDays: number;
-  keepDailyDays: number;
-}
-
-/** One backup destination; S3 credentials stay in their files until the destination is made. */
-export type BackupDestinationConfig =
-  | { name: string; kind: 'folder'; path: string; retention: BackupRetentionConfig }
-  | {
-      name: string;
-      kind: 's3';
-      endpoint?: string;
-      region: string;
-      bucket: string;
-      prefix: string;
-      forcePathStyle: boolean;
-      accessKeyIdFile: string;
-      secretAccessKeyFile: string;
-      /** Seconds one request may take before the attempt fails. */
-      timeoutSeconds: number;
-      retention: BackupRetentionConfig;
-    };
+export type { BackupDestinationConfig, BackupRetentionConfig };
 
 /** Backups (src/backup, docs/backup.md). */
 export interface BackupConfig {

@@ -76,6 +76,8 @@ export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'tenantKeyStatus',
   'publicKey',
   'opsLog',
+  'listKeydBackups',
+  'keydBackupHorizon',
   'unwrapDataKey',
   'generateDataKey',
   'unwrapBackupDataKey',

@@ -4,7 +4,10 @@
  * standard input, never from the command line. Validated at start: a bad config fails fast.
  */
 import { readFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { BackupDestinationConfig, BackupRetentionConfig } from '../objects/configured-destinations.ts';
+import { parseDestinationList } from '../objects/destination-list.ts';
+import { BackupError } from '../objects/errors.ts';
 import { KeydError } from './errors.ts';
 import type { RootProviderKind } from './root/types.ts';
 
@@ -37,7 +40,22 @@ export interface KeydConfig {
   tenantKeyCryptoperiodDays: number;
   destroyGraceSeconds: number;
   maintenanceIntervalSeconds: number;
+  /** Absent (a config built in code): the defaults, defaultKeydBackupConfig(dir). */
+  backup?: KeydBackupConfig;
 }
+
+/** keyd's own backups (docs/backup.md, "keyd's own backups"): apart from the data's, shorter kept. */
+export interface KeydBackupConfig {
+  /** Minutes between scheduled backups (fractions allowed); 0: only on demand. */
+  intervalMinutes: number;
+  destinations: BackupDestinationConfig[];
+  /** True when none was configured: `<dir>/backups/a` and `/b`, on keyd's own disk. */
+  defaultDestinations: boolean;
+}
+
+/** Shorter than the data's (2 and 35 days): a destroyed tenant key leaves keyd's backups within a week. */
+export const KEYD_BACKUP_RETENTION: BackupRetentionConfig = { keepAllDays: 1, keepDailyDays: 7 };
+export const KEYD_BACKUP_INTERVAL_MINUTES = 360;
 
 type Source = Record<string, unknown>;
 
@@ -66,11 +84,13 @@ export function defaultKeydDir(env: NodeJS.ProcessEnv = process.env): string {
 /** Resolves keyd's config from flags, environment and an optional JSON config file. */
 export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): KeydConfig {
   let file: Source = {};
+  let fileBase = process.cwd();
   const configPath = str(flags.config) ?? str(env.TRESOR_CONFIG);
   if (configPath) {
     try {
       const parsed = JSON.parse(readFileSync(configPath, 'utf8')) as Source;
       file = (parsed.keyd as Source | undefined) ?? {};
+      fileBase = dirname(resolve(configPath));
     } catch {
       throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `cannot read config file ${configPath}`);
     }
@@ -146,11 +166,66 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
         pick('maintenanceIntervalSeconds', 'TRESOR_KEYD_MAINTENANCE_SECONDS'),
         'maintenanceIntervalSeconds',
       ) ?? 3600,
+    backup: backupConfig(dir, flags, env, file, fileBase),
   };
   if (config.tenantKeyCryptoperiodDays < 1) {
     throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'tenantKeyCryptoperiodDays must be at least 1');
   }
   return config;
+}
+
+/** No destinations configured: two folders under keyd's own folder, every 6 hours (a warning at start). */
+export function defaultKeydBackupConfig(dir: string): KeydBackupConfig {
+  const retention = () => ({ ...KEYD_BACKUP_RETENTION });
+  return {
+    intervalMinutes: KEYD_BACKUP_INTERVAL_MINUTES,
+    destinations: [
+      { name: 'a', kind: 'folder', path: join(dir, 'backups', 'a'), retention: retention() },
+      { name: 'b', kind: 'folder', path: join(dir, 'backups', 'b'), retention: retention() },
+    ],
+    defaultDestinations: true,
+  };
+}
+
+/** keyd.backup: `intervalMinutes` and `destinations` (TRESOR_KEYD_BACKUP_* with the list as JSON). */
+function backupConfig(
+  dir: string,
+  flags: Source,
+  env: NodeJS.ProcessEnv,
+  file: Source,
+  fileBase: string,
+): KeydBackupConfig {
+  const section = (file.backup as Source | undefined) ?? {};
+  const interval =
+    num(
+      flags.backupIntervalMinutes ?? env.TRESOR_KEYD_BACKUP_INTERVAL_MINUTES ?? section.intervalMinutes,
+      'backup.intervalMinutes',
+    ) ?? KEYD_BACKUP_INTERVAL_MINUTES;
+  if (interval > 7 * 24 * 60) {
+    throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'backup.intervalMinutes must be at most a week (10080)');
+  }
+  let raw: unknown = section.destinations;
+  let base = fileBase;
+  const fromEnv = env.TRESOR_KEYD_BACKUP_DESTINATIONS;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    base = process.cwd();
+    try {
+      raw = JSON.parse(fromEnv);
+    } catch {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'TRESOR_KEYD_BACKUP_DESTINATIONS must be a JSON list');
+    }
+  }
+  if (raw === undefined) return { ...defaultKeydBackupConfig(dir), intervalMinutes: interval };
+  try {
+    return {
+      intervalMinutes: interval,
+      destinations: parseDestinationList(raw, base, KEYD_BACKUP_RETENTION),
+      defaultDestinations: false,
+    };
+  } catch (err) {
+    if (err instanceof BackupError) throw new KeydError('TRESOR_ERR_CONFIG_INVALID', `keyd ${err.message}`);
+    throw err;
+  }
 }
 
 /** The production providers, named where an operator must choose one. */

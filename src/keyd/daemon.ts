@@ -2,10 +2,12 @@
  * The keyd process: opens its store, builds the root-key provider, unseals what can be unsealed
  * unattended (dev key file; passphrase or PIN from a *_FILE), and serves on its private channel.
  * A Shamir keyd starts sealed and waits for `tresor keyd unseal`. SIGTERM/SIGINT close it cleanly.
+ * keyd takes its own backups on its schedule (keyd.backup; docs/backup.md, "keyd's own backups").
  */
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
-import { checkRootKeyChoice, type KeydConfig, readSecretFile } from './config.ts';
+import { configuredDestinations } from '../objects/configured-destinations.ts';
+import { checkRootKeyChoice, defaultKeydBackupConfig, type KeydConfig, readSecretFile } from './config.ts';
 import { KeydError } from './errors.ts';
 import { DEV_WARNING } from './root/dev-file.ts';
 import { createRootKeyProvider, type RootProviderConfig, type RootProviderKind } from './root/index.ts';
@@ -74,6 +76,21 @@ export async function runKeyd(
     logger.warn({ provider: 'dev-file' }, DEV_WARNING);
   }
 
+  const backup = config.backup ?? defaultKeydBackupConfig(config.dir);
+  if (backup.defaultDestinations) {
+    logger.warn(
+      { destinations: backup.destinations.map((d) => d.name) },
+      "keyd backs up to two folders under its own folder (<keyd dir>/backups/a and /b), on keyd's own disk: " +
+        'configure keyd.backup.destinations on other disks or sites (docs/backup.md)',
+    );
+  }
+  if (kind === 'dev-file') {
+    logger.warn(
+      {},
+      'keyd backups never hold the dev-file root key: keep dev-root.key elsewhere to restore one',
+    );
+  }
+
   const provider = createRootKeyProvider(providerConfig(config, kind));
   const service = createKeyService({
     dir: config.dir,
@@ -82,6 +99,15 @@ export async function runKeyd(
       tenantKeyCryptoperiodDays: config.tenantKeyCryptoperiodDays,
       destroyGraceSeconds: config.destroyGraceSeconds,
       maintenanceIntervalSeconds: config.maintenanceIntervalSeconds,
+    },
+    backup: {
+      destinations: configuredDestinations(backup.destinations),
+      intervalMinutes: backup.intervalMinutes,
+      onScheduled: (result) => {
+        if ('error' in result) logger.error({ code: result.error }, 'scheduled keyd backup failed');
+        else
+          logger.info({ backupId: result.backupId, destinations: result.destinations }, 'keyd backup taken');
+      },
     },
   });
 

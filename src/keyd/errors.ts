@@ -32,6 +32,9 @@ export const KEYD_ERRORS = {
   TRESOR_ERR_FORBIDDEN: 'caller is not allowed to perform this operation',
   TRESOR_ERR_CONFIG_INVALID: 'keyd configuration is invalid',
   TRESOR_ERR_INTERNAL: 'internal keyd error',
+  // keyd's own backups (src/keyd/backup/)
+  TRESOR_ERR_BACKUP_RUNNING: 'a keyd backup is running',
+  TRESOR_ERR_BACKUP_FAILED: 'keyd backup failed',
 } as const satisfies Partial<Record<ErrorCode, string>>;
 
 /**

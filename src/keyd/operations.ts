@@ -92,6 +92,30 @@ export interface OpsLogEntry {
   hash: string;
 }
 
+/** One destination's outcome in a keyd backup. */
+export interface KeydBackupOutcome {
+  destination: string;
+  ok: boolean;
+  /** The error code when not ok; never a key or a byte of the store. */
+  error?: string;
+}
+
+/** A keyd backup just taken (src/keyd/backup/). */
+export interface KeydBackupResult {
+  backupId: string;
+  createdAt: string;
+  /** Bytes stored at each destination that holds it. */
+  size: number;
+  destinations: KeydBackupOutcome[];
+}
+
+/** What one of keyd's backup destinations holds, oldest first; `error` when it could not be listed. */
+export interface KeydBackupListing {
+  destination: string;
+  backups: { id: string; takenAt: string; complete: boolean }[];
+  error?: string;
+}
+
 export interface HealthInfo {
   status: 'ok' | 'sealed';
   seal: SealStatus;
@@ -133,6 +157,14 @@ export interface KeydOperations {
   sign: [{ purpose: SigningPurpose; message: Buffer }, { signature: Buffer; keyName: string }];
   publicKey: [{ purpose: SigningPurpose }, SigningKeyInfo];
   opsLog: [{ from?: number; limit?: number }, { entries: OpsLogEntry[] }];
+  /** keyd's own backup, now: its store encrypted under a key only the root keyring unwraps. */
+  backupKeyd: [Record<string, never>, KeydBackupResult];
+  listKeydBackups: [Record<string, never>, { destinations: KeydBackupListing[] }];
+  /**
+   * When a key destroyed at `at` (default now) has left every keyd backup, from keyd's backup
+   * retention and schedule (ISO 8601); null when keyd takes backups only on demand.
+   */
+  keydBackupHorizon: [{ at?: string }, { agedOutBy: string | null }];
 }
 
 export type KeydOperationName = keyof KeydOperations;
@@ -152,6 +184,8 @@ export const ADMIN_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'rotateRootKey',
   'retireRootKeyVersion',
   'opsLog',
+  'backupKeyd',
+  'listKeydBackups',
 ]);
 
 /** Anything that can perform keyd operations: the in-process service or a remote client. */

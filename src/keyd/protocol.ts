@@ -242,6 +242,9 @@ const ARG_SCHEMAS: { [K in WireOperationName]: ArgsSchema<(KeydOperations & Prot
   },
   sign: { purpose: { type: 'enum', values: SIGNING_PURPOSES }, message: { type: 'buffer' } },
   publicKey: { purpose: { type: 'enum', values: SIGNING_PURPOSES } },
+  backupKeyd: {},
+  listKeydBackups: {},
+  keydBackupHorizon: { at: { type: 'string', optional: true } },
   opsLog: {
     from: { type: 'integer', min: 0, optional: true },
     limit: { type: 'integer', min: 1, optional: true },

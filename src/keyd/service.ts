@@ -23,8 +23,12 @@
  * - Destruction is crypto-shredding: every wrapped version is zeroed and erased and the WAL
  *   checkpointed, so nothing wrapped by the tenant key can be opened again. tenant-destruction.ts.
  * - No operation returns the root key, a tenant key, a signing seed or the backup key.
+ * - keyd's own backups (its store, encrypted under a key only the root keyring unwraps) run on
+ *   their own schedule and on demand, one at a time. backup/keyd-backups.ts.
  */
 import { KEY_ID_PATTERN } from '../crypto/key-id.ts';
+import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
+import { KeydBackups } from './backup/keyd-backups.ts';
 import { BackupKeys } from './backup-keys.ts';
 import { dataKeyOperations } from './data-keys.ts';
 import { EncryptionBudget } from './encryption-budget.ts';
@@ -32,10 +36,11 @@ import { KeydError } from './errors.ts';
 import { checkKeyServiceConfig, type KeyServiceConfig } from './key-service-config.ts';
 import { RootLock } from './locks.ts';
 import { Maintenance, type MaintenanceReport } from './maintenance.ts';
-import { type OpHandlers, type OpRecord, OpRecorder } from './op-record.ts';
+import { type OpHandlers, type OpRecord, OpRecorder, SYSTEM_CALLER } from './op-record.ts';
 import {
   ADMIN_OPERATIONS,
   type Caller,
+  type KeydBackupResult,
   type KeydOperationName,
   type KeyService,
   type OpArgs,
@@ -76,6 +81,18 @@ export interface CreateKeyServiceOptions {
   clock?: () => Date;
   /** Told about every completed maintenance run (timer, unseal or direct), e.g. to log it. */
   onMaintenance?: (report: MaintenanceReport) => void;
+  /** keyd's own backups; absent: none configured (backupKeyd then fails), the horizon null. */
+  backup?: KeydBackupOptions;
+}
+
+export interface KeydBackupOptions {
+  destinations: ConfiguredDestination[];
+  /** Minutes between scheduled backups (fractions allowed); 0: only on demand. */
+  intervalMinutes: number;
+  /** Plaintext bytes per chunk (4 MiB by default). */
+  chunkSize?: number;
+  /** Told about every scheduled backup's result, e.g. to log it. */
+  onScheduled?: (result: KeydBackupResult | { error: string }) => void;
 }
 
 export interface KeydService extends KeyService {
@@ -102,6 +119,7 @@ class TenantKeyService implements KeydService {
   readonly #signingKeys: SigningKeys;
   readonly #backupKeys: BackupKeys;
   readonly #maintenance: Maintenance;
+  readonly #backups: KeydBackups;
   readonly #handlers: OpHandlers;
   #closed = false;
 
@@ -144,6 +162,31 @@ class TenantKeyService implements KeydService {
     this.#tenantKeys = tenantKeys;
     this.#signingKeys = new SigningKeys({ store, keyring, recorder, rootLock, clock });
     this.#backupKeys = new BackupKeys({ store, keyring, recorder, rootLock, clock });
+    const backup = options.backup ?? { destinations: [], intervalMinutes: 0 };
+    if (options.backup && options.dir === undefined) {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', "keyd's backups need keyd's folder (dir)");
+    }
+    this.#backups = new KeydBackups({
+      dir: options.dir ?? '',
+      provider: provider.kind,
+      store,
+      keyring,
+      rootLock,
+      signer: {
+        publicKey: async () => {
+          const info = await this.call('publicKey', { purpose: 'backup-manifest' }, SYSTEM_CALLER);
+          return { keyName: info.name, publicKey: info.publicKey };
+        },
+        sign: (message) => this.call('sign', { purpose: 'backup-manifest', message }, SYSTEM_CALLER),
+      },
+      destinations: backup.destinations,
+      ...(backup.chunkSize === undefined ? {} : { chunkSize: backup.chunkSize }),
+      recorder,
+      clock,
+      intervalMinutes: backup.intervalMinutes,
+      unsealed: () => provider.keyring() !== undefined,
+      onScheduled: backup.onScheduled,
+    });
     this.#handlers = {
       ...this.#sealOperations(),
       ...tenantKeyOperations({ store, tenantKeys, clock }),
@@ -152,6 +195,7 @@ class TenantKeyService implements KeydService {
       ...rootKeyOperations({ store, rootLock, keyring }),
       ...this.#signingKeys.operations(),
       ...this.#backupKeys.operations(),
+      ...this.#backups.operations(),
       opsLog: async ({ from, limit }) => ({ entries: await store.readOpsLog(from ?? 1, limit ?? 100) }),
     };
     this.#maintenance = new Maintenance({
@@ -165,6 +209,7 @@ class TenantKeyService implements KeydService {
       intervalSeconds: config.maintenanceIntervalSeconds,
       onMaintenance: options.onMaintenance,
     });
+    this.#backups.start();
   }
 
   async call<K extends KeydOperationName>(op: K, args: OpArgs<K>, caller?: Caller): Promise<OpResult<K>> {
@@ -251,6 +296,7 @@ class TenantKeyService implements KeydService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#backups.stop();
     await this.#maintenance.stop();
     // Let operations already past their locks settle before the store goes.
     await this.#rootLock.exclusive(async () => undefined);

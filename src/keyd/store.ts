@@ -142,6 +142,12 @@ export interface KeyStore {
   verifyOpsLog(): Promise<OpsLogVerification>;
   /** A cheap liveness probe for health. */
   check(): Promise<boolean>;
+  /**
+   * A consistent copy of the whole store in a new file at `path` (keyd's own backups): SQLite's
+   * VACUUM INTO, one read transaction, committed state only. The file holds what the store holds:
+   * wrapped keys and metadata, never a key in plaintext.
+   */
+  snapshot(path: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -738,6 +744,12 @@ export class SqliteKeyStore implements KeyStore {
     } catch {
       return false;
     }
+  }
+
+  async snapshot(path: string): Promise<void> {
+    this.#open();
+    this.#flush();
+    this.#db.prepare('VACUUM INTO ?').run(path);
   }
 
   /** Writes whatever is queued, then closes the file. */

@@ -174,6 +174,16 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
     return { purpose: signingPurpose(a), message: bytes(a, 'message', 1, MAX_SIGN_MESSAGE_BYTES) };
   },
   publicKey: (args) => ({ purpose: signingPurpose(fields(args, ['purpose'])) }),
+  backupKeyd: none,
+  listKeydBackups: none,
+  keydBackupHorizon: (args) => {
+    const a = fields(args, [], ['at']);
+    if (a.at === undefined) return {};
+    if (typeof a.at !== 'string' || a.at.length > 40 || Number.isNaN(Date.parse(a.at))) {
+      throw invalid('at', 'must be an ISO 8601 time');
+    }
+    return { at: new Date(a.at).toISOString() };
+  },
   opsLog: (args) => {
     const a = fields(args, [], ['from', 'limit']);
     return {

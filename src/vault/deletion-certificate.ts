@@ -30,6 +30,12 @@ export interface DeletionCertificate {
   closedAt: string;
   /** YYYY-MM-DD: by the end of this day (UTC) no backup holding the tenant's ciphertext remains. */
   backupsAgedOutBy: string;
+  /**
+   * YYYY-MM-DD: by the end of this day (UTC) no keyd backup holds the tenant's key any more — keyd's
+   * own date, from keyd's backup retention and schedule at the key's destruction. Absent in
+   * certificates issued before keyd backed itself up, and when keyd takes its backups only on demand.
+   */
+  keydBackupsAgedOutBy?: string;
   reason: string;
 }
 
@@ -110,6 +116,7 @@ export function parseDeletionCertificate(body: string): DeletionCertificate | un
     !isString(v.keydDestroyedAt) ||
     !isString(v.closedAt) ||
     !isString(v.backupsAgedOutBy) ||
+    (v.keydBackupsAgedOutBy !== undefined && !isString(v.keydBackupsAgedOutBy)) ||
     !isString(v.reason)
   ) {
     return undefined;

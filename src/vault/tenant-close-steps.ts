@@ -183,15 +183,19 @@ export function createTenantCloseSteps(ctx: TenantContext): TenantCloseSteps {
     }
 
     const closedAt = clock().toISOString();
+    const keydDestroyedAt = current.keys_destroyed_at as string;
+    // keyd's own date: its backups hold the wrapped tenant key until its retention lets them go.
+    const { agedOutBy: keydHorizon } = await keys.call('keydBackupHorizon', { at: keydDestroyedAt });
     const certificate: DeletionCertificate = {
       type: DELETION_CERTIFICATE_TYPE,
       tenant: id,
       tenantName: current.name,
       keyIdsDestroyed: JSON.parse(current.key_ids_destroyed ?? '[]') as string[],
-      keydDestroyedAt: current.keys_destroyed_at as string,
+      keydDestroyedAt,
       closedAt,
       backupsAgedOutBy:
         config.backupsAgedOutBy?.(closedAt) ?? backupsAgedOutBy(closedAt, config.backupRetentionDays),
+      ...(keydHorizon === null ? {} : { keydBackupsAgedOutBy: keydHorizon.slice(0, 10) }),
       reason: current.close_reason ?? 'unspecified',
     };
     const signed = await signDeletionCertificate(keys, certificate);
@@ -216,6 +220,9 @@ export function createTenantCloseSteps(ctx: TenantContext): TenantCloseSteps {
       await audit(trx, context, id, 'tenant.closed', closedAt, {
         keyIdsDestroyed: certificate.keyIdsDestroyed,
         backupsAgedOutBy: certificate.backupsAgedOutBy,
+        ...(certificate.keydBackupsAgedOutBy === undefined
+          ? {}
+          : { keydBackupsAgedOutBy: certificate.keydBackupsAgedOutBy }),
       });
     });
     hooks.onApiKeysRevoked?.(id);

@@ -44,6 +44,12 @@ export const FLOORS: readonly Floor[] = [
     parts: ['keyd', 'config', 'store', 'probe'],
     holds: 'the key service (and its client), configuration, storage, the availability prober',
   },
+  // keyd backs up its own store to the same destinations as the server's backups, so the generic
+  // half of a backup (destinations, retention, chunk cipher) sits beneath keyd.
+  {
+    parts: ['objects'],
+    holds: 'backup objects: destinations (folder, S3) with read-back, backup ids, retention, chunk cipher',
+  },
   {
     parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],
     holds: 'primitives: cryptography, certificates, the error catalogue, text checks',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { openChunk, sealChunk } from '../../src/backup/chunk-cipher.ts';
+import { openChunk, sealChunk } from '../../src/objects/chunk-cipher.ts';
 
 describe('backup chunk encryption', () => {
   const key = randomBytes(32);

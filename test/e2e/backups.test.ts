@@ -358,14 +358,21 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     exited(await cli(['verify', 'not-an-id']), 1);
   });
 
-  it('states in the deletion certificate when the last backup of the tenant ages out, from the retention', async () => {
+  it('states in the deletion certificate when the last backup of the tenant ages out, and when its key leaves the last keyd backup, from the retentions', async () => {
     const admin = await operatorAdmin(s);
     const created = await admin.request('POST', '/v1/tenants', { name: 'Short Lived' });
     assert.equal(created.status, 201, created.text);
     const id = created.json<{ id: string }>().id;
     const closed = await admin.request('POST', `/v1/tenants/${id}/close`, { reason: 'contract ended' });
     assert.equal(closed.status, 200, closed.text);
-    const cert = closed.json<{ certificate: { closedAt: string; backupsAgedOutBy: string } }>().certificate;
+    const cert = closed.json<{
+      certificate: {
+        closedAt: string;
+        backupsAgedOutBy: string;
+        keydDestroyedAt: string;
+        keydBackupsAgedOutBy?: string;
+      };
+    }>().certificate;
     // The longest policy (b, c: 1 day all, 3 days daily): start of the close's day + 3 days, plus
     // the retention job's period.
     const closedAt = Date.parse(cert.closedAt);
@@ -377,6 +384,12 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
       new Date(closedAt + 35 * DAY_MS).toISOString().slice(0, 10),
       'not the old fixed 35 days',
     );
+    // keyd's own date, from keyd's backup retention (its defaults: every backup 1 day, the day's
+    // newest 7 days) and its schedule (every 360 minutes), at the key's destruction.
+    const destroyedAt = Date.parse(cert.keydDestroyedAt);
+    const destroyedDay = Math.floor(destroyedAt / DAY_MS) * DAY_MS;
+    const keydExpected = new Date(Math.max(destroyedAt + DAY_MS, destroyedDay + 7 * DAY_MS) + 360 * 60_000);
+    assert.equal(cert.keydBackupsAgedOutBy, keydExpected.toISOString().slice(0, 10));
   });
 
   it('keeps the list across a restart, and reports a backup cut by kill -9 as interrupted, its objects removed', async () => {

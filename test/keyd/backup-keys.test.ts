@@ -135,6 +135,14 @@ describe('keyd: backup data keys', () => {
     assert.deepEqual((await unwrap(keyd, dk)).key, dk.key);
   });
 
+  test("a data backup's key opens only in the keyd that made it: another keyd refuses it", async (t) => {
+    const keyd = await startKeyd(t);
+    const another = await startKeyd(t);
+    const dk = await keyd.service.call('generateBackupDataKey', { backupId: 'b-1' }, SERVER);
+    await another.service.call('generateBackupDataKey', { backupId: 'b-0' }, SERVER); // it has a bk.v1 too
+    await assert.rejects(unwrap(another, dk), code('TRESOR_ERR_WRAPPED_KEY_INVALID'));
+  });
+
   test('a sealed keyd refuses both operations; after unseal the earlier wrap still opens', async (t) => {
     const keyd = await startKeyd(t);
     const dk = await keyd.service.call('generateBackupDataKey', { backupId: 'b-1' }, SERVER);

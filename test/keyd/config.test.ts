@@ -84,3 +84,109 @@ describe('keyd root-key choice', () => {
     );
   });
 });
+
+describe("keyd's own backups in its config", () => {
+  it('defaults to two folders under its own folder, every 360 minutes, kept 1 and 7 days', () => {
+    const config = resolveKeydConfig({ dir }, {});
+    assert.deepEqual(config.backup, {
+      intervalMinutes: 360,
+      destinations: [
+        {
+          name: 'a',
+          kind: 'folder',
+          path: join(dir, 'backups', 'a'),
+          retention: { keepAllDays: 1, keepDailyDays: 7 },
+        },
+        {
+          name: 'b',
+          kind: 'folder',
+          path: join(dir, 'backups', 'b'),
+          retention: { keepAllDays: 1, keepDailyDays: 7 },
+        },
+      ],
+      defaultDestinations: true,
+    });
+  });
+
+  it('takes destinations from the config file (paths against its folder) or the environment as JSON', () => {
+    const file = join(dir, 'tresor.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keyd: {
+          backup: {
+            intervalMinutes: 60,
+            destinations: [
+              { name: 'near', kind: 'folder', path: 'keyd-backups', retention: { keepDailyDays: 3 } },
+              {
+                name: 'far',
+                kind: 's3',
+                region: 'eu-1',
+                bucket: 'keyd',
+                accessKeyIdFile: 'id',
+                secretAccessKeyFile: 'secret',
+              },
+            ],
+          },
+        },
+      }),
+    );
+    const config = resolveKeydConfig({ dir, config: file }, {});
+    assert.equal(config.backup?.intervalMinutes, 60);
+    assert.equal(config.backup?.defaultDestinations, false);
+    assert.deepEqual(config.backup?.destinations[0], {
+      name: 'near',
+      kind: 'folder',
+      path: join(dir, 'keyd-backups'),
+      retention: { keepAllDays: 1, keepDailyDays: 3 },
+    });
+    assert.deepEqual(config.backup?.destinations[1], {
+      name: 'far',
+      kind: 's3',
+      region: 'eu-1',
+      bucket: 'keyd',
+      prefix: '',
+      forcePathStyle: false,
+      accessKeyIdFile: join(dir, 'id'),
+      secretAccessKeyFile: join(dir, 'secret'),
+      retention: { keepAllDays: 1, keepDailyDays: 7 },
+    });
+    const fromEnv = resolveKeydConfig(
+      { dir, config: file },
+      {
+        TRESOR_KEYD_BACKUP_DESTINATIONS: '[{"name":"x","kind":"folder","path":"/srv/keyd"}]',
+        TRESOR_KEYD_BACKUP_INTERVAL_MINUTES: '0',
+      },
+    );
+    assert.equal(fromEnv.backup?.intervalMinutes, 0);
+    assert.deepEqual(
+      fromEnv.backup?.destinations.map((d) => d.name),
+      ['x'],
+    );
+  });
+
+  it('refuses bad destinations clearly, naming the entry and never a value', () => {
+    const env = (list: string) => ({ TRESOR_KEYD_BACKUP_DESTINATIONS: list });
+    for (const [list, pattern] of [
+      ['not json', /must be a JSON list/],
+      ['[]', /1 to 16 destinations/],
+      ['[{"name":"A","kind":"folder","path":"/x"}]', /destination 0\.name/],
+      ['[{"name":"a","kind":"ftp","path":"/x"}]', /destination 0\.kind/],
+      ['[{"name":"a","kind":"folder","path":"/x"},{"name":"a","kind":"folder","path":"/y"}]', /used twice/],
+      ['[{"name":"a","kind":"folder","path":"/x","retention":{"keepAllDays":-1}}]', /retention\.keepAllDays/],
+      ['[{"name":"a","kind":"s3","region":"r","bucket":"b","accessKeyIdFile":"i"}]', /secretAccessKeyFile/],
+      ['[{"name":"a","kind":"folder","path":"/x","secret":"hunter2"}]', /unknown field/],
+    ] as const) {
+      assert.throws(() => resolveKeydConfig({ dir }, env(list)), invalid(pattern), list);
+    }
+    assert.throws(
+      () => resolveKeydConfig({ dir }, { TRESOR_KEYD_BACKUP_INTERVAL_MINUTES: '-5' }),
+      invalid(/backup\.intervalMinutes/),
+    );
+    try {
+      resolveKeydConfig({ dir }, env('[{"name":"a","kind":"folder","path":"/x","secret":"hunter2"}]'));
+    } catch (err) {
+      assert.equal((err as Error).message.includes('hunter2'), false);
+    }
+  });
+});

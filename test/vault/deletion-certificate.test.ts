@@ -85,6 +85,21 @@ describe('deletion certificate', () => {
     );
   });
 
+  it("states keyd's backup horizon when it has one, and certificates without it still verify", async () => {
+    const withKeyd: DeletionCertificate = { ...CERTIFICATE, keydBackupsAgedOutBy: '2030-03-09' };
+    const signed = await signDeletionCertificate(keys, withKeyd);
+    assert.match(signed.body, /"keydBackupsAgedOutBy":"2030-03-09"/);
+    assert.ok(verifyDeletionCertificate(signed.body, signed.signature, publicKey));
+    assert.deepEqual(parseDeletionCertificate(signed.body), withKeyd);
+    // A certificate issued before the field existed (no keydBackupsAgedOutBy) verifies as before.
+    const older = await signDeletionCertificate(keys, CERTIFICATE);
+    assert.equal(older.body.includes('keydBackupsAgedOutBy'), false);
+    assert.ok(verifyDeletionCertificate(older.body, older.signature, publicKey));
+    // A field of the wrong type is not a certificate.
+    const wrong = canonicalDeletionCertificate({ ...CERTIFICATE, keydBackupsAgedOutBy: 7 } as never);
+    assert.equal(parseDeletionCertificate(wrong), undefined);
+  });
+
   it('fails when any byte of the body changes', async () => {
     const signed = await signDeletionCertificate(keys, CERTIFICATE);
     const body = Buffer.from(signed.body, 'utf8');

@@ -59,6 +59,11 @@ const Certificate = Type.Object({
     keydDestroyedAt: Type.String(),
     closedAt: Type.String(),
     backupsAgedOutBy: Type.String(),
+    keydBackupsAgedOutBy: Type.Optional(
+      Type.String({
+        description: "YYYY-MM-DD: by the end of this day no keyd backup holds the tenant's key",
+      }),
+    ),
     reason: Type.String(),
   }),
   body: Type.String({ description: 'The exact signed text: RFC 8785 canonical JSON of certificate' }),

@@ -16,7 +16,8 @@ export const DEV_WARNING =
   '!!! keyd is using the DEV-ONLY plain root key file: anyone who reads the keyd folder can decrypt everything. Never use it in production. !!!';
 
 export const KEYRING_FILE = 'root-keyring.sealed';
-const DEV_KEY_FILE = 'dev-root.key';
+/** The dev-file provider's plain root key: never in a keyd backup (docs/backup.md). */
+export const DEV_KEY_FILE = 'dev-root.key';
 
 export function initDevFile(dir: string): void {
   const keyPath = join(dir, DEV_KEY_FILE);

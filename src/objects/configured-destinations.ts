@@ -1,15 +1,38 @@
 /**
- * The destinations of the config (`server.backup.destinations`) as Destination objects, each with
+ * The destinations of a config (`server.backup.destinations`, `keyd.backup.destinations`) as Destination objects, each with
  * its retention policy. S3 credentials are read from their files here, at start, into the
  * destination's client only: they never enter the config object, a log or a report.
  */
 import { readFileSync } from 'node:fs';
-import type { BackupDestinationConfig } from '../config/server-config.ts';
 import type { Destination } from './destination.ts';
 import { BackupError } from './errors.ts';
 import { createFolderDestination } from './folder-destination.ts';
 import type { RetentionPolicy } from './retention.ts';
 import { createS3Destination } from './s3-destination.ts';
+
+/** What a backup destination keeps (retention.ts): every backup, then one a day. */
+export interface BackupRetentionConfig {
+  keepAllDays: number;
+  keepDailyDays: number;
+}
+
+/** One backup destination; S3 credentials stay in their files until the destination is made. */
+export type BackupDestinationConfig =
+  | { name: string; kind: 'folder'; path: string; retention: BackupRetentionConfig }
+  | {
+      name: string;
+      kind: 's3';
+      endpoint?: string;
+      region: string;
+      bucket: string;
+      prefix: string;
+      forcePathStyle: boolean;
+      accessKeyIdFile: string;
+      secretAccessKeyFile: string;
+      /** Seconds one request may take before the attempt fails. */
+      timeoutSeconds: number;
+      retention: BackupRetentionConfig;
+    };
 
 export interface ConfiguredDestination {
   name: string;

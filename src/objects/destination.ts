@@ -1,7 +1,8 @@
 /**
  * Where backups are kept. A destination stores named objects (`<backup id>/<object>`) and knows
- * nothing of their format; the folder destination (folder-destination.ts) is the first, S3 comes
- * later behind the same interface.
+ * nothing of their format: the folder destination (folder-destination.ts) and S3
+ * (s3-destination.ts) behind one interface. The server's backups (src/backup) and keyd's own
+ * (src/keyd/backup/) both use it; the format of what they store is theirs.
  *
  * The rules every backup relies on, whatever the destination:
  * - put() is all or nothing: an object is either absent or whole under its name;

@@ -2,8 +2,8 @@
  * The folder a restore fills, and the folders whose entries must be on disk: one check that a
  * restore target is an empty folder (or absent), its one refusal, and the fsync of a folder after
  * a rename or a new entry in it (rename(2) is durable only once the parent folder is synced).
- * Shared by the archive's restore (restore.ts), the folder destination and the whole-deployment
- * restore (src/server/restore-deployment.ts).
+ * Shared by the archive's restore (src/backup/restore.ts), the folder destination, the
+ * whole-deployment restore (src/server/restore-deployment.ts) and keyd's restore.
  */
 import { open, readdir, stat } from 'node:fs/promises';
 import { BackupError } from './errors.ts';
