@@ -5,10 +5,8 @@
  * backup-metrics.ts, state-metrics.ts). The server makes it first, hands each instrument to the
  * part it measures, and `watch`es the sources once they exist; `scrape()` renders the Prometheus
  * text format, reading the scrape-time gauges then.
- *
- * Later work (issue 17): measured availability — the share of probes and requests answered
- * successfully over a window — belongs here as its own family (`availability-metrics.ts`), fed by
- * the readiness checks and the request counter.
+ * Measured availability, from the server's own probes, is read at scrape time like the state
+ * metrics (availability-metrics.ts).
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { type AuditMetrics, auditMetrics } from './audit-metrics.ts';

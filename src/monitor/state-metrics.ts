@@ -1,10 +1,12 @@
 /**
  * The metrics read from the server's parts at each scrape, from the counts they already keep: the
- * background jobs, storage, the key cache, live access grants and the certificates in use (one
+ * background jobs, storage, the key cache, live access grants, the certificates in use and the
+ * measured availability (one
  * family per file beside this one). A part not handed in is absent from the scrape. The sources are
  * narrow functions the server wires: monitor imports none of the domains above it.
  */
 import type { Registry } from 'prom-client';
+import { type AvailabilityFacts, availabilityMetrics } from './availability-metrics.ts';
 import { type CertificateFiles, certificateMetrics } from './certificate-metrics.ts';
 import { grantMetrics } from './grant-metrics.ts';
 import { type JobFacts, jobMetrics } from './job-metrics.ts';
@@ -22,6 +24,8 @@ export interface StateMetricsSources {
   grants?: () => Promise<{ active: number; breakGlass: number }>;
   /** The certificates in use, by role. */
   certificates?: CertificateFiles;
+  /** The server's own probe results as availability (server/probe-job.ts). */
+  availability?: () => Promise<AvailabilityFacts>;
 }
 
 export interface StateMetrics {
@@ -35,6 +39,7 @@ export function stateMetrics(registry: Registry): StateMetrics {
   keyCacheMetrics(registry, () => s.keyCache?.());
   grantMetrics(registry, () => s.grants);
   certificateMetrics(registry, () => s.certificates);
+  availabilityMetrics(registry, () => s.availability);
   return {
     watch(sources) {
       s = sources;

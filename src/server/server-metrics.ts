@@ -14,6 +14,7 @@ import type { StateMetricsSources, TresorMetrics } from '../monitor/index.ts';
 import type { SqliteStore } from '../store/sqlite/store.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { ControlDB } from './control-store.ts';
+import type { AvailabilityView } from './probe-job.ts';
 
 export interface ServerMetricsParts {
   audit: AuditLog;
@@ -31,6 +32,8 @@ export interface ServerMetricsParts {
   certFile: string;
   /** The server's client certificate towards keyd (mutual TLS), if keyd is reached over TCP. */
   keydCertFile?: string;
+  /** The server's own probe results as availability (probe-job.ts). */
+  availability?: () => Promise<AvailabilityView>;
   clock: () => Date;
 }
 
@@ -52,6 +55,7 @@ export function watchServerParts(metrics: TresorMetrics, parts: ServerMetricsPar
       server: () => readFileSync(parts.certFile),
       ...(parts.keydCertFile ? { 'keyd-client': () => readFileSync(parts.keydCertFile as string) } : {}),
     },
+    ...(parts.availability ? { availability: parts.availability } : {}),
   });
   return metrics.audit.watch(
     {

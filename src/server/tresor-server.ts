@@ -593,6 +593,8 @@ export async function startTresorServer(
     },
     certFile: (await certificateFiles(config.tls, config.dataDir)).certFile,
     ...(config.keyd.kind === 'tls' ? { keydCertFile: config.keyd.certFile } : {}),
+    // The probe job is made further down; no scrape comes before the server listens.
+    availability: () => probeJob.availability(),
     clock,
   });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.

@@ -85,6 +85,13 @@ describe('the server’s own availability probe', () => {
         .length >= 3,
     );
     assert.ok(!s.serverOutput().includes(apiKey), 'the probe key is not in the server log');
+    // …and as metrics.
+    const scrape = await s.request('GET', '/metrics', { token: await operatorToken(s, 'metrics:read') });
+    assert.equal(scrape.status, 200, scrape.text);
+    assert.match(scrape.text, /^tresor_probe_up 1$/m);
+    assert.match(scrape.text, /^tresor_availability_30d_ratio 1$/m);
+    assert.match(scrape.text, /^tresor_availability_objective_ratio 0\.999$/m);
+    assert.match(scrape.text, /^tresor_probe_last_timestamp_seconds \d/m);
 
     // An outage: the server stopped for a while.
     const before = probing.report.last30Days.downMs;
