@@ -39,6 +39,8 @@ export const ALERT_KINDS = [
   'keyd.unreachable',
   /** The audit log cannot record: sequencer failing, checkpoint signing overdue (a gap), disk low. */
   'audit.unhealthy',
+  /** The live audit log failed its scheduled verification against the latest witnessed checkpoint. */
+  'audit.verification-failed',
   /** The server's TLS certificate expires within the threshold. */
   'certificate.expiring',
 ] as const;

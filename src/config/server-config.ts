@@ -181,6 +181,8 @@ export interface AuditConfig {
   checkpointIntervalMs: number;
   /** Longest time an entry may stay unsigned (keyd down) before data routes answer 503. */
   signBoundMs: number;
+  /** Minutes between re-verifications of the live log (0: off). */
+  verifyIntervalMinutes: number;
   /** Free bytes under which the data folder's filesystem is reported low (warning). */
   diskWarnBytes: number;
   /** Space kept in a reserve file, released when the disk fills so refusals can still be recorded. */
@@ -354,6 +356,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     witnessDir: get<string>('/audit/witnessDir') ?? resolve(dataDir, 'witness'),
     checkpointIntervalMs: num('/audit/checkpointIntervalMs'),
     signBoundMs: num('/audit/signBoundMs'),
+    verifyIntervalMinutes: get<number>('/audit/verifyIntervalMinutes') as number,
     diskWarnBytes: num('/audit/diskWarnBytes'),
     diskReserveBytes: num('/audit/diskReserveBytes'),
   };

@@ -473,6 +473,18 @@ export const SERVER_SECTION = section(
             1000,
             'Period of checkpoint signing while entries arrive.',
           ),
+          verifyIntervalMinutes: Type.Optional(
+            setting(
+              Type.Number({
+                minimum: 0,
+                maximum: 7 * 24 * 60,
+                default: 1440,
+                description:
+                  'Minutes between re-verifications of the live audit log against the latest witnessed checkpoint (every entry, the tree, the checkpoints; a failure is audited and raises `audit.verification-failed`); 0 turns them off. Fractions are allowed.',
+              }),
+              { env: 'TRESOR_AUDIT_VERIFY_INTERVAL_MINUTES' },
+            ),
+          ),
           signBoundMs: int(
             'TRESOR_AUDIT_SIGN_BOUND_MS',
             1000,

@@ -88,6 +88,7 @@ import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
+import { runLiveAuditVerification } from './audit-verify-job.ts';
 import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
@@ -668,6 +669,29 @@ export async function startTresorServer(
   }
   const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
   retentionTimer.unref();
+  // The live audit log re-verified on a schedule; one run at a time (audit-verify-job.ts).
+  let auditVerifying: Promise<boolean> | undefined;
+  const auditVerifyEveryMs = Math.round(config.audit.verifyIntervalMinutes * 60_000);
+  const auditVerifyTimer =
+    auditVerifyEveryMs > 0
+      ? setInterval(() => {
+          auditVerifying ??= jobs
+            .run('audit.verify', () =>
+              runLiveAuditVerification({
+                dataDir: config.dataDir,
+                origin: () => auditOrigin,
+                keyd,
+                witnessLatest: () => witness.latest(),
+                control,
+                clock,
+              }),
+            )
+            .finally(() => {
+              auditVerifying = undefined;
+            });
+        }, auditVerifyEveryMs)
+      : undefined;
+  auditVerifyTimer?.unref();
   // The held backups are verified again on a schedule, the least recently verified first; a run
   // that finds one failing counts as failed (tresor status), its result is on the backup's record.
   const verifyEveryMs = Math.round(config.backup.verifyIntervalMinutes * 60_000);
@@ -764,6 +788,8 @@ export async function startTresorServer(
       await probeJob.close();
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
+      if (auditVerifyTimer) clearInterval(auditVerifyTimer);
+      await auditVerifying;
       if (reverifyTimer) clearInterval(reverifyTimer);
       await backups.close();
       await tenantRestores.close();

@@ -5,6 +5,7 @@
  */
 import { breakGlassDetector, noGrantDetector, tenantClosureDetector } from './access-events.ts';
 import { apiKeyNetworkDetector } from './api-key-network.ts';
+import { auditVerificationDetector } from './audit-verification.ts';
 import { backupEventsDetector } from './backup-events.ts';
 import { bruteForceDetector } from './brute-force.ts';
 import { exportVolumeDetector } from './export-volume.ts';
@@ -30,6 +31,7 @@ export function builtInDetectors(config: DetectorConfig): Detector[] {
       windowMs: config.windowMs,
     }),
     breakGlassDetector(),
+    auditVerificationDetector(),
     noGrantDetector({ refusals: config.noGrantRefusals, windowMs: config.windowMs }),
     tenantClosureDetector(),
     staffReadsDetector({

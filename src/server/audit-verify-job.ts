@@ -1,0 +1,79 @@
+/**
+ * The live audit log, re-verified on a schedule (`audit.verifyIntervalMinutes`, daily by default):
+ * the control store's log read beside the running server (read-only; SQLite WAL readers do not block
+ * the writer) and checked by the audit verifier (src/audit/verify.ts) — every entry's canonical
+ * form, the tree recomputed from the leaves, every stored checkpoint's signature, and the latest
+ * checkpoint the local witness holds (which must be reached: no rollback, no truncation). The result
+ * is audited as `audit.verify` (system actor `audit-verify`: size, checkpoints, the kinds of problems
+ * found, never an entry's content), so the detectors raise `audit.verification-failed` from the log
+ * itself; a failure also fails the `audit.verify` job (tresor status, the job metrics).
+ */
+import { appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
+import { openAuditLogReader } from '../audit/log-reader.ts';
+import { ed25519VerifierKey } from '../audit/note.ts';
+import { systemEvent } from '../audit/system-event.ts';
+import { verifyAuditLogInParallel } from '../audit/verify.ts';
+import { TresorError } from '../errors.ts';
+import type { KeyService } from '../keyd/operations.ts';
+import type { Store } from '../store/types.ts';
+import { controlStorePath } from './control-store.ts';
+
+export interface LiveAuditCheck {
+  ok: boolean;
+  size: number;
+  problems: number;
+  kinds: string[];
+}
+
+export async function verifyLiveAuditLog(deps: {
+  dataDir: string;
+  origin: string;
+  keyd: KeyService;
+  witnessLatest: () => Promise<string | null>;
+}): Promise<LiveAuditCheck> {
+  const key = await deps.keyd.call('publicKey', { purpose: 'audit-checkpoint' });
+  const witnessed = await deps.witnessLatest();
+  const reader = openAuditLogReader(controlStorePath(deps.dataDir));
+  try {
+    const report = await verifyAuditLogInParallel({
+      entries: reader.leafBatches(),
+      checkpoints: reader.checkpoints(),
+      witness: witnessed === null ? [] : [witnessed],
+      verifierKey: ed25519VerifierKey(deps.origin, key.publicKey),
+      origin: deps.origin,
+    });
+    const kinds: string[] = [...new Set(report.problems.map((p) => p.kind))].sort();
+    const witnessMissing = witnessed !== null && report.witnessCheckpoints !== 1;
+    if (witnessMissing) kinds.push('witness-checkpoint');
+    return { ok: report.ok && !witnessMissing, size: report.size, problems: report.problems.length, kinds };
+  } finally {
+    reader.close();
+  }
+}
+
+/** One scheduled run: verify, audit the result, fail the job when the log does not hold. */
+export async function runLiveAuditVerification(deps: {
+  dataDir: string;
+  origin: () => string;
+  keyd: KeyService;
+  witnessLatest: () => Promise<string | null>;
+  control: Store<WithAuditEvents>;
+  clock: () => Date;
+}): Promise<void> {
+  const check = await verifyLiveAuditLog({ ...deps, origin: deps.origin() });
+  const event = systemEvent(
+    {
+      id: 'audit-verify',
+      action: 'audit.verify',
+      outcome: check.ok ? 'success' : 'failure',
+      target: { size: check.size, problems: check.problems, kinds: check.kinds },
+    },
+    deps.clock(),
+  );
+  await deps.control.write((trx) => appendAuditEvent(trx, event));
+  if (!check.ok)
+    throw new TresorError(
+      'TRESOR_ERR_AUDIT_VERIFICATION_FAILED',
+      `the audit log failed verification: ${check.problems} problem(s) (${check.kinds.join(', ')})`,
+    );
+}
