@@ -149,6 +149,7 @@ describe("keyd's own backups in its config", () => {
       forcePathStyle: false,
       accessKeyIdFile: join(dir, 'id'),
       secretAccessKeyFile: join(dir, 'secret'),
+      timeoutSeconds: 60,
       retention: { keepAllDays: 1, keepDailyDays: 7 },
     });
     const fromEnv = resolveKeydConfig(
