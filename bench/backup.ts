@@ -395,7 +395,8 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   );
   options.onCleanup(() => child.stop());
   const server = child.address;
-  const agent = new Agent({ ca, keepAlive: true });
+  // No keep-alive: between the phases the server closes idle connections, and a reused one resets.
+  const agent = new Agent({ ca, keepAlive: false });
   options.onCleanup(async () => agent.destroy());
   progress(
     `backup: filled in ${server.fillSeconds.toFixed(1)} s; store files ${(storeBytes(dataDir) / MB).toFixed(1)} MB`,
