@@ -9,6 +9,7 @@
  *   e. the HTTPS API under autocannon vs a plain Fastify + SQLite server     (http.ts)
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
+ *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -24,6 +25,7 @@ import { initPassphrase } from '../src/keyd/root/passphrase.ts';
 import { createKeyService, SYSTEM_CALLER } from '../src/keyd/service.ts';
 import { benchAudit } from './audit.ts';
 import { benchAuditStream } from './audit-stream.ts';
+import { backupSection, benchBackup } from './backup.ts';
 
 import { type BenchPki, createBenchPki, LOOPBACK, startEcho, startKeyd } from './children.ts';
 import { benchHttp, HTTP_EXTRA_OPERATIONS, HTTP_OPERATIONS, type HttpOperation } from './http.ts';
@@ -43,7 +45,16 @@ import { benchGroupCommit } from './store-group-commit.ts';
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-const SECTIONS = ['in-process', 'round-trips', 'mixed-load', 'store', 'http', 'audit', 'startup'] as const;
+const SECTIONS = [
+  'in-process',
+  'round-trips',
+  'mixed-load',
+  'store',
+  'http',
+  'audit',
+  'startup',
+  'backup',
+] as const;
 type SectionId = (typeof SECTIONS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -64,6 +75,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --http-log-level <level> http: both servers' log level (default info: a line per request)
   --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
   --startup-runs <n>       startup: starts measured of each kind, after 2 warm-ups (default 10)
+  --backup-records <n>     backup: records in the store backed up and restored (default 100000)
+  --backup-rounds <n>      backup: rounds of writes during a backup vs none (default 3)
+  --backup-concurrency <n> backup: writes in flight during those rounds (default 32)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -92,6 +106,9 @@ function readOptions() {
       'http-log-level': { type: 'string' },
       'cpu-prof': { type: 'string' },
       'startup-runs': { type: 'string' },
+      'backup-records': { type: 'string' },
+      'backup-rounds': { type: 'string' },
+      'backup-concurrency': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -127,6 +144,9 @@ function readOptions() {
     httpLogLevel,
     cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     startupRuns: Math.floor(numberOption(values['startup-runs'], 10, 'startup-runs', 1)),
+    backupRecords: Math.floor(numberOption(values['backup-records'], 100_000, 'backup-records', 1)),
+    backupRounds: Math.floor(numberOption(values['backup-rounds'], 3, 'backup-rounds', 1)),
+    backupConcurrency: Math.floor(numberOption(values['backup-concurrency'], 32, 'backup-concurrency', 1)),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -221,6 +241,9 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       httpOps: options.httpOps.join(','),
       httpLogLevel: options.httpLogLevel,
       startupRuns: options.startupRuns,
+      backupRecords: options.backupRecords,
+      backupRounds: options.backupRounds,
+      backupConcurrency: options.backupConcurrency,
     },
     sections: [],
   };
@@ -268,6 +291,25 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
     const startupDir = join(tmp, 'startup');
     mkdirSync(startupDir, { mode: 0o700 });
     sections.push(startupSection(benchStartup({ dir: startupDir, runs: options.startupRuns })));
+  }
+  if (options.sections.has('backup')) {
+    progress('h. backups');
+    const backupDir = join(tmp, 'backup');
+    mkdirSync(backupDir, { mode: 0o700 });
+    sections.push(
+      backupSection(
+        await benchBackup({
+          dir: backupDir,
+          records: options.backupRecords,
+          concurrency: options.backupConcurrency,
+          rounds: options.backupRounds,
+          logLevel: options.httpLogLevel,
+          ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
+          progress,
+          onCleanup: (step) => cleanup.add(step),
+        }),
+      ),
+    );
   }
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }

@@ -29,7 +29,7 @@ import { systemEvent } from '../audit/system-event.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { newBackupId } from '../objects/backup-id.ts';
 import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
-import { type Destination, deleteBackup } from '../objects/destination.ts';
+import { type Destination, deleteBackup, MANIFEST_OBJECT } from '../objects/destination.ts';
 import type { BackupRecords, BackupView } from './backup-records.ts';
 import { copyBackup } from './copy-backup.ts';
 import { type BackupSource, createBackup } from './create-backup.ts';
@@ -366,7 +366,12 @@ export function createBackupRuns(deps: BackupRunDeps) {
       return report;
     },
 
-    /** Runs a stopped server left `running`: marked interrupted, audited, their partial objects removed. */
+    /**
+     * Runs a stopped server left `running`: marked interrupted, audited, their partial objects
+     * removed. A copy that is complete (its manifest, written last, is there) is kept: a data folder
+     * restored from a backup records that very backup as running (the control store was copied
+     * while it ran), and removing it would destroy, at every destination, the backup just restored.
+     */
     async recoverInterrupted(): Promise<string[]> {
       const ids = await records.interrupt(clock().toISOString(), (id) =>
         systemEvent(
@@ -380,7 +385,9 @@ export function createBackupRuns(deps: BackupRunDeps) {
         ),
       );
       for (const id of ids) {
-        for (const d of deps.destinations) await deleteBackup(d.destination, id).catch(() => undefined);
+        for (const d of deps.destinations) {
+          await removeUnlessComplete(d.destination, id).catch(() => undefined);
+        }
       }
       return ids;
     },
@@ -401,6 +408,13 @@ export function createBackupRuns(deps: BackupRunDeps) {
 }
 
 export type BackupRuns = ReturnType<typeof createBackupRuns>;
+
+/** Removes a backup's objects from a destination unless its manifest is there (a complete backup). */
+async function removeUnlessComplete(destination: Destination, backupId: string): Promise<void> {
+  const keys = await destination.list(`${backupId}/`);
+  if (keys.includes(`${backupId}/${MANIFEST_OBJECT}`)) return;
+  await deleteBackup(destination, backupId);
+}
 
 const unknownError = { code: 'TRESOR_ERR_BACKUP_FAILED', message: 'not written' };
 

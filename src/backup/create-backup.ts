@@ -5,8 +5,9 @@
  *   1. a backup id and a fresh data key from keyd (a sealed keyd fails here, before any work);
  *   2. the audit log's signed checkpoint, then the tenant list, then the store snapshot (so every
  *      entry the checkpoint covers is in the copied control store);
- *   3. the snapshot files as one stream, cut into chunks, each sealed (chunk-cipher.ts), written to
- *      every destination and read back (putVerified);
+ *   3. the snapshot files as one stream, cut into chunks, each sealed (chunk-cipher.ts) on a worker
+ *      thread at a lower CPU priority (chunk-sealer.ts), written to every destination and read back
+ *      (putVerified);
  *   4. the manifest, signed by keyd; the signature object, then the manifest, last.
  *
  * A destination that fails is dropped from this backup, its partial objects removed, and reported;
@@ -14,12 +15,12 @@
  * the snapshot or every destination fails, or the backup is aborted, nothing of the backup
  * stays anywhere and the error is thrown: no partial backup is ever visible as complete.
  */
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { isBackupId, newBackupId } from '../objects/backup-id.ts';
-import { DEFAULT_CHUNK_BYTES, sealChunk } from '../objects/chunk-cipher.ts';
+import { DEFAULT_CHUNK_BYTES } from '../objects/chunk-cipher.ts';
 import {
   type Destination,
   deleteBackup,
@@ -28,6 +29,7 @@ import {
   SIGNATURE_OBJECT,
   sha256Hex,
 } from '../objects/destination.ts';
+import { sealedChunks } from './chunk-sealer.ts';
 import { BackupError } from './errors.ts';
 import {
   type BackupManifest,
@@ -38,7 +40,7 @@ import {
   manifestBytes,
   signManifest,
 } from './manifest.ts';
-import type { SnapshotFile, StoreSnapshotter } from './snapshot.ts';
+import type { StoreSnapshotter } from './snapshot.ts';
 
 /** What the rest of Tresor hands a backup: the tenants (vault) and the audit checkpoint (audit). */
 export interface BackupSource {
@@ -112,15 +114,10 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
     );
     const plaintextBytes = files.reduce((sum, f) => sum + f.size, 0);
     const chunks: ManifestChunk[] = [];
-    let index = 0;
-    const count = Math.max(1, Math.ceil(plaintextBytes / chunkSize));
-    for await (const plaintext of readChunks(files, chunkSize, plaintextBytes)) {
-      const stored = sealChunk(dataKey.key, { backupId, index, final: index === count - 1 }, plaintext);
-      wipe(plaintext);
-      chunks.push({ index, size: stored.length, sha256: sha256Hex(stored) });
+    for await (const sealed of sealedChunks({ files, key: dataKey.key, backupId, chunkSize })) {
+      chunks.push({ index: sealed.index, size: sealed.stored.length, sha256: sealed.sha256 });
       stopIfAborted(options.signal, backupId);
-      await writeEverywhere(live, chunkObject(backupId, index), stored, backupId);
-      index += 1;
+      await writeEverywhere(live, chunkObject(backupId, sealed.index), sealed.stored, backupId);
     }
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
@@ -202,42 +199,5 @@ async function writeEverywhere(
       'TRESOR_ERR_BACKUP_FAILED',
       `backup ${backupId}: no destination took it (${failed.map((o) => o.error?.message).join('; ')})`,
     );
-  }
-}
-
-/** The snapshot files as one stream of plaintext chunks of `chunkSize` bytes (the last may be shorter). */
-async function* readChunks(
-  files: readonly SnapshotFile[],
-  chunkSize: number,
-  total: number,
-): AsyncGenerator<Buffer> {
-  if (total === 0) {
-    yield Buffer.alloc(0);
-    return;
-  }
-  let chunk = Buffer.allocUnsafe(Math.min(chunkSize, total));
-  let filled = 0;
-  let remaining = total;
-  for (const file of files) {
-    const handle = await open(file.path, 'r');
-    try {
-      let left = file.size;
-      while (left > 0) {
-        const { bytesRead } = await handle.read(chunk, filled, Math.min(chunk.length - filled, left));
-        if (bytesRead === 0) {
-          throw new BackupError('TRESOR_ERR_BACKUP_FAILED', `snapshot: ${file.name} shrank while being read`);
-        }
-        filled += bytesRead;
-        left -= bytesRead;
-        remaining -= bytesRead;
-        if (filled === chunk.length) {
-          yield chunk;
-          chunk = Buffer.allocUnsafe(Math.min(chunkSize, remaining));
-          filled = 0;
-        }
-      }
-    } finally {
-      await handle.close();
-    }
   }
 }

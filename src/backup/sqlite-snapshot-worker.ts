@@ -1,10 +1,15 @@
 /**
  * The worker thread of sqlite-snapshot.ts: copies one SQLite file with `VACUUM INTO` on a
- * connection of its own, so the copy — one read transaction, seconds for a large store — never
- * blocks the server's event loop, and the writers (WAL) go on meanwhile.
+ * connection of its own, then reads the copy's SHA-256, so the copy and its digest — seconds of CPU
+ * for a large store — never block the server's event loop, and the writers (WAL) go on meanwhile.
+ * The thread runs at a lower CPU priority (low-priority-thread.ts): on a busy machine a backup
+ * takes longer instead of taking CPU from the requests.
  */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { lowerThreadPriority } from './low-priority-thread.ts';
 
 export interface SnapshotRequest {
   source: string;
@@ -12,11 +17,15 @@ export interface SnapshotRequest {
 }
 
 export type SnapshotReply =
-  | { ok: true; schemaVersion: string }
+  | { ok: true; schemaVersion: string; sha256: string }
   | { ok: false; code: string; message: string };
+
+/** Bytes read at a time for the digest. */
+const DIGEST_READ_BYTES = 1024 * 1024;
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-snapshot-worker.ts runs as a worker thread');
+lowerThreadPriority();
 port.on('message', ({ source, target }: SnapshotRequest) => {
   port.postMessage(copy(source, target));
 });
@@ -30,6 +39,7 @@ function copy(source: string, target: string): SnapshotReply {
     } finally {
       db.close();
     }
+    let schemaVersion: string;
     const copyDb = new Database(target, { fileMustExist: true });
     try {
       // A self-contained file: no -wal beside it (restore's openSqlite turns WAL on again).
@@ -41,10 +51,11 @@ function copy(source: string, target: string): SnapshotReply {
         row === undefined
           ? undefined
           : (copyDb.prepare('SELECT max(name) AS v FROM kysely_migration').get() as { v: string | null }).v;
-      return { ok: true, schemaVersion: version ?? 'none' };
+      schemaVersion = version ?? 'none';
     } finally {
       copyDb.close();
     }
+    return { ok: true, schemaVersion, sha256: fileSha256(target) };
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
     return {
@@ -53,4 +64,21 @@ function copy(source: string, target: string): SnapshotReply {
       message: typeof e.message === 'string' ? e.message : 'copy failed',
     };
   }
+}
+
+/** The file's SHA-256 (hex), read here on the worker's thread. */
+function fileSha256(path: string): string {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(DIGEST_READ_BYTES);
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }

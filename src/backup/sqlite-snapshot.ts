@@ -1,15 +1,14 @@
 /**
  * The SQLite snapshot: `<data>/control.sqlite` and `<data>/tenants/<id>.sqlite`, each copied with
- * `VACUUM INTO` (a consistent snapshot in one read transaction; writers go on under WAL) in a
- * worker thread (sqlite-snapshot-worker.ts), one file after another. The control store is copied
+ * `VACUUM INTO` (a consistent snapshot in one read transaction; writers go on under WAL) and its
+ * SHA-256 read, in a worker thread at a lower CPU priority (sqlite-snapshot-worker.ts), one file
+ * after another. The control store is copied
  * first: a tenant created after that copy is not in the control store's tenant list either, and a
  * tenant store listed is there because its store was created before it was listed.
  *
  * SQLite's online backup API (better-sqlite3's db.backup()) was the other candidate; it restarts
  * whenever another connection writes the source, so under steady writes it may never finish.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTsWorker } from '../audit/ts-worker.ts';
@@ -57,7 +56,7 @@ export function createSqliteSnapshotter(options: { dataDir: string }): StoreSnap
             ...file,
             schemaVersion: reply.schemaVersion,
             size,
-            sha256: await fileSha256(file.path),
+            sha256: reply.sha256,
           });
         }
         return files;
@@ -101,10 +100,4 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }

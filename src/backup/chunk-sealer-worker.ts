@@ -1,0 +1,100 @@
+/**
+ * The worker thread of chunk-sealer.ts: reads a snapshot's files as one stream, cuts it into
+ * chunks of `chunkSize` plaintext bytes (the last may be shorter; an empty stream is one empty
+ * chunk), seals each (chunk-cipher.ts) and takes the SHA-256 of the stored bytes, one chunk per
+ * `next` message, so at most the chunk being written and the one being sealed are in memory. Reading,
+ * AES-GCM and the digests — seconds of CPU for a large store — run here, at a lower CPU priority
+ * (low-priority-thread.ts), not on the server's event loop. The data key is wiped when the stream
+ * ends or fails, and each plaintext chunk once it is sealed.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { wipe } from '../crypto/index.ts';
+import { sealChunk } from '../objects/chunk-cipher.ts';
+import { lowerThreadPriority } from './low-priority-thread.ts';
+
+export interface SealerStart {
+  kind: 'start';
+  files: { name: string; path: string; size: number }[];
+  key: Uint8Array;
+  backupId: string;
+  chunkSize: number;
+}
+
+export type SealerRequest = SealerStart | { kind: 'next' };
+
+export type SealerReply =
+  | { kind: 'chunk'; index: number; final: boolean; stored: Uint8Array; sha256: string }
+  | { kind: 'error'; message: string };
+
+const port = parentPort;
+if (port === null) throw new Error('chunk-sealer-worker.ts runs as a worker thread');
+lowerThreadPriority();
+
+let chunks: Generator<Buffer> | undefined;
+let key: Buffer | undefined;
+let job: SealerStart | undefined;
+let index = 0;
+let count = 0;
+
+port.on('message', (request: SealerRequest) => {
+  try {
+    if (request.kind === 'start') {
+      job = request;
+      key = Buffer.from(request.key);
+      wipe(request.key);
+      const total = request.files.reduce((sum, f) => sum + f.size, 0);
+      count = Math.max(1, Math.ceil(total / request.chunkSize));
+      chunks = readChunks(request.files, request.chunkSize, total);
+      index = 0;
+      return;
+    }
+    if (!chunks || !key || !job) throw new Error('no stream started');
+    const next = chunks.next();
+    if (next.done) throw new Error('no chunk left');
+    const final = index === count - 1;
+    const stored = sealChunk(key, { backupId: job.backupId, index, final }, next.value);
+    wipe(next.value);
+    const sha256 = createHash('sha256').update(stored).digest('hex');
+    const reply: SealerReply = { kind: 'chunk', index, final, stored, sha256 };
+    index += 1;
+    if (final) wipe(key);
+    port.postMessage(reply, [stored.buffer as ArrayBuffer]);
+  } catch (err) {
+    wipe(key);
+    port.postMessage({ kind: 'error', message: (err as Error).message } satisfies SealerReply);
+  }
+});
+
+/** The files as one stream of plaintext chunks of `chunkSize` bytes (the last may be shorter). */
+function* readChunks(files: SealerStart['files'], chunkSize: number, total: number): Generator<Buffer> {
+  if (total === 0) {
+    yield Buffer.alloc(0);
+    return;
+  }
+  // A buffer of its own per chunk (never from the shared pool): it is wiped after sealing.
+  let chunk = Buffer.alloc(Math.min(chunkSize, total));
+  let filled = 0;
+  let remaining = total;
+  for (const file of files) {
+    const fd = openSync(file.path, 'r');
+    try {
+      let left = file.size;
+      while (left > 0) {
+        const bytesRead = readSync(fd, chunk, filled, Math.min(chunk.length - filled, left), null);
+        if (bytesRead === 0) throw new Error(`snapshot: ${file.name} shrank while being read`);
+        filled += bytesRead;
+        left -= bytesRead;
+        remaining -= bytesRead;
+        if (filled === chunk.length) {
+          yield chunk;
+          chunk = Buffer.alloc(Math.min(chunkSize, remaining));
+          filled = 0;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
