@@ -79,6 +79,7 @@ export {
 } from './read-backup.ts';
 export { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
+export { quickCheckFiles } from './sqlite-quick-check.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
 export {
   planTenantRestore,
