@@ -12,6 +12,7 @@
  * It stops on SIGTERM or SIGINT and when its stdin ends (the bench exited or died). The secrets
  * travel on stdout, a pipe to the bench, never on a command line.
  */
+import { createInterface } from 'node:readline';
 import { resolveServerConfig } from '../src/config/server-config.ts';
 import { startTresorServer } from '../src/server/tresor-server.ts';
 import { BENCH_COLLECTION, BENCH_DECLARATION, benchRecord } from './backup-record.ts';
@@ -24,6 +25,12 @@ export interface BackupChildArgs {
   /** Records to fill before announcing. */
   records: number;
   logLevel: string;
+  /**
+   * Tenants made empty for the write load, one per measured window, each closed (and so shredded
+   * and its store removed, the grace being 0) when its window ends: the store a later backup copies
+   * stays the size of the filled one instead of growing with every round's writes.
+   */
+  loadTenants?: number;
 }
 
 export interface BackupChildAddress {
@@ -34,6 +41,8 @@ export interface BackupChildAddress {
   readToken: string;
   filled: number;
   fillSeconds: number;
+  /** The write load's tenants (see loadTenants), with their API keys. */
+  loadKeys: { tenant: string; apiKey: string }[];
 }
 
 /** Far above any rate the bench reaches (the configuration's maximum is 10,000,000 a window). */
@@ -50,6 +59,7 @@ const config = resolveServerConfig(
     TRESOR_RATE_LIMIT_PER_ADDRESS: BENCH_RATE_LIMIT,
     TRESOR_LOG_LEVEL: args.logLevel,
     TRESOR_BACKUP_INTERVAL_MINUTES: '0',
+    TRESOR_CLOSE_GRACE_DAYS: '0',
     TRESOR_BACKUP_DESTINATIONS: JSON.stringify([{ name: 'bench', kind: 'folder', path: args.backupDir }]),
   },
 );
@@ -81,6 +91,12 @@ const token = (scope: 'backups:run' | 'backups:read') =>
     name: `backup bench ${scope}`,
     lifetimeMs: 3_600_000,
   });
+const loadKeys: { tenant: string; apiKey: string }[] = [];
+for (let i = 0; i < (args.loadTenants ?? 0); i++) {
+  const t = await server.tenants.createTenant({ name: `Backup bench load ${i + 1}` }, { actor });
+  await server.vault.putCollection(t.id, BENCH_COLLECTION, BENCH_DECLARATION, { actor });
+  loadKeys.push({ tenant: t.id, apiKey: t.apiKey });
+}
 const address: BackupChildAddress = {
   url: server.url,
   tenant: tenant.id,
@@ -89,6 +105,7 @@ const address: BackupChildAddress = {
   readToken: (await token('backups:read')).token,
   filled: args.records,
   fillSeconds,
+  loadKeys,
 };
 process.stdout.write(`${JSON.stringify(address)}\n`);
 
@@ -101,4 +118,13 @@ function stop(): void {
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
 process.stdin.on('end', stop);
-process.stdin.resume();
+// `close <tenant>` on stdin: that load tenant is closed at once; `closed <tenant>` answers on stdout.
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const [verb, id] = line.trim().split(' ');
+  if (verb !== 'close' || !id) return;
+  void server.tenants.closeTenant(id, { reason: 'backup bench: its write window ended' }, { actor }).then(
+    () => process.stdout.write(`closed ${id}\n`),
+    (error: unknown) =>
+      process.stdout.write(`failed ${id} ${(error as { code?: string }).code ?? 'error'}\n`),
+  );
+});

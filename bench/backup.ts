@@ -97,6 +97,8 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 interface ServerChild {
   address: BackupChildAddress;
   pid: number;
+  /** Closes a load tenant at once (grace 0: its key is destroyed and its store removed). */
+  closeTenant(id: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -144,9 +146,35 @@ async function startServerChild(
         reject(new Error(`the backup bench server exited before listening (${signal ?? `code ${code}`})`));
       });
     });
-    lines.close();
-    child.stdout?.resume();
-    return { address: JSON.parse(line) as BackupChildAddress, pid: child.pid ?? 0, stop };
+    // Later lines answer `close <tenant>` requests: `closed <tenant>` or `failed <tenant> <code>`.
+    const waiting = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
+    lines.on('line', (text) => {
+      const [verb, id, code] = text.split(' ');
+      const w = waiting.get(id ?? '');
+      if (!w) return;
+      waiting.delete(id ?? '');
+      if (verb === 'closed') w.resolve();
+      else w.reject(new Error(`closing load tenant ${id} failed (${code})`));
+    });
+    const closeTenant = (id: string) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`closing load tenant ${id} took over 120 s`)),
+          120_000,
+        );
+        waiting.set(id, {
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
+        child.stdin?.write(`close ${id}\n`);
+      });
+    return { address: JSON.parse(line) as BackupChildAddress, pid: child.pid ?? 0, closeTenant, stop };
   } catch (error) {
     await stop();
     const tail = logTail(logFile);
@@ -242,7 +270,13 @@ interface Load {
 }
 
 /** POST records at `concurrency` in flight until finish() (or `maxSeconds`). */
-function writeLoad(server: BackupChildAddress, ca: Buffer, concurrency: number, first: number): Load {
+function writeLoad(
+  server: BackupChildAddress,
+  apiKey: string,
+  ca: Buffer,
+  concurrency: number,
+  first: number,
+): Load {
   let ok = 0;
   let n = first;
   let result: { errors: number; timeouts: number; non2xx: number } | undefined;
@@ -256,7 +290,7 @@ function writeLoad(server: BackupChildAddress, ca: Buffer, concurrency: number, 
         pipelining: 1,
         duration: MAX_BACKUP_SECONDS,
         timeout: 60,
-        headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
         requests: [
           {
             method: 'POST',
@@ -302,12 +336,13 @@ function rateOf(operations: number, elapsedNs: number): Rate {
 /** Write load for `durationS` seconds with no backup: the baseline of a round. */
 async function loadAlone(
   server: BackupChildAddress,
+  apiKey: string,
   ca: Buffer,
   concurrency: number,
   first: number,
   durationS: number,
 ): Promise<Rate> {
-  const load = writeLoad(server, ca, concurrency, first);
+  const load = writeLoad(server, apiKey, ca, concurrency, first);
   await new Promise((r) => setTimeout(r, 1000)); // warm-up: connections open, caches hot
   const from = load.count();
   const t0 = now();
@@ -324,11 +359,12 @@ async function loadAlone(
 async function loadDuringBackup(
   agent: Agent,
   server: BackupChildAddress,
+  apiKey: string,
   ca: Buffer,
   concurrency: number,
   first: number,
 ): Promise<{ backup: Rate; verify: Rate; whole: Rate; view: BackupView }> {
-  const load = writeLoad(server, ca, concurrency, first);
+  const load = writeLoad(server, apiKey, ca, concurrency, first);
   try {
     await new Promise((r) => setTimeout(r, 1000)); // the same warm-up as loadAlone
     const from = load.count();
@@ -389,7 +425,14 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   progress(`backup: starting the server and filling it with ${options.records.toLocaleString('en')} records`);
   const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
   const child = await startServerChild(
-    { dataDir, keydSocket, backupDir, records: options.records, logLevel: options.logLevel },
+    {
+      dataDir,
+      keydSocket,
+      backupDir,
+      records: options.records,
+      logLevel: options.logLevel,
+      loadTenants: 2 * options.rounds,
+    },
     join(dir, 'backup-server.log'),
     nodeArgs,
   );
@@ -452,10 +495,50 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   // Each load writes emails of its own range, so no two records share one.
   const firstOf = (load: number) => options.records + load * 10_000_000;
   for (let i = 0; i < options.rounds; i++) {
+    // Each window writes into a load tenant of its own, closed (shredded, its store removed) when
+    // the window ends, so every round backs up the same filled store. The windows alternate in
+    // order: the WAL a snapshot holds back is checkpointed after it, which would otherwise always
+    // weigh on the window that follows the backup.
+    const duringKey = server.loadKeys[2 * i];
+    const aloneKey = server.loadKeys[2 * i + 1];
+    if (!duringKey || !aloneKey) throw new Error('the server made too few load tenants');
+    const aloneFirst = i % 2 === 1 && rounds.length > 0;
+    let alone: Rate | undefined;
+    if (aloneFirst) {
+      progress(`backup: round ${i + 1} of ${options.rounds}, writes without a backup (first this round)`);
+      const previous = rounds[rounds.length - 1] as BackupRound;
+      alone = await loadAlone(
+        server,
+        aloneKey.apiKey,
+        ca,
+        options.concurrency,
+        firstOf(2 * i + 1),
+        previous.backupSeconds + previous.verifySeconds,
+      );
+      await child.closeTenant(aloneKey.tenant);
+    }
     progress(`backup: round ${i + 1} of ${options.rounds}, writes during a backup`);
-    const during = await loadDuringBackup(agent, server, ca, options.concurrency, firstOf(2 * i));
-    progress(`backup: round ${i + 1} of ${options.rounds}, writes without a backup`);
-    const alone = await loadAlone(server, ca, options.concurrency, firstOf(2 * i + 1), during.whole.seconds);
+    const during = await loadDuringBackup(
+      agent,
+      server,
+      duringKey.apiKey,
+      ca,
+      options.concurrency,
+      firstOf(2 * i),
+    );
+    await child.closeTenant(duringKey.tenant);
+    if (!alone) {
+      progress(`backup: round ${i + 1} of ${options.rounds}, writes without a backup`);
+      alone = await loadAlone(
+        server,
+        aloneKey.apiKey,
+        ca,
+        options.concurrency,
+        firstOf(2 * i + 1),
+        during.whole.seconds,
+      );
+      await child.closeTenant(aloneKey.tenant);
+    }
     const view = during.view;
     progress(
       `backup: round ${i + 1}: ${Math.round(alone.opsPerSecond)} writes/s alone, ` +
