@@ -54,7 +54,12 @@ port.on('message', (request: SealerRequest) => {
     const next = chunks.next();
     if (next.done) throw new Error('no chunk left');
     const final = index === count - 1;
-    const stored = sealChunk(key, { backupId: job.backupId, index, final }, next.value);
+    const sealed = sealChunk(key, { backupId: job.backupId, index, final }, next.value);
+    // Transfer only a buffer this chunk owns whole: a small one sits in Node's shared pool, which
+    // must not be detached (Node 24 refuses to transfer it at all), so it is copied out first.
+    const owned = sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength;
+    const stored = owned ? sealed : Buffer.alloc(sealed.length); // Buffer.alloc is never pooled
+    if (stored !== sealed) sealed.copy(stored);
     wipe(next.value);
     const sha256 = createHash('sha256').update(stored).digest('hex');
     const reply: SealerReply = { kind: 'chunk', index, final, stored, sha256 };
