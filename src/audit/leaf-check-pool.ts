@@ -20,11 +20,13 @@ interface Waiting {
   reject(err: Error): void;
 }
 
-export function createLeafCheckPool(size: number): LeafCheckPool {
+/** `nice`: the workers lower their CPU priority to it (a background verification). */
+export function createLeafCheckPool(size: number, options: { nice?: number } = {}): LeafCheckPool {
   if (!Number.isSafeInteger(size) || size < 1) throw new RangeError('a pool has at least one worker');
   const module = new URL('./leaf-check-worker.ts', import.meta.url);
   const workers = Array.from({ length: size }, () => {
     const worker = startTsWorker(module);
+    if (options.nice !== undefined) worker.postMessage({ lowerPriority: options.nice });
     const waiting: Waiting[] = [];
     let failure: Error | null = null;
     const fail = (err: Error) => {

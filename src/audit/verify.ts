@@ -144,16 +144,17 @@ export function verifyAuditLog(input: VerifyInput): VerifyReport {
  * the same checks and the same report, sooner where a core is free. When the workers fall behind
  * (their cores busy with other work) this thread checks the next batches itself instead of waiting,
  * so a loaded machine costs little more than verifyAuditLog. By default one worker per core beside
- * this thread's; with none, it is verifyAuditLog.
+ * this thread's; with none, it is verifyAuditLog. With `nice` (a verification in the background of a
+ * serving process) the workers lower their CPU priority and this thread only waits for them.
  */
 export async function verifyAuditLogInParallel(
   input: VerifyInput,
-  options: { workers?: number } = {},
+  options: { workers?: number; nice?: number } = {},
 ): Promise<VerifyReport> {
   const workers = options.workers ?? availableParallelism() - 1;
   if (workers < 1) return verifyAuditLog(input);
   const run = new LogVerification(input);
-  const pool = createLeafCheckPool(workers);
+  const pool = createLeafCheckPool(workers, options.nice !== undefined ? { nice: options.nice } : {});
   // In log order: batches checked or being checked, and entries (rows not in a batch) behind them.
   const ahead: Ahead[] = [];
   let onWorkers = 0; // batches sent whose result has not come back
@@ -176,6 +177,13 @@ export async function verifyAuditLogInParallel(
   try {
     for (const e of input.entries) {
       if ('starts' in e) {
+        // In the background (nice set), this thread waits for the workers instead of checking:
+        // it is the server's event loop, which must stay free for requests.
+        while (options.nice !== undefined && onWorkers >= 4 * workers) {
+          const before = onWorkers;
+          await awaitFirst();
+          if (onWorkers === before) await new Promise(setImmediate);
+        }
         if (onWorkers < 4 * workers) {
           const item: AheadBatch = { batch: e, check: null, pending: pool.check(e) };
           item.pending?.then(

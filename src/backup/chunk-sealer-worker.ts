@@ -4,7 +4,7 @@
  * chunk), seals each (chunk-cipher.ts) and takes the SHA-256 of the stored bytes, one chunk per
  * `next` message, so at most the chunk being written and the one being sealed are in memory. Reading,
  * AES-GCM and the digests — seconds of CPU for a large store — run here, at a lower CPU priority
- * (low-priority-thread.ts), not on the server's event loop. The data key is wiped when the stream
+ * (thread-priority.ts), not on the server's event loop. The data key is wiped when the stream
  * ends or fails, and each plaintext chunk once it is sealed.
  */
 import { createHash } from 'node:crypto';
@@ -12,7 +12,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { wipe } from '../crypto/index.ts';
 import { sealChunk } from '../objects/chunk-cipher.ts';
-import { lowerThreadPriority } from './low-priority-thread.ts';
+import { lowerThreadPriority } from '../thread-priority.ts';
 
 export interface SealerStart {
   kind: 'start';

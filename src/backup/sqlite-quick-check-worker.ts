@@ -1,12 +1,12 @@
 /**
  * The worker thread of sqlite-quick-check.ts: `PRAGMA quick_check` of one SQLite file on a
- * read-only connection of its own, at a lower CPU priority (low-priority-thread.ts), so checking a
+ * read-only connection of its own, at a lower CPU priority (thread-priority.ts), so checking a
  * restored store — seconds of CPU for a large one, synchronous in the driver — never blocks the
  * server's event loop and, on a busy machine, takes longer instead of taking CPU from requests.
  */
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { lowerThreadPriority } from './low-priority-thread.ts';
+import { lowerThreadPriority } from '../thread-priority.ts';
 
 export interface QuickCheckRequest {
   path: string;

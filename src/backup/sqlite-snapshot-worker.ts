@@ -2,14 +2,14 @@
  * The worker thread of sqlite-snapshot.ts: copies one SQLite file with `VACUUM INTO` on a
  * connection of its own, then reads the copy's SHA-256, so the copy and its digest — seconds of CPU
  * for a large store — never block the server's event loop, and the writers (WAL) go on meanwhile.
- * The thread runs at a lower CPU priority (low-priority-thread.ts): on a busy machine a backup
+ * The thread runs at a lower CPU priority (thread-priority.ts): on a busy machine a backup
  * takes longer instead of taking CPU from the requests.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { lowerThreadPriority } from './low-priority-thread.ts';
+import { lowerThreadPriority } from '../thread-priority.ts';
 
 export interface SnapshotRequest {
   source: string;

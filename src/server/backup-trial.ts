@@ -110,6 +110,8 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
         keys: options.keys,
         manifestKey: keys.manifestKey,
         target: dataDir,
+        // A scratch copy, checked and removed: not forced to disk amid the server's own commits.
+        durable: false,
       });
       manifest = restored.manifest;
       return `${restored.files} files, ${restored.chunks} chunks, ${restored.plaintextBytes} bytes: signature and every digest hold`;
@@ -117,7 +119,7 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
 
     await check('audit', async () => {
       if (!manifest) throw new Error('no manifest');
-      const audit = await checkRestoredAuditLog(dataDir, manifest, auditPublicKey);
+      const audit = await checkRestoredAuditLog(dataDir, manifest, auditPublicKey, { background: true });
       if (!audit.ok) {
         const first = audit.problems[0];
         throw Object.assign(

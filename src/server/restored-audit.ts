@@ -4,12 +4,14 @@
  * is what tells a backup whose control store was cut, altered or rolled back behind its checkpoint
  * from a good one: the chunks' digests alone only say the bytes are those that were written.
  */
+import { availableParallelism } from 'node:os';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
 import { openAuditLogReader } from '../audit/log-reader.ts';
 import { ed25519VerifierKey, parseNote } from '../audit/note.ts';
 import { type VerifyProblem, verifyAuditLogInParallel } from '../audit/verify.ts';
 import type { BackupManifest, ManifestKey } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
+import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import { controlStorePath } from './control-store.ts';
 
 /** keyd's two published keys a restore checks a backup against. */
@@ -46,6 +48,8 @@ export async function checkRestoredAuditLog(
   dataDir: string,
   manifest: BackupManifest,
   auditPublicKey: Uint8Array,
+  /** `background`: in a serving process (the trial restore): low-priority workers, the event loop free. */
+  options: { background?: boolean } = {},
 ): Promise<AuditLogCheck> {
   // The checkpoint key is named by the log's origin (src/audit/checkpointer.ts): the origin is read
   // from the backup's checkpoint, unverified; the verification below checks the signature with
@@ -64,13 +68,18 @@ export async function checkRestoredAuditLog(
   const verifierKey = ed25519VerifierKey(origin, auditPublicKey);
   const reader = openAuditLogReader(controlStorePath(dataDir));
   try {
-    const report = await verifyAuditLogInParallel({
-      entries: reader.leafBatches(),
-      checkpoints: reader.checkpoints(),
-      witness: [manifest.auditCheckpoint],
-      verifierKey,
-      origin,
-    });
+    const report = await verifyAuditLogInParallel(
+      {
+        entries: reader.leafBatches(),
+        checkpoints: reader.checkpoints(),
+        witness: [manifest.auditCheckpoint],
+        verifierKey,
+        origin,
+      },
+      options.background
+        ? { workers: Math.max(1, availableParallelism() - 1), nice: BACKUP_THREAD_NICE }
+        : {},
+    );
     const problems = [...report.problems];
     if (report.witnessCheckpoints !== 1) {
       problems.unshift({

@@ -51,8 +51,8 @@ export const FLOORS: readonly Floor[] = [
     holds: 'backup objects: destinations (folder, S3) with read-back, backup ids, retention, chunk cipher',
   },
   {
-    parts: ['crypto', 'tls', 'errors.ts', 'text.ts'],
-    holds: 'primitives: cryptography, certificates, the error catalogue, text checks',
+    parts: ['crypto', 'tls', 'errors.ts', 'text.ts', 'thread-priority.ts'],
+    holds: 'primitives: cryptography, certificates, the error catalogue, text checks, thread priority',
   },
 ];
 

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type SealedChunk, sealedChunks } from '../../src/backup/chunk-sealer.ts';
-import { BACKUP_THREAD_NICE } from '../../src/backup/low-priority-thread.ts';
 import type { SnapshotFile } from '../../src/backup/snapshot.ts';
 import { openChunk } from '../../src/objects/chunk-cipher.ts';
+import { BACKUP_THREAD_NICE } from '../../src/thread-priority.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tresor-sealer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

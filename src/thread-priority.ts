@@ -10,7 +10,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /** The nice value of a backup thread (0 normal … 19 lowest). */
-export const BACKUP_THREAD_NICE = 10;
+export const BACKUP_THREAD_NICE = 19;
 
 /** Whether the priority was lowered. Call it on the worker's own thread, at its start. */
 export function lowerThreadPriority(nice = BACKUP_THREAD_NICE): boolean {
