@@ -153,6 +153,8 @@ const RULES: Record<string, Rule> = {
   'GET /docs': 'public',
   'GET /v1/audit/public-key': 'public',
   'GET /v1/keys': 'public',
+  'GET /trust': 'public',
+  'GET /trust.json': 'public',
   // tenants (operator)
   'POST /v1/tenants': 'operator',
   'GET /v1/tenants': 'operator',
@@ -237,6 +239,7 @@ const RULES: Record<string, Rule> = {
   'POST /v1/people/:id/sessions/revoke-all': 'manager:change+2fa',
   // the server's background jobs (a health detail for operators)
   'GET /v1/system/jobs': 'operator',
+  'GET /v1/system/availability': 'operator',
   // backups (operators: take, list, verify)
   'POST /v1/backups': 'operator',
   'GET /v1/backups': 'operator',
@@ -282,6 +285,7 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/audit/proofs/inclusion': 'audit:read',
   'GET /v1/audit/proofs/consistency': 'audit:read',
   'GET /v1/system/jobs': 'jobs:read',
+  'GET /v1/system/availability': 'jobs:read',
   'POST /v1/backups': 'backups:run',
   'GET /v1/backups': 'backups:read',
   'GET /v1/backups/:id': 'backups:read',
@@ -403,6 +407,8 @@ async function matrixApp() {
         tenantRestores: specOnlyDependencies(),
         metrics: specOnlyDependencies(),
         alerts: specOnlyDependencies(),
+        availability: specOnlyDependencies(),
+        trust: specOnlyDependencies(),
       }),
     authenticate: async (token) => {
       const p = byToken.get(token);
