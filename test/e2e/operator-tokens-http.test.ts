@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { consoleClient, type OperatorAdmin, operatorAdmin, totpCodes } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 interface Entry {
   entry: {
@@ -32,9 +33,15 @@ describe('operator tokens and step-up over HTTPS', () => {
   });
 
   const entries = async (auditToken: string) => {
-    const res = await s.request('GET', '/v1/audit/entries?limit=1000', { token: auditToken });
-    assert.equal(res.status, 200, res.text);
-    return res.json<{ entries: Entry[] }>().entries;
+    const all: Entry[] = [];
+    for (let from: number | null = 0; from !== null; ) {
+      const res = await s.request('GET', `/v1/audit/entries?from=${from}&limit=1000`, { token: auditToken });
+      assert.equal(res.status, 200, res.text);
+      const page = res.json<{ entries: Entry[]; next: number | null }>();
+      all.push(...page.entries);
+      from = page.next;
+    }
+    return all;
   };
 
   it('a token reaches the routes of its scope and nothing else', async () => {
@@ -106,7 +113,25 @@ describe('operator tokens and step-up over HTTPS', () => {
     );
     assert.equal((await s.request('GET', '/v1/system/jobs', { token: fresh.token })).status, 401);
 
-    const log = await entries(await admin.token('audit:read'));
+    // The entries are sequenced into the log a moment after their requests: wait until the last is in.
+    const auditToken = await admin.token('audit:read');
+    const log = await waitFor(
+      'the token events in the audit log',
+      async () => {
+        const all = await entries(auditToken);
+        const has = (action: string, id: string) =>
+          all.some(
+            (e) =>
+              e.entry.action === action &&
+              e.entry.outcome === 'success' &&
+              e.entry.target?.operatorTokenId === id,
+          );
+        return has('operator-token.create', mine.id) && has('operator-token.revoke', fresh.id)
+          ? all
+          : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
     const of = (action: string) =>
       log.filter((e) => e.entry.action === action && e.entry.outcome === 'success');
     assert.ok(of('operator-token.create').some((e) => e.entry.target?.operatorTokenId === mine.id));
