@@ -71,9 +71,14 @@ function runtimeNodeModules(into: string): void {
   }
 }
 
-/** A digest of everything the deployment is made of. */
+/**
+ * A digest of everything the deployment is made of — including the checkout's own path, since its
+ * node_modules are links into that checkout's: a deployment built from a checkout that was removed
+ * since (an earlier CI clone) must not be taken for this one's.
+ */
 function contentDigest(): string {
   const hash = createHash('sha256');
+  hash.update(REPO).update('\0');
   const add = (path: string) => {
     hash.update(relative(REPO, path)).update('\0').update(readFileSync(path)).update('\0');
   };
@@ -127,6 +132,10 @@ export async function compiledDeployment(): Promise<Deployment> {
   const done = join(root, '.complete');
   const lock = `${root}.lock`;
   const deadline = Date.now() + STALE_LOCK_MS;
+  // A deployment whose links no longer resolve (its checkout gone) is built again.
+  if (existsSync(done) && !existsSync(join(root, 'node_modules', 'commander', 'package.json'))) {
+    rmSync(done, { recursive: true, force: true });
+  }
   while (!existsSync(done)) {
     try {
       mkdirSync(lock);
