@@ -9,9 +9,8 @@
  * 2xx answer is the acknowledgement. Errors name the status or the socket error code — never the
  * URL's path or query (they may carry a token), nor any body.
  */
-import { randomUUID } from 'node:crypto';
-import { Agent, request } from 'node:https';
-import { MIN_SECRET_BYTES, webhookSignature } from '../audit/sinks/webhook.ts';
+import { Agent } from 'node:https';
+import { MIN_SECRET_BYTES, postSigned } from '../audit/sinks/webhook.ts';
 import { TresorError } from '../errors.ts';
 import type { AlertChannel } from './alert-channel.ts';
 
@@ -22,8 +21,6 @@ export interface WebhookChannelOptions {
   ca?: string | Buffer;
   timeoutMs?: number;
 }
-
-const MAX_RESPONSE_BYTES = 64 * 1024;
 
 export function createWebhookChannel(options: WebhookChannelOptions): AlertChannel {
   let url: URL;
@@ -47,41 +44,15 @@ export function createWebhookChannel(options: WebhookChannelOptions): AlertChann
   return {
     name: 'webhook',
     send(message) {
-      const body = JSON.stringify(message);
-      const signature = webhookSignature(secret, body, Math.floor(Date.now() / 1000));
-      return new Promise((resolve, reject) => {
-        const req = request(url, {
-          method: 'POST',
-          agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            'tresor-signature': signature,
-            'tresor-delivery': randomUUID(),
-            'user-agent': 'tresor-alerts',
-          },
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        req.on('response', (res) => {
-          let received = 0;
-          res.on('data', (chunk: Buffer) => {
-            received += chunk.length;
-            if (received > MAX_RESPONSE_BYTES) res.destroy();
-          });
-          res.on('close', () => {
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) resolve();
-            else reject(fail(`answered HTTP ${status}`));
-          });
-        });
-        req.on('error', (error: NodeJS.ErrnoException) => {
-          const reason =
-            error.name === 'AbortError' || error.name === 'TimeoutError'
-              ? `timed out after ${timeoutMs} ms`
-              : (error.code ?? 'request failed');
-          reject(fail(reason));
-        });
-        req.end(body);
+      return postSigned({
+        url,
+        agent,
+        secret,
+        body: JSON.stringify(message),
+        userAgent: 'tresor-alerts',
+        timeoutMs,
+        fail: (reason) => fail(reason),
+        uncoded: () => 'request failed',
       });
     },
     async close() {

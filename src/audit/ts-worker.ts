@@ -20,3 +20,37 @@ export function startTsWorker(module: URL): Worker {
     workerData: { tsx: import.meta.resolve('tsx/esm/api'), worker: module.href },
   });
 }
+
+/**
+ * One request to a worker that answers each message with one reply, in order: resolves with the
+ * reply; rejects with the worker's error, or with `stopped(code)` when it exits first.
+ */
+export function askWorker<Request, Reply>(
+  worker: Worker,
+  request: Request,
+  stopped: (exitCode: number) => Error,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (reply: Reply) => {
+      cleanup();
+      resolve(reply);
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(stopped(code));
+    };
+    const cleanup = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+    worker.postMessage(request);
+  });
+}

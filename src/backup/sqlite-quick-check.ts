@@ -4,7 +4,7 @@
  * check reads every page, and on the event loop it would stall every request for its duration.
  * Answers, per file, `ok` or SQLite's own report of what is damaged (truncated).
  */
-import { startTsWorker } from '../audit/ts-worker.ts';
+import { askWorker, startTsWorker } from '../audit/ts-worker.ts';
 import { BackupError } from './errors.ts';
 import type { QuickCheckReply, QuickCheckRequest } from './sqlite-quick-check-worker.ts';
 
@@ -29,27 +29,9 @@ export async function quickCheckFiles(paths: readonly string[]): Promise<Map<str
 }
 
 function ask(worker: ReturnType<typeof startTsWorker>, request: QuickCheckRequest): Promise<QuickCheckReply> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (reply: QuickCheckReply) => {
-      cleanup();
-      resolve(reply);
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onExit = (code: number) => {
-      cleanup();
-      reject(new BackupError('TRESOR_ERR_BACKUP_FAILED', `quick_check worker stopped (exit code ${code})`));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-    worker.postMessage(request);
-  });
+  return askWorker(
+    worker,
+    request,
+    (code) => new BackupError('TRESOR_ERR_BACKUP_FAILED', `quick_check worker stopped (exit code ${code})`),
+  );
 }

@@ -11,7 +11,7 @@
  */
 import { access, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTsWorker } from '../audit/ts-worker.ts';
+import { askWorker, startTsWorker } from '../audit/ts-worker.ts';
 import { assertTenantId } from '../store/sqlite/tenant-stores.ts';
 import { BackupError } from './errors.ts';
 import type { SnapshotFile, StoreSnapshotter } from './snapshot.ts';
@@ -68,29 +68,11 @@ export function createSqliteSnapshotter(options: { dataDir: string }): StoreSnap
 }
 
 function ask(worker: ReturnType<typeof startTsWorker>, request: SnapshotRequest): Promise<SnapshotReply> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (reply: SnapshotReply) => {
-      cleanup();
-      resolve(reply);
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onExit = (code: number) => {
-      cleanup();
-      reject(new BackupError('TRESOR_ERR_BACKUP_FAILED', `snapshot worker stopped (exit code ${code})`));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-    worker.postMessage(request);
-  });
+  return askWorker(
+    worker,
+    request,
+    (code) => new BackupError('TRESOR_ERR_BACKUP_FAILED', `snapshot worker stopped (exit code ${code})`),
+  );
 }
 
 async function exists(path: string): Promise<boolean> {

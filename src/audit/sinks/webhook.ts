@@ -44,6 +44,60 @@ export function webhookSignature(secret: Buffer, body: string, unixSeconds: numb
   return `t=${unixSeconds},v1=${mac}`;
 }
 
+/**
+ * One signed JSON POST (the audit sink's and the alerts channel's): `Tresor-Signature` over the
+ * body, a fresh `Tresor-Delivery` id, bounded by `timeoutMs`; a 2xx answer resolves, anything else
+ * rejects with `fail(reason, status)`. The answer's body is not kept (only its status matters). A
+ * socket error is named by its code, else by `uncoded(error)`.
+ */
+export function postSigned(options: {
+  url: URL;
+  agent: Agent;
+  secret: Buffer;
+  body: string;
+  userAgent: string;
+  timeoutMs: number;
+  fail: (reason: string, status?: number) => Error;
+  uncoded: (error: Error) => string;
+}): Promise<void> {
+  const { body, timeoutMs, fail } = options;
+  const signature = webhookSignature(options.secret, body, Math.floor(Date.now() / 1000));
+  return new Promise((resolve, reject) => {
+    const req = request(options.url, {
+      method: 'POST',
+      agent: options.agent,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'tresor-signature': signature,
+        'tresor-delivery': randomUUID(),
+        'user-agent': options.userAgent,
+      },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    req.on('response', (res) => {
+      let received = 0;
+      res.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > MAX_RESPONSE_BYTES) res.destroy();
+      });
+      res.on('close', () => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) resolve();
+        else reject(fail(`answered HTTP ${status}`, status));
+      });
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      const reason =
+        error.name === 'AbortError' || error.name === 'TimeoutError'
+          ? `timed out after ${timeoutMs} ms`
+          : (error.code ?? options.uncoded(error));
+      reject(fail(reason));
+    });
+    req.end(body);
+  });
+}
+
 export function createWebhookSink(options: WebhookSinkOptions): AuditSink {
   const { name } = options;
   let url: URL;
@@ -75,40 +129,15 @@ export function createWebhookSink(options: WebhookSinkOptions): AuditSink {
 
   function post(body: string): Promise<void> {
     if (closed) return Promise.reject(fail('closed'));
-    const signature = webhookSignature(secret, body, Math.floor(Date.now() / 1000));
-    return new Promise((resolve, reject) => {
-      const req = request(url, {
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          'tresor-signature': signature,
-          'tresor-delivery': randomUUID(),
-          'user-agent': 'tresor-audit-webhook',
-        },
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      req.on('response', (res) => {
-        let received = 0;
-        res.on('data', (chunk: Buffer) => {
-          received += chunk.length;
-          if (received > MAX_RESPONSE_BYTES) res.destroy();
-        });
-        res.on('close', () => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve();
-          else reject(fail(`answered HTTP ${status}`, { status }));
-        });
-      });
-      req.on('error', (error: NodeJS.ErrnoException) => {
-        const reason =
-          error.name === 'AbortError' || error.name === 'TimeoutError'
-            ? `timed out after ${timeoutMs} ms`
-            : (error.code ?? error.message);
-        reject(fail(reason));
-      });
-      req.end(body);
+    return postSigned({
+      url,
+      agent,
+      secret,
+      body,
+      userAgent: 'tresor-audit-webhook',
+      timeoutMs,
+      fail: (reason, status) => fail(reason, status === undefined ? {} : { status }),
+      uncoded: (error) => error.message,
     });
   }
 
