@@ -13,7 +13,10 @@
  */
 import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { TresorError } from '../errors.ts';
-import { hasControlCharacter } from '../text.ts';
+import { hasLoneSurrogate, hasNoteControlCharacter, isValidKeyName } from '../tlog/checkpoint-text.ts';
+
+// The signed-note name and text rules are shared with keyd (src/tlog), which formats what it signs.
+export { hasNoteControlCharacter, isValidKeyName };
 
 /** c2sp.org/signed-note §Signature types: 0x01 = Ed25519. */
 export const NOTE_ED25519_SIGNATURE_TYPE = 0x01;
@@ -68,10 +71,6 @@ export interface OpenedNote {
   unverified: NoteSignature[];
 }
 
-// c2sp.org/signed-note §Format: "Key names MUST be non-empty and MUST NOT contain any Unicode spaces or plus".
-export function isValidKeyName(name: string): boolean {
-  return name.length > 0 && !/[\p{White_Space}+]/u.test(name) && !hasLoneSurrogate(name);
-}
 
 /** The note key ID of an Ed25519 public key: SHA-256(name || 0x0A || 0x01 || key)[:4], big-endian. */
 export function ed25519KeyId(name: string, publicKey: Uint8Array): number {
@@ -274,11 +273,3 @@ function decodeBase64(text: string): Buffer | undefined {
   return bytes.toString('base64') === text ? bytes : undefined;
 }
 
-function hasLoneSurrogate(text: string): boolean {
-  return /\p{Surrogate}/u.test(text);
-}
-
-/** An ASCII control character other than newline (C0 or DEL): signed notes allow only newline. */
-export function hasNoteControlCharacter(text: string): boolean {
-  return hasControlCharacter(text, ['\n']);
-}
