@@ -71,7 +71,6 @@ export interface OpenedNote {
   unverified: NoteSignature[];
 }
 
-
 /** The note key ID of an Ed25519 public key: SHA-256(name || 0x0A || 0x01 || key)[:4], big-endian. */
 export function ed25519KeyId(name: string, publicKey: Uint8Array): number {
   return keyIdOf(name, Buffer.concat([Buffer.of(NOTE_ED25519_SIGNATURE_TYPE), publicKey]));
@@ -272,4 +271,3 @@ function decodeBase64(text: string): Buffer | undefined {
   const bytes = Buffer.from(text, 'base64');
   return bytes.toString('base64') === text ? bytes : undefined;
 }
-

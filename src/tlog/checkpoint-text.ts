@@ -24,7 +24,10 @@ export interface Checkpoint {
   extensions: string[];
 }
 
-export type CheckpointErrorCode = 'TRESOR_ERR_CHECKPOINT_MALFORMED' | 'TRESOR_ERR_CHECKPOINT_ORIGIN_MISMATCH';
+export type CheckpointErrorCode =
+  | 'TRESOR_ERR_CHECKPOINT_MALFORMED'
+  | 'TRESOR_ERR_CHECKPOINT_ORIGIN_MISMATCH'
+  | 'TRESOR_ERR_CHECKPOINT_INCONSISTENT';
 
 export class CheckpointError extends TresorError<CheckpointErrorCode> {}
 
