@@ -70,6 +70,16 @@ export const ERRORS = {
   TRESOR_ERR_WRAPPED_KEY_INVALID: { status: 500, title: 'Internal Server Error' },
   TRESOR_ERR_PURPOSE_INVALID: { status: 500, title: 'Internal Server Error' },
   TRESOR_ERR_REQUEST_INVALID: { status: 400, title: 'Bad Request' },
+  /**
+   * keyd refused to sign (docs/keyd.md, "What keyd checks before it signs"): the request is not a
+   * well-formed document of its purpose, an old-style opaque `sign`, or a deletion certificate for
+   * a tenant whose keys keyd has not destroyed. A checkpoint that would fork the log, shrink it or
+   * come with a proof that does not verify; one whose proof starts from a tree keyd did not sign
+   * last (another node signed meanwhile: ask keyd's tree and prove again).
+   */
+  TRESOR_ERR_SIGN_REFUSED: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_CHECKPOINT_INCONSISTENT: { status: 500, title: 'Internal Server Error', internal: true },
+  TRESOR_ERR_CHECKPOINT_STALE: { status: 500, title: 'Internal Server Error', internal: true },
   /** keyd's configuration, and the server's (ConfigError, met at start-up, before any request). */
   TRESOR_ERR_CONFIG_INVALID: { status: 500, title: 'Internal Server Error' },
 

@@ -10,7 +10,12 @@
  */
 import type { SqliteStore } from '../store/sqlite/store.ts';
 import type { Store } from '../store/types.ts';
-import { type Checkpointer, type CheckpointWitness, createCheckpointer } from './checkpointer.ts';
+import {
+  type Checkpointer,
+  type CheckpointKeyd,
+  type CheckpointWitness,
+  createCheckpointer,
+} from './checkpointer.ts';
 import type { WithAuditEvents } from './event.ts';
 import { type AuditLogReader, createAuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
@@ -55,7 +60,8 @@ export interface AuditLogDeps {
   openSource(source: string): Promise<Store<WithAuditEvents>>;
   listSources(): Promise<string[]>;
   signingKey(): Promise<{ name: string; publicKey: Buffer; verifierKey: string }>;
-  sign(message: Buffer): Promise<Buffer>;
+  /** keyd's checkpoint signing: the checkpoint's parts and a consistency proof, never its text. */
+  keyd: CheckpointKeyd;
   origin: string;
   witness: CheckpointWitness;
   checkpointIntervalMs?: number;
@@ -93,7 +99,7 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
     reader,
     treeHead: () => sequencer.treeHead(),
     signingKey: deps.signingKey,
-    sign: deps.sign,
+    keyd: deps.keyd,
     origin: deps.origin,
     witness: deps.witness,
     onCheckpoint(checkpoint) {

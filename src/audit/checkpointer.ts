@@ -10,12 +10,17 @@
  * (`tresor-keyd/audit-checkpoint`) named the checkpoints of earlier versions, and those still
  * verify against the witness.
  *
+ * keyd signs a checkpoint only as a consistent extension of the last one it signed: the checkpointer
+ * sends the checkpoint's parts and the RFC 9162 consistency proof from keyd's remembered tree, which
+ * it asks keyd for (CheckpointKeyd). A log behind keyd's tree (a restored deployment keyd was not
+ * rolled back for) or forked from it gets no signature: health() turns red as below.
+ *
  * If keyd cannot sign (sealed, stopped, unreachable) entries keep arriving but stay unsigned; once
  * the oldest unsigned entry has waited longer than `signBoundMs`, health() turns red and data routes
  * fail closed (503) until a checkpoint is signed again.
  */
 import type { Store } from '../store/types.ts';
-import { parseCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import { CheckpointError, parseCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import type { AuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import {
@@ -40,14 +45,32 @@ export interface CheckpointSigningKey {
   verifierKey: string;
 }
 
+/**
+ * keyd's side of a checkpoint: keyd formats the checkpoint text itself and signs it only as a
+ * consistent extension of the last tree it signed (src/keyd/signing-checkpoints.ts), so the
+ * checkpointer asks for keyd's remembered tree and sends the consistency proof from it.
+ */
+export interface CheckpointKeyd {
+  /** The last tree keyd signed (size 0, root null before the first). */
+  tree(): Promise<{ origin: string | null; size: number; rootHash: Buffer | null }>;
+  /** keyd's Ed25519 signature of the checkpoint's text, made only if the proof holds. */
+  sign(request: {
+    origin: string;
+    size: number;
+    rootHash: Buffer;
+    fromSize: number;
+    proof: Buffer[];
+  }): Promise<Buffer>;
+}
+
 export interface CheckpointerDeps {
   control: Store<WithAuditLog>;
   reader: AuditLogReader;
   treeHead(): { size: number; root: Buffer };
   /** keyd's public key for checkpoints (fetched once and kept). */
   signingKey(): Promise<CheckpointSigningKey>;
-  /** keyd's `sign` operation with purpose 'audit-checkpoint'. */
-  sign(message: Buffer): Promise<Buffer>;
+  /** keyd's checkpoint signing (signCheckpoint, checkpointTree). */
+  keyd: CheckpointKeyd;
   origin: string;
   witness: CheckpointWitness;
   /** Called after a checkpoint is durable everywhere it is kept (sinks, stream). */
@@ -80,7 +103,8 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
   const intervalMs = deps.intervalMs ?? 1000;
   const signBoundMs = deps.signBoundMs ?? 10_000;
   let key: CheckpointSigningKey | undefined;
-  let signer: NoteSigner | undefined;
+  /** The size of the last tree keyd signed, as keyd said or as we had it sign; unknown at first and after a refusal. */
+  let keydSize: number | undefined;
   let signedSize = 0;
   /** When the tree first grew past the signed size (the oldest unsigned entry's wait starts). */
   let unsignedSince: Date | undefined;
@@ -96,11 +120,24 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
     return key;
   }
 
-  async function noteSigner(): Promise<NoteSigner> {
-    if (signer) return signer;
+  /**
+   * A note signer for one checkpoint: it hands keyd the checkpoint's parts and the consistency proof
+   * from keyd's last signed tree, never the text (keyd formats that itself, from the same encoder).
+   */
+  async function noteSigner(head: { size: number; root: Buffer }): Promise<NoteSigner> {
     const k = await signingKey();
-    signer = ed25519NoteSigner({ name: deps.origin, publicKey: k.publicKey }, deps.sign);
-    return signer;
+    keydSize ??= (await deps.keyd.tree()).size;
+    const fromSize = keydSize;
+    if (fromSize > head.size) {
+      throw new CheckpointError(
+        'TRESOR_ERR_CHECKPOINT_INCONSISTENT',
+        `keyd last signed a tree of ${fromSize} entries, more than this log's ${head.size}: it will sign no checkpoint of this log until it is rolled back to one this log holds (docs/keyd.md, restoring a deployment)`,
+      );
+    }
+    const proof =
+      fromSize > 0 && fromSize < head.size ? await deps.reader.consistency(fromSize, head.size) : [];
+    const request = { origin: deps.origin, size: head.size, rootHash: head.root, fromSize, proof };
+    return ed25519NoteSigner({ name: deps.origin, publicKey: k.publicKey }, () => deps.keyd.sign(request));
   }
 
   /** The log's verifier (named by the origin) and the one of keyd's label, for older checkpoints. */
@@ -140,8 +177,9 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
     try {
       const note = await signCheckpoint(
         { origin: deps.origin, size: head.size, rootHash: head.root, extensions: [] },
-        [await noteSigner()],
+        [await noteSigner(head)],
       );
+      keydSize = head.size;
       const at = now().toISOString();
       await deps.control.write(async (trx) => {
         await trx
@@ -157,6 +195,8 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
       deps.onCheckpoint?.({ size: head.size, note });
       return { size: head.size, note };
     } catch (error) {
+      // Ask keyd for its tree again next time: another node may have signed meanwhile.
+      keydSize = undefined;
       lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
       throw error;
     }

@@ -7,7 +7,8 @@
  *
  * Left out: operations that only read keyd's state (status, health, public keys, the log itself)
  * and signing (audit checkpoints every second — mirroring them would make an idle log grow by
- * itself — and deletion certificates, whose issue the tenant's close entries already record). The copy is exactly once: the events and the advanced cursor commit together.
+ * itself — and deletion certificates, whose issue the tenant's close entries already record). A reset of
+ * keyd's checkpoint tree (a restored deployment, a new log) is copied: the fork it makes is in the log. The copy is exactly once: the events and the advanced cursor commit together.
  */
 import type { OpsLogEntry } from '../keyd/operations.ts';
 import type { Store } from '../store/types.ts';
@@ -18,7 +19,17 @@ import type { WithAuditLog } from './log-schema.ts';
 export type KeydOpsEntry = Omit<OpsLogEntry, 'detail'>;
 
 export const KEYD_OPS_CURSOR = 'keyd-ops';
-const NOT_MIRRORED = new Set(['status', 'health', 'publicKey', 'opsLog', 'hello', 'sign']);
+const NOT_MIRRORED = new Set([
+  'status',
+  'health',
+  'publicKey',
+  'opsLog',
+  'hello',
+  'sign',
+  'signCheckpoint',
+  'checkpointTree',
+  'signDeletionCertificate',
+]);
 const PAGE = 500;
 
 export interface KeydOpsMirror {

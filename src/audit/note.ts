@@ -13,7 +13,10 @@
  */
 import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { TresorError } from '../errors.ts';
-import { hasControlCharacter } from '../text.ts';
+import { hasLoneSurrogate, hasNoteControlCharacter, isValidKeyName } from '../tlog/checkpoint-text.ts';
+
+// The signed-note name and text rules are shared with keyd (src/tlog), which formats what it signs.
+export { hasNoteControlCharacter, isValidKeyName };
 
 /** c2sp.org/signed-note §Signature types: 0x01 = Ed25519. */
 export const NOTE_ED25519_SIGNATURE_TYPE = 0x01;
@@ -66,11 +69,6 @@ export interface OpenedNote {
   verified: NoteSignature[];
   /** Signatures by keys not among the given verifiers, ignored as the spec requires. */
   unverified: NoteSignature[];
-}
-
-// c2sp.org/signed-note §Format: "Key names MUST be non-empty and MUST NOT contain any Unicode spaces or plus".
-export function isValidKeyName(name: string): boolean {
-  return name.length > 0 && !/[\p{White_Space}+]/u.test(name) && !hasLoneSurrogate(name);
 }
 
 /** The note key ID of an Ed25519 public key: SHA-256(name || 0x0A || 0x01 || key)[:4], big-endian. */
@@ -272,13 +270,4 @@ function decodeBase64(text: string): Buffer | undefined {
   if (text.length === 0 || text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
   const bytes = Buffer.from(text, 'base64');
   return bytes.toString('base64') === text ? bytes : undefined;
-}
-
-function hasLoneSurrogate(text: string): boolean {
-  return /\p{Surrogate}/u.test(text);
-}
-
-/** An ASCII control character other than newline (C0 or DEL): signed notes allow only newline. */
-export function hasNoteControlCharacter(text: string): boolean {
-  return hasControlCharacter(text, ['\n']);
 }

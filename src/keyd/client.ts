@@ -75,6 +75,7 @@ export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'health',
   'tenantKeyStatus',
   'publicKey',
+  'checkpointTree',
   'opsLog',
   'listKeydBackups',
   'keydBackupHorizon',

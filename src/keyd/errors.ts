@@ -32,6 +32,12 @@ export const KEYD_ERRORS = {
   TRESOR_ERR_FORBIDDEN: 'caller is not allowed to perform this operation',
   TRESOR_ERR_CONFIG_INVALID: 'keyd configuration is invalid',
   TRESOR_ERR_INTERNAL: 'internal keyd error',
+  // What keyd checks before it signs (signing-checks.ts, signing-checkpoints.ts)
+  TRESOR_ERR_SIGN_REFUSED: 'keyd refuses to sign this request',
+  TRESOR_ERR_CHECKPOINT_INCONSISTENT:
+    'the checkpoint is not a consistent extension of the last one keyd signed',
+  TRESOR_ERR_CHECKPOINT_STALE: 'the consistency proof starts from a tree keyd did not sign last',
+  TRESOR_ERR_CHECKPOINT_ORIGIN_MISMATCH: 'the checkpoint is of another log than the one keyd signs for',
   // keyd's own backups (src/keyd/backup/)
   TRESOR_ERR_BACKUP_RUNNING: 'a keyd backup is running',
   TRESOR_ERR_BACKUP_FAILED: 'keyd backup failed',

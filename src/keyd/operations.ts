@@ -70,6 +70,40 @@ export interface BackupDataKey {
   wrapped: Buffer;
 }
 
+export interface CheckpointSignRequest {
+  origin: string;
+  size: number;
+  rootHash: Buffer;
+  /** The size of keyd's remembered tree the proof starts from (0 before the first checkpoint). */
+  fromSize: number;
+  /** RFC 9162 §2.1.4 consistency proof from (fromSize, keyd's root) to (size, rootHash). */
+  proof: Buffer[];
+}
+
+export interface CheckpointTree {
+  origin: string | null;
+  size: number;
+  rootHash: Buffer | null;
+}
+
+/** What the closing server knows and keyd does not; keyd adds the destroyed key ids and times. */
+export interface DeletionCertificateRequest {
+  tenant: string;
+  tenantName?: string;
+  /** When the close completed (ISO 8601). */
+  closedAt: string;
+  /** YYYY-MM-DD: the server's backup horizon. */
+  backupsAgedOutBy: string;
+  reason: string;
+}
+
+export interface SignedDeletionCertificateBody {
+  /** The exact signed text: RFC 8785 canonical JSON of the certificate. */
+  body: string;
+  signature: Buffer;
+  keyName: string;
+}
+
 export interface SigningKeyInfo {
   /** C2SP signed-note key name: `tresor-keyd/<purpose>`, e.g. `tresor-keyd/audit-checkpoint`. */
   name: string;
@@ -153,8 +187,36 @@ export interface KeydOperations {
   generateBackupDataKey: [{ backupId: string }, BackupDataKey];
   /** Restore and verification: the backup's data key, if it was wrapped for exactly this backup id and key id. */
   unwrapBackupDataKey: [{ backupId: string; keyId: string; wrapped: Buffer }, { key: Buffer }];
-  /** Ed25519 signature by the purpose's key: checkpoint notes, deletion certificates, backup manifests. */
+  /**
+   * Ed25519 signature of a backup-manifest or trust statement, each checked to be a well-formed
+   * statement of its purpose (signing-statements.ts). Checkpoints and deletion certificates are
+   * never signed from bytes the caller sends: signCheckpoint and signDeletionCertificate.
+   */
   sign: [{ purpose: SigningPurpose; message: Buffer }, { signature: Buffer; keyName: string }];
+  /**
+   * A C2SP checkpoint of the audit log, its text formatted by keyd from these parts and signed only
+   * if it is a consistent extension of the last one keyd signed: `proof` is the RFC 9162
+   * consistency proof from keyd's remembered tree (`fromSize`, see checkpointTree) to this one.
+   */
+  signCheckpoint: [CheckpointSignRequest, { signature: Buffer; keyName: string }];
+  /** The last checkpoint tree keyd signed (origin null and size 0 before the first). */
+  checkpointTree: [Record<string, never>, CheckpointTree];
+  /**
+   * Admin only: keyd's remembered tree is set to a checkpoint keyd signed before (its signature is
+   * checked) — restoring a whole deployment goes back to the backup's checkpoint so the restored log
+   * may go on from there — or, with no arguments, forgotten (the next checkpoint pins the origin
+   * again: a new log). Either makes a fork possible, so it is recorded in keyd's ops log and copied
+   * into the audit log (docs/keyd.md).
+   */
+  resetCheckpointTree: [
+    { origin?: string; size?: number; rootHash?: Buffer; signature?: Buffer },
+    CheckpointTree,
+  ];
+  /**
+   * A deletion certificate built by keyd from its own record of the tenant's destroyed keys
+   * (key ids, destruction time) and its own backup horizon; the caller adds what only it knows.
+   */
+  signDeletionCertificate: [DeletionCertificateRequest, SignedDeletionCertificateBody];
   publicKey: [{ purpose: SigningPurpose }, SigningKeyInfo];
   opsLog: [{ from?: number; limit?: number }, { entries: OpsLogEntry[] }];
   /** keyd's own backup, now: its store encrypted under a key only the root keyring unwraps. */
@@ -186,6 +248,7 @@ export const ADMIN_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'opsLog',
   'backupKeyd',
   'listKeydBackups',
+  'resetCheckpointTree',
 ]);
 
 /** Anything that can perform keyd operations: the in-process service or a remote client. */

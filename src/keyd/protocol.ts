@@ -201,6 +201,7 @@ export function fromWire(value: unknown, depth = 0): unknown {
 type FieldSpec =
   | { type: 'string'; optional?: true }
   | { type: 'buffer'; optional?: true }
+  | { type: 'buffers'; optional?: true }
   | { type: 'integer'; min: number; optional?: true }
   | { type: 'enum'; values: readonly string[]; optional?: true };
 
@@ -240,7 +241,30 @@ const ARG_SCHEMAS: { [K in WireOperationName]: ArgsSchema<(KeydOperations & Prot
     keyId: { type: 'string' },
     wrapped: { type: 'buffer' },
   },
+  // Still decoded for every purpose, so an old-style opaque request for a checkpoint or a deletion
+  // certificate gets keyd's clear refusal (TRESOR_ERR_SIGN_REFUSED), not "unknown argument".
   sign: { purpose: { type: 'enum', values: SIGNING_PURPOSES }, message: { type: 'buffer' } },
+  signCheckpoint: {
+    origin: { type: 'string' },
+    size: { type: 'integer', min: 0 },
+    rootHash: { type: 'buffer' },
+    fromSize: { type: 'integer', min: 0 },
+    proof: { type: 'buffers' },
+  },
+  checkpointTree: {},
+  resetCheckpointTree: {
+    origin: { type: 'string', optional: true },
+    size: { type: 'integer', min: 0, optional: true },
+    rootHash: { type: 'buffer', optional: true },
+    signature: { type: 'buffer', optional: true },
+  },
+  signDeletionCertificate: {
+    tenant,
+    tenantName: { type: 'string', optional: true },
+    closedAt: { type: 'string' },
+    backupsAgedOutBy: { type: 'string' },
+    reason: { type: 'string' },
+  },
   publicKey: { purpose: { type: 'enum', values: SIGNING_PURPOSES } },
   backupKeyd: {},
   listKeydBackups: {},
@@ -308,6 +332,8 @@ function matches(spec: FieldSpec, value: unknown): boolean {
       return typeof value === 'string';
     case 'buffer':
       return Buffer.isBuffer(value);
+    case 'buffers':
+      return Array.isArray(value) && value.every((item) => Buffer.isBuffer(item));
     case 'integer':
       return Number.isSafeInteger(value) && (value as number) >= spec.min;
     case 'enum':
@@ -321,6 +347,8 @@ function describe(spec: FieldSpec): string {
       return 'a string';
     case 'buffer':
       return 'binary ({"$b64": …})';
+    case 'buffers':
+      return 'a list of binary values';
     case 'integer':
       return `an integer ≥ ${spec.min}`;
     case 'enum':

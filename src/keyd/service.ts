@@ -23,6 +23,10 @@
  * - Destruction is crypto-shredding: every wrapped version is zeroed and erased and the WAL
  *   checkpointed, so nothing wrapped by the tenant key can be opened again. tenant-destruction.ts.
  * - No operation returns the root key, a tenant key, a signing seed or the backup key.
+ * - keyd signs only what it parsed or built itself: checkpoints as consistent extensions of the
+ *   last it signed (signing-checkpoints.ts), deletion certificates from its own record of the
+ *   destruction (signing-deletion-certificates.ts), backup-manifest and trust statements checked
+ *   to be statements of their purpose (signing-statements.ts).
  * - keyd's own backups (its store, encrypted under a key only the root keyring unwraps) run on
  *   their own schedule and on demand, one at a time. backup/keyd-backups.ts.
  */
@@ -51,7 +55,10 @@ import type { OpsLogVerification } from './ops-log.ts';
 import type { RootKeyProvider } from './root/types.ts';
 import { rootKeyOperations } from './root-rotation.ts';
 import { unsealedKeyring } from './root-wrapping.ts';
+import { checkpointOperations } from './signing-checkpoints.ts';
+import { deletionCertificateOperations } from './signing-deletion-certificates.ts';
 import { SigningKeys } from './signing-keys.ts';
+import { statementOperations } from './signing-statements.ts';
 import { type KeyStore, openSqliteKeyStore } from './store.ts';
 import { TenantDestruction } from './tenant-destruction.ts';
 import { tenantKeyOperations } from './tenant-key-operations.ts';
@@ -194,6 +201,13 @@ class TenantKeyService implements KeydService {
       ...destruction.operations(),
       ...rootKeyOperations({ store, rootLock, keyring }),
       ...this.#signingKeys.operations(),
+      ...statementOperations(this.#signingKeys),
+      ...checkpointOperations({ store, signingKeys: this.#signingKeys, clock }),
+      ...deletionCertificateOperations({
+        store,
+        signingKeys: this.#signingKeys,
+        backupHorizon: (at) => this.#backups.horizon(at),
+      }),
       ...this.#backupKeys.operations(),
       ...this.#backups.operations(),
       opsLog: async ({ from, limit }) => ({ entries: await store.readOpsLog(from ?? 1, limit ?? 100) }),

@@ -6,7 +6,7 @@
 import { constantTimeEqual, wipe } from '../crypto/index.ts';
 import { KeydError } from './errors.ts';
 import { KeyedMutex, type RootLock } from './locks.ts';
-import type { OpHandlers, OpRecorder } from './op-record.ts';
+import type { OpHandlers, OpRecord, OpRecorder } from './op-record.ts';
 import type { RootKeyring } from './root/types.ts';
 import { rootVersionOf, rowError, SIGNING_KEY_AAD, signingKeyAad } from './root-wrapping.ts';
 import {
@@ -18,6 +18,12 @@ import {
   signingKeyName,
 } from './signing.ts';
 import type { KeyStore, SigningKeyRecord } from './store.ts';
+
+/** A signature and the note name of the key that made it. */
+export interface SignedBytes {
+  signature: Buffer;
+  keyName: string;
+}
 
 interface Signer {
   seed: Buffer;
@@ -52,17 +58,29 @@ export class SigningKeys {
     this.#clock = deps.clock;
   }
 
-  operations(): Pick<OpHandlers, 'sign' | 'publicKey'> {
-    return {
-      sign: ({ purpose, message }, rec) =>
-        this.#rootLock.shared(async () => {
-          const signer = await this.#signer(purpose);
-          rec.keyId = signer.record.keyId;
-          rec.detail = `${message.length} bytes`;
-          const signature = signEd25519(signer.seed, message);
-          return { signature, keyName: signingKeyName(purpose) };
-        }),
+  /**
+   * Runs `fn` with the purpose's key loaded, under the shared root lock: `fn` checks what is to be
+   * signed (and may record it) before it calls `sign`, so nothing unchecked is ever signed. Only the
+   * signing-*.ts modules call this, each for its own purpose's documents.
+   */
+  withSigner<T>(
+    purpose: SigningPurpose,
+    rec: OpRecord,
+    fn: (signer: { sign(message: Buffer): SignedBytes; publicKey: Buffer }) => Promise<T>,
+  ): Promise<T> {
+    return this.#rootLock.shared(async () => {
+      const signer = await this.#signer(purpose);
+      rec.keyId = signer.record.keyId;
+      const keyName = signingKeyName(purpose);
+      return fn({
+        sign: (message) => ({ signature: signEd25519(signer.seed, message), keyName }),
+        publicKey: Buffer.from(signer.publicKey),
+      });
+    });
+  }
 
+  operations(): Pick<OpHandlers, 'publicKey'> {
+    return {
       publicKey: ({ purpose }, rec) =>
         this.#rootLock.shared(async () => {
           const signer = await this.#signer(purpose);

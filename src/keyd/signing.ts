@@ -9,7 +9,14 @@
  * The private key is kept as the RFC 8032 32-byte seed (wrapped by the root key in keyd's store);
  * node:crypto does the signing.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+} from 'node:crypto';
 import { wipe } from '../crypto/index.ts';
 
 export const SIGNING_PURPOSES = [
@@ -83,4 +90,15 @@ export function noteVerifierKey(name: string, publicKey: Uint8Array): string {
   if (name.length === 0 || /[\s+]/u.test(name)) throw new Error('note key names have no spaces and no "+"');
   const keyData = Buffer.concat([Buffer.of(ED25519_SIGNATURE_TYPE), publicKey]).toString('base64');
   return `${name}+${noteKeyId(name, publicKey).toString('hex')}+${keyData}`;
+}
+
+/** Whether `signature` is the Ed25519 signature of `message` under the raw 32-byte `publicKey`. */
+export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES || signature.length !== ED25519_SIGNATURE_BYTES)
+    return false;
+  const key = createPublicKey({
+    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') },
+    format: 'jwk',
+  });
+  return verify(null, message, key, signature);
 }

@@ -98,6 +98,14 @@ export interface Rewrapped {
   wrapped: Buffer;
 }
 
+/** The last checkpoint tree keyd signed. */
+export interface CheckpointTreeRecord {
+  origin: string;
+  size: number;
+  rootHash: Buffer;
+  signedAt: string;
+}
+
 export interface EncryptionCount {
   tenant: string;
   version: number;
@@ -121,6 +129,17 @@ export interface KeyStore {
 
   getSigningKey(purpose: string): Promise<SigningKeyRecord | undefined>;
   insertSigningKey(key: SigningKeyRecord, log: OpsLogDraft): Promise<void>;
+
+  getCheckpointTree(): Promise<CheckpointTreeRecord | undefined>;
+  /**
+   * Replaces the remembered checkpoint tree with `next`, only if it still is `previous` (undefined:
+   * none yet), together with the entry; otherwise TRESOR_ERR_CHECKPOINT_STALE and nothing changes.
+   */
+  replaceCheckpointTree(
+    previous: CheckpointTreeRecord | undefined,
+    next: CheckpointTreeRecord | undefined,
+    log: OpsLogDraft,
+  ): Promise<void>;
 
   /** The newest backup key version, if one was made. */
   getBackupKey(): Promise<BackupKeyRecord | undefined>;
@@ -218,6 +237,20 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
         root_version INTEGER NOT NULL,
         wrapped BLOB NOT NULL,
         created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
+    // The last audit checkpoint keyd signed (one row): keyd signs a checkpoint only as a consistent
+    // extension of it, under the origin pinned here at the first signing (docs/keyd.md).
+    version: 3,
+    sql: `
+      CREATE TABLE checkpoint_tree (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        origin TEXT NOT NULL,
+        size INTEGER NOT NULL CHECK (size >= 0),
+        root_hash BLOB NOT NULL CHECK (length(root_hash) = 32),
+        signed_at TEXT NOT NULL
       ) STRICT;
     `,
   },
@@ -624,6 +657,40 @@ export class SqliteKeyStore implements KeyStore {
         `INSERT INTO signing_keys (purpose, key_id, root_version, wrapped, public_key, created_at)
            VALUES (?, ?, ?, ?, ?, ?)`,
       ).run(key.purpose, key.keyId, key.rootVersion, key.wrapped, key.publicKey, key.createdAt);
+    }, log);
+  }
+
+  // --- the last checkpoint signed ---------------------------------------------------------------
+
+  async getCheckpointTree(): Promise<CheckpointTreeRecord | undefined> {
+    this.#open();
+    return this.#sql<[], CheckpointTreeRecord>(
+      'SELECT origin, size, root_hash AS rootHash, signed_at AS signedAt FROM checkpoint_tree WHERE id = 1',
+    ).get();
+  }
+
+  async replaceCheckpointTree(
+    previous: CheckpointTreeRecord | undefined,
+    next: CheckpointTreeRecord | undefined,
+    log: OpsLogDraft,
+  ): Promise<void> {
+    this.#commit(() => {
+      // Compare and set: of two requests extending the same tree, only the first is recorded.
+      const removed =
+        previous === undefined
+          ? 0
+          : this.#sql(
+              'DELETE FROM checkpoint_tree WHERE id = 1 AND origin = ? AND size = ? AND root_hash = ?',
+            ).run(previous.origin, previous.size, previous.rootHash).changes;
+      const current = this.#sql<[], { n: number }>('SELECT count(*) AS n FROM checkpoint_tree').get()?.n ?? 0;
+      if ((previous !== undefined && removed !== 1) || current !== 0) {
+        throw new KeydError('TRESOR_ERR_CHECKPOINT_STALE', 'keyd signed another checkpoint meanwhile');
+      }
+      if (next !== undefined) {
+        this.#sql(
+          'INSERT INTO checkpoint_tree (id, origin, size, root_hash, signed_at) VALUES (1, ?, ?, ?, ?)',
+        ).run(next.origin, next.size, next.rootHash, next.signedAt);
+      }
     }, log);
   }
 

@@ -5,9 +5,11 @@
  */
 import { KEY_PURPOSES } from '../crypto/index.ts';
 import { KEY_ID_PATTERN } from '../crypto/key-id.ts';
+import { hasControlCharacter } from '../text.ts';
+import { isValidOrigin } from '../tlog/checkpoint-text.ts';
 import { KeydError } from './errors.ts';
 import type { Caller, DataKeyPurpose, KeydOperationName, OpArgs } from './operations.ts';
-import { SIGNING_PURPOSES } from './signing.ts';
+import { ED25519_SIGNATURE_BYTES, SIGNING_PURPOSES } from './signing.ts';
 
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Backup ids name objects at a destination and bind a backup's data key (src/backup/backup-id.ts). */
@@ -25,6 +27,12 @@ export const MAX_SECRET_CHARS = 8192;
 export const MAX_GRACE_SECONDS = 400 * 86400;
 export const MAX_OPS_LOG_PAGE = 1000;
 const MAX_VERSION = 2 ** 31 - 1;
+/** RFC 9162 §2.1.4: a consistency proof has at most about 2·log2(size) hashes; 2^53 leaves → < 110. */
+export const MAX_PROOF_HASHES = 128;
+export const MAX_ORIGIN_CHARS = 256;
+/** Tenant names and close reasons in a deletion certificate. */
+export const MAX_CERTIFICATE_TEXT_CHARS = 1000;
+const HASH_BYTES = 32;
 
 type Args = Record<string, unknown>;
 
@@ -77,6 +85,37 @@ function signingPurpose(a: Args): (typeof SIGNING_PURPOSES)[number] {
     throw invalid('purpose', `must be one of ${SIGNING_PURPOSES.join(', ')}`);
   }
   return p as (typeof SIGNING_PURPOSES)[number];
+}
+
+function origin(a: Args): string {
+  const o = a.origin;
+  if (typeof o !== 'string' || o.length > MAX_ORIGIN_CHARS || !isValidOrigin(o)) {
+    throw invalid(
+      'origin',
+      `must be a log name of at most ${MAX_ORIGIN_CHARS} characters, no spaces, no "+"`,
+    );
+  }
+  return o;
+}
+
+function plainText(a: Args, field: string): string {
+  const v = a[field];
+  if (typeof v !== 'string' || v.length > MAX_CERTIFICATE_TEXT_CHARS || hasControlCharacter(v)) {
+    throw invalid(
+      field,
+      `must be at most ${MAX_CERTIFICATE_TEXT_CHARS} characters without control characters`,
+    );
+  }
+  return v;
+}
+
+function isIsoTime(value: string): boolean {
+  const t = Date.parse(value);
+  return !Number.isNaN(t) && new Date(t).toISOString() === value;
+}
+
+function isIsoDate(value: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}$/.test(value) && isIsoTime(`${value}T00:00:00.000Z`);
 }
 
 function keyId(a: Args): string {
@@ -172,6 +211,49 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
   sign: (args) => {
     const a = fields(args, ['purpose', 'message']);
     return { purpose: signingPurpose(a), message: bytes(a, 'message', 1, MAX_SIGN_MESSAGE_BYTES) };
+  },
+  signCheckpoint: (args) => {
+    const a = fields(args, ['origin', 'size', 'rootHash', 'fromSize', 'proof']);
+    const proof = a.proof;
+    if (!Array.isArray(proof) || proof.length > MAX_PROOF_HASHES) {
+      throw invalid('proof', `must be a list of at most ${MAX_PROOF_HASHES} hashes`);
+    }
+    return {
+      origin: origin(a),
+      size: integer(a, 'size', 0, Number.MAX_SAFE_INTEGER),
+      rootHash: bytes(a, 'rootHash', HASH_BYTES, HASH_BYTES),
+      fromSize: integer(a, 'fromSize', 0, Number.MAX_SAFE_INTEGER),
+      proof: proof.map((_, i) => bytes(proof as unknown as Args, String(i), HASH_BYTES, HASH_BYTES)),
+    };
+  },
+  checkpointTree: none,
+  resetCheckpointTree: (args) => {
+    const a = fields(args, [], ['origin', 'size', 'rootHash', 'signature']);
+    const given = ['origin', 'size', 'rootHash', 'signature'].filter((k) => a[k] !== undefined);
+    if (given.length === 0) return {};
+    if (given.length !== 4) throw invalid('args', 'a checkpoint needs origin, size, rootHash and signature');
+    return {
+      origin: origin(a),
+      size: integer(a, 'size', 0, Number.MAX_SAFE_INTEGER),
+      rootHash: bytes(a, 'rootHash', HASH_BYTES, HASH_BYTES),
+      signature: bytes(a, 'signature', ED25519_SIGNATURE_BYTES, ED25519_SIGNATURE_BYTES),
+    };
+  },
+  signDeletionCertificate: (args) => {
+    const a = fields(args, ['tenant', 'closedAt', 'backupsAgedOutBy', 'reason'], ['tenantName']);
+    if (typeof a.closedAt !== 'string' || !isIsoTime(a.closedAt)) {
+      throw invalid('closedAt', 'must be an ISO 8601 time as toISOString writes it');
+    }
+    if (typeof a.backupsAgedOutBy !== 'string' || !isIsoDate(a.backupsAgedOutBy)) {
+      throw invalid('backupsAgedOutBy', 'must be a date, YYYY-MM-DD');
+    }
+    return {
+      tenant: tenant(a),
+      ...(a.tenantName === undefined ? {} : { tenantName: plainText(a, 'tenantName') }),
+      closedAt: a.closedAt,
+      backupsAgedOutBy: a.backupsAgedOutBy,
+      reason: plainText(a, 'reason'),
+    };
   },
   publicKey: (args) => ({ purpose: signingPurpose(fields(args, ['purpose'])) }),
   backupKeyd: none,

@@ -8,7 +8,11 @@
  *      chunk's digest, decryption through keyd, every file's digest;
  *   4. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
  *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
- *   5. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
+ *   5. keyd's remembered checkpoint tree set back to the backup's checkpoint (an admin operation):
+ *      keyd signs only extensions of the last tree it signed, which is past the backup, and the
+ *      restored log goes on from the backup's checkpoint — a fork of the entries signed after it,
+ *      which keyd logs (docs/keyd.md, "Restoring a deployment");
+ *   6. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
  *      empty folder).
  *
  * A target that exists and is not empty is refused before anything is read; any failure removes the
@@ -19,6 +23,8 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { parseCheckpoint } from '../audit/checkpoint.ts';
+import { parseNote } from '../audit/note.ts';
 import {
   BackupError,
   type Destination,
@@ -29,6 +35,7 @@ import {
   targetNotEmpty,
 } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
+import { signingKeyName } from '../keyd/signing.ts';
 import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
 
 export interface RestoreDeploymentOptions {
@@ -90,6 +97,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
         `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
       );
     }
+    await resetKeydCheckpointTree(options.keys, restored.manifest.auditCheckpoint);
     await refuseNonEmpty(target); // filled meanwhile? then leave it alone
     try {
       await rename(checking, target);
@@ -114,6 +122,23 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
     await rm(checking, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** Sets keyd's checkpoint tree to the backup's checkpoint, with keyd's own signature of it. */
+async function resetKeydCheckpointTree(keys: KeyService, note: string): Promise<void> {
+  const { text, signatures } = parseNote(note);
+  const { origin, size, rootHash } = parseCheckpoint(text);
+  // The log's key is named by its origin; checkpoints of earlier versions by keyd's label.
+  const own =
+    signatures.find((s) => s.name === origin) ??
+    signatures.find((s) => s.name === signingKeyName('audit-checkpoint'));
+  if (own === undefined) {
+    throw new BackupError(
+      'TRESOR_ERR_BACKUP_INVALID',
+      "the backup's audit checkpoint carries no signature of keyd's",
+    );
+  }
+  await keys.call('resetCheckpointTree', { origin, size, rootHash, signature: own.signature });
 }
 
 /**

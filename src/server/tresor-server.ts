@@ -306,7 +306,10 @@ export async function startTresorServer(
       const info = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
       return { name: info.name, publicKey: info.publicKey, verifierKey: info.verifierKey };
     },
-    sign: async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
+    keyd: {
+      tree: () => keyd.call('checkpointTree', {}),
+      sign: async (request) => (await keyd.call('signCheckpoint', request)).signature,
+    },
     origin: auditOrigin,
     witness,
     checkpointIntervalMs: config.audit.checkpointIntervalMs,

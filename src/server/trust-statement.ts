@@ -17,9 +17,12 @@ import type { ServerConfig } from '../config/server-config.ts';
 import type { SignedTrustStatement, TrustStatement } from '../http/routes/trust.ts';
 import { certificateFiles, TLS_POLICY } from '../http/tls.ts';
 import type { KeyService } from '../keyd/operations.ts';
+import { TRUST_STATEMENT } from '../keyd/signing-statements.ts';
 import type { AvailabilityView } from './probe-job.ts';
 
-export const TRUST_STATEMENT = 'tresor-trust/v1';
+// keyd signs only statements that begin with this line (src/keyd/signing-statements.ts).
+export { TRUST_STATEMENT };
+
 const CACHE_MS = 60_000;
 const DAY_MS = 86_400_000;
 

@@ -2,8 +2,9 @@
  * Deletion certificates: what a closed tenant is handed as proof that its data is gone — which
  * tenant, which tenant key ids keyd destroyed and when, when the close finished, and the date by
  * which every backup that could still hold its ciphertext has aged out (docs/architecture.md, invariant 9).
- * It is issued once, when keyd has destroyed the key at the end of the close's grace period, so it
- * states the destruction as it happened (docs/keyd.md).
+ * It is issued once, when keyd has destroyed the key at the end of the close's grace period, and
+ * keyd builds it (src/keyd/signing-deletion-certificates.ts) from its own record of the destruction,
+ * so it states the destruction as it happened, whoever asks (docs/keyd.md).
  *
  * The signed bytes are the RFC 8785 (JCS) canonical JSON of the certificate, so anyone can
  * re-derive them from the JSON object; keyd signs them with its purpose-bound Ed25519 key
@@ -11,33 +12,18 @@
  * (or any Ed25519 library) and keyd's public key.
  */
 import { createPublicKey, verify } from 'node:crypto';
-import canonicalize from 'canonicalize';
-import type { KeyService } from '../keyd/operations.ts';
+import type { DeletionCertificateRequest, KeyService } from '../keyd/operations.ts';
+import {
+  canonicalDeletionCertificate,
+  DELETION_CERTIFICATE_TYPE,
+  type DeletionCertificate,
+} from '../keyd/signing-deletion-certificates.ts';
 
-export const DELETION_CERTIFICATE_TYPE = 'tresor-deletion-certificate/v1';
+// keyd builds the certificate from its own record of the destruction (docs/keyd.md); the format is its.
+export { canonicalDeletionCertificate, DELETION_CERTIFICATE_TYPE, type DeletionCertificate };
+
 const ED25519_PUBLIC_KEY_BYTES = 32;
 const ED25519_SIGNATURE_BYTES = 64;
-
-export interface DeletionCertificate {
-  type: typeof DELETION_CERTIFICATE_TYPE;
-  tenant: string;
-  tenantName?: string;
-  /** Every tenant key version keyd crypto-shredded. */
-  keyIdsDestroyed: string[];
-  /** When keyd destroyed the tenant key (ISO 8601). */
-  keydDestroyedAt: string;
-  /** When the close completed after the grace: store wiped, keys revoked (ISO 8601). */
-  closedAt: string;
-  /** YYYY-MM-DD: by the end of this day (UTC) no backup holding the tenant's ciphertext remains. */
-  backupsAgedOutBy: string;
-  /**
-   * YYYY-MM-DD: by the end of this day (UTC) no keyd backup holds the tenant's key any more — keyd's
-   * own date, from keyd's backup retention and schedule at the key's destruction. Absent in
-   * certificates issued before keyd backed itself up, and when keyd takes its backups only on demand.
-   */
-  keydBackupsAgedOutBy?: string;
-  reason: string;
-}
 
 export interface SignedDeletionCertificate {
   certificate: DeletionCertificate;
@@ -49,27 +35,24 @@ export interface SignedDeletionCertificate {
   keyName: string;
 }
 
-/** RFC 8785 canonical JSON of the certificate. */
-export function canonicalDeletionCertificate(certificate: DeletionCertificate): string {
-  const body = canonicalize(certificate);
-  if (body === undefined) throw new TypeError('certificate does not serialise');
-  return body;
-}
-
 /** The backup horizon: closedAt + retention, as a date (backups taken up to closedAt age out by then). */
 export function backupsAgedOutBy(closedAt: string, backupRetentionDays: number): string {
   return new Date(Date.parse(closedAt) + backupRetentionDays * 86_400_000).toISOString().slice(0, 10);
 }
 
+/**
+ * Has keyd issue the certificate: keyd adds, from its own store, every key version it destroyed and
+ * when, and its own backup horizon; it refuses a tenant whose keys it has not destroyed.
+ */
 export async function signDeletionCertificate(
   keys: KeyService,
-  certificate: DeletionCertificate,
+  request: DeletionCertificateRequest,
 ): Promise<SignedDeletionCertificate> {
-  const body = canonicalDeletionCertificate(certificate);
-  const { signature, keyName } = await keys.call('sign', {
-    purpose: 'deletion-certificate',
-    message: Buffer.from(body, 'utf8'),
-  });
+  const { body, signature, keyName } = await keys.call('signDeletionCertificate', request);
+  const certificate = parseDeletionCertificate(body);
+  if (certificate === undefined || certificate.tenant !== request.tenant) {
+    throw new TypeError('keyd answered with a body that is not this tenant’s deletion certificate');
+  }
   return { certificate, body, signature: Buffer.from(signature).toString('base64'), keyName };
 }
 

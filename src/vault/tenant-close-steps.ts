@@ -8,8 +8,6 @@
 import type { AuditContext } from '../audit/event.ts';
 import {
   backupsAgedOutBy,
-  DELETION_CERTIFICATE_TYPE,
-  type DeletionCertificate,
   type SignedDeletionCertificate,
   signDeletionCertificate,
 } from './deletion-certificate.ts';
@@ -183,22 +181,16 @@ export function createTenantCloseSteps(ctx: TenantContext): TenantCloseSteps {
     }
 
     const closedAt = clock().toISOString();
-    const keydDestroyedAt = current.keys_destroyed_at as string;
-    // keyd's own date: its backups hold the wrapped tenant key until its retention lets them go.
-    const { agedOutBy: keydHorizon } = await keys.call('keydBackupHorizon', { at: keydDestroyedAt });
-    const certificate: DeletionCertificate = {
-      type: DELETION_CERTIFICATE_TYPE,
+    // keyd adds the key versions it destroyed, when, and its own backup horizon, from its records.
+    const signed = await signDeletionCertificate(keys, {
       tenant: id,
       tenantName: current.name,
-      keyIdsDestroyed: JSON.parse(current.key_ids_destroyed ?? '[]') as string[],
-      keydDestroyedAt,
       closedAt,
       backupsAgedOutBy:
         config.backupsAgedOutBy?.(closedAt) ?? backupsAgedOutBy(closedAt, config.backupRetentionDays),
-      ...(keydHorizon === null ? {} : { keydBackupsAgedOutBy: keydHorizon.slice(0, 10) }),
       reason: current.close_reason ?? 'unspecified',
-    };
-    const signed = await signDeletionCertificate(keys, certificate);
+    });
+    const { certificate } = signed;
     await control.write(async (trx) => {
       await transition(trx, id, 'closing', {
         state: 'closed',

@@ -50,6 +50,12 @@ export const FLOORS: readonly Floor[] = [
     parts: ['objects'],
     holds: 'backup objects: destinations (folder, S3) with read-back, backup ids, retention, chunk cipher',
   },
+  // keyd checks the consistency proof of every checkpoint it signs and formats the checkpoint text
+  // itself, so the log's formats sit beneath keyd (audit builds on them).
+  {
+    parts: ['tlog'],
+    holds: 'transparency-log formats: the RFC 9162 Merkle tree and proofs, the C2SP checkpoint text',
+  },
   {
     parts: ['crypto', 'tls', 'errors.ts', 'text.ts', 'thread-priority.ts'],
     holds: 'primitives: cryptography, certificates, the error catalogue, text checks, thread priority',

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { verifyCheckpoint } from '../../src/audit/checkpoint.ts';
+import { formatCheckpoint, verifyCheckpoint } from '../../src/audit/checkpoint.ts';
 import { createCheckpointer } from '../../src/audit/checkpointer.ts';
 import { createAuditLogReader } from '../../src/audit/log.ts';
 import { fixAuditOrigin, generatedAuditOrigin } from '../../src/audit/log-identity.ts';
@@ -108,7 +108,13 @@ describe('the checkpointer under the fixed origin', () => {
       reader,
       treeHead: () => ({ size, root: f.root(size) }),
       signingKey: async () => ({ name: FIXTURE_KEY_NAME, publicKey, verifierKey: f.verifierKey }),
-      sign: (message) => f.signer.sign(message),
+      // The fixture's key stands in for keyd's (its checkpoints were signed with it): the parts are
+      // formatted as keyd formats them; keyd's own checks are tested in test/keyd/checkpoint-signing.test.ts.
+      keyd: {
+        tree: async () => ({ origin: FIXTURE_ORIGIN, size: 30, rootHash: f.root(30) }),
+        sign: (request) =>
+          f.signer.sign(Buffer.from(formatCheckpoint({ ...request, extensions: [] }), 'utf8')),
+      },
       origin: FIXTURE_ORIGIN,
       witness: f.witness,
       intervalMs: 60_000,

@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Generated, Migration } from 'kysely';
 import { formatCheckpoint } from '../../src/audit/checkpoint.ts';
-import { ed25519NoteSigner, signNote } from '../../src/audit/note.ts';
+import { signNote } from '../../src/audit/note.ts';
 import type { BackupSource, ManifestKey } from '../../src/backup/index.ts';
 import type { KeydClient } from '../../src/keyd/client.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
 import { insertTenant } from '../helpers/control-store.ts';
+import { keydCheckpointSigner } from '../helpers/keyd-checkpoints.ts';
 import { type KeydProcess, startKeyd, tresor } from '../helpers/keyd-process.ts';
 
 export const AUDIT_ORIGIN = 'tresor.test/audit';
@@ -81,10 +82,8 @@ export async function startWorld(tenantIds: readonly string[]): Promise<BackupWo
   }
   const pub = await client.call('publicKey', { purpose: 'backup-manifest' });
   const checkpointKey = await client.call('publicKey', { purpose: 'audit-checkpoint' });
-  const signer = ed25519NoteSigner(
-    checkpointKey,
-    async (message) => (await client.call('sign', { purpose: 'audit-checkpoint', message })).signature,
-  );
+  // keyd signs the fixture's one (empty) tree the first time and again each time after.
+  const signer = keydCheckpointSigner(client, checkpointKey);
   let n = 0;
   return {
     root,

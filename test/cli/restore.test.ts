@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { formatCheckpoint, parseCheckpoint } from '../../src/audit/checkpoint.ts';
-import { ed25519NoteSigner, parseNote, signNote } from '../../src/audit/note.ts';
+import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
+import { parseNote } from '../../src/audit/note.ts';
 import { type BackupResult, createFolderDestination, createS3Destination } from '../../src/backup/index.ts';
 import {
   type LocalS3,
@@ -19,6 +19,7 @@ import {
   startLocalS3,
 } from '../backup/s3-server.ts';
 import { operatorToken } from '../helpers/console.ts';
+import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
 import {
   backupStack,
   MARKER,
@@ -204,12 +205,9 @@ describe('tresor restore', () => {
     const keyd = world.stack.keydClient();
     const real = parseCheckpoint(parseNote(await newestCheckpoint(world.stack.dataDir)).text);
     const key = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
-    const signer = ed25519NoteSigner(
-      key,
-      async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
-    );
     // Signed by keyd for the log's origin, but of a size the log never reached: a rolled-back log.
-    const forged = await signNote(formatCheckpoint({ ...real, size: real.size + 100 }), [signer]);
+    // keyd signs no such checkpoint now; the forgery is what a stolen key (or a keyd reset) could sign.
+    const forged = await forgeKeydCheckpoint(keyd, key, { ...real, size: real.size + 100 });
     const live = stackBackupSource(world.stack.dataDir);
     const root = join(world.stack.root, 'forged-backups');
     const bad = await backupStack(world.stack, [createFolderDestination({ root })], {

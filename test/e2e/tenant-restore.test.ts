@@ -16,11 +16,12 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatCheckpoint, parseCheckpoint } from '../../src/audit/checkpoint.ts';
-import { ed25519NoteSigner, parseNote, signNote } from '../../src/audit/note.ts';
+import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
+import { parseNote } from '../../src/audit/note.ts';
 import { type BackupManifest, manifestBytes, signManifest } from '../../src/backup/manifest.ts';
 import { auditLog, exited, leaksNone, tresor } from '../cli/cli-run.ts';
 import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
+import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -446,15 +447,13 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as BackupManifest;
     const checkpoint = parseCheckpoint(parseNote(manifest.auditCheckpoint).text);
     const key = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
-    const signer = ed25519NoteSigner(
-      { name: checkpoint.origin, publicKey: key.publicKey },
-      async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
-    );
+    // keyd signs no fork: the forgeries are what a stolen key (or a keyd reset) could sign.
+    const noteKey = { name: checkpoint.origin, publicKey: key.publicKey };
     for (const [forged, why] of [
       [{ ...checkpoint, rootHash: randomBytes(32) }, /not a prefix of the live log/],
       [{ ...checkpoint, size: checkpoint.size + 1_000_000 }, /ahead of the live log/],
     ] as const) {
-      const note = await signNote(formatCheckpoint(forged), [signer]);
+      const note = await forgeKeydCheckpoint(keyd, noteKey, forged);
       const bytes = manifestBytes({ ...manifest, auditCheckpoint: note });
       writeFileSync(join(folder, 'manifest.json'), bytes);
       writeFileSync(join(folder, 'manifest.sig'), await signManifest(keyd, backupId, bytes));

@@ -201,7 +201,7 @@ describe('keyd: backup data keys', () => {
 describe('keyd: the backup-manifest signing key', () => {
   test('sign with purpose backup-manifest verifies under its own published key, apart from the other purposes', async (t) => {
     const keyd = await startKeyd(t);
-    const message = Buffer.from('tresor-backup-manifest/v1\nb-1\n');
+    const message = Buffer.from(`tresor-backup-manifest/v1\nb-1\n${'0'.repeat(64)}\n`);
     const { signature, keyName } = await keyd.service.call(
       'sign',
       { purpose: 'backup-manifest', message },

@@ -137,7 +137,10 @@ describe('keyd service: sealing, callers and arguments', () => {
     await assert.rejects(keyd.call('createTenantKey', { tenant: 'acme' }), code('TRESOR_ERR_KEYD_SEALED'));
     await assert.rejects(keyd.generate(), code('TRESOR_ERR_KEYD_SEALED'));
     await assert.rejects(
-      keyd.call('sign', { purpose: 'audit-checkpoint', message: Buffer.from('x') }),
+      keyd.call('sign', {
+        purpose: 'trust-statement',
+        message: Buffer.from(`tresor-trust/v1\n${'a'.repeat(64)}\n`),
+      }),
       code('TRESOR_ERR_KEYD_SEALED'),
     );
     await assert.rejects(keyd.call('rotateRootKey', {}, ADMIN), code('TRESOR_ERR_KEYD_SEALED'));
@@ -823,10 +826,13 @@ describe('keyd service: store integrity', () => {
 
   test('a signing key whose stored public key was swapped fails with TRESOR_ERR_STORE_CORRUPT', async (t) => {
     const keyd = await Keyd.start(t);
-    await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
+    await keyd.call('publicKey', { purpose: 'trust-statement' });
     await keyd.offline((db) => db.prepare('UPDATE signing_keys SET public_key = ?').run(Buffer.alloc(32, 7)));
     await assert.rejects(
-      keyd.call('sign', { purpose: 'audit-checkpoint', message: Buffer.from('note\n') }),
+      keyd.call('sign', {
+        purpose: 'trust-statement',
+        message: Buffer.from(`tresor-trust/v1\n${'a'.repeat(64)}\n`),
+      }),
       code('TRESOR_ERR_STORE_CORRUPT'),
     );
   });
@@ -855,7 +861,12 @@ describe('keyd service: concurrency and crashes', () => {
       if (i === 90) calls.push(keyd.call('rotateRootKey', {}, ADMIN));
       if (i === 120) calls.push(keyd.call('rotateTenantKey', { tenant: 'globex' }));
       if (i === 200)
-        calls.push(keyd.call('sign', { purpose: 'audit-checkpoint', message: Buffer.from('x\n') }));
+        calls.push(
+          keyd.call('sign', {
+            purpose: 'trust-statement',
+            message: Buffer.from(`tresor-trust/v1\n${'a'.repeat(64)}\n`),
+          }),
+        );
     }
     const results = await Promise.allSettled(calls);
     assert.deepEqual(
@@ -956,11 +967,11 @@ for (;;) {
 describe('keyd service: signing keys', () => {
   test('sign returns a 64-byte Ed25519 signature that verifies under the published public key', async (t) => {
     const keyd = await Keyd.start(t);
-    const message = Buffer.from('tresor.example/audit\n42\nq6l5QwAoTcaqyxfk4ueCDCPFpnOvuQ0PjwUWfuybYqY=\n');
-    const { signature, keyName } = await keyd.call('sign', { purpose: 'audit-checkpoint', message });
-    assert.equal(keyName, 'tresor-keyd/audit-checkpoint');
+    const message = Buffer.from(`tresor-trust/v1\n${'a'.repeat(64)}\n`);
+    const { signature, keyName } = await keyd.call('sign', { purpose: 'trust-statement', message });
+    assert.equal(keyName, 'tresor-keyd/trust-statement');
     assert.equal(signature.length, 64);
-    const info = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
+    const info = await keyd.call('publicKey', { purpose: 'trust-statement' });
     assert.equal(info.name, keyName);
     assert.equal(info.publicKey.length, 32);
     const publicKey = createPublicKey({
@@ -978,7 +989,7 @@ describe('keyd service: signing keys', () => {
     assert.notDeepEqual(other.publicKey, info.publicKey, 'one key per purpose');
     await keyd.restart();
     assert.deepEqual(
-      await keyd.call('publicKey', { purpose: 'audit-checkpoint' }),
+      await keyd.call('publicKey', { purpose: 'trust-statement' }),
       info,
       'stored, not regenerated',
     );
@@ -1072,7 +1083,10 @@ describe('keyd service: operations log', () => {
     await assert.rejects(keyd.call('rotateRootKey', {}, SERVER));
     await assert.rejects(keyd.generate('ghost'));
     await assert.rejects(keyd.unwrap({ ...dk, purpose: 'backup' }));
-    const signed = await keyd.call('sign', { purpose: 'audit-checkpoint', message: Buffer.from('n\n') });
+    const signed = await keyd.call('sign', {
+      purpose: 'trust-statement',
+      message: Buffer.from(`tresor-trust/v1\n${'a'.repeat(64)}\n`),
+    });
     const { entries } = await keyd.call('opsLog', {}, ADMIN);
     const summary = entries.map((e) => [e.caller, e.op, e.tenant, e.outcome]);
     assert.deepEqual(summary, [

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { formatCheckpoint, parseCheckpoint } from '../../src/audit/checkpoint.ts';
-import { ed25519NoteSigner, parseNote, signNote } from '../../src/audit/note.ts';
+import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
+import { parseNote } from '../../src/audit/note.ts';
 import { createFolderDestination, createS3Destination, type Destination } from '../../src/backup/index.ts';
 import { runBackupTrial } from '../../src/server/backup-trial.ts';
 import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startLocalS3 } from '../backup/s3-server.ts';
+import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
 import {
   backupStack,
   MARKER,
@@ -65,11 +66,8 @@ describe('the deep trial restore after a backup', () => {
     const keyd = world.stack.keydClient();
     const real = parseCheckpoint(parseNote(await newestCheckpoint(world.stack.dataDir)).text);
     const key = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
-    const signer = ed25519NoteSigner(
-      key,
-      async (message) => (await keyd.call('sign', { purpose: 'audit-checkpoint', message })).signature,
-    );
-    const forged = await signNote(formatCheckpoint({ ...real, rootHash: Buffer.alloc(32, 7) }), [signer]);
+    // keyd signs no fork: the forgery is what a stolen key (or a keyd reset) could sign.
+    const forged = await forgeKeydCheckpoint(keyd, key, { ...real, rootHash: Buffer.alloc(32, 7) });
     const live = stackBackupSource(world.stack.dataDir);
     const backup = await backupStack(world.stack, [destination], {
       tenants: () => live.tenants(),

@@ -1,6 +1,6 @@
 /**
- * Deletion certificates: RFC 8785 canonical bytes, signed by the real key service's
- * deletion-certificate key, verifiable with node:crypto and keyd's public key alone.
+ * Deletion certificates: RFC 8785 canonical bytes, built and signed by the real key service from
+ * its record of the destruction, verifiable with node:crypto and keyd's public key alone.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { KeyService } from '../../src/keyd/operations.ts';
+import type { DestroyResult, KeyService } from '../../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
 import {
@@ -35,11 +35,21 @@ const CERTIFICATE: DeletionCertificate = {
   reason: 'contract end',
 };
 
+/** What the closing server sends; keyd adds the destroyed key ids and the destruction time. */
+const REQUEST = {
+  tenant: CERTIFICATE.tenant,
+  tenantName: 'Zürich AG ✓',
+  closedAt: CERTIFICATE.closedAt,
+  backupsAgedOutBy: CERTIFICATE.backupsAgedOutBy,
+  reason: CERTIFICATE.reason,
+};
+
 describe('deletion certificate', () => {
   let dir: string;
   let keyd: KeydService;
   let keys: KeyService;
   let publicKey: Buffer;
+  let destroyed: DestroyResult;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tresor-cert-'));
@@ -53,6 +63,10 @@ describe('deletion certificate', () => {
     });
     await keyd.call('unseal', { secret: '' }, ADMIN);
     keys = { call: (op, args) => keyd.call(op, args, SERVER) };
+    // keyd issues certificates only for tenants whose keys it destroyed: two versions, destroyed.
+    await keyd.call('createTenantKey', { tenant: CERTIFICATE.tenant }, SERVER);
+    await keyd.call('rotateTenantKey', { tenant: CERTIFICATE.tenant }, SERVER);
+    destroyed = await keyd.call('destroyTenantKey', { tenant: CERTIFICATE.tenant, mode: 'now' }, SERVER);
     publicKey = (await keyd.call('publicKey', { purpose: 'deletion-certificate' }, ADMIN)).publicKey;
   });
 
@@ -74,34 +88,36 @@ describe('deletion certificate', () => {
     assert.deepEqual(parseDeletionCertificate(body), CERTIFICATE);
   });
 
-  it("is signed by keyd's deletion-certificate key and verifies with its public key", async () => {
-    const signed = await signDeletionCertificate(keys, CERTIFICATE);
+  it('is built by keyd from its record of the destruction, signed by its deletion-certificate key, and verifies with its public key', async () => {
+    const signed = await signDeletionCertificate(keys, REQUEST);
     assert.equal(signed.keyName, 'tresor-keyd/deletion-certificate');
     assert.equal(Buffer.from(signed.signature, 'base64').length, 64);
-    assert.equal(signed.body, canonicalDeletionCertificate(CERTIFICATE));
+    assert.deepEqual(signed.certificate, {
+      ...CERTIFICATE,
+      keyIdsDestroyed: destroyed.keyIdsDestroyed,
+      keydDestroyedAt: destroyed.destroyedAt,
+    });
+    assert.equal(signed.body, canonicalDeletionCertificate(signed.certificate));
     assert.ok(verifyDeletionCertificate(signed.body, signed.signature, publicKey));
     assert.ok(
       verifyDeletionCertificate(Buffer.from(signed.body), Buffer.from(signed.signature, 'base64'), publicKey),
     );
   });
 
-  it("states keyd's backup horizon when it has one, and certificates without it still verify", async () => {
+  it("reads keyd's backup horizon when it has one, and certificates without it parse as before", () => {
     const withKeyd: DeletionCertificate = { ...CERTIFICATE, keydBackupsAgedOutBy: '2030-03-09' };
-    const signed = await signDeletionCertificate(keys, withKeyd);
-    assert.match(signed.body, /"keydBackupsAgedOutBy":"2030-03-09"/);
-    assert.ok(verifyDeletionCertificate(signed.body, signed.signature, publicKey));
-    assert.deepEqual(parseDeletionCertificate(signed.body), withKeyd);
-    // A certificate issued before the field existed (no keydBackupsAgedOutBy) verifies as before.
-    const older = await signDeletionCertificate(keys, CERTIFICATE);
-    assert.equal(older.body.includes('keydBackupsAgedOutBy'), false);
-    assert.ok(verifyDeletionCertificate(older.body, older.signature, publicKey));
+    const body = canonicalDeletionCertificate(withKeyd);
+    assert.match(body, /"keydBackupsAgedOutBy":"2030-03-09"/);
+    assert.deepEqual(parseDeletionCertificate(body), withKeyd);
+    // A certificate issued before the field existed (no keydBackupsAgedOutBy) parses as before.
+    assert.deepEqual(parseDeletionCertificate(canonicalDeletionCertificate(CERTIFICATE)), CERTIFICATE);
     // A field of the wrong type is not a certificate.
     const wrong = canonicalDeletionCertificate({ ...CERTIFICATE, keydBackupsAgedOutBy: 7 } as never);
     assert.equal(parseDeletionCertificate(wrong), undefined);
   });
 
   it('fails when any byte of the body changes', async () => {
-    const signed = await signDeletionCertificate(keys, CERTIFICATE);
+    const signed = await signDeletionCertificate(keys, REQUEST);
     const body = Buffer.from(signed.body, 'utf8');
     for (let i = 0; i < body.length; i++) {
       const changed = Buffer.from(body);
@@ -111,7 +127,7 @@ describe('deletion certificate', () => {
   });
 
   it('fails with another key, a changed signature or malformed inputs', async () => {
-    const signed = await signDeletionCertificate(keys, CERTIFICATE);
+    const signed = await signDeletionCertificate(keys, REQUEST);
     const other = Buffer.from(
       generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x ?? '',
       'base64url',
@@ -124,22 +140,16 @@ describe('deletion certificate', () => {
     assert.equal(verifyDeletionCertificate(signed.body, signed.signature, publicKey.subarray(1)), false);
   });
 
-  it('refuses a signed body that is not a canonical certificate', async () => {
-    // keyd would sign any bytes for this purpose; a verifier accepts only the canonical form.
-    const spaced = JSON.stringify(CERTIFICATE, null, 1);
-    const signedSpaced = await keyd.call(
-      'sign',
-      { purpose: 'deletion-certificate', message: Buffer.from(spaced) },
-      SERVER,
-    );
-    assert.equal(verifyDeletionCertificate(spaced, signedSpaced.signature, publicKey), false);
-    const notACertificate = '{"type":"something-else"}';
-    const signedOther = await keyd.call(
-      'sign',
-      { purpose: 'deletion-certificate', message: Buffer.from(notACertificate) },
-      SERVER,
-    );
-    assert.equal(verifyDeletionCertificate(notACertificate, signedOther.signature, publicKey), false);
+  it('refuses a body that is not the canonical certificate keyd signed; keyd signs no certificate bytes it is sent', async () => {
+    const signed = await signDeletionCertificate(keys, REQUEST);
+    const spaced = JSON.stringify(signed.certificate, null, 1);
+    assert.equal(verifyDeletionCertificate(spaced, signed.signature, publicKey), false);
+    for (const body of [spaced, '{"type":"something-else"}']) {
+      await assert.rejects(
+        keyd.call('sign', { purpose: 'deletion-certificate', message: Buffer.from(body) }, SERVER),
+        { code: 'TRESOR_ERR_SIGN_REFUSED' },
+      );
+    }
     assert.equal(parseDeletionCertificate('[]'), undefined);
     assert.equal(parseDeletionCertificate('{'), undefined);
   });

@@ -619,8 +619,8 @@ describe('tenant lifecycle', () => {
       ['store destroy fails', { registry: { method: 'destroy', when: 'before' } }],
       ['store destroy answer lost', { registry: { method: 'destroy', when: 'after' } }],
       ['recording the destroyed store fails', { controlWrite: 4 }],
-      ['keyd sign fails', { keys: { op: 'sign', when: 'before' } }],
-      ['keyd sign answer lost', { keys: { op: 'sign', when: 'after' } }],
+      ['keyd certificate signing fails', { keys: { op: 'signDeletionCertificate', when: 'before' } }],
+      ['keyd certificate answer lost', { keys: { op: 'signDeletionCertificate', when: 'after' } }],
       ['the closing commit fails', { controlWrite: 5 }],
     ];
     for (const [name, faults] of cases) {
@@ -756,7 +756,7 @@ describe('tenant lifecycle', () => {
     it('as soon as the close starts, even when a later step fails; not for a close refused', async () => {
       const { forgotten, tenants } = forgetting();
       const created = await tenants.createTenant({ name: 'Half' }, OPERATOR);
-      r.faults = { keys: { op: 'sign', when: 'before' } };
+      r.faults = { keys: { op: 'signDeletionCertificate', when: 'before' } };
       assert.equal(
         await codeOf(tenants.closeTenant(created.id, { reason: 'end' }, OPERATOR)),
         'TEST_INJECTED_FAULT',
@@ -806,7 +806,7 @@ describe('tenant lifecycle', () => {
     it('after resume() finishes a close, for the tenants it closed', async () => {
       const first = r.service();
       const closing = await first.createTenant({ name: 'Closing' }, OPERATOR);
-      r.faults = { keys: { op: 'sign', when: 'before' } };
+      r.faults = { keys: { op: 'signDeletionCertificate', when: 'before' } };
       await codeOf(first.closeTenant(closing.id, { reason: 'end' }, OPERATOR));
       r.faults = { keys: { op: 'createTenantKey', when: 'before' } };
       await codeOf(first.createTenant({ name: 'Provisioning' }, OPERATOR));

@@ -22,7 +22,7 @@ import type { RootProviderKind } from '../root/types.ts';
 
 export const KEYD_MANIFEST_FORMAT = 'tresor-keyd-backup/v1';
 export const KEYD_SIGNATURE_FORMAT = 'tresor-keyd-backup-signature/v1';
-const STATEMENT_PREFIX = 'tresor-keyd-backup-manifest/v1';
+export const KEYD_MANIFEST_STATEMENT = 'tresor-keyd-backup-manifest/v1';
 /** The root keyring file travels as its own object, already sealed (passphrase, shares or dev key). */
 export const KEYRING_OBJECT = 'root-keyring.sealed';
 export const STORE_CHUNK_PREFIX = 'store-';
@@ -71,7 +71,7 @@ export function sha256Hex(data: Uint8Array): string {
 
 /** What keyd signs for a manifest: its own domain, the backup id and the manifest's digest. */
 export function keydManifestStatement(backupId: string, manifestSha256: string): Buffer {
-  return Buffer.from(`${STATEMENT_PREFIX}\n${backupId}\n${manifestSha256}\n`, 'utf8');
+  return Buffer.from(`${KEYD_MANIFEST_STATEMENT}\n${backupId}\n${manifestSha256}\n`, 'utf8');
 }
 
 export function chunkObject(index: number): string {
