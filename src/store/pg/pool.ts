@@ -50,8 +50,13 @@ const TYPES: pg.CustomTypesConfig = {
 const TRESOR_POOLS = new WeakSet<pg.Pool>();
 
 export interface PgPoolOptions {
-  /** Connections at most (default 10). */
+  /**
+   * Connections at most (default 10). Each store's writer holds one for its life (the control
+   * store's, the tenant stores' shared one), so a shared pool needs those plus its readers.
+   */
   max?: number;
+  /** How long a use waits for a free connection before it fails (default 30 s): never for ever. */
+  connectionTimeoutMillis?: number;
 }
 
 /** A pool for Tresor's stores: their type parsers, synchronous_commit on from the first query. */
@@ -59,6 +64,7 @@ export function createPgPool(url: string, options: PgPoolOptions = {}): pg.Pool 
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 30_000,
     types: TYPES,
     options: '-c synchronous_commit=on',
   });
