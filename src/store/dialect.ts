@@ -4,7 +4,7 @@
  * SQLite, `$n` on PostgreSQL) and functions only one backend has (json_extract on SQLite, ->> on
  * PostgreSQL). The branch stays next to the query that needs it.
  */
-import { CompiledQuery, PostgresAdapter } from 'kysely';
+import { CompiledQuery, PostgresAdapter, type RawBuilder, sql } from 'kysely';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -36,4 +36,24 @@ export class FixedStatement {
   compile(db: HasExecutor, parameters: readonly unknown[]): CompiledQuery {
     return CompiledQuery.raw(dialectOf(db) === 'postgres' ? this.#postgres : this.#sqlite, [...parameters]);
   }
+}
+
+/**
+ * The text at `path` inside the JSON text of `column` (null when absent): SQLite's
+ * json_extract(column, '$.a.b'), PostgreSQL's (column::jsonb #>> '{a,b}').
+ */
+export function jsonText(
+  dialect: SqlDialect,
+  column: string,
+  path: readonly string[],
+): RawBuilder<string | null> {
+  if (
+    !/^[a-z_][a-z0-9_]*$/.test(column) ||
+    path.length === 0 ||
+    !path.every((p) => /^[A-Za-z][A-Za-z0-9]*$/.test(p))
+  )
+    throw new RangeError('jsonText takes a column name and a path of plain keys');
+  return dialect === 'postgres'
+    ? sql.raw<string | null>(`(${column}::jsonb #>> '{${path.join(',')}}')`)
+    : sql.raw<string | null>(`json_extract(${column}, '$.${path.join('.')}')`);
 }
