@@ -4,6 +4,7 @@
  * says, not a second bookkeeping that could disagree with it), and the attestations touching it.
  */
 import { type Kysely, sql } from 'kysely';
+import { dialectOf, jsonText } from '../store/dialect.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
 import { type GrantInfo, grantInfoOf } from './grant-state.ts';
 import { iso, lifeOf, type Period } from './review-period.ts';
@@ -77,9 +78,10 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
     },
 
     async accessesIn(period: Period, scope: ReviewScope, person?: string): Promise<StaffAccess[]> {
+      // Each entry's fields are read out of its leaf JSON: json_extract on SQLite, #>> on PostgreSQL.
+      const field = (...path: string[]) => jsonText(dialectOf(db), 'leaf', path);
       const tenantClause = scope.tenant === undefined ? sql`` : sql`AND tenant = ${scope.tenant}`;
-      const personClause =
-        person === undefined ? sql`` : sql`AND json_extract(leaf, '$.actor.id') = ${person}`;
+      const personClause = person === undefined ? sql`` : sql`AND ${field('actor', 'id')} = ${person}`;
       const rows = await sql<{
         idx: number;
         tenant: string | null;
@@ -89,16 +91,16 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
         action: string;
         outcome: string;
       }>`SELECT idx, tenant,
-           json_extract(leaf, '$.at') AS at,
-           json_extract(leaf, '$.actor.id') AS person,
-           coalesce(json_extract(leaf, '$.actor.grantId'), json_extract(leaf, '$.target.grantId')) AS grant_id,
-           json_extract(leaf, '$.action') AS action,
-           json_extract(leaf, '$.outcome') AS outcome
+           ${field('at')} AS at,
+           ${field('actor', 'id')} AS person,
+           coalesce(${field('actor', 'grantId')}, ${field('target', 'grantId')}) AS grant_id,
+           ${field('action')} AS action,
+           ${field('outcome')} AS outcome
          FROM audit_log
-         WHERE (json_extract(leaf, '$.actor.grantId') IS NOT NULL
-                OR (json_extract(leaf, '$.action') = 'grant.break-glass' AND json_extract(leaf, '$.outcome') = 'success'))
-           AND json_extract(leaf, '$.at') >= ${iso(period.from)}
-           AND json_extract(leaf, '$.at') < ${iso(period.to)}
+         WHERE (${field('actor', 'grantId')} IS NOT NULL
+                OR (${field('action')} = 'grant.break-glass' AND ${field('outcome')} = 'success'))
+           AND ${field('at')} >= ${iso(period.from)}
+           AND ${field('at')} < ${iso(period.to)}
            ${tenantClause} ${personClause}
          ORDER BY idx`.execute(db);
       return rows.rows.map((r) => ({

@@ -9,6 +9,7 @@ import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
 import { auditHmac, blindIndex, constantTimeEqual, deriveAuditHmacKey, wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
+import { dialectOf } from '../store/dialect.ts';
 import { withFieldKey } from './blind-index-rows.ts';
 import { requireCollection } from './collection-cache.ts';
 import type { Collection } from './collection-row.ts';
@@ -50,7 +51,8 @@ function pageLimit(limit: unknown, limits: VaultLimits): number {
  * One page of a collection in creation order, optionally filtered by blind-index MACs. A search
  * must start from the blind index, not walk the collection: with `+collection` and `+seq` SQLite
  * cannot use records_by_collection and looks records up by id from the index matches (the query
- * plan is checked in test/vault/records.test.ts).
+ * plan is checked in test/vault/records.test.ts). PostgreSQL has no unary + on text, and its
+ * planner weighs the index matches by their statistics: there the plain columns are used.
  */
 export function recordPageQuery(
   db: Kysely<TenantDB>,
@@ -59,12 +61,12 @@ export function recordPageQuery(
   after: number,
   limit: number,
 ) {
-  const searching = macs.length > 0;
+  const hideScanIndex = macs.length > 0 && dialectOf(db) === 'sqlite';
   let query = db
     .selectFrom('records')
     .select(['seq', 'id', 'version', 'fields'])
-    .where(searching ? sql<string>`+collection` : sql<string>`collection`, '=', collection)
-    .where(searching ? sql<number>`+seq` : sql<number>`seq`, '>', after);
+    .where(hideScanIndex ? sql<string>`+collection` : sql<string>`collection`, '=', collection)
+    .where(hideScanIndex ? sql<number>`+seq` : sql<number>`seq`, '>', after);
   for (const { field, mac } of macs) {
     query = query.where('id', 'in', (eb) =>
       eb

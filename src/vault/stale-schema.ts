@@ -4,8 +4,9 @@
  * the transaction opens, and the transaction re-checks that the schema it was done for is still
  * current (else the operation is prepared again).
  */
-import { CompiledQuery, type Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import { TresorError } from '../errors.ts';
+import { FixedStatement } from '../store/dialect.ts';
 import type { Store } from '../store/types.ts';
 import type { Collection } from './collection-row.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
@@ -18,11 +19,11 @@ const MAX_ATTEMPTS = 5;
 export class StaleSchema extends Error {}
 
 // Precompiled: it runs in every record write (see INSERT_RECORD in src/vault/records.ts).
-const SCHEMA_VERSION = 'SELECT schema_version FROM collections WHERE name = ?';
+const SCHEMA_VERSION = new FixedStatement('SELECT schema_version FROM collections WHERE name = ?');
 
 export async function assertSchemaVersion(trx: Transaction<TenantDB>, collection: Collection): Promise<void> {
   const { rows } = await trx.executeQuery<{ schema_version: number }>(
-    CompiledQuery.raw(SCHEMA_VERSION, [collection.name]),
+    SCHEMA_VERSION.compile(trx, [collection.name]),
   );
   if (rows[0]?.schema_version !== collection.version) throw new StaleSchema();
 }
