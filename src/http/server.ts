@@ -4,10 +4,11 @@
  * plain-HTTP redirect listener, and graceful shutdown.
  *
  * Slow clients (slowloris and its TLS variant) are cut off by: the TLS handshake timeout; the
- * header timeout (all headers within `headersMs`); the request timeout (whole request within
- * `requestMs`); the idle-socket timeout; a short keep-alive; header size (16 KiB) and count (100)
- * limits; and a connection check every second, so these deadlines hold to the second instead of
- * Node's default 30-second sweep.
+ * header timeout (all headers within `headersMs`, also for a connection that sends nothing after
+ * its handshake); the request timeout (whole request within `requestMs`); the idle-socket timeout;
+ * a short keep-alive; header size (16 KiB) and count (100) limits; and a connection check every
+ * second, so these deadlines hold to the second instead of Node's default 30-second sweep. Held
+ * connections are capped in all and per client address (connection-limits.ts).
  *
  * reloadCertificates() (the CLI calls it on SIGHUP) reads the certificate files again and swaps the
  * server's secure context: new connections get the new certificate, open ones keep theirs — nothing
@@ -23,6 +24,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.ts';
 import { buildApp, type HttpDeps } from './app.ts';
+import { limitConnections } from './connection-limits.ts';
 import { createRedirectServer } from './redirect.ts';
 import { certificateFiles, secureContextOptions } from './tls.ts';
 
@@ -60,6 +62,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer
   const app = await buildApp(deps, https);
   const server = app.server as unknown as HttpsServer;
   server.maxHeadersCount = MAX_HEADERS;
+  limitConnections(server, { ...config.connections, trusted: config.trustProxy });
 
   let redirect: Server | undefined;
   let boundPort = config.port;
