@@ -48,6 +48,8 @@ export interface HttpDeps {
   authenticate: Authenticator;
   /** Console sessions; without them the API takes bearer tokens only. */
   sessions?: SessionAuthenticator;
+  /** The server's own origins (server.ts); a cookie-authenticated change from any other is refused. */
+  ownOrigins?: () => readonly string[];
   grants?: GrantResolver;
   refusedGrants?: RefusedGrantResolver;
   audit: AuditRecorder;
@@ -139,6 +141,7 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     rateLimit: config.rateLimit,
     authenticate: deps.authenticate,
     ...(deps.sessions ? { sessions: deps.sessions } : {}),
+    ...(deps.ownOrigins ? { ownOrigins: deps.ownOrigins } : {}),
     ...(deps.grants ? { grants: deps.grants } : {}),
     ...(deps.refusedGrants ? { refusedGrants: deps.refusedGrants } : {}),
     audit: deps.audit,

@@ -20,7 +20,7 @@
  */
 import type { Server } from 'node:http';
 import type { Server as HttpsServer, ServerOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.ts';
 import { buildApp, type HttpDeps } from './app.ts';
@@ -47,6 +47,21 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * The origins this server serves its console from, which a cookie-authenticated change must come
+ * from (layers/authentication.ts): the public URL, the console's configured origins, and where it
+ * listens — with `localhost` beside a listening address, as the console's WebAuthn default has it.
+ * A server listening on a wildcard address (0.0.0.0, ::) names its origin with `publicUrl`.
+ */
+export function ownOrigins(config: ServerConfig, port: number): string[] {
+  const at = (host: string) => new URL(`https://${urlHost(host)}:${port}`).origin;
+  const origins = new Set<string>(config.console.origins);
+  if (config.publicUrl !== undefined) origins.add(config.publicUrl);
+  origins.add(at(config.host));
+  if (isIP(config.host) !== 0) origins.add(at('localhost'));
+  return [...origins];
+}
+
 export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer> {
   const { config } = deps;
   const files = await certificateFiles(config.tls, config.dataDir);
@@ -59,13 +74,15 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer
     connectionsCheckingInterval: 1000,
     maxHeaderSize: MAX_HEADER_BYTES,
   };
-  const app = await buildApp(deps, https);
+  // Known once listening (port 0 picks one); until then, the configured port.
+  let origins = ownOrigins(config, config.port);
+  let boundPort = config.port;
+  const app = await buildApp({ ...deps, ownOrigins: () => origins }, https);
   const server = app.server as unknown as HttpsServer;
   server.maxHeadersCount = MAX_HEADERS;
   limitConnections(server, { ...config.connections, trusted: config.trustProxy });
 
   let redirect: Server | undefined;
-  let boundPort = config.port;
 
   return {
     app,
@@ -73,6 +90,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer
     async listen() {
       await app.listen({ host: config.host, port: config.port });
       boundPort = (server.address() as AddressInfo).port;
+      origins = ownOrigins(config, boundPort);
       const url = `https://${urlHost(config.host)}:${boundPort}`;
       if (config.redirectPort === undefined) return { url };
       redirect = createRedirectServer({
