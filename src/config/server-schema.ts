@@ -667,7 +667,7 @@ export const SERVER_SECTION = section(
                   1,
                   100_000,
                   20,
-                  'Failed sign-ins from one address before its attempts are delayed.',
+                  'Distinct accounts that failed to sign in from one address within an hour before every attempt from it is delayed (against password spraying); one account’s repeated failures count once here, and lock only that account.',
                 ),
               },
               'Sign-in throttle.',
