@@ -47,6 +47,8 @@ export const ERRORS = {
   TRESOR_ERR_UNAVAILABLE: { status: 503, title: 'Service Unavailable' },
   TRESOR_ERR_WEBAUTHN_REFUSED: { status: 401, title: 'WebAuthn response refused' },
   TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
+  /** A cookie-authenticated state change whose Origin (or Sec-Fetch-Site/Referer) is not the server's own. */
+  TRESOR_ERR_ORIGIN_REFUSED: { status: 403, title: 'Cross-origin request refused' },
 
   // keyd's (TRESOR_ERR_FORBIDDEN and TRESOR_ERR_INTERNAL above are keyd's too). Key-service
   // failures fail closed: keyd sealed or unreachable, or a data key at its limit → 503.

@@ -250,12 +250,16 @@ export function profileOf(
   };
 }
 
-function credentialHeaders(credential: Credential, method: string): Record<string, string> {
+/**
+ * A session's changes also name the server's origin, as a browser on the console would: the server
+ * refuses a cookie-authenticated change from any other origin, or from none.
+ */
+function credentialHeaders(credential: Credential, method: string, base: URL): Record<string, string> {
   if (credential.kind === 'bearer') return { authorization: `Bearer ${credential.token}` };
   if (credential.kind === 'session')
     return {
       cookie: `${SESSION_COOKIE}=${credential.profile.cookie}`,
-      ...(method !== 'GET' ? { 'x-csrf-token': credential.profile.csrf } : {}),
+      ...(method !== 'GET' ? { 'x-csrf-token': credential.profile.csrf, origin: base.origin } : {}),
     };
   return {};
 }
@@ -276,7 +280,7 @@ export async function reauthenticate(
 ): Promise<void> {
   const outcome = await send(new URL('/v1/auth/reauthenticate', conn.base), {
     method: 'POST',
-    headers: credentialHeaders(credential, 'POST'),
+    headers: credentialHeaders(credential, 'POST', conn.base),
     body: JSON.stringify({ totp: code }),
     ca: conn.ca,
   });
@@ -312,7 +316,7 @@ export async function call<T = unknown>(
   const attempt = () =>
     send(url, {
       method,
-      headers: credentialHeaders(conn.credential, method),
+      headers: credentialHeaders(conn.credential, method, conn.base),
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       ca: conn.ca,
     });

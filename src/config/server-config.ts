@@ -73,6 +73,8 @@ export interface ServerConfig {
   bodyLimit: number;
   rateLimit: { windowMs: number; perAddress: number; perKey: number };
   timeouts: ServerTimeouts;
+  /** Connection caps: in all, and per client address (0: none; trusted proxies are exempt). */
+  connections: { max: number; perAddress: number };
   /** Load balancer addresses/CIDRs whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   keyd: KeydConnection;
@@ -300,6 +302,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     handshakeMs: num('/timeouts/handshakeMs'),
     shutdownGraceMs: num('/timeouts/shutdownGraceMs'),
   };
+  const connections = { max: num('/connections/max'), perAddress: num('/connections/perAddress') };
   if (timeouts.headersMs > timeouts.requestMs)
     problems.push('timeouts.headersMs must not exceed timeouts.requestMs');
 
@@ -441,6 +444,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     bodyLimit,
     rateLimit,
     timeouts,
+    connections,
     trustProxy,
     keyd,
     closeGraceDays,

@@ -182,6 +182,27 @@ export const SERVER_SECTION = section(
         'Connection and request timeouts, in milliseconds.',
       ),
     ),
+    connections: Type.Optional(
+      section(
+        {
+          max: int(
+            'TRESOR_MAX_CONNECTIONS',
+            1,
+            1_000_000,
+            4096,
+            'Open connections the server holds at most; past it new ones are closed at once. Keep it below the process’s file limit (`ulimit -n`), which also covers the stores’ files and keyd’s socket.',
+          ),
+          perAddress: int(
+            'TRESOR_MAX_CONNECTIONS_PER_ADDRESS',
+            0,
+            1_000_000,
+            256,
+            'Open connections from one client address at most (0: no per-address cap). Addresses in `trustProxy` are not capped: a load balancer carries many clients.',
+          ),
+        },
+        'Connection caps, so that held connections (slow or silent clients) cannot exhaust the server’s file descriptors. Connections that finish no TLS handshake, or send no request, are closed by `timeouts`.',
+      ),
+    ),
     trustProxy: list(
       'TRESOR_TRUST_PROXY',
       'Load balancer addresses or CIDR blocks whose X-Forwarded-For is believed.',
@@ -646,7 +667,7 @@ export const SERVER_SECTION = section(
                   1,
                   100_000,
                   20,
-                  'Failed sign-ins from one address before its attempts are delayed.',
+                  'Distinct accounts that failed to sign in from one address within an hour before every attempt from it is delayed (against password spraying); one account’s repeated failures count once here, and lock only that account.',
                 ),
               },
               'Sign-in throttle.',

@@ -48,6 +48,8 @@ export interface HttpDeps {
   authenticate: Authenticator;
   /** Console sessions; without them the API takes bearer tokens only. */
   sessions?: SessionAuthenticator;
+  /** The server's own origins (server.ts); a cookie-authenticated change from any other is refused. */
+  ownOrigins?: () => readonly string[];
   grants?: GrantResolver;
   refusedGrants?: RefusedGrantResolver;
   audit: AuditRecorder;
@@ -139,6 +141,7 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
     rateLimit: config.rateLimit,
     authenticate: deps.authenticate,
     ...(deps.sessions ? { sessions: deps.sessions } : {}),
+    ...(deps.ownOrigins ? { ownOrigins: deps.ownOrigins } : {}),
     ...(deps.grants ? { grants: deps.grants } : {}),
     ...(deps.refusedGrants ? { refusedGrants: deps.refusedGrants } : {}),
     audit: deps.audit,
@@ -226,7 +229,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:net'
   // Below fastify (no request object yet), so the head is written by hand — with the same
   // security headers as every other answer.
   const headers = SECURITY_HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('');
-  socket.end(
+  // Then destroyed, not only ended: an ended socket stays open until the client closes its side,
+  // and a client that never does would hold it (and a file descriptor) for good.
+  socket.write(
     `HTTP/1.1 ${problem.status} ${problem.title}\r\n` +
       `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
       'Cache-Control: no-store\r\n' +
@@ -234,4 +239,5 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:net'
       'Connection: close\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+  socket.destroySoon();
 }

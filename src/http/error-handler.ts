@@ -99,8 +99,25 @@ export function errorHandler(deps: { audit: AuditRecorder; now: () => Date }) {
     } else {
       request.log.info({ code: problem.code, status: problem.status }, 'request refused');
     }
+    setRetryAfter(reply, problem.status, err);
     return sendProblem(reply, problem);
   };
+}
+
+/**
+ * `Retry-After` (RFC 9110 §10.2.3, in whole seconds) on every 429 and on a 503 that knows its wait:
+ * from the error's `retryAfterSeconds` (the sign-in throttle's, rounded up where it is made), else
+ * as a layer already set it (the rate limit). RFC 6585 §4 lets a 429 leave it out; ours never does,
+ * and one whose wait nobody knows says the shortest, 1 s.
+ */
+function setRetryAfter(reply: FastifyReply, status: number, err: unknown): void {
+  if (status !== 429 && status !== 503) return;
+  const known = err instanceof TresorError ? err.details?.retryAfterSeconds : undefined;
+  if (typeof known === 'number' && Number.isFinite(known) && known > 0) {
+    reply.header('retry-after', String(Math.ceil(known)));
+  } else if (status === 429 && !reply.hasHeader('retry-after')) {
+    reply.header('retry-after', '1');
+  }
 }
 
 /**

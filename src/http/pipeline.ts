@@ -6,7 +6,7 @@
  *
  *   1. request id and limits     onRequest      layers/request-id.ts, layers/duplicate-headers.ts
  *   2. rate limit                onRequest      layers/rate-limit.ts      (per address, per credential)
- *   3. authentication            onRequest      layers/authentication.ts  (Bearer or session+CSRF → Principal)
+ *   3. authentication            onRequest      layers/authentication.ts  (Bearer or session+origin+CSRF → Principal)
  *   4. second factor             onRequest      layers/second-factor.ts   (routes with secondFactor)
  *   5. authorization             onRequest      layers/authorization.ts   (grant, caller kind, route.authorize)
  *      — only now is the body read: strict JSON, json-body.ts (415, 413, 400) —
@@ -55,6 +55,8 @@ export interface PipelineDeps {
   authenticate: Authenticator;
   /** Console sessions (cookie + CSRF); without it only bearer tokens are taken. */
   sessions?: SessionAuthenticator;
+  /** The server's own origins, which a cookie-authenticated change must come from. */
+  ownOrigins?: () => readonly string[];
   /** Live access grants for staff sessions on tenant-data routes; without it none is live. */
   grants?: GrantResolver;
   /** Why a named grant is not live, to record the refused attempt with its tenant. */
@@ -87,7 +89,11 @@ export function installPipeline(app: FastifyInstance, deps: PipelineDeps): void 
       },
     },
     { layer: 'rate-limit', hook: 'onRequest', run: rateLimit(app, deps.rateLimit) },
-    { layer: 'authentication', hook: 'onRequest', run: authentication(deps.authenticate, deps.sessions) },
+    {
+      layer: 'authentication',
+      hook: 'onRequest',
+      run: authentication(deps.authenticate, deps.sessions, deps.ownOrigins),
+    },
     { layer: 'second-factor', hook: 'onRequest', run: secondFactor(deps.now) },
     { layer: 'authorization', hook: 'onRequest', run: authorization(deps.grants, deps.refusedGrants) },
     { layer: 'validation', hook: 'preValidation', run: validation() },

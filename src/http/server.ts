@@ -4,10 +4,11 @@
  * plain-HTTP redirect listener, and graceful shutdown.
  *
  * Slow clients (slowloris and its TLS variant) are cut off by: the TLS handshake timeout; the
- * header timeout (all headers within `headersMs`); the request timeout (whole request within
- * `requestMs`); the idle-socket timeout; a short keep-alive; header size (16 KiB) and count (100)
- * limits; and a connection check every second, so these deadlines hold to the second instead of
- * Node's default 30-second sweep.
+ * header timeout (all headers within `headersMs`, also for a connection that sends nothing after
+ * its handshake); the request timeout (whole request within `requestMs`); the idle-socket timeout;
+ * a short keep-alive; header size (16 KiB) and count (100) limits; and a connection check every
+ * second, so these deadlines hold to the second instead of Node's default 30-second sweep. Held
+ * connections are capped in all and per client address (connection-limits.ts).
  *
  * reloadCertificates() (the CLI calls it on SIGHUP) reads the certificate files again and swaps the
  * server's secure context: new connections get the new certificate, open ones keep theirs — nothing
@@ -19,10 +20,11 @@
  */
 import type { Server } from 'node:http';
 import type { Server as HttpsServer, ServerOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config/server-config.ts';
 import { buildApp, type HttpDeps } from './app.ts';
+import { limitConnections } from './connection-limits.ts';
 import { createRedirectServer } from './redirect.ts';
 import { certificateFiles, secureContextOptions } from './tls.ts';
 
@@ -45,6 +47,21 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * The origins this server serves its console from, which a cookie-authenticated change must come
+ * from (layers/authentication.ts): the public URL, the console's configured origins, and where it
+ * listens — with `localhost` beside a listening address, as the console's WebAuthn default has it.
+ * A server listening on a wildcard address (0.0.0.0, ::) names its origin with `publicUrl`.
+ */
+export function ownOrigins(config: ServerConfig, port: number): string[] {
+  const at = (host: string) => new URL(`https://${urlHost(host)}:${port}`).origin;
+  const origins = new Set<string>(config.console.origins);
+  if (config.publicUrl !== undefined) origins.add(config.publicUrl);
+  origins.add(at(config.host));
+  if (isIP(config.host) !== 0) origins.add(at('localhost'));
+  return [...origins];
+}
+
 export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer> {
   const { config } = deps;
   const files = await certificateFiles(config.tls, config.dataDir);
@@ -57,12 +74,15 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer
     connectionsCheckingInterval: 1000,
     maxHeaderSize: MAX_HEADER_BYTES,
   };
-  const app = await buildApp(deps, https);
+  // Known once listening (port 0 picks one); until then, the configured port.
+  let origins = ownOrigins(config, config.port);
+  let boundPort = config.port;
+  const app = await buildApp({ ...deps, ownOrigins: () => origins }, https);
   const server = app.server as unknown as HttpsServer;
   server.maxHeadersCount = MAX_HEADERS;
+  limitConnections(server, { ...config.connections, trusted: config.trustProxy });
 
   let redirect: Server | undefined;
-  let boundPort = config.port;
 
   return {
     app,
@@ -70,6 +90,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<HttpServer
     async listen() {
       await app.listen({ host: config.host, port: config.port });
       boundPort = (server.address() as AddressInfo).port;
+      origins = ownOrigins(config, boundPort);
       const url = `https://${urlHost(config.host)}:${boundPort}`;
       if (config.redirectPort === undefined) return { url };
       redirect = createRedirectServer({

@@ -10,9 +10,18 @@
  * - account, absolute: never more than `hourlyLimit` (100, never more) failures in any 60 minutes,
  *   a sliding window of failure times that no lift clears — the ceiling holds even if an admin
  *   lifts the lockout again and again;
- * - address: after `addressDelayAfter` failures from one address (any accounts) growing delays up
- *   to `addressMaxDelayMs`; the count is forgotten after `addressQuietMs` without a failure. No
- *   address lockout: many people share one NAT address.
+ * - address, against password spraying: what counts is how many *distinct accounts* failed from
+ *   one address within `addressQuietMs` (1 h, sliding per account). Past `addressDelayAfter` (20)
+ *   of them, every attempt from the address waits, growing delays up to `addressMaxDelayMs`, with
+ *   a 429 and Retry-After. Repeated failures against one account count once here: that account's
+ *   own counter above locks it, and nobody else behind the address (a NAT, or a load balancer not
+ *   listed in `trustProxy`) is delayed for it. No address lockout: many people share one address.
+ *   A failure that names no account (a wrong recovery code, account-recovery.ts) counts as one
+ *   more account each time;
+ * - an admin unlock (`liftIn`) lifts the account's lockout and delays and takes the account out of
+ *   every address's count, so the failures that were its own no longer delay anyone from those
+ *   addresses, itself included. Delays an address earned across many other accounts stay: they
+ *   are the protection against spraying, and only time lifts them.
  *
  * The account subject is a hash of side, tenant and e-mail as typed (normalised), not the person
  * id: an address nobody has is throttled exactly like a real one, so throttling tells nothing about
@@ -74,11 +83,17 @@ export interface LoginThrottle {
   checkIn(trx: Transaction<IdentityDB>, subjects: ThrottleSubjects): Promise<ThrottleVerdict>;
   /** Counts one failure for both subjects; `locked` is true when this failure locked the account. */
   recordFailureIn(trx: Transaction<IdentityDB>, subjects: ThrottleSubjects): Promise<{ locked: boolean }>;
-  /** Counts a failure for the address only (flows that bypass the account lockout, e.g. recovery). */
-  recordAddressFailureIn(trx: Transaction<IdentityDB>, address: string): Promise<void>;
+  /**
+   * Counts a failure for the address only (flows that bypass the account lockout, e.g. recovery):
+   * against `account` when known (once per account), else as one more account.
+   */
+  recordAddressFailureIn(trx: Transaction<IdentityDB>, address: string, account?: string): Promise<void>;
   /** A successful login: the account's consecutive failures start again from zero. */
   recordSuccessIn(trx: Transaction<IdentityDB>, account: string): Promise<void>;
-  /** Lifts a lockout and the delays (admin, recovery); the hourly ceiling stays. */
+  /**
+   * Lifts a lockout and the delays (admin, recovery) and takes the account out of the addresses'
+   * counts; the hourly ceiling stays.
+   */
   liftIn(trx: Transaction<IdentityDB>, account: string): Promise<void>;
 }
 
@@ -153,13 +168,47 @@ export function createLoginThrottle(options: {
     return wait > 0 ? { allowed: false, reason: 'delay', retryAfterMs: wait } : { allowed: true };
   }
 
+  /** The accounts that failed from an address within the quiet period, with their last failure. */
+  function addressAccounts(row: Row | undefined, t: number): Map<string, number> {
+    const fresh = new Map<string, number>();
+    if (!row) return fresh;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(row.recent_failures);
+    } catch {
+      parsed = {};
+    }
+    // An array is the earlier format (a count, no accounts): it starts again from nothing.
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fresh;
+    for (const [account, at] of Object.entries(parsed)) {
+      if (typeof at === 'number' && at <= t && t - at < config.addressQuietMs) fresh.set(account, at);
+    }
+    return fresh;
+  }
+
   function addressVerdict(row: Row | undefined, t: number): ThrottleVerdict {
-    if (!row || row.last_failure_at === null) return { allowed: true };
-    const last = Date.parse(row.last_failure_at);
-    if (t - last >= config.addressQuietMs) return { allowed: true };
-    const wait =
-      last + delay(row.consecutive_failures, config.addressDelayAfter, config.addressMaxDelayMs) - t;
+    const accounts = addressAccounts(row, t);
+    if (accounts.size === 0) return { allowed: true };
+    const last = Math.max(...accounts.values());
+    const wait = last + delay(accounts.size, config.addressDelayAfter, config.addressMaxDelayMs) - t;
     return wait > 0 ? { allowed: false, reason: 'delay', retryAfterMs: wait } : { allowed: true };
+  }
+
+  async function writeAddress(
+    trx: Transaction<IdentityDB>,
+    subject: string,
+    accounts: Map<string, number>,
+    at: Date,
+  ): Promise<void> {
+    const last = accounts.size === 0 ? null : new Date(Math.max(...accounts.values())).toISOString();
+    await upsert(trx, {
+      subject,
+      consecutive_failures: accounts.size,
+      last_failure_at: last,
+      locked_until: null,
+      recent_failures: JSON.stringify(Object.fromEntries(accounts)),
+      updated_at: at.toISOString(),
+    });
   }
 
   async function verdict(db: Reader, subjects: ThrottleSubjects): Promise<ThrottleVerdict> {
@@ -187,21 +236,17 @@ export function createLoginThrottle(options: {
       .execute();
   }
 
-  async function recordAddressFailureIn(trx: Transaction<IdentityDB>, address: string): Promise<void> {
+  async function recordAddressFailureIn(
+    trx: Transaction<IdentityDB>,
+    address: string,
+    account?: string,
+  ): Promise<void> {
     const at = now();
     const t = at.getTime();
     const subject = addressSubject(address);
-    const row = await read(trx, subject);
-    const quiet =
-      !row || row.last_failure_at === null || t - Date.parse(row.last_failure_at) >= config.addressQuietMs;
-    await upsert(trx, {
-      subject,
-      consecutive_failures: (quiet ? 0 : (row?.consecutive_failures ?? 0)) + 1,
-      last_failure_at: at.toISOString(),
-      locked_until: null,
-      recent_failures: '[]',
-      updated_at: at.toISOString(),
-    });
+    const accounts = addressAccounts(await read(trx, subject), t);
+    accounts.set(account ?? `unattributed:${t}:${accounts.size}`, t);
+    await writeAddress(trx, subject, accounts, at);
   }
 
   return {
@@ -226,7 +271,7 @@ export function createLoginThrottle(options: {
         recent_failures: JSON.stringify(recent),
         updated_at: at.toISOString(),
       });
-      await recordAddressFailureIn(trx, subjects.address);
+      await recordAddressFailureIn(trx, subjects.address, subjects.account);
       return { locked };
     },
 
@@ -241,11 +286,25 @@ export function createLoginThrottle(options: {
     },
 
     async liftIn(trx, account) {
+      const at = now();
       await trx
         .updateTable('login_throttle')
-        .set({ consecutive_failures: 0, locked_until: null, updated_at: now().toISOString() })
+        .set({ consecutive_failures: 0, locked_until: null, updated_at: at.toISOString() })
         .where('subject', '=', account)
         .execute();
+      // The addresses this account failed from (its subject is hex after a fixed prefix: no LIKE
+      // wildcard in it).
+      const rows = await trx
+        .selectFrom('login_throttle')
+        .selectAll()
+        .where('subject', 'like', 'address:%')
+        .where('recent_failures', 'like', `%"${account}"%`)
+        .execute();
+      for (const row of rows) {
+        const accounts = addressAccounts(row, at.getTime());
+        accounts.delete(account);
+        await writeAddress(trx, row.subject, accounts, at);
+      }
     },
   };
 }

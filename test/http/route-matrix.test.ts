@@ -22,7 +22,7 @@ import { allRouteModules, specOnlyDependencies } from '../../src/http/routes/ind
 import { OPERATOR_SCOPES, type OperatorScope } from '../../src/identity/operator-scopes.ts';
 import type { Principal, SessionPrincipal } from '../../src/identity/principal.ts';
 import type { Role } from '../../src/identity/roles.ts';
-import { buildTestApp, NOW } from './fixtures/harness.ts';
+import { buildTestApp, NOW, TEST_ORIGIN } from './fixtures/harness.ts';
 
 // --- the callers -----------------------------------------------------------------------------------
 
@@ -110,6 +110,7 @@ function headersOf(caller: Caller, i: number): Record<string, string> {
       const h: Record<string, string> = {
         cookie: `__Host-tresor_session=${sessionToken(i)}`,
         'x-csrf-token': CSRF,
+        origin: TEST_ORIGIN,
       };
       if (caller.grant) h['tresor-grant'] = caller.grant === 'dead' ? DEAD_GRANT : LIVE_GRANT(caller.grant);
       return h;

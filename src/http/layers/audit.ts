@@ -136,7 +136,11 @@ export function audit(deps: { audit: AuditRecorder; now: () => Date }) {
 }
 
 const DENIED_LAYERS = new Set(['second-factor', 'authorization']);
-const DENIED_CODES = new Set(['TRESOR_ERR_FORBIDDEN', 'TRESOR_ERR_SECOND_FACTOR_REQUIRED']);
+const DENIED_CODES = new Set([
+  'TRESOR_ERR_FORBIDDEN',
+  'TRESOR_ERR_SECOND_FACTOR_REQUIRED',
+  'TRESOR_ERR_ORIGIN_REFUSED',
+]);
 
 /**
  * Whether a failed request is one the pipeline must audit: after authentication, on an audited

@@ -6,7 +6,9 @@
  * - the console's session cookie `__Host-tresor_session` (HttpOnly, Secure, SameSite=Strict),
  *   looked up server-side (src/identity/sessions.ts). A session request that can change state
  *   (anything but GET, HEAD, OPTIONS) must also carry the session's CSRF token in `X-CSRF-Token`
- *   (OWASP: synchronizer token, on top of SameSite), checked here before anything else runs.
+ *   (OWASP: synchronizer token, on top of SameSite), checked here before anything else runs;
+ *   and it must come from the server's own origin (`sameOrigin` below), or it is refused with 403
+ *   TRESOR_ERR_ORIGIN_REFUSED, audited as denied.
  *
  * A request with an Authorization header is judged by it alone: a cookie beside it is ignored, so
  * a script's key never mixes with a browser's session. Every way of failing — no credential,
@@ -30,6 +32,38 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export const CSRF_HEADER = 'x-csrf-token';
 
 export const WWW_AUTHENTICATE = 'Bearer realm="tresor"';
+
+/**
+ * Whether a cookie-borne request comes from one of the server's own origins (OWASP CSRF Prevention
+ * Cheat Sheet, "Verifying Origin with standard headers"), so that a page elsewhere that obtained or
+ * guessed a CSRF token still cannot act through a visitor's session:
+ * - `Origin` (RFC 6454 §7), which browsers send on every cross-origin request and on same-origin
+ *   ones that are not GET/HEAD: it must be one of ours exactly; the opaque `null` never is;
+ * - without it (older browsers, some privacy settings), `Sec-Fetch-Site` must be `same-origin` and
+ *   `Referer`'s origin one of ours — each that is present, and at least one of them;
+ * - with none of the three, the request is refused: a browser always sends one of them, and the
+ *   console's non-browser clients (the CLI) send `Origin` themselves.
+ */
+export function sameOrigin(request: FastifyRequest, own: readonly string[]): boolean {
+  const { origin, referer } = request.headers;
+  if (typeof origin === 'string') return own.includes(origin);
+  const site = request.headers['sec-fetch-site'];
+  if (site === undefined && referer === undefined) return false;
+  if (site !== undefined && site !== 'same-origin') return false;
+  if (referer === undefined) return true;
+  try {
+    return own.includes(new URL(referer).origin);
+  } catch {
+    return false;
+  }
+}
+
+export function originRefused(): TresorError {
+  return new TresorError(
+    'TRESOR_ERR_ORIGIN_REFUSED',
+    "a cookie-authenticated change must come from the server's own origin",
+  );
+}
 
 /** The presented bearer token, or undefined when the header is absent or not a Bearer token. */
 export function bearerTokenOf(request: FastifyRequest): string | undefined {
@@ -75,7 +109,15 @@ export function requestMeta(request: FastifyRequest): RequestMeta {
   };
 }
 
-export function authentication(authenticate: Authenticator, sessions?: SessionAuthenticator) {
+/**
+ * `ownOrigins`: the server's own origins (server.ts: the public URL, the console's origins and where
+ * it listens); without it no cookie-authenticated change is taken.
+ */
+export function authentication(
+  authenticate: Authenticator,
+  sessions?: SessionAuthenticator,
+  ownOrigins: () => readonly string[] = () => [],
+) {
   const refuse = (reply: FastifyReply): never => {
     reply.header('www-authenticate', WWW_AUTHENTICATE);
     throw credentialRequired();
@@ -111,6 +153,11 @@ export function authentication(authenticate: Authenticator, sessions?: SessionAu
     const meta = requestMeta(request);
     const principal = await prove(reply, () => sessions.authenticate(token, meta));
     if (!SAFE_METHODS.has(request.method)) {
+      if (!sameOrigin(request, ownOrigins())) {
+        // The principal is known, so the error handler audits the refusal as denied.
+        request.tresor.principal = principal;
+        throw originRefused();
+      }
       const presented = request.headers[CSRF_HEADER];
       // A refused CSRF token is 403 TRESOR_ERR_CSRF (the session is real; the request is not its own).
       await sessions.verifyCsrf(principal, typeof presented === 'string' ? presented : undefined, meta);

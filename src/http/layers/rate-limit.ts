@@ -13,7 +13,7 @@
  * Over budget → 429 problem+json with Retry-After (RFC 9110 §10.2.3; RFC 6585 §4).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TresorError } from '../../errors.ts';
 import { bearerTokenOf } from './authentication.ts';
 
@@ -38,15 +38,18 @@ export function rateLimit(app: FastifyInstance, config: RateLimitConfig) {
     keyGenerator: (req) => credentialBucket(bearerTokenOf(req) ?? ''),
   });
 
-  return async function rateLimitLayer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  return async function rateLimitLayer(request: FastifyRequest): Promise<void> {
     const checks = [perAddress(request)];
     if (bearerTokenOf(request) !== undefined) checks.push(perKey(request));
     for (const result of await Promise.all(checks)) {
       if (!result.isAllowed && result.isExceeded) {
-        reply.header('retry-after', String(Math.max(1, result.ttlInSeconds)));
+        // The error handler sets Retry-After from it (every 429 carries one), the body says it too.
         throw new TresorError(
           'TRESOR_ERR_RATE_LIMITED',
           'too many requests; retry after the time in Retry-After',
+          {
+            retryAfterSeconds: Math.max(1, result.ttlInSeconds),
+          },
         );
       }
     }
