@@ -67,6 +67,8 @@ const child = spawn(
     'tsx',
     '--import',
     join(root, 'scripts', 'test-time-limit.mjs'),
+    '--import',
+    join(root, 'scripts', 'test-password-cost.mjs'),
     '--test',
     ...forceExit,
     '--test-concurrency=2',

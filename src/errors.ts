@@ -24,6 +24,10 @@ export const ERRORS = {
   TRESOR_ERR_BAD_REQUEST: { status: 400, title: 'Bad Request' },
   TRESOR_ERR_MALFORMED_JSON: { status: 400, title: 'Malformed JSON' },
   TRESOR_ERR_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
+  TRESOR_ERR_SEARCH_LEAKAGE_UNACKNOWLEDGED: {
+    status: 400,
+    title: 'A searchable field of this type reveals its values; acknowledge the leakage to declare it',
+  },
   TRESOR_ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   TRESOR_ERR_SECOND_FACTOR_REQUIRED: { status: 401, title: 'Second factor required' },
   TRESOR_ERR_FORBIDDEN: { status: 403, title: 'Forbidden' },

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { wipe } from '../crypto/index.ts';
+import { secretCopy, wipe } from '../crypto/index.ts';
 import { sealChunk } from '../objects/chunk-cipher.ts';
 import { lowerThreadPriority } from '../thread-priority.ts';
 
@@ -42,7 +42,7 @@ port.on('message', (request: SealerRequest) => {
   try {
     if (request.kind === 'start') {
       job = request;
-      key = Buffer.from(request.key);
+      key = secretCopy(request.key); // not a pool slice: it is wiped
       wipe(request.key);
       const total = request.files.reduce((sum, f) => sum + f.size, 0);
       count = Math.max(1, Math.ceil(total / request.chunkSize));

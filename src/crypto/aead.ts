@@ -3,8 +3,15 @@
  *
  * NIST SP 800-38D §8.2.2: random 96-bit IVs are allowed as long as a key performs at most 2^32
  * encryptions (§8.3); the callers count uses per key (see src/vault/data-keys.ts and the keyd store).
+ * The nonce is always drawn here: no caller can choose one, so none can repeat one (known-answer
+ * tests check the cipher against the published vectors through node:crypto itself).
+ *
+ * aeadOpen's result is often a key (tenant, data, backup and root keys are all unwrapped by it), so
+ * it is a Buffer with its own memory, never a slice of Node's shared pool, and no other copy of the
+ * plaintext is left behind: the caller can wipe it and know that no copy survives (src/crypto/index.ts).
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { ownCopy, wipe } from './compare.ts';
 import { CryptoError } from './errors.ts';
 import { pooledRandomBytes } from './random-pool.ts';
 
@@ -24,18 +31,20 @@ function checkKey(key: Uint8Array): void {
   }
 }
 
-/** Encrypts with a fresh random nonce. `nonce` is only for known-answer tests. */
-export function aeadSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Buffer): Sealed {
+/** Encrypts under a fresh random nonce, which it returns with the ciphertext and tag. */
+export function aeadSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Sealed {
   checkKey(key);
-  const iv = nonce ?? pooledRandomBytes(NONCE_BYTES);
-  if (iv.length !== NONCE_BYTES) throw new CryptoError('TRESOR_ERR_KEY_INVALID', 'nonce must be 12 bytes');
-  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  const nonce = pooledRandomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(aad);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return { nonce: iv, ciphertext, tag: cipher.getAuthTag() };
+  return { nonce, ciphertext, tag: cipher.getAuthTag() };
 }
 
-/** Decrypts and authenticates; any change to key, nonce, ciphertext, tag or AAD fails. */
+/**
+ * Decrypts and authenticates; any change to key, nonce, ciphertext, tag or AAD fails. The result is
+ * the caller's to wipe; on failure the unauthenticated plaintext is wiped here.
+ */
 export function aeadOpen(key: Uint8Array, sealed: Sealed, aad: Uint8Array): Buffer {
   checkKey(key);
   if (sealed.nonce.length !== NONCE_BYTES || sealed.tag.length !== TAG_BYTES) {
@@ -44,12 +53,22 @@ export function aeadOpen(key: Uint8Array, sealed: Sealed, aad: Uint8Array): Buff
   const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce, { authTagLength: TAG_BYTES });
   decipher.setAAD(aad);
   decipher.setAuthTag(sealed.tag);
+  // GCM is a stream mode: update() returns every plaintext byte and final() only checks the tag
+  // (it returns nothing), so the plaintext is update()'s output alone — never concatenated.
+  const plaintext = ownCopy(decipher.update(sealed.ciphertext));
+  let tail: Buffer;
   try {
-    return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+    tail = decipher.final();
   } catch {
+    wipe(plaintext);
     throw new CryptoError(
       'TRESOR_ERR_DECRYPT_FAILED',
       'ciphertext does not authenticate: wrong key, wrong context, or tampered',
     );
   }
+  if (tail.length !== 0) {
+    wipe(plaintext, tail);
+    throw new CryptoError('TRESOR_ERR_DECRYPT_FAILED', 'AES-GCM returned bytes after the tag check');
+  }
+  return plaintext;
 }

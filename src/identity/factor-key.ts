@@ -10,8 +10,11 @@
  *
  * So a copy of the control store alone opens no TOTP secret, and destroying the system tenant key
  * in keyd makes every sealed secret unreadable (everyone re-enrols their TOTP).
+ *
+ * The key is held for the life of the server and wiped when it closes (FactorKeySource.close), or at
+ * once if keyd gives something that is not a 32-byte key.
  */
-import { KEY_BYTES } from '../crypto/index.ts';
+import { KEY_BYTES, wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import type { IdentityDB } from './identity-store-schema.ts';
@@ -78,13 +81,20 @@ export async function obtainFactorKey(options: {
     keyId: row.key_id,
     wrapped: Buffer.from(row.wrapped, 'base64'),
   });
-  return checkFactorKey(key);
+  try {
+    return checkFactorKey(key);
+  } catch (err) {
+    if (Buffer.isBuffer(key)) wipe(key);
+    throw err;
+  }
 }
 
 /** The factor key of a running server, asked of keyd when first needed. */
 export interface FactorKeySource {
   /** The key; keyd's error (TRESOR_ERR_KEYD_UNAVAILABLE when unreachable) while keyd cannot give it. */
   get(): Promise<Buffer>;
+  /** Wipes the key (the server is closing); a later get() asks keyd again. */
+  close(): Promise<void>;
 }
 
 /**
@@ -105,6 +115,12 @@ export function createFactorKeySource(options: {
         throw err;
       });
       return pending;
+    },
+    async close() {
+      const held = pending;
+      pending = undefined;
+      const key = await held?.catch(() => undefined);
+      if (key) wipe(key);
     },
   };
 }

@@ -22,6 +22,12 @@
  * so they are the same whether the password step passed or not. The assertion must then be of a
  * credential of the person the handle stands for — none when the password was wrong — and a refused
  * one counts and answers exactly like a wrong TOTP code, through completeLogin.
+ *
+ * Transparent rehash: a right password whose stored hash was made with older argon2id settings
+ * (passwords.ts, needsRehash) is hashed again at today's, and the new hash replaces the old in the
+ * same write as the password step's bookkeeping, only if the stored hash is still the one verified.
+ * It is not a password change (the password is the same, password_set_at stays); the password step's
+ * audit entry says `rehashed: true`, and neither hash is ever logged or audited.
  */
 import { randomBytes } from 'node:crypto';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
@@ -42,7 +48,7 @@ import {
   type ThrottleSubjects,
   type ThrottleVerdict,
 } from './login-throttle.ts';
-import { hashPassword, verifyPassword } from './passwords.ts';
+import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
 import { auditActorKind, type Side } from './roles.ts';
 import { type SecondFactorProof, verifySecondFactorIn } from './second-factor-check.ts';
 import type { SessionFactor, SessionPrincipal } from './session-principal.ts';
@@ -305,6 +311,9 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
               : row.enrolled_at === null
                 ? 'not-enrolled'
                 : undefined;
+      const verifiedHash = reason === undefined ? row?.password_hash : null;
+      const rehashed =
+        verifiedHash && needsRehash(verifiedHash) ? await hashPassword(input.password) : undefined;
 
       const handle = newToken();
       const at = now();
@@ -340,6 +349,14 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
           );
           if (locked) await auditLockout(trx, row?.id ?? null, row?.tenant ?? null, meta);
         } else {
+          if (rehashed && row && verifiedHash) {
+            await trx
+              .updateTable('people')
+              .set({ password_hash: rehashed })
+              .where('id', '=', row.id)
+              .where('password_hash', '=', verifiedHash)
+              .execute();
+          }
           await appendAuditEvent(
             trx,
             identityEvent(
@@ -350,7 +367,7 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
                 action: 'auth.password',
                 outcome: 'success',
               },
-              { step: 'password', personId: row?.id },
+              { step: 'password', personId: row?.id, ...(rehashed ? { rehashed: true } : {}) },
               meta,
             ),
           );

@@ -31,16 +31,81 @@ import { readFileSync } from 'node:fs';
 import { type Algorithm, hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 
 /**
- * OWASP Password Storage Cheat Sheet: argon2id, m=19456 KiB, t=2, p=1 (RFC 9106 §4); each hash
- * with its own random salt.
+ * RFC 9106 §4, the SECOND RECOMMENDED option (for when 2 GiB per hash is too much): argon2id with
+ * t=3 passes, p=4 lanes, m=2^16 KiB (64 MiB), a 128-bit salt (the package draws 16 random bytes per
+ * hash) and a 256-bit tag. One hash costs about 0.12 s and 64 MiB here (docs/identity.md, "Password
+ * hashing"). A stored hash made with other settings is replaced at its next login (needsRehash).
  */
 export const ARGON2ID_OPTIONS = {
   algorithm: 2 as Algorithm, // Argon2id (a const enum, not importable under isolatedModules)
-  memoryCost: 19_456,
-  timeCost: 2,
-  parallelism: 1,
+  memoryCost: 65_536,
+  timeCost: 3,
+  parallelism: 4,
   outputLen: 32,
 } as const;
+
+/** RFC 9106 §3.1: a salt of 128 bits is enough for password hashing. */
+const MIN_SALT_BYTES = 16;
+
+export interface Argon2Cost {
+  memoryCost: number;
+  timeCost: number;
+  parallelism: number;
+}
+
+/**
+ * TEST-ONLY. The test runner (scripts/test-password-cost.mjs, preloaded by scripts/run-tests.mjs)
+ * puts a low cost under this global symbol so the thousands of hashes the suite makes stay fast.
+ * Nothing in the configuration, environment or command line reaches it: only code already running
+ * in the process could set it. The cost of ARGON2ID_OPTIONS itself is asserted by a test that
+ * lifts the override (test/identity/passwords.test.ts).
+ */
+export const TEST_ARGON2ID_COST = Symbol.for('tresor.test.argon2id-cost');
+
+function isCost(value: unknown): value is Argon2Cost {
+  const c = value as Partial<Argon2Cost> | null;
+  return (
+    typeof c === 'object' &&
+    c !== null &&
+    Number.isSafeInteger(c.memoryCost) &&
+    Number.isSafeInteger(c.timeCost) &&
+    Number.isSafeInteger(c.parallelism)
+  );
+}
+
+/** The argon2id settings new hashes are made with: ARGON2ID_OPTIONS, outside the test runner. */
+export function argon2idOptions(): Argon2Cost & { algorithm: Algorithm; outputLen: number } {
+  const test = (globalThis as Record<symbol, unknown>)[TEST_ARGON2ID_COST];
+  return isCost(test) ? { ...ARGON2ID_OPTIONS, ...test } : ARGON2ID_OPTIONS;
+}
+
+/**
+ * argon2 runs on libuv's thread pool (UV_THREADPOOL_SIZE threads, 4 by default), off the event
+ * loop, one thread per hash. A burst of logins could take every thread for a tenth of a second each,
+ * and file reads, DNS lookups and the like would queue behind them; so hashing may use at most half
+ * the pool, and the rest waits here, in order. This also bounds hashing memory to 64 MiB per slot.
+ */
+const HASHING_SLOTS = Math.max(1, Math.floor(threadPoolSize() / 2));
+let hashing = 0;
+const waiting: (() => void)[] = [];
+
+function threadPoolSize(): number {
+  const size = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isSafeInteger(size) && size >= 1 && size <= 1024 ? size : 4;
+}
+
+async function inHashingSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (hashing >= HASHING_SLOTS) await new Promise<void>((resolve) => waiting.push(resolve));
+  else hashing += 1;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next)
+      next(); // the slot passes straight to the next in line
+    else hashing -= 1;
+  }
+}
 
 export interface PasswordPolicy {
   minLength: number;
@@ -146,7 +211,8 @@ export function checkPasswordPolicy(
 
 /** argon2id (ARGON2ID_OPTIONS) of the NFKC-normalised password, with a random salt. */
 export function hashPassword(password: string): Promise<string> {
-  return argon2Hash(normalisePassword(password), ARGON2ID_OPTIONS);
+  const options = argon2idOptions();
+  return inHashingSlot(() => argon2Hash(normalisePassword(password), options));
 }
 
 /** False for a wrong password, an over-long input or a malformed hash; never throws. */
@@ -155,7 +221,7 @@ export async function verifyPassword(hash: string, password: string): Promise<bo
     return false;
   }
   try {
-    return await argon2Verify(hash, normalisePassword(password));
+    return await inHashingSlot(() => argon2Verify(hash, normalisePassword(password)));
   } catch {
     return false;
   }
@@ -166,15 +232,19 @@ export async function verifyPassword(hash: string, password: string): Promise<bo
  * or cost) or cannot be read: the caller rehashes the password it has just verified.
  */
 export function needsRehash(hash: string): boolean {
-  const match = /^\$argon2id\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]+\$([A-Za-z0-9+/]+)$/.exec(hash);
+  const match = /^\$argon2id\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/.exec(
+    hash,
+  );
   if (!match) return true;
-  const [, version, m, t, p, digest] = match;
+  const [, version, m, t, p, salt, digest] = match;
+  const options = argon2idOptions();
   return (
     version !== '19' ||
-    Number(m) !== ARGON2ID_OPTIONS.memoryCost ||
-    Number(t) !== ARGON2ID_OPTIONS.timeCost ||
-    Number(p) !== ARGON2ID_OPTIONS.parallelism ||
-    Buffer.from(digest ?? '', 'base64').length !== ARGON2ID_OPTIONS.outputLen
+    Number(m) !== options.memoryCost ||
+    Number(t) !== options.timeCost ||
+    Number(p) !== options.parallelism ||
+    Buffer.from(salt ?? '', 'base64').length < MIN_SALT_BYTES ||
+    Buffer.from(digest ?? '', 'base64').length !== options.outputLen
   );
 }
 

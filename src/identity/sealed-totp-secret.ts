@@ -3,14 +3,20 @@
  * data binding each ciphertext to its person and factor, so a sealed secret moved to another row
  * does not open. Stored as `v1.<nonce>.<ciphertext>.<tag>` (base64url parts).
  */
-import { aeadOpen, aeadSeal, encodeAad } from '../crypto/index.ts';
+import { aeadOpen, aeadSeal, encodeAad, secretFromText, wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 
 const TOTP_AAD_PURPOSE = 'identity/totp-secret';
 const SEALED_PATTERN = /^v1\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})$/;
 
 export function sealTotpSecret(key: Buffer, person: string, factor: string, base32: string): string {
-  const sealed = aeadSeal(key, Buffer.from(base32, 'ascii'), encodeAad(TOTP_AAD_PURPOSE, { person, factor }));
+  const plaintext = secretFromText(base32, 'utf8');
+  let sealed: ReturnType<typeof aeadSeal>;
+  try {
+    sealed = aeadSeal(key, plaintext, encodeAad(TOTP_AAD_PURPOSE, { person, factor }));
+  } finally {
+    wipe(plaintext);
+  }
   return ['v1', sealed.nonce, sealed.ciphertext, sealed.tag]
     .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
     .join('.');
@@ -25,5 +31,11 @@ export function openTotpSecret(key: Buffer, person: string, factor: string, stor
     ciphertext: Buffer.from(m[2], 'base64url'),
     tag: Buffer.from(m[3], 'base64url'),
   };
-  return aeadOpen(key, sealed, encodeAad(TOTP_AAD_PURPOSE, { person, factor })).toString('ascii');
+  // The secret must become a string for the TOTP library; the decrypted bytes at least are wiped.
+  const plaintext = aeadOpen(key, sealed, encodeAad(TOTP_AAD_PURPOSE, { person, factor }));
+  try {
+    return plaintext.toString('ascii');
+  } finally {
+    wipe(plaintext);
+  }
 }

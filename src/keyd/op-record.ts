@@ -20,7 +20,7 @@ export class OpRecord {
   encryptions: EncryptionCount | undefined;
   /** Set once the entry is queued (group commit) or committed with the operation's change. */
   durable: Promise<unknown> | undefined;
-  /** Plaintext keys in the result: wiped if the entry cannot be made durable. */
+  /** Plaintext keys in the result: wiped if the operation fails or its entry cannot be made durable. */
   readonly secrets: Buffer[] = [];
 
   constructor(
@@ -85,6 +85,7 @@ export class OpRecorder {
     try {
       result = await handler();
     } catch (err) {
+      wipe(...rec.secrets);
       const e = toKeydError(err);
       if (rec.durable) {
         rec.durable.catch(() => undefined);

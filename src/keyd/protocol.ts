@@ -24,7 +24,7 @@
  * and live until garbage collection, which is why keys on this channel are only data keys, and
  * the channel itself is a 0600 socket or mTLS.
  */
-import { KEY_PURPOSES } from '../crypto/index.ts';
+import { KEY_PURPOSES, secretFromText } from '../crypto/index.ts';
 import { KeydError } from './errors.ts';
 import type { KeydOperationName, KeydOperations } from './operations.ts';
 import { SIGNING_PURPOSES } from './signing.ts';
@@ -187,7 +187,8 @@ export function fromWire(value: unknown, depth = 0): unknown {
       if (Object.keys(value).length !== 1 || typeof encoded !== 'string' || !BASE64.test(encoded)) {
         throw invalid('malformed $b64 value');
       }
-      return Buffer.from(encoded, 'base64');
+      // Memory of its own, not a slice of Node's pool: it may be a key its receiver wipes.
+      return secretFromText(encoded, 'base64');
     }
     // fromEntries defines own properties, so a "__proto__" key cannot reach a prototype.
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromWire(v, depth + 1)]));

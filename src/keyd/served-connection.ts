@@ -5,7 +5,7 @@
  * and only the log sees more. Arguments and results are never logged.
  */
 import type { Socket } from 'node:net';
-import { CryptoError } from '../crypto/index.ts';
+import { CryptoError, wipe } from '../crypto/index.ts';
 import { KeydError } from './errors.ts';
 import type { KeydLogger } from './keyd-logger.ts';
 import type { Caller, KeydOperationName, KeyService } from './operations.ts';
@@ -22,6 +22,18 @@ import {
   type ResponseFrame,
   type WireError,
 } from './protocol.ts';
+
+/**
+ * Operations whose result carries a plaintext key in `key`. Here the connection is the key's last
+ * holder in keyd: once the answer frame is encoded (and the frame is wiped once written), the key is
+ * wiped too (src/crypto/index.ts, the rule for key material).
+ */
+const KEY_RESULTS: ReadonlySet<KeydOperationName> = new Set([
+  'generateDataKey',
+  'unwrapDataKey',
+  'generateBackupDataKey',
+  'unwrapBackupDataKey',
+]);
 
 /** Requests one connection may have in flight before the server stops reading from it. */
 const MAX_IN_FLIGHT_PER_CONNECTION = 64;
@@ -135,12 +147,18 @@ export class ServedConnection {
     }
     const work = (async () => {
       let response: ResponseFrame;
+      let result: unknown;
       try {
-        response = okResponse(id, await this.#ctx.service.call(op, args as never, caller));
+        result = await this.#ctx.service.call(op, args as never, caller);
+        response = okResponse(id, result);
       } catch (error) {
         response = errorResponse(id, this.#errorFor(op, error));
       }
-      this.#send(response);
+      try {
+        this.#send(response);
+      } finally {
+        if (KEY_RESULTS.has(op)) wipe((result as { key?: Buffer } | undefined)?.key);
+      }
     })().finally(() => {
       this.#inFlight -= 1;
       if (this.#paused && this.#inFlight < MAX_IN_FLIGHT_PER_CONNECTION / 2) {

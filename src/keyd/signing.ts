@@ -17,7 +17,7 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { wipe } from '../crypto/index.ts';
+import { secretFromText, wipe } from '../crypto/index.ts';
 
 export const SIGNING_PURPOSES = [
   'audit-checkpoint',
@@ -48,7 +48,7 @@ export function signingKeyName(purpose: SigningPurpose): string {
 export function generateEd25519(): { seed: Buffer; publicKey: Buffer } {
   const { privateKey } = generateKeyPairSync('ed25519');
   const jwk = privateKey.export({ format: 'jwk' });
-  const seed = Buffer.from(jwk.d ?? '', 'base64url');
+  const seed = secretFromText(jwk.d ?? '', 'base64url'); // not a pool slice: it is wiped
   const publicKey = Buffer.from(jwk.x ?? '', 'base64url');
   if (seed.length !== ED25519_SEED_BYTES || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) {
     throw new Error('unexpected Ed25519 key encoding');
@@ -58,7 +58,9 @@ export function generateEd25519(): { seed: Buffer; publicKey: Buffer } {
 
 function privateKeyFromSeed(seed: Uint8Array) {
   if (seed.length !== ED25519_SEED_BYTES) throw new Error('an Ed25519 seed is 32 bytes');
-  const der = Buffer.concat([PKCS8_ED25519_PREFIX, seed]);
+  const der = Buffer.alloc(PKCS8_ED25519_PREFIX.length + seed.length); // not a pool slice: wiped below
+  der.set(PKCS8_ED25519_PREFIX);
+  der.set(seed, PKCS8_ED25519_PREFIX.length);
   try {
     return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
   } finally {

@@ -816,6 +816,7 @@ export async function startTresorServer(
       await tenantStores.close();
       await control.close();
       keyCache.close();
+      await factorKeys.close();
       await keyd.close();
     },
   };

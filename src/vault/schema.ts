@@ -21,6 +21,15 @@ export type Classification = (typeof CLASSIFICATIONS)[number];
 /** Types whose values have a canonical string form, and so a blind index. */
 export const SEARCHABLE_TYPES: ReadonlySet<FieldType> = new Set(['string', 'number', 'boolean', 'date']);
 
+/**
+ * Searchable types whose values are usually few or guessable (two booleans, the days of a few
+ * years, small counts and amounts): their blind index is close to plaintext for anyone who reads
+ * the data store, who sees which records share a value and how often each occurs, and can often
+ * name the value from its frequency alone (docs/security/blind-index.md). Such a field is searchable
+ * only when its declaration says `acknowledgeLeakage: true`.
+ */
+export const LOW_CARDINALITY_TYPES: ReadonlySet<FieldType> = new Set(['number', 'boolean', 'date']);
+
 export const NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 /** The longest name NAME_PATTERN admits. */
 export const NAME_MAX_LENGTH = 63;
@@ -34,6 +43,8 @@ export interface FieldSchema {
   classification: Classification;
   required: boolean;
   searchable: boolean;
+  /** Present (true) when the declaration accepted what the field's blind index reveals. */
+  acknowledgeLeakage?: true;
   /**
    * Schema metadata, not customer data (it is stored in plaintext with the schema): filled in when a
    * record is created without the field, and written into existing records when the field is added
@@ -56,6 +67,7 @@ export interface CollectionDeclaration {
       classification: Classification;
       required?: boolean;
       searchable?: boolean;
+      acknowledgeLeakage?: boolean;
       default?: JsonValue;
     }
   >;
@@ -397,6 +409,7 @@ const FIELD_DECL_KEYS: ReadonlySet<string> = new Set([
   'classification',
   'required',
   'searchable',
+  'acknowledgeLeakage',
   'default',
 ]);
 
@@ -471,7 +484,7 @@ function parseFieldDeclaration(name: string, def: unknown, limits: VaultLimits):
   const extra = Object.keys(def).filter((k) => !FIELD_DECL_KEYS.has(k));
   if (extra.length > 0)
     throw refuse(`field ${name}: unknown properties ${extra.slice(0, 10).map(shown).join(', ')}`);
-  const { type, classification, required, searchable } = def;
+  const { type, classification, required, searchable, acknowledgeLeakage } = def;
   if (!(FIELD_TYPES as readonly unknown[]).includes(type)) {
     throw refuse(`field ${name}: type must be one of ${FIELD_TYPES.join(', ')}`);
   }
@@ -491,6 +504,20 @@ function parseFieldDeclaration(name: string, def: unknown, limits: VaultLimits):
   };
   if (field.searchable && !SEARCHABLE_TYPES.has(field.type)) {
     throw refuse(`field ${name}: ${field.type} fields cannot be searchable`);
+  }
+  if (acknowledgeLeakage !== undefined && typeof acknowledgeLeakage !== 'boolean') {
+    throw refuse(`field ${name}: acknowledgeLeakage is a boolean`);
+  }
+  if (acknowledgeLeakage === true) {
+    if (!field.searchable)
+      throw refuse(`field ${name}: acknowledgeLeakage applies only to a searchable field`);
+    field.acknowledgeLeakage = true;
+  } else if (field.searchable && LOW_CARDINALITY_TYPES.has(field.type)) {
+    throw new TresorError(
+      'TRESOR_ERR_SEARCH_LEAKAGE_UNACKNOWLEDGED',
+      `field ${name}: a searchable ${field.type} field's blind index shows anyone who reads the data store which records share a value and how often each value occurs, which for a ${field.type} is close to the value itself; declare it with "acknowledgeLeakage": true to accept that (docs/security/blind-index.md)`,
+      { fields: [name] },
+    );
   }
   if (Object.hasOwn(def, 'default') && def.default !== undefined && def.default !== null) {
     if (checkValue(field, def.default, limits))

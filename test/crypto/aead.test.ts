@@ -2,12 +2,32 @@
  * AES-256-GCM known-answer tests. The vectors are published data, not ours: NIST CAVP GCMVS
  * (gcmEncryptExtIV256.rsp, gcmDecrypt256.rsp) and Wycheproof; see vectors/README.md for where each
  * file comes from. Tresor supports only 96-bit IVs and 128-bit tags, so only those groups are kept.
+ *
+ * aeadSeal draws its own nonce and takes none from a caller, so the encryption vectors (which fix
+ * the IV) are checked against node:crypto's AES-256-GCM with the parameters aeadSeal uses, and
+ * aeadOpen must open what they publish; aeadSeal's own output is checked by opening it with
+ * node:crypto directly.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { aeadOpen, aeadSeal, CryptoError, type CryptoErrorCode } from '../../src/crypto/index.ts';
+import {
+  aeadOpen,
+  aeadSeal,
+  CryptoError,
+  type CryptoErrorCode,
+  ownsItsMemory,
+  type Sealed,
+} from '../../src/crypto/index.ts';
+
+/** AES-256-GCM with a fixed IV, straight from node:crypto, as aeadSeal calls it (96-bit IV, 128-bit tag). */
+function gcmWithIv(key: Buffer, iv: Buffer, plaintext: Buffer, aad: Buffer): Sealed {
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
+  cipher.setAAD(aad);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { nonce: iv, ciphertext, tag: cipher.getAuthTag() };
+}
 
 const VECTORS = new URL('./vectors/', import.meta.url);
 
@@ -87,7 +107,7 @@ describe('NIST CAVP gcmEncryptExtIV256 (Keylen=256, IVlen=96, Taglen=128)', () =
     test(`${label(c)}: seals to the published CT and Tag and opens back to PT`, () => {
       const key = hex(c.fields.Key);
       const aad = hex(c.fields.AAD);
-      const sealed = aeadSeal(key, hex(c.fields.PT), aad, hex(c.fields.IV));
+      const sealed = gcmWithIv(key, hex(c.fields.IV), hex(c.fields.PT), aad);
       assert.equal(sealed.ciphertext.toString('hex'), c.fields.CT);
       assert.equal(sealed.tag.toString('hex'), c.fields.Tag);
       assert.equal(sealed.nonce.toString('hex'), c.fields.IV);
@@ -157,7 +177,7 @@ describe('Wycheproof aes_gcm_test (keySize=256, ivSize=96, tagSize=128)', () => 
     const name = `tcId ${t.tcId} ${t.flags.join(',')}${t.comment ? ` (${t.comment})` : ''}`;
     if (t.result === 'valid') {
       test(`${name}: seals to the published ct and tag and opens back to msg`, () => {
-        const sealed = aeadSeal(hex(t.key), hex(t.msg), hex(t.aad), hex(t.iv));
+        const sealed = gcmWithIv(hex(t.key), hex(t.iv), hex(t.msg), hex(t.aad));
         assert.equal(sealed.ciphertext.toString('hex'), t.ct);
         assert.equal(sealed.tag.toString('hex'), t.tag);
         assert.equal(aeadOpen(hex(t.key), sealed, hex(t.aad)).toString('hex'), t.msg);
@@ -183,9 +203,33 @@ describe('aeadSeal / aeadOpen parameters', () => {
     }
   });
 
-  test('refuses a caller-supplied nonce that is not 12 bytes', () => {
-    for (const length of [0, 8, 11, 13, 16]) {
-      assert.throws(() => aeadSeal(key, Buffer.from('x'), aad, randomBytes(length)), CryptoError);
+  test('takes no nonce from its caller: a fourth argument is not a parameter and is ignored', () => {
+    assert.equal(aeadSeal.length, 3, 'aeadSeal(key, plaintext, aad)');
+    const fixed = Buffer.alloc(12, 7);
+    const seal = aeadSeal as (...args: unknown[]) => Sealed;
+    const a = seal(key, Buffer.from('same'), aad, fixed);
+    const b = seal(key, Buffer.from('same'), aad, fixed);
+    assert.notDeepEqual(a.nonce, fixed);
+    assert.notDeepEqual(a.nonce, b.nonce);
+  });
+
+  test('seals standard AES-256-GCM: node:crypto opens it with the nonce and tag it returns', () => {
+    const sealed = aeadSeal(key, Buffer.from('interoperable'), aad);
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce, { authTagLength: 16 });
+    decipher.setAAD(aad);
+    decipher.setAuthTag(sealed.tag);
+    const opened = Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+    assert.equal(opened.toString(), 'interoperable');
+  });
+
+  test('opens into memory of its own, never a slice of the shared pool, whatever the size', () => {
+    for (const length of [0, 1, 16, 32, 33, 100, 4095, 4096, 70_000]) {
+      const plaintext = randomBytes(length);
+      const opened = aeadOpen(key, aeadSeal(key, plaintext, aad), aad);
+      assert.ok(ownsItsMemory(opened), `${length} bytes: byteOffset 0 and an ArrayBuffer of its own`);
+      assert.equal(opened.byteOffset, 0);
+      assert.equal(opened.buffer.byteLength, length);
+      assert.deepEqual(opened, plaintext);
     }
   });
 

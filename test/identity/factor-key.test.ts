@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { ownsItsMemory } from '../../src/crypto/index.ts';
 import {
   createFactorKeySource,
   FACTOR_KEY_NAME,
@@ -90,6 +91,23 @@ describe('identity factor key', () => {
     assert.ok(!file.includes(Buffer.from(first.toString('base64'))), 'nor its base64');
     assert.ok(!file.includes(Buffer.from(first.toString('hex'))), 'nor its hex');
     control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+  });
+
+  it('holds the key in memory of its own and wipes it when the source closes; a later get asks keyd again', async () => {
+    const source = createFactorKeySource({ control, keyd: keyd.client() });
+    const held = await source.get();
+    const bytes = Buffer.from(held);
+    assert.ok(ownsItsMemory(held), 'not a slice of the shared pool');
+    assert.equal(await source.get(), held, 'kept for the life of the process');
+    await source.close();
+    assert.ok(
+      held.every((byte) => byte === 0),
+      'wiped on close',
+    );
+    const again = await source.get();
+    assert.notEqual(again, held);
+    assert.ok(again.equals(bytes), 'the same key, unwrapped again');
+    await source.close();
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * Passwords: NIST SP 800-63B-4 §3.1.1.2 choice policy (length, any printable character, no
  * composition rules, blocklist of common, repetitive, sequential and context-specific values) and
- * argon2id storage with OWASP parameters.
+ * argon2id storage with RFC 9106's second recommended parameters.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,12 +9,26 @@ import { describe, it } from 'node:test';
 import { hash as argon2Hash } from '@node-rs/argon2';
 import {
   ARGON2ID_OPTIONS,
+  argon2idOptions,
   checkPasswordPolicy,
   hashPassword,
   needsRehash,
   type PasswordRefusal,
+  TEST_ARGON2ID_COST,
   verifyPassword,
 } from '../../src/identity/passwords.ts';
+
+/** Runs `fn` with the test runner's low argon2id cost lifted: what production hashes with. */
+async function atProductionCost<T>(fn: () => Promise<T>): Promise<T> {
+  const global = globalThis as Record<symbol, unknown>;
+  const lowered = global[TEST_ARGON2ID_COST];
+  delete global[TEST_ARGON2ID_COST];
+  try {
+    return await fn();
+  } finally {
+    if (lowered !== undefined) global[TEST_ARGON2ID_COST] = lowered;
+  }
+}
 
 function refusedFor(password: string, reason: PasswordRefusal, context = {}): void {
   const result = checkPasswordPolicy(password, context);
@@ -154,10 +168,40 @@ describe('password policy (SP 800-63B-4 §3.1.1.2)', () => {
 });
 
 describe('password hashing', () => {
-  it('hashes with argon2id at the OWASP parameters (m=19456 KiB, t=2, p=1)', async () => {
-    const hash = await hashPassword('correct horse battery staple');
-    assert.match(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
-    assert.equal(needsRehash(hash), false, 'a fresh hash needs no rehash');
+  it('hashes with argon2id at RFC 9106 §4 second recommended option (m=64 MiB, t=3, p=4, 128-bit salt, 256-bit tag)', async () => {
+    assert.deepEqual(
+      { ...ARGON2ID_OPTIONS },
+      { algorithm: 2, memoryCost: 65_536, timeCost: 3, parallelism: 4, outputLen: 32 },
+    );
+    await atProductionCost(async () => {
+      assert.deepEqual(argon2idOptions(), ARGON2ID_OPTIONS, 'no override outside the test runner');
+      const hash = await hashPassword('correct horse battery staple');
+      const match = /^\$argon2id\$v=19\$m=65536,t=3,p=4\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/.exec(hash);
+      assert.ok(match, hash.split('$').slice(0, 4).join('$'));
+      assert.equal(Buffer.from(match[1] ?? '', 'base64').length, 16, '128-bit salt');
+      assert.equal(Buffer.from(match[2] ?? '', 'base64').length, 32, '256-bit tag');
+      assert.equal(needsRehash(hash), false, 'a fresh hash needs no rehash');
+      assert.equal(await verifyPassword(hash, 'correct horse battery staple'), true);
+    });
+  });
+
+  it('asks for a rehash of a hash made at the former OWASP minimum (m=19456 KiB, t=2, p=1)', async () => {
+    const former = await argon2Hash('correct horse battery staple', {
+      ...ARGON2ID_OPTIONS,
+      memoryCost: 19_456,
+      timeCost: 2,
+      parallelism: 1,
+    });
+    await atProductionCost(async () => assert.equal(needsRehash(former), true));
+    assert.equal(await verifyPassword(former, 'correct horse battery staple'), true, 'and still verifies it');
+  });
+
+  it('keeps hashing when many passwords are hashed and verified at once (bounded slots, none lost)', async () => {
+    const hashes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => hashPassword(`passphrase number ${i}`)),
+    );
+    const verified = await Promise.all(hashes.map((h, i) => verifyPassword(h, `passphrase number ${i}`)));
+    assert.deepEqual(verified, new Array(12).fill(true));
   });
 
   it('salts every hash', async () => {
@@ -190,11 +234,11 @@ describe('password hashing', () => {
 
   it('asks for a rehash when the stored hash used other parameters or another algorithm', async () => {
     const weaker = await argon2Hash('correct horse battery staple', {
-      ...ARGON2ID_OPTIONS,
-      memoryCost: 4096,
+      ...argon2idOptions(),
+      memoryCost: 512,
     });
-    const argon2i = await argon2Hash('correct horse battery staple', { ...ARGON2ID_OPTIONS, algorithm: 1 });
-    assert.equal(needsRehash(weaker), true, 'm=4096 is below today’s settings');
+    const argon2i = await argon2Hash('correct horse battery staple', { ...argon2idOptions(), algorithm: 1 });
+    assert.equal(needsRehash(weaker), true, 'm=512 is not today’s setting');
     assert.equal(needsRehash(argon2i), true, 'argon2i is not argon2id');
     assert.equal(needsRehash('$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234'), true, 'bcrypt');
     assert.equal(needsRehash(''), true, 'empty');

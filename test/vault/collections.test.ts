@@ -334,7 +334,12 @@ describe('collections', () => {
       await rig.vault.putCollection(
         T,
         'evolving',
-        { fields: { ...current, age: { type: 'number', classification: 'personal', searchable: true } } },
+        {
+          fields: {
+            ...current,
+            age: { type: 'number', classification: 'personal', searchable: true, acknowledgeLeakage: true },
+          },
+        },
         caller(),
       );
       assert.equal(rig.loans.data, ids.length, 'one decryption per record');

@@ -153,9 +153,10 @@ export const PEOPLE = {
   fields: {
     email: { type: 'string', classification: 'personal', required: true, searchable: true },
     name: { type: 'string', classification: 'personal' },
-    age: { type: 'number', classification: 'personal', searchable: true },
-    vip: { type: 'boolean', classification: 'internal', searchable: true },
-    born: { type: 'date', classification: 'personal', searchable: true },
+    // Searchable low-cardinality fields: their leakage is acknowledged (docs/security/blind-index.md).
+    age: { type: 'number', classification: 'personal', searchable: true, acknowledgeLeakage: true },
+    vip: { type: 'boolean', classification: 'internal', searchable: true, acknowledgeLeakage: true },
+    born: { type: 'date', classification: 'personal', searchable: true, acknowledgeLeakage: true },
     profile: { type: 'object', classification: 'confidential' },
   },
 } as const;

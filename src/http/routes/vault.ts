@@ -41,7 +41,15 @@ const FieldDeclaration = Type.Object({
   type: Type.Union(FIELD_TYPES.map((t) => Type.Literal(t))),
   classification: Type.Union(CLASSIFICATIONS.map((c) => Type.Literal(c))),
   required: Type.Optional(Type.Boolean()),
-  searchable: Type.Optional(Type.Boolean()),
+  searchable: Type.Optional(
+    Type.Boolean({ description: 'Equality search by blind index (docs/security/blind-index.md)' }),
+  ),
+  acknowledgeLeakage: Type.Optional(
+    Type.Boolean({
+      description:
+        'Required (true) to make a number, boolean or date field searchable: its blind index shows a reader of the data store which records share a value and how often each occurs',
+    }),
+  ),
   default: Type.Optional(Type.Unknown()),
 });
 

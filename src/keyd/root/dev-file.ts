@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { wipe } from '../../crypto/index.ts';
+import { secretFromText, wipe } from '../../crypto/index.ts';
 import { KeydError } from '../errors.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { SealedFileKeyring } from './sealed-keyring.ts';
@@ -57,7 +57,7 @@ export class DevFileProvider implements RootKeyProvider {
       const hex = readFileSync(join(this.#dir, DEV_KEY_FILE), 'utf8').trim();
       if (!/^[0-9a-f]{64}$/.test(hex))
         throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'dev root key file is malformed');
-      const sealKey = Buffer.from(hex, 'hex');
+      const sealKey = secretFromText(hex, 'hex');
       try {
         this.#keyring = SealedFileKeyring.open(join(this.#dir, KEYRING_FILE), sealKey);
       } finally {

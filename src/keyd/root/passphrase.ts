@@ -15,7 +15,7 @@ import { randomBytes, scrypt as scryptCallback } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KEY_BYTES, wipe } from '../../crypto/index.ts';
+import { KEY_BYTES, secretFromText, wipe } from '../../crypto/index.ts';
 import { KeydError } from '../errors.ts';
 import { KEYRING_FILE } from './dev-file.ts';
 import { readKeyringFile, SealedFileKeyring, type SealParams } from './sealed-keyring.ts';
@@ -86,7 +86,7 @@ function readParams(params: SealParams): ScryptParams {
 
 /** scrypt(NFKC(passphrase)); the caller wipes the result. */
 async function deriveSealKey(passphrase: string, { salt, N, r, p }: ScryptParams): Promise<Buffer> {
-  const secret = Buffer.from(passphrase.normalize('NFKC'), 'utf8');
+  const secret = secretFromText(passphrase.normalize('NFKC'), 'utf8');
   try {
     // maxmem: twice scrypt's 128·N·r working set, above Node's 32 MiB default.
     return await scrypt(secret, salt, KEY_BYTES, { N, r, p, maxmem: 256 * N * r });

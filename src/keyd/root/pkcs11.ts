@@ -31,7 +31,9 @@ import {
   encodeAad,
   NONCE_BYTES,
   readEnvelopeHeader,
+  secretCopy,
   TAG_BYTES,
+  wipe,
 } from '../../crypto/index.ts';
 import { KeydError } from '../errors.ts';
 import { rootKeyId } from './sealed-keyring.ts';
@@ -341,6 +343,8 @@ class Token {
     };
     const mechanism: Pkcs11Js.Mechanism = { mechanism: ck.CKM_AES_GCM, parameter: params };
     let session: Handle;
+    // Decrypting, the output is a key: memory of its own, wiped here unless it is returned whole.
+    const output = Buffer.alloc(direction === 'encrypt' ? input.length + TAG_BYTES : input.length);
     try {
       session = lib.C_OpenSession(this.#slot, ck.CKF_SERIAL_SESSION);
     } catch (err) {
@@ -349,11 +353,16 @@ class Token {
     try {
       if (direction === 'encrypt') {
         lib.C_EncryptInit(session, mechanism, key);
-        return lib.C_Encrypt(session, input, Buffer.alloc(input.length + TAG_BYTES));
+        return lib.C_Encrypt(session, input, output);
       }
       lib.C_DecryptInit(session, mechanism, key);
-      return lib.C_Decrypt(session, input, Buffer.alloc(input.length));
+      const plaintext = lib.C_Decrypt(session, input, output);
+      if (plaintext.length === output.length) return plaintext;
+      const exact = secretCopy(plaintext);
+      wipe(output);
+      return exact;
     } catch (err) {
+      wipe(output);
       const code = ckrCode(err);
       if (
         direction === 'decrypt' &&

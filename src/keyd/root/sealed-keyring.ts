@@ -6,6 +6,11 @@
  *
  * File: {"format":"tresor-root-keyring-v1","provider":…,"params":{…},"sealed":"<base64 envelope>"}
  * Sealed plaintext: {"versions":[{"version":1,"createdAt":"…","state":"active","key":"<base64>"}]}
+ *
+ * Key buffers are wiped (src/crypto/index.ts): the seal key and every version are copied into memory
+ * of their own and wiped on close and on removal. The plaintext JSON passes through JavaScript strings
+ * when the file is opened or rewritten (at unseal and root rotation only); strings cannot be wiped and
+ * live until garbage collection — the price of a readable file format.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,6 +21,8 @@ import {
   openEnvelope,
   readEnvelopeHeader,
   sealEnvelope,
+  secretCopy,
+  secretFromText,
   wipe,
 } from '../../crypto/index.ts';
 import { KeydError } from '../errors.ts';
@@ -95,7 +102,7 @@ export class SealedFileKeyring implements RootKeyring {
     this.#path = path;
     this.provider = provider;
     this.#params = params;
-    this.#sealKey = Buffer.from(sealKey);
+    this.#sealKey = secretCopy(sealKey); // the caller wipes its own
     this.#versions = versions;
   }
 
@@ -109,7 +116,12 @@ export class SealedFileKeyring implements RootKeyring {
     const ring = new SealedFileKeyring(path, provider, params, sealKey, [
       { version: 1, createdAt: new Date().toISOString(), state: 'active', key: randomBytes(KEY_BYTES) },
     ]);
-    ring.#persist(true);
+    try {
+      ring.#persist(true);
+    } catch (err) {
+      ring.close();
+      throw err;
+    }
     return ring;
   }
 
@@ -139,16 +151,22 @@ export class SealedFileKeyring implements RootKeyring {
       }
       throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'sealed root keyring is malformed');
     }
+    const versions: VersionRecord[] = [];
     try {
       const body = JSON.parse(plaintext.toString('utf8')) as {
         versions: { version: number; createdAt: string; state: RootKeyVersion['state']; key: string }[];
       };
-      const versions = body.versions.map((v) => ({ ...v, key: Buffer.from(v.key, 'base64') }));
-      if (versions.length === 0 || versions.filter((v) => v.state === 'active').length !== 1) {
-        throw new Error('keyring must have exactly one active version');
+      for (const v of body.versions) versions.push({ ...v, key: secretFromText(v.key, 'base64') });
+      if (
+        versions.length === 0 ||
+        versions.some((v) => v.key.length !== KEY_BYTES) ||
+        versions.filter((v) => v.state === 'active').length !== 1
+      ) {
+        throw new Error('keyring must have exactly one active version, and 32-byte keys');
       }
       return new SealedFileKeyring(path, file.provider, file.params, sealKey, versions);
     } catch {
+      for (const v of versions) wipe(v.key);
       throw new KeydError('TRESOR_ERR_SEAL_CORRUPT', 'sealed root keyring content is malformed');
     } finally {
       wipe(plaintext);
@@ -164,15 +182,19 @@ export class SealedFileKeyring implements RootKeyring {
         key: v.key.toString('base64'),
       })),
     });
-    const plain = Buffer.from(body, 'utf8');
-    const sealed = sealEnvelope(
-      this.#sealKey,
-      SEAL_KEY_ID,
-      plain,
-      'root-keyring',
-      sealContext(this.provider, this.#params),
-    );
-    wipe(plain);
+    const plain = secretFromText(body, 'utf8');
+    let sealed: Buffer;
+    try {
+      sealed = sealEnvelope(
+        this.#sealKey,
+        SEAL_KEY_ID,
+        plain,
+        'root-keyring',
+        sealContext(this.provider, this.#params),
+      );
+    } finally {
+      wipe(plain);
+    }
     const file: KeyringFile = {
       format: FORMAT,
       provider: this.provider,
@@ -226,14 +248,16 @@ export class SealedFileKeyring implements RootKeyring {
   async addVersion(): Promise<number> {
     const next = Math.max(...this.#versions.map((v) => v.version)) + 1;
     const before = this.#versions;
+    const key = randomBytes(KEY_BYTES);
     this.#versions = [
       ...before.map((v) => ({ ...v, state: 'decrypt-only' as const })),
-      { version: next, createdAt: new Date().toISOString(), state: 'active', key: randomBytes(KEY_BYTES) },
+      { version: next, createdAt: new Date().toISOString(), state: 'active', key },
     ];
     try {
       this.#persist();
     } catch (err) {
       this.#versions = before;
+      wipe(key);
       throw err;
     }
     return next;

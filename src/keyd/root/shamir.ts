@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { combine, split } from 'shamir-secret-sharing';
-import { constantTimeEqual, KEY_BYTES, wipe } from '../../crypto/index.ts';
+import { constantTimeEqual, KEY_BYTES, secretFromText, wipe } from '../../crypto/index.ts';
 import { KeydError } from '../errors.ts';
 import { KEYRING_FILE } from './dev-file.ts';
 import { readKeyringFile, SealedFileKeyring, type SealParams } from './sealed-keyring.ts';
@@ -94,7 +94,7 @@ function decodeShare(text: string, keyringId: string): Buffer {
       `share belongs to another keyring (${m[1]}, expected ${keyringId})`,
     );
   }
-  const share = Buffer.from(m[2], 'base64url');
+  const share = secretFromText(m[2], 'base64url');
   if (share.length !== SHARE_BYTES || share[SHARE_BYTES - 1] === 0) {
     wipe(share);
     throw new KeydError('TRESOR_ERR_SHARE_INVALID', 'malformed share: wrong length or index');
