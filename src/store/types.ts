@@ -56,7 +56,10 @@ export interface TenantStores<DB> {
   exists(tenant: string): Promise<boolean>;
   /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
   destroy(tenant: string): Promise<void>;
-  /** A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's name. */
+  /**
+   * A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's
+   * name. SQLite only: PostgreSQL throws TRESOR_ERR_UNAVAILABLE (not supported yet), as for replace().
+   */
   scratchPath(tenant: string): Promise<string>;
   /**
    * Swaps the prepared file `scratch` in for the tenant's live store (see the header): waits for

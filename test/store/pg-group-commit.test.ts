@@ -279,6 +279,27 @@ describe('PostgreSQL store group commit', () => {
     }
   });
 
+  it('takes a fresh connection after its writer connection is killed (a server restart, an admin): the next write commits', async () => {
+    const pid = await store.write(async (trx) => {
+      const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+      return rows[0]?.pid;
+    });
+    assert.ok(typeof pid === 'number');
+    await sql`SELECT pg_terminate_backend(${pid})`.execute(store.db);
+    // The first write may meet the dead connection (it rejects, unconfirmed) or find it already
+    // replaced; the one after it commits on a new connection either way.
+    const first = await Promise.allSettled([store.write((trx) => insertRecord(trx, 'maybe', 'v'))]);
+    if (first[0]?.status === 'rejected') assert.equal(rejectionCode(first[0]), 'TRESOR_ERR_UNAVAILABLE');
+    assert.equal(await store.write((trx) => insertRecord(trx, 'after-kill', 'v')), 'after-kill');
+    const newPid = await store.write(async (trx) => {
+      const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+      return rows[0]?.pid;
+    });
+    assert.notEqual(newPid, pid);
+    assert.equal(await store.healthy(), true);
+    assert.ok((await recordIds(store)).includes('after-kill'));
+  });
+
   it('reads int8 as numbers (count(*), identity seq) and refuses one past 2^53 rather than round it', async () => {
     await store.write((trx) => insertRecord(trx, 'a', 'v'));
     const { rows } = await sql<{

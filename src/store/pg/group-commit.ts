@@ -68,7 +68,13 @@ interface Job {
 type JobOutcome =
   | { kind: 'done'; value: unknown }
   | { kind: 'failed'; error: unknown }
-  | { kind: 'lost'; error: unknown };
+  /** The job ran and the shared transaction is gone (it ended it, or the connection broke). */
+  | { kind: 'lost'; error: unknown }
+  /**
+   * The job could not start: its savepoint (or the release of the previous job's, sent with it)
+   * failed, so the transaction was gone before it ran.
+   */
+  | { kind: 'unstarted'; error: unknown };
 
 export class PgGroupCommit {
   readonly #connection: DedicatedConnection;
@@ -175,25 +181,38 @@ export class PgGroupCommit {
       return;
     }
     const done: Array<{ job: Job; value: unknown }> = [];
+    // A successful job's RELEASE travels with the next job's SAVEPOINT (one round trip less per job).
+    let releasePending = false;
     for (const [i, job] of batch.entries()) {
-      this.#stats.jobs++;
-      const outcome = await runJob(trx, job);
+      const releasedPrevious = releasePending;
+      const outcome = await runJob(trx, job, releasedPrevious);
+      if (outcome.kind !== 'unstarted') this.#stats.jobs++;
       if (outcome.kind === 'done') {
         done.push({ job, value: outcome.value });
-      } else if (outcome.kind === 'failed') {
-        job.reject(outcome.error);
-      } else {
-        // The job ended the shared transaction (or the connection broke): what ran before it is
-        // gone. Later jobs have not run; they go first into the next batch.
-        await abandon(trx);
-        this.#noteFailure(outcome.error);
-        job.reject(outcome.error);
-        for (const d of done) d.job.reject(notCommitted(outcome.error));
-        this.#queue.unshift(...batch.slice(i + 1));
-        return;
+        releasePending = true;
+        continue;
       }
+      releasePending = false;
+      if (outcome.kind === 'failed') {
+        job.reject(outcome.error);
+        continue;
+      }
+      // The shared transaction is gone (a job ended it, or the connection broke): what ran before
+      // is gone with it. Jobs that have not run go first into the next batch.
+      await abandon(trx);
+      this.#noteFailure(outcome.error);
+      for (const d of done) d.job.reject(notCommitted(outcome.error));
+      // A job that could not start because the job before it ended the transaction goes on to the
+      // next batch; one that could not start on its own (a broken connection) fails, so the queue
+      // always moves.
+      const retry = outcome.kind === 'unstarted' && releasedPrevious;
+      if (!retry) job.reject(outcome.error);
+      this.#queue.unshift(...batch.slice(retry ? i : i + 1));
+      return;
     }
     try {
+      // The last job's release is sent on its own: COMMIT would not notice a transaction it ended.
+      if (releasePending) await trx.executeQuery(RELEASE);
       await trx.commit().execute();
     } catch (error) {
       await abandon(trx);
@@ -231,21 +250,23 @@ export class PgGroupCommit {
   }
 }
 
-async function runJob(trx: ControlledTransaction<unknown>, job: Job): Promise<JobOutcome> {
+async function runJob(
+  trx: ControlledTransaction<unknown>,
+  job: Job,
+  releasePrevious: boolean,
+): Promise<JobOutcome> {
   try {
-    // One round trip: the savepoint, then (inside it) the job's schema.
-    const begin =
-      job.schema === undefined
-        ? `SAVEPOINT ${SAVEPOINT}`
-        : `SAVEPOINT ${SAVEPOINT}; SET LOCAL search_path TO ${quoteIdent(job.schema)}`;
-    await trx.executeQuery(CompiledQuery.raw(begin));
+    // One round trip: the previous job's release, this job's savepoint, then (inside it) its schema.
+    const steps = releasePrevious ? [`RELEASE SAVEPOINT ${SAVEPOINT}`] : [];
+    steps.push(`SAVEPOINT ${SAVEPOINT}`);
+    if (job.schema !== undefined) steps.push(`SET LOCAL search_path TO ${quoteIdent(job.schema)}`);
+    await trx.executeQuery(CompiledQuery.raw(steps.join('; ')));
   } catch (error) {
-    return { kind: 'lost', error };
+    return { kind: 'unstarted', error };
   }
+  let value: unknown;
   try {
-    const value = await job.run(trx);
-    await trx.executeQuery(RELEASE);
-    return { kind: 'done', value };
+    value = await job.run(trx);
   } catch (error) {
     try {
       await trx.executeQuery(UNDO);
@@ -254,6 +275,7 @@ async function runJob(trx: ControlledTransaction<unknown>, job: Job): Promise<Jo
       return { kind: 'lost', error };
     }
   }
+  return { kind: 'done', value };
 }
 
 /** Rolls back what is left of a batch's transaction; errors are moot (it may be gone already). */
