@@ -132,13 +132,10 @@ export function httpsRequester(origin: () => string, ca: Buffer): Requester & { 
       }
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
       // A browser names its page's origin on every change it sends with cookies (the server refuses
-      // a cookie-authenticated change from any other): unless a test names one, this one's.
+      // a cookie-authenticated change from any other): unless a test names one — '' for none — this one's.
       const unsafe = !['GET', 'HEAD', 'OPTIONS'].includes(method.toUpperCase());
-      if (
-        unsafe &&
-        headers.cookie !== undefined &&
-        !Object.keys(headers).some((h) => h.toLowerCase() === 'origin')
-      )
+      if (headers.origin === '') delete headers.origin;
+      else if (unsafe && headers.cookie !== undefined && headers.origin === undefined)
         headers.origin = url.origin;
       const req = httpsRequest(
         { agent, host: url.hostname, port: url.port, method, path, headers, timeout: REQUEST_TIMEOUT_MS },
