@@ -241,6 +241,11 @@ async function takeBackup(
   let ended = false;
   while (Date.now() < deadline) {
     const res = await httpsJson(agent, url, server.readToken, 'GET', `/v1/backups/${id}`);
+    if (res.status === 503) {
+      // The audit log not taking entries for a moment (seen at a load average near 30): ask again.
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      continue;
+    }
     if (res.status !== 200) throw new Error(`GET /v1/backups/${id} answered ${res.status}`);
     const view = res.json as BackupView;
     if (view.endedAt !== null && !ended) {
