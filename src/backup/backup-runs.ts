@@ -18,7 +18,8 @@
  *   scheduled re-verification, the least recently verified backups first; recoverInterrupted() marks
  *   the runs a killed server left running and removes their partial objects.
  *   close() (the server stops) ends the running backup at its next object: its objects are removed
- *   and it is recorded `interrupted`; retries and verifications stop at their next step.
+ *   and it is recorded `interrupted`; retries and verifications stop at their next step, a running
+ *   trial restore at once (its worker is stopped; the verification is not recorded).
  *
  * Error codes and Tresor's own messages are recorded; they name destinations and objects, never a
  * key or a byte of the data.
@@ -52,7 +53,12 @@ export interface BackupRunDeps {
    * The trial restore of one backup at one destination (src/server/backup-trial.ts, which opens
    * stores and the audit log and so lives above this floor); a failure is reported by `code`.
    */
-  trial?: (destination: Destination, backupId: string) => Promise<{ ok: boolean; code: string | null }>;
+  trial?: (
+    destination: Destination,
+    backupId: string,
+    /** Aborted when the server stops: the trial ends early and throws TRESOR_ERR_BACKUP_INTERRUPTED. */
+    signal: AbortSignal,
+  ) => Promise<{ ok: boolean; code: string | null }>;
   clock: () => Date;
   chunkSize?: number;
 }
@@ -248,13 +254,20 @@ export function createBackupRuns(deps: BackupRunDeps) {
       }
       try {
         if (deps.trial && results.length === 0) {
-          const trial = await deps.trial(d.destination, id);
+          const trial = await deps.trial(d.destination, id, stopping.signal);
           results.push({ destination: d.name, result: trial.ok ? 'passed' : 'failed', code: trial.code });
           continue;
         }
         await verifyBackup({ destination: d.destination, backupId: id, keys: deps.keys, manifestKey });
         results.push({ destination: d.name, result: 'passed', code: null });
       } catch (err) {
+        // Cut short by the server stopping: not a result about the backup, so none is recorded.
+        if (closing) {
+          throw new BackupError(
+            'TRESOR_ERR_BACKUP_INTERRUPTED',
+            `verification of ${id}: the server is stopping`,
+          );
+        }
         results.push({ destination: d.name, result: 'failed', code: reportable(err).code });
       }
     }
@@ -394,8 +407,8 @@ export function createBackupRuns(deps: BackupRunDeps) {
 
     /**
      * The server stops: the running backup ends at its next object (removed, recorded
-     * `interrupted`), retry waits are cut short, a verification stops before its next destination;
-     * resolves once they have.
+     * `interrupted`), retry waits are cut short, a running trial restore is stopped and a
+     * verification stops before its next destination (neither recorded); resolves once they have.
      */
     async close(): Promise<void> {
       closing = true;

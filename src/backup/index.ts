@@ -71,15 +71,19 @@ export {
 } from './manifest.ts';
 export {
   type BackupVerification,
+  backupVerification,
   type FileSink,
+  fetchChunk,
+  openBackup,
   type ReadBackupOptions,
   readBackup,
+  readChunks,
   readManifest,
   verifyBackup,
 } from './read-backup.ts';
-export { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.ts';
+export { type RestoreOptions, type RestoreResult, restoreBackup, restoreFiles } from './restore.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
-export { quickCheckFiles } from './sqlite-quick-check.ts';
+export { quickCheckFile } from './sqlite-quick-check.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
 export {
   planTenantRestore,

@@ -60,6 +60,24 @@ export function verifyBackup(options: ReadBackupOptions): Promise<BackupVerifica
 }
 
 export async function readBackup(options: ReadBackupOptions, sink?: FileSink): Promise<BackupVerification> {
+  const { destination, backupId } = options;
+  const { manifest, key } = await openBackup(options);
+  try {
+    await readChunks({ manifest, key, chunk: (index) => fetchChunk(destination, backupId, index), sink });
+  } finally {
+    wipe(key);
+  }
+  return backupVerification(manifest, destination.name);
+}
+
+/**
+ * Steps 1 and 2, and what can be checked before any chunk is read: the manifest and its signature,
+ * no object in the backup's folder that the manifest does not name, as many chunks as its files
+ * need; then the data key, unwrapped by keyd. The caller wipes the key.
+ */
+export async function openBackup(
+  options: ReadBackupOptions,
+): Promise<{ manifest: BackupManifest; key: Buffer }> {
   const { destination, backupId, keys } = options;
   if (!isBackupId(backupId)) throw new BackupError('TRESOR_ERR_BACKUP_NOT_FOUND', 'not a backup id');
   const manifest = await readManifest(options);
@@ -71,52 +89,79 @@ export async function readBackup(options: ReadBackupOptions, sink?: FileSink): P
     if (!expected.has(key)) throw refuse(`${key} is not part of the backup`);
   }
 
-  const total = manifest.files.reduce((sum, f) => sum + f.size, 0);
-  const count = Math.max(1, Math.ceil(total / manifest.chunkSize));
+  const count = chunkCount(manifest);
   if (manifest.chunks.length !== count) {
     throw refuse(`the manifest lists ${manifest.chunks.length} chunks where its files need ${count}`);
   }
+  return { manifest, key: await unwrapKey(keys, manifest) };
+}
 
-  const key = await unwrapKey(keys, manifest);
+/** One stored chunk's bytes; a missing one refuses the backup as truncated. */
+export async function fetchChunk(destination: Destination, backupId: string, index: number): Promise<Buffer> {
   try {
-    const files = new FileCursor(manifest, sink, refuse);
-    let remaining = total;
-    for (const chunk of manifest.chunks) {
-      const name = chunkObject(backupId, chunk.index);
-      let stored: Buffer;
-      try {
-        stored = await destination.get(name);
-      } catch (err) {
-        if (err instanceof BackupError && err.code === 'TRESOR_ERR_BACKUP_NOT_FOUND') {
-          throw refuse(`chunk ${chunk.index} is missing (a truncated backup)`);
-        }
-        throw err;
-      }
-      if (stored.length !== chunk.size || sha256Hex(stored) !== chunk.sha256) {
-        throw refuse(`chunk ${chunk.index} does not match its digest`);
-      }
-      const final = chunk.index === count - 1;
-      const plaintext = openChunk(key, { backupId, index: chunk.index, final }, stored);
-      if (plaintext.length !== Math.min(manifest.chunkSize, remaining)) {
-        throw refuse(`chunk ${chunk.index} holds ${plaintext.length} bytes, not the expected size`);
-      }
-      remaining -= plaintext.length;
-      await files.feed(plaintext);
-      wipe(plaintext);
+    return await destination.get(chunkObject(backupId, index));
+  } catch (err) {
+    if (err instanceof BackupError && err.code === 'TRESOR_ERR_BACKUP_NOT_FOUND') {
+      throw invalidBackup(backupId, `chunk ${index} is missing (a truncated backup)`);
     }
-    await files.finish();
-  } finally {
-    wipe(key);
+    throw err;
   }
+}
+
+/**
+ * Steps 3 and 4 on a backup that openBackup accepted, with its data key: every chunk in order
+ * (`chunk` fetches one's stored bytes), checked, decrypted and fed to the sink file by file, every
+ * file's digest checked. No I/O of its own but the sink's, so it runs on any thread (the trial
+ * restore's worker, src/server/backup-trial-worker.ts, which is handed the chunks).
+ */
+export async function readChunks(pass: {
+  manifest: BackupManifest;
+  key: Buffer;
+  chunk: (index: number) => Promise<Buffer>;
+  sink?: FileSink | undefined;
+}): Promise<void> {
+  const { manifest, key } = pass;
+  const backupId = manifest.backupId;
+  const refuse = (why: string) => invalidBackup(backupId, why);
+  const count = chunkCount(manifest);
+  const files = new FileCursor(manifest, pass.sink, refuse);
+  let remaining = plaintextBytes(manifest);
+  for (const chunk of manifest.chunks) {
+    const stored = await pass.chunk(chunk.index);
+    if (stored.length !== chunk.size || sha256Hex(stored) !== chunk.sha256) {
+      throw refuse(`chunk ${chunk.index} does not match its digest`);
+    }
+    const final = chunk.index === count - 1;
+    const plaintext = openChunk(key, { backupId, index: chunk.index, final }, stored);
+    if (plaintext.length !== Math.min(manifest.chunkSize, remaining)) {
+      throw refuse(`chunk ${chunk.index} holds ${plaintext.length} bytes, not the expected size`);
+    }
+    remaining -= plaintext.length;
+    await files.feed(plaintext);
+    wipe(plaintext);
+  }
+  await files.finish();
+}
+
+/** What a pass that held reports of the backup. */
+export function backupVerification(manifest: BackupManifest, destination: string): BackupVerification {
   return {
-    backupId,
+    backupId: manifest.backupId,
     createdAt: manifest.createdAt,
-    destination: destination.name,
+    destination,
     files: manifest.files.length,
     chunks: manifest.chunks.length,
-    plaintextBytes: total,
+    plaintextBytes: plaintextBytes(manifest),
     manifest,
   };
+}
+
+function plaintextBytes(manifest: BackupManifest): number {
+  return manifest.files.reduce((sum, f) => sum + f.size, 0);
+}
+
+function chunkCount(manifest: BackupManifest): number {
+  return Math.max(1, Math.ceil(plaintextBytes(manifest) / manifest.chunkSize));
 }
 
 /** The backup's manifest, its signature checked; TRESOR_ERR_BACKUP_NOT_FOUND for a missing or incomplete backup. */

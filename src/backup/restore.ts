@@ -13,7 +13,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { refuseNonEmpty, syncFolder, targetNotEmpty } from '../objects/restore-target.ts';
 import type { ManifestFile } from './manifest.ts';
-import { type BackupVerification, type ReadBackupOptions, readBackup } from './read-backup.ts';
+import { type BackupVerification, type FileSink, type ReadBackupOptions, readBackup } from './read-backup.ts';
 
 export interface RestoreOptions extends ReadBackupOptions {
   /** The data folder to restore into: must not exist, or be an empty folder. */
@@ -31,7 +31,23 @@ export interface RestoreResult extends BackupVerification {
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
   const target = resolve(options.target);
-  const durable = options.durable ?? true;
+  const verification = await restoreFiles({ target, durable: options.durable ?? true }, (sink) =>
+    readBackup(options, sink),
+  );
+  return { ...verification, target };
+}
+
+/**
+ * The file half of a restore: `read` runs a checked pass over the backup (readBackup, or readChunks
+ * where the chunks come from another thread) writing through the sink into the staging folder,
+ * which becomes the target only once `read` resolved. Its answer is passed through.
+ */
+export async function restoreFiles<T>(
+  options: { target: string; durable: boolean },
+  read: (sink: FileSink) => Promise<T>,
+): Promise<T> {
+  const target = resolve(options.target);
+  const durable = options.durable;
   await refuseNonEmpty(target);
   const parent = dirname(target);
   const staging = join(parent, `.${basename(target)}.restore-${randomBytes(6).toString('hex')}`);
@@ -39,7 +55,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   try {
     let handle: FileHandle | undefined;
     const folders = new Set<string>([staging]);
-    const verification = await readBackup(options, {
+    const answer = await read({
       async begin(file: ManifestFile) {
         const path = join(staging, file.name);
         await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -65,7 +81,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       throw err;
     }
     if (durable) await syncFolder(parent);
-    return { ...verification, target };
+    return answer;
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;

@@ -1,37 +1,34 @@
 /**
- * SQLite's `PRAGMA quick_check` of restored store files (the trial restore after each backup), one
- * file after another in a worker thread at a lower CPU priority (sqlite-quick-check-worker.ts): the
- * check reads every page, and on the event loop it would stall every request for its duration.
- * Answers, per file, `ok` or SQLite's own report of what is damaged (truncated).
+ * SQLite's `PRAGMA quick_check` of a restored store file, on a read-only connection of its own:
+ * `ok`, or SQLite's own report of what is damaged. It reads every page, synchronously (seconds of
+ * CPU for a large store), so it is called only off the event loop: in the trial restore's worker
+ * thread, at a low priority (src/server/backup-trial-scratch.ts).
  */
-import { askWorker, startTsWorker } from '../audit/ts-worker.ts';
+import Database from 'better-sqlite3';
 import { BackupError } from './errors.ts';
-import type { QuickCheckReply, QuickCheckRequest } from './sqlite-quick-check-worker.ts';
 
-export async function quickCheckFiles(paths: readonly string[]): Promise<Map<string, string>> {
-  const results = new Map<string, string>();
-  if (paths.length === 0) return results;
-  const worker = startTsWorker(new URL('./sqlite-quick-check-worker.ts', import.meta.url));
+export function quickCheckFile(path: string): string {
+  let db: Database.Database;
+  let rows: Record<string, unknown>[];
   try {
-    for (const path of paths) {
-      const reply = await ask(worker, { path });
-      if (!reply.ok)
-        throw new BackupError(
-          'TRESOR_ERR_BACKUP_INVALID',
-          `quick_check could not read a store (${reply.code})`,
-        );
-      results.set(path, reply.result);
-    }
-    return results;
-  } finally {
-    await worker.terminate();
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+  } catch (err) {
+    throw unreadable(err);
   }
+  try {
+    rows = db.prepare('PRAGMA quick_check').all() as Record<string, unknown>[];
+  } catch (err) {
+    throw unreadable(err);
+  } finally {
+    db.close();
+  }
+  return rows.map((r) => String(Object.values(r)[0])).join('; ');
 }
 
-function ask(worker: ReturnType<typeof startTsWorker>, request: QuickCheckRequest): Promise<QuickCheckReply> {
-  return askWorker(
-    worker,
-    request,
-    (code) => new BackupError('TRESOR_ERR_BACKUP_FAILED', `quick_check worker stopped (exit code ${code})`),
+function unreadable(err: unknown): BackupError {
+  const code = (err as { code?: unknown }).code;
+  return new BackupError(
+    'TRESOR_ERR_BACKUP_INVALID',
+    `quick_check could not read a store (${typeof code === 'string' ? code : 'ERROR'})`,
   );
 }

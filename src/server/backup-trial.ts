@@ -11,6 +11,14 @@
  *   decrypt   a few records per tenant (the oldest `samplesPerTenant`) opened through keyd as the
  *             vault opens them (backup-trial-samples.ts).
  *
+ * Where it runs: the first three checks are seconds of synchronous CPU for a large store (AES-GCM
+ * and SHA-256 over every byte, SQLite reading every page and every audit leaf), so they run in a
+ * worker thread at the lowest CPU priority (backup-trial-scratch.ts); on a busy machine the trial
+ * then takes longer rather than taking CPU from requests. The event loop keeps what needs keyd or
+ * the destination: keyd's published keys, the manifest and its signature, the data key's unwrap
+ * (all before the worker starts), fetching each chunk the worker asks for, and the sample
+ * decryptions (a few records per tenant, after).
+ *
  * Then the scratch folder is removed, whatever happened. The result says, per check, whether it
  * held, what it saw and how long it took; a check after one that failed is not run (`skipped`).
  *
@@ -22,32 +30,24 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  type BackupManifest,
-  type Destination,
-  type ManifestFile,
-  quickCheckFiles,
-  restoreBackup,
-} from '../backup/index.ts';
+import { startTsWorker } from '../audit/ts-worker.ts';
+import { BackupError, type Destination, fetchChunk, openBackup } from '../backup/index.ts';
+import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
+import { elapsed, type TrialCheck, type TrialCheckName, TrialChecks } from './backup-trial-checks.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
-import { controlStorePath, openControlStore } from './control-store.ts';
-import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
+import {
+  type TrialScratchReply,
+  type TrialScratchRequest,
+  type TrialScratchStart,
+  tenantFiles,
+} from './backup-trial-scratch.ts';
+import { backupVerifierKeys } from './restored-audit.ts';
 
+export type { TrialCheck, TrialCheckName } from './backup-trial-checks.ts';
 export type { TrialTenantSample } from './backup-trial-samples.ts';
-
-export type TrialCheckName = 'restore' | 'audit' | 'stores' | 'decrypt';
-
-export interface TrialCheck {
-  name: TrialCheckName;
-  /** passed, failed, or skipped because an earlier check failed. */
-  status: 'passed' | 'failed' | 'skipped';
-  durationMs: number;
-  /** What the check saw, or why it failed: counts, codes, names; never a value or a key. */
-  detail: string;
-}
 
 export interface BackupTrialResult {
   backupId: string;
@@ -68,96 +68,69 @@ export interface BackupTrialOptions {
   /** Records decrypted per tenant (default 3). */
   samplesPerTenant?: number;
   now?: () => Date;
+  /**
+   * The server stopping: the worker is stopped at once, the scratch folder removed, and the trial
+   * throws TRESOR_ERR_BACKUP_INTERRUPTED instead of a result (it says nothing about the backup).
+   */
+  signal?: AbortSignal;
 }
 
 const DEFAULT_SAMPLES = 3;
 
+/** The checks the worker runs, in order. */
+const SCRATCH_CHECKS: readonly TrialCheckName[] = ['restore', 'audit', 'stores'];
+
 export async function runBackupTrial(options: BackupTrialOptions): Promise<BackupTrialResult> {
   const now = options.now ?? (() => new Date());
+  const interrupted = () =>
+    new BackupError(
+      'TRESOR_ERR_BACKUP_INTERRUPTED',
+      `the trial restore of ${options.backupId} was stopped: the server is stopping`,
+    );
+  if (options.signal?.aborted) throw interrupted();
   const started = now();
-  const checks: TrialCheck[] = [];
+  const checks = new TrialChecks();
   const samples: TrialTenantSample[] = [];
   const scratch = await mkdtemp(join(options.scratchDir, `trial-${options.backupId}-`));
   const dataDir = join(scratch, 'data');
   const opened: { close(): Promise<void> }[] = [];
-  let failed = false;
-
-  /** Runs one check unless an earlier one failed; a thrown error fails it with its code and message. */
-  const check = async (name: TrialCheckName, fn: () => Promise<string>): Promise<void> => {
-    if (failed) {
-      checks.push({ name, status: 'skipped', durationMs: 0, detail: 'not run: an earlier check failed' });
-      return;
-    }
-    const t0 = performance.now();
-    try {
-      const detail = await fn();
-      checks.push({ name, status: 'passed', durationMs: elapsed(t0), detail });
-    } catch (err) {
-      failed = true;
-      checks.push({ name, status: 'failed', durationMs: elapsed(t0), detail: describe(err) });
-    }
-  };
 
   try {
-    let manifest: BackupManifest | undefined;
-    let auditPublicKey: Uint8Array = new Uint8Array(0);
-    await check('restore', async () => {
-      const keys = await backupVerifierKeys(options.keys);
-      auditPublicKey = keys.auditPublicKey;
-      const restored = await restoreBackup({
+    // The restore check's first part, here: keyd's keys, the manifest's signature, the data key.
+    const t0 = performance.now();
+    let start: TrialScratchStart | undefined;
+    try {
+      const verifier = await backupVerifierKeys(options.keys);
+      const { manifest, key } = await openBackup({
         destination: options.destination,
         backupId: options.backupId,
         keys: options.keys,
-        manifestKey: keys.manifestKey,
-        target: dataDir,
-        // A scratch copy, checked and removed: not forced to disk amid the server's own commits.
-        durable: false,
+        manifestKey: verifier.manifestKey,
       });
-      manifest = restored.manifest;
-      return `${restored.files} files, ${restored.chunks} chunks, ${restored.plaintextBytes} bytes: signature and every digest hold`;
-    });
+      start = { kind: 'start', manifest, key, auditPublicKey: verifier.auditPublicKey, dataDir };
+    } catch (err) {
+      checks.fail('restore', err, elapsed(t0));
+    }
+    if (start) await scratchChecks(checks, start, options, elapsed(t0));
+    if (options.signal?.aborted) throw interrupted();
+    for (const name of SCRATCH_CHECKS) {
+      if (checks.list.some((c) => c.name === name)) continue;
+      if (checks.failed)
+        await checks.run(name, async () => ''); // skipped
+      else checks.fail(name, new BackupError('TRESOR_ERR_BACKUP_FAILED', 'the worker did not report it'), 0);
+    }
 
-    await check('audit', async () => {
-      if (!manifest) throw new Error('no manifest');
-      const audit = await checkRestoredAuditLog(dataDir, manifest, auditPublicKey, { background: true });
-      if (!audit.ok) {
-        const first = audit.problems[0];
-        throw Object.assign(
-          new Error(
-            `the restored log (${audit.size} entries) does not hold against the backup's checkpoint of size ${audit.checkpointSize}: ${first?.kind ?? 'problem'}: ${first?.message ?? ''}`,
-          ),
-          { code: 'TRESOR_ERR_BACKUP_INVALID' },
-        );
-      }
-      return `${audit.size} entries; the checkpoint of size ${audit.checkpointSize} verifies against the restored tree`;
-    });
-
-    const tenantStores = new Map<string, SqliteStore<TenantDB>>();
-    await check('stores', async () => {
-      if (!manifest) throw new Error('no manifest');
-      // quick_check first, in a low-priority worker (it reads every page): then the stores are
-      // opened and migrated here, which is cheap.
-      const files = [{ name: 'control.sqlite', path: controlStorePath(dataDir) }].concat(
-        tenantFiles(manifest).map((f) => ({ name: f.name, path: join(dataDir, f.name) })),
-      );
-      const results = await quickCheckFiles(files.map((f) => f.path));
-      for (const f of files) {
-        const result = results.get(f.path) ?? '';
-        if (result !== 'ok') throw new Error(`${f.name} fails SQLite's quick_check: ${result.slice(0, 200)}`);
-      }
-      const control = await openControlStore(controlStorePath(dataDir), { fileMustExist: true });
-      opened.push(control);
-      for (const file of tenantFiles(manifest)) {
+    const manifest = start?.manifest;
+    await checks.run('decrypt', async () => {
+      // The stores were checked, opened and migrated by the worker: opening them here is cheap.
+      const tenantStores = new Map<string, SqliteStore<TenantDB>>();
+      for (const file of manifest ? tenantFiles(manifest) : []) {
         const store = await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
           fileMustExist: true,
         });
         opened.push(store);
         tenantStores.set(file.tenant ?? '', store);
       }
-      return `control store and ${tenantStores.size} tenant stores pass quick_check, open and migrate`;
-    });
-
-    await check('decrypt', async () => {
       samples.push(
         ...(await sampleRecords(
           options.keys,
@@ -185,24 +158,83 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
   return {
     backupId: options.backupId,
     destination: options.destination.name,
-    ok: checks.every((c) => c.status === 'passed'),
+    ok: checks.list.every((c) => c.status === 'passed'),
     startedAt: started.toISOString(),
     durationMs: now().getTime() - started.getTime(),
-    checks,
+    checks: checks.list,
     samples,
   };
 }
 
-function tenantFiles(manifest: BackupManifest): ManifestFile[] {
-  return manifest.files.filter((f) => f.kind === 'tenant' && f.tenant !== null);
-}
-
-function elapsed(t0: number): number {
-  return Math.round((performance.now() - t0) * 10) / 10;
-}
-
-function describe(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e.code === 'string' ? `${e.code}: ` : '';
-  return `${code}${typeof e.message === 'string' ? e.message : String(err)}`;
+/**
+ * The restore, audit and stores checks in the worker (backup-trial-scratch.ts), which asks for
+ * each chunk; its reports are added to `checks` as they come, the restore check's with the time of
+ * its first part here (`openedMs`). A worker that stops first fails the check it was running.
+ */
+async function scratchChecks(
+  checks: TrialChecks,
+  start: TrialScratchStart,
+  options: BackupTrialOptions,
+  openedMs: number,
+): Promise<void> {
+  const { destination, backupId } = options;
+  const worker = startTsWorker(new URL('./backup-trial-worker.ts', import.meta.url));
+  const stop = () => void worker.terminate();
+  options.signal?.addEventListener('abort', stop, { once: true });
+  const post = (request: TrialScratchRequest) => worker.postMessage(request);
+  try {
+    await new Promise<void>((resolve) => {
+      let settled = false;
+      const stopped = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        const name = SCRATCH_CHECKS.find((n) => !checks.list.some((c) => c.name === n));
+        if (name) checks.fail(name, err, 0);
+        resolve();
+      };
+      worker.on('message', (reply: TrialScratchReply) => {
+        if (reply.kind === 'want') {
+          const { index } = reply;
+          fetchChunk(destination, backupId, index).then(
+            (stored) => post({ kind: 'chunk', index, stored }),
+            (err: { code?: unknown; message?: unknown }) =>
+              post({
+                kind: 'chunk-error',
+                index,
+                code: typeof err.code === 'string' ? err.code : null,
+                message: typeof err.message === 'string' ? err.message : String(err),
+              }),
+          );
+        } else if (reply.kind === 'check') {
+          const check = reply.check;
+          checks.add(
+            check.name === 'restore' ? { ...check, durationMs: check.durationMs + openedMs } : check,
+          );
+        } else {
+          settled = true;
+          resolve();
+        }
+      });
+      worker.on('error', (err: Error) =>
+        stopped(
+          new BackupError('TRESOR_ERR_BACKUP_FAILED', `the trial restore's worker failed: ${err.message}`),
+        ),
+      );
+      worker.on('exit', (code) =>
+        stopped(
+          new BackupError(
+            'TRESOR_ERR_BACKUP_FAILED',
+            `the trial restore's worker stopped (exit code ${code})`,
+          ),
+        ),
+      );
+      // The key is copied into the message (the worker wipes its copy); this one is wiped now.
+      post(start);
+    });
+  } finally {
+    wipe(start.key);
+    options.signal?.removeEventListener('abort', stop);
+    worker.removeAllListeners();
+    await worker.terminate();
+  }
 }

@@ -402,13 +402,14 @@ export async function startTresorServer(
       return { name: key.name, publicKey: key.publicKey };
     },
     retry: { attempts: config.backup.retryAttempts, baseMs: config.backup.retryBaseMs },
-    trial: async (destination, backupId) => {
+    trial: async (destination, backupId, signal) => {
       const trial = await runBackupTrial({
         destination,
         backupId,
         keys: keyd,
         scratchDir: join(config.dataDir, 'backup-scratch'),
         now: clock,
+        signal,
       });
       if (trial.ok) return { ok: true, code: null };
       // The failed check's own error code when it has one (a tampered chunk: BACKUP_INVALID).

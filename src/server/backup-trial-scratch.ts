@@ -1,0 +1,167 @@
+/**
+ * The trial restore's work on its scratch copy (backup-trial.ts), run in a worker thread at the
+ * lowest CPU priority (backup-trial-worker.ts): the checked pass over every chunk (digest, AES-GCM,
+ * every file's digest) writing the scratch folder; the restored audit log verified against the
+ * manifest's checkpoint; quick_check of every restored store, then each opened and migrated as the
+ * server opens it. Seconds of CPU for a large store, all of it synchronous work that on the event
+ * loop stalls every request: here, on a busy machine, the trial takes longer instead.
+ *
+ * What needs keyd or a destination stays on the event loop, which holds them: the backup is opened
+ * there (signature, data key unwrapped) and its chunks fetched there on request, two ahead of the
+ * pass. Each check's result is reported as it ends, so a worker that dies leaves the checks it
+ * finished.
+ */
+import { join } from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
+import {
+  BackupError,
+  type BackupManifest,
+  backupVerification,
+  type ManifestFile,
+  quickCheckFile,
+  readChunks,
+  restoreFiles,
+} from '../backup/index.ts';
+import { wipe } from '../crypto/index.ts';
+import { openSqliteStore } from '../store/sqlite/store.ts';
+import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
+import { type TrialCheck, TrialChecks } from './backup-trial-checks.ts';
+import { controlStorePath, openControlStore } from './control-store.ts';
+import { checkRestoredAuditLog } from './restored-audit.ts';
+
+export interface TrialScratchStart {
+  kind: 'start';
+  manifest: BackupManifest;
+  /** The backup's data key, copied into the message; wiped here once the pass ends. */
+  key: Uint8Array;
+  auditPublicKey: Uint8Array;
+  /** Where the backup is restored (must not exist or be empty). */
+  dataDir: string;
+}
+
+/** The event loop's answer to a `want`: a chunk's stored bytes, or why it could not be fetched. */
+export type TrialScratchChunk =
+  | { kind: 'chunk'; index: number; stored: Uint8Array }
+  | { kind: 'chunk-error'; index: number; code: string | null; message: string };
+
+export type TrialScratchRequest = TrialScratchStart | TrialScratchChunk;
+
+export type TrialScratchReply =
+  | { kind: 'want'; index: number }
+  | { kind: 'check'; check: TrialCheck }
+  | { kind: 'done' };
+
+/** Chunks requested ahead of the one the pass reads. */
+const AHEAD = 2;
+
+export function serveTrialScratch(port: MessagePort): void {
+  const waiting = new Map<number, { resolve(b: Buffer): void; reject(e: Error): void }>();
+  port.on('message', (message: TrialScratchRequest) => {
+    if (message.kind === 'start') {
+      void runChecks(port, message, waiting).finally(() =>
+        port.postMessage({ kind: 'done' } satisfies TrialScratchReply),
+      );
+      return;
+    }
+    const w = waiting.get(message.index);
+    waiting.delete(message.index);
+    if (message.kind === 'chunk') {
+      w?.resolve(Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength));
+    } else {
+      w?.reject(
+        Object.assign(new Error(message.message), message.code === null ? {} : { code: message.code }),
+      );
+    }
+  });
+}
+
+async function runChecks(
+  port: MessagePort,
+  start: TrialScratchStart,
+  waiting: Map<number, { resolve(b: Buffer): void; reject(e: Error): void }>,
+): Promise<void> {
+  const { manifest, dataDir } = start;
+  const checks = new TrialChecks();
+  const report = (check: TrialCheck) =>
+    port.postMessage({ kind: 'check', check } satisfies TrialScratchReply);
+
+  const requested = new Map<number, Promise<Buffer>>();
+  const want = (index: number) => {
+    if (index >= manifest.chunks.length || requested.has(index)) return;
+    const promise = new Promise<Buffer>((resolve, reject) => waiting.set(index, { resolve, reject }));
+    promise.catch(() => undefined); // a chunk fetched ahead may fail after the pass stopped
+    requested.set(index, promise);
+    port.postMessage({ kind: 'want', index } satisfies TrialScratchReply);
+  };
+  const chunk = (index: number): Promise<Buffer> => {
+    for (let i = index; i <= index + AHEAD; i++) want(i);
+    const promise = requested.get(index) as Promise<Buffer>;
+    requested.delete(index);
+    return promise;
+  };
+
+  const key = Buffer.from(start.key);
+  wipe(start.key);
+  report(
+    await checks.run('restore', async () => {
+      try {
+        await restoreFiles({ target: dataDir, durable: false }, (sink) =>
+          readChunks({ manifest, key, chunk, sink }),
+        );
+      } finally {
+        wipe(key);
+      }
+      const restored = backupVerification(manifest, '');
+      return `${restored.files} files, ${restored.chunks} chunks, ${restored.plaintextBytes} bytes: signature and every digest hold`;
+    }),
+  );
+
+  report(
+    await checks.run('audit', async () => {
+      const audit = await checkRestoredAuditLog(dataDir, manifest, start.auditPublicKey, {
+        background: true,
+      });
+      if (!audit.ok) {
+        const first = audit.problems[0];
+        throw new BackupError(
+          'TRESOR_ERR_BACKUP_INVALID',
+          `the restored log (${audit.size} entries) does not hold against the backup's checkpoint of size ${audit.checkpointSize}: ${first?.kind ?? 'problem'}: ${first?.message ?? ''}`,
+        );
+      }
+      return `${audit.size} entries; the checkpoint of size ${audit.checkpointSize} verifies against the restored tree`;
+    }),
+  );
+
+  report(
+    await checks.run('stores', async () => {
+      const files = [{ name: 'control.sqlite', path: controlStorePath(dataDir) }].concat(
+        tenantFiles(manifest).map((f) => ({ name: f.name, path: join(dataDir, f.name) })),
+      );
+      for (const f of files) {
+        const result = quickCheckFile(f.path);
+        if (result !== 'ok') throw new Error(`${f.name} fails SQLite's quick_check: ${result.slice(0, 200)}`);
+      }
+      const opened: { close(): Promise<void> }[] = [];
+      const tenants = new Set<string>();
+      try {
+        opened.push(await openControlStore(controlStorePath(dataDir), { fileMustExist: true }));
+        for (const file of tenantFiles(manifest)) {
+          opened.push(
+            await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
+              fileMustExist: true,
+            }),
+          );
+          tenants.add(file.tenant ?? '');
+        }
+      } finally {
+        for (const store of opened) await store.close().catch(() => undefined);
+      }
+      return `control store and ${tenants.size} tenant stores pass quick_check, open and migrate`;
+    }),
+  );
+}
+
+/** The manifest's tenant store files, in its order. */
+export function tenantFiles(manifest: BackupManifest): ManifestFile[] {
+  return manifest.files.filter((f) => f.kind === 'tenant' && f.tenant !== null);
+}
