@@ -124,15 +124,18 @@ export async function benchMixedLoad(options: MixedLoadOptions): Promise<Section
         const stored: StoredValue[] = [];
         for (let k = 0; k < options.keysPerTenant; k++) {
           const dk = await client.call('generateDataKey', { tenant, purpose: PURPOSE });
-          await store.insertActive({
-            keyId: dk.keyId,
-            tenant,
-            purpose: PURPOSE,
-            wrapped: dk.wrapped,
-            state: 'active',
-            createdAt: new Date().toISOString(),
-            reserved: RESERVATION_BLOCK,
-          });
+          await store.insertActive(
+            {
+              keyId: dk.keyId,
+              tenant,
+              purpose: PURPOSE,
+              wrapped: dk.wrapped,
+              state: 'active',
+              createdAt: new Date().toISOString(),
+              reserved: RESERVATION_BLOCK,
+            },
+            stored.at(-1)?.keyId,
+          );
           const context = fieldContext(tenant, t * options.keysPerTenant + k);
           stored.push({
             keyId: dk.keyId,

@@ -31,6 +31,16 @@ export const SYSTEM_DEPS = [
     why: 'checking the metrics scrape and the Prometheus config and alerting rules (promtool)',
   },
   {
+    pkg: 'fuse3',
+    command: 'fusermount3',
+    why: 'the power-cut test (a FUSE file system that drops unsynced writes)',
+  },
+  {
+    pkg: 'python3-fusepy',
+    file: '/usr/lib/python3/dist-packages/fusepy.py',
+    why: 'the power-cut test (test/helpers/powercut-fs.py)',
+  },
+  {
     pkg: 'prometheus-alertmanager',
     command: 'amtool',
     why: 'checking the example Alertmanager route (amtool check-config)',

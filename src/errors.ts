@@ -35,6 +35,8 @@ export const ERRORS = {
   TRESOR_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method Not Allowed' },
   TRESOR_ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout' },
   TRESOR_ERR_CONFLICT: { status: 409, title: 'Conflict' },
+  /** A retry arrived while the first request with its Idempotency-Key is still running. */
+  TRESOR_ERR_IDEMPOTENCY_IN_PROGRESS: { status: 409, title: 'Request with this Idempotency-Key in progress' },
   TRESOR_ERR_TENANT_STATE: { status: 409, title: 'Tenant is not in a state that allows this' },
   TRESOR_ERR_GRANT_STATE: { status: 409, title: 'Grant is not in a state that allows this' },
   TRESOR_ERR_GONE: { status: 410, title: 'Gone' },
@@ -42,6 +44,8 @@ export const ERRORS = {
   TRESOR_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload Too Large' },
   TRESOR_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported Media Type' },
   TRESOR_ERR_VALIDATION: { status: 422, title: 'Unprocessable Content' },
+  /** An Idempotency-Key reused for a different request (method, path or body). */
+  TRESOR_ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused for another request' },
   TRESOR_ERR_UNKNOWN_FIELDS: { status: 422, title: 'Unknown fields' },
   TRESOR_ERR_SCHEMA_CHANGE_REFUSED: { status: 422, title: 'Schema change would orphan data' },
   TRESOR_ERR_PRECONDITION_REQUIRED: { status: 428, title: 'Precondition Required' },

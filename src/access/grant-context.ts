@@ -3,6 +3,7 @@
  * reads every part makes inside its transaction.
  */
 import type { Transaction } from 'kysely';
+import { TresorError } from '../errors.ts';
 import { FRESH_2FA_MS } from '../identity/people.ts';
 import type { SessionPrincipal } from '../identity/session-principal.ts';
 import type { Store } from '../store/types.ts';
@@ -78,12 +79,30 @@ export const grantIn = (trx: Transaction<AccessDB>, id: unknown) =>
     ? trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst()
     : Promise.resolve(undefined);
 
-/** Moves a grant forward: writes `change` and returns the row as it now stands. */
+/**
+ * Moves a grant forward: writes `change` and returns the row as it now stands — only if the grant
+ * still stands as `row` (its state and approvals) was read. A decision taken on that reading by a
+ * racing request (another node) makes the update miss; the affected-row count decides, and the
+ * loser fails with TRESOR_ERR_CONFLICT, its job's writes undone.
+ */
 export async function moveGrantIn(
   trx: Transaction<AccessDB>,
   row: GrantsTable,
   change: Partial<Omit<GrantsTable, 'id'>>,
 ): Promise<GrantsTable> {
-  await trx.updateTable('grants').set(change).where('id', '=', row.id).execute();
+  const moved = await trx
+    .updateTable('grants')
+    .set(change)
+    .where('id', '=', row.id)
+    .where('state', '=', row.state)
+    .where('customer_approved_at', row.customer_approved_at === null ? 'is' : '=', row.customer_approved_at)
+    .where('employee_approved_at', row.employee_approved_at === null ? 'is' : '=', row.employee_approved_at)
+    .executeTakeFirst();
+  if (moved.numUpdatedRows !== 1n) {
+    throw new TresorError(
+      'TRESOR_ERR_CONFLICT',
+      'the grant was changed by another request meanwhile; try again',
+    );
+  }
   return { ...row, ...change };
 }

@@ -9,8 +9,18 @@
  * certificates, so tools that enforce it accept ours.
  */
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { type CertificateAndKey, createDevCa, issueCertificate } from '../tls/dev-ca.ts';
 
 export interface DevTlsFiles {
@@ -27,7 +37,20 @@ function writeAtomically(path: string, content: string, mode: number): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, content, { mode, flag: 'w' });
   chmodSync(tmp, mode); // the umask may have narrowed or the file may have existed
+  // Synced before the rename, and the folder after it: a power cut must not leave an empty file
+  // under the final name (test/e2e/power-cut.test.ts found exactly that: the server then refused to start).
+  syncPath(tmp);
   renameSync(tmp, path);
+  syncPath(dirname(path));
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function readPair(certFile: string, keyFile: string): CertificateAndKey | undefined {

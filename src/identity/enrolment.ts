@@ -85,11 +85,14 @@ export function createEnrolmentService(options: EnrolmentServiceOptions): Enrolm
     if (row.password_hash === null || !(await hasStrongFactorIn(trx, personId)))
       return { enrolmentComplete: false };
     const at = now().toISOString();
-    await trx
+    const completed = await trx
       .updateTable('people')
       .set({ enrolled_at: at, updated_at: at, enrolment_token_hash: null, enrolment_expires_at: null })
       .where('id', '=', personId)
-      .execute();
+      .where('enrolled_at', 'is', null)
+      .executeTakeFirst();
+    // A racing step (another node) completed enrolment first and issued the recovery codes.
+    if (completed.numUpdatedRows !== 1n) return { enrolmentComplete: true };
     const recoveryCodes = await issueRecoveryCodesIn(trx, now, personId);
     await appendAuditEvent(
       trx,
@@ -128,7 +131,9 @@ export function createEnrolmentService(options: EnrolmentServiceOptions): Enrolm
         if (!row) return DENIED;
         const at = now().toISOString();
         const reset = row.enrolled_at !== null;
-        await trx
+        // A reset token is spent by this update: only if it is still the stored one, so of two
+        // racing uses (two nodes) exactly one sets the password.
+        const set = await trx
           .updateTable('people')
           .set({
             password_hash: hash,
@@ -137,7 +142,9 @@ export function createEnrolmentService(options: EnrolmentServiceOptions): Enrolm
             ...(reset ? { enrolment_token_hash: null, enrolment_expires_at: null } : {}),
           })
           .where('id', '=', row.id)
-          .execute();
+          .where('enrolment_token_hash', '=', sha256(enrolmentToken))
+          .executeTakeFirst();
+        if (set.numUpdatedRows !== 1n) return DENIED;
         await appendAuditEvent(
           trx,
           identityEvent(
@@ -242,11 +249,15 @@ export function createEnrolmentService(options: EnrolmentServiceOptions): Enrolm
           );
           return 'refused' as const;
         }
-        await trx
+        const confirmed = await trx
           .updateTable('second_factors')
           .set({ confirmed_at: at.toISOString(), last_step: check.step, last_used_at: at.toISOString() })
           .where('id', '=', f.id)
-          .execute();
+          .where('confirmed_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        // Confirmed by a racing request first (the same code, another node): this one is refused.
+        if (confirmed.numUpdatedRows !== 1n) return 'refused' as const;
         await appendAuditEvent(
           trx,
           identityEvent(

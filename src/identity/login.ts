@@ -436,11 +436,14 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
         });
         if (!check.ok)
           return secondFactorFailureIn(trx, pending, subjects, actor, person.tenant, check.reason, meta);
-        await trx
+        const spent = await trx
           .updateTable('pending_logins')
           .set({ used_at: at.toISOString() })
           .where('handle_hash', '=', pending.handle_hash)
-          .execute();
+          .where('used_at', 'is', null)
+          .executeTakeFirst();
+        // A racing login (another node) spent the handle first: undo this job's writes, refuse.
+        if (spent.numUpdatedRows !== 1n) throw unauthenticated();
         await throttle.recordSuccessIn(trx, pending.account_subject);
         const created = await sessions.createIn(trx, {
           personId: person.id,

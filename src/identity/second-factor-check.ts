@@ -49,13 +49,17 @@ export async function verifySecondFactorIn(
       const secret = openTotpSecret(factorKey, personId, f.id, f.secret_sealed ?? '');
       const result = verifyTotp({ secret, code: proof.totp, now, lastAcceptedStep: f.last_step });
       if (result.ok) {
-        // Writes are serialised, so a code read and accepted here cannot be accepted by a racing login.
-        await trx
+        // The step is taken only if no racing login (another node, another connection) took it or a
+        // later one first: the affected-row count decides, not the value read above.
+        const taken = await trx
           .updateTable('second_factors')
           .set({ last_step: result.step, last_used_at: at })
           .where('id', '=', f.id)
-          .execute();
-        return { ok: true, kind: 'totp', factorId: f.id };
+          .where((eb) => eb.or([eb('last_step', 'is', null), eb('last_step', '<', result.step)]))
+          .executeTakeFirst();
+        if (taken.numUpdatedRows === 1n) return { ok: true, kind: 'totp', factorId: f.id };
+        replayed = true;
+        continue;
       }
       if (result.reason === 'replayed') replayed = true;
     }
@@ -63,16 +67,8 @@ export async function verifySecondFactorIn(
   }
   if ('recoveryCode' in proof) {
     const set = factors.find((x) => x.kind === 'recovery');
-    const hashes = set?.recovery_hashes ? (JSON.parse(set.recovery_hashes) as Array<string | null>) : [];
-    const slot = consumeRecoveryCode(proof.recoveryCode, hashes);
-    if (!set || slot === undefined) return { ok: false, reason: 'invalid' };
-    hashes[slot] = null;
-    await trx
-      .updateTable('second_factors')
-      .set({ recovery_hashes: JSON.stringify(hashes), last_used_at: at })
-      .where('id', '=', set.id)
-      .execute();
-    return { ok: true, kind: 'recovery', factorId: set.id };
+    if (!set) return { ok: false, reason: 'invalid' };
+    return spendRecoveryCode(trx, set.id, set.recovery_hashes, proof.recoveryCode, at);
   }
   if ('webauthnVerified' in proof && typeof proof.webauthnVerified?.credentialId === 'string') {
     const f = factors.find(
@@ -90,6 +86,46 @@ export async function verifySecondFactorIn(
       .where('id', '=', f.id)
       .execute();
     return { ok: true, kind: 'webauthn', factorId: f.id };
+  }
+  return { ok: false, reason: 'invalid' };
+}
+
+/** Compare-and-set attempts before a recovery code is refused because its set keeps changing. */
+const RECOVERY_SPEND_ATTEMPTS = 5;
+
+/**
+ * Spends a recovery code: the set is rewritten only if it is still the one the code was found in
+ * (compare-and-set on the stored set), so two racing uses of one code cannot both succeed. A miss
+ * means another code of the set was spent meanwhile: read the set again and look again.
+ */
+async function spendRecoveryCode(
+  trx: Transaction<IdentityDB>,
+  setId: string,
+  stored: string | null,
+  code: string,
+  at: string,
+): Promise<FactorCheck> {
+  let current = stored;
+  for (let attempt = 0; attempt < RECOVERY_SPEND_ATTEMPTS && current !== null; attempt++) {
+    const hashes = JSON.parse(current) as Array<string | null>;
+    const slot = consumeRecoveryCode(code, hashes);
+    if (slot === undefined) return { ok: false, reason: 'invalid' };
+    hashes[slot] = null;
+    const spent = await trx
+      .updateTable('second_factors')
+      .set({ recovery_hashes: JSON.stringify(hashes), last_used_at: at })
+      .where('id', '=', setId)
+      .where('revoked_at', 'is', null)
+      .where('recovery_hashes', '=', current)
+      .executeTakeFirst();
+    if (spent.numUpdatedRows === 1n) return { ok: true, kind: 'recovery', factorId: setId };
+    const again = await trx
+      .selectFrom('second_factors')
+      .select('recovery_hashes')
+      .where('id', '=', setId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    current = again?.recovery_hashes ?? null;
   }
   return { ok: false, reason: 'invalid' };
 }

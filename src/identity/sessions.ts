@@ -377,11 +377,13 @@ export function createSessionService(options: {
           .executeTakeFirst();
         if (!row || row.revoked_at !== null) return;
         const at = now().toISOString();
-        await trx
+        const ended = await trx
           .updateTable('sessions')
           .set({ revoked_at: at, revoke_reason: 'logout' })
           .where('id', '=', row.id)
-          .execute();
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (ended.numUpdatedRows !== 1n) return; // ended by a racing request first: audited once
         await appendAuditEvent(
           trx,
           identityEvent(
@@ -403,11 +405,13 @@ export function createSessionService(options: {
           .executeTakeFirst();
         if (!row || row.person !== principal.personId || row.revoked_at !== null) return;
         const at = now().toISOString();
-        await trx
+        const ended = await trx
           .updateTable('sessions')
           .set({ revoked_at: at, revoke_reason: 'logout' })
           .where('id', '=', row.id)
-          .execute();
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (ended.numUpdatedRows !== 1n) return; // ended by a racing request first: audited once
         await appendAuditEvent(
           trx,
           identityEvent(
@@ -452,11 +456,13 @@ export function createSessionService(options: {
         if (row.revoked_at !== null) return 'done';
         const at = now().toISOString();
         const reason = access.actor.personId === row.person ? 'revoked-by-user' : 'revoked-by-admin';
-        await trx
+        const revoked = await trx
           .updateTable('sessions')
           .set({ revoked_at: at, revoke_reason: reason })
           .where('id', '=', row.id)
-          .execute();
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (revoked.numUpdatedRows !== 1n) return 'done'; // revoked by a racing request first
         await appendAuditEvent(
           trx,
           identityEvent(

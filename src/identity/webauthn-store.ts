@@ -176,18 +176,14 @@ export function createSqliteWebAuthnStore<DB extends WebAuthnDB>(store: Store<DB
 
     takeChallenge: (person, kind) =>
       write(async (trx) => {
+        // One DELETE … RETURNING: of two racing takes (two nodes), only one gets the row.
         const row = await trx
-          .selectFrom('webauthn_challenges')
-          .selectAll()
-          .where('person', '=', person)
-          .where('kind', '=', kind)
-          .executeTakeFirst();
-        if (!row) return undefined;
-        await trx
           .deleteFrom('webauthn_challenges')
           .where('person', '=', person)
           .where('kind', '=', kind)
-          .execute();
+          .returningAll()
+          .executeTakeFirst();
+        if (!row) return undefined;
         return { person: row.person, kind: row.kind, challenge: row.challenge, expiresAt: row.expires_at };
       }),
 

@@ -1,6 +1,13 @@
 /**
  * AES-GCM with random nonces allows 2^32 encryptions per key (NIST SP 800-38D §8.3). Each tenant
  * key version counts the data keys it wraps: at rotateAt keyd rotates it; at refuseAt it refuses.
+ *
+ * The count is kept in this process and made durable additively (`encryptions = encryptions + n`)
+ * with each ops-log batch. That is sound because one keyd process owns a store: the store holds
+ * SQLite's write lock exclusively while keyd runs, and a second keyd on the same folder is refused
+ * (test/keyd/encryption-budget.test.ts). keyd instances sharing one store (PostgreSQL) must instead
+ * claim blocks with a conditional update whose row count decides, as the server's data keys do
+ * (src/vault/data-keys.ts).
  */
 import { KeydError } from './errors.ts';
 import type { OpRecord, OpRecorder } from './op-record.ts';

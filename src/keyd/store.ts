@@ -819,6 +819,21 @@ export class SqliteKeyStore implements KeyStore {
     this.#db.prepare('VACUUM INTO ?').run(path);
   }
 
+  /**
+   * The connection's durability settings, as SQLite reports them (for the test that pins them:
+   * journal_mode wal, synchronous 2 = FULL, secure_delete 1, foreign_keys 1).
+   */
+  durabilitySettings(): Record<'journal_mode' | 'synchronous' | 'secure_delete' | 'foreign_keys', unknown> {
+    this.#open();
+    const read = (name: string) => this.#db.pragma(name, { simple: true });
+    return {
+      journal_mode: read('journal_mode'),
+      synchronous: read('synchronous'),
+      secure_delete: read('secure_delete'),
+      foreign_keys: read('foreign_keys'),
+    };
+  }
+
   /** Writes whatever is queued, then closes the file. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -38,8 +38,16 @@ import type { DataKeyring } from './data-keys.ts';
 import { type ExportOptions, exportTenant } from './export.ts';
 import { type FieldToSeal, openRecord, sealValues } from './field-crypto.ts';
 import { decodeFieldEnvelopes, encodeFieldEnvelopes } from './field-envelopes.ts';
+import type { IdempotentRequest } from './idempotency.ts';
 import { type ListOptions, listRecords, type RecordPage } from './record-search.ts';
-import { createRecord, deleteRecord, readRecord, updateRecord, type VaultRecord } from './records.ts';
+import {
+  type CreatedRecord,
+  createRecord,
+  deleteRecord,
+  readRecord,
+  updateRecord,
+  type VaultRecord,
+} from './records.ts';
 import { runRetention } from './retention.ts';
 import {
   type CollectionSchema,
@@ -439,7 +447,13 @@ export interface Vault {
   ): Promise<PutCollectionResult>;
   getCollection(tenant: string, name: string): Promise<CollectionInfo>;
   listCollections(tenant: string): Promise<CollectionInfo[]>;
-  createRecord(tenant: string, collection: string, data: unknown, origin: AuditOrigin): Promise<VaultRecord>;
+  createRecord(
+    tenant: string,
+    collection: string,
+    data: unknown,
+    origin: AuditOrigin,
+    idempotency?: IdempotentRequest,
+  ): Promise<CreatedRecord>;
   readRecord(tenant: string, collection: string, id: string, origin: AuditOrigin): Promise<VaultRecord>;
   updateRecord(
     tenant: string,
@@ -476,6 +490,8 @@ export function createVault(deps: {
    * 0: read it every time). Changes made through this vault are seen at once; see CollectionCache.
    */
   collectionCacheMs?: number;
+  /** How long an Idempotency-Key is kept (default 24 h). */
+  idempotencyTtlMs?: number;
 }): Vault {
   const collections = createCollectionCache(deps.collectionCacheMs ?? DEFAULT_COLLECTION_CACHE_MS);
   const ctx: VaultContext = {
@@ -484,12 +500,14 @@ export function createVault(deps: {
     clock: deps.clock ?? (() => new Date()),
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
     ...(collections ? { collections } : {}),
+    ...(deps.idempotencyTtlMs !== undefined ? { idempotencyTtlMs: deps.idempotencyTtlMs } : {}),
   };
   return {
     putCollection: (tenant, name, decl, origin) => putCollection(ctx, tenant, name, decl, origin),
     getCollection: (tenant, name) => getCollection(ctx, tenant, name),
     listCollections: (tenant) => listCollections(ctx, tenant),
-    createRecord: (tenant, collection, data, origin) => createRecord(ctx, tenant, collection, data, origin),
+    createRecord: (tenant, collection, data, origin, idempotency) =>
+      createRecord(ctx, tenant, collection, data, origin, idempotency),
     readRecord: (tenant, collection, id, origin) => readRecord(ctx, tenant, collection, id, origin),
     updateRecord: (tenant, collection, id, patch, ifMatch, origin) =>
       updateRecord(ctx, tenant, collection, id, patch, ifMatch, origin),

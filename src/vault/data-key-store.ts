@@ -7,12 +7,16 @@
  * (all tenant-scoped) before it reserves or re-wraps it, so we remember key id → tenant from those
  * calls and route by it; an unknown key id there is a programming error, not a lookup across tenants.
  *
- * Every change goes through `write()`: a reservation is durable before the keyring uses the count it
+ * Every change goes through `write()`: a claimed block is durable before the keyring uses the count it
  * covers (src/vault/data-keys.ts), and group commit keeps it cheap.
+ *
+ * Several processes may share a tenant's store (nodes over one PostgreSQL, or SQLite handles on one
+ * file), so every change that must happen once is a conditional update whose affected-row count (or
+ * RETURNING row) decides: never a read followed by a write. Plain Kysely, for both backends.
  */
 import type { Selectable } from 'kysely';
 import type { Store } from '../store/types.ts';
-import type { DataKeyRecord, DataKeyStore } from './data-keys.ts';
+import type { DataKeyClaim, DataKeyRecord, DataKeyStore } from './data-keys.ts';
 import type { DataKeysTable, TenantDB } from './tenant-store-schema.ts';
 
 function toRecord(row: Selectable<DataKeysTable>): DataKeyRecord {
@@ -74,17 +78,23 @@ export function createTenantDataKeyStore(stores: (tenant: string) => Promise<Sto
         .execute();
       return learn(rows.map(toRecord));
     },
-    async insertActive(record) {
+    async insertActive(record, replacing) {
       const store = await stores(record.tenant);
-      await store.write(async (trx) => {
-        await trx
-          .updateTable('data_keys')
-          .set({ state: 'decrypt-only' })
-          .where('tenant', '=', record.tenant)
-          .where('purpose', '=', record.purpose)
-          .where('state', '=', 'active')
-          .execute();
-        await trx
+      const inserted = await store.write(async (trx) => {
+        if (replacing !== undefined) {
+          const demoted = await trx
+            .updateTable('data_keys')
+            .set({ state: 'decrypt-only' })
+            .where('key_id', '=', replacing)
+            .where('tenant', '=', record.tenant)
+            .where('purpose', '=', record.purpose)
+            .where('state', '=', 'active')
+            .executeTakeFirst();
+          if (demoted.numUpdatedRows !== 1n) return false; // another process rotated first
+        }
+        // With the replaced key demoted, the unique index data_keys_one_active lets this insert in
+        // only if no other process inserted an active key meanwhile (the first key of a purpose).
+        const result = await trx
           .insertInto('data_keys')
           .values({
             key_id: record.keyId,
@@ -95,20 +105,50 @@ export function createTenantDataKeyStore(stores: (tenant: string) => Promise<Sto
             created_at: record.createdAt,
             reserved: record.reserved,
           })
-          .execute();
+          .onConflict((oc) => oc.doNothing())
+          .executeTakeFirst();
+        if ((result.numInsertedOrUpdatedRows ?? 0n) === 1n) return true;
+        // Unreachable after a demotion (one active key at most); throwing undoes it all the same.
+        if (replacing !== undefined) throw new Error('another active data key appeared during rotation');
+        return false;
       });
-      learn([record]);
+      if (inserted) learn([record]);
+      return inserted;
     },
-    async reserve(keyId, reserved) {
+    async claim(keyId, size, atLeast, refuseAt) {
       const store = await storeOfKey(keyId);
-      await store.write(async (trx) => {
-        // Never lowers a reservation (a crash may only over-count).
-        await trx
+      return store.write(async (trx): Promise<DataKeyClaim> => {
+        const whole = await trx
           .updateTable('data_keys')
-          .set({ reserved })
+          .set((eb) => ({ reserved: eb('reserved', '+', size) }))
           .where('key_id', '=', keyId)
-          .where('reserved', '<', reserved)
-          .execute();
+          .where('state', '=', 'active')
+          .where((eb) => eb(eb('reserved', '+', size), '<=', refuseAt))
+          .returning('reserved')
+          .executeTakeFirst();
+        if (whole) return { kind: 'claimed', start: whole.reserved - size, end: whole.reserved };
+        // Less than a block is left (or the key is gone): claim exactly what is left, if enough, by
+        // compare-and-set on the value just read; a concurrent claim makes it miss, and we look again.
+        for (let attempt = 0; attempt < 8; attempt++) {
+          const row = await trx
+            .selectFrom('data_keys')
+            .select(['reserved', 'state'])
+            .where('key_id', '=', keyId)
+            .executeTakeFirst();
+          if (row?.state !== 'active') return { kind: 'inactive' };
+          const left = refuseAt - row.reserved;
+          if (left < atLeast) return { kind: 'exhausted' };
+          const rest = await trx
+            .updateTable('data_keys')
+            .set({ reserved: refuseAt })
+            .where('key_id', '=', keyId)
+            .where('state', '=', 'active')
+            .where('reserved', '=', row.reserved)
+            .executeTakeFirst();
+          if (rest.numUpdatedRows === 1n) return { kind: 'claimed', start: row.reserved, end: refuseAt };
+        }
+        // Other processes keep claiming: whatever is left is theirs.
+        return { kind: 'exhausted' };
       });
     },
     async replaceWrapped(keyId, wrapped) {

@@ -6,9 +6,19 @@
  * We rotate at 2^30 (a wide margin) and refuse at 0.9 × 2^32, which is only reachable when
  * rotation keeps failing (keyd down for a very long time).
  *
- * Counting survives crashes by reservation: before a key uses encryptions beyond what the store
- * has recorded, a block (2^16 by default) is reserved durably; after a restart the count resumes
- * from the reservation. A crash can only over-count, never under-count.
+ * Counting holds across processes by claiming blocks (each node, each keyring over one store):
+ * before a keyring encrypts, it claims a block of the key's budget with one conditional update,
+ * `reserved = reserved + block WHERE key_id = ? AND state = 'active' AND reserved + block <= refuseAt`,
+ * and uses only the range it claimed, its own [start, end). The store's `reserved` is therefore the
+ * sum of every block ever claimed: the encryptions of all processes together never exceed it, and it
+ * never exceeds refuseAt. A crash or a restart loses the unused rest of a block (over-counting, never
+ * under-counting).
+ *
+ * A key another process rotated out (state no longer 'active') can still be used by a process for
+ * the rest of the block it claimed before, and not one encryption more: its next claim fails and it
+ * loads the new active key. So the bound after a rotation elsewhere is one block per process; blocks
+ * are small by default (RESERVATION_BLOCK, 2^12) so that bound stays small, at one durable write per
+ * 4,096 encryptions (group-committed with other writes).
  *
  * keyd stays off the per-record path: keys come from the cache; a miss unwraps through keyd once
  * (concurrent misses share that call). If keyd is sealed or unreachable the KeydError
@@ -19,7 +29,8 @@ import type { DataKeyPurpose, KeyService } from '../keyd/operations.ts';
 
 export const ROTATE_AT_ENCRYPTIONS = 2 ** 30;
 export const REFUSE_AT_ENCRYPTIONS = Math.floor(0.9 * 2 ** 32);
-export const RESERVATION_BLOCK = 2 ** 16;
+/** Encryptions claimed at once; also what a process may still do under a key rotated elsewhere. */
+export const RESERVATION_BLOCK = 2 ** 12;
 
 export interface DataKeyRecord {
   keyId: string;
@@ -28,19 +39,34 @@ export interface DataKeyRecord {
   wrapped: Buffer;
   state: 'active' | 'decrypt-only';
   createdAt: string;
-  /** Encryptions durably reserved for this key; the true count never exceeds it. */
+  /** Encryptions claimed of this key by every process together; the true count never exceeds it. */
   reserved: number;
 }
+
+/** A block of a key's budget claimed by one process: it alone may use encryptions [start, end). */
+export type DataKeyClaim =
+  | { kind: 'claimed'; start: number; end: number }
+  /** The key is no longer active (rotated elsewhere) or no longer exists. */
+  | { kind: 'inactive' }
+  /** Fewer than the needed encryptions are left below refuseAt. */
+  | { kind: 'exhausted' };
 
 /** Where wrapped data keys live: beside the data they protect (the tenant's store). */
 export interface DataKeyStore {
   active(tenant: string, purpose: DataKeyPurpose): Promise<DataKeyRecord | undefined>;
   get(tenant: string, keyId: string): Promise<DataKeyRecord | undefined>;
   list(tenant: string): Promise<DataKeyRecord[]>;
-  /** Adds a new active key; the previous active key of that tenant and purpose becomes decrypt-only, atomically. */
-  insertActive(record: DataKeyRecord): Promise<void>;
-  /** Durably raises a key's reservation (never lowers it). */
-  reserve(keyId: string, reserved: number): Promise<void>;
+  /**
+   * Adds a new active key and makes `replacing` (the active key the caller saw, if any)
+   * decrypt-only, atomically — only if `replacing` is still the active key (none active when it is
+   * undefined). False, with nothing changed, when another process rotated first.
+   */
+  insertActive(record: DataKeyRecord, replacing: string | undefined): Promise<boolean>;
+  /**
+   * Claims `size` encryptions of an active key (or what is left below `refuseAt`, if at least
+   * `atLeast`), durably, by a conditional update whose result decides: never a read-then-write.
+   */
+  claim(keyId: string, size: number, atLeast: number, refuseAt: number): Promise<DataKeyClaim>;
   /** Replaces a key's wrapped form after a tenant-key rotation (same key, new wrapping). */
   replaceWrapped(keyId: string, wrapped: Buffer): Promise<void>;
 }
@@ -60,7 +86,12 @@ export interface DataKeyLimits {
 
 interface Counter {
   record: DataKeyRecord;
+  /** The next encryption of this key's budget this process may use, within its block [next, end). */
+  next: number;
+  end: number;
+  /** Encryptions this process did under the key, and the sum of the blocks it claimed of it. */
   used: number;
+  claimed: number;
   /** After a failed rotation, the old key is used (below the hard limit) and rotation retried from this time (ms). */
   retryRotationAt: number;
 }
@@ -102,13 +133,21 @@ export interface DataKeyring {
   ): Promise<T>;
   /** Re-encryption job after a tenant-key rotation: re-wraps every data key of the tenant, no data rewrite. */
   rewrapAll(tenant: string): Promise<number>;
-  /** Encryptions counted so far on the tenant's active key of that purpose (for tests and metrics). */
-  usage(
-    tenant: string,
-    purpose: DataKeyPurpose,
-  ): { keyId: string; used: number; reserved: number } | undefined;
+  /**
+   * This process's use of the tenant's current key of that purpose (for tests and metrics): the
+   * encryptions it did, the sum of the blocks it claimed, and the block it is using, [next, end).
+   */
+  usage(tenant: string, purpose: DataKeyPurpose): DataKeyUsage | undefined;
   /** Forgets every key of a tenant held in memory (cache and counters): call when it is closed. */
   forgetTenant(tenant: string): void;
+}
+
+export interface DataKeyUsage {
+  keyId: string;
+  used: number;
+  claimed: number;
+  next: number;
+  end: number;
 }
 
 export function createDataKeyring(deps: {
@@ -133,8 +172,18 @@ export function createDataKeyring(deps: {
   const cacheKey = (tenant: string, purpose: DataKeyPurpose, keyId: string) =>
     `${tenant}\u0000${purpose}\u0000${keyId}`;
 
-  async function rotate(tenant: string, purpose: DataKeyPurpose): Promise<Counter> {
+  /**
+   * Makes a new active key, replacing `previous` (the key this process saw active, if any). The
+   * creator owns the first block. If another process rotated first, its key is loaded instead.
+   */
+  async function rotate(
+    tenant: string,
+    purpose: DataKeyPurpose,
+    previous: string | undefined,
+    count: number,
+  ): Promise<Counter> {
     const generated = await keys.call('generateDataKey', { tenant, purpose });
+    const first = Math.min(Math.max(limits.reservationBlock, count), limits.refuseAt);
     const record: DataKeyRecord = {
       keyId: generated.keyId,
       tenant,
@@ -142,62 +191,83 @@ export function createDataKeyring(deps: {
       wrapped: generated.wrapped,
       state: 'active',
       createdAt: new Date().toISOString(),
-      reserved: Math.min(limits.reservationBlock, limits.refuseAt),
+      reserved: first,
     };
     try {
-      await store.insertActive(record);
+      if (!(await store.insertActive(record, previous))) return load(tenant, purpose, count);
       cache.set(cacheKey(tenant, purpose, generated.keyId), generated.key);
     } finally {
       generated.key.fill(0);
     }
-    return { record, used: 0, retryRotationAt: 0 };
+    return { record, next: 0, end: first, used: 0, claimed: first, retryRotationAt: 0 };
   }
 
-  async function load(tenant: string, purpose: DataKeyPurpose): Promise<Counter> {
+  /** The store's active key, with no block claimed yet (a block is claimed before any use). */
+  async function load(tenant: string, purpose: DataKeyPurpose, count: number): Promise<Counter> {
     const record = await store.active(tenant, purpose);
-    if (!record) return rotate(tenant, purpose);
-    // After a restart we cannot know how much of the reservation was used: assume all of it.
-    return { record, used: record.reserved, retryRotationAt: 0 };
+    if (!record) return rotate(tenant, purpose, undefined, count);
+    return { record, next: 0, end: 0, used: 0, claimed: 0, retryRotationAt: 0 };
   }
 
-  /** Whether `count` more encryptions fit without touching the store or keyd. */
+  function dueForRotation(counter: Counter, count: number): boolean {
+    return counter.next + count > limits.rotateAt && Date.now() >= counter.retryRotationAt;
+  }
+
+  /** Whether `count` more encryptions fit in this process's block, without the store or keyd. */
   function fits(counter: Counter, count: number): boolean {
-    const next = counter.used + count;
-    return (
-      next <= counter.record.reserved && (next <= limits.rotateAt || Date.now() < counter.retryRotationAt)
-    );
+    return counter.next + count <= counter.end && !dueForRotation(counter, count);
+  }
+
+  function take(counter: Counter, count: number): DataKeyRecord {
+    counter.next += count;
+    counter.used += count;
+    return counter.record;
   }
 
   /**
-   * The slow path, one at a time per tenant and purpose: load, rotate or reserve until `count`
-   * encryptions fit, then take them for the caller before anyone else can.
+   * The slow path, one at a time per tenant and purpose in this process: load, rotate or claim a
+   * block until `count` encryptions fit, then take them for the caller before anyone else can.
    */
   async function takeSlow(tenant: string, purpose: DataKeyPurpose, count: number): Promise<DataKeyRecord> {
-    let counter = counters.get(slot(tenant, purpose)) ?? (await load(tenant, purpose));
-    const next = () => counter.used + count;
-    if (next() > limits.rotateAt && Date.now() >= counter.retryRotationAt) {
-      try {
-        counter = await rotate(tenant, purpose);
-      } catch (err) {
-        // keyd unreachable or sealed: keep the old key while it stays below the hard limit.
-        if (!(err instanceof KeydError)) throw err;
-        counter.retryRotationAt = Date.now() + ROTATION_RETRY_MS;
+    const id = slot(tenant, purpose);
+    let counter = counters.get(id) ?? (await load(tenant, purpose, count));
+    counters.set(id, counter);
+    // Each turn either returns, or moves to another key (rotated here or elsewhere): bounded by the
+    // keys that can appear meanwhile, so a few turns at most. This call rotates at most once.
+    let rotated = false;
+    for (;;) {
+      if (!rotated && dueForRotation(counter, count)) {
+        rotated = true;
+        try {
+          counter = await rotate(tenant, purpose, counter.record.keyId, count);
+          counters.set(id, counter);
+        } catch (err) {
+          // keyd unreachable or sealed: keep the old key while it stays below the hard limit.
+          if (!(err instanceof KeydError)) throw err;
+          counter.retryRotationAt = Date.now() + ROTATION_RETRY_MS;
+        }
       }
+      if (counter.next + count <= counter.end) return take(counter, count);
+      const size = Math.max(limits.reservationBlock, count);
+      const claim = await store.claim(counter.record.keyId, size, count, limits.refuseAt);
+      if (claim.kind === 'claimed') {
+        // The rest of the previous block is given up: over-counting, never under-counting.
+        counter.next = claim.start;
+        counter.end = claim.end;
+        counter.claimed += claim.end - claim.start;
+        counter.record = { ...counter.record, reserved: claim.end };
+        return take(counter, count);
+      }
+      if (claim.kind === 'exhausted') {
+        throw new KeydError(
+          'TRESOR_ERR_KEY_EXHAUSTED',
+          'data key reached its encryption limit and rotation failed',
+        );
+      }
+      // Rotated out by another process: use the key that is active now.
+      counter = await load(tenant, purpose, count);
+      counters.set(id, counter);
     }
-    if (next() > limits.refuseAt) {
-      throw new KeydError(
-        'TRESOR_ERR_KEY_EXHAUSTED',
-        'data key reached its encryption limit and rotation failed',
-      );
-    }
-    if (next() > counter.record.reserved) {
-      const reserved = Math.min(next() + limits.reservationBlock, limits.refuseAt);
-      await store.reserve(counter.record.keyId, reserved);
-      counter = { ...counter, record: { ...counter.record, reserved } };
-    }
-    counter.used += count;
-    counters.set(slot(tenant, purpose), counter);
-    return counter.record;
   }
 
   async function withEncryptionKey<T>(
@@ -217,8 +287,7 @@ export function createDataKeyring(deps: {
       }
       const counter = counters.get(id);
       if (counter && fits(counter, count)) {
-        counter.used += count; // no await between the check and the count
-        record = counter.record;
+        record = take(counter, count); // no await between the check and the count
         break;
       }
       const p = takeSlow(tenant, purpose, count);
@@ -287,7 +356,9 @@ export function createDataKeyring(deps: {
 
   function usage(tenant: string, purpose: DataKeyPurpose) {
     const c = counters.get(slot(tenant, purpose));
-    return c ? { keyId: c.record.keyId, used: c.used, reserved: c.record.reserved } : undefined;
+    return c
+      ? { keyId: c.record.keyId, used: c.used, claimed: c.claimed, next: c.next, end: c.end }
+      : undefined;
   }
 
   function forgetTenant(tenant: string): void {

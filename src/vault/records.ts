@@ -18,6 +18,13 @@ import { computeIndexRows, insertIndexRows } from './blind-index-rows.ts';
 import { requireCollection } from './collection-cache.ts';
 import { openRecord, sealRecord } from './field-crypto.ts';
 import { decodeFieldEnvelopes } from './field-envelopes.ts';
+import {
+  abandonIdempotent,
+  beginIdempotent,
+  completeIdempotentIn,
+  DEFAULT_IDEMPOTENCY_TTL_MS,
+  type IdempotentRequest,
+} from './idempotency.ts';
 import { checkIfMatch, notFound, preconditionFailed } from './record-errors.ts';
 import { applyPatch, type RecordData, validateNewRecord } from './schema.ts';
 import { assertSchemaVersion, checkedUnder, retryOnStaleSchema, StaleSchema } from './stale-schema.ts';
@@ -28,6 +35,11 @@ export interface VaultRecord {
   id: string;
   version: number;
   data: RecordData;
+}
+
+/** A created record; `replayed` when an Idempotency-Key retry returned the first create's answer. */
+export interface CreatedRecord extends VaultRecord {
+  replayed?: true;
 }
 
 /** Record ids: 128 random bits, so they can be neither guessed nor enumerated. */
@@ -45,12 +57,44 @@ const INSERT_RECORD = new FixedStatement(
   'INSERT INTO records (id, collection, version, created_at, updated_at, expires_at, fields) VALUES (?, ?, ?, ?, ?, ?, ?)',
 );
 
+/**
+ * Creates a record. With an idempotency key (src/vault/idempotency.ts), a retry of the same request
+ * returns the first create's id and version (and its own body as data: the request hash proves it is
+ * the first body) and creates nothing; the key is marked done in the create's own transaction.
+ */
 export async function createRecord(
   ctx: VaultContext,
   tenant: string,
   collectionName: string,
   input: unknown,
   origin: AuditOrigin,
+  idempotency?: IdempotentRequest,
+): Promise<CreatedRecord> {
+  if (!idempotency) return createRecordOnce(ctx, tenant, collectionName, input, origin);
+  const store = await ctx.stores(tenant);
+  const start = await beginIdempotent(store, idempotency, {
+    now: ctx.clock().getTime(),
+    ttlMs: ctx.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS,
+  });
+  if (start.kind === 'replay') {
+    const first = start.response as { id: string; version: number };
+    return { id: first.id, version: first.version, data: input as RecordData, replayed: true };
+  }
+  try {
+    return await createRecordOnce(ctx, tenant, collectionName, input, origin, idempotency);
+  } catch (error) {
+    await abandonIdempotent(store, idempotency).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function createRecordOnce(
+  ctx: VaultContext,
+  tenant: string,
+  collectionName: string,
+  input: unknown,
+  origin: AuditOrigin,
+  idempotency?: IdempotentRequest,
 ): Promise<VaultRecord> {
   // The time of the operation's audit events: when the vault began it.
   const at = ctx.clock().toISOString();
@@ -95,6 +139,7 @@ export async function createRecord(
           fields: Object.keys(data),
         }),
       );
+      if (idempotency) await completeIdempotentIn(trx, idempotency, 201, { id, version: 1 });
     });
     return { id, version: 1, data };
   });

@@ -22,6 +22,7 @@
 import { type Generated, type Kysely, type Migration, sql } from 'kysely';
 import { auditEventsMigration, auditEventsPgMigration, type WithAuditEvents } from '../audit/event.ts';
 import type { Migrations } from '../store/types.ts';
+import { idempotencyKeysMigration, type WithIdempotencyKeys } from './idempotency.ts';
 
 export interface CollectionsTable {
   name: string;
@@ -64,7 +65,7 @@ export interface DataKeysTable {
   reserved: number;
 }
 
-export interface TenantDB extends WithAuditEvents {
+export interface TenantDB extends WithAuditEvents, WithIdempotencyKeys {
   collections: CollectionsTable;
   records: RecordsTable;
   blind_index: BlindIndexTable;
@@ -196,6 +197,8 @@ export const tenantStoreMigrations: Migrations = {
   '0001-audit-events': auditEventsMigration,
   '0002-data-keys': dataKeysMigration,
   '0003-vault': vaultMigration,
+  // Idempotency-Key of record creates (src/vault/idempotency.ts), kept beside the records.
+  '0004-idempotency': idempotencyKeysMigration,
 };
 
 /**

@@ -16,6 +16,8 @@ export const VaultAction = {
   collectionPut: 'collection.put',
   collectionList: 'collection.list',
   recordCreate: 'record.create',
+  /** A create retried with its Idempotency-Key: the first answer again, nothing created. */
+  recordCreateReplay: 'record.create-replay',
   recordRead: 'record.read',
   recordUpdate: 'record.update',
   recordDelete: 'record.delete',

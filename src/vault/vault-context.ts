@@ -15,4 +15,6 @@ export interface VaultContext {
   limits: VaultLimits;
   /** Parsed collection rows of this process (see CollectionCache); absent: every request reads the row. */
   collections?: CollectionCache;
+  /** How long an Idempotency-Key is kept (src/vault/idempotency.ts); default 24 h. */
+  idempotencyTtlMs?: number;
 }

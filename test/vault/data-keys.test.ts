@@ -115,12 +115,13 @@ describe('data keyring', () => {
     await r.close();
   });
 
-  it('counts every encryption and reserves durably before using a count', async () => {
+  it('counts every encryption and claims a block durably before using a count', async () => {
     const ring = r.keyring({ reservationBlock: 100 });
     for (let i = 0; i < 250; i++) await enc(ring, 'data');
     const usage = ring.usage('acme', 'data');
     assert.ok(usage);
     assert.equal(usage.used, 250);
+    assert.equal(usage.claimed, 300, 'three blocks of 100');
     const store = await r.store('acme');
     const row = await store.db
       .selectFrom('data_keys')
@@ -128,7 +129,8 @@ describe('data keyring', () => {
       .where('key_id', '=', usage.keyId)
       .executeTakeFirstOrThrow();
     assert.ok(row.reserved >= 250, 'the store always holds at least the count in use');
-    assert.equal(row.reserved, usage.reserved);
+    assert.equal(row.reserved, usage.claimed);
+    assert.equal(usage.end, row.reserved);
   });
 
   it('counts concurrent encryptions exactly', async () => {
@@ -139,7 +141,7 @@ describe('data keyring', () => {
     assert.equal(ring.usage('acme', 'blind-index')?.used, 1000);
   });
 
-  it('resumes the count from the reservation after a restart, never lower', async () => {
+  it('after a restart claims a new block past everything claimed before, never reusing a count', async () => {
     const ring = r.keyring({ reservationBlock: 100 });
     await enc(ring, 'backup', 30);
     const before = ring.usage('acme', 'backup');
@@ -148,8 +150,9 @@ describe('data keyring', () => {
     const again = r.keyring({ reservationBlock: 100 });
     assert.equal(await enc(again, 'backup'), before.keyId);
     const after = again.usage('acme', 'backup');
-    assert.ok(after && after.used >= before.used + 1, `count went from ${before.used} to ${after?.used}`);
-    assert.equal(after.used, before.reserved + 1);
+    assert.ok(after);
+    assert.equal(after.next, before.end + 1, 'the unused rest of the first block is given up');
+    assert.equal(after.end, before.end + 100);
   });
 
   it('rotates the data key when it reaches the rotation threshold; the old key keeps decrypting', async () => {

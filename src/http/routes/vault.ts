@@ -15,6 +15,7 @@ import type { Vault } from '../../vault/collections.ts';
 import { RECORD_ID, RECORD_ID_LENGTH } from '../../vault/records.ts';
 import { CLASSIFICATIONS, FIELD_TYPES, NAME_MAX_LENGTH, NAME_PATTERN } from '../../vault/schema.ts';
 import { VaultAction } from '../../vault/vault-audit.ts';
+import { IdempotencyKeyHeader, idempotencyOf } from '../idempotency-key.ts';
 import { auditOriginOf } from '../layers/audit.ts';
 import {
   type ApiKeyPrincipal,
@@ -195,20 +196,38 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         audit: { action: VaultAction.recordCreate },
         schema: {
           params: Type.Object({ name: CollectionName }),
+          headers: Type.Object({ 'idempotency-key': IdempotencyKeyHeader }),
           body: Data,
           response: { 201: RecordBody },
         },
       }).handle(async (ctx) => {
+        const p = ctx.principal;
+        const idempotency = idempotencyOf({
+          header: ctx.headers['idempotency-key'],
+          // Scoped to the caller: the tenant and its API key, or the staff grant.
+          scope: `${p.tenant}\u0000${p.kind === 'api-key' ? `key:${p.keyId}` : `grant:${p.grantId}`}`,
+          method: 'POST',
+          path: `/v1/collections/${ctx.params.name}/records`,
+          body: ctx.body,
+        });
         const record = await vault.createRecord(
-          ctx.principal.tenant,
+          p.tenant,
           ctx.params.name,
           ctx.body,
           auditOriginOf(ctx),
+          idempotency,
         );
+        if (record.replayed) {
+          // Nothing was created or read from the store: the replay itself is what is audited.
+          await ctx.audit.record({
+            action: VaultAction.recordCreateReplay,
+            target: { collection: ctx.params.name, recordIds: [record.id] },
+          });
+        }
         ctx.audit.recorded = true;
         return {
           status: 201,
-          body: record,
+          body: { id: record.id, version: record.version, data: record.data },
           headers: {
             ...etag(record.version),
             location: `/v1/collections/${ctx.params.name}/records/${record.id}`,
