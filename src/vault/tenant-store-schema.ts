@@ -208,4 +208,6 @@ export const tenantStoreMigrations: Migrations = {
 export const tenantStorePgMigrations: Migrations = {
   '0001-audit-events': auditEventsPgMigration,
   '0002-tenant-tables': tenantTablesPgMigration,
+  // Kysely's schema builder writes this one alike on both backends (text, integer, bigint).
+  '0003-idempotency': idempotencyKeysMigration,
 };
