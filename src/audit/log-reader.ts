@@ -9,7 +9,14 @@
  */
 import Database from 'better-sqlite3';
 import { TresorError } from '../errors.ts';
-import type { LeafBatch, VerifyEntry } from './verify.ts';
+import {
+  type LeafBatch,
+  type VerifyEntry,
+  type VerifyInput,
+  type VerifyReport,
+  verifyAuditLogAsync,
+  verifyAuditLogInParallel,
+} from './verify.ts';
 
 export type AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
 
@@ -256,4 +263,20 @@ export function openSqliteLogSnapshot(path: string): AuditLogSnapshot {
     leafBatches: (rows) => reader.leafBatches(rows),
     close: async () => reader.close(),
   };
+}
+
+/**
+ * Verifies a snapshot: a synchronous one (SQLite) on worker threads beside this one
+ * (verifyAuditLogInParallel), an asynchronous one (PostgreSQL) as its batches arrive.
+ */
+export async function verifyAuditLogSnapshot(
+  snapshot: AuditLogSnapshot,
+  input: Omit<VerifyInput, 'entries' | 'checkpoints'>,
+  options: { workers?: number; nice?: number } = {},
+): Promise<VerifyReport> {
+  const checkpoints = await snapshot.checkpoints();
+  const entries = snapshot.leafBatches();
+  if (Symbol.iterator in entries)
+    return verifyAuditLogInParallel({ ...input, entries, checkpoints }, options);
+  return verifyAuditLogAsync({ ...input, entries, checkpoints });
 }

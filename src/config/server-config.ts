@@ -469,6 +469,22 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   return config;
 }
 
+/**
+ * Only where the data lives (`database.url`, else SQLite in the data folder), for the commands that
+ * open the stores without serving (`tresor audit verify`, `tresor access`): the rest of the server's
+ * configuration need not be valid for them.
+ */
+export function resolveDatabaseConfig(
+  flags: Source = {},
+  env: NodeJS.ProcessEnv = process.env,
+): DatabaseConfig {
+  const g = gatherSettings(CONFIG_FILE_SCHEMA, flags, env);
+  const problems = g.problems.filter((p) => p.pointer.startsWith('/database')).map((p) => p.message);
+  const database = databaseConfig(g.values.get('/database/url') as string | undefined, g, problems);
+  if (problems.length > 0) throw new ConfigError(problems, 'database configuration');
+  return database;
+}
+
 /** `database.url`, checked without ever repeating it (it may hold a password). */
 function databaseConfig(url: string | undefined, g: Gathered, problems: string[]): DatabaseConfig {
   if (url === undefined) return { kind: 'sqlite' };
