@@ -19,6 +19,7 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import type { IdentityDB } from '../identity/identity-store-schema.ts';
 import type { Role } from '../identity/roles.ts';
+import { appendOnly, REFUSE_CHANGE_FUNCTION, refusingTrigger } from '../store/pg/refuse-change.ts';
 
 export type GrantAccess = 'read' | 'read-write';
 export type GrantState = 'pending' | 'approved' | 'active' | 'denied' | 'expired' | 'revoked';
@@ -217,5 +218,76 @@ export const accessMigration: Migration = {
     await sql`CREATE TRIGGER access_reviews_no_delete BEFORE DELETE ON access_reviews BEGIN SELECT RAISE(ABORT, 'access reviews are append-only'); END`.execute(
       db,
     );
+  },
+};
+
+/**
+ * PostgreSQL's access tables: the same columns, constraints and triggers (plpgsql; `IS DISTINCT FROM`
+ * is SQLite's `IS NOT`), and TRUNCATE refused where DELETE is.
+ */
+export const accessPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    const fixed = FIXED_COLUMNS.map((c) => `NEW.${c} IS DISTINCT FROM OLD.${c}`).join(' OR ');
+    const moves = MOVES.map(([from, to]) => `(OLD.state = '${from}' AND NEW.state = '${to}')`).join(' OR ');
+    await sql`
+      CREATE TABLE grants (
+        id text PRIMARY KEY,
+        tenant text NOT NULL REFERENCES tenants (id),
+        requester text NOT NULL REFERENCES people (id),
+        requester_role text NOT NULL,
+        collections text NOT NULL,
+        access text NOT NULL,
+        reason text NOT NULL,
+        ticket text NOT NULL,
+        duration_ms bigint NOT NULL,
+        policy text NOT NULL,
+        state text NOT NULL,
+        break_glass integer NOT NULL DEFAULT 0,
+        requested_at text NOT NULL,
+        customer_approved_by text,
+        customer_approved_at text,
+        employee_approved_by text,
+        employee_approved_at text,
+        decided_at text,
+        decided_by text,
+        activated_at text,
+        expires_at text,
+        ended_at text,
+        end_reason text,
+        CONSTRAINT grants_state CHECK (state IN (${inList(GRANT_STATES)})),
+        CONSTRAINT grants_access CHECK (access IN (${inList(GRANT_ACCESSES)})),
+        CONSTRAINT grants_policy CHECK (policy IN (${inList(APPROVAL_POLICIES)})),
+        CONSTRAINT grants_break_glass CHECK (break_glass IN (0, 1)),
+        CONSTRAINT grants_duration CHECK (duration_ms > 0),
+        CONSTRAINT grants_active_expires CHECK (state NOT IN ('active') OR (activated_at IS NOT NULL AND expires_at IS NOT NULL))
+      );
+      CREATE INDEX grants_requester ON grants (requester, state);
+      CREATE INDEX grants_tenant ON grants (tenant, requested_at);
+      CREATE INDEX grants_state ON grants (state, expires_at);
+      CREATE TABLE grant_policies (
+        tenant text PRIMARY KEY REFERENCES tenants (id),
+        policy text NOT NULL,
+        updated_at text NOT NULL,
+        updated_by text NOT NULL,
+        CONSTRAINT grant_policies_policy CHECK (policy IN (${inList(APPROVAL_POLICIES)}))
+      );
+      CREATE TABLE access_reviews (
+        id text PRIMARY KEY,
+        period_from text NOT NULL,
+        period_to text NOT NULL,
+        tenant text REFERENCES tenants (id),
+        note text NOT NULL,
+        attested_by text NOT NULL REFERENCES people (id),
+        recorded_by text NOT NULL,
+        attested_at text NOT NULL,
+        CONSTRAINT access_reviews_period CHECK (period_from < period_to)
+      );
+      CREATE INDEX access_reviews_period ON access_reviews (period_from, period_to);
+      ${sql.raw(REFUSE_CHANGE_FUNCTION)}
+      ${sql.raw(refusingTrigger('grants_request_fixed', 'grants', 'UPDATE', 'a grant request does not change', fixed))}
+      ${sql.raw(refusingTrigger('grants_state_forward', 'grants', 'UPDATE', 'grant states only move forward', `NOT (${moves})`))}
+      ${sql.raw(refusingTrigger('grants_no_delete', 'grants', 'DELETE', 'grants are kept'))}
+      CREATE TRIGGER grants_no_truncate BEFORE TRUNCATE ON grants FOR EACH STATEMENT EXECUTE FUNCTION tresor_refuse_change('grants are kept');
+      ${sql.raw(appendOnly('access_reviews', 'access reviews are append-only'))}`.execute(db);
   },
 };

@@ -122,3 +122,49 @@ export const alertsMigration: Migration = {
       .execute();
   },
 };
+
+/** PostgreSQL's alert tables: the same columns and the same partial unique index; counts are bigint. */
+export const alertsPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE alerts (
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        severity text NOT NULL,
+        subject_kind text NOT NULL,
+        subject text NOT NULL,
+        first_seen text NOT NULL,
+        last_seen text NOT NULL,
+        count bigint NOT NULL,
+        evidence text NOT NULL,
+        state text NOT NULL,
+        acknowledged_by text,
+        acknowledged_at text,
+        acknowledge_note text,
+        resolved_by text,
+        resolved_at text,
+        resolve_note text,
+        CONSTRAINT alerts_severity CHECK (severity IN (${inList(ALERT_SEVERITIES)})),
+        CONSTRAINT alerts_state CHECK (state IN (${inList(ALERT_STATES)}))
+      );
+      CREATE UNIQUE INDEX alerts_unresolved ON alerts (kind, subject_kind, subject) WHERE state <> 'resolved';
+      CREATE INDEX alerts_last_seen ON alerts (last_seen);
+      CREATE TABLE alert_deliveries (
+        alert text NOT NULL REFERENCES alerts (id),
+        channel text NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL,
+        last_error text,
+        updated_at text NOT NULL,
+        next_attempt_at text NOT NULL,
+        CONSTRAINT alert_deliveries_pk PRIMARY KEY (alert, channel),
+        CONSTRAINT alert_deliveries_channel CHECK (channel IN (${inList(DELIVERY_CHANNELS)})),
+        CONSTRAINT alert_deliveries_state CHECK (state IN (${inList(DELIVERY_STATES)}))
+      );
+      CREATE TABLE alert_watch (
+        id integer PRIMARY KEY,
+        next_index bigint NOT NULL,
+        CONSTRAINT alert_watch_one_row CHECK (id = 1)
+      );`.execute(db);
+  },
+};

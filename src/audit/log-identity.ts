@@ -39,6 +39,17 @@ export const auditLogIdentityMigration: Migration = {
   },
 };
 
+/** PostgreSQL's audit_log_identity: the same one-row table. */
+export const auditLogIdentityPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`CREATE TABLE audit_log_identity (
+      id integer PRIMARY KEY CHECK (id = 1),
+      origin text NOT NULL,
+      fixed_at text NOT NULL
+    )`.execute(db);
+  },
+};
+
 /**
  * A fresh origin: `<host>/audit/<8 hex>`, a schema-less URL as tlog-checkpoint recommends, unique
  * by its random part even where every deployment has the same host name.

@@ -15,6 +15,7 @@
  * the witness and `tresor audit verify` are for.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
+import { appendOnly, REFUSE_CHANGE_FUNCTION, refusingTrigger } from '../store/pg/refuse-change.ts';
 
 export interface AuditLogTable {
   idx: number;
@@ -74,5 +75,23 @@ export const auditLogMigration: Migration = {
     await sql`CREATE TRIGGER audit_cursors_forward BEFORE UPDATE ON audit_cursors WHEN NEW.seq < OLD.seq BEGIN SELECT RAISE(ABORT, 'audit cursors only advance'); END`.execute(
       db,
     );
+  },
+};
+
+/** PostgreSQL's audit log tables: the same columns, bigint indexes and sizes, bytea hashes. */
+export const auditLogPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql
+      .raw(
+        `${REFUSE_CHANGE_FUNCTION}
+        CREATE TABLE audit_log (idx bigint PRIMARY KEY, tenant text, leaf text NOT NULL);
+        CREATE INDEX audit_log_tenant ON audit_log (tenant, idx);
+        CREATE TABLE audit_nodes (level integer NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, PRIMARY KEY (level, idx));
+        CREATE TABLE audit_checkpoints (size bigint PRIMARY KEY, note text NOT NULL, at text NOT NULL);
+        CREATE TABLE audit_cursors (source text PRIMARY KEY, seq bigint NOT NULL);
+        ${APPEND_ONLY.map((table) => appendOnly(table, 'the audit log is append-only')).join('\n')}
+        ${refusingTrigger('audit_cursors_forward', 'audit_cursors', 'UPDATE', 'audit cursors only advance', 'NEW.seq < OLD.seq')}`,
+      )
+      .execute(db);
   },
 };

@@ -103,3 +103,41 @@ export const backupRunsMigration: Migration = {
       .execute();
   },
 };
+
+/** PostgreSQL's backup tables: the same columns; byte and file counts are bigint. */
+export const backupRunsPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE backup_runs (
+        id text PRIMARY KEY,
+        trigger text NOT NULL,
+        started_at text NOT NULL,
+        ended_at text,
+        outcome text NOT NULL,
+        plaintext_bytes bigint,
+        stored_bytes bigint,
+        files bigint,
+        error_code text,
+        verification text,
+        verified_at text,
+        CONSTRAINT backup_runs_outcome CHECK (outcome IN (${inList(RUN_OUTCOMES)})),
+        CONSTRAINT backup_runs_verification CHECK (verification IS NULL OR verification IN (${inList(VERIFICATION_RESULTS)}))
+      );
+      CREATE INDEX backup_runs_started ON backup_runs (started_at);
+      CREATE TABLE backup_copies (
+        backup text NOT NULL REFERENCES backup_runs (id),
+        destination text NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL,
+        error_code text,
+        error_message text,
+        updated_at text NOT NULL,
+        verification text,
+        verification_code text,
+        verified_at text,
+        CONSTRAINT backup_copies_pk PRIMARY KEY (backup, destination),
+        CONSTRAINT backup_copies_state CHECK (state IN (${inList(COPY_STATES)})),
+        CONSTRAINT backup_copies_verification CHECK (verification IS NULL OR verification IN (${inList(VERIFICATION_RESULTS)}))
+      );`.execute(db);
+  },
+};

@@ -3,7 +3,7 @@
  * as hashes (api-keys.ts, operator-tokens.ts). A key belongs to a tenant (vault's table), an
  * operator token to an operator-admin person (identity's `people`).
  */
-import type { Kysely, Migration } from 'kysely';
+import { type Kysely, type Migration, sql } from 'kysely';
 import type { OperatorScope } from './operator-scopes.ts';
 
 export interface ApiKeysTable {
@@ -118,5 +118,40 @@ export const operatorTokensMigration: Migration = {
       .addColumn('last_used_at', 'text')
       .execute();
     await db.schema.createIndex('operator_tokens_owner').on('operator_tokens').column('owner').execute();
+  },
+};
+
+/**
+ * PostgreSQL's credential tables, as they stand after '0009-operator-tokens' (the old operators
+ * and their unscoped tokens never existed on PostgreSQL). Runs after identity's (people).
+ */
+export const credentialTablesPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        tenant text NOT NULL REFERENCES tenants (id),
+        secret_hash text NOT NULL,
+        collections text NOT NULL,
+        access text NOT NULL,
+        created_at text NOT NULL,
+        expires_at text,
+        revoked_at text,
+        last_used_at text,
+        label text
+      );
+      CREATE INDEX api_keys_tenant ON api_keys (tenant);
+      CREATE TABLE operator_tokens (
+        id text PRIMARY KEY,
+        owner text NOT NULL REFERENCES people (id),
+        scope text NOT NULL,
+        name text NOT NULL,
+        secret_hash text NOT NULL,
+        created_at text NOT NULL,
+        expires_at text NOT NULL,
+        revoked_at text,
+        last_used_at text
+      );
+      CREATE INDEX operator_tokens_owner ON operator_tokens (owner);`.execute(db);
   },
 };

@@ -266,3 +266,100 @@ export const systemKeysMigration: Migration = {
       .execute();
   },
 };
+
+/**
+ * PostgreSQL's identity tables: the same columns and constraints; counters and RFC 6238 steps are
+ * bigint. system_keys is here too (a separate migration on SQLite only because it came later).
+ */
+export const identityPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE people (
+        id text PRIMARY KEY,
+        side text NOT NULL,
+        role text NOT NULL,
+        tenant text REFERENCES tenants (id),
+        email text NOT NULL,
+        name text,
+        password_hash text,
+        password_set_at text,
+        enrolment_token_hash text UNIQUE,
+        enrolment_expires_at text,
+        enrolled_at text,
+        created_at text NOT NULL,
+        updated_at text NOT NULL,
+        disabled_at text,
+        removed_at text,
+        CONSTRAINT people_side CHECK (side IN (${inList(SIDES)})),
+        CONSTRAINT people_role CHECK (role IN (${inList(ALL_ROLES)})),
+        CONSTRAINT people_tenant CHECK ((side = 'operator' AND tenant IS NULL) OR (side = 'customer' AND tenant IS NOT NULL)),
+        CONSTRAINT people_email_lower CHECK (email = lower(email))
+      );
+      CREATE UNIQUE INDEX people_login ON people (side, coalesce(tenant, ''), email) WHERE removed_at IS NULL;
+      CREATE INDEX people_tenant ON people (tenant);
+      CREATE TABLE second_factors (
+        id text PRIMARY KEY,
+        person text NOT NULL REFERENCES people (id),
+        kind text NOT NULL,
+        label text,
+        secret_sealed text,
+        last_step bigint,
+        credential_id text UNIQUE,
+        public_key text,
+        sign_count bigint,
+        recovery_hashes text,
+        created_at text NOT NULL,
+        confirmed_at text,
+        last_used_at text,
+        revoked_at text,
+        CONSTRAINT second_factors_kind CHECK (kind IN (${inList(SECOND_FACTOR_KINDS)})),
+        CONSTRAINT second_factors_totp_sealed CHECK (kind <> 'totp' OR secret_sealed IS NOT NULL)
+      );
+      CREATE INDEX second_factors_person ON second_factors (person);
+      CREATE TABLE login_throttle (
+        subject text PRIMARY KEY,
+        consecutive_failures integer NOT NULL DEFAULT 0,
+        last_failure_at text,
+        locked_until text,
+        recent_failures text NOT NULL DEFAULT '[]',
+        updated_at text NOT NULL
+      );
+      CREATE TABLE pending_logins (
+        handle_hash text PRIMARY KEY,
+        person text REFERENCES people (id),
+        account_subject text NOT NULL,
+        address text NOT NULL,
+        created_at text NOT NULL,
+        expires_at text NOT NULL,
+        failures integer NOT NULL DEFAULT 0,
+        used_at text
+      );
+      CREATE INDEX pending_logins_expires ON pending_logins (expires_at);
+      CREATE TABLE sessions (
+        id text PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        person text NOT NULL REFERENCES people (id),
+        side text NOT NULL,
+        tenant text,
+        created_at text NOT NULL,
+        last_seen_at text NOT NULL,
+        idle_expires_at text NOT NULL,
+        absolute_expires_at text NOT NULL,
+        revoked_at text,
+        revoke_reason text,
+        csrf_hash text NOT NULL,
+        factors text NOT NULL,
+        fresh_2fa_at text,
+        address text,
+        user_agent text
+      );
+      CREATE INDEX sessions_person ON sessions (person);
+      CREATE TABLE system_keys (
+        name text PRIMARY KEY,
+        key_id text NOT NULL,
+        keyd_tenant text NOT NULL,
+        wrapped text NOT NULL,
+        created_at text NOT NULL
+      );`.execute(db);
+  },
+};

@@ -13,7 +13,7 @@
  *
  * Times are ISO 8601 UTC text, as everywhere in the control store.
  */
-import type { Kysely, Migration, Transaction } from 'kysely';
+import { type Kysely, type Migration, sql, type Transaction } from 'kysely';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import type { Store } from '../store/types.ts';
 
@@ -74,6 +74,31 @@ export const webAuthnMigration: Migration = {
       // One outstanding challenge per person and ceremony: beginning again replaces the earlier one.
       .addPrimaryKeyConstraint('webauthn_challenges_pk', ['person', 'kind'])
       .execute();
+  },
+};
+
+/** PostgreSQL's WebAuthn tables: the same columns; the signature counter is bigint (§6.1.1: 32 bits unsigned). */
+export const webAuthnPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE webauthn_credentials (
+        id text PRIMARY KEY,
+        person text NOT NULL,
+        public_key text NOT NULL,
+        counter bigint NOT NULL,
+        transports text NOT NULL,
+        created_at text NOT NULL,
+        last_used_at text,
+        revoked_at text
+      );
+      CREATE INDEX webauthn_credentials_person ON webauthn_credentials (person);
+      CREATE TABLE webauthn_challenges (
+        person text NOT NULL,
+        kind text NOT NULL,
+        challenge text NOT NULL,
+        expires_at text NOT NULL,
+        CONSTRAINT webauthn_challenges_pk PRIMARY KEY (person, kind)
+      );`.execute(db);
   },
 };
 

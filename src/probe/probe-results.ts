@@ -35,6 +35,21 @@ export const probeResultsMigration: Migration = {
   },
 };
 
+/** PostgreSQL's probe_results: the same columns (`ok` 0/1 as everywhere). */
+export const probeResultsPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE probe_results (
+        at text NOT NULL,
+        ok integer NOT NULL,
+        failed_step text,
+        failed_why text,
+        ms text NOT NULL
+      );
+      CREATE INDEX probe_results_at ON probe_results (at);`.execute(db);
+  },
+};
+
 /** What the probe job needs of the store: a write and a read of its own table. */
 export interface ProbeResultsStore {
   write<T>(work: (trx: Transaction<ProbeDB>) => Promise<T>): Promise<T>;

@@ -12,23 +12,38 @@
  */
 import { join } from 'node:path';
 import type { Migration } from 'kysely';
-import { type AccessDB, accessMigration } from '../access/access-store-schema.ts';
-import { type AlertsDB, alertsMigration } from '../alerts/alert-store-schema.ts';
-import { auditEventsMigration, type WithAuditEvents } from '../audit/event.ts';
-import { auditLogIdentityMigration, type WithAuditLogIdentity } from '../audit/log-identity.ts';
-import { auditLogMigration, type WithAuditLog } from '../audit/log-schema.ts';
-import { type BackupDB, backupRunsMigration } from '../backup/backup-store-schema.ts';
-import { credentialTablesMigration, operatorTokensMigration } from '../identity/credential-store-schema.ts';
+import type pg from 'pg';
+import { type AccessDB, accessMigration, accessPgMigration } from '../access/access-store-schema.ts';
+import { type AlertsDB, alertsMigration, alertsPgMigration } from '../alerts/alert-store-schema.ts';
+import { auditEventsMigration, auditEventsPgMigration, type WithAuditEvents } from '../audit/event.ts';
+import {
+  auditLogIdentityMigration,
+  auditLogIdentityPgMigration,
+  type WithAuditLogIdentity,
+} from '../audit/log-identity.ts';
+import { auditLogMigration, auditLogPgMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import { type BackupDB, backupRunsMigration, backupRunsPgMigration } from '../backup/backup-store-schema.ts';
+import {
+  credentialTablesMigration,
+  credentialTablesPgMigration,
+  operatorTokensMigration,
+} from '../identity/credential-store-schema.ts';
 import {
   type IdentityDB,
   identityMigration,
+  identityPgMigration,
   systemKeysMigration,
 } from '../identity/identity-store-schema.ts';
-import { webAuthnMigration } from '../identity/webauthn-store.ts';
-import { type ProbeDB, probeResultsMigration } from '../probe/probe-results.ts';
+import { webAuthnMigration, webAuthnPgMigration } from '../identity/webauthn-store.ts';
+import { type ProbeDB, probeResultsMigration, probeResultsPgMigration } from '../probe/probe-results.ts';
+import { openPgStore, type PgStore } from '../store/pg/store.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { MigrationRenames, Migrations } from '../store/types.ts';
-import { tenantTablesMigration, type VaultControlDB } from '../vault/vault-control-schema.ts';
+import {
+  tenantTablesMigration,
+  tenantTablesPgMigration,
+  type VaultControlDB,
+} from '../vault/vault-control-schema.ts';
 
 /** Every table of the control store. */
 export interface ControlDB
@@ -61,7 +76,7 @@ const controlTablesMigration: Migration = {
   },
 };
 
-/** The control store's migrations, applied in name order by openSqliteStore. */
+/** The control store's SQLite migrations, applied in name order by openSqliteStore. */
 export const controlStoreMigrations: Migrations = {
   '0001-audit-events': auditEventsMigration,
   '0002-control-tables': controlTablesMigration,
@@ -96,5 +111,43 @@ export function openControlStore(
   return openSqliteStore<ControlDB>(path, controlStoreMigrations, {
     ...options,
     renamedMigrations: renamedControlStoreMigrations,
+  });
+}
+
+/** The PostgreSQL schema of the control store's tables (tenants have a schema each: tenant_<id>). */
+export const CONTROL_SCHEMA = 'tresor';
+
+/**
+ * The control store's PostgreSQL history: its own numbering, each domain's tables whole as they
+ * stand on SQLite after 0001–0012 (nothing of SQLite's history is replayed). In dependency order:
+ * tenants before what references them, people before operator tokens.
+ */
+export const controlStorePgMigrations: Migrations = {
+  '0001-audit-events': auditEventsPgMigration,
+  '0002-tenants': tenantTablesPgMigration,
+  '0003-identity': identityPgMigration,
+  '0004-credentials': credentialTablesPgMigration,
+  '0005-webauthn': webAuthnPgMigration,
+  '0006-access': accessPgMigration,
+  '0007-audit-log': auditLogPgMigration,
+  '0008-audit-log-identity': auditLogIdentityPgMigration,
+  '0009-backup-runs': backupRunsPgMigration,
+  '0010-probe-results': probeResultsPgMigration,
+  '0011-alerts': alertsPgMigration,
+};
+
+/**
+ * Opens and migrates the control store in schema `tresor` of a PostgreSQL database, given its URL
+ * (the store makes and ends its pool) or a pool from createPgPool shared with the tenant stores.
+ */
+export function openPgControlStore(
+  connection: string | pg.Pool,
+  options: { maxBatch?: number } = {},
+): Promise<PgStore<ControlDB>> {
+  return openPgStore<ControlDB>({
+    ...(typeof connection === 'string' ? { url: connection } : { pool: connection }),
+    schema: CONTROL_SCHEMA,
+    migrations: controlStorePgMigrations,
+    ...options,
   });
 }

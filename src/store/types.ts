@@ -1,10 +1,12 @@
 /**
- * The storage interface the domains use: async and dialect-neutral (Kysely), so PostgreSQL can come
- * later behind it without touching domain code. SQLite (one file per store) is the first backend.
+ * The storage interface the domains use: async and dialect-neutral (Kysely), with two backends
+ * behind it: SQLite (one file per store, src/store/sqlite/) and PostgreSQL (one schema per store,
+ * src/store/pg/; docs/architecture.md, "Backends").
  *
  * Writes go through `write()`: group commit. Concurrent callers' work runs inside ONE durable
  * transaction (each in its own savepoint, so one failure does not undo the others), and every
- * caller's promise resolves only after that transaction's COMMIT is on disk (synchronous=FULL).
+ * caller's promise resolves only after that transaction's COMMIT is on disk (SQLite synchronous=FULL,
+ * PostgreSQL synchronous_commit=on with fsync on).
  * A change and its audit event written in the same `write()` commit together or not at all.
  */
 import type { Kysely, Migration, Transaction } from 'kysely';
@@ -35,3 +37,39 @@ export type Migrations = Record<string, Migration>;
  * order (a name freed by one pair may be taken by a later one).
  */
 export type MigrationRenames = readonly (readonly [from: string, to: string])[];
+
+export interface TenantStoresStats {
+  /** Stores open now (or opening). */
+  open: number;
+  /** Stores opened (or created) since the registry was made. */
+  opened: number;
+  /** Stores closed (or closing) since (LRU, destroy, close). */
+  closed: number;
+}
+
+/** The registry of tenant stores, one per tenant (a SQLite file or a PostgreSQL schema). */
+export interface TenantStores<DB> {
+  /** Creates the tenant's store (migrations applied) and returns it; refuses if it exists. */
+  create(tenant: string): Promise<Store<DB>>;
+  /** The tenant's store; TRESOR_ERR_NOT_FOUND if it was never created or was destroyed. */
+  open(tenant: string): Promise<Store<DB>>;
+  exists(tenant: string): Promise<boolean>;
+  /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
+  destroy(tenant: string): Promise<void>;
+  /** A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's name. */
+  scratchPath(tenant: string): Promise<string>;
+  /**
+   * Swaps the prepared file `scratch` in for the tenant's live store (see the header): waits for
+   * reads and writes in flight, closes the store, runs `beforeSwap(livePath)` with no connection of
+   * this registry open on it, then renames. TRESOR_ERR_NOT_FOUND if the live store does not exist
+   * (never created, or destroyed meanwhile): the scratch file is then left for the caller to remove.
+   */
+  replace(tenant: string, scratch: string, beforeSwap: (livePath: string) => Promise<void>): Promise<void>;
+  /** Removes scratch files a stopped process left behind (at start, before any replace). */
+  removeScratch(): Promise<number>;
+  /** Tenants whose store is open now, least recently used first. */
+  openTenants(): string[];
+  stats(): TenantStoresStats;
+  /** Finishes queued writes and closes every store; the registry refuses work afterwards. */
+  close(): Promise<void>;
+}

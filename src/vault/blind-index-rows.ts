@@ -3,8 +3,9 @@
  * under a per-field key derived from the collection's pinned blind-index key. A search computes the
  * MACs of the asked values and lets the store intersect the matching record ids (src/vault/record-search.ts).
  */
-import { CompiledQuery, type Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import { blindIndex, deriveBlindIndexKey } from '../crypto/index.ts';
+import { FixedStatement } from '../store/dialect.ts';
 import type { Collection } from './collection-row.ts';
 import { indexForm, type RecordData } from './schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
@@ -17,7 +18,9 @@ export interface IndexRow {
 }
 
 // Precompiled: a record create's single index row is on the hottest write path.
-const INSERT_INDEX_ROW = 'INSERT INTO blind_index (collection, field, mac, record_id) VALUES (?, ?, ?, ?)';
+const INSERT_INDEX_ROW = new FixedStatement(
+  'INSERT INTO blind_index (collection, field, mac, record_id) VALUES (?, ?, ?, ?)',
+);
 
 /**
  * Lends the blind-index key of one field of a collection (HKDF from the collection's blind-index
@@ -76,7 +79,7 @@ export async function insertIndexRows(
 ): Promise<void> {
   if (rows.length === 1) {
     const [r] = rows as [IndexRow];
-    await trx.executeQuery(CompiledQuery.raw(INSERT_INDEX_ROW, [collection, r.field, r.mac, r.record]));
+    await trx.executeQuery(INSERT_INDEX_ROW.compile(trx, [collection, r.field, r.mac, r.record]));
     return;
   }
   // 4 parameters a row: 200 rows stay far below SQLite's bound-parameter limit.

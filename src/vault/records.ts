@@ -9,10 +9,11 @@
  * transaction opens, and the transaction re-checks that the schema it was done for is still current
  * (else the operation is retried).
  */
-import { CompiledQuery } from 'kysely';
+
 import { appendAuditEvent } from '../audit/event.ts';
 import { pooledRandomBytes } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
+import { FixedStatement } from '../store/dialect.ts';
 import { computeIndexRows, insertIndexRows } from './blind-index-rows.ts';
 import { requireCollection } from './collection-cache.ts';
 import { openRecord, sealRecord } from './field-crypto.ts';
@@ -40,8 +41,9 @@ export function newRecordId(): string {
 
 // Precompiled statements of the hottest paths (record create and read): building and compiling the
 // query builder's syntax tree cost more than running the statement.
-const INSERT_RECORD =
-  'INSERT INTO records (id, collection, version, created_at, updated_at, expires_at, fields) VALUES (?, ?, ?, ?, ?, ?, ?)';
+const INSERT_RECORD = new FixedStatement(
+  'INSERT INTO records (id, collection, version, created_at, updated_at, expires_at, fields) VALUES (?, ?, ?, ?, ?, ?, ?)',
+);
 
 export async function createRecord(
   ctx: VaultContext,
@@ -74,7 +76,7 @@ export async function createRecord(
     await store.write(async (trx) => {
       await assertSchemaVersion(trx, collection);
       await trx.executeQuery(
-        CompiledQuery.raw(INSERT_RECORD, [
+        INSERT_RECORD.compile(trx, [
           id,
           collection.name,
           1,
@@ -98,7 +100,7 @@ export async function createRecord(
   });
 }
 
-const READ_RECORD = 'SELECT version, fields FROM records WHERE id = ? AND collection = ?';
+const READ_RECORD = new FixedStatement('SELECT version, fields FROM records WHERE id = ? AND collection = ?');
 
 export async function readRecord(
   ctx: VaultContext,
@@ -114,7 +116,7 @@ export async function readRecord(
   if (!RECORD_ID.test(id)) throw notFound();
   // Precompiled: the query builder's syntax tree and compile were a thirtieth of a read.
   const { rows } = await store.db.executeQuery<{ version: number; fields: Uint8Array }>(
-    CompiledQuery.raw(READ_RECORD, [id, collection.name]),
+    READ_RECORD.compile(store.db, [id, collection.name]),
   );
   const row = rows[0];
   if (!row) throw notFound();

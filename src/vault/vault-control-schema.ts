@@ -94,3 +94,35 @@ export const tenantTablesMigration: Migration = {
       .execute();
   },
 };
+
+/** PostgreSQL's tenant tables (the control store's PostgreSQL history starts with them whole). */
+export const tenantTablesPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE tenants (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        state text NOT NULL,
+        contract_start text NOT NULL,
+        contract_end text,
+        created_at text NOT NULL,
+        updated_at text NOT NULL,
+        closed_at text,
+        close_reason text,
+        close_export_pending integer NOT NULL DEFAULT 0,
+        keys_destroyed_at text,
+        key_ids_destroyed text,
+        store_destroyed_at text,
+        CONSTRAINT tenants_state CHECK (state IN (${inList(TENANT_STATES)}))
+      );
+      CREATE UNIQUE INDEX tenants_live_name ON tenants (name) WHERE state <> 'closed';
+      CREATE INDEX tenants_state ON tenants (state);
+      CREATE TABLE deletion_certificates (
+        tenant text PRIMARY KEY REFERENCES tenants (id),
+        body text NOT NULL,
+        signature text NOT NULL,
+        key_name text NOT NULL,
+        created_at text NOT NULL
+      );`.execute(db);
+  },
+};

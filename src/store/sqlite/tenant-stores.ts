@@ -36,11 +36,11 @@ import {
   type Transaction,
 } from 'kysely';
 import { TresorError } from '../../errors.ts';
-import type { Migrations, Store } from '../types.ts';
+import { assertTenantId } from '../tenant-id.ts';
+import type { Migrations, Store, TenantStores, TenantStoresStats } from '../types.ts';
 import { openSqliteStore, type SqliteStore } from './store.ts';
 import { syncFolder, wipeFiles } from './wipe.ts';
 
-export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const DEFAULT_MAX_OPEN_TENANT_STORES = 256;
 
 export interface TenantStoresOptions {
@@ -53,52 +53,12 @@ export interface TenantStoresOptions {
   maxBatch?: number;
 }
 
-export interface TenantStoresStats {
-  /** Stores open now (or opening). */
-  open: number;
-  /** Stores opened (or created) since the registry was made. */
-  opened: number;
-  /** Stores closed (or closing) since (LRU, destroy, close). */
-  closed: number;
-}
-
-export interface TenantStores<DB> {
-  /** Creates the tenant's store (migrations applied) and returns it; refuses if it exists. */
-  create(tenant: string): Promise<Store<DB>>;
-  /** The tenant's store; TRESOR_ERR_NOT_FOUND if it was never created or was destroyed. */
-  open(tenant: string): Promise<Store<DB>>;
-  exists(tenant: string): Promise<boolean>;
-  /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
-  destroy(tenant: string): Promise<void>;
-  /** A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's name. */
-  scratchPath(tenant: string): Promise<string>;
-  /**
-   * Swaps the prepared file `scratch` in for the tenant's live store (see the header): waits for
-   * reads and writes in flight, closes the store, runs `beforeSwap(livePath)` with no connection of
-   * this registry open on it, then renames. TRESOR_ERR_NOT_FOUND if the live store does not exist
-   * (never created, or destroyed meanwhile): the scratch file is then left for the caller to remove.
-   */
-  replace(tenant: string, scratch: string, beforeSwap: (livePath: string) => Promise<void>): Promise<void>;
-  /** Removes scratch files a stopped process left behind (at start, before any replace). */
-  removeScratch(): Promise<number>;
-  /** Tenants whose store is open now, least recently used first. */
-  openTenants(): string[];
-  stats(): TenantStoresStats;
-  /** Finishes queued writes and closes every store; the registry refuses work afterwards. */
-  close(): Promise<void>;
-}
+// Where they were first defined: importers of the SQLite registry keep finding them here.
+export { assertTenantId, TENANT_ID_PATTERN } from '../tenant-id.ts';
+export type { TenantStores, TenantStoresStats } from '../types.ts';
 
 export function createTenantStores<DB>(options: TenantStoresOptions): TenantStores<DB> {
   return new SqliteTenantStores<DB>(options);
-}
-
-/** Throws unless `tenant` is a valid tenant id; the only gate between input and a file path. */
-export function assertTenantId(tenant: unknown): asserts tenant is string {
-  if (typeof tenant !== 'string' || !TENANT_ID_PATTERN.test(tenant)) {
-    throw new TresorError('TRESOR_ERR_BAD_REQUEST', 'invalid tenant id', {
-      pattern: TENANT_ID_PATTERN.source,
-    });
-  }
 }
 
 interface Lease<DB> {

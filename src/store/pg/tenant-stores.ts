@@ -1,0 +1,364 @@
+/**
+ * One PostgreSQL schema per tenant ("a store per contract"): `tenant_<id>` in the data database,
+ * created when the contract starts (CREATE SCHEMA, then the tenant migrations in it) and dropped
+ * when it ends (DROP SCHEMA … CASCADE: the tables and their ciphertext go with it; crypto-shredding
+ * destroys the keys first, as on SQLite).
+ *
+ * Isolation: domain queries name tables without a schema, so a tenant's connection must never
+ * resolve a name in another schema.
+ * - Reads borrow a pool connection whose search_path is set to the tenant's schema (and nothing
+ *   else) before the first query of each use (pool.ts sessionPool): builders and raw `sql` alike
+ *   resolve unqualified names there. One mechanism for both is why withSchema() is not used: it
+ *   would qualify only the builders, and a raw query would still go by the search_path.
+ * - Writes of every tenant share one group-commit writer (one connection for all tenants, so one
+ *   WAL flush commits many tenants' writes, and an open tenant costs no connection of its own); each
+ *   job sets `SET LOCAL search_path` to its tenant inside its own savepoint before its work runs,
+ *   and the writer connection's own search_path is empty.
+ * What this does not stop: a query that names another schema explicitly (`tenant_x.records`).
+ * Tresor's code never qualifies a tenant table; closing that too needs a role per tenant.
+ *
+ * Tenant ids are checked against TENANT_ID_PATTERN and quoted as identifiers; an id longer than 56
+ * characters is refused (PostgreSQL cuts names at 63 bytes, which would make two ids one schema).
+ *
+ * destroy() waits for the tenant's reads and writes in flight and refuses new ones meanwhile, then
+ * drops the schema; it is idempotent (DROP SCHEMA IF EXISTS). replace() and scratchPath() (the
+ * in-place restore of one tenant from a SQLite backup file) are not supported on PostgreSQL yet: they
+ * throw TRESOR_ERR_UNAVAILABLE saying so.
+ */
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import type pg from 'pg';
+import { TresorError } from '../../errors.ts';
+import { assertTenantId } from '../tenant-id.ts';
+import type { Migrations, Store, TenantStores, TenantStoresStats } from '../types.ts';
+import { DEFAULT_MAX_BATCH, PgGroupCommit } from './group-commit.ts';
+import { describeLocation, quoteIdent, sessionPool } from './pool.ts';
+import { checkDatabase, migrate, poolOf } from './store.ts';
+
+/** PostgreSQL's identifier limit (NAMEDATALEN - 1) less the `tenant_` prefix. */
+const MAX_PG_TENANT_ID = 63 - 'tenant_'.length;
+
+export const DEFAULT_REMEMBERED_TENANTS = 256;
+
+export interface PgTenantStoresOptions {
+  url?: string;
+  /** A pool from createPgPool, shared with the control store (its owner ends it). */
+  pool?: pg.Pool;
+  migrations: Migrations;
+  /** Passed to the shared writer's group commit. */
+  maxBatch?: number;
+  /** Tenants whose handle is kept (a Kysely each), least recently used forgotten first (default 256). */
+  maxOpen?: number;
+}
+
+/** The schema of a tenant's store. */
+export function tenantSchema(tenant: string): string {
+  assertTenantId(tenant);
+  if (tenant.length > MAX_PG_TENANT_ID)
+    throw new TresorError(
+      'TRESOR_ERR_BAD_REQUEST',
+      `a tenant id is at most ${MAX_PG_TENANT_ID} characters on PostgreSQL`,
+    );
+  return `tenant_${tenant}`;
+}
+
+export async function createPgTenantStores<DB>(options: PgTenantStoresOptions): Promise<TenantStores<DB>> {
+  const { pool, owned } = poolOf(options);
+  const writer = new PgGroupCommit(pool, "''", options.maxBatch ?? DEFAULT_MAX_BATCH);
+  try {
+    await checkDatabase(writer.kysely());
+  } catch (error) {
+    await writer.close();
+    if (owned) await pool.end();
+    throw error;
+  }
+  return new PgTenantStores<DB>(pool, owned, writer, options);
+}
+
+interface Entry<DB> {
+  readonly handle: PgTenantStore<DB>;
+  /** Reads and writes in flight; destroy() waits for zero. */
+  pins: number;
+  idleWaiters: Array<() => void>;
+}
+
+class PgTenantStores<DB> implements TenantStores<DB> {
+  readonly #pool: pg.Pool;
+  readonly #ownedPool: boolean;
+  readonly #writer: PgGroupCommit;
+  readonly #migrations: Migrations;
+  readonly #maxOpen: number;
+  /** Known tenants in LRU order (Map keeps insertion order; a use moves the tenant to the end). */
+  readonly #entries = new Map<string, Entry<DB>>();
+  readonly #lifecycle = new Map<string, Promise<void>>();
+  readonly #destroying = new Set<string>();
+  readonly #counts = { opened: 0, closed: 0 };
+  #closed: Promise<void> | undefined;
+
+  constructor(pool: pg.Pool, ownedPool: boolean, writer: PgGroupCommit, options: PgTenantStoresOptions) {
+    const maxOpen = options.maxOpen ?? DEFAULT_REMEMBERED_TENANTS;
+    if (!Number.isSafeInteger(maxOpen) || maxOpen < 1)
+      throw new RangeError('maxOpen must be a positive integer');
+    this.#pool = pool;
+    this.#ownedPool = ownedPool;
+    this.#writer = writer;
+    this.#migrations = options.migrations;
+    this.#maxOpen = maxOpen;
+  }
+
+  async create(tenant: string): Promise<Store<DB>> {
+    const schema = tenantSchema(tenant);
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      this.#assertOpen();
+      const db = this.#kyselyFor<unknown>(schema);
+      try {
+        try {
+          await sql.raw(`CREATE SCHEMA ${quoteIdent(schema)}`).execute(db);
+        } catch (error) {
+          if (sqlState(error) === '42P06')
+            throw new TresorError('TRESOR_ERR_CONFLICT', 'the tenant store exists');
+          throw error;
+        }
+        try {
+          await migrate(db, schema, this.#migrations);
+        } catch (error) {
+          await sql.raw(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`).execute(db);
+          throw error;
+        }
+      } finally {
+        await db.destroy();
+      }
+      this.#remember(tenant);
+    });
+    return this.#remember(tenant).handle;
+  }
+
+  async open(tenant: string): Promise<Store<DB>> {
+    tenantSchema(tenant);
+    this.#assertOpen();
+    const pending = this.#lifecycle.get(tenant);
+    if (pending) await pending;
+    if (this.#destroying.has(tenant))
+      throw new TresorError('TRESOR_ERR_GONE', 'the tenant store is being destroyed');
+    const known = this.#entries.get(tenant);
+    if (known) return this.#remember(tenant).handle;
+    if (!(await this.#schemaExists(tenant)))
+      throw new TresorError('TRESOR_ERR_NOT_FOUND', 'the tenant store does not exist');
+    return this.#remember(tenant).handle;
+  }
+
+  async exists(tenant: string): Promise<boolean> {
+    tenantSchema(tenant);
+    if (this.#destroying.has(tenant)) return false;
+    return this.#schemaExists(tenant);
+  }
+
+  async destroy(tenant: string): Promise<void> {
+    const schema = tenantSchema(tenant);
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      this.#destroying.add(tenant);
+      try {
+        const entry = this.#entries.get(tenant);
+        if (entry) {
+          while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+          this.#forget(tenant, entry);
+        }
+        const client = await this.#pool.connect();
+        try {
+          await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+        } finally {
+          client.release();
+        }
+      } finally {
+        this.#destroying.delete(tenant);
+      }
+    });
+  }
+
+  async scratchPath(tenant: string): Promise<string> {
+    tenantSchema(tenant);
+    throw notSupported();
+  }
+
+  async replace(tenant: string): Promise<void> {
+    tenantSchema(tenant);
+    throw notSupported();
+  }
+
+  /** No scratch schemas exist on PostgreSQL (replace() is not supported yet). */
+  async removeScratch(): Promise<number> {
+    return 0;
+  }
+
+  openTenants(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  stats(): TenantStoresStats {
+    return { open: this.#entries.size, ...this.#counts };
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await Promise.all(this.#lifecycle.values());
+      const entries = [...this.#entries];
+      await Promise.all(
+        entries.map(async ([tenant, entry]) => {
+          while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+          this.#forget(tenant, entry);
+        }),
+      );
+      await this.#writer.close();
+      if (this.#ownedPool) await this.#pool.end();
+    })();
+    return this.#closed;
+  }
+
+  async #schemaExists(tenant: string): Promise<boolean> {
+    const { rows } = await this.#pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [
+      tenantSchema(tenant),
+    ]);
+    return rows.length > 0;
+  }
+
+  /** The tenant's entry, made if new, moved to the LRU's end; forgets the oldest idle ones past maxOpen. */
+  #remember(tenant: string): Entry<DB> {
+    let entry = this.#entries.get(tenant);
+    if (entry) {
+      this.#entries.delete(tenant);
+    } else {
+      entry = { handle: new PgTenantStore<DB>(this, tenant), pins: 0, idleWaiters: [] };
+      this.#counts.opened++;
+    }
+    this.#entries.set(tenant, entry);
+    let excess = this.#entries.size - this.#maxOpen;
+    for (const [other, e] of this.#entries) {
+      if (excess <= 0) break;
+      if (e.pins > 0 || other === tenant) continue;
+      this.#forget(other, e);
+      excess--;
+    }
+    return entry;
+  }
+
+  #forget(tenant: string, entry: Entry<DB>): void {
+    if (this.#entries.get(tenant) !== entry) return;
+    // The handle's Kysely holds no connection of its own (they are the pool's): a caller that kept
+    // the handle goes on using it, and the registry makes a new entry for it on its next use.
+    this.#entries.delete(tenant);
+    this.#counts.closed++;
+  }
+
+  /** Holds the tenant for one read or write; refuses while it is being destroyed. */
+  pin(tenant: string): () => void {
+    this.#assertOpen();
+    if (this.#destroying.has(tenant))
+      throw new TresorError('TRESOR_ERR_GONE', 'the tenant store is being destroyed');
+    const entry = this.#entries.get(tenant) ?? this.#remember(tenant);
+    entry.pins++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      entry.pins--;
+      if (entry.pins === 0) for (const wake of entry.idleWaiters.splice(0)) wake();
+    };
+  }
+
+  /** A Kysely whose every connection has the tenant's schema as its whole search_path. */
+  #kyselyFor<T>(schema: string, hold?: () => () => void): Kysely<T> {
+    return new Kysely<T>({
+      dialect: new PostgresDialect({ pool: sessionPool(this.#pool, quoteIdent(schema), hold) }),
+    });
+  }
+
+  /** Reads of the tenant: a borrowed connection holds the tenant until given back (destroy waits). */
+  readerFor(tenant: string): Kysely<DB> {
+    return this.#kyselyFor<DB>(tenantSchema(tenant), () => this.pin(tenant));
+  }
+
+  async write<T>(tenant: string, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
+    const pending = this.#lifecycle.get(tenant);
+    if (pending && !this.#destroying.has(tenant)) await pending;
+    const release = this.pin(tenant);
+    try {
+      return await this.#writer.write(tenantSchema(tenant), work);
+    } finally {
+      release();
+    }
+  }
+
+  async healthy(tenant: string): Promise<boolean> {
+    if (this.#closed || this.#destroying.has(tenant)) return false;
+    try {
+      return (await this.#schemaExists(tenant)) && (await this.#writer.healthy());
+    } catch {
+      return false;
+    }
+  }
+
+  locationOf(tenant: string): string {
+    return describeLocation(this.#pool, tenantSchema(tenant));
+  }
+
+  /** Runs create/destroy steps of one tenant one at a time; open() waits for them. */
+  async #exclusive(tenant: string, step: () => Promise<void>): Promise<void> {
+    const previous = this.#lifecycle.get(tenant);
+    const run = (previous ?? Promise.resolve()).then(step);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#lifecycle.set(tenant, settled);
+    try {
+      await run;
+    } finally {
+      if (this.#lifecycle.get(tenant) === settled) this.#lifecycle.delete(tenant);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new TresorError('TRESOR_ERR_UNAVAILABLE', 'the tenant stores are closed');
+  }
+}
+
+/** What open() and create() return: reads and writes of one tenant's schema through the registry. */
+class PgTenantStore<DB> implements Store<DB> {
+  readonly location: string;
+  readonly db: Kysely<DB>;
+  readonly #registry: PgTenantStores<DB>;
+  readonly #tenant: string;
+
+  constructor(registry: PgTenantStores<DB>, tenant: string) {
+    this.#registry = registry;
+    this.#tenant = tenant;
+    this.location = registry.locationOf(tenant);
+    this.db = registry.readerFor(tenant);
+  }
+
+  write<T>(work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
+    return this.#registry.write(this.#tenant, work);
+  }
+
+  healthy(): Promise<boolean> {
+    return this.#registry.healthy(this.#tenant);
+  }
+
+  /** The registry owns the connections (TenantStores.close()); a handle has nothing to close. */
+  async close(): Promise<void> {}
+}
+
+function notSupported(): TresorError {
+  return new TresorError(
+    'TRESOR_ERR_UNAVAILABLE',
+    'restoring one tenant store in place (scratchPath/replace) is not supported on PostgreSQL yet',
+  );
+}
+
+function sqlState(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') {
+    return error.code;
+  }
+  return undefined;
+}
