@@ -20,22 +20,21 @@ import type { SequencerLease } from '../audit/sequencer-lease.ts';
 import { createPgSequencerLease } from '../audit/sequencer-lease-pg.ts';
 import { redactDatabaseUrl } from '../config/database-url.ts';
 import type { DatabaseConfig } from '../config/server-config.ts';
+import { createPgTenantStores } from '../store/pg/tenant-stores.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
-import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
-import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
-
-// TEMPORARY until the PostgreSQL store lands in this branch: resolved at run time only.
-interface PgStoreModules {
-  CONTROL_SCHEMA: string;
-  openPgControlStore(url: string): Promise<Store<ControlDB>>;
-  createPgTenantStores<DB>(options: { url: string; migrations: unknown }): Promise<TenantStores<DB>>;
-}
-async function pgStoreModules(): Promise<PgStoreModules> {
-  const control = './control-store.ts';
-  const tenants = ['..', 'store', 'pg', 'tenant-stores.ts'].join('/');
-  return { ...(await import(control)), ...(await import(tenants)) } as PgStoreModules;
-}
+import {
+  type TenantDB,
+  tenantStoreMigrations,
+  tenantStorePgMigrations,
+} from '../vault/tenant-store-schema.ts';
+import {
+  CONTROL_SCHEMA,
+  type ControlDB,
+  controlStorePath,
+  openControlStore,
+  openPgControlStore,
+} from './control-store.ts';
 
 export interface BackendConfig {
   dataDir: string;
@@ -66,11 +65,10 @@ export async function openDataBackend(config: BackendConfig): Promise<DataBacken
   if (config.database.kind === 'postgres') {
     const { url } = config.database;
     const shown = redactDatabaseUrl(url);
-    const { CONTROL_SCHEMA, openPgControlStore, createPgTenantStores } = await pgStoreModules();
     const control = await openPgControlStore(url);
     let tenantStores: TenantStores<TenantDB>;
     try {
-      tenantStores = await createPgTenantStores<TenantDB>({ url, migrations: tenantStoreMigrations });
+      tenantStores = await createPgTenantStores<TenantDB>({ url, migrations: tenantStorePgMigrations });
     } catch (error) {
       await control.close();
       throw error;
@@ -107,8 +105,7 @@ export async function openControlOf(
   config: BackendConfig,
   options: { mustExist?: boolean } = {},
 ): Promise<Store<ControlDB>> {
-  if (config.database.kind === 'postgres')
-    return (await pgStoreModules()).openPgControlStore(config.database.url);
+  if (config.database.kind === 'postgres') return openPgControlStore(config.database.url);
   return openControlStore(controlStorePath(config.dataDir), { fileMustExist: options.mustExist === true });
 }
 
@@ -116,7 +113,6 @@ export async function openControlOf(
 export async function openAuditLogOf(config: BackendConfig): Promise<AuditLogSnapshot> {
   if (config.database.kind === 'postgres') {
     const { url } = config.database;
-    const { CONTROL_SCHEMA } = await pgStoreModules();
     return openPgLogSnapshot({ url, shown: redactDatabaseUrl(url), schema: CONTROL_SCHEMA });
   }
   return openSqliteLogSnapshot(controlStorePath(config.dataDir));

@@ -7,14 +7,7 @@
  */
 import type { DatabaseConfig } from '../../src/config/server-config.ts';
 
-// TEMPORARY until test/helpers/pg.ts lands in this branch: resolved at run time only.
-async function freshPgDatabase(options: { prefix: string }): Promise<{ url: string; drop(): Promise<void> }> {
-  const helper = './pg.ts';
-  const { freshPgDatabase: fresh } = (await import(helper)) as {
-    freshPgDatabase(o: { prefix: string }): Promise<{ url: string; drop(): Promise<void> }>;
-  };
-  return fresh(options);
-}
+import { freshPgDatabase } from './pg.ts';
 
 export type TestBackend = 'sqlite' | 'postgres';
 
