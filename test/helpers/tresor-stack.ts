@@ -110,7 +110,8 @@ export interface TresorStack {
   stop(): Promise<void>;
 }
 
-const START_TIMEOUT_MS = 30_000;
+// A PostgreSQL start migrates and checks a database: on a loaded 2-core machine it took over 30 s.
+const START_TIMEOUT_MS = 60_000;
 /** SIGTERM lets in-flight requests finish (shutdownGraceMs, 10 s by default), then the server exits. */
 const STOP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 30_000;
