@@ -4,6 +4,12 @@
 // Before that it names the Node running them (warning, and going on, when it is not a supported
 // line) and checks Node and the system tools (scripts/system-deps.mjs); every test and hook gets a
 // time limit (scripts/test-time-limit.mjs) and the whole run one more.
+//
+// Two passes, one per storage backend: every file runs on SQLite; the files whose first line says
+// `// backends: sqlite postgres` run a second time with TRESOR_TEST_BACKEND=postgres (the helpers
+// then give each stack a fresh PostgreSQL database: test/helpers/backend.ts), and `// backends:
+// postgres` runs a file on PostgreSQL only. TRESOR_TEST_BACKEND=sqlite or =postgres runs that pass
+// alone.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -56,33 +62,72 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+const BACKENDS = ['sqlite', 'postgres'];
+const only = process.env.TRESOR_TEST_BACKEND;
+if (only !== undefined && only !== '' && !BACKENDS.includes(only)) {
+  console.error(`run-tests: TRESOR_TEST_BACKEND must be one of ${BACKENDS.join(', ')}`);
+  process.exit(2);
+}
+
+/** The backends a file runs on, from its `// backends: …` first line (default: sqlite). */
+function backendsOf(file) {
+  const first = readFileSync(join(root, file), 'utf8').split('\n', 1)[0] ?? '';
+  const marker = /^\/\/ backends:((?: [a-z]+)+)\s*$/.exec(first);
+  if (marker === null) return ['sqlite'];
+  const named = marker[1].trim().split(' ');
+  const unknown = named.filter((b) => !BACKENDS.includes(b));
+  if (unknown.length > 0) {
+    console.error(`run-tests: ${file} names an unknown backend: ${unknown.join(', ')}`);
+    process.exit(2);
+  }
+  return named;
+}
+
+const passes = BACKENDS.filter((backend) => !only || only === backend)
+  .map((backend) => ({ backend, files: files.filter((f) => backendsOf(f).includes(backend)) }))
+  .filter((pass) => pass.files.length > 0);
+if (passes.length === 0) {
+  console.error(`run-tests: no test file runs on ${only}`);
+  process.exit(1);
+}
+
 // No --test-timeout: on Node 20 it would limit each whole file, not each test.
 // --test-force-exit (Node >= 20.14): a test that timed out leaves its handles open, and its file
 // would otherwise wait for the overall limit.
 const forceExit = process.allowedNodeEnvironmentFlags.has('--test-force-exit') ? ['--test-force-exit'] : [];
-const child = spawn(
-  process.execPath,
-  [
-    '--import',
-    'tsx',
-    '--import',
-    join(root, 'scripts', 'test-time-limit.mjs'),
-    '--import',
-    join(root, 'scripts', 'test-password-cost.mjs'),
-    '--test',
-    ...forceExit,
-    '--test-concurrency=2',
-    '--test-reporter=spec',
-    ...files,
-  ],
-  {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, TRESOR_TEST_TIMEOUT_MS: String(TEST_LIMIT_MS) },
-    // Its own process group, so the limit can stop every process the tests started.
-    detached: true,
-  },
-);
+/** The test runner on `pass.files`, with the pass's backend. */
+function runPass(pass) {
+  if (passes.length > 1 || pass.backend !== 'sqlite')
+    console.error(`run-tests: the ${pass.backend} pass: ${pass.files.length} file(s)`);
+  return spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--import',
+      join(root, 'scripts', 'test-time-limit.mjs'),
+      '--import',
+      join(root, 'scripts', 'test-password-cost.mjs'),
+      '--test',
+      ...forceExit,
+      '--test-concurrency=2',
+      '--test-reporter=spec',
+      ...pass.files,
+    ],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        TRESOR_TEST_TIMEOUT_MS: String(TEST_LIMIT_MS),
+        TRESOR_TEST_BACKEND: pass.backend,
+      },
+      // Its own process group, so the limit can stop every process the tests started.
+      detached: true,
+    },
+  );
+}
+let child = runPass(passes[0]);
 
 /** The pids below `pid` (from /proc), children before their own children. */
 function descendants(pid) {
@@ -140,13 +185,28 @@ const runLimit = setTimeout(() => {
 }, RUN_LIMIT_MS);
 
 // The child has its own process group, so Ctrl-C at the terminal reaches only this process.
+let stopped = false;
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => killTree(signal));
+  process.on(signal, () => {
+    stopped = true; // no further pass
+    killTree(signal);
+  });
 }
 
-child.on('exit', (code) => {
-  clearTimeout(runLimit);
+let failed = 0;
+function onExit(code) {
   // Whatever the tests left running (a child of a test that was killed) goes with them.
   if (!expired) killTree('SIGKILL');
-  process.exit(expired ? 124 : (code ?? 1));
-});
+  if (code !== 0) failed = code ?? 1;
+  const next = passes[passes.indexOf(current) + 1];
+  if (!expired && !stopped && next !== undefined) {
+    current = next;
+    child = runPass(next);
+    child.on('exit', onExit);
+    return;
+  }
+  clearTimeout(runLimit);
+  process.exit(expired ? 124 : failed);
+}
+let current = passes[0];
+child.on('exit', onExit);

@@ -144,6 +144,11 @@ export const ERRORS = {
   TRESOR_ERR_TENANT_SHREDDED: { status: 410, title: 'Tenant key shredded' },
   /** A tenant restore was asked for while one is still running (one at a time). */
   TRESOR_ERR_RESTORE_RUNNING: { status: 409, title: 'A restore is running' },
+  /**
+   * Backups and tenant restores snapshot SQLite files: a deployment on PostgreSQL is backed up with
+   * PostgreSQL's own tools, so they are refused there (the deployment's state, not the input).
+   */
+  TRESOR_ERR_BACKEND_UNSUPPORTED: { status: 409, title: 'Not available on this storage backend' },
 
   // Alerts' (src/alerts/): read, acknowledged and resolved by the security role.
   TRESOR_ERR_ALERT_NOT_FOUND: { status: 404, title: 'Alert not found' },

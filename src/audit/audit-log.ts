@@ -67,6 +67,11 @@ export interface AuditLogDeps {
   checkpointIntervalMs?: number;
   signBoundMs?: number;
   sequencerFailureBoundMs?: number;
+  /**
+   * On a database several server processes share (PostgreSQL): the sequencer's lease and the
+   * statements' parameter style (sequencer.ts); absent on SQLite.
+   */
+  shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters'>;
   now?: () => Date;
 }
 
@@ -80,10 +85,12 @@ export function sequencerOffloadOf(store: object): AuditSequencerDeps['offload']
 }
 
 export function createAuditLog(deps: AuditLogDeps): AuditLog {
-  const offload = sequencerOffloadOf(deps.control);
+  // The worker thread writes through a SQLite connection of its own: only on SQLite.
+  const offload = deps.shared?.lease === undefined ? sequencerOffloadOf(deps.control) : undefined;
   const sequencer = createAuditSequencer({
     control: deps.control,
     ...(offload ? { offload } : {}),
+    ...deps.shared,
     openSource: deps.openSource,
     listSources: deps.listSources,
     ...(deps.now ? { now: deps.now } : {}),

@@ -9,7 +9,14 @@
  */
 import Database from 'better-sqlite3';
 import { TresorError } from '../errors.ts';
-import type { LeafBatch, VerifyEntry } from './verify.ts';
+import {
+  type LeafBatch,
+  type VerifyEntry,
+  type VerifyInput,
+  type VerifyReport,
+  verifyAuditLogAsync,
+  verifyAuditLogInParallel,
+} from './verify.ts';
 
 export type AuditLogReaderErrorCode = 'TRESOR_ERR_AUDIT_STORE_UNREADABLE';
 
@@ -226,4 +233,50 @@ function storedLeafHashes(db: Database.Database): (index: number) => Buffer | st
     }
     return rows?.get(index) ?? null;
   };
+}
+
+/**
+ * One consistent snapshot of a control store's audit log, whichever backend holds it: what `tresor
+ * audit verify` and the scheduled verification read. The SQLite file's reader above hands its rows
+ * synchronously; the PostgreSQL reader (log-reader-pg.ts) asynchronously; the verifier takes both.
+ */
+export interface AuditLogSnapshot {
+  /** Where the log is, for messages: a file path, or a database URL with its password redacted. */
+  readonly location: string;
+  /** Signed checkpoint notes, by tree size. */
+  checkpoints(): Promise<string[]>;
+  /** Number of entry rows. */
+  size(): Promise<number>;
+  /** The rows for the verifier, a batch (an index range) at a time; see AuditLogReader.leafBatches. */
+  leafBatches(rows?: number): Iterable<LeafBatch | VerifyEntry> | AsyncIterable<LeafBatch | VerifyEntry>;
+  /** Ends the snapshot and closes the connection. */
+  close(): Promise<void>;
+}
+
+/** The SQLite control store file's log as an AuditLogSnapshot. */
+export function openSqliteLogSnapshot(path: string): AuditLogSnapshot {
+  const reader = openAuditLogReader(path);
+  return {
+    location: path,
+    checkpoints: async () => reader.checkpoints(),
+    size: async () => reader.size(),
+    leafBatches: (rows) => reader.leafBatches(rows),
+    close: async () => reader.close(),
+  };
+}
+
+/**
+ * Verifies a snapshot: a synchronous one (SQLite) on worker threads beside this one
+ * (verifyAuditLogInParallel), an asynchronous one (PostgreSQL) as its batches arrive.
+ */
+export async function verifyAuditLogSnapshot(
+  snapshot: AuditLogSnapshot,
+  input: Omit<VerifyInput, 'entries' | 'checkpoints'>,
+  options: { workers?: number; nice?: number } = {},
+): Promise<VerifyReport> {
+  const checkpoints = await snapshot.checkpoints();
+  const entries = snapshot.leafBatches();
+  if (Symbol.iterator in entries)
+    return verifyAuditLogInParallel({ ...input, entries, checkpoints }, options);
+  return verifyAuditLogAsync({ ...input, entries, checkpoints });
 }

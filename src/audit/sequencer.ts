@@ -16,7 +16,11 @@
  *
  * Passes never overlap (one chain of promises), so indexes are assigned by exactly one writer, and
  * hashing costs one leaf hash plus amortised one node hash per entry — no global lock per entry,
- * no chain walk. Requests never wait for the sequencer: their events are already durable in their
+ * no chain walk. On a database that several server processes share (PostgreSQL), the sequencer
+ * runs only while it holds the lease (`deps.lease`, sequencer-lease.ts): it resyncs the tree from the
+ * store when it takes it, sweeps every source each `sweepMs` (other processes' commits cannot
+ * notify it), fences each write against a lost lease, and stops at once when the lease is lost; a
+ * process without the lease is a standby whose requests still commit their events to the outboxes. Requests never wait for the sequencer: their events are already durable in their
  * outbox; `health()` turns red if the sequencer cannot move them for longer than a bound, and data
  * routes then fail closed.
  */
@@ -28,6 +32,7 @@ import { type LogAppend, logStatements } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import { MerkleAccumulator, peakPositions } from './merkle.ts';
 import { packHashes, sequenceBatch, unpackHashes } from './sequence-batch.ts';
+import type { SequencerLease } from './sequencer-lease.ts';
 import { createSequencerThread } from './sequencer-thread.ts';
 
 /** The control store's own outbox; every other source is a tenant id. */
@@ -91,7 +96,16 @@ export interface AuditSequencerDeps {
     whileIdle<T>(outside: () => Promise<T>): Promise<T>;
     workerFrom?: number;
   };
+  /** On a database shared by several processes: sequence only while holding it (started and closed here). */
+  lease?: SequencerLease;
+  /** While holding the lease, every source is looked at this often (default 1 s). */
+  sweepMs?: number;
+  /** Raw statements with `$1, $2…` parameters (PostgreSQL) instead of `?` (SQLite). */
+  numberedParameters?: boolean;
 }
+
+/** A standby's drain waits at most this long for the lease holder to move a source's events. */
+const STANDBY_DRAIN_LIMIT_MS = 30_000;
 
 /** Batches of at least this many events go to the worker thread, when there is one (deps.offload). */
 export const DEFAULT_WORKER_FROM = 64;
@@ -119,6 +133,12 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   const offload = deps.offload;
   const workerFrom = offload?.workerFrom ?? DEFAULT_WORKER_FROM;
   const thread = createSequencerThread();
+  const lease = deps.lease;
+  const sweepMs = deps.sweepMs ?? 1_000;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let stopLeaseWatch: (() => void) | undefined;
+  /** Whether this process may write the log now. */
+  const leading = () => lease === undefined || lease.held();
 
   async function restore(): Promise<void> {
     const db = control.db as Kysely<WithAuditLog>;
@@ -147,6 +167,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
 
   /** One pass over the sources dirty now. */
   async function pass(only?: string): Promise<void> {
+    // Without the lease the sources stay dirty: taking it resyncs and moves them.
+    if (!leading()) return;
     const sources = only !== undefined ? [only] : [...dirty];
     for (const s of sources) dirty.delete(s);
     if (sources.length === 0) return;
@@ -218,8 +240,11 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
             cursors: [...advanced],
           };
           await control.write(async (trx) => {
+            await lease?.fence(trx as unknown as Parameters<SequencerLease['fence']>[0]);
             for (const { sql, parameters } of logStatements(append))
-              await trx.executeQuery(CompiledQuery.raw(sql, parameters));
+              await trx.executeQuery(
+                CompiledQuery.raw(deps.numberedParameters ? numbered(sql) : sql, parameters),
+              );
           });
         }
         counts.passes += 1;
@@ -274,9 +299,78 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     retryDelayMs = Math.min(retryDelayMs * 2, 2_000);
   }
 
+  /** Marks every source dirty (at start, on taking the lease, and each sweep while holding it). */
+  async function sweep(): Promise<void> {
+    dirty.add(CONTROL_SOURCE);
+    try {
+      for (const source of await deps.listSources()) dirty.add(source);
+    } finally {
+      schedule();
+    }
+  }
+
+  function leaseChanged(held: boolean): void {
+    if (closed) return;
+    if (sweepTimer) clearInterval(sweepTimer);
+    sweepTimer = undefined;
+    if (!held) return;
+    // Another process may have appended while this one did not hold the lease: start from the store.
+    resync = true;
+    void sweep().catch(() => scheduleRetry());
+    sweepTimer = setInterval(() => void sweep().catch(() => undefined), sweepMs);
+    sweepTimer.unref();
+  }
+
+  /** A standby's drain: waits until the lease holder has moved every event `source` holds now. */
+  async function awaitMoved(source: string): Promise<void> {
+    const store = await deps.openSource(source).catch((error: unknown) => {
+      if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') return null;
+      throw error;
+    });
+    if (store === null) return;
+    const last = await store.db
+      .selectFrom('audit_events')
+      .select((eb) => eb.fn.max('seq').as('max'))
+      .executeTakeFirst();
+    const target = last?.max === null || last?.max === undefined ? 0 : Number(last.max);
+    const db = control.db as Kysely<WithAuditLog>;
+    const deadline = now().getTime() + STANDBY_DRAIN_LIMIT_MS;
+    while (!closed && !leading()) {
+      const cursor = await db
+        .selectFrom('audit_cursors')
+        .select('seq')
+        .where('source', '=', source)
+        .executeTakeFirst();
+      if (Number(cursor?.seq ?? 0) >= target) return;
+      if (now().getTime() > deadline)
+        throw new TresorError(
+          'TRESOR_ERR_UNAVAILABLE',
+          'the audit sequencer of another server did not move the events in time',
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (leading()) await drainHere(source);
+  }
+
+  async function drainHere(source?: string): Promise<void> {
+    if (source !== undefined) {
+      dirty.add(source);
+      // Repeat while the source still has more than one batch.
+      do await enqueue(source);
+      while (dirty.has(source) && leading());
+      return;
+    }
+    do await enqueue();
+    while (dirty.size > 0 && leading());
+  }
+
   return {
     async start() {
       await restore();
+      if (lease) {
+        stopLeaseWatch = lease.onChange(leaseChanged);
+        await lease.start();
+      }
       for (const source of await deps.listSources()) dirty.add(source);
       dirty.add(CONTROL_SOURCE);
       await enqueue().catch(() => undefined); // health() reports a failure; the retry timer goes on
@@ -287,15 +381,9 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       schedule();
     },
     async drain(source) {
-      if (source !== undefined) {
-        dirty.add(source);
-        // Repeat while the source still has more than one batch.
-        do await enqueue(source);
-        while (dirty.has(source));
-        return;
-      }
-      do await enqueue();
-      while (dirty.size > 0);
+      if (leading()) return drainHere(source);
+      // A standby moves nothing itself: a source's events must be moved by the lease holder.
+      if (source !== undefined) await awaitMoved(source);
     },
     treeHead() {
       // The tree is replaced, never changed, by a pass: its head is computed once per pass, not per
@@ -310,6 +398,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     },
     health() {
       const pendingSources = dirty.size;
+      // A standby's requests commit their events to the outboxes; the lease holder moves them.
+      if (!leading()) return { ok: true, pendingSources };
       if (failingSince && now().getTime() - failingSince.getTime() >= failureBoundMs) {
         return {
           ok: false,
@@ -323,12 +413,20 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     stats: () => ({ ...counts }),
     async close() {
       closed = true;
-      if (scheduled) clearTimeout(scheduled);
+      if (sweepTimer) clearInterval(sweepTimer);
+      stopLeaseWatch?.();
       if (retryTimer) clearTimeout(retryTimer);
       scheduled = undefined;
       retryTimer = undefined;
       await chain;
       await thread.close();
+      await lease?.close();
     },
   };
+}
+
+/** `?` parameters as PostgreSQL's `$1, $2…` (the log's statements hold no `?` in literals). */
+function numbered(statement: string): string {
+  let n = 0;
+  return statement.replace(/\?/g, () => `$${++n}`);
 }

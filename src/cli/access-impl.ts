@@ -8,9 +8,11 @@ import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
 import { type AccessReport, createAccessReviewService } from '../access/review.ts';
 import { parseInstant } from '../access/review-period.ts';
+import { ConfigError, type DatabaseConfig, resolveDatabaseConfig } from '../config/server-config.ts';
 import { TresorError } from '../errors.ts';
 import type { IdentityActor } from '../identity/identity-actor.ts';
-import { type ControlDB, controlStorePath, openControlStore } from '../server/control-store.ts';
+import { backendLocation, openControlOf } from '../server/backend.ts';
+import type { ControlDB } from '../server/control-store.ts';
 import type { Store } from '../store/types.ts';
 import { out, warn } from './io.ts';
 
@@ -58,11 +60,19 @@ async function withControlStore<T>(
   work: (control: Store<ControlDB>) => Promise<T>,
 ): Promise<T> {
   const dataDir = resolve(flags.dataDir ?? process.env.TRESOR_DATA_DIR ?? '.tresor-data');
-  const path = controlStorePath(dataDir);
-  if (!existsSync(path)) throw usage(`no control store at ${path} (give --data-dir or TRESOR_DATA_DIR)`);
+  let database: DatabaseConfig;
+  try {
+    database = resolveDatabaseConfig({}, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw usage(err.problems.join('; '));
+    throw err;
+  }
+  const path = backendLocation({ dataDir, database });
+  if (database.kind === 'sqlite' && !existsSync(path))
+    throw usage(`no control store at ${path} (give --data-dir or TRESOR_DATA_DIR)`);
   let control: Store<ControlDB>;
   try {
-    control = await openControlStore(path, { fileMustExist: true });
+    control = await openControlOf({ dataDir, database }, { mustExist: true });
   } catch (err) {
     throw usage(`cannot open ${path}: ${(err as Error).message}`);
   }

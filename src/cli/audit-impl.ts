@@ -22,10 +22,12 @@ import {
   readAuditExport,
   writeAuditExport,
 } from '../audit/export-file.ts';
-import { openAuditLogReader } from '../audit/log-reader.ts';
+import { type AuditLogSnapshot, openAuditLogReader, verifyAuditLogSnapshot } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
-import { type VerifyReport, verifyAuditLogAsync, verifyAuditLogInParallel } from '../audit/verify.ts';
+import { type VerifyReport, verifyAuditLogAsync } from '../audit/verify.ts';
 import { createWitness } from '../audit/witness.ts';
+import { ConfigError, type DatabaseConfig, resolveDatabaseConfig } from '../config/server-config.ts';
+import { openAuditLogOf } from '../server/backend.ts';
 import { controlStorePath } from '../server/control-store.ts';
 import { info, out, readSecret, warn } from './io.ts';
 
@@ -62,6 +64,16 @@ function usage(message: string): CommanderError {
 
 function dataDirOf(flags: { dataDir?: string }): string {
   return resolve(flags.dataDir ?? process.env.TRESOR_DATA_DIR ?? '.tresor-data');
+}
+
+/** Where the log is: `database.url` (TRESOR_DATABASE_URL, or the TRESOR_CONFIG file's), else the data folder. */
+function databaseOf(): DatabaseConfig {
+  try {
+    return resolveDatabaseConfig({}, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw usage(err.problems.join('; '));
+    throw err;
+  }
 }
 
 /** The verifier key from the flag, `@file`, or TRESOR_AUDIT_PUBLIC_KEY; checked before anything is read. */
@@ -254,7 +266,7 @@ export async function verifyCommand(flags: VerifyFlags): Promise<void> {
     }
   } else {
     const dataDir = dataDirOf(flags);
-    source = controlStorePath(dataDir);
+    const database = databaseOf();
     const witnessDir = typeof flags.witness === 'string' ? resolve(flags.witness) : join(dataDir, 'witness');
     if (typeof flags.witness === 'string' && !existsSync(witnessDir))
       throw usage(`no witness folder ${witnessDir}`);
@@ -264,22 +276,21 @@ export async function verifyCommand(flags: VerifyFlags): Promise<void> {
         `tresor audit: the witness in ${witnessDir} holds no checkpoint; a rollback of the store cannot be seen`,
       );
     }
-    let reader: ReturnType<typeof openAuditLogReader>;
+    let reader: AuditLogSnapshot;
     try {
-      reader = openAuditLogReader(source);
+      reader = await openAuditLogOf({ dataDir, database });
     } catch (err) {
       throw usage((err as Error).message);
     }
+    source = reader.location;
     try {
-      report = await verifyAuditLogInParallel({
-        entries: reader.leafBatches(),
-        checkpoints: reader.checkpoints(),
+      report = await verifyAuditLogSnapshot(reader, {
         witness,
         verifierKey,
         ...origin,
       });
     } finally {
-      reader.close();
+      await reader.close();
     }
   }
   printReport(report, source, flags.json === true);
@@ -318,6 +329,10 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
       throw err;
     }
   }
+  if (databaseOf().kind === 'postgres')
+    throw usage(
+      'tresor audit export reads a SQLite control store; on PostgreSQL (database.url) it is not available yet: verify with tresor audit verify',
+    );
   let reader: ReturnType<typeof openAuditLogReader>;
   try {
     reader = openAuditLogReader(controlStorePath(dataDirOf(flags)));

@@ -79,7 +79,8 @@ export function handleServerSignals(
 export async function server(flags: ServerFlags): Promise<void> {
   const config = resolveServerConfig(flags as Record<string, unknown>);
   await waitForServerKeyd(config);
-  if (config.backup.defaultDestinations) {
+  // On PostgreSQL Tresor takes no backups of its own (server-config.ts): nothing to warn about.
+  if (config.backup.defaultDestinations && config.database.kind === 'sqlite') {
     warn(
       `tresor: backups go to the default destinations ${config.backup.destinations.map((d) => (d.kind === 'folder' ? d.path : d.name)).join(' and ')}, on the same disk as the data: a lost disk loses both. Configure server.backup.destinations (TRESOR_BACKUP_DESTINATIONS) on other disks or sites.`,
     );

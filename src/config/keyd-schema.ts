@@ -156,6 +156,24 @@ export const KEYD_SECTION = section(
         'keyd’s own backups (docs/backup.md, “keyd’s own backups”): the schedule and the destinations.',
       ),
     ),
+    database: Type.Optional(
+      section(
+        {
+          url: Type.Optional(
+            setting(
+              Type.String({
+                minLength: 1,
+                pattern: '\\S',
+                description:
+                  'Reserved for keyd’s key store in its own PostgreSQL database (apart from the data’s, its own role): not supported yet — keyd refuses to start when it is set. keyd keeps its store in its folder.',
+              }),
+              { env: 'TRESOR_KEYD_DATABASE_URL', defaultText: 'none (the store in keyd’s folder)' },
+            ),
+          ),
+        },
+        'keyd’s key store in PostgreSQL (reserved; not supported yet).',
+      ),
+    ),
   },
   'Settings of `tresor keyd`, the key service.',
 );

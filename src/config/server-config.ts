@@ -14,9 +14,10 @@ import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { TresorError } from '../errors.ts';
 import type { BackupDestinationConfig, BackupRetentionConfig } from '../objects/configured-destinations.ts';
+import { databaseUrlProblem, redactDatabaseUrl } from './database-url.ts';
 import { CONFIG_FILE_SCHEMA, SERVER_SECTION } from './server-schema.ts';
 import { settingsOf } from './settings.ts';
-import { gatherSettings, type Problem } from './sources.ts';
+import { type Gathered, gatherSettings, type Problem } from './sources.ts';
 
 export type TlsSource =
   | {
@@ -58,8 +59,15 @@ export interface ServerTimeouts {
   shutdownGraceMs: number;
 }
 
+/**
+ * Where the data lives: SQLite files in the data folder, or a PostgreSQL database (`database.url`,
+ * secret-bearing: see database-url.ts).
+ */
+export type DatabaseConfig = { kind: 'sqlite' } | { kind: 'postgres'; url: string };
+
 export interface ServerConfig {
   dataDir: string;
+  database: DatabaseConfig;
   host: string;
   port: number;
   /** Optional plain-HTTP port that only redirects to HTTPS. */
@@ -238,6 +246,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     g.from.get(`/server${pointer}`) ?? `server${pointer.replaceAll('/', '.')}`;
 
   const dataDir = (g.values.get('/dataDir') as string | undefined) ?? resolve('.tresor-data');
+  const database = databaseConfig(g.values.get('/database/url') as string | undefined, g, problems);
 
   const host = get<string>('/host') as string;
   if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host))
@@ -417,6 +426,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       ? dirname(g.configPath)
       : process.cwd();
   const backup = backupConfig(dataDir, backupBase, get, problems);
+  if (database.kind === 'postgres') postgresBackups(backup, g, problems);
 
   const probe: ProbeConfig = { intervalMs: (get<number>('/probe/intervalSeconds') as number) * 1000 };
   const probeKey = get<string>('/probe/apiKeyFile');
@@ -438,6 +448,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   if (problems.length > 0) throw new ConfigError(problems);
   const config: ServerConfig = {
     dataDir,
+    database,
     host,
     port,
     tls,
@@ -460,6 +471,46 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   if (publicUrl !== undefined) config.publicUrl = publicUrl;
   if (metricsPort !== undefined) config.metrics = { host: metricsHost, port: metricsPort };
   return config;
+}
+
+/**
+ * Only where the data lives (`database.url`, else SQLite in the data folder), for the commands that
+ * open the stores without serving (`tresor audit verify`, `tresor access`): the rest of the server's
+ * configuration need not be valid for them.
+ */
+export function resolveDatabaseConfig(
+  flags: Source = {},
+  env: NodeJS.ProcessEnv = process.env,
+): DatabaseConfig {
+  const g = gatherSettings(CONFIG_FILE_SCHEMA, flags, env);
+  const problems = g.problems.filter((p) => p.pointer.startsWith('/database')).map((p) => p.message);
+  const database = databaseConfig(g.values.get('/database/url') as string | undefined, g, problems);
+  if (problems.length > 0) throw new ConfigError(problems, 'database configuration');
+  return database;
+}
+
+/** `database.url`, checked without ever repeating it (it may hold a password). */
+function databaseConfig(url: string | undefined, g: Gathered, problems: string[]): DatabaseConfig {
+  if (url === undefined) return { kind: 'sqlite' };
+  const problem = databaseUrlProblem(url);
+  if (problem !== null) problems.push(`${g.from.get('/database/url') ?? 'database.url'} ${problem}`);
+  return { kind: 'postgres', url };
+}
+
+/**
+ * Tresor's backups snapshot SQLite files; a PostgreSQL deployment is backed up with PostgreSQL's own
+ * tools (base backups and WAL archiving, docs/operations.md). So on PostgreSQL the backup settings
+ * are refused rather than silently doing nothing, and the schedule is off.
+ */
+function postgresBackups(backup: BackupConfig, g: Gathered, problems: string[]): void {
+  for (const pointer of ['/server/backup/destinations', '/server/backup/intervalMinutes']) {
+    if (!g.values.has(pointer)) continue;
+    problems.push(
+      `${g.from.get(pointer) ?? pointer}: Tresor's backups snapshot SQLite files and are not available on PostgreSQL (database.url); back the database up with PostgreSQL's own tools (pg_basebackup, WAL archiving)`,
+    );
+  }
+  backup.intervalMinutes = 0;
+  backup.verifyIntervalMinutes = 0;
 }
 
 /** A destination as the schema admitted it (optional fields not yet defaulted). */
@@ -608,6 +659,8 @@ export function redactedServerConfig(config: ServerConfig): ServerConfig {
     if (typeof at === 'object' && at !== null && (at as Source)[last] !== undefined)
       (at as Source)[last] = REDACTED;
   }
+  const database = (copy as unknown as ServerConfig).database;
+  if (database.kind === 'postgres') database.url = redactDatabaseUrl(database.url);
   return copy as unknown as ServerConfig;
 }
 

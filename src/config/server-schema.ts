@@ -681,6 +681,28 @@ export const SERVER_SECTION = section(
   'Settings of `tresor server`.',
 );
 
+/**
+ * The data database. Its URL may carry a password: it is never logged, audited or put in an error
+ * (redactedServerConfig and redactDatabaseUrl replace the password), and has no flag (command lines
+ * are visible to every user of the machine).
+ */
+export const DATABASE_SECTION = section(
+  {
+    url: Type.Optional(
+      setting(
+        Type.String({
+          minLength: 1,
+          pattern: '\\S',
+          description:
+            'The PostgreSQL database holding the control store, the audit log and one schema per tenant: `postgres://user[:password]@host[:port]/database` (created with C collation, docs/operations.md). Without it everything lives in SQLite files in the data folder. The password is redacted wherever the URL is shown; it may also come from `PGPASSWORD`.',
+        }),
+        { env: 'TRESOR_DATABASE_URL', defaultText: 'none (SQLite in the data folder)' },
+      ),
+    ),
+  },
+  'Where the server keeps its data: SQLite files in the data folder (default) or a PostgreSQL database.',
+);
+
 export const CONFIG_FILE_SCHEMA = section(
   {
     dataDir: Type.Optional(
@@ -698,6 +720,7 @@ export const CONFIG_FILE_SCHEMA = section(
         },
       ),
     ),
+    database: Type.Optional(DATABASE_SECTION),
     server: Type.Optional(SERVER_SECTION),
     keyd: Type.Optional(KEYD_SECTION),
   },

@@ -97,6 +97,15 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   }
   const pick = (flag: string, envName: string): unknown => flags[flag] ?? env[envName] ?? file[flag];
 
+  // Reserved in the config schema, refused until keyd's store runs on PostgreSQL (the URL may hold
+  // a password: the message never repeats it).
+  const database = file.database as Source | undefined;
+  if (str(env.TRESOR_KEYD_DATABASE_URL) !== undefined || str(database?.url) !== undefined) {
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      'keyd.database.url (TRESOR_KEYD_DATABASE_URL): keyd’s key store on PostgreSQL is not supported yet; unset it (keyd keeps its store in its folder)',
+    );
+  }
   const dir = resolve(str(pick('dir', 'TRESOR_KEYD_DIR')) ?? defaultKeydDir(env));
   const provider = str(pick('provider', 'TRESOR_KEYD_PROVIDER')) as RootProviderKind | undefined;
   if (provider !== undefined && !PROVIDERS.includes(provider)) {

@@ -1,7 +1,7 @@
 /**
  * The live audit log, re-verified on a schedule (`audit.verifyIntervalMinutes`, daily by default):
- * the control store's log read beside the running server (read-only; SQLite WAL readers do not block
- * the writer) and checked by the audit verifier (src/audit/verify.ts) — every entry's canonical
+ * the control store's log read beside the running server (one read-only snapshot; neither SQLite WAL
+ * readers nor PostgreSQL's block the writer; backend.ts opens the right one) and checked by the audit verifier (src/audit/verify.ts) — every entry's canonical
  * form, the tree recomputed from the leaves, every stored checkpoint's signature, and the latest
  * checkpoint the local witness holds (which must be reached: no rollback, no truncation). The result
  * is audited as `audit.verify` (system actor `audit-verify`: size, checkpoints, the kinds of problems
@@ -9,14 +9,12 @@
  * itself; a failure also fails the `audit.verify` job (tresor status, the job metrics).
  */
 import { appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
-import { openAuditLogReader } from '../audit/log-reader.ts';
+import { type AuditLogSnapshot, verifyAuditLogSnapshot } from '../audit/log-reader.ts';
 import { ed25519VerifierKey } from '../audit/note.ts';
 import { systemEvent } from '../audit/system-event.ts';
-import { verifyAuditLogInParallel } from '../audit/verify.ts';
 import { TresorError } from '../errors.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import type { Store } from '../store/types.ts';
-import { controlStorePath } from './control-store.ts';
 
 export interface LiveAuditCheck {
   ok: boolean;
@@ -26,18 +24,17 @@ export interface LiveAuditCheck {
 }
 
 export async function verifyLiveAuditLog(deps: {
-  dataDir: string;
+  /** A read-only snapshot of the live log (backend.ts openLog). */
+  openLog: () => Promise<AuditLogSnapshot>;
   origin: string;
   keyd: KeyService;
   witnessLatest: () => Promise<string | null>;
 }): Promise<LiveAuditCheck> {
   const key = await deps.keyd.call('publicKey', { purpose: 'audit-checkpoint' });
   const witnessed = await deps.witnessLatest();
-  const reader = openAuditLogReader(controlStorePath(deps.dataDir));
+  const reader = await deps.openLog();
   try {
-    const report = await verifyAuditLogInParallel({
-      entries: reader.leafBatches(),
-      checkpoints: reader.checkpoints(),
+    const report = await verifyAuditLogSnapshot(reader, {
       witness: witnessed === null ? [] : [witnessed],
       verifierKey: ed25519VerifierKey(deps.origin, key.publicKey),
       origin: deps.origin,
@@ -47,13 +44,13 @@ export async function verifyLiveAuditLog(deps: {
     if (witnessMissing) kinds.push('witness-checkpoint');
     return { ok: report.ok && !witnessMissing, size: report.size, problems: report.problems.length, kinds };
   } finally {
-    reader.close();
+    await reader.close();
   }
 }
 
 /** One scheduled run: verify, audit the result, fail the job when the log does not hold. */
 export async function runLiveAuditVerification(deps: {
-  dataDir: string;
+  openLog: () => Promise<AuditLogSnapshot>;
   origin: () => string;
   keyd: KeyService;
   witnessLatest: () => Promise<string | null>;

@@ -1,8 +1,9 @@
 /**
  * `tresor init`'s work: the first operator admin of a deployment and its audit log's identity.
  *
- * It runs on the server's stores directly (the control store in the data folder; SQLite in WAL
- * mode, which the running server may have open too), offline or beside a running server. Whoever
+ * It runs on the server's stores directly (the control store in the data folder — SQLite in WAL
+ * mode, which the running server may have open too — or in the PostgreSQL database of
+ * `database.url`), offline or beside a running server. Whoever
  * can read the server's config and data folder is all-powerful over the deployment already, so it
  * asks for no network credential and acts as the system actor `init`, audited.
  *
@@ -25,7 +26,7 @@ import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { TresorError } from '../errors.ts';
 import { createAccountService, type PersonInfo } from '../identity/accounts.ts';
-import { controlStorePath, openControlStore } from './control-store.ts';
+import { openControlOf } from './backend.ts';
 
 export const INIT_ACTOR = { kind: 'system', job: 'init' } as const;
 
@@ -57,7 +58,7 @@ export async function initDeployment(input: InitDeploymentInput): Promise<Initia
   const { config } = input;
   // Before the server's first start the data folder may not exist: made as the server makes it.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const control = await openControlStore(controlStorePath(config.dataDir));
+  const control = await openControlOf(config);
   try {
     const fixed = await control.db
       .selectFrom('audit_log_identity')

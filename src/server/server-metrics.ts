@@ -11,14 +11,16 @@ import type { BackupView } from '../backup/backup-records.ts';
 import type { KeydClient } from '../keyd/client.ts';
 import type { KeyCache } from '../keyd/key-cache.ts';
 import type { StateMetricsSources, TresorMetrics } from '../monitor/index.ts';
-import type { SqliteStore } from '../store/sqlite/store.ts';
+import type { GroupCommitFacts } from '../monitor/store-metrics.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
+import type { Store } from '../store/types.ts';
 import type { ControlDB } from './control-store.ts';
 import type { AvailabilityView } from './probe-job.ts';
 
 export interface ServerMetricsParts {
   audit: AuditLog;
-  control: SqliteStore<ControlDB>;
+  /** The control store; its group commit's counters where the backend keeps them (both do today). */
+  control: Store<ControlDB> & { stats?(): GroupCommitFacts };
   tenantStores: Pick<TenantStores<unknown>, 'stats'>;
   keyd: KeydClient;
   keyCache: KeyCache;
@@ -47,7 +49,7 @@ export function watchServerParts(metrics: TresorMetrics, parts: ServerMetricsPar
   });
   metrics.state.watch({
     ...(parts.jobs ? { jobs: parts.jobs } : {}),
-    groupCommit: () => control.stats(),
+    ...(control.stats ? { groupCommit: () => (control.stats as () => GroupCommitFacts)() } : {}),
     tenantStores: () => parts.tenantStores.stats(),
     keyCache: () => parts.keyCache.stats(),
     grants: () => liveGrantCounts(control, clock),

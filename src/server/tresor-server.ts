@@ -6,6 +6,7 @@
  *   keyd client ─┬─ DataKeyring (bounded key cache) ─ vault (collections, records, export)
  *                └─ tenant service (tenant keys, deletion certificates)
  *   control store (tenants, API keys, operator tokens, audit events)   tenant stores (one file each)
+ *   — both on the backend the config names (backend.ts: SQLite files, or a PostgreSQL database)
  *   authenticator ─ HTTP pipeline ─ routes
  *
  *   identity: sessions, login, people (TOTP secrets sealed by the factor key, which keyd wraps:
@@ -64,6 +65,7 @@ import {
   lockedSnapshotter,
 } from '../backup/index.ts';
 import type { ServerConfig } from '../config/server-config.ts';
+import { TresorError } from '../errors.ts';
 import { allRouteModules } from '../http/routes/index.ts';
 import { createHttpServer, type HttpServer } from '../http/server.ts';
 import { certificateFiles } from '../http/tls.ts';
@@ -81,17 +83,18 @@ import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
-import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
+import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
 import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
-import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
+import type { TenantDB } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { runLiveAuditVerification } from './audit-verify-job.ts';
+import { openDataBackend } from './backend.ts';
 import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
-import { type ControlDB, controlStorePath, openControlStore } from './control-store.ts';
+import type { ControlDB } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 import { startProbeJob } from './probe-job.ts';
 import { watchServerParts } from './server-metrics.ts';
@@ -174,15 +177,16 @@ export async function startTresorServer(
     clientName: 'tresor-server',
   });
   const keyd = metrics.keyd.observe(unobservedKeyd);
-  const rawControl = await openControlStore(controlStorePath(config.dataDir));
+  const backend = await openDataBackend(config).catch(async (error: unknown) => {
+    await keyd.close();
+    throw error;
+  });
+  const rawControl = backend.control;
   let auditLog: AuditLog | undefined;
   const currentSequencer = () => auditLog?.sequencer;
   // Domains write through `control` (notifying); the sequencer writes the log through rawControl.
   const control = notifyingStore(rawControl, CONTROL_SOURCE, currentSequencer);
-  const tenantStores = createTenantStores<TenantDB>({
-    dir: config.dataDir,
-    migrations: tenantStoreMigrations,
-  });
+  const tenantStores = backend.tenantStores;
   const auditedStores = auditedTenantStores(tenantStores, currentSequencer);
   const openTenant = (tenant: string) => auditedStores.open(tenant);
   const keyCache = createKeyCache(
@@ -282,13 +286,17 @@ export async function startTresorServer(
     generate: () => generatedAuditOrigin(config.publicUrl ? new URL(config.publicUrl).hostname : undefined),
     now: clock,
   }).catch(async (error: unknown) => {
+    await tenantStores.close();
     await rawControl.close();
     await keyd.close();
     throw error;
   });
   const witness = createWitness(config.audit.witnessDir);
+  // The lease's problems (PostgreSQL: the lock connection lost) reach the log once it exists.
+  let leaseProblem: (reason: string) => void = () => undefined;
   const audit = createAuditLog({
     control: rawControl,
+    shared: backend.sequencer((reason) => leaseProblem(reason)),
     async openSource(source) {
       const store = source === CONTROL_SOURCE ? rawControl : await tenantStores.open(source);
       return store as unknown as Store<WithAuditEvents>;
@@ -455,6 +463,16 @@ export async function startTresorServer(
     clock,
   });
 
+  // Tresor's backups and tenant restores snapshot and swap SQLite files: refused on PostgreSQL,
+  // whose deployments back up with PostgreSQL's own tools (docs/operations.md).
+  const backupsUnsupported = () => {
+    if (backend.kind !== 'sqlite')
+      throw new TresorError(
+        'TRESOR_ERR_BACKEND_UNSUPPORTED',
+        "Tresor's backups and tenant restores are not available on PostgreSQL: back the database up with PostgreSQL's own tools",
+      );
+  };
+
   const http = await createHttpServer({
     config,
     requests: metrics.requests,
@@ -496,6 +514,7 @@ export async function startTresorServer(
       trust: { signed: () => trust.signed() },
       backups: {
         start: async (event) => {
+          backupsUnsupported();
           const started = await backups.start('request', event);
           void jobs.run('backup.run', () => backupFinished(started.done));
           return { id: started.id };
@@ -503,10 +522,14 @@ export async function startTresorServer(
         list: (limit) => backupRecords.list(limit),
         get: (id) => backupRecords.get(id),
         verifying: () => backups.verifying(),
-        verify: (id, event) => backups.requestVerify(id, event),
+        verify: async (id, event) => {
+          backupsUnsupported();
+          return backups.requestVerify(id, event);
+        },
       },
       tenantRestores: {
         start: async (request, actor, announce) => {
+          backupsUnsupported();
           const started = await tenantRestores.start(request, actor, announce);
           void jobs.run('tenant.restore', () => started.done);
           return started.view;
@@ -584,6 +607,11 @@ export async function startTresorServer(
   auditWatch.unref();
 
   const jobs = createJobRunner({ logger: http.app.log, clock });
+  leaseProblem = (reason) =>
+    http.app.log.warn(
+      { reason },
+      'audit sequencer lease: the lock connection failed (another node may take over)',
+    );
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
@@ -682,7 +710,7 @@ export async function startTresorServer(
           auditVerifying ??= jobs
             .run('audit.verify', () =>
               runLiveAuditVerification({
-                dataDir: config.dataDir,
+                openLog: () => backend.openLog(),
                 origin: () => auditOrigin,
                 keyd,
                 witnessLatest: () => witness.latest(),

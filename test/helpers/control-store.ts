@@ -1,4 +1,7 @@
-/** A migrated control store in a temp folder, and the tenant and people rows identity tests stand on. */
+/**
+ * A migrated control store in a temp folder (or, on the PostgreSQL pass, in a fresh database:
+ * test/helpers/backend.ts), and the tenant and people rows identity tests stand on.
+ */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,10 +9,11 @@ import { join } from 'node:path';
 import { createAccountService } from '../../src/identity/accounts.ts';
 import type { Role } from '../../src/identity/roles.ts';
 import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { openControlOf } from '../../src/server/backend.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
 import type { TenantState } from '../../src/vault/vault-control-schema.ts';
+import { testDatabase } from './backend.ts';
 
 export interface TestControlStore {
   dir: string;
@@ -21,12 +25,17 @@ export interface TestControlStore {
 /** A control store with every migration applied, in a new folder named after `prefix`. */
 export async function openTestControlStore(prefix: string): Promise<TestControlStore> {
   const dir = mkdtempSync(join(tmpdir(), `tresor-${prefix}-`));
-  const control = await openSqliteStore<ControlDB>(join(dir, 'control.sqlite'), controlStoreMigrations);
+  const data = await testDatabase();
+  const control = await openControlOf({ dataDir: dir, database: data.database }).catch(async (error) => {
+    await data.drop();
+    throw error;
+  });
   return {
     dir,
     control,
     async close() {
       await control.close();
+      await data.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,6 +3,8 @@
  * (dev-file root key, Unix socket) and the API as a separate `tresor server` process — or, where a
  * test needs the server's internals, in this process through startTresorServer — on 127.0.0.1 with
  * a port the kernel picks and a temporary data folder laid out like `tresor dev`'s:
+ * (on the PostgreSQL pass, TRESOR_TEST_BACKEND=postgres, the stores live in a fresh database of the
+ * stack's own instead, `stack.database`, dropped by stop(); test/helpers/backend.ts)
  *
  *   <root>/data/            the server's data folder (control store, tenants/, tls/)
  *   <root>/data/keyd/       keyd's folder (root key file, key store, keyd.sock)
@@ -21,13 +23,14 @@ import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import type { DatabaseConfig } from '../../src/config/server-config.ts';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { createAccountService } from '../../src/identity/accounts.ts';
 import type { KeydClient } from '../../src/keyd/client.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
+import { openControlOf } from '../../src/server/backend.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { type TestBackend, testDatabase } from './backend.ts';
 import { type KeydProcess, startKeyd, TRESOR_BIN } from './keyd-process.ts';
 
 export interface HttpResponse {
@@ -66,6 +69,8 @@ export interface TresorStackOptions {
    * deployment with no people, for `tresor init` to bootstrap as operators do.
    */
   firstAdmin?: boolean;
+  /** The storage backend (default: TRESOR_TEST_BACKEND, else sqlite). */
+  backend?: TestBackend;
 }
 
 export interface TresorStack {
@@ -74,6 +79,8 @@ export interface TresorStack {
   readonly keydDir: string;
   readonly keydSocket: string;
   readonly caFile: string;
+  /** Where the stores are: SQLite in dataDir, or the stack's own PostgreSQL database. */
+  readonly database: DatabaseConfig;
   /** The HTTPS origin of the server running now (it changes when the server restarts). */
   readonly url: string;
   /**
@@ -103,7 +110,8 @@ export interface TresorStack {
   stop(): Promise<void>;
 }
 
-const START_TIMEOUT_MS = 30_000;
+// A PostgreSQL start migrates and checks a database: on a loaded 2-core machine it took over 30 s.
+const START_TIMEOUT_MS = 60_000;
 /** SIGTERM lets in-flight requests finish (shutdownGraceMs, 10 s by default), then the server exits. */
 const STOP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -171,8 +179,8 @@ export interface BootstrapAdmin {
 }
 
 /** Creates the first operator admin (a console person) in the control store, as `tresor dev` does. */
-async function bootstrapAdmin(dataDir: string): Promise<BootstrapAdmin> {
-  const control = await openSqliteStore<ControlDB>(join(dataDir, 'control.sqlite'), controlStoreMigrations);
+async function bootstrapAdmin(dataDir: string, database: DatabaseConfig): Promise<BootstrapAdmin> {
+  const control = await openControlOf({ dataDir, database });
   try {
     const accounts = createAccountService({ control, now: () => new Date() });
     const made = await accounts.createPerson(
@@ -234,6 +242,10 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
   mkdirSync(keydDir, { recursive: true, mode: 0o700 });
   const keydSocket = join(keydDir, 'keyd.sock');
   initDevFile(keydDir);
+  const data = await testDatabase(options.backend).catch((error: unknown) => {
+    rmSync(root, { recursive: true, force: true });
+    throw error;
+  });
 
   let keyd: KeydProcess | undefined;
   let output = '';
@@ -252,6 +264,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     // not by a lax default. The defaults are tested in test/http/bad-input.test.ts.
     TRESOR_RATE_LIMIT_PER_KEY: '1000000',
     TRESOR_RATE_LIMIT_PER_ADDRESS: '1000000',
+    ...data.env,
     ...options.env,
   });
 
@@ -303,7 +316,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       { TRESOR_KEYD_SOCKET: keydSocket },
     );
     const tls = await ensureDevTls(dataDir);
-    const admin = options.firstAdmin === false ? undefined : await bootstrapAdmin(dataDir);
+    const admin = options.firstAdmin === false ? undefined : await bootstrapAdmin(dataDir, data.database);
     const ca = readFileSync(tls.caFile);
     const request = httpsRequester(() => url, ca);
     await startServer();
@@ -314,6 +327,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       keydDir,
       keydSocket,
       caFile: tls.caFile,
+      database: data.database,
       get admin() {
         if (!admin) throw new Error('this stack was started with firstAdmin: false: it has no admin');
         return admin;
@@ -343,12 +357,14 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
         await stopServer();
         request.agent.destroy();
         await running.stop();
+        await data.drop();
         rmSync(root, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await stopServer().catch(() => undefined);
     await keyd?.stop().catch(() => undefined);
+    await data.drop().catch(() => undefined);
     rmSync(root, { recursive: true, force: true });
     throw err;
   }

@@ -191,6 +191,7 @@ describe('PostgreSQL and SQLite schemas', () => {
       'blind_index',
       'collections',
       'data_keys',
+      'idempotency_keys',
       'records',
     ]);
     assertSameShape(sqlite, await pgShape(control.db as Kysely<unknown>, 'tenant_parity'));

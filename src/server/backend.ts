@@ -1,0 +1,126 @@
+/**
+ * Where a deployment's data lives, chosen in ONE place from its config: SQLite files in the data
+ * folder (the embedded default, `npm start`), or a PostgreSQL database (`database.url`). Everything
+ * that opens the control store, the tenant stores or reads the audit log — the server, `tresor
+ * init`, `tresor audit verify`, `tresor access`, the scheduled verification — asks this module, so
+ * no caller knows which backend it runs on beyond what it is handed:
+ *
+ *   control         the control store (raw: the sequencer writes the log through it)
+ *   tenantStores    one store per tenant (a SQLite file each, or a PostgreSQL schema each)
+ *   sequencer       what the audit sequencer needs of the backend: on PostgreSQL the advisory-lock
+ *                   lease (one sequencer per database, several server processes) and `$n` parameters;
+ *                   on SQLite nothing (one process owns the folder; the worker-thread path applies)
+ *   openLog()       one consistent read-only snapshot of the audit log, for the verifier
+ *
+ * The database URL may carry a password: `location` and every message use its redacted form.
+ */
+import { type AuditLogSnapshot, openSqliteLogSnapshot } from '../audit/log-reader.ts';
+import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
+import type { SequencerLease } from '../audit/sequencer-lease.ts';
+import { createPgSequencerLease } from '../audit/sequencer-lease-pg.ts';
+import { redactDatabaseUrl } from '../config/database-url.ts';
+import type { DatabaseConfig } from '../config/server-config.ts';
+import { createPgTenantStores } from '../store/pg/tenant-stores.ts';
+import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
+import type { Store } from '../store/types.ts';
+import {
+  type TenantDB,
+  tenantStoreMigrations,
+  tenantStorePgMigrations,
+} from '../vault/tenant-store-schema.ts';
+import {
+  CONTROL_SCHEMA,
+  type ControlDB,
+  controlStorePath,
+  openControlStore,
+  openPgControlStore,
+} from './control-store.ts';
+
+export interface BackendConfig {
+  dataDir: string;
+  database: DatabaseConfig;
+}
+
+/** What the audit sequencer needs to know of the backend (audit-log.ts passes it on). */
+export interface SequencerBackend {
+  /** On a database several processes share: the lease that makes one of them the sequencer. */
+  lease?: SequencerLease;
+  /** Raw statements take `$1, $2…` parameters. */
+  numberedParameters?: boolean;
+}
+
+export interface DataBackend {
+  readonly kind: DatabaseConfig['kind'];
+  /** For messages: the control store's file, or the database URL with its password redacted. */
+  readonly location: string;
+  readonly control: Store<ControlDB>;
+  readonly tenantStores: TenantStores<TenantDB>;
+  /** A fresh sequencer setting (the lease is started and closed by the sequencer that gets it). */
+  sequencer(onProblem?: (reason: string) => void): SequencerBackend;
+  openLog(): Promise<AuditLogSnapshot>;
+}
+
+/** Opens (creating and migrating as needed) the control store and the tenant stores' registry. */
+export async function openDataBackend(config: BackendConfig): Promise<DataBackend> {
+  if (config.database.kind === 'postgres') {
+    const { url } = config.database;
+    const shown = redactDatabaseUrl(url);
+    const control = await openPgControlStore(url);
+    let tenantStores: TenantStores<TenantDB>;
+    try {
+      tenantStores = await createPgTenantStores<TenantDB>({ url, migrations: tenantStorePgMigrations });
+    } catch (error) {
+      await control.close();
+      throw error;
+    }
+    return {
+      kind: 'postgres',
+      location: shown,
+      control,
+      tenantStores,
+      sequencer: (onProblem) => ({
+        lease: createPgSequencerLease({ url, ...(onProblem ? { onProblem } : {}) }),
+        numberedParameters: true,
+      }),
+      openLog: () => openPgLogSnapshot({ url, shown, schema: CONTROL_SCHEMA }),
+    };
+  }
+  const path = controlStorePath(config.dataDir);
+  const control = await openControlStore(path);
+  return {
+    kind: 'sqlite',
+    location: path,
+    control,
+    tenantStores: createTenantStores<TenantDB>({ dir: config.dataDir, migrations: tenantStoreMigrations }),
+    sequencer: () => ({}),
+    openLog: async () => openSqliteLogSnapshot(path),
+  };
+}
+
+/**
+ * The control store alone, for commands that work on it beside (or without) a running server;
+ * `mustExist`: refuse to create one (a wrong data folder or database must not start a new deployment).
+ */
+export async function openControlOf(
+  config: BackendConfig,
+  options: { mustExist?: boolean } = {},
+): Promise<Store<ControlDB>> {
+  if (config.database.kind === 'postgres') return openPgControlStore(config.database.url);
+  return openControlStore(controlStorePath(config.dataDir), { fileMustExist: options.mustExist === true });
+}
+
+/** One read-only snapshot of the deployment's audit log (`tresor audit verify`, the verify job). */
+export async function openAuditLogOf(config: BackendConfig): Promise<AuditLogSnapshot> {
+  if (config.database.kind === 'postgres') {
+    const { url } = config.database;
+    return openPgLogSnapshot({ url, shown: redactDatabaseUrl(url), schema: CONTROL_SCHEMA });
+  }
+  return openSqliteLogSnapshot(controlStorePath(config.dataDir));
+}
+
+/** Where the deployment's data is, for messages (the URL's password redacted). */
+export function backendLocation(config: BackendConfig): string {
+  return config.database.kind === 'postgres'
+    ? redactDatabaseUrl(config.database.url)
+    : controlStorePath(config.dataDir);
+}
