@@ -41,7 +41,8 @@ interface Shape {
 
 function sqliteFamily(declared: string): string {
   const type = declared.toLowerCase();
-  if (type === 'integer') return 'integer';
+  // SQLite gives any declared type containing "INT" integer affinity (its datatype rule 1).
+  if (type === 'integer' || type === 'bigint') return 'integer';
   if (type === 'blob') return 'bytes';
   if (type === 'text') return 'text';
   return `other:${type}`;

@@ -47,7 +47,7 @@ const TYPES: pg.CustomTypesConfig = {
 };
 
 /** Pools made by createPgPool: only those parse types as the stores expect. */
-const TRESOR_POOLS = new WeakSet<pg.Pool>();
+const POOLS_OF_OURS = new WeakSet<pg.Pool>();
 
 export interface PgPoolOptions {
   /**
@@ -71,12 +71,12 @@ export function createPgPool(url: string, options: PgPoolOptions = {}): pg.Pool 
   // An idle connection that breaks (a server restart) emits 'error' on the pool; unheard, Node
   // would end the process. The pool drops that connection and opens another on the next use.
   pool.on('error', () => {});
-  TRESOR_POOLS.add(pool);
+  POOLS_OF_OURS.add(pool);
   return pool;
 }
 
 export function assertTresorPool(pool: pg.Pool): void {
-  if (!TRESOR_POOLS.has(pool))
+  if (!POOLS_OF_OURS.has(pool))
     throw new TypeError('a PostgreSQL store needs a pool made by createPgPool (its type parsers)');
 }
 
