@@ -54,7 +54,10 @@ describe('database.url', () => {
 
   test('the config file may name it too; a password in the query is redacted as well', () => {
     const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify({ database: { url: 'postgres://db.internal/tresor?password=hush1' } }));
+    writeFileSync(
+      file,
+      JSON.stringify({ database: { url: 'postgres://db.internal/tresor?password=hush1' } }),
+    );
     const config = resolveServerConfig({ dataDir: dir, config: file }, {});
     assert.equal(config.database.kind, 'postgres');
     assert.ok(!JSON.stringify(redactedServerConfig(config)).includes('hush1'));
@@ -100,6 +103,9 @@ describe('database.url', () => {
     assert.ok(!message.includes(SECRET));
     const file = join(dir, 'keyd.json');
     writeFileSync(file, JSON.stringify({ keyd: { database: { url: URL_WITH_PASSWORD } } }));
-    assert.match(problemsOf(() => resolveKeydConfig({ config: file, dir }, {})), /not supported yet/);
+    assert.match(
+      problemsOf(() => resolveKeydConfig({ config: file, dir }, {})),
+      /not supported yet/,
+    );
   });
 });
