@@ -66,6 +66,8 @@ export interface TresorStackOptions {
    * deployment with no people, for `tresor init` to bootstrap as operators do.
    */
   firstAdmin?: boolean;
+  /** The `tresor` bin keyd and the server run from (default the checkout's; e.g. a compiled deployment's). */
+  bin?: string;
 }
 
 export interface TresorStack {
@@ -181,11 +183,12 @@ async function bootstrapAdmin(dataDir: string): Promise<BootstrapAdmin> {
 
 /** Spawns `tresor server --json` and resolves with its URL once it listens. */
 function spawnServer(
+  bin: string,
   dataDir: string,
   env: NodeJS.ProcessEnv,
   output: (chunk: string) => void,
 ): Promise<{ proc: ChildProcess; url: string; exited: Promise<void> }> {
-  const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--json', '--data-dir', dataDir], {
+  const proc = spawn(process.execPath, [bin, 'server', '--json', '--data-dir', dataDir], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -257,7 +260,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       server = await startTresorServer(config, { jobIntervalMs: 0 });
       url = server.url;
     } else {
-      const started = await spawnServer(dataDir, env, (chunk) => {
+      const started = await spawnServer(options.bin ?? TRESOR_BIN, dataDir, env, (chunk) => {
         output += chunk;
       });
       serverProcess = started;
@@ -295,6 +298,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       ['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'],
       { kind: 'unix', path: keydSocket },
       { TRESOR_KEYD_SOCKET: keydSocket },
+      options.bin,
     );
     const tls = await ensureDevTls(dataDir);
     const admin = options.firstAdmin === false ? undefined : await bootstrapAdmin(dataDir);
