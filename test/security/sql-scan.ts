@@ -16,7 +16,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { reportPath, runTool } from './reports.ts';
-import type { Caller, JsonSchema, Operation } from './targets.ts';
+import { type Caller, ENDS_SESSION, type JsonSchema, type Operation } from './targets.ts';
 import type { ScanResult } from './tls-scan.ts';
 
 export interface SqlTarget {
@@ -87,7 +87,9 @@ export function sqlTargets(
 
 /** What sqlmap says when it found something (its log and standard output). */
 const INJECTABLE =
-  /is vulnerable|appears to be .*injectable|is .*injectable|sqlmap identified the following injection point/i;
+  /parameter '[^']+' (is vulnerable|appears to be .*injectable)|identified the following injection point/i;
+/** Credentials refused mid-scan: every later request saw only the refusal, the scan was blind. */
+const REFUSED = /not authorized, try to provide right HTTP authentication/;
 
 async function scanOne(t: SqlTarget, index: number, key: string, creds: SqlCredentials, outDir: string) {
   const args = [
@@ -105,9 +107,15 @@ async function scanOne(t: SqlTarget, index: number, key: string, creds: SqlCrede
     '--dbms',
     'SQLite',
     '--flush-session',
+    // Our strict validation answers sqlmap's probe with a 400, which it would take for a WAF.
+    '--skip-waf',
+    // A 404 is an answer like another (a deleted scratch record, an id of no such thing).
+    '--ignore-code',
+    '404',
     '--disable-coloring',
+    // One folder per target: sqlmap processes running side by side must not share a session file.
     '--output-dir',
-    outDir,
+    join(outDir, String(index).padStart(3, '0')),
     '--answers',
     'follow=N,JSON=Y,URI=Y,keep testing=N,reduce=Y',
     '--timeout',
@@ -141,19 +149,21 @@ export async function sqlmapScan(
   mkdirSync(reportPath('sqlmap'), { recursive: true });
   const findings: string[] = [];
   const notices: string[] = [];
+  // A failed second factor (sqlmap sends hundreds) ends the admin session: those targets go last,
+  // alone, so they cannot blind the others.
+  const last = targets.filter((t) => ENDS_SESSION.test(t.key));
+  const first = targets.filter((t) => !ENDS_SESSION.test(t.key));
+  const ordered = [...first, ...last];
   let next = 0;
-  const worker = async (w: number) => {
+  const worker = async (w: number, upTo: number) => {
     const key = creds.tenantKeys[w] as string;
-    for (let i = next++; i < targets.length; i = next++) {
-      const t = targets[i] as SqlTarget;
+    for (let i = next++; i < upTo; i = next++) {
+      const t = ordered[i] as SqlTarget;
       const { run, text } = await scanOne(t, i, key, creds, outDir);
       for (const line of text.split('\n')) {
-        if (
-          INJECTABLE.test(line) &&
-          !/not injectable|does not seem to be injectable|might not be injectable/i.test(line)
-        ) {
-          findings.push(`${t.key}: ${line.trim()}`);
-        }
+        if (INJECTABLE.test(line)) findings.push(`${t.key}: ${line.trim()}`);
+        if (REFUSED.test(line))
+          findings.push(`${t.key}: the credentials were refused (401): the scan was blind`);
       }
       if (/\b429\b.*Too Many Requests/i.test(text))
         findings.push(`${t.key}: rate-limited (429) during the scan`);
@@ -163,16 +173,20 @@ export async function sqlmapScan(
         notices.push(`${t.key}: not injectable`);
     }
   };
-  await Promise.all(creds.tenantKeys.map((_, w) => worker(w)));
-  // sqlmap's own per-target log files, for the findings' details.
-  for (const host of readdirSync(outDir, { withFileTypes: true })) {
-    if (!host.isDirectory()) continue;
-    try {
-      const log = readFileSync(join(outDir, host.name, 'log'), 'utf8');
-      if (log.trim() !== '')
-        findings.push(`sqlmap logged an injection point for ${host.name}: ${log.slice(0, 300)}`);
-    } catch {
-      // no log: nothing found there
+  await Promise.all(creds.tenantKeys.map((_, w) => worker(w, first.length)));
+  next = first.length;
+  await worker(0, ordered.length);
+  // sqlmap's own log of each target holds the injection points it found.
+  for (const dir of readdirSync(outDir, { withFileTypes: true })) {
+    if (!dir.isDirectory()) continue;
+    for (const host of readdirSync(join(outDir, dir.name))) {
+      try {
+        const log = readFileSync(join(outDir, dir.name, host, 'log'), 'utf8');
+        if (log.trim() !== '')
+          findings.push(`sqlmap logged an injection point (${dir.name}): ${log.slice(0, 300)}`);
+      } catch {
+        // no log: nothing found there
+      }
     }
   }
   return { findings: [...new Set(findings)], notices, reports: [reportPath('sqlmap'), outDir] };

@@ -102,11 +102,14 @@ function routeTableAuth(): (key: string, security: unknown) => AuthMode | undefi
     table.get(key) ?? (Array.isArray(security) && security.length === 0 ? 'none' : undefined);
 }
 
+/** Operations whose failure ends or locks the admin session (a wrong second factor, a logout). */
+export const ENDS_SESSION = /\/auth\/reauthenticate|\/auth\/logout|revoke-all|^DELETE \/v1\/sessions/;
+
 /**
- * Operations that end the caller's own session come last, so they do not cut the fuzzing of the
- * others short (they are still fuzzed).
+ * Operations that end or lock the caller's own session come last, so they do not cut the fuzzing
+ * of the others short (they are still fuzzed).
  */
 export function sessionEndingLast(ops: Operation[]): Operation[] {
-  const ends = (o: Operation) => /\/auth\/logout|revoke-all|^DELETE \/v1\/sessions/.test(o.key);
+  const ends = (o: Operation) => ENDS_SESSION.test(o.key);
   return [...ops.filter((o) => !ends(o)), ...ops.filter(ends)];
 }

@@ -12,7 +12,7 @@
  * (testssl `cert_chain_of_trust`), and it publishes neither CRL nor OCSP (`cert_revocation`,
  * no OCSP stapling). A production certificate from a public CA has both.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { reportPath, runTool } from './reports.ts';
 
 export interface ScanResult {
@@ -40,27 +40,18 @@ const BELOW_TLS12 = ['SSLv2', 'SSLv3', 'TLS1', 'TLS1_1'];
  * (-s), forward secrecy and curves (-f), server defaults and certificate (-S), HTTP headers with HSTS (-h) and the vulnerabilities (-U). It never phones out (no
  * `--phone-out`), so offline it checks no CRL or OCSP responder.
  */
-export async function testssl(target: string, name = 'testssl'): Promise<ScanResult> {
+export const TESTSSL_SECTIONS = ['-p', '-s', '-f', '-S', '-h', '-U'] as const;
+
+export async function testssl(
+  target: string,
+  name = 'testssl',
+  sections: readonly string[] = TESTSSL_SECTIONS,
+): Promise<ScanResult> {
   const json = reportPath(`${name}.json`);
+  rmSync(json, { force: true }); // testssl refuses to overwrite a report
   const run = await runTool(
     'testssl',
-    [
-      '--quiet',
-      '--warnings',
-      'off',
-      '--color',
-      '0',
-      '--overwrite',
-      '--jsonfile',
-      json,
-      '-p',
-      '-s',
-      '-f',
-      '-S',
-      '-h',
-      '-U',
-      target,
-    ],
+    ['--quiet', '--warnings', 'off', '--color', '0', '--jsonfile', json, ...sections, target],
     { timeoutMs: 15 * 60_000 },
   );
   const text = reportPath(`${name}.txt`);
@@ -82,16 +73,16 @@ export async function testssl(target: string, name = 'testssl'): Promise<ScanRes
     else if (item.severity === 'WARN' || item.severity === 'LOW') notices.push(line);
   }
   if (items.length > 0) {
-    for (const id of BELOW_TLS12) {
+    for (const id of sections.includes('-p') ? BELOW_TLS12 : []) {
       const finding = byId.get(id)?.finding ?? 'not tested';
       if (!/^not offered/.test(finding))
         findings.push(`${id}: ${finding} (nothing below TLS 1.2 may be offered)`);
     }
-    const hsts = byId.get('HSTS');
-    if (hsts === undefined || hsts.severity !== 'OK') {
-      findings.push(
-        `HSTS: ${hsts ? `${hsts.severity} ${hsts.finding}` : 'no Strict-Transport-Security header'}`,
-      );
+    // testssl names a present header by its parts (HSTS_time, …) and an absent one `HSTS`.
+    const hsts = byId.get('HSTS_time');
+    if (sections.includes('-h') && (hsts === undefined || hsts.severity !== 'OK')) {
+      const absent = byId.get('HSTS');
+      findings.push(`HSTS: ${(hsts ?? absent)?.finding ?? 'no Strict-Transport-Security header'}`);
     }
   }
   return { findings, notices, reports: [json, text] };

@@ -7,7 +7,9 @@
  * file, crlf, redirect, http_headers, cookieflags, csrf, methods. Left out: ssrf and xxe (they need
  * an outside endpoint this machine cannot reach), nikto, wapp and buster (databases or word lists
  * downloaded or brute force over minutes), blindsql (time-based: meaningless on a shared, loaded
- * machine). `--no-bugreport` and no `--update`: it never reaches out.
+ * machine). `--no-bugreport` and no `--update`: it never reaches out. No `-x` exclusions: Debian's
+ * wapiti 3.0.4 builds them into a regular expression Python 3.11 refuses (`\Z(?ms)`, crawler.py)
+ * and stops; an endless answer (the audit stream) ends at wapiti's request timeout instead.
  *
  * Pass: no vulnerability above low (wapiti's levels: 1 low, 2 medium, 3 high, 4 critical; a missing
  * optional header is low) and no anomaly of a 5xx answer.
@@ -37,7 +39,6 @@ interface WapitiReport {
 export async function wapitiScan(options: {
   origin: string;
   startPaths: readonly string[];
-  excludePaths?: readonly string[];
   headers?: readonly string[];
   maxScanSeconds: number;
   name?: string;
@@ -74,7 +75,6 @@ export async function wapitiScan(options: {
     '1',
   ];
   for (const p of options.startPaths) args.push('-s', `${options.origin}${p}`);
-  for (const p of options.excludePaths ?? []) args.push('-x', `${options.origin}${p}`);
   for (const h of options.headers ?? []) args.push('-H', h);
   try {
     const run = await runTool('wapiti', args, { timeoutMs: (options.maxScanSeconds + 300) * 1000 });
