@@ -22,6 +22,23 @@ import Database from 'better-sqlite3';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
 
+/**
+ * Every socket a server accepted, destroyed on close: a scanner leaves connections half-open (an
+ * unfinished TLS handshake, a version probe), and server.close() would wait for them for ever.
+ */
+function trackSockets(server: {
+  on(event: 'connection', listener: (s: import('node:net').Socket) => void): unknown;
+}) {
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return () => {
+    for (const socket of sockets) socket.destroy();
+  };
+}
+
 export interface WeakServer {
   url: string;
   port: number;
@@ -56,13 +73,15 @@ export async function weakTlsServer(port: number): Promise<WeakServer> {
       res.end('weak\n');
     },
   );
+  const destroySockets = trackSockets(server);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     url: `https://127.0.0.1:${port}`,
     port,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      destroySockets();
+      await closed;
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -71,17 +90,22 @@ export async function weakTlsServer(port: number): Promise<WeakServer> {
 /** A plain TCP listener: the extra port nmap must report. */
 export async function extraListener(port: number): Promise<WeakServer> {
   const server: TcpServer = createTcpServer((socket) => socket.end('hello\r\n'));
+  const destroySockets = trackSockets(server);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     url: `tcp://127.0.0.1:${port}`,
     port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      destroySockets();
+      await closed;
+    },
   };
 }
 
 async function fastifyOverTls(port: number, routes: (app: FastifyInstance) => void): Promise<WeakServer> {
   const { cert, key, ca, dir } = await devCertificate();
-  const app = Fastify({ https: { cert, key } });
+  const app = Fastify({ https: { cert, key }, forceCloseConnections: true });
   routes(app);
   await app.listen({ host: '127.0.0.1', port });
   return {
