@@ -183,7 +183,9 @@ export async function sqlmapScan(
       try {
         const log = readFileSync(join(outDir, dir.name, host, 'log'), 'utf8');
         if (log.trim() !== '')
-          findings.push(`sqlmap logged an injection point (${dir.name}): ${log.slice(0, 300)}`);
+          findings.push(
+            `${ordered[Number(dir.name)]?.key ?? dir.name}: sqlmap logged an injection point: ${log.slice(0, 300)}`,
+          );
       } catch {
         // no log: nothing found there
       }
