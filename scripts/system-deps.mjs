@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The system tools the tests need, listed once: `npm test` (run-tests.mjs) and `.ci/run` both check
-// them here. Run directly to check (and, as root with apt-get, install) them.
+// them here. Run directly to check (and, as root with apt-get, install) them; `--security` adds the
+// scanners of `npm run test:security`.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -45,6 +46,18 @@ export const SYSTEM_DEPS = [
     command: 'amtool',
     why: 'checking the example Alertmanager route (amtool check-config)',
   },
+];
+
+/**
+ * The third-party scanners of `npm run test:security` (scripts/security/run.mjs), not of `npm test`:
+ * checked (and, as root, installed) only when the security run starts or with `--security`.
+ */
+export const SECURITY_DEPS = [
+  { pkg: 'testssl.sh', command: 'testssl', why: 'the TLS scan (protocols, ciphers, vulnerabilities, HSTS)' },
+  { pkg: 'sslscan', command: 'sslscan', why: 'the second TLS scan' },
+  { pkg: 'nmap', command: 'nmap', why: 'the port and service scan' },
+  { pkg: 'sqlmap', command: 'sqlmap', why: 'the SQL injection scan' },
+  { pkg: 'wapiti', command: 'wapiti', why: 'the web application scan' },
 ];
 
 /** The oldest Node the code runs on at all: 20.11 (import.meta.dirname). Below it, nothing starts. */
@@ -94,8 +107,8 @@ function present(dep) {
   return existsSync(dep.file);
 }
 
-export function missingSystemDeps() {
-  return SYSTEM_DEPS.filter((dep) => !present(dep));
+export function missingSystemDeps(deps = SYSTEM_DEPS) {
+  return deps.filter((dep) => !present(dep));
 }
 
 function canInstall() {
@@ -114,13 +127,13 @@ function apt(args) {
  * Returns the lines to print when something is missing and cannot be installed here, or [] when
  * everything is there (installing it first when running as root with apt-get).
  */
-export function ensureSystemDeps({ log = console.error } = {}) {
-  let missing = missingSystemDeps();
+export function ensureSystemDeps({ log = console.error, deps = SYSTEM_DEPS } = {}) {
+  let missing = missingSystemDeps(deps);
   if (missing.length === 0) return [];
   const pkgs = missing.map((dep) => dep.pkg);
   if (canInstall()) {
     log(`system-deps: installing ${pkgs.join(' ')} (apt-get)`);
-    if (apt(['update', '-qq']) && apt(['install', '-y', '-qq', ...pkgs])) missing = missingSystemDeps();
+    if (apt(['update', '-qq']) && apt(['install', '-y', '-qq', ...pkgs])) missing = missingSystemDeps(deps);
   }
   const sudo = process.getuid?.() === 0 ? '' : 'sudo ';
   return missing.map(
@@ -132,7 +145,8 @@ export function ensureSystemDeps({ log = console.error } = {}) {
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const warning = nodeSupportWarning();
   if (warning !== null) console.error(warning);
-  const problems = [nodeVersionProblem(), ...ensureSystemDeps()].filter((line) => line !== null);
+  const deps = process.argv.includes('--security') ? [...SYSTEM_DEPS, ...SECURITY_DEPS] : SYSTEM_DEPS;
+  const problems = [nodeVersionProblem(), ...ensureSystemDeps({ deps })].filter((line) => line !== null);
   for (const line of problems) console.error(line);
   process.exit(problems.length === 0 ? 0 : 1);
 }

@@ -37,13 +37,17 @@ export function tresor(
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts `tresor keyd serve` with the given flags and waits until its channel answers `status`. */
+/**
+ * Starts `tresor keyd serve` with the given flags and waits until its channel answers `status`.
+ * `bin`: another `tresor` bin (the compiled deployment's, test/helpers/deployment.ts).
+ */
 export async function startKeyd(
   args: string[],
   connect: KeydConnectTarget,
   env: NodeJS.ProcessEnv = {},
+  bin: string = TRESOR_BIN,
 ): Promise<KeydProcess> {
-  const proc = spawn(process.execPath, [TRESOR_BIN, 'keyd', 'serve', ...args], {
+  const proc = spawn(process.execPath, [bin, 'keyd', 'serve', ...args], {
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

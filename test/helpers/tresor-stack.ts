@@ -71,6 +71,8 @@ export interface TresorStackOptions {
   firstAdmin?: boolean;
   /** The storage backend (default: TRESOR_TEST_BACKEND, else sqlite). */
   backend?: TestBackend;
+  /** The `tresor` bin keyd and the server run from (default the checkout's; e.g. a compiled deployment's). */
+  bin?: string;
 }
 
 export interface TresorStack {
@@ -195,11 +197,12 @@ async function bootstrapAdmin(dataDir: string, database: DatabaseConfig): Promis
 
 /** Spawns `tresor server --json` and resolves with its URL once it listens. */
 function spawnServer(
+  bin: string,
   dataDir: string,
   env: NodeJS.ProcessEnv,
   output: (chunk: string) => void,
 ): Promise<{ proc: ChildProcess; url: string; exited: Promise<void> }> {
-  const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--json', '--data-dir', dataDir], {
+  const proc = spawn(process.execPath, [bin, 'server', '--json', '--data-dir', dataDir], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -276,7 +279,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       server = await startTresorServer(config, { jobIntervalMs: 0 });
       url = server.url;
     } else {
-      const started = await spawnServer(dataDir, env, (chunk) => {
+      const started = await spawnServer(options.bin ?? TRESOR_BIN, dataDir, env, (chunk) => {
         output += chunk;
       });
       serverProcess = started;
@@ -314,6 +317,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
       ['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'],
       { kind: 'unix', path: keydSocket },
       { TRESOR_KEYD_SOCKET: keydSocket },
+      options.bin,
     );
     const tls = await ensureDevTls(dataDir);
     const admin = options.firstAdmin === false ? undefined : await bootstrapAdmin(dataDir, data.database);
