@@ -34,8 +34,8 @@ describe('the sequencer lease on PostgreSQL', () => {
   let admin: pg.Client;
   let db: Kysely<unknown>;
   const leases: SequencerLease[] = [];
-  const lease = () => {
-    const made = createPgSequencerLease({ url, retryMs: 100 });
+  const lease = (retryMs = 100) => {
+    const made = createPgSequencerLease({ url, retryMs });
     leases.push(made);
     return made;
   };
@@ -76,7 +76,10 @@ describe('the sequencer lease on PostgreSQL', () => {
   });
 
   test('a holder whose connection dies loses the lease at once, and the other takes it over', async () => {
-    const first = lease();
+    // The first retries far more slowly than the second, so once its connection is gone the second
+    // takes the lock before the first, reconnected, tries again (either taking it would be correct;
+    // the test wants to see a takeover).
+    const first = lease(20_000);
     const second = lease();
     await first.start();
     await second.start();
