@@ -25,7 +25,7 @@ import { ensureDevTls } from '../src/config/dev-tls.ts';
 import { resolveServerConfig } from '../src/config/server-config.ts';
 import { createKeydClient } from '../src/keyd/client.ts';
 import { initDevFile } from '../src/keyd/root/dev-file.ts';
-import { restoreDeployment } from '../src/server/restore-deployment.ts';
+import { resetKeydCheckpointTree, restoreDeployment } from '../src/server/restore-deployment.ts';
 import { startTresorServer } from '../src/server/tresor-server.ts';
 import { BENCH_COLLECTION, benchRecord } from './backup-record.ts';
 import type { BackupChildAddress, BackupChildArgs } from './backup-tresor-child.ts';
@@ -194,13 +194,24 @@ interface BackupView {
   verification: { result: string; at: string } | null;
 }
 
-function httpsJson(
+async function httpsJson(
   agent: Agent,
   url: URL,
   token: string,
   method: 'GET' | 'POST',
   path: string,
 ): Promise<{ status: number; json: unknown }> {
+  const { status, text } = await httpsText(agent, url, token, path, method);
+  return { status, json: text ? (JSON.parse(text) as unknown) : undefined };
+}
+
+function httpsText(
+  agent: Agent,
+  url: URL,
+  token: string,
+  path: string,
+  method: 'GET' | 'POST' = 'GET',
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       new URL(path, url),
@@ -208,14 +219,9 @@ function httpsJson(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          try {
-            resolve({ status: res.statusCode ?? 0, json: text ? (JSON.parse(text) as unknown) : undefined });
-          } catch (error) {
-            reject(error);
-          }
-        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
         res.on('error', reject);
       },
     );
@@ -261,6 +267,21 @@ async function takeBackup(
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   throw new Error(`backup ${id} was not verified within ${MAX_BACKUP_SECONDS} s`);
+}
+
+/** Sets keyd's checkpoint tree to the live server's latest signed checkpoint. */
+async function giveTreeBack(agent: Agent, server: BackupChildAddress, keydSocket: string): Promise<void> {
+  const res = await httpsText(agent, new URL(server.url), server.apiKey, '/v1/audit/checkpoint');
+  if (res.status !== 200) throw new Error(`GET /v1/audit/checkpoint answered ${res.status}`);
+  const keys = createKeydClient({
+    connect: { kind: 'unix', path: keydSocket },
+    clientName: 'tresor-restore',
+  });
+  try {
+    await resetKeydCheckpointTree(keys, res.text);
+  } finally {
+    await keys.close();
+  }
 }
 
 const seconds = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / 1000;
@@ -498,6 +519,11 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   );
   const startSeconds = (now() - t1) / NS_PER_S;
   await restoredServer.close();
+  // The restore set keyd's checkpoint tree back to the backup's (and the restored server may have
+  // signed past it): the live log, still running on this keyd, could sign nothing more — a fork. An
+  // operator ends a restore drill on the production keyd the same way: keyd's tree goes back to the
+  // live log's latest checkpoint (docs/keyd.md, restoring a deployment).
+  await giveTreeBack(agent, server, keydSocket);
   progress(
     `backup: restored in ${restoreSeconds.toFixed(1)} s, a server started on it in ${startSeconds.toFixed(1)} s`,
   );

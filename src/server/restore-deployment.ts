@@ -124,8 +124,11 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
   }
 }
 
-/** Sets keyd's checkpoint tree to the backup's checkpoint, with keyd's own signature of it. */
-async function resetKeydCheckpointTree(keys: KeyService, note: string): Promise<void> {
+/**
+ * Sets keyd's checkpoint tree to a checkpoint keyd signed (`note`, a signed note): the backup's, at a
+ * restore; the live log's latest, when a restore drill against the production keyd is over.
+ */
+export async function resetKeydCheckpointTree(keys: KeyService, note: string): Promise<void> {
   const { text, signatures } = parseNote(note);
   const { origin, size, rootHash } = parseCheckpoint(text);
   // The log's key is named by its origin; checkpoints of earlier versions by keyd's label.
