@@ -6,6 +6,7 @@
  * The worker runs at a lower CPU priority, so a backup gives way to the requests on a busy machine.
  */
 import { startTsWorker } from '../audit/ts-worker.ts';
+import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import type { SealerReply, SealerRequest } from './chunk-sealer-worker.ts';
 import { BackupError } from './errors.ts';
 import type { SnapshotFile } from './snapshot.ts';
@@ -23,7 +24,9 @@ export async function* sealedChunks(options: {
   backupId: string;
   chunkSize: number;
 }): AsyncGenerator<SealedChunk> {
-  const worker = startTsWorker(new URL('./chunk-sealer-worker.ts', import.meta.url));
+  const worker = startTsWorker(new URL('./chunk-sealer-worker.ts', import.meta.url), {
+    nice: BACKUP_THREAD_NICE,
+  });
   const replies: SealerReply[] = [];
   let waiting: ((reply: SealerReply) => void) | undefined;
   let failure: Error | undefined;

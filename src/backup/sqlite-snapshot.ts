@@ -13,6 +13,7 @@ import { access, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { askWorker, startTsWorker } from '../audit/ts-worker.ts';
 import { assertTenantId } from '../store/sqlite/tenant-stores.ts';
+import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import { BackupError } from './errors.ts';
 import type { SnapshotFile, StoreSnapshotter } from './snapshot.ts';
 import type { SnapshotReply, SnapshotRequest } from './sqlite-snapshot-worker.ts';
@@ -34,7 +35,9 @@ export function createSqliteSnapshotter(options: { dataDir: string }): StoreSnap
         plan.push({ name, kind: 'tenant', tenant, path: join(scratch, name) });
       }
       await mkdir(join(scratch, 'tenants'), { recursive: true, mode: 0o700 });
-      const worker = startTsWorker(new URL('./sqlite-snapshot-worker.ts', import.meta.url));
+      const worker = startTsWorker(new URL('./sqlite-snapshot-worker.ts', import.meta.url), {
+        nice: BACKUP_THREAD_NICE,
+      });
       try {
         const files: SnapshotFile[] = [];
         for (const file of plan) {

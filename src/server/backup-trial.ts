@@ -35,6 +35,7 @@ import { BackupError, type Destination, fetchChunk, openBackup } from '../backup
 import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
+import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { elapsed, type TrialCheck, type TrialCheckName, TrialChecks } from './backup-trial-checks.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
@@ -178,7 +179,9 @@ async function scratchChecks(
   openedMs: number,
 ): Promise<void> {
   const { destination, backupId } = options;
-  const worker = startTsWorker(new URL('./backup-trial-worker.ts', import.meta.url));
+  const worker = startTsWorker(new URL('./backup-trial-worker.ts', import.meta.url), {
+    nice: BACKUP_THREAD_NICE,
+  });
   const stop = () => void worker.terminate();
   options.signal?.addEventListener('abort', stop, { once: true });
   const post = (request: TrialScratchRequest) => worker.postMessage(request);
