@@ -29,6 +29,12 @@ export interface Destination {
   list(prefix: string): Promise<string[]>;
   /** Removes the object; removing what is not there is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * A folder destination's place, which a worker thread of this process can open by itself
+   * (createFolderDestination): so a background pass reads the objects there, rather than having the
+   * event loop read and copy every byte to it. Absent for a remote destination.
+   */
+  readonly folder?: { root: string; name: string };
 }
 
 /** Object keys: `/`-separated segments of [A-Za-z0-9._-], none starting with a dot. */

@@ -31,6 +31,7 @@ export function createFolderDestination(options: FolderDestinationOptions): Dest
 
   return {
     name,
+    folder: { root, name },
 
     async put(key, data) {
       const path = join(root, checkObjectKey(key));

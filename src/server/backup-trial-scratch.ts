@@ -6,10 +6,11 @@
  * server opens it. Seconds of CPU for a large store, all of it synchronous work that on the event
  * loop stalls every request: here, on a busy machine, the trial takes longer instead.
  *
- * What needs keyd or a destination stays on the event loop, which holds them: the backup is opened
- * there (signature, data key unwrapped) and its chunks fetched there on request, two ahead of the
- * pass. Each check's result is reported as it ends, so a worker that dies leaves the checks it
- * finished.
+ * What needs keyd stays on the event loop, which holds it: the backup is opened there (signature,
+ * data key unwrapped). A folder destination's chunks are read here, two ahead of the pass; a remote
+ * destination's (S3, whose client and credentials live on the event loop) are fetched there on
+ * request, two ahead, and copied here. Each check's result is reported as it ends, so a worker that
+ * dies leaves the checks it finished.
  */
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
@@ -17,6 +18,8 @@ import {
   BackupError,
   type BackupManifest,
   backupVerification,
+  createFolderDestination,
+  fetchChunk,
   type ManifestFile,
   quickCheckFile,
   readChunks,
@@ -37,6 +40,8 @@ export interface TrialScratchStart {
   auditPublicKey: Uint8Array;
   /** Where the backup is restored (must not exist or be empty). */
   dataDir: string;
+  /** A folder destination, read here; absent: each chunk is asked of the event loop (`want`). */
+  folder?: { root: string; name: string };
 }
 
 /** The event loop's answer to a `want`: a chunk's stored bytes, or why it could not be fetched. */
@@ -85,13 +90,19 @@ async function runChecks(
   const report = (check: TrialCheck) =>
     port.postMessage({ kind: 'check', check } satisfies TrialScratchReply);
 
+  const folder = start.folder === undefined ? undefined : createFolderDestination(start.folder);
   const requested = new Map<number, Promise<Buffer>>();
   const want = (index: number) => {
     if (index >= manifest.chunks.length || requested.has(index)) return;
-    const promise = new Promise<Buffer>((resolve, reject) => waiting.set(index, { resolve, reject }));
+    let promise: Promise<Buffer>;
+    if (folder !== undefined) {
+      promise = fetchChunk(folder, manifest.backupId, index);
+    } else {
+      promise = new Promise<Buffer>((resolve, reject) => waiting.set(index, { resolve, reject }));
+      port.postMessage({ kind: 'want', index } satisfies TrialScratchReply);
+    }
     promise.catch(() => undefined); // a chunk fetched ahead may fail after the pass stopped
     requested.set(index, promise);
-    port.postMessage({ kind: 'want', index } satisfies TrialScratchReply);
   };
   const chunk = (index: number): Promise<Buffer> => {
     for (let i = index; i <= index + AHEAD; i++) want(i);

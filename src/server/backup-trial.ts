@@ -109,6 +109,7 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
         manifestKey: verifier.manifestKey,
       });
       start = { kind: 'start', manifest, key, auditPublicKey: verifier.auditPublicKey, dataDir };
+      if (options.destination.folder !== undefined) start.folder = options.destination.folder;
     } catch (err) {
       checks.fail('restore', err, elapsed(t0));
     }

@@ -91,6 +91,26 @@ describe('the deep trial restore after a backup', () => {
     assert.deepEqual(readdirSync(scratchDir), [], 'the scratch folder is removed after a failure too');
   });
 
+  test('a folder destination’s chunks are read by the worker, not by the event loop (only the manifest and its signature are)', async () => {
+    const backup = await backupStack(world.stack, [destination]);
+    const readHere: string[] = [];
+    const counting: Destination = {
+      ...destination,
+      async get(key) {
+        readHere.push(key.split('/').pop() ?? key);
+        return destination.get(key);
+      },
+    };
+    const result = await runBackupTrial({
+      destination: counting,
+      backupId: backup.backupId,
+      keys: world.stack.keydClient(),
+      scratchDir,
+    });
+    assert.equal(result.ok, true, JSON.stringify(result.checks));
+    assert.deepEqual(readHere, ['manifest.json', 'manifest.sig']);
+  });
+
   test('a backup at an S3-compatible server (s3rver on loopback) passes the same checks', async () => {
     const s3 = await startLocalS3();
     try {
