@@ -241,6 +241,9 @@ export function createBackupRuns(deps: BackupRunDeps) {
       manifestKey = { failed: reportable(err) };
     }
     const results: { destination: string; result: 'passed' | 'failed'; code: string | null }[] = [];
+    // The trial restore's scratch folder, which a server that has taken no backup yet (a restored
+    // one, verifying the backup it came from) has not made.
+    if (deps.trial) await mkdir(deps.scratchDir, { recursive: true, mode: 0o700 });
     for (const d of holders(view)) {
       if (closing) {
         throw new BackupError(
@@ -283,6 +286,67 @@ export function createBackupRuns(deps: BackupRunDeps) {
         );
     await records.verified(id, clock().toISOString(), results, audit);
     return (await records.get(id)) as BackupView;
+  }
+
+  /**
+   * The complete copies of runs a stopped server left running (recoverInterrupted): each read back
+   * whole is `checked`; a run with one or more becomes `done` or `partial`, audited as a
+   * `backup.create` that was recovered, and is verified as after any backup.
+   */
+  async function settle(complete: Map<string, ConfiguredDestination[]>): Promise<void> {
+    let manifestKey: ManifestKey;
+    try {
+      manifestKey = await deps.manifestKey();
+    } catch {
+      return; // keyd not reachable: the runs stay interrupted; their copies stay, as they were
+    }
+    for (const [id, holders] of complete) {
+      const checked: string[] = [];
+      let read: Awaited<ReturnType<typeof verifyBackup>> | undefined;
+      for (const d of holders) {
+        if (closing) return;
+        try {
+          read = await verifyBackup({
+            destination: d.destination,
+            backupId: id,
+            keys: deps.keys,
+            manifestKey,
+          });
+          await records.updateCopy(
+            id,
+            d.name,
+            { state: 'checked', attempts: 1, error: null },
+            clock().toISOString(),
+          );
+          checked.push(d.name);
+        } catch {
+          // Does not read back whole: this copy stays failed, as recorded.
+        }
+      }
+      const view = await records.get(id);
+      if (read === undefined || view === undefined || closing) continue;
+      const outcome = checked.length === deps.destinations.length ? 'done' : 'partial';
+      await records.finish(
+        id,
+        {
+          ended_at: view.endedAt ?? clock().toISOString(),
+          outcome,
+          error_code: null,
+          plaintext_bytes: read.plaintextBytes,
+          files: read.files,
+        },
+        systemEvent(
+          {
+            id: ACTOR,
+            action: 'backup.create',
+            outcome: 'success',
+            target: { backupId: id, outcome, recovered: true, destinations: checked },
+          },
+          clock(),
+        ),
+      );
+      if (!closing && !verifying) await exclusive(id, undefined).catch(() => undefined);
+    }
   }
 
   return {
@@ -381,9 +445,15 @@ export function createBackupRuns(deps: BackupRunDeps) {
 
     /**
      * Runs a stopped server left `running`: marked interrupted, audited, their partial objects
-     * removed. A copy that is complete (its manifest, written last, is there) is kept: a data folder
-     * restored from a backup records that very backup as running (the control store was copied
-     * while it ran), and removing it would destroy, at every destination, the backup just restored.
+     * removed. A copy that is complete (its manifest, written last, is there) is kept, and then
+     * checked in the background (settle): a data folder restored from a backup records that very
+     * backup as running (the control store was copied while it ran), and a server killed after its
+     * last manifest but before recording the end leaves a whole backup too. Each complete copy that
+     * reads back whole (signature, every chunk's digest and decryption through keyd, every file's
+     * digest) is `checked`, and the run becomes `done` (every destination) or `partial` — what a
+     * run that had ended normally would have recorded; its verification follows as after any
+     * backup. A copy that does not read back leaves the run `interrupted`. While this runs, a new
+     * backup is refused (TRESOR_ERR_BACKUP_RUNNING), as during any other.
      */
     async recoverInterrupted(): Promise<string[]> {
       const ids = await records.interrupt(clock().toISOString(), (id) =>
@@ -397,12 +467,26 @@ export function createBackupRuns(deps: BackupRunDeps) {
           clock(),
         ),
       );
+      const complete = new Map<string, ConfiguredDestination[]>();
       for (const id of ids) {
         for (const d of deps.destinations) {
-          await removeUnlessComplete(d.destination, id).catch(() => undefined);
+          const whole = await removeUnlessComplete(d.destination, id).catch(() => false);
+          if (whole) complete.set(id, [...(complete.get(id) ?? []), d]);
         }
       }
+      if (complete.size > 0 && !current && !closing) {
+        current = settle(complete)
+          .catch(() => undefined)
+          .finally(() => {
+            current = undefined;
+          });
+      }
       return ids;
+    },
+
+    /** Resolves once the background work of recoverInterrupted (settling complete copies) is over. */
+    settled: async (): Promise<void> => {
+      await current;
     },
 
     /**
@@ -422,11 +506,15 @@ export function createBackupRuns(deps: BackupRunDeps) {
 
 export type BackupRuns = ReturnType<typeof createBackupRuns>;
 
-/** Removes a backup's objects from a destination unless its manifest is there (a complete backup). */
-async function removeUnlessComplete(destination: Destination, backupId: string): Promise<void> {
+/**
+ * Removes a backup's objects from a destination unless its manifest is there (a complete backup);
+ * whether it was complete.
+ */
+async function removeUnlessComplete(destination: Destination, backupId: string): Promise<boolean> {
   const keys = await destination.list(`${backupId}/`);
-  if (keys.includes(`${backupId}/${MANIFEST_OBJECT}`)) return;
+  if (keys.includes(`${backupId}/${MANIFEST_OBJECT}`)) return true;
   await deleteBackup(destination, backupId);
+  return false;
 }
 
 const unknownError = { code: 'TRESOR_ERR_BACKUP_FAILED', message: 'not written' };

@@ -48,6 +48,7 @@ import {
   operatorToken,
 } from '../helpers/console.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /** A customer value that must never appear in an output, a log or at a destination. */
 const MARKER = `drill-marker-${Date.now().toString(36)}-customer-value`;
@@ -122,6 +123,7 @@ describe('the backup drill: data folder destroyed, restored from a folder and fr
   let s3: LocalS3;
   let s: TresorStack;
   let auditToken: string;
+  let backupsReadToken: string;
   let publicKey: string;
   let backupId: string;
   const tenants: Tenant[] = [];
@@ -183,6 +185,7 @@ describe('the backup drill: data folder destroyed, restored from a folder and fr
     auditToken = await operatorToken(s, 'audit:read');
     const runToken = await operatorToken(s, 'backups:run');
     const readToken = await operatorToken(s, 'backups:read');
+    backupsReadToken = readToken;
     secrets.push(createToken, auditToken, runToken, readToken);
 
     for (const name of TENANTS) {
@@ -469,6 +472,30 @@ describe('the backup drill: data folder destroyed, restored from a folder and fr
     );
     const checkpointNow = await s.request('GET', '/v1/audit/checkpoint', { token: auditToken });
     assert.equal(checkpointNow.status, 200, checkpointNow.text);
+
+    // The backup it was restored from: the restored control store holds it as running (it was
+    // copied while the backup ran); the server finds it whole at both destinations, reads each copy
+    // back, records it done — not interrupted — and verifies it as after any backup.
+    const source = await waitFor(
+      'the source backup settled and verified',
+      async () => {
+        const res = await s.request('GET', `/v1/backups/${backupId}`, { token: backupsReadToken });
+        if (res.status !== 200) return undefined;
+        const view = res.json<{
+          outcome: string;
+          verification: { result: string } | null;
+          destinations: { state: string }[];
+        }>();
+        return view.verification === null ? undefined : view;
+      },
+      { timeoutMs: 180_000, intervalMs: 250 },
+    );
+    assert.equal(source.outcome, 'done');
+    assert.deepEqual(
+      source.destinations.map((d) => d.state),
+      ['checked', 'checked'],
+    );
+    assert.equal(source.verification?.result, 'passed', JSON.stringify(source));
 
     for (const tenant of tenants) {
       for (const collection of Object.keys(COLLECTIONS) as CollectionName[]) {

@@ -392,7 +392,7 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     assert.equal(cert.keydBackupsAgedOutBy, keydExpected.toISOString().slice(0, 10));
   });
 
-  it('keeps the list across a restart, and reports a backup cut by kill -9 as interrupted, its objects removed', async () => {
+  it('keeps the list across a restart, and reports a backup cut by kill -9 as interrupted, its objects removed (a copy whole before the kill: read back, kept, the run done)', async () => {
     const before = JSON.parse(exited(await cli(['list', '--json'], readFile), 0).stdout) as {
       backups: Backup[];
     };
@@ -407,19 +407,35 @@ describe('tresor backup now, list, verify; failures, retention, certificates, re
     const { id } = JSON.parse(started.stdout) as { id: string };
     await s.kill9Server();
     await s.startServer();
-    const listed = JSON.parse(exited(await cli(['list', '--json'], readFile), 0).stdout) as {
-      backups: Backup[];
-    };
-    const cut = listed.backups.find((x) => x.id === id) as Backup;
-    assert.ok(cut, 'the cut backup is listed');
-    assert.ok(['interrupted', 'done'].includes(cut.outcome), cut.outcome);
-    if (cut.outcome !== 'done') {
-      // Almost always: kill -9 came while it ran.
-      assert.equal(cut.outcome, 'interrupted');
+    const folders = [a, b, c];
+    // The restarted server records the run interrupted and removes every partial copy; a copy that
+    // was whole before the kill (manifest written last) is kept and read back, and then the run is
+    // done (whole everywhere) or partial. Wait for that reading back to be over.
+    const cut = await waitFor(
+      'the cut backup settled',
+      async () => {
+        const listed = JSON.parse(exited(await cli(['list', '--json'], readFile), 0).stdout) as {
+          backups: Backup[];
+        };
+        const found = listed.backups.find((x) => x.id === id);
+        if (found === undefined) return undefined;
+        if (found.outcome === 'interrupted' && folders.some((f) => holds(f, id))) return undefined;
+        return found;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
+    if (cut.outcome === 'interrupted') {
+      // Almost always: kill -9 came while it ran. Nothing of it is left anywhere.
       for (const d of cut.destinations) assert.equal(d.state, 'failed');
-      // Nothing partial is left: its objects are removed, unless the copy was complete (manifest
-      // written last) before the kill, which is kept as a usable backup.
-      for (const f of [a, b]) assert.ok(!existsSync(join(f, id)) || holds(f, id), `nothing partial at ${f}`);
+      for (const f of folders) assert.ok(!existsSync(join(f, id)), `nothing partial at ${f}`);
+    } else {
+      assert.ok(['done', 'partial'].includes(cut.outcome), cut.outcome);
+      const folderOf: Record<string, string> = { a, b, c };
+      for (const d of cut.destinations) {
+        const f = folderOf[d.name] as string;
+        if (d.state === 'checked') assert.ok(holds(f, id), `a checked copy is whole at ${f}`);
+        else assert.ok(!existsSync(join(f, id)), `nothing partial at ${f}`);
+      }
     }
   });
 
