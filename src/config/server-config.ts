@@ -83,6 +83,8 @@ export interface ServerConfig {
   timeouts: ServerTimeouts;
   /** Connection caps: in all, and per client address (0: none; trusted proxies are exempt). */
   connections: { max: number; perAddress: number };
+  /** The cache of unwrapped keys (keyd/key-cache.ts): size bound and time bound. */
+  keyCache: { maxEntries: number; ttlSeconds: number };
   /** Load balancer addresses/CIDRs whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   keyd: KeydConnection;
@@ -312,6 +314,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     shutdownGraceMs: num('/timeouts/shutdownGraceMs'),
   };
   const connections = { max: num('/connections/max'), perAddress: num('/connections/perAddress') };
+  const keyCache = { maxEntries: num('/keyCache/maxEntries'), ttlSeconds: num('/keyCache/ttlSeconds') };
   if (timeouts.headersMs > timeouts.requestMs)
     problems.push('timeouts.headersMs must not exceed timeouts.requestMs');
 
@@ -456,6 +459,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     rateLimit,
     timeouts,
     connections,
+    keyCache,
     trustProxy,
     keyd,
     closeGraceDays,

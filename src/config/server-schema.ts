@@ -203,6 +203,27 @@ export const SERVER_SECTION = section(
         'Connection caps, so that held connections (slow or silent clients) cannot exhaust the server’s file descriptors. Connections that finish no TLS handshake, or send no request, are closed by `timeouts`.',
       ),
     ),
+    keyCache: Type.Optional(
+      section(
+        {
+          maxEntries: int(
+            'TRESOR_KEY_CACHE_MAX_ENTRIES',
+            1,
+            10_000_000,
+            50_000,
+            'Unwrapped keys held at most (least recently used out first). Size it above the keys your active tenants use at once — each tenant a tenant key and one or two data keys — or keys are evicted and loaded from keyd again and again (watch `tresor_key_cache_evictions_total` and the hit ratio, hits ÷ (hits + misses)). About 200 bytes each.',
+          ),
+          ttlSeconds: int(
+            'TRESOR_KEY_CACHE_TTL_SECONDS',
+            1,
+            86_400,
+            300,
+            'How long an unwrapped key stays in memory after keyd gave it (NIST SP 800-57: bound the exposure). Each key’s lifetime is shortened by a random fraction up to a fifth, so keys loaded together do not expire together.',
+          ),
+        },
+        'The server’s cache of keys unwrapped by keyd (src/keyd/key-cache.ts), bounded in size, time and uses; every removed key is zeroed.',
+      ),
+    ),
     trustProxy: list(
       'TRESOR_TRUST_PROXY',
       'Load balancer addresses or CIDR blocks whose X-Forwarded-For is believed.',

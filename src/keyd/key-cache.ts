@@ -3,7 +3,10 @@
  * record. Unwrapped keys are the most sensitive thing the server holds, so the cache is bounded
  * every way it can be (NIST SP 800-57 Part 1 §5.3 — limit how long and how much a key is exposed):
  *   - maxEntries, least recently used out first;
- *   - ttlMs after the key was cached (an unref'd timer sweeps, so idle keys leave memory too);
+ *   - ttlMs after the key was cached (an unref'd timer sweeps, so idle keys leave memory too),
+ *     shortened by a random fraction up to `jitter` per key: keys cached together (a restart, a
+ *     burst over many tenants) then expire spread over the last part of the TTL instead of all at
+ *     once, so the server does not go back to keyd for thousands of keys in one wave;
  *   - maxUses reads, after which the next read goes back to keyd.
  * The cache keeps its own copy of each key and zeroes it on every removal: expiry, use limit,
  * eviction, delete, clear, overwrite and close.
@@ -20,6 +23,10 @@ import { KeydError } from './errors.ts';
 export interface KeyCacheOptions {
   maxEntries: number;
   ttlMs: number;
+  /** Fraction of ttlMs (0 … 0.5) by which each key's lifetime is randomly shortened; default 0.2. */
+  jitter?: number;
+  /** Random numbers in [0, 1) for the jitter; tests inject one. Default Math.random (not a secret). */
+  random?: () => number;
   /** Reads (get, use, getOrLoad) a cached key serves before it must be loaded again. */
   maxUses: number;
   /** Milliseconds, monotonic enough for TTLs; tests inject one. Default Date.now. */
@@ -72,6 +79,8 @@ interface Entry {
  */
 const MAX_LOAD_ROUNDS = 8;
 
+const DEFAULT_JITTER = 0.2;
+
 export function createKeyCache(options: KeyCacheOptions): KeyCache {
   const { maxEntries, ttlMs, maxUses } = options;
   if (!Number.isInteger(maxEntries) || maxEntries < 1)
@@ -79,6 +88,11 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
   if (!(ttlMs > 0)) throw new RangeError('ttlMs must be positive');
   if (!Number.isInteger(maxUses) || maxUses < 1) throw new RangeError('maxUses must be a positive integer');
   const clock = options.clock ?? Date.now;
+  const jitter = options.jitter ?? DEFAULT_JITTER;
+  if (!(jitter >= 0 && jitter <= 0.5)) throw new RangeError('jitter must be between 0 and 0.5');
+  const random = options.random ?? Math.random;
+  /** A new key's lifetime: ttlMs less up to `jitter` of it. */
+  const lifetime = () => ttlMs * (1 - jitter * random());
 
   // A Map iterates in insertion order: re-inserting on each read keeps the least recent first.
   const entries = new Map<string, Entry>();
@@ -141,7 +155,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     if (previous !== undefined) remove(keyId, previous);
     const copy = Buffer.alloc(key.length); // not from the shared pool: this memory is ours to wipe
     key.copy(copy);
-    entries.set(keyId, { key: copy, expiresAt: clock() + ttlMs, usesLeft: maxUses });
+    entries.set(keyId, { key: copy, expiresAt: clock() + lifetime(), usesLeft: maxUses });
     while (entries.size > maxEntries) {
       const [oldestId, oldest] = entries.entries().next().value as [string, Entry];
       remove(oldestId, oldest);

@@ -190,7 +190,11 @@ export async function startTresorServer(
   const auditedStores = auditedTenantStores(tenantStores, currentSequencer);
   const openTenant = (tenant: string) => auditedStores.open(tenant);
   const keyCache = createKeyCache(
-    options.keyCache ?? { maxEntries: 10_000, ttlMs: 5 * 60_000, maxUses: 1_000_000 },
+    options.keyCache ?? {
+      maxEntries: config.keyCache.maxEntries,
+      ttlMs: config.keyCache.ttlSeconds * 1000,
+      maxUses: 1_000_000,
+    },
   );
   const dataKeys = createDataKeyring({
     keys: keyd,

@@ -25,6 +25,7 @@ function cacheWith(options: Partial<KeyCacheOptions> = {}) {
     maxUses: 1000,
     clock: clock.now,
     sweepIntervalMs: 0,
+    jitter: 0,
     ...options,
   });
   return { cache, clock };
@@ -66,11 +67,34 @@ describe('key cache', () => {
     assert.deepEqual(cache.stats(), { hits: 2, misses: 1, evictions: 0, expirations: 1, size: 0 });
   });
 
+  test('spreads the expiry of keys cached together over the last `jitter` of the TTL, never past it', () => {
+    // 100 keys cached at one instant (a restart, a burst over many tenants), the random fraction
+    // of each running evenly over [0, 1): their lifetimes run evenly from 800 to 1000 ms.
+    let k = 0;
+    const { cache, clock } = cacheWith({
+      ttlMs: 1000,
+      maxEntries: 1000,
+      jitter: 0.2,
+      random: () => k++ / 100,
+    });
+    for (let i = 0; i < 100; i++) cache.set(`dk_${i}`, randomBytes(32));
+    const alive = () =>
+      Array.from({ length: 100 }, (_, i) => cache.use(`dk_${i}`, () => true)).filter(Boolean).length;
+    clock.advance(800);
+    assert.equal(alive(), 100, 'none expires before ttl × (1 − jitter)');
+    clock.advance(100);
+    const half = alive();
+    assert.ok(half > 0 && half < 100, `some but not all expired half-way (${half} alive)`);
+    clock.advance(100);
+    assert.equal(alive(), 0, 'every key is gone at ttlMs');
+    assert.throws(() => createKeyCache({ maxEntries: 1, ttlMs: 1, maxUses: 1, jitter: 0.6 }), RangeError);
+  });
+
   test('sweeps expired keys on an unref’d timer, so idle keys leave memory too', () => {
     mock.timers.enable({ apis: ['setInterval'] });
     try {
       const clock = manualClock();
-      const cache = createKeyCache({ maxEntries: 10, ttlMs: 1000, maxUses: 10, clock: clock.now });
+      const cache = createKeyCache({ maxEntries: 10, ttlMs: 1000, maxUses: 10, clock: clock.now, jitter: 0 });
       cache.set('dk_a', randomBytes(32));
       const lent = cache.get('dk_a') as Buffer;
       clock.advance(1000);
