@@ -39,6 +39,7 @@ import { type ProbeDB, probeResultsMigration, probeResultsPgMigration } from '..
 import { openPgStore, type PgStore } from '../store/pg/store.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { MigrationRenames, Migrations } from '../store/types.ts';
+import { idempotencyKeysMigration } from '../vault/idempotency.ts';
 import {
   tenantTablesMigration,
   tenantTablesPgMigration,
@@ -91,6 +92,8 @@ export const controlStoreMigrations: Migrations = {
   '0010-backup-runs': backupRunsMigration,
   '0011-probe-results': probeResultsMigration,
   '0012-alerts': alertsMigration,
+  // Idempotency-Key on tenant creates (vault/tenant-provision.ts): the same table as a tenant store's.
+  '0013-idempotency-keys': idempotencyKeysMigration,
 };
 
 /**
@@ -134,6 +137,7 @@ export const controlStorePgMigrations: Migrations = {
   '0009-backup-runs': backupRunsPgMigration,
   '0010-probe-results': probeResultsPgMigration,
   '0011-alerts': alertsPgMigration,
+  '0012-idempotency-keys': idempotencyKeysMigration,
 };
 
 /**

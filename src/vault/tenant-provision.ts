@@ -5,6 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import type { AuditContext } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
+import {
+  abandonIdempotent,
+  beginIdempotent,
+  completeIdempotentIn,
+  DEFAULT_IDEMPOTENCY_TTL_MS,
+  type IdempotentRequest,
+} from './idempotency.ts';
 import type { TenantContext } from './tenant-context.ts';
 import { checkDate, checkText, errorCode, invalid, wrongState } from './tenant-rows.ts';
 
@@ -27,12 +34,36 @@ export interface CreatedTenant {
   apiKeyId: string;
 }
 
+/**
+ * The answer to a retry with the same Idempotency-Key: the first create's tenant and its first
+ * key's id, but no key — it went to the first answer only, and is stored only as a hash. A client
+ * that lost that answer revokes `apiKeyId` and issues another.
+ */
+export interface ReplayedTenant extends Omit<CreatedTenant, 'apiKey'> {
+  apiKey: null;
+  replayed: true;
+}
+
 const MAX_NAME_CHARS = 200;
 
 export interface TenantProvisioning {
+  /**
+   * Creates a tenant. With an idempotency key (src/vault/idempotency.ts, kept in the control store),
+   * a retry of the same request returns the first create's tenant, its first key's id and no key,
+   * and creates nothing; the key is marked done in the transaction that activates the tenant.
+   */
   createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant>;
+  createTenant(
+    input: CreateTenantInput,
+    context: AuditContext,
+    idempotency: IdempotentRequest | undefined,
+  ): Promise<CreatedTenant | ReplayedTenant>;
   /** Makes a 'provisioning' tenant active: tenant key, store, first API key; each step idempotent. */
-  provision(id: string, context: AuditContext): Promise<{ apiKey: string; apiKeyId: string }>;
+  provision(
+    id: string,
+    context: AuditContext,
+    idempotency?: IdempotentRequest,
+  ): Promise<{ apiKey: string; apiKeyId: string }>;
 }
 
 export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning {
@@ -52,7 +83,11 @@ export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning
     else await tenantStores.create(id);
   }
 
-  async function provision(id: string, context: AuditContext): Promise<{ apiKey: string; apiKeyId: string }> {
+  async function provision(
+    id: string,
+    context: AuditContext,
+    idempotency?: IdempotentRequest,
+  ): Promise<{ apiKey: string; apiKeyId: string }> {
     const current = await row(id);
     if (current.state !== 'provisioning') throw wrongState(current.state);
     await ensureTenantKey(id);
@@ -63,11 +98,48 @@ export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning
       await transition(trx, id, 'provisioning', { state: 'active', updated_at: at });
       const key = await apiKeys.issueFirstIn(trx, id, now);
       await audit(trx, context, id, 'tenant.activate', at, { apiKeyId: key.id });
+      if (idempotency) await completeIdempotentIn(trx, idempotency, 201, { id, apiKeyId: key.id });
       return { apiKey: key.token, apiKeyId: key.id };
     });
   }
 
-  async function createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant> {
+  async function createTenant(
+    input: CreateTenantInput,
+    context: AuditContext,
+    idempotency?: IdempotentRequest,
+  ): Promise<CreatedTenant | ReplayedTenant> {
+    if (!idempotency) return createTenantOnce(input, context);
+    const start = await beginIdempotent(control, idempotency, {
+      now: clock().getTime(),
+      ttlMs: DEFAULT_IDEMPOTENCY_TTL_MS,
+    });
+    if (start.kind === 'replay') {
+      const first = start.response as { id: string; apiKeyId: string };
+      const created = await row(first.id);
+      return {
+        id: first.id,
+        name: created.name,
+        state: 'active',
+        contractStart: created.contract_start,
+        contractEnd: created.contract_end,
+        apiKey: null,
+        apiKeyId: first.apiKeyId,
+        replayed: true,
+      };
+    }
+    try {
+      return await createTenantOnce(input, context, idempotency);
+    } catch (error) {
+      await abandonIdempotent(control, idempotency).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async function createTenantOnce(
+    input: CreateTenantInput,
+    context: AuditContext,
+    idempotency?: IdempotentRequest,
+  ): Promise<CreatedTenant> {
     const name = checkText('name', input?.name, MAX_NAME_CHARS);
     const now = clock();
     const contractStart =
@@ -126,7 +198,7 @@ export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning
         }
         throw error;
       });
-    const { apiKey, apiKeyId } = await locks.run(id, () => provision(id, context));
+    const { apiKey, apiKeyId } = await locks.run(id, () => provision(id, context, idempotency));
     const created = await row(id);
     return {
       id,
@@ -139,5 +211,5 @@ export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning
     };
   }
 
-  return { createTenant, provision };
+  return { createTenant: createTenant as TenantProvisioning['createTenant'], provision };
 }

@@ -42,13 +42,19 @@
  * tenant-contract-end.ts (autoClose) and tenant-queries.ts (reads and certificates).
  */
 import type { AuditContext } from '../audit/event.ts';
+import type { IdempotentRequest } from './idempotency.ts';
 import { type CloseTenantInput, createTenantClose } from './tenant-close.ts';
 import { createTenantCloseCancel, type ReopenedTenant } from './tenant-close-cancel.ts';
 import { type CloseOutcome, createTenantCloseSteps } from './tenant-close-steps.ts';
 import { createTenantContext } from './tenant-context.ts';
 import { type AutoCloseReport, createTenantContractEnd } from './tenant-contract-end.ts';
 import type { TenantServiceOptions } from './tenant-options.ts';
-import { type CreatedTenant, type CreateTenantInput, createTenantProvisioning } from './tenant-provision.ts';
+import {
+  type CreatedTenant,
+  type CreateTenantInput,
+  createTenantProvisioning,
+  type ReplayedTenant,
+} from './tenant-provision.ts';
 import { createTenantQueries, type StoredDeletionCertificate } from './tenant-queries.ts';
 import { type CloseReport, createTenantResume, type ResumeReport } from './tenant-resume.ts';
 import type { TenantInfo } from './tenant-rows.ts';
@@ -74,6 +80,11 @@ export type { TenantInfo } from './tenant-rows.ts';
 
 export interface TenantService {
   createTenant(input: CreateTenantInput, context: AuditContext): Promise<CreatedTenant>;
+  createTenant(
+    input: CreateTenantInput,
+    context: AuditContext,
+    idempotency: IdempotentRequest | undefined,
+  ): Promise<CreatedTenant | ReplayedTenant>;
   /** Starts the close; it finishes at once only when the grace period is zero. */
   closeTenant(id: string, input: CloseTenantInput, context: AuditContext): Promise<CloseOutcome>;
   /** Cancels a close while the tenant key is pending destruction (operator admins only, audited). */

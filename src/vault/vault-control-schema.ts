@@ -6,6 +6,7 @@
  */
 import { type Kysely, type Migration, sql } from 'kysely';
 import type { WithAuditEvents } from '../audit/event.ts';
+import type { WithIdempotencyKeys } from './idempotency.ts';
 
 export type TenantState = 'provisioning' | 'active' | 'closing' | 'closed';
 export const TENANT_STATES: readonly TenantState[] = ['provisioning', 'active', 'closing', 'closed'];
@@ -46,7 +47,12 @@ export interface WithDeletionCertificates {
 }
 
 /** The control-store tables the tenant service uses: its own and the audit outbox. */
-export interface VaultControlDB extends WithTenants, WithDeletionCertificates, WithAuditEvents {}
+/** Vault's tables in the control store; `idempotency_keys` holds the Idempotency-Keys of tenant creates. */
+export interface VaultControlDB
+  extends WithTenants,
+    WithDeletionCertificates,
+    WithAuditEvents,
+    WithIdempotencyKeys {}
 
 const inList = (values: readonly string[]) => sql.join(values.map((v) => sql.lit(v)));
 

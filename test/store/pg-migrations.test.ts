@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Kysely, type Migration, sql } from 'kysely';
-import { openPgControlStore } from '../../src/server/control-store.ts';
+import { controlStorePgMigrations, openPgControlStore } from '../../src/server/control-store.ts';
 import { openPgStore } from '../../src/store/pg/store.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
 
@@ -127,7 +127,7 @@ describe('PostgreSQL store migrations', () => {
       const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM tresor.kysely_migration`.execute(
         a.db as Kysely<unknown>,
       );
-      assert.equal(rows[0]?.n, 11);
+      assert.equal(rows[0]?.n, Object.keys(controlStorePgMigrations).length);
       assert.equal(await b.healthy(), true);
     } finally {
       await a.close();

@@ -22,6 +22,7 @@ import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import { createTenantStores, type TenantStores } from '../../src/store/sqlite/tenant-stores.ts';
 import type { Store } from '../../src/store/types.ts';
 import { verifyDeletionCertificate } from '../../src/vault/deletion-certificate.ts';
+import { idempotencyRequestHash } from '../../src/vault/idempotency.ts';
 import { tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
 import {
   autoCloseDueAt,
@@ -372,6 +373,48 @@ describe('tenant lifecycle', () => {
     assert.equal(again.id, left.id, 'the retry finished the tenant it started');
     await assertFullyActive(r, again.id);
     assert.equal((await tenants.listTenants()).length, 2);
+  });
+
+  it('creates a tenant once per Idempotency-Key: a retry gets the first tenant and its key id but no key; another request with the key is refused', async () => {
+    const tenants = r.service();
+    const request = (body: unknown) => ({
+      scope: 'operator-token:opt_test',
+      key: 'create-acme-1',
+      requestHash: idempotencyRequestHash('POST', '/v1/tenants', body),
+    });
+    const first = await tenants.createTenant({ name: 'Acme' }, OPERATOR, request({ name: 'Acme' }));
+    assert.ok(!('replayed' in first) && typeof first.apiKey === 'string');
+    const retry = await tenants.createTenant({ name: 'Acme' }, OPERATOR, request({ name: 'Acme' }));
+    assert.deepEqual(retry, { ...first, apiKey: null, replayed: true });
+    assert.equal((await tenants.listTenants()).length, 1, 'created once');
+    assert.equal(
+      await codeOf(tenants.createTenant({ name: 'Other' }, OPERATOR, request({ name: 'Other' }))),
+      'TRESOR_ERR_IDEMPOTENCY_KEY_REUSED',
+    );
+    assert.equal((await tenants.listTenants()).length, 1, 'the reused key created nothing');
+    // The stored answer holds the tenant's id and its key's id: never the key itself.
+    const rows = await r.control.db.selectFrom('idempotency_keys').selectAll().execute();
+    assert.equal(rows.length, 1);
+    assert.deepEqual(JSON.parse(rows[0]?.response ?? '{}'), { id: first.id, apiKeyId: first.apiKeyId });
+    assert.ok(!JSON.stringify(rows).includes(first.apiKey));
+  });
+
+  it('frees the Idempotency-Key of a create that failed, so its retry runs and finishes the tenant', async () => {
+    const tenants = r.service();
+    const request = {
+      scope: 'person:per_test',
+      key: 'create-retry-1',
+      requestHash: idempotencyRequestHash('POST', '/v1/tenants', { name: 'Retry' }),
+    };
+    r.faults.keys = { op: 'createTenantKey', when: 'after' };
+    assert.equal(
+      await codeOf(tenants.createTenant({ name: 'Retry' }, OPERATOR, request)),
+      'TEST_INJECTED_FAULT',
+    );
+    const again = await tenants.createTenant({ name: 'Retry' }, OPERATOR, request);
+    assert.ok(!('replayed' in again));
+    await assertFullyActive(r, again.id);
+    assert.equal((await tenants.listTenants()).length, 1);
   });
 
   it('closes a tenant: key destroyed in keyd, store files gone, API keys refused, signed certificate', async () => {

@@ -8,6 +8,7 @@ import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
 import type { ApiKeyService } from '../../identity/api-keys.ts';
 import type { TenantInfo, TenantService } from '../../vault/tenants.ts';
+import { IdempotencyKeyHeader, idempotencyOf } from '../idempotency-key.ts';
 import { defineRoute, type RouteModule } from '../route.ts';
 
 export interface TenantRouteDeps {
@@ -113,6 +114,7 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
         authorize: operatorOnly,
         audit: { action: 'tenant.create' },
         schema: {
+          headers: Type.Object({ 'idempotency-key': IdempotencyKeyHeader }),
           body: Type.Object({
             name: Type.String({ minLength: 1, maxLength: 200 }),
             contractStart: Type.Optional(Day),
@@ -125,13 +127,39 @@ export function tenantRoutes(deps: TenantRouteDeps): RouteModule {
               state: Type.Literal('active'),
               contractStart: Type.String(),
               contractEnd: Type.Union([Type.String(), Type.Null()]),
-              apiKey: Type.String({ description: 'Shown once; stored only as a hash' }),
+              apiKey: Type.Union([Type.String(), Type.Null()], {
+                description:
+                  'Shown once; stored only as a hash. Null in the answer to a retry with the same Idempotency-Key: the key went to the first answer only — if that answer was lost, revoke apiKeyId and issue another',
+              }),
               apiKeyId: Type.String(),
+              replayed: Type.Optional(
+                Type.Literal(true, {
+                  description:
+                    'The answer of an earlier request with the same Idempotency-Key; nothing was created now',
+                }),
+              ),
             }),
           },
         },
       }).handle(async (ctx) => {
-        const created = await deps.tenants.createTenant(ctx.body, ctx.auditEvent());
+        const p = ctx.principal;
+        const idempotency = idempotencyOf({
+          header: ctx.headers['idempotency-key'],
+          // Scoped to the caller: the operator token, or the person of the console session.
+          scope: p.kind === 'operator-token' ? `operator-token:${p.tokenId}` : `person:${p.personId}`,
+          method: 'POST',
+          path: '/v1/tenants',
+          body: ctx.body,
+        });
+        const created = await deps.tenants.createTenant(ctx.body, ctx.auditEvent(), idempotency);
+        if ('replayed' in created) {
+          // Nothing was created: the replay itself is what is audited.
+          await ctx.audit.record({
+            action: 'tenant.create-replay',
+            tenant: created.id,
+            target: { tenantId: created.id },
+          });
+        }
         ctx.audit.recorded = true;
         return { status: 201, body: created, headers: { location: `/v1/tenants/${created.id}` } };
       }),
