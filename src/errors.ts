@@ -57,6 +57,8 @@ export const ERRORS = {
   TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
   /** A cookie-authenticated state change whose Origin (or Sec-Fetch-Site/Referer) is not the server's own. */
   TRESOR_ERR_ORIGIN_REFUSED: { status: 403, title: 'Cross-origin request refused' },
+  /** An API or machine path asked on the plain-HTTP listener: refused, never redirected (src/http/redirect.ts). */
+  TRESOR_ERR_HTTPS_REQUIRED: { status: 403, title: 'HTTPS required' },
 
   // keyd's (TRESOR_ERR_FORBIDDEN and TRESOR_ERR_INTERNAL above are keyd's too). Key-service
   // failures fail closed: keyd sealed or unreachable, or a data key at its limit → 503.
