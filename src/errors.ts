@@ -28,6 +28,11 @@ export const ERRORS = {
     status: 400,
     title: 'A searchable field of this type reveals its values; acknowledge the leakage to declare it',
   },
+  /** A record search with its values in the URL (`GET …/records?where[f]=v`): they go in a POST body. */
+  TRESOR_ERR_SEARCH_IN_URL: {
+    status: 400,
+    title: 'Searched values do not go in the URL; POST them to /v1/collections/{name}/records/search',
+  },
   TRESOR_ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   TRESOR_ERR_SECOND_FACTOR_REQUIRED: { status: 401, title: 'Second factor required' },
   TRESOR_ERR_FORBIDDEN: { status: 403, title: 'Forbidden' },

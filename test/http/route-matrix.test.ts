@@ -176,6 +176,7 @@ const RULES: Record<string, Rule> = {
   'PATCH /v1/collections/:name/records/:id': 'data:write',
   'DELETE /v1/collections/:name/records/:id': 'data:write',
   'GET /v1/collections/:name/records': 'data:read',
+  'POST /v1/collections/:name/records/search': 'data:read',
   // audit
   'GET /v1/audit/entries': 'audit-reader',
   'GET /v1/audit/stream': 'audit-reader',
