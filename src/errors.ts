@@ -36,6 +36,8 @@ export const ERRORS = {
   TRESOR_ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   TRESOR_ERR_SECOND_FACTOR_REQUIRED: { status: 401, title: 'Second factor required' },
   TRESOR_ERR_FORBIDDEN: { status: 403, title: 'Forbidden' },
+  /** A password change whose current password is wrong (counted by the login throttle, audited). */
+  TRESOR_ERR_PASSWORD_INCORRECT: { status: 403, title: 'Current password is incorrect' },
   TRESOR_ERR_NOT_FOUND: { status: 404, title: 'Not Found' },
   TRESOR_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method Not Allowed' },
   TRESOR_ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout' },

@@ -217,6 +217,7 @@ const RULES: Record<string, Rule> = {
   'GET /v1/auth/session': 'session',
   'POST /v1/auth/logout': 'session',
   'POST /v1/auth/reauthenticate': 'session',
+  'POST /v1/auth/password': 'session+2fa',
   'POST /v1/auth/reauthenticate/webauthn/options': 'session',
   'POST /v1/auth/reauthenticate/webauthn': 'session',
   'GET /v1/sessions': 'people-or-operator',
