@@ -541,6 +541,23 @@ describe('console identity over HTTPS', () => {
     );
   });
 
+  it('ends every other session of one’s own account in one step (after a factor change: ASVS 7.4.3)', async () => {
+    const frank = await createAndEnrol({ side: 'operator', role: 'contractor', email: 'frank@tresor.test' });
+    const here = await login(frank);
+    const phone = await login(frank, { recoveryCode: frank.recoveryCodes[0] ?? '' });
+    const laptop = await login(frank, { recoveryCode: frank.recoveryCodes[1] ?? '' });
+    const noCsrf = await as(here, 'POST', '/v1/sessions/revoke-others', undefined, false);
+    assert.equal(noCsrf.status, 403, noCsrf.text);
+    assert.equal((await as(phone, 'GET', '/v1/auth/session')).status, 200);
+    const ended = await as(here, 'POST', '/v1/sessions/revoke-others');
+    assert.equal(ended.status, 200, ended.text);
+    assert.deepEqual(ended.json(), { revoked: 2 });
+    assert.equal((await as(phone, 'GET', '/v1/auth/session')).status, 401);
+    assert.equal((await as(laptop, 'GET', '/v1/auth/session')).status, 401);
+    assert.equal((await as(here, 'GET', '/v1/auth/session')).status, 200, 'the caller’s own session stays');
+    assert.deepEqual((await as(here, 'POST', '/v1/sessions/revoke-others')).json(), { revoked: 0 });
+  });
+
   it('logs out: 204, the cookie cleared with Max-Age=0, and the same cookie refused after', async () => {
     const res = await as(adminSession, 'POST', '/v1/auth/logout');
     assert.equal(res.status, 204, res.text);
@@ -578,6 +595,7 @@ describe('console identity over HTTPS', () => {
       ['person.password-change', 'failure', 'password-policy'],
       ['person.password-change', 'denied', 'throttled'],
       ['person.password-change', 'success'],
+      ['session.revoke-others', 'success'],
       ['auth.logout', 'success'],
     ];
     // Awaited on the live stream (every entry from the first), not polled: done at the event that

@@ -222,6 +222,7 @@ const RULES: Record<string, Rule> = {
   'POST /v1/auth/reauthenticate/webauthn': 'session',
   'GET /v1/sessions': 'people-or-operator',
   'DELETE /v1/sessions/:id': 'people-or-operator',
+  'POST /v1/sessions/revoke-others': 'session',
   'GET /v1/factors': 'session+2fa',
   'POST /v1/factors/totp': 'session+2fa',
   'POST /v1/factors/totp/confirm': 'session+2fa',
