@@ -7,8 +7,8 @@
  * - the same store: openSqliteStore (src/store/sqlite/store.ts) — WAL, synchronous=FULL, group
  *   commit, statement cache, a separate reader connection — and Kysely for every query;
  * - the same URLs and JSON bodies: POST /v1/collections/:name/records answers 201 {id, version,
- *   data}, GET …/records/:id answers {id, version, data}, GET …/records?where[email]=v answers
- *   {records, nextCursor}; GET /healthz (no token) answers {status: 'live'}.
+ *   data}, GET …/records/:id answers {id, version, data}, POST …/records/search with
+ *   {where: {email}} answers {records, nextCursor}; GET /healthz (no token) answers {status: 'live'}.
  *
  * What it leaves out: field encryption and blind indexes (data is a plaintext JSON column, email a
  * plain indexed column), audit events, API-key authentication (one constant bearer token, compared
@@ -151,11 +151,22 @@ app.get<{ Params: { name: string; id: string } }>(
   },
 );
 
-app.get<{ Params: { name: string }; Querystring: Record<string, string> }>(
-  '/v1/collections/:name/records',
-  { schema: { params: { type: 'object', properties: { name: { type: 'string', pattern: NAME } } } } },
+app.post<{ Params: { name: string }; Body: { where: { email?: string } } }>(
+  '/v1/collections/:name/records/search',
+  {
+    schema: {
+      params: { type: 'object', properties: { name: { type: 'string', pattern: NAME } } },
+      body: {
+        type: 'object',
+        required: ['where'],
+        properties: {
+          where: { type: 'object', properties: { email: { type: 'string', maxLength: 4096 } } },
+        },
+      },
+    },
+  },
   async (request) => {
-    const email = request.query['where[email]'];
+    const email = request.body.where.email;
     let query = store.db
       .selectFrom('records')
       .select(['id', 'data'])

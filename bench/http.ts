@@ -230,7 +230,9 @@ function expectStatus(target: Target, what: string, got: { status: number; json:
 }
 
 const recordsPath = `/v1/collections/${COLLECTION}/records`;
-const searchPath = (email: string) => `${recordsPath}?where[email]=${encodeURIComponent(email)}`;
+/** Searches send the searched value in a POST body, never in the URL (ASVS 14.2.1). */
+const searchPath = `${recordsPath}/search`;
+const searchBody = (email: string) => JSON.stringify({ where: { email } });
 
 /** One write, read and search through a client that trusts only the dev CA; the data must round-trip. */
 async function checkRoundTrip(agent: Agent, target: Target, template: ReturnType<typeof recordTemplate>) {
@@ -247,7 +249,7 @@ async function checkRoundTrip(agent: Agent, target: Target, template: ReturnType
   if (!sameData(got, data)) {
     throw new Error(`${target.label}: the record read back differs from the one written`);
   }
-  const found = await httpsJson(agent, target, 'GET', searchPath(data.email));
+  const found = await httpsJson(agent, target, 'POST', searchPath, { where: { email: data.email } });
   expectStatus(target, 'search', found, 200);
   const records = (found.json as { records: { id: string }[] }).records;
   if (records.length !== 1 || records[0]?.id !== id) {
@@ -301,7 +303,12 @@ function requestsFor(
       ];
     case 'search':
       return [
-        { method: 'GET', setupRequest: (request) => ({ ...request, path: searchPath(emailOf(pick().n)) }) },
+        {
+          method: 'POST',
+          path: searchPath,
+          headers: { 'content-type': 'application/json' },
+          setupRequest: (request) => ({ ...request, body: searchBody(emailOf(pick().n)) }),
+        },
       ];
     case 'healthz':
       return [{ method: 'GET', path: '/healthz' }];
@@ -453,7 +460,7 @@ const LABEL: Record<ServerKind, string> = { baseline: 'plain server', tresor: 'T
 const ROUTES: Record<HttpOperation, string> = {
   write: `POST ${recordsPath}`,
   read: `GET ${recordsPath}/:id`,
-  search: `GET ${recordsPath}?where[email]=…`,
+  search: `POST ${searchPath} {where: {email}}`,
   healthz: 'GET /healthz (no auth, no store: the floor)',
 };
 

@@ -28,9 +28,16 @@ export const ERRORS = {
     status: 400,
     title: 'A searchable field of this type reveals its values; acknowledge the leakage to declare it',
   },
+  /** A record search with its values in the URL (`GET …/records?where[f]=v`): they go in a POST body. */
+  TRESOR_ERR_SEARCH_IN_URL: {
+    status: 400,
+    title: 'Searched values do not go in the URL; POST them to /v1/collections/{name}/records/search',
+  },
   TRESOR_ERR_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   TRESOR_ERR_SECOND_FACTOR_REQUIRED: { status: 401, title: 'Second factor required' },
   TRESOR_ERR_FORBIDDEN: { status: 403, title: 'Forbidden' },
+  /** A password change whose current password is wrong (counted by the login throttle, audited). */
+  TRESOR_ERR_PASSWORD_INCORRECT: { status: 403, title: 'Current password is incorrect' },
   TRESOR_ERR_NOT_FOUND: { status: 404, title: 'Not Found' },
   TRESOR_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method Not Allowed' },
   TRESOR_ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout' },
@@ -57,6 +64,8 @@ export const ERRORS = {
   TRESOR_ERR_CSRF: { status: 403, title: 'Missing or invalid CSRF token' },
   /** A cookie-authenticated state change whose Origin (or Sec-Fetch-Site/Referer) is not the server's own. */
   TRESOR_ERR_ORIGIN_REFUSED: { status: 403, title: 'Cross-origin request refused' },
+  /** An API or machine path asked on the plain-HTTP listener: refused, never redirected (src/http/redirect.ts). */
+  TRESOR_ERR_HTTPS_REQUIRED: { status: 403, title: 'HTTPS required' },
 
   // keyd's (TRESOR_ERR_FORBIDDEN and TRESOR_ERR_INTERNAL above are keyd's too). Key-service
   // failures fail closed: keyd sealed or unreachable, or a data key at its limit → 503.

@@ -16,6 +16,7 @@ export interface LoginFlags {
 
 export type LogoutFlags = Omit<LoginFlags, 'email' | 'passwordFile' | 'code' | 'tenant'>;
 export type StepUpFlags = LogoutFlags & { code?: string };
+export type PasswordFlags = StepUpFlags & { currentPasswordFile: string; newPasswordFile: string };
 
 async function totpCode(command: string, flag: string | undefined): Promise<string> {
   if (flag !== undefined) return checkCode(command, flag) ?? '';
@@ -92,4 +93,30 @@ export async function stepUpCommand(flags: StepUpFlags): Promise<void> {
   await reauthenticate(conn, credential, code);
   if (flags.json) out({ personId: credential.profile.personId, fresh: true }, true);
   else out('second factor passed: steps that need it are open for 5 minutes', false);
+}
+
+export async function passwordCommand(flags: PasswordFlags): Promise<void> {
+  const command = 'tresor password';
+  if (flags.currentPasswordFile === '-' && flags.newPasswordFile === '-')
+    throw usageError(command, 'only one of the password files can be - (stdin)');
+  const path = profilePath(flags.profile);
+  const profile = readProfile(path);
+  if (!profile) throw usageError(command, `no session saved in ${path}: run tresor login`);
+  const currentPassword = readSecretFile(command, '--current-password-file', flags.currentPasswordFile);
+  const newPassword = readSecretFile(command, '--new-password-file', flags.newPasswordFile);
+  if (currentPassword === '' || newPassword === '') throw usageError(command, 'a password file is empty');
+  // Always the profile's session, whatever TRESOR_TOKEN holds: a person changes their own password.
+  const conn = connect(command, flags, { credential: 'none' });
+  const credential = { kind: 'session' as const, profile, path };
+  conn.credential = credential;
+  const done = await call(conn, 'POST', '/v1/auth/password', { currentPassword, newPassword });
+  const renewed = profileOf(done.headers, done.body, {
+    url: credential.profile.url,
+    caFile: credential.profile.caFile,
+    email: credential.profile.email,
+  });
+  if (!renewed) throw new CliFailure('the server answered the password change with no session');
+  saveProfile(path, renewed);
+  if (flags.json) out({ personId: renewed.personId, passwordChanged: true, profile: path }, true);
+  else out(`password changed; every other session ended; this session renewed and saved to ${path}`, false);
 }

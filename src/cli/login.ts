@@ -4,6 +4,7 @@
  *   tresor login --url https://vault.example:8443 [--ca-file ca.pem] --email ada@example.com \
  *                --password-file pw.txt --code 123456 [--tenant ten_… for a tenant's person]
  *   tresor step-up [--code 123456]
+ *   tresor password --current-password-file old.txt --new-password-file new.txt [--code 123456]
  *   tresor logout
  *
  * Login is the console's: the password, then a TOTP code (typed on a terminal when --code is not
@@ -13,12 +14,14 @@
  * token is given. Step-up passes the second factor again (POST /v1/auth/reauthenticate): the
  * routes that create or raise staff, close tenants, change approval policies or mint tokens need
  * one from the last 5 minutes (a command given --code does it by itself when the server asks); the
- * session gets a new cookie and CSRF token, saved. Logout ends the session on the server and
- * removes the profile.
+ * session gets a new cookie and CSRF token, saved. `tresor password` changes the signed-in person's
+ * own password (POST /v1/auth/password, a step-up route): every session of the person ends, and the
+ * new session the server answers with is saved. Logout ends the session on the server and removes
+ * the profile.
  */
 import type { Command } from 'commander';
 import { EXIT_CODES_HELP, withServerFlags } from './connection-flags.ts';
-import type { LoginFlags, LogoutFlags, StepUpFlags } from './login-impl.ts';
+import type { LoginFlags, LogoutFlags, PasswordFlags, StepUpFlags } from './login-impl.ts';
 
 const impl = () => import('./login-impl.ts');
 
@@ -46,6 +49,17 @@ export function registerLoginCommands(program: Command): void {
     .option('--code <totp>', 'a current TOTP code (else typed on the terminal)')
     .addHelpText('after', EXIT_CODES_HELP)
     .action(async (flags: StepUpFlags) => (await impl()).stepUpCommand(flags));
+
+  withServerFlags(
+    program
+      .command('password')
+      .description("change the saved session's own password: every other session ends, this one is renewed"),
+  )
+    .requiredOption('--current-password-file <file>', 'file holding your current password (- for stdin)')
+    .requiredOption('--new-password-file <file>', 'file holding the new password (- for stdin)')
+    .option('--code <totp>', 'a current TOTP code, if the second factor is not fresh (else typed)')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action(async (flags: PasswordFlags) => (await impl()).passwordCommand(flags));
 
   withServerFlags(program.command('logout').description('end the saved session and remove the profile'))
     .addHelpText('after', EXIT_CODES_HELP)

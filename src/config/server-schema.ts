@@ -67,7 +67,8 @@ export const SERVER_SECTION = section(
         Type.Integer({
           minimum: 0,
           maximum: 65535,
-          description: 'Optional plain-HTTP port that only redirects to HTTPS; must differ from `port`.',
+          description:
+            'Optional plain-HTTP port: browser pages are redirected to HTTPS, API and machine paths refused (403 TRESOR_ERR_HTTPS_REQUIRED); must differ from `port`.',
         }),
         { env: 'TRESOR_REDIRECT_PORT', flag: 'redirectPort', defaultText: 'none' },
       ),

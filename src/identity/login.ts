@@ -48,6 +48,7 @@ import {
   type ThrottleSubjects,
   type ThrottleVerdict,
 } from './login-throttle.ts';
+import { type ChangePassword, createPasswordChange } from './password-change.ts';
 import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
 import { auditActorKind, type Side } from './roles.ts';
 import { type SecondFactorProof, verifySecondFactorIn } from './second-factor-check.ts';
@@ -101,6 +102,8 @@ export interface LoginService {
     response: unknown,
     meta?: AuditMeta,
   ): Promise<NewSession>;
+  /** The caller changes their own password (password-change.ts): a new session, every other one ended. */
+  changePassword: ChangePassword;
 }
 
 export interface LoginServiceOptions {
@@ -228,6 +231,8 @@ export function createLoginService(options: LoginServiceOptions): LoginService {
   const ceremonyOf = (pending: IdentityDB['pending_logins']) => `login:${pending.handle_hash}`;
 
   const service: LoginService = {
+    changePassword: createPasswordChange({ control, now, sessions, throttle }),
+
     async webauthnLoginOptions(handle, meta = {}) {
       const pending = await livePending(handle);
       if (!pending || !options.webauthn) {

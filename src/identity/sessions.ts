@@ -125,6 +125,11 @@ export interface SessionService {
   revoke(actor: IdentityActor, sessionId: string, meta?: AuditMeta): Promise<void>;
   /** Ends every session of a person; returns how many were live. */
   revokeAll(actor: IdentityActor, personId: string, meta?: AuditMeta): Promise<number>;
+  /**
+   * Ends every session of the caller's person but the caller's own (after a factor change, or a
+   * device lost: ASVS 7.4.3); returns how many were live.
+   */
+  revokeOthers(principal: SessionPrincipal, meta?: AuditMeta): Promise<number>;
   /** The cookie's attributes (the HTTP layer sets them). */
   cookieOptions(): CookieOptions;
 }
@@ -497,6 +502,38 @@ export function createSessionService(options: {
       });
       if (result === 'denied') throw markAudited(forbidden());
       return result;
+    },
+
+    async revokeOthers(principal, meta) {
+      return control.write(async (trx) => {
+        const at = now().toISOString();
+        const others = await trx
+          .selectFrom('sessions')
+          .select('id')
+          .where('person', '=', principal.personId)
+          .where('id', '!=', principal.sessionId)
+          .where('revoked_at', 'is', null)
+          .execute();
+        const ids = others.map((r) => r.id);
+        if (ids.length > 0) {
+          await trx
+            .updateTable('sessions')
+            .set({ revoked_at: at, revoke_reason: 'revoked-by-user' })
+            .where('id', 'in', ids)
+            .where('revoked_at', 'is', null)
+            .execute();
+        }
+        await appendAuditEvent(
+          trx,
+          identityEvent(
+            auditActorOf(principal),
+            { at, tenant: principal.tenant, action: 'session.revoke-others', outcome: 'success' },
+            { personId: principal.personId, sessionId: principal.sessionId, sessionIds: ids },
+            meta,
+          ),
+        );
+        return ids.length;
+      });
     },
 
     cookieOptions() {

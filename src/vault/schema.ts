@@ -360,7 +360,7 @@ export interface WhereTerm {
   form: string;
 }
 
-/** Parses `?where[f]=v`: every field known and searchable, every value of the field's type. */
+/** Parses a search's `where` (POST …/records/search): every field known and searchable, every value of the field's type. */
 export function parseWhere(schema: CollectionSchema, where: unknown, limits: VaultLimits): WhereTerm[] {
   if (where === undefined) return [];
   if (!isPlainObject(where)) throw new TresorError('TRESOR_ERR_BAD_REQUEST', 'where must be an object');

@@ -7,7 +7,7 @@
  * prints a secret except the one it exists to hand over.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -283,6 +283,97 @@ describe('tresor tenant, person, apikey, login and logout against a real server'
     assert.equal(statSync(keyFile).mode & 0o777, 0o600);
     tenantKey = readFileSync(keyFile, 'utf8').trim(); // the first key ended with the close
     leaksNone(cancelled, [tenantKey]);
+  });
+
+  it('tresor password changes the own password with the current one, renews the saved session, and ends the others', async () => {
+    const NEW_PASSWORD = 'saffron kettle 4 drizzle';
+    const newFile = join(dir, 'admin-new-password');
+    const wrongFile = join(dir, 'admin-wrong-password');
+    writeFileSync(newFile, `${NEW_PASSWORD}\n`, { mode: 0o600 });
+    writeFileSync(wrongFile, 'not the password at all\n', { mode: 0o600 });
+    admin.secrets.push(NEW_PASSWORD, 'not the password at all');
+    const before = JSON.parse(readFileSync(admin.files.profile, 'utf8')) as { cookie: string };
+    // A second session of the same person (another device), by the CLI's login into another profile.
+    const otherProfile = join(dir, 'other-device.json');
+    exited(
+      await admin.run(
+        [
+          'login',
+          '--email',
+          admin.email,
+          '--password-file',
+          admin.files.password,
+          '--code',
+          await admin.nextCode(),
+        ],
+        { TRESOR_PROFILE: otherProfile },
+      ),
+      0,
+    );
+    const wrong = exited(
+      await admin.run([
+        'password',
+        '--current-password-file',
+        wrongFile,
+        '--new-password-file',
+        newFile,
+        '--code',
+        await admin.nextCode(),
+      ]),
+      1,
+    );
+    assert.match(wrong.stderr, /^tresor: TRESOR_ERR_PASSWORD_INCORRECT: /m);
+    exited(await admin.run(['tenant', 'list', '--json'], { TRESOR_PROFILE: otherProfile }), 0);
+
+    const changed = exited(
+      await admin.run([
+        'password',
+        '--current-password-file',
+        admin.files.password,
+        '--new-password-file',
+        newFile,
+        '--code',
+        await admin.nextCode(),
+        '--json',
+      ]),
+      0,
+    );
+    assert.deepEqual(JSON.parse(changed.stdout), {
+      personId: admin.personId,
+      passwordChanged: true,
+      profile: admin.files.profile,
+    });
+    const after = JSON.parse(readFileSync(admin.files.profile, 'utf8')) as { cookie: string; csrf: string };
+    admin.secrets.push(after.cookie, after.csrf);
+    assert.notEqual(after.cookie, before.cookie, 'the saved session is a new one');
+    assert.equal(statSync(admin.files.profile).mode & 0o777, 0o600);
+    exited(await admin.run(['tenant', 'list', '--json']), 0);
+    const ended = exited(await admin.run(['tenant', 'list'], { TRESOR_PROFILE: otherProfile }), 1);
+    assert.match(ended.stderr, /TRESOR_ERR_UNAUTHENTICATED/);
+    // The old password no longer signs in (refused whatever the code); the new one does.
+    exited(
+      await admin.run(
+        ['login', '--email', admin.email, '--password-file', admin.files.password, '--code', '123456'],
+        { TRESOR_PROFILE: otherProfile },
+      ),
+      1,
+    );
+    writeFileSync(admin.files.password, `${NEW_PASSWORD}\n`, { mode: 0o600 });
+    exited(
+      await admin.run(
+        [
+          'login',
+          '--email',
+          admin.email,
+          '--password-file',
+          admin.files.password,
+          '--code',
+          await admin.nextCode(),
+        ],
+        { TRESOR_PROFILE: otherProfile },
+      ),
+      0,
+    );
   });
 
   it('usage (exit 2) and an unreachable server (exit 3) say so without a secret', async () => {

@@ -275,12 +275,9 @@ describe('npm start (tresor dev) as a newcomer runs it', () => {
     assert.equal(read.status, 200);
     assert.deepEqual(read.body.data, record.data, 'the record reads back');
     const email = String(record.data.email);
-    const search = await curl(
-      credentials,
-      'GET',
-      `/v1/collections/people/records?where%5Bemail%5D=${encodeURIComponent(email)}`,
-      key,
-    );
+    const search = await curl(credentials, 'POST', '/v1/collections/people/records/search', key, {
+      where: { email },
+    });
     assert.equal(search.status, 200);
     assert.deepEqual(
       (search.body.records as { id: string }[]).map((r) => r.id),

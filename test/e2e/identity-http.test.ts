@@ -464,6 +464,100 @@ describe('console identity over HTTPS', () => {
     await login(carol);
   });
 
+  it('changes one’s own password: the current one is checked and throttled like a login, the policy applies, every other session ends and the caller’s is renewed (ASVS 6.2.3, 7.4.3)', async () => {
+    const NEW_PASSWORD = 'copper meadow 9 quartz harbour';
+    const WRONG = 'not my password at all 17';
+    secrets.push(NEW_PASSWORD, WRONG);
+    const erin = await createAndEnrol({ side: 'operator', role: 'support-agent', email: 'erin@tresor.test' });
+    const here = await login(erin);
+    const elsewhere = await login(erin, { recoveryCode: erin.recoveryCodes[0] ?? '' });
+    const change = (session: Session, body: unknown) => as(session, 'POST', '/v1/auth/password', body);
+    const live = async (session: Session) => (await as(session, 'GET', '/v1/auth/session')).status;
+
+    // A wrong current password: 403 with its code, nothing changed, both sessions still live.
+    const wrong = await change(here, { currentPassword: WRONG, newPassword: NEW_PASSWORD });
+    assert.equal(wrong.status, 403, wrong.text);
+    assert.equal(code(wrong), 'TRESOR_ERR_PASSWORD_INCORRECT');
+    assert.equal(wrong.headers['set-cookie'], undefined);
+    assert.equal(await live(here), 200);
+    assert.equal(await live(elsewhere), 200);
+    // A new password the policy refuses: 422 with the reasons, nothing changed.
+    const weak = await change(here, { currentPassword: PASSWORD, newPassword: 'password1234' });
+    assert.equal(weak.status, 422, weak.text);
+    assert.equal(code(weak), 'TRESOR_ERR_VALIDATION');
+    assert.ok(weak.json<{ errors: { reasons: string[] } }>().errors.reasons.includes('common'), weak.text);
+    assert.equal(await live(elsewhere), 200);
+    // Without CSRF: refused before anything is read.
+    const noCsrf = await as(
+      here,
+      'POST',
+      '/v1/auth/password',
+      { currentPassword: PASSWORD, newPassword: NEW_PASSWORD },
+      false,
+    );
+    assert.equal(noCsrf.status, 403, noCsrf.text);
+    assert.equal(code(noCsrf), 'TRESOR_ERR_CSRF');
+
+    // Guessing the current password here counts as failed logins: the account locks at the same
+    // threshold, and then even the right password is refused, here and at the login.
+    for (let i = 1; i < LOCKOUT_THRESHOLD; i++) {
+      const res = await change(here, { currentPassword: `${WRONG} ${i}`, newPassword: NEW_PASSWORD });
+      assert.equal(res.status, 403, res.text);
+    }
+    const locked = await change(here, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD });
+    assert.equal(locked.status, 429, locked.text);
+    assert.equal(code(locked), 'TRESOR_ERR_RATE_LIMITED');
+    assert.equal((await beginLogin(erin.email)).status, 429, 'the login is locked too');
+    assert.equal((await as(adminSession, 'POST', `/v1/people/${erin.id}/unlock`)).status, 204);
+
+    // The change: 200 with a new session for the caller; the old cookie and every other session end.
+    const changed = await change(here, { currentPassword: PASSWORD, newPassword: NEW_PASSWORD });
+    const renewed = sessionOf(changed);
+    assert.notEqual(renewed.id, here.id);
+    assert.notEqual(renewed.cookie, here.cookie);
+    assert.ok(!changed.text.includes(PASSWORD) && !changed.text.includes(NEW_PASSWORD));
+    assert.equal(await live(here), 401, 'the caller’s old session id is worthless');
+    assert.equal(await live(elsewhere), 401, 'the other session ended');
+    assert.equal(await live(renewed), 200);
+    const sessions = (await as(renewed, 'GET', '/v1/sessions')).json<{ sessions: { id: string }[] }>()
+      .sessions;
+    assert.deepEqual(
+      sessions.map((x) => x.id),
+      [renewed.id],
+      'one live session left: the caller’s new one',
+    );
+
+    // The old password no longer logs in; the new one does.
+    const old = await beginLogin(erin.email, PASSWORD);
+    const oldDone = await req('POST', '/v1/auth/login/second-factor', {
+      body: { handle: old.json<{ handle: string }>().handle, recoveryCode: erin.recoveryCodes[1] ?? '' },
+    });
+    assert.equal(oldDone.status, 401, oldDone.text);
+    const fresh = await beginLogin(erin.email, NEW_PASSWORD);
+    sessionOf(
+      await req('POST', '/v1/auth/login/second-factor', {
+        body: { handle: fresh.json<{ handle: string }>().handle, recoveryCode: erin.recoveryCodes[2] ?? '' },
+      }),
+    );
+  });
+
+  it('ends every other session of one’s own account in one step (after a factor change: ASVS 7.4.3)', async () => {
+    const frank = await createAndEnrol({ side: 'operator', role: 'contractor', email: 'frank@tresor.test' });
+    const here = await login(frank);
+    const phone = await login(frank, { recoveryCode: frank.recoveryCodes[0] ?? '' });
+    const laptop = await login(frank, { recoveryCode: frank.recoveryCodes[1] ?? '' });
+    const noCsrf = await as(here, 'POST', '/v1/sessions/revoke-others', undefined, false);
+    assert.equal(noCsrf.status, 403, noCsrf.text);
+    assert.equal((await as(phone, 'GET', '/v1/auth/session')).status, 200);
+    const ended = await as(here, 'POST', '/v1/sessions/revoke-others');
+    assert.equal(ended.status, 200, ended.text);
+    assert.deepEqual(ended.json(), { revoked: 2 });
+    assert.equal((await as(phone, 'GET', '/v1/auth/session')).status, 401);
+    assert.equal((await as(laptop, 'GET', '/v1/auth/session')).status, 401);
+    assert.equal((await as(here, 'GET', '/v1/auth/session')).status, 200, 'the caller’s own session stays');
+    assert.deepEqual((await as(here, 'POST', '/v1/sessions/revoke-others')).json(), { revoked: 0 });
+  });
+
   it('logs out: 204, the cookie cleared with Max-Age=0, and the same cookie refused after', async () => {
     const res = await as(adminSession, 'POST', '/v1/auth/logout');
     assert.equal(res.status, 204, res.text);
@@ -497,6 +591,11 @@ describe('console identity over HTTPS', () => {
       ['person.read', 'failure'],
       ['session.list', 'denied'],
       ['person.factors-reset', 'success'],
+      ['person.password-change', 'failure', 'wrong-password'],
+      ['person.password-change', 'failure', 'password-policy'],
+      ['person.password-change', 'denied', 'throttled'],
+      ['person.password-change', 'success'],
+      ['session.revoke-others', 'success'],
       ['auth.logout', 'success'],
     ];
     // Awaited on the live stream (every entry from the first), not polled: done at the event that

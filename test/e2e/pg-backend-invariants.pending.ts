@@ -98,11 +98,10 @@ describe('a deployment on PostgreSQL', () => {
     const read = await s.request('GET', `/v1/collections/people/records/${ids[2]}`, { token: apiKey });
     assert.equal(read.status, 200, read.text);
     assert.equal(read.json<{ data: { email: string } }>().data.email, `${MARKER}-2@example.test`);
-    const found = await s.request(
-      'GET',
-      `/v1/collections/people/records?where[email]=${encodeURIComponent(`${MARKER}-3@example.test`)}`,
-      { token: apiKey },
-    );
+    const found = await s.request('POST', '/v1/collections/people/records/search', {
+      token: apiKey,
+      body: { where: { email: `${MARKER}-3@example.test` } },
+    });
     assert.equal(found.json<{ records: unknown[] }>().records.length, 1, found.text);
     const schemas = await sql('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [
       `tenant_${tenant}`,

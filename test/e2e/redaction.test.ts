@@ -106,12 +106,21 @@ describe('no secret and no field value in any output', () => {
       (await s.request('GET', `/v1/collections/people/records/${id}`, { token: apiKey })).status,
       200,
     );
-    const found = await s.request(
+    const found = await s.request('POST', '/v1/collections/people/records/search', {
+      token: apiKey,
+      body: { where: { email: values.written } },
+    });
+    assert.equal(found.status, 200, found.text);
+    assert.equal(found.json<{ records: unknown[] }>().records.length, 1, 'the search finds the record');
+    // The old form, the value in the URL, is refused by name and not echoed.
+    const inUrl = await s.request(
       'GET',
       `/v1/collections/people/records?where%5Bemail%5D=${encodeURIComponent(values.written)}`,
       { token: apiKey },
     );
-    assert.equal(found.status, 200, found.text);
+    assert.equal(inUrl.status, 400, inUrl.text);
+    assert.equal(inUrl.json<{ code: string }>().code, 'TRESOR_ERR_SEARCH_IN_URL');
+    assert.ok(!inUrl.text.includes(values.written), 'the refusal does not echo the value');
     const patched = await s.request('PATCH', `/v1/collections/people/records/${id}`, {
       token: apiKey,
       headers: { 'if-match': '"1"' },

@@ -361,12 +361,27 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
           them.records.map((r) => r.data.email),
           'own list',
         );
+      },
+    ],
+    [
+      'POST /v1/collections/{name}/records/search',
+      async (me, them) => {
+        const where = { email: 'nobody@example.test' };
+        const missing = await call(
+          'POST',
+          `/v1/collections/${MISSING_COLLECTION}/records/search`,
+          me.apiKey,
+          { where },
+        );
+        assertSameAsMissing(
+          await call('POST', `/v1/collections/${them.only}/records/search`, me.apiKey, { where }),
+          missing,
+          `search the other tenant's ${them.only}`,
+        );
         for (const r of them.records) {
-          const search = await call(
-            'GET',
-            `/v1/collections/people/records?where[email]=${encodeURIComponent(r.data.email)}`,
-            me.apiKey,
-          );
+          const search = await call('POST', '/v1/collections/people/records/search', me.apiKey, {
+            where: { email: r.data.email },
+          });
           assert.deepEqual(
             bodyOf(search, 200, 'search for the other tenant’s value'),
             { records: [], nextCursor: null },
@@ -563,6 +578,62 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     }
   });
 
+  it('searches with the values in a POST body, paged like the list, and refuses a GET with where[…] by name (ASVS 14.2.1)', async () => {
+    const people = A.records.filter((x) => x.collection === 'people');
+    const r = people[0] as StoredRecord;
+    const search = (body: unknown) => call('POST', '/v1/collections/people/records/search', A.apiKey, body);
+    const found = bodyOf<{ records: { id: string; data: unknown }[]; nextCursor: string | null }>(
+      await search({ where: { email: r.data.email } }),
+      200,
+      'POST search',
+    );
+    assert.deepEqual(
+      found.records.map((x) => x.id),
+      [r.id],
+      'the search finds exactly the record',
+    );
+    assert.deepEqual(found.records[0]?.data, r.data);
+    assert.equal(found.nextCursor, null);
+    // Paging: the same limit and cursor as the list.
+    const paged = bodyOf<{ records: unknown[]; nextCursor: string | null }>(
+      await search({ where: { email: r.data.email }, limit: 1 }),
+      200,
+      'POST search with a limit',
+    );
+    assert.equal(paged.records.length, 1);
+    // The value in the URL is refused, by a code that names the POST route, and not echoed.
+    for (const query of [
+      `?where[email]=${encodeURIComponent(r.data.email)}`,
+      `?where%5Bemail%5D=${encodeURIComponent(r.data.email)}&limit=5`,
+    ]) {
+      const res = await call('GET', `/v1/collections/people/records${query}`, A.apiKey);
+      expectStatus(res, 400, `GET ${query.slice(0, 12)}`);
+      const problem = problemOf(res, 'GET with where');
+      assert.equal(problem.code, 'TRESOR_ERR_SEARCH_IN_URL');
+      assert.match(String(problem.detail), /POST .*\/v1\/collections\/people\/records\/search/);
+      assert.ok(!res.text.includes(r.data.email), 'the refusal does not echo the value');
+    }
+    // A list without where stays a GET.
+    const listed = bodyOf<{ records: unknown[] }>(
+      await call('GET', '/v1/collections/people/records?limit=1', A.apiKey),
+      200,
+      'list',
+    );
+    assert.equal(listed.records.length, 1);
+    // Bad searches: 4xx, never a value in the answer.
+    for (const [body, status] of [
+      [{ where: {} }, 422],
+      [{}, 422],
+      [{ where: { email: { nested: r.data.email } } }, 422],
+      [{ where: { note: r.data.note } }, 422],
+      [{ where: { nosuch: r.data.email } }, 422],
+    ] as const) {
+      const res = await search(body);
+      expectStatus(res, status, `search ${JSON.stringify(Object.keys(body))}`);
+      assert.ok(!res.text.includes(r.data.email) && !res.text.includes(r.data.note), 'no value echoed');
+    }
+  });
+
   it('refuses the operator admin token with 403 on every tenant-key route, and answers no data', async () => {
     const before = await snapshot(B);
     const r = B.records[0] as StoredRecord;
@@ -572,6 +643,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       'PATCH /v1/collections/{name}/records/{id}': { note: 'operator was here' },
       'POST /v1/export': { recipient },
       'POST /v1/api-keys': { collections: '*', access: ['read'] },
+      'POST /v1/collections/{name}/records/search': { where: { email: r.data.email } },
     };
     for (const [op, scope] of TENANT_KEY_OPS.flatMap((o) => OPERATOR_SCOPES.map((sc) => [o, sc] as const))) {
       const path = concrete(op.path, { name: r.collection, record: r.id, key: B.spare.id, tenant: B.id });
@@ -636,11 +708,9 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       204,
       'delete',
     );
-    const search = await call(
-      'GET',
-      `/v1/collections/people/records?where[email]=${encodeURIComponent(r.data.email)}`,
-      A.apiKey,
-    );
+    const search = await call('POST', '/v1/collections/people/records/search', A.apiKey, {
+      where: { email: r.data.email },
+    });
     assert.equal(
       bodyOf<{ records: unknown[] }>(search, 200, 'search').records.length,
       1,

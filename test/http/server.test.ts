@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -217,38 +218,109 @@ describe('certificate reload', () => {
 });
 
 describe('plain-HTTP redirect port', () => {
-  it('answers 301 to the same path on HTTPS, without a body, and 400 for a bad Host', async () => {
+  interface Answer {
+    status: number;
+    headers: Record<string, unknown>;
+    body: string;
+  }
+  const answer = (redirect: URL, host: string, path: string, method = 'GET', body?: string) =>
+    new Promise<Answer>((resolve, reject) => {
+      const req = httpRequest(
+        { host: redirect.hostname, port: redirect.port, path, method, headers: { host } },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => {
+            text += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('redirects a browser page with 301 to the same path on HTTPS, without a body, and 400 for a bad Host', async () => {
     const running = await start({ TRESOR_REDIRECT_PORT: '0' });
     try {
       const redirect = running.redirectUrl as URL;
-      const answer = (host: string) =>
-        new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
-          const req = httpRequest(
-            {
-              host: redirect.hostname,
-              port: redirect.port,
-              path: '/v1/test/things?limit=5',
-              headers: { host },
-            },
-            (res) => {
-              let body = '';
-              res.on('data', (c) => {
-                body += c;
-              });
-              res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-            },
-          );
-          req.on('error', reject);
-          req.end();
-        });
-      const moved = await answer(`localhost:${redirect.port}`);
-      assert.equal(moved.status, 301);
-      assert.equal(moved.headers.location, `https://localhost:${running.url.port}/v1/test/things?limit=5`);
-      assert.equal(moved.body, '');
-      assert.equal(moved.headers['strict-transport-security'], undefined);
-      const bad = await answer('evil.example\\@x');
+      const host = `localhost:${redirect.port}`;
+      for (const path of ['/signin?next=%2Fconsole', '/signin/app.js', '/docs', '/trust', '/']) {
+        const moved = await answer(redirect, host, path);
+        assert.equal(moved.status, 301, path);
+        assert.equal(moved.headers.location, `https://localhost:${running.url.port}${path}`);
+        assert.equal(moved.body, '');
+        assert.equal(moved.headers['strict-transport-security'], undefined);
+      }
+      const bad = await answer(redirect, 'evil.example\\@x', '/signin');
       assert.equal(bad.status, 400);
       assert.equal(bad.headers.location, undefined);
+    } finally {
+      await running.server.close();
+    }
+  });
+
+  it('refuses API and machine paths with 403 TRESOR_ERR_HTTPS_REQUIRED, never a redirect (ASVS 4.1.2)', async () => {
+    const running = await start({ TRESOR_REDIRECT_PORT: '0' });
+    try {
+      const redirect = running.redirectUrl as URL;
+      const host = `localhost:${redirect.port}`;
+      const refused: [string, string][] = [
+        ['GET', '/v1/test/things?limit=5'],
+        ['GET', '/v1/openapi.json'],
+        ['DELETE', '/v1/test/things/1'],
+        ['GET', '/healthz'],
+        ['GET', '/readyz'],
+        ['GET', '/metrics'],
+        ['GET', '/trust.json'],
+        ['POST', '/signin'],
+        ['GET', '/no-such-page'],
+      ];
+      for (const [method, path] of refused) {
+        const got = await answer(redirect, host, path, method);
+        assert.equal(got.status, 403, `${method} ${path}`);
+        assert.equal(got.headers.location, undefined, `${method} ${path}`);
+        assert.equal(got.headers['content-type'], 'application/problem+json');
+        const problem = JSON.parse(got.body) as { code: string; status: number };
+        assert.equal(problem.code, 'TRESOR_ERR_HTTPS_REQUIRED');
+        assert.equal(problem.status, 403);
+      }
+      // A body sent in clear is neither echoed nor needed for the answer.
+      const marker = 'plain-http-secret-7f3a';
+      const posted = await answer(
+        redirect,
+        host,
+        '/v1/test/things',
+        'POST',
+        JSON.stringify({ value: marker }),
+      );
+      assert.equal(posted.status, 403);
+      assert.equal(posted.headers.location, undefined);
+      assert.ok(!posted.body.includes(marker));
+      assert.ok(!JSON.stringify(posted.headers).includes(marker));
+    } finally {
+      await running.server.close();
+    }
+  });
+
+  it('answers an API request without reading its body (the answer comes before the body is sent)', async () => {
+    const running = await start({ TRESOR_REDIRECT_PORT: '0' });
+    try {
+      const redirect = running.redirectUrl as URL;
+      const socket = netConnect({ host: redirect.hostname, port: Number(redirect.port) });
+      await once(socket, 'connect');
+      // Headers announce a 1 MB body; none of it is ever sent. A server that read the body before
+      // answering would wait for it until its request timeout.
+      socket.write(
+        `POST /v1/test/things HTTP/1.1\r\nHost: localhost:${redirect.port}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"value":`,
+      );
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      await once(socket, 'close');
+      assert.ok(text.startsWith('HTTP/1.1 403'), text);
+      assert.ok(text.includes('TRESOR_ERR_HTTPS_REQUIRED'));
+      assert.ok(!/\r\nlocation:/i.test(text));
     } finally {
       await running.server.close();
     }

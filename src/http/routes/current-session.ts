@@ -103,6 +103,32 @@ export function currentSessionRoutes(deps: CurrentSessionRouteDeps): RouteModule
 
       defineRoute({
         method: 'POST',
+        url: '/v1/auth/password',
+        summary:
+          'Change the caller’s own password: the current one and a new one; a new session cookie and CSRF token',
+        description:
+          'Needs a fresh second factor. A wrong current password is 403 TRESOR_ERR_PASSWORD_INCORRECT and counts as a failed login (delays, lockout); a new password the policy refuses is 422. On success every session of the person ends, the caller’s included: the answer carries the caller’s new session.',
+        tags: ['auth'],
+        auth: 'session',
+        secondFactor: true,
+        authorize: anySession,
+        audit: { action: 'person.password-change' },
+        schema: {
+          body: Type.Object({
+            currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+            newPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+          }),
+          response: { 200: NewSessionBody },
+        },
+      }).handle(async (ctx) =>
+        newSessionAnswer(
+          deps,
+          await audited(ctx, login.changePassword(ctx.principal, ctx.body, metaOf(ctx))),
+        ),
+      ),
+
+      defineRoute({
+        method: 'POST',
         url: '/v1/auth/reauthenticate/webauthn/options',
         summary: 'WebAuthn options to re-authenticate the caller’s session',
         tags: ['auth'],

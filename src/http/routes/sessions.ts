@@ -6,7 +6,13 @@ import Type from 'typebox';
 import { TresorError } from '../../errors.ts';
 import type { SessionService } from '../../identity/sessions.ts';
 import { defineRoute, type RouteModule } from '../route.ts';
-import { accountChange, accountChangeRoute, actorOf, sessionOrOperator } from './identity-callers.ts';
+import {
+  accountChange,
+  accountChangeRoute,
+  actorOf,
+  anySession,
+  sessionOrOperator,
+} from './identity-callers.ts';
 import { audited, metaOf } from './identity-request.ts';
 import { PersonId, PersonParams, SessionId, Side } from './identity-schemas.ts';
 
@@ -94,6 +100,22 @@ export function sessionRoutes(deps: SessionRouteDeps): RouteModule {
       }).handle(async (ctx) => {
         await audited(ctx, sessions.revoke(actorOf(ctx.principal), ctx.params.id, metaOf(ctx)));
         return { status: 204 };
+      }),
+
+      defineRoute({
+        method: 'POST',
+        url: '/v1/sessions/revoke-others',
+        summary:
+          'End every session of the caller’s account but this one (after a factor change, a lost device)',
+        tags: ['sessions'],
+        auth: 'session',
+        secondFactor: false,
+        authorize: anySession,
+        audit: { action: 'session.revoke-others' },
+        schema: { response: { 200: Type.Object({ revoked: Type.Integer() }) } },
+      }).handle(async (ctx) => {
+        const revoked = await audited(ctx, sessions.revokeOthers(ctx.principal, metaOf(ctx)));
+        return { status: 200, body: { revoked } };
       }),
 
       defineRoute({

@@ -32,8 +32,6 @@ export interface VaultRouteDeps {
 // Names, ids, field types and classifications are the vault's own (src/vault/schema.ts, records.ts):
 // the schemas here only give them their HTTP shape.
 const NAME = NAME_PATTERN.source;
-/** A name without its anchors, to embed in another pattern. */
-const NAME_BODY = NAME.slice(1, -1);
 const CollectionName = Type.String({ pattern: NAME, maxLength: NAME_MAX_LENGTH });
 const RecordId = Type.String({ pattern: RECORD_ID.source, maxLength: RECORD_ID_LENGTH });
 const Version = Type.Integer({ minimum: 1 });
@@ -101,7 +99,12 @@ function adminOnly(principal: ApiKeyPrincipal): void {
   }
 }
 
-const WHERE_KEY = new RegExp(`^where\\[(${NAME_BODY})\\]$`);
+const PageLimit = Type.Integer({ minimum: 1, maximum: 500 });
+const Cursor = Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$' });
+const RecordPageBody = Type.Object({
+  records: Type.Array(RecordBody),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
 
 export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
   const { vault } = deps;
@@ -317,8 +320,9 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
       defineRoute({
         method: 'GET',
         url: '/v1/collections/:name/records',
-        summary:
-          'List records with cursor pagination; where[field]=value searches searchable fields by blind index',
+        summary: 'List records with cursor pagination (to search, POST …/records/search)',
+        description:
+          'A `where[field]=value` query is refused with 400 TRESOR_ERR_SEARCH_IN_URL: searched values do not travel in URLs (proxy logs, browser history); POST them to /v1/collections/{name}/records/search.',
         tags: ['records'],
         auth: 'tenant-data',
         secondFactor: false,
@@ -328,35 +332,71 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
           params: Type.Object({ name: CollectionName }),
           querystring: Type.Object(
             {
-              limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-              cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$' })),
+              limit: Type.Optional(PageLimit),
+              cursor: Type.Optional(Cursor),
             },
             {
-              patternProperties: { [`^where\\[${NAME_BODY}\\]$`]: Type.String({ maxLength: 4096 }) },
+              // Accepted by the schema only to be refused by name below (not as an unknown field).
+              patternProperties: { '^where': Type.Unknown() },
               maxProperties: 34,
             },
           ),
-          response: {
-            200: Type.Object({
-              records: Type.Array(RecordBody),
-              nextCursor: Type.Union([Type.String(), Type.Null()]),
-            }),
-          },
+          response: { 200: RecordPageBody },
         },
       }).handle(async (ctx) => {
-        const query = ctx.query as Record<string, unknown>;
-        const where: Record<string, string> = {};
-        for (const [key, value] of Object.entries(query)) {
-          const m = WHERE_KEY.exec(key);
-          if (m?.[1] && typeof value === 'string') where[m[1]] = value;
+        if (Object.keys(ctx.query as Record<string, unknown>).some((key) => key.startsWith('where'))) {
+          throw new TresorError(
+            'TRESOR_ERR_SEARCH_IN_URL',
+            `searched values do not go in the URL: POST {"where": {…}} to /v1/collections/${ctx.params.name}/records/search`,
+            { route: 'POST /v1/collections/{name}/records/search' },
+          );
         }
         const result = await vault.listRecords(
           ctx.principal.tenant,
           ctx.params.name,
           {
-            ...(Object.keys(where).length > 0 ? { where } : {}),
             ...(ctx.query.limit !== undefined ? { limit: ctx.query.limit } : {}),
             ...(ctx.query.cursor !== undefined ? { cursor: ctx.query.cursor } : {}),
+          },
+          auditOriginOf(ctx),
+        );
+        ctx.audit.recorded = true;
+        return { status: 200, body: result };
+      }),
+
+      defineRoute({
+        method: 'POST',
+        url: '/v1/collections/:name/records/search',
+        summary:
+          'Equality search on searchable fields by blind index; the searched values travel in the body',
+        description:
+          'The body is `{ "where": { "<field>": <value> }, "limit"?, "cursor"? }`, paged as the list (GET …/records). Values never reach a URL, a log or an audit entry (docs/security/blind-index.md).',
+        tags: ['records'],
+        auth: 'tenant-data',
+        secondFactor: false,
+        authorize: allow('read'),
+        audit: { action: VaultAction.recordSearch },
+        schema: {
+          params: Type.Object({ name: CollectionName }),
+          body: Type.Object({
+            where: Type.Record(
+              Type.String({ pattern: NAME }),
+              Type.Union([Type.String({ maxLength: 4096 }), Type.Number(), Type.Boolean()]),
+              { minProperties: 1, maxProperties: 32 },
+            ),
+            limit: Type.Optional(PageLimit),
+            cursor: Type.Optional(Cursor),
+          }),
+          response: { 200: RecordPageBody },
+        },
+      }).handle(async (ctx) => {
+        const result = await vault.listRecords(
+          ctx.principal.tenant,
+          ctx.params.name,
+          {
+            where: ctx.body.where,
+            ...(ctx.body.limit !== undefined ? { limit: ctx.body.limit } : {}),
+            ...(ctx.body.cursor !== undefined ? { cursor: ctx.body.cursor } : {}),
           },
           auditOriginOf(ctx),
         );
