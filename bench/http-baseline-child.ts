@@ -5,7 +5,9 @@
  * - Fastify 5 over HTTPS with the same certificate and TLS policy (src/http/tls.ts), the same
  *   keep-alive and request timeouts, and a pino log line per request to stderr as Tresor writes;
  * - the same store: openSqliteStore (src/store/sqlite/store.ts) — WAL, synchronous=FULL, group
- *   commit, statement cache, a separate reader connection — and Kysely for every query;
+ *   commit, statement cache, a separate reader connection — and Kysely for every query; or, with
+ *   `databaseUrl`, openPgStore (src/store/pg/store.ts) on PostgreSQL — the same pool, group commit
+ *   and synchronous_commit as Tresor's PostgreSQL backend;
  * - the same URLs and JSON bodies: POST /v1/collections/:name/records answers 201 {id, version,
  *   data}, GET …/records/:id answers {id, version, data}, POST …/records/search with
  *   {where: {email}} answers {records, nextCursor}; GET /healthz (no token) answers {status: 'live'}.
@@ -25,10 +27,14 @@ import { type Kysely, type Migration, sql } from 'kysely';
 import { pino } from 'pino';
 import { DEFAULT_TIMEOUTS } from '../src/config/server-config.ts';
 import { secureContextOptions } from '../src/http/tls.ts';
+import { openPgStore } from '../src/store/pg/store.ts';
 import { openSqliteStore } from '../src/store/sqlite/store.ts';
+import type { Store } from '../src/store/types.ts';
 
 export interface BaselineChildArgs {
   dataDir: string;
+  /** A PostgreSQL database (bench/pg-database.ts): the store is openPgStore there, not SQLite. */
+  databaseUrl?: string;
   certFile: string;
   keyFile: string;
   logLevel: string;
@@ -62,9 +68,11 @@ const PAGE = 50;
 const args = JSON.parse(process.argv[2] ?? '{}') as BaselineChildArgs;
 const token = randomBytes(32).toString('base64url');
 const expected = Buffer.from(`Bearer ${token}`);
-const store = await openSqliteStore<BaselineDB>(join(args.dataDir, 'baseline.sqlite'), {
-  '0001-records': recordsMigration,
-});
+const migrations = { '0001-records': recordsMigration };
+const store: Store<BaselineDB> =
+  args.databaseUrl === undefined
+    ? await openSqliteStore<BaselineDB>(join(args.dataDir, 'baseline.sqlite'), migrations)
+    : await openPgStore<BaselineDB>({ url: args.databaseUrl, schema: 'baseline', migrations });
 
 const app = Fastify({
   loggerInstance: pino({ level: args.logLevel }, pino.destination({ fd: 2, sync: false })),
@@ -171,7 +179,8 @@ app.post<{ Params: { name: string }; Body: { where: { email?: string } } }>(
       .selectFrom('records')
       .select(['id', 'data'])
       .where('collection', '=', request.params.name)
-      .orderBy(sql`rowid`)
+      // Insertion order on SQLite; PostgreSQL has no rowid, and the id orders as well.
+      .orderBy(args.databaseUrl === undefined ? sql`rowid` : sql`id`)
       .limit(PAGE);
     if (typeof email === 'string') query = query.where('email', '=', email);
     const rows = await query.execute();

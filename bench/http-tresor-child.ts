@@ -19,6 +19,8 @@ import { startTresorServer } from '../src/server/tresor-server.ts';
 export interface TresorChildArgs {
   dataDir: string;
   keydSocket: string;
+  /** A PostgreSQL database (bench/pg-database.ts) for the server's stores, as `database.url`. */
+  databaseUrl?: string;
   /** Pino level for the server's log (its stderr goes to a file); `info` logs one line per request. */
   logLevel: string;
 }
@@ -40,6 +42,7 @@ const config = resolveServerConfig(
     TRESOR_RATE_LIMIT_PER_KEY: BENCH_RATE_LIMIT,
     TRESOR_RATE_LIMIT_PER_ADDRESS: BENCH_RATE_LIMIT,
     TRESOR_LOG_LEVEL: args.logLevel,
+    ...(args.databaseUrl === undefined ? {} : { TRESOR_DATABASE_URL: args.databaseUrl }),
   },
 );
 const server = await startTresorServer(config, { jobIntervalMs: 0 });

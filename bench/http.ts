@@ -76,6 +76,11 @@ export interface HttpBenchOptions {
   logLevel: string;
   /** Folder for V8 CPU profiles of the two servers (`node --cpu-prof`), written when they stop. */
   cpuProfDir?: string;
+  /**
+   * PostgreSQL databases for the two servers' stores (Tresor's `database.url`; the baseline's
+   * openPgStore), on the same server; absent: both on SQLite files in `dir`.
+   */
+  databases?: { tresor: string; baseline: string };
   progress(message: string): void;
   /** Registers an undo step (stop a child), run at the end whatever happens. */
   onCleanup(step: () => Promise<void>): void;
@@ -539,7 +544,12 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
   const tls = await ensureDevTls(tresorDir); // the server reuses these; the baseline gets the same files
   const ca = readFileSync(tls.caFile);
   const tresorLog = join(dir, 'http-tresor.log');
-  const tresorArgs: TresorChildArgs = { dataDir: tresorDir, keydSocket, logLevel: options.logLevel };
+  const tresorArgs: TresorChildArgs = {
+    dataDir: tresorDir,
+    keydSocket,
+    logLevel: options.logLevel,
+    ...(options.databases ? { databaseUrl: options.databases.tresor } : {}),
+  };
   const tresor = await startChild<TresorChildAddress>(
     'Tresor server',
     'bench/http-tresor-child.ts',
@@ -557,6 +567,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
     certFile: tls.certFile,
     keyFile: tls.keyFile,
     logLevel: options.logLevel,
+    ...(options.databases ? { databaseUrl: options.databases.baseline } : {}),
   };
   const baseline = await startChild<BaselineChildAddress>(
     'baseline server',
@@ -689,9 +700,16 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
       unit: `${target.unit}  ${target.met ? 'met' : 'MISSED'}`,
     });
   }
+  const pgNote = options.databases
+    ? [
+        'On PostgreSQL: both servers on databases of one PostgreSQL server on this machine (Tresor: database.url; ' +
+          'the plain server: the same openPgStore — pool, group commit, synchronous_commit on); PostgreSQL shares ' +
+          'the 2 cores with the servers and the load generator.',
+      ]
+    : [];
   return {
-    id: 'http',
-    title: 'e. HTTPS API, 1 KiB records (autocannon, keep-alive)',
+    id: options.databases ? 'http-pg' : 'http',
+    title: `e. HTTPS API${options.databases ? ' on PostgreSQL' : ''}, 1 KiB records (autocannon, keep-alive)`,
     groups,
     facts,
     notes: [
@@ -705,6 +723,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
         'was first checked with a client that trusts only the dev CA.',
       'CPU per request: user+system time of the server process (and keyd) during the run ÷ requests; the ' +
         'load generator is the bench process (Tresor / plain). Targets are information, not assertions.',
+      ...pgNote,
     ],
     runs,
     targets: targetChecks,

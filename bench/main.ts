@@ -7,6 +7,7 @@
  *   c. cache hit ratio of the data keyring under a mixed load                (mixed-load.ts)
  *   d. store group commit vs one transaction per write                       (store-group-commit.ts)
  *   e. the HTTPS API under autocannon vs a plain Fastify + SQLite server     (http.ts)
+ *      and the same on PostgreSQL, both servers on one PostgreSQL server   (http-pg)
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
@@ -31,6 +32,7 @@ import { type BenchPki, createBenchPki, LOOPBACK, startEcho, startKeyd } from '.
 import { benchHttp, HTTP_EXTRA_OPERATIONS, HTTP_OPERATIONS, type HttpOperation } from './http.ts';
 import { benchInProcess } from './in-process.ts';
 import { benchMixedLoad } from './mixed-load.ts';
+import { benchDatabase, DEFAULT_PG_URL } from './pg-database.ts';
 import {
   type BenchReport,
   baselineFigure,
@@ -51,6 +53,7 @@ const SECTIONS = [
   'mixed-load',
   'store',
   'http',
+  'http-pg',
   'audit',
   'startup',
   'backup',
@@ -73,6 +76,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --http-ops <ops>         http: comma-separated from ${[...HTTP_OPERATIONS, ...HTTP_EXTRA_OPERATIONS].join(', ')}
                            (default ${HTTP_OPERATIONS.join(',')})
   --http-log-level <level> http: both servers' log level (default info: a line per request)
+  --pg-url <url>           http-pg: the PostgreSQL server whose fresh databases both servers use
+                           (default ${DEFAULT_PG_URL})
   --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
   --startup-runs <n>       startup: starts measured of each kind, after 2 warm-ups (default 10)
   --backup-records <n>     backup: records in the store backed up and restored (default 100000)
@@ -104,6 +109,7 @@ function readOptions() {
       'http-records': { type: 'string' },
       'http-ops': { type: 'string' },
       'http-log-level': { type: 'string' },
+      'pg-url': { type: 'string' },
       'cpu-prof': { type: 'string' },
       'startup-runs': { type: 'string' },
       'backup-records': { type: 'string' },
@@ -142,6 +148,7 @@ function readOptions() {
     httpRecords: Math.floor(numberOption(values['http-records'], 5000, 'http-records', 1)),
     httpOps: httpOps as HttpOperation[],
     httpLogLevel,
+    pgUrl: values['pg-url'] ?? DEFAULT_PG_URL,
     cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     startupRuns: Math.floor(numberOption(values['startup-runs'], 10, 'startup-runs', 1)),
     backupRecords: Math.floor(numberOption(values['backup-records'], 100_000, 'backup-records', 1)),
@@ -281,6 +288,28 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
         records: options.httpRecords,
         logLevel: options.httpLogLevel,
         ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      }),
+    );
+  }
+  if (options.sections.has('http-pg')) {
+    progress('e. HTTPS API on PostgreSQL');
+    const httpDir = join(tmp, 'http-pg');
+    mkdirSync(httpDir, { mode: 0o700 });
+    const tresorDb = await benchDatabase(options.pgUrl, 'tresor');
+    cleanup.add(() => tresorDb.drop());
+    const baselineDb = await benchDatabase(options.pgUrl, 'baseline');
+    cleanup.add(() => baselineDb.drop());
+    sections.push(
+      await benchHttp({
+        dir: httpDir,
+        seconds: options.httpSeconds,
+        concurrencies: [...new Set([1, options.concurrency])],
+        operations: options.httpOps,
+        records: options.httpRecords,
+        logLevel: options.httpLogLevel,
+        databases: { tresor: tresorDb.url, baseline: baselineDb.url },
         progress,
         onCleanup: (step) => cleanup.add(step),
       }),
