@@ -21,6 +21,8 @@ export interface TresorChildArgs {
   keydSocket: string;
   /** A PostgreSQL database (bench/pg-database.ts) for the server's stores, as `database.url`. */
   databaseUrl?: string;
+  /** A tenant made by another node on the same database: served, not created again. */
+  tenant?: { id: string; apiKey: string };
   /** Pino level for the server's log (its stderr goes to a file); `info` logs one line per request. */
   logLevel: string;
 }
@@ -46,10 +48,9 @@ const config = resolveServerConfig(
   },
 );
 const server = await startTresorServer(config, { jobIntervalMs: 0 });
-const tenant = await server.tenants.createTenant(
-  { name: 'HTTPS bench' },
-  { actor: { kind: 'system', id: 'bench' } },
-);
+const tenant =
+  args.tenant ??
+  (await server.tenants.createTenant({ name: 'HTTPS bench' }, { actor: { kind: 'system', id: 'bench' } }));
 const address: TresorChildAddress = { url: server.url, tenant: tenant.id, apiKey: tenant.apiKey };
 process.stdout.write(`${JSON.stringify(address)}\n`);
 

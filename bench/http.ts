@@ -121,7 +121,7 @@ export const COLLECTION = 'people';
 /** UTF-8 bytes of field values per record, framing not counted. */
 export const FIELD_BYTES = 1024;
 
-const COLLECTION_DECLARATION = {
+export const COLLECTION_DECLARATION = {
   fields: {
     name: { type: 'string', classification: 'personal', required: true },
     email: { type: 'string', classification: 'personal', required: true, searchable: true },
@@ -138,7 +138,7 @@ function emailOf(n: number): string {
 }
 
 /** JSON bodies built around a changing email: one concatenation per request. */
-function recordTemplate(): {
+export function recordTemplate(): {
   body(n: number): string;
   data(n: number): Record<string, string> & { email: string };
 } {
@@ -171,7 +171,7 @@ function recordTemplate(): {
 
 // --- a verified HTTPS client for set-up and checks ----------------------------------------------
 
-interface Target {
+export interface Target {
   kind: ServerKind;
   label: string;
   url: URL;
@@ -186,7 +186,7 @@ interface Target {
   next: number;
 }
 
-async function httpsJson(
+export async function httpsJson(
   agent: Agent,
   target: Target,
   method: 'GET' | 'POST' | 'PUT',
@@ -226,7 +226,12 @@ async function httpsJson(
   });
 }
 
-function expectStatus(target: Target, what: string, got: { status: number; json: unknown }, status: number) {
+export function expectStatus(
+  target: Target,
+  what: string,
+  got: { status: number; json: unknown },
+  status: number,
+) {
   if (got.status !== status) {
     throw new Error(
       `${target.label}: ${what} answered ${got.status}, not ${status}: ${JSON.stringify(got.json)}`,
@@ -282,7 +287,7 @@ function processCpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
-function requestsFor(
+export function requestsFor(
   operation: HttpOperation,
   target: Target,
   template: ReturnType<typeof recordTemplate>,
@@ -320,7 +325,7 @@ function requestsFor(
   }
 }
 
-interface LoadRun {
+export interface LoadRun {
   requests: number;
   latenciesMs: Float64Array;
   rate: Rate;
@@ -338,7 +343,7 @@ function failOnErrors(target: Target, what: string, result: LoadResult): void {
 }
 
 /** Runs autocannon for `seconds` (or `amount` requests) and measures what it got. */
-async function load(
+export async function load(
   target: Target,
   what: string,
   requests: LoadRequest[],

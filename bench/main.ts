@@ -33,6 +33,7 @@ import { benchHttp, HTTP_EXTRA_OPERATIONS, HTTP_OPERATIONS, type HttpOperation }
 import { benchInProcess } from './in-process.ts';
 import { benchMixedLoad } from './mixed-load.ts';
 import { benchDatabase, DEFAULT_PG_URL } from './pg-database.ts';
+import { benchPgNodes } from './pg-nodes.ts';
 import {
   type BenchReport,
   baselineFigure,
@@ -54,6 +55,7 @@ const SECTIONS = [
   'store',
   'http',
   'http-pg',
+  'pg-nodes',
   'audit',
   'startup',
   'backup',
@@ -310,6 +312,24 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
         records: options.httpRecords,
         logLevel: options.httpLogLevel,
         databases: { tresor: tresorDb.url, baseline: baselineDb.url },
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      }),
+    );
+  }
+  if (options.sections.has('pg-nodes')) {
+    progress('e. two server nodes on one PostgreSQL database');
+    const nodesDir = join(tmp, 'pg-nodes');
+    mkdirSync(nodesDir, { mode: 0o700 });
+    const db = await benchDatabase(options.pgUrl, 'nodes');
+    cleanup.add(() => db.drop());
+    sections.push(
+      await benchPgNodes({
+        dir: nodesDir,
+        databaseUrl: db.url,
+        seconds: options.httpSeconds,
+        concurrency: options.concurrency,
+        logLevel: options.httpLogLevel,
         progress,
         onCleanup: (step) => cleanup.add(step),
       }),
