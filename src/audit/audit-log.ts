@@ -68,10 +68,10 @@ export interface AuditLogDeps {
   signBoundMs?: number;
   sequencerFailureBoundMs?: number;
   /**
-   * On a database several server processes share (PostgreSQL): the sequencer's lease and the
-   * statements' parameter style (sequencer.ts); absent on SQLite.
+   * On a database several server processes share (PostgreSQL): the sequencer's lease, the
+   * statements' parameter style and the channel its writes NOTIFY (sequencer.ts); absent on SQLite.
    */
-  shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters'>;
+  shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters' | 'logChannel'>;
   now?: () => Date;
 }
 

@@ -612,6 +612,17 @@ export async function startTresorServer(
       { reason },
       'audit sequencer lease: the lock connection failed (another node may take over)',
     );
+  // Several server processes on one database (PostgreSQL): the lease holder's sequencer moves other
+  // processes' outbox commits at once, and every process's stream follows the holder's appends. The
+  // sequencer's own sweeps (sweepMs) cover what a lost notification would have said.
+  const followLog = () => void audit.sequencer.follow().catch(() => undefined);
+  const clusterListener = backend.listen?.({
+    outbox: (source) => audit.sequencer.notify(source),
+    logAppended: followLog,
+    connected: followLog,
+    problem: (reason) =>
+      http.app.log.warn({ reason }, 'cluster wake-ups: the listening connection failed (sweeps go on)'),
+  });
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
@@ -839,6 +850,7 @@ export async function startTresorServer(
       await alertDelivery.close();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
+      await clusterListener?.close();
       await audit.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();

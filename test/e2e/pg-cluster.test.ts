@@ -1,0 +1,202 @@
+// backends: postgres
+/**
+ * Two `tresor server` processes on one PostgreSQL database (issue 18), sharing one keyd, each with
+ * its own data folder (TLS, witness) — as two nodes behind a TCP load balancer run. The first to
+ * start holds the audit sequencer's lease; the other is a standby whose requests commit their events
+ * to the outboxes. What a client of either node must see:
+ *   - the live audit stream (GET /v1/audit/stream) of node A carries an event caused on node B (B's
+ *     outbox commit NOTIFYs, A's sequencer moves it), and the stream of node B carries an event
+ *     caused on node A (A's log write NOTIFYs, B follows the log from the table);
+ *   - both nodes read the same log (entries and tree size) afterwards.
+ * Waits are bounded by the test's own deadlines; nothing asserts a duration.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import { createAccountService } from '../../src/identity/accounts.ts';
+import { initDevFile } from '../../src/keyd/root/dev-file.ts';
+import { openControlOf } from '../../src/server/backend.ts';
+import { type AuditStream, openAuditStream } from '../helpers/audit-stream.ts';
+import { operatorToken } from '../helpers/console.ts';
+import { type KeydProcess, startKeyd, TRESOR_BIN } from '../helpers/keyd-process.ts';
+import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
+import { httpsRequester, type Requester, type TresorStack } from '../helpers/tresor-stack.ts';
+import { withDeadline } from '../helpers/wait.ts';
+
+const START_TIMEOUT_MS = 90_000;
+
+export interface ClusterNode {
+  name: string;
+  dataDir: string;
+  caFile: string;
+  url: string;
+  request: Requester & { agent: { destroy(): void } };
+  proc: ChildProcess;
+  exited: Promise<void>;
+  output(): string;
+}
+
+/** Spawns `tresor server --json` on `dataDir` and resolves once it listens. */
+async function startNode(name: string, dataDir: string, env: NodeJS.ProcessEnv): Promise<ClusterNode> {
+  const tls = await ensureDevTls(dataDir);
+  const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--json', '--data-dir', dataDir], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  let output = '';
+  let stdout = '';
+  const url = await withDeadline(
+    `node ${name} to listen`,
+    new Promise<string>((resolve, reject) => {
+      proc.stdout?.setEncoding('utf8');
+      proc.stderr?.setEncoding('utf8');
+      proc.stderr?.on('data', (d: string) => {
+        output += d;
+      });
+      proc.stdout?.on('data', (d: string) => {
+        output += d;
+        stdout += d;
+        const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
+        if (line) resolve((JSON.parse(line) as { url: string }).url);
+      });
+      void exited.then(() => reject(new Error(`node ${name} exited during start:\n${output}`)));
+    }),
+    START_TIMEOUT_MS,
+    () => proc.kill('SIGKILL'),
+  );
+  const request = httpsRequester(() => url, readFileSync(tls.caFile));
+  return { name, dataDir, caFile: tls.caFile, url, request, proc, exited, output: () => output };
+}
+
+async function stopNode(node: ClusterNode | undefined): Promise<void> {
+  if (!node) return;
+  node.request.agent.destroy();
+  if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill('SIGTERM');
+  await withDeadline(`node ${node.name} to stop`, node.exited, 30_000, () => node.proc.kill('SIGKILL'));
+}
+
+interface StreamedEntry {
+  index: number;
+  entry: { action?: string; target?: { tenant?: string; [k: string]: unknown }; tenant?: string | null };
+}
+
+describe('two server processes on one PostgreSQL database', () => {
+  let database: FreshPgDatabase;
+  let root: string;
+  let keyd: KeydProcess | undefined;
+  let a: ClusterNode | undefined;
+  let b: ClusterNode | undefined;
+  /** Node A as the console helpers see a stack: its requester and the first operator admin. */
+  let stackA: TresorStack;
+  const streams: AuditStream<StreamedEntry>[] = [];
+
+  before(async () => {
+    database = await freshPgDatabase({ prefix: 'h_pgclu' });
+    root = mkdtempSync(join(tmpdir(), 'tresor-pgcluster-'));
+    const keydDir = join(root, 'keyd');
+    mkdirSync(keydDir, { recursive: true, mode: 0o700 });
+    initDevFile(keydDir);
+    const keydSocket = join(keydDir, 'keyd.sock');
+    keyd = await startKeyd(
+      ['--provider', 'dev-file', '--dir', keydDir, '--insecure-dev-key-file'],
+      { kind: 'unix', path: keydSocket },
+      { TRESOR_KEYD_SOCKET: keydSocket },
+    );
+    const dataA = join(root, 'a');
+    const dataB = join(root, 'b');
+    const postgres = { kind: 'postgres' as const, url: database.url };
+    // The first operator admin, made in the shared control store as `tresor dev` makes it.
+    const control = await openControlOf({ dataDir: dataA, database: postgres });
+    let admin: TresorStack['admin'];
+    try {
+      const made = await createAccountService({ control, now: () => new Date() }).createPerson(
+        { kind: 'system', job: 'bootstrap' },
+        { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
+      );
+      admin = { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
+    } finally {
+      await control.close();
+    }
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
+    Object.assign(env, {
+      NO_COLOR: '1',
+      TRESOR_KEYD_SOCKET: keydSocket,
+      TRESOR_PORT: '0',
+      TRESOR_HOST: '127.0.0.1',
+      TRESOR_LOG_LEVEL: 'warn',
+      TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
+      TRESOR_DATABASE_URL: database.url,
+    });
+    a = await startNode('A', dataA, env);
+    b = await startNode('B', dataB, env);
+    const nodeA = a;
+    stackA = {
+      get url() {
+        return nodeA.url;
+      },
+      caFile: nodeA.caFile,
+      request: nodeA.request,
+      admin,
+    } as unknown as TresorStack;
+  });
+
+  after(async () => {
+    for (const s of streams) s.close();
+    await stopNode(b).catch(() => undefined);
+    await stopNode(a).catch(() => undefined);
+    await keyd?.stop().catch(() => undefined);
+    await database?.drop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("each node's live audit stream carries the events caused on the other node", async () => {
+    const nodeA = a as ClusterNode;
+    const nodeB = b as ClusterNode;
+    const reader = await operatorToken(stackA, 'audit:read');
+    const creator = await operatorToken(stackA, 'tenants:create');
+    // The operator tokens live in the shared control store: node B knows them too.
+    const onA = openAuditStream<StreamedEntry>(nodeA, reader);
+    const onB = openAuditStream<StreamedEntry>(nodeB, reader);
+    streams.push(onA, onB);
+    assert.equal(await withDeadline('the stream of node A to open', onA.opened), 200);
+    assert.equal(await withDeadline('the stream of node B to open', onB.opened), 200);
+
+    const createOn = async (node: ClusterNode, name: string): Promise<string> => {
+      const res = await node.request('POST', '/v1/tenants', { token: creator, body: { name } });
+      assert.equal(res.status, 201, `${node.name}: ${res.text}`);
+      return res.json<{ id: string }>().id;
+    };
+    const created = (id: string) => (events: { data: StreamedEntry }[]) =>
+      events.some(
+        (e) => e.data.entry.action === 'tenant.create' && JSON.stringify(e.data.entry).includes(id),
+      );
+
+    const fromB = await createOn(nodeB, 'Made on B');
+    await onA.until("node B's tenant.create on node A's stream", created(fromB), 60_000);
+    const fromA = await createOn(nodeA, 'Made on A');
+    await onB.until("node A's tenant.create on node B's stream", created(fromA), 60_000);
+    // And each on its own node's stream, in the same global order on both.
+    await onA.until("node A's own tenant.create on its stream", created(fromA), 60_000);
+    await onB.until("node B's own tenant.create on its stream", created(fromB), 60_000);
+    const order = (s: AuditStream<StreamedEntry>) =>
+      s.events.filter((e) => e.data.entry.action === 'tenant.create').map((e) => e.data.index);
+    assert.deepEqual(order(onA), order(onB), 'both streams carry the same entries at the same indexes');
+
+    // Both nodes read one log: the same entries up to a common size.
+    const entries = async (node: ClusterNode) => {
+      const res = await node.request('GET', '/v1/audit/entries?from=0&limit=1000', { token: reader });
+      assert.equal(res.status, 200, res.text);
+      return res.json<{ entries: StreamedEntry[]; treeSize: number }>();
+    };
+    const [logA, logB] = [await entries(nodeA), await entries(nodeB)];
+    const common = Math.min(logA.entries.length, logB.entries.length);
+    assert.ok(common > 0);
+    assert.deepEqual(logA.entries.slice(0, common), logB.entries.slice(0, common));
+  });
+});
