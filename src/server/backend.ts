@@ -14,6 +14,7 @@
  *
  * The database URL may carry a password: `location` and every message use its redacted form.
  */
+import { sql } from 'kysely';
 import { type AuditLogSnapshot, openSqliteLogSnapshot } from '../audit/log-reader.ts';
 import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
@@ -64,7 +65,18 @@ export interface ClusterWakeups {
   connected(): void;
   /** The listening connection failed (for the log: never the URL). */
   problem(reason: string): void;
+  /** Another process changed what this one may hold in a cache: drop it. */
+  invalidate(notice: CacheNotice): void;
 }
+
+/**
+ * What a process tells the others to drop from their caches: a revoked API key's principal, or
+ * everything of a tenant that is closing or closed (its keys' principals, its data keys).
+ */
+export type CacheNotice = { kind: 'api-key'; id: string } | { kind: 'tenant'; id: string };
+
+/** The channel of cache notices (payload: `api-key:<id>` or `tenant:<id>`). */
+export const CACHE_CHANNEL = 'tresor_cache';
 
 /** The channel the sequencer's log writes NOTIFY (payload: the log's new size). */
 export const LOG_CHANNEL = 'tresor_log';
@@ -83,6 +95,8 @@ export interface DataBackend {
    * a connection of its own; none on SQLite (one process owns the folder).
    */
   listen?(wakeups: ClusterWakeups): PgListener;
+  /** PostgreSQL: tells every server process on the database (this one too) to drop `notice`'s entries. */
+  announce?(notice: CacheNotice): Promise<void>;
 }
 
 /** Opens (creating and migrating as needed) the control store and the tenant stores' registry. */
@@ -111,15 +125,23 @@ export async function openDataBackend(config: BackendConfig): Promise<DataBacken
       listen: (wakeups) =>
         listenPg({
           url,
-          channels: [OUTBOX_CHANNEL, LOG_CHANNEL],
+          channels: [OUTBOX_CHANNEL, LOG_CHANNEL, CACHE_CHANNEL],
           onNotification(channel, payload) {
             if (channel === LOG_CHANNEL) return wakeups.logAppended();
+            if (channel === CACHE_CHANNEL) {
+              const notice = parseCacheNotice(payload);
+              if (notice !== undefined) wakeups.invalidate(notice);
+              return;
+            }
             const source = sourceOfSchema(payload);
             if (source !== undefined) wakeups.outbox(source);
           },
           onConnected: () => wakeups.connected(),
           onProblem: (reason) => wakeups.problem(reason),
         }),
+      async announce(notice) {
+        await sql`SELECT pg_notify(${CACHE_CHANNEL}, ${`${notice.kind}:${notice.id}`})`.execute(control.db);
+      },
       openLog: () => openPgLogSnapshot({ url, shown, schema: CONTROL_SCHEMA }),
     };
   }
@@ -161,6 +183,15 @@ export function backendLocation(config: BackendConfig): string {
   return config.database.kind === 'postgres'
     ? redactDatabaseUrl(config.database.url)
     : controlStorePath(config.dataDir);
+}
+
+function parseCacheNotice(payload: string): CacheNotice | undefined {
+  const colon = payload.indexOf(':');
+  const kind = payload.slice(0, colon);
+  const id = payload.slice(colon + 1);
+  if (colon < 1 || id === '') return undefined;
+  if (kind === 'api-key' || kind === 'tenant') return { kind, id };
+  return undefined;
 }
 
 /** The audit source whose outbox lives in `schema` (a NOTIFY's payload), or none. */

@@ -91,7 +91,7 @@ import { createDataKeyring } from '../vault/data-keys.ts';
 import type { TenantDB } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { runLiveAuditVerification } from './audit-verify-job.ts';
-import { openDataBackend } from './backend.ts';
+import { type CacheNotice, openDataBackend } from './backend.ts';
 import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import type { ControlDB } from './control-store.ts';
@@ -198,12 +198,27 @@ export async function startTresorServer(
     cache: keyCache,
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
-  const apiKeys = createApiKeyService({ control });
+  // Several server processes on one database: each tells the others what to drop from their caches
+  // (backend.ts CacheNotice); a lost notice costs at most principalCacheMs for API keys.
+  const announce = (notice: CacheNotice) => {
+    void backend.announce?.(notice).catch(() => undefined);
+  };
+  const apiKeys = createApiKeyService({
+    control,
+    principalCacheMs: config.principalCacheMs,
+    onRevoked: (_tenant, keyId) => announce({ kind: 'api-key', id: keyId }),
+  });
   const tenants = createTenantService<ControlDB>({
     control,
     apiKeys: tenantApiKeys,
-    onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
-    forgetKeys: (tenant) => dataKeys.forgetTenant(tenant),
+    onApiKeysRevoked: (tenant) => {
+      apiKeys.forgetTenant(tenant);
+      announce({ kind: 'tenant', id: tenant });
+    },
+    forgetKeys: (tenant) => {
+      dataKeys.forgetTenant(tenant);
+      announce({ kind: 'tenant', id: tenant });
+    },
     tenantStores: auditedStores,
     keys: keyd,
     exporter: (tenant, target) =>
@@ -622,6 +637,11 @@ export async function startTresorServer(
     connected: followLog,
     problem: (reason) =>
       http.app.log.warn({ reason }, 'cluster wake-ups: the listening connection failed (sweeps go on)'),
+    invalidate(notice) {
+      if (notice.kind === 'api-key') return apiKeys.forgetKey(notice.id);
+      apiKeys.forgetTenant(notice.id);
+      dataKeys.forgetTenant(notice.id);
+    },
   });
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,

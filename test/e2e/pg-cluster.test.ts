@@ -7,7 +7,10 @@
  *   - the live audit stream (GET /v1/audit/stream) of node A carries an event caused on node B (B's
  *     outbox commit NOTIFYs, A's sequencer moves it), and the stream of node B carries an event
  *     caused on node A (A's log write NOTIFYs, B follows the log from the table);
- *   - both nodes read the same log (entries and tree size) afterwards.
+ *   - both nodes read the same log (entries and tree size) afterwards;
+ *   - caches: with a principal cache far longer than the test (TRESOR_PRINCIPAL_CACHE_MS), an API key
+ *     revoked on node A, and a tenant closed on node A, are refused by node B, which had just
+ *     accepted (and cached) them — only the change's NOTIFY can have told it.
  * Waits are bounded by the test's own deadlines; nothing asserts a duration.
  */
 import assert from 'node:assert/strict';
@@ -21,11 +24,11 @@ import { createAccountService } from '../../src/identity/accounts.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { openControlOf } from '../../src/server/backend.ts';
 import { type AuditStream, openAuditStream } from '../helpers/audit-stream.ts';
-import { operatorToken } from '../helpers/console.ts';
+import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd, TRESOR_BIN } from '../helpers/keyd-process.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
 import { httpsRequester, type Requester, type TresorStack } from '../helpers/tresor-stack.ts';
-import { withDeadline } from '../helpers/wait.ts';
+import { waitFor, withDeadline } from '../helpers/wait.ts';
 
 const START_TIMEOUT_MS = 90_000;
 
@@ -132,6 +135,8 @@ describe('two server processes on one PostgreSQL database', () => {
       TRESOR_LOG_LEVEL: 'warn',
       TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
       TRESOR_DATABASE_URL: database.url,
+      // Ten minutes: only the cluster's cache notices can make node B drop an entry within the test.
+      TRESOR_PRINCIPAL_CACHE_MS: '600000',
     });
     a = await startNode('A', dataA, env);
     b = await startNode('B', dataB, env);
@@ -198,5 +203,44 @@ describe('two server processes on one PostgreSQL database', () => {
     const common = Math.min(logA.entries.length, logB.entries.length);
     assert.ok(common > 0);
     assert.deepEqual(logA.entries.slice(0, common), logB.entries.slice(0, common));
+  });
+
+  test('an API key revoked, and a tenant closed, on node A are refused by node B, which had them cached', async () => {
+    const nodeA = a as ClusterNode;
+    const nodeB = b as ClusterNode;
+    const admin = await operatorAdmin(stackA);
+    const created = await admin.request('POST', '/v1/tenants', { name: 'Cached Ltd' });
+    assert.equal(created.status, 201, created.text);
+    const tenant = created.json<{ id: string; apiKey: string }>();
+    const issued = await nodeA.request('POST', '/v1/api-keys', {
+      token: tenant.apiKey,
+      body: { collections: '*', access: ['read'] },
+    });
+    assert.equal(issued.status, 201, issued.text);
+    const reader = issued.json<{ id: string; token: string }>();
+    const collectionsOn = (node: ClusterNode, token: string) =>
+      node.request('GET', '/v1/collections', { token }).then((r) => r.status);
+    // Node B accepts both keys, so both principals are in its cache now.
+    assert.equal(await collectionsOn(nodeB, reader.token), 200);
+    assert.equal(await collectionsOn(nodeB, tenant.apiKey), 200);
+
+    const revoked = await nodeA.request('DELETE', `/v1/api-keys/${reader.id}`, { token: tenant.apiKey });
+    assert.equal(revoked.status, 200, revoked.text);
+    await waitFor(
+      'node B to refuse the key revoked on node A',
+      async () => ((await collectionsOn(nodeB, reader.token)) === 401 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    // The tenant's other key is not touched by that key's revocation.
+    assert.equal(await collectionsOn(nodeB, tenant.apiKey), 200);
+
+    const closing = await admin.request('POST', `/v1/tenants/${tenant.id}/close`, { reason: 'cluster test' });
+    assert.equal(closing.status, 202, closing.text);
+    await waitFor(
+      "node B to refuse the closed tenant's key",
+      async () => ((await collectionsOn(nodeB, tenant.apiKey)) === 401 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    assert.equal(await collectionsOn(nodeA, tenant.apiKey), 401);
   });
 });
