@@ -309,9 +309,12 @@ export async function startTresorServer(
   const witness = createWitness(config.audit.witnessDir);
   // The lease's problems (PostgreSQL: the lock connection lost) reach the log once it exists.
   let leaseProblem: (reason: string) => void = () => undefined;
+  const sequencerBackend = backend.sequencer((reason) => leaseProblem(reason));
+  /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
+  const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
   const audit = createAuditLog({
     control: rawControl,
-    shared: backend.sequencer((reason) => leaseProblem(reason)),
+    shared: sequencerBackend,
     async openSource(source) {
       const store = source === CONTROL_SOURCE ? rawControl : await tenantStores.open(source);
       return store as unknown as Store<WithAuditEvents>;
@@ -558,7 +561,10 @@ export async function startTresorServer(
 
   // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
   await alertWatch.start();
-  audit.onEntries(() => alertWatch.notify());
+  // The detectors judge each entry once across the cluster: in the lease holder only.
+  audit.onEntries(() => {
+    if (leadsJobs()) alertWatch.notify();
+  });
   alertDelivery.kick();
 
   const stateChecks: StateCheck[] = [
@@ -621,7 +627,12 @@ export async function startTresorServer(
   }, 500);
   auditWatch.unref();
 
-  const jobs = createJobRunner({ logger: http.app.log, clock });
+  // Scheduled jobs run once per cluster: in the process holding the sequencer's lease (jobs.ts).
+  const jobs = createJobRunner({
+    logger: http.app.log,
+    clock,
+    leads: leadsJobs,
+  });
   leaseProblem = (reason) =>
     http.app.log.warn(
       { reason },
@@ -663,7 +674,7 @@ export async function startTresorServer(
   });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.
   const resumeTenants = async () => failOnItems(await tenants.resume());
-  await jobs.run('tenants.resume', resumeTenants);
+  await jobs.periodic('tenants.resume', resumeTenants);
 
   // keyd's operations into the audit log, every few seconds (system actor `keyd`). Each tick also
   // tells the sequencer to look at the control store's outbox, keyd up or not: other processes on
@@ -675,7 +686,7 @@ export async function startTresorServer(
   let mirroring: Promise<unknown> | undefined;
   const mirrorKeydOps = () => {
     mirroring ??= jobs
-      .run('audit.keyd-ops', () => keydOps.runOnce())
+      .periodic('audit.keyd-ops', () => keydOps.runOnce())
       .finally(() => {
         audit.sequencer.notify(CONTROL_SOURCE);
         mirroring = undefined;
@@ -688,10 +699,10 @@ export async function startTresorServer(
   // A backup run counts as done only when every destination holds it and read it back; retention
   // follows each run. A backup still running when the next is due is not started twice.
   // One retention pass at a time (after a backup and on the hour), so no deletion is audited twice.
-  let retaining: Promise<boolean> | undefined;
+  let retaining: Promise<boolean | undefined> | undefined;
   const runBackupRetention = () => {
     retaining ??= jobs
-      .run('backup.retention', async () =>
+      .periodic('backup.retention', async () =>
         failOnItems(
           await applyRetention({ records: backupRecords, destinations: backupDestinations, clock }),
         ),
@@ -711,7 +722,7 @@ export async function startTresorServer(
   await jobs.run('backup.recover', () => backups.recoverInterrupted());
   const scheduledBackup = () => {
     if (backups.running()) return;
-    void jobs.run('backup.run', async () => backupFinished((await backups.start('schedule')).done));
+    void jobs.periodic('backup.run', async () => backupFinished((await backups.start('schedule')).done));
   };
   const backupEveryMs = Math.round(config.backup.intervalMinutes * 60_000);
   let backupTimer: NodeJS.Timeout | undefined;
@@ -733,13 +744,13 @@ export async function startTresorServer(
   const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
   retentionTimer.unref();
   // The live audit log re-verified on a schedule; one run at a time (audit-verify-job.ts).
-  let auditVerifying: Promise<boolean> | undefined;
+  let auditVerifying: Promise<boolean | undefined> | undefined;
   const auditVerifyEveryMs = Math.round(config.audit.verifyIntervalMinutes * 60_000);
   const auditVerifyTimer =
     auditVerifyEveryMs > 0
       ? setInterval(() => {
           auditVerifying ??= jobs
-            .run('audit.verify', () =>
+            .periodic('audit.verify', () =>
               runLiveAuditVerification({
                 openLog: () => backend.openLog(),
                 origin: () => auditOrigin,
@@ -758,12 +769,12 @@ export async function startTresorServer(
   // The held backups are verified again on a schedule, the least recently verified first; a run
   // that finds one failing counts as failed (tresor status), its result is on the backup's record.
   const verifyEveryMs = Math.round(config.backup.verifyIntervalMinutes * 60_000);
-  let reverifying: Promise<boolean> | undefined;
+  let reverifying: Promise<boolean | undefined> | undefined;
   const reverifyTimer =
     verifyEveryMs > 0
       ? setInterval(() => {
           reverifying ??= jobs
-            .run('backup.verify', async () => failOnItems(await backups.reverify(REVERIFY_PER_RUN)))
+            .periodic('backup.verify', async () => failOnItems(await backups.reverify(REVERIFY_PER_RUN)))
             .finally(() => {
               reverifying = undefined;
             });
@@ -772,12 +783,12 @@ export async function startTresorServer(
   reverifyTimer?.unref();
 
   async function runJobs(): Promise<void> {
-    await jobs.run('tenants.resume', resumeTenants);
-    await jobs.run('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
-    await jobs.run('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
-    await jobs.run('grants.expire', () => grants.expireDue());
+    await jobs.periodic('tenants.resume', resumeTenants);
+    await jobs.periodic('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
+    await jobs.periodic('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
+    await jobs.periodic('grants.expire', () => grants.expireDue());
     // Every active tenant's retention runs, whichever of them fails.
-    await jobs.run('vault.retention', async () => {
+    await jobs.periodic('vault.retention', async () => {
       const failed: { code: string }[] = [];
       for (const t of await tenants.listTenants({ state: 'active' })) {
         await vault.runRetention(t.id).catch((error: unknown) => failed.push(loggableError(error)));

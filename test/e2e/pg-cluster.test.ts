@@ -10,7 +10,9 @@
  *   - both nodes read the same log (entries and tree size) afterwards;
  *   - caches: with a principal cache far longer than the test (TRESOR_PRINCIPAL_CACHE_MS), an API key
  *     revoked on node A, and a tenant closed on node A, are refused by node B, which had just
- *     accepted (and cached) them — only the change's NOTIFY can have told it.
+ *     accepted (and cached) them — only the change's NOTIFY can have told it;
+ *   - scheduled jobs run in one node only (the lease holder: A), and after a kill -9 of that node the
+ *     other takes them over (keyd's operations mirrored every 2 s: the job's runs on each node).
  * Waits are bounded by the test's own deadlines; nothing asserts a duration.
  */
 import assert from 'node:assert/strict';
@@ -242,5 +244,35 @@ describe('two server processes on one PostgreSQL database', () => {
       { timeoutMs: 60_000, intervalMs: 200 },
     );
     assert.equal(await collectionsOn(nodeA, tenant.apiKey), 401);
+  });
+
+  test('scheduled jobs run in one node only, and in the other once that one is killed (kill -9)', async () => {
+    const nodeA = a as ClusterNode;
+    const nodeB = b as ClusterNode;
+    const token = await operatorToken(stackA, 'jobs:read');
+    const runsOn = async (node: ClusterNode, job: string): Promise<number> => {
+      const res = await node.request('GET', '/v1/system/jobs', { token });
+      assert.equal(res.status, 200, res.text);
+      return (
+        res.json<{ jobs: { name: string; runs: number }[] }>().jobs.find((j) => j.name === job)?.runs ?? 0
+      );
+    };
+    // Node A (started first) holds the lease: it mirrors keyd's operations every 2 s; B never does.
+    await waitFor(
+      'node A to mirror keyd’s operations twice',
+      async () => ((await runsOn(nodeA, 'audit.keyd-ops')) >= 2 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    assert.equal(await runsOn(nodeB, 'audit.keyd-ops'), 0, 'the standby runs no scheduled job');
+    assert.equal(await runsOn(nodeA, 'tenants.resume'), 1, 'the start-up run: in the lease holder');
+    assert.equal(await runsOn(nodeB, 'tenants.resume'), 0);
+
+    nodeA.proc.kill('SIGKILL');
+    await withDeadline('node A to die', nodeA.exited);
+    await waitFor(
+      'node B to take the jobs over',
+      async () => ((await runsOn(nodeB, 'audit.keyd-ops')) >= 1 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
   });
 });
