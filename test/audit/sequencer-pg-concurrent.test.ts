@@ -9,6 +9,11 @@
  * sequencer moves past the lower one and that event never reaches the log. At the end every committed
  * outbox row is in the log exactly once, the log's indexes are gap-free and its tree (as stored and
  * as held by the sequencer) is the RFC 9162 tree of its leaves.
+ *
+ * And the wake-ups (LISTEN/NOTIFY) alone, with every sweep pushed out of the test's reach: an event
+ * committed on the node without the lease reaches the log through its batch's NOTIFY, and the
+ * standby's sequencer learns of the append through the holder's NOTIFY (its tree head and its
+ * listeners follow).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -20,13 +25,15 @@ import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { type AuditSequencer, CONTROL_SOURCE, createAuditSequencer } from '../../src/audit/sequencer.ts';
 import { createPgSequencerLease } from '../../src/audit/sequencer-lease-pg.ts';
-import { openPgControlStore } from '../../src/server/control-store.ts';
+import { CONTROL_SCHEMA, openPgControlStore } from '../../src/server/control-store.ts';
+import { OUTBOX_CHANNEL } from '../../src/store/pg/group-commit.ts';
+import { listenPg, type PgListener } from '../../src/store/pg/listener.ts';
 import type { PgStore } from '../../src/store/pg/store.ts';
 import { createPgTenantStores } from '../../src/store/pg/tenant-stores.ts';
 import type { Store, TenantStores } from '../../src/store/types.ts';
 import { type TenantDB, tenantStorePgMigrations } from '../../src/vault/tenant-store-schema.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
-import { withDeadline } from '../helpers/wait.ts';
+import { waitFor, withDeadline } from '../helpers/wait.ts';
 
 const TENANT = 'ten_0123456789abcdef01234567';
 /** Per node and outbox: LOOPS concurrent writers of WRITES events each (bounded). */
@@ -79,7 +86,9 @@ describe('two nodes writing one outbox on PostgreSQL', () => {
     nodes.push(await openNode(database.url));
     await (nodes[0] as Node).tenants.create(TENANT);
   });
+  const closeLast: { close(): Promise<void> }[] = [];
   after(async () => {
+    for (const c of closeLast) await c.close();
     await sequencer?.close();
     for (const node of nodes) await node.close();
     await database?.drop();
@@ -163,5 +172,63 @@ describe('two nodes writing one outbox on PostgreSQL', () => {
       tree.root(),
       'the stored tree nodes give the same root',
     );
+  });
+
+  test('the wake-ups alone: an outbox commit on the standby reaches the log, and the standby follows the log', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const holder = sequencer as AuditSequencer;
+    assert.ok(holder, 'the first test left its sequencer, the lease holder, running');
+    await holder.close();
+    sequencer = undefined;
+    // Sweeps every ten minutes: within the test only a notification can wake either sequencer.
+    const TEN_MINUTES = 600_000;
+    const make = (node: Node) =>
+      createAuditSequencer({
+        control: node.control as never,
+        openSource: (source) => node.outbox(source),
+        listSources: async () => [TENANT],
+        lease: createPgSequencerLease({ url: database.url, retryMs: 100 }),
+        numberedParameters: true,
+        logChannel: 'tresor_log',
+        gatherMs: 1,
+        sweepMs: TEN_MINUTES,
+      });
+    const onA = make(a);
+    await onA.start();
+    closeLast.push(onA);
+    const onB = make(b);
+    await onB.start();
+    closeLast.push(onB);
+    const followed: string[] = [];
+    onB.onAppended((entries) => {
+      for (const e of entries) followed.push((JSON.parse(e.leaf) as AuditEvent).requestId as string);
+    });
+    // Each node listens as the server does (src/server/backend.ts): outbox commits wake the holder,
+    // log appends wake the standby.
+    const listen = (seq: AuditSequencer): PgListener =>
+      listenPg({
+        url: database.url,
+        channels: [OUTBOX_CHANNEL, 'tresor_log'],
+        onNotification(channel, payload) {
+          if (channel === 'tresor_log') return void seq.follow().catch(() => undefined);
+          seq.notify(payload === CONTROL_SCHEMA ? CONTROL_SOURCE : payload.replace(/^tenant_/, ''));
+        },
+      });
+    const listeners = [listen(onA), listen(onB)];
+    for (const l of listeners) closeLast.push(l);
+    await Promise.all(listeners.map((l) => l.ready));
+    assert.ok(listeners.every((l) => l.listening()));
+
+    const sizeBefore = onB.treeHead().size;
+    const outbox = await b.outbox(TENANT);
+    await outbox.write((trx) => appendAuditEvent(trx as never, event('woken-by-notify', TENANT)));
+    // Node B never calls onA.notify: only B's batch's NOTIFY tells A.
+    await waitFor(
+      'the standby to follow the append of its own event',
+      async () => (followed.includes('woken-by-notify') ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 50 },
+    );
+    assert.equal(onB.treeHead().size, sizeBefore + 1);
+    assert.deepEqual(onB.treeHead(), onA.treeHead(), 'the standby holds the same tree head');
   });
 });
