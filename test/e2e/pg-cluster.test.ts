@@ -205,6 +205,19 @@ describe('two server processes on one PostgreSQL database', () => {
     const common = Math.min(logA.entries.length, logB.entries.length);
     assert.ok(common > 0);
     assert.deepEqual(logA.entries.slice(0, common), logB.entries.slice(0, common));
+
+    // Node B signs nothing itself: it serves the holder's checkpoints, which come to cover its entries.
+    const last = Math.max(...order(onB));
+    await waitFor(
+      'node B to serve a checkpoint covering both tenant.create entries',
+      async () => {
+        const res = await nodeB.request('GET', '/v1/audit/checkpoint', { token: reader });
+        if (res.status !== 200) return undefined;
+        const size = Number(res.text.split('\n')[1]);
+        return size > last ? size : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
   });
 
   test('an API key revoked, and a tenant closed, on node A are refused by node B, which had them cached', async () => {
