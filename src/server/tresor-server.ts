@@ -397,6 +397,7 @@ export async function startTresorServer(
     enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
     opened: () => alertDelivery.kick(),
     warn: alertWarn,
+    leads: leadsJobs,
   });
 
   // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
@@ -561,10 +562,8 @@ export async function startTresorServer(
 
   // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
   await alertWatch.start();
-  // The detectors judge each entry once across the cluster: in the lease holder only.
-  audit.onEntries(() => {
-    if (leadsJobs()) alertWatch.notify();
-  });
+  // The detectors judge each entry once across the cluster: in the lease holder only (alert-watch.ts).
+  audit.onEntries(() => alertWatch.notify());
   alertDelivery.kick();
 
   const stateChecks: StateCheck[] = [
