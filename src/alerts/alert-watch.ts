@@ -14,6 +14,12 @@
  * A new deployment (no cursor yet) starts at the log's current end: history is not re-judged.
  * notify() only wakes the loop; a failing pass is logged (code and message only) and retried with
  * backoff.
+ *
+ * Several server processes on one database: the watch judges only in the process that `leads()`
+ * (the sequencer's lease holder), so each entry is judged once across them; each pass starts from
+ * the stored cursor when it is ahead of this process's, so a process that takes the lead goes on
+ * where the last leader's cursor was written (at most CURSOR_FLUSH_MS of quiet entries judged
+ * again, as after a crash).
  */
 import type { Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/event.ts';
@@ -37,6 +43,8 @@ export interface AlertWatchDeps {
   opened(alertIds: readonly string[]): void;
   warn(obj: object, msg: string): void;
   batchSize?: number;
+  /** Whether this process judges now (default: always); the others leave the log to the leader. */
+  leads?: () => boolean;
 }
 
 export interface AlertWatch {
@@ -85,6 +93,12 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
   }
 
   async function pass(): Promise<void> {
+    // Another process may have judged (and stored its cursor) while this one did not lead.
+    const row = await deps.control.db.selectFrom('alert_watch').select('next_index').executeTakeFirst();
+    if (row && row.next_index > cursor) {
+      cursor = row.next_index;
+      stored = Math.max(stored, row.next_index);
+    }
     for (;;) {
       const rows = await deps.readEntries(cursor, batchSize);
       if (rows.length === 0 || closed) return;
@@ -122,7 +136,10 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
     }
   }
 
+  const leads = deps.leads ?? (() => true);
+
   function run(): Promise<void> {
+    if (!leads()) return Promise.resolve();
     if (running) {
       again = true;
       return running;
@@ -173,6 +190,7 @@ export function createAlertWatch(deps: AlertWatchDeps): AlertWatch {
       if (!closed) void run();
     },
     async caughtUp() {
+      if (!leads()) return;
       const target = deps.treeSize();
       while (cursor < target && !closed) {
         await run();

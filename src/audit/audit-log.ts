@@ -68,10 +68,10 @@ export interface AuditLogDeps {
   signBoundMs?: number;
   sequencerFailureBoundMs?: number;
   /**
-   * On a database several server processes share (PostgreSQL): the sequencer's lease and the
-   * statements' parameter style (sequencer.ts); absent on SQLite.
+   * On a database several server processes share (PostgreSQL): the sequencer's lease, the
+   * statements' parameter style and the channel its writes NOTIFY (sequencer.ts); absent on SQLite.
    */
-  shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters'>;
+  shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters' | 'logChannel'>;
   now?: () => Date;
 }
 
@@ -85,6 +85,7 @@ export function sequencerOffloadOf(store: object): AuditSequencerDeps['offload']
 }
 
 export function createAuditLog(deps: AuditLogDeps): AuditLog {
+  const lease = deps.shared?.lease;
   // The worker thread writes through a SQLite connection of its own: only on SQLite.
   const offload = deps.shared?.lease === undefined ? sequencerOffloadOf(deps.control) : undefined;
   const sequencer = createAuditSequencer({
@@ -121,6 +122,8 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
     ...(deps.checkpointIntervalMs !== undefined ? { intervalMs: deps.checkpointIntervalMs } : {}),
     ...(deps.signBoundMs !== undefined ? { signBoundMs: deps.signBoundMs } : {}),
     ...(deps.now ? { now: deps.now } : {}),
+    // On a shared database only the sequencer's lease holder signs; the others adopt its checkpoints.
+    ...(lease !== undefined ? { leads: () => lease.held() } : {}),
   });
   const conditions: AuditCondition[] = [];
 

@@ -18,6 +18,12 @@
  * If keyd cannot sign (sealed, stopped, unreachable) entries keep arriving but stay unsigned; once
  * the oldest unsigned entry has waited longer than `signBoundMs`, health() turns red and data routes
  * fail closed (503) until a checkpoint is signed again.
+ *
+ * Several server processes on one database (PostgreSQL): only the process that `leads()` (holds the
+ * sequencer's lease) signs. The others adopt the newest checkpoint in the store once its signature
+ * verifies — into their own witness, to their listeners (stream, sinks), as their signed size — so
+ * their health reflects the holder's signing with the same bound, and keyd is never asked by two
+ * processes at once (one asking from a tree head behind keyd's would be refused and turn red).
  */
 import type { Store } from '../store/types.ts';
 import { CheckpointError, parseCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
@@ -76,6 +82,8 @@ export interface CheckpointerDeps {
   /** Called after a checkpoint is durable everywhere it is kept (sinks, stream). */
   onCheckpoint?(checkpoint: { size: number; note: string }): void;
   intervalMs?: number;
+  /** Whether this process signs (default: always); the others adopt the store's newest checkpoint. */
+  leads?: () => boolean;
   /** Longest time an entry may stay unsigned before health() turns red (default 10 s). */
   signBoundMs?: number;
   now?: () => Date;
@@ -202,9 +210,32 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
     }
   }
 
+  /** A process that does not sign: the newest stored checkpoint, verified, becomes its own. */
+  async function adopt(): Promise<{ size: number; note: string } | null> {
+    const latest = await deps.reader.latestCheckpoint();
+    let adopted: { size: number; note: string } | null = null;
+    // Its signature is checked before it counts (the size column alone proves nothing).
+    if (latest && latest.size > signedSize) {
+      const { checkpoint } = verifyCheckpoint(latest.note, await verifiers(), { origin: deps.origin });
+      if (checkpoint.size > signedSize) {
+        await deps.witness.record(latest.note);
+        signedSize = checkpoint.size;
+        keydSize = undefined;
+        lastFailure = undefined;
+        adopted = { size: checkpoint.size, note: latest.note };
+        deps.onCheckpoint?.(adopted);
+      }
+    }
+    const { size } = deps.treeHead();
+    if (size > signedSize) unsignedSince ??= now();
+    else unsignedSince = undefined;
+    return adopted;
+  }
+
   function checkpoint(): Promise<{ size: number; note: string } | null> {
     // One signing at a time; a caller arriving meanwhile waits for it, then signs what is left.
-    const run = (running ?? Promise.resolve(null)).catch(() => null).then(signNow);
+    const step = deps.leads === undefined || deps.leads() ? signNow : adopt;
+    const run = (running ?? Promise.resolve(null)).catch(() => null).then(step);
     running = run;
     return run;
   }
@@ -212,6 +243,12 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
   function tick(): void {
     if (!witnessChecked) {
       void checkRollback().catch(() => undefined);
+      return;
+    }
+    if (deps.leads !== undefined && !deps.leads()) {
+      void checkpoint().catch((error: unknown) => {
+        lastFailure = error instanceof Error ? ((error as { code?: string }).code ?? error.name) : 'error';
+      });
       return;
     }
     const { size } = deps.treeHead();

@@ -66,7 +66,8 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
         .selectFrom('audit_nodes')
         .select(['level', 'idx', 'hash'])
         .where(
-          sql<boolean>`(level, idx) IN (VALUES ${sql.join(chunk.map((c) => sql`(${c.level}, ${c.idx})`))})`,
+          // Typed: PostgreSQL takes an untyped VALUES parameter as text (integer = text fails).
+          sql<boolean>`(level, idx) IN (VALUES ${sql.join(chunk.map((c) => sql`(CAST(${c.level} AS integer), CAST(${c.idx} AS bigint))`))})`,
         )
         .execute();
       for (const row of rows) found.set(`${row.level}/${row.idx}`, Buffer.from(row.hash));

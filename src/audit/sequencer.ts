@@ -20,7 +20,13 @@
  * runs only while it holds the lease (`deps.lease`, sequencer-lease.ts): it resyncs the tree from the
  * store when it takes it, sweeps every source each `sweepMs` (other processes' commits cannot
  * notify it), fences each write against a lost lease, and stops at once when the lease is lost; a
- * process without the lease is a standby whose requests still commit their events to the outboxes. Requests never wait for the sequencer: their events are already durable in their
+ * process without the lease is a standby whose requests still commit their events to the outboxes.
+ * Across processes (PostgreSQL), `follow()` is the standby's side: another process appended to the
+ * log (its NOTIFY on `logChannel`, sent in the same transaction as the entries, so only once they are
+ * durable; or the standby's own sweep each `sweepMs`), so the standby reloads its tree head from the
+ * store and tells its listeners (its live stream, sinks, metrics) about the new entries; and the
+ * holder's `notify()` is also called for other processes' outbox commits (their NOTIFY,
+ * src/store/pg/group-commit.ts), so it need not wait for its sweep. Requests never wait for the sequencer: their events are already durable in their
  * outbox; `health()` turns red if the sequencer cannot move them for longer than a bound, and data
  * routes then fail closed.
  */
@@ -67,6 +73,12 @@ export interface AuditSequencer {
   treeHead(): { size: number; root: Buffer };
   onAppended(listener: (entries: readonly SequencedEntry[]) => void): () => void;
   health(): SequencerHealth;
+  /**
+   * A standby (on a shared database, without the lease): another process may have appended to the
+   * log; reload the tree head from the store and tell the listeners of the new entries. Nothing
+   * while this process holds the lease (it appends itself) or without a lease.
+   */
+  follow(): Promise<void>;
   /** Passes that appended entries, and how many of them ran on the worker thread (metrics, tests). */
   stats(): { passes: number; workerPasses: number };
   close(): Promise<void>;
@@ -102,6 +114,11 @@ export interface AuditSequencerDeps {
   sweepMs?: number;
   /** Raw statements with `$1, $2…` parameters (PostgreSQL) instead of `?` (SQLite). */
   numberedParameters?: boolean;
+  /**
+   * PostgreSQL: each log write NOTIFYs this channel with the log's new size, in its own transaction
+   * (delivered at its commit), so the other processes' `follow()` runs at once.
+   */
+  logChannel?: string;
 }
 
 /** A standby's drain waits at most this long for the lease holder to move a source's events. */
@@ -137,16 +154,21 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   const sweepMs = deps.sweepMs ?? 1_000;
   let sweepTimer: NodeJS.Timeout | undefined;
   let stopLeaseWatch: (() => void) | undefined;
+  let followTimer: NodeJS.Timeout | undefined;
   /** Whether this process may write the log now. */
   const leading = () => lease === undefined || lease.held();
 
-  async function restore(): Promise<void> {
-    const db = control.db as Kysely<WithAuditLog>;
-    const last = await db
+  async function storedSize(): Promise<number> {
+    const last = await (control.db as Kysely<WithAuditLog>)
       .selectFrom('audit_log')
       .select((eb) => eb.fn.max('idx').as('max'))
       .executeTakeFirst();
-    const size = last?.max === null || last?.max === undefined ? 0 : Number(last.max) + 1;
+    return last?.max === null || last?.max === undefined ? 0 : Number(last.max) + 1;
+  }
+
+  async function restore(known?: number): Promise<void> {
+    const db = control.db as Kysely<WithAuditLog>;
+    const size = known ?? (await storedSize());
     const peaks: Buffer[] = [];
     for (const p of peakPositions(size)) {
       const row = await db
@@ -245,6 +267,13 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
               await trx.executeQuery(
                 CompiledQuery.raw(deps.numberedParameters ? numbered(sql) : sql, parameters),
               );
+            if (deps.logChannel !== undefined)
+              await trx.executeQuery(
+                CompiledQuery.raw('SELECT pg_notify($1, $2)', [
+                  deps.logChannel,
+                  String(size + leaves.length),
+                ]),
+              );
           });
         }
         counts.passes += 1;
@@ -264,15 +293,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     failingSince = undefined;
     lastFailure = undefined;
     retryDelayMs = 50;
-    if (entries.length > 0) {
-      for (const listener of listeners) {
-        try {
-          listener(entries);
-        } catch {
-          // A listener's failure is its own; the log is already durable.
-        }
-      }
-    }
+    if (entries.length > 0) tell(entries);
     if (dirty.size > 0) schedule();
   }
 
@@ -309,11 +330,55 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     }
   }
 
+  /** The standby's side: reload the head if the log grew, and tell the listeners of the new entries. */
+  async function followPass(): Promise<void> {
+    if (closed || lease === undefined || leading()) return;
+    const before = tree.size;
+    const size = await storedSize();
+    if (size <= before) return;
+    await restore(size);
+    const db = control.db as Kysely<WithAuditLog>;
+    for (let from = before; from < size && !closed; from += BATCH_PER_SOURCE) {
+      const rows = await db
+        .selectFrom('audit_log')
+        .select(['idx', 'tenant', 'leaf'])
+        .where('idx', '>=', from)
+        .where('idx', '<', Math.min(size, from + BATCH_PER_SOURCE))
+        .orderBy('idx')
+        .execute();
+      const entries = rows.map((r) => ({ index: Number(r.idx), tenant: r.tenant, leaf: r.leaf }));
+      if (entries.length > 0) tell(entries);
+    }
+  }
+
+  function follow(): Promise<void> {
+    const run = chain.then(followPass);
+    chain = run.catch(() => undefined);
+    return run;
+  }
+
+  function tell(entries: readonly SequencedEntry[]): void {
+    for (const listener of listeners) {
+      try {
+        listener(entries);
+      } catch {
+        // A listener's failure is its own; the log is already durable.
+      }
+    }
+  }
+
   function leaseChanged(held: boolean): void {
     if (closed) return;
     if (sweepTimer) clearInterval(sweepTimer);
     sweepTimer = undefined;
-    if (!held) return;
+    if (followTimer) clearInterval(followTimer);
+    followTimer = undefined;
+    if (!held) {
+      // A standby looks at the log each sweep too: the holder's NOTIFY is a wake-up, not a promise.
+      followTimer = setInterval(() => void follow().catch(() => undefined), sweepMs);
+      followTimer.unref();
+      return;
+    }
     // Another process may have appended while this one did not hold the lease: start from the store.
     resync = true;
     void sweep().catch(() => scheduleRetry());
@@ -370,6 +435,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       if (lease) {
         stopLeaseWatch = lease.onChange(leaseChanged);
         await lease.start();
+        if (!lease.held()) leaseChanged(false);
       }
       for (const source of await deps.listSources()) dirty.add(source);
       dirty.add(CONTROL_SOURCE);
@@ -410,10 +476,12 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       }
       return failingSince ? { ok: true, pendingSources, failingSince } : { ok: true, pendingSources };
     },
+    follow,
     stats: () => ({ ...counts }),
     async close() {
       closed = true;
       if (sweepTimer) clearInterval(sweepTimer);
+      if (followTimer) clearInterval(followTimer);
       stopLeaseWatch?.();
       if (retryTimer) clearTimeout(retryTimer);
       scheduled = undefined;

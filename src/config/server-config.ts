@@ -90,6 +90,8 @@ export interface ServerConfig {
   keyd: KeydConnection;
   /** Grace days of a close: after a contract's end before closing, and after a close before the key is destroyed. */
   closeGraceDays: number;
+  /** How long a successful API key authentication is remembered (api-keys.ts; the cross-process bound on PostgreSQL). */
+  principalCacheMs: number;
   logLevel: LogLevel;
   audit: AuditConfig;
   access: AccessConfig;
@@ -360,6 +362,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
   }
 
   const closeGraceDays = num('/closeGraceDays');
+  const principalCacheMs = num('/principalCacheMs');
   const logLevel = get<LogLevel>('/logLevel') as LogLevel;
 
   const origin = get<string>('/audit/origin');
@@ -463,6 +466,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     trustProxy,
     keyd,
     closeGraceDays,
+    principalCacheMs,
     logLevel,
     audit,
     access,

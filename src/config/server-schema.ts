@@ -254,6 +254,13 @@ export const SERVER_SECTION = section(
         'How the server reaches keyd: the Unix socket, or `address` with mutual TLS (`clientCert`, `clientKey`, `ca` all required).',
       ),
     ),
+    principalCacheMs: int(
+      'TRESOR_PRINCIPAL_CACHE_MS',
+      0,
+      600_000,
+      5_000,
+      'How long a successful API key authentication is remembered (0: never). With several server processes on one PostgreSQL database it is also the bound within which every process refuses a revoked key or a closed tenant’s key should the change’s notification (LISTEN/NOTIFY) not reach it.',
+    ),
     closeGraceDays: int(
       'TRESOR_CLOSE_GRACE_DAYS',
       0,

@@ -27,8 +27,11 @@
  * every refusal does the same lookup and hash work. revoke() and forgetTenant() (called when a
  * tenant is closed) drop the affected entries in this process at once, and an authentication that
  * was already in flight when they ran does not put its (possibly outdated) answer into the cache.
- * Another server process over the same control store keeps its own cache: it may accept a revoked
- * key, or a key of a tenant just closed, for at most the TTL after the revocation commits.
+ * Another server process over the same control store keeps its own cache: revoke() calls
+ * `onRevoked` once its change committed, and the server tells the other processes (PostgreSQL:
+ * NOTIFY, src/server/backend.ts), which call forgetKey() / forgetTenant(); should that notice be
+ * lost, the process still accepts a revoked key, or a key of a tenant just closed, for at most the
+ * TTL after the revocation commits.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
@@ -343,6 +346,8 @@ export interface ApiKeyService {
   authenticate(token: string): Promise<ApiKeyPrincipal>;
   /** Drops the cached principals of a tenant's keys (the tenant was closed or is closing). */
   forgetTenant(tenant: string): void;
+  /** Drops the cached principal of one key (another process revoked it). */
+  forgetKey(keyId: string): void;
   /** Waits for pending last-use writes (tests, shutdown). */
   flush(): Promise<void>;
 }
@@ -371,6 +376,8 @@ export interface ApiKeyServiceOptions {
   principalCacheMs?: number;
   /** Most cached principals (default 10 000). */
   principalCacheMaxEntries?: number;
+  /** A key's revocation committed (to tell the other server processes; never fails the revoke). */
+  onRevoked?: (tenant: string, keyId: string) => void;
 }
 
 export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyService {
@@ -474,11 +481,20 @@ export function createApiKeyService(options: ApiKeyServiceOptions): ApiKeyServic
         return toInfo({ ...row, revoked_at: at });
       });
       forget((c) => c.keyId === keyId);
+      try {
+        options.onRevoked?.(tenant, keyId);
+      } catch {
+        // telling others is best effort: their cache's TTL bounds what a lost notice costs
+      }
       return info;
     },
 
     forgetTenant(tenant) {
       forget((c) => c.tenant === tenant);
+    },
+
+    forgetKey(keyId) {
+      forget((c) => c.keyId === keyId);
     },
 
     async authenticate(token) {

@@ -14,13 +14,17 @@
  *
  * The database URL may carry a password: `location` and every message use its redacted form.
  */
+import { sql } from 'kysely';
 import { type AuditLogSnapshot, openSqliteLogSnapshot } from '../audit/log-reader.ts';
 import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
+import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import type { SequencerLease } from '../audit/sequencer-lease.ts';
 import { createPgSequencerLease } from '../audit/sequencer-lease-pg.ts';
 import { redactDatabaseUrl } from '../config/database-url.ts';
 import type { DatabaseConfig } from '../config/server-config.ts';
-import { createPgTenantStores } from '../store/pg/tenant-stores.ts';
+import { OUTBOX_CHANNEL } from '../store/pg/group-commit.ts';
+import { listenPg, type PgListener } from '../store/pg/listener.ts';
+import { createPgTenantStores, TENANT_SCHEMA_PREFIX } from '../store/pg/tenant-stores.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import {
@@ -47,7 +51,35 @@ export interface SequencerBackend {
   lease?: SequencerLease;
   /** Raw statements take `$1, $2…` parameters. */
   numberedParameters?: boolean;
+  /** The channel each log write NOTIFYs (PostgreSQL): the other processes follow the log at once. */
+  logChannel?: string;
 }
+
+/** What the other server processes on the same database tell this one (PostgreSQL: LISTEN). */
+export interface ClusterWakeups {
+  /** A process committed audit events to this source's outbox (CONTROL_SOURCE or a tenant id). */
+  outbox(source: string): void;
+  /** The lease holder's sequencer appended to the log. */
+  logAppended(): void;
+  /** The listening connection is (back) in place: notifications may have been missed meanwhile. */
+  connected(): void;
+  /** The listening connection failed (for the log: never the URL). */
+  problem(reason: string): void;
+  /** Another process changed what this one may hold in a cache: drop it. */
+  invalidate(notice: CacheNotice): void;
+}
+
+/**
+ * What a process tells the others to drop from their caches: a revoked API key's principal, or
+ * everything of a tenant that is closing or closed (its keys' principals, its data keys).
+ */
+export type CacheNotice = { kind: 'api-key'; id: string } | { kind: 'tenant'; id: string };
+
+/** The channel of cache notices (payload: `api-key:<id>` or `tenant:<id>`). */
+export const CACHE_CHANNEL = 'tresor_cache';
+
+/** The channel the sequencer's log writes NOTIFY (payload: the log's new size). */
+export const LOG_CHANNEL = 'tresor_log';
 
 export interface DataBackend {
   readonly kind: DatabaseConfig['kind'];
@@ -58,6 +90,13 @@ export interface DataBackend {
   /** A fresh sequencer setting (the lease is started and closed by the sequencer that gets it). */
   sequencer(onProblem?: (reason: string) => void): SequencerBackend;
   openLog(): Promise<AuditLogSnapshot>;
+  /**
+   * PostgreSQL: LISTENs for the other server processes' wake-ups (outbox commits, log appends) on
+   * a connection of its own; none on SQLite (one process owns the folder).
+   */
+  listen?(wakeups: ClusterWakeups): PgListener;
+  /** PostgreSQL: tells every server process on the database (this one too) to drop `notice`'s entries. */
+  announce?(notice: CacheNotice): Promise<void>;
 }
 
 /** Opens (creating and migrating as needed) the control store and the tenant stores' registry. */
@@ -81,7 +120,28 @@ export async function openDataBackend(config: BackendConfig): Promise<DataBacken
       sequencer: (onProblem) => ({
         lease: createPgSequencerLease({ url, ...(onProblem ? { onProblem } : {}) }),
         numberedParameters: true,
+        logChannel: LOG_CHANNEL,
       }),
+      listen: (wakeups) =>
+        listenPg({
+          url,
+          channels: [OUTBOX_CHANNEL, LOG_CHANNEL, CACHE_CHANNEL],
+          onNotification(channel, payload) {
+            if (channel === LOG_CHANNEL) return wakeups.logAppended();
+            if (channel === CACHE_CHANNEL) {
+              const notice = parseCacheNotice(payload);
+              if (notice !== undefined) wakeups.invalidate(notice);
+              return;
+            }
+            const source = sourceOfSchema(payload);
+            if (source !== undefined) wakeups.outbox(source);
+          },
+          onConnected: () => wakeups.connected(),
+          onProblem: (reason) => wakeups.problem(reason),
+        }),
+      async announce(notice) {
+        await sql`SELECT pg_notify(${CACHE_CHANNEL}, ${`${notice.kind}:${notice.id}`})`.execute(control.db);
+      },
       openLog: () => openPgLogSnapshot({ url, shown, schema: CONTROL_SCHEMA }),
     };
   }
@@ -123,4 +183,20 @@ export function backendLocation(config: BackendConfig): string {
   return config.database.kind === 'postgres'
     ? redactDatabaseUrl(config.database.url)
     : controlStorePath(config.dataDir);
+}
+
+function parseCacheNotice(payload: string): CacheNotice | undefined {
+  const colon = payload.indexOf(':');
+  const kind = payload.slice(0, colon);
+  const id = payload.slice(colon + 1);
+  if (colon < 1 || id === '') return undefined;
+  if (kind === 'api-key' || kind === 'tenant') return { kind, id };
+  return undefined;
+}
+
+/** The audit source whose outbox lives in `schema` (a NOTIFY's payload), or none. */
+function sourceOfSchema(schema: string): string | undefined {
+  if (schema === CONTROL_SCHEMA) return CONTROL_SOURCE;
+  if (schema.startsWith(TENANT_SCHEMA_PREFIX)) return schema.slice(TENANT_SCHEMA_PREFIX.length);
+  return undefined;
 }

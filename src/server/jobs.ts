@@ -7,6 +7,16 @@
  * Log lines and status carry the job's name and the error's code only, plus the message of
  * Tresor's own errors (whose messages never hold customer values or secrets); any other error is
  * named by its class alone, since its message may quote anything.
+ *
+ * Once per cluster: with several server processes on one PostgreSQL database, the scheduled jobs
+ * (`periodic`) run only in the process that `leads()` — the holder of the audit sequencer's lease,
+ * one session-level advisory lock for the whole database. One leader rather than a lock per job: a
+ * job's period is kept by one process's timer, so it runs once per period (a lock per run would let
+ * two processes' timers, out of phase, each run it once per period), and a leader that dies loses
+ * the lease with its database session, so another process takes it over within the lease's retry
+ * (about a second) and runs the jobs from its next tick. A skipped tick is not a run: status() shows
+ * only the runs made here. Runs asked for by a request (a backup started over the API) run where
+ * they were asked.
  */
 
 /** Where job failures go (a pino logger fits). */
@@ -30,6 +40,11 @@ export interface JobStatus {
 export interface JobRunner {
   /** Runs `work` as a run of job `name`; never rejects. Answers whether it succeeded. */
   run(name: string, work: () => Promise<unknown>): Promise<boolean>;
+  /**
+   * A scheduled run: as run(), in the process that leads the cluster's jobs only; elsewhere nothing
+   * happens and the answer is undefined.
+   */
+  periodic(name: string, work: () => Promise<unknown>): Promise<boolean | undefined>;
   /** Every job run so far, by name. */
   status(): Record<string, JobStatus>;
 }
@@ -67,9 +82,19 @@ export function loggableError(error: unknown): { code: string; message?: string 
   return { code: typeof name === 'string' && name !== '' ? name : 'Error' };
 }
 
-export function createJobRunner(deps: { logger: JobLogger; clock: () => Date }): JobRunner {
+export function createJobRunner(deps: {
+  logger: JobLogger;
+  clock: () => Date;
+  /** Whether this process runs the scheduled jobs now (default: always, one process). */
+  leads?: () => boolean;
+}): JobRunner {
   const jobs = new Map<string, JobStatus>();
-  return {
+  const leads = deps.leads ?? (() => true);
+  const runner: JobRunner = {
+    periodic(name, work) {
+      if (!leads()) return Promise.resolve(undefined);
+      return runner.run(name, work);
+    },
     async run(name, work) {
       let status = jobs.get(name);
       if (status === undefined) {
@@ -103,4 +128,5 @@ export function createJobRunner(deps: { logger: JobLogger; clock: () => Date }):
       return copy;
     },
   };
+  return runner;
 }

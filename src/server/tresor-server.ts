@@ -91,7 +91,7 @@ import { createDataKeyring } from '../vault/data-keys.ts';
 import type { TenantDB } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { runLiveAuditVerification } from './audit-verify-job.ts';
-import { openDataBackend } from './backend.ts';
+import { type CacheNotice, openDataBackend } from './backend.ts';
 import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import type { ControlDB } from './control-store.ts';
@@ -202,12 +202,27 @@ export async function startTresorServer(
     cache: keyCache,
   });
   const vault = createVault({ stores: openTenant, keys: dataKeys });
-  const apiKeys = createApiKeyService({ control });
+  // Several server processes on one database: each tells the others what to drop from their caches
+  // (backend.ts CacheNotice); a lost notice costs at most principalCacheMs for API keys.
+  const announce = (notice: CacheNotice) => {
+    void backend.announce?.(notice).catch(() => undefined);
+  };
+  const apiKeys = createApiKeyService({
+    control,
+    principalCacheMs: config.principalCacheMs,
+    onRevoked: (_tenant, keyId) => announce({ kind: 'api-key', id: keyId }),
+  });
   const tenants = createTenantService<ControlDB>({
     control,
     apiKeys: tenantApiKeys,
-    onApiKeysRevoked: (tenant) => apiKeys.forgetTenant(tenant),
-    forgetKeys: (tenant) => dataKeys.forgetTenant(tenant),
+    onApiKeysRevoked: (tenant) => {
+      apiKeys.forgetTenant(tenant);
+      announce({ kind: 'tenant', id: tenant });
+    },
+    forgetKeys: (tenant) => {
+      dataKeys.forgetTenant(tenant);
+      announce({ kind: 'tenant', id: tenant });
+    },
     tenantStores: auditedStores,
     keys: keyd,
     exporter: (tenant, target) =>
@@ -298,9 +313,12 @@ export async function startTresorServer(
   const witness = createWitness(config.audit.witnessDir);
   // The lease's problems (PostgreSQL: the lock connection lost) reach the log once it exists.
   let leaseProblem: (reason: string) => void = () => undefined;
+  const sequencerBackend = backend.sequencer((reason) => leaseProblem(reason));
+  /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
+  const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
   const audit = createAuditLog({
     control: rawControl,
-    shared: backend.sequencer((reason) => leaseProblem(reason)),
+    shared: sequencerBackend,
     async openSource(source) {
       const store = source === CONTROL_SOURCE ? rawControl : await tenantStores.open(source);
       return store as unknown as Store<WithAuditEvents>;
@@ -383,6 +401,7 @@ export async function startTresorServer(
     enqueueIn: (trx, id) => alertDelivery.enqueueIn(trx, id),
     opened: () => alertDelivery.kick(),
     warn: alertWarn,
+    leads: leadsJobs,
   });
 
   // Backups (src/backup): taken one at a time, recorded in the control store, retried, verified.
@@ -547,6 +566,7 @@ export async function startTresorServer(
 
   // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
   await alertWatch.start();
+  // The detectors judge each entry once across the cluster: in the lease holder only (alert-watch.ts).
   audit.onEntries(() => alertWatch.notify());
   alertDelivery.kick();
 
@@ -610,12 +630,33 @@ export async function startTresorServer(
   }, 500);
   auditWatch.unref();
 
-  const jobs = createJobRunner({ logger: http.app.log, clock });
+  // Scheduled jobs run once per cluster: in the process holding the sequencer's lease (jobs.ts).
+  const jobs = createJobRunner({
+    logger: http.app.log,
+    clock,
+    leads: leadsJobs,
+  });
   leaseProblem = (reason) =>
     http.app.log.warn(
       { reason },
       'audit sequencer lease: the lock connection failed (another node may take over)',
     );
+  // Several server processes on one database (PostgreSQL): the lease holder's sequencer moves other
+  // processes' outbox commits at once, and every process's stream follows the holder's appends. The
+  // sequencer's own sweeps (sweepMs) cover what a lost notification would have said.
+  const followLog = () => void audit.sequencer.follow().catch(() => undefined);
+  const clusterListener = backend.listen?.({
+    outbox: (source) => audit.sequencer.notify(source),
+    logAppended: followLog,
+    connected: followLog,
+    problem: (reason) =>
+      http.app.log.warn({ reason }, 'cluster wake-ups: the listening connection failed (sweeps go on)'),
+    invalidate(notice) {
+      if (notice.kind === 'api-key') return apiKeys.forgetKey(notice.id);
+      apiKeys.forgetTenant(notice.id);
+      dataKeys.forgetTenant(notice.id);
+    },
+  });
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
@@ -636,7 +677,7 @@ export async function startTresorServer(
   });
   // keyd may still be starting: a failure here is a failed run of the job, which the timer retries.
   const resumeTenants = async () => failOnItems(await tenants.resume());
-  await jobs.run('tenants.resume', resumeTenants);
+  await jobs.periodic('tenants.resume', resumeTenants);
 
   // keyd's operations into the audit log, every few seconds (system actor `keyd`). Each tick also
   // tells the sequencer to look at the control store's outbox, keyd up or not: other processes on
@@ -648,7 +689,7 @@ export async function startTresorServer(
   let mirroring: Promise<unknown> | undefined;
   const mirrorKeydOps = () => {
     mirroring ??= jobs
-      .run('audit.keyd-ops', () => keydOps.runOnce())
+      .periodic('audit.keyd-ops', () => keydOps.runOnce())
       .finally(() => {
         audit.sequencer.notify(CONTROL_SOURCE);
         mirroring = undefined;
@@ -661,10 +702,10 @@ export async function startTresorServer(
   // A backup run counts as done only when every destination holds it and read it back; retention
   // follows each run. A backup still running when the next is due is not started twice.
   // One retention pass at a time (after a backup and on the hour), so no deletion is audited twice.
-  let retaining: Promise<boolean> | undefined;
+  let retaining: Promise<boolean | undefined> | undefined;
   const runBackupRetention = () => {
     retaining ??= jobs
-      .run('backup.retention', async () =>
+      .periodic('backup.retention', async () =>
         failOnItems(
           await applyRetention({ records: backupRecords, destinations: backupDestinations, clock }),
         ),
@@ -684,7 +725,7 @@ export async function startTresorServer(
   await jobs.run('backup.recover', () => backups.recoverInterrupted());
   const scheduledBackup = () => {
     if (backups.running()) return;
-    void jobs.run('backup.run', async () => backupFinished((await backups.start('schedule')).done));
+    void jobs.periodic('backup.run', async () => backupFinished((await backups.start('schedule')).done));
   };
   const backupEveryMs = Math.round(config.backup.intervalMinutes * 60_000);
   let backupTimer: NodeJS.Timeout | undefined;
@@ -706,13 +747,13 @@ export async function startTresorServer(
   const retentionTimer = setInterval(() => void runBackupRetention(), BACKUP_RETENTION_PERIOD_MS);
   retentionTimer.unref();
   // The live audit log re-verified on a schedule; one run at a time (audit-verify-job.ts).
-  let auditVerifying: Promise<boolean> | undefined;
+  let auditVerifying: Promise<boolean | undefined> | undefined;
   const auditVerifyEveryMs = Math.round(config.audit.verifyIntervalMinutes * 60_000);
   const auditVerifyTimer =
     auditVerifyEveryMs > 0
       ? setInterval(() => {
           auditVerifying ??= jobs
-            .run('audit.verify', () =>
+            .periodic('audit.verify', () =>
               runLiveAuditVerification({
                 openLog: () => backend.openLog(),
                 origin: () => auditOrigin,
@@ -731,12 +772,12 @@ export async function startTresorServer(
   // The held backups are verified again on a schedule, the least recently verified first; a run
   // that finds one failing counts as failed (tresor status), its result is on the backup's record.
   const verifyEveryMs = Math.round(config.backup.verifyIntervalMinutes * 60_000);
-  let reverifying: Promise<boolean> | undefined;
+  let reverifying: Promise<boolean | undefined> | undefined;
   const reverifyTimer =
     verifyEveryMs > 0
       ? setInterval(() => {
           reverifying ??= jobs
-            .run('backup.verify', async () => failOnItems(await backups.reverify(REVERIFY_PER_RUN)))
+            .periodic('backup.verify', async () => failOnItems(await backups.reverify(REVERIFY_PER_RUN)))
             .finally(() => {
               reverifying = undefined;
             });
@@ -745,12 +786,12 @@ export async function startTresorServer(
   reverifyTimer?.unref();
 
   async function runJobs(): Promise<void> {
-    await jobs.run('tenants.resume', resumeTenants);
-    await jobs.run('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
-    await jobs.run('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
-    await jobs.run('grants.expire', () => grants.expireDue());
+    await jobs.periodic('tenants.resume', resumeTenants);
+    await jobs.periodic('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
+    await jobs.periodic('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
+    await jobs.periodic('grants.expire', () => grants.expireDue());
     // Every active tenant's retention runs, whichever of them fails.
-    await jobs.run('vault.retention', async () => {
+    await jobs.periodic('vault.retention', async () => {
       const failed: { code: string }[] = [];
       for (const t of await tenants.listTenants({ state: 'active' })) {
         await vault.runRetention(t.id).catch((error: unknown) => failed.push(loggableError(error)));
@@ -843,6 +884,7 @@ export async function startTresorServer(
       await alertDelivery.close();
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
+      await clusterListener?.close();
       await audit.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();

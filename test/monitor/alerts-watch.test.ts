@@ -41,7 +41,7 @@ describe('alert watch', () => {
   });
   after(() => store.close());
 
-  function watch(opened: string[]) {
+  function watch(opened: string[], leads?: () => boolean) {
     const alerts = createAlertService({ control: store.control, now: () => new Date() });
     return {
       alerts,
@@ -56,6 +56,7 @@ describe('alert watch', () => {
         opened: (ids) => opened.push(...ids),
         warn: (obj, msg) => assert.fail(`${msg} ${JSON.stringify(obj)}`),
         batchSize: 3,
+        ...(leads ? { leads } : {}),
       }),
     };
   }
@@ -87,5 +88,32 @@ describe('alert watch', () => {
     const [again] = await second.alerts.list({ limit: 10 });
     assert.deepEqual([again?.id, again?.evidence, again?.count], [alert?.id, [3, 7, 10], 3]);
     assert.equal(opened.length, 1, 'bumped, not opened again');
+  });
+
+  it('judges only in the process that leads; the next leader goes on from the stored cursor', async () => {
+    let leader: 'a' | 'b' = 'a';
+    const opened: string[] = [];
+    const a = watch(opened, () => leader === 'a');
+    const b = watch(opened, () => leader === 'b');
+    await a.watch.start();
+    await b.watch.start();
+    const start = log.length;
+    log.push(breakGlass(start), other(start + 1));
+    a.watch.notify();
+    b.watch.notify();
+    await withDeadline('the leading watch to catch up', a.watch.caughtUp(), 30_000);
+    await b.watch.caughtUp(); // not leading: returns at once, judging nothing
+    const [alert] = await a.alerts.list({ limit: 10 });
+    assert.equal(alert?.count, 4, 'the break-glass entry counted once, by the leader alone');
+    await a.watch.close(); // the leader goes (its cursor is stored)
+
+    leader = 'b';
+    log.push(breakGlass(start + 2));
+    b.watch.notify();
+    await withDeadline('the new leader to catch up', b.watch.caughtUp(), 30_000);
+    await b.watch.close();
+    const [after] = await b.alerts.list({ limit: 10 });
+    assert.deepEqual([after?.id, after?.count], [alert?.id, 5], 'only the new entry judged: nothing twice');
+    assert.deepEqual(after?.evidence.slice(-2), [start, start + 2]);
   });
 });

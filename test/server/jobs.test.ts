@@ -144,4 +144,25 @@ describe('background job runner', () => {
     assert.equal(jobs.status().x?.runs, 1);
     assert.equal(jobs.status().x?.lastError?.code, 'TRESOR_ERR_INTERNAL');
   });
+
+  it('runs a scheduled job only while this process leads the cluster’s jobs; a skipped tick is no run', async () => {
+    const { logger } = capturedLogger();
+    let leading = false;
+    const jobs = createJobRunner({ logger, clock: steppingClock(), leads: () => leading });
+    let ran = 0;
+    const work = async () => {
+      ran += 1;
+    };
+    assert.equal(await jobs.periodic('vault.retention', work), undefined);
+    assert.equal(ran, 0);
+    assert.deepEqual(jobs.status(), {});
+    leading = true;
+    assert.equal(await jobs.periodic('vault.retention', work), true);
+    assert.equal(ran, 1);
+    assert.equal(jobs.status()['vault.retention']?.runs, 1);
+    // A run asked for directly (a request's backup) runs wherever it is asked.
+    leading = false;
+    assert.equal(await jobs.run('backup.run', work), true);
+    assert.equal(ran, 2);
+  });
 });

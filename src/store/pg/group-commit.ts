@@ -17,8 +17,29 @@
  *
  * The connection is held for the writer's life. If it breaks (a server restart), the batch on it
  * fails and the next batch takes a fresh connection from the pool.
+ *
+ * Several server processes on one database (outbox order): every store's `audit_events.seq` is
+ * taken at INSERT, but transactions commit in their own order, and the audit sequencer reads each
+ * outbox `WHERE seq > cursor`. With two writers on one outbox (two nodes' batches on the control
+ * store, or on one tenant), seq 6 could commit while seq 5 is still in flight, the sequencer move 6
+ * and set its cursor past 5, and event 5 would never reach the log. So each batch first takes a
+ * transaction-scoped advisory lock per schema it writes (`outboxLockSql`), in one fixed order (by key,
+ * so two batches never wait on each other in a cycle) and before any row lock: a batch that writes
+ * an outbox holds its lock from before its first INSERT until its COMMIT is visible (PostgreSQL
+ * releases locks after the commit is marked done), so a later seq is always assigned after every
+ * earlier one committed or aborted: seq order is commit order, and `seq > cursor` loses nothing.
+ * On one server process the lock is uncontended (the writer runs one batch at a time) and travels in
+ * the first job's round trip; across processes it serialises the batches of one outbox (group commit
+ * keeps them large: one WAL flush for up to `maxBatch` writes). The other way — an xid column and a
+ * sequencer that moves only rows older than the snapshot's xmin, with an (xid, seq) cursor — needs
+ * no lock on the write path but stalls the whole log behind any long transaction on the server (of
+ * any database), and changes the cursor's meaning: the lock was chosen.
+ * A batch whose commit is part of a cluster also NOTIFYs `OUTBOX_CHANNEL` with each schema it wrote,
+ * at its commit (PostgreSQL delivers notifications only of committed transactions), so the
+ * sequencer of whichever process holds the lease moves the events at once.
  */
 import { AsyncResource } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import {
   CompiledQuery,
   type ControlledTransaction,
@@ -39,7 +60,33 @@ export const DEFAULT_MAX_BATCH = 256;
 const HEALTH_PROBE_TIMEOUT_MS = 5_000;
 
 const SAVEPOINT = 'tresor_write';
-const RELEASE = CompiledQuery.raw(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+
+/** The first key of every outbox lock: 'Trso' (the sequencer's lease is 'Trsr'). */
+export const OUTBOX_LOCK_CLASS = 0x5472736f;
+/** Where a committed write batch announces the schemas it wrote (payload: the schema's name). */
+export const OUTBOX_CHANNEL = 'tresor_outbox';
+
+/** The outbox lock's second key for `schema`: 32 bits of its SHA-256 (a collision only serialises more). */
+export function outboxLockKey(schema: string): number {
+  return createHash('sha256').update(schema).digest().readInt32BE(0);
+}
+
+/** The statements that take the outbox locks of `schemas`, in key order (no wait cycle between batches). */
+export function outboxLockSql(schemas: Iterable<string>): string[] {
+  const keys = [...new Set([...schemas].map(outboxLockKey))].sort((a, b) => a - b);
+  return keys.map((key) => `SELECT pg_advisory_xact_lock(${OUTBOX_LOCK_CLASS}, ${key})`);
+}
+
+/** NOTIFY of each schema a batch wrote, sent just before its COMMIT. */
+function notifySql(schemas: Iterable<string>): string[] {
+  return [...new Set(schemas)].map(
+    (schema) => `SELECT pg_notify('${OUTBOX_CHANNEL}', ${quoteLiteral(schema)})`,
+  );
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
 const UNDO = CompiledQuery.raw(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}; RELEASE SAVEPOINT ${SAVEPOINT}`);
 
 export interface PgStoreStats {
@@ -93,12 +140,18 @@ export class PgGroupCommit {
   #closing = false;
   #closed: Promise<void> | undefined;
   #probe: Promise<boolean> | undefined;
+  /** The schema of a job that names none (the store's own), for its outbox lock; none on a shared writer. */
+  readonly #ownSchema: string | undefined;
 
-  /** `searchPath`: the writer connection's session search_path ('' when every job names its schema). */
-  constructor(pool: pg.Pool, searchPath: string, maxBatch = DEFAULT_MAX_BATCH) {
+  /**
+   * `searchPath`: the writer connection's session search_path ('' when every job names its schema);
+   * `ownSchema`: the schema it names, unquoted (the outbox a job without a schema writes).
+   */
+  constructor(pool: pg.Pool, searchPath: string, maxBatch = DEFAULT_MAX_BATCH, ownSchema?: string) {
     if (!Number.isSafeInteger(maxBatch) || maxBatch < 1)
       throw new RangeError('maxBatch must be a positive integer');
     this.#maxBatch = maxBatch;
+    this.#ownSchema = ownSchema;
     this.#connection = new DedicatedConnection(pool, searchPath);
     this.#kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: this.#connection }) });
   }
@@ -181,11 +234,20 @@ export class PgGroupCommit {
       return;
     }
     const done: Array<{ job: Job; value: unknown }> = [];
+    const schemas = new Set<string>();
+    for (const job of batch) {
+      const schema = job.schema ?? this.#ownSchema;
+      if (schema !== undefined) schemas.add(schema);
+    }
+    // The outbox locks travel with the first job's SAVEPOINT, outside it (a job rolled back to its
+    // savepoint must not give them up).
+    let lead = outboxLockSql(schemas);
     // A successful job's RELEASE travels with the next job's SAVEPOINT (one round trip less per job).
     let releasePending = false;
     for (const [i, job] of batch.entries()) {
       const releasedPrevious = releasePending;
-      const outcome = await runJob(trx, job, releasedPrevious);
+      const outcome = await runJob(trx, job, releasedPrevious, lead);
+      lead = [];
       if (outcome.kind !== 'unstarted') this.#stats.jobs++;
       if (outcome.kind === 'done') {
         done.push({ job, value: outcome.value });
@@ -211,8 +273,11 @@ export class PgGroupCommit {
       return;
     }
     try {
-      // The last job's release is sent on its own: COMMIT would not notice a transaction it ended.
-      if (releasePending) await trx.executeQuery(RELEASE);
+      // The last job's release is sent on its own (COMMIT would not notice a transaction it ended),
+      // with the batch's wake-up for the sequencer of whichever process holds the lease.
+      const beforeCommit = done.length > 0 ? notifySql(schemas) : [];
+      if (releasePending) beforeCommit.unshift(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+      if (beforeCommit.length > 0) await trx.executeQuery(CompiledQuery.raw(beforeCommit.join('; ')));
       await trx.commit().execute();
     } catch (error) {
       await abandon(trx);
@@ -254,10 +319,13 @@ async function runJob(
   trx: ControlledTransaction<unknown>,
   job: Job,
   releasePrevious: boolean,
+  lead: readonly string[],
 ): Promise<JobOutcome> {
   try {
-    // One round trip: the previous job's release, this job's savepoint, then (inside it) its schema.
-    const steps = releasePrevious ? [`RELEASE SAVEPOINT ${SAVEPOINT}`] : [];
+    // One round trip: the batch's locks (first job), the previous job's release, this job's
+    // savepoint, then (inside it) its schema.
+    const steps = [...lead];
+    if (releasePrevious) steps.push(`RELEASE SAVEPOINT ${SAVEPOINT}`);
     steps.push(`SAVEPOINT ${SAVEPOINT}`);
     if (job.schema !== undefined) steps.push(`SET LOCAL search_path TO ${quoteIdent(job.schema)}`);
     await trx.executeQuery(CompiledQuery.raw(steps.join('; ')));

@@ -39,7 +39,7 @@ export interface PgStoreOptions {
 export async function openPgStore<DB>(options: PgStoreOptions): Promise<PgStore<DB>> {
   const searchPath = quoteIdent(options.schema);
   const { pool, owned } = poolOf(options);
-  const writer = new PgGroupCommit(pool, searchPath, options.maxBatch ?? DEFAULT_MAX_BATCH);
+  const writer = new PgGroupCommit(pool, searchPath, options.maxBatch ?? DEFAULT_MAX_BATCH, options.schema);
   try {
     const db = writer.kysely<unknown>();
     await checkDatabase(db);

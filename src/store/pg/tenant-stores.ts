@@ -34,8 +34,11 @@ import { DEFAULT_MAX_BATCH, PgGroupCommit } from './group-commit.ts';
 import { describeLocation, quoteIdent, sessionPool } from './pool.ts';
 import { checkDatabase, migrate, poolOf } from './store.ts';
 
+/** The schema of tenant `x` is `tenant_x`. */
+export const TENANT_SCHEMA_PREFIX = 'tenant_';
+
 /** PostgreSQL's identifier limit (NAMEDATALEN - 1) less the `tenant_` prefix. */
-const MAX_PG_TENANT_ID = 63 - 'tenant_'.length;
+const MAX_PG_TENANT_ID = 63 - TENANT_SCHEMA_PREFIX.length;
 
 export const DEFAULT_REMEMBERED_TENANTS = 256;
 
@@ -58,7 +61,7 @@ export function tenantSchema(tenant: string): string {
       'TRESOR_ERR_BAD_REQUEST',
       `a tenant id is at most ${MAX_PG_TENANT_ID} characters on PostgreSQL`,
     );
-  return `tenant_${tenant}`;
+  return `${TENANT_SCHEMA_PREFIX}${tenant}`;
 }
 
 export async function createPgTenantStores<DB>(options: PgTenantStoresOptions): Promise<TenantStores<DB>> {
