@@ -721,8 +721,9 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
       `${options.records} records filled per server first; each figure ${options.seconds} s after a ${warmUp} s ` +
         'warm-up; baseline and Tresor measured back to back. Latency: autocannon per-request time, full resolution. ' +
         'Every response was 2xx (the run fails otherwise).',
-      'Plain server: Fastify 5 + HTTPS (same certificate and TLS policy) + the same group-commit SQLite store ' +
-        '(WAL, synchronous=FULL), a constant bearer token, plaintext JSON column, indexed email column; ' +
+      `Plain server: Fastify 5 + HTTPS (same certificate and TLS policy) + the same group-commit ${
+        options.databases ? 'PostgreSQL store (openPgStore)' : 'SQLite store (WAL, synchronous=FULL)'
+      }, a constant bearer token, plaintext JSON column, indexed email column; ` +
         'no encryption, no blind index, no audit, no rate limit.',
       'autocannon does not verify the server certificate (rejectUnauthorized is hard-wired off); each server ' +
         'was first checked with a client that trusts only the dev CA.',
