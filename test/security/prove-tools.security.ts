@@ -95,11 +95,7 @@ describe('each tool catches a deliberately weakened build', () => {
       };
       const ops = operationsOf(doc, (key) => (key.includes('locked') ? 'api-key' : 'none'));
       const targets = sqlTargets(weak.url, ops, { id: 'p1' });
-      const result = await sqlmapScan(
-        targets,
-        { tenantKeys: ['none'], sessions: [] },
-        'weak-sqlmap',
-      );
+      const result = await sqlmapScan(targets, { tenantKeys: ['none'], sessions: [] }, 'weak-sqlmap');
       caught(t, 'sqlmap', result, [
         /GET \/v1\/weak\/people\/\{id\}: .*injectable|is vulnerable/,
         /GET \/v1\/weak\/people: /,

@@ -96,7 +96,10 @@ describe('Tresor attacked by third-party scanners and the fuzzer', () => {
     const sessions: SqlSession[] = [
       {
         role: 'operator-admin',
-        current: () => ({ cookie: `${SESSION_COOKIE}=${s.admin.session.cookie}`, csrf: s.admin.session.csrf }),
+        current: () => ({
+          cookie: `${SESSION_COOKIE}=${s.admin.session.cookie}`,
+          csrf: s.admin.session.csrf,
+        }),
         stepUp: () => s.admin.stepUp(),
       },
     ];

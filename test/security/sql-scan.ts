@@ -84,7 +84,13 @@ export function credentialsFor(t: SqlTarget, creds: SqlCredentials): SqlCredenti
 }
 
 const describeCredential = (c: SqlCredential) =>
-  c.kind === 'session' ? `the ${c.session.role} session` : c.kind === 'operator-token' ? `an operator token (${c.scope})` : c.kind === 'tenant-key' ? 'the tenant key' : 'no credential';
+  c.kind === 'session'
+    ? `the ${c.session.role} session`
+    : c.kind === 'operator-token'
+      ? `an operator token (${c.scope})`
+      : c.kind === 'tenant-key'
+        ? 'the tenant key'
+        : 'no credential';
 
 function plausible(schema: JsonSchema | undefined, depth = 0): unknown {
   if (schema === undefined || depth > 3) return 'x';
@@ -161,7 +167,11 @@ const STEP_UP_EVERY_MS = 2 * 60_000;
 const SESSION_RETRIES = 1;
 
 /** The answers of one sqlmap run, from its traffic file: how many, and how many were refusals. */
-export function answerCounts(traffic: string): { total: number; refused: number; byStatus: Record<string, number> } {
+export function answerCounts(traffic: string): {
+  total: number;
+  refused: number;
+  byStatus: Record<string, number>;
+} {
   const byStatus: Record<string, number> = {};
   let total = 0;
   let refused = 0;
@@ -207,6 +217,11 @@ async function scanOnce(
     '1',
     '--technique',
     'BEU',
+    // The UNION columns level 1 tries (1 to 10), held there: on a route whose answers differ with
+    // the value's length, sqlmap's ORDER BY probe otherwise "finds" 999 columns and spends
+    // thousands of requests on them.
+    '--union-cols',
+    '1-10',
     '--dbms',
     'SQLite',
     '--flush-session',
@@ -335,7 +350,10 @@ export async function sqlmapScan(
       findings.push(
         `${t.key}: ${last.counts.refused} of ${last.counts.total} answers were 401/403/429 with every credential that fits (the last: ${describeCredential(last.credential)}): the scan proved nothing`,
       );
-    else notices.push(`${t.key}: not injectable (${describeCredential(last.credential)}; answers ${JSON.stringify(last.counts.byStatus)})`);
+    else
+      notices.push(
+        `${t.key}: not injectable (${describeCredential(last.credential)}; answers ${JSON.stringify(last.counts.byStatus)})`,
+      );
   };
 
   // A failed second factor ends or locks the admin session: those targets go last, alone, so they
