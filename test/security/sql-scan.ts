@@ -288,6 +288,20 @@ function sessionLock() {
   };
 }
 
+/**
+ * Operations sqlmap cannot get past, by construction: their body is a WebAuthn response, verified
+ * (a signature over a challenge the server issued) before any value of it reaches a query, and a
+ * response that does not verify is a failed ceremony, answered 401 with the session left intact.
+ * sqlmap's values never verify, it stops at the first 401, and a scan there would see only
+ * refusals: they are reported as not scanned (a notice), never counted as scanned. Their WebAuthn
+ * handling is tested with real credentials elsewhere (test/identity/webauthn*.test.ts, the
+ * browser e2e tests).
+ */
+export const NOT_SCANNABLE: ReadonlyMap<string, string> = new Map([
+  ['POST /v1/factors/webauthn', 'a WebAuthn registration response, verified before use'],
+  ['POST /v1/auth/reauthenticate/webauthn', 'a WebAuthn assertion, verified before use'],
+]);
+
 export async function sqlmapScan(
   targets: readonly SqlTarget[],
   creds: SqlCredentials,
@@ -358,8 +372,11 @@ export async function sqlmapScan(
 
   // A failed second factor ends or locks the admin session: those targets go last, alone, so they
   // cannot blind the others.
-  const last = targets.filter((t) => ENDS_SESSION.test(t.key));
-  const first = targets.filter((t) => !ENDS_SESSION.test(t.key));
+  for (const t of targets.filter((t) => NOT_SCANNABLE.has(t.key)))
+    notices.push(`${t.key}: not scanned: ${NOT_SCANNABLE.get(t.key)} (sqlmap would see only 401s)`);
+  const scanned = targets.filter((t) => !NOT_SCANNABLE.has(t.key));
+  const last = scanned.filter((t) => ENDS_SESSION.test(t.key));
+  const first = scanned.filter((t) => !ENDS_SESSION.test(t.key));
   const ordered = [...first, ...last];
   let next = 0;
   const worker = async (w: number, upTo: number) => {
