@@ -191,6 +191,20 @@ export interface Sent {
   body: string | undefined;
 }
 
+/**
+ * encodeURIComponent, except for a lone surrogate, which it refuses (URIError): the string's UTF-8
+ * bytes as Node's encoder writes them (a lone surrogate as U+FFFD), each percent-encoded.
+ */
+function uriComponent(v: string): string {
+  try {
+    return encodeURIComponent(v);
+  } catch {
+    return [...Buffer.from(v, 'utf8')]
+      .map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`)
+      .join('');
+  }
+}
+
 /** The request a case sends; undefined when the value cannot be put on the wire at all. */
 export function requestFor(c: FuzzCase, creds: Credentials): Sent | undefined {
   const { op, target, value } = c;
@@ -199,10 +213,10 @@ export function requestFor(c: FuzzCase, creds: Credentials): Sent | undefined {
   for (const p of op.parameters.filter((p) => p.in === 'path')) {
     const v = where === 'path' && p.name === name ? value.text : scratch(p.name);
     // Percent tricks go raw (the server decodes them); everything else encoded, as a client would.
-    const encoded = /^%|%2f|%C0/.test(v) ? v : encodeURIComponent(v);
+    const encoded = /^%|%2f|%C0/.test(v) ? v : uriComponent(v);
     path = path.replace(`{${p.name}}`, encoded);
   }
-  if (where === 'query') path += `?${encodeURIComponent(name as string)}=${encodeURIComponent(value.text)}`;
+  if (where === 'query') path += `?${uriComponent(name as string)}=${uriComponent(value.text)}`;
   const headers: Record<string, string> = {};
   if (where === 'header') {
     // A header value Node refuses to send (CR, LF, NUL, non-Latin-1) cannot reach the server at all.
@@ -329,6 +343,10 @@ export async function fuzz(options: {
     for (const c of cases) {
       const sent = requestFor(c, options.creds);
       if (sent === undefined) continue;
+      // A browser names its page's origin on each change it sends with the session cookie, and the
+      // server refuses a cookie-borne change without it (403 TRESOR_ERR_ORIGIN_REFUSED) before any
+      // handler runs: without it the session's hostile values would reach nothing.
+      if (sent.headers.cookie !== undefined) sent.headers.origin ??= options.origin;
       const outcome = await send(options.origin, options.ca, sent);
       if (outcome.status === -1) continue;
       requests++;

@@ -77,7 +77,7 @@ describe('each tool catches a deliberately weakened build', () => {
     }
   });
 
-  it('sqlmap: a route whose SQL is built by concatenation', async (t) => {
+  it('sqlmap: a route whose SQL is built by concatenation; a route that refuses every request', async (t) => {
     const weak = await sqlConcatServer(PORT.sql);
     try {
       const doc: OpenApiDocument = {
@@ -88,18 +88,19 @@ describe('each tool catches a deliberately weakened build', () => {
           '/v1/weak/people': {
             get: { parameters: [{ in: 'query', name: 'id', schema: { type: 'string' } }] },
           },
+          '/v1/weak/locked': {
+            get: { parameters: [{ in: 'query', name: 'id', schema: { type: 'string' } }] },
+          },
         },
       };
-      const ops = operationsOf(doc, () => 'none');
+      const ops = operationsOf(doc, (key) => (key.includes('locked') ? 'api-key' : 'none'));
       const targets = sqlTargets(weak.url, ops, { id: 'p1' });
-      const result = await sqlmapScan(
-        targets,
-        { tenantKeys: ['none'], session: () => ({ cookie: '', csrf: '' }) },
-        'weak-sqlmap',
-      );
+      const result = await sqlmapScan(targets, { tenantKeys: ['none'], sessions: [] }, 'weak-sqlmap');
       caught(t, 'sqlmap', result, [
         /GET \/v1\/weak\/people\/\{id\}: .*injectable|is vulnerable/,
         /GET \/v1\/weak\/people: /,
+        // A target refused throughout is a failure, not a pass: the scan there proved nothing.
+        /GET \/v1\/weak\/locked: \d+ of \d+ answers were 401\/403\/429 .*proved nothing/,
       ]);
     } finally {
       await weak.close();

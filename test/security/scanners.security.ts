@@ -8,10 +8,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { SESSION_COOKIE } from '../helpers/console.ts';
+import { consoleClient, operatorAdmin, SESSION_COOKIE } from '../helpers/console.ts';
 import { fuzz } from './fuzzer.ts';
 import { nmapScan, openPorts } from './port-scan.ts';
-import { type SqlCredentials, sqlmapScan, sqlTargets } from './sql-scan.ts';
+import { type SqlCredentials, type SqlSession, sqlmapScan, sqlTargets } from './sql-scan.ts';
 import { SEEDED_SCHEMA, type SecurityStack, startSecurityStack } from './stack.ts';
 import { type OpenApiDocument, operationsOf, sessionEndingLast } from './targets.ts';
 import { type ScanResult, sslscan, testssl } from './tls-scan.ts';
@@ -90,7 +90,46 @@ describe('Tresor attacked by third-party scanners and the fuzzer', () => {
     const keys = second.status === 201 ? [key, second.json<{ token: string }>().token] : [key];
     if (second.status !== 201)
       t.diagnostic(`a second key could not be made (${second.status}): one sqlmap worker`);
-    await s.admin.stepUp();
+    // The console sessions: the operator admin, and one person of each other role whose routes
+    // answer 403 to the admin (alerts and access reviews: the security officer; access requests:
+    // a support agent; approvals: the tenant's admin). Each is stepped up by the scan as it goes.
+    const sessions: SqlSession[] = [
+      {
+        role: 'operator-admin',
+        current: () => ({
+          cookie: `${SESSION_COOKIE}=${s.admin.session.cookie}`,
+          csrf: s.admin.session.csrf,
+        }),
+        stepUp: () => s.admin.stepUp(),
+      },
+    ];
+    const people = consoleClient(s.stack);
+    for (const [side, role] of [
+      ['operator', 'security-officer'],
+      ['operator', 'support-agent'],
+      ['customer', 'tenant-admin'],
+    ] as const) {
+      const account = await people.createAndEnrol({
+        side,
+        role,
+        email: `sqlmap-${role}@example.test`,
+        ...(side === 'customer' ? { tenant: s.tenant.id } : {}),
+      });
+      let current = await people.login(account);
+      sessions.push({
+        role,
+        current: () => ({ cookie: `${SESSION_COOKIE}=${current.cookie}`, csrf: current.csrf }),
+        async stepUp() {
+          current = people.sessionOf(
+            await people.as(current, 'POST', '/v1/auth/reauthenticate', {
+              totp: await people.nextCode(account.secret),
+            }),
+          );
+        },
+      });
+    }
+    const admin = await operatorAdmin(s.stack);
+    const tokens = new Map<string, Promise<string>>();
     const ops = operationsOf(doc).filter((o) => o.key !== 'GET /v1/audit/stream');
     const targets = sqlTargets(s.url, ops, {
       name: 'scratch',
@@ -106,7 +145,19 @@ describe('Tresor attacked by third-party scanners and the fuzzer', () => {
       where: 'where[email]=scratch0%40example.test',
     });
     t.diagnostic(`sqlmap targets: ${targets.length}`);
-    const creds: SqlCredentials = { tenantKeys: keys, session };
+    const creds: SqlCredentials = {
+      tenantKeys: keys,
+      sessions,
+      origin: s.url,
+      operatorToken(scope) {
+        let token = tokens.get(scope);
+        if (token === undefined) {
+          token = admin.token(scope as Parameters<typeof admin.token>[0], { name: `sqlmap ${scope}` });
+          tokens.set(scope, token);
+        }
+        return token;
+      },
+    };
     judge(t, 'sqlmap', await sqlmapScan(targets, creds));
   });
 

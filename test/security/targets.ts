@@ -39,6 +39,10 @@ export interface Operation {
   parameters: Parameter[];
   body: JsonSchema | undefined;
   caller: Caller;
+  /** Who the route admits (the route table; `authOf` for a document of another server). */
+  auth: AuthMode;
+  /** The operator-token scope that admits a token here, if any (src/identity/operator-scopes.ts). */
+  scope: string | undefined;
 }
 
 export interface OpenApiDocument {
@@ -71,6 +75,7 @@ export function deref(doc: OpenApiDocument, schema: JsonSchema | undefined): Jso
 export function operationsOf(
   doc: OpenApiDocument,
   authOf: (key: string, security: unknown) => AuthMode | undefined = routeTableAuth(),
+  scopeOf: (key: string) => string | undefined = routeTableScope(),
 ): Operation[] {
   const ops: Operation[] = [];
   for (const [path, methods] of Object.entries(doc.paths)) {
@@ -87,19 +92,32 @@ export function operationsOf(
       const content = (op.requestBody as { content?: Record<string, { schema?: JsonSchema }> } | undefined)
         ?.content;
       const body = deref(doc, content?.['application/json']?.schema);
-      ops.push({ method, path, key, parameters, body, caller: callerFor(auth) });
+      ops.push({ method, path, key, parameters, body, caller: callerFor(auth), auth, scope: scopeOf(key) });
     }
   }
   return ops;
 }
 
-function routeTableAuth(): (key: string, security: unknown) => AuthMode | undefined {
-  const table = new Map<string, AuthMode>();
+function routeTable(): Map<string, { auth: AuthMode; scope: string | undefined }> {
+  const table = new Map<string, { auth: AuthMode; scope: string | undefined }>();
   for (const route of allRouteModules(specOnlyDependencies()).flatMap((m) => m.routes)) {
-    table.set(`${route.method} ${route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}')}`, route.auth);
+    table.set(`${route.method} ${route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}')}`, {
+      auth: route.auth,
+      scope: route.scope,
+    });
   }
+  return table;
+}
+
+function routeTableAuth(): (key: string, security: unknown) => AuthMode | undefined {
+  const table = routeTable();
   return (key, security) =>
-    table.get(key) ?? (Array.isArray(security) && security.length === 0 ? 'none' : undefined);
+    table.get(key)?.auth ?? (Array.isArray(security) && security.length === 0 ? 'none' : undefined);
+}
+
+function routeTableScope(): (key: string) => string | undefined {
+  const table = routeTable();
+  return (key) => table.get(key)?.scope;
 }
 
 /** Operations whose failure ends or locks the admin session (a wrong second factor, a logout). */

@@ -6,7 +6,8 @@
  *
  * - weakTlsServer: TLS 1.0 and a CBC/SHA-1 suite allowed (a custom TLS option, not Tresor's
  *   policy), and no HSTS header;
- * - sqlConcatServer: a Fastify route whose SQL is built by concatenating the request's value;
+ * - sqlConcatServer: a Fastify route whose SQL is built by concatenating the request's value, and
+ *   one that refuses every request (401), as when a scanner's credentials die;
  * - reflectingServer: a page that echoes a query parameter into HTML unescaped, with no security
  *   headers (reflected XSS);
  * - throwingApiServer: a small API with its own OpenAPI document whose handler throws on a hostile
@@ -146,6 +147,9 @@ export function sqlConcatServer(port: number): Promise<WeakServer> {
       const found = lookup(req.query.id ?? '');
       return 'error' in found ? reply.code(400).send(found) : found;
     });
+    // Every request refused, as a server answers a scanner whose credentials died: a scan of it
+    // sees nothing, and must say so rather than pass.
+    app.get('/v1/weak/locked', async (_req, reply) => reply.code(401).send({ error: 'unauthenticated' }));
     app.addHook('onClose', async () => db.close());
   });
 }
