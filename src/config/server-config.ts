@@ -144,6 +144,8 @@ export interface BackupConfig {
   /** Further tries of a failed destination within a run, the first after retryBaseMs, doubling. */
   retryAttempts: number;
   retryBaseMs: number;
+  /** The snapshot's and the trial restore's scratch folder (default `<dataDir>/backup-scratch`). */
+  scratchDir: string;
 }
 
 /** The server's own availability probe (src/probe, docs/availability.md); off without a key file. */
@@ -574,6 +576,7 @@ function backupConfig(
     defaultDestinations: configured === undefined,
     retryAttempts: get<number>('/backup/retryAttempts') as number,
     retryBaseMs: get<number>('/backup/retryBaseMs') as number,
+    scratchDir: get<string>('/backup/scratchDir') ?? resolve(dataDir, 'backup-scratch'),
   };
 }
 

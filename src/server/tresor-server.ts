@@ -427,7 +427,7 @@ export async function startTresorServer(
       },
     },
     destinations: backupDestinations,
-    scratchDir: join(config.dataDir, 'backup-scratch'),
+    scratchDir: config.backup.scratchDir,
     manifestKey: async () => {
       const key = await keyd.call('publicKey', { purpose: 'backup-manifest' });
       return { name: key.name, publicKey: key.publicKey };
@@ -438,7 +438,7 @@ export async function startTresorServer(
         destination,
         backupId,
         keys: keyd,
-        scratchDir: join(config.dataDir, 'backup-scratch'),
+        scratchDir: config.backup.scratchDir,
         now: clock,
         signal,
       });

@@ -217,6 +217,16 @@ describe('backup config', () => {
       { name: 'a', kind: 'folder', path: join(dir, 'data', 'backups', 'a'), retention },
       { name: 'b', kind: 'folder', path: join(dir, 'data', 'backups', 'b'), retention },
     ]);
+    assert.equal(c.backup.scratchDir, join(dir, 'data', 'backup-scratch'));
+    const moved = resolveServerConfig(
+      { dataDir: join(dir, 'data') },
+      { TRESOR_BACKUP_SCRATCH_DIR: '/dev/shm/tresor-scratch' },
+    );
+    assert.equal(
+      moved.backup.scratchDir,
+      '/dev/shm/tresor-scratch',
+      'the scratch folder may live on another disk',
+    );
   });
 
   it('takes destinations from the config file or as JSON from the environment, with their retention', () => {
