@@ -292,9 +292,9 @@ describe('a deployment on PostgreSQL', () => {
         const written = await store.write(
           async (trx) =>
             (
-              await kysql<{ path: string }>`SELECT array_to_string(current_schemas(false), ',') AS path`.execute(
-                trx,
-              )
+              await kysql<{
+                path: string;
+              }>`SELECT array_to_string(current_schemas(false), ',') AS path`.execute(trx)
             ).rows[0]?.path,
         );
         assert.equal(written, schema, 'a write’s search_path');
@@ -320,8 +320,15 @@ describe('a deployment on PostgreSQL', () => {
       assert.equal(found.status, 0, found.stderr);
       return found.stdout.toString('utf8').trim().split('\n').filter(Boolean);
     };
-    assert.ok((await grep(TENANT_NAME, dataDirectory)).length > 0, 'the cluster’s files hold the tenant name');
-    assert.deepEqual(await grep(MARKER, dataDirectory), [], 'a planted value is in the cluster’s files or WAL');
+    assert.ok(
+      (await grep(TENANT_NAME, dataDirectory)).length > 0,
+      'the cluster’s files hold the tenant name',
+    );
+    assert.deepEqual(
+      await grep(MARKER, dataDirectory),
+      [],
+      'a planted value is in the cluster’s files or WAL',
+    );
     assert.deepEqual(await grep(MARKER, s.dataDir), [], 'a planted value is in the data folder');
   });
 

@@ -4,6 +4,7 @@
  * control store's, `tresor`) as the whole search_path. The SQL is what both backends accept; its
  * parameters are written `?` (numbered `$1…` here for PostgreSQL).
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -17,7 +18,12 @@ function numbered(text: string): string {
   return text.replace(/\?/g, () => `$${++n}`);
 }
 
-async function pgRows<R extends Row>(url: string, schema: string, text: string, params: unknown[]): Promise<R[]> {
+async function pgRows<R extends Row>(
+  url: string,
+  schema: string,
+  text: string,
+  params: unknown[],
+): Promise<R[]> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
@@ -56,4 +62,21 @@ export async function controlRows<R extends Row>(
 ): Promise<R[]> {
   if (stack.database.kind === 'postgres') return pgRows(stack.database.url, 'tresor', text, params);
   return sqliteRows(join(stack.dataDir, 'control.sqlite'), text, params);
+}
+
+/** Whether tenant `tenant`'s store is there: its SQLite file, or its PostgreSQL schema. */
+export async function tenantStoreExists(
+  stack: Pick<TresorStack, 'dataDir' | 'database'>,
+  tenant: string,
+): Promise<boolean> {
+  if (stack.database.kind === 'sqlite') return existsSync(join(stack.dataDir, 'tenants', `${tenant}.sqlite`));
+  const rows = await pgRows(stack.database.url, 'tresor', 'SELECT 1 FROM pg_namespace WHERE nspname = ?', [
+    `tenant_${tenant}`,
+  ]);
+  return rows.length > 0;
+}
+
+/** The TRESOR_* settings that point another server (or the CLI) at the stack's database. */
+export function databaseEnv(stack: Pick<TresorStack, 'database'>): Record<string, string> {
+  return stack.database.kind === 'postgres' ? { TRESOR_DATABASE_URL: stack.database.url } : {};
 }
