@@ -4,10 +4,12 @@
  * control store's, `tresor`) as the whole search_path. The SQL is what both backends accept; its
  * parameters are written `?` (numbered `$1…` here for PostgreSQL).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { onServer, testPgPrefix } from './pg.ts';
 import type { TresorStack } from './tresor-stack.ts';
 
 type Row = Record<string, unknown>;
@@ -79,4 +81,51 @@ export async function tenantStoreExists(
 /** The TRESOR_* settings that point another server (or the CLI) at the stack's database. */
 export function databaseEnv(stack: Pick<TresorStack, 'database'>): Record<string, string> {
   return stack.database.kind === 'postgres' ? { TRESOR_DATABASE_URL: stack.database.url } : {};
+}
+
+/** The database name of a PostgreSQL stack. */
+function databaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1));
+}
+
+/**
+ * A copy of a PostgreSQL stack's database (CREATE DATABASE … TEMPLATE: the server must be stopped,
+ * PostgreSQL copies a database no one is connected to), named with the test prefix; drop() it.
+ */
+export async function copyStackDatabase(
+  stack: Pick<TresorStack, 'database'>,
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  if (stack.database.kind !== 'postgres') throw new Error('copyStackDatabase is for a PostgreSQL stack');
+  const name = `${testPgPrefix('tresor_test')}_${randomBytes(6).toString('hex')}`;
+  await onServer(`CREATE DATABASE ${name} TEMPLATE ${pg.escapeIdentifier(databaseName(stack.database.url))}`);
+  const url = new URL(stack.database.url);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    drop: () => onServer(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+/** Puts a copy (copyStackDatabase) back in place of the stack's database (the server stopped). */
+export async function restoreStackDatabase(stack: Pick<TresorStack, 'database'>, copy: { name: string }) {
+  if (stack.database.kind !== 'postgres') throw new Error('restoreStackDatabase is for a PostgreSQL stack');
+  const name = pg.escapeIdentifier(databaseName(stack.database.url));
+  await onServer(`DROP DATABASE ${name} WITH (FORCE)`);
+  await onServer(`CREATE DATABASE ${name} TEMPLATE ${pg.escapeIdentifier(copy.name)}`);
+}
+
+/** Runs `statements` on one connection to `url`, the control store's schema as search_path. */
+export async function onDatabase(url: string, statements: { text: string; params?: unknown[] }[]) {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    await client.query("SELECT set_config('search_path', 'tresor', false)");
+    const results: Row[][] = [];
+    for (const { text, params = [] } of statements)
+      results.push((await client.query(numbered(text), params)).rows);
+    return results;
+  } finally {
+    await client.end();
+  }
 }
