@@ -4,6 +4,7 @@
  * control store's, `tresor`) as the whole search_path. The SQL is what both backends accept; its
  * parameters are written `?` (numbered `$1…` here for PostgreSQL).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -128,4 +129,81 @@ export async function onDatabase(url: string, statements: { text: string; params
   } finally {
     await client.end();
   }
+}
+
+/** SQL on one store of a stack, over one connection kept open (many reads in a row). */
+export interface StoreSql {
+  all<R extends Row = Row>(text: string, params?: unknown[]): Promise<R[]>;
+  /** A change: the number of rows it changed. */
+  run(text: string, params?: unknown[]): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens tenant `where.tenant`'s store, or the control store: the SQLite file (read-only unless
+ * `write`: only with the server stopped) or a PostgreSQL connection with its schema as search_path.
+ */
+export async function openStoreSql(
+  stack: Pick<TresorStack, 'dataDir' | 'database'>,
+  where: { tenant: string } | 'control',
+  options: { write?: boolean } = {},
+): Promise<StoreSql> {
+  if (stack.database.kind === 'postgres') {
+    const client = new pg.Client({ connectionString: stack.database.url, connectionTimeoutMillis: 10_000 });
+    await client.connect();
+    const schema = where === 'control' ? 'tresor' : `tenant_${where.tenant}`;
+    await client.query("SELECT set_config('search_path', $1, false)", [pg.escapeIdentifier(schema)]);
+    return {
+      all: async <R extends Row>(text: string, params: unknown[] = []) =>
+        (await client.query<R>(numbered(text), params)).rows,
+      run: async (text, params = []) => (await client.query(numbered(text), params)).rowCount ?? 0,
+      close: () => client.end(),
+    };
+  }
+  const path =
+    where === 'control'
+      ? join(stack.dataDir, 'control.sqlite')
+      : join(stack.dataDir, 'tenants', `${where.tenant}.sqlite`);
+  const db = new Database(path, { readonly: options.write !== true, fileMustExist: true });
+  return {
+    all: async <R extends Row>(text: string, params: unknown[] = []) =>
+      db.prepare(text).all(...params) as R[],
+    run: async (text, params = []) => db.prepare(text).run(...params).changes,
+    close: async () => {
+      db.close();
+    },
+  };
+}
+
+/**
+ * On PostgreSQL, after a CHECKPOINT: every file of the stack's database, every WAL file of the
+ * cluster, and pg_dump's output (as the file `pg_dump`). On SQLite: none (the stores are in the
+ * data folder).
+ */
+export async function databaseFiles(
+  stack: Pick<TresorStack, 'dataDir' | 'database'>,
+  filesUnder: (dir: string) => { path: string; bytes: Buffer }[],
+): Promise<{ path: string; bytes: Buffer }[]> {
+  if (stack.database.kind !== 'postgres') return [];
+  const { url } = stack.database;
+  const [where] = await controlRows<{ dir: string; oid: number }>(
+    stack,
+    "SELECT current_setting('data_directory') AS dir, oid FROM pg_database WHERE datname = current_database()",
+  );
+  if (!where) throw new Error('no data directory');
+  await controlRows(stack, 'CHECKPOINT');
+  const own = filesUnder(join(where.dir, 'base', String(where.oid)));
+  const wal = filesUnder(join(where.dir, 'pg_wal'));
+  if (own.length === 0 || wal.length === 0) throw new Error('the database’s files or the WAL were not found');
+  // Not spawnSync: a blocked event loop would miss the server closing an idle kept-alive socket.
+  const dump = await new Promise<Buffer>((resolve, reject) => {
+    execFile(
+      'pg_dump',
+      ['--no-owner', url],
+      { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, timeout: 120_000 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`pg_dump failed: ${stderr.toString('utf8')}`)) : resolve(stdout),
+    );
+  });
+  return [...own, ...wal, { path: 'pg_dump', bytes: dump }];
 }
