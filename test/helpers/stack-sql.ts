@@ -21,7 +21,7 @@ function numbered(text: string): string {
   return text.replace(/\?/g, () => `$${++n}`);
 }
 
-async function pgRows<R extends Row>(
+async function pgRows<R extends object>(
   url: string,
   schema: string,
   text: string,
@@ -31,13 +31,13 @@ async function pgRows<R extends Row>(
   await client.connect();
   try {
     await client.query("SELECT set_config('search_path', $1, false)", [pg.escapeIdentifier(schema)]);
-    return (await client.query<R>(numbered(text), params)).rows;
+    return (await client.query(numbered(text), params)).rows as R[];
   } finally {
     await client.end();
   }
 }
 
-function sqliteRows<R extends Row>(path: string, text: string, params: unknown[]): R[] {
+function sqliteRows<R extends object>(path: string, text: string, params: unknown[]): R[] {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     return db.prepare(text).all(...params) as R[];
@@ -47,7 +47,7 @@ function sqliteRows<R extends Row>(path: string, text: string, params: unknown[]
 }
 
 /** Rows of `text` run in tenant `tenant`'s store. */
-export async function tenantRows<R extends Row>(
+export async function tenantRows<R extends object>(
   stack: Pick<TresorStack, 'dataDir' | 'database'>,
   tenant: string,
   text: string,
@@ -58,7 +58,7 @@ export async function tenantRows<R extends Row>(
 }
 
 /** Rows of `text` run in the control store. */
-export async function controlRows<R extends Row>(
+export async function controlRows<R extends object>(
   stack: Pick<TresorStack, 'dataDir' | 'database'>,
   text: string,
   params: unknown[] = [],
@@ -133,7 +133,7 @@ export async function onDatabase(url: string, statements: { text: string; params
 
 /** SQL on one store of a stack, over one connection kept open (many reads in a row). */
 export interface StoreSql {
-  all<R extends Row = Row>(text: string, params?: unknown[]): Promise<R[]>;
+  all<R extends object = Row>(text: string, params?: unknown[]): Promise<R[]>;
   /** A change: the number of rows it changed. */
   run(text: string, params?: unknown[]): Promise<number>;
   close(): Promise<void>;
@@ -154,8 +154,8 @@ export async function openStoreSql(
     const schema = where === 'control' ? 'tresor' : `tenant_${where.tenant}`;
     await client.query("SELECT set_config('search_path', $1, false)", [pg.escapeIdentifier(schema)]);
     return {
-      all: async <R extends Row>(text: string, params: unknown[] = []) =>
-        (await client.query<R>(numbered(text), params)).rows,
+      all: async <R extends object>(text: string, params: unknown[] = []) =>
+        (await client.query(numbered(text), params)).rows as R[],
       run: async (text, params = []) => (await client.query(numbered(text), params)).rowCount ?? 0,
       close: () => client.end(),
     };
@@ -166,7 +166,7 @@ export async function openStoreSql(
       : join(stack.dataDir, 'tenants', `${where.tenant}.sqlite`);
   const db = new Database(path, { readonly: options.write !== true, fileMustExist: true });
   return {
-    all: async <R extends Row>(text: string, params: unknown[] = []) =>
+    all: async <R extends object>(text: string, params: unknown[] = []) =>
       db.prepare(text).all(...params) as R[],
     run: async (text, params = []) => db.prepare(text).run(...params).changes,
     close: async () => {
