@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -182,7 +182,7 @@ export async function openStoreSql(
  */
 export async function databaseFiles(
   stack: Pick<TresorStack, 'dataDir' | 'database'>,
-  filesUnder: (dir: string) => { path: string; bytes: Buffer }[],
+  filesUnder: (dir: string) => { path: string; bytes: Buffer }[] = readFilesUnder,
 ): Promise<{ path: string; bytes: Buffer }[]> {
   if (stack.database.kind !== 'postgres') return [];
   const { url } = stack.database;
@@ -206,4 +206,19 @@ export async function databaseFiles(
     );
   });
   return [...own, ...wal, { path: 'pg_dump', bytes: dump }];
+}
+
+/** Every file under `dir` and its bytes (a file removed while walking is skipped). */
+export function readFilesUnder(dir: string): { path: string; bytes: Buffer }[] {
+  const out: { path: string; bytes: Buffer }[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    try {
+      if (entry.isDirectory()) out.push(...readFilesUnder(path));
+      else if (entry.isFile()) out.push({ path, bytes: readFileSync(path) });
+    } catch {
+      // removed while we walked
+    }
+  }
+  return out;
 }
