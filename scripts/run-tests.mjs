@@ -69,11 +69,18 @@ if (only !== undefined && only !== '' && !BACKENDS.includes(only)) {
   process.exit(2);
 }
 
-/** The backends a file runs on, from its `// backends: …` first line (default: sqlite). */
+/**
+ * The backends a file runs on, from its `// backends: …` first line (default: sqlite); a file on
+ * one backend only says why in parentheses after it: `// backends: sqlite (backups copy SQLite files)`.
+ */
 function backendsOf(file) {
   const first = readFileSync(join(root, file), 'utf8').split('\n', 1)[0] ?? '';
-  const marker = /^\/\/ backends:((?: [a-z]+)+)\s*$/.exec(first);
-  if (marker === null) return ['sqlite'];
+  if (!first.startsWith('// backends:')) return ['sqlite'];
+  const marker = /^\/\/ backends:((?: [a-z]+)+)(?: \(.+\))?\s*$/.exec(first);
+  if (marker === null) {
+    console.error(`run-tests: ${file}: its first line is not \`// backends: <backend>… [(reason)]\``);
+    process.exit(2);
+  }
   const named = marker[1].trim().split(' ');
   const unknown = named.filter((b) => !BACKENDS.includes(b));
   if (unknown.length > 0) {

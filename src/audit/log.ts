@@ -66,8 +66,11 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
         .selectFrom('audit_nodes')
         .select(['level', 'idx', 'hash'])
         .where(
-          // Typed: PostgreSQL takes an untyped VALUES parameter as text (integer = text fails).
-          sql<boolean>`(level, idx) IN (VALUES ${sql.join(chunk.map((c) => sql`(CAST(${c.level} AS integer), CAST(${c.idx} AS bigint))`))})`,
+          // Cast: PostgreSQL types a VALUES list of bare parameters as text, and integer = text is
+          // no operator there (42883); SQLite takes the cast as a no-op on an integer.
+          sql<boolean>`(level, idx) IN (VALUES ${sql.join(
+            chunk.map((c) => sql`(CAST(${c.level} AS BIGINT), CAST(${c.idx} AS BIGINT))`),
+          )})`,
         )
         .execute();
       for (const row of rows) found.set(`${row.level}/${row.idx}`, Buffer.from(row.hash));

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The audit log's origin is its identity (C2SP tlog-checkpoint), fixed once per deployment in the
  * control store: generated (or taken from config) at the first start, kept afterwards, refused when

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Staff access to customer data, end to end over real HTTPS against a real `tresor server` and
  * keyd, with real console sessions (password + TOTP from oathtool, cookie + CSRF): a support agent

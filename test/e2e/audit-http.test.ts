@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The audit log from outside, over real HTTPS against a real `tresor server` process and the real
  * keyd: every change and read becomes an entry; a customer sees exactly their own entries, on the
@@ -23,6 +24,7 @@ import {
 import { openAuditStream } from '../helpers/audit-stream.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { tresor } from '../helpers/keyd-process.ts';
+import { copyStackDatabase, databaseEnv, onDatabase, restoreStackDatabase } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor as waitForHelper } from '../helpers/wait.ts';
 
@@ -339,34 +341,61 @@ describe('the audit log over HTTPS', () => {
   it('verifies the live server’s store with tresor audit verify, and names the entry an attacker changed', async () => {
     const size = (await entries(await operatorToken(s, 'audit:read'))).length;
     await checkpoint(size);
-    const ok = tresor(['audit', 'verify', '--data-dir', s.dataDir, '--public-key', verifierKey, '--json']);
+    const ok = tresor(['audit', 'verify', '--data-dir', s.dataDir, '--public-key', verifierKey, '--json'], {
+      env: databaseEnv(s),
+    });
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
     assert.equal((JSON.parse(ok.stdout) as { ok: boolean }).ok, true);
 
-    // An attacker with the file: stop the server, drop the trigger, rewrite one entry's actor.
+    // An attacker with the store: stop the server, copy it, and in the copy turn the trigger off
+    // and rewrite one entry's actor.
     await s.stopServer();
     const victim = 3;
     const copy = join(s.root, 'tampered');
     execFileSync('cp', ['-a', s.dataDir, copy]);
-    const db = new Database(join(copy, 'control.sqlite'));
-    db.exec('DROP TRIGGER audit_log_no_update');
-    const row = db.prepare('SELECT leaf FROM audit_log WHERE idx = ?').get(victim) as { leaf: string };
-    const forged = row.leaf.replace(/"kind":"[a-z-]+"/, '"kind":"system"');
-    assert.notEqual(forged, row.leaf);
-    db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(forged, victim);
-    db.close();
+    const forge = (leaf: string) => {
+      const forged = leaf.replace(/"kind":"[a-z-]+"/, '"kind":"system"');
+      assert.notEqual(forged, leaf);
+      return forged;
+    };
+    let copyEnv: Record<string, string> = {};
+    let dropCopy = async () => {};
+    if (s.database.kind === 'postgres') {
+      const database = await copyStackDatabase(s);
+      dropCopy = database.drop;
+      copyEnv = { TRESOR_DATABASE_URL: database.url };
+      const [rows] = await onDatabase(database.url, [
+        { text: 'SELECT leaf FROM audit_log WHERE idx = ?', params: [victim] },
+      ]);
+      const leaf = String(rows?.[0]?.leaf);
+      const [, changed] = await onDatabase(database.url, [
+        { text: 'SET session_replication_role = replica' },
+        { text: 'UPDATE audit_log SET leaf = ? WHERE idx = ? RETURNING idx', params: [forge(leaf), victim] },
+      ]);
+      assert.equal(changed?.length, 1);
+    } else {
+      const db = new Database(join(copy, 'control.sqlite'));
+      db.exec('DROP TRIGGER audit_log_no_update');
+      const row = db.prepare('SELECT leaf FROM audit_log WHERE idx = ?').get(victim) as { leaf: string };
+      db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(forge(row.leaf), victim);
+      db.close();
+    }
     await s.startServer();
-    const bad = tresor([
-      'audit',
-      'verify',
-      '--data-dir',
-      copy,
-      '--witness',
-      join(copy, 'witness'),
-      '--public-key',
-      verifierKey,
-      '--json',
-    ]);
+    const bad = tresor(
+      [
+        'audit',
+        'verify',
+        '--data-dir',
+        copy,
+        '--witness',
+        join(copy, 'witness'),
+        '--public-key',
+        verifierKey,
+        '--json',
+      ],
+      { env: copyEnv },
+    );
+    await dropCopy();
     assert.equal(bad.status, 1, bad.stdout + bad.stderr);
     assert.equal((JSON.parse(bad.stdout) as { firstBadIndex: number }).firstBadIndex, victim);
   });
@@ -374,20 +403,29 @@ describe('the audit log over HTTPS', () => {
   it('detects a rollback of the whole store at the next start', async () => {
     await checkpoint(1);
     await s.stopServer();
+    // A copy of the control store (its file, or its database) taken now…
     const control = join(s.dataDir, 'control.sqlite');
     const saved = join(s.root, 'control-copy.sqlite');
-    copyFileSync(control, saved);
-    for (const ext of ['-wal', '-shm'])
-      if (existsSync(control + ext)) copyFileSync(control + ext, saved + ext);
+    const savedDatabase = s.database.kind === 'postgres' ? await copyStackDatabase(s) : undefined;
+    if (savedDatabase === undefined) {
+      copyFileSync(control, saved);
+      for (const ext of ['-wal', '-shm'])
+        if (existsSync(control + ext)) copyFileSync(control + ext, saved + ext);
+    }
     await s.startServer();
     await writeRecords(keyA, 2);
     const before = (await entries(await operatorToken(s, 'audit:read'))).length;
     await checkpoint(before);
     await s.stopServer();
     // Roll the control store back to the copy; the witness folder still holds the newer checkpoint.
-    for (const ext of ['', '-wal', '-shm']) {
-      rmSync(control + ext, { force: true });
-      if (existsSync(saved + ext)) copyFileSync(saved + ext, control + ext);
+    if (savedDatabase !== undefined) {
+      await restoreStackDatabase(s, savedDatabase);
+      await savedDatabase.drop();
+    } else {
+      for (const ext of ['', '-wal', '-shm']) {
+        rmSync(control + ext, { force: true });
+        if (existsSync(saved + ext)) copyFileSync(saved + ext, control + ext);
+      }
     }
     await s.startServer();
     const ready = await s.request('GET', '/readyz');

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The scheduled re-verification of the live audit log on a real stack: with a short interval it
  * records `audit.verify` successes; when an entry is altered in the store behind the server's back
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { operatorToken } from '../helpers/console.ts';
+import { onDatabase } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -65,21 +67,40 @@ describe('the live audit log, re-verified on a schedule', () => {
   });
 
   it('an entry altered at rest fails the next run, the job and raises the alert with its evidence', async () => {
-    const db = new Database(join(s.dataDir, 'control.sqlite'));
-    try {
-      db.pragma('busy_timeout = 10000');
-      db.exec('DROP TRIGGER audit_log_no_update');
-      const row = db.prepare('SELECT idx, leaf FROM audit_log ORDER BY idx LIMIT 1 OFFSET 1').get() as {
-        idx: number;
-        leaf: string;
-      };
-      const altered = row.leaf.includes('"outcome":"success"')
-        ? row.leaf.replace('"outcome":"success"', '"outcome":"failure"')
-        : `${row.leaf.slice(0, -2)}A${row.leaf.slice(-1)}`;
-      assert.notEqual(altered, row.leaf);
-      db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(altered, row.idx);
-    } finally {
-      db.close();
+    const alter = (leaf: string) => {
+      const altered = leaf.includes('"outcome":"success"')
+        ? leaf.replace('"outcome":"success"', '"outcome":"failure"')
+        : `${leaf.slice(0, -2)}A${leaf.slice(-1)}`;
+      assert.notEqual(altered, leaf);
+      return altered;
+    };
+    if (s.database.kind === 'postgres') {
+      // Behind the server's back, its triggers off for this session only.
+      const [rows] = await onDatabase(s.database.url, [
+        { text: 'SELECT idx, leaf FROM audit_log ORDER BY idx LIMIT 1 OFFSET 1' },
+      ]);
+      const row = rows?.[0] as { idx: string; leaf: string };
+      const [, changed] = await onDatabase(s.database.url, [
+        { text: 'SET session_replication_role = replica' },
+        {
+          text: 'UPDATE audit_log SET leaf = ? WHERE idx = ? RETURNING idx',
+          params: [alter(row.leaf), row.idx],
+        },
+      ]);
+      assert.equal(changed?.length, 1);
+    } else {
+      const db = new Database(join(s.dataDir, 'control.sqlite'));
+      try {
+        db.pragma('busy_timeout = 10000');
+        db.exec('DROP TRIGGER audit_log_no_update');
+        const row = db.prepare('SELECT idx, leaf FROM audit_log ORDER BY idx LIMIT 1 OFFSET 1').get() as {
+          idx: number;
+          leaf: string;
+        };
+        db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(alter(row.leaf), row.idx);
+      } finally {
+        db.close();
+      }
     }
     const failed = await waitFor(
       'a failing verification',

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The server's own availability probe on a real stack: off until `probe.apiKeyFile` names a probe
  * tenant's key; then every interval it probes its own URL end to end, keeps each result in the

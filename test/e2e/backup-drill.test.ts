@@ -1,3 +1,4 @@
+// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
 /**
  * The full backup drill (issue 16), as an operator would run it after losing a disk: a real stack
  * (keyd and `tresor server` processes) with a folder AND an S3 destination (s3rver on loopback);

@@ -1,3 +1,4 @@
+// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
 /**
  * Stopping the server during a backup (SIGTERM), on a real stack: the backup stops at its next
  * object instead of running to its end, its partial objects are removed at every destination, it is

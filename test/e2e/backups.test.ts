@@ -1,3 +1,4 @@
+// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
 /**
  * Backups in the running product, against real stacks (keyd and `tresor server` processes) with
  * folder destinations: scheduled backups and `tresor backup now` land in every destination, read

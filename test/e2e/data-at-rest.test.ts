@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Envelope encryption at rest, checked with the real keyd process and the stores the server really
  * writes:
@@ -6,32 +7,40 @@
  *   store) and a keyd client: rotation while reads and writes go on, moved ciphertexts refused,
  *   crypto-shredding, keyd gone means 503, not data;
  * - a real `tresor server` process (test/helpers/tresor-stack.ts): no file under its data and keyd
- *   folders, and nothing in its log, holds a customer value, an unwrapped data key of the tenants it
+ *   folders (on PostgreSQL also: the database's files, the cluster's WAL, pg_dump), and nothing in
+ *   its log, holds a customer value, an unwrapped data key of the tenants it
  *   created, or the unwrapped identity factor key (src/identity/factor-key.ts). The unwrapped keys
  *   come from asking keyd to unwrap the wrapped ones found in the stores; a self-check proves the
  *   scan finds a planted key in each form it looks for.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { toProblem } from '../../src/http/problem.ts';
 import { FACTOR_KEY_NAME } from '../../src/identity/factor-key.ts';
 import { createKeydClient, type KeydClient } from '../../src/keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../../src/keyd/key-cache.ts';
 import type { DataKeyPurpose } from '../../src/keyd/operations.ts';
+import { createPgTenantStores } from '../../src/store/pg/tenant-stores.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
-import type { Store } from '../../src/store/types.ts';
+import type { Store, TenantStores } from '../../src/store/types.ts';
 import { createVault, type Vault } from '../../src/vault/collections.ts';
 import { createTenantDataKeyStore } from '../../src/vault/data-key-store.ts';
 import { createDataKeyring, type DataKeyring } from '../../src/vault/data-keys.ts';
-import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
+import {
+  type TenantDB,
+  tenantStoreMigrations,
+  tenantStorePgMigrations,
+} from '../../src/vault/tenant-store-schema.ts';
 import type { AuditOrigin } from '../../src/vault/vault-audit.ts';
+import { onPostgres, type TestDatabase, testDatabase } from '../helpers/backend.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd, tresor } from '../helpers/keyd-process.ts';
+import { controlRows, tenantRows } from '../helpers/stack-sql.ts';
 import { type HttpResponse, startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 const CALLER: AuditOrigin = { actor: { kind: 'api-key', id: 'key_at_rest' } };
@@ -106,7 +115,11 @@ describe('the vault’s data at rest with the real keyd', () => {
   let ring: DataKeyring;
   let vault: Vault;
   const opened = new Map<string, Promise<Store<TenantDB>>>();
+  /** On the PostgreSQL pass: the tenants' schemas in a fresh database, as the server keeps them. */
+  let pgData: TestDatabase | undefined;
+  let pgStores: TenantStores<TenantDB> | undefined;
   const stores = (tenant: string) => {
+    if (pgStores) return pgStores.open(tenant);
     let s = opened.get(tenant);
     if (!s) {
       s = openSqliteStore<TenantDB>(join(root, 'data', `${tenant}.sqlite`), tenantStoreMigrations);
@@ -137,6 +150,15 @@ describe('the vault’s data at rest with the real keyd', () => {
     ring = createDataKeyring({ keys: client, store: createTenantDataKeyStore(stores), cache });
     // No collection cache: every request reads the collection row, as a fresh process would.
     vault = createVault({ stores, keys: ring, collectionCacheMs: 0 });
+    if (onPostgres) {
+      pgData = await testDatabase();
+      if (pgData.database.kind !== 'postgres') throw new Error('a PostgreSQL database was asked for');
+      pgStores = await createPgTenantStores<TenantDB>({
+        url: pgData.database.url,
+        migrations: tenantStorePgMigrations,
+      });
+      for (const t of ['acme', 'globex']) await pgStores.create(t);
+    }
     for (const t of ['acme', 'globex']) {
       await client.call('createTenantKey', { tenant: t });
       await vault.putCollection(t, 'people', PEOPLE, CALLER);
@@ -146,6 +168,8 @@ describe('the vault’s data at rest with the real keyd', () => {
     // Each step guarded: a failed start must not leave keyd running (the test process would not end).
     cache?.close();
     for (const s of opened.values()) await (await s).close();
+    await pgStores?.close();
+    await pgData?.drop();
     await client?.close();
     await keyd?.stop();
     rmSync(root, { recursive: true, force: true });
@@ -313,23 +337,19 @@ describe('the real server’s data folder and log', () => {
 
   /** Every wrapped data key of `tenant` in its store, unwrapped by the real keyd. */
   async function unwrappedDataKeys(keyd: KeydClient, tenant: string): Promise<Needle[]> {
-    const db = new Database(join(s.dataDir, 'tenants', `${tenant}.sqlite`), {
-      readonly: true,
-      fileMustExist: true,
-    });
-    let rows: { key_id: string; tenant: string; purpose: DataKeyPurpose; wrapped: Buffer }[];
-    try {
-      rows = db.prepare('SELECT key_id, tenant, purpose, wrapped FROM data_keys').all() as typeof rows;
-    } finally {
-      db.close();
-    }
+    const rows = await tenantRows<{
+      key_id: string;
+      tenant: string;
+      purpose: DataKeyPurpose;
+      wrapped: Buffer;
+    }>(s, tenant, 'SELECT key_id, tenant, purpose, wrapped FROM data_keys');
     const needles: Needle[] = [];
     for (const row of rows) {
       const { key } = await keyd.call('unwrapDataKey', {
         tenant: row.tenant,
         purpose: row.purpose,
         keyId: row.key_id,
-        wrapped: row.wrapped,
+        wrapped: Buffer.from(row.wrapped),
       });
       needles.push({ label: `${row.purpose} data key ${row.key_id} of ${tenant}`, bytes: key });
     }
@@ -337,15 +357,11 @@ describe('the real server’s data folder and log', () => {
   }
 
   async function unwrappedFactorKey(keyd: KeydClient): Promise<Needle> {
-    const db = new Database(join(s.dataDir, 'control.sqlite'), { readonly: true, fileMustExist: true });
-    let row: { key_id: string; keyd_tenant: string; wrapped: string } | undefined;
-    try {
-      row = db
-        .prepare('SELECT key_id, keyd_tenant, wrapped FROM system_keys WHERE name = ?')
-        .get(FACTOR_KEY_NAME) as typeof row;
-    } finally {
-      db.close();
-    }
+    const [row] = await controlRows<{ key_id: string; keyd_tenant: string; wrapped: string }>(
+      s,
+      'SELECT key_id, keyd_tenant, wrapped FROM system_keys WHERE name = ?',
+      [FACTOR_KEY_NAME],
+    );
     assert.ok(row, 'the control store holds the wrapped factor key');
     const { key } = await keyd.call('unwrapDataKey', {
       tenant: row.keyd_tenant,
@@ -371,16 +387,42 @@ describe('the real server’s data folder and log', () => {
       needles.push({ label: `customer value ${i}`, bytes: Buffer.from(v) });
 
     const files = filesUnder(s.root);
-    for (const tenant of tenants) {
+    if (s.database.kind === 'postgres') {
+      // The database's own files (tables, indexes, TOAST) and the cluster's WAL, after a checkpoint,
+      // and what pg_dump writes of it.
+      const [where] = await controlRows<{ dir: string; oid: number }>(
+        s,
+        "SELECT current_setting('data_directory') AS dir, oid FROM pg_database WHERE datname = current_database()",
+      );
+      assert.ok(where);
+      await controlRows(s, 'CHECKPOINT');
+      const ownFiles = filesUnder(join(where.dir, 'base', String(where.oid)));
+      const wal = filesUnder(join(where.dir, 'pg_wal'));
+      assert.ok(ownFiles.length > 0 && wal.length > 0, 'the database’s files and the WAL are checked');
+      files.push(...ownFiles, ...wal);
+      const dump = spawnSync('pg_dump', ['--no-owner', s.database.url], {
+        maxBuffer: 256 * 1024 * 1024,
+        timeout: 120_000,
+      });
+      assert.equal(dump.status, 0, dump.stderr?.toString());
+      files.push({ path: 'pg_dump', bytes: dump.stdout });
+      // The scan sees what the database keeps in clear: a tenant's name, in the control store.
       assert.ok(
-        files.some((f) => f.path.endsWith(`${tenant}.sqlite-wal`) || f.path.endsWith(`${tenant}.sqlite`)),
-        `${tenant}'s store is among the files checked`,
+        ownFiles.some((f) => f.bytes.includes('at-rest-a')),
+        'the database’s files hold a tenant name',
+      );
+    } else {
+      for (const tenant of tenants) {
+        assert.ok(
+          files.some((f) => f.path.endsWith(`${tenant}.sqlite-wal`) || f.path.endsWith(`${tenant}.sqlite`)),
+          `${tenant}'s store is among the files checked`,
+        );
+      }
+      assert.ok(
+        files.some((f) => f.path.endsWith('control.sqlite')),
+        'the control store is checked',
       );
     }
-    assert.ok(
-      files.some((f) => f.path.endsWith('control.sqlite')),
-      'the control store is checked',
-    );
     assert.ok(
       files.some((f) => f.path.startsWith(s.keydDir)),
       'the keyd folder is checked',

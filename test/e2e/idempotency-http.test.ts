@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Idempotency-Key on record creates, over real HTTPS against a real `tresor server` process and
  * the real keyd (test/helpers/tresor-stack.ts): a retry returns the first answer and creates
@@ -6,10 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { operatorToken } from '../helpers/console.ts';
+import { tenantRows } from '../helpers/stack-sql.ts';
 import { type HttpResponse, startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 const SCHEMA = {
@@ -47,26 +47,14 @@ describe('Idempotency-Key on record creates', () => {
     return t;
   }
 
-  /** The tenant's records, counted in its store file (read-only, beside the running server). */
-  function recordCount(t: Tenant): number {
-    const db = new Database(join(s.dataDir, 'tenants', `${t.id}.sqlite`), { readonly: true });
-    try {
-      return (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
-    } finally {
-      db.close();
-    }
+  /** The tenant's records, counted in its store (read-only, beside the running server). */
+  async function recordCount(t: Tenant): Promise<number> {
+    const rows = await tenantRows<{ n: number | string }>(s, t.id, 'SELECT count(*) AS n FROM records');
+    return Number(rows[0]?.n);
   }
 
-  function keyRows(t: Tenant): { key: string; response: string | null }[] {
-    const db = new Database(join(s.dataDir, 'tenants', `${t.id}.sqlite`), { readonly: true });
-    try {
-      return db.prepare('SELECT key, response FROM idempotency_keys').all() as {
-        key: string;
-        response: string | null;
-      }[];
-    } finally {
-      db.close();
-    }
+  function keyRows(t: Tenant): Promise<{ key: string; response: string | null }[]> {
+    return tenantRows(s, t.id, 'SELECT key, response FROM idempotency_keys');
   }
 
   before(async () => {
@@ -82,15 +70,15 @@ describe('Idempotency-Key on record creates', () => {
   it('returns the first answer to a retry with the same key and request, and creates nothing', async () => {
     const key = `create-${randomBytes(8).toString('hex')}`;
     const body = { email: `first-${randomBytes(4).toString('hex')}@example.test` };
-    const before = recordCount(tenant);
+    const before = await recordCount(tenant);
     const first = await post(tenant.apiKey, body, key);
     assert.equal(first.status, 201, first.text);
     const retry = await post(tenant.apiKey, body, key);
     assert.equal(retry.status, 201, retry.text);
     assert.deepEqual(retry.json(), first.json(), 'same status, same id, same body');
     assert.equal(retry.headers.location, first.headers.location);
-    assert.equal(recordCount(tenant), before + 1, 'one record');
-    const rows = keyRows(tenant).filter((r) => r.key === key);
+    assert.equal(await recordCount(tenant), before + 1, 'one record');
+    const rows = (await keyRows(tenant)).filter((r) => r.key === key);
     assert.equal(rows.length, 1);
     assert.ok(!rows[0]?.response?.includes(body.email), 'no value is kept with the key');
   });
@@ -98,11 +86,11 @@ describe('Idempotency-Key on record creates', () => {
   it('refuses the same key with a different request with 422, changing nothing', async () => {
     const key = `reuse-${randomBytes(8).toString('hex')}`;
     assert.equal((await post(tenant.apiKey, { email: 'a@example.test' }, key)).status, 201);
-    const before = recordCount(tenant);
+    const before = await recordCount(tenant);
     const res = await post(tenant.apiKey, { email: 'b@example.test' }, key);
     assert.equal(res.status, 422, res.text);
     assert.equal(res.json<{ code: string }>().code, 'TRESOR_ERR_IDEMPOTENCY_KEY_REUSED');
-    assert.equal(recordCount(tenant), before);
+    assert.equal(await recordCount(tenant), before);
   });
 
   it('scopes a key to its caller: another tenant with the same key creates its own record', async () => {
@@ -116,18 +104,18 @@ describe('Idempotency-Key on record creates', () => {
   });
 
   it('refuses a malformed key with 400 and creates nothing', async () => {
-    const before = recordCount(tenant);
+    const before = await recordCount(tenant);
     for (const bad of ['', 'x'.repeat(256), 'with space', 'ümlaut']) {
       const res = await post(tenant.apiKey, { email: 'bad@example.test' }, bad);
       assert.equal(res.status, 400, `${JSON.stringify(bad)}: ${res.text}`);
     }
-    assert.equal(recordCount(tenant), before);
+    assert.equal(await recordCount(tenant), before);
   });
 
   it('makes one record of concurrent requests with one key: the others replay it or are told it is running', async () => {
     const key = `race-${randomBytes(8).toString('hex')}`;
     const body = { email: 'race@example.test' };
-    const before = recordCount(tenant);
+    const before = await recordCount(tenant);
     const results = await Promise.all(Array.from({ length: 6 }, () => post(tenant.apiKey, body, key)));
     const statuses = results.map((r) => r.status);
     assert.ok(
@@ -139,7 +127,7 @@ describe('Idempotency-Key on record creates', () => {
     for (const r of results.filter((res) => res.status === 409)) {
       assert.equal(r.json<{ code: string }>().code, 'TRESOR_ERR_IDEMPOTENCY_IN_PROGRESS');
     }
-    assert.equal(recordCount(tenant), before + 1, 'one record');
+    assert.equal(await recordCount(tenant), before + 1, 'one record');
     // Once the first has finished, a retry replays it.
     const late = await post(tenant.apiKey, body, key);
     assert.equal(late.status, 201);

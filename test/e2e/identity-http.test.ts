@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Console identity from outside, over real HTTPS against a real `tresor server` process and keyd,
  * with the real session cookie and CSRF header: accounts made with the operator token, enrolment

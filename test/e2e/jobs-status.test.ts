@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Visible jobs: a real server (in this process, so a test can run a pass of its jobs and take keyd
  * away from it) answers GET /v1/system/jobs to the operator token only, and `tresor status` — the

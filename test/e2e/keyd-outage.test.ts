@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Fail closed over HTTPS: when keyd is sealed (or gone) and a request needs a key the server does
  * not hold, the answer is 503 problem+json — never data from anywhere else — and /readyz turns red.

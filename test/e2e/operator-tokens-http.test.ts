@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Operator tokens and step-up against a real stack (keyd and `tresor server` processes, HTTPS): the
  * first operator admin — a person — signs in with password and TOTP, mints tokens of one scope,

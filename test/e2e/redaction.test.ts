@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Redaction across every output, on one real stack at the most verbose log level: known secrets and
  * known field values go in through every path that handles them — tenant API keys, operator tokens,

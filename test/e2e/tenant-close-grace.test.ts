@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Closing a tenant over HTTPS against the real keyd process: the close starts keyd's grace period
  * (the tenant serves nothing from the first moment, keyd keeps only the key), an operator admin
@@ -5,12 +6,12 @@
  * job has keyd destroy the key, wipes the store and issues the deletion certificate.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
 import { operatorAdmin } from '../helpers/console.ts';
+import { databaseEnv, tenantStoreExists } from '../helpers/stack-sql.ts';
 import {
   httpsRequester,
   type Requester,
@@ -38,6 +39,7 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
         TRESOR_HOST: '127.0.0.1',
         TRESOR_LOG_LEVEL: 'warn',
         TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
+        ...databaseEnv(stack),
       },
     );
     server = await startTresorServer(config, { jobIntervalMs: 200, keyDestroyGraceSeconds: GRACE_SECONDS });
@@ -78,7 +80,7 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     const pending = await keyd.call('tenantKeyStatus', { tenant: tenant.id });
     assert.equal(pending.state, 'pending-destroy');
     assert.equal(pending.destroyAfter, first.keyDestroyAfter);
-    assert.ok(existsSync(join(stack.dataDir, 'tenants', `${tenant.id}.sqlite`)));
+    assert.ok(await tenantStoreExists(stack, tenant.id), 'the store is kept');
     assert.equal((await asAdmin('GET', `/v1/tenants/${tenant.id}/deletion-certificate`)).status, 404);
 
     // Cancel: only an operator; the tenant is active again with a new key, the old one stays revoked.
@@ -117,7 +119,7 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     );
     const destroyed = await keyd.call('tenantKeyStatus', { tenant: tenant.id });
     assert.equal(destroyed.state, 'destroyed');
-    assert.ok(!existsSync(join(stack.dataDir, 'tenants', `${tenant.id}.sqlite`)), 'the store is wiped');
+    assert.ok(!(await tenantStoreExists(stack, tenant.id)), 'the store is wiped');
     const cert = await asAdmin('GET', `/v1/tenants/${tenant.id}/deletion-certificate`);
     assert.equal(cert.status, 200, cert.text);
     const { certificate } = cert.json<{

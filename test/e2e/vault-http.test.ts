@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The vault's promises checked from outside, over real HTTPS against a real `tresor server`
  * process and the real keyd process (test/helpers/tresor-stack.ts): tenants never reach each
@@ -15,12 +16,19 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Decrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import type { AuthMode } from '../../src/http/route.ts';
 import { allRouteModules, specOnlyDependencies } from '../../src/http/routes/index.ts';
 import { OPERATOR_SCOPES } from '../../src/identity/operator-scopes.ts';
+import { onPostgres } from '../helpers/backend.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
+import {
+  databaseFiles,
+  openStoreSql,
+  type StoreSql,
+  tenantRows,
+  tenantStoreExists,
+} from '../helpers/stack-sql.ts';
 import { type HttpResponse, startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 
 // --- the routes, from the committed openapi.json ---------------------------------------------
@@ -188,16 +196,6 @@ function encodings(value: string): Buffer[] {
 
 function tenantStorePath(s: TresorStack, tenant: string): string {
   return join(s.dataDir, 'tenants', `${tenant}.sqlite`);
-}
-
-/** Reads a store with its own read-only connection (WAL lets it run beside the server's). */
-function readStore<T>(path: string, read: (db: Database.Database) => T): T {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    return read(db);
-  } finally {
-    db.close();
-  }
 }
 
 interface AuditRow {
@@ -557,18 +555,17 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       [A, B],
       [B, A],
     ] as const) {
-      const auditBefore = readStore(tenantStorePath(s, them.id), (db) =>
-        Number((db.prepare('SELECT max(seq) AS n FROM audit_events').get() as { n: number }).n),
+      const auditBefore = Number(
+        (await tenantRows<{ n: number }>(s, them.id, 'SELECT max(seq) AS n FROM audit_events'))[0]?.n,
       );
       const before = await snapshot(them);
       for (const [, probe] of CROSS_TENANT_PROBES) await probe(me, them);
       assert.deepEqual(await snapshot(them), before, `${them.id} is unchanged after ${me.id}'s attempts`);
-      const events = readStore(
-        tenantStorePath(s, them.id),
-        (db) =>
-          db
-            .prepare('SELECT seq, action, event FROM audit_events WHERE seq > ?')
-            .all(auditBefore) as AuditRow[],
+      const events = await tenantRows<AuditRow>(
+        s,
+        them.id,
+        'SELECT seq, action, event FROM audit_events WHERE seq > ?',
+        [auditBefore],
       );
       for (const row of events) {
         const event = JSON.parse(row.event) as { actor: { id: string }; tenant: string };
@@ -717,9 +714,11 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       'the search finds it',
     );
 
-    const files = filesUnder(s.dataDir);
+    const files = [...filesUnder(s.dataDir), ...(await databaseFiles(s, filesUnder))];
     assert.ok(
-      files.some((f) => f.path.endsWith('.sqlite-wal') && f.path.includes(`${A.id}`)),
+      onPostgres
+        ? files.some((f) => f.path.includes('pg_wal'))
+        : files.some((f) => f.path.endsWith('.sqlite-wal') && f.path.includes(`${A.id}`)),
       'the tenant store’s WAL is among the files checked',
     );
     assert.ok(
@@ -759,34 +758,38 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     const untouched = await createRecord(to.apiKey, 'people', 'moved-untouched');
 
     await s.stopServer();
-    const fromDb = new Database(tenantStorePath(s, from.id));
-    const toDb = new Database(tenantStorePath(s, to.id));
-    const toWithKeyDb = new Database(tenantStorePath(s, toWithKey.id));
+    const fromDb = await openStoreSql(s, { tenant: from.id }, { write: true });
+    const toDb = await openStoreSql(s, { tenant: to.id }, { write: true });
+    const toWithKeyDb = await openStoreSql(s, { tenant: toWithKey.id }, { write: true });
     try {
-      const { fields } = fromDb.prepare('SELECT fields FROM records WHERE id = ?').get(source.id) as {
-        fields: Buffer;
-      };
-      const setFields = (db: Database.Database, id: string) =>
-        assert.equal(db.prepare('UPDATE records SET fields = ? WHERE id = ?').run(fields, id).changes, 1);
-      setFields(fromDb, targets.otherRecord.id);
-      setFields(fromDb, targets.otherCollection.id);
-      setFields(toDb, targets.otherTenant.id);
+      const [moved] = await fromDb.all<{ fields: Buffer }>('SELECT fields FROM records WHERE id = ?', [
+        source.id,
+      ]);
+      assert.ok(moved);
+      const setFields = async (db: StoreSql, id: string) =>
+        assert.equal(await db.run('UPDATE records SET fields = ? WHERE id = ?', [moved.fields, id]), 1);
+      await setFields(fromDb, targets.otherRecord.id);
+      await setFields(fromDb, targets.otherCollection.id);
+      await setFields(toDb, targets.otherTenant.id);
       // The harder case: the source tenant's data key row is copied along, so the target store
       // knows the key id; keyd must still refuse to unwrap it for the other tenant.
-      setFields(toWithKeyDb, targets.otherTenantWithKey.id);
-      const keyRow = fromDb.prepare("SELECT * FROM data_keys WHERE purpose = 'data'").get() as Record<
-        string,
-        unknown
-      >;
-      toWithKeyDb
-        .prepare(
-          "INSERT INTO data_keys VALUES (@key_id, @tenant, @purpose, @wrapped, 'decrypt-only', @created_at, @reserved)",
-        )
-        .run({ ...keyRow, tenant: toWithKey.id });
+      await setFields(toWithKeyDb, targets.otherTenantWithKey.id);
+      const [keyRow] = await fromDb.all<{
+        key_id: string;
+        purpose: string;
+        wrapped: Buffer;
+        created_at: string;
+        reserved: number;
+      }>("SELECT key_id, purpose, wrapped, created_at, reserved FROM data_keys WHERE purpose = 'data'");
+      assert.ok(keyRow);
+      await toWithKeyDb.run(
+        "INSERT INTO data_keys (key_id, tenant, purpose, wrapped, state, created_at, reserved) VALUES (?, ?, ?, ?, 'decrypt-only', ?, ?)",
+        [keyRow.key_id, toWithKey.id, keyRow.purpose, keyRow.wrapped, keyRow.created_at, keyRow.reserved],
+      );
     } finally {
-      fromDb.close();
-      toDb.close();
-      toWithKeyDb.close();
+      await fromDb.close();
+      await toDb.close();
+      await toWithKeyDb.close();
     }
     await s.startServer();
 
@@ -818,20 +821,20 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
         [...Object.values(source.data), ...Object.values(target.data)],
         `moved to ${what}`,
       );
-      const failures = readStore(tenantStorePath(s, tenant.id), (db) =>
-        (
-          db.prepare("SELECT event FROM audit_events WHERE action = 'record.read'").all() as {
-            event: string;
-          }[]
+      const failures = (
+        await tenantRows<{ event: string }>(
+          s,
+          tenant.id,
+          "SELECT event FROM audit_events WHERE action = 'record.read'",
         )
-          .map((row) => JSON.parse(row.event) as { outcome: string; target?: Record<string, unknown> })
-          .filter(
-            (e) =>
-              e.outcome === 'failure' &&
-              ((e.target?.recordIds as string[] | undefined)?.includes(target.id) ||
-                (e.target?.params as { id?: string } | undefined)?.id === target.id),
-          ),
-      );
+      )
+        .map((row) => JSON.parse(row.event) as { outcome: string; target?: Record<string, unknown> })
+        .filter(
+          (e) =>
+            e.outcome === 'failure' &&
+            ((e.target?.recordIds as string[] | undefined)?.includes(target.id) ||
+              (e.target?.params as { id?: string } | undefined)?.id === target.id),
+        );
       assert.ok(failures.length >= 1, `moved to ${what}: the failed read is in the audit log`);
     }
     // The decrypt failures are the moves' doing, not the restart's.
@@ -861,7 +864,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
       await createRecord(t.apiKey, 'people', 'closing-2'),
     ];
     const values = records.flatMap((r) => Object.values(r.data));
-    assert.equal(existsSync(tenantStorePath(s, t.id)), true, 'the tenant has a store before closing');
+    assert.equal(await tenantStoreExists(s, t.id), true, 'the tenant has a store before closing');
 
     const closed = bodyOf<{
       certificate: Record<string, unknown> & { tenant: string; keyIdsDestroyed: string[] };
@@ -925,10 +928,11 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
     const refused = await call('GET', '/v1/collections', t.apiKey);
     expectStatus(refused, 401, 'the closed tenant’s key');
     assert.equal(problemOf(refused, 'closed key').code, 'TRESOR_ERR_UNAUTHENTICATED');
+    assert.equal(await tenantStoreExists(s, t.id), false, 'the store is gone');
     for (const suffix of ['', '-wal', '-shm', '-journal']) {
       assert.equal(existsSync(`${tenantStorePath(s, t.id)}${suffix}`), false, `store file${suffix} is gone`);
     }
-    for (const f of filesUnder(s.dataDir)) {
+    for (const f of [...filesUnder(s.dataDir), ...(await databaseFiles(s, filesUnder))]) {
       for (const v of values) {
         for (const form of encodings(v))
           assert.equal(f.bytes.includes(form), false, `${f.path} still holds ${v}`);
@@ -938,9 +942,8 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
 
   it('never answers 5xx and changes nothing, whatever body, media type, path or query a valid tenant key sends to any route (property)', async () => {
     const me = A;
-    const controlPath = join(s.dataDir, 'control.sqlite');
-    const storeDb = new Database(tenantStorePath(s, me.id), { readonly: true, fileMustExist: true });
-    const controlDb = new Database(controlPath, { readonly: true, fileMustExist: true });
+    const storeDb = await openStoreSql(s, { tenant: me.id });
+    const controlDb = await openStoreSql(s, 'control');
     const READ_ACTIONS = new Set([
       'audit.read',
       'audit.checkpoint',
@@ -957,29 +960,28 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
         .update(JSON.stringify(rows, (_k, v) => (Buffer.isBuffer(v) ? v.toString('hex') : v)))
         .digest('hex');
     /** Everything a request could change, except the audit log (checked by its own rule) and last-use times. */
-    const state = () => ({
+    const state = async () => ({
       records: digest(
-        storeDb.prepare('SELECT id, collection, version, expires_at, fields FROM records ORDER BY seq').all(),
+        await storeDb.all('SELECT id, collection, version, expires_at, fields FROM records ORDER BY seq'),
       ),
-      collections: digest(storeDb.prepare('SELECT * FROM collections ORDER BY name').all()),
-      blindIndex: digest(storeDb.prepare('SELECT * FROM blind_index ORDER BY record_id, field').all()),
+      collections: digest(await storeDb.all('SELECT * FROM collections ORDER BY name')),
+      blindIndex: digest(await storeDb.all('SELECT * FROM blind_index ORDER BY record_id, field')),
       dataKeys: digest(
-        storeDb.prepare('SELECT key_id, purpose, state, wrapped FROM data_keys ORDER BY key_id').all(),
+        await storeDb.all('SELECT key_id, purpose, state, wrapped FROM data_keys ORDER BY key_id'),
       ),
       apiKeys: digest(
-        controlDb
-          .prepare(
-            'SELECT id, collections, access, expires_at, revoked_at, label FROM api_keys WHERE tenant = ? ORDER BY id',
-          )
-          .all(me.id),
+        await controlDb.all(
+          'SELECT id, collections, access, expires_at, revoked_at, label FROM api_keys WHERE tenant = ? ORDER BY id',
+          [me.id],
+        ),
       ),
-      tenants: digest(controlDb.prepare('SELECT id, state, closed_at FROM tenants ORDER BY id').all()),
+      tenants: digest(await controlDb.all('SELECT id, state, closed_at FROM tenants ORDER BY id')),
     });
-    const lastAuditSeq = () =>
-      Number((storeDb.prepare('SELECT max(seq) AS n FROM audit_events').get() as { n: number }).n);
+    const lastAuditSeq = async () =>
+      Number((await storeDb.all<{ n: number }>('SELECT max(seq) AS n FROM audit_events'))[0]?.n);
 
-    const baseline = state();
-    const recordCount = (storeDb.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+    const baseline = await state();
+    const recordCount = Number((await storeDb.all<{ n: number }>('SELECT count(*) AS n FROM records'))[0]?.n);
     assert.ok(recordCount >= 3, 'the tenant has records to lose');
 
     const TRICKS = [
@@ -1216,7 +1218,7 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
 
     let runs = 0;
     const statuses = new Map<number, number>();
-    let auditSeq = lastAuditSeq();
+    let auditSeq = await lastAuditSeq();
     try {
       await fc.assert(
         fc.asyncProperty(request, async (r) => {
@@ -1238,10 +1240,11 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
               `${what}: problem+json`,
             );
           }
-          assert.deepEqual(state(), baseline, `${what} changed stored data`);
-          const events = storeDb
-            .prepare('SELECT seq, action, event FROM audit_events WHERE seq > ?')
-            .all(auditSeq) as AuditRow[];
+          assert.deepEqual(await state(), baseline, `${what} changed stored data`);
+          const events = await storeDb.all<AuditRow>(
+            'SELECT seq, action, event FROM audit_events WHERE seq > ?',
+            [auditSeq],
+          );
           for (const e of events) {
             const outcome = (JSON.parse(e.event) as { outcome: string }).outcome;
             assert.ok(
@@ -1249,13 +1252,13 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
               `${what} was audited as a successful ${e.action}`,
             );
           }
-          auditSeq = Math.max(auditSeq, ...events.map((e) => e.seq));
+          auditSeq = Math.max(auditSeq, ...events.map((e) => Number(e.seq)));
         }),
         { numRuns: 300, endOnFailure: true },
       );
     } finally {
-      storeDb.close();
-      controlDb.close();
+      await storeDb.close();
+      await controlDb.close();
     }
     assert.equal(runs, 300, 'every run ran');
     // The inputs reached every layer: refused early (400/405/415), at validation (422), in the

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DatabaseConfig } from '../../src/config/server-config.ts';
 import { createAccountService } from '../../src/identity/accounts.ts';
 import type { Role } from '../../src/identity/roles.ts';
 import type { SessionPrincipal } from '../../src/identity/session-principal.ts';
@@ -17,6 +18,8 @@ import { testDatabase } from './backend.ts';
 
 export interface TestControlStore {
   dir: string;
+  /** Where the store is (SQLite in `dir`, or the test's PostgreSQL database): for a second handle. */
+  database: DatabaseConfig;
   control: Store<ControlDB>;
   /** Closes the store and removes its folder. */
   close(): Promise<void>;
@@ -32,6 +35,7 @@ export async function openTestControlStore(prefix: string): Promise<TestControlS
   });
   return {
     dir,
+    database: data.database,
     control,
     async close() {
       await control.close();

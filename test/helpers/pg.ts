@@ -13,7 +13,7 @@ const HOW_TO_START =
   'PostgreSQL is not reachable at 127.0.0.1:5432. Start it with: pg_ctlcluster --skip-systemctl-redirect 15 main start';
 
 export interface FreshPgDatabase {
-  /** The database's name (pgstore_<random>). */
+  /** The database's name (<prefix>_<random>). */
   name: string;
   /** A connection URL for it. */
   url: string;
@@ -36,11 +36,23 @@ export async function onServer(statement: string): Promise<void> {
   }
 }
 
-/** Creates `pgstore_<random>` (or `<prefix>_<random>`) from template0: UTF8, LC_COLLATE and LC_CTYPE C. */
+/**
+ * The prefix of every database the tests make: TRESOR_TEST_PG_PREFIX when set (so runs sharing one
+ * PostgreSQL server, several developers' or helpers', keep to names of their own), else `fallback`.
+ */
+export function testPgPrefix(fallback: string): string {
+  const fromEnv = process.env.TRESOR_TEST_PG_PREFIX;
+  return fromEnv === undefined || fromEnv === '' ? fallback : fromEnv;
+}
+
+/**
+ * Creates `<prefix>_<random>` from template0: UTF8, LC_COLLATE and LC_CTYPE C. The prefix is
+ * `options.prefix`, else TRESOR_TEST_PG_PREFIX, else `pgstore`.
+ */
 export async function freshPgDatabase(
   options: { prefix?: string; collate?: string } = {},
 ): Promise<FreshPgDatabase> {
-  const prefix = options.prefix ?? 'pgstore';
+  const prefix = options.prefix ?? testPgPrefix('pgstore');
   if (!/^[a-z][a-z0-9_]{0,30}$/.test(prefix))
     throw new RangeError('a database prefix is lower-case letters, digits, _');
   const collate = options.collate ?? 'C';

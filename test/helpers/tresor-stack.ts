@@ -128,7 +128,16 @@ function hermeticEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 /** An HTTPS request function trusting only `ca`, against the origin `origin()` names at call time. */
 export function httpsRequester(origin: () => string, ca: Buffer): Requester & { agent: Agent } {
   const agent = new Agent({ ca, keepAlive: true, maxSockets: 64 });
+  // A kept-alive socket the server closed while idle (its keepAliveTimeout ran out while this
+  // process was busy, e.g. scanning files synchronously) fails the request sent on it with
+  // ECONNRESET before the server saw it: sent again once on a new socket, as Node's documentation
+  // of request.reusedSocket advises. Any other failure, or one on a fresh socket, is the caller's.
   const send: Requester = (method, path, options = {}) =>
+    sendOnce(method, path, options).catch((error: unknown) => {
+      if ((error as { staleSocket?: boolean }).staleSocket === true) return sendOnce(method, path, options);
+      throw error;
+    });
+  const sendOnce: Requester = (method, path, options = {}) =>
     new Promise((resolve, reject) => {
       const url = new URL(origin());
       const headers: Record<string, string> = { ...options.headers };
@@ -167,7 +176,15 @@ export function httpsRequester(origin: () => string, ca: Buffer): Requester & { 
       req.on('timeout', () =>
         req.destroy(new Error(`${method} ${path}: no answer in ${REQUEST_TIMEOUT_MS} ms`)),
       );
-      req.on('error', reject);
+      let answered = false;
+      req.on('response', () => {
+        answered = true;
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (!answered && req.reusedSocket && error.code === 'ECONNRESET')
+          Object.assign(error, { staleSocket: true });
+        reject(error);
+      });
       req.end(payload);
     });
   return Object.assign(send, { agent });

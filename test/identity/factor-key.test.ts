@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * The identity factor key comes from keyd: generated once under the reserved system tenant, kept
  * in the control store only wrapped, and unwrapped again at every start to the same key. While keyd

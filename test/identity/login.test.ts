@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Two-step console login: password, then a second factor, then a new session. Every failure looks
  * the same from outside, is throttled and audited; codes are good once and only in their window.

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Operator tokens (src/identity/operator-tokens.ts, operator-token-auth.ts): one scope each, owned
  * by an operator-admin person, with a mandatory expiry; they stop working when they expire, are

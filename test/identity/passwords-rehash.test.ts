@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Transparent rehash: a right password whose stored hash was made with older argon2id settings
  * (here the former OWASP minimum, m=19456 KiB, t=2, p=1) is hashed again at today's settings during

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Accounts: who may create whom, enrolment that completes only with a confirmed second factor,
  * TOTP secrets sealed at rest, factor revocation, resets that keep the second factor, and removal
@@ -27,6 +28,7 @@ import type { Store } from '../../src/store/types.ts';
 import { ADMIN, type EnrolArgs, enrolAccount, PASSWORD } from '../helpers/console-accounts.ts';
 import { insertTenant, openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { refusal } from '../helpers/refusal.ts';
+import { databaseFiles } from '../helpers/stack-sql.ts';
 import { totpCode } from '../helpers/totp.ts';
 
 const NEW_PASSWORD = 'a completely different passphrase';
@@ -265,15 +267,24 @@ describe('people', () => {
   it('the TOTP secret is not stored in plaintext', async () => {
     const ada = await enrolled('ada@example.test');
     const raw = Buffer.from(Secret.fromBase32(ada.secret).bytes);
-    const files = readdirSync(dir).filter((f) => f.startsWith('control.sqlite'));
+    // The store's files: control.sqlite and its WAL, or on PostgreSQL the database's files, the
+    // cluster's WAL and pg_dump.
+    const files =
+      store.database.kind === 'postgres'
+        ? (await databaseFiles({ dataDir: dir, database: store.database })).map((f) => ({
+            name: f.path,
+            bytes: f.bytes,
+          }))
+        : readdirSync(dir)
+            .filter((f) => f.startsWith('control.sqlite'))
+            .map((f) => ({ name: f, bytes: readFileSync(join(dir, f)) }));
     assert.ok(
-      files.some((f) => f.endsWith('-wal')),
+      files.some((f) => f.name.endsWith('-wal') || f.name.includes('pg_wal')),
       'the WAL is checked too',
     );
-    for (const file of files) {
-      const bytes = readFileSync(join(dir, file));
-      assert.equal(bytes.indexOf(ada.secret), -1, `${file} holds the base32 secret`);
-      assert.equal(bytes.indexOf(raw), -1, `${file} holds the raw secret`);
+    for (const { name, bytes } of files) {
+      assert.equal(bytes.indexOf(ada.secret), -1, `${name} holds the base32 secret`);
+      assert.equal(bytes.indexOf(raw), -1, `${name} holds the raw secret`);
     }
     const row = await control.db
       .selectFrom('second_factors')

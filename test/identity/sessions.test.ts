@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * Sessions: random tokens stored hashed, a new token at every authentication, idle and absolute
  * timeouts per side, CSRF tokens, logout, and listing and revoking by the user and by admins.

@@ -1,3 +1,4 @@
+// backends: sqlite postgres
 /**
  * "Used once" holds when two nodes race: every single-use rule is a conditional update (or a
  * DELETE … RETURNING) whose affected-row count decides, never a read followed by a write. Each test
@@ -12,14 +13,13 @@
 import '../helpers/argon2-calls.ts';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createLoginService, type LoginService } from '../../src/identity/login.ts';
 import { createPeopleService, type PeopleService } from '../../src/identity/people.ts';
 import { createSessionService, type SessionService } from '../../src/identity/sessions.ts';
 import { createSqliteWebAuthnStore } from '../../src/identity/webauthn-store.ts';
-import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { openControlOf } from '../../src/server/backend.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { ADMIN, enrolAccount, PASSWORD } from '../helpers/console-accounts.ts';
 import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
@@ -71,10 +71,8 @@ describe('single-use rules under races between two store handles', () => {
   beforeEach(async () => {
     now = new Date('2030-06-01T00:00:15.000Z'); // mid-step
     shared = await openTestControlStore('guarantees-races');
-    const second = await openSqliteStore<ControlDB>(
-      join(shared.dir, 'control.sqlite'),
-      controlStoreMigrations,
-    );
+    // A second handle on the same store: the same SQLite file, or the same PostgreSQL database.
+    const second = await openControlOf({ dataDir: shared.dir, database: shared.database });
     a = node(shared.control);
     b = node(second);
   });

@@ -207,8 +207,9 @@ export function vaultRoutes(deps: VaultRouteDeps): RouteModule {
         const p = ctx.principal;
         const idempotency = idempotencyOf({
           header: ctx.headers['idempotency-key'],
-          // Scoped to the caller: the tenant and its API key, or the staff grant.
-          scope: `${p.tenant}\u0000${p.kind === 'api-key' ? `key:${p.keyId}` : `grant:${p.grantId}`}`,
+          // Scoped to the caller: the tenant and its API key, or the staff grant. A stored value: no
+          // NUL separator (PostgreSQL's text refuses it); a tenant id holds no '/'.
+          scope: `${p.tenant}/${p.kind === 'api-key' ? `key:${p.keyId}` : `grant:${p.grantId}`}`,
           method: 'POST',
           path: `/v1/collections/${ctx.params.name}/records`,
           body: ctx.body,

@@ -1,6 +1,3 @@
-// NOT RUN (not *.test.ts): the PostgreSQL invariants test, waiting for record writes on PostgreSQL
-// (src/vault/stale-schema.ts SCHEMA_VERSION uses a `?` parameter: syntax error on PostgreSQL). Rename to
-// pg-backend-invariants.test.ts once records can be written there.
 // backends: postgres
 /**
  * A Tresor deployment on PostgreSQL end to end (`database.url`): the real `tresor server` and keyd
@@ -15,23 +12,61 @@
  * - a second server process on the same database does not sequence while the first holds the
  *   sequencer's advisory lock (its requests' events are moved by the first), and takes over
  *   when the first dies;
+ * - tenants are apart: another tenant's key never reads, changes, finds or lists a tenant's records
+ *   over HTTPS, and the server's tenant stores read and write each tenant with its own schema as
+ *   the whole search_path;
+ * - Tresor's own backups are refused (409 TRESOR_ERR_BACKEND_UNSUPPORTED): PostgreSQL's tools back it up;
  * - closing a tenant (no grace) destroys its key and drops its schema;
  * - an audit_log row changed behind the server's back (psql, triggers off) fails `tresor audit verify`.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { sql as kysql } from 'kysely';
 import pg from 'pg';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
-import { tresor } from '../helpers/keyd-process.ts';
+import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
+
+/**
+ * A program run without blocking this process (execFileSync would: while it runs, the HTTPS agent
+ * cannot see the server close an idle kept-alive socket, and the next request would be sent on it).
+ */
+function run(
+  file: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      file,
+      args,
+      {
+        env: { ...process.env, NO_COLOR: '1', ...env },
+        encoding: 'buffer',
+        timeout: 120_000,
+        maxBuffer: 256 * 1024 * 1024,
+      },
+      (error, stdout, stderr) => {
+        const status = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+        resolve({ status, stdout, stderr: stderr.toString('utf8') });
+      },
+    );
+  });
+}
+
+/** `tresor …`, its output as text. */
+async function tresorAsync(args: string[], env: Record<string, string>) {
+  const r = await run(process.execPath, [TRESOR_BIN, ...args], env);
+  return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr };
+}
 
 const MARKER = `pgplain${randomBytes(8).toString('hex')}`;
 const TENANT_NAME = `PgTenant${randomBytes(6).toString('hex')}`;
@@ -46,10 +81,22 @@ describe('a deployment on PostgreSQL', () => {
   const sql = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) =>
     (await db.query<R>(text, values)).rows;
   const verifierKey = async () => (await s.request('GET', '/v1/audit/public-key')).text.trim();
-  const auditVerify = async () =>
-    tresor(['audit', 'verify', '--data-dir', s.dataDir, '--public-key', await verifierKey(), '--json'], {
-      env: { TRESOR_DATABASE_URL: url },
-    });
+  // The CLI is given the URL with a password (the machine's PostgreSQL trusts local connections, so
+  // it is never asked for): no output of `tresor audit verify` may repeat it.
+  const PASSWORD = `pw${randomBytes(8).toString('hex')}`;
+  const withPassword = () => {
+    const u = new URL(url);
+    u.password = PASSWORD;
+    return u.toString();
+  };
+  const auditVerify = async () => {
+    const run = await tresorAsync(
+      ['audit', 'verify', '--data-dir', s.dataDir, '--public-key', await verifierKey(), '--json'],
+      { TRESOR_DATABASE_URL: withPassword() },
+    );
+    assert.ok(!`${run.stdout}${run.stderr}`.includes(PASSWORD), 'tresor audit verify printed the password');
+    return run;
+  };
   const write = (n: number, token = apiKey) =>
     s.request('POST', '/v1/collections/people/records', {
       token,
@@ -119,33 +166,170 @@ describe('a deployment on PostgreSQL', () => {
     const report = JSON.parse(verified.stdout) as { ok: boolean; size: number };
     assert.equal(report.ok, true);
     assert.ok(report.size > 5);
-    assert.ok(!verified.stdout.includes(url) || !url.includes('@'), 'no URL with credentials printed');
+  });
+
+  it('keeps tenants apart: another tenant’s key never reads, finds or lists these records; each tenant’s SQL sees its own schema only', async () => {
+    // Tenant B, with a collection of the same name and records of its own.
+    const madeB = await s.request('POST', '/v1/tenants', {
+      token: await operatorToken(s, 'tenants:create'),
+      body: { name: `Other${randomBytes(4).toString('hex')}` },
+    });
+    assert.equal(madeB.status, 201, madeB.text);
+    const b = madeB.json<{ id: string; apiKey: string }>();
+    const putB = await s.request('PUT', '/v1/collections/people', {
+      token: b.apiKey,
+      body: {
+        fields: {
+          email: { type: 'string', classification: 'personal', required: true, searchable: true },
+          note: { type: 'string', classification: 'personal' },
+        },
+      },
+    });
+    assert.equal(putB.status, 201, putB.text);
+    const idsB: string[] = [];
+    for (let n = 0; n < 3; n++) {
+      const res = await write(500 + n, b.apiKey);
+      assert.equal(res.status, 201, res.text);
+      idsB.push(res.json<{ id: string }>().id);
+    }
+    const mineA = await s.request('POST', '/v1/collections/people/records', {
+      token: apiKey,
+      body: { email: `${MARKER}-onlya@example.test` },
+    });
+    assert.equal(mineA.status, 201, mineA.text);
+    const idA = mineA.json<{ id: string }>().id;
+
+    // Over HTTPS, each key reaches its own tenant only, under the same collection name and ids.
+    for (const [token, theirs, own] of [
+      [apiKey, idsB, idA],
+      [b.apiKey, [idA], idsB[0] as string],
+    ] as const) {
+      for (const id of theirs) {
+        const read = await s.request('GET', `/v1/collections/people/records/${id}`, { token });
+        assert.equal(read.status, 404, `another tenant's record read: ${read.text}`);
+        const change = await s.request('PATCH', `/v1/collections/people/records/${id}`, {
+          token,
+          headers: { 'if-match': '"1"' },
+          body: { note: 'overwritten' },
+        });
+        assert.equal(change.status, 404, `another tenant's record changed: ${change.text}`);
+        const gone = await s.request('DELETE', `/v1/collections/people/records/${id}`, { token });
+        assert.equal(gone.status, 404, `another tenant's record deleted: ${gone.text}`);
+      }
+      const ownRead = await s.request('GET', `/v1/collections/people/records/${own}`, { token });
+      assert.equal(ownRead.status, 200, ownRead.text);
+    }
+    const searchedB = await s.request(
+      'GET',
+      `/v1/collections/people/records?where[email]=${encodeURIComponent(`${MARKER}-501@example.test`)}`,
+      { token: apiKey },
+    );
+    assert.equal(searchedB.status, 200, searchedB.text);
+    assert.deepEqual(searchedB.json<{ records: unknown[] }>().records, [], 'B’s record found with A’s key');
+    const foundByB = await s.request(
+      'GET',
+      `/v1/collections/people/records?where[email]=${encodeURIComponent(`${MARKER}-501@example.test`)}`,
+      { token: b.apiKey },
+    );
+    assert.equal(foundByB.json<{ records: unknown[] }>().records.length, 1, foundByB.text);
+    const listed = async (token: string) => {
+      const ids: string[] = [];
+      let cursor: string | null = null;
+      for (let page = 0; page < 100; page++) {
+        const res = await s.request(
+          'GET',
+          `/v1/collections/people/records?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+          { token },
+        );
+        assert.equal(res.status, 200, res.text);
+        const body = res.json<{ records: { id: string }[]; nextCursor: string | null }>();
+        ids.push(...body.records.map((r) => r.id));
+        cursor = body.nextCursor;
+        if (cursor === null) return ids;
+      }
+      assert.fail('the listing did not end');
+    };
+    const listA = await listed(apiKey);
+    assert.ok(listA.includes(idA));
+    assert.deepEqual(
+      listA.filter((id) => idsB.includes(id)),
+      [],
+      'A’s listing holds B’s records',
+    );
+    assert.deepEqual((await listed(b.apiKey)).sort(), [...idsB].sort(), 'B lists exactly its own records');
+
+    // At the SQL level: the tenant stores of a server on this database (the server's own registry,
+    // in this process) read and write each tenant with that tenant's schema as the whole search_path.
+    const otherDir = mkdtempSync(join(tmpdir(), 'pgserver-isolation-'));
+    let probe: TresorServer | undefined;
+    try {
+      probe = await startTresorServer(
+        resolveServerConfig(
+          { dataDir: otherDir },
+          {
+            TRESOR_DATABASE_URL: url,
+            TRESOR_KEYD_SOCKET: s.keydSocket,
+            TRESOR_PORT: '0',
+            TRESOR_HOST: '127.0.0.1',
+            TRESOR_LOG_LEVEL: 'warn',
+          },
+        ),
+        { jobIntervalMs: 0 },
+      );
+      for (const [id, count] of [
+        [tenant, listA.length],
+        [b.id, idsB.length],
+      ] as const) {
+        const store = await probe.tenantStores.open(id);
+        const schema = `tenant_${id}`;
+        // current_schemas(false): the schemas an unqualified name is looked up in (pg_catalog aside).
+        const read = await kysql<{ path: string; n: string }>`
+          SELECT array_to_string(current_schemas(false), ',') AS path, (SELECT count(*) FROM records)::text AS n`.execute(
+          store.db,
+        );
+        assert.equal(read.rows[0]?.path, schema, 'a read’s search_path');
+        assert.equal(Number(read.rows[0]?.n), count, 'an unqualified read sees the tenant’s own records');
+        const written = await store.write(
+          async (trx) =>
+            (
+              await kysql<{
+                path: string;
+              }>`SELECT array_to_string(current_schemas(false), ',') AS path`.execute(trx)
+            ).rows[0]?.path,
+        );
+        assert.equal(written, schema, 'a write’s search_path');
+      }
+    } finally {
+      await probe?.close();
+      rmSync(otherDir, { recursive: true, force: true });
+    }
   });
 
   it('writes no planted value in clear: not in pg_dump, not in the cluster’s files or WAL, not in the data folder', async () => {
     await db.query('CHECKPOINT');
-    const dump = execFileSync('pg_dump', ['--no-owner', url], { maxBuffer: 256 * 1024 * 1024 });
+    const dumped = await run('pg_dump', ['--no-owner', url]);
+    assert.equal(dumped.status, 0, dumped.stderr);
+    const dump = dumped.stdout;
     assert.ok(dump.includes(TENANT_NAME), 'pg_dump holds the control store (the search sees it)');
     assert.ok(!dump.includes(MARKER), 'a planted field value is in pg_dump');
     const dataDirectory = (await sql<{ d: string }>('SELECT current_setting($1) AS d', ['data_directory']))[0]
       ?.d as string;
-    const grep = (pattern: string, dir: string) => {
-      try {
-        return execFileSync('grep', ['-r', '-l', '-a', '-F', pattern, dir], {
-          encoding: 'utf8',
-          maxBuffer: 64 * 1024 * 1024,
-        })
-          .trim()
-          .split('\n')
-          .filter(Boolean);
-      } catch (error) {
-        if ((error as { status?: number }).status === 1) return []; // grep: nothing found
-        throw error;
-      }
+    const grep = async (pattern: string, dir: string) => {
+      const found = await run('grep', ['-r', '-l', '-a', '-F', pattern, dir]);
+      if (found.status === 1) return []; // grep: nothing found
+      assert.equal(found.status, 0, found.stderr);
+      return found.stdout.toString('utf8').trim().split('\n').filter(Boolean);
     };
-    assert.ok(grep(TENANT_NAME, dataDirectory).length > 0, 'the cluster’s files hold the tenant name');
-    assert.deepEqual(grep(MARKER, dataDirectory), [], 'a planted value is in the cluster’s files or WAL');
-    assert.deepEqual(grep(MARKER, s.dataDir), [], 'a planted value is in the data folder');
+    assert.ok(
+      (await grep(TENANT_NAME, dataDirectory)).length > 0,
+      'the cluster’s files hold the tenant name',
+    );
+    assert.deepEqual(
+      await grep(MARKER, dataDirectory),
+      [],
+      'a planted value is in the cluster’s files or WAL',
+    );
+    assert.deepEqual(await grep(MARKER, s.dataDir), [], 'a planted value is in the data folder');
   });
 
   it('loses no acknowledged write when the server is killed with SIGKILL under writes', async () => {
@@ -261,6 +445,18 @@ describe('a deployment on PostgreSQL', () => {
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
   });
 
+  it('refuses Tresor’s own backups on PostgreSQL with 409 TRESOR_ERR_BACKEND_UNSUPPORTED, starting none', async () => {
+    const run = await s.request('POST', '/v1/backups', { token: await operatorToken(s, 'backups:run') });
+    assert.equal(run.status, 409, run.text);
+    assert.equal(run.json<{ code: string }>().code, 'TRESOR_ERR_BACKEND_UNSUPPORTED');
+    const listed = await s.request('GET', '/v1/backups', { token: await operatorToken(s, 'backups:read') });
+    assert.ok(
+      listed.status === 409 ||
+        (listed.status === 200 && listed.json<{ backups: unknown[] }>().backups.length === 0),
+      `no backup was started: ${listed.status} ${listed.text}`,
+    );
+  });
+
   it('drops the tenant’s schema when its contract ends (key destroyed first)', async () => {
     const admin = await operatorAdmin(s);
     const other = await s.request('POST', '/v1/tenants', {
@@ -271,10 +467,16 @@ describe('a deployment on PostgreSQL', () => {
     const closing = other.json<{ id: string; apiKey: string }>();
     const put = await s.request('PUT', '/v1/collections/people', {
       token: closing.apiKey,
-      body: { fields: { email: { type: 'string', classification: 'personal', required: true } } },
+      body: {
+        fields: {
+          email: { type: 'string', classification: 'personal', required: true },
+          note: { type: 'string', classification: 'personal' },
+        },
+      },
     });
     assert.equal(put.status, 201, put.text);
-    assert.equal((await write(1, closing.apiKey)).status, 201);
+    const written = await write(1, closing.apiKey);
+    assert.equal(written.status, 201, written.text);
     const schema = `tenant_${closing.id}`;
     assert.equal(
       (await sql('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema])).length,
@@ -297,13 +499,15 @@ describe('a deployment on PostgreSQL', () => {
     const verified = await auditVerify();
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
     // An attacker with the database: triggers off for the session, one entry's actor rewritten.
-    execFileSync('psql', [
+    const changed = await run('psql', [
       url,
       '-v',
       'ON_ERROR_STOP=1',
       '-c',
       `SET session_replication_role = replica; UPDATE tresor.audit_log SET leaf = replace(leaf, '"outcome":"success"', '"outcome":"failure"') WHERE idx = 2 AND leaf LIKE '%"outcome":"success"%'`,
     ]);
+    assert.equal(changed.status, 0, changed.stderr);
+    assert.match(changed.stdout.toString('utf8'), /UPDATE 1/, 'one entry changed');
     const bad = await auditVerify();
     assert.equal(bad.status, 1, bad.stdout + bad.stderr);
     const report = JSON.parse(bad.stdout) as { ok: boolean; firstBadIndex: number };
