@@ -1,6 +1,6 @@
 // backends: sqlite postgres
 /**
- * Idempotency-Key on record creates, over real HTTPS against a real `tresor server` process and
+ * Idempotency-Key on record and tenant creates, over real HTTPS against a real `tresor server` process and
  * the real keyd (test/helpers/tresor-stack.ts): a retry returns the first answer and creates
  * nothing; the key is scoped to the caller; the same key with another request is a 422; a malformed
  * key a 400; two concurrent requests with one key make one record. No value reaches the key's row.
@@ -140,5 +140,38 @@ describe('Idempotency-Key on record creates', () => {
     assert.equal(missing.status, 404, missing.text);
     const again = await post(tenant.apiKey, { email: 'x@example.test' }, key, 'no_such_collection');
     assert.equal(again.status, 404, 'not a replay of a stored answer, and not "in progress"');
+  });
+
+  it('creates a tenant once per key: the retry gets the first tenant and its key id, never the key again', async () => {
+    const token = await operatorToken(s, 'tenants:create');
+    const key = `tenant-${randomBytes(8).toString('hex')}`;
+    const name = `Idem${randomBytes(4).toString('hex')}`;
+    const create = (body: unknown) =>
+      s.request('POST', '/v1/tenants', { token, body, headers: { 'idempotency-key': key } });
+    const first = await create({ name });
+    assert.equal(first.status, 201, first.text);
+    const made = first.json<{ id: string; apiKey: string; apiKeyId: string; replayed?: boolean }>();
+    assert.equal(made.replayed, undefined);
+    const retry = await create({ name });
+    assert.equal(retry.status, 201, retry.text);
+    const replayed = retry.json<{
+      id: string;
+      apiKey: string | null;
+      apiKeyId: string;
+      replayed?: boolean;
+    }>();
+    assert.deepEqual(
+      { id: replayed.id, apiKey: replayed.apiKey, apiKeyId: replayed.apiKeyId, replayed: replayed.replayed },
+      { id: made.id, apiKey: null, apiKeyId: made.apiKeyId, replayed: true },
+    );
+    assert.ok(!retry.text.includes(made.apiKey), 'the key is shown once');
+    const listed = await s.request('GET', '/v1/tenants', { token: await operatorToken(s, 'tenants:read') });
+    assert.equal(
+      listed.json<{ tenants: { name: string }[] }>().tenants.filter((t) => t.name === name).length,
+      1,
+    );
+    const reused = await create({ name: `${name}x` });
+    assert.equal(reused.status, 422, reused.text);
+    assert.equal(reused.json<{ code: string }>().code, 'TRESOR_ERR_IDEMPOTENCY_KEY_REUSED');
   });
 });
