@@ -226,9 +226,13 @@ export function createCheckpointer(deps: CheckpointerDeps): Checkpointer {
         deps.onCheckpoint?.(adopted);
       }
     }
+    // As after a signature of its own: a newer checkpoint restarts the wait of what is beyond it
+    // (under steady writes the head is always past the last checkpoint; the wait must not run on
+    // from the first unsigned entry ever seen, or a busy follower would turn red after signBoundMs).
     const { size } = deps.treeHead();
-    if (size > signedSize) unsignedSince ??= now();
-    else unsignedSince = undefined;
+    if (size <= signedSize) unsignedSince = undefined;
+    else if (adopted !== null) unsignedSince = now();
+    else unsignedSince ??= now();
     return adopted;
   }
 

@@ -89,4 +89,50 @@ describe('a checkpointer that does not lead', () => {
       await control.close();
     }
   });
+
+  it('stays healthy under steady writes while newer checkpoints keep coming, though the head is always past them', async () => {
+    const f = await buildAuditLogFixture({ entries: 20, checkpointEvery: 10, witness: false });
+    const control = await openSqliteStore<ControlDB>(f.dbPath, controlStoreMigrations);
+    const first = f.verifierKey.indexOf('+');
+    const second = f.verifierKey.indexOf('+', first + 1);
+    const name = f.verifierKey.slice(0, first);
+    const publicKey = Buffer.from(f.verifierKey.slice(second + 1), 'base64').subarray(1);
+    let clock = Date.parse('2026-12-06T12:00:00Z');
+    // The holder's log always one entry ahead of its newest checkpoint, as under steady writes.
+    const head = { size: f.size + 1 };
+    const refuse = async (): Promise<never> => {
+      throw new Error('a process that does not lead must not ask keyd');
+    };
+    const checkpointer = createCheckpointer({
+      control,
+      reader: createAuditLogReader(control.db, () => f.size),
+      treeHead: () => ({ size: head.size, root: f.root(f.size) }),
+      signingKey: async () => ({ name, publicKey, verifierKey: f.verifierKey }),
+      keyd: { tree: refuse, sign: refuse },
+      origin: FIXTURE_ORIGIN,
+      witness: { record: async () => undefined, latest: async () => null },
+      intervalMs: 60_000,
+      signBoundMs: 10_000,
+      now: () => new Date(clock),
+      leads: () => false,
+    });
+    try {
+      await checkpointer.start();
+      await checkpointer.checkpoint();
+      for (let round = 0; round < 4; round++) {
+        clock += 8_000; // under the 10 s bound between two checkpoints, far past it since the first
+        await f.append(10);
+        head.size = f.size + 1;
+        const adopted = await checkpointer.checkpoint();
+        assert.equal(adopted?.size, f.size);
+        clock += 1_000;
+        assert.equal(checkpointer.health().ok, true, checkpointer.health().reason);
+      }
+      clock += 10_000; // then no newer checkpoint for longer than the bound: red, as on the holder
+      assert.equal(checkpointer.health().ok, false);
+    } finally {
+      await checkpointer.close();
+      await control.close();
+    }
+  });
 });
