@@ -12,6 +12,7 @@
  * It stops on SIGTERM or SIGINT and when its stdin ends (the bench exited or died). The secrets
  * travel on stdout, a pipe to the bench, never on a command line.
  */
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { resolveServerConfig } from '../src/config/server-config.ts';
 import { startTresorServer } from '../src/server/tresor-server.ts';
@@ -20,8 +21,10 @@ import { BENCH_COLLECTION, BENCH_DECLARATION, benchRecord } from './backup-recor
 export interface BackupChildArgs {
   dataDir: string;
   keydSocket: string;
-  /** The folder destination's root. */
+  /** The folder destinations' parent: destination i is `<backupDir>/d<i>`. */
   backupDir: string;
+  /** Folder destinations (default 1); `npm start`'s default deployment has two. */
+  destinations?: number;
   /** Records to fill before announcing. */
   records: number;
   logLevel: string;
@@ -60,7 +63,13 @@ const config = resolveServerConfig(
     TRESOR_LOG_LEVEL: args.logLevel,
     TRESOR_BACKUP_INTERVAL_MINUTES: '0',
     TRESOR_CLOSE_GRACE_DAYS: '0',
-    TRESOR_BACKUP_DESTINATIONS: JSON.stringify([{ name: 'bench', kind: 'folder', path: args.backupDir }]),
+    TRESOR_BACKUP_DESTINATIONS: JSON.stringify(
+      Array.from({ length: args.destinations ?? 1 }, (_, i) => ({
+        name: `d${i}`,
+        kind: 'folder',
+        path: join(args.backupDir, `d${i}`),
+      })),
+    ),
   },
 );
 const server = await startTresorServer(config, { jobIntervalMs: 0 });

@@ -41,6 +41,8 @@ export interface BackupBenchOptions {
   concurrency: number;
   /** Rounds of (no backup, backup) write load. */
   rounds: number;
+  /** Folder destinations (default 1): each written and read back; the trial restore at the first, the others verified. */
+  destinations?: number;
   logLevel: string;
   /** Folder for a V8 CPU profile of the server (node --cpu-prof), written when it stops. */
   cpuProfDir?: string;
@@ -63,6 +65,7 @@ export interface BackupRound {
 
 export interface BackupBenchResult {
   records: number;
+  destinations: number;
   fillSeconds: number;
   storeBytes: number;
   backup: { seconds: number; verifySeconds: number; plaintextBytes: number; storedBytes: number };
@@ -462,6 +465,7 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
       dataDir,
       keydSocket,
       backupDir,
+      destinations: options.destinations ?? 1,
       records: options.records,
       logLevel: options.logLevel,
       loadTenants: 2 * options.rounds,
@@ -498,7 +502,7 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   try {
     const t0 = now();
     const restored = await restoreDeployment({
-      destination: createFolderDestination({ root: backupDir, name: 'bench' }),
+      destination: createFolderDestination({ root: join(backupDir, 'd0'), name: 'd0' }),
       backupId: atRest.id,
       keys,
       target: restoredDir,
@@ -596,6 +600,7 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   const ratios = rounds.map((r) => r.ratio).sort((a, b) => a - b);
   return {
     records: options.records,
+    destinations: options.destinations ?? 1,
     fillSeconds: server.fillSeconds,
     storeBytes: bytesAtRest,
     backup: {
@@ -667,7 +672,7 @@ export function backupSection(r: BackupBenchResult): Section {
   ];
   return {
     id: 'backup',
-    title: `h. Backups: ${r.records.toLocaleString('en')} records, folder destination`,
+    title: `h. Backups: ${r.records.toLocaleString('en')} records, ${r.destinations === 1 ? 'one folder destination' : `${r.destinations} folder destinations`}`,
     groups,
     facts,
     notes: [

@@ -85,6 +85,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --backup-records <n>     backup: records in the store backed up and restored (default 100000)
   --backup-rounds <n>      backup: rounds of writes during a backup vs none (default 3)
   --backup-concurrency <n> backup: writes in flight during those rounds (default 32)
+  --backup-destinations <n> backup: folder destinations, each written and read back (default 2, as npm start)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -117,6 +118,7 @@ function readOptions() {
       'backup-records': { type: 'string' },
       'backup-rounds': { type: 'string' },
       'backup-concurrency': { type: 'string' },
+      'backup-destinations': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -156,6 +158,7 @@ function readOptions() {
     backupRecords: Math.floor(numberOption(values['backup-records'], 100_000, 'backup-records', 1)),
     backupRounds: Math.floor(numberOption(values['backup-rounds'], 3, 'backup-rounds', 1)),
     backupConcurrency: Math.floor(numberOption(values['backup-concurrency'], 32, 'backup-concurrency', 1)),
+    backupDestinations: Math.floor(numberOption(values['backup-destinations'], 2, 'backup-destinations', 1)),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -253,6 +256,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       backupRecords: options.backupRecords,
       backupRounds: options.backupRounds,
       backupConcurrency: options.backupConcurrency,
+      backupDestinations: options.backupDestinations,
     },
     sections: [],
   };
@@ -352,6 +356,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
           records: options.backupRecords,
           concurrency: options.backupConcurrency,
           rounds: options.backupRounds,
+          destinations: options.backupDestinations,
           logLevel: options.httpLogLevel,
           ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
           progress,
