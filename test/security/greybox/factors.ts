@@ -1,0 +1,27 @@
+/** One's own second factors (src/http/routes/factors.ts): a session with a fresh second factor. */
+import { type Declarations, FRESH_SESSIONS } from '../greybox-declare.ts';
+
+export const factors: Declarations = {
+  'GET /v1/factors': { allow: FRESH_SESSIONS, own: () => ({ path: '/v1/factors' }) },
+  'POST /v1/factors/totp': { allow: FRESH_SESSIONS, own: () => ({ path: '/v1/factors/totp', body: {} }) },
+  'POST /v1/factors/totp/confirm': {
+    allow: FRESH_SESSIONS,
+    own: (f) => ({ path: '/v1/factors/totp/confirm', body: { factorId: f.ghost.factor, code: '123456' } }),
+  },
+  'POST /v1/factors/webauthn/options': {
+    allow: FRESH_SESSIONS,
+    own: () => ({ path: '/v1/factors/webauthn/options', body: {} }),
+  },
+  'POST /v1/factors/webauthn': {
+    allow: FRESH_SESSIONS,
+    own: () => ({ path: '/v1/factors/webauthn', body: { response: {} } }),
+  },
+  'POST /v1/factors/recovery-codes': {
+    allow: FRESH_SESSIONS,
+    own: () => ({ path: '/v1/factors/recovery-codes', body: {} }),
+  },
+  'DELETE /v1/factors/:id': {
+    allow: FRESH_SESSIONS,
+    own: (f) => ({ path: `/v1/factors/${f.ghost.factor}` }),
+  },
+};

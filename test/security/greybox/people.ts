@@ -1,0 +1,53 @@
+/**
+ * People (src/http/routes/people.ts; docs/identity.md): operator admins manage staff and tenant
+ * admins, a tenant's admin manages its own tenant's people; changes need a fresh second factor.
+ */
+import { type Declarations, OPERATOR, only, SESSIONS, token } from '../greybox-declare.ts';
+
+const MANAGERS = only('operator', 'tenant-admin');
+const onPerson = (action: string, body: unknown = {}): Pick<Declarations[string], 'own' | 'other'> => ({
+  own: (f) => ({ path: `/v1/people/${f.a.member}${action}`, body }),
+  other: (f) => ({ path: `/v1/people/${f.b.member}${action}`, body }),
+});
+
+export const people: Declarations = {
+  'POST /v1/people': {
+    allow: MANAGERS,
+    own: (f) => ({
+      path: '/v1/people',
+      body: {
+        side: 'customer',
+        role: 'tenant-member',
+        tenant: f.a.tenant,
+        email: `${f.unique()}@alpha.test`,
+      },
+    }),
+  },
+  'GET /v1/people': {
+    allow: only(OPERATOR, 'tenant-admin', token('people:read')),
+    own: () => ({ path: '/v1/people' }),
+  },
+  'GET /v1/people/:id': {
+    allow: only(SESSIONS, token('people:read')),
+    own: (f) => ({ path: `/v1/people/${f.a.member}` }),
+    other: (f) => ({ path: `/v1/people/${f.b.member}` }),
+  },
+  'PATCH /v1/people/:id': {
+    allow: MANAGERS,
+    own: (f) => ({ path: `/v1/people/${f.a.member}`, body: { role: 'tenant-member' } }),
+    other: (f) => ({ path: `/v1/people/${f.b.member}`, body: { role: 'tenant-member' } }),
+  },
+  'POST /v1/people/:id/disable': {
+    allow: MANAGERS,
+    own: (f) => ({ path: `/v1/people/${f.a.victim}/disable`, body: {} }),
+    other: (f) => ({ path: `/v1/people/${f.b.victim}/disable`, body: {} }),
+  },
+  'DELETE /v1/people/:id': {
+    allow: MANAGERS,
+    own: (f) => ({ path: `/v1/people/${f.a.victim}` }),
+    other: (f) => ({ path: `/v1/people/${f.b.victim}` }),
+  },
+  'POST /v1/people/:id/password-reset': { allow: MANAGERS, ...onPerson('/password-reset') },
+  'POST /v1/people/:id/unlock': { allow: MANAGERS, ...onPerson('/unlock') },
+  'POST /v1/people/:id/factors/reset': { allow: MANAGERS, ...onPerson('/factors/reset') },
+};
