@@ -166,9 +166,9 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
   const admin = sec.admin;
   const member = async (tenant: string, email: string) =>
     ok(
-      await admin.request('POST', '/v1/people', { side: 'customer', role: 'tenant-member', tenant, email }),
+      await admin.request('POST', '/v1/people', { side: 'customer', role: 'tenant-admin', tenant, email }),
       201,
-      'a tenant member',
+      'a tenant admin to act on',
     ).json<{ person: { id: string } }>().person.id;
 
   // Tenant A lets employees in at once (policy automatic); its grants: read, read-write, one minute.

@@ -17,7 +17,7 @@ export const people: Declarations = {
       path: '/v1/people',
       body: {
         side: 'customer',
-        role: 'tenant-member',
+        role: 'tenant-admin',
         tenant: f.a.tenant,
         email: `${f.unique()}@alpha.test`,
       },
@@ -34,8 +34,8 @@ export const people: Declarations = {
   },
   'PATCH /v1/people/:id': {
     allow: MANAGERS,
-    own: (f) => ({ path: `/v1/people/${f.a.member}`, body: { role: 'tenant-member' } }),
-    other: (f) => ({ path: `/v1/people/${f.b.member}`, body: { role: 'tenant-member' } }),
+    own: (f) => ({ path: `/v1/people/${f.a.member}`, body: { role: 'tenant-admin' } }),
+    other: (f) => ({ path: `/v1/people/${f.b.member}`, body: { role: 'tenant-admin' } }),
   },
   'POST /v1/people/:id/disable': {
     allow: MANAGERS,
