@@ -18,6 +18,7 @@
 import type { OperatorScope } from '../../src/identity/operator-scopes.ts';
 import { OPERATOR_SCOPES } from '../../src/identity/operator-scopes.ts';
 
+/** The console sessions' callers, each a person of that role signed in (staff+…: support agents naming a grant). */
 export const SESSION_CALLERS = [
   'tenant-admin',
   'staff',
@@ -76,6 +77,16 @@ export const STAFF: readonly Caller[] = ['staff', 'staff+read', 'staff+rw', 'sta
 export interface CellRequest {
   path: string;
   body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** What a request may need of the caller it is sent as. */
+export interface CallerContext {
+  caller: Caller;
+  /** The caller's own session id (a session that names nothing for other callers). */
+  sessionId: string;
+  /** A TOTP code the caller's factor accepts now (never one used before); '123456' for non-people. */
+  totp(): Promise<string>;
 }
 
 /** The objects the requests name (made by greybox-fixtures.ts). */
@@ -89,8 +100,8 @@ export interface TenantObjects {
   grant: string;
   /** A tenant member people routes act on. */
   member: string;
-  /** A tenant member the routes that disable or delete act on. */
-  victim: string;
+  /** People the routes that disable or delete act on: one per caller that may, so each acts on a live one. */
+  victims: Partial<Record<Caller, string>> & { 'tenant-admin': string };
   /** A canary value of the tenant's record: must never reach the other tenant's callers. */
   canary: string;
 }
@@ -126,12 +137,15 @@ export interface RouteExpectation {
   /** Who the route admits on the caller's own tenant; every other caller is refused. */
   allow: 'everyone' | readonly Caller[];
   /** A valid-shaped request naming the caller's own tenant's objects (or nothing that must not change). */
-  own: (f: Fixtures) => CellRequest;
+  own: (f: Fixtures, ctx: CallerContext) => CellRequest | Promise<CellRequest>;
   /** The same request naming the other tenant's object, where the path names one. */
-  other?: (f: Fixtures) => CellRequest;
+  other?: (f: Fixtures, ctx: CallerContext) => CellRequest | Promise<CellRequest>;
   /** A tenant-data route: staff reach it through a grant, which binds them to its tenant. */
   data?: boolean;
-  /** The cell ends or replaces the caller's session: run after every other route. */
+  /**
+   * The cell ends or replaces the caller's session: run after every other route (the session is
+   * then renewed: adopted from the answer, or signed in again).
+   */
   last?: boolean;
 }
 

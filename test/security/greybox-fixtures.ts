@@ -20,7 +20,7 @@ import {
   TEST_PASSWORD,
 } from '../helpers/console.ts';
 import type { HttpResponse, TresorStack } from '../helpers/tresor-stack.ts';
-import type { Caller, Fixtures, TenantObjects } from './greybox-declare.ts';
+import type { Caller, CallerContext, Fixtures, TenantObjects } from './greybox-declare.ts';
 import { SEEDED_COLLECTION, type SecurityStack } from './stack.ts';
 
 const STEP_UP_AFTER_MS = 4 * 60_000;
@@ -36,6 +36,15 @@ export interface GreyboxWorld {
   fixtures: Fixtures;
   /** The credentials' headers of a caller, its session made fresh first where it should be. */
   headersOf(caller: Caller, method: string): Promise<Record<string, string>>;
+  contextOf(caller: Caller): CallerContext;
+  /**
+   * After a cell that may have ended or replaced the caller's session: adopts the new session the
+   * answer set, or signs the person in again when the old one no longer works.
+   */
+  renew(
+    caller: Caller,
+    answer: { status: number; text: string; headers: Record<string, unknown> },
+  ): Promise<void>;
   /** When the stale operator session passed its second factor. */
   staleSince: number;
   people: Record<string, Person>;
@@ -160,6 +169,7 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
       email: `${name.replace('+', '-')}@tresor.test`,
     });
   await enrol('contractor', { side: 'operator', role: 'contractor', email: 'contractor@tresor.test' });
+  await enrol('operator', { side: 'operator', role: 'operator-admin', email: 'matrix-admin@tresor.test' });
   await enrol('security-officer', { side: 'operator', role: 'security-officer', email: 'sec@tresor.test' });
   await enrol('login-probe', { side: 'operator', role: 'support-agent', email: 'login-probe@tresor.test' });
 
@@ -228,7 +238,10 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
       apiKeyId: aSpareKey,
       grant: (people['staff+read'] as Person).grant as string,
       member: await member(a.id, 'member@alpha.test'),
-      victim: await member(a.id, 'victim@alpha.test'),
+      victims: {
+        'tenant-admin': await member(a.id, 'victim-1@alpha.test'),
+        operator: await member(a.id, 'victim-2@alpha.test'),
+      },
       canary: aCanary,
     }),
     b: side(b, {
@@ -236,7 +249,7 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
       apiKeyId: bSpareKey,
       grant: bGrant,
       member: await member(b.id, 'member@beta.test'),
-      victim: await member(b.id, 'victim@beta.test'),
+      victims: { 'tenant-admin': await member(b.id, 'victim-1@beta.test') },
       canary: bCanary,
     }),
     closable,
@@ -268,8 +281,6 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
     ...(method !== 'GET' ? { 'x-csrf-token': p.session.csrf } : {}),
     ...(p.grant ? { 'tresor-grant': p.grant } : {}),
   });
-  await admin.stepUp();
-  let adminFreshAt = Date.now();
   const keys = { admin: a.apiKey, write: writeKey, read: readKey, b: b.apiKey };
 
   return {
@@ -279,6 +290,38 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
     c,
     keys,
     secrets: () => [...c.secrets, ...admin.secrets, ...tokens.values(), ...Object.values(keys)],
+    contextOf(caller) {
+      const p = people[caller];
+      return {
+        caller,
+        sessionId: p?.session.id ?? fixtures.ghost.session,
+        totp: async () => (p ? c.nextCode(p.account.secret) : '123456'),
+      };
+    },
+    async renew(caller, answer) {
+      const p = people[caller];
+      if (!p) return;
+      const setCookie = ([] as string[]).concat(
+        (answer.headers['set-cookie'] as string | string[] | undefined) ?? [],
+      );
+      if (
+        answer.status === 200 &&
+        setCookie.some((v) => /^__Host-tresor_session=[A-Za-z0-9_-]{43};/.test(v))
+      ) {
+        p.session = c.sessionOf({
+          status: 200,
+          headers: { 'set-cookie': setCookie },
+          text: answer.text,
+          json: <T>() => JSON.parse(answer.text) as T,
+        });
+        p.freshAt = Date.now();
+        return;
+      }
+      if ((await as(p, 'GET', '/v1/auth/session')).status === 401) {
+        p.session = await c.login(p.account);
+        p.freshAt = Date.now();
+      }
+    },
     async headersOf(caller, method) {
       if (caller === 'anonymous') return {};
       if (caller.startsWith('key:')) {
@@ -286,16 +329,6 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
         return { authorization: `Bearer ${k}` };
       }
       if (caller.startsWith('token:')) return { authorization: `Bearer ${tokens.get(caller.slice(6))}` };
-      if (caller === 'operator') {
-        if (Date.now() - adminFreshAt > STEP_UP_AFTER_MS) {
-          await admin.stepUp();
-          adminFreshAt = Date.now();
-        }
-        return {
-          cookie: `${SESSION_COOKIE}=${admin.session.cookie}`,
-          ...(method !== 'GET' ? { 'x-csrf-token': admin.session.csrf } : {}),
-        };
-      }
       const p = people[caller];
       assert.ok(p, caller);
       if (caller !== 'operator(stale)' && Date.now() - p.freshAt > STEP_UP_AFTER_MS) await stepUp(p);

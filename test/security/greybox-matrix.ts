@@ -14,7 +14,7 @@ import { systemRoutes } from '../../src/http/routes/system.ts';
 import {
   CALLERS,
   type Caller,
-  type CellRequest,
+  type CallerContext,
   type Declarations,
   expectedOther,
   expectedOwn,
@@ -134,7 +134,13 @@ export interface Cell {
   status: number;
   got: Outcome | 'error';
   ok: boolean;
+  /** The error code and detail of a refusal (problem+json), for the report. */
+  code?: string;
+  detail?: string;
 }
+
+/** The route run after every other, since it ends the session for good. */
+const LAST_OF_ALL = 'POST /v1/auth/logout';
 
 function judge(res: Answer, decl: RouteExpectation, expected: Outcome, f: Fixtures): Outcome | 'error' {
   if (res.status >= 500 || res.status === 429) return 'error';
@@ -164,6 +170,8 @@ export async function runMatrix(options: {
   declared: Record<string, Declarations>;
   fixtures: Fixtures;
   headersOf(caller: Caller, method: string): Promise<Record<string, string>>;
+  contextOf(caller: Caller): CallerContext;
+  renew(caller: Caller, answer: Answer): Promise<void>;
   /** Resolves when the stale caller's second factor is older than the step-up window. */
   staleReady(): Promise<void>;
 }): Promise<MatrixRun> {
@@ -173,32 +181,47 @@ export async function runMatrix(options: {
   const one = async (r: RouteEntry, caller: Caller) => {
     const d = decl(r);
     const method = r.key.split(' ')[0] as string;
-    const sides: ['own' | 'other', (f: Fixtures) => CellRequest, Outcome][] = [
+    const sides: ['own' | 'other', NonNullable<RouteExpectation['other']>, Outcome][] = [
       ['own', d.own, expectedOwn(d, caller)],
     ];
     const other = expectedOther(d, caller);
     if (d.other && other) sides.push(['other', d.other, other]);
     for (const [side, make, expected] of sides) {
-      const req = make(options.fixtures);
+      const req = await make(options.fixtures, options.contextOf(caller));
       const res = await sendPolitely(
         options.origin,
         options.ca,
         method,
         req.path,
-        await options.headersOf(caller, method),
+        { ...(await options.headersOf(caller, method)), ...req.headers },
         req.body ?? (['POST', 'PUT', 'PATCH'].includes(method) ? {} : undefined),
       );
       const got = judge(res, d, expected, options.fixtures);
-      cells.push({ route: r.key, caller, side, expected, status: res.status, got, ok: got === expected });
+      const code = /"code":"(TRESOR_ERR_[A-Z_]+)"/.exec(res.text)?.[1];
+      const detail = /"detail":"([^"]{0,120})/.exec(res.text)?.[1];
+      cells.push({
+        route: r.key,
+        caller,
+        side,
+        expected,
+        status: res.status,
+        got,
+        ok: got === expected,
+        code,
+        detail,
+      });
+      if (d.last) await options.renew(caller, res);
     }
   };
   const first = options.routes.filter((r) => !decl(r).last);
-  const last = options.routes.filter((r) => decl(r).last);
+  const last = options.routes
+    .filter((r) => decl(r).last)
+    .sort((x, y) => Number(x.key === LAST_OF_ALL) - Number(y.key === LAST_OF_ALL));
   const fresh = CALLERS.filter((c) => c !== 'operator(stale)');
   for (const r of first) for (const caller of fresh) await one(r, caller);
   await options.staleReady();
   for (const r of first) await one(r, 'operator(stale)');
-  for (const r of last) for (const caller of CALLERS) await one(r, caller);
+  for (const caller of CALLERS) for (const r of last) await one(r, caller);
   return { cells, durationMs: Date.now() - started };
 }
 

@@ -87,6 +87,8 @@ describe('greybox: every route × every caller against a real server, and the at
       declared: DECLARATIONS,
       fixtures: f,
       headersOf: world.headersOf,
+      contextOf: world.contextOf,
+      renew: world.renew,
       staleReady: async () => {
         const wait = world.staleSince + STEP_UP_MAX_AGE_MS + 5000 - Date.now();
         if (wait > 0) await sleep(wait);
@@ -394,13 +396,16 @@ describe('greybox: every route × every caller against a real server, and the at
   it('CSRF: every cookie-authenticated change is refused without the token and from a foreign origin, before any effect', async () => {
     const operator = await world.headersOf('operator', 'POST');
     const tadmin = world.people['tenant-admin'] as Person;
+    // Both sessions work: the refusals below are for the missing token or the origin, not a dead session.
+    assert.equal((await get('/v1/auth/session', operator)).status, 200);
+    assert.equal((await get('/v1/auth/session', sessionHeaders(tadmin))).status, 200);
     const routes = routeTable().filter((r) => !r.key.startsWith('GET '));
     let checked = 0;
     for (const r of routes) {
       const decl = DECLARATIONS[r.module]?.[r.key];
       if (!decl || decl.allow === 'everyone') continue;
       const method = r.key.split(' ')[0] as string;
-      const req = decl.own(f);
+      const req = await decl.own(f, world.contextOf('operator'));
       for (const base of [operator, sessionHeaders(tadmin)]) {
         const { 'x-csrf-token': _csrf, ...noToken } = base;
         const missing = await send(sec.url, ca, method, req.path, noToken, req.body ?? {});

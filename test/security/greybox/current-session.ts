@@ -5,11 +5,11 @@ export const currentSession: Declarations = {
   'GET /v1/auth/session': { allow: SESSIONS, own: () => ({ path: '/v1/auth/session' }) },
   // Ends the session: run last.
   'POST /v1/auth/logout': { allow: SESSIONS, last: true, own: () => ({ path: '/v1/auth/logout', body: {} }) },
-  // A wrong second factor may end or lock the session: run last.
+  // A valid code: the session is replaced (a new id), so run last.
   'POST /v1/auth/reauthenticate': {
     allow: SESSIONS,
     last: true,
-    own: () => ({ path: '/v1/auth/reauthenticate', body: { totp: '000000' } }),
+    own: async (_f, ctx) => ({ path: '/v1/auth/reauthenticate', body: { totp: await ctx.totp() } }),
   },
   'POST /v1/auth/reauthenticate/webauthn/options': {
     allow: SESSIONS,

@@ -2,8 +2,19 @@
  * People (src/http/routes/people.ts; docs/identity.md): operator admins manage staff and tenant
  * admins, a tenant's admin manages its own tenant's people; changes need a fresh second factor.
  */
-import { type Declarations, OPERATOR, only, SESSIONS, token } from '../greybox-declare.ts';
+import {
+  type Caller,
+  type Declarations,
+  OPERATOR,
+  only,
+  SESSIONS,
+  type TenantObjects,
+  token,
+} from '../greybox-declare.ts';
 
+/** The person a caller disables and then removes (its own, so the second manager does not find it gone). */
+const victim = (victims: TenantObjects['victims'], caller: Caller) =>
+  victims[caller] ?? victims['tenant-admin'];
 const MANAGERS = only('operator', 'tenant-admin');
 const onPerson = (action: string, body: unknown = {}): Pick<Declarations[string], 'own' | 'other'> => ({
   own: (f) => ({ path: `/v1/people/${f.a.member}${action}`, body }),
@@ -39,13 +50,13 @@ export const people: Declarations = {
   },
   'POST /v1/people/:id/disable': {
     allow: MANAGERS,
-    own: (f) => ({ path: `/v1/people/${f.a.victim}/disable`, body: {} }),
-    other: (f) => ({ path: `/v1/people/${f.b.victim}/disable`, body: {} }),
+    own: (f, ctx) => ({ path: `/v1/people/${victim(f.a.victims, ctx.caller)}/disable`, body: {} }),
+    other: (f, ctx) => ({ path: `/v1/people/${victim(f.b.victims, ctx.caller)}/disable`, body: {} }),
   },
   'DELETE /v1/people/:id': {
     allow: MANAGERS,
-    own: (f) => ({ path: `/v1/people/${f.a.victim}` }),
-    other: (f) => ({ path: `/v1/people/${f.b.victim}` }),
+    own: (f, ctx) => ({ path: `/v1/people/${victim(f.a.victims, ctx.caller)}` }),
+    other: (f, ctx) => ({ path: `/v1/people/${victim(f.b.victims, ctx.caller)}` }),
   },
   'POST /v1/people/:id/password-reset': { allow: MANAGERS, ...onPerson('/password-reset') },
   'POST /v1/people/:id/unlock': { allow: MANAGERS, ...onPerson('/unlock') },

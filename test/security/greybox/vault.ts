@@ -30,8 +30,17 @@ export const vault: Declarations = {
   'PATCH /v1/collections/:name/records/:id': {
     allow: DATA_WRITE,
     data: true,
-    own: (f) => ({ path: `/v1/collections/${f.a.collection}/records/${f.a.record}`, body: { visits: 7 } }),
-    other: (f) => ({ path: `/v1/collections/${f.b.collection}/records/${f.b.record}`, body: { visits: 7 } }),
+    // If-Match is required (428 without): a version, so the handler looks the record up (412 if stale).
+    own: (f) => ({
+      path: `/v1/collections/${f.a.collection}/records/${f.a.record}`,
+      body: { visits: 7 },
+      headers: { 'if-match': '"1"' },
+    }),
+    other: (f) => ({
+      path: `/v1/collections/${f.b.collection}/records/${f.b.record}`,
+      body: { visits: 7 },
+      headers: { 'if-match': '"1"' },
+    }),
   },
   'DELETE /v1/collections/:name/records/:id': {
     allow: DATA_WRITE,
