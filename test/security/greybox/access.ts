@@ -37,22 +37,22 @@ export const access: Declarations = {
   },
   'POST /v1/grants/:id/approve': {
     allow: APPROVERS.filter((c) => c !== 'operator(stale)'),
-    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/approve`, body: {} }),
-    other: (f) => ({ path: `/v1/grants/${f.b.grant}/approve`, body: {} }),
+    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/approve` }),
+    other: (f) => ({ path: `/v1/grants/${f.b.grant}/approve` }),
   },
   'POST /v1/grants/:id/deny': {
     allow: APPROVERS,
-    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/deny`, body: {} }),
-    other: (f) => ({ path: `/v1/grants/${f.b.grant}/deny`, body: {} }),
+    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/deny` }),
+    other: (f) => ({ path: `/v1/grants/${f.b.grant}/deny` }),
   },
   'POST /v1/grants/:id/activate': {
     allow: REQUESTERS,
-    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/activate`, body: {} }),
+    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/activate` }),
   },
   'POST /v1/grants/:id/revoke': {
     allow: SESSIONS,
-    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/revoke`, body: {} }),
-    other: (f) => ({ path: `/v1/grants/${f.b.grant}/revoke`, body: {} }),
+    own: (f) => ({ path: `/v1/grants/${f.ghost.grant}/revoke` }),
+    other: (f) => ({ path: `/v1/grants/${f.b.grant}/revoke` }),
   },
   'GET /v1/tenants/:id/grant-policy': {
     allow: PEOPLE_OR_TOKEN,
@@ -61,7 +61,11 @@ export const access: Declarations = {
   },
   'PUT /v1/tenants/:id/grant-policy': {
     allow: only('operator', 'tenant-admin'),
-    own: (f) => ({ path: `/v1/tenants/${f.a.tenant}/grant-policy`, body: { policy: 'automatic' } }),
+    // docs/access.md: a tenant admin sets any policy; an operator admin may only set it back to `customer`.
+    own: (f, ctx) => ({
+      path: `/v1/tenants/${f.a.tenant}/grant-policy`,
+      body: { policy: ctx.caller === 'operator' ? 'customer' : 'automatic' },
+    }),
     other: (f) => ({ path: `/v1/tenants/${f.b.tenant}/grant-policy`, body: { policy: 'automatic' } }),
   },
   'GET /v1/access/review': {

@@ -4,7 +4,7 @@ import { type Declarations, SESSIONS } from '../greybox-declare.ts';
 export const currentSession: Declarations = {
   'GET /v1/auth/session': { allow: SESSIONS, own: () => ({ path: '/v1/auth/session' }) },
   // Ends the session: run last.
-  'POST /v1/auth/logout': { allow: SESSIONS, last: true, own: () => ({ path: '/v1/auth/logout', body: {} }) },
+  'POST /v1/auth/logout': { allow: SESSIONS, last: true, own: () => ({ path: '/v1/auth/logout' }) },
   // A valid code: the session is replaced (a new id), so run last.
   'POST /v1/auth/reauthenticate': {
     allow: SESSIONS,
@@ -13,7 +13,7 @@ export const currentSession: Declarations = {
   },
   'POST /v1/auth/reauthenticate/webauthn/options': {
     allow: SESSIONS,
-    own: () => ({ path: '/v1/auth/reauthenticate/webauthn/options', body: {} }),
+    own: () => ({ path: '/v1/auth/reauthenticate/webauthn/options' }),
   },
   'POST /v1/auth/reauthenticate/webauthn': {
     allow: SESSIONS,

@@ -10,7 +10,7 @@ export const factors: Declarations = {
   },
   'POST /v1/factors/webauthn/options': {
     allow: FRESH_SESSIONS,
-    own: () => ({ path: '/v1/factors/webauthn/options', body: {} }),
+    own: () => ({ path: '/v1/factors/webauthn/options' }),
   },
   'POST /v1/factors/webauthn': {
     allow: FRESH_SESSIONS,
@@ -18,7 +18,7 @@ export const factors: Declarations = {
   },
   'POST /v1/factors/recovery-codes': {
     allow: FRESH_SESSIONS,
-    own: () => ({ path: '/v1/factors/recovery-codes', body: {} }),
+    own: () => ({ path: '/v1/factors/recovery-codes' }),
   },
   'DELETE /v1/factors/:id': {
     allow: FRESH_SESSIONS,

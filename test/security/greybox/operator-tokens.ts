@@ -12,7 +12,7 @@ export const operatorTokens: Declarations = {
   'GET /v1/operator-tokens': { allow: OPERATOR, own: () => ({ path: '/v1/operator-tokens' }) },
   'POST /v1/operator-tokens/:id/rotate': {
     allow: only('operator'),
-    own: (f) => ({ path: `/v1/operator-tokens/${f.ghost.token}/rotate`, body: {} }),
+    own: (f) => ({ path: `/v1/operator-tokens/${f.ghost.token}/rotate` }),
   },
   'DELETE /v1/operator-tokens/:id': {
     allow: OPERATOR,

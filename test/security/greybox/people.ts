@@ -16,9 +16,9 @@ import {
 const victim = (victims: TenantObjects['victims'], caller: Caller) =>
   victims[caller] ?? victims['tenant-admin'];
 const MANAGERS = only('operator', 'tenant-admin');
-const onPerson = (action: string, body: unknown = {}): Pick<Declarations[string], 'own' | 'other'> => ({
-  own: (f) => ({ path: `/v1/people/${f.a.member}${action}`, body }),
-  other: (f) => ({ path: `/v1/people/${f.b.member}${action}`, body }),
+const onPerson = (action: string): Pick<Declarations[string], 'own' | 'other'> => ({
+  own: (f) => ({ path: `/v1/people/${f.a.member}${action}` }),
+  other: (f) => ({ path: `/v1/people/${f.b.member}${action}` }),
 });
 
 export const people: Declarations = {
@@ -50,8 +50,8 @@ export const people: Declarations = {
   },
   'POST /v1/people/:id/disable': {
     allow: MANAGERS,
-    own: (f, ctx) => ({ path: `/v1/people/${victim(f.a.victims, ctx.caller)}/disable`, body: {} }),
-    other: (f, ctx) => ({ path: `/v1/people/${victim(f.b.victims, ctx.caller)}/disable`, body: {} }),
+    own: (f, ctx) => ({ path: `/v1/people/${victim(f.a.victims, ctx.caller)}/disable` }),
+    other: (f, ctx) => ({ path: `/v1/people/${victim(f.b.victims, ctx.caller)}/disable` }),
   },
   'DELETE /v1/people/:id': {
     allow: MANAGERS,

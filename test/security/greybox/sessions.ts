@@ -11,7 +11,7 @@ export const sessions: Declarations = {
   },
   'POST /v1/people/:id/sessions/revoke-all': {
     allow: only('operator', 'tenant-admin'),
-    own: (f) => ({ path: `/v1/people/${f.a.member}/sessions/revoke-all`, body: {} }),
-    other: (f) => ({ path: `/v1/people/${f.b.member}/sessions/revoke-all`, body: {} }),
+    own: (f) => ({ path: `/v1/people/${f.a.member}/sessions/revoke-all` }),
+    other: (f) => ({ path: `/v1/people/${f.b.member}/sessions/revoke-all` }),
   },
 };

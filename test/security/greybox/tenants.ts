@@ -16,7 +16,7 @@ export const tenants: Declarations = {
   },
   'POST /v1/tenants/:id/close/cancel': {
     allow: only('operator'),
-    own: (f) => ({ path: `/v1/tenants/${f.closable}/close/cancel`, body: {} }),
+    own: (f) => ({ path: `/v1/tenants/${f.closable}/close/cancel` }),
   },
   'GET /v1/tenants/:id/deletion-certificate': {
     allow: READ,
