@@ -87,6 +87,10 @@ export interface CallerContext {
   sessionId: string;
   /** A TOTP code the caller's factor accepts now (never one used before); '123456' for non-people. */
   totp(): Promise<string>;
+  /** A request as the caller, to make what the cell's request names (a factor being enrolled). */
+  call(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }>;
+  /** A TOTP code for another secret (a factor the cell enrols). */
+  codeFor(secret: string): Promise<string>;
 }
 
 /** The objects the requests name (made by greybox-fixtures.ts). */

@@ -296,6 +296,12 @@ export async function greyboxWorld(sec: SecurityStack): Promise<GreyboxWorld> {
         caller,
         sessionId: p?.session.id ?? fixtures.ghost.session,
         totp: async () => (p ? c.nextCode(p.account.secret) : '123456'),
+        codeFor: (secret) => c.nextCode(secret),
+        call: async (method, path, body) => {
+          if (!p) return { status: 401, text: '' };
+          const res = await as(p, method, path, body);
+          return { status: res.status, text: res.text };
+        },
       };
     },
     async renew(caller, answer) {

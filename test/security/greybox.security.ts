@@ -100,6 +100,20 @@ describe('greybox: every route × every caller against a real server, and the at
     writeFileSync(reportPath('greybox-matrix.txt'), `${table}\n\n${summary}\n`);
     console.log(`${table}\n${summary}`);
     for (const secret of world.secrets()) assert.ok(!table.includes(secret), 'no credential in the table');
+    if (wrong.some((c) => c.route === 'POST /v1/auth/reauthenticate')) {
+      // Why the step-ups were refused, as the audit log recorded it (reasons and ids only).
+      const audit = await get(
+        '/v1/audit/entries?limit=1000',
+        await world.headersOf('token:audit:read', 'GET'),
+      );
+      const entries = (
+        JSON.parse(audit.text) as { entries?: { entry: { action?: string; outcome?: string } }[] }
+      ).entries;
+      const refused = (entries ?? []).filter(
+        (e) => e.entry.action === 'auth.reauthenticate' && e.entry.outcome !== 'success',
+      );
+      console.log(`step-up refusals (${audit.status}):`, JSON.stringify(refused.slice(-4)));
+    }
     assert.deepEqual(
       wrong.map(
         (c) =>
@@ -166,7 +180,12 @@ describe('greybox: every route × every caller against a real server, and the at
         keyA(),
         { email: 'x@example.test', tenantId: f.b.tenant },
       ],
-      ['PATCH', `/v1/collections/${f.a.collection}/records/${f.a.record}`, keyA(), { id: f.ghost.record }],
+      [
+        'PATCH',
+        `/v1/collections/${f.a.collection}/records/${f.a.record}`,
+        { ...keyA(), 'if-match': '"1"' },
+        { id: f.ghost.record },
+      ],
       [
         'PATCH',
         `/v1/people/${f.a.member}`,
