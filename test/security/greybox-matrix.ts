@@ -187,13 +187,15 @@ export async function runMatrix(options: {
     const other = expectedOther(d, caller);
     if (d.other && other) sides.push(['other', d.other, other]);
     for (const [side, make, expected] of sides) {
+      // Headers first: a session they step up takes a TOTP step, which the request's own code must follow.
+      const headers = await options.headersOf(caller, method);
       const req = await make(options.fixtures, options.contextOf(caller));
       const res = await sendPolitely(
         options.origin,
         options.ca,
         method,
         req.path,
-        { ...(await options.headersOf(caller, method)), ...req.headers },
+        { ...headers, ...req.headers },
         req.body,
       );
       const got = judge(res, d, expected, options.fixtures);
