@@ -52,12 +52,17 @@ function ok(res: HttpResponse, status: number | number[], what: string): HttpRes
   return res;
 }
 
-export async function startSecurityStack(port = STACK_PORT): Promise<SecurityStack> {
+/** `env`: more TRESOR_* settings (a second listener, timeouts); the production rate limits stay. */
+export async function startSecurityStack(
+  port = STACK_PORT,
+  env: Record<string, string> = {},
+): Promise<SecurityStack> {
   const deployment = await compiledDeployment();
   const stack = await startTresorStack({
     bin: deployment.bin,
     logLevel: 'warn',
     env: {
+      ...env,
       TRESOR_PORT: String(port),
       TRESOR_RATE_LIMIT_WINDOW_MS: String(DEFAULT_RATE_LIMIT.windowMs),
       TRESOR_RATE_LIMIT_PER_ADDRESS: String(DEFAULT_RATE_LIMIT.perAddress),
