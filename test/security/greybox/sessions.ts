@@ -9,6 +9,12 @@ export const sessions: Declarations = {
     last: true,
     own: (_f, ctx) => ({ path: `/v1/sessions/${ctx.sessionId}` }),
   },
+  // Ends the caller's other sessions (those of the same person): run last.
+  'POST /v1/sessions/revoke-others': {
+    allow: SESSIONS,
+    last: true,
+    own: () => ({ path: '/v1/sessions/revoke-others' }),
+  },
   'POST /v1/people/:id/sessions/revoke-all': {
     allow: only('operator', 'tenant-admin'),
     own: (f) => ({ path: `/v1/people/${f.a.member}/sessions/revoke-all` }),

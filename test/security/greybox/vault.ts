@@ -53,5 +53,18 @@ export const vault: Declarations = {
     data: true,
     own: (f) => ({ path: `/v1/collections/${f.a.collection}/records?limit=5` }),
   },
+  // The search's values travel in the body (a GET with where[…] is refused: ASVS 14.2.1).
+  'POST /v1/collections/:name/records/search': {
+    allow: DATA_READ,
+    data: true,
+    own: (f) => ({
+      path: `/v1/collections/${f.a.collection}/records/search`,
+      body: { where: { email: 'nobody@example.test' } },
+    }),
+    other: (f) => ({
+      path: `/v1/collections/${f.b.collection}/records/search`,
+      body: { where: { email: 'nobody@example.test' } },
+    }),
+  },
   'POST /v1/export': { allow: only('key:admin'), own: () => ({ path: '/v1/export', body: {} }) },
 };
