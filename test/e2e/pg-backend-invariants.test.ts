@@ -219,18 +219,16 @@ describe('a deployment on PostgreSQL', () => {
       const ownRead = await s.request('GET', `/v1/collections/people/records/${own}`, { token });
       assert.equal(ownRead.status, 200, ownRead.text);
     }
-    const searchedB = await s.request(
-      'GET',
-      `/v1/collections/people/records?where[email]=${encodeURIComponent(`${MARKER}-501@example.test`)}`,
-      { token: apiKey },
-    );
+    const searchedB = await s.request('POST', '/v1/collections/people/records/search', {
+      token: apiKey,
+      body: { where: { email: `${MARKER}-501@example.test` } },
+    });
     assert.equal(searchedB.status, 200, searchedB.text);
     assert.deepEqual(searchedB.json<{ records: unknown[] }>().records, [], 'B’s record found with A’s key');
-    const foundByB = await s.request(
-      'GET',
-      `/v1/collections/people/records?where[email]=${encodeURIComponent(`${MARKER}-501@example.test`)}`,
-      { token: b.apiKey },
-    );
+    const foundByB = await s.request('POST', '/v1/collections/people/records/search', {
+      token: b.apiKey,
+      body: { where: { email: `${MARKER}-501@example.test` } },
+    });
     assert.equal(foundByB.json<{ records: unknown[] }>().records.length, 1, foundByB.text);
     const listed = async (token: string) => {
       const ids: string[] = [];
