@@ -84,11 +84,12 @@ describe('sealed chunks from a worker thread', () => {
     });
     try {
       await chunks.next(); // the worker is running and has sealed a chunk
-      // Every thread the worker brought: the worker's own, and from source (as here) the thread
-      // of its TypeScript loader, which would stay at normal priority if the worker lowered its
-      // priority only once its module ran (src/audit/ts-worker.ts).
+      // Every thread the worker brought: the worker's own, and from source on Node 20 and 22 the
+      // thread of its TypeScript loader (Node 24 runs tsx's hooks in the worker's own thread), which
+      // would stay at normal priority if the worker lowered its priority only once its module ran
+      // (src/audit/ts-worker.ts).
       const added = [...threadNices()].filter(([tid]) => !before.has(tid));
-      assert.ok(added.length >= 2, 'the worker and its loader thread');
+      assert.ok(added.length >= 1, 'the worker thread');
       assert.deepEqual(
         added.map(([, nice]) => nice),
         added.map(() => BACKUP_THREAD_NICE),
