@@ -298,8 +298,20 @@ function sessionLock() {
  * browser e2e tests).
  */
 export const NOT_SCANNABLE: ReadonlyMap<string, string> = new Map([
-  ['POST /v1/factors/webauthn', 'a WebAuthn registration response, verified before use'],
-  ['POST /v1/auth/reauthenticate/webauthn', 'a WebAuthn assertion, verified before use'],
+  [
+    'POST /v1/factors/webauthn',
+    'a WebAuthn registration response, verified before use (sqlmap would see only 401s)',
+  ],
+  [
+    'POST /v1/auth/reauthenticate/webauthn',
+    'a WebAuthn assertion, verified before use (sqlmap would see only 401s)',
+  ],
+  // The current password is verified (argon2id against the session's own person) before either
+  // value is used, and only as a hash; every wrong guess is a failed login (403, then lockout).
+  [
+    'POST /v1/auth/password',
+    'the current password is verified before either value is used, and each wrong guess counts as a failed login (sqlmap would see only 403s and lock the account)',
+  ],
 ]);
 
 export async function sqlmapScan(
@@ -373,7 +385,7 @@ export async function sqlmapScan(
   // A failed second factor ends or locks the admin session: those targets go last, alone, so they
   // cannot blind the others.
   for (const t of targets.filter((t) => NOT_SCANNABLE.has(t.key)))
-    notices.push(`${t.key}: not scanned: ${NOT_SCANNABLE.get(t.key)} (sqlmap would see only 401s)`);
+    notices.push(`${t.key}: not scanned: ${NOT_SCANNABLE.get(t.key)}`);
   const scanned = targets.filter((t) => !NOT_SCANNABLE.has(t.key));
   const last = scanned.filter((t) => ENDS_SESSION.test(t.key));
   const first = scanned.filter((t) => !ENDS_SESSION.test(t.key));
