@@ -24,12 +24,11 @@ import { createFolderDestination } from '../src/backup/index.ts';
 import { ensureDevTls } from '../src/config/dev-tls.ts';
 import { resolveServerConfig } from '../src/config/server-config.ts';
 import { createKeydClient } from '../src/keyd/client.ts';
-import { initDevFile } from '../src/keyd/root/dev-file.ts';
 import { resetKeydCheckpointTree, restoreDeployment } from '../src/server/restore-deployment.ts';
 import { startTresorServer } from '../src/server/tresor-server.ts';
 import { BENCH_COLLECTION, benchRecord } from './backup-record.ts';
 import type { BackupChildAddress, BackupChildArgs } from './backup-tresor-child.ts';
-import { logTail, REPO_ROOT, startKeyd } from './children.ts';
+import { logTail, REPO_ROOT, startDevKeyd } from './children.ts';
 import type { Rate } from './measure.ts';
 import type { Fact, FigureGroup, Section } from './report.ts';
 
@@ -433,23 +432,7 @@ function storeBytes(dataDir: string): number {
 
 export async function benchBackup(options: BackupBenchOptions): Promise<BackupBenchResult> {
   const { dir, progress } = options;
-  const keydDir = join(dir, 'backup-keyd');
-  mkdirSync(keydDir, { recursive: true, mode: 0o700 });
-  initDevFile(keydDir);
-  const keydSocket = join(keydDir, 'keyd.sock');
-  const keyd = await startKeyd(
-    'keyd (backup)',
-    {
-      dir: keydDir,
-      provider: 'dev-file',
-      insecureDevKeyFile: true,
-      listen: { kind: 'unix', path: keydSocket },
-      tenantKeyCryptoperiodDays: 365,
-      destroyGraceSeconds: 7 * 86400,
-      maintenanceIntervalSeconds: 3600,
-    },
-    join(dir, 'backup-keyd.log'),
-  );
+  const { keyd, socket: keydSocket } = await startDevKeyd('keyd (backup)', dir, 'backup-keyd');
   options.onCleanup(() => keyd.stop());
 
   const dataDir = join(dir, 'backup-data');

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { KeydConnectTarget } from '../src/keyd/client.ts';
 import type { KeydConfig } from '../src/keyd/config.ts';
+import { initDevFile } from '../src/keyd/root/dev-file.ts';
 import type { KeydAddress } from '../src/keyd/server.ts';
 import { createDevCa, fingerprint256, issueCertificate } from '../src/tls/dev-ca.ts';
 
@@ -120,6 +121,35 @@ export async function startChild<A>(
 /** The real keyd (its folder initialised by the caller: dev file on a socket, passphrase over mTLS). */
 export function startKeyd(label: string, config: KeydConfig, logFile: string): Promise<Child<KeydAddress>> {
   return startChild<KeydAddress>(label, 'bench/keyd-child.ts', config, logFile);
+}
+
+/**
+ * keyd on a Unix socket in `<dir>/<name>`, with a dev-file root key made there: the keyd the HTTPS,
+ * backup and two-node benches run beside their servers. Its log is `<dir>/<name>.log`.
+ */
+export async function startDevKeyd(
+  label: string,
+  dir: string,
+  name: string,
+): Promise<{ keyd: Child<KeydAddress>; socket: string }> {
+  const keydDir = join(dir, name);
+  mkdirSync(keydDir, { recursive: true, mode: 0o700 });
+  initDevFile(keydDir);
+  const socket = join(keydDir, 'keyd.sock');
+  const keyd = await startKeyd(
+    label,
+    {
+      dir: keydDir,
+      provider: 'dev-file',
+      insecureDevKeyFile: true,
+      listen: { kind: 'unix', path: socket },
+      tenantKeyCryptoperiodDays: 365,
+      destroyGraceSeconds: 7 * 86400,
+      maintenanceIntervalSeconds: 3600,
+    },
+    join(dir, `${name}.log`),
+  );
+  return { keyd, socket };
 }
 
 export function startEcho(

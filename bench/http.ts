@@ -4,8 +4,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import { ensureDevTls } from '../src/config/dev-tls.ts';
-import { initDevFile } from '../src/keyd/root/dev-file.ts';
-import { logTail, startChild, startKeyd } from './children.ts';
+import { logTail, startChild, startDevKeyd } from './children.ts';
 import type { BaselineChildAddress, BaselineChildArgs } from './http-baseline-child.ts';
 import type { TresorChildAddress, TresorChildArgs } from './http-tresor-child.ts';
 import type { Rate } from './measure.ts';
@@ -525,23 +524,7 @@ export async function benchHttp(options: HttpBenchOptions): Promise<HttpSection>
   if (options.cpuProfDir) mkdirSync(options.cpuProfDir, { recursive: true });
 
   progress('http: starting keyd, the Tresor server and the baseline server');
-  const keydDir = join(dir, 'http-keyd');
-  mkdirSync(keydDir, { recursive: true, mode: 0o700 });
-  initDevFile(keydDir);
-  const keydSocket = join(keydDir, 'keyd.sock');
-  const keyd = await startKeyd(
-    'keyd (http)',
-    {
-      dir: keydDir,
-      provider: 'dev-file',
-      insecureDevKeyFile: true,
-      listen: { kind: 'unix', path: keydSocket },
-      tenantKeyCryptoperiodDays: 365,
-      destroyGraceSeconds: 7 * 86400,
-      maintenanceIntervalSeconds: 3600,
-    },
-    join(dir, 'http-keyd.log'),
-  );
+  const { keyd, socket: keydSocket } = await startDevKeyd('keyd (http)', dir, 'http-keyd');
   options.onCleanup(() => keyd.stop());
 
   const tresorDir = join(dir, 'http-tresor');

@@ -15,8 +15,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { ensureDevTls } from '../src/config/dev-tls.ts';
-import { initDevFile } from '../src/keyd/root/dev-file.ts';
-import { startChild, startKeyd } from './children.ts';
+import { startChild, startDevKeyd } from './children.ts';
 import {
   COLLECTION,
   COLLECTION_DECLARATION,
@@ -43,23 +42,7 @@ export interface PgNodesOptions {
 
 export async function benchPgNodes(options: PgNodesOptions): Promise<Section> {
   const { dir, progress } = options;
-  const keydDir = join(dir, 'nodes-keyd');
-  mkdirSync(keydDir, { recursive: true, mode: 0o700 });
-  initDevFile(keydDir);
-  const keydSocket = join(keydDir, 'keyd.sock');
-  const keyd = await startKeyd(
-    'keyd (nodes)',
-    {
-      dir: keydDir,
-      provider: 'dev-file',
-      insecureDevKeyFile: true,
-      listen: { kind: 'unix', path: keydSocket },
-      tenantKeyCryptoperiodDays: 365,
-      destroyGraceSeconds: 7 * 86400,
-      maintenanceIntervalSeconds: 3600,
-    },
-    join(dir, 'nodes-keyd.log'),
-  );
+  const { keyd, socket: keydSocket } = await startDevKeyd('keyd (nodes)', dir, 'nodes-keyd');
   options.onCleanup(() => keyd.stop());
 
   const node = async (name: string, tenant?: { id: string; apiKey: string }) => {
