@@ -36,11 +36,18 @@ export function totpCodes() {
   const oathtool = (secret: string, step: number) =>
     execFileSync('oathtool', ['--totp', '-b', '-N', `@${step * 30}`, secret], { encoding: 'utf8' }).trim();
 
-  /** A code the server accepts now: a step within ±1 of now not used yet (waits for the next step if need be). */
+  /**
+   * A code the server accepts now and for at least 10 more seconds: a step within ±1 of now not used
+   * yet (waits for the next step if need be). The previous step is taken only while 10 s of the
+   * current window remain, so a slow login (argon2id on a loaded machine) between taking the code
+   * and sending it does not carry it out of the window.
+   */
   async function nextCode(secret: string): Promise<string> {
     for (;;) {
-      const current = Math.floor(Date.now() / 30_000);
-      const step = Math.max((usedSteps.get(secret) ?? -Infinity) + 1, current - 1);
+      const now = Date.now();
+      const current = Math.floor(now / 30_000);
+      const oldest = (current + 1) * 30_000 - now > 10_000 ? current - 1 : current;
+      const step = Math.max((usedSteps.get(secret) ?? -Infinity) + 1, oldest);
       if (step <= current + 1) {
         usedSteps.set(secret, step);
         return oathtool(secret, step);
