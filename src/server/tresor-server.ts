@@ -85,6 +85,7 @@ import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
+import { watchClosedTenantKeys } from '../vault/closed-tenant-keys.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
 import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
@@ -313,7 +314,10 @@ export async function startTresorServer(
   const witness = createWitness(config.audit.witnessDir);
   // The lease's problems (PostgreSQL: the lock connection lost) reach the log once it exists.
   let leaseProblem: (reason: string) => void = () => undefined;
-  const sequencerBackend = backend.sequencer((reason) => leaseProblem(reason));
+  const sequencerBackend = {
+    ...backend.sequencer((reason) => leaseProblem(reason)),
+    sweepMs: config.clusterSweepMs,
+  };
   /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
   const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
   const audit = createAuditLog({
@@ -657,6 +661,17 @@ export async function startTresorServer(
       dataKeys.forgetTenant(notice.id);
     },
   });
+  // A lost cache notice must not leave a closed tenant's data keys here: each process checks the
+  // states of the tenants it holds keys of every clusterSweepMs (closed-tenant-keys.ts).
+  const closedTenantKeys =
+    backend.kind === 'postgres'
+      ? watchClosedTenantKeys({
+          control: rawControl,
+          keyring: dataKeys,
+          intervalMs: config.clusterSweepMs,
+          warn: (obj, msg) => http.app.log.warn(obj, msg),
+        })
+      : undefined;
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
@@ -885,6 +900,7 @@ export async function startTresorServer(
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
       await clusterListener?.close();
+      await closedTenantKeys?.close();
       await audit.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();
