@@ -20,6 +20,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Transaction } from 'kysely';
 import { createGrantService, type GrantService } from '../access/grants.ts';
 import { createAccessReviewService } from '../access/review.ts';
 import {
@@ -49,6 +50,7 @@ import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
+import { storedSinkCursors } from '../audit/sinks/cursors.ts';
 import { startSinks } from '../audit/sinks/start.ts';
 import { systemEvent } from '../audit/system-event.ts';
 import { createWitness } from '../audit/witness.ts';
@@ -352,9 +354,31 @@ export async function startTresorServer(
   auditLog = audit;
   await audit.start();
   await recordConfigAtStart(control, config);
+  // The sinks' cursors are in the control store (the cluster's, on PostgreSQL), adopting the cursor
+  // files of the data folder where they were kept before; the lease holder alone delivers.
+  const sinkLease = sequencerBackend.lease;
   const sinks = startSinks({
     sinksFile: config.audit.sinksFile,
     stateDir: join(config.dataDir, 'audit-sinks'),
+    cursors: storedSinkCursors(rawControl, { legacyDir: join(config.dataDir, 'audit-sinks'), now: clock }),
+    ...(sinkLease
+      ? {
+          lease: {
+            held: () => sinkLease.held(),
+            onChange: (listener: (held: boolean) => void) => sinkLease.onChange(listener),
+            confirm: () =>
+              rawControl.db.transaction().execute(async (trx) => {
+                try {
+                  await sinkLease.fence(trx as unknown as Transaction<unknown>);
+                  return true;
+                } catch (error) {
+                  if (error instanceof TresorError && error.code === 'TRESOR_ERR_UNAVAILABLE') return false;
+                  throw error;
+                }
+              }),
+          },
+        }
+      : {}),
     audit,
     warn: (obj, msg) => http.app.log.warn(obj, msg),
   });
