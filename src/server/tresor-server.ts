@@ -846,6 +846,7 @@ export async function startTresorServer(
     store: control,
     jobs,
     clock,
+    leads: leadsJobs,
   });
 
   const trust = trustStatements({
