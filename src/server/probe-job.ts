@@ -97,12 +97,22 @@ export function startProbeJob(deps: ProbeJobDeps): ProbeJob {
   };
 
   const leads = deps.leads ?? (() => true);
+  /** Whether this process has probed since it last took the lead: then no other one has meanwhile. */
+  let probingSinceLead = false;
   /** The scheduled probe: in the leading process, unless a result of another one is this fresh. */
   const scheduled = async (): Promise<void> => {
-    if (!leads() || running) return;
-    const now = clock();
-    const recent = await probeResultsSince(store, new Date(now.getTime() - config.intervalMs / 2));
-    if (recent.length > 0) return;
+    if (!leads()) {
+      probingSinceLead = false;
+      return;
+    }
+    if (running) return;
+    if (!probingSinceLead) {
+      // Just took the lead: the last holder may have probed a moment ago.
+      const now = clock();
+      const recent = await probeResultsSince(store, new Date(now.getTime() - config.intervalMs / 2));
+      if (recent.length > 0) return;
+      probingSinceLead = true;
+    }
     await runOnce();
   };
 
