@@ -92,6 +92,8 @@ export interface ServerConfig {
   closeGraceDays: number;
   /** How long a successful API key authentication is remembered (api-keys.ts; the cross-process bound on PostgreSQL). */
   principalCacheMs: number;
+  /** PostgreSQL, several processes: the sequencer's fallback sweeps and the closed-tenant key check (ms). */
+  clusterSweepMs: number;
   logLevel: LogLevel;
   audit: AuditConfig;
   access: AccessConfig;
@@ -365,6 +367,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
 
   const closeGraceDays = num('/closeGraceDays');
   const principalCacheMs = num('/principalCacheMs');
+  const clusterSweepMs = num('/clusterSweepMs');
   const logLevel = get<LogLevel>('/logLevel') as LogLevel;
 
   const origin = get<string>('/audit/origin');
@@ -469,6 +472,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     keyd,
     closeGraceDays,
     principalCacheMs,
+    clusterSweepMs,
     logLevel,
     audit,
     access,

@@ -261,6 +261,13 @@ export const SERVER_SECTION = section(
       5_000,
       'How long a successful API key authentication is remembered (0: never). With several server processes on one PostgreSQL database it is also the bound within which every process refuses a revoked key or a closed tenant’s key should the change’s notification (LISTEN/NOTIFY) not reach it.',
     ),
+    clusterSweepMs: int(
+      'TRESOR_CLUSTER_SWEEP_MS',
+      100,
+      60_000,
+      1_000,
+      'With several server processes on one PostgreSQL database: how often the sequencer’s lease holder looks at every outbox, and every other process at the log, whatever LISTEN/NOTIFY said — the bound within which an event is sequenced, and a standby’s live stream follows, should a notification be lost. Also the period of every process’s check for closed tenants’ data keys. Unused on SQLite.',
+    ),
     closeGraceDays: int(
       'TRESOR_CLOSE_GRACE_DAYS',
       0,

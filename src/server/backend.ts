@@ -53,6 +53,8 @@ export interface SequencerBackend {
   numberedParameters?: boolean;
   /** The channel each log write NOTIFYs (PostgreSQL): the other processes follow the log at once. */
   logChannel?: string;
+  /** The sequencer's fallback sweeps (the holder's of the outboxes, a standby's of the log), ms. */
+  sweepMs?: number;
 }
 
 /** What the other server processes on the same database tell this one (PostgreSQL: LISTEN). */

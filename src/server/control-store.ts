@@ -22,6 +22,11 @@ import {
   type WithAuditLogIdentity,
 } from '../audit/log-identity.ts';
 import { auditLogMigration, auditLogPgMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import {
+  auditSinkCursorsMigration,
+  auditSinkCursorsPgMigration,
+  type WithAuditSinkCursors,
+} from '../audit/sinks/cursors.ts';
 import { type BackupDB, backupRunsMigration, backupRunsPgMigration } from '../backup/backup-store-schema.ts';
 import {
   credentialTablesMigration,
@@ -56,7 +61,8 @@ export interface ControlDB
     WithAuditEvents,
     ProbeDB,
     WithAuditLog,
-    WithAuditLogIdentity {}
+    WithAuditLogIdentity,
+    WithAuditSinkCursors {}
 
 /** The control store's file in a data folder. */
 export const CONTROL_STORE_FILE = 'control.sqlite';
@@ -94,6 +100,7 @@ export const controlStoreMigrations: Migrations = {
   '0012-alerts': alertsMigration,
   // Idempotency-Key on tenant creates (vault/tenant-provision.ts): the same table as a tenant store's.
   '0013-idempotency-keys': idempotencyKeysMigration,
+  '0014-audit-sink-cursors': auditSinkCursorsMigration,
 };
 
 /**
@@ -138,6 +145,7 @@ export const controlStorePgMigrations: Migrations = {
   '0010-probe-results': probeResultsPgMigration,
   '0011-alerts': alertsPgMigration,
   '0012-idempotency-keys': idempotencyKeysMigration,
+  '0013-audit-sink-cursors': auditSinkCursorsPgMigration,
 };
 
 /**

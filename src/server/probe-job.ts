@@ -4,6 +4,13 @@
  * result kept in the control store (`probe.run` job), and availability computed from them with
  * gaps counted down: when the server cannot probe itself, it was not serving either. Off without
  * `probe.apiKeyFile`.
+ *
+ * Several server processes on one database: the figure is the service's, so one probe per interval
+ * for the cluster — the scheduled probe runs in the process that `leads()` (the sequencer's lease
+ * holder) and skips a tick when the stored results already hold one less than half an interval old
+ * (a takeover right after the last holder's probe). Every process answers from the same stored
+ * results, so each gives the same report; `node.runsProbe` says which one probes now, and each
+ * process's own liveness is its /healthz and /readyz.
  */
 import { readFileSync } from 'node:fs';
 import type { ProbeConfig } from '../config/server-config.ts';
@@ -23,6 +30,8 @@ export interface AvailabilityView {
   /** The last probe's result. */
   last?: { at: string; ok: boolean; failed?: { step: string; why: string } };
   report: AvailabilityReport;
+  /** This process: whether it runs the scheduled probe now (several processes: the lease holder). */
+  node: { runsProbe: boolean };
 }
 
 export interface ProbeJob {
@@ -39,6 +48,8 @@ export interface ProbeJobDeps {
   store: ProbeResultsStore;
   jobs: JobRunner;
   clock: () => Date;
+  /** Whether this process runs the cluster's scheduled jobs now (default: always). */
+  leads?: () => boolean;
 }
 
 function readKey(file: string): string {
@@ -85,8 +96,28 @@ export function startProbeJob(deps: ProbeJobDeps): ProbeJob {
     return running;
   };
 
+  const leads = deps.leads ?? (() => true);
+  /** Whether this process has probed since it last took the lead: then no other one has meanwhile. */
+  let probingSinceLead = false;
+  /** The scheduled probe: in the leading process, unless a result of another one is this fresh. */
+  const scheduled = async (): Promise<void> => {
+    if (!leads()) {
+      probingSinceLead = false;
+      return;
+    }
+    if (running) return;
+    if (!probingSinceLead) {
+      // Just took the lead: the last holder may have probed a moment ago.
+      const now = clock();
+      const recent = await probeResultsSince(store, new Date(now.getTime() - config.intervalMs / 2));
+      if (recent.length > 0) return;
+      probingSinceLead = true;
+    }
+    await runOnce();
+  };
+
   if (apiKey) {
-    timer = setInterval(() => void runOnce(), config.intervalMs);
+    timer = setInterval(() => void scheduled().catch(() => undefined), config.intervalMs);
     timer.unref();
   }
 
@@ -109,6 +140,7 @@ export function startProbeJob(deps: ProbeJobDeps): ProbeJob {
           ? { last: { at: last.at, ok: last.ok, ...(last.failed ? { failed: last.failed } : {}) } }
           : {}),
         report,
+        node: { runsProbe: apiKey !== undefined && leads() },
       };
     },
     async close() {

@@ -20,6 +20,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Transaction } from 'kysely';
 import { createGrantService, type GrantService } from '../access/grants.ts';
 import { createAccessReviewService } from '../access/review.ts';
 import {
@@ -49,6 +50,7 @@ import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
+import { storedSinkCursors } from '../audit/sinks/cursors.ts';
 import { startSinks } from '../audit/sinks/start.ts';
 import { systemEvent } from '../audit/system-event.ts';
 import { createWitness } from '../audit/witness.ts';
@@ -85,6 +87,7 @@ import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
+import { watchClosedTenantKeys } from '../vault/closed-tenant-keys.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
 import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
@@ -313,7 +316,10 @@ export async function startTresorServer(
   const witness = createWitness(config.audit.witnessDir);
   // The lease's problems (PostgreSQL: the lock connection lost) reach the log once it exists.
   let leaseProblem: (reason: string) => void = () => undefined;
-  const sequencerBackend = backend.sequencer((reason) => leaseProblem(reason));
+  const sequencerBackend = {
+    ...backend.sequencer((reason) => leaseProblem(reason)),
+    sweepMs: config.clusterSweepMs,
+  };
   /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
   const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
   const audit = createAuditLog({
@@ -348,9 +354,31 @@ export async function startTresorServer(
   auditLog = audit;
   await audit.start();
   await recordConfigAtStart(control, config);
+  // The sinks' cursors are in the control store (the cluster's, on PostgreSQL), adopting the cursor
+  // files of the data folder where they were kept before; the lease holder alone delivers.
+  const sinkLease = sequencerBackend.lease;
   const sinks = startSinks({
     sinksFile: config.audit.sinksFile,
     stateDir: join(config.dataDir, 'audit-sinks'),
+    cursors: storedSinkCursors(rawControl, { legacyDir: join(config.dataDir, 'audit-sinks'), now: clock }),
+    ...(sinkLease
+      ? {
+          lease: {
+            held: () => sinkLease.held(),
+            onChange: (listener: (held: boolean) => void) => sinkLease.onChange(listener),
+            confirm: () =>
+              rawControl.db.transaction().execute(async (trx) => {
+                try {
+                  await sinkLease.fence(trx as unknown as Transaction<unknown>);
+                  return true;
+                } catch (error) {
+                  if (error instanceof TresorError && error.code === 'TRESOR_ERR_UNAVAILABLE') return false;
+                  throw error;
+                }
+              }),
+          },
+        }
+      : {}),
     audit,
     warn: (obj, msg) => http.app.log.warn(obj, msg),
   });
@@ -657,6 +685,17 @@ export async function startTresorServer(
       dataKeys.forgetTenant(notice.id);
     },
   });
+  // A lost cache notice must not leave a closed tenant's data keys here: each process checks the
+  // states of the tenants it holds keys of every clusterSweepMs (closed-tenant-keys.ts).
+  const closedTenantKeys =
+    backend.kind === 'postgres'
+      ? watchClosedTenantKeys({
+          control: rawControl,
+          keyring: dataKeys,
+          intervalMs: config.clusterSweepMs,
+          warn: (obj, msg) => http.app.log.warn(obj, msg),
+        })
+      : undefined;
   const stopAuditMetrics = watchServerParts(metrics, {
     audit,
     control: rawControl,
@@ -807,6 +846,7 @@ export async function startTresorServer(
     store: control,
     jobs,
     clock,
+    leads: leadsJobs,
   });
 
   const trust = trustStatements({
@@ -885,6 +925,7 @@ export async function startTresorServer(
       await apiKeys.flush().catch(() => undefined);
       await operatorTokenAuth.flush().catch(() => undefined);
       await clusterListener?.close();
+      await closedTenantKeys?.close();
       await audit.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();

@@ -140,6 +140,11 @@ export interface DataKeyring {
   usage(tenant: string, purpose: DataKeyPurpose): DataKeyUsage | undefined;
   /** Forgets every key of a tenant held in memory (cache and counters): call when it is closed. */
   forgetTenant(tenant: string): void;
+  /**
+   * The tenants whose keys this process may hold in memory (used since last forgotten; a key that
+   * expired from the cache meanwhile may leave its tenant listed): what closed-tenant-keys.ts checks.
+   */
+  heldTenants(): string[];
 }
 
 export interface DataKeyUsage {
@@ -164,6 +169,8 @@ export function createDataKeyring(deps: {
     ...deps.limits,
   };
   const counters = new Map<string, Counter>();
+  /** Tenants with keys in the cache or the counters, maybe (see heldTenants). */
+  const held = new Set<string>();
   // One in-flight load, reservation or rotation per tenant and purpose.
   const pending = new Map<string, Promise<DataKeyRecord>>();
 
@@ -308,6 +315,7 @@ export function createDataKeyring(deps: {
     keyId: string,
     fn: (key: Buffer) => T,
   ): Promise<T> {
+    held.add(tenant);
     return cache.getOrLoad(
       cacheKey(tenant, purpose, keyId),
       async () => {
@@ -316,6 +324,8 @@ export function createDataKeyring(deps: {
           throw new KeydError('TRESOR_ERR_KEY_ID_UNKNOWN', 'no data key with this id for this tenant');
         }
         const { key } = await keys.call('unwrapDataKey', { tenant, purpose, keyId, wrapped: record.wrapped });
+        // Again once the key is here: a forgetTenant() during the unwrap must not hide it from the checks.
+        held.add(tenant);
         return key;
       },
       fn,
@@ -362,9 +372,18 @@ export function createDataKeyring(deps: {
   }
 
   function forgetTenant(tenant: string): void {
+    held.delete(tenant);
     cache.deletePrefix(`${tenant}\u0000`);
     for (const key of counters.keys()) if (key.startsWith(`${tenant}\u0000`)) counters.delete(key);
   }
 
-  return { withEncryptionKey, withDecryptionKey, withDerivedKey, rewrapAll, usage, forgetTenant };
+  return {
+    withEncryptionKey,
+    withDecryptionKey,
+    withDerivedKey,
+    rewrapAll,
+    usage,
+    forgetTenant,
+    heldTenants: () => [...held],
+  };
 }

@@ -16,74 +16,20 @@
  * Waits are bounded by the test's own deadlines; nothing asserts a duration.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ensureDevTls } from '../../src/config/dev-tls.ts';
 import { createAccountService } from '../../src/identity/accounts.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { openControlOf } from '../../src/server/backend.ts';
 import { type AuditStream, openAuditStream } from '../helpers/audit-stream.ts';
+import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
-import { type KeydProcess, startKeyd, TRESOR_BIN } from '../helpers/keyd-process.ts';
+import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
-import { httpsRequester, type Requester, type TresorStack } from '../helpers/tresor-stack.ts';
+import type { TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor, withDeadline } from '../helpers/wait.ts';
-
-const START_TIMEOUT_MS = 90_000;
-
-export interface ClusterNode {
-  name: string;
-  dataDir: string;
-  caFile: string;
-  url: string;
-  request: Requester & { agent: { destroy(): void } };
-  proc: ChildProcess;
-  exited: Promise<void>;
-  output(): string;
-}
-
-/** Spawns `tresor server --json` on `dataDir` and resolves once it listens. */
-async function startNode(name: string, dataDir: string, env: NodeJS.ProcessEnv): Promise<ClusterNode> {
-  const tls = await ensureDevTls(dataDir);
-  const proc = spawn(process.execPath, [TRESOR_BIN, 'server', '--json', '--data-dir', dataDir], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  let output = '';
-  let stdout = '';
-  const url = await withDeadline(
-    `node ${name} to listen`,
-    new Promise<string>((resolve, reject) => {
-      proc.stdout?.setEncoding('utf8');
-      proc.stderr?.setEncoding('utf8');
-      proc.stderr?.on('data', (d: string) => {
-        output += d;
-      });
-      proc.stdout?.on('data', (d: string) => {
-        output += d;
-        stdout += d;
-        const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
-        if (line) resolve((JSON.parse(line) as { url: string }).url);
-      });
-      void exited.then(() => reject(new Error(`node ${name} exited during start:\n${output}`)));
-    }),
-    START_TIMEOUT_MS,
-    () => proc.kill('SIGKILL'),
-  );
-  const request = httpsRequester(() => url, readFileSync(tls.caFile));
-  return { name, dataDir, caFile: tls.caFile, url, request, proc, exited, output: () => output };
-}
-
-async function stopNode(node: ClusterNode | undefined): Promise<void> {
-  if (!node) return;
-  node.request.agent.destroy();
-  if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill('SIGTERM');
-  await withDeadline(`node ${node.name} to stop`, node.exited, 30_000, () => node.proc.kill('SIGKILL'));
-}
 
 interface StreamedEntry {
   index: number;

@@ -3,13 +3,13 @@
  * at least once, in index order, with no gaps — and never lets a sink slow down the log.
  *
  * Model. The log in the control store is the source of truth; a sink only ever lags behind it.
- * Each sink has its own loop and its own durable cursor, `<stateDir>/<name>.cursor.json`:
+ * Each sink has its own loop and its own durable cursor (cursors.ts: a file in `stateDir`, or the
+ * control store's table):
  *
  *   {"nextIndex": n, "checkpointSize": s}   entries [0, n) and checkpoints of size ≤ s are delivered
  *
- * A loop reads from its cursor, delivers, and only then replaces the cursor file (tmp, fsync,
- * rename, fsync folder), so a crash between the two re-delivers the last batch: duplicates are
- * possible, loss is not. Destinations de-duplicate by `index` (entries) or `size` (checkpoints).
+ * A loop reads from its cursor, delivers, and only then saves the cursor, so a crash between the
+ * two re-delivers the last batch: duplicates are possible, loss is not. Destinations de-duplicate by `index` (entries) or `size` (checkpoints).
  * A checkpoint is delivered only once every entry it covers has been, so a SIEM never holds a
  * signed tree head for entries it has not seen; entry batches stop at the next checkpoint so the
  * two interleave as they were committed.
@@ -18,9 +18,15 @@
  * backoff and full jitter, forever, and shows as failing in status() and the logger. What
  * status() and the logger say about a failure is the error's code and message, which the sinks
  * keep free of secrets and entry contents.
+ *
+ * Several processes on one database (PostgreSQL): only the process that `leads()` (the sequencer's
+ * lease holder) delivers, from the cursor in the database, read again each time it takes the lead;
+ * before each delivery it confirms the lead with the database (`confirmLead`), so a process that
+ * lost it delivers nothing more. What a takeover may deliver twice is the one delivery in flight
+ * when the old holder died or lost the lease, not yet recorded in the cursor: at most `batchSize`
+ * entries (or one checkpoint) per sink.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { fileSinkCursors, type SinkCursor, type SinkCursors } from './cursors.ts';
 import {
   type AuditSink,
   type SequencedCheckpoint,
@@ -31,8 +37,17 @@ import {
 
 export interface SinkDispatcherOptions {
   sinks: readonly AuditSink[];
-  /** Folder for the cursor files (created 0700 if missing). */
-  stateDir: string;
+  /** Folder for the cursor files (created 0700 if missing), when `cursors` is not given. */
+  stateDir?: string;
+  /** Where the cursors are kept; default: files in `stateDir`. */
+  cursors?: SinkCursors;
+  /** Whether this process delivers now (the sequencer's lease holder); default always. */
+  leads?: () => boolean;
+  /**
+   * Asked before each delivery while leads() says yes: false when the database says this process no
+   * longer leads (it then delivers nothing until it leads again); a rejection is a failed attempt.
+   */
+  confirmLead?: () => Promise<boolean>;
   /** Committed entries with index ≥ fromIndex, ascending, at most `limit`. */
   readEntries(fromIndex: number, limit: number): Promise<SequencedEntry[]>;
   /** Committed checkpoints with size > afterSize, ascending by size, at most `limit`. */
@@ -68,10 +83,7 @@ export interface SinkDispatcher {
   close(): Promise<void>;
 }
 
-interface Cursor {
-  nextIndex: number;
-  checkpointSize: number;
-}
+type Cursor = SinkCursor;
 
 interface FlushWaiter {
   /** The wake-up generation the flush asked for; any idle pass that began at or after it satisfies it. */
@@ -100,9 +112,18 @@ export function createSinkDispatcher(options: SinkDispatcherOptions): SinkDispat
     names.add(sink.name);
   }
 
+  let cursors = options.cursors;
+  if (cursors === undefined) {
+    if (options.stateDir === undefined)
+      throw new TypeError('the sink dispatcher needs cursors or a stateDir');
+    cursors = fileSinkCursors(options.stateDir);
+  }
   let generation = 0;
   let closed = false;
-  const loops = options.sinks.map((sink) => new SinkLoop(sink, options, batchSize, retry, () => generation));
+  const store = cursors;
+  const loops = options.sinks.map(
+    (sink) => new SinkLoop(sink, options, store, batchSize, retry, () => generation),
+  );
   const running = loops.map((loop) => loop.run());
 
   return {
@@ -147,17 +168,15 @@ class SinkLoop {
   private wakeUp: (() => void) | undefined;
   private flushWaiters: FlushWaiter[] = [];
   private readonly stopListeners = new Set<() => void>();
-  private readonly cursorPath: string;
 
   constructor(
     private readonly sink: AuditSink,
     private readonly options: SinkDispatcherOptions,
+    private readonly cursors: SinkCursors,
     private readonly batchSize: number,
     private readonly retry: { initialMs: number; maxMs: number },
     private readonly currentGeneration: () => number,
-  ) {
-    this.cursorPath = join(options.stateDir, `${sink.name}.cursor.json`);
-  }
+  ) {}
 
   status(): SinkStatus {
     const status: SinkStatus = {
@@ -199,13 +218,26 @@ class SinkLoop {
       // Read before the pass starts: a notify() during the pass bumps it, so we pass again.
       const passGeneration = this.currentGeneration();
       try {
+        if (!(this.options.leads?.() ?? true)) {
+          // Another process delivers: nothing is due here, and the cursor is read again on taking the lead.
+          cursorLoaded = false;
+          this.failing = false;
+          this.lastError = undefined;
+          attempt = 0;
+          this.settleFlushes(passGeneration);
+          if (this.currentGeneration() === passGeneration) await this.idle();
+          continue;
+        }
         if (!cursorLoaded) {
-          // Inside the retry loop: a state folder that cannot be made yet is a failure to report and retry.
-          await mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
-          this.cursor = await readCursor(this.cursorPath);
+          // Inside the retry loop: a cursor that cannot be read yet is a failure to report and retry.
+          this.cursor = await this.cursors.load(this.sink.name);
           cursorLoaded = true;
         }
         const delivered = await this.deliverOnce();
+        if (delivered === 'not-leading') {
+          cursorLoaded = false;
+          continue;
+        }
         if (this.failing) {
           this.options.logger?.info({ sink: this.sink.name }, 'audit sink recovered');
         }
@@ -230,14 +262,18 @@ class SinkLoop {
     }
   }
 
-  /** One step: the next due checkpoint, else the next batch of entries. False when nothing was due. */
-  private async deliverOnce(): Promise<boolean> {
+  /**
+   * One step: the next due checkpoint, else the next batch of entries. False when nothing was due;
+   * 'not-leading' when the database says another process delivers now.
+   */
+  private async deliverOnce(): Promise<boolean | 'not-leading'> {
     const { nextIndex, checkpointSize } = this.cursor;
     const [pending] = await this.options.readCheckpoints(checkpointSize, 1);
     if (pending !== undefined && pending.size <= checkpointSize) {
       throw new Error(`readCheckpoints returned size ${pending.size} after ${checkpointSize}`);
     }
     if (pending !== undefined && pending.size <= nextIndex) {
+      if (!(await this.stillLeads())) return 'not-leading';
       await this.sink.deliverCheckpoint(pending.note, pending.size);
       await this.saveCursor({ nextIndex, checkpointSize: pending.size });
       return true;
@@ -252,13 +288,18 @@ class SinkLoop {
       }
     }
     const batch = entries.length > limit ? entries.slice(0, limit) : entries;
+    if (!(await this.stillLeads())) return 'not-leading';
     await this.sink.deliverEntries(batch);
     await this.saveCursor({ nextIndex: nextIndex + batch.length, checkpointSize });
     return true;
   }
 
+  private async stillLeads(): Promise<boolean> {
+    return this.options.confirmLead === undefined || (await this.options.confirmLead());
+  }
+
   private async saveCursor(next: Cursor): Promise<void> {
-    await writeCursor(this.cursorPath, next);
+    await this.cursors.save(this.sink.name, next);
     this.cursor = next;
   }
 
@@ -296,51 +337,6 @@ class SinkLoop {
 function backoff(attempt: number, retry: { initialMs: number; maxMs: number }): number {
   const cap = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 30));
   return Math.max(1, Math.round(cap / 2 + (Math.random() * cap) / 2));
-}
-
-async function readCursor(path: string): Promise<Cursor> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { nextIndex: 0, checkpointSize: 0 };
-    throw error;
-  }
-  // A cursor that does not parse is never reset to 0 silently: the operator decides.
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new Error(`cursor file ${path} is not JSON`);
-  }
-  const { nextIndex, checkpointSize } = (parsed ?? {}) as Record<string, unknown>;
-  if (!isCount(nextIndex) || !isCount(checkpointSize)) {
-    throw new Error(`cursor file ${path} needs non-negative integers nextIndex and checkpointSize`);
-  }
-  return { nextIndex, checkpointSize };
-}
-
-/** Crash-safe replacement: the cursor file is the old one or the new one after kill -9 or power loss. */
-async function writeCursor(path: string, cursor: Cursor): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await open(tmp, 'w', 0o600);
-  try {
-    await file.writeFile(`${JSON.stringify(cursor)}\n`);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(tmp, path);
-  const folder = await open(join(path, '..'), 'r');
-  try {
-    await folder.sync();
-  } finally {
-    await folder.close();
-  }
-}
-
-function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
 /** `CODE: message`, one line, bounded: sinks keep secrets and entry contents out of their errors. */

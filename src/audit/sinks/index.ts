@@ -8,6 +8,15 @@ export {
   type WebhookSinkConfig,
 } from './config.ts';
 export {
+  auditSinkCursorsMigration,
+  auditSinkCursorsPgMigration,
+  fileSinkCursors,
+  type SinkCursor,
+  type SinkCursors,
+  storedSinkCursors,
+  type WithAuditSinkCursors,
+} from './cursors.ts';
+export {
   createSinkDispatcher,
   type SinkDispatcher,
   type SinkDispatcherOptions,

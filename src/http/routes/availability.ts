@@ -51,6 +51,15 @@ const Body = Type.Object({
       }),
     ]),
   }),
+  node: Type.Object(
+    {
+      runsProbe: Type.Boolean({
+        description:
+          'whether this server process runs the scheduled probe now: with several processes on one database, only the sequencer’s lease holder does; every process answers the same report',
+      }),
+    },
+    { description: 'the process that answered' },
+  ),
 });
 
 export function availabilityRoutes(deps: AvailabilityRouteDeps): RouteModule {
