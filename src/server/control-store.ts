@@ -15,7 +15,13 @@ import type { Migration } from 'kysely';
 import type pg from 'pg';
 import { type AccessDB, accessMigration, accessPgMigration } from '../access/access-store-schema.ts';
 import { type AlertsDB, alertsMigration, alertsPgMigration } from '../alerts/alert-store-schema.ts';
-import { auditEventsMigration, auditEventsPgMigration, type WithAuditEvents } from '../audit/event.ts';
+import {
+  auditEventsMigration,
+  auditEventsPgMigration,
+  auditMovedMigration,
+  auditMovedPgMigration,
+  type WithAuditEvents,
+} from '../audit/event.ts';
 import {
   auditLogIdentityMigration,
   auditLogIdentityPgMigration,
@@ -94,6 +100,8 @@ export const controlStoreMigrations: Migrations = {
   '0012-alerts': alertsMigration,
   // Idempotency-Key on tenant creates (vault/tenant-provision.ts): the same table as a tenant store's.
   '0013-idempotency-keys': idempotencyKeysMigration,
+  // Outbox rows already in the log are removed (src/audit/outbox-removal.ts).
+  '0014-audit-moved': auditMovedMigration,
 };
 
 /**
@@ -138,6 +146,7 @@ export const controlStorePgMigrations: Migrations = {
   '0010-probe-results': probeResultsPgMigration,
   '0011-alerts': alertsPgMigration,
   '0012-idempotency-keys': idempotencyKeysMigration,
+  '0013-audit-moved': auditMovedPgMigration,
 };
 
 /**
