@@ -36,6 +36,7 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import type { WithAuditEvents } from './event.ts';
+import { readTreeNodes } from './log.ts';
 import { type LogAppend, logStatements } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import { MerkleAccumulator, peakPositions } from './merkle.ts';
@@ -183,16 +184,16 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     const db = control.db as Kysely<WithAuditLog>;
     const size = known ?? (await storedSize());
     const peaks: Buffer[] = [];
-    for (const p of peakPositions(size)) {
-      const row = await db
-        .selectFrom('audit_nodes')
-        .select('hash')
-        .where('level', '=', p.level)
-        .where('idx', '=', p.index)
-        .executeTakeFirst();
-      if (!row)
+    const positions = peakPositions(size);
+    const nodes = await readTreeNodes(
+      db,
+      positions.map((p) => ({ level: p.level, idx: p.index })),
+    );
+    for (const p of positions) {
+      const hash = nodes.get(`${p.level}/${p.index}`);
+      if (!hash)
         throw new TresorError('TRESOR_ERR_INTERNAL', `audit tree node ${p.level}/${p.index} is missing`);
-      peaks.push(Buffer.from(row.hash));
+      peaks.push(hash);
     }
     tree = MerkleAccumulator.restore(size, peaks);
     for (const row of await db.selectFrom('audit_cursors').select(['source', 'seq']).execute()) {

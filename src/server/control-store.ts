@@ -27,7 +27,13 @@ import {
   auditLogIdentityPgMigration,
   type WithAuditLogIdentity,
 } from '../audit/log-identity.ts';
-import { auditLogMigration, auditLogPgMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import {
+  auditLogMigration,
+  auditLogPgMigration,
+  auditNodesLevelsMigration,
+  auditNodesLevelsPgMigration,
+  type WithAuditLog,
+} from '../audit/log-schema.ts';
 import { type BackupDB, backupRunsMigration, backupRunsPgMigration } from '../backup/backup-store-schema.ts';
 import {
   credentialTablesMigration,
@@ -102,6 +108,8 @@ export const controlStoreMigrations: Migrations = {
   '0013-idempotency-keys': idempotencyKeysMigration,
   // Outbox rows already in the log are removed (src/audit/outbox-removal.ts).
   '0014-audit-moved': auditMovedMigration,
+  // Tree nodes of levels 1–3 are recomputed, no longer stored (src/audit/log-schema.ts).
+  '0015-audit-nodes-levels': auditNodesLevelsMigration,
 };
 
 /**
@@ -147,6 +155,7 @@ export const controlStorePgMigrations: Migrations = {
   '0011-alerts': alertsPgMigration,
   '0012-idempotency-keys': idempotencyKeysMigration,
   '0013-audit-moved': auditMovedPgMigration,
+  '0014-audit-nodes-levels': auditNodesLevelsPgMigration,
 };
 
 /**
