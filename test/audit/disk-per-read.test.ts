@@ -27,18 +27,25 @@ const CONTROL = join(dir, 'control.sqlite');
 const TENANT_FILE = join(dir, 'tenants', `${TENANT}.sqlite`);
 
 /** Checkpoints the WAL into the file (nothing else has it open) and answers the file's bytes and its tables' bytes. */
-function measure(path: string): { bytes: number; tables: Map<string, number> } {
+interface Measure {
+  bytes: number;
+  /** Per table or index: its pages' bytes, of which payload (the rows' bytes) and unused. */
+  tables: Map<string, { bytes: number; payload: number; unused: number }>;
+}
+
+function measure(path: string): Measure {
   const db = new Database(path, { fileMustExist: true });
   try {
     db.pragma('wal_checkpoint(TRUNCATE)');
-    const rows = db.prepare('SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name').all() as {
-      name: string;
-      bytes: number;
-    }[];
+    const rows = db
+      .prepare(
+        'SELECT name, sum(pgsize) AS bytes, sum(payload) AS payload, sum(unused) AS unused FROM dbstat GROUP BY name',
+      )
+      .all() as { name: string; bytes: number; payload: number; unused: number }[];
     const freelist = db.pragma('freelist_count', { simple: true }) as number;
     const pageSize = db.pragma('page_size', { simple: true }) as number;
-    const tables = new Map(rows.map((r) => [r.name, r.bytes]));
-    tables.set('(free pages)', freelist * pageSize);
+    const tables: Measure['tables'] = new Map(rows.map((r) => [r.name, r]));
+    tables.set('(free pages)', { bytes: freelist * pageSize, payload: 0, unused: freelist * pageSize });
     return { bytes: statSync(path).size, tables };
   } finally {
     db.close();
@@ -76,9 +83,15 @@ describe('disk per audited read', () => {
       ['control', before.control, now.control],
       ['tenant', before.tenant, now.tenant],
     ] as const) {
-      for (const [name, bytes] of m1.tables) {
-        const grew = perRead(m0.tables.get(name) ?? 0, bytes);
-        if (grew !== 0) t.diagnostic(`${file} ${name}: ${grew.toFixed(1)} B per read`);
+      for (const [name, now] of m1.tables) {
+        const was = m0.tables.get(name) ?? { bytes: 0, payload: 0, unused: 0 };
+        const grew = perRead(was.bytes, now.bytes);
+        const payload = perRead(was.payload, now.payload);
+        const unused = perRead(was.unused, now.unused);
+        if (grew !== 0)
+          t.diagnostic(
+            `${file} ${name}: ${grew.toFixed(1)} B per read (payload ${payload.toFixed(1)}, unused ${unused.toFixed(1)}, b-tree headers ${(grew - payload - unused).toFixed(1)})`,
+          );
       }
     }
     t.diagnostic(
