@@ -9,7 +9,7 @@
  */
 import { type Kysely, type Migration, sql, type Transaction } from 'kysely';
 import { FixedStatement } from '../store/dialect.ts';
-import { appendOnly, REFUSE_CHANGE_FUNCTION } from '../store/pg/refuse-change.ts';
+import { appendOnly, REFUSE_CHANGE_FUNCTION, refusingTrigger } from '../store/pg/refuse-change.ts';
 
 export type ActorKind = 'operator-admin' | 'customer' | 'staff' | 'system' | 'api-key' | 'anonymous';
 
@@ -52,8 +52,15 @@ export interface AuditEventsTable {
   event: string; // the JSON of AuditEvent
 }
 
+/** The outbox's own copy of its sequencer cursor: rows at or below `seq` are in the log. One row. */
+export interface AuditMovedTable {
+  one: number;
+  seq: number;
+}
+
 export interface WithAuditEvents {
   audit_events: AuditEventsTable;
+  audit_moved: AuditMovedTable;
 }
 
 export const auditEventsMigration: Migration = {
@@ -94,6 +101,63 @@ export const auditEventsPgMigration: Migration = {
           event text NOT NULL
         );
         ${appendOnly('audit_events', 'audit events are append-only')}`,
+      )
+      .execute(db);
+  },
+};
+
+/**
+ * Outbox rows leave once the log holds them. `audit_moved` (one row) is how far the sequencer's
+ * cursor for this outbox has durably advanced — the sequencer raises it only after the log write that
+ * moved those rows committed (src/audit/outbox-removal.ts), and it never goes back. The outbox's
+ * DELETE trigger is replaced by one that refuses deleting any row above it; UPDATE stays refused.
+ */
+export const auditMovedMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`CREATE TABLE audit_moved (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL)`.execute(
+      db,
+    );
+    await sql`INSERT INTO audit_moved (one, seq) VALUES (1, 0)`.execute(db);
+    await sql`CREATE TRIGGER audit_moved_forward BEFORE UPDATE ON audit_moved WHEN NEW.seq < OLD.seq OR NEW.one <> OLD.one BEGIN SELECT RAISE(ABORT, 'audit cursors only advance'); END`.execute(
+      db,
+    );
+    await sql`CREATE TRIGGER audit_moved_no_delete BEFORE DELETE ON audit_moved BEGIN SELECT RAISE(ABORT, 'audit cursors only advance'); END`.execute(
+      db,
+    );
+    await sql`DROP TRIGGER audit_events_no_delete`.execute(db);
+    await sql`CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events WHEN OLD.seq > (SELECT seq FROM audit_moved WHERE one = 1) BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`.execute(
+      db,
+    );
+  },
+};
+
+/**
+ * PostgreSQL's form: a trigger's WHEN cannot hold a subquery there, so the outbox's DELETE trigger
+ * calls a function that reads `audit_moved` of the table's own schema (each tenant has one).
+ */
+export const auditMovedPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql
+      .raw(
+        `${REFUSE_CHANGE_FUNCTION}
+        CREATE OR REPLACE FUNCTION tresor_refuse_unmoved_delete() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        DECLARE moved bigint;
+        BEGIN
+          EXECUTE format('SELECT seq FROM %I.audit_moved WHERE one = 1', TG_TABLE_SCHEMA) INTO moved;
+          IF OLD.seq > coalesce(moved, 0) THEN
+            RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
+          END IF;
+          RETURN OLD;
+        END
+        $$;
+        CREATE TABLE audit_moved (one integer PRIMARY KEY CHECK (one = 1), seq bigint NOT NULL);
+        INSERT INTO audit_moved (one, seq) VALUES (1, 0);
+        ${refusingTrigger('audit_moved_forward', 'audit_moved', 'UPDATE', 'audit cursors only advance', 'NEW.seq < OLD.seq OR NEW.one <> OLD.one')}
+        ${refusingTrigger('audit_moved_no_delete', 'audit_moved', 'DELETE', 'audit cursors only advance')}
+        CREATE TRIGGER audit_moved_no_truncate BEFORE TRUNCATE ON audit_moved FOR EACH STATEMENT EXECUTE FUNCTION tresor_refuse_change('audit cursors only advance');
+        DROP TRIGGER audit_events_no_delete ON audit_events;
+        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION tresor_refuse_unmoved_delete('audit events are append-only');`,
       )
       .execute(db);
   },

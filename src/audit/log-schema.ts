@@ -6,7 +6,8 @@
  *   audit_log          idx (0-based leaf index), tenant (for filtering), leaf: the entry's RFC 8785
  *                      canonical JSON — exactly the leaf bytes; the entry names its own `index`
  *   audit_nodes        perfect-subtree roots: (level ℓ, idx i) covers leaves [i·2^ℓ, (i+1)·2^ℓ);
- *                      level 0 holds the leaf hashes SHA-256(0x00 ‖ leaf)
+ *                      level 0 holds the leaf hashes SHA-256(0x00 ‖ leaf); levels 1–3 are not
+ *                      stored (storedLevel): each is recomputed from at most 8 leaf hashes
  *   audit_checkpoints  every signed checkpoint (C2SP signed note) by tree size
  *   audit_cursors      per outbox (`control` or a tenant id), the last event seq already moved
  *
@@ -48,6 +49,47 @@ export interface WithAuditLog {
 }
 
 const APPEND_ONLY = ['audit_log', 'audit_nodes', 'audit_checkpoints'] as const;
+
+/** The lowest interior level audit_nodes holds (since migration audit-nodes-levels). */
+export const FIRST_STORED_INTERIOR_LEVEL = 4;
+
+/**
+ * Whether audit_nodes holds nodes of `level`: the leaf hashes (level 0, which the verifier compares
+ * with the leaves) and every level from FIRST_STORED_INTERIOR_LEVEL up. A node of level 1–3 is the
+ * root of 2–8 leaf hashes, cheaper to recompute (≤ 7 node hashes) than to keep: they were 7/8 of the
+ * interior rows, about 40 bytes per entry.
+ */
+export function storedLevel(level: number): boolean {
+  return level === 0 || level >= FIRST_STORED_INTERIOR_LEVEL;
+}
+
+/**
+ * Existing logs lose their level 1–3 rows (storedLevel): the append-only trigger is lifted for the
+ * one DELETE and put back as it was, inside the migration's transaction.
+ */
+export const auditNodesLevelsMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP TRIGGER audit_nodes_no_delete`.execute(db);
+    await sql`DELETE FROM audit_nodes WHERE level > 0 AND level < ${FIRST_STORED_INTERIOR_LEVEL}`.execute(db);
+    await sql
+      .raw(
+        `CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+      )
+      .execute(db);
+  },
+};
+
+export const auditNodesLevelsPgMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql
+      .raw(
+        `DROP TRIGGER audit_nodes_no_delete ON audit_nodes;
+        DELETE FROM audit_nodes WHERE level > 0 AND level < ${FIRST_STORED_INTERIOR_LEVEL};
+        ${refusingTrigger('audit_nodes_no_delete', 'audit_nodes', 'DELETE', 'the audit log is append-only')}`,
+      )
+      .execute(db);
+  },
+};
 
 export const auditLogMigration: Migration = {
   async up(db: Kysely<unknown>) {

@@ -11,8 +11,15 @@
  */
 import { type Kysely, sql } from 'kysely';
 import { TresorError } from '../errors.ts';
-import type { WithAuditLog } from './log-schema.ts';
-import { consistencyProof, HASH_SIZE, type HashSource, inclusionProof, subtreeRoot } from './merkle.ts';
+import { storedLevel, type WithAuditLog } from './log-schema.ts';
+import {
+  consistencyProof,
+  HASH_SIZE,
+  type HashSource,
+  inclusionProof,
+  rootFromLeafHashes,
+  subtreeRoot,
+} from './merkle.ts';
 
 export interface LogEntryRow {
   index: number;
@@ -50,6 +57,52 @@ export interface AuditLogReader {
 const PLACEHOLDER = Buffer.alloc(HASH_SIZE);
 const NODES_PER_QUERY = 400;
 
+/**
+ * The hashes of perfect subtrees (level, idx), keyed `level/idx`: stored ones read in queries of at
+ * most NODES_PER_QUERY, the unstored levels 1–3 (storedLevel) recomputed from the leaf hashes they
+ * cover. A node the store lacks is left out (the caller decides what that means).
+ */
+export async function readTreeNodes(
+  db: Kysely<WithAuditLog>,
+  wanted: readonly { level: number; idx: number }[],
+): Promise<Map<string, Buffer>> {
+  const fetch = new Map<string, { level: number; idx: number }>();
+  for (const c of wanted) {
+    if (storedLevel(c.level)) fetch.set(`${c.level}/${c.idx}`, c);
+    else
+      for (let i = c.idx * 2 ** c.level; i < (c.idx + 1) * 2 ** c.level; i++)
+        fetch.set(`0/${i}`, { level: 0, idx: i });
+  }
+  const found = new Map<string, Buffer>();
+  const coordinates = [...fetch.values()];
+  for (let i = 0; i < coordinates.length; i += NODES_PER_QUERY) {
+    const chunk = coordinates.slice(i, i + NODES_PER_QUERY);
+    const rows = await db
+      .selectFrom('audit_nodes')
+      .select(['level', 'idx', 'hash'])
+      .where(
+        // Cast: PostgreSQL types a VALUES list of bare parameters as text, and integer = text is
+        // no operator there (42883); SQLite takes the cast as a no-op on an integer.
+        sql<boolean>`(level, idx) IN (VALUES ${sql.join(
+          chunk.map((c) => sql`(CAST(${c.level} AS BIGINT), CAST(${c.idx} AS BIGINT))`),
+        )})`,
+      )
+      .execute();
+    for (const row of rows) found.set(`${row.level}/${row.idx}`, Buffer.from(row.hash));
+  }
+  for (const c of wanted) {
+    if (storedLevel(c.level)) continue;
+    const leaves: Buffer[] = [];
+    for (let i = c.idx * 2 ** c.level; i < (c.idx + 1) * 2 ** c.level; i++) {
+      const hash = found.get(`0/${i}`);
+      if (hash === undefined) break;
+      leaves.push(hash);
+    }
+    if (leaves.length === 2 ** c.level) found.set(`${c.level}/${c.idx}`, rootFromLeafHashes(leaves));
+  }
+  return found;
+}
+
 export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => number): AuditLogReader {
   async function withNodes<T>(compute: (source: HashSource) => T): Promise<T> {
     const wanted = new Map<string, { level: number; idx: number }>();
@@ -58,23 +111,7 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
       return PLACEHOLDER;
     };
     compute({ leafHash: (i) => record(0, i), perfectSubtreeHash: record });
-    const found = new Map<string, Buffer>();
-    const coordinates = [...wanted.values()];
-    for (let i = 0; i < coordinates.length; i += NODES_PER_QUERY) {
-      const chunk = coordinates.slice(i, i + NODES_PER_QUERY);
-      const rows = await db
-        .selectFrom('audit_nodes')
-        .select(['level', 'idx', 'hash'])
-        .where(
-          // Cast: PostgreSQL types a VALUES list of bare parameters as text, and integer = text is
-          // no operator there (42883); SQLite takes the cast as a no-op on an integer.
-          sql<boolean>`(level, idx) IN (VALUES ${sql.join(
-            chunk.map((c) => sql`(CAST(${c.level} AS BIGINT), CAST(${c.idx} AS BIGINT))`),
-          )})`,
-        )
-        .execute();
-      for (const row of rows) found.set(`${row.level}/${row.idx}`, Buffer.from(row.hash));
-    }
+    const found = await readTreeNodes(db, [...wanted.values()]);
     const lookup = (level: number, idx: number): Buffer => {
       const hash = found.get(`${level}/${idx}`);
       if (!hash) throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit tree node is missing');

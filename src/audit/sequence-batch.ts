@@ -7,6 +7,7 @@
  * back without copying (sequence-hasher.ts); nothing here touches a store.
  */
 import { canonicalJson } from './canonical.ts';
+import { storedLevel } from './log-schema.ts';
 import { HASH_SIZE, leafHash, MerkleAccumulator } from './merkle.ts';
 
 export interface SequenceBatchInput {
@@ -20,7 +21,7 @@ export interface SequenceBatchInput {
 export interface SequencedBatch {
   /** Each event's leaf: the canonical JSON of the event with its `index`. */
   leaves: string[];
-  /** The perfect subtrees the appends completed, in order: level, index and 32-byte hash of each. */
+  /** The perfect subtrees the appends completed that audit_nodes keeps (storedLevel), in order: level, index and 32-byte hash of each. */
   nodeLevels: Uint8Array;
   nodeIndexes: Float64Array;
   nodeHashes: Uint8Array;
@@ -58,6 +59,7 @@ export function sequenceBatch(input: SequenceBatchInput): SequencedBatch {
     });
     leaves[i] = leaf;
     for (const node of tree.appendNodes(leafHash(Buffer.from(leaf, 'utf8')))) {
+      if (!storedLevel(node.level)) continue;
       nodeLevels[count] = node.level;
       nodeIndexes[count] = node.index;
       nodeHashes.set(node.hash, count * HASH_SIZE);

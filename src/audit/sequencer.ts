@@ -12,7 +12,9 @@
  *      anywhere either moved a batch exactly once or not at all (the cursor is in the same
  *      transaction as the entries it covers);
  *   5. only after that write is durable, adopt the staged tree and tell the listeners (stream, sinks,
- *      checkpointer).
+ *      checkpointer);
+ *   6. about once a second (`removeEveryMs`), delete from each outbox the rows its durable cursor
+ *      covers (src/audit/outbox-removal.ts) — one transaction per source, never one per event.
  *
  * Passes never overlap (one chain of promises), so indexes are assigned by exactly one writer, and
  * hashing costs one leaf hash plus amortised one node hash per entry — no global lock per entry,
@@ -34,9 +36,11 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import type { WithAuditEvents } from './event.ts';
+import { readTreeNodes } from './log.ts';
 import { type LogAppend, logStatements } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import { MerkleAccumulator, peakPositions } from './merkle.ts';
+import { removeMovedEvents } from './outbox-removal.ts';
 import { packHashes, sequenceBatch, unpackHashes } from './sequence-batch.ts';
 import type { SequencerLease } from './sequencer-lease.ts';
 import { createSequencerThread } from './sequencer-thread.ts';
@@ -79,6 +83,8 @@ export interface AuditSequencer {
    * while this process holds the lease (it appends itself) or without a lease.
    */
   follow(): Promise<void>;
+  /** Deletes now the outbox rows already in the log (else done about once a second); for tests. */
+  removeMoved(): Promise<void>;
   /** Passes that appended entries, and how many of them ran on the worker thread (metrics, tests). */
   stats(): { passes: number; workerPasses: number };
   close(): Promise<void>;
@@ -119,6 +125,8 @@ export interface AuditSequencerDeps {
    * (delivered at its commit), so the other processes' `follow()` runs at once.
    */
   logChannel?: string;
+  /** Moved rows are deleted from their outboxes this often (default 1 s; src/audit/outbox-removal.ts). */
+  removeEveryMs?: number;
 }
 
 /** A standby's drain waits at most this long for the lease holder to move a source's events. */
@@ -147,6 +155,12 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   let closed = false;
   let resync = false;
   const counts = { passes: 0, workerPasses: 0 };
+  const removeEveryMs = deps.removeEveryMs ?? 1_000;
+  /** Per source, the durable cursor whose rows are still to be deleted from its outbox. */
+  const removable = new Map<string, number>();
+  /** Per source, how far its outbox was cleared by this process. */
+  const removed = new Map<string, number>();
+  let removalTimer: NodeJS.Timeout | undefined;
   const offload = deps.offload;
   const workerFrom = offload?.workerFrom ?? DEFAULT_WORKER_FROM;
   const thread = createSequencerThread();
@@ -170,16 +184,16 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     const db = control.db as Kysely<WithAuditLog>;
     const size = known ?? (await storedSize());
     const peaks: Buffer[] = [];
-    for (const p of peakPositions(size)) {
-      const row = await db
-        .selectFrom('audit_nodes')
-        .select('hash')
-        .where('level', '=', p.level)
-        .where('idx', '=', p.index)
-        .executeTakeFirst();
-      if (!row)
+    const positions = peakPositions(size);
+    const nodes = await readTreeNodes(
+      db,
+      positions.map((p) => ({ level: p.level, idx: p.index })),
+    );
+    for (const p of positions) {
+      const hash = nodes.get(`${p.level}/${p.index}`);
+      if (!hash)
         throw new TresorError('TRESOR_ERR_INTERNAL', `audit tree node ${p.level}/${p.index} is missing`);
-      peaks.push(Buffer.from(row.hash));
+      peaks.push(hash);
     }
     tree = MerkleAccumulator.restore(size, peaks);
     for (const row of await db.selectFrom('audit_cursors').select(['source', 'seq']).execute()) {
@@ -290,11 +304,52 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     }
     tree = staged;
     for (const [source, seq] of advanced) cursors.set(source, seq);
+    // Every source looked at whose durable cursor is past what was cleared (after a restart: every
+    // one, so rows left by a crash before their removal go too).
+    for (const source of sources) {
+      const cursor = cursors.get(source);
+      if (cursor !== undefined && cursor > (removed.get(source) ?? 0)) removable.set(source, cursor);
+    }
+    if (removable.size > 0) scheduleRemoval();
     failingSince = undefined;
     lastFailure = undefined;
     retryDelayMs = 50;
     if (entries.length > 0) tell(entries);
     if (dirty.size > 0) schedule();
+  }
+
+  /** Clears the outboxes of what the log holds; a source that fails stays for the next round. */
+  async function removalPass(): Promise<void> {
+    if (!leading()) return;
+    const round = [...removable];
+    removable.clear();
+    for (const [source, cursor] of round) {
+      try {
+        const store = await deps.openSource(source);
+        await removeMovedEvents(store, cursor);
+        removed.set(source, Math.max(cursor, removed.get(source) ?? 0));
+      } catch (error) {
+        // A destroyed tenant store has nothing left to clear; anything else is tried again later.
+        if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') continue;
+        if (cursor > (removable.get(source) ?? 0)) removable.set(source, cursor);
+      }
+    }
+    if (removable.size > 0) scheduleRemoval();
+  }
+
+  function removeMoved(): Promise<void> {
+    const run = chain.then(removalPass);
+    chain = run.catch(() => undefined);
+    return run;
+  }
+
+  function scheduleRemoval(): void {
+    if (removalTimer || closed) return;
+    removalTimer = setTimeout(() => {
+      removalTimer = undefined;
+      void removeMoved().catch(() => undefined);
+    }, removeEveryMs);
+    removalTimer.unref();
   }
 
   function enqueue(only?: string): Promise<void> {
@@ -477,6 +532,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       return failingSince ? { ok: true, pendingSources, failingSince } : { ok: true, pendingSources };
     },
     follow,
+    removeMoved,
     stats: () => ({ ...counts }),
     async close() {
       closed = true;
@@ -484,6 +540,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       if (followTimer) clearInterval(followTimer);
       stopLeaseWatch?.();
       if (retryTimer) clearTimeout(retryTimer);
+      if (removalTimer) clearTimeout(removalTimer);
+      removalTimer = undefined;
       scheduled = undefined;
       retryTimer = undefined;
       await chain;

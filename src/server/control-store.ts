@@ -15,13 +15,25 @@ import type { Migration } from 'kysely';
 import type pg from 'pg';
 import { type AccessDB, accessMigration, accessPgMigration } from '../access/access-store-schema.ts';
 import { type AlertsDB, alertsMigration, alertsPgMigration } from '../alerts/alert-store-schema.ts';
-import { auditEventsMigration, auditEventsPgMigration, type WithAuditEvents } from '../audit/event.ts';
+import {
+  auditEventsMigration,
+  auditEventsPgMigration,
+  auditMovedMigration,
+  auditMovedPgMigration,
+  type WithAuditEvents,
+} from '../audit/event.ts';
 import {
   auditLogIdentityMigration,
   auditLogIdentityPgMigration,
   type WithAuditLogIdentity,
 } from '../audit/log-identity.ts';
-import { auditLogMigration, auditLogPgMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import {
+  auditLogMigration,
+  auditLogPgMigration,
+  auditNodesLevelsMigration,
+  auditNodesLevelsPgMigration,
+  type WithAuditLog,
+} from '../audit/log-schema.ts';
 import {
   auditSinkCursorsMigration,
   auditSinkCursorsPgMigration,
@@ -101,6 +113,10 @@ export const controlStoreMigrations: Migrations = {
   // Idempotency-Key on tenant creates (vault/tenant-provision.ts): the same table as a tenant store's.
   '0013-idempotency-keys': idempotencyKeysMigration,
   '0014-audit-sink-cursors': auditSinkCursorsMigration,
+  // Outbox rows already in the log are removed (src/audit/outbox-removal.ts).
+  '0015-audit-moved': auditMovedMigration,
+  // Tree nodes of levels 1–3 are recomputed, no longer stored (src/audit/log-schema.ts).
+  '0016-audit-nodes-levels': auditNodesLevelsMigration,
 };
 
 /**
@@ -146,6 +162,8 @@ export const controlStorePgMigrations: Migrations = {
   '0011-alerts': alertsPgMigration,
   '0012-idempotency-keys': idempotencyKeysMigration,
   '0013-audit-sink-cursors': auditSinkCursorsPgMigration,
+  '0014-audit-moved': auditMovedPgMigration,
+  '0015-audit-nodes-levels': auditNodesLevelsPgMigration,
 };
 
 /**

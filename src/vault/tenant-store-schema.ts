@@ -20,7 +20,13 @@
  *   audit_events the change and its event commit in one transaction (src/audit/event.ts).
  */
 import { type Generated, type Kysely, type Migration, sql } from 'kysely';
-import { auditEventsMigration, auditEventsPgMigration, type WithAuditEvents } from '../audit/event.ts';
+import {
+  auditEventsMigration,
+  auditEventsPgMigration,
+  auditMovedMigration,
+  auditMovedPgMigration,
+  type WithAuditEvents,
+} from '../audit/event.ts';
 import type { Migrations } from '../store/types.ts';
 import { idempotencyKeysMigration, type WithIdempotencyKeys } from './idempotency.ts';
 
@@ -199,6 +205,8 @@ export const tenantStoreMigrations: Migrations = {
   '0003-vault': vaultMigration,
   // Idempotency-Key of record creates (src/vault/idempotency.ts), kept beside the records.
   '0004-idempotency': idempotencyKeysMigration,
+  // Outbox rows already in the log are removed (src/audit/outbox-removal.ts).
+  '0005-audit-moved': auditMovedMigration,
 };
 
 /**
@@ -210,4 +218,5 @@ export const tenantStorePgMigrations: Migrations = {
   '0002-tenant-tables': tenantTablesPgMigration,
   // Kysely's schema builder writes this one alike on both backends (text, integer, bigint).
   '0003-idempotency': idempotencyKeysMigration,
+  '0004-audit-moved': auditMovedPgMigration,
 };

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { onPostgres } from '../helpers/backend.ts';
 import { operatorToken } from '../helpers/console.ts';
-import { tenantRows } from '../helpers/stack-sql.ts';
+import { controlRows, tenantRows } from '../helpers/stack-sql.ts';
 import { startTresorStack } from '../helpers/tresor-stack.ts';
 
 const WRITERS = 32;
@@ -134,14 +134,28 @@ describe('tresor server killed with SIGKILL under write load', () => {
           db.close();
         }
       }
+      // Each event is in the tenant's outbox or, once moved, in the log (moved rows leave the outbox).
       const audited = new Set<string>();
-      for (const row of await tenantRows<{ event: string }>(
-        s,
-        tenant,
-        "SELECT event FROM audit_events WHERE action = 'record.create'",
-      )) {
-        const event = JSON.parse(row.event) as { outcome: string; target?: { recordIds?: string[] } };
-        if (event.outcome === 'success') for (const id of event.target?.recordIds ?? []) audited.add(id);
+      const events = [
+        ...(await tenantRows<{ event: string }>(
+          s,
+          tenant,
+          "SELECT event FROM audit_events WHERE action = 'record.create'",
+        )),
+        // A tenant id is letters, digits and underscores (TENANT_ID_PATTERN): quoted as it is.
+        ...(await controlRows<{ event: string }>(
+          s,
+          `SELECT leaf AS event FROM audit_log WHERE tenant = '${tenant}'`,
+        )),
+      ];
+      for (const row of events) {
+        const event = JSON.parse(row.event) as {
+          action: string;
+          outcome: string;
+          target?: { recordIds?: string[] };
+        };
+        if (event.action === 'record.create' && event.outcome === 'success')
+          for (const id of event.target?.recordIds ?? []) audited.add(id);
       }
       const unaudited = [...acked.keys()].filter((id) => !audited.has(id));
       assert.deepEqual(unaudited, [], 'every acknowledged record has its record.create event');

@@ -189,6 +189,7 @@ describe('PostgreSQL and SQLite schemas', () => {
     const sqlite = await sqliteShape(tenantStoreMigrations);
     assert.deepEqual([...sqlite.columns.keys()].sort(), [
       'audit_events',
+      'audit_moved',
       'blind_index',
       'collections',
       'data_keys',
