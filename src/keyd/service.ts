@@ -123,6 +123,7 @@ class TenantKeyService implements KeydService {
   readonly #rootLock = new RootLock();
   readonly #recorder: OpRecorder;
   readonly #tenantKeys: TenantKeys;
+  readonly #budget: EncryptionBudget;
   readonly #signingKeys: SigningKeys;
   readonly #backupKeys: BackupKeys;
   readonly #maintenance: Maintenance;
@@ -154,6 +155,7 @@ class TenantKeyService implements KeydService {
       cryptoperiodDays: config.cryptoperiodDays,
     });
     const budget = new EncryptionBudget({
+      store,
       tenantKeys,
       recorder,
       rotateAt: config.rotateAt,
@@ -167,6 +169,7 @@ class TenantKeyService implements KeydService {
     });
     this.#recorder = recorder;
     this.#tenantKeys = tenantKeys;
+    this.#budget = budget;
     this.#signingKeys = new SigningKeys({ store, keyring, recorder, rootLock, clock });
     this.#backupKeys = new BackupKeys({ store, keyring, recorder, rootLock, clock });
     const backup = options.backup ?? { destinations: [], intervalMinutes: 0 };
@@ -314,6 +317,7 @@ class TenantKeyService implements KeydService {
     await this.#maintenance.stop();
     // Let operations already past their locks settle before the store goes.
     await this.#rootLock.exclusive(async () => undefined);
+    await this.#budget.close();
     this.#wipeKeys();
     this.#provider.seal();
     if (this.#ownsStore) await this.#store.close();
