@@ -628,8 +628,8 @@ export class PgKeyStore implements KeyStore {
       const n = row === undefined ? 0 : claimSize(row.reserved, want, limit);
       if (row === undefined || n === 0) return undefined;
       const { rowCount } = await this.#read(
-        `UPDATE tenant_keys SET reserved = $1
-           WHERE tenant = $2 AND version = $3 AND reserved = $4 AND state = 'active' AND $1 <= $5`,
+        `UPDATE tenant_keys SET reserved = $1::bigint
+           WHERE tenant = $2 AND version = $3 AND reserved = $4 AND state = 'active' AND $1::bigint <= $5::bigint`,
         [row.reserved + n, tenant, version, row.reserved, limit],
       );
       if (rowCount === 1) return { from: row.reserved, to: row.reserved + n };
@@ -639,7 +639,7 @@ export class PgKeyStore implements KeyStore {
 
   async returnEncryptions(tenant: string, version: number, from: number, to: number): Promise<void> {
     await this.#read(
-      `UPDATE tenant_keys SET reserved = greatest($1, encryptions) WHERE tenant = $2 AND version = $3 AND reserved = $4`,
+      `UPDATE tenant_keys SET reserved = greatest($1::bigint, encryptions) WHERE tenant = $2 AND version = $3 AND reserved = $4`,
       [from, tenant, version, to],
     );
   }
