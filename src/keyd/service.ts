@@ -79,10 +79,12 @@ export { SYSTEM_CALLER } from './op-record.ts';
 export { tenantKeyId } from './tenant-keys.ts';
 
 export interface CreateKeyServiceOptions {
-  /** keyd's folder: the SQLite store is opened (and closed by close()) there. */
+  /** keyd's folder: the SQLite store is opened (and closed by close()) there, unless `store` is given. */
   dir?: string;
-  /** Or a store the caller opened (and closes). */
+  /** Or a store the caller opened (and closes, unless `ownsStore`). */
   store?: KeyStore;
+  /** close() closes `store` too (keyd's daemon with its PostgreSQL store). */
+  ownsStore?: boolean;
   provider: RootKeyProvider;
   config?: KeyServiceConfig;
   clock?: () => Date;
@@ -133,14 +135,14 @@ class TenantKeyService implements KeydService {
 
   constructor(options: CreateKeyServiceOptions) {
     const config = checkKeyServiceConfig(options.config ?? {});
-    if ((options.dir === undefined) === (options.store === undefined)) {
-      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'createKeyService needs either dir or store');
+    if (options.dir === undefined && options.store === undefined) {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'createKeyService needs dir or a store');
     }
     const provider = options.provider;
     const clock = options.clock ?? (() => new Date());
     this.#provider = provider;
     this.#started = Date.now();
-    this.#ownsStore = options.store === undefined;
+    this.#ownsStore = options.store === undefined || options.ownsStore === true;
     const store = options.store ?? openSqliteKeyStore(options.dir as string);
     this.#store = store;
 
