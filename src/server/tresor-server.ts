@@ -80,7 +80,7 @@ import { createPeopleService, type PeopleService } from '../identity/people.ts';
 import { createSessionService, type SessionService } from '../identity/sessions.ts';
 import { createWebAuthnService } from '../identity/webauthn.ts';
 import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
-import { createKeydClient, type KeydClient, type KeydConnectTarget } from '../keyd/client.ts';
+import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
@@ -96,6 +96,7 @@ import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import type { ControlDB } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
+import { keydTargets } from './keyd-targets.ts';
 import { startProbeJob } from './probe-job.ts';
 import { watchServerParts } from './server-metrics.ts';
 import { trustStatements } from './trust-statement.ts';
@@ -161,7 +162,7 @@ export async function startTresorServer(
   const backupDestinations = configuredDestinations(config.backup.destinations);
   // Made first: the keyd client and the HTTP layer report to it (monitor/metrics.ts).
   const metrics = createTresorMetrics();
-  const unobservedKeyd = createKeydClient({ connect: keydTargets(config.keyd), clientName: 'tresor-server' });
+  const unobservedKeyd = createKeydClient({ connect: keydTargets(config), clientName: 'tresor-server' });
   const keyd = metrics.keyd.observe(unobservedKeyd);
   const backend = await openDataBackend(config).catch(async (error: unknown) => {
     await keyd.close();
@@ -881,23 +882,4 @@ export async function startTresorServer(
       await keyd.close();
     },
   };
-}
-
-/** Every keyd instance the config names, the preferred first (the client fails over in order). */
-function keydTargets(keyd: ServerConfig['keyd']): KeydConnectTarget[] {
-  if (keyd.kind === 'unix') {
-    return [keyd.socketPath, ...(keyd.moreSocketPaths ?? [])].map((path) => ({ kind: 'unix', path }));
-  }
-  const tls = {
-    cert: readFileSync(keyd.certFile),
-    key: readFileSync(keyd.keyFile),
-    ca: readFileSync(keyd.caFile),
-    ...(keyd.servername ? { servername: keyd.servername } : {}),
-  };
-  return [{ host: keyd.host, port: keyd.port }, ...(keyd.moreAddresses ?? [])].map(({ host, port }) => ({
-    kind: 'tls',
-    host,
-    port,
-    ...tls,
-  }));
 }
