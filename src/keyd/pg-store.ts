@@ -482,17 +482,42 @@ export class PgKeyStore implements KeyStore {
   // --- tenant keys ---------------------------------------------------------------------------------
 
   async getTenant(tenant: string): Promise<{ tenant: TenantRecord; keys: TenantKeyRecord[] } | undefined> {
-    const t = await this.#read<TenantRecord & pg.QueryResultRow>(
-      `SELECT ${TENANT_COLUMNS} FROM tenants WHERE id = $1`,
+    // One statement, one snapshot: the tenant's state and its versions as of the same moment, even
+    // while another instance changes them.
+    const { rows } = await this.#read<Record<string, unknown>>(
+      `SELECT t.id AS "t_id", t.state AS "t_state", t.created_at AS "t_createdAt",
+              t.destroy_after AS "t_destroyAfter", t.destroyed_at AS "t_destroyedAt", k.*
+         FROM tenants t
+         LEFT JOIN (SELECT ${KEY_COLUMNS} FROM tenant_keys) k ON k.tenant = t.id
+         WHERE t.id = $1 ORDER BY k.version`,
       [tenant],
     );
-    const row = t.rows[0];
-    if (!row) return undefined;
-    const keys = await this.#read<TenantKeyRecord & pg.QueryResultRow>(
-      `SELECT ${KEY_COLUMNS} FROM tenant_keys WHERE tenant = $1 ORDER BY version`,
-      [tenant],
-    );
-    return { tenant: { ...row }, keys: keys.rows.map((k) => ({ ...k })) };
+    const first = rows[0];
+    if (!first) return undefined;
+    const record: TenantRecord = {
+      id: first.t_id as string,
+      state: first.t_state as TenantRecord['state'],
+      createdAt: first.t_createdAt as string,
+      destroyAfter: first.t_destroyAfter as string | null,
+      destroyedAt: first.t_destroyedAt as string | null,
+    };
+    const keys = rows
+      .filter((r) => r.keyId !== null && r.keyId !== undefined)
+      .map(
+        (r): TenantKeyRecord => ({
+          tenant: r.tenant as string,
+          version: r.version as number,
+          keyId: r.keyId as string,
+          state: r.state as TenantKeyRecord['state'],
+          rootVersion: r.rootVersion as number | null,
+          wrapped: r.wrapped as Buffer | null,
+          createdAt: r.createdAt as string,
+          rotateAfter: r.rotateAfter as string | null,
+          encryptions: r.encryptions as number,
+          reserved: r.reserved as number,
+        }),
+      );
+    return { tenant: record, keys };
   }
 
   async createTenant(tenant: TenantRecord, key: TenantKeyRecord, log: OpsLogDraft): Promise<void> {
