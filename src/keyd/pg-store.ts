@@ -148,7 +148,6 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
   },
 ];
 
-const TENANT_COLUMNS = `id, state, created_at AS "createdAt", destroy_after AS "destroyAfter", destroyed_at AS "destroyedAt"`;
 const KEY_COLUMNS = `tenant, version, key_id AS "keyId", state, root_version AS "rootVersion", wrapped,
   created_at AS "createdAt", rotate_after AS "rotateAfter", encryptions, reserved`;
 const BACKUP_KEY_COLUMNS = `version, key_id AS "keyId", root_version AS "rootVersion", wrapped, created_at AS "createdAt"`;
