@@ -13,7 +13,7 @@ export class KeydWaitError extends Error {
 }
 
 export interface WaitForKeydOptions {
-  connect: KeydConnectTarget;
+  connect: KeydConnectTarget | readonly KeydConnectTarget[];
   clientName: string;
   deadlineMs: number;
   /** 'ok': until keyd is unsealed (dev); 'answers': until it answers at all, sealed or not. */

@@ -31,11 +31,18 @@ export type TlsSource =
   | { kind: 'dev'; dir: string };
 
 export type KeydConnection =
-  | { kind: 'unix'; socketPath: string }
+  | {
+      kind: 'unix';
+      socketPath: string;
+      /** Further keyd instances' sockets (keyd.sockets after the first): the client fails over to them. */
+      moreSocketPaths?: string[];
+    }
   | {
       kind: 'tls';
       host: string;
       port: number;
+      /** Further keyd instances (keyd.addresses after the first), with the same certificates. */
+      moreAddresses?: { host: string; port: number }[];
       certFile: string;
       keyFile: string;
       caFile: string;
@@ -338,31 +345,48 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     }
   }
 
-  const keydAddress = get<string>('/keyd/address');
+  const keydAddresses = get<string[]>('/keyd/addresses');
+  const keydSockets = get<string[]>('/keyd/sockets');
+  if (keydAddresses !== undefined && get<string>('/keyd/address') !== undefined)
+    problems.push(`${from('/keyd/addresses')} and ${from('/keyd/address')}: set one of them`);
+  if (keydSockets !== undefined && get<string>('/keyd/socket') !== undefined)
+    problems.push(`${from('/keyd/sockets')} and ${from('/keyd/socket')}: set one of them`);
+  const addressList = keydAddresses ?? [get<string>('/keyd/address')].filter((a) => a !== undefined);
   let keyd: KeydConnection;
-  if (keydAddress !== undefined) {
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(keydAddress);
+  if (addressList.length > 0) {
+    const addressFrom = from(keydAddresses === undefined ? '/keyd/address' : '/keyd/addresses');
+    const parsed = addressList.map((address) => {
+      const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+      if (!m?.[1] || !m[2] || Number(m[2]) > 65535) problems.push(`${addressFrom} must be host:port`);
+      return { host: (m?.[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m?.[2] ?? 0) };
+    });
     const clientCert = get<string>('/keyd/clientCert');
     const clientKey = get<string>('/keyd/clientKey');
     const ca = get<string>('/keyd/ca');
-    if (!m?.[1] || !m[2] || Number(m[2]) > 65535) problems.push(`${from('/keyd/address')} must be host:port`);
     if (!clientCert || !clientKey || !ca) {
       problems.push(
         'keyd over TCP needs mutual TLS: TRESOR_KEYD_CLIENT_CERT, TRESOR_KEYD_CLIENT_KEY and TRESOR_KEYD_CA',
       );
     }
+    const [first, ...more] = parsed;
     keyd = {
       kind: 'tls',
-      host: (m?.[1] ?? '').replace(/^\[|\]$/g, ''),
-      port: Number(m?.[2] ?? 0),
+      host: first?.host ?? '',
+      port: first?.port ?? 0,
       certFile: clientCert ?? '',
       keyFile: clientKey ?? '',
       caFile: ca ?? '',
     };
+    if (more.length > 0) keyd.moreAddresses = more;
     const servername = get<string>('/keyd/servername');
     if (servername) keyd.servername = servername;
   } else {
-    keyd = { kind: 'unix', socketPath: get<string>('/keyd/socket') ?? resolve(dataDir, 'keyd', 'keyd.sock') };
+    const [first, ...more] = (keydSockets ?? []).map((socket) => resolve(socket));
+    keyd = {
+      kind: 'unix',
+      socketPath: first ?? get<string>('/keyd/socket') ?? resolve(dataDir, 'keyd', 'keyd.sock'),
+    };
+    if (more.length > 0) keyd.moreSocketPaths = more;
   }
 
   const closeGraceDays = num('/closeGraceDays');

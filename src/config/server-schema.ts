@@ -243,6 +243,16 @@ export const SERVER_SECTION = section(
               defaultText: 'none (the socket)',
             },
           ),
+          sockets: list(
+            'TRESOR_KEYD_SOCKETS',
+            'Several keyd instances on one PostgreSQL store (docs/keyd.md), each on its Unix socket, instead of `socket`: the server prefers the first and fails over to the next when one cannot be reached.',
+            'none (`socket`)',
+          ),
+          addresses: list(
+            'TRESOR_KEYD_ADDRESSES',
+            'Several keyd instances on one PostgreSQL store (docs/keyd.md) over TCP with mutual TLS, `host:port` each, instead of `address`: the server prefers the first and fails over to the next when one cannot be reached.',
+            'none (`address`)',
+          ),
           clientCert: path('TRESOR_KEYD_CLIENT_CERT', 'Client certificate for keyd over TCP.'),
           clientKey: path('TRESOR_KEYD_CLIENT_KEY', 'Client private key for keyd over TCP.'),
           ca: path('TRESOR_KEYD_CA', 'CA certificate that keyd’s server certificate must chain to.'),

@@ -13,6 +13,13 @@
  *
  * Connection setup: wait for keyd's greeting (an mTLS refusal arrives instead of it), then `hello`
  * with our name for keyd's ops log; only then are requests written.
+ *
+ * Several keyd instances (one PostgreSQL store, docs/keyd.md): `connect` may list several targets.
+ * The client prefers one — every request goes to it, so its key caches stay warm — and on a
+ * transport failure moves its preference to the next target and repeats the request there, at
+ * once, under the same rule as any retry (only when a repeat cannot do harm). The backoff starts
+ * only once every target failed in turn; each target counts `retries` further attempts. An answer
+ * from keyd, even an error, is never retried elsewhere.
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -43,7 +50,8 @@ export type KeydConnectTarget =
     };
 
 export interface KeydClientOptions {
-  connect: KeydConnectTarget;
+  /** One keyd, or several instances over one store: the client fails over between them. */
+  connect: KeydConnectTarget | readonly KeydConnectTarget[];
   /** Names this client in keyd's ops log on the Unix socket (mTLS callers are named by their certificate). */
   clientName: string;
   /** Deadline for connecting and for each request (default 5000 ms). */
@@ -87,6 +95,8 @@ export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
 
 const DEFAULTS = { timeoutMs: 5_000, retries: 3, poolSize: 2, baseMs: 50, maxMs: 2_000 };
 const MAX_POOL_SIZE = 16;
+/** keyd instances one client may list. */
+const MAX_TARGETS = 8;
 
 /** A failure of the channel, not an answer from keyd. `sent`: the request may have reached keyd. */
 class TransportFailure extends Error {
@@ -110,38 +120,56 @@ class TransportFailure extends Error {
 export function createKeydClient(options: KeydClientOptions): KeydClient {
   const settings = checkOptions(options);
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((done) => setTimeout(done, ms)));
-  const pool: (ClientConnection | undefined)[] = new Array(settings.poolSize).fill(undefined);
+  const targets = settings.targets;
+  const pools: (ClientConnection | undefined)[][] = targets.map(() =>
+    new Array(settings.poolSize).fill(undefined),
+  );
   const calls = new Set<Promise<unknown>>();
   let turn = 0;
+  /** The target requests go to; moved on by a transport failure. */
+  let preferred = 0;
   let closed = false;
 
-  async function acquire(): Promise<ClientConnection> {
-    const slot = turn;
-    turn = (turn + 1) % pool.length;
+  async function acquire(target: number): Promise<ClientConnection> {
+    const pool = pools[target] as (ClientConnection | undefined)[];
+    const slot = turn % pool.length;
+    turn = (turn + 1) % settings.poolSize;
     let connection = pool[slot];
     if (connection === undefined || !connection.usable) {
-      connection = new ClientConnection(options.connect, options.clientName, settings.timeoutMs);
+      connection = new ClientConnection(
+        targets[target] as KeydConnectTarget,
+        options.clientName,
+        settings.timeoutMs,
+      );
       pool[slot] = connection;
     }
     await connection.ready;
     return connection;
   }
 
-  async function attempt(op: KeydOperationName, args: unknown): Promise<unknown> {
-    const connection = await acquire();
+  async function attempt(target: number, op: KeydOperationName, args: unknown): Promise<unknown> {
+    const connection = await acquire(target);
     return connection.request(op, args, settings.timeoutMs);
   }
 
   async function callWithRetries(op: KeydOperationName, args: unknown): Promise<unknown> {
+    const attempts = (settings.retries + 1) * targets.length;
+    let target = preferred;
     for (let n = 0; ; n++) {
       if (closed) throw new KeydError('TRESOR_ERR_KEYD_UNAVAILABLE', 'keyd client is closed');
       try {
-        return await attempt(op, args);
+        return await attempt(target, op, args);
       } catch (error) {
         if (!(error instanceof TransportFailure)) throw error;
         const repeatable = !error.sent || RETRYABLE_OPERATIONS.has(op);
-        if (error.permanent || !repeatable || n >= settings.retries || closed) throw unavailable(error);
-        await sleep(backoffDelay(n, settings.baseMs, settings.maxMs));
+        if (error.permanent || !repeatable || n + 1 >= attempts || closed) throw unavailable(error);
+        // Fail over: this request and the ones after it go to the next instance.
+        const next = (target + 1) % targets.length;
+        if (preferred === target) preferred = next;
+        target = next;
+        // A round over every instance failed: back off before the next.
+        if ((n + 1) % targets.length === 0)
+          await sleep(backoffDelay(Math.floor(n / targets.length), settings.baseMs, settings.maxMs));
       }
     }
   }
@@ -160,8 +188,10 @@ export function createKeydClient(options: KeydClientOptions): KeydClient {
     async close() {
       closed = true;
       await Promise.allSettled([...calls]);
-      for (const connection of pool) connection?.destroy();
-      pool.fill(undefined);
+      for (const pool of pools) {
+        for (const connection of pool) connection?.destroy();
+        pool.fill(undefined);
+      }
     },
   };
 }
@@ -424,6 +454,7 @@ function wipeBuffers(value: unknown): void {
 }
 
 function checkOptions(options: KeydClientOptions): {
+  targets: readonly KeydConnectTarget[];
   timeoutMs: number;
   retries: number;
   poolSize: number;
@@ -431,14 +462,22 @@ function checkOptions(options: KeydClientOptions): {
   maxMs: number;
 } {
   const invalid = (message: string) => new KeydError('TRESOR_ERR_CONFIG_INVALID', message);
-  const target = options.connect as { kind?: unknown } | undefined;
-  if (target?.kind !== 'unix' && target?.kind !== 'tls') {
-    throw invalid('keyd client connects only over a Unix socket or mutual TLS');
+  const targets = (Array.isArray(options.connect) ? options.connect : [options.connect]) as readonly (
+    | KeydConnectTarget
+    | undefined
+  )[];
+  if (targets.length === 0 || targets.length > MAX_TARGETS)
+    throw invalid(`keyd client needs 1-${MAX_TARGETS} keyd targets`);
+  for (const target of targets as readonly ({ kind?: unknown } | undefined)[]) {
+    if (target?.kind !== 'unix' && target?.kind !== 'tls') {
+      throw invalid('keyd client connects only over a Unix socket or mutual TLS');
+    }
   }
   if (typeof options.clientName !== 'string' || !CLIENT_NAME_PATTERN.test(options.clientName)) {
     throw invalid('clientName must be 1-64 characters of [A-Za-z0-9._-]');
   }
   const settings = {
+    targets: targets as readonly KeydConnectTarget[],
     timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
     retries: options.retries ?? DEFAULTS.retries,
     poolSize: options.poolSize ?? DEFAULTS.poolSize,

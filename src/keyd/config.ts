@@ -42,6 +42,12 @@ export interface KeydConfig {
   maintenanceIntervalSeconds: number;
   /** Absent (a config built in code): the defaults, defaultKeydBackupConfig(dir). */
   backup?: KeydBackupConfig;
+  /**
+   * `keyd.database.url` (TRESOR_KEYD_DATABASE_URL): keyd's store in its own PostgreSQL database,
+   * which several keyd instances may share; absent, the SQLite store in keyd's folder. May hold a
+   * password: never shown.
+   */
+  databaseUrl?: string;
 }
 
 /** keyd's own backups (docs/backup.md, "keyd's own backups"): apart from the data's, shorter kept. */
@@ -84,11 +90,13 @@ export function defaultKeydDir(env: NodeJS.ProcessEnv = process.env): string {
 /** Resolves keyd's config from flags, environment and an optional JSON config file. */
 export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): KeydConfig {
   let file: Source = {};
+  let whole: Source = {};
   let fileBase = process.cwd();
   const configPath = str(flags.config) ?? str(env.TRESOR_CONFIG);
   if (configPath) {
     try {
       const parsed = JSON.parse(readFileSync(configPath, 'utf8')) as Source;
+      whole = parsed;
       file = (parsed.keyd as Source | undefined) ?? {};
       fileBase = dirname(resolve(configPath));
     } catch {
@@ -97,14 +105,11 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   }
   const pick = (flag: string, envName: string): unknown => flags[flag] ?? env[envName] ?? file[flag];
 
-  // Reserved in the config schema, refused until keyd's store runs on PostgreSQL (the URL may hold
-  // a password: the message never repeats it).
   const database = file.database as Source | undefined;
-  if (str(env.TRESOR_KEYD_DATABASE_URL) !== undefined || str(database?.url) !== undefined) {
-    throw new KeydError(
-      'TRESOR_ERR_CONFIG_INVALID',
-      'keyd.database.url (TRESOR_KEYD_DATABASE_URL): keyd’s key store on PostgreSQL is not supported yet; unset it (keyd keeps its store in its folder)',
-    );
+  const databaseUrl = str(env.TRESOR_KEYD_DATABASE_URL) ?? str(database?.url);
+  if (databaseUrl !== undefined) {
+    const dataUrl = str(env.TRESOR_DATABASE_URL) ?? str((whole.database as Source | undefined)?.url);
+    checkKeydDatabaseUrl(databaseUrl, dataUrl);
   }
   const dir = resolve(str(pick('dir', 'TRESOR_KEYD_DIR')) ?? defaultKeydDir(env));
   const provider = str(pick('provider', 'TRESOR_KEYD_PROVIDER')) as RootProviderKind | undefined;
@@ -176,11 +181,47 @@ export function resolveKeydConfig(flags: Source, env: NodeJS.ProcessEnv = proces
         'maintenanceIntervalSeconds',
       ) ?? 3600,
     backup: backupConfig(dir, flags, env, file, fileBase),
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
   };
   if (config.tenantKeyCryptoperiodDays < 1) {
     throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'tenantKeyCryptoperiodDays must be at least 1');
   }
   return config;
+}
+
+/** host:port/database of a PostgreSQL URL, or undefined when it is not one. */
+function databaseIdentity(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return undefined;
+  const name = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (u.hostname === '' || name === '' || name.includes('/')) return undefined;
+  return `${u.hostname.toLowerCase()}:${u.port || '5432'}/${name}`;
+}
+
+/**
+ * keyd.database.url must name one PostgreSQL database, and not the data's (`database.url`, when
+ * keyd's environment or config file names it): keys and the data they protect never share a
+ * database. Messages never repeat the URL (it may hold a password).
+ */
+function checkKeydDatabaseUrl(url: string, dataUrl: string | undefined): void {
+  const identity = databaseIdentity(url);
+  if (identity === undefined) {
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      'keyd.database.url (TRESOR_KEYD_DATABASE_URL) must be a postgres:// URL naming a host and one database',
+    );
+  }
+  if (dataUrl !== undefined && databaseIdentity(dataUrl) === identity) {
+    throw new KeydError(
+      'TRESOR_ERR_CONFIG_INVALID',
+      "keyd.database.url names the same database as database.url: keyd's keys need a database (and role) of their own, apart from the data's",
+    );
+  }
 }
 
 /** No destinations configured: two folders under keyd's own folder, every 6 hours (a warning at start). */

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { configuredDestinations } from '../objects/configured-destinations.ts';
 import { checkRootKeyChoice, defaultKeydBackupConfig, type KeydConfig, readSecretFile } from './config.ts';
 import { KeydError } from './errors.ts';
+import { openPgKeyStore } from './pg-store.ts';
 import { DEV_WARNING } from './root/dev-file.ts';
 import { createRootKeyProvider, type RootProviderConfig, type RootProviderKind } from './root/index.ts';
 import { createKeydServer, type KeydAddress, type KeydListen } from './server.ts';
@@ -76,7 +77,18 @@ export async function runKeyd(
     logger.warn({ provider: 'dev-file' }, DEV_WARNING);
   }
 
-  const backup = config.backup ?? defaultKeydBackupConfig(config.dir);
+  // On PostgreSQL keyd's store is the database's to back up (PostgreSQL's tools): keyd's own
+  // backups copy a SQLite store, so they are off.
+  const onPg = config.databaseUrl !== undefined;
+  const backup = onPg
+    ? { intervalMinutes: 0, destinations: [], defaultDestinations: false }
+    : (config.backup ?? defaultKeydBackupConfig(config.dir));
+  if (onPg) {
+    logger.warn(
+      {},
+      "keyd's store is in PostgreSQL (keyd.database.url): keyd takes no backups of its own; back the keyd database up with PostgreSQL's tools",
+    );
+  }
   if (backup.defaultDestinations) {
     logger.warn(
       { destinations: backup.destinations.map((d) => d.name) },
@@ -91,9 +103,11 @@ export async function runKeyd(
     );
   }
 
+  const store = onPg ? await openPgKeyStore(config.databaseUrl as string) : undefined;
   const provider = createRootKeyProvider(providerConfig(config, kind));
   const service = createKeyService({
     dir: config.dir,
+    ...(store === undefined ? {} : { store, ownsStore: true }),
     provider,
     config: {
       tenantKeyCryptoperiodDays: config.tenantKeyCryptoperiodDays,

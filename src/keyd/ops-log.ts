@@ -57,12 +57,17 @@ export function opsLogHash(prevHash: string, seq: number, draft: OpsLogDraft): s
   return createHash('sha256').update(DOMAIN).update(prevHash).update('\n').update(body).digest('hex');
 }
 
-/** Recomputes the chain over entries in seq order; reports the first entry that does not fit. */
-export function verifyOpsChain(entries: Iterable<ChainedOpsLogEntry>): OpsLogVerification {
+/**
+ * Recomputes the chain over entries in seq order; reports the first entry that does not fit.
+ * Entries may come page by page (PostgreSQL's store reads the log in pages).
+ */
+export async function verifyOpsChain(
+  entries: Iterable<ChainedOpsLogEntry> | AsyncIterable<ChainedOpsLogEntry>,
+): Promise<OpsLogVerification> {
   let expectedSeq = 1;
   let prev = GENESIS_HASH;
   let count = 0;
-  for (const e of entries) {
+  for await (const e of entries) {
     const bad = (reason: string): OpsLogVerification => ({
       ok: false,
       entries: count,

@@ -79,10 +79,12 @@ export { SYSTEM_CALLER } from './op-record.ts';
 export { tenantKeyId } from './tenant-keys.ts';
 
 export interface CreateKeyServiceOptions {
-  /** keyd's folder: the SQLite store is opened (and closed by close()) there. */
+  /** keyd's folder: the SQLite store is opened (and closed by close()) there, unless `store` is given. */
   dir?: string;
-  /** Or a store the caller opened (and closes). */
+  /** Or a store the caller opened (and closes, unless `ownsStore`). */
   store?: KeyStore;
+  /** close() closes `store` too (keyd's daemon with its PostgreSQL store). */
+  ownsStore?: boolean;
   provider: RootKeyProvider;
   config?: KeyServiceConfig;
   clock?: () => Date;
@@ -123,6 +125,7 @@ class TenantKeyService implements KeydService {
   readonly #rootLock = new RootLock();
   readonly #recorder: OpRecorder;
   readonly #tenantKeys: TenantKeys;
+  readonly #budget: EncryptionBudget;
   readonly #signingKeys: SigningKeys;
   readonly #backupKeys: BackupKeys;
   readonly #maintenance: Maintenance;
@@ -132,14 +135,14 @@ class TenantKeyService implements KeydService {
 
   constructor(options: CreateKeyServiceOptions) {
     const config = checkKeyServiceConfig(options.config ?? {});
-    if ((options.dir === undefined) === (options.store === undefined)) {
-      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'createKeyService needs either dir or store');
+    if (options.dir === undefined && options.store === undefined) {
+      throw new KeydError('TRESOR_ERR_CONFIG_INVALID', 'createKeyService needs dir or a store');
     }
     const provider = options.provider;
     const clock = options.clock ?? (() => new Date());
     this.#provider = provider;
     this.#started = Date.now();
-    this.#ownsStore = options.store === undefined;
+    this.#ownsStore = options.store === undefined || options.ownsStore === true;
     const store = options.store ?? openSqliteKeyStore(options.dir as string);
     this.#store = store;
 
@@ -154,6 +157,7 @@ class TenantKeyService implements KeydService {
       cryptoperiodDays: config.cryptoperiodDays,
     });
     const budget = new EncryptionBudget({
+      store,
       tenantKeys,
       recorder,
       rotateAt: config.rotateAt,
@@ -167,6 +171,7 @@ class TenantKeyService implements KeydService {
     });
     this.#recorder = recorder;
     this.#tenantKeys = tenantKeys;
+    this.#budget = budget;
     this.#signingKeys = new SigningKeys({ store, keyring, recorder, rootLock, clock });
     this.#backupKeys = new BackupKeys({ store, keyring, recorder, rootLock, clock });
     const backup = options.backup ?? { destinations: [], intervalMinutes: 0 };
@@ -314,6 +319,7 @@ class TenantKeyService implements KeydService {
     await this.#maintenance.stop();
     // Let operations already past their locks settle before the store goes.
     await this.#rootLock.exclusive(async () => undefined);
+    await this.#budget.close();
     this.#wipeKeys();
     this.#provider.seal();
     if (this.#ownsStore) await this.#store.close();

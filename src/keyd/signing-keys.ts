@@ -106,7 +106,14 @@ export class SigningKeys {
       const cached = this.#signers.get(purpose);
       if (cached) return cached;
       const keyring = this.#keyring();
-      const record = (await this.#store.getSigningKey(purpose)) ?? (await this.#create(keyring, purpose));
+      const record =
+        (await this.#store.getSigningKey(purpose)) ??
+        // Another keyd instance on a shared store may make it first: then its key is the one.
+        (await this.#create(keyring, purpose).catch(async (err: unknown): Promise<SigningKeyRecord> => {
+          const made = await this.#store.getSigningKey(purpose);
+          if (made === undefined) throw err;
+          return made;
+        }));
       const where = `signing_keys row (${purpose})`;
       let seed: Buffer;
       try {

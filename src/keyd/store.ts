@@ -9,8 +9,9 @@
  * file), foreign keys, and an exclusive lock held while keyd runs (one writer per store). Every
  * multi-row change is one transaction, together with its ops-log entry.
  *
- * The interface is asynchronous so a PostgreSQL store can implement it later; this one runs
- * better-sqlite3's synchronous transactions inside the async methods.
+ * The interface is asynchronous so keyd's PostgreSQL store (pg-store.ts, several keyd instances
+ * over one store) implements it too; this one runs better-sqlite3's synchronous transactions inside
+ * the async methods.
  *
  * Group commit: data-path operations (one per unwrapDataKey) append their ops-log entries to a
  * queue that is written in one transaction — one fsync — on the next turn of the event loop. The
@@ -59,6 +60,11 @@ export interface TenantKeyRecord {
   rotateAfter: string | null;
   /** AES-GCM encryptions done under this version, durable as of the last commit. */
   encryptions: number;
+  /**
+   * Encryptions claimed under this version by keyd instances (claimEncryptions): never above the
+   * refusal limit, never below `encryptions`. A claimed block no instance used is spent all the same.
+   */
+  reserved: number;
 }
 
 export interface SigningKeyRecord {
@@ -154,6 +160,21 @@ export interface KeyStore {
     log: (rewrapped: number) => OpsLogDraft,
   ): Promise<number>;
   countRootVersionUse(rootVersion: number): Promise<number>;
+
+  /**
+   * Claims a block of up to `want` encryptions of an active tenant key version, never taking
+   * `reserved` past `limit`: a compare-and-set on `reserved`, so instances sharing a store never
+   * claim the same encryption twice nor more than `limit` together. Returns the block [from, to),
+   * or undefined when the version is not active or its budget is spent.
+   */
+  claimEncryptions(
+    tenant: string,
+    version: number,
+    want: number,
+    limit: number,
+  ): Promise<{ from: number; to: number } | undefined>;
+  /** Gives back the unused end [from, to) of a block, if no block was claimed after it. */
+  returnEncryptions(tenant: string, version: number, from: number, to: number): Promise<void>;
 
   /** Appends an entry (group commit); resolves once it — and its encryption count — are durable. */
   appendOps(draft: OpsLogDraft, encryptions?: EncryptionCount): Promise<OpsLogEntry>;
@@ -254,11 +275,20 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
       ) STRICT;
     `,
   },
+  {
+    // Encryption budget claimed in blocks (src/keyd/encryption-budget.ts): what was counted so far
+    // is what was claimed so far.
+    version: 4,
+    sql: `
+      ALTER TABLE tenant_keys ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
+      UPDATE tenant_keys SET reserved = encryptions;
+    `,
+  },
 ];
 
 const TENANT_COLUMNS = `id, state, created_at AS createdAt, destroy_after AS destroyAfter, destroyed_at AS destroyedAt`;
 const KEY_COLUMNS = `tenant, version, key_id AS keyId, state, root_version AS rootVersion, wrapped,
-  created_at AS createdAt, rotate_after AS rotateAfter, encryptions`;
+  created_at AS createdAt, rotate_after AS rotateAfter, encryptions, reserved`;
 const BACKUP_KEY_COLUMNS = `version, key_id AS keyId, root_version AS rootVersion, wrapped, created_at AS createdAt`;
 const OPS_COLUMNS = `seq, at, caller, op, tenant, key_id AS keyId, outcome, detail, prev_hash AS prevHash, hash`;
 
@@ -273,6 +303,16 @@ function storeWriteError(err: unknown): KeydError {
   const code = (err as { code?: unknown }).code;
   const detail = typeof code === 'string' && code.startsWith('SQLITE_') ? ` (${code})` : '';
   return new KeydError('TRESOR_ERR_INTERNAL', `the key store could not be written${detail}`);
+}
+
+/**
+ * How many encryptions a claim takes: `want` at most, and as the limit nears an eighth of what is
+ * left (at least one), so instances sharing a store share the last of a budget too.
+ */
+export function claimSize(reserved: number, want: number, limit: number): number {
+  const left = limit - reserved;
+  if (left <= 0) return 0;
+  return Math.max(1, Math.min(want, Math.floor(left / 8)));
 }
 
 function conflict(message: string): KeydError {
@@ -520,8 +560,8 @@ export class SqliteKeyStore implements KeyStore {
 
   #insertKey(k: TenantKeyRecord): void {
     this.#sql(
-      `INSERT INTO tenant_keys (tenant, version, key_id, state, root_version, wrapped, created_at, rotate_after, encryptions)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO tenant_keys (tenant, version, key_id, state, root_version, wrapped, created_at, rotate_after, encryptions, reserved)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       k.tenant,
       k.version,
@@ -532,6 +572,7 @@ export class SqliteKeyStore implements KeyStore {
       k.createdAt,
       k.rotateAfter,
       k.encryptions,
+      Math.max(k.reserved, k.encryptions),
     );
   }
 
@@ -639,6 +680,32 @@ export class SqliteKeyStore implements KeyStore {
     )
       .all(now)
       .map((r) => r.id);
+  }
+
+  async claimEncryptions(
+    tenant: string,
+    version: number,
+    want: number,
+    limit: number,
+  ): Promise<{ from: number; to: number } | undefined> {
+    this.#open();
+    const row = this.#sql<[string, number], { reserved: number }>(
+      `SELECT reserved FROM tenant_keys WHERE tenant = ? AND version = ? AND state = 'active'`,
+    ).get(tenant, version);
+    const n = row === undefined ? 0 : claimSize(row.reserved, want, limit);
+    if (row === undefined || n === 0) return undefined;
+    // One writer per SQLite store: the read above is still current.
+    this.#sql(
+      `UPDATE tenant_keys SET reserved = ? WHERE tenant = ? AND version = ? AND reserved = ? AND state = 'active'`,
+    ).run(row.reserved + n, tenant, version, row.reserved);
+    return { from: row.reserved, to: row.reserved + n };
+  }
+
+  async returnEncryptions(tenant: string, version: number, from: number, to: number): Promise<void> {
+    this.#open();
+    this.#sql(
+      `UPDATE tenant_keys SET reserved = max(?, encryptions) WHERE tenant = ? AND version = ? AND reserved = ?`,
+    ).run(from, tenant, version, to);
   }
 
   // --- signing keys --------------------------------------------------------------------------------

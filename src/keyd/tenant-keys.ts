@@ -65,7 +65,11 @@ export class TenantKeys {
   async usable(tenant: string): Promise<{ tenant: TenantRecord; keys: TenantKeyRecord[] }> {
     const view = await this.#store.getTenant(tenant);
     if (!view) throw new KeydError('TRESOR_ERR_TENANT_KEY_UNKNOWN');
-    if (view.tenant.state === 'destroyed') throw new KeydError('TRESOR_ERR_TENANT_KEY_DESTROYED');
+    if (view.tenant.state === 'destroyed') {
+      // Destroyed by another keyd instance on a shared store: wipe what this one still holds.
+      for (const k of view.keys) this.forget(k.keyId);
+      throw new KeydError('TRESOR_ERR_TENANT_KEY_DESTROYED');
+    }
     if (view.tenant.state === 'pending-destroy') {
       throw new KeydError(
         'TRESOR_ERR_TENANT_KEY_PENDING_DESTROY',
@@ -92,6 +96,7 @@ export class TenantKeys {
       );
     }
     if (row.state === 'retired') {
+      this.forget(row.keyId);
       throw new KeydError(
         'TRESOR_ERR_KEY_VERSION_RETIRED',
         `tenant key version ${row.version} has been retired`,
@@ -100,14 +105,12 @@ export class TenantKeys {
     return row;
   }
 
-  /** Data keys the version has wrapped, counting those whose entries are still being committed. */
+  /**
+   * Data keys the version has wrapped: this process's count (with entries still being committed)
+   * or the store's, whichever is more (other keyd instances on a shared store count there).
+   */
   encryptions(row: TenantKeyRecord): number {
-    let n = this.#counts.get(row.keyId);
-    if (n === undefined) {
-      n = row.encryptions;
-      this.#counts.set(row.keyId, n);
-    }
-    return n;
+    return Math.max(this.#counts.get(row.keyId) ?? 0, row.encryptions);
   }
 
   setEncryptions(keyId: string, n: number): void {
@@ -136,6 +139,7 @@ export class TenantKeys {
         createdAt: now.toISOString(),
         rotateAfter: addSeconds(now, this.#cryptoperiodDays * 86400),
         encryptions: 0,
+        reserved: 0,
       };
       await persist(row);
       this.#counts.set(keyId, 0);
@@ -190,7 +194,7 @@ export class TenantKeys {
       rootVersion: row.rootVersion,
       createdAt: row.createdAt,
       rotateAfter: row.rotateAfter,
-      encryptions: this.#counts.get(row.keyId) ?? row.encryptions,
+      encryptions: this.encryptions(row),
     };
   }
 

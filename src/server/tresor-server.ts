@@ -99,6 +99,7 @@ import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
 import type { ControlDB } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
+import { keydTargets } from './keyd-targets.ts';
 import { startProbeJob } from './probe-job.ts';
 import { watchServerParts } from './server-metrics.ts';
 import { trustStatements } from './trust-statement.ts';
@@ -164,21 +165,7 @@ export async function startTresorServer(
   const backupDestinations = configuredDestinations(config.backup.destinations);
   // Made first: the keyd client and the HTTP layer report to it (monitor/metrics.ts).
   const metrics = createTresorMetrics();
-  const unobservedKeyd = createKeydClient({
-    connect:
-      config.keyd.kind === 'unix'
-        ? { kind: 'unix', path: config.keyd.socketPath }
-        : {
-            kind: 'tls',
-            host: config.keyd.host,
-            port: config.keyd.port,
-            cert: readFileSync(config.keyd.certFile),
-            key: readFileSync(config.keyd.keyFile),
-            ca: readFileSync(config.keyd.caFile),
-            ...(config.keyd.servername ? { servername: config.keyd.servername } : {}),
-          },
-    clientName: 'tresor-server',
-  });
+  const unobservedKeyd = createKeydClient({ connect: keydTargets(config), clientName: 'tresor-server' });
   const keyd = metrics.keyd.observe(unobservedKeyd);
   const backend = await openDataBackend(config).catch(async (error: unknown) => {
     await keyd.close();

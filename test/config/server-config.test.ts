@@ -184,6 +184,53 @@ describe('server config', () => {
     });
   });
 
+  it('lists several keyd instances (sockets, or addresses over mutual TLS), the preferred first', () => {
+    const tls = resolveServerConfig(
+      {},
+      {
+        TRESOR_KEYD_ADDRESSES: 'keyd-a.internal:7443,[fd00::2]:7444',
+        TRESOR_KEYD_CLIENT_CERT: 'c.pem',
+        TRESOR_KEYD_CLIENT_KEY: 'k.pem',
+        TRESOR_KEYD_CA: 'ca.pem',
+      },
+    );
+    assert.deepEqual(tls.keyd, {
+      kind: 'tls',
+      host: 'keyd-a.internal',
+      port: 7443,
+      moreAddresses: [{ host: 'fd00::2', port: 7444 }],
+      certFile: resolve('c.pem'),
+      keyFile: resolve('k.pem'),
+      caFile: resolve('ca.pem'),
+    });
+    const unix = resolveServerConfig({}, { TRESOR_KEYD_SOCKETS: '/run/keyd-a.sock,/run/keyd-b.sock' });
+    assert.deepEqual(unix.keyd, {
+      kind: 'unix',
+      socketPath: '/run/keyd-a.sock',
+      moreSocketPaths: ['/run/keyd-b.sock'],
+    });
+    assert.match(
+      problemsOf(() =>
+        resolveServerConfig({}, { TRESOR_KEYD_SOCKETS: '/run/a.sock', TRESOR_KEYD_SOCKET: '/run/b.sock' }),
+      ).join(),
+      /set one of them/,
+    );
+    assert.match(
+      problemsOf(() =>
+        resolveServerConfig(
+          {},
+          {
+            TRESOR_KEYD_ADDRESSES: 'keyd-a.internal:7443,nope',
+            TRESOR_KEYD_CLIENT_CERT: 'c.pem',
+            TRESOR_KEYD_CLIENT_KEY: 'k.pem',
+            TRESOR_KEYD_CA: 'ca.pem',
+          },
+        ),
+      ).join(),
+      /must be host:port/,
+    );
+  });
+
   it('accepts a public URL only as an https origin, and a redirect port apart from the port', () => {
     assert.equal(
       resolveServerConfig({}, { TRESOR_PUBLIC_URL: 'https://vault.example.com/' }).publicUrl,

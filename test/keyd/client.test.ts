@@ -170,6 +170,73 @@ describe('keyd client', () => {
     }
   });
 
+  test('fails over to the next keyd instance at once, and keeps preferring the one that answered', async () => {
+    const dead = socketPath();
+    const path = socketPath();
+    const service = createFakeKeyService();
+    const server = createKeydServer({ service, listen: { kind: 'unix', path } });
+    await server.listen();
+    const sleeps: number[] = [];
+    const client = unixClient(dead, {
+      connect: [
+        { kind: 'unix', path: dead },
+        { kind: 'unix', path },
+      ],
+      retries: 1,
+      sleeps,
+    });
+    try {
+      // Nothing was sent to the dead instance: even a state-changing operation goes on to the next.
+      await client.call('rotateTenantKey', { tenant: 't1' });
+      await client.call('status', {});
+      assert.equal(service.calls.length, 2);
+      assert.equal(sleeps.length, 0, 'no backoff while another instance is left to try');
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  test('repeats on another instance only what is safe to repeat, once the first may have it', async () => {
+    const hungPath = socketPath();
+    const path = socketPath();
+    const hung = createFakeKeyService();
+    const hang = deferred();
+    hung.before = () => hang.promise;
+    const hungServer = createKeydServer({
+      service: hung,
+      listen: { kind: 'unix', path: hungPath },
+      drainTimeoutMs: 10,
+    });
+    const service = createFakeKeyService();
+    const server = createKeydServer({ service, listen: { kind: 'unix', path } });
+    await hungServer.listen();
+    await server.listen();
+    const connect = [
+      { kind: 'unix', path: hungPath },
+      { kind: 'unix', path },
+    ] as const;
+    const rotating = unixClient(hungPath, { connect: [...connect], timeoutMs: 100, retries: 2 });
+    const generating = unixClient(hungPath, { connect: [...connect], timeoutMs: 100, retries: 2 });
+    try {
+      // Sent, then no answer: a rotation may have happened on the first, so it is not repeated.
+      await assert.rejects(
+        rotating.call('rotateTenantKey', { tenant: 't1' }),
+        isKeydError('TRESOR_ERR_KEYD_UNAVAILABLE'),
+      );
+      assert.equal(service.calls.length, 0);
+      // A data key may be generated twice (the unused one is harmless): it is, on the other instance.
+      await generating.call('generateDataKey', { tenant: 't1', purpose: 'data' });
+      assert.equal(service.calls.length, 1);
+    } finally {
+      hang.resolve();
+      await rotating.close();
+      await generating.close();
+      await hungServer.close();
+      await server.close();
+    }
+  });
+
   test("does not retry keyd's own error answers", async () => {
     const path = socketPath();
     const service = createFakeKeyService({ sealed: true });

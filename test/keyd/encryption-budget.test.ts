@@ -1,10 +1,9 @@
 /**
- * keyd's per-tenant-key encryption budget (NIST SP 800-38D §8.3) is counted in keyd's memory and
- * made durable with each ops-log batch. That is only sound with one keyd process per store, and the
- * store enforces it: it holds SQLite's write lock exclusively while keyd runs, so a second keyd
- * process on the same folder is refused before it can count anything, and the first keeps counting.
- * (Several keyd instances over a shared store need the count moved into a conditional update, as
- * the server's data keys do: see src/keyd/encryption-budget.ts.)
+ * keyd's per-tenant-key encryption budget (NIST SP 800-38D §8.3) on its SQLite store: one keyd
+ * process per store — the store holds SQLite's write lock exclusively while keyd runs, so a second
+ * keyd process on the same folder is refused before it can count anything, and the first keeps
+ * counting. (Several keyd instances share a PostgreSQL store instead, claiming the budget in blocks
+ * that never pass the limit: test/keyd/keyd-instances.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -37,6 +37,7 @@ function tenantKeyRow(keyring: RootKeyring, tenant: string, key: Buffer): Tenant
     createdAt: '2026-01-01T00:00:00.000Z',
     rotateAfter: null,
     encryptions: 0,
+    reserved: 0,
   };
 }
 

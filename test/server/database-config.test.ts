@@ -2,7 +2,7 @@
  * `database.url` (TRESOR_DATABASE_URL): the server's choice of backend, a secret-bearing value whose
  * password is never shown — not by `tresor config show` (redactedServerConfig), not in the audit
  * log's config digests' input, not in a config error; backups refused on PostgreSQL with the reason;
- * and keyd's reserved `keyd.database.url` refused at start as not supported yet.
+ * and keyd's `keyd.database.url`, checked at start without repeating it.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -95,17 +95,33 @@ describe('database.url', () => {
     assert.equal(config.backup.verifyIntervalMinutes, 0);
   });
 
-  test('keyd.database.url is reserved: keyd refuses it at start as not supported yet', () => {
-    const message = problemsOf(() =>
-      resolveKeydConfig({ dir }, { TRESOR_KEYD_DATABASE_URL: URL_WITH_PASSWORD }),
+  test('keyd.database.url: keyd takes it, refuses the data’s database and a non-URL, never repeating it', () => {
+    const keydUrl = URL_WITH_PASSWORD.replace(/\/[^/]*$/, '/tresor_keyd');
+    assert.equal(resolveKeydConfig({ dir }, { TRESOR_KEYD_DATABASE_URL: keydUrl }).databaseUrl, keydUrl);
+    const same = problemsOf(() =>
+      resolveKeydConfig(
+        { dir },
+        { TRESOR_KEYD_DATABASE_URL: URL_WITH_PASSWORD, TRESOR_DATABASE_URL: URL_WITH_PASSWORD },
+      ),
     );
-    assert.match(message, /not supported yet/);
-    assert.ok(!message.includes(SECRET));
+    assert.match(same, /same database as database\.url/);
+    assert.ok(!same.includes(SECRET));
     const file = join(dir, 'keyd.json');
-    writeFileSync(file, JSON.stringify({ keyd: { database: { url: URL_WITH_PASSWORD } } }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        database: { url: URL_WITH_PASSWORD },
+        keyd: { database: { url: URL_WITH_PASSWORD } },
+      }),
+    );
     assert.match(
       problemsOf(() => resolveKeydConfig({ config: file, dir }, {})),
-      /not supported yet/,
+      /same database as database\.url/,
     );
+    const bad = problemsOf(() =>
+      resolveKeydConfig({ dir }, { TRESOR_KEYD_DATABASE_URL: `mysql://u:${SECRET}@h/db` }),
+    );
+    assert.match(bad, /must be a postgres:\/\/ URL/);
+    assert.ok(!bad.includes(SECRET));
   });
 });
