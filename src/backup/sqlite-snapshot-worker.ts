@@ -42,6 +42,10 @@ function copy(source: string, target: string): SnapshotReply {
     let schemaVersion: string;
     const copyDb = new Database(target, { fileMustExist: true });
     try {
+      // A scratch copy, read and removed: switching its journal mode must not fsync it, which would
+      // force the whole copy (still in the page cache) to disk at once, ahead of the live stores'
+      // commits on the same disk.
+      copyDb.pragma('synchronous = OFF');
       // A self-contained file: no -wal beside it (restore's openSqlite turns WAL on again).
       copyDb.pragma('journal_mode = DELETE');
       const row = copyDb

@@ -155,11 +155,16 @@ async function runChecks(
       const opened: { close(): Promise<void> }[] = [];
       const tenants = new Set<string>();
       try {
-        opened.push(await openControlStore(controlStorePath(dataDir), { fileMustExist: true }));
+        // A scratch copy: never fsynced (openSqlite's `durable`), so opening it does not force the
+        // whole copy to disk ahead of the live stores' commits.
+        opened.push(
+          await openControlStore(controlStorePath(dataDir), { fileMustExist: true, durable: false }),
+        );
         for (const file of tenantFiles(manifest)) {
           opened.push(
             await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
               fileMustExist: true,
+              durable: false,
             }),
           );
           tenants.add(file.tenant ?? '');

@@ -129,6 +129,7 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
       for (const file of manifest ? tenantFiles(manifest) : []) {
         const store = await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
           fileMustExist: true,
+          durable: false, // a scratch copy: never fsynced
         });
         opened.push(store);
         tenantStores.set(file.tenant ?? '', store);
