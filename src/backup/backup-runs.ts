@@ -10,8 +10,9 @@
  *        when some do, `failed` when none does; audited as `backup.create` (system actor `backup`);
  *     4. the trial restore (deps.trial, when given: restore into a scratch folder, the audit log
  *        checked against the manifest's checkpoint, every store opened, sample records decrypted
- *        through keyd) at the first destination that holds it, and verifyBackup (signature,
- *        digests, decryption through keyd) at the others; the result is recorded and audited
+ *        through keyd) at the first destination that holds it, and verifyBackupInBackground
+ *        (signature, digests, decryption through keyd; its pass in a low-priority worker) at the
+ *        others; the result is recorded and audited
  *        (`backup.verify`).
  *   requestVerify() checks a backup again in the background (TRESOR_ERR_BACKUP_VERIFYING while a
  *   verification runs: one at a time, the one after each backup included); reverify() is the
@@ -31,12 +32,12 @@ import type { KeyService } from '../keyd/operations.ts';
 import { newBackupId } from '../objects/backup-id.ts';
 import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
 import { type Destination, deleteBackup, MANIFEST_OBJECT } from '../objects/destination.ts';
+import { verifyBackupInBackground } from './background-verify.ts';
 import type { BackupRecords, BackupView } from './backup-records.ts';
 import { copyBackup } from './copy-backup.ts';
 import { type BackupSource, createBackup } from './create-backup.ts';
 import { BackupError } from './errors.ts';
 import type { ManifestKey } from './manifest.ts';
-import { verifyBackup } from './read-backup.ts';
 import type { StoreSnapshotter } from './snapshot.ts';
 
 export interface BackupRunDeps {
@@ -261,7 +262,13 @@ export function createBackupRuns(deps: BackupRunDeps) {
           results.push({ destination: d.name, result: trial.ok ? 'passed' : 'failed', code: trial.code });
           continue;
         }
-        await verifyBackup({ destination: d.destination, backupId: id, keys: deps.keys, manifestKey });
+        await verifyBackupInBackground({
+          destination: d.destination,
+          backupId: id,
+          keys: deps.keys,
+          manifestKey,
+          signal: stopping.signal,
+        });
         results.push({ destination: d.name, result: 'passed', code: null });
       } catch (err) {
         // Cut short by the server stopping: not a result about the backup, so none is recorded.
@@ -302,15 +309,16 @@ export function createBackupRuns(deps: BackupRunDeps) {
     }
     for (const [id, holders] of complete) {
       const checked: string[] = [];
-      let read: Awaited<ReturnType<typeof verifyBackup>> | undefined;
+      let read: Awaited<ReturnType<typeof verifyBackupInBackground>> | undefined;
       for (const d of holders) {
         if (closing) return;
         try {
-          read = await verifyBackup({
+          read = await verifyBackupInBackground({
             destination: d.destination,
             backupId: id,
             keys: deps.keys,
             manifestKey,
+            signal: stopping.signal,
           });
           await records.updateCopy(
             id,

@@ -12,6 +12,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { secretCopy, wipe } from '../crypto/index.ts';
 import { sealChunk } from '../objects/chunk-cipher.ts';
+import { createFolderDestination } from '../objects/folder-destination.ts';
 import { lowerThreadPriority } from '../thread-priority.ts';
 
 export interface SealerStart {
@@ -22,11 +23,22 @@ export interface SealerStart {
   chunkSize: number;
 }
 
-export type SealerRequest = SealerStart | { kind: 'next' };
+/**
+ * The read-back of a written object, hashed here: a folder destination's object read here by its
+ * key, or another destination's bytes fetched by the event loop and handed over.
+ */
+export type SealerDigest = { kind: 'digest'; id: number } & (
+  | { folder: { root: string; name: string }; key: string }
+  | { bytes: Uint8Array }
+);
+
+export type SealerRequest = SealerStart | { kind: 'next' } | SealerDigest;
 
 export type SealerReply =
   | { kind: 'chunk'; index: number; final: boolean; stored: Uint8Array; sha256: string }
-  | { kind: 'error'; message: string };
+  | { kind: 'error'; message: string }
+  | { kind: 'digest'; id: number; sha256: string }
+  | { kind: 'digest-error'; id: number; code: string | null; message: string };
 
 const port = parentPort;
 if (port === null) throw new Error('chunk-sealer-worker.ts runs as a worker thread');
@@ -39,6 +51,10 @@ let index = 0;
 let count = 0;
 
 port.on('message', (request: SealerRequest) => {
+  if (request.kind === 'digest') {
+    void readBack(request);
+    return;
+  }
   try {
     if (request.kind === 'start') {
       job = request;
@@ -71,6 +87,23 @@ port.on('message', (request: SealerRequest) => {
     port.postMessage({ kind: 'error', message: (err as Error).message } satisfies SealerReply);
   }
 });
+
+async function readBack(request: SealerDigest): Promise<void> {
+  try {
+    const bytes =
+      'bytes' in request ? request.bytes : await createFolderDestination(request.folder).get(request.key);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    port?.postMessage({ kind: 'digest', id: request.id, sha256 } satisfies SealerReply);
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    port?.postMessage({
+      kind: 'digest-error',
+      id: request.id,
+      code: typeof e.code === 'string' ? e.code : null,
+      message: typeof e.message === 'string' ? e.message : 'read-back failed',
+    } satisfies SealerReply);
+  }
+}
 
 /** The files as one stream of plaintext chunks of `chunkSize` bytes (the last may be shorter). */
 function* readChunks(files: SealerStart['files'], chunkSize: number, total: number): Generator<Buffer> {

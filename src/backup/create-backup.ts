@@ -7,7 +7,7 @@
  *      entry the checkpoint covers is in the copied control store);
  *   3. the snapshot files as one stream, cut into chunks, each sealed (chunk-cipher.ts) on a worker
  *      thread at a lower CPU priority (chunk-sealer.ts), written to every destination and read back
- *      (putVerified);
+ *      (putVerified), the digests of the chunk and of its read-back taken on that worker;
  *   4. the manifest, signed by keyd; the signature object, then the manifest, last.
  *
  * A destination that fails is dropped from this backup, its partial objects removed, and reported;
@@ -25,11 +25,12 @@ import {
   type Destination,
   deleteBackup,
   MANIFEST_OBJECT,
+  type PutDigests,
   putVerified,
   SIGNATURE_OBJECT,
   sha256Hex,
 } from '../objects/destination.ts';
-import { sealedChunks } from './chunk-sealer.ts';
+import { startChunkSealer } from './chunk-sealer.ts';
 import { BackupError } from './errors.ts';
 import {
   type BackupManifest,
@@ -114,10 +115,15 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
     );
     const plaintextBytes = files.reduce((sum, f) => sum + f.size, 0);
     const chunks: ManifestChunk[] = [];
-    for await (const sealed of sealedChunks({ files, key: dataKey.key, backupId, chunkSize })) {
+    const sealer = startChunkSealer({ files, key: dataKey.key, backupId, chunkSize });
+    for await (const sealed of sealer.chunks) {
       chunks.push({ index: sealed.index, size: sealed.stored.length, sha256: sealed.sha256 });
       stopIfAborted(options.signal, backupId);
-      await writeEverywhere(live, chunkObject(backupId, sealed.index), sealed.stored, backupId);
+      // The digests off the event loop: the sealer took the chunk's, and takes each read-back's.
+      await writeEverywhere(live, chunkObject(backupId, sealed.index), sealed.stored, backupId, {
+        digest: sealed.sha256,
+        storedDigest: sealer.storedDigest,
+      });
     }
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
@@ -178,11 +184,12 @@ async function writeEverywhere(
   key: string,
   data: Buffer,
   backupId: string,
+  digests: PutDigests = {},
 ): Promise<void> {
   for (const [destination, outcome] of live) {
     if (!outcome.ok) continue;
     try {
-      await putVerified(destination, key, data);
+      await putVerified(destination, key, data, digests);
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
       outcome.ok = false;

@@ -50,8 +50,10 @@ export {
 } from '../objects/retention.ts';
 export { createS3Destination, type S3DestinationOptions } from '../objects/s3-destination.ts';
 export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
+export { verifyBackupInBackground } from './background-verify.ts';
 export { type BackupRecords, type BackupView, type CopyView, createBackupRecords } from './backup-records.ts';
 export { type BackupRunDeps, type BackupRuns, createBackupRuns, type StartedBackup } from './backup-runs.ts';
+export { answerWant, type ChunkAnswer, type ChunkWant, chunkFeed } from './chunk-feed.ts';
 export {
   type BackupResult,
   type BackupSource,

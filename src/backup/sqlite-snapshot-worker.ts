@@ -34,6 +34,10 @@ function copy(source: string, target: string): SnapshotReply {
   try {
     const db = new Database(source, { readonly: true, fileMustExist: true, timeout: 5000 });
     try {
+      // VACUUM INTO syncs its output as this connection's `synchronous` says: the copy is scratch,
+      // read and removed, so it is not forced to disk (which would go ahead of the live stores'
+      // commits on the same disk); removed soon enough, it is never written at all.
+      db.pragma('synchronous = OFF');
       // sqlite.org/lang_vacuum.html#vacuuminto: "a transactionally consistent snapshot".
       db.prepare('VACUUM INTO ?').run(target);
     } finally {
@@ -42,6 +46,10 @@ function copy(source: string, target: string): SnapshotReply {
     let schemaVersion: string;
     const copyDb = new Database(target, { fileMustExist: true });
     try {
+      // A scratch copy, read and removed: switching its journal mode must not fsync it, which would
+      // force the whole copy (still in the page cache) to disk at once, ahead of the live stores'
+      // commits on the same disk.
+      copyDb.pragma('synchronous = OFF');
       // A self-contained file: no -wal beside it (restore's openSqlite turns WAL on again).
       copyDb.pragma('journal_mode = DELETE');
       const row = copyDb

@@ -51,20 +51,39 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** Where putVerified's digests come from when the caller has them off the event loop. */
+export interface PutDigests {
+  /** The SHA-256 (hex) of `data`, already taken (the backup's sealer takes it with the chunk). */
+  digest?: string;
+  /**
+   * The SHA-256 (hex) of what the destination holds under the key, as get() would read it: the
+   * backup's sealer worker reads a folder's object and hashes it on its own thread. Default: get()
+   * here and hash the bytes.
+   */
+  storedDigest?: (destination: Destination, key: string) => Promise<string>;
+}
+
 /** put(), then get() and compare digests: the destination has shown it holds exactly `data`. */
-export async function putVerified(destination: Destination, key: string, data: Buffer): Promise<string> {
-  const digest = sha256Hex(data);
+export async function putVerified(
+  destination: Destination,
+  key: string,
+  data: Buffer,
+  digests: PutDigests = {},
+): Promise<string> {
+  const digest = digests.digest ?? sha256Hex(data);
   await destination.put(key, data);
-  let back: Buffer;
+  let back: string;
   try {
-    back = await destination.get(key);
+    back = digests.storedDigest
+      ? await digests.storedDigest(destination, key)
+      : sha256Hex(await destination.get(key));
   } catch (err) {
     throw new BackupError(
       'TRESOR_ERR_BACKUP_DESTINATION',
       `${destination.name}: ${key} could not be read back (${(err as { code?: string }).code ?? 'error'})`,
     );
   }
-  if (sha256Hex(back) !== digest) {
+  if (back !== digest) {
     throw new BackupError(
       'TRESOR_ERR_BACKUP_DESTINATION',
       `${destination.name}: ${key} read back differs from what was written`,

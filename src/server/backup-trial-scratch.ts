@@ -18,8 +18,9 @@ import {
   BackupError,
   type BackupManifest,
   backupVerification,
-  createFolderDestination,
-  fetchChunk,
+  type ChunkAnswer,
+  type ChunkWant,
+  chunkFeed,
   type ManifestFile,
   quickCheckFile,
   readChunks,
@@ -44,72 +45,34 @@ export interface TrialScratchStart {
   folder?: { root: string; name: string };
 }
 
-/** The event loop's answer to a `want`: a chunk's stored bytes, or why it could not be fetched. */
-export type TrialScratchChunk =
-  | { kind: 'chunk'; index: number; stored: Uint8Array }
-  | { kind: 'chunk-error'; index: number; code: string | null; message: string };
+export type TrialScratchRequest = TrialScratchStart | ChunkAnswer;
 
-export type TrialScratchRequest = TrialScratchStart | TrialScratchChunk;
-
-export type TrialScratchReply =
-  | { kind: 'want'; index: number }
-  | { kind: 'check'; check: TrialCheck }
-  | { kind: 'done' };
-
-/** Chunks requested ahead of the one the pass reads. */
-const AHEAD = 2;
+export type TrialScratchReply = ChunkWant | { kind: 'check'; check: TrialCheck } | { kind: 'done' };
 
 export function serveTrialScratch(port: MessagePort): void {
-  const waiting = new Map<number, { resolve(b: Buffer): void; reject(e: Error): void }>();
+  let feed: ReturnType<typeof chunkFeed> | undefined;
   port.on('message', (message: TrialScratchRequest) => {
     if (message.kind === 'start') {
-      void runChecks(port, message, waiting).finally(() =>
+      const current = chunkFeed(message.manifest, message.folder, (want) => port.postMessage(want));
+      feed = current;
+      void runChecks(port, message, (index) => current.chunk(index)).finally(() =>
         port.postMessage({ kind: 'done' } satisfies TrialScratchReply),
       );
       return;
     }
-    const w = waiting.get(message.index);
-    waiting.delete(message.index);
-    if (message.kind === 'chunk') {
-      w?.resolve(Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength));
-    } else {
-      w?.reject(
-        Object.assign(new Error(message.message), message.code === null ? {} : { code: message.code }),
-      );
-    }
+    feed?.answer(message);
   });
 }
 
 async function runChecks(
   port: MessagePort,
   start: TrialScratchStart,
-  waiting: Map<number, { resolve(b: Buffer): void; reject(e: Error): void }>,
+  chunk: (index: number) => Promise<Buffer>,
 ): Promise<void> {
   const { manifest, dataDir } = start;
   const checks = new TrialChecks();
   const report = (check: TrialCheck) =>
     port.postMessage({ kind: 'check', check } satisfies TrialScratchReply);
-
-  const folder = start.folder === undefined ? undefined : createFolderDestination(start.folder);
-  const requested = new Map<number, Promise<Buffer>>();
-  const want = (index: number) => {
-    if (index >= manifest.chunks.length || requested.has(index)) return;
-    let promise: Promise<Buffer>;
-    if (folder !== undefined) {
-      promise = fetchChunk(folder, manifest.backupId, index);
-    } else {
-      promise = new Promise<Buffer>((resolve, reject) => waiting.set(index, { resolve, reject }));
-      port.postMessage({ kind: 'want', index } satisfies TrialScratchReply);
-    }
-    promise.catch(() => undefined); // a chunk fetched ahead may fail after the pass stopped
-    requested.set(index, promise);
-  };
-  const chunk = (index: number): Promise<Buffer> => {
-    for (let i = index; i <= index + AHEAD; i++) want(i);
-    const promise = requested.get(index) as Promise<Buffer>;
-    requested.delete(index);
-    return promise;
-  };
 
   const key = Buffer.from(start.key);
   wipe(start.key);
@@ -155,11 +118,16 @@ async function runChecks(
       const opened: { close(): Promise<void> }[] = [];
       const tenants = new Set<string>();
       try {
-        opened.push(await openControlStore(controlStorePath(dataDir), { fileMustExist: true }));
+        // A scratch copy: never fsynced (openSqlite's `durable`), so opening it does not force the
+        // whole copy to disk ahead of the live stores' commits.
+        opened.push(
+          await openControlStore(controlStorePath(dataDir), { fileMustExist: true, durable: false }),
+        );
         for (const file of tenantFiles(manifest)) {
           opened.push(
             await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
               fileMustExist: true,
+              durable: false,
             }),
           );
           tenants.add(file.tenant ?? '');

@@ -31,7 +31,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTsWorker } from '../audit/ts-worker.ts';
-import { BackupError, type Destination, fetchChunk, openBackup } from '../backup/index.ts';
+import { answerWant, BackupError, type Destination, openBackup } from '../backup/index.ts';
 import { wipe } from '../crypto/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
@@ -129,6 +129,7 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
       for (const file of manifest ? tenantFiles(manifest) : []) {
         const store = await openSqliteStore<TenantDB>(join(dataDir, file.name), tenantStoreMigrations, {
           fileMustExist: true,
+          durable: false, // a scratch copy: never fsynced
         });
         opened.push(store);
         tenantStores.set(file.tenant ?? '', store);
@@ -198,17 +199,7 @@ async function scratchChecks(
       };
       worker.on('message', (reply: TrialScratchReply) => {
         if (reply.kind === 'want') {
-          const { index } = reply;
-          fetchChunk(destination, backupId, index).then(
-            (stored) => post({ kind: 'chunk', index, stored }),
-            (err: { code?: unknown; message?: unknown }) =>
-              post({
-                kind: 'chunk-error',
-                index,
-                code: typeof err.code === 'string' ? err.code : null,
-                message: typeof err.message === 'string' ? err.message : String(err),
-              }),
-          );
+          answerWant(destination, backupId, reply.index, post);
         } else if (reply.kind === 'check') {
           const check = reply.check;
           checks.add(

@@ -132,7 +132,7 @@ export const renamedControlStoreMigrations: MigrationRenames = [
 /** Opens (creating it if needed, unless `fileMustExist`) and migrates a control store. */
 export function openControlStore(
   path: string,
-  options: { fileMustExist?: boolean } = {},
+  options: { fileMustExist?: boolean; durable?: boolean } = {},
 ): Promise<SqliteStore<ControlDB>> {
   return openSqliteStore<ControlDB>(path, controlStoreMigrations, {
     ...options,

@@ -21,6 +21,7 @@ import {
   restoreBackup,
   type StoreSnapshotter,
   verifyBackup,
+  verifyBackupInBackground,
 } from '../../src/backup/index.ts';
 import { type BackupWorld, copyFolder, countRows, filesUnder, keepWriting, startWorld } from './fixture.ts';
 
@@ -193,7 +194,10 @@ describe('backup: round trip with a real keyd and stores being written', () => {
       assert.ok(first.chunks >= 3);
     });
 
-    /** Tampers with a copy of the first backup, then checks verify and restore both refuse it. */
+    /**
+     * Tampers with a copy of the first backup, then checks verify (on the event loop and in the
+     * background worker, which reads the folder itself) and restore all refuse it.
+     */
     async function expectRefused(tamper: (dir: string) => void, pattern: RegExp) {
       const root = copyFolder(world, source);
       tamper(join(root, first.backupId));
@@ -205,12 +209,41 @@ describe('backup: round trip with a real keyd and stores being written', () => {
         manifestKey: world.manifestKey,
       };
       await assert.rejects(verifyBackup(options), refused(pattern));
+      await assert.rejects(verifyBackupInBackground(options), refused(pattern));
       const parent = world.folder('restore-parent');
       await assert.rejects(restoreBackup({ ...options, target: join(parent, 'data') }), refused(pattern));
       assert.deepEqual(readdirSync(parent), [], 'nothing restored, no staging folder left');
     }
 
     const chunk = (i: number) => `chunk-${String(i).padStart(6, '0')}`;
+
+    test('the background verification: the intact backup passes, from a folder and from a destination whose chunks the event loop fetches; a flipped byte is refused by both', async () => {
+      const options = { backupId: first.backupId, keys: world.client, manifestKey: world.manifestKey };
+      const folder = createFolderDestination({ root: source });
+      // Without its folder's place: the worker asks the event loop for each chunk, as for S3.
+      const { folder: _place, ...remote } = folder;
+      for (const destination of [folder, remote]) {
+        const read = await verifyBackupInBackground({ ...options, destination });
+        assert.equal(read.chunks, first.chunks);
+        assert.equal(read.plaintextBytes, first.plaintextBytes);
+      }
+      const root = copyFolder(world, source);
+      const path = join(root, first.backupId, chunk(2));
+      const bytes = readFileSync(path);
+      bytes[7] = (bytes[7] ?? 0) ^ 0x01;
+      writeFileSync(path, bytes);
+      const { folder: _tampered, ...tampered } = createFolderDestination({ root });
+      await assert.rejects(
+        verifyBackupInBackground({ ...options, destination: tampered }),
+        refused(/chunk 2 does not match its digest/),
+      );
+      const stopping = new AbortController();
+      stopping.abort();
+      await assert.rejects(
+        verifyBackupInBackground({ ...options, destination: folder, signal: stopping.signal }),
+        (err: Error & { code?: string }) => err.code === 'TRESOR_ERR_BACKUP_INTERRUPTED',
+      );
+    });
 
     test('one flipped byte in a chunk', async () => {
       await expectRefused((dir) => {
@@ -348,7 +381,8 @@ describe('backup: round trip with a real keyd and stores being written', () => {
     test('a destination whose read-back differs is dropped and emptied; the other gets the whole backup', async () => {
       const good = world.folder('good');
       const badRoot = world.folder('bad');
-      const folder = createFolderDestination({ root: badRoot, name: 'flaky' });
+      // Without its folder's place: read back through get(), as a remote destination is.
+      const { folder: _place, ...folder } = createFolderDestination({ root: badRoot, name: 'flaky' });
       const flaky: Destination = {
         ...folder,
         name: 'flaky',
@@ -362,6 +396,36 @@ describe('backup: round trip with a real keyd and stores being written', () => {
       assert.equal(result.destinations[0]?.ok, false);
       assert.equal(result.destinations[0]?.error?.code, 'TRESOR_ERR_BACKUP_DESTINATION');
       assert.match(result.destinations[0]?.error?.message ?? '', /flaky: .*chunk-000001 read back differs/);
+      assert.equal(result.destinations[1]?.ok, true);
+      assert.deepEqual(filesUnder(badRoot), []);
+      assert.deepEqual(
+        (await listBackups(createFolderDestination({ root: good }))).map((b) => b.complete),
+        [true],
+      );
+    });
+  });
+
+  describe('a folder destination read back in the sealer worker', () => {
+    test('a chunk that differs on disk after it was written drops the folder; the other gets the backup', async () => {
+      const good = world.folder('good-2');
+      const badRoot = world.folder('bad-2');
+      const folder = createFolderDestination({ root: badRoot, name: 'rotting' });
+      // Keeps `folder`: the worker reads the file itself, so what is on disk is what it hashes.
+      const rotting: Destination = {
+        ...folder,
+        async put(key, data) {
+          await folder.put(key, data);
+          if (!key.endsWith('chunk-000001')) return;
+          const path = join(badRoot, key);
+          const bytes = readFileSync(path);
+          bytes[0] = (bytes[0] ?? 0) ^ 1;
+          writeFileSync(path, bytes);
+        },
+      };
+      const result = await backup([rotting, createFolderDestination({ root: good })]);
+      assert.equal(result.destinations[0]?.ok, false);
+      assert.equal(result.destinations[0]?.error?.code, 'TRESOR_ERR_BACKUP_DESTINATION');
+      assert.match(result.destinations[0]?.error?.message ?? '', /rotting: .*chunk-000001 read back differs/);
       assert.equal(result.destinations[1]?.ok, true);
       assert.deepEqual(filesUnder(badRoot), []);
       assert.deepEqual(

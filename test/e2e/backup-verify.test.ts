@@ -188,8 +188,11 @@ describe('POST /v1/backups/:id/verify runs in the background, one at a time', ()
     const started = exited(await client.cli(['verify', backup.id, '--no-wait', '--json']), 0);
     runs.push(started);
     assert.equal((JSON.parse(started.stdout) as { id: string }).id, backup.id);
-    await waitFor('the --no-wait verification over', async () =>
-      (await client.get(backup.id)).verifying ? undefined : true,
+    // A trial restore and a verification, both on low-priority threads: on a busy machine, minutes.
+    await waitFor(
+      'the --no-wait verification over',
+      async () => ((await client.get(backup.id)).verifying ? undefined : true),
+      { timeoutMs: 120_000, intervalMs: 250 },
     );
 
     // A chunk altered at rest at a (where the trial restore runs): the verification fails there.

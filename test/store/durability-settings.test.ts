@@ -4,7 +4,8 @@
  * opened through openSqlite (the audit sequencer's worker thread, the tenant-restore scratch file) —
  * runs with WAL, synchronous=FULL (2: an acknowledged commit survives power loss, not only a crash),
  * secure_delete on, and foreign keys on, on every connection. Setting synchronous=OFF in
- * src/store/sqlite/open.ts makes this test fail (tried, then reverted).
+ * src/store/sqlite/open.ts makes this test fail (tried, then reverted). The one exception is asked
+ * for by name (`durable: false`): a scratch copy that is read and removed, never a store that serves.
  *
  * SQLite only: the PostgreSQL store pins synchronous_commit and fsync in its own tests.
  */
@@ -17,6 +18,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { openSqliteKeyStore } from '../../src/keyd/store.ts';
 import { openControlStore } from '../../src/server/control-store.ts';
 import { openSqlite } from '../../src/store/sqlite/open.ts';
+import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import { createTenantStores } from '../../src/store/sqlite/tenant-stores.ts';
 import type { Store } from '../../src/store/types.ts';
 import { type TenantDB, tenantStoreMigrations } from '../../src/vault/tenant-store-schema.ts';
@@ -101,6 +103,29 @@ describe('durability settings of every store', () => {
       );
     } finally {
       db.close();
+    }
+  });
+
+  it('the one exception, asked for by name: a scratch copy read and removed (durable: false, the trial restore) does not fsync; the default stays durable', async () => {
+    const path = join(dir, 'scratch.sqlite');
+    const durable = await openSqliteStore<TenantDB>(path, tenantStoreMigrations);
+    await durable.close();
+    const scratch = await openSqliteStore<TenantDB>(path, tenantStoreMigrations, {
+      fileMustExist: true,
+      durable: false,
+    });
+    try {
+      const { writer, reader } = await storeConnections(scratch);
+      assert.deepEqual(writer, { ...PINNED, synchronous: 0 }, 'writer connection');
+      assert.deepEqual(reader, { ...PINNED, synchronous: 0 }, 'reader connection');
+    } finally {
+      await scratch.close();
+    }
+    const again = await openSqliteStore<TenantDB>(path, tenantStoreMigrations, { fileMustExist: true });
+    try {
+      assert.deepEqual((await storeConnections(again)).writer, PINNED, 'opened again without the option');
+    } finally {
+      await again.close();
     }
   });
 });

@@ -9,6 +9,13 @@ import Database from 'better-sqlite3';
 export interface OpenSqliteOptions {
   /** Fail instead of creating an empty database (tenant stores exist only once created). */
   fileMustExist?: boolean;
+  /**
+   * false for a scratch copy that is read and then removed (a backup's snapshot, the trial
+   * restore's stores): synchronous=OFF, so SQLite never fsyncs it. An fsync of such a file would
+   * force the whole copy, still in the page cache, to disk at once, ahead of the live stores'
+   * commits on the same disk; unsynced, a copy removed soon is never written at all. Default true.
+   */
+  durable?: boolean;
 }
 
 export function openSqlite(path: string, options: OpenSqliteOptions = {}): Database.Database {
@@ -22,8 +29,9 @@ export function openSqlite(path: string, options: OpenSqliteOptions = {}): Datab
   }
   const db = new Database(path, { fileMustExist: options.fileMustExist ?? false });
   try {
+    // Before the journal mode: switching it writes the header, which synchronous=FULL would fsync.
+    db.pragma(options.durable === false ? 'synchronous = OFF' : 'synchronous = FULL');
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
     db.pragma('secure_delete = ON');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');

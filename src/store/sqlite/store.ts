@@ -72,6 +72,8 @@ export interface SqliteStoreOptions {
   maxBatch?: number;
   /** Refuse to create the file if it does not exist (tenant stores are created explicitly). */
   fileMustExist?: boolean;
+  /** false for a scratch copy that is read and removed: no fsync (openSqlite's `durable`). */
+  durable?: boolean;
   /** Recorded migration names to rewrite before migrating (see MigrationRenames). */
   renamedMigrations?: MigrationRenames;
 }
