@@ -120,6 +120,8 @@ export interface TresorServerOptions {
   firstBackupAfterMs?: number;
   /** Grace between a tenant's close and its key's destruction, in seconds (tests); default closeGraceDays. */
   keyDestroyGraceSeconds?: number;
+  /** SQLite: tenant stores kept open at most (tests); default derived from the file limit (handle-budget.ts). */
+  maxOpenTenantStores?: number;
 }
 
 export interface TresorServer {
@@ -177,7 +179,12 @@ export async function startTresorServer(
     clientName: 'tresor-server',
   });
   const keyd = metrics.keyd.observe(unobservedKeyd);
-  const backend = await openDataBackend(config).catch(async (error: unknown) => {
+  const backend = await openDataBackend({
+    ...config,
+    ...(options.maxOpenTenantStores === undefined
+      ? {}
+      : { maxOpenTenantStores: options.maxOpenTenantStores }),
+  }).catch(async (error: unknown) => {
     await keyd.close();
     throw error;
   });
@@ -563,6 +570,14 @@ export async function startTresorServer(
       alerts: alertService,
     }),
   });
+  if (backend.handleBudget)
+    http.app.log.info(
+      {
+        maxOpenTenantStores: backend.handleBudget.maxOpen,
+        fileLimit: backend.handleBudget.fileLimit ?? null,
+      },
+      'tenant store handle budget (stores kept open at most, from the file limit)',
+    );
 
   // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
   await alertWatch.start();
