@@ -22,6 +22,11 @@ import {
   type WithAuditLogIdentity,
 } from '../audit/log-identity.ts';
 import { auditLogMigration, auditLogPgMigration, type WithAuditLog } from '../audit/log-schema.ts';
+import {
+  pendingSourcesMigration,
+  pendingSourcesPgMigration,
+  type WithPendingSources,
+} from '../audit/pending-sources.ts';
 import { type BackupDB, backupRunsMigration, backupRunsPgMigration } from '../backup/backup-store-schema.ts';
 import {
   credentialTablesMigration,
@@ -40,6 +45,7 @@ import { openPgStore, type PgStore } from '../store/pg/store.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { MigrationRenames, Migrations } from '../store/types.ts';
 import { idempotencyKeysMigration } from '../vault/idempotency.ts';
+import { retentionDueMigration, type WithRetentionDue } from '../vault/retention-due.ts';
 import {
   tenantTablesMigration,
   tenantTablesPgMigration,
@@ -56,7 +62,9 @@ export interface ControlDB
     WithAuditEvents,
     ProbeDB,
     WithAuditLog,
-    WithAuditLogIdentity {}
+    WithAuditLogIdentity,
+    WithPendingSources,
+    WithRetentionDue {}
 
 /** The control store's file in a data folder. */
 export const CONTROL_STORE_FILE = 'control.sqlite';
@@ -94,6 +102,10 @@ export const controlStoreMigrations: Migrations = {
   '0012-alerts': alertsMigration,
   // Idempotency-Key on tenant creates (vault/tenant-provision.ts): the same table as a tenant store's.
   '0013-idempotency-keys': idempotencyKeysMigration,
+  // Which tenants' outboxes may hold unmoved events: the sequencer's start opens only those.
+  '0014-audit-pending-sources': pendingSourcesMigration,
+  // When each tenant's retention is next due: the retention job opens only those tenants.
+  '0015-vault-retention-due': retentionDueMigration,
 };
 
 /**
@@ -138,6 +150,8 @@ export const controlStorePgMigrations: Migrations = {
   '0010-probe-results': probeResultsPgMigration,
   '0011-alerts': alertsPgMigration,
   '0012-idempotency-keys': idempotencyKeysMigration,
+  '0013-audit-pending-sources': pendingSourcesPgMigration,
+  '0014-vault-retention-due': retentionDueMigration,
 };
 
 /**
