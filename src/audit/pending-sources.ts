@@ -16,9 +16,11 @@
  *   only once the tenant has had no write for keepMarkMs (a timer re-checks then), so a tenant written
  *   every few seconds keeps its mark. The clear and any later mark are control-store writes,
  *   committed in the order they were asked.
- * - PostgreSQL (several processes, one database): every tenant write inserts the mark in its own
- *   transaction (ON CONFLICT DO NOTHING) after taking a shared transaction-level advisory lock of
- *   the tenant. The sequencer clears a mark in one control transaction that takes that lock
+ * - PostgreSQL (several processes, one database): every tenant write inserts a mark in its own
+ *   transaction, unless one is there already, after taking a shared transaction-level advisory lock
+ *   of the tenant. The table has no unique key, so the insert never waits for another transaction
+ *   (two processes marking two tenants at once could otherwise deadlock); a race leaves two rows
+ *   for a tenant, which a clear removes together. The sequencer clears a mark in one control transaction that takes that lock
  *   exclusively without waiting (a write in flight holds it shared: then the mark stays) and deletes
  *   the mark only if the outbox holds nothing after the sequencer's cursor.
  */
@@ -39,9 +41,17 @@ export interface WithPendingSources {
  */
 export const pendingSourcesMigration: Migration = {
   async up(db: Kysely<unknown>) {
+    // No unique key: a PostgreSQL writer's insert then never waits for another transaction's insert
+    // of the same tenant (two processes' batches inserting two tenants in opposite orders would
+    // deadlock on a unique index). A tenant may have several rows; a clear deletes them all.
     await db.schema
       .createTable('audit_pending_sources')
-      .addColumn('source', 'text', (c) => c.primaryKey())
+      .addColumn('source', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('audit_pending_sources_source')
+      .on('audit_pending_sources')
+      .column('source')
       .execute();
     await sql`INSERT INTO audit_pending_sources (source) SELECT id FROM tenants WHERE state IN ('active', 'closing')`.execute(
       db,
@@ -81,7 +91,12 @@ export interface PendingSources {
 type ControlStore = Store<WithPendingSources>;
 
 async function listMarks(control: ControlStore): Promise<string[]> {
-  const rows = await control.db.selectFrom('audit_pending_sources').select('source').execute();
+  const rows = await control.db
+    .selectFrom('audit_pending_sources')
+    .select('source')
+    .distinct()
+    .orderBy('source')
+    .execute();
   return rows.map((r) => r.source);
 }
 
@@ -122,11 +137,7 @@ export function createSqlitePendingSources(
     if (pending === undefined) {
       pending = control
         .write(async (trx) => {
-          await trx
-            .insertInto('audit_pending_sources')
-            .values({ source: tenant })
-            .onConflict((oc) => oc.doNothing())
-            .execute();
+          await trx.insertInto('audit_pending_sources').values({ source: tenant }).execute();
         })
         .then(() => {
           marked.add(tenant);
@@ -222,7 +233,10 @@ export function createPgPendingSources(options: PgPendingSourcesOptions): Pendin
     await sql`SELECT pg_advisory_xact_lock_shared(${PENDING_LOCK_CLASS}::int, hashtext(${tenant}))`.execute(
       trx,
     );
-    await sql`INSERT INTO ${sql.raw(table)} (source) VALUES (${tenant}) ON CONFLICT DO NOTHING`.execute(trx);
+    // Only if no mark is there yet (a plain insert: it waits for no other transaction).
+    await sql`INSERT INTO ${sql.raw(table)} (source) SELECT ${tenant} WHERE NOT EXISTS (SELECT 1 FROM ${sql.raw(table)} WHERE source = ${tenant})`.execute(
+      trx,
+    );
   }
 
   return {
