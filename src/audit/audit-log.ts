@@ -59,6 +59,8 @@ export interface AuditLogDeps {
   control: Store<WithAuditLog & WithAuditEvents>;
   openSource(source: string): Promise<Store<WithAuditEvents>>;
   listSources(): Promise<string[]>;
+  /** The tenants' pending marks (pending-sources.ts): listSources lists them, the sequencer clears them. */
+  pending?: AuditSequencerDeps['pending'];
   signingKey(): Promise<{ name: string; publicKey: Buffer; verifierKey: string }>;
   /** keyd's checkpoint signing: the checkpoint's parts and a consistency proof, never its text. */
   keyd: CheckpointKeyd;
@@ -94,6 +96,7 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
     ...deps.shared,
     openSource: deps.openSource,
     listSources: deps.listSources,
+    ...(deps.pending ? { pending: deps.pending } : {}),
     ...(deps.now ? { now: deps.now } : {}),
     ...(deps.sequencerFailureBoundMs !== undefined ? { failureBoundMs: deps.sequencerFailureBoundMs } : {}),
   });

@@ -8,6 +8,7 @@
  * pass reads the outboxes anyway.
  */
 import type { Store } from '../store/types.ts';
+import type { PendingSources } from './pending-sources.ts';
 import type { AuditSequencer } from './sequencer.ts';
 
 /** The audit sequencer once it exists. */
@@ -18,12 +19,17 @@ export type CurrentSequencer = () => Pick<AuditSequencer, 'notify' | 'drain'> | 
  * events. The sequencer reads the outbox from its own cursor, so a notification for a write that
  * carried no event costs one empty query.
  */
-export function notifyingStore<DB>(store: Store<DB>, source: string, sequencer: CurrentSequencer): Store<DB> {
+export function notifyingStore<DB>(
+  store: Store<DB>,
+  source: string,
+  sequencer: CurrentSequencer,
+  pending?: Pick<PendingSources, 'write'>,
+): Store<DB> {
   return {
     location: store.location,
     db: store.db,
     async write(work) {
-      const result = await store.write(work);
+      const result = await (pending ? pending.write(source, store, work) : store.write(work));
       sequencer()?.notify(source);
       return result;
     },
@@ -40,21 +46,26 @@ export interface TenantStoreFiles<DB> {
   destroy(tenant: string): Promise<void>;
 }
 
-/** The tenant stores as the domains use them: notifying, and drained into the log before a wipe. */
+/**
+ * The tenant stores as the domains use them: notifying, drained into the log before a wipe, and —
+ * with `pending` — each write marking the tenant's outbox as pending before it commits
+ * (pending-sources.ts), so a sequencer start after a crash knows to look at it.
+ */
 export function auditedTenantStores<DB>(
   stores: TenantStoreFiles<DB>,
   sequencer: CurrentSequencer,
+  pending?: Pick<PendingSources, 'write'>,
 ): TenantStoreFiles<DB> {
   // One wrapper per open store, not per call: the vault caches collection rows per store object, and
   // a new wrapper on every request made every record request read its collection row again.
   const wrappers = new WeakMap<Store<DB>, Store<DB>>();
   return {
-    create: async (tenant) => notifyingStore(await stores.create(tenant), tenant, sequencer),
+    create: async (tenant) => notifyingStore(await stores.create(tenant), tenant, sequencer, pending),
     async open(tenant) {
       const store = await stores.open(tenant);
       let wrapped = wrappers.get(store);
       if (wrapped === undefined) {
-        wrapped = notifyingStore(store, tenant, sequencer);
+        wrapped = notifyingStore(store, tenant, sequencer, pending);
         wrappers.set(store, wrapped);
       }
       return wrapped;

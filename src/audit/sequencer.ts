@@ -41,6 +41,7 @@ import { type LogAppend, logStatements } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import { MerkleAccumulator, peakPositions } from './merkle.ts';
 import { removeMovedEvents } from './outbox-removal.ts';
+import type { PendingSources, PendingToken } from './pending-sources.ts';
 import { packHashes, sequenceBatch, unpackHashes } from './sequence-batch.ts';
 import type { SequencerLease } from './sequencer-lease.ts';
 import { createSequencerThread } from './sequencer-thread.ts';
@@ -96,8 +97,13 @@ export interface AuditSequencerDeps {
   control: ControlStore;
   /** The outbox store of a source: CONTROL_SOURCE or a tenant id. */
   openSource(source: string): Promise<Store<WithAuditEvents>>;
-  /** Every source that may hold events not yet moved (at start: control + live tenants). */
+  /**
+   * Every source that may hold events not yet moved: at start and in each sweep. With `pending`, the
+   * tenants it marked (pending-sources.ts), never every live tenant.
+   */
   listSources(): Promise<string[]>;
+  /** The tenants' pending marks: cleared here once a tenant's outbox is drained (pending-sources.ts). */
+  pending?: Pick<PendingSources, 'before' | 'drained' | 'gone'>;
   now?: () => Date;
   /** A pass that keeps failing this long makes health() red (default 5 s). */
   failureBoundMs?: number;
@@ -222,16 +228,22 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     let staged = tree;
     let entries: SequencedEntry[] = [];
     const advanced = new Map<string, number>();
+    /** Tenants read to their end in this pass (their marks may go once the pass is durable), or gone. */
+    const drained: Array<{ source: string; token: PendingToken; gone: boolean }> = [];
     try {
       const events: string[] = [];
       const tenants: (string | null)[] = [];
       for (const source of sources) {
+        const token = source === CONTROL_SOURCE ? undefined : deps.pending?.before(source);
         const store = await deps.openSource(source).catch((error: unknown) => {
           // A destroyed tenant store has nothing left to move (close drains it first).
           if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') return null;
           throw error;
         });
-        if (store === null) continue;
+        if (store === null) {
+          if (source !== CONTROL_SOURCE) drained.push({ source, token, gone: true });
+          continue;
+        }
         const after = cursors.get(source) ?? 0;
         const rows = await store.db
           .selectFrom('audit_events')
@@ -240,7 +252,9 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
           .orderBy('seq')
           .limit(BATCH_PER_SOURCE)
           .execute();
-        if (rows.length === BATCH_PER_SOURCE) dirty.add(source); // more to move: next pass
+        if (rows.length === BATCH_PER_SOURCE)
+          dirty.add(source); // more to move: next pass
+        else if (source !== CONTROL_SOURCE) drained.push({ source, token, gone: false });
         for (const row of rows) {
           events.push(row.event);
           tenants.push(row.tenant);
@@ -316,6 +330,15 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     retryDelayMs = 50;
     if (entries.length > 0) tell(entries);
     if (dirty.size > 0) schedule();
+    const pending = deps.pending;
+    if (pending !== undefined && drained.length > 0) {
+      // After the log write is durable; a mark left in place is harmless, so failures are ignored.
+      await Promise.all(
+        drained.map(({ source, token, gone }) =>
+          gone ? pending.gone(source, token) : pending.drained(source, token, cursors.get(source) ?? 0),
+        ),
+      ).catch(() => undefined);
+    }
   }
 
   /** Clears the outboxes of what the log holds; a source that fails stays for the next round. */

@@ -25,6 +25,7 @@ import type { DatabaseConfig } from '../config/server-config.ts';
 import { OUTBOX_CHANNEL } from '../store/pg/group-commit.ts';
 import { listenPg, type PgListener } from '../store/pg/listener.ts';
 import { createPgTenantStores, TENANT_SCHEMA_PREFIX } from '../store/pg/tenant-stores.ts';
+import { type HandleBudget, tenantStoreBudget } from '../store/sqlite/handle-budget.ts';
 import { createTenantStores, type TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import {
@@ -43,6 +44,10 @@ import {
 export interface BackendConfig {
   dataDir: string;
   database: DatabaseConfig;
+  /** Client connections the server holds at most: set aside from the file budget of tenant stores. */
+  connections?: { max: number };
+  /** SQLite: tenant stores kept open at most, instead of the budget derived from the file limit. */
+  maxOpenTenantStores?: number;
 }
 
 /** What the audit sequencer needs to know of the backend (audit-log.ts passes it on). */
@@ -99,6 +104,8 @@ export interface DataBackend {
   listen?(wakeups: ClusterWakeups): PgListener;
   /** PostgreSQL: tells every server process on the database (this one too) to drop `notice`'s entries. */
   announce?(notice: CacheNotice): Promise<void>;
+  /** SQLite: the tenant stores kept open at most, and the file limit it came from (logged at start). */
+  handleBudget?: HandleBudget;
 }
 
 /** Opens (creating and migrating as needed) the control store and the tenant stores' registry. */
@@ -149,11 +156,18 @@ export async function openDataBackend(config: BackendConfig): Promise<DataBacken
   }
   const path = controlStorePath(config.dataDir);
   const control = await openControlStore(path);
+  const budget = tenantStoreBudget(config.connections?.max ?? 0);
+  const maxOpen = config.maxOpenTenantStores ?? budget.maxOpen;
   return {
     kind: 'sqlite',
     location: path,
     control,
-    tenantStores: createTenantStores<TenantDB>({ dir: config.dataDir, migrations: tenantStoreMigrations }),
+    tenantStores: createTenantStores<TenantDB>({
+      dir: config.dataDir,
+      migrations: tenantStoreMigrations,
+      maxOpen,
+    }),
+    handleBudget: { maxOpen, fileLimit: budget.fileLimit },
     sequencer: () => ({}),
     openLog: async () => openSqliteLogSnapshot(path),
   };

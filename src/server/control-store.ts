@@ -35,6 +35,11 @@ import {
   type WithAuditLog,
 } from '../audit/log-schema.ts';
 import {
+  pendingSourcesMigration,
+  pendingSourcesPgMigration,
+  type WithPendingSources,
+} from '../audit/pending-sources.ts';
+import {
   auditSinkCursorsMigration,
   auditSinkCursorsPgMigration,
   type WithAuditSinkCursors,
@@ -57,6 +62,7 @@ import { openPgStore, type PgStore } from '../store/pg/store.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import type { MigrationRenames, Migrations } from '../store/types.ts';
 import { idempotencyKeysMigration } from '../vault/idempotency.ts';
+import { retentionDueMigration, type WithRetentionDue } from '../vault/retention-due.ts';
 import {
   tenantTablesMigration,
   tenantTablesPgMigration,
@@ -74,7 +80,9 @@ export interface ControlDB
     ProbeDB,
     WithAuditLog,
     WithAuditLogIdentity,
-    WithAuditSinkCursors {}
+    WithAuditSinkCursors,
+    WithPendingSources,
+    WithRetentionDue {}
 
 /** The control store's file in a data folder. */
 export const CONTROL_STORE_FILE = 'control.sqlite';
@@ -117,6 +125,10 @@ export const controlStoreMigrations: Migrations = {
   '0015-audit-moved': auditMovedMigration,
   // Tree nodes of levels 1–3 are recomputed, no longer stored (src/audit/log-schema.ts).
   '0016-audit-nodes-levels': auditNodesLevelsMigration,
+  // Which tenants' outboxes may hold unmoved events: the sequencer's start opens only those.
+  '0017-audit-pending-sources': pendingSourcesMigration,
+  // When each tenant's retention is next due: the retention job opens only those tenants.
+  '0018-vault-retention-due': retentionDueMigration,
 };
 
 /**
@@ -164,6 +176,8 @@ export const controlStorePgMigrations: Migrations = {
   '0013-audit-sink-cursors': auditSinkCursorsPgMigration,
   '0014-audit-moved': auditMovedPgMigration,
   '0015-audit-nodes-levels': auditNodesLevelsPgMigration,
+  '0016-audit-pending-sources': pendingSourcesPgMigration,
+  '0017-vault-retention-due': retentionDueMigration,
 };
 
 /**

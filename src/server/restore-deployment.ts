@@ -36,6 +36,7 @@ import {
 } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { signingKeyName } from '../keyd/signing.ts';
+import { controlStorePath, openControlStore } from './control-store.ts';
 import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
 
 export interface RestoreDeploymentOptions {
@@ -97,6 +98,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
         `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
       );
     }
+    await markRestoredOutboxes(checking, restored.manifest.tenants);
     await resetKeydCheckpointTree(options.keys, restored.manifest.auditCheckpoint);
     await refuseNonEmpty(target); // filled meanwhile? then leave it alone
     try {
@@ -121,6 +123,25 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
   } catch (err) {
     await rm(checking, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * The backup copied the control store and each tenant's store one after another, so a tenant's
+ * outbox may hold events whose pending mark (src/audit/pending-sources.ts) the control store's copy
+ * lacks: every restored tenant whose store may exist is marked, and the first start looks at each
+ * once, as starts did before the marks.
+ */
+async function markRestoredOutboxes(folder: string, tenants: readonly { id: string; state: string }[]) {
+  const live = tenants.filter((t) => t.state === 'active' || t.state === 'closing').map((t) => t.id);
+  const control = await openControlStore(controlStorePath(folder), { fileMustExist: true });
+  try {
+    await control.write(async (trx) => {
+      await trx.deleteFrom('audit_pending_sources').execute();
+      for (const id of live) await trx.insertInto('audit_pending_sources').values({ source: id }).execute();
+    });
+  } finally {
+    await control.close();
   }
 }
 

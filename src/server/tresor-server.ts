@@ -48,6 +48,7 @@ import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audi
 import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
 import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
+import { createPgPendingSources, createSqlitePendingSources } from '../audit/pending-sources.ts';
 import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import { storedSinkCursors } from '../audit/sinks/cursors.ts';
@@ -85,19 +86,21 @@ import { createSqliteWebAuthnStore } from '../identity/webauthn-store.ts';
 import { createKeydClient, type KeydClient } from '../keyd/client.ts';
 import { createKeyCache, type KeyCache } from '../keyd/key-cache.ts';
 import { createTresorMetrics, type MetricsListener, startMetricsListener } from '../monitor/index.ts';
+import { tenantSchema } from '../store/pg/tenant-stores.ts';
 import type { TenantStores } from '../store/sqlite/tenant-stores.ts';
 import type { Store } from '../store/types.ts';
 import { watchClosedTenantKeys } from '../vault/closed-tenant-keys.ts';
 import { createVault, type Vault } from '../vault/collections.ts';
 import { createTenantDataKeyStore } from '../vault/data-key-store.ts';
 import { createDataKeyring } from '../vault/data-keys.ts';
+import { createRetentionDue } from '../vault/retention-due.ts';
 import type { TenantDB } from '../vault/tenant-store-schema.ts';
 import { createTenantService, type TenantService } from '../vault/tenants.ts';
 import { runLiveAuditVerification } from './audit-verify-job.ts';
 import { type CacheNotice, openDataBackend } from './backend.ts';
 import { runBackupTrial } from './backup-trial.ts';
 import { recordConfigAtStart } from './config-audit.ts';
-import type { ControlDB } from './control-store.ts';
+import { CONTROL_SCHEMA, type ControlDB } from './control-store.ts';
 import { createJobRunner, failOnItems, type JobStatus, loggableError } from './jobs.ts';
 import { keydTargets } from './keyd-targets.ts';
 import { startProbeJob } from './probe-job.ts';
@@ -124,6 +127,8 @@ export interface TresorServerOptions {
   firstBackupAfterMs?: number;
   /** Grace between a tenant's close and its key's destruction, in seconds (tests); default closeGraceDays. */
   keyDestroyGraceSeconds?: number;
+  /** SQLite: tenant stores kept open at most (tests); default derived from the file limit (handle-budget.ts). */
+  maxOpenTenantStores?: number;
 }
 
 export interface TresorServer {
@@ -167,7 +172,12 @@ export async function startTresorServer(
   const metrics = createTresorMetrics();
   const unobservedKeyd = createKeydClient({ connect: keydTargets(config), clientName: 'tresor-server' });
   const keyd = metrics.keyd.observe(unobservedKeyd);
-  const backend = await openDataBackend(config).catch(async (error: unknown) => {
+  const backend = await openDataBackend({
+    ...config,
+    ...(options.maxOpenTenantStores === undefined
+      ? {}
+      : { maxOpenTenantStores: options.maxOpenTenantStores }),
+  }).catch(async (error: unknown) => {
     await keyd.close();
     throw error;
   });
@@ -177,7 +187,12 @@ export async function startTresorServer(
   // Domains write through `control` (notifying); the sequencer writes the log through rawControl.
   const control = notifyingStore(rawControl, CONTROL_SOURCE, currentSequencer);
   const tenantStores = backend.tenantStores;
-  const auditedStores = auditedTenantStores(tenantStores, currentSequencer);
+  // Which tenants' outboxes may hold unmoved events: the sequencer's start opens only those.
+  const pending =
+    backend.kind === 'postgres'
+      ? createPgPendingSources({ control: rawControl, controlSchema: CONTROL_SCHEMA, tenantSchema })
+      : createSqlitePendingSources(rawControl);
+  const auditedStores = auditedTenantStores(tenantStores, currentSequencer, pending);
   const openTenant = (tenant: string) => auditedStores.open(tenant);
   const keyCache = createKeyCache(
     options.keyCache ?? {
@@ -191,7 +206,13 @@ export async function startTresorServer(
     store: createTenantDataKeyStore(openTenant),
     cache: keyCache,
   });
-  const vault = createVault({ stores: openTenant, keys: dataKeys });
+  // When each tenant's retention is next due: the retention job opens only those tenants' stores.
+  const retentionDue = createRetentionDue(rawControl);
+  const vault = createVault({
+    stores: openTenant,
+    keys: dataKeys,
+    retentionDue: (tenant) => retentionDue.markDue(tenant, 0),
+  });
   // Several server processes on one database: each tells the others what to drop from their caches
   // (backend.ts CacheNotice); a lost notice costs at most principalCacheMs for API keys.
   const announce = (notice: CacheNotice) => {
@@ -316,15 +337,9 @@ export async function startTresorServer(
       const store = source === CONTROL_SOURCE ? rawControl : await tenantStores.open(source);
       return store as unknown as Store<WithAuditEvents>;
     },
-    async listSources() {
-      const live = [
-        ...(await tenants.listTenants({ state: 'active' })),
-        ...(await tenants.listTenants({ state: 'closing' })),
-      ];
-      const sources = [CONTROL_SOURCE];
-      for (const t of live) if (await tenantStores.exists(t.id)) sources.push(t.id);
-      return sources;
-    },
+    // The marked tenants only (pending-sources.ts): a start opens no store of a tenant without work.
+    listSources: async () => [CONTROL_SOURCE, ...(await pending.list())],
+    pending,
     signingKey: async () => {
       const info = await keyd.call('publicKey', { purpose: 'audit-checkpoint' });
       return { name: info.name, publicKey: info.publicKey, verifierKey: info.verifierKey };
@@ -492,8 +507,15 @@ export async function startTresorServer(
     },
     stores: {
       scratchPath: (tenant) => tenantStores.scratchPath(tenant),
+      // The restored file brings its own outbox: marked pending before it is swapped in.
       replace: (tenant, scratch, beforeSwap) =>
-        liveFiles.hold(() => tenantStores.replace(tenant, scratch, beforeSwap)),
+        liveFiles.hold(async () => {
+          await pending.mark(tenant);
+          // Its records may expire earlier than the live file's: due now, before and after.
+          await retentionDue.markDue(tenant, 0);
+          await tenantStores.replace(tenant, scratch, beforeSwap);
+          await retentionDue.markDue(tenant, 0);
+        }),
     },
     forget: (tenant) => dataKeys.forgetTenant(tenant),
     notify: (tenant) => audit.sequencer.notify(tenant),
@@ -578,6 +600,14 @@ export async function startTresorServer(
       alerts: alertService,
     }),
   });
+  if (backend.handleBudget)
+    http.app.log.info(
+      {
+        maxOpenTenantStores: backend.handleBudget.maxOpen,
+        fileLimit: backend.handleBudget.fileLimit ?? null,
+      },
+      'tenant store handle budget (stores kept open at most, from the file limit)',
+    );
 
   // The watch starts once the logger exists; it goes on from its cursor (or the log's end, at first).
   await alertWatch.start();
@@ -816,11 +846,20 @@ export async function startTresorServer(
     await jobs.periodic('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
     await jobs.periodic('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));
     await jobs.periodic('grants.expire', () => grants.expireDue());
-    // Every active tenant's retention runs, whichever of them fails.
+    // The retention of every active tenant that is due runs, whichever of them fails; the others'
+    // stores are not opened (retention-due.ts).
     await jobs.periodic('vault.retention', async () => {
       const failed: { code: string }[] = [];
-      for (const t of await tenants.listTenants({ state: 'active' })) {
-        await vault.runRetention(t.id).catch((error: unknown) => failed.push(loggableError(error)));
+      const runStart = clock().getTime();
+      const active = new Set((await tenants.listTenants({ state: 'active' })).map((t) => t.id));
+      for (const { tenant, version } of await retentionDue.due(runStart)) {
+        if (!active.has(tenant)) continue;
+        try {
+          await vault.runRetention(tenant);
+          await retentionDue.reschedule(tenant, version, await vault.nextRetentionDue(tenant, runStart));
+        } catch (error) {
+          failed.push(loggableError(error));
+        }
       }
       failOnItems({ failed });
     });
@@ -914,6 +953,7 @@ export async function startTresorServer(
       await clusterListener?.close();
       await closedTenantKeys?.close();
       await audit.close();
+      pending.close();
       await sinks?.flush().catch(() => undefined);
       await sinks?.close();
       await tenantStores.close();

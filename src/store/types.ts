@@ -45,6 +45,12 @@ export interface TenantStoresStats {
   opened: number;
   /** Stores closed (or closing) since (LRU, destroy, close). */
   closed: number;
+  /** Of those, closed by the LRU to stay within maxOpen: no checkpoint, no wipe (SQLite). */
+  evicted: number;
+  /** Stores wiped and removed by destroy() since (the only way a store's files are wiped). */
+  wiped: number;
+  /** Stores kept open at most beyond those in use (SQLite: from the file budget, handle-budget.ts). */
+  maxOpen: number;
 }
 
 /** The registry of tenant stores, one per tenant (a SQLite file or a PostgreSQL schema). */

@@ -48,7 +48,7 @@ import {
   updateRecord,
   type VaultRecord,
 } from './records.ts';
-import { runRetention } from './retention.ts';
+import { nextRetentionDue, runRetention } from './retention.ts';
 import {
   type CollectionSchema,
   checkCollectionName,
@@ -143,6 +143,8 @@ async function createCollection(
   // Pin the tenant's blind-index key for this collection now: search needs it to stay stable.
   const blindIndexKeyId = await ctx.keys.withEncryptionKey(tenant, 'blind-index', 1, (_key, keyId) => keyId);
   const now = ctx.clock().getTime();
+  const expires = schema.retentionDays !== null;
+  if (expires) await ctx.retentionDue?.(tenant);
   await store.write(async (trx) => {
     const exists = await trx
       .selectFrom('collections')
@@ -173,6 +175,7 @@ async function createCollection(
       }),
     );
   });
+  if (expires) await ctx.retentionDue?.(tenant);
   return { name, version: 1, created: true, schema };
 }
 
@@ -320,6 +323,8 @@ async function changeCollection(
     : { blobs: [], unindexed: planUnindexed(existing.schema, schema), index: [], defaulted: [], indexed: [] };
   const now = ctx.clock().getTime();
   const retentionChanged = existing.schema.retentionDays !== schema.retentionDays;
+  const newExpiry = retentionChanged && schema.retentionDays !== null;
+  if (newExpiry) await ctx.retentionDue?.(tenant);
 
   await store.write(async (trx) => {
     await assertSchemaVersion(trx, existing);
@@ -381,6 +386,7 @@ async function changeCollection(
     if (retentionChanged) target.retentionDays = schema.retentionDays;
     await appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.collectionPut, target));
   });
+  if (newExpiry) await ctx.retentionDue?.(tenant);
   return { name: existing.name, version: next.version, created: false, schema };
 }
 
@@ -478,6 +484,8 @@ export interface Vault {
   ): Promise<RecordPage>;
   exportTenant(tenant: string, options: ExportOptions, origin: AuditOrigin): Promise<Uint8Array>;
   runRetention(tenant: string): Promise<{ deleted: number }>;
+  /** When the tenant's retention must run next, after a run started at `runStart` (retention-due.ts). */
+  nextRetentionDue(tenant: string, runStart: number): Promise<number | null>;
 }
 
 export function createVault(deps: {
@@ -492,6 +500,8 @@ export function createVault(deps: {
   collectionCacheMs?: number;
   /** How long an Idempotency-Key is kept (default 24 h). */
   idempotencyTtlMs?: number;
+  /** Told when a collection change gives records an expiry (retention-due.ts). */
+  retentionDue?: (tenant: string) => Promise<void>;
 }): Vault {
   const collections = createCollectionCache(deps.collectionCacheMs ?? DEFAULT_COLLECTION_CACHE_MS);
   const ctx: VaultContext = {
@@ -501,6 +511,7 @@ export function createVault(deps: {
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
     ...(collections ? { collections } : {}),
     ...(deps.idempotencyTtlMs !== undefined ? { idempotencyTtlMs: deps.idempotencyTtlMs } : {}),
+    ...(deps.retentionDue ? { retentionDue: deps.retentionDue } : {}),
   };
   return {
     putCollection: (tenant, name, decl, origin) => putCollection(ctx, tenant, name, decl, origin),
@@ -517,5 +528,6 @@ export function createVault(deps: {
       listRecords(ctx, tenant, collection, options, origin),
     exportTenant: (tenant, options, origin) => exportTenant(ctx, tenant, options, origin),
     runRetention: (tenant) => runRetention(ctx, tenant),
+    nextRetentionDue: (tenant, runStart) => nextRetentionDue(ctx, tenant, runStart),
   };
 }

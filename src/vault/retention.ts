@@ -70,3 +70,34 @@ export async function runRetention(ctx: VaultContext, tenant: string): Promise<{
   }
   return { deleted };
 }
+
+const DAY_MS = 86_400_000;
+
+/**
+ * When the tenant's retention must next run, after a run that started at `runStart`: the earlier of
+ * its earliest remaining expiry and runStart + its shortest retention period (what a record created
+ * since can expire at, at the earliest); null when no collection keeps records for a period and no
+ * record has an expiry (retention-due.ts).
+ */
+export async function nextRetentionDue(
+  ctx: VaultContext,
+  tenant: string,
+  runStart: number,
+): Promise<number | null> {
+  const store = await ctx.stores(tenant);
+  const earliest = await store.db
+    .selectFrom('records')
+    .select((eb) => eb.fn.min('expires_at').as('at'))
+    .where('expires_at', 'is not', null)
+    .executeTakeFirst();
+  const shortest = await store.db
+    .selectFrom('collections')
+    .select((eb) => eb.fn.min('retention_days').as('days'))
+    .where('retention_days', 'is not', null)
+    .executeTakeFirst();
+  const candidates: number[] = [];
+  if (earliest?.at !== null && earliest?.at !== undefined) candidates.push(Number(earliest.at));
+  if (shortest?.days !== null && shortest?.days !== undefined)
+    candidates.push(runStart + Number(shortest.days) * DAY_MS);
+  return candidates.length === 0 ? null : Math.min(...candidates);
+}

@@ -17,4 +17,9 @@ export interface VaultContext {
   collections?: CollectionCache;
   /** How long an Idempotency-Key is kept (src/vault/idempotency.ts); default 24 h. */
   idempotencyTtlMs?: number;
+  /**
+   * A collection change gives the tenant's records an expiry: its retention is due now (called
+   * before the change's write and after it; retention-due.ts). Absent: nothing is told.
+   */
+  retentionDue?: (tenant: string) => Promise<void>;
 }

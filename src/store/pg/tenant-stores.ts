@@ -94,7 +94,7 @@ class PgTenantStores<DB> implements TenantStores<DB> {
   readonly #entries = new Map<string, Entry<DB>>();
   readonly #lifecycle = new Map<string, Promise<void>>();
   readonly #destroying = new Set<string>();
-  readonly #counts = { opened: 0, closed: 0 };
+  readonly #counts = { opened: 0, closed: 0, evicted: 0, wiped: 0 };
   #closed: Promise<void> | undefined;
 
   constructor(pool: pg.Pool, ownedPool: boolean, writer: PgGroupCommit, options: PgTenantStoresOptions) {
@@ -170,6 +170,7 @@ class PgTenantStores<DB> implements TenantStores<DB> {
         const client = await this.#pool.connect();
         try {
           await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+          this.#counts.wiped++;
         } finally {
           client.release();
         }
@@ -199,7 +200,7 @@ class PgTenantStores<DB> implements TenantStores<DB> {
   }
 
   stats(): TenantStoresStats {
-    return { open: this.#entries.size, ...this.#counts };
+    return { open: this.#entries.size, maxOpen: this.#maxOpen, ...this.#counts };
   }
 
   close(): Promise<void> {
@@ -240,6 +241,7 @@ class PgTenantStores<DB> implements TenantStores<DB> {
       if (excess <= 0) break;
       if (e.pins > 0 || other === tenant) continue;
       this.#forget(other, e);
+      this.#counts.evicted++;
       excess--;
     }
     return entry;

@@ -25,7 +25,7 @@
  * write was acknowledged sees it.
  */
 import { AsyncResource } from 'node:async_hooks';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { type ControlledTransaction, Kysely, Migrator, sql, type Transaction } from 'kysely';
 import { TresorError } from '../../errors.ts';
 import type { MigrationRenames, Migrations, Store } from '../types.ts';
@@ -65,6 +65,12 @@ export interface SqliteStore<DB> extends Store<DB> {
    * as they would for a batch, asynchronously, instead of blocking the thread in SQLite's busy handler.
    */
   whileIdle<T>(outside: () => Promise<T>): Promise<T>;
+  /**
+   * Like close(), but leaves the WAL as it is: no checkpoint, no zeroing, no deletion. The next open
+   * reads it as SQLite reads any WAL. For a registry that closes idle stores to stay within its file
+   * budget (tenant-stores.ts): only the end of a store's life (destroy) wipes its files.
+   */
+  closeKeepingWal(): Promise<void>;
 }
 
 export interface SqliteStoreOptions {
@@ -76,6 +82,11 @@ export interface SqliteStoreOptions {
   durable?: boolean;
   /** Recorded migration names to rewrite before migrating (see MigrationRenames). */
   renamedMigrations?: MigrationRenames;
+  /**
+   * The caller migrated this very file before (in this process, and nothing replaced it since): the
+   * migrator is not run again. A registry reopening a store it closed sets it.
+   */
+  migrated?: boolean;
 }
 
 export async function openSqliteStore<DB>(
@@ -88,6 +99,14 @@ export async function openSqliteStore<DB>(
     throw new RangeError('maxBatch must be a positive integer');
   const writerDb = openSqlite(path, options);
   const writer = new Kysely<DB>({ dialect: new TresorSqliteDialect(writerDb, { beginImmediate: true }) });
+  if (options.migrated) {
+    try {
+      return new GroupCommitStore<DB>(path, writerDb, writer, openSqlite(path, options), maxBatch);
+    } catch (error) {
+      await writer.destroy();
+      throw error;
+    }
+  }
   try {
     if (options.renamedMigrations) renameRecordedMigrations(writerDb, options.renamedMigrations);
     const migrator = new Migrator({
@@ -245,15 +264,55 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
     return this.#closed;
   }
 
-  async #shutdown(): Promise<void> {
+  closeKeepingWal(): Promise<void> {
+    this.#closed ??= this.#shutdownKeepingWal();
+    return this.#closed;
+  }
+
+  async #quiesce(): Promise<void> {
     this.#closing = true;
     if (this.#flushing) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
     if (this.#readsInFlight > 0) await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
+  }
+
+  /**
+   * SQLite checkpoints and deletes the WAL when the file's last connection closes, if that connection
+   * can take the database file's EXCLUSIVE lock (sqlite3WalClose). better-sqlite3 offers neither
+   * SQLITE_FCNTL_PERSIST_WAL nor SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, so an anchor does it: a read-only
+   * connection that read the file holds a SHARED lock while the writer and the reader close (neither
+   * is then the last one), and closes last itself — its file descriptor is read-only, so it cannot
+   * take the EXCLUSIVE lock and leaves the WAL alone. If the anchor cannot be opened, the store
+   * closes the ordinary way (checkpoint and zeroing): slower, never less safe.
+   */
+  async #shutdownKeepingWal(): Promise<void> {
+    await this.#quiesce();
+    let anchor: Database.Database | undefined;
+    try {
+      anchor = new Database(this.location, { readonly: true, fileMustExist: true });
+      anchor.prepare('SELECT count(*) FROM sqlite_master').get();
+    } catch {
+      anchor?.close();
+      anchor = undefined;
+    }
+    if (anchor === undefined) return this.#closeConnections(true);
+    try {
+      await this.#closeConnections(false);
+    } finally {
+      anchor.close();
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    await this.#quiesce();
+    await this.#closeConnections(true);
+  }
+
+  async #closeConnections(zeroWal: boolean): Promise<void> {
     // The reader first: zeroing the WAL needs this process's writer to be the file's only connection.
     await this.db.destroy();
     // Kysely closes a connection only if it was ever used; a reader that never read is still open.
     if (this.#readerDb.open) this.#readerDb.close();
-    await this.#zeroCheckpointedWal();
+    if (zeroWal) await this.#zeroCheckpointedWal();
     await this.#writer.destroy();
     if (this.#writerDb.open) this.#writerDb.close();
   }

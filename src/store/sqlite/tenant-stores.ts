@@ -10,9 +10,16 @@
  *   the registry never closes a file under a running query.
  * - Concurrent opens of one tenant share one open; create() and destroy() of one tenant run one at a
  *   time, and open() waits for them.
- * - destroy() closes the store (its close zeroes the WAL before SQLite deletes it), zeroes the
- *   database, -wal and -shm files in place, unlinks them and fsyncs the folder. Every step tolerates
- *   what an interrupted earlier attempt already did, so running it again completes it.
+ * - Closing an idle store to stay within maxOpen (eviction) leaves its files as they are: no
+ *   checkpoint, no zeroing, no deletion of the WAL (SqliteStore.closeKeepingWal); the next open reads
+ *   the WAL as SQLite reads any. What the WAL may still hold of an earlier page is what the running
+ *   store's WAL held too: field values encrypted, never plaintext. Reopening skips the migrator (this
+ *   registry migrated the file when it first opened it). The registry's close() at shutdown closes
+ *   the ordinary way (checkpoint, WAL zeroed and deleted), as before.
+ * - destroy() — the end of the contract — is the only wipe: it closes the store (its close
+ *   checkpoints and zeroes the WAL before SQLite deletes it), zeroes the database, -wal and -shm
+ *   files in place, unlinks them and fsyncs the folder. Every step tolerates what an interrupted
+ *   earlier attempt already did, so running it again completes it.
  * - replace() swaps a prepared file (a restored store, made next to the live one by scratchPath())
  *   in for the live store while the server runs: like destroy() it waits for reads and writes in
  *   flight and holds back new ones (they wait, then use the new file), closes the store, lets the
@@ -47,7 +54,7 @@ export interface TenantStoresOptions {
   /** The data folder; tenant stores live in `<dir>/tenants/`. */
   dir: string;
   migrations: Migrations;
-  /** Stores kept open at most, beyond those in use (default 256). */
+  /** Stores kept open at most, beyond those in use (default 256; the server derives it: handle-budget.ts). */
   maxOpen?: number;
   /** Passed to each store's group commit. */
   maxBatch?: number;
@@ -86,7 +93,9 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   /** create()/destroy() in progress per tenant, settled either way. */
   readonly #lifecycle = new Map<string, Promise<void>>();
   readonly #destroying = new Set<string>();
-  readonly #counts = { opened: 0, closed: 0 };
+  readonly #counts = { opened: 0, closed: 0, evicted: 0, wiped: 0 };
+  /** Tenants whose file this registry migrated (create or first open) and nothing replaced since. */
+  readonly #migrated = new Set<string>();
   #closed: Promise<void> | undefined;
 
   constructor(options: TenantStoresOptions) {
@@ -116,7 +125,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       await syncFolder(this.#folder);
       let store: SqliteStore<DB>;
       try {
-        store = await this.#openStore(path);
+        store = await this.#openStore(tenant, path);
       } catch (error) {
         await wipeFiles(storeFiles(path), this.#folder);
         throw error;
@@ -159,10 +168,12 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
         if (entry) {
           while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
           this.#entries.delete(tenant);
-          this.#closeEntry(tenant, entry);
+          this.#closeEntry(tenant, entry, 'zero-wal');
         }
         await this.#closing.get(tenant);
+        this.#migrated.delete(tenant);
         await wipeFiles(storeFiles(path), this.#folder);
+        this.#counts.wiped++;
       } finally {
         this.#destroying.delete(tenant);
       }
@@ -192,9 +203,14 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       if (entry) {
         while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
         this.#entries.delete(tenant);
-        this.#closeEntry(tenant, entry);
+        this.#closeEntry(tenant, entry, 'zero-wal');
       }
       await this.#closing.get(tenant);
+      // An evicted store left its WAL: checkpoint and zero it as the close before a swap does, so
+      // beforeSwap's own connection to the live file does not delete it unzeroed.
+      if (!entry && (await fileExists(`${path}-wal`))) await (await this.#openStore(tenant, path)).close();
+      // The new file is migrated by its first open.
+      this.#migrated.delete(tenant);
       await beforeSwap(path);
       // A -wal or -shm left by the old file must never meet the new one (SQLite would apply it).
       // A clean close removed them; if one is still there, it is the old file's: wipe it first.
@@ -225,7 +241,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   }
 
   stats(): TenantStoresStats {
-    return { open: this.#entries.size, ...this.#counts };
+    return { open: this.#entries.size, maxOpen: this.#maxOpen, ...this.#counts };
   }
 
   close(): Promise<void> {
@@ -241,7 +257,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       closing.push(
         (async () => {
           while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
-          await this.#closeEntry(tenant, entry);
+          await this.#closeEntry(tenant, entry, 'zero-wal');
         })(),
       );
     }
@@ -297,16 +313,19 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
     // fileMustExist below keeps a store from being created by open(); this gives the clear error.
     if (!(await fileExists(path)))
       throw new TresorError('TRESOR_ERR_NOT_FOUND', 'the tenant store does not exist');
-    const store = await this.#openStore(path);
+    const store = await this.#openStore(tenant, path);
     this.#counts.opened++;
     return store;
   }
 
-  #openStore(path: string): Promise<SqliteStore<DB>> {
-    return openSqliteStore<DB>(path, this.#migrations, {
+  async #openStore(tenant: string, path: string): Promise<SqliteStore<DB>> {
+    const store = await openSqliteStore<DB>(path, this.#migrations, {
       fileMustExist: true,
+      migrated: this.#migrated.has(tenant),
       ...(this.#maxBatch === undefined ? {} : { maxBatch: this.#maxBatch }),
     });
+    this.#migrated.add(tenant);
+    return store;
   }
 
   #newEntry(tenant: string, store: Promise<SqliteStore<DB>>): Entry<DB> {
@@ -332,16 +351,18 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       if (excess <= 0) return;
       if (entry.pins > 0) continue;
       this.#entries.delete(tenant);
-      this.#closeEntry(tenant, entry);
+      this.#closeEntry(tenant, entry, 'keep-wal');
+      this.#counts.evicted++;
       excess--;
     }
   }
 
-  #closeEntry(tenant: string, entry: Entry<DB>): Promise<void> {
+  /** 'keep-wal': eviction (no checkpoint, no zeroing); 'zero-wal': shutdown, and before a wipe or a swap. */
+  #closeEntry(tenant: string, entry: Entry<DB>, how: 'keep-wal' | 'zero-wal'): Promise<void> {
     this.#counts.closed++;
     const closing = entry.store
       .then(
-        (store) => store.close(),
+        (store) => (how === 'keep-wal' ? store.closeKeepingWal() : store.close()),
         () => undefined, // never opened: nothing to close
       )
       .catch(() => undefined) // a failed close has nothing left to hold open; the next open starts afresh
