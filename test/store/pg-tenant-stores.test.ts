@@ -70,7 +70,7 @@ describe('PostgreSQL tenant stores', () => {
 
   it('creates a schema per tenant with the tenant migrations, refuses a second create, opens it again', async () => {
     const acme = await tenants.create('acme');
-    assert.match(acme.location, /^postgresql:\/\/127\.0\.0\.1:5432\/pgstore_[0-9a-f]+#tenant_acme$/);
+    assert.match(acme.location, /^postgresql:\/\/127\.0\.0\.1:5432\/[a-z0-9_]+_[0-9a-f]+#tenant_acme$/);
     assert.equal(await schemaExists(control.db as Kysely<unknown>, 'tenant_acme'), true);
     await addCollection(acme, 'people');
     await assert.rejects(tenants.create('acme'), hasCode('TRESOR_ERR_CONFLICT'));
