@@ -70,11 +70,18 @@ export function createTenantProvisioning(ctx: TenantContext): TenantProvisioning
   const { control, apiKeys, tenantStores, keys, clock, locks, audit, row, transition } = ctx;
 
   async function ensureTenantKey(id: string): Promise<void> {
-    try {
-      await keys.call('createTenantKey', { tenant: id });
-    } catch (error) {
-      // Made by an earlier attempt whose answer was lost: tenant ids are random, so it is ours.
-      if (errorCode(error) !== 'TRESOR_ERR_TENANT_KEY_EXISTS') throw error;
+    // The keyd client never repeats a create that may have reached keyd (it is not idempotent in
+    // general); here it is, by the EXISTS rule below, so one that was lost in a keyd instance's crash
+    // is asked once more — of the next instance, where the client has moved its preference.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await keys.call('createTenantKey', { tenant: id });
+        return;
+      } catch (error) {
+        // Made by an earlier attempt whose answer was lost: tenant ids are random, so it is ours.
+        if (errorCode(error) === 'TRESOR_ERR_TENANT_KEY_EXISTS') return;
+        if (errorCode(error) !== 'TRESOR_ERR_KEYD_UNAVAILABLE' || attempt > 0) throw error;
+      }
     }
   }
 

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createApiKeyService, tenantApiKeys } from '../../src/identity/api-keys.ts';
 import { createAuthenticator } from '../../src/identity/authenticate.ts';
+import { KeydError } from '../../src/keyd/errors.ts';
 import type { Caller, KeydOperationName, KeyService } from '../../src/keyd/operations.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
@@ -40,7 +41,8 @@ const OPERATOR = { actor: { kind: 'operator-admin' as const, id: 'opr_test' }, r
 const CONFIG = { closeGraceDays: 30, backupRetentionDays: 35 };
 const quiet = { warn: () => {} };
 
-type When = 'before' | 'after';
+/** `unavailable-*`: as the keyd client reports a call lost with a keyd instance (TRESOR_ERR_KEYD_UNAVAILABLE). */
+type When = 'before' | 'after' | 'unavailable-before' | 'unavailable-after';
 
 /** One-shot faults: the next matching call throws, before or after doing its work. */
 interface Faults {
@@ -116,10 +118,18 @@ function faultyKeys(service: KeydService, faults: () => Faults): KeyService {
         delete f.keys;
         throw new InjectedFault(`keyd ${op} fails before`);
       }
+      if (hit === 'unavailable-before') {
+        delete f.keys;
+        throw new KeydError('TRESOR_ERR_KEYD_UNAVAILABLE', 'keyd cannot be reached');
+      }
       const result = await service.call(op, args, SERVER);
       if (hit === 'after') {
         delete f.keys;
         throw new InjectedFault(`keyd ${op} answer lost`);
+      }
+      if (hit === 'unavailable-after') {
+        delete f.keys;
+        throw new KeydError('TRESOR_ERR_KEYD_UNAVAILABLE', 'keyd cannot be reached');
       }
       return result;
     },
@@ -373,6 +383,15 @@ describe('tenant lifecycle', () => {
     assert.equal(again.id, left.id, 'the retry finished the tenant it started');
     await assertFullyActive(r, again.id);
     assert.equal((await tenants.listTenants()).length, 2);
+  });
+
+  it('asks keyd once more for a tenant key whose create was lost with a keyd instance (reached it or not)', async () => {
+    for (const when of ['unavailable-before', 'unavailable-after'] as const) {
+      r.faults.keys = { op: 'createTenantKey', when };
+      const made = await r.service().createTenant({ name: `Lost ${when}` }, OPERATOR);
+      assert.equal(r.faults.keys, undefined, 'the fault was met');
+      await assertFullyActive(r, made.id);
+    }
   });
 
   it('creates a tenant once per Idempotency-Key: a retry gets the first tenant and its key id but no key; another request with the key is refused', async () => {
