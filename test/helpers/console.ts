@@ -182,6 +182,8 @@ export interface OperatorAdmin {
   ): Promise<HttpResponse>;
   /** Passes a second factor again now (POST /v1/auth/reauthenticate): a new, fresh session. */
   stepUp(): Promise<void>;
+  /** A TOTP code of the admin's that the server accepts now and that no step-up of this helper has used. */
+  nextCode(): Promise<string>;
   /** Mints an operator token of one scope over HTTP (POST /v1/operator-tokens) and returns its text. */
   token(scope: OperatorScope, options?: { name?: string; expiresInDays?: number }): Promise<string>;
   /** Every secret handled (enrolment token, TOTP secret, recovery codes, cookies, tokens). */
@@ -263,6 +265,7 @@ async function signInOperatorAdmin(s: TresorStack): Promise<OperatorAdmin> {
     },
     secrets,
     stepUp,
+    nextCode: () => nextCode(account.secret),
     async request(method, path, body, headers) {
       if (method !== 'GET' && Date.now() - freshAt > STEP_UP_AFTER_MS) await stepUp();
       return send(method, path, body, headers);
