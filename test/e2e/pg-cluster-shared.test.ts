@@ -21,11 +21,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
-import { createAccountService } from '../../src/identity/accounts.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
-import { openControlOf } from '../../src/server/backend.ts';
 import type { AvailabilityView } from '../../src/server/probe-job.ts';
-import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
+import { bootstrapClusterAdmin, type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
@@ -83,20 +81,7 @@ describe('the cluster’s shared state on two server processes', () => {
     );
     const dataA = join(root, 'a');
     const dataB = join(root, 'b');
-    const control = await openControlOf({
-      dataDir: dataA,
-      database: { kind: 'postgres', url: database.url },
-    });
-    let person: TresorStack['admin'];
-    try {
-      const made = await createAccountService({ control, now: () => new Date() }).createPerson(
-        { kind: 'system', job: 'bootstrap' },
-        { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
-      );
-      person = { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
-    } finally {
-      await control.close();
-    }
+    const person = await bootstrapClusterAdmin(dataA, database.url);
     // One file sink, configured alike on both nodes: an entry written twice would show.
     sinkPath = join(root, 'siem.jsonl');
     const sinksFile = join(root, 'sinks.json');

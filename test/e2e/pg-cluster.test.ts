@@ -20,11 +20,9 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAccountService } from '../../src/identity/accounts.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
-import { openControlOf } from '../../src/server/backend.ts';
 import { type AuditStream, openAuditStream } from '../helpers/audit-stream.ts';
-import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
+import { bootstrapClusterAdmin, type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
@@ -60,19 +58,8 @@ describe('two server processes on one PostgreSQL database', () => {
     );
     const dataA = join(root, 'a');
     const dataB = join(root, 'b');
-    const postgres = { kind: 'postgres' as const, url: database.url };
     // The first operator admin, made in the shared control store as `tresor dev` makes it.
-    const control = await openControlOf({ dataDir: dataA, database: postgres });
-    let admin: TresorStack['admin'];
-    try {
-      const made = await createAccountService({ control, now: () => new Date() }).createPerson(
-        { kind: 'system', job: 'bootstrap' },
-        { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
-      );
-      admin = { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
-    } finally {
-      await control.close();
-    }
+    const admin = await bootstrapClusterAdmin(dataA, database.url);
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
     Object.assign(env, {

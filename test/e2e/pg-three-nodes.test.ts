@@ -22,16 +22,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import canonicalize from 'canonicalize';
-import { createAccountService } from '../../src/identity/accounts.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
-import { openControlOf } from '../../src/server/backend.ts';
 import {
   independentLeafHash,
   independentOpenCheckpoint,
   independentVerifyInclusion,
 } from '../audit/independent-verifier.ts';
 import { type AuditStream, openAuditStream } from '../helpers/audit-stream.ts';
-import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
+import { bootstrapClusterAdmin, type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd, TRESOR_BIN } from '../helpers/keyd-process.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
@@ -94,20 +92,7 @@ describe('three server nodes and two keyd processes on one PostgreSQL', () => {
     );
 
     const dirs = ['a', 'b', 'c'].map((n) => join(root as string, n));
-    const control = await openControlOf({
-      dataDir: dirs[0] as string,
-      database: { kind: 'postgres', url: data.url },
-    });
-    let admin: TresorStack['admin'];
-    try {
-      const made = await createAccountService({ control, now: () => new Date() }).createPerson(
-        { kind: 'system', job: 'bootstrap' },
-        { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
-      );
-      admin = { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
-    } finally {
-      await control.close();
-    }
+    const admin = await bootstrapClusterAdmin(dirs[0] as string, data.url);
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
     Object.assign(env, {

@@ -6,8 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ensureDevTls } from '../../src/config/dev-tls.ts';
+import { createAccountService } from '../../src/identity/accounts.ts';
+import { openControlOf } from '../../src/server/backend.ts';
 import { TRESOR_BIN } from './keyd-process.ts';
-import { httpsRequester, type Requester } from './tresor-stack.ts';
+import { httpsRequester, type Requester, type TresorStack } from './tresor-stack.ts';
 import { withDeadline } from './wait.ts';
 
 const START_TIMEOUT_MS = 90_000;
@@ -21,6 +23,26 @@ export interface ClusterNode {
   proc: ChildProcess;
   exited: Promise<void>;
   output(): string;
+}
+
+/**
+ * The first operator admin, made in the shared control store on `databaseUrl` as `tresor dev` makes
+ * it (its enrolment token for the console helpers).
+ */
+export async function bootstrapClusterAdmin(
+  dataDir: string,
+  databaseUrl: string,
+): Promise<TresorStack['admin']> {
+  const control = await openControlOf({ dataDir, database: { kind: 'postgres', url: databaseUrl } });
+  try {
+    const made = await createAccountService({ control, now: () => new Date() }).createPerson(
+      { kind: 'system', job: 'bootstrap' },
+      { side: 'operator', role: 'operator-admin', email: 'admin@tresor.test' },
+    );
+    return { email: made.person.email, personId: made.person.id, enrolmentToken: made.enrolmentToken };
+  } finally {
+    await control.close();
+  }
 }
 
 /** Spawns `tresor server --json` on `dataDir` and resolves once it listens. */
