@@ -119,6 +119,10 @@ function runPass(pass) {
       ...forceExit,
       '--test-concurrency=2',
       '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      // The slowest files, printed at the end of the pass (the suite's 15-minute budget).
+      `--test-reporter=${join(root, 'scripts', 'test-file-times.mjs')}`,
+      '--test-reporter-destination=stderr',
       ...pass.files,
     ],
     {
