@@ -10,8 +10,8 @@
 // then give each stack a fresh PostgreSQL database: test/helpers/backend.ts), and `// backends:
 // postgres` runs a file on PostgreSQL only. TRESOR_TEST_BACKEND=sqlite or =postgres runs that pass
 // alone.
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSystemDeps, nodeSupportWarning, nodeVersionProblem } from './system-deps.mjs';
@@ -60,6 +60,40 @@ const files = walk(join(root, 'test')).filter(
 if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
+}
+
+// The tests start `tresor` (bin/tresor.js) hundreds of times: keyd and server children, every CLI
+// test. bin/tresor.js runs the compiled build when it is current and src/ through tsx's loader
+// otherwise, which costs twice the CPU per start (measured: test/cli/token.test.ts 29 s of CPU
+// compiled, 67 s through tsx). So a run of more than a few files compiles src/ first (npm run
+// build, about 45 s of CPU) unless dist/ is current; TRESOR_TEST_BUILD=1 always, =0 never.
+const BUILD_FROM_FILES = 10;
+const buildWanted = process.env.TRESOR_TEST_BUILD ?? (files.length > BUILD_FROM_FILES ? '1' : '0');
+if (buildWanted === '1' && !buildIsCurrent()) {
+  const started = Date.now();
+  const built = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (built.status !== 0) {
+    console.error(
+      `run-tests: npm run build failed (${built.status ?? built.signal}): the tests were not run`,
+    );
+    process.exit(1);
+  }
+  console.error(
+    `run-tests: compiled src/ into dist/ for the tests' tresor processes (${Math.round((Date.now() - started) / 1000)} s)`,
+  );
+}
+
+/** bin/tresor.js's own test: dist/.built (dated to its build's start) is newer than every file of src/. */
+function buildIsCurrent() {
+  const stamp = join(root, 'dist', '.built');
+  if (!existsSync(stamp)) return false;
+  const built = statSync(stamp).mtimeMs;
+  return readdirSync(join(root, 'src'), { recursive: true, withFileTypes: true }).every(
+    (e) => !e.isFile() || statSync(join(e.parentPath ?? e.path, e.name)).mtimeMs <= built,
+  );
 }
 
 const BACKENDS = ['sqlite', 'postgres'];
