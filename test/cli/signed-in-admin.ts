@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { totpCodes } from '../helpers/console.ts';
+import { SESSION_COOKIE, totpCodes } from '../helpers/console.ts';
 import type { TresorStack } from '../helpers/tresor-stack.ts';
 import { exited, type Run, tresor } from './cli-run.ts';
 
@@ -19,6 +19,11 @@ export interface SignedInAdmin {
   /** Files of the admin's secrets. */
   files: { link: string; password: string; totpSecret: string; recoveryCodes: string; profile: string };
   totpSecret: string;
+  /**
+   * The secrets of two more TOTP factors added over HTTP after the login (the tests here spend a
+   * dozen codes: with three factors, codes come three times as fast). The server tries each.
+   */
+  moreTotpSecrets: string[];
   /** The environment of a command run as this admin: the profile, URL and CA in TRESOR_* variables. */
   env: NodeJS.ProcessEnv;
   secrets: string[];
@@ -47,7 +52,7 @@ export async function signedInAdmin(
     runs.push(r);
     return r;
   };
-  const { nextCode } = totpCodes();
+  const { nextCodeOf } = totpCodes();
 
   const init = exited(
     await run(['init', '--data-dir', s.dataDir, '--email', email, '--out-file', files.link]),
@@ -72,7 +77,8 @@ export async function signedInAdmin(
   );
   const { factorId } = JSON.parse(begun.stdout) as { factorId: string };
   const totpSecret = readFileSync(files.totpSecret, 'utf8').trim();
-  const code = () => nextCode(totpSecret);
+  const totpSecrets = [totpSecret];
+  const code = () => nextCodeOf(totpSecrets);
   exited(
     await run([
       'enrol',
@@ -94,13 +100,28 @@ export async function signedInAdmin(
   );
   const token = /#enrol=([A-Za-z0-9_-]{43})/.exec(readFileSync(files.link, 'utf8'))?.[1] ?? '';
   const profile = JSON.parse(readFileSync(files.profile, 'utf8')) as { cookie: string; csrf: string };
+  const moreTotpSecrets: string[] = [];
+  for (const label of ['second', 'third']) {
+    const headers = { cookie: `${SESSION_COOKIE}=${profile.cookie}`, 'x-csrf-token': profile.csrf };
+    const added = await s.request('POST', '/v1/factors/totp', { headers, body: { label } });
+    assert.equal(added.status, 200, added.text);
+    const { factorId: id, secret } = added.json<{ factorId: string; secret: string }>();
+    const confirmed = await s.request('POST', '/v1/factors/totp/confirm', {
+      headers,
+      body: { factorId: id, code: await nextCodeOf([secret]) },
+    });
+    assert.equal(confirmed.status, 200, confirmed.text);
+    moreTotpSecrets.push(secret);
+    totpSecrets.push(secret);
+  }
   const secrets = [
     token,
     ADMIN_PASSWORD,
     totpSecret,
+    ...moreTotpSecrets,
     ...readFileSync(files.recoveryCodes, 'utf8').trim().split('\n'),
     profile.cookie,
     profile.csrf,
   ];
-  return { email, personId, files, totpSecret, env, secrets, nextCode: code, runs, run };
+  return { email, personId, files, totpSecret, moreTotpSecrets, env, secrets, nextCode: code, runs, run };
 }

@@ -37,25 +37,38 @@ export function totpCodes() {
     execFileSync('oathtool', ['--totp', '-b', '-N', `@${step * 30}`, secret], { encoding: 'utf8' }).trim();
 
   /**
-   * A code the server accepts now and for at least 10 more seconds: a step within ±1 of now not used
-   * yet (waits for the next step if need be). The previous step is taken only while 10 s of the
-   * current window remain, so a slow login (argon2id on a loaded machine) between taking the code
-   * and sending it does not carry it out of the window.
+   * A code of `secret` the server accepts now and for at least 10 more seconds, or null: a step
+   * within ±1 of now not used yet. The previous step is taken only while 10 s of the current window
+   * remain, so a slow login (argon2id on a loaded machine) between taking the code and sending it
+   * does not carry it out of the window.
    */
-  async function nextCode(secret: string): Promise<string> {
+  function codeNow(secret: string): string | null {
+    const now = Date.now();
+    const current = Math.floor(now / 30_000);
+    const oldest = (current + 1) * 30_000 - now > 10_000 ? current - 1 : current;
+    const step = Math.max((usedSteps.get(secret) ?? -Infinity) + 1, oldest);
+    if (step > current + 1) return null;
+    usedSteps.set(secret, step);
+    return oathtool(secret, step);
+  }
+
+  /**
+   * A code of one of `secrets` (the TOTP factors of one account: the server tries each) that the
+   * server accepts now, waiting for the next step when every one is spent. An account gets about
+   * one code per factor per 30 s, so tests that spend many give their account more factors.
+   */
+  async function nextCodeOf(secrets: readonly string[]): Promise<string> {
     for (;;) {
-      const now = Date.now();
-      const current = Math.floor(now / 30_000);
-      const oldest = (current + 1) * 30_000 - now > 10_000 ? current - 1 : current;
-      const step = Math.max((usedSteps.get(secret) ?? -Infinity) + 1, oldest);
-      if (step <= current + 1) {
-        usedSteps.set(secret, step);
-        return oathtool(secret, step);
+      for (const secret of secrets) {
+        const code = codeNow(secret);
+        if (code !== null) return code;
       }
-      await sleep((current + 1) * 30_000 - Date.now() + 50);
+      await sleep((Math.floor(Date.now() / 30_000) + 1) * 30_000 - Date.now() + 50);
     }
   }
-  return { oathtool, nextCode };
+
+  const nextCode = (secret: string) => nextCodeOf([secret]);
+  return { oathtool, nextCode, nextCodeOf };
 }
 
 export function consoleClient(s: TresorStack) {
