@@ -148,11 +148,13 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
   },
   {
     // Requests keyd does at most once (src/keyd/repeated-requests.ts), as in the SQLite store.
+    // seq names the ops-log entry; no foreign key, which would pre-empt the append-only refusal of
+    // TRUNCATE with its own.
     version: 2,
     sql: `
       CREATE TABLE keyd.requests (
         request_id text PRIMARY KEY,
-        seq bigint NOT NULL UNIQUE REFERENCES keyd.ops_log (seq)
+        seq bigint NOT NULL UNIQUE
       );
     `,
   },

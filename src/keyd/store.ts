@@ -289,11 +289,12 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
   {
     // Requests keyd does at most once (src/keyd/repeated-requests.ts): the client's request id, with
     // the entry that recorded the change, written in the change's transaction. A repeat finds it.
+    // seq names the ops-log entry (no foreign key, as in the PostgreSQL twin).
     version: 5,
     sql: `
       CREATE TABLE requests (
         request_id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL UNIQUE REFERENCES ops_log (seq)
+        seq INTEGER NOT NULL UNIQUE
       ) STRICT;
     `,
   },
