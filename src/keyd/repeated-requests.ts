@@ -59,7 +59,8 @@ export function answeredOnce(
     } catch (err) {
       rec.requestId = null;
       // Done meanwhile by another attempt (another instance): this one's change rolled back.
-      const raced = await store.findRequest(requestId);
+      // (A store that cannot be read now leaves the operation's own error to report.)
+      const raced = await store.findRequest(requestId).catch(() => undefined);
       if (raced === undefined) throw err;
       return answerAgain(raced);
     } finally {
