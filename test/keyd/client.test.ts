@@ -229,7 +229,9 @@ describe('keyd client', () => {
       await generating.call('generateDataKey', { tenant: 't1', purpose: 'data' });
       assert.equal(service.calls.length, 1);
       // A rotation carries a request id keyd does only once: it is repeated, with the same id.
-      await rotating.call('rotateTenantKey', { tenant: 't1' });
+      // (A deadline of its own: the hung instance costs one, the other must answer within one.)
+      const once = unixClient(hungPath, { connect: [...connect], timeoutMs: 1000, retries: 2 });
+      await once.call('rotateTenantKey', { tenant: 't1' }).finally(() => once.close());
       const first = hung.calls.find((c) => c.op === 'rotateTenantKey')?.args as { requestId?: string };
       const repeat = service.calls.find((c) => c.op === 'rotateTenantKey')?.args as { requestId?: string };
       assert.match(first.requestId ?? '', /^[A-Za-z0-9_-]{22}$/);
