@@ -17,10 +17,12 @@
  * Several keyd instances (one PostgreSQL store, docs/keyd.md): `connect` may list several targets.
  * The client prefers one — every request goes to it, so its key caches stay warm — and on a
  * transport failure moves its preference to the next target and repeats the request there, at
- * once, under the same rule as any retry (only when a repeat cannot do harm). The backoff starts
+ * once, under the same rule as any retry (only when a repeat cannot do harm: RETRYABLE_OPERATIONS,
+ * and ONCE_OPERATIONS, which carry a request id keyd does only once). The backoff starts
  * only once every target failed in turn; each target counts `retries` further attempts. An answer
  * from keyd, even an error, is never retried elsewhere.
  */
+import { randomBytes } from 'node:crypto';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { isKeydErrorCode, KeydError } from './errors.ts';
@@ -74,9 +76,11 @@ export interface KeydClient extends KeyService {
 }
 
 /**
- * Operations safe to send twice: reads, and generateDataKey and generateBackupDataKey (an unused
- * generated key is harmless).
- * Anything that changes keyd's state is sent at most once.
+ * Operations safe to send twice (docs/keyd.md, "Which operations fail over"): reads;
+ * generateDataKey, generateBackupDataKey and rewrapDataKey (an unused key or wrapped form is
+ * harmless); cancelTenantKeyDestroy (cancelling a cancelled destruction answers the same status);
+ * sign, signDeletionCertificate and signCheckpoint (Ed25519 is deterministic: the same statement,
+ * certificate or checkpoint — keyd signs its remembered tree again — gets the same signature).
  */
 export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'status',
@@ -89,9 +93,35 @@ export const RETRYABLE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
   'keydBackupHorizon',
   'unwrapDataKey',
   'generateDataKey',
+  'rewrapDataKey',
   'unwrapBackupDataKey',
   'generateBackupDataKey',
+  'cancelTenantKeyDestroy',
+  'sign',
+  'signDeletionCertificate',
+  'signCheckpoint',
 ]);
+
+/**
+ * Operations a repeat would do twice: the client gives each call a request id (the same on every
+ * attempt), and keyd does a request with a recorded id only once (src/keyd/repeated-requests.ts),
+ * so they are repeated too.
+ *
+ * Never repeated: createTenantKey (its caller repeats it and takes "exists" as done), unseal and
+ * seal (they are about one instance), and the admin's rotateRootKey, retireRootKeyVersion,
+ * resetCheckpointTree and backupKeyd — an operator, told keyd could not be reached, checks the
+ * ops log and runs them again if they did not happen.
+ */
+export const ONCE_OPERATIONS: ReadonlySet<KeydOperationName> = new Set([
+  'rotateTenantKey',
+  'retireTenantKeyVersion',
+  'destroyTenantKey',
+]);
+
+/** A fresh request id: 128 random bits (base64url, 22 characters). */
+function newRequestId(): string {
+  return randomBytes(16).toString('base64url');
+}
 
 const DEFAULTS = { timeoutMs: 5_000, retries: 3, poolSize: 2, baseMs: 50, maxMs: 2_000 };
 const MAX_POOL_SIZE = 16;
@@ -161,7 +191,7 @@ export function createKeydClient(options: KeydClientOptions): KeydClient {
         return await attempt(target, op, args);
       } catch (error) {
         if (!(error instanceof TransportFailure)) throw error;
-        const repeatable = !error.sent || RETRYABLE_OPERATIONS.has(op);
+        const repeatable = !error.sent || RETRYABLE_OPERATIONS.has(op) || ONCE_OPERATIONS.has(op);
         if (error.permanent || !repeatable || n + 1 >= attempts || closed) throw unavailable(error);
         // Fail over: this request and the ones after it go to the next instance.
         const next = (target + 1) % targets.length;
@@ -176,7 +206,11 @@ export function createKeydClient(options: KeydClientOptions): KeydClient {
 
   return {
     call<K extends KeydOperationName>(op: K, args: OpArgs<K>): Promise<OpResult<K>> {
-      const pending = callWithRetries(op, args);
+      const once =
+        ONCE_OPERATIONS.has(op) && (args as { requestId?: string }).requestId === undefined
+          ? { ...args, requestId: newRequestId() }
+          : args;
+      const pending = callWithRetries(op, once);
       calls.add(pending);
       void pending.then(
         () => calls.delete(pending),

@@ -17,6 +17,8 @@ export class OpRecord {
   tenant: string | null = null;
   keyId: string | null = null;
   detail: string | null = null;
+  /** Set while the operation may record its client's request id with its change (repeated-requests.ts). */
+  requestId: string | null = null;
   encryptions: EncryptionCount | undefined;
   /** Set once the entry is queued (group commit) or committed with the operation's change. */
   durable: Promise<unknown> | undefined;
@@ -38,6 +40,7 @@ export class OpRecord {
       keyId: this.keyId,
       outcome,
       detail,
+      ...(outcome === 'ok' && this.requestId !== null ? { requestId: this.requestId } : {}),
     };
   }
 

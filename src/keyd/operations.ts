@@ -176,10 +176,18 @@ export interface KeydOperations {
     { tenant: string; purpose: DataKeyPurpose; keyId: string; wrapped: Buffer },
     { wrapped: Buffer },
   ];
-  rotateTenantKey: [{ tenant: string }, TenantKeyInfo];
-  retireTenantKeyVersion: [{ tenant: string; version: number }, TenantKeyInfo];
+  /**
+   * `requestId` (here and in the two below): the client's id for this request, so that a repeat
+   * of it — on this instance or another — answers the first outcome instead of acting twice
+   * (repeated-requests.ts). The keyd client sets one on every call.
+   */
+  rotateTenantKey: [{ tenant: string; requestId?: string }, TenantKeyInfo];
+  retireTenantKeyVersion: [{ tenant: string; version: number; requestId?: string }, TenantKeyInfo];
   /** mode 'schedule': soft-delete (unwraps refused, cancellable) until graceSeconds pass; 'now': crypto-shred at once. */
-  destroyTenantKey: [{ tenant: string; mode: 'schedule' | 'now'; graceSeconds?: number }, DestroyResult];
+  destroyTenantKey: [
+    { tenant: string; mode: 'schedule' | 'now'; graceSeconds?: number; requestId?: string },
+    DestroyResult,
+  ];
   cancelTenantKeyDestroy: [{ tenant: string }, TenantKeyStatus];
   rotateRootKey: [Record<string, never>, { version: number; rewrapped: number }];
   retireRootKeyVersion: [{ version: number }, { version: number }];

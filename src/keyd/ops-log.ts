@@ -25,6 +25,11 @@ export interface OpsLogDraft {
   keyId: string | null;
   outcome: 'ok' | 'error';
   detail: string | null;
+  /**
+   * The client's id for a request keyd must do at most once (repeated-requests.ts): stored beside
+   * the entry, in the same transaction as the change, and not part of the hash chain.
+   */
+  requestId?: string;
 }
 
 /** A stored entry with the hash it was chained to. */

@@ -146,6 +146,18 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION keyd.ops_log_append_only();
     `,
   },
+  {
+    // Requests keyd does at most once (src/keyd/repeated-requests.ts), as in the SQLite store.
+    // seq names the ops-log entry; no foreign key, which would pre-empt the append-only refusal of
+    // TRUNCATE with its own.
+    version: 2,
+    sql: `
+      CREATE TABLE keyd.requests (
+        request_id text PRIMARY KEY,
+        seq bigint NOT NULL UNIQUE
+      );
+    `,
+  },
 ];
 
 const KEY_COLUMNS = `tenant, version, key_id AS "keyId", state, root_version AS "rootVersion", wrapped,
@@ -392,15 +404,20 @@ export class PgKeyStore implements KeyStore {
         await flushEntries();
         await q('SAVEPOINT keyd_change');
         let value: unknown;
+        let entry: ChainedOpsLogEntry;
         try {
           value = await job.mutation(q);
+          const draft = typeof job.log === 'function' ? job.log(value) : job.log;
+          entry = chainEntry(chain, draft);
+          await insertEntries(q, [entry]);
+          // A request id another instance recorded meanwhile fails here: the change rolls back alone.
+          if (draft.requestId !== undefined)
+            await q('INSERT INTO requests (request_id, seq) VALUES ($1, $2)', [draft.requestId, entry.seq]);
         } catch (err) {
           await q('ROLLBACK TO SAVEPOINT keyd_change; RELEASE SAVEPOINT keyd_change');
           job.reject(changeError(err));
           continue;
         }
-        const entry = chainEntry(chain, typeof job.log === 'function' ? job.log(value) : job.log);
-        await insertEntries(q, [entry]);
         await q('RELEASE SAVEPOINT keyd_change');
         chain = { seq: entry.seq, hash: entry.hash };
         settled.push({ job, value });
@@ -458,6 +475,15 @@ export class PgKeyStore implements KeyStore {
       [from, limit],
     );
     return rows.map(stripPrev);
+  }
+
+  async findRequest(requestId: string): Promise<OpsLogEntry | undefined> {
+    const { rows } = await this.#read<ChainedOpsLogEntry>(
+      `SELECT ${OPS_COLUMNS} FROM ops_log WHERE seq = (SELECT seq FROM requests WHERE request_id = $1)`,
+      [requestId],
+    );
+    const found = rows[0];
+    return found === undefined ? undefined : stripPrev(found);
   }
 
   async verifyOpsLog(): Promise<OpsLogVerification> {
@@ -845,7 +871,10 @@ function sqlState(err: unknown): string {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : '';
 }
 
-function chainEntry(head: { seq: number; hash: string }, draft: OpsLogDraft): ChainedOpsLogEntry {
+function chainEntry(
+  head: { seq: number; hash: string },
+  { requestId: _request, ...draft }: OpsLogDraft,
+): ChainedOpsLogEntry {
   const seq = head.seq + 1;
   const entry: OpsLogDraft = { ...draft, detail: clampDetail(draft.detail) };
   return { seq, ...entry, prevHash: head.hash, hash: opsLogHash(head.hash, seq, entry) };

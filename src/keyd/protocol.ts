@@ -212,6 +212,7 @@ const DATA_KEY_PURPOSES = KEY_PURPOSES.filter((p) => p !== 'signing');
 
 const tenant: FieldSpec = { type: 'string' };
 const purpose: FieldSpec = { type: 'enum', values: DATA_KEY_PURPOSES };
+const requestId: FieldSpec = { type: 'string', optional: true };
 const wrappedKey = { tenant, purpose, keyId: { type: 'string' }, wrapped: { type: 'buffer' } } as const;
 
 /** Argument types of every operation; the mapped type makes a new operation in the contract fail to compile until it has a schema here. */
@@ -226,12 +227,13 @@ const ARG_SCHEMAS: { [K in WireOperationName]: ArgsSchema<(KeydOperations & Prot
   generateDataKey: { tenant, purpose },
   unwrapDataKey: wrappedKey,
   rewrapDataKey: wrappedKey,
-  rotateTenantKey: { tenant },
-  retireTenantKeyVersion: { tenant, version: { type: 'integer', min: 1 } },
+  rotateTenantKey: { tenant, requestId },
+  retireTenantKeyVersion: { tenant, version: { type: 'integer', min: 1 }, requestId },
   destroyTenantKey: {
     tenant,
     mode: { type: 'enum', values: ['schedule', 'now'] },
     graceSeconds: { type: 'integer', min: 0, optional: true },
+    requestId,
   },
   cancelTenantKeyDestroy: { tenant },
   rotateRootKey: {},

@@ -22,6 +22,9 @@
  *   maintenance.ts.
  * - Destruction is crypto-shredding: every wrapped version is zeroed and erased and the WAL
  *   checkpointed, so nothing wrapped by the tenant key can be opened again. tenant-destruction.ts.
+ * - Rotate, retire and destroy carry the client's request id: a repeat (after keyd died before its
+ *   answer, on another instance) answers the first outcome instead of acting twice.
+ *   repeated-requests.ts.
  * - No operation returns the root key, a tenant key, a signing seed or the backup key.
  * - keyd signs only what it parsed or built itself: checkpoints as consistent extensions of the
  *   last it signed (signing-checkpoints.ts), deletion certificates from its own record of the
@@ -52,6 +55,7 @@ import {
   SEALED_OPERATIONS,
 } from './operations.ts';
 import type { OpsLogVerification } from './ops-log.ts';
+import { answeredOnce } from './repeated-requests.ts';
 import type { RootKeyProvider } from './root/types.ts';
 import { rootKeyOperations } from './root-rotation.ts';
 import { unsealedKeyring } from './root-wrapping.ts';
@@ -199,11 +203,13 @@ class TenantKeyService implements KeydService {
       unsealed: () => provider.keyring() !== undefined,
       onScheduled: backup.onScheduled,
     });
+    const lifecycle = { ...tenantKeyOperations({ store, tenantKeys, clock }), ...destruction.operations() };
     this.#handlers = {
       ...this.#sealOperations(),
-      ...tenantKeyOperations({ store, tenantKeys, clock }),
+      ...lifecycle,
+      // Rotate, retire and destroy are done at most once per client request id.
+      ...answeredOnce({ store, tenantKeys }, lifecycle),
       ...dataKeyOperations({ store, tenantKeys, budget }),
-      ...destruction.operations(),
       ...rootKeyOperations({ store, rootLock, keyring }),
       ...this.#signingKeys.operations(),
       ...statementOperations(this.#signingKeys),

@@ -11,7 +11,8 @@
  *     (keyd has no origin setting of its own: the server's `audit.origin` names the log);
  *   - the proof starts from keyd's remembered tree (`fromSize`; else TRESOR_ERR_CHECKPOINT_STALE);
  *   - size ≥ the remembered size; at equal size the root is the remembered one (signing the same
- *     checkpoint again is harmless: it says nothing new);
+ *     checkpoint again is harmless: it says nothing new, so it is signed whatever `fromSize` says,
+ *     and a request repeated after a lost answer gets the signature the first one got);
  *   - the RFC 9162 §2.1.4.2 consistency proof from (remembered size, root) to (size, root);
  * and records the new tree in its store — compare-and-set on the remembered one, with the ops-log
  * entry — before it signs: of two racing requests from the same old tree, one is recorded and
@@ -107,6 +108,10 @@ function checkExtension(
     return;
   }
   if (next.origin !== last.origin) throw originMismatch(last.origin);
+  // The remembered tree itself, whatever the proof starts from: a request repeated after its answer
+  // was lost (the keyd that recorded it died) is signed again, the same signature (RFC 8032 is
+  // deterministic), and says nothing new.
+  if (next.size === last.size && constantTimeEqual(next.rootHash, last.rootHash)) return;
   if (next.fromSize !== last.size) throw stale(last.size, next.fromSize);
   if (next.size < last.size) {
     throw inconsistent(

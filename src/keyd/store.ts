@@ -179,6 +179,8 @@ export interface KeyStore {
   /** Appends an entry (group commit); resolves once it — and its encryption count — are durable. */
   appendOps(draft: OpsLogDraft, encryptions?: EncryptionCount): Promise<OpsLogEntry>;
   readOpsLog(from: number, limit: number): Promise<OpsLogEntry[]>;
+  /** The ops-log entry whose change recorded the client's request id, if one did (repeated-requests.ts). */
+  findRequest(requestId: string): Promise<OpsLogEntry | undefined>;
   verifyOpsLog(): Promise<OpsLogVerification>;
   /** A cheap liveness probe for health. */
   check(): Promise<boolean>;
@@ -282,6 +284,18 @@ const MIGRATIONS: readonly { version: number; sql: string }[] = [
     sql: `
       ALTER TABLE tenant_keys ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
       UPDATE tenant_keys SET reserved = encryptions;
+    `,
+  },
+  {
+    // Requests keyd does at most once (src/keyd/repeated-requests.ts): the client's request id, with
+    // the entry that recorded the change, written in the change's transaction. A repeat finds it.
+    // seq names the ops-log entry (no foreign key, as in the PostgreSQL twin).
+    version: 5,
+    sql: `
+      CREATE TABLE requests (
+        request_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE
+      ) STRICT;
     `,
   },
 ];
@@ -418,7 +432,7 @@ export class SqliteKeyStore implements KeyStore {
 
   // --- ops log -------------------------------------------------------------------------------------
 
-  #insertOps(draft: OpsLogDraft): OpsLogEntry {
+  #insertOps({ requestId, ...draft }: OpsLogDraft): OpsLogEntry {
     const seq = this.#head.seq + 1;
     const entry: OpsLogDraft = { ...draft, detail: clampDetail(draft.detail) };
     const hash = opsLogHash(this.#head.hash, seq, entry);
@@ -437,6 +451,9 @@ export class SqliteKeyStore implements KeyStore {
       this.#head.hash,
       hash,
     );
+    // A request id already taken fails here: the change and its entry roll back with it.
+    if (requestId !== undefined)
+      this.#sql('INSERT INTO requests (request_id, seq) VALUES (?, ?)').run(requestId, seq);
     this.#head = { seq, hash };
     return { seq, ...entry, hash };
   }
@@ -456,7 +473,8 @@ export class SqliteKeyStore implements KeyStore {
       'UPDATE tenant_keys SET encryptions = encryptions + ? WHERE tenant = ? AND version = ?',
     );
     for (const c of counts.values()) bump.run(c.count, c.tenant, c.version);
-    return batch.map((item) => this.#insertOps(item.draft));
+    // Request ids are recorded only with a change (#commit), never in a group-commit batch.
+    return batch.map(({ draft: { requestId: _request, ...draft } }) => this.#insertOps(draft));
   }
 
   #settle(batch: QueuedEntry[], entries: OpsLogEntry[] | undefined, err?: unknown): void {
@@ -535,6 +553,16 @@ export class SqliteKeyStore implements KeyStore {
     )
       .all(from, limit)
       .map(({ prevHash: _prev, ...entry }) => entry);
+  }
+
+  async findRequest(requestId: string): Promise<OpsLogEntry | undefined> {
+    this.#open();
+    const found = this.#sql<[string], ChainedOpsLogEntry>(
+      `SELECT ${OPS_COLUMNS} FROM ops_log WHERE seq = (SELECT seq FROM requests WHERE request_id = ?)`,
+    ).get(requestId);
+    if (found === undefined) return undefined;
+    const { prevHash: _prev, ...entry } = found;
+    return entry;
   }
 
   async verifyOpsLog(): Promise<OpsLogVerification> {

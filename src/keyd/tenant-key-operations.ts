@@ -33,14 +33,20 @@ export function tenantKeyOperations({
           destroyAfter: null,
           destroyedAt: null,
         };
-        const row = await tenantKeys.newVersion(tenant, 1, now, (r) => {
-          rec.keyId = r.keyId;
-          return store.createTenant(
-            tenantRecord,
-            r,
-            rec.draft('ok', `version 1 under root v${r.rootVersion}`),
-          );
-        });
+        const row = await tenantKeys
+          .newVersion(tenant, 1, now, (r) => {
+            rec.keyId = r.keyId;
+            return store.createTenant(
+              tenantRecord,
+              r,
+              rec.draft('ok', `version 1 under root v${r.rootVersion}`),
+            );
+          })
+          .catch(async (err: unknown) => {
+            // Another keyd instance on the shared store created it meanwhile: it exists, as above.
+            if (await store.getTenant(tenant)) throw new KeydError('TRESOR_ERR_TENANT_KEY_EXISTS');
+            throw err;
+          });
         rec.committed();
         return tenantKeys.info(row);
       }),

@@ -14,6 +14,8 @@ import { ED25519_SIGNATURE_BYTES, SIGNING_PURPOSES } from './signing.ts';
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Backup ids name objects at a destination and bind a backup's data key (src/backup/backup-id.ts). */
 export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Request ids the client makes for requests keyd does at most once (repeated-requests.ts). */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 export const CALLER_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 export const DATA_KEY_PURPOSES: readonly DataKeyPurpose[] = KEY_PURPOSES.filter(
   (p): p is DataKeyPurpose => p !== 'signing',
@@ -59,6 +61,14 @@ function tenant(a: Args): string {
   if (typeof t !== 'string' || !TENANT_ID_PATTERN.test(t))
     throw invalid('tenant', 'must be 1-64 of [A-Za-z0-9_-]');
   return t;
+}
+
+/** A request id, when given: {requestId} to spread into the checked arguments, else nothing. */
+function requestIdOf(a: Args): { requestId?: string } {
+  if (a.requestId === undefined) return {};
+  if (typeof a.requestId !== 'string' || !REQUEST_ID_PATTERN.test(a.requestId))
+    throw invalid('requestId', 'must be 16-64 of [A-Za-z0-9_-]');
+  return { requestId: a.requestId };
 }
 
 function backupId(a: Args): string {
@@ -159,7 +169,10 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
   },
   createTenantKey: (args) => ({ tenant: tenant(fields(args, ['tenant'])) }),
   tenantKeyStatus: (args) => ({ tenant: tenant(fields(args, ['tenant'])) }),
-  rotateTenantKey: (args) => ({ tenant: tenant(fields(args, ['tenant'])) }),
+  rotateTenantKey: (args) => {
+    const a = fields(args, ['tenant'], ['requestId']);
+    return { tenant: tenant(a), ...requestIdOf(a) };
+  },
   cancelTenantKeyDestroy: (args) => ({ tenant: tenant(fields(args, ['tenant'])) }),
   generateDataKey: (args) => {
     const a = fields(args, ['tenant', 'purpose']);
@@ -184,11 +197,11 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
     };
   },
   retireTenantKeyVersion: (args) => {
-    const a = fields(args, ['tenant', 'version']);
-    return { tenant: tenant(a), version: integer(a, 'version', 1, MAX_VERSION) };
+    const a = fields(args, ['tenant', 'version'], ['requestId']);
+    return { tenant: tenant(a), version: integer(a, 'version', 1, MAX_VERSION), ...requestIdOf(a) };
   },
   destroyTenantKey: (args) => {
-    const a = fields(args, ['tenant', 'mode'], ['graceSeconds']);
+    const a = fields(args, ['tenant', 'mode'], ['graceSeconds', 'requestId']);
     if (a.mode !== 'schedule' && a.mode !== 'now') throw invalid('mode', "must be 'schedule' or 'now'");
     if (a.mode === 'now' && a.graceSeconds !== undefined)
       throw invalid('graceSeconds', "only applies to mode 'schedule'");
@@ -198,6 +211,7 @@ const VALIDATORS: { [K in KeydOperationName]: (args: unknown) => OpArgs<K> } = {
       ...(a.graceSeconds === undefined
         ? {}
         : { graceSeconds: integer(a, 'graceSeconds', 0, MAX_GRACE_SECONDS) }),
+      ...requestIdOf(a),
     };
   },
   retireRootKeyVersion: (args) => ({

@@ -158,7 +158,7 @@ describe('keyd client', () => {
     const client = unixClient(path, { timeoutMs: 100, retries: 3, sleeps });
     try {
       await assert.rejects(
-        client.call('rotateTenantKey', { tenant: 't1' }),
+        client.call('createTenantKey', { tenant: 't1' }),
         isKeydError('TRESOR_ERR_KEYD_UNAVAILABLE'),
       );
       assert.equal(service.calls.length, 1);
@@ -219,15 +219,23 @@ describe('keyd client', () => {
     const rotating = unixClient(hungPath, { connect: [...connect], timeoutMs: 100, retries: 2 });
     const generating = unixClient(hungPath, { connect: [...connect], timeoutMs: 100, retries: 2 });
     try {
-      // Sent, then no answer: a rotation may have happened on the first, so it is not repeated.
+      // Sent, then no answer: a create may have happened on the first, so it is not repeated.
       await assert.rejects(
-        rotating.call('rotateTenantKey', { tenant: 't1' }),
+        rotating.call('createTenantKey', { tenant: 't1' }),
         isKeydError('TRESOR_ERR_KEYD_UNAVAILABLE'),
       );
       assert.equal(service.calls.length, 0);
       // A data key may be generated twice (the unused one is harmless): it is, on the other instance.
       await generating.call('generateDataKey', { tenant: 't1', purpose: 'data' });
       assert.equal(service.calls.length, 1);
+      // A rotation carries a request id keyd does only once: it is repeated, with the same id.
+      // (A deadline of its own: the hung instance costs one, the other must answer within one.)
+      const once = unixClient(hungPath, { connect: [...connect], timeoutMs: 1000, retries: 2 });
+      await once.call('rotateTenantKey', { tenant: 't1' }).finally(() => once.close());
+      const first = hung.calls.find((c) => c.op === 'rotateTenantKey')?.args as { requestId?: string };
+      const repeat = service.calls.find((c) => c.op === 'rotateTenantKey')?.args as { requestId?: string };
+      assert.match(first.requestId ?? '', /^[A-Za-z0-9_-]{22}$/);
+      assert.equal(repeat.requestId, first.requestId, 'the repeat names the same request');
     } finally {
       hang.resolve();
       await rotating.close();

@@ -104,6 +104,42 @@ describe('two keyd services in one process, each with its own connections to one
     assert.equal((await a.verifyOpsLog()).ok, true);
   });
 
+  test('two instances creating one tenant key at once: one creates it, the other answers EXISTS', async () => {
+    const [dirA, dirB] = twoFolders(join(base, 'create-race'));
+    const [a, b] = [await open(dirA, 1000), await open(dirB, 1000)];
+    for (let round = 0; round < 10; round++) {
+      const tenant = `race${round}`;
+      const results = await Promise.allSettled([
+        a.call('createTenantKey', { tenant }, SERVER),
+        b.call('createTenantKey', { tenant }, SERVER),
+      ]);
+      const codes = results.map((r) =>
+        r.status === 'fulfilled' ? 'ok' : (r.reason as { code?: string }).code,
+      );
+      assert.deepEqual(codes.sort(), ['TRESOR_ERR_TENANT_KEY_EXISTS', 'ok'], `round ${round}`);
+      assert.equal((await a.call('tenantKeyStatus', { tenant }, SERVER)).versions.length, 1);
+    }
+    assert.equal((await a.verifyOpsLog()).ok, true);
+  });
+
+  test('one request id sent to two instances at once: one rotation, both answer it', async () => {
+    const [dirA, dirB] = twoFolders(join(base, 'rotate-race'));
+    const [a, b] = [await open(dirA, 1000), await open(dirB, 1000)];
+    for (let round = 0; round < 10; round++) {
+      const tenant = `rot${round}`;
+      await a.call('createTenantKey', { tenant }, SERVER);
+      const requestId = `rotate-race-request-${round}`;
+      const [fromA, fromB] = await Promise.all([
+        a.call('rotateTenantKey', { tenant, requestId }, SERVER),
+        b.call('rotateTenantKey', { tenant, requestId }, SERVER),
+      ]);
+      assert.equal(fromA.keyId, fromB.keyId, `round ${round}: the same version`);
+      const status = await b.call('tenantKeyStatus', { tenant }, SERVER);
+      assert.equal(status.versions.length, 2, `round ${round}: rotated once`);
+    }
+    assert.equal((await a.verifyOpsLog()).ok, true);
+  });
+
   test('the encryption hard limit holds across two instances: never more wraps than the limit', async () => {
     const [dirA, dirB] = twoFolders(join(base, 'budget'));
     const limit = 300;

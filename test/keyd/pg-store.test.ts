@@ -70,7 +70,7 @@ describe('keyd store on PostgreSQL', () => {
 
   test('its own migration history in schema keyd, applied once; ops_log is append-only', async () => {
     const versions = await sql<{ version: number }>(db.url, 'SELECT version FROM keyd.schema_version');
-    assert.deepEqual(versions, [{ version: 1 }]);
+    assert.deepEqual(versions, [{ version: 1 }, { version: 2 }]);
     await a.appendOps(draft('first'));
     await assert.rejects(sql(db.url, "UPDATE keyd.ops_log SET op = 'x'"), /append-only/);
     await assert.rejects(sql(db.url, 'DELETE FROM keyd.ops_log'), /append-only/);

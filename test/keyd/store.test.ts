@@ -95,7 +95,13 @@ describe('keyd store: file and schema', () => {
   test('records each schema version once, and refuses a store written by a newer keyd', async (t) => {
     const f = Folder.open(t);
     const versions = await f.offline((db) => db.prepare('SELECT version FROM schema_version').all());
-    assert.deepEqual(versions, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+    assert.deepEqual(versions, [
+      { version: 1 },
+      { version: 2 },
+      { version: 3 },
+      { version: 4 },
+      { version: 5 },
+    ]);
     await f.store.close();
     const db = new Database(f.path);
     db.prepare('INSERT INTO schema_version VALUES (99, ?)').run(AT);
