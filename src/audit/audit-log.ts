@@ -25,6 +25,7 @@ import {
   createAuditSequencer,
   type SequencedEntry,
 } from './sequencer.ts';
+import { type AuditTileReader, createAuditTileReader } from './tile-reader.ts';
 
 export interface AuditCondition {
   name: string;
@@ -42,6 +43,8 @@ export interface AuditLog {
   readonly sequencer: AuditSequencer;
   readonly checkpointer: Checkpointer;
   readonly reader: AuditLogReader;
+  /** The log as C2SP tlog-tiles resources (tiles.ts). */
+  readonly tiles: AuditTileReader;
   start(): Promise<void>;
   /** Whether audited requests may proceed (fail closed when not). */
   health(): AuditHealth;
@@ -134,6 +137,7 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
     sequencer,
     checkpointer,
     reader,
+    tiles: createAuditTileReader(reader),
     async start() {
       await sequencer.start();
       await checkpointer.start();

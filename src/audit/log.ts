@@ -52,6 +52,11 @@ export interface AuditLogReader {
   consistency(from: number, to: number): Promise<Buffer[]>;
   /** MTH of the first `size` leaves, from stored nodes. */
   rootAt(size: number): Promise<Buffer>;
+  /**
+   * The perfect-subtree hashes of tree `level` at indices [from, from + count), in order (what a
+   * tlog-tiles hash tile holds, tiles.ts); every one must be stored or computable from stored leaves.
+   */
+  levelHashes(level: number, from: number, count: number): Promise<Buffer[]>;
 }
 
 const PLACEHOLDER = Buffer.alloc(HASH_SIZE);
@@ -199,6 +204,30 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
     async rootAt(treeSize) {
       checkSize(treeSize);
       return withNodes((source) => subtreeRoot(source, 0, treeSize));
+    },
+    async levelHashes(level, from, count) {
+      checkSize((from + count) * 2 ** level);
+      if (storedLevel(level)) {
+        // One range read along the primary key (level, idx): a tile is 256 consecutive nodes.
+        const rows = await db
+          .selectFrom('audit_nodes')
+          .select(['idx', 'hash'])
+          .where('level', '=', level)
+          .where('idx', '>=', from)
+          .where('idx', '<', from + count)
+          .orderBy('idx')
+          .execute();
+        if (rows.length !== count || rows.some((row, i) => Number(row.idx) !== from + i))
+          throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit tree node is missing');
+        return rows.map((row) => Buffer.from(row.hash));
+      }
+      const wanted = Array.from({ length: count }, (_, i) => ({ level, idx: from + i }));
+      const found = await readTreeNodes(db, wanted);
+      return wanted.map((c) => {
+        const hash = found.get(`${c.level}/${c.idx}`);
+        if (!hash) throw new TresorError('TRESOR_ERR_INTERNAL', 'an audit tree node is missing');
+        return hash;
+      });
     },
   };
 }

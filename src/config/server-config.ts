@@ -214,6 +214,12 @@ export interface AuditConfig {
   diskReserveBytes: number;
   /** JSON file of audit sinks (see src/audit/sinks/config.ts); none when unset. */
   sinksFile?: string;
+  /** Archiving on: entries kept out of sealed segments (src/audit/archiver.ts); off when unset. */
+  archiveKeepEntries?: number;
+  /** Full tiles of 256 entries per sealed segment. */
+  archiveSegmentTiles: number;
+  /** Minutes between archiving passes. */
+  archiveIntervalMinutes: number;
 }
 
 const SERVER_SETTINGS = settingsOf(SERVER_SECTION, '/server');
@@ -406,8 +412,12 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     verifyIntervalMinutes: get<number>('/audit/verifyIntervalMinutes') as number,
     diskWarnBytes: num('/audit/diskWarnBytes'),
     diskReserveBytes: num('/audit/diskReserveBytes'),
+    archiveSegmentTiles: num('/audit/archiveSegmentTiles'),
+    archiveIntervalMinutes: num('/audit/archiveIntervalMinutes'),
   };
   if (sinksFile !== undefined) audit.sinksFile = sinksFile;
+  const archiveKeepEntries = get<number>('/audit/archiveKeepEntries');
+  if (archiveKeepEntries !== undefined) audit.archiveKeepEntries = archiveKeepEntries;
 
   const access: AccessConfig = {
     defaultGrantMinutes: num('/access/defaultGrantMinutes'),

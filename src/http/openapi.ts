@@ -75,7 +75,8 @@ export function problemStatuses(route: RouteDefinition): string[] {
 }
 
 function openApiPath(url: string): string {
-  return url.replace(/:([A-Za-z][A-Za-z0-9]*)/g, '{$1}');
+  // @fastify/swagger writes a trailing wildcard as the parameter `{*}`.
+  return url.replace(/:([A-Za-z][A-Za-z0-9]*)/g, '{$1}').replace(/\/\*$/, '/{*}');
 }
 
 interface OperationObject {

@@ -257,8 +257,11 @@ export class RouteDefinitionError extends Error {
   }
 }
 
-/** Segments of unreserved characters (RFC 3986 §2.3), never `.` or `..` (§5.2.4), or `:params`. */
-const URL_PATTERN = /^(?:\/(?:(?!\.{1,2}(?:\/|$))[A-Za-z0-9._~-]+|:[A-Za-z][A-Za-z0-9]*))+$/;
+/**
+ * Segments of unreserved characters (RFC 3986 §2.3), never `.` or `..` (§5.2.4), or `:params`; the
+ * last may be `*`, the rest of the path as the param `*` (tlog-tiles paths have a varying depth).
+ */
+const URL_PATTERN = /^(?:\/(?:(?!\.{1,2}(?:\/|$))[A-Za-z0-9._~-]+|:[A-Za-z][A-Za-z0-9]*))+(?:\/\*)?$/;
 const ACTION_PATTERN = /^[a-z][a-z-]*(?:\.[a-z][a-z-]*)+$/;
 const MAX_PARAM_LENGTH = 256;
 
@@ -351,6 +354,7 @@ export function isRouteDefinition(value: unknown): value is RouteDefinition {
 
 function checkParams(url: string, params: TSchema | undefined, fail: (p: string) => never): void {
   const inUrl = [...url.matchAll(/:([A-Za-z][A-Za-z0-9]*)/g)].map((m) => m[1] as string);
+  if (url.endsWith('/*')) inUrl.push('*');
   if (inUrl.length === 0) {
     if (params) fail('schema.params is declared but the url has no :params');
     return;

@@ -1,7 +1,8 @@
 /**
  * keyd's `sign` operation, for the two purposes whose documents are statements about a digest:
  * a backup manifest (`tresor-backup-manifest/v1` for the server's backups,
- * `tresor-keyd-backup-manifest/v1` for keyd's own; then the backup id and the manifest's SHA-256) and the
+ * `tresor-keyd-backup-manifest/v1` for keyd's own, `tresor-audit-segment/v1` for a sealed segment of
+ * the audit log; then the backup or segment id and the manifest's SHA-256) and the
  * trust statement (`tresor-trust/v1`, the statement's SHA-256). keyd parses each message and signs
  * only a well-formed statement of the purpose asked for, so a signature made for one purpose can
  * never be passed off as another's document, and no caller gets arbitrary bytes signed.
@@ -19,6 +20,8 @@ import { BACKUP_ID_PATTERN } from './validate.ts';
 
 export const BACKUP_MANIFEST_STATEMENT = 'tresor-backup-manifest/v1';
 export const TRUST_STATEMENT = 'tresor-trust/v1';
+/** A sealed segment of the audit log on the backup destinations (src/audit/segment.ts): its id and manifest's SHA-256. */
+export const AUDIT_SEGMENT_STATEMENT = 'tresor-audit-segment/v1';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -40,7 +43,9 @@ export function checkStatement(purpose: SigningPurpose, message: Buffer): string
     const [prefix, backupId, digest] = lines;
     if (
       lines.length !== 3 ||
-      (prefix !== BACKUP_MANIFEST_STATEMENT && prefix !== KEYD_MANIFEST_STATEMENT) ||
+      (prefix !== BACKUP_MANIFEST_STATEMENT &&
+        prefix !== KEYD_MANIFEST_STATEMENT &&
+        prefix !== AUDIT_SEGMENT_STATEMENT) ||
       backupId === undefined ||
       !BACKUP_ID_PATTERN.test(backupId) ||
       digest === undefined ||
@@ -50,7 +55,7 @@ export function checkStatement(purpose: SigningPurpose, message: Buffer): string
         `not a backup-manifest statement: expected ${BACKUP_MANIFEST_STATEMENT}, a backup id, a SHA-256`,
       );
     }
-    return `backup manifest ${backupId}`;
+    return prefix === AUDIT_SEGMENT_STATEMENT ? `audit segment ${backupId}` : `backup manifest ${backupId}`;
   }
   const [prefix, digest] = lines;
   if (lines.length !== 2 || prefix !== TRUST_STATEMENT || digest === undefined || !SHA256_HEX.test(digest)) {

@@ -38,7 +38,7 @@ export interface Destination {
 }
 
 /** Object keys: `/`-separated segments of [A-Za-z0-9._-], none starting with a dot. */
-const OBJECT_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$/;
+const OBJECT_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7}$/;
 
 export function checkObjectKey(key: string): string {
   if (!OBJECT_KEY.test(key)) {

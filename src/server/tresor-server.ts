@@ -42,6 +42,7 @@ import {
   type StateChecks,
   startStateChecks,
 } from '../alerts/index.ts';
+import { createAuditArchiver } from '../audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
@@ -825,6 +826,32 @@ export async function startTresorServer(
         }, auditVerifyEveryMs)
       : undefined;
   auditVerifyTimer?.unref();
+  // Older full tiles of the audit log sealed into segments on every backup destination (audit/archiver.ts).
+  const archiveKeep = config.audit.archiveKeepEntries;
+  const archiver =
+    archiveKeep === undefined || backupDestinations.length === 0
+      ? undefined
+      : createAuditArchiver({
+          reader: audit.reader,
+          tiles: audit.tiles,
+          treeSize: () => audit.sequencer.treeHead().size,
+          origin: auditOrigin,
+          keys: keyd,
+          destinations: () => backupDestinations.map((d) => d.destination),
+          keepRecentEntries: archiveKeep,
+          segmentTiles: config.audit.archiveSegmentTiles,
+        });
+  let archiving: Promise<boolean | undefined> | undefined;
+  const archiveTimer = archiver
+    ? setInterval(() => {
+        archiving ??= jobs
+          .periodic('audit.archive', () => archiver.run())
+          .finally(() => {
+            archiving = undefined;
+          });
+      }, config.audit.archiveIntervalMinutes * 60_000)
+    : undefined;
+  archiveTimer?.unref();
   // The held backups are verified again on a schedule, the least recently verified first; a run
   // that finds one failing counts as failed (tresor status), its result is on the backup's record.
   const verifyEveryMs = Math.round(config.backup.verifyIntervalMinutes * 60_000);
@@ -932,7 +959,9 @@ export async function startTresorServer(
       if (backupTimer) clearInterval(backupTimer);
       clearInterval(retentionTimer);
       if (auditVerifyTimer) clearInterval(auditVerifyTimer);
+      if (archiveTimer) clearInterval(archiveTimer);
       await auditVerifying;
+      await archiving;
       if (reverifyTimer) clearInterval(reverifyTimer);
       await backups.close();
       await tenantRestores.close();

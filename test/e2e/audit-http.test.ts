@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import canonicalize from 'canonicalize';
+import { independentBundleEntries, independentTilePath, tiledTree } from '../audit/independent-tiles.ts';
 import {
   independentLeafHash,
   independentOpenCheckpoint,
@@ -230,6 +231,68 @@ describe('the audit log over HTTPS', () => {
     assert.equal(beyond.status, 422, beyond.text);
     const zero = await s.request('GET', '/v1/audit/proofs/consistency?from=0&to=1', { token: keyA });
     assert.equal(zero.status, 400, zero.text);
+  });
+
+  it('serves tlog-tiles tiles from which a client alone proves inclusion against the checkpoint', async () => {
+    // More than one full tile of 256 entries, so full and partial tiles are both served.
+    const head = await checkpoint(1);
+    for (let written = Number(head.size); written < 300; written += 20) {
+      await Promise.all(Array.from({ length: 4 }, () => writeRecords(keyA, 5)));
+    }
+    const signed = await checkpoint(300);
+    const size = signed.size;
+    const fetchTile = async (path: string) => {
+      const res = await s.request('GET', `/v1/audit/${path}`, { token: keyB });
+      assert.equal(res.status, 200, `${path}: ${res.text}`);
+      assert.equal(res.headers['content-type'], 'application/octet-stream');
+      return res.bytes as Buffer;
+    };
+    const tree = tiledTree(size, fetchTile);
+    assert.deepEqual(await tree.root(), signed.root, 'the root from tiles is the signed one');
+    const operator = await operatorToken(s, 'audit:read');
+    const all = await entries(operator);
+    const bundle = await s.request('GET', `/v1/audit/${independentTilePath('entries', 0n, size)}`, {
+      token: operator,
+    });
+    assert.equal(bundle.status, 200, bundle.text);
+    assert.equal(bundle.headers['cache-control'], 'public, max-age=31536000, immutable');
+    const leaves = independentBundleEntries(bundle.bytes as Buffer);
+    assert.equal(leaves.length, 256);
+    for (const index of [0, 1, 200, 255, 256, Number(size) - 1]) {
+      const leaf =
+        index < 256
+          ? (leaves[index] as Buffer)
+          : Buffer.from(canonicalize(all[index]?.entry) as string, 'utf8');
+      const hash = independentLeafHash(leaf);
+      assert.equal(hash.toString('base64'), all[index]?.leafHash, `leaf ${index}`);
+      assert.deepEqual(await tree.leafHash(BigInt(index)), hash, `tile/0 holds leaf ${index}`);
+      const proof = await tree.inclusionProof(BigInt(index));
+      assert.ok(
+        independentVerifyInclusion(hash, BigInt(index), size, proof, signed.root),
+        `inclusion of ${index}`,
+      );
+    }
+    const full = await s.request('GET', '/v1/audit/tile/0/000', { token: keyA });
+    assert.equal(full.headers['cache-control'], 'public, max-age=31536000, immutable');
+    assert.equal(full.bytes?.length, 8192);
+    // Bundles hold every tenant's entries: a tenant admin's key is refused, and nothing is served.
+    const refused = await s.request('GET', '/v1/audit/tile/entries/000', { token: keyA });
+    assert.equal(refused.status, 403, refused.text);
+    // A tile the log has not reached, and paths that are not tlog-tiles paths.
+    const beyond = await s.request('GET', '/v1/audit/tile/0/x001/000', { token: keyA });
+    assert.equal(beyond.status, 404, beyond.text);
+    for (const bad of [
+      'tile/0/1',
+      'tile/00/000',
+      'tile/0/000.p/0',
+      'tile/0/000.p/256',
+      'tile/64/000',
+      'tile/0/x000/001',
+    ]) {
+      const res = await s.request('GET', `/v1/audit/${bad}`, { token: keyA });
+      assert.ok(res.status === 400 || res.status === 422, `${bad}: ${res.status} ${res.text}`);
+      assert.match(String(res.headers['content-type']), /problem\+json/);
+    }
   });
 
   it('streams a tenant’s entries live and resumes after a disconnect without losing any', async () => {

@@ -37,6 +37,8 @@ export interface HttpResponse {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;
+  /** The body as received (binary answers: tlog-tiles resources); absent on a made-up answer. */
+  bytes?: Buffer;
   /** The body parsed as JSON (throws on a body that is not JSON). */
   json<T = Record<string, unknown>>(): T;
 }
@@ -163,11 +165,13 @@ export function httpsRequester(origin: () => string, ca: Buffer): Requester & { 
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', reject);
           res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
+            const bytes = Buffer.concat(chunks);
+            const text = bytes.toString('utf8');
             resolve({
               status: res.statusCode ?? 0,
               headers: res.headers,
               text,
+              bytes,
               json: <T>() => JSON.parse(text) as T,
             });
           });

@@ -129,6 +129,7 @@ type Rule =
   | 'operator'
   | 'operator+2fa'
   | 'audit-reader'
+  | 'audit-all'
   | 'alert-reader'
   | 'alert-handler'
   | 'authenticated'
@@ -183,6 +184,8 @@ const RULES: Record<string, Rule> = {
   'GET /v1/audit/checkpoint': 'authenticated',
   'GET /v1/audit/proofs/inclusion': 'authenticated',
   'GET /v1/audit/proofs/consistency': 'authenticated',
+  'GET /v1/audit/tile/:level/*': 'authenticated',
+  'GET /v1/audit/tile/entries/*': 'audit-all',
   // access grants
   'POST /v1/grants': 'grant:request',
   'POST /v1/grants/break-glass': 'grant:break-glass+2fa',
@@ -288,6 +291,8 @@ const TOKEN_SCOPES: Record<string, OperatorScope> = {
   'GET /v1/audit/checkpoint': 'audit:read',
   'GET /v1/audit/proofs/inclusion': 'audit:read',
   'GET /v1/audit/proofs/consistency': 'audit:read',
+  'GET /v1/audit/tile/:level/*': 'audit:read',
+  'GET /v1/audit/tile/entries/*': 'audit:read',
   'GET /v1/system/jobs': 'jobs:read',
   'GET /v1/system/availability': 'jobs:read',
   'POST /v1/backups': 'backups:run',
@@ -332,6 +337,8 @@ function admits(rule: Rule, caller: Caller, route: string): boolean {
       return role === 'operator-admin';
     case 'audit-reader':
       return (key?.has('admin') ?? false) || role === 'security-officer' || role === 'tenant-admin';
+    case 'audit-all':
+      return role === 'security-officer';
     case 'alert-reader':
     case 'alert-handler':
       return role === 'security-officer';

@@ -84,7 +84,7 @@ describe('route walk', () => {
       );
       assert.equal(
         r.schema.params,
-        r.url.includes(':'),
+        r.url.includes(':') || r.url.endsWith('/*'),
         `${key}: params declared exactly when the url has some`,
       );
     }
@@ -93,7 +93,7 @@ describe('route walk', () => {
   it('finds the pipeline hooks, and only them, attached to every registered route', async () => {
     const { app } = await everyRoute();
     await app.ready();
-    const nodes = attachedHooks(app.printRoutes({ includeHooks: true, commonPrefix: false }));
+    const nodes = attachedHooks(app.printRoutes({ includeHooks: true }));
     const methodsSeen = nodes.reduce((n, node) => n + node.methods.length, 0);
     assert.equal(methodsSeen, registeredRoutes(app).length, 'no route exists outside the registry');
     for (const node of nodes) assert.deepEqual(node.hooks, EXPECTED_HOOKS, node.node);

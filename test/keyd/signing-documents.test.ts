@@ -54,10 +54,11 @@ describe('keyd parses the statements and certificates it signs', () => {
     );
   }
 
-  it('signs well-formed backup-manifest statements (the server’s and keyd’s own) and trust statements', async () => {
+  it('signs well-formed backup-manifest statements (the server’s, keyd’s own, audit segments) and trust statements', async () => {
     for (const [purpose, text] of [
       ['backup-manifest', `tresor-backup-manifest/v1\nbk-20301105T101500Z-1a2b\n${DIGEST}\n`],
       ['backup-manifest', `tresor-keyd-backup-manifest/v1\nkb-1\n${DIGEST}\n`],
+      ['backup-manifest', `tresor-audit-segment/v1\naudit.0000000000000000-0000000000001024\n${DIGEST}\n`],
       ['trust-statement', `tresor-trust/v1\n${DIGEST}\n`],
     ] as const) {
       const message = Buffer.from(text);
@@ -71,6 +72,7 @@ describe('keyd parses the statements and certificates it signs', () => {
     await refused('backup-manifest', 'anything at all');
     await refused('backup-manifest', `tresor-trust/v1\n${DIGEST}\n`); // another purpose's statement
     await refused('trust-statement', `tresor-backup-manifest/v1\nbk-1\n${DIGEST}\n`);
+    await refused('trust-statement', `tresor-audit-segment/v1\naudit.1-2\n${DIGEST}\n`);
     await refused('backup-manifest', `tresor-backup-manifest/v1\nbk-1\n${DIGEST}`); // no final newline
     await refused('backup-manifest', `tresor-backup-manifest/v1\nbk 1\n${DIGEST}\n`); // not a backup id
     await refused('backup-manifest', `tresor-backup-manifest/v1\nbk-1\n${DIGEST.toUpperCase()}\n`);

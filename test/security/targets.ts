@@ -101,7 +101,7 @@ export function operationsOf(
 function routeTable(): Map<string, { auth: AuthMode; scope: string | undefined }> {
   const table = new Map<string, { auth: AuthMode; scope: string | undefined }>();
   for (const route of allRouteModules(specOnlyDependencies()).flatMap((m) => m.routes)) {
-    table.set(`${route.method} ${route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}')}`, {
+    table.set(`${route.method} ${route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}').replace(/\/\*$/, '/{*}')}`, {
       auth: route.auth,
       scope: route.scope,
     });

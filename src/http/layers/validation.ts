@@ -110,7 +110,11 @@ function refuse(part: Part, checker: Checker, value: unknown): never {
 }
 
 function convertAndCheck(part: Part, checker: Checker, schema: TSchema, raw: unknown): unknown {
-  const value = Value.Convert(schema, raw);
+  // A wildcard route's `*` param is a string and needs no conversion; TypeBox's Convert cannot take it
+  // (it builds a regular expression from the property names, and `^*$` is none).
+  const wildcard =
+    part === 'params' && Object.hasOwn((schema as { properties?: object }).properties ?? {}, '*');
+  const value = wildcard ? raw : Value.Convert(schema, raw);
   if (!checker.Check(value)) refuse(part, checker, value);
   return value;
 }

@@ -12,6 +12,7 @@ import { PassThrough } from 'node:stream';
 import Type from 'typebox';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { LogEntryRow } from '../../audit/log.ts';
+import { parseTilePath, TILE_WIDTH, type TileCoordinate } from '../../audit/tiles.ts';
 import { TresorError } from '../../errors.ts';
 import { canReadAllAudit } from '../../identity/roles.ts';
 import { type ApiKeyPrincipal, defineRoute, type HttpPrincipal, type RouteModule } from '../route.ts';
@@ -67,6 +68,37 @@ function entryReader(principal: HttpPrincipal): void {
 }
 
 function anyAuthenticated(): void {}
+
+/**
+ * Entry bundles (tlog-tiles `tile/entries/…`) hold 256 consecutive entries of every tenant: only
+ * callers who may read the whole log get them — a security officer's session, an operator token of
+ * scope audit:read. A tenant's admin reads their own entries on /v1/audit/entries instead.
+ */
+function bundleReader(principal: HttpPrincipal): void {
+  if (principal.kind === 'operator-token') return;
+  if (principal.kind === 'session' && canReadAllAudit(principal.role)) return;
+  throw new TresorError(
+    'TRESOR_ERR_FORBIDDEN',
+    'entry bundles hold every tenant’s entries: they need the security role or an audit:read token',
+  );
+}
+
+/** The rest of a tile path after /v1/audit/tile/<L>/ (fastify's `*` param): N and `.p/<W>`. */
+const TilePathRest = Type.String({ pattern: '^[x0-9./p]{3,40}$', maxLength: 40 });
+const TileLevel = Type.String({ pattern: '^(0|[1-9][0-9]?)$', maxLength: 2 });
+const TileBytes = textAnswer('application/octet-stream', 'tlog-tiles resource bytes');
+
+/**
+ * tlog-tiles: tiles and bundles are immutable ("caching headers SHOULD be long-lived"); a partial one
+ * is replaced by its full tile as the log grows, so it may only be kept briefly.
+ */
+function tileHeaders(tile: TileCoordinate): Record<string, string> {
+  return {
+    'content-type': 'application/octet-stream',
+    'cache-control':
+      tile.width === TILE_WIDTH ? 'public, max-age=31536000, immutable' : 'public, max-age=5, no-transform',
+  };
+}
 
 /** The tenant a caller is confined to, or undefined for the whole log. */
 function tenantOf(principal: HttpPrincipal): string | undefined {
@@ -290,6 +322,50 @@ export function auditRoutes(deps: AuditRouteDeps): RouteModule {
         const hashes = await deps.audit.reader.consistency(from, to);
         await ctx.audit.record({ target: { kind: 'consistency', from, to } });
         return { status: 200, body: { from, to, hashes: hashes.map((h) => h.toString('base64')) } };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/tile/:level/*',
+        summary: 'A C2SP tlog-tiles hash tile: tile/<L>/<N>[.p/<W>] (application/octet-stream)',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        scope: 'audit:read',
+        authorize: anyAuthenticated,
+        audit: { action: 'audit.tile' },
+        schema: {
+          params: Type.Object({ level: TileLevel, '*': TilePathRest }),
+          response: { 200: TileBytes },
+        },
+      }).handle(async (ctx) => {
+        const tile = parseTilePath(`${ctx.params.level}/${ctx.params['*']}`);
+        const treeSize = deps.audit.sequencer.treeHead().size;
+        const bytes = await deps.audit.tiles.read(tile, treeSize);
+        await ctx.audit.record({ target: { kind: 'hash-tile', level: tile.level, index: tile.index } });
+        return { status: 200, headers: tileHeaders(tile), body: bytes as unknown as string };
+      }),
+
+      defineRoute({
+        method: 'GET',
+        url: '/v1/audit/tile/entries/*',
+        summary: 'A C2SP tlog-tiles entry bundle: tile/entries/<N>[.p/<W>] (operators only)',
+        tags: ['audit'],
+        auth: 'any-authenticated',
+        secondFactor: false,
+        scope: 'audit:read',
+        authorize: bundleReader,
+        audit: { action: 'audit.read' },
+        schema: {
+          params: Type.Object({ '*': TilePathRest }),
+          response: { 200: TileBytes },
+        },
+      }).handle(async (ctx) => {
+        const tile = parseTilePath(`entries/${ctx.params['*']}`);
+        const treeSize = deps.audit.sequencer.treeHead().size;
+        const bytes = await deps.audit.tiles.read(tile, treeSize);
+        await ctx.audit.record({ target: { kind: 'entry-bundle', index: tile.index, count: tile.width } });
+        return { status: 200, headers: tileHeaders(tile), body: bytes as unknown as string };
       }),
 
       defineRoute({

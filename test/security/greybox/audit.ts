@@ -3,6 +3,8 @@ import { type Declarations, KEYS, only, SESSIONS, token } from '../greybox-decla
 
 const READERS = only('key:admin', 'tenant-admin', 'security-officer', token('audit:read'));
 /** The log's checkpoints and proofs: anyone authenticated (a verifier needs no role). */
+/** Entry bundles hold every tenant's entries: whole-log readers only. */
+const ALL_READERS = only('security-officer', token('audit:read'));
 const AUTHENTICATED = only(KEYS, SESSIONS, token('audit:read'));
 
 export const audit: Declarations = {
@@ -16,6 +18,11 @@ export const audit: Declarations = {
   'GET /v1/audit/proofs/consistency': {
     allow: AUTHENTICATED,
     own: () => ({ path: '/v1/audit/proofs/consistency?from=1&to=1' }),
+  },
+  'GET /v1/audit/tile/:level/*': { allow: AUTHENTICATED, own: () => ({ path: '/v1/audit/tile/0/000.p/1' }) },
+  'GET /v1/audit/tile/entries/*': {
+    allow: ALL_READERS,
+    own: () => ({ path: '/v1/audit/tile/entries/000.p/1' }),
   },
   'GET /v1/audit/public-key': { allow: 'everyone', own: () => ({ path: '/v1/audit/public-key' }) },
 };
