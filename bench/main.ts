@@ -11,7 +11,7 @@
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
- *   i. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts)
+ *   j. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -417,7 +417,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }
 
-/** i. Scale: by tenant count (scale-tenants.ts), on each backend asked for. */
+/** j. Scale: by tenant count (scale-tenants.ts), on each backend asked for. */
 async function scaleSections(
   options: ReturnType<typeof readOptions>,
   cleanup: Cleanup,
@@ -425,7 +425,7 @@ async function scaleSections(
   sections: Section[],
 ): Promise<void> {
   for (const backend of options.scaleBackends) {
-    progress(`i. scale by tenant count (${backend})`);
+    progress(`j. scale by tenant count (${backend})`);
     const dir = join(tmp, `scale-tenants-${backend}`);
     mkdirSync(dir, { mode: 0o700 });
     let databaseUrl: string | undefined;
