@@ -14,7 +14,9 @@
  * from the server's metrics listener (tresor_tenant_store_commit_batches_total and the others,
  * src/monitor/store-metrics.ts) before and after the measured window. Not counted: the audit
  * sequencer's own commits on its worker thread (batches of 64 entries and more) and SQLite's
- * checkpoints.
+ * checkpoints. Before each warm-up the bench waits until the server's writers have committed nothing
+ * for 1.5 s (settle), so no figure pays for the fixtures' or the previous window's background work
+ * (outbox removal in every store written, pending marks cleared).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -101,6 +103,31 @@ async function readCounters(metricsUrl: string): Promise<Counters> {
     out[name] = Number(line.slice(name.length + 1));
   }
   return out;
+}
+
+/** Quiet: no commit of the server's writers for this long (the last window's outbox removals done). */
+const SETTLED_MS = 1_500;
+/** Waited for quiet at most before a window (then it is measured anyway). */
+const SETTLE_TIMEOUT_MS = 120_000;
+
+/**
+ * Waits until the server's writers commit nothing for SETTLED_MS: after the fixtures (the sequencer's
+ * outbox removal in every tenant store, the pending marks' clears) and after each window, so no
+ * figure pays for the previous one's background work. Gives up after SETTLE_TIMEOUT_MS.
+ */
+async function settle(metricsUrl: string): Promise<void> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  const commits = async () => {
+    const c = await readCounters(metricsUrl);
+    return c.tresor_tenant_store_commit_batches_total + c.tresor_store_commit_batches_total;
+  };
+  let last = await commits();
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, SETTLED_MS));
+    const now = await commits();
+    if (now === last) return;
+    last = now;
+  }
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -214,6 +241,7 @@ export async function benchScaleTenants(options: ScaleTenantsOptions): Promise<S
           template,
           emails,
         );
+        await settle(metricsUrl);
         await load(target, `${what} warm-up`, requests, options.concurrency, { seconds: warmUp }, ca);
         const before = await readCounters(metricsUrl);
         const measured = await load(
