@@ -253,8 +253,14 @@ export async function benchScaleTenants(options: ScaleTenantsOptions): Promise<S
           ca,
         );
         const after = await readCounters(metricsUrl);
+        if (measured.requests === 0) {
+          throw new Error(
+            `scale-tenants (${backend}), ${what}: no request completed within the ${options.seconds} s window ` +
+              '(each took longer): the figures would be meaningless; raise --scale-seconds',
+          );
+        }
         const delta = (name: keyof Counters) => after[name] - before[name];
-        const n = Math.max(1, measured.requests);
+        const n = measured.requests;
         const seconds = measured.rate.seconds;
         const tenantBatches = delta('tresor_tenant_store_commit_batches_total');
         runs.push({
