@@ -63,7 +63,8 @@ export function logTail(logFile: string): string {
 
 /**
  * Starts `node --import tsx <script> <json arg>`, its stderr appended to `logFile`, and waits for
- * its first stdout line (its address).
+ * its first stdout line (its address), 30 s unless `startTimeoutMs` says otherwise (a child that
+ * makes its fixtures first).
  */
 export async function startChild<A>(
   label: string,
@@ -71,6 +72,7 @@ export async function startChild<A>(
   arg: unknown,
   logFile: string,
   nodeArgs: readonly string[] = [],
+  startTimeoutMs = START_TIMEOUT_MS,
 ): Promise<Child<A>> {
   const log = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
@@ -90,8 +92,8 @@ export async function startChild<A>(
   try {
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${label} did not start within ${START_TIMEOUT_MS} ms`)),
-        START_TIMEOUT_MS,
+        () => reject(new Error(`${label} did not start within ${startTimeoutMs} ms`)),
+        startTimeoutMs,
       );
       lines.once('line', (text) => {
         clearTimeout(timer);

@@ -11,6 +11,7 @@
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
+ *   j. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -43,6 +44,12 @@ import {
   type Section,
 } from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
+import {
+  benchScaleTenants,
+  DEFAULT_SCALE_TENANTS,
+  SCALE_OPERATIONS,
+  type ScaleOperation,
+} from './scale-tenants.ts';
 import { benchStartup, startupSection } from './startup.ts';
 import { benchGroupCommit } from './store-group-commit.ts';
 
@@ -59,6 +66,7 @@ const SECTIONS = [
   'audit',
   'startup',
   'backup',
+  'scale',
 ] as const;
 type SectionId = (typeof SECTIONS)[number];
 
@@ -86,6 +94,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --backup-rounds <n>      backup: rounds of writes during a backup vs none (default 3)
   --backup-concurrency <n> backup: writes in flight during those rounds (default 32)
   --backup-destinations <n> backup: folder destinations, each written and read back (default 2, as npm start)
+  --scale-tenants <sizes>  scale: comma-separated tenant counts, ascending (default ${DEFAULT_SCALE_TENANTS.join(',')})
+  --scale-seconds <n>      scale: measured seconds per figure, after a warm-up (default 5)
+  --scale-concurrency <n>  scale: requests in flight (default 32)
+  --scale-records <n>      scale: records made per tenant (default 4)
+  --scale-ops <ops>        scale: comma-separated from ${SCALE_OPERATIONS.join(', ')} (default both)
+  --scale-backends <list>  scale: sqlite, postgres (default both)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -119,6 +133,12 @@ function readOptions() {
       'backup-rounds': { type: 'string' },
       'backup-concurrency': { type: 'string' },
       'backup-destinations': { type: 'string' },
+      'scale-tenants': { type: 'string' },
+      'scale-seconds': { type: 'string' },
+      'scale-concurrency': { type: 'string' },
+      'scale-records': { type: 'string' },
+      'scale-ops': { type: 'string' },
+      'scale-backends': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -132,6 +152,22 @@ function readOptions() {
     if (!([...HTTP_OPERATIONS, ...HTTP_EXTRA_OPERATIONS] as readonly string[]).includes(op)) {
       throw new Error(`--http-ops: unknown ${op}`);
     }
+  }
+  const scaleTenants = (values['scale-tenants'] ?? DEFAULT_SCALE_TENANTS.join(',')).split(',').map(Number);
+  if (
+    scaleTenants.some(
+      (n, i) => !Number.isSafeInteger(n) || n < 1 || (i > 0 && n <= (scaleTenants[i - 1] ?? 0)),
+    )
+  ) {
+    throw new Error('--scale-tenants: positive whole tenant counts, ascending');
+  }
+  const scaleOps = (values['scale-ops'] ?? SCALE_OPERATIONS.join(',')).split(',').map((s) => s.trim());
+  for (const op of scaleOps) {
+    if (!(SCALE_OPERATIONS as readonly string[]).includes(op)) throw new Error(`--scale-ops: unknown ${op}`);
+  }
+  const scaleBackends = (values['scale-backends'] ?? 'sqlite,postgres').split(',').map((s) => s.trim());
+  for (const b of scaleBackends) {
+    if (b !== 'sqlite' && b !== 'postgres') throw new Error(`--scale-backends: unknown ${b}`);
   }
   const httpLogLevel = values['http-log-level'] ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(httpLogLevel)) {
@@ -159,6 +195,12 @@ function readOptions() {
     backupRounds: Math.floor(numberOption(values['backup-rounds'], 3, 'backup-rounds', 1)),
     backupConcurrency: Math.floor(numberOption(values['backup-concurrency'], 32, 'backup-concurrency', 1)),
     backupDestinations: Math.floor(numberOption(values['backup-destinations'], 2, 'backup-destinations', 1)),
+    scaleTenants,
+    scaleSeconds: numberOption(values['scale-seconds'], 5, 'scale-seconds', 0.5),
+    scaleConcurrency: Math.floor(numberOption(values['scale-concurrency'], 32, 'scale-concurrency', 1)),
+    scaleRecords: Math.floor(numberOption(values['scale-records'], 4, 'scale-records', 1)),
+    scaleOps: scaleOps as ScaleOperation[],
+    scaleBackends: scaleBackends as ('sqlite' | 'postgres')[],
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -257,6 +299,12 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       backupRounds: options.backupRounds,
       backupConcurrency: options.backupConcurrency,
       backupDestinations: options.backupDestinations,
+      scaleTenants: options.scaleTenants.join(','),
+      scaleSeconds: options.scaleSeconds,
+      scaleConcurrency: options.scaleConcurrency,
+      scaleRecords: options.scaleRecords,
+      scaleOps: options.scaleOps.join(','),
+      scaleBackends: options.scaleBackends.join(','),
     },
     sections: [],
   };
@@ -365,7 +413,42 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       ),
     );
   }
+  if (options.sections.has('scale')) await scaleSections(options, cleanup, tmp, sections);
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
+}
+
+/** j. Scale: by tenant count (scale-tenants.ts), on each backend asked for. */
+async function scaleSections(
+  options: ReturnType<typeof readOptions>,
+  cleanup: Cleanup,
+  tmp: string,
+  sections: Section[],
+): Promise<void> {
+  for (const backend of options.scaleBackends) {
+    progress(`j. scale by tenant count (${backend})`);
+    const dir = join(tmp, `scale-tenants-${backend}`);
+    mkdirSync(dir, { mode: 0o700 });
+    let databaseUrl: string | undefined;
+    if (backend === 'postgres') {
+      const db = await benchDatabase(options.pgUrl, 'scale');
+      cleanup.add(() => db.drop());
+      databaseUrl = db.url;
+    }
+    sections.push(
+      await benchScaleTenants({
+        dir,
+        sizes: options.scaleTenants,
+        seconds: options.scaleSeconds,
+        concurrency: options.scaleConcurrency,
+        recordsPerTenant: options.scaleRecords,
+        operations: options.scaleOps,
+        logLevel: options.httpLogLevel,
+        ...(databaseUrl ? { databaseUrl } : {}),
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      }),
+    );
+  }
 }
 
 /** f. The audit log (audit.ts), as a section. */

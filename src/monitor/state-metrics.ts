@@ -11,15 +11,15 @@ import { type CertificateFiles, certificateMetrics } from './certificate-metrics
 import { grantMetrics } from './grant-metrics.ts';
 import { type JobFacts, jobMetrics } from './job-metrics.ts';
 import { type KeyCacheFacts, keyCacheMetrics } from './key-cache-metrics.ts';
-import { type GroupCommitFacts, storeMetrics } from './store-metrics.ts';
+import { type GroupCommitFacts, storeMetrics, type TenantStoresFacts } from './store-metrics.ts';
 
 export interface StateMetricsSources {
   /** The job runner's status (server/jobs.ts). */
   jobs?: () => Record<string, JobFacts>;
   /** The control store's group commit (store/sqlite/store.ts stats). */
   groupCommit?: () => GroupCommitFacts;
-  /** The tenant stores' registry: how many are open (each has its own group commit). */
-  tenantStores?: () => { open: number; opened: number };
+  /** The tenant stores' registry: open, opened, evicted, wiped, the budget, their group commits. */
+  tenantStores?: () => TenantStoresFacts;
   keyCache?: () => KeyCacheFacts;
   grants?: () => Promise<{ active: number; breakGlass: number }>;
   /** The certificates in use, by role. */

@@ -1,7 +1,9 @@
 /**
  * Storage: the control store's group commit (store/sqlite/store.ts stats: mean batch size is
- * `rate(jobs) / rate(batches)`) and how many tenant stores are open. Each tenant store has its
- * own group commit, whose figures are not exposed yet.
+ * `rate(jobs) / rate(batches)`), and the tenant stores' registry: how many are open and may be (the
+ * handle budget, store/sqlite/handle-budget.ts), opened, closed, evicted and wiped, and their group
+ * commits summed (store/types.ts TenantStoresStats). Fsyncs per request of tenant writes:
+ * `rate(tresor_tenant_store_commit_batches_total) / rate(tresor_http_requests_total)`.
  */
 import type { Registry } from 'prom-client';
 import { scrapeTimeCounter, scrapeTimeGauge } from './scrape-time.ts';
@@ -14,11 +16,23 @@ export interface GroupCommitFacts {
   queued: number;
 }
 
+/** What the tenant stores' registry counts (store/types.ts TenantStoresStats). */
+export interface TenantStoresFacts {
+  open: number;
+  maxOpen: number;
+  opened: number;
+  closed: number;
+  evicted: number;
+  wiped: number;
+  commitBatches: number;
+  commitJobs: number;
+}
+
 export function storeMetrics(
   registry: Registry,
   sources: () => {
     groupCommit?: () => GroupCommitFacts;
-    tenantStores?: () => { open: number; opened: number };
+    tenantStores?: () => TenantStoresFacts;
   },
 ): void {
   const commit = () => sources().groupCommit?.();
@@ -54,10 +68,46 @@ export function storeMetrics(
     () => commit()?.queued,
   );
   scrapeTimeGauge(registry, 'tresor_tenant_stores_open', 'Tenant stores open now.', () => tenants()?.open);
+  scrapeTimeGauge(
+    registry,
+    'tresor_tenant_stores_max_open',
+    'Tenant stores kept open at most (SQLite: the handle budget derived from the file limit).',
+    () => tenants()?.maxOpen,
+  );
   scrapeTimeCounter(
     registry,
     'tresor_tenant_stores_opened_total',
     'Tenant stores opened (or created) since start; with few open, a high rate means the open-store bound is too small.',
     () => tenants()?.opened,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_stores_closed_total',
+    'Tenant stores closed since start, for any reason (eviction, destroy, shutdown).',
+    () => tenants()?.closed,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_stores_evicted_total',
+    'Idle tenant stores closed to stay within the handle budget (no checkpoint, no wipe); each is reopened on its next use.',
+    () => tenants()?.evicted,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_stores_wiped_total',
+    'Tenant stores wiped and removed at the end of their contract.',
+    () => tenants()?.wiped,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_store_commit_batches_total',
+    'Transactions the tenant stores\u2019 group commits began (SQLite: one fsync each, summed over the tenant files; PostgreSQL: the shared writer\u2019s).',
+    () => tenants()?.commitBatches,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_store_commit_jobs_total',
+    'Writes the tenant stores\u2019 group commits ran (batched into the transactions above).',
+    () => tenants()?.commitJobs,
   );
 }

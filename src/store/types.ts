@@ -51,6 +51,14 @@ export interface TenantStoresStats {
   wiped: number;
   /** Stores kept open at most beyond those in use (SQLite: from the file budget, handle-budget.ts). */
   maxOpen: number;
+  /**
+   * The tenant stores' group commits since the registry was made: transactions begun (each costs
+   * one fsync, or one WAL flush on PostgreSQL, when it commits a change) and writes run in them.
+   * SQLite: every tenant file has its own, summed here (closed stores' counts kept); PostgreSQL: the
+   * one writer all tenants share.
+   */
+  commitBatches: number;
+  commitJobs: number;
 }
 
 /** The registry of tenant stores, one per tenant (a SQLite file or a PostgreSQL schema). */

@@ -200,7 +200,14 @@ class PgTenantStores<DB> implements TenantStores<DB> {
   }
 
   stats(): TenantStoresStats {
-    return { open: this.#entries.size, maxOpen: this.#maxOpen, ...this.#counts };
+    const commits = this.#writer.stats();
+    return {
+      open: this.#entries.size,
+      maxOpen: this.#maxOpen,
+      ...this.#counts,
+      commitBatches: commits.batches,
+      commitJobs: commits.jobs,
+    };
   }
 
   close(): Promise<void> {

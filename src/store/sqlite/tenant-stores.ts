@@ -75,6 +75,8 @@ interface Lease<DB> {
 
 interface Entry<DB> {
   readonly store: Promise<SqliteStore<DB>>;
+  /** The store once its open resolved: its group-commit counts are read synchronously by stats(). */
+  opened?: SqliteStore<DB>;
   readonly handle: TenantStoreHandle<DB>;
   /** Reads and writes holding the store open; it is closed only at zero. */
   pins: number;
@@ -94,6 +96,8 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   readonly #lifecycle = new Map<string, Promise<void>>();
   readonly #destroying = new Set<string>();
   readonly #counts = { opened: 0, closed: 0, evicted: 0, wiped: 0 };
+  /** Group-commit counts of the stores closed so far (an open store's are read from it). */
+  readonly #closedCommits = { batches: 0, jobs: 0 };
   /** Tenants whose file this registry migrated (create or first open) and nothing replaced since. */
   readonly #migrated = new Set<string>();
   #closed: Promise<void> | undefined;
@@ -241,7 +245,19 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   }
 
   stats(): TenantStoresStats {
-    return { open: this.#entries.size, maxOpen: this.#maxOpen, ...this.#counts };
+    let { batches, jobs } = this.#closedCommits;
+    for (const entry of this.#entries.values()) {
+      const commits = entry.opened?.stats();
+      batches += commits?.batches ?? 0;
+      jobs += commits?.jobs ?? 0;
+    }
+    return {
+      open: this.#entries.size,
+      maxOpen: this.#maxOpen,
+      ...this.#counts,
+      commitBatches: batches,
+      commitJobs: jobs,
+    };
   }
 
   close(): Promise<void> {
@@ -329,12 +345,19 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   }
 
   #newEntry(tenant: string, store: Promise<SqliteStore<DB>>): Entry<DB> {
-    return {
+    const entry: Entry<DB> = {
       store,
       handle: new TenantStoreHandle(this.#pathOf(tenant), () => this.#lease(tenant)),
       pins: 0,
       idleWaiters: [],
     };
+    store.then(
+      (opened) => {
+        entry.opened = opened;
+      },
+      () => undefined, // a failed open is handled where it is awaited
+    );
+    return entry;
   }
 
   #unpin(entry: Entry<DB>): void {
@@ -360,9 +383,21 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   /** 'keep-wal': eviction (no checkpoint, no zeroing); 'zero-wal': shutdown, and before a wipe or a swap. */
   #closeEntry(tenant: string, entry: Entry<DB>, how: 'keep-wal' | 'zero-wal'): Promise<void> {
     this.#counts.closed++;
+    // Nothing holds the store (pins 0), so its counts are final: kept from the moment it leaves
+    // #entries, so the sums stats() reports never go down.
+    const keepCommits = (store: SqliteStore<DB>) => {
+      const commits = store.stats();
+      this.#closedCommits.batches += commits.batches;
+      this.#closedCommits.jobs += commits.jobs;
+    };
+    const openedBefore = entry.opened;
+    if (openedBefore) keepCommits(openedBefore);
     const closing = entry.store
       .then(
-        (store) => (how === 'keep-wal' ? store.closeKeepingWal() : store.close()),
+        (store) => {
+          if (!openedBefore) keepCommits(store);
+          return how === 'keep-wal' ? store.closeKeepingWal() : store.close();
+        },
         () => undefined, // never opened: nothing to close
       )
       .catch(() => undefined) // a failed close has nothing left to hold open; the next open starts afresh
