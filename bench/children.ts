@@ -71,6 +71,8 @@ export async function startChild<A>(
   arg: unknown,
   logFile: string,
   nodeArgs: readonly string[] = [],
+  /** A child that does long work before it announces itself (fills a store) gets longer. */
+  startTimeoutMs: number = START_TIMEOUT_MS,
 ): Promise<Child<A>> {
   const log = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
@@ -90,8 +92,8 @@ export async function startChild<A>(
   try {
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${label} did not start within ${START_TIMEOUT_MS} ms`)),
-        START_TIMEOUT_MS,
+        () => reject(new Error(`${label} did not start within ${startTimeoutMs} ms`)),
+        startTimeoutMs,
       );
       lines.once('line', (text) => {
         clearTimeout(timer);

@@ -11,6 +11,8 @@
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
+ *   scale-size: one collection (10k–1M records) and the audit log (100k–10M entries) growing,
+ *      on SQLite and PostgreSQL; rates and times with ratios to the smallest size (scale-size.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -43,6 +45,12 @@ import {
   type Section,
 } from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
+import {
+  benchScaleSize,
+  DEFAULT_SCALE_AUDIT,
+  DEFAULT_SCALE_RECORDS,
+  scaleSizeSection,
+} from './scale-size.ts';
 import { benchStartup, startupSection } from './startup.ts';
 import { benchGroupCommit } from './store-group-commit.ts';
 
@@ -59,7 +67,10 @@ const SECTIONS = [
   'audit',
   'startup',
   'backup',
+  'scale-size',
 ] as const;
+/** Sections run only when named in --only (they take many minutes at their default sizes). */
+const ON_REQUEST: readonly SectionId[] = ['scale-size'];
 type SectionId = (typeof SECTIONS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -86,6 +97,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --backup-rounds <n>      backup: rounds of writes during a backup vs none (default 3)
   --backup-concurrency <n> backup: writes in flight during those rounds (default 32)
   --backup-destinations <n> backup: folder destinations, each written and read back (default 2, as npm start)
+  --scale-records <sizes>  scale-size: collection sizes, comma-separated (default ${DEFAULT_SCALE_RECORDS.join(',')}; 0: none)
+  --scale-audit <sizes>    scale-size: audit-log sizes, comma-separated (default ${DEFAULT_SCALE_AUDIT.join(',')}; 0: none)
+  --scale-backends <list>  scale-size: sqlite, postgres or both (default sqlite,postgres)
+  --scale-seconds <n>      scale-size: measured seconds per operation and size (default 10)
+  --scale-concurrency <n>  scale-size: requests in flight (default 32)
+  --scale-restarts <n>     scale-size: server restarts timed per audit-log size (default 3)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -94,6 +111,17 @@ function numberOption(value: string | undefined, fallback: number, name: string,
   const n = Number(value);
   if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}`);
   return n;
+}
+
+/** Comma-separated sizes (positive integers; `0` alone: none). */
+function sizesOption(value: string | undefined, fallback: number[], name: string): number[] {
+  if (value === undefined) return fallback;
+  if (value.trim() === '0') return [];
+  const sizes = value.split(',').map((s) => Number(s.trim().replaceAll('_', '')));
+  for (const n of sizes) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name}: sizes must be positive integers`);
+  }
+  return [...new Set(sizes)].sort((a, b) => a - b);
 }
 
 function readOptions() {
@@ -119,11 +147,19 @@ function readOptions() {
       'backup-rounds': { type: 'string' },
       'backup-concurrency': { type: 'string' },
       'backup-destinations': { type: 'string' },
+      'scale-records': { type: 'string' },
+      'scale-audit': { type: 'string' },
+      'scale-backends': { type: 'string' },
+      'scale-seconds': { type: 'string' },
+      'scale-concurrency': { type: 'string' },
+      'scale-restarts': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
-  const only = (values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
+  const only = (values.only ?? SECTIONS.filter((id) => !ON_REQUEST.includes(id)).join(','))
+    .split(',')
+    .map((s) => s.trim());
   for (const id of only) {
     if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id}`);
   }
@@ -136,6 +172,10 @@ function readOptions() {
   const httpLogLevel = values['http-log-level'] ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(httpLogLevel)) {
     throw new Error(`--http-log-level: unknown level ${httpLogLevel}`);
+  }
+  const scaleBackends = (values['scale-backends'] ?? 'sqlite,postgres').split(',').map((s) => s.trim());
+  for (const b of scaleBackends) {
+    if (b !== 'sqlite' && b !== 'postgres') throw new Error(`--scale-backends: unknown backend ${b}`);
   }
   return {
     help: values.help,
@@ -159,6 +199,12 @@ function readOptions() {
     backupRounds: Math.floor(numberOption(values['backup-rounds'], 3, 'backup-rounds', 1)),
     backupConcurrency: Math.floor(numberOption(values['backup-concurrency'], 32, 'backup-concurrency', 1)),
     backupDestinations: Math.floor(numberOption(values['backup-destinations'], 2, 'backup-destinations', 1)),
+    scaleRecords: sizesOption(values['scale-records'], DEFAULT_SCALE_RECORDS, 'scale-records'),
+    scaleAudit: sizesOption(values['scale-audit'], DEFAULT_SCALE_AUDIT, 'scale-audit'),
+    scaleBackends: scaleBackends as ('sqlite' | 'postgres')[],
+    scaleSeconds: numberOption(values['scale-seconds'], 10, 'scale-seconds', 0.5),
+    scaleConcurrency: Math.floor(numberOption(values['scale-concurrency'], 32, 'scale-concurrency', 1)),
+    scaleRestarts: Math.floor(numberOption(values['scale-restarts'], 3, 'scale-restarts', 1)),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -257,6 +303,12 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       backupRounds: options.backupRounds,
       backupConcurrency: options.backupConcurrency,
       backupDestinations: options.backupDestinations,
+      scaleRecords: options.scaleRecords.join(','),
+      scaleAudit: options.scaleAudit.join(','),
+      scaleBackends: options.scaleBackends.join(','),
+      scaleSeconds: options.scaleSeconds,
+      scaleConcurrency: options.scaleConcurrency,
+      scaleRestarts: options.scaleRestarts,
     },
     sections: [],
   };
@@ -364,6 +416,34 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
         }),
       ),
     );
+  }
+  if (options.sections.has('scale-size')) {
+    for (const backend of options.scaleBackends) {
+      progress(`scale-size on ${backend}`);
+      const scaleDir = join(tmp, `scale-size-${backend}`);
+      mkdirSync(scaleDir, { mode: 0o700 });
+      const result = await benchScaleSize({
+        dir: scaleDir,
+        ...(backend === 'postgres'
+          ? {
+              database: async (label: string) => {
+                const db = await benchDatabase(options.pgUrl, `scale_${label}`);
+                cleanup.add(() => db.drop());
+                return db.url;
+              },
+            }
+          : {}),
+        records: options.scaleRecords,
+        audit: options.scaleAudit,
+        seconds: options.scaleSeconds,
+        concurrency: options.scaleConcurrency,
+        restarts: options.scaleRestarts,
+        logLevel: options.httpLogLevel,
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      });
+      sections.push(scaleSizeSection(result));
+    }
   }
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }
