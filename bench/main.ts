@@ -439,6 +439,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
         concurrency: options.scaleConcurrency,
         restarts: options.scaleRestarts,
         logLevel: options.httpLogLevel,
+        ...(options.cpuProf ? { cpuProfDir: join(options.cpuProf, `scale-size-${backend}`) } : {}),
         progress,
         onCleanup: (step) => cleanup.add(step),
       });

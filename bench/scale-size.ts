@@ -51,6 +51,8 @@ export interface ScaleSizeOptions {
   /** Server restarts measured per audit-log size. */
   restarts: number;
   logLevel: string;
+  /** Folder for V8 CPU profiles of the server processes (`node --cpu-prof`), written when they stop. */
+  cpuProfDir?: string;
   progress(message: string): void;
   onCleanup(step: () => Promise<void>): void;
 }
@@ -85,6 +87,8 @@ export interface ScaleSizeResult {
   seconds: number;
   records: RecordsPoint[];
   audit: AuditPoint[];
+  /** Why a curve stopped before its largest size (the figures up to there are kept). */
+  problems: string[];
 }
 
 const NS_PER_S = 1e9;
@@ -93,6 +97,8 @@ const since = (t0: number) => (now() - t0) / NS_PER_S;
 /** Fixture fills of a million records take minutes on a loaded machine. */
 const FILL_START_TIMEOUT_MS = 60 * 60_000;
 const START_TIMEOUT_MS = 120_000;
+/** The first start after the log grew: measured, however long it takes (within reason). */
+const FIRST_START_TIMEOUT_MS = 30 * 60_000;
 const READY_TIMEOUT_MS = 120_000;
 const SIGN_TIMEOUT_MS = 120_000;
 const VERIFY_TIMEOUT_MS = 60 * 60_000;
@@ -133,6 +139,12 @@ async function poll(what: string, timeoutMs: number, done: () => Promise<boolean
   }
 }
 
+function nodeArgsOf(options: ScaleSizeOptions): string[] {
+  if (options.cpuProfDir === undefined) return [];
+  mkdirSync(options.cpuProfDir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+}
+
 function childArgs(
   dataDir: string,
   keydSocket: string,
@@ -148,7 +160,8 @@ function childArgs(
 async function recordsCurve(
   options: ScaleSizeOptions,
   databaseUrl: string | undefined,
-): Promise<RecordsPoint[]> {
+  points: RecordsPoint[],
+): Promise<void> {
   const { progress } = options;
   const dir = join(options.dir, 'records');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -163,7 +176,6 @@ async function recordsCurve(
   let tenant: { id: string; apiKey: string } | undefined;
   let filled = 0;
   let written = 0;
-  const points: RecordsPoint[] = [];
   for (const size of [...options.records].sort((a, b) => a - b)) {
     progress(`scale-size: growing the collection to ${size.toLocaleString('en')} records (fixture)`);
     const child: Child<ScaleSizeChildAddress> = await startChild<ScaleSizeChildAddress>(
@@ -176,7 +188,7 @@ async function recordsCurve(
         ...(tenant ? { tenant } : {}),
       }),
       logFile,
-      [],
+      nodeArgsOf(options),
       FILL_START_TIMEOUT_MS,
     );
     options.onCleanup(() => child.stop());
@@ -270,7 +282,6 @@ async function recordsCurve(
       await child.stop();
     }
   }
-  return points;
 }
 
 /** One fixture record read back and found by its email, through a client that trusts only the dev CA. */
@@ -327,7 +338,11 @@ function checkpointSize(note: string): number {
   return Number(note.split('\n')[1]);
 }
 
-async function auditCurve(options: ScaleSizeOptions, databaseUrl: string | undefined): Promise<AuditPoint[]> {
+async function auditCurve(
+  options: ScaleSizeOptions,
+  databaseUrl: string | undefined,
+  points: AuditPoint[],
+): Promise<void> {
   const { progress } = options;
   const dir = join(options.dir, 'audit');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -342,14 +357,14 @@ async function auditCurve(options: ScaleSizeOptions, databaseUrl: string | undef
   const database: DatabaseConfig =
     databaseUrl === undefined ? { kind: 'sqlite' } : { kind: 'postgres', url: databaseUrl };
 
-  const start = (tenant?: { id: string; apiKey: string }) =>
+  const start = (tenant?: { id: string; apiKey: string }, timeoutMs = START_TIMEOUT_MS) =>
     startChild<ScaleSizeChildAddress>(
       'Tresor server (scale audit)',
       'bench/scale-size-tresor-child.ts',
       childArgs(dataDir, socket, databaseUrl, options.logLevel, tenant ? { tenant } : {}),
       logFile,
-      [],
-      START_TIMEOUT_MS,
+      nodeArgsOf(options),
+      timeoutMs,
     );
 
   // The deployment: its control store, keyd's checkpoint key, a tenant, the verifier key.
@@ -365,7 +380,6 @@ async function auditCurve(options: ScaleSizeOptions, databaseUrl: string | undef
     await first.stop();
   }
 
-  const points: AuditPoint[] = [];
   for (const size of [...options.audit].sort((a, b) => a - b)) {
     progress(`scale-size: growing the audit log to ${size.toLocaleString('en')} entries (fixture)`);
     const control = await openControlOf({ dataDir, database });
@@ -395,10 +409,11 @@ async function auditCurve(options: ScaleSizeOptions, databaseUrl: string | undef
 
     // The first start signs a checkpoint of the grown tree (keyd checks the consistency proof).
     let t0 = now();
-    const signer = await start(tenant);
+    const signer = await start(tenant, FIRST_START_TIMEOUT_MS);
     let firstStart: AuditPoint['firstStart'];
     try {
       const listeningSeconds = since(t0);
+      progress(`scale-size: first start listening after ${listeningSeconds.toFixed(1)} s`);
       await poll(`a checkpoint of ${size} entries`, SIGN_TIMEOUT_MS, async () => {
         const r = await get(
           agent,
@@ -475,19 +490,34 @@ async function auditCurve(options: ScaleSizeOptions, databaseUrl: string | undef
       restarts,
     });
   }
-  return points;
 }
 
 export async function benchScaleSize(options: ScaleSizeOptions): Promise<ScaleSizeResult> {
-  const records =
-    options.records.length === 0
-      ? []
-      : await recordsCurve(options, options.database ? await options.database('records') : undefined);
-  const audit =
-    options.audit.length === 0
-      ? []
-      : await auditCurve(options, options.database ? await options.database('audit') : undefined);
+  const problems: string[] = [];
+  const records: RecordsPoint[] = [];
+  const audit: AuditPoint[] = [];
+  // A curve that fails keeps the sizes it measured; the failure is reported with them.
+  const curve = async (what: string, run: () => Promise<void>) => {
+    try {
+      await run();
+    } catch (error) {
+      const message = `${what} stopped: ${(error as Error).message.split('\n')[0]}`;
+      options.progress(`scale-size: ${message}`);
+      problems.push(message);
+    }
+  };
+  if (options.records.length > 0) {
+    await curve('records curve', async () =>
+      recordsCurve(options, options.database ? await options.database('records') : undefined, records),
+    );
+  }
+  if (options.audit.length > 0) {
+    await curve('audit curve', async () =>
+      auditCurve(options, options.database ? await options.database('audit') : undefined, audit),
+    );
+  }
   return {
+    problems,
     backend: options.database ? 'postgres' : 'sqlite',
     concurrency: options.concurrency,
     seconds: options.seconds,
@@ -619,6 +649,7 @@ export function scaleSizeSection(r: ScaleSizeResult): Section {
     groups,
     facts,
     notes: [
+      ...r.problems.map((p) => `FAILED: ${p}`),
       `Records: the collection is grown to each size directly in the tenant's store (bench/fixtures-records.ts: ` +
         "the vault's own sealValues, envelope framing and blind index, in the server's process; no HTTP, no " +
         'record.create audit entries), then the server restarts over it and serves HTTPS under autocannon: ' +
