@@ -72,7 +72,8 @@ export async function startChild<A>(
   arg: unknown,
   logFile: string,
   nodeArgs: readonly string[] = [],
-  startTimeoutMs = START_TIMEOUT_MS,
+  /** A child that does long work before it announces itself (fills a store) gets longer. */
+  startTimeoutMs: number = START_TIMEOUT_MS,
 ): Promise<Child<A>> {
   const log = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;

@@ -11,7 +11,9 @@
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
- *   j. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts)
+ *   j. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts),
+ *      run only when named, like scale-size: one collection (10k–1M records) and the audit log (100k–10M entries) growing,
+ *      on SQLite and PostgreSQL; rates and times with ratios to the smallest size (scale-size.ts)
  * keyd, the echo servers and the HTTP servers run as child processes; every child is stopped and
  * the temporary folder removed at the end, also after an error or Ctrl-C.
  */
@@ -45,6 +47,12 @@ import {
 } from './report.ts';
 import { benchRoundTrips, type Transport } from './round-trips.ts';
 import {
+  benchScaleSize,
+  DEFAULT_SCALE_AUDIT,
+  DEFAULT_SCALE_RECORDS,
+  scaleSizeSection,
+} from './scale-size.ts';
+import {
   benchScaleTenants,
   DEFAULT_SCALE_TENANTS,
   SCALE_OPERATIONS,
@@ -67,7 +75,10 @@ const SECTIONS = [
   'startup',
   'backup',
   'scale',
+  'scale-size',
 ] as const;
+/** Sections run only when named in --only (they take many minutes at their default sizes). */
+const ON_REQUEST: readonly SectionId[] = ['scale', 'scale-size'];
 type SectionId = (typeof SECTIONS)[number];
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -100,6 +111,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --scale-records <n>      scale: records made per tenant (default 4)
   --scale-ops <ops>        scale: comma-separated from ${SCALE_OPERATIONS.join(', ')} (default both)
   --scale-backends <list>  scale: sqlite, postgres (default both)
+  --size-records <sizes>   scale-size: collection sizes, comma-separated (default ${DEFAULT_SCALE_RECORDS.join(',')}; 0: none)
+  --size-audit <sizes>     scale-size: audit-log sizes, comma-separated (default ${DEFAULT_SCALE_AUDIT.join(',')}; 0: none)
+                           (scale-size takes its backends from --scale-backends)
+  --size-seconds <n>       scale-size: measured seconds per operation and size (default 10)
+  --size-concurrency <n>   scale-size: requests in flight (default 32)
+  --size-restarts <n>      scale-size: server restarts timed per audit-log size (default 3)
   --dir <folder>           where the temporary folder goes (default the OS temp folder)
 `;
 
@@ -108,6 +125,17 @@ function numberOption(value: string | undefined, fallback: number, name: string,
   const n = Number(value);
   if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}`);
   return n;
+}
+
+/** Comma-separated sizes (positive integers; `0` alone: none). */
+function sizesOption(value: string | undefined, fallback: number[], name: string): number[] {
+  if (value === undefined) return fallback;
+  if (value.trim() === '0') return [];
+  const sizes = value.split(',').map((s) => Number(s.trim().replaceAll('_', '')));
+  for (const n of sizes) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name}: sizes must be positive integers`);
+  }
+  return [...new Set(sizes)].sort((a, b) => a - b);
 }
 
 function readOptions() {
@@ -139,11 +167,18 @@ function readOptions() {
       'scale-records': { type: 'string' },
       'scale-ops': { type: 'string' },
       'scale-backends': { type: 'string' },
+      'size-records': { type: 'string' },
+      'size-audit': { type: 'string' },
+      'size-seconds': { type: 'string' },
+      'size-concurrency': { type: 'string' },
+      'size-restarts': { type: 'string' },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
-  const only = (values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim());
+  const only = (values.only ?? SECTIONS.filter((id) => !ON_REQUEST.includes(id)).join(','))
+    .split(',')
+    .map((s) => s.trim());
   for (const id of only) {
     if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id}`);
   }
@@ -201,6 +236,11 @@ function readOptions() {
     scaleRecords: Math.floor(numberOption(values['scale-records'], 4, 'scale-records', 1)),
     scaleOps: scaleOps as ScaleOperation[],
     scaleBackends: scaleBackends as ('sqlite' | 'postgres')[],
+    sizeRecords: sizesOption(values['size-records'], DEFAULT_SCALE_RECORDS, 'size-records'),
+    sizeAudit: sizesOption(values['size-audit'], DEFAULT_SCALE_AUDIT, 'size-audit'),
+    sizeSeconds: numberOption(values['size-seconds'], 10, 'size-seconds', 0.5),
+    sizeConcurrency: Math.floor(numberOption(values['size-concurrency'], 32, 'size-concurrency', 1)),
+    sizeRestarts: Math.floor(numberOption(values['size-restarts'], 3, 'size-restarts', 1)),
     dir: resolve(values.dir ?? os.tmpdir()),
   };
 }
@@ -305,6 +345,11 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       scaleRecords: options.scaleRecords,
       scaleOps: options.scaleOps.join(','),
       scaleBackends: options.scaleBackends.join(','),
+      sizeRecords: options.sizeRecords.join(','),
+      sizeAudit: options.sizeAudit.join(','),
+      sizeSeconds: options.sizeSeconds,
+      sizeConcurrency: options.sizeConcurrency,
+      sizeRestarts: options.sizeRestarts,
     },
     sections: [],
   };
@@ -414,6 +459,35 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
     );
   }
   if (options.sections.has('scale')) await scaleSections(options, cleanup, tmp, sections);
+  if (options.sections.has('scale-size') || options.sections.has('scale')) {
+    for (const backend of options.scaleBackends) {
+      progress(`scale-size on ${backend}`);
+      const scaleDir = join(tmp, `scale-size-${backend}`);
+      mkdirSync(scaleDir, { mode: 0o700 });
+      const result = await benchScaleSize({
+        dir: scaleDir,
+        ...(backend === 'postgres'
+          ? {
+              database: async (label: string) => {
+                const db = await benchDatabase(options.pgUrl, `scale_${label}`);
+                cleanup.add(() => db.drop());
+                return db.url;
+              },
+            }
+          : {}),
+        records: options.sizeRecords,
+        audit: options.sizeAudit,
+        seconds: options.sizeSeconds,
+        concurrency: options.sizeConcurrency,
+        restarts: options.sizeRestarts,
+        logLevel: options.httpLogLevel,
+        ...(options.cpuProf ? { cpuProfDir: join(options.cpuProf, `scale-size-${backend}`) } : {}),
+        progress,
+        onCleanup: (step) => cleanup.add(step),
+      });
+      sections.push(scaleSizeSection(result));
+    }
+  }
   return { ...report, durationSeconds: (Date.now() - started) / 1000 };
 }
 
