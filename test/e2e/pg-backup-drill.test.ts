@@ -9,7 +9,7 @@
  * non-empty target is refused, and a tampered chunk is refused leaving the target database empty.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -193,7 +193,31 @@ describe('the backup drill on PostgreSQL: backed up while writing, restored into
     assert.match(again.stderr, /TRESOR_ERR_RESTORE_TARGET_NOT_EMPTY: .* is not an empty database/);
 
     await s.stopServer();
-    await s.startServer({ TRESOR_DATABASE_URL: target.url });
+    // The node's witness remembers the live log's later checkpoint and would rightly call the
+    // restored log rolled back: a restored deployment starts with a witness of its own, as a
+    // restored data folder (which holds its witness) does on SQLite.
+    const witness = join(base, 'witness-after-restore');
+    mkdirSync(witness, { mode: 0o700 });
+    await s.startServer({ TRESOR_DATABASE_URL: target.url, TRESOR_AUDIT_WITNESS_DIR: witness });
+    // The restored log's sequencer starts and signs a checkpoint over it before the log serves.
+    await waitFor(
+      'the restored server audits',
+      async () =>
+        (await s.request('GET', '/v1/audit/entries?from=0&limit=1', { token: auditToken })).status === 200
+          ? true
+          : undefined,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        diagnostics: () =>
+          s
+            .serverOutput()
+            .split('\n')
+            .filter((l) => /reasons|sequencer|checkpoint/.test(l))
+            .join('\n')
+            .slice(-3000),
+      },
+    );
     const entries = await everyAuditEntry();
     assert.ok(entries.length >= checkpoint.size);
     for (let i = 0; i < checkpoint.size; i++) assert.deepEqual(entries[i], original[i], `audit entry ${i}`);
