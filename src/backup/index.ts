@@ -2,7 +2,8 @@
  * Backups (docs/backup.md). Open this file first.
  *
  * A backup is a consistent snapshot of the control store and every tenant store (snapshot.ts; the
- * SQLite backend in sqlite-snapshot.ts), encrypted as one stream in AES-256-GCM chunks under a
+ * SQLite backend in sqlite-snapshot.ts, PostgreSQL's in pg-snapshot.ts writing pg-schema-file.ts's
+ * format, loaded back by pg-schema-load.ts), encrypted as one stream in AES-256-GCM chunks under a
  * fresh data key that keyd wraps with its backup key (chunk-cipher.ts), written to destinations
  * with read-back of every digest (destination.ts, folder-destination.ts), and described by a
  * manifest signed by keyd and written last (manifest.ts). createBackup takes one; verifyBackup and
@@ -71,6 +72,8 @@ export {
   type ManifestTenant,
   openManifest,
 } from './manifest.ts';
+export { type LoadedSchema, loadPgSchemaFile } from './pg-schema-load.ts';
+export { CONTROL_PG_FILE, createPgSnapshotter, type PgSnapshotterOptions } from './pg-snapshot.ts';
 export {
   type BackupVerification,
   backupVerification,

@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isBackupId } from '../backup/index.ts';
-import { type KeydConnection, resolveServerConfig } from '../config/server-config.ts';
+import { databaseTarget, databaseUrlProblem } from '../config/database-url.ts';
+import { type KeydConnection, resolveDatabaseConfig, resolveServerConfig } from '../config/server-config.ts';
 import { createKeydClient } from '../keyd/client.ts';
-import { restoreDeployment } from '../server/restore-deployment.ts';
+import { restoreDeployment, restoreDeploymentToPg } from '../server/restore-deployment.ts';
 import { type BackupSourceFlags, backupSource } from './backup-source.ts';
 import { out, usageError } from './io.ts';
 
@@ -16,7 +17,9 @@ const COMMAND = 'tresor restore';
 
 export interface RestoreFlags extends BackupSourceFlags {
   backup?: string;
-  to: string;
+  /** A data folder (SQLite); absent: the database of --database-url or the config. */
+  to?: string;
+  databaseUrl?: string;
   config?: string;
   keydSocket?: string;
   json?: boolean;
@@ -26,15 +29,21 @@ export async function restoreCommand(flags: RestoreFlags): Promise<void> {
   if (flags.backup !== undefined && !isBackupId(flags.backup)) {
     throw usageError(COMMAND, '--backup is not a backup id (YYYYMMDDTHHMMSSZ-<8 hex>)');
   }
+  const database = flags.to === undefined ? targetDatabase(flags) : undefined;
   const destination = backupSource(COMMAND, flags);
   const keys = createKeydClient({ connect: keydTarget(flags), clientName: 'tresor-restore' });
   try {
-    const done = await restoreDeployment({
-      destination,
-      keys,
-      target: resolve(flags.to),
-      ...(flags.backup === undefined ? {} : { backupId: flags.backup }),
-    });
+    const chosen = flags.backup === undefined ? {} : { backupId: flags.backup };
+    const done =
+      database === undefined
+        ? await restoreDeployment({ destination, keys, target: resolve(flags.to ?? ''), ...chosen })
+        : await restoreDeploymentToPg({
+            destination,
+            keys,
+            databaseUrl: database.url,
+            shown: database.shown,
+            ...chosen,
+          });
     out(
       flags.json
         ? done
@@ -54,6 +63,36 @@ export async function restoreCommand(flags: RestoreFlags): Promise<void> {
   } finally {
     await keys.close();
   }
+}
+
+/**
+ * The database a restore without --to loads into: --database-url (refused with a password: secrets
+ * never go on the command line), else database.url of the environment or config file.
+ */
+function targetDatabase(flags: RestoreFlags): { url: string; shown: string } {
+  if (flags.databaseUrl !== undefined) {
+    const problem = databaseUrlProblem(flags.databaseUrl);
+    if (problem !== null) throw usageError(COMMAND, `--database-url ${problem}`);
+    const u = new URL(flags.databaseUrl);
+    if (u.password !== '' || [...u.searchParams.keys()].some((k) => k.toLowerCase() === 'password'))
+      throw usageError(
+        COMMAND,
+        '--database-url holds a password: give it in TRESOR_DATABASE_URL or PGPASSWORD, never on the command line',
+      );
+    return databaseTarget(flags.databaseUrl);
+  }
+  let database: ReturnType<typeof resolveDatabaseConfig>;
+  try {
+    database = resolveDatabaseConfig(flags.config === undefined ? {} : { config: flags.config });
+  } catch (err) {
+    throw usageError(COMMAND, (err as Error).message);
+  }
+  if (database.kind !== 'postgres')
+    throw usageError(
+      COMMAND,
+      'give --to (a data folder) or a database (--database-url, TRESOR_DATABASE_URL)',
+    );
+  return databaseTarget(database.url);
 }
 
 /** keyd as --keyd-socket says, else as the server's config (and its TRESOR_* variables) says. */

@@ -11,6 +11,11 @@
  *     is renamed into place: never a half-restored data folder. S3 credentials come from
  *     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or from files, never from the command line.
  *
+ *   tresor restore --from <folder | s3://bucket/prefix> [--backup <id>] [--database-url <url>] …
+ *     the same for a PostgreSQL deployment's backup, into an EMPTY database (--database-url, without
+ *     a password; else TRESOR_DATABASE_URL or the config file's database.url, which may carry one):
+ *     src/server/restore-deployment.ts restoreDeploymentToPg. Without --to, the database is used.
+ *
  *   tresor restore --tenant <id> [--backup <id>] [--from <destination name>] [--timeout <s>] [--json]
  *                  [--url …] [--ca-file …] [--profile …] [--token-file …] [--code <totp>]
  *     brings one tenant back into the running server (restore-tenant-impl.ts; the server's
@@ -43,6 +48,10 @@ export function registerRestoreCommand(program: Command): void {
       'the backup to restore (default: the newest complete one; --tenant: the newest holding the tenant)',
     )
     .option('--to <folder>', 'whole deployment: the data folder to create (must not exist, or be empty)')
+    .option(
+      '--database-url <url>',
+      'whole deployment of a PostgreSQL backup: the EMPTY database to load it into, without a password (env TRESOR_DATABASE_URL, which may hold one, or the config file’s database.url)',
+    )
     .option('--tenant <id>', 'restore this one tenant into the running server (see below)')
     .option('--s3-endpoint <url>', 'the S3-compatible service URL (default: AWS S3)')
     .option('--s3-region <region>', 'the bucket region; env AWS_REGION (default us-east-1)')
@@ -83,6 +92,9 @@ export function registerRestoreCommand(program: Command): void {
         'Two forms:',
         '  tresor restore --from <folder|s3://bucket/prefix> [--backup <id>] --to <empty folder>',
         '      the whole deployment, offline (the server stopped), into an empty data folder; needs keyd',
+        '  tresor restore --from <folder|s3://bucket/prefix> [--backup <id>] [--database-url <url>]',
+        "      a PostgreSQL deployment's backup into an EMPTY database (--database-url, TRESOR_DATABASE_URL",
+        "      or the config's database.url): schemas migrated, rows loaded, the audit log checked",
         '  tresor restore --tenant <id> [--backup <id>] [--from <destination name>]',
         '      one tenant, into the running server: its records become those of the backup (written since:',
         '      gone; the audit log keeps everything). An operator admin session with a fresh second factor.',
@@ -100,6 +112,7 @@ export function registerRestoreCommand(program: Command): void {
       if (flags.tenant !== undefined) {
         for (const [flag, given] of [
           ['--to', flags.to],
+          ['--database-url', flags.databaseUrl],
           ['--s3-endpoint', flags.s3Endpoint],
           ['--config', flags.config],
           ['--keyd-socket', flags.keydSocket],
@@ -117,7 +130,12 @@ export function registerRestoreCommand(program: Command): void {
       ] as const) {
         if (given !== undefined) throw usageError('tresor restore', `${flag} is for --tenant`);
       }
-      if (flags.from === undefined || flags.to === undefined)
+      if (flags.to !== undefined && flags.databaseUrl !== undefined)
+        throw usageError(
+          'tresor restore',
+          'give --to (a data folder) or --database-url (a database), not both',
+        );
+      if (flags.from === undefined)
         throw usageError(
           'tresor restore',
           'give --from and --to (a whole deployment) or --tenant (one tenant)',

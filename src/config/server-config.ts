@@ -471,7 +471,6 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
       ? dirname(g.configPath)
       : process.cwd();
   const backup = backupConfig(dataDir, backupBase, get, problems);
-  if (database.kind === 'postgres') postgresBackups(backup, g, problems);
 
   const probe: ProbeConfig = { intervalMs: (get<number>('/probe/intervalSeconds') as number) * 1000 };
   const probeKey = get<string>('/probe/apiKeyFile');
@@ -543,22 +542,6 @@ function databaseConfig(url: string | undefined, g: Gathered, problems: string[]
   const problem = databaseUrlProblem(url);
   if (problem !== null) problems.push(`${g.from.get('/database/url') ?? 'database.url'} ${problem}`);
   return { kind: 'postgres', url };
-}
-
-/**
- * Tresor's backups snapshot SQLite files; a PostgreSQL deployment is backed up with PostgreSQL's own
- * tools (base backups and WAL archiving, docs/operations.md). So on PostgreSQL the backup settings
- * are refused rather than silently doing nothing, and the schedule is off.
- */
-function postgresBackups(backup: BackupConfig, g: Gathered, problems: string[]): void {
-  for (const pointer of ['/server/backup/destinations', '/server/backup/intervalMinutes']) {
-    if (!g.values.has(pointer)) continue;
-    problems.push(
-      `${g.from.get(pointer) ?? pointer}: Tresor's backups snapshot SQLite files and are not available on PostgreSQL (database.url); back the database up with PostgreSQL's own tools (pg_basebackup, WAL archiving)`,
-    );
-  }
-  backup.intervalMinutes = 0;
-  backup.verifyIntervalMinutes = 0;
 }
 
 /** A destination as the schema admitted it (optional fields not yet defaulted). */

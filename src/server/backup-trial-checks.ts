@@ -5,6 +5,41 @@
  * (backup-trial-scratch.ts), so both report alike.
  */
 
+import type { Destination } from '../backup/index.ts';
+import type { KeyService } from '../keyd/operations.ts';
+import type { TrialTenantSample } from './backup-trial-samples.ts';
+
+export interface BackupTrialResult {
+  backupId: string;
+  destination: string;
+  ok: boolean;
+  startedAt: string;
+  durationMs: number;
+  checks: TrialCheck[];
+  samples: TrialTenantSample[];
+}
+
+export interface BackupTrialOptions {
+  destination: Destination;
+  backupId: string;
+  keys: KeyService;
+  /** A private folder; the trial makes a fresh subfolder there and removes it. */
+  scratchDir: string;
+  /** Records decrypted per tenant (default 3). */
+  samplesPerTenant?: number;
+  now?: () => Date;
+  /**
+   * The server stopping: the worker is stopped at once, the scratch folder removed, and the trial
+   * throws TRESOR_ERR_BACKUP_INTERRUPTED instead of a result (it says nothing about the backup).
+   */
+  signal?: AbortSignal;
+  /**
+   * The live PostgreSQL database, when the deployment's data is there: the trial restores into a
+   * scratch database made beside it (backup-trial-pg.ts) instead of SQLite files.
+   */
+  database?: { url: string };
+}
+
 export type TrialCheckName = 'restore' | 'audit' | 'stores' | 'decrypt';
 
 export interface TrialCheck {

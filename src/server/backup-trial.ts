@@ -31,13 +31,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTsWorker } from '../audit/ts-worker.ts';
-import { answerWant, BackupError, type Destination, openBackup } from '../backup/index.ts';
+import { answerWant, BackupError, openBackup } from '../backup/index.ts';
 import { wipe } from '../crypto/index.ts';
-import type { KeyService } from '../keyd/operations.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
-import { elapsed, type TrialCheck, type TrialCheckName, TrialChecks } from './backup-trial-checks.ts';
+import {
+  type BackupTrialOptions,
+  type BackupTrialResult,
+  elapsed,
+  type TrialCheckName,
+  TrialChecks,
+} from './backup-trial-checks.ts';
+import { runPgBackupTrial } from './backup-trial-pg.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
 import {
   type TrialScratchReply,
@@ -47,34 +53,13 @@ import {
 } from './backup-trial-scratch.ts';
 import { backupVerifierKeys } from './restored-audit.ts';
 
-export type { TrialCheck, TrialCheckName } from './backup-trial-checks.ts';
+export type {
+  BackupTrialOptions,
+  BackupTrialResult,
+  TrialCheck,
+  TrialCheckName,
+} from './backup-trial-checks.ts';
 export type { TrialTenantSample } from './backup-trial-samples.ts';
-
-export interface BackupTrialResult {
-  backupId: string;
-  destination: string;
-  ok: boolean;
-  startedAt: string;
-  durationMs: number;
-  checks: TrialCheck[];
-  samples: TrialTenantSample[];
-}
-
-export interface BackupTrialOptions {
-  destination: Destination;
-  backupId: string;
-  keys: KeyService;
-  /** A private folder; the trial makes a fresh subfolder there and removes it. */
-  scratchDir: string;
-  /** Records decrypted per tenant (default 3). */
-  samplesPerTenant?: number;
-  now?: () => Date;
-  /**
-   * The server stopping: the worker is stopped at once, the scratch folder removed, and the trial
-   * throws TRESOR_ERR_BACKUP_INTERRUPTED instead of a result (it says nothing about the backup).
-   */
-  signal?: AbortSignal;
-}
 
 const DEFAULT_SAMPLES = 3;
 
@@ -82,6 +67,8 @@ const DEFAULT_SAMPLES = 3;
 const SCRATCH_CHECKS: readonly TrialCheckName[] = ['restore', 'audit', 'stores'];
 
 export async function runBackupTrial(options: BackupTrialOptions): Promise<BackupTrialResult> {
+  // A PostgreSQL deployment's backup is tried in a scratch database (backup-trial-pg.ts).
+  if (options.database !== undefined) return runPgBackupTrial(options, options.database);
   const now = options.now ?? (() => new Date());
   const interrupted = () =>
     new BackupError(

@@ -21,9 +21,11 @@
  * log (a floor above backups' own code would only hand it in).
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
+import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { parseNote } from '../audit/note.ts';
 import {
   BackupError,
@@ -36,8 +38,14 @@ import {
 } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { signingKeyName } from '../keyd/signing.ts';
-import { controlStorePath, openControlStore } from './control-store.ts';
-import { backupVerifierKeys, checkRestoredAuditLog } from './restored-audit.ts';
+import { CONTROL_SCHEMA, controlStorePath, openControlStore } from './control-store.ts';
+import {
+  dropPgSchemas,
+  loadBackupIntoPg,
+  pgDatabaseEmptyAt,
+  pgTargetNotEmpty,
+} from './pg-restore-database.ts';
+import { backupVerifierKeys, checkRestoredAuditLog, checkRestoredLog } from './restored-audit.ts';
 
 export interface RestoreDeploymentOptions {
   destination: Destination;
@@ -123,6 +131,90 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
   } catch (err) {
     await rm(checking, { recursive: true, force: true });
     throw err;
+  }
+}
+
+export interface PgDeploymentRestoreOptions {
+  destination: Destination;
+  backupId?: string;
+  keys: KeyService;
+  /** The EMPTY database to restore into (password included: for the client only). */
+  databaseUrl: string;
+  /** The same URL as messages show it (password redacted). */
+  shown: string;
+  /** A private folder for the decrypted files while they load (default the system's temp folder). */
+  scratchDir?: string;
+}
+
+/**
+ * A PostgreSQL deployment's backup restored into an empty database (`tresor restore` with
+ * `database.url`): the same steps as into a folder, the load in place of the rename.
+ *
+ *   1. the database refused unless empty, before anything is read;
+ *   2. restoreBackup into a private scratch folder (0700, removed after): signature, every chunk's
+ *      digest, decryption through keyd, every file's digest;
+ *   3. loadBackupIntoPg (pg-restore-database.ts): schemas migrated to each file's version, the rows
+ *      loaded in one transaction, sequences set, the tenants marked pending;
+ *   4. the restored audit log read from the database and verified against the manifest's checkpoint;
+ *   5. keyd's checkpoint tree set back to the backup's checkpoint.
+ *
+ * A failure at 3 or 4 drops every schema the restore made: the database is left empty.
+ */
+export async function restoreDeploymentToPg(
+  options: PgDeploymentRestoreOptions,
+): Promise<DeploymentRestoreResult> {
+  if (!(await pgDatabaseEmptyAt(options.databaseUrl))) throw pgTargetNotEmpty(options.shown);
+  const backupId = options.backupId ?? (await newestCompleteBackup(options.destination));
+  const { manifestKey, auditPublicKey } = await backupVerifierKeys(options.keys);
+  const scratch = await mkdtemp(join(options.scratchDir ?? tmpdir(), 'tresor-restore-'));
+  let loaded: string[] = [];
+  try {
+    const files = join(scratch, 'files');
+    const restored = await restoreBackup({
+      destination: options.destination,
+      backupId,
+      keys: options.keys,
+      manifestKey,
+      target: files,
+      durable: false,
+    });
+    loaded = (
+      await loadBackupIntoPg({
+        url: options.databaseUrl,
+        shown: options.shown,
+        manifest: restored.manifest,
+        folder: files,
+      })
+    ).schemas;
+    await rm(files, { recursive: true, force: true }); // the plaintext files go as soon as they are loaded
+    const audit = await checkRestoredLog(
+      () => openPgLogSnapshot({ url: options.databaseUrl, shown: options.shown, schema: CONTROL_SCHEMA }),
+      restored.manifest,
+      auditPublicKey,
+    );
+    if (!audit.ok) {
+      throw new BackupError(
+        'TRESOR_ERR_BACKUP_INVALID',
+        `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
+      );
+    }
+    await resetKeydCheckpointTree(options.keys, restored.manifest.auditCheckpoint);
+    return {
+      backupId,
+      createdAt: restored.createdAt,
+      destination: restored.destination,
+      target: options.shown,
+      files: restored.files,
+      chunks: restored.chunks,
+      plaintextBytes: restored.plaintextBytes,
+      tenants: await withKeyState(options.keys, restored.manifest.tenants),
+      audit: { size: audit.size, checkpointSize: audit.checkpointSize },
+    };
+  } catch (err) {
+    if (loaded.length > 0) await dropPgSchemas(options.databaseUrl, loaded).catch(() => undefined);
+    throw err;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
 }
 

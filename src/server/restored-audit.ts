@@ -6,9 +6,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
-import { openAuditLogReader } from '../audit/log-reader.ts';
+import { type AuditLogSnapshot, openSqliteLogSnapshot, verifyAuditLogSnapshot } from '../audit/log-reader.ts';
 import { ed25519VerifierKey, parseNote } from '../audit/note.ts';
-import { type VerifyProblem, verifyAuditLogInParallel } from '../audit/verify.ts';
+import type { VerifyProblem } from '../audit/verify.ts';
 import type { BackupManifest, ManifestKey } from '../backup/index.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
@@ -51,6 +51,24 @@ export async function checkRestoredAuditLog(
   /** `background`: in a serving process (the trial restore): low-priority workers, the event loop free. */
   options: { background?: boolean } = {},
 ): Promise<AuditLogCheck> {
+  return checkRestoredLog(
+    () => openSqliteLogSnapshot(controlStorePath(dataDir)),
+    manifest,
+    auditPublicKey,
+    options,
+  );
+}
+
+/**
+ * The same check of a restored log read through `open` (a SQLite file's, or a PostgreSQL database's
+ * control schema: log-reader-pg.ts).
+ */
+export async function checkRestoredLog(
+  open: () => AuditLogSnapshot | Promise<AuditLogSnapshot>,
+  manifest: BackupManifest,
+  auditPublicKey: Uint8Array,
+  options: { background?: boolean } = {},
+): Promise<AuditLogCheck> {
   // The checkpoint key is named by the log's origin (src/audit/checkpointer.ts): the origin is read
   // from the backup's checkpoint, unverified; the verification below checks the signature with
   // keyd's key under that name and that the store's own checkpoints are of the same origin.
@@ -66,16 +84,11 @@ export async function checkRestoredAuditLog(
     };
   }
   const verifierKey = ed25519VerifierKey(origin, auditPublicKey);
-  const reader = openAuditLogReader(controlStorePath(dataDir));
+  const reader = await open();
   try {
-    const report = await verifyAuditLogInParallel(
-      {
-        entries: reader.leafBatches(),
-        checkpoints: reader.checkpoints(),
-        witness: [manifest.auditCheckpoint],
-        verifierKey,
-        origin,
-      },
+    const report = await verifyAuditLogSnapshot(
+      reader,
+      { witness: [manifest.auditCheckpoint], verifierKey, origin },
       options.background
         ? { workers: Math.max(1, availableParallelism() - 1), nice: BACKUP_THREAD_NICE }
         : {},
@@ -94,7 +107,7 @@ export async function checkRestoredAuditLog(
       problems,
     };
   } finally {
-    reader.close();
+    await reader.close();
   }
 }
 

@@ -64,6 +64,7 @@ import {
   createBackupRecords,
   createBackupRuns,
   createLiveFilesLock,
+  createPgSnapshotter,
   createSqliteSnapshotter,
   createTenantRestoreRuns,
   lockedSnapshotter,
@@ -442,7 +443,13 @@ export async function startTresorServer(
   const backups = createBackupRuns({
     records: backupRecords,
     keys: keyd,
-    snapshotter: lockedSnapshotter(createSqliteSnapshotter({ dataDir: config.dataDir }), liveFiles),
+    // SQLite copies each file; PostgreSQL copies every schema from one snapshot of the database.
+    snapshotter: lockedSnapshotter(
+      config.database.kind === 'postgres'
+        ? createPgSnapshotter({ url: config.database.url, controlSchema: CONTROL_SCHEMA })
+        : createSqliteSnapshotter({ dataDir: config.dataDir }),
+      liveFiles,
+    ),
     source: {
       async tenants() {
         const all = await tenants.listTenants();
@@ -470,6 +477,7 @@ export async function startTresorServer(
         backupId,
         keys: keyd,
         scratchDir: config.backup.scratchDir,
+        ...(config.database.kind === 'postgres' ? { database: { url: config.database.url } } : {}),
         now: clock,
         signal,
       });
@@ -524,13 +532,12 @@ export async function startTresorServer(
     clock,
   });
 
-  // Tresor's backups and tenant restores snapshot and swap SQLite files: refused on PostgreSQL,
-  // whose deployments back up with PostgreSQL's own tools (docs/operations.md).
-  const backupsUnsupported = () => {
+  // Restoring one tenant in place swaps a SQLite file: not built for PostgreSQL's schemas yet.
+  const tenantRestoreUnsupported = () => {
     if (backend.kind !== 'sqlite')
       throw new TresorError(
         'TRESOR_ERR_BACKEND_UNSUPPORTED',
-        "Tresor's backups and tenant restores are not available on PostgreSQL: back the database up with PostgreSQL's own tools",
+        'restoring one tenant into the running server is not available on PostgreSQL yet: restore the whole backup into a new database (tresor restore --database-url) and copy the tenant from there',
       );
   };
 
@@ -575,7 +582,6 @@ export async function startTresorServer(
       trust: { signed: () => trust.signed() },
       backups: {
         start: async (event) => {
-          backupsUnsupported();
           const started = await backups.start('request', event);
           void jobs.run('backup.run', () => backupFinished(started.done));
           return { id: started.id };
@@ -583,14 +589,11 @@ export async function startTresorServer(
         list: (limit) => backupRecords.list(limit),
         get: (id) => backupRecords.get(id),
         verifying: () => backups.verifying(),
-        verify: async (id, event) => {
-          backupsUnsupported();
-          return backups.requestVerify(id, event);
-        },
+        verify: (id, event) => backups.requestVerify(id, event),
       },
       tenantRestores: {
         start: async (request, actor, announce) => {
-          backupsUnsupported();
+          tenantRestoreUnsupported();
           const started = await tenantRestores.start(request, actor, announce);
           void jobs.run('tenant.restore', () => started.done);
           return started.view;

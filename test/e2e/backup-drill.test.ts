@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
 /**
  * The full backup drill (issue 16), as an operator would run it after losing a disk: a real stack
  * (keyd and `tresor server` processes) with a folder AND an S3 destination (s3rver on loopback);

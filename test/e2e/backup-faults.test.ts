@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
 /**
  * Destination faults in the running product (issue 16), on real destinations of one real stack
  * (keyd and `tresor server` processes): a folder on a small tmpfs that fills up, a folder on a tmpfs

@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
 /**
  * Stopping the server during a backup (SIGTERM), on a real stack: the backup stops at its next
  * object instead of running to its end, its partial objects are removed at every destination, it is

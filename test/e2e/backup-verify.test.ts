@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
 /**
  * Verifying backups in the running product, on real stacks (keyd and `tresor server` processes):
  * POST /v1/backups/:id/verify answers 202 at once and the verification runs in the server (one at a

@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
 /**
  * Backups in the running product, against real stacks (keyd and `tresor server` processes) with
  * folder destinations: scheduled backups and `tresor backup now` land in every destination, read

@@ -15,7 +15,7 @@
  * - tenants are apart: another tenant's key never reads, changes, finds or lists a tenant's records
  *   over HTTPS, and the server's tenant stores read and write each tenant with its own schema as
  *   the whole search_path;
- * - Tresor's own backups are refused (409 TRESOR_ERR_BACKEND_UNSUPPORTED): PostgreSQL's tools back it up;
+ * - (Tresor's own backups on PostgreSQL: e2e/pg-backup-drill);
  * - closing a tenant (no grace) destroys its key and drops its schema;
  * - an audit_log row changed behind the server's back (psql, triggers off) fails `tresor audit verify`.
  */
@@ -441,18 +441,6 @@ describe('a deployment on PostgreSQL', () => {
     }
     const verified = await auditVerify();
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
-  });
-
-  it('refuses Tresor’s own backups on PostgreSQL with 409 TRESOR_ERR_BACKEND_UNSUPPORTED, starting none', async () => {
-    const run = await s.request('POST', '/v1/backups', { token: await operatorToken(s, 'backups:run') });
-    assert.equal(run.status, 409, run.text);
-    assert.equal(run.json<{ code: string }>().code, 'TRESOR_ERR_BACKEND_UNSUPPORTED');
-    const listed = await s.request('GET', '/v1/backups', { token: await operatorToken(s, 'backups:read') });
-    assert.ok(
-      listed.status === 409 ||
-        (listed.status === 200 && listed.json<{ backups: unknown[] }>().backups.length === 0),
-      `no backup was started: ${listed.status} ${listed.text}`,
-    );
   });
 
   it('drops the tenant’s schema when its contract ends (key destroyed first)', async () => {

@@ -1,4 +1,4 @@
-// backends: sqlite (Tresor's backups and tenant restores copy SQLite files: refused on PostgreSQL with TRESOR_ERR_BACKEND_UNSUPPORTED, proven in e2e/pg-backend-invariants)
+// backends: sqlite (restoring one tenant in place swaps a SQLite file: not available on PostgreSQL yet, TRESOR_ERR_BACKEND_UNSUPPORTED)
 /**
  * Restoring one tenant into a running system (issue 16), against a real stack (keyd and `tresor
  * server` processes, two folder destinations). The drill: records in several collections, a second

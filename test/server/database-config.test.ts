@@ -1,7 +1,7 @@
 /**
  * `database.url` (TRESOR_DATABASE_URL): the server's choice of backend, a secret-bearing value whose
  * password is never shown — not by `tresor config show` (redactedServerConfig), not in the audit
- * log's config digests' input, not in a config error; backups refused on PostgreSQL with the reason;
+ * log's config digests' input, not in a config error; backups configured on PostgreSQL as on SQLite;
  * and keyd's `keyd.database.url`, checked at start without repeating it.
  */
 import assert from 'node:assert/strict';
@@ -76,23 +76,14 @@ describe('database.url', () => {
     }
   });
 
-  test('on PostgreSQL, backup destinations and a backup schedule are refused with the reason', () => {
-    const message = problemsOf(() =>
-      resolveServerConfig(
-        { dataDir: dir },
-        {
-          TRESOR_DATABASE_URL: URL_WITH_PASSWORD,
-          TRESOR_BACKUP_INTERVAL_MINUTES: '60',
-        },
-      ),
+  test('on PostgreSQL, backup destinations and a backup schedule are taken as on SQLite', () => {
+    const config = resolveServerConfig(
+      { dataDir: dir },
+      { TRESOR_DATABASE_URL: URL_WITH_PASSWORD, TRESOR_BACKUP_INTERVAL_MINUTES: '60' },
     );
-    assert.match(message, /not available on PostgreSQL/);
-    assert.match(message, /PostgreSQL's own tools/);
-    assert.ok(!message.includes(SECRET));
-    // Without them the server starts with the schedule off.
-    const config = resolveServerConfig({ dataDir: dir }, { TRESOR_DATABASE_URL: URL_WITH_PASSWORD });
-    assert.equal(config.backup.intervalMinutes, 0);
-    assert.equal(config.backup.verifyIntervalMinutes, 0);
+    assert.equal(config.database.kind, 'postgres');
+    assert.equal(config.backup.intervalMinutes, 60);
+    assert.ok(config.backup.destinations.length >= 1);
   });
 
   test('keyd.database.url: keyd takes it, refuses the data’s database and a non-URL, never repeating it', () => {
