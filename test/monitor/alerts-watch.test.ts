@@ -117,3 +117,51 @@ describe('alert watch', () => {
     assert.deepEqual(after?.evidence.slice(-2), [start, start + 2]);
   });
 });
+
+describe('alert watch on a backlog', () => {
+  let store: TestControlStore;
+  before(async () => {
+    store = await openTestControlStore('alert-watch-backlog');
+  });
+  after(() => store.close());
+
+  it('gives the event loop a turn between batches while it catches up', async () => {
+    const log: string[] = [];
+    let reads = 0;
+    const alerts = createAlertService({ control: store.control, now: () => new Date() });
+    const watch = createAlertWatch({
+      control: store.control,
+      // Resolves at once, as SQLite's reads do: only the watch itself can give the loop a turn.
+      readEntries: async (from, limit) => {
+        reads++;
+        return log.slice(from, from + limit).map((leaf, i) => ({ index: from + i, leaf }));
+      },
+      treeSize: () => log.length,
+      detectors: [breakGlassDetector()],
+      alerts,
+      enqueueIn: async () => {},
+      opened: () => {},
+      warn: (obj, msg) => assert.fail(`${msg} ${JSON.stringify(obj)}`),
+      batchSize: 3,
+    });
+    await watch.start();
+    for (let i = 0; i < 3_000; i++) log.push(other(i));
+    // A timer set now fires only when the loop gets a turn: while the watch is still reading the
+    // 1,000 batches if it yields between them, after the last one if it does not.
+    let readsWhenTimerFired = -1;
+    const timer = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        readsWhenTimerFired = reads;
+        resolve();
+      }, 0),
+    );
+    watch.notify();
+    await withDeadline('the backlog to be judged', watch.caughtUp(), 60_000);
+    await timer;
+    await watch.close();
+    const stored = await store.control.db.selectFrom('alert_watch').select('next_index').executeTakeFirst();
+    assert.equal(stored?.next_index, 3_000);
+    assert.ok(reads > 1_000, `${reads} reads`);
+    assert.ok(readsWhenTimerFired < 1_000, `the timer ran after ${readsWhenTimerFired} of ${reads} reads`);
+  });
+});
