@@ -49,7 +49,9 @@ function openapiOperations(): Operation[] {
   // Who may call each route comes from the route definitions the document was generated from.
   const authOf = new Map<string, AuthMode>();
   for (const route of allRouteModules(specOnlyDependencies()).flatMap((m) => m.routes)) {
-    authOf.set(`${route.method} ${route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}')}`, route.auth);
+    // As openapi.json writes them: `:name` as `{name}`, a trailing wildcard `/*` as `/{*}`.
+    const path = route.url.replace(/:([A-Za-z0-9]+)/g, '{$1}').replace(/\/\*$/, '/{*}');
+    authOf.set(`${route.method} ${path}`, route.auth);
   }
   const ops: Operation[] = [];
   for (const [path, methods] of Object.entries(doc.paths)) {
