@@ -142,12 +142,14 @@ describe('requests keyd does at most once', () => {
     await keyd.call('createTenantKey', { tenant: 'two' }, SERVER);
     const requestId = 'bound-request-00001';
     await keyd.call('rotateTenantKey', { tenant: 'one', requestId }, SERVER);
+    // One after another: each call starts only when the one before was refused (started together,
+    // a refusal that came before its assert.rejects would count as an unhandled rejection).
     for (const [op, caller] of [
-      [keyd.call('rotateTenantKey', { tenant: 'two', requestId }, SERVER), 'another tenant'],
-      [keyd.call('destroyTenantKey', { tenant: 'one', mode: 'now', requestId }, SERVER), 'another op'],
-      [keyd.call('rotateTenantKey', { tenant: 'one', requestId }, OTHER), 'another caller'],
+      [() => keyd.call('rotateTenantKey', { tenant: 'two', requestId }, SERVER), 'another tenant'],
+      [() => keyd.call('destroyTenantKey', { tenant: 'one', mode: 'now', requestId }, SERVER), 'another op'],
+      [() => keyd.call('rotateTenantKey', { tenant: 'one', requestId }, OTHER), 'another caller'],
     ] as const) {
-      await assert.rejects(op, refusedWith('TRESOR_ERR_REQUEST_INVALID'), caller);
+      await assert.rejects(op(), refusedWith('TRESOR_ERR_REQUEST_INVALID'), caller);
     }
     const [one, two] = await Promise.all([
       keyd.call('tenantKeyStatus', { tenant: 'one' }, SERVER),
