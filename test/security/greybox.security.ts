@@ -68,7 +68,10 @@ describe('greybox: every route × every caller against a real server, and the at
     const doc = (await get('/v1/openapi.json')).text;
     const served = Object.entries(JSON.parse(doc).paths as Record<string, Record<string, unknown>>).flatMap(
       ([path, methods]) =>
-        Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+        // `{name}` as `:name`, a trailing wildcard `/{*}` (the audit tiles) as the route's `/*`.
+        Object.keys(methods).map(
+          (m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1').replace(/\/\{\*\}$/, '/*')}`,
+        ),
     );
     const keys = new Set(routes.map((r) => r.key));
     assert.deepEqual(
