@@ -27,10 +27,10 @@
  *                       control store's outbox (under the tenant, so it sees it): the live store is
  *                       untouched until the rename, so there is never a half-restored store.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { open, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { verifyCheckpoint } from '../audit/checkpoint.ts';
 import type { AuditEvent } from '../audit/event.ts';
 import { parseVerifierKey } from '../audit/note.ts';
@@ -39,11 +39,24 @@ import type { KeyService } from '../keyd/operations.ts';
 import type { ConfiguredDestination } from '../objects/configured-destinations.ts';
 import { type Destination, listBackups } from '../objects/destination.ts';
 import { syncFolder } from '../objects/restore-target.ts';
+import type { SwapTransaction } from '../store/types.ts';
 import type { TenantState } from '../vault/vault-control-schema.ts';
 import { BackupError } from './errors.ts';
 import type { BackupManifest, ManifestFile, ManifestKey } from './manifest.ts';
 import { readBackup, readManifest } from './read-backup.ts';
-import { carryForward, checkRestoredStore, refused, shredded } from './tenant-restore-file.ts';
+import {
+  carryForward,
+  checkRestoredStore,
+  type RestoredStoreCheck,
+  refused,
+  shredded,
+} from './tenant-restore-file.ts';
+import {
+  carryForwardPg,
+  checkScratchSchema,
+  prepareScratchSchema,
+  type ScratchSchema,
+} from './tenant-restore-pg.ts';
 
 export interface TenantRestoreDeps {
   keys: KeyService;
@@ -58,11 +71,21 @@ export interface TenantRestoreDeps {
     size(): number;
     rootAt(size: number): Promise<Buffer>;
   };
-  /** The tenant store registry (src/store/sqlite/tenant-stores.ts). */
+  /** The tenant store registry (src/store/sqlite/tenant-stores.ts, src/store/pg/tenant-stores.ts). */
   stores: {
+    /** SQLite: a scratch file's path beside the live one; PostgreSQL: a scratch schema's name. */
     scratchPath(tenant: string): Promise<string>;
-    replace(tenant: string, scratch: string, beforeSwap: (livePath: string) => Promise<void>): Promise<void>;
+    replace(
+      tenant: string,
+      scratch: string,
+      beforeSwap: (live: string, swap: SwapTransaction | undefined) => Promise<void>,
+    ): Promise<void>;
   };
+  /**
+   * PostgreSQL: the database (its URL: never in a message) the scratch schema is made in, and the
+   * folder the tenant's schema file is written to before it is loaded. Absent on SQLite.
+   */
+  pg?: { url: string; scratchDir: string };
   /** Drops every cache of the tenant's keys (the data keyring's). */
   forget(tenant: string): void;
   /** Tells the sequencer the tenant's outbox has events. */
@@ -179,12 +202,38 @@ export async function runTenantRestore(
       throw new TresorError('TRESOR_ERR_UNAVAILABLE', 'the server is stopping: the restore was not finished');
   };
   let scratch: string | undefined;
+  /** PostgreSQL: the tenant's schema file, written here to be loaded, and the scratch schema it fills. */
+  let schemaFile: string | undefined;
+  let scratchSchema: ScratchSchema | undefined;
   try {
+    const backend = deps.pg ? 'postgres' : 'sqlite';
+    if (plan.manifest.backend !== backend)
+      throw refused(
+        `backup ${backupId} was taken on ${plan.manifest.backend}; this server runs on ${backend}`,
+      );
     const checkpointSize = await checkAgainstLiveLog(deps, plan);
     scratch = await deps.stores.scratchPath(tenant);
-    await extractTenantFile(deps, plan, scratch, stopping);
-    stopping();
-    const checked = await checkRestoredStore(scratch, tenant, deps.keys);
+    let checked: RestoredStoreCheck;
+    if (deps.pg) {
+      await mkdir(deps.pg.scratchDir, { recursive: true, mode: 0o700 });
+      schemaFile = join(deps.pg.scratchDir, `tenant-restore-${randomBytes(6).toString('hex')}.pgs`);
+      await extractTenantFile(deps, plan, schemaFile, stopping);
+      stopping();
+      scratchSchema = await prepareScratchSchema({
+        url: deps.pg.url,
+        schema: scratch,
+        path: schemaFile,
+        file: plan.file,
+      });
+      await rm(schemaFile, { force: true });
+      schemaFile = undefined;
+      stopping();
+      checked = await checkScratchSchema(scratchSchema, tenant, deps.keys);
+    } else {
+      await extractTenantFile(deps, plan, scratch, stopping);
+      stopping();
+      checked = await checkRestoredStore(scratch, tenant, deps.keys);
+    }
     stopping();
     const event: AuditEvent = {
       ...actor,
@@ -194,13 +243,16 @@ export async function runTenantRestore(
       outcome: 'success',
       target: { ...target, backupCreatedAt: plan.createdAt, records: checked.records },
     };
-    const file = scratch;
-    await deps.stores.replace(tenant, file, async (live) => {
+    const prepared = scratch;
+    await deps.stores.replace(tenant, prepared, async (live, swap) => {
       // Closed (or closing) since the plan: the close wins, nothing is swapped in.
       await requireActive(deps, tenant);
-      carryForward(file, live, event);
+      if (swap !== undefined) await carryForwardPg(swap, prepared, live, event);
+      else carryForward(prepared, live, event);
     });
     scratch = undefined; // renamed into place
+    await scratchSchema?.close();
+    scratchSchema = undefined;
     deps.forget(tenant);
     deps.notify(tenant);
     return {
@@ -214,7 +266,9 @@ export async function runTenantRestore(
     };
   } catch (err) {
     const error = asRefusal(err);
-    if (scratch !== undefined) await removeScratch(scratch);
+    if (scratchSchema !== undefined) await scratchSchema.drop();
+    else if (scratch !== undefined && deps.pg === undefined) await removeScratch(scratch);
+    if (schemaFile !== undefined) await rm(schemaFile, { force: true }).catch(() => undefined);
     await deps
       .record({
         ...actor,

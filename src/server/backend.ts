@@ -77,12 +77,16 @@ export interface ClusterWakeups {
 }
 
 /**
- * What a process tells the others to drop from their caches: a revoked API key's principal, or
- * everything of a tenant that is closing or closed (its keys' principals, its data keys).
+ * What a process tells the others to drop from their caches: a revoked API key's principal,
+ * everything of a tenant that is closing or closed (its keys' principals, its data keys), or a
+ * tenant's store handle and data keys after its store was restored in place (`tenant-store`).
  */
-export type CacheNotice = { kind: 'api-key'; id: string } | { kind: 'tenant'; id: string };
+export type CacheNotice =
+  | { kind: 'api-key'; id: string }
+  | { kind: 'tenant'; id: string }
+  | { kind: 'tenant-store'; id: string };
 
-/** The channel of cache notices (payload: `api-key:<id>` or `tenant:<id>`). */
+/** The channel of cache notices (payload: `api-key:<id>`, `tenant:<id>` or `tenant-store:<id>`). */
 export const CACHE_CHANNEL = 'tresor_cache';
 
 /** The channel the sequencer's log writes NOTIFY (payload: the log's new size). */
@@ -206,7 +210,7 @@ function parseCacheNotice(payload: string): CacheNotice | undefined {
   const kind = payload.slice(0, colon);
   const id = payload.slice(colon + 1);
   if (colon < 1 || id === '') return undefined;
-  if (kind === 'api-key' || kind === 'tenant') return { kind, id };
+  if (kind === 'api-key' || kind === 'tenant' || kind === 'tenant-store') return { kind, id };
   return undefined;
 }
 

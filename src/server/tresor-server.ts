@@ -491,7 +491,8 @@ export async function startTresorServer(
   });
 
   // Restoring one tenant into the running system (src/backup/tenant-restore.ts); a restore a stopped
-  // server left half-way has changed nothing but a scratch file beside the store: removed here.
+  // server left half-way has changed nothing but a scratch store beside the live one (a file on
+  // SQLite, a schema no session holds on PostgreSQL): removed here.
   await tenantStores.removeScratch();
   const tenantRestores = createTenantRestoreRuns({
     keys: keyd,
@@ -526,20 +527,19 @@ export async function startTresorServer(
           await retentionDue.markDue(tenant, 0);
         }),
     },
-    forget: (tenant) => dataKeys.forgetTenant(tenant),
+    ...(config.database.kind === 'postgres'
+      ? { pg: { url: config.database.url, scratchDir: config.backup.scratchDir } }
+      : {}),
+    forget: (tenant) => {
+      dataKeys.forgetTenant(tenant);
+      // Other processes on the database drop their handle of the old schema (its collection cache)
+      // and the tenant's keys; a lost notice costs at most the collection cache's TTL there.
+      announce({ kind: 'tenant-store', id: tenant });
+    },
     notify: (tenant) => audit.sequencer.notify(tenant),
     record: (event) => control.write((trx) => appendAuditEvent(trx, event)),
     clock,
   });
-
-  // Restoring one tenant in place swaps a SQLite file: not built for PostgreSQL's schemas yet.
-  const tenantRestoreUnsupported = () => {
-    if (backend.kind !== 'sqlite')
-      throw new TresorError(
-        'TRESOR_ERR_BACKEND_UNSUPPORTED',
-        'restoring one tenant into the running server is not available on PostgreSQL yet: restore the whole backup into a new database (tresor restore --database-url) and copy the tenant from there',
-      );
-  };
 
   const http = await createHttpServer({
     config,
@@ -593,7 +593,6 @@ export async function startTresorServer(
       },
       tenantRestores: {
         start: async (request, actor, announce) => {
-          tenantRestoreUnsupported();
           const started = await tenantRestores.start(request, actor, announce);
           void jobs.run('tenant.restore', () => started.done);
           return started.view;
@@ -702,6 +701,12 @@ export async function startTresorServer(
       http.app.log.warn({ reason }, 'cluster wake-ups: the listening connection failed (sweeps go on)'),
     invalidate(notice) {
       if (notice.kind === 'api-key') return apiKeys.forgetKey(notice.id);
+      if (notice.kind === 'tenant-store') {
+        // Another process restored the tenant: its schema was swapped under this one's handle.
+        tenantStores.forgetHandle?.(notice.id);
+        dataKeys.forgetTenant(notice.id);
+        return;
+      }
       apiKeys.forgetTenant(notice.id);
       dataKeys.forgetTenant(notice.id);
     },

@@ -61,6 +61,14 @@ export interface TenantStoresStats {
   commitJobs: number;
 }
 
+/** The statements of a swap's transaction (PostgreSQL's replace()): `$n` parameters, rows as read. */
+export interface SwapTransaction {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    params?: unknown[],
+  ): Promise<{ rows: R[] }>;
+}
+
 /** The registry of tenant stores, one per tenant (a SQLite file or a PostgreSQL schema). */
 export interface TenantStores<DB> {
   /** Creates the tenant's store (migrations applied) and returns it; refuses if it exists. */
@@ -71,19 +79,33 @@ export interface TenantStores<DB> {
   /** Wipes and removes the tenant's store; waits for reads and writes in flight; idempotent. */
   destroy(tenant: string): Promise<void>;
   /**
-   * A fresh path beside the tenant's store (same folder, so a rename can swap it in); never a store's
-   * name. SQLite only: PostgreSQL throws TRESOR_ERR_UNAVAILABLE (not supported yet), as for replace().
+   * A fresh name for a restored store to be prepared under, never a store's name: on SQLite a path
+   * beside the tenant's file (same folder, so a rename can swap it in); on PostgreSQL a schema name
+   * (`tresor_restore_<random>`), which the caller creates and fills.
    */
   scratchPath(tenant: string): Promise<string>;
   /**
-   * Swaps the prepared file `scratch` in for the tenant's live store (see the header): waits for
-   * reads and writes in flight, closes the store, runs `beforeSwap(livePath)` with no connection of
-   * this registry open on it, then renames. TRESOR_ERR_NOT_FOUND if the live store does not exist
-   * (never created, or destroyed meanwhile): the scratch file is then left for the caller to remove.
+   * Swaps the prepared store `scratch` in for the tenant's live store (see each backend's header):
+   * waits for reads and writes in flight and holds new ones back (they wait, then use the new
+   * store), runs `beforeSwap(live, swap)`, then swaps. SQLite: `live` is the live file's path, the
+   * store is closed and no connection of this registry is open on it, `swap` is undefined, the
+   * swap is a rename. PostgreSQL: `live` is the live schema's name, `swap` the transaction that
+   * then drops the live schema and renames `scratch` to it (its tables locked first). TRESOR_ERR_NOT_FOUND
+   * if the live store does not exist (never created, or destroyed meanwhile): the scratch is then
+   * left for the caller to remove.
    */
-  replace(tenant: string, scratch: string, beforeSwap: (livePath: string) => Promise<void>): Promise<void>;
-  /** Removes scratch files a stopped process left behind (at start, before any replace). */
+  replace(
+    tenant: string,
+    scratch: string,
+    beforeSwap: (live: string, swap: SwapTransaction | undefined) => Promise<void>,
+  ): Promise<void>;
+  /** Removes scratch stores a stopped process left behind (at start, before any replace). */
   removeScratch(): Promise<number>;
+  /**
+   * PostgreSQL: forgets the tenant's handle (the next use makes a new one, so caches keyed by the
+   * handle, the collections', start empty): another process swapped the tenant's schema.
+   */
+  forgetHandle?(tenant: string): void;
   /** Tenants whose store is open now, least recently used first. */
   openTenants(): string[];
   stats(): TenantStoresStats;

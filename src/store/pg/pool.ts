@@ -102,14 +102,19 @@ export async function applySession(client: pg.PoolClient | pg.Client, searchPath
 
 /**
  * Kysely's view of `pool` for one store: every connection it hands out has the store's
- * search_path. `hold`, if given, runs before a connection is borrowed (it may throw to refuse:
- * a tenant being destroyed) and returns what to run once that connection is given back. end() does
+ * search_path. `hold`, if given, runs before a connection is borrowed (it may wait: a tenant's
+ * store being swapped by a restore; or throw to refuse: a tenant being destroyed) and returns what
+ * to run once that connection is given back. end() does
  * nothing: the pool's owner ends it.
  */
-export function sessionPool(pool: pg.Pool, searchPath: string, hold?: () => () => void): PostgresPool {
+export function sessionPool(
+  pool: pg.Pool,
+  searchPath: string,
+  hold?: () => (() => void) | Promise<() => void>,
+): PostgresPool {
   return {
     async connect(): Promise<PostgresPoolClient> {
-      const unhold = hold?.() ?? (() => {});
+      const unhold = (await hold?.()) ?? (() => {});
       let client: pg.PoolClient;
       try {
         client = await pool.connect();

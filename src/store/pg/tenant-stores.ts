@@ -21,15 +21,32 @@
  * characters is refused (PostgreSQL cuts names at 63 bytes, which would make two ids one schema).
  *
  * destroy() waits for the tenant's reads and writes in flight and refuses new ones meanwhile, then
- * drops the schema; it is idempotent (DROP SCHEMA IF EXISTS). replace() and scratchPath() (the
- * in-place restore of one tenant from a SQLite backup file) are not supported on PostgreSQL yet: they
- * throw TRESOR_ERR_UNAVAILABLE saying so.
+ * drops the schema; it is idempotent (DROP SCHEMA IF EXISTS).
+ *
+ * replace() swaps a restored schema in for the live one (src/backup/tenant-restore-pg.ts prepares
+ * it under a scratchPath() name, `tresor_restore_<random>`: no tenant id makes a schema of that
+ * name, since every tenant schema begins `tenant_`). Like destroy() it waits for the tenant's reads
+ * and writes in flight; new ones wait too (they are not refused) and then use the new schema. Then,
+ * in ONE transaction: every table of the live schema locked ACCESS EXCLUSIVE (another process's
+ * transactions on them finish first, its new ones wait: nothing is written to the live schema after
+ * the caller's beforeSwap has read it), beforeSwap (the caller makes the scratch continue the live
+ * store), `DROP SCHEMA tenant_<id> CASCADE`, `ALTER SCHEMA <scratch> RENAME TO tenant_<id>`, COMMIT.
+ * Either all of it commits or none: a failure or a crash leaves the live schema as it was. Queries
+ * of other processes that waited on the locks find the renamed schema's tables by name afterwards
+ * (PostgreSQL looks a name up again once it holds the lock). The tenant's handle is forgotten, so
+ * the next use makes a new one (caches keyed by it start empty); other processes are told by the
+ * caller (a `tenant-store` cache notice: forgetHandle()).
+ *
+ * A scratch schema is held by its preparer's session advisory lock (scratchLockSql): removeScratch()
+ * at start drops only those no live session holds, so a node starting beside another node's running
+ * restore leaves its scratch alone, and one left by a process killed mid-restore goes.
  */
+import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import { TresorError } from '../../errors.ts';
 import { assertTenantId } from '../tenant-id.ts';
-import type { Migrations, Store, TenantStores, TenantStoresStats } from '../types.ts';
+import type { Migrations, Store, SwapTransaction, TenantStores, TenantStoresStats } from '../types.ts';
 import { DEFAULT_MAX_BATCH, PgGroupCommit } from './group-commit.ts';
 import { describeLocation, quoteIdent, sessionPool } from './pool.ts';
 import { checkDatabase, migrate, poolOf } from './store.ts';
@@ -41,6 +58,19 @@ export const TENANT_SCHEMA_PREFIX = 'tenant_';
 const MAX_PG_TENANT_ID = 63 - TENANT_SCHEMA_PREFIX.length;
 
 export const DEFAULT_REMEMBERED_TENANTS = 256;
+
+/** Scratch schemas of in-place restores (scratchPath()); never a tenant's (those begin `tenant_`). */
+export const SCRATCH_SCHEMA_PATTERN = /^tresor_restore_[0-9a-f]{16}$/;
+
+/**
+ * The session advisory lock a scratch schema's preparer holds while it exists (`$1`: the schema's
+ * name): `pg_advisory_lock`, `pg_try_advisory_lock` or `pg_advisory_unlock`.
+ */
+export function scratchLockSql(
+  fn: 'pg_advisory_lock' | 'pg_try_advisory_lock' | 'pg_advisory_unlock',
+): string {
+  return `SELECT ${fn}(hashtextextended($1, 0)) AS locked`;
+}
 
 export interface PgTenantStoresOptions {
   url?: string;
@@ -182,17 +212,89 @@ class PgTenantStores<DB> implements TenantStores<DB> {
 
   async scratchPath(tenant: string): Promise<string> {
     tenantSchema(tenant);
-    throw notSupported();
+    return `tresor_restore_${randomBytes(8).toString('hex')}`;
   }
 
-  async replace(tenant: string): Promise<void> {
-    tenantSchema(tenant);
-    throw notSupported();
+  async replace(
+    tenant: string,
+    scratch: string,
+    beforeSwap: (live: string, swap: SwapTransaction) => Promise<void>,
+  ): Promise<void> {
+    const schema = tenantSchema(tenant);
+    if (!SCRATCH_SCHEMA_PATTERN.test(scratch))
+      throw new RangeError('the scratch schema must come from scratchPath()');
+    this.#assertOpen();
+    await this.#exclusive(tenant, async () => {
+      if (this.#destroying.has(tenant) || !(await this.#schemaExists(tenant)))
+        throw new TresorError('TRESOR_ERR_NOT_FOUND', 'the tenant store does not exist');
+      const entry = this.#entries.get(tenant);
+      if (entry) {
+        while (entry.pins > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+        this.#forget(tenant, entry);
+      }
+      const client = await this.#pool.connect();
+      let clean = false;
+      try {
+        await client.query('BEGIN');
+        const { rows } = await client.query<{ table: string }>(
+          `SELECT c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname`,
+          [schema],
+        );
+        if (rows.length > 0)
+          await client.query(
+            `LOCK TABLE ${rows.map((r) => `${quoteIdent(schema)}.${quoteIdent(r.table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`,
+          );
+        await beforeSwap(schema, {
+          query: async <R extends Record<string, unknown>>(text: string, params?: unknown[]) => {
+            const result = await client.query<R>(text, params);
+            return { rows: result.rows };
+          },
+        });
+        await client.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
+        await client.query(`ALTER SCHEMA ${quoteIdent(scratch)} RENAME TO ${quoteIdent(schema)}`);
+        await client.query('COMMIT');
+        clean = true;
+      } finally {
+        if (!clean) await client.query('ROLLBACK').catch(() => undefined);
+        client.release(clean ? undefined : true);
+      }
+      // Requests that waited make a new handle: nothing cached of the old schema is kept.
+      const again = this.#entries.get(tenant);
+      if (again) this.#forget(tenant, again);
+    });
   }
 
-  /** No scratch schemas exist on PostgreSQL (replace() is not supported yet). */
+  /** Drops scratch schemas no session holds (a restore killed half-way); another process's running restore holds its own. */
   async removeScratch(): Promise<number> {
-    return 0;
+    const { rows } = await this.#pool.query<{ schema: string }>(
+      "SELECT nspname AS schema FROM pg_namespace WHERE nspname LIKE 'tresor\\_restore\\_%'",
+    );
+    let removed = 0;
+    for (const { schema } of rows) {
+      if (!SCRATCH_SCHEMA_PATTERN.test(schema)) continue;
+      const client = await this.#pool.connect();
+      try {
+        const locked = await client.query<{ locked: boolean }>(scratchLockSql('pg_try_advisory_lock'), [
+          schema,
+        ]);
+        if (locked.rows[0]?.locked !== true) continue;
+        try {
+          await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+          removed++;
+        } finally {
+          await client.query(scratchLockSql('pg_advisory_unlock'), [schema]);
+        }
+      } finally {
+        client.release();
+      }
+    }
+    return removed;
+  }
+
+  forgetHandle(tenant: string): void {
+    const entry = this.#entries.get(tenant);
+    if (entry && entry.pins === 0) this.#forget(tenant, entry);
   }
 
   openTenants(): string[] {
@@ -279,15 +381,23 @@ class PgTenantStores<DB> implements TenantStores<DB> {
   }
 
   /** A Kysely whose every connection has the tenant's schema as its whole search_path. */
-  #kyselyFor<T>(schema: string, hold?: () => () => void): Kysely<T> {
+  #kyselyFor<T>(schema: string, hold?: () => (() => void) | Promise<() => void>): Kysely<T> {
     return new Kysely<T>({
       dialect: new PostgresDialect({ pool: sessionPool(this.#pool, quoteIdent(schema), hold) }),
     });
   }
 
-  /** Reads of the tenant: a borrowed connection holds the tenant until given back (destroy waits). */
+  /**
+   * Reads of the tenant: a borrowed connection holds the tenant until given back (destroy and
+   * replace wait); a read that comes while the tenant's store is being replaced (or created) waits
+   * for it, as a write does.
+   */
   readerFor(tenant: string): Kysely<DB> {
-    return this.#kyselyFor<DB>(tenantSchema(tenant), () => this.pin(tenant));
+    return this.#kyselyFor<DB>(tenantSchema(tenant), async () => {
+      const pending = this.#lifecycle.get(tenant);
+      if (pending && !this.#destroying.has(tenant)) await pending;
+      return this.pin(tenant);
+    });
   }
 
   async write<T>(tenant: string, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
@@ -359,13 +469,6 @@ class PgTenantStore<DB> implements Store<DB> {
 
   /** The registry owns the connections (TenantStores.close()); a handle has nothing to close. */
   async close(): Promise<void> {}
-}
-
-function notSupported(): TresorError {
-  return new TresorError(
-    'TRESOR_ERR_UNAVAILABLE',
-    'restoring one tenant store in place (scratchPath/replace) is not supported on PostgreSQL yet',
-  );
 }
 
 function sqlState(error: unknown): string | undefined {

@@ -194,7 +194,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   async replace(
     tenant: string,
     scratch: string,
-    beforeSwap: (livePath: string) => Promise<void>,
+    beforeSwap: (livePath: string, swap: undefined) => Promise<void>,
   ): Promise<void> {
     const path = this.#pathOf(tenant);
     if (dirname(scratch) !== this.#folder || !basename(scratch).startsWith(`.${tenant}.restore-`))
@@ -215,7 +215,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       if (!entry && (await fileExists(`${path}-wal`))) await (await this.#openStore(tenant, path)).close();
       // The new file is migrated by its first open.
       this.#migrated.delete(tenant);
-      await beforeSwap(path);
+      await beforeSwap(path, undefined);
       // A -wal or -shm left by the old file must never meet the new one (SQLite would apply it).
       // A clean close removed them; if one is still there, it is the old file's: wipe it first.
       await wipeFiles([`${path}-wal`, `${path}-shm`, `${path}-journal`], this.#folder);
