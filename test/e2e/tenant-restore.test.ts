@@ -1,7 +1,10 @@
-// backends: sqlite (restoring one tenant in place swaps a SQLite file: not available on PostgreSQL yet, TRESOR_ERR_BACKEND_UNSUPPORTED)
+// backends: sqlite postgres
 /**
- * Restoring one tenant into a running system (issue 16), against a real stack (keyd and `tresor
- * server` processes, two folder destinations). The drill: records in several collections, a second
+ * Restoring one tenant into a running system (issues 16 and 18), against a real stack (keyd and
+ * `tresor server` processes, two folder destinations), on either backend: on SQLite the restored
+ * file is renamed over the live one, on PostgreSQL the restored schema replaces the live one
+ * (`tenant_<id>`) in one transaction; either way no scratch (file, or `tresor_restore_*` schema)
+ * is left behind, after a restore or a refusal. The drill: records in several collections, a second
  * API key, a staff grant (its reads audited) and audit entries; a backup; records changed, deleted
  * and added; the restore, with readers all through it; every record as it was at the backup, another
  * tenant untouched, the audit log gap-free and verifying end to end with the restore in it and
@@ -20,9 +23,10 @@ import { after, before, describe, it } from 'node:test';
 import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
 import { parseNote } from '../../src/audit/note.ts';
 import { type BackupManifest, manifestBytes, signManifest } from '../../src/backup/manifest.ts';
-import { auditLog, exited, leaksNone, tresor } from '../cli/cli-run.ts';
+import { exited, leaksNone, tresor } from '../cli/cli-run.ts';
 import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
+import { controlRows, databaseEnv, tenantStoreExists } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -131,6 +135,23 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
       },
       { timeoutMs: 120_000, intervalMs: 200 },
     );
+  }
+
+  /** The whole audit log, read from the control store behind the server's back. */
+  async function auditLog(): Promise<Record<string, unknown>[]> {
+    const rows = await controlRows<{ leaf: string }>(s, 'SELECT leaf FROM audit_log ORDER BY idx');
+    return rows.map((r) => JSON.parse(r.leaf) as Record<string, unknown>);
+  }
+
+  /** Scratch stores of restores still there: files beside the live ones, or PostgreSQL schemas. */
+  async function scratchLeft(): Promise<string[]> {
+    if (s.database.kind === 'sqlite')
+      return readdirSync(join(s.dataDir, 'tenants')).filter((n) => n.includes('.restore-'));
+    const rows = await controlRows<{ nspname: string }>(
+      s,
+      "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tresor\\_restore\\_%' OR nspname LIKE '%restore%'",
+    );
+    return rows.map((r) => r.nspname);
   }
 
   async function tenantEntries(tenant: 't' | 'other'): Promise<Entry[]> {
@@ -292,6 +313,7 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     assert.equal(done.backupId, backupId);
     assert.equal(done.destination, 'a', 'the first destination holding it');
     assert.equal(done.result?.records, 10);
+    assert.deepEqual(await scratchLeft(), [], 'no scratch store left after the swap');
 
     // Every record is the backup's: same ids, versions and values; the late one is gone.
     assert.deepEqual(await allRecords('t'), atBackup);
@@ -346,7 +368,7 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     );
     assert.equal(grantReads.length, 2);
     // Nothing of the tenant's outbox was sequenced twice: every entry of the tenant is unique.
-    const log = auditLog(s.dataDir);
+    const log = await auditLog();
     assert.deepEqual(
       log.map((e) => (e as unknown as { index: number }).index),
       log.map((_e, i) => i),
@@ -381,14 +403,12 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
 
     // `tresor audit verify` on the live data folder: the whole log, end to end.
     const pub = await s.request('GET', '/v1/audit/public-key');
-    const verified = await tresor([
-      'audit',
-      'verify',
-      '--data-dir',
-      s.dataDir,
-      '--public-key',
-      pub.text.trim(),
-    ]);
+    const verified = await tresor(
+      ['audit', 'verify', '--data-dir', s.dataDir, '--public-key', pub.text.trim()],
+      {
+        env: databaseEnv(s),
+      },
+    );
     exited(verified, 0);
     leaksNone(verified, secrets);
   });
@@ -410,15 +430,11 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
       writeFileSync(chunk, original);
     }
     assert.deepEqual(await allRecords('t'), before);
-    assert.deepEqual(
-      readdirSync(join(s.dataDir, 'tenants')).filter((n) => n.includes('.restore-')),
-      [],
-      'no scratch file left',
-    );
+    assert.deepEqual(await scratchLeft(), [], 'no scratch store left');
 
     const manifest = join(folder, 'manifest.json');
     const text = readFileSync(manifest, 'utf8');
-    writeFileSync(manifest, text.replace('"sqlite"', '"sqlitf"'));
+    writeFileSync(manifest, text.replace('"sqlite"', '"sqlitf"').replace('"postgres"', '"postgret"'));
     try {
       const res = await admin.request('POST', `/v1/tenants/${tenants.t.id}/restore`, {
         backupId,
@@ -542,13 +558,16 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     const problem = res.json<{ code: string; detail: string }>();
     assert.equal(problem.code, 'TRESOR_ERR_TENANT_SHREDDED');
     assert.match(problem.detail, /shredded/);
-    assert.deepEqual(
-      readdirSync(join(s.dataDir, 'tenants')).filter(
-        (n) => n.startsWith(closing.id) || n.includes(closing.id),
-      ),
-      [],
-      'no store of the closed tenant came back',
-    );
+    assert.equal(await tenantStoreExists(s, closing.id), false, 'no store of the closed tenant came back');
+    if (s.database.kind === 'sqlite')
+      assert.deepEqual(
+        readdirSync(join(s.dataDir, 'tenants')).filter(
+          (n) => n.startsWith(closing.id) || n.includes(closing.id),
+        ),
+        [],
+        'no file of the closed tenant came back',
+      );
+    assert.deepEqual(await scratchLeft(), [], 'no scratch store left');
   });
 
   it('tresor restore --tenant restores through the running server and follows it to the end', async () => {
