@@ -83,6 +83,9 @@ export async function prepareScratchSchema(options: {
   };
   try {
     session = await pool.connect();
+    // A checked-out connection that breaks (the database restarted) must not end the process: the
+    // restore's next query fails instead.
+    session.on('error', () => undefined);
     await session.query(scratchLockSql('pg_advisory_lock'), [schema]);
     await session.query(`CREATE SCHEMA ${quoteIdent(schema)}`);
     created = true;
@@ -224,8 +227,8 @@ export async function carryForwardPg(
   );
   // The identity never hands out a seq at or below the live one's: the next event follows the live ones.
   const liveSequence = (
-    await swap.query<{ last: number | null; called: boolean | null }>(
-      `SELECT s.last_value AS last, s.is_called AS called
+    await swap.query<{ last: number | null }>(
+      `SELECT s.last_value AS last
          FROM pg_sequences s WHERE s.schemaname = $1
           AND s.sequencename = (SELECT split_part(pg_get_serial_sequence($2, 'seq'), '.', 2))`,
       [live, `${from}.audit_events`],

@@ -24,6 +24,7 @@ import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
 import { parseNote } from '../../src/audit/note.ts';
 import { type BackupManifest, manifestBytes, signManifest } from '../../src/backup/manifest.ts';
 import { exited, leaksNone, tresor } from '../cli/cli-run.ts';
+import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
 import { controlRows, databaseEnv, tenantStoreExists } from '../helpers/stack-sql.ts';
@@ -81,6 +82,8 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     other: { id: '', apiKey: '' },
   };
   let backupId: string;
+  /** PostgreSQL: a second server process on the same database (another node). */
+  let nodeB: ClusterNode | undefined;
   /** Tenant T's records at the backup, by collection. */
   let atBackup: Record<string, VaultRecord[]>;
 
@@ -88,10 +91,16 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     s.request(method, path, { token: tenants[tenant].apiKey, ...(body === undefined ? {} : { body }) });
 
   /** Every record of every collection of a tenant, in creation order. */
-  async function allRecords(tenant: 't' | 'other'): Promise<Record<string, VaultRecord[]>> {
+  async function allRecords(
+    tenant: 't' | 'other',
+    node?: ClusterNode,
+  ): Promise<Record<string, VaultRecord[]>> {
     const out: Record<string, VaultRecord[]> = {};
     for (const name of Object.keys(COLLECTIONS)) {
-      const res = await api(tenant, 'GET', `/v1/collections/${name}/records?limit=500`);
+      const path = `/v1/collections/${name}/records?limit=500`;
+      const res = node
+        ? await node.request('GET', path, { token: tenants[tenant].apiKey })
+        : await api(tenant, 'GET', path);
       assert.equal(res.status, 200, res.text);
       out[name] = res.json<{ records: VaultRecord[] }>().records;
     }
@@ -190,6 +199,7 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     secrets.push(...admin.secrets);
   });
   after(async () => {
+    await stopNode(nodeB).catch(() => undefined);
     await s?.stop();
     rmSync(folders.a, { recursive: true, force: true });
     rmSync(folders.b, { recursive: true, force: true });
@@ -288,14 +298,35 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
     // Readers of T all through the restore: each answer is whole, the state before or the backup's,
     // never a mix and never an error (requests wait for the swap).
     const beforeRestore = await allRecords('t');
+    // PostgreSQL: another node on the same database, which has read (and cached) the tenant before.
+    if (s.database.kind === 'postgres') {
+      const env: NodeJS.ProcessEnv = {};
+      for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TRESOR_')) env[k] = v;
+      Object.assign(env, {
+        NO_COLOR: '1',
+        TRESOR_KEYD_SOCKET: s.keydSocket,
+        TRESOR_PORT: '0',
+        TRESOR_HOST: '127.0.0.1',
+        TRESOR_LOG_LEVEL: 'warn',
+        TRESOR_AUDIT_DISK_RESERVE_BYTES: String(1024 * 1024),
+        TRESOR_DATABASE_URL: s.database.url,
+        TRESOR_BACKUP_INTERVAL_MINUTES: '0',
+      });
+      nodeB = await startNode('B', join(s.root, 'node-b'), env);
+      assert.deepEqual(await allRecords('t', nodeB), beforeRestore, 'node B reads the live tenant');
+    }
     let restoring = true;
-    const observed = { before: 0, after: 0 };
-    const readers = (async () => {
+    const observed = { before: 0, after: 0, nodeB: 0 };
+    const reader = (node: ClusterNode | undefined) => async () => {
       while (restoring) {
         for (const name of Object.keys(COLLECTIONS)) {
-          const res = await api('t', 'GET', `/v1/collections/${name}/records?limit=500`);
+          const path = `/v1/collections/${name}/records?limit=500`;
+          const res = node
+            ? await node.request('GET', path, { token: tenants.t.apiKey })
+            : await api('t', 'GET', path);
           assert.equal(res.status, 200, res.text);
           const seen = res.json<{ records: VaultRecord[] }>().records;
+          if (node) observed.nodeB += 1;
           if (JSON.stringify(seen) === JSON.stringify(beforeRestore[name])) observed.before += 1;
           else {
             assert.deepEqual(seen, atBackup[name], `${name}: neither before nor after the restore`);
@@ -303,12 +334,18 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
           }
         }
       }
-    })();
+    };
+    const readers = Promise.all([reader(undefined)(), ...(nodeB ? [reader(nodeB)()] : [])]);
     const done = await restore(tenants.t.id, { backupId }).finally(() => {
       restoring = false;
     });
     await readers;
     assert.ok(observed.before > 0, 'readers ran during the restore');
+    if (nodeB) {
+      assert.ok(observed.nodeB > 0, 'node B was read during the restore');
+      // Node B serves the restored schema, not the old one it had read before.
+      assert.deepEqual(await allRecords('t', nodeB), atBackup, 'node B serves the restored tenant');
+    }
     assert.equal(done.state, 'done', JSON.stringify(done.error));
     assert.equal(done.backupId, backupId);
     assert.equal(done.destination, 'a', 'the first destination holding it');
