@@ -26,6 +26,11 @@
  *                       Any failure removes the scratch file and records the failed restore in the
  *                       control store's outbox (under the tenant, so it sees it): the live store is
  *                       untouched until the rename, so there is never a half-restored store.
+ *
+ * On PostgreSQL (`deps.pg`) the same steps with a scratch schema instead of a scratch file
+ * (tenant-restore-pg.ts): the tenant's schema file written to the backup scratch folder and loaded
+ * into `tresor_restore_<random>`, checked there, and swapped in by PgTenantStores.replace in one
+ * transaction (carry forward, DROP SCHEMA, ALTER SCHEMA … RENAME); any failure drops the scratch.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
