@@ -199,16 +199,18 @@ describe('PostgreSQL tenant stores', () => {
     assert.deepEqual(await reborn.db.selectFrom('collections').selectAll().execute(), []);
   });
 
-  it('says plainly that an in-place restore (scratchPath/replace) is not supported on PostgreSQL yet', async () => {
+  it('an in-place restore: scratch names no tenant id can make, replace() refuses any other name or a missing store', async () => {
+    // (The restore itself: test/backup/tenant-restore-pg.test.ts and test/e2e/tenant-restore.test.ts.)
+    const scratch = await tenants.scratchPath('acme');
+    assert.match(scratch, /^tresor_restore_[0-9a-f]{16}$/);
+    assert.notEqual(await tenants.scratchPath('acme'), scratch);
     await assert.rejects(
-      tenants.scratchPath('acme'),
-      (error: unknown) =>
-        hasCode('TRESOR_ERR_UNAVAILABLE')(error) &&
-        /not supported on PostgreSQL yet/.test((error as Error).message),
+      tenants.replace('acme', 'tenant_other', async () => {}),
+      RangeError,
     );
     await assert.rejects(
-      tenants.replace('acme', 'x', async () => {}),
-      hasCode('TRESOR_ERR_UNAVAILABLE'),
+      tenants.replace('nobody', scratch, async () => {}),
+      hasCode('TRESOR_ERR_NOT_FOUND'),
     );
     assert.equal(await tenants.removeScratch(), 0);
   });
