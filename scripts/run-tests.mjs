@@ -164,17 +164,15 @@ if (passes.length === 0) {
 // side, two files each, keep 2 cores busier than one pass after the other (measured:
 // docs/performance.md, "The test suite's time"). Each pass has its own databases (SQLite files in
 // fresh folders; PostgreSQL databases of random names), as two files of one pass already do.
-const PASSES_MODE = process.env.TRESOR_TEST_PASSES ?? 'together';
+const PASSES_MODE = process.env.TRESOR_TEST_PASSES || 'together';
 if (PASSES_MODE !== 'together' && PASSES_MODE !== 'serial') {
   console.error('run-tests: TRESOR_TEST_PASSES must be together or serial');
   process.exit(2);
 }
 const together = PASSES_MODE === 'together' && passes.length > 1;
 
-// No --test-timeout: on Node 20 it would limit each whole file, not each test.
-// --test-force-exit (Node >= 20.14): a test that timed out leaves its handles open, and its file
-// would otherwise wait for the overall limit.
-const forceExit = process.allowedNodeEnvironmentFlags.has('--test-force-exit') ? ['--test-force-exit'] : [];
+// No per-file timeout: on Node 20 it would limit each whole file, not each test (test-time-limit.mjs
+// limits each test and hook; the run's limit below the whole).
 
 /**
  * The test runner on `pass.files`, with the pass's backend. The first pass writes to this
@@ -199,14 +197,9 @@ function runPass(pass, index) {
       join(root, 'scripts', 'test-time-limit.mjs'),
       '--import',
       join(root, 'scripts', 'test-password-cost.mjs'),
-      '--test',
-      ...forceExit,
-      '--test-concurrency=2',
-      '--test-reporter=spec',
-      '--test-reporter-destination=stdout',
-      // The slowest files, printed at the end of the pass (the suite's 15-minute budget).
-      `--test-reporter=${join(root, 'scripts', 'test-file-times.mjs')}`,
-      '--test-reporter-destination=stderr',
+      // node:test's run() on the files, two at a time, in this order (not node --test, which sorts
+      // them); the spec report on stdout, the slowest files at the end on stderr.
+      join(root, 'scripts', 'test-pass.mjs'),
       ...pass.files,
     ],
     {
