@@ -1,7 +1,8 @@
 /**
  * The Tresor API server as its own process, for the backup bench (backup.ts): the composition root
  * `startTresorServer` — what `tresor server` runs — on 127.0.0.1 with a free port, keyd as the
- * separate process the bench started, and one folder backup destination, backups on demand only
+ * separate process the bench started (the stores in SQLite files, or in a PostgreSQL database given
+ * by `databaseUrl`), and one folder backup destination, backups on demand only
  * (POST /v1/backups, exactly as `tresor backup now`). Before it announces itself it makes one
  * tenant with a collection of 1 KiB records and fills it with `records` records through the vault
  * in process (the same encryption, blind index and audit entry per record as over HTTP, without the
@@ -34,6 +35,8 @@ export interface BackupChildArgs {
    * stays the size of the filled one instead of growing with every round's writes.
    */
   loadTenants?: number;
+  /** The stores in this PostgreSQL database (a fresh one, bench/pg-database.ts) instead of SQLite. */
+  databaseUrl?: string;
 }
 
 export interface BackupChildAddress {
@@ -63,6 +66,7 @@ const config = resolveServerConfig(
     TRESOR_LOG_LEVEL: args.logLevel,
     TRESOR_BACKUP_INTERVAL_MINUTES: '0',
     TRESOR_CLOSE_GRACE_DAYS: '0',
+    ...(args.databaseUrl ? { TRESOR_DATABASE_URL: args.databaseUrl } : {}),
     TRESOR_BACKUP_DESTINATIONS: JSON.stringify(
       Array.from({ length: args.destinations ?? 1 }, (_, i) => ({
         name: `d${i}`,

@@ -12,6 +12,10 @@
  *   3. the API's write throughput (POST records over HTTPS, autocannon, fixed concurrency) without
  *      a backup and while one runs, in interleaved rounds: the ratio (target ≥ 0.8×).
  * Every loop is bounded (a round ends when its backup is verified, at most `maxBackupSeconds`).
+ *
+ * With `databaseUrl` (`--only backup-pg`) the server's stores are in a fresh PostgreSQL database:
+ * 1 and 3 as above (the backup is the database's snapshot, its trial restore a scratch database);
+ * 2 is left out (a restore into a folder is SQLite's).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -45,6 +49,12 @@ export interface BackupBenchOptions {
   logLevel: string;
   /** Folder for a V8 CPU profile of the server (node --cpu-prof), written when it stops. */
   cpuProfDir?: string;
+  /**
+   * The server's stores in this fresh PostgreSQL database instead of SQLite files (`--only
+   * backup-pg`): the backup is the database's snapshot, its trial restore a scratch database.
+   * The restore into an empty folder (step 2) is SQLite's and is left out.
+   */
+  databaseUrl?: string;
   progress(message: string): void;
   onCleanup(step: () => Promise<void>): void;
 }
@@ -63,12 +73,14 @@ export interface BackupRound {
 }
 
 export interface BackupBenchResult {
+  backend: 'sqlite' | 'postgres';
   records: number;
   destinations: number;
   fillSeconds: number;
   storeBytes: number;
   backup: { seconds: number; verifySeconds: number; plaintextBytes: number; storedBytes: number };
-  restore: { seconds: number; startSeconds: number; plaintextBytes: number };
+  /** Absent on PostgreSQL (step 2 is SQLite's). */
+  restore?: { seconds: number; startSeconds: number; plaintextBytes: number };
   concurrency: number;
   rounds: BackupRound[];
   medianRatio: number;
@@ -430,50 +442,15 @@ function storeBytes(dataDir: string): number {
   return total;
 }
 
-export async function benchBackup(options: BackupBenchOptions): Promise<BackupBenchResult> {
-  const { dir, progress } = options;
-  const { keyd, socket: keydSocket } = await startDevKeyd('keyd (backup)', dir, 'backup-keyd');
-  options.onCleanup(() => keyd.stop());
-
-  const dataDir = join(dir, 'backup-data');
-  const backupDir = join(dir, 'backup-destination');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  mkdirSync(backupDir, { recursive: true, mode: 0o700 });
-  const tls = await ensureDevTls(dataDir);
-  const ca = readFileSync(tls.caFile);
-  progress(`backup: starting the server and filling it with ${options.records.toLocaleString('en')} records`);
-  const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
-  const child = await startServerChild(
-    {
-      dataDir,
-      keydSocket,
-      backupDir,
-      destinations: options.destinations ?? 1,
-      records: options.records,
-      logLevel: options.logLevel,
-      loadTenants: 2 * options.rounds,
-    },
-    join(dir, 'backup-server.log'),
-    nodeArgs,
-  );
-  options.onCleanup(() => child.stop());
-  const server = child.address;
-  // No keep-alive: between the phases the server closes idle connections, and a reused one resets.
-  const agent = new Agent({ ca, keepAlive: false });
-  options.onCleanup(async () => agent.destroy());
-  progress(
-    `backup: filled in ${server.fillSeconds.toFixed(1)} s; store files ${(storeBytes(dataDir) / MB).toFixed(1)} MB`,
-  );
-
-  // 1. A backup at rest.
-  const bytesAtRest = storeBytes(dataDir);
-  progress('backup: a backup at rest');
-  const atRest = await takeBackup(agent, server);
-  const backupSeconds = seconds(atRest.startedAt, atRest.endedAt as string);
-  const verifySeconds = seconds(atRest.endedAt as string, (atRest.verification as { at: string }).at);
-  progress(`backup: at rest ${backupSeconds.toFixed(1)} s, verified in ${verifySeconds.toFixed(1)} s`);
-
-  // 2. Its restore, then a server started on the restored folder.
+/** 2. The backup restored into an empty folder, then a server started on it (SQLite). */
+async function restoreAndStart(
+  agent: Agent,
+  server: BackupChildAddress,
+  atRest: BackupView,
+  where: { dir: string; backupDir: string; keydSocket: string },
+  progress: (message: string) => void,
+): Promise<NonNullable<BackupBenchResult['restore']>> {
+  const { dir, backupDir, keydSocket } = where;
   progress('backup: restoring it into an empty folder');
   const keys = createKeydClient({
     connect: { kind: 'unix', path: keydSocket },
@@ -511,9 +488,64 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   // operator ends a restore drill on the production keyd the same way: keyd's tree goes back to the
   // live log's latest checkpoint (docs/keyd.md, restoring a deployment).
   await giveTreeBack(agent, server, keydSocket);
-  progress(
-    `backup: restored in ${restoreSeconds.toFixed(1)} s, a server started on it in ${startSeconds.toFixed(1)} s`,
+  return { seconds: restoreSeconds, startSeconds, plaintextBytes: restoredBytes };
+}
+
+export async function benchBackup(options: BackupBenchOptions): Promise<BackupBenchResult> {
+  const { dir, progress } = options;
+  const { keyd, socket: keydSocket } = await startDevKeyd('keyd (backup)', dir, 'backup-keyd');
+  options.onCleanup(() => keyd.stop());
+
+  const dataDir = join(dir, 'backup-data');
+  const backupDir = join(dir, 'backup-destination');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  mkdirSync(backupDir, { recursive: true, mode: 0o700 });
+  const tls = await ensureDevTls(dataDir);
+  const ca = readFileSync(tls.caFile);
+  progress(`backup: starting the server and filling it with ${options.records.toLocaleString('en')} records`);
+  const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
+  const child = await startServerChild(
+    {
+      dataDir,
+      keydSocket,
+      backupDir,
+      destinations: options.destinations ?? 1,
+      records: options.records,
+      logLevel: options.logLevel,
+      loadTenants: 2 * options.rounds,
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+    },
+    join(dir, 'backup-server.log'),
+    nodeArgs,
   );
+  options.onCleanup(() => child.stop());
+  const server = child.address;
+  // No keep-alive: between the phases the server closes idle connections, and a reused one resets.
+  const agent = new Agent({ ca, keepAlive: false });
+  options.onCleanup(async () => agent.destroy());
+  const onPg = options.databaseUrl !== undefined;
+  if (!onPg)
+    progress(
+      `backup: filled in ${server.fillSeconds.toFixed(1)} s; store files ${(storeBytes(dataDir) / MB).toFixed(1)} MB`,
+    );
+  else progress(`backup: filled the PostgreSQL database in ${server.fillSeconds.toFixed(1)} s`);
+
+  // 1. A backup at rest.
+  progress('backup: a backup at rest');
+  const atRest = await takeBackup(agent, server);
+  // On PostgreSQL the stores' size is the snapshot's (the dump files' plaintext bytes).
+  const bytesAtRest = onPg ? (atRest.plaintextBytes ?? 0) : storeBytes(dataDir);
+  const backupSeconds = seconds(atRest.startedAt, atRest.endedAt as string);
+  const verifySeconds = seconds(atRest.endedAt as string, (atRest.verification as { at: string }).at);
+  progress(`backup: at rest ${backupSeconds.toFixed(1)} s, verified in ${verifySeconds.toFixed(1)} s`);
+
+  const restore = onPg
+    ? undefined
+    : await restoreAndStart(agent, server, atRest, { dir, backupDir, keydSocket }, progress);
+  if (restore)
+    progress(
+      `backup: restored in ${restore.seconds.toFixed(1)} s, a server started on it in ${restore.startSeconds.toFixed(1)} s`,
+    );
 
   // 3. Write throughput without and during a backup, interleaved.
   const rounds: BackupRound[] = [];
@@ -582,6 +614,7 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
   }
   const ratios = rounds.map((r) => r.ratio).sort((a, b) => a - b);
   return {
+    backend: onPg ? 'postgres' : 'sqlite',
     records: options.records,
     destinations: options.destinations ?? 1,
     fillSeconds: server.fillSeconds,
@@ -592,7 +625,7 @@ export async function benchBackup(options: BackupBenchOptions): Promise<BackupBe
       plaintextBytes: atRest.plaintextBytes ?? 0,
       storedBytes: atRest.storedBytes ?? 0,
     },
-    restore: { seconds: restoreSeconds, startSeconds, plaintextBytes: restoredBytes },
+    ...(restore ? { restore } : {}),
     concurrency: options.concurrency,
     rounds,
     // The lower middle one for an even count: a median that never flatters.
@@ -622,9 +655,16 @@ export function backupSection(r: BackupBenchResult): Section {
       },
     ],
   }));
+  const onPg = r.backend === 'postgres';
   const facts: Fact[] = [
     { name: 'records in the store (1 KiB each)', value: r.records, unit: '' },
-    { name: 'store files (control + tenant, with WAL)', value: round2(r.storeBytes / MB), unit: 'MB' },
+    onPg
+      ? {
+          name: 'the database snapshot (control + tenant schemas)',
+          value: round2(r.storeBytes / MB),
+          unit: 'MB',
+        }
+      : { name: 'store files (control + tenant, with WAL)', value: round2(r.storeBytes / MB), unit: 'MB' },
     {
       name: 'backup at rest: snapshot → encrypted → written, read back',
       value: round2(r.backup.seconds),
@@ -640,13 +680,7 @@ export function backupSection(r: BackupBenchResult): Section {
       value: round2(r.backup.verifySeconds),
       unit: 's',
     },
-    { name: 'restore into an empty folder (tresor restore)', value: round2(r.restore.seconds), unit: 's' },
-    {
-      name: 'restore: MB/s of the restored files',
-      value: round2(r.restore.plaintextBytes / MB / r.restore.seconds),
-      unit: 'MB/s',
-    },
-    { name: 'server start on the restored folder', value: round2(r.restore.startSeconds), unit: 's' },
+    ...(r.restore ? restoreFacts(r.restore) : []),
     {
       name: 'writes while a backup runs ÷ without, median of rounds',
       value: round2(r.medianRatio),
@@ -654,16 +688,37 @@ export function backupSection(r: BackupBenchResult): Section {
     },
   ];
   return {
-    id: 'backup',
-    title: `h. Backups: ${r.records.toLocaleString('en')} records, ${r.destinations === 1 ? 'one folder destination' : `${r.destinations} folder destinations`}`,
+    id: onPg ? 'backup-pg' : 'backup',
+    title: `h. Backups${onPg ? ' on PostgreSQL' : ''}: ${r.records.toLocaleString('en')} records, ${r.destinations === 1 ? 'one folder destination' : `${r.destinations} folder destinations`}`,
     groups,
     facts,
     notes: [
+      ...(onPg
+        ? [
+            'PostgreSQL: the server on a fresh database of the machine’s PostgreSQL; the backup is its snapshot, the ' +
+              'trial restore loads it into a scratch database. No restore into a folder (that row is SQLite’s).',
+          ]
+        : []),
       `Store filled in process through the vault in ${r.fillSeconds.toFixed(0)} s (encryption, blind index, audit entry per record).`,
-      'Backup times are the server’s own record of the run (start to end; then to its verification). Restore is ' +
-        'restoreDeployment as `tresor restore` runs it: signature, every chunk, decryption, the audit log against the checkpoint.',
+      `Backup times are the server’s own record of the run (start to end; then to its verification).${
+        onPg
+          ? ''
+          : ' Restore is restoreDeployment as `tresor restore` runs it: signature, every chunk, decryption, the audit log against the checkpoint.'
+      }`,
       'Each round: writes over HTTPS with a backup taken meanwhile (from POST /v1/backups to its verification), then ' +
         'the same length of writes with none; a 1 s warm-up before each.',
     ],
   };
+}
+
+function restoreFacts(restore: NonNullable<BackupBenchResult['restore']>): Fact[] {
+  return [
+    { name: 'restore into an empty folder (tresor restore)', value: round2(restore.seconds), unit: 's' },
+    {
+      name: 'restore: MB/s of the restored files',
+      value: round2(restore.plaintextBytes / MB / restore.seconds),
+      unit: 'MB/s',
+    },
+    { name: 'server start on the restored folder', value: round2(restore.startSeconds), unit: 's' },
+  ];
 }

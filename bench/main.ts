@@ -11,6 +11,7 @@
  *   f. the audit log: audited vs raw durable writes, proofs, verify          (audit.ts)
  *   g. start time of `tresor --help`, compiled vs through tsx                (startup.ts)
  *   h. backup and restore of 100,000 records; writes during a backup vs none  (backup.ts)
+ *      and writes during a backup on PostgreSQL (a fresh database)             (backup-pg)
  *   j. scale: reads and writes by tenant count (1 … 10,000), SQLite and PostgreSQL (scale-tenants.ts),
  *      run only when named, like scale-size: one collection (10k–1M records) and the audit log (100k–10M entries) growing,
  *      on SQLite and PostgreSQL; rates and times with ratios to the smallest size (scale-size.ts)
@@ -74,6 +75,7 @@ const SECTIONS = [
   'audit',
   'startup',
   'backup',
+  'backup-pg',
   'scale',
   'scale-size',
 ] as const;
@@ -97,7 +99,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --http-ops <ops>         http: comma-separated from ${[...HTTP_OPERATIONS, ...HTTP_EXTRA_OPERATIONS].join(', ')}
                            (default ${HTTP_OPERATIONS.join(',')})
   --http-log-level <level> http: both servers' log level (default info: a line per request)
-  --pg-url <url>           http-pg: the PostgreSQL server whose fresh databases both servers use
+  --pg-url <url>           http-pg, backup-pg: the PostgreSQL server whose fresh databases the servers use
                            (default ${DEFAULT_PG_URL})
   --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
   --startup-runs <n>       startup: starts measured of each kind, after 2 warm-ups (default 10)
@@ -451,6 +453,29 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
           rounds: options.backupRounds,
           destinations: options.backupDestinations,
           logLevel: options.httpLogLevel,
+          ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
+          progress,
+          onCleanup: (step) => cleanup.add(step),
+        }),
+      ),
+    );
+  }
+  if (options.sections.has('backup-pg')) {
+    progress('h. backups on PostgreSQL');
+    const backupDir = join(tmp, 'backup-pg');
+    mkdirSync(backupDir, { mode: 0o700 });
+    const db = await benchDatabase(options.pgUrl, 'backup');
+    cleanup.add(() => db.drop());
+    sections.push(
+      backupSection(
+        await benchBackup({
+          dir: backupDir,
+          records: options.backupRecords,
+          concurrency: options.backupConcurrency,
+          rounds: options.backupRounds,
+          destinations: options.backupDestinations,
+          logLevel: options.httpLogLevel,
+          databaseUrl: db.url,
           ...(options.cpuProf ? { cpuProfDir: options.cpuProf } : {}),
           progress,
           onCleanup: (step) => cleanup.add(step),

@@ -9,14 +9,26 @@
  * and signing (audit checkpoints every second — mirroring them would make an idle log grow by
  * itself — and deletion certificates, whose issue the tenant's close entries already record). A reset of
  * keyd's checkpoint tree (a restored deployment, a new log) is copied: the fork it makes is in the log. The copy is exactly once: the events and the advanced cursor commit together.
+ *
+ * A repeated request (rotate, retire, destroy sent again with its request id after its answer was
+ * lost) is copied as what it is, `keyd.repeated-request` pointing at the entry it repeats, never as
+ * a second rotation: an auditor counting rotations must count the changes keyd made, and one
+ * reviewing a caller must still see that it asked twice (a failover, a lost answer).
  */
 import type { OpsLogEntry } from '../keyd/operations.ts';
+import { repeatedRequestOf } from '../keyd/repeated-request-detail.ts';
 import type { Store } from '../store/types.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from './event.ts';
 import type { WithAuditLog } from './log-schema.ts';
 
-/** keyd's operations-log entry, as its `opsLog` operation returns it. */
-export type KeydOpsEntry = Omit<OpsLogEntry, 'detail'>;
+/**
+ * keyd's operations-log entry, as its `opsLog` operation returns it. Its detail is read only to
+ * tell a repeated request; it is not copied.
+ */
+export type KeydOpsEntry = Omit<OpsLogEntry, 'detail'> & Partial<Pick<OpsLogEntry, 'detail'>>;
+
+/** The action of a request keyd answered as a repeat of an earlier one, without acting again. */
+export const KEYD_REPEATED_REQUEST = 'keyd.repeated-request';
 
 export const KEYD_OPS_CURSOR = 'keyd-ops';
 const NOT_MIRRORED = new Set([
@@ -66,15 +78,7 @@ export function createKeydOpsMirror(deps: {
         await deps.control.write(async (trx) => {
           for (const op of fresh) {
             if (NOT_MIRRORED.has(op.op)) continue;
-            const event: AuditEvent = {
-              at: op.at,
-              actor: { kind: 'system', id: 'keyd' },
-              tenant: op.tenant,
-              action: `keyd.${op.op.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
-              target: { keydSeq: op.seq, caller: op.caller, keyId: op.keyId, keydHash: op.hash },
-              outcome: op.outcome === 'ok' ? 'success' : 'failure',
-            };
-            await appendAuditEvent(trx, event);
+            await appendAuditEvent(trx, keydOpEvent(op));
           }
           await trx
             .insertInto('audit_cursors')
@@ -85,5 +89,25 @@ export function createKeydOpsMirror(deps: {
         if (ops.length < PAGE) return seen;
       }
     },
+  };
+}
+
+/**
+ * One keyd operation as an audit event. A repeated request (the same client request id after a
+ * lost answer, src/keyd/repeated-requests.ts) changed nothing: it is `keyd.repeated-request`, naming
+ * the operation and the keyd entry whose change it repeats, so a count of `keyd.rotate-tenant-key`
+ * (or retire, destroy) is the count of changes made, and the caller's second ask stays visible.
+ */
+function keydOpEvent(op: KeydOpsEntry): AuditEvent {
+  const action = `keyd.${op.op.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const target = { keydSeq: op.seq, caller: op.caller, keyId: op.keyId, keydHash: op.hash };
+  const repeatOf = op.outcome === 'ok' ? repeatedRequestOf(op.detail) : null;
+  return {
+    at: op.at,
+    actor: { kind: 'system', id: 'keyd' },
+    tenant: op.tenant,
+    action: repeatOf === null ? action : KEYD_REPEATED_REQUEST,
+    target: repeatOf === null ? target : { ...target, repeats: action, repeatOf },
+    outcome: op.outcome === 'ok' ? 'success' : 'failure',
   };
 }

@@ -8,7 +8,8 @@
  * records it with the change, in the change's own transaction, beside the ops-log entry that
  * records the change (table `requests`, request_id unique). So either the change and its id are
  * both committed or neither is. A request whose id is recorded is not done again: keyd answers
- * the outcome the first one left, read from its store, and logs the repeat as such. Two attempts
+ * the outcome the first one left, read from its store, and logs the repeat as such
+ * (repeated-request-detail.ts). Two attempts
  * running at once (on two instances) both miss the record; the store lets one commit, the other's
  * change rolls back with its taken id, and it too answers the first outcome.
  *
@@ -18,6 +19,7 @@
 import { KeydError } from './errors.ts';
 import type { OpHandlers, OpRecord } from './op-record.ts';
 import type { DestroyResult, OpsLogEntry, TenantKeyInfo } from './operations.ts';
+import { repeatedRequestDetail } from './repeated-request-detail.ts';
 import type { KeyStore } from './store.ts';
 import type { TenantKeys } from './tenant-keys.ts';
 
@@ -48,7 +50,7 @@ export function answeredOnce(
         throw new KeydError('TRESOR_ERR_REQUEST_INVALID', 'requestId: already used for another request');
       }
       rec.keyId = earlier.keyId;
-      rec.detail = `repeated request: the outcome of entry ${earlier.seq}, not done again`;
+      rec.detail = repeatedRequestDetail(earlier.seq);
       return again(earlier);
     };
     const earlier = await store.findRequest(requestId);

@@ -3,9 +3,11 @@
  * data is in PostgreSQL): the same four checks, into a scratch DATABASE made for it beside the live
  * one and dropped after, whatever happened.
  *
- *   restore   restoreBackup into a scratch folder (signature, every chunk's digest, decryption through
- *             keyd, every file's digest), then loadBackupIntoPg into the scratch database (schemas
- *             migrated to each file's version, rows loaded by COPY, sequences set);
+ *   restore   the backup opened here (keyd's keys, the manifest's signature, the data key unwrapped
+ *             through keyd), then its files restored into a scratch folder by the trial's worker
+ *             thread (backup-trial-thread.ts: every chunk's digest, AES-GCM, every file's digest),
+ *             then loadBackupIntoPg into the scratch database (schemas migrated to each file's
+ *             version, rows loaded by COPY, sequences set);
  *   audit     the restored audit log read from the scratch database and verified against the
  *             manifest's checkpoint (restored-audit.ts);
  *   stores    the control store and every tenant schema opened as the server opens them, their
@@ -17,9 +19,9 @@
  * not create databases (no CREATEDB) fails the restore check saying so: a trial that cannot run is
  * never a pass.
  *
- * Unlike the SQLite trial, this one decrypts the chunks on the event loop (the worker thread of
- * backup-trial-scratch.ts opens SQLite files); the database's own work (COPY, the index builds) is
- * the database server's.
+ * As in the SQLite trial, the chunks are hashed and decrypted in that worker, at the lowest CPU
+ * priority, never on the event loop; a folder destination's chunks are read there too. The
+ * database's own work (COPY, the index builds) is the database server's.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -27,7 +29,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
-import { BackupError, type BackupManifest, restoreBackup } from '../backup/index.ts';
+import { BackupError, type BackupManifest, openBackup } from '../backup/index.ts';
 import { redactDatabaseUrl } from '../config/database-url.ts';
 import { createPgPool, quoteIdent, sessionPool } from '../store/pg/pool.ts';
 import { migrate } from '../store/pg/store.ts';
@@ -36,7 +38,8 @@ import type { Store, TenantStores } from '../store/types.ts';
 import { type TenantDB, tenantStorePgMigrations } from '../vault/tenant-store-schema.ts';
 import { type BackupTrialOptions, type BackupTrialResult, TrialChecks } from './backup-trial-checks.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
-import { tenantFiles } from './backup-trial-scratch.ts';
+import { type TrialScratchStart, tenantFiles } from './backup-trial-scratch.ts';
+import { runTrialWorker } from './backup-trial-thread.ts';
 import { CONTROL_SCHEMA, openPgControlStore } from './control-store.ts';
 import { loadBackupIntoPg } from './pg-restore-database.ts';
 import { backupVerifierKeys, checkRestoredLog } from './restored-audit.ts';
@@ -70,26 +73,40 @@ export async function runPgBackupTrial(
       const verifier = await backupVerifierKeys(options.keys);
       auditPublicKey = verifier.auditPublicKey;
       const files = join(scratch, 'files');
-      const restored = await restoreBackup({
+      const opened = await openBackup({
         destination: options.destination,
         backupId: options.backupId,
         keys: options.keys,
         manifestKey: verifier.manifestKey,
-        target: files,
-        durable: false,
       });
-      manifest = restored.manifest;
+      const start: TrialScratchStart = {
+        kind: 'start',
+        manifest: opened.manifest,
+        key: opened.key,
+        auditPublicKey: verifier.auditPublicKey,
+        dataDir: files,
+        only: 'restore',
+      };
+      if (options.destination.folder !== undefined) start.folder = options.destination.folder;
+      // The file pass in the worker; its check is reported to a list of its own and told here.
+      const pass = new TrialChecks();
+      await runTrialWorker(pass, start, options, 0);
+      const restored = pass.list.find((c) => c.name === 'restore');
+      if (options.signal?.aborted) throw interrupted();
+      if (restored?.status !== 'passed')
+        throw new Error(restored?.detail ?? "the worker's file pass did not report");
+      manifest = opened.manifest;
       if (options.signal?.aborted) throw interrupted();
       await createScratchDatabase(database.url, scratchDb.name);
       created = true;
       const loaded = await loadBackupIntoPg({
         url: scratchDb.url,
         shown: scratchDb.shown,
-        manifest: restored.manifest,
+        manifest: opened.manifest,
         folder: files,
       });
       await rm(files, { recursive: true, force: true });
-      return `${restored.files} files, ${restored.chunks} chunks, ${restored.plaintextBytes} bytes: signature and every digest hold; ${loaded.schemas.length} schemas, ${loaded.tables} tables loaded into a scratch database`;
+      return `${restored.detail}; ${loaded.schemas.length} schemas, ${loaded.tables} tables loaded into a scratch database`;
     });
     if (options.signal?.aborted) throw interrupted();
     await checks.run('audit', async () => {

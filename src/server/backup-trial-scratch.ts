@@ -1,10 +1,11 @@
 /**
  * The trial restore's work on its scratch copy (backup-trial.ts), run in a worker thread at the
- * lowest CPU priority (backup-trial-worker.ts): the checked pass over every chunk (digest, AES-GCM,
- * every file's digest) writing the scratch folder; the restored audit log verified against the
- * manifest's checkpoint; quick_check of every restored store, then each opened and migrated as the
- * server opens it. Seconds of CPU for a large store, all of it synchronous work that on the event
- * loop stalls every request: here, on a busy machine, the trial takes longer instead.
+ * lowest CPU priority (backup-trial-worker.ts, started by backup-trial-thread.ts): the checked pass
+ * over every chunk (digest, AES-GCM, every file's digest) writing the scratch folder; the restored
+ * audit log verified against the manifest's checkpoint; quick_check of every restored store, then
+ * each opened and migrated as the server opens it. The PostgreSQL trial (backup-trial-pg.ts) asks
+ * for the first alone. Seconds of CPU for a large store, all of it synchronous work that on the
+ * event loop stalls every request: here, on a busy machine, the trial takes longer instead.
  *
  * What needs keyd stays on the event loop, which holds it: the backup is opened there (signature,
  * data key unwrapped). A folder destination's chunks are read here, two ahead of the pass; a remote
@@ -43,6 +44,11 @@ export interface TrialScratchStart {
   dataDir: string;
   /** A folder destination, read here; absent: each chunk is asked of the event loop (`want`). */
   folder?: { root: string; name: string };
+  /**
+   * 'restore': the restore check's file pass alone (the PostgreSQL trial, backup-trial-pg.ts, which
+   * loads the files into a scratch database and checks the log and stores there); absent: all three.
+   */
+  only?: 'restore';
 }
 
 export type TrialScratchRequest = TrialScratchStart | ChunkAnswer;
@@ -89,6 +95,7 @@ async function runChecks(
       return `${restored.files} files, ${restored.chunks} chunks, ${restored.plaintextBytes} bytes: signature and every digest hold`;
     }),
   );
+  if (start.only === 'restore') return;
 
   report(
     await checks.run('audit', async () => {

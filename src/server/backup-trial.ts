@@ -13,7 +13,8 @@
  *
  * Where it runs: the first three checks are seconds of synchronous CPU for a large store (AES-GCM
  * and SHA-256 over every byte, SQLite reading every page and every audit leaf), so they run in a
- * worker thread at the lowest CPU priority (backup-trial-scratch.ts); on a busy machine the trial
+ * worker thread at the lowest CPU priority (backup-trial-scratch.ts, started by
+ * backup-trial-thread.ts); on a busy machine the trial
  * then takes longer rather than taking CPU from requests. The event loop keeps what needs keyd or
  * the destination: keyd's published keys, the manifest and its signature, the data key's unwrap
  * (all before the worker starts), fetching each chunk the worker asks for, and the sample
@@ -30,27 +31,19 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTsWorker } from '../audit/ts-worker.ts';
-import { answerWant, BackupError, openBackup } from '../backup/index.ts';
-import { wipe } from '../crypto/index.ts';
+import { BackupError, openBackup } from '../backup/index.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
-import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import {
   type BackupTrialOptions,
   type BackupTrialResult,
   elapsed,
-  type TrialCheckName,
   TrialChecks,
 } from './backup-trial-checks.ts';
 import { runPgBackupTrial } from './backup-trial-pg.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
-import {
-  type TrialScratchReply,
-  type TrialScratchRequest,
-  type TrialScratchStart,
-  tenantFiles,
-} from './backup-trial-scratch.ts';
+import { type TrialScratchStart, tenantFiles } from './backup-trial-scratch.ts';
+import { runTrialWorker, scratchCheckNames } from './backup-trial-thread.ts';
 import { backupVerifierKeys } from './restored-audit.ts';
 
 export type {
@@ -62,9 +55,6 @@ export type {
 export type { TrialTenantSample } from './backup-trial-samples.ts';
 
 const DEFAULT_SAMPLES = 3;
-
-/** The checks the worker runs, in order. */
-const SCRATCH_CHECKS: readonly TrialCheckName[] = ['restore', 'audit', 'stores'];
 
 export async function runBackupTrial(options: BackupTrialOptions): Promise<BackupTrialResult> {
   // A PostgreSQL deployment's backup is tried in a scratch database (backup-trial-pg.ts).
@@ -100,9 +90,9 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
     } catch (err) {
       checks.fail('restore', err, elapsed(t0));
     }
-    if (start) await scratchChecks(checks, start, options, elapsed(t0));
+    if (start) await runTrialWorker(checks, start, options, elapsed(t0));
     if (options.signal?.aborted) throw interrupted();
-    for (const name of SCRATCH_CHECKS) {
+    for (const name of scratchCheckNames()) {
       if (checks.list.some((c) => c.name === name)) continue;
       if (checks.failed)
         await checks.run(name, async () => ''); // skipped
@@ -154,69 +144,4 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
     checks: checks.list,
     samples,
   };
-}
-
-/**
- * The restore, audit and stores checks in the worker (backup-trial-scratch.ts), which asks for
- * each chunk; its reports are added to `checks` as they come, the restore check's with the time of
- * its first part here (`openedMs`). A worker that stops first fails the check it was running.
- */
-async function scratchChecks(
-  checks: TrialChecks,
-  start: TrialScratchStart,
-  options: BackupTrialOptions,
-  openedMs: number,
-): Promise<void> {
-  const { destination, backupId } = options;
-  const worker = startTsWorker(new URL('./backup-trial-worker.ts', import.meta.url), {
-    nice: BACKUP_THREAD_NICE,
-  });
-  const stop = () => void worker.terminate();
-  options.signal?.addEventListener('abort', stop, { once: true });
-  const post = (request: TrialScratchRequest) => worker.postMessage(request);
-  try {
-    await new Promise<void>((resolve) => {
-      let settled = false;
-      const stopped = (err: Error) => {
-        if (settled) return;
-        settled = true;
-        const name = SCRATCH_CHECKS.find((n) => !checks.list.some((c) => c.name === n));
-        if (name) checks.fail(name, err, 0);
-        resolve();
-      };
-      worker.on('message', (reply: TrialScratchReply) => {
-        if (reply.kind === 'want') {
-          answerWant(destination, backupId, reply.index, post);
-        } else if (reply.kind === 'check') {
-          const check = reply.check;
-          checks.add(
-            check.name === 'restore' ? { ...check, durationMs: check.durationMs + openedMs } : check,
-          );
-        } else {
-          settled = true;
-          resolve();
-        }
-      });
-      worker.on('error', (err: Error) =>
-        stopped(
-          new BackupError('TRESOR_ERR_BACKUP_FAILED', `the trial restore's worker failed: ${err.message}`),
-        ),
-      );
-      worker.on('exit', (code) =>
-        stopped(
-          new BackupError(
-            'TRESOR_ERR_BACKUP_FAILED',
-            `the trial restore's worker stopped (exit code ${code})`,
-          ),
-        ),
-      );
-      // The key is copied into the message (the worker wipes its copy); this one is wiped now.
-      post(start);
-    });
-  } finally {
-    wipe(start.key);
-    options.signal?.removeEventListener('abort', stop);
-    worker.removeAllListeners();
-    await worker.terminate();
-  }
 }

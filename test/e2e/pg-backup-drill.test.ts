@@ -2,21 +2,26 @@
 /**
  * The backup drill on PostgreSQL: a real stack (keyd and a `tresor server` process on its own
  * database) with two tenants' records (created, updated, deleted); a backup taken over the API while
- * a writer keeps creating records; its trial restore (a scratch database) passes. Then `tresor
+ * a writer keeps creating records; its trial restore (a scratch database) passes, and run again here
+ * it hashes and decrypts the chunks in its worker thread, not on the event loop. Then `tresor
  * restore --database-url` loads it into a fresh EMPTY database, a server starts on that database with
  * the same keyd, and everything the backup holds is compared: every record written before the backup
  * (id, version, data), every audit entry up to the backup's checkpoint and the checkpoint's root. A
  * non-empty target is refused, and a tampered chunk is refused leaving the target database empty.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import diagnostics from 'node:diagnostics_channel';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { parseCheckpoint } from '../../src/audit/checkpoint.ts';
 import { rootFromLeafHashes } from '../../src/audit/merkle.ts';
 import { parseNote } from '../../src/audit/note.ts';
+import { createFolderDestination, type Destination } from '../../src/backup/index.ts';
+import { runBackupTrial } from '../../src/server/backup-trial.ts';
 import { exited, tresor } from '../cli/cli-run.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
@@ -180,6 +185,64 @@ describe('the backup drill on PostgreSQL: backed up while writing, restored into
     checkpoint = { size: parsed.size, rootHash: parsed.rootHash };
     original = await everyAuditEntry();
     assert.ok(original.length >= checkpoint.size && checkpoint.size > 0);
+  });
+
+  it('the trial restore hashes and decrypts every chunk in its worker thread: the event loop reads only the manifest and its signature', async () => {
+    assert.ok(backupId, 'the backup of the first test');
+    assert.equal(s.database.kind, 'postgres');
+    const url = s.database.kind === 'postgres' ? s.database.url : '';
+    const destination = createFolderDestination({ root: folder });
+    const readHere: string[] = [];
+    const counting: Destination = {
+      ...destination,
+      async get(key) {
+        readHere.push(key.split('/').pop() ?? key);
+        return destination.get(key);
+      },
+    };
+    // Every worker thread this process starts meanwhile, and the trial checks it reports.
+    const reported: { thread: number; name: string; status: string }[] = [];
+    const onWorker = (message: unknown) => {
+      const worker = (message as { worker: Worker }).worker;
+      worker.on('message', (reply: { kind?: string; check?: { name: string; status: string } }) => {
+        if (reply.kind === 'check' && reply.check)
+          reported.push({ thread: worker.threadId, name: reply.check.name, status: reply.check.status });
+      });
+    };
+    diagnostics.subscribe('worker_threads', onWorker);
+    const scratchDir = join(base, 'trial-scratch');
+    mkdirSync(scratchDir, { mode: 0o700 });
+    try {
+      const result = await runBackupTrial({
+        destination: counting,
+        backupId,
+        keys: s.keydClient(),
+        scratchDir,
+        database: { url },
+      });
+      assert.equal(result.ok, true, JSON.stringify(result.checks));
+      assert.deepEqual(
+        result.checks.map((c) => [c.name, c.status]),
+        [
+          ['restore', 'passed'],
+          ['audit', 'passed'],
+          ['stores', 'passed'],
+          ['decrypt', 'passed'],
+        ],
+      );
+      assert.match(result.checks[0]?.detail ?? '', /every digest hold; \d+ schemas, \d+ tables loaded/);
+    } finally {
+      diagnostics.unsubscribe('worker_threads', onWorker);
+    }
+    // The chunks were neither read nor (so) hashed or decrypted here: a worker thread passed over them.
+    assert.deepEqual(readHere, ['manifest.json', 'manifest.sig']);
+    assert.equal(reported.length, 1, JSON.stringify(reported));
+    assert.deepEqual(
+      { name: reported[0]?.name, status: reported[0]?.status },
+      { name: 'restore', status: 'passed' },
+    );
+    assert.ok((reported[0]?.thread ?? 0) > 0, 'reported by a worker thread');
+    assert.deepEqual(readdirSync(scratchDir), [], 'the scratch folder is removed');
   });
 
   it('tresor restore --database-url loads it into an empty database; a server on it holds every record and audit entry', async () => {

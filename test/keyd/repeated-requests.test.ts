@@ -2,18 +2,21 @@
 /**
  * Requests keyd does at most once (src/keyd/repeated-requests.ts): rotate, retire and destroy
  * repeated with their request id answer the first outcome and change nothing more; an id is bound
- * to its request. On the PostgreSQL pass the key store is keyd's PostgreSQL store.
+ * to its request; the audit log's copy of keyd's operations shows a repeat as a repeat. On the
+ * PostgreSQL pass the key store is keyd's PostgreSQL store (and the control store PostgreSQL too).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createKeydOpsMirror, KEYD_REPEATED_REQUEST } from '../../src/audit/keyd-ops.ts';
 import type { Caller, OpsLogEntry } from '../../src/keyd/operations.ts';
 import { openPgKeyStore } from '../../src/keyd/pg-store.ts';
 import { DevFileProvider, initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { createKeyService, type KeydService } from '../../src/keyd/service.ts';
 import { onPostgres } from '../helpers/backend.ts';
+import { openTestControlStore } from '../helpers/control-store.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
 
 const SERVER: Caller = { id: 'unix:api-node', role: 'server' };
@@ -85,6 +88,60 @@ describe('requests keyd does at most once', () => {
     );
     assert.equal(next.version, 3);
     assert.equal((await keyd.verifyOpsLog()).ok, true);
+  });
+
+  test('the audit log copies a repeated rotation as a repeat of the first, not as a second rotation', async () => {
+    await keyd.call('createTenantKey', { tenant: 'aud' }, SERVER);
+    const requestId = 'rotate-request-audit';
+    const first = await keyd.call('rotateTenantKey', { tenant: 'aud', requestId }, SERVER);
+    await keyd.call('rotateTenantKey', { tenant: 'aud', requestId }, SERVER);
+    const [made, repeat] = await entries('aud', 'rotateTenantKey');
+    assert.ok(made && repeat);
+    const store = await openTestControlStore('keyd-repeat-audit');
+    try {
+      const mirror = createKeydOpsMirror({
+        control: store.control,
+        opsLog: async (from, limit) =>
+          (await keyd.call('opsLog', { from, limit }, { id: 'test-admin', role: 'admin' })).entries,
+      });
+      assert.ok((await mirror.runOnce()) > 0);
+      const rows = await store.control.db
+        .selectFrom('audit_events')
+        .select(['action', 'event'])
+        .where('tenant', '=', 'aud')
+        .orderBy('seq')
+        .execute();
+      const copied = rows.map((r) => ({ action: r.action, ...(JSON.parse(r.event) as { target: object }) }));
+      assert.deepEqual(
+        copied.map((e) => e.action),
+        ['keyd.create-tenant-key', 'keyd.rotate-tenant-key', KEYD_REPEATED_REQUEST],
+        'one rotation, then its repeat',
+      );
+      assert.deepEqual(copied[1]?.target, {
+        keydSeq: made.seq,
+        caller: SERVER.id,
+        keyId: first.keyId,
+        keydHash: made.hash,
+      });
+      assert.deepEqual(copied[2]?.target, {
+        keydSeq: repeat.seq,
+        caller: SERVER.id,
+        keyId: first.keyId,
+        keydHash: repeat.hash,
+        repeats: 'keyd.rotate-tenant-key',
+        repeatOf: made.seq,
+      });
+      // Copied once: a second pass finds nothing new for the tenant.
+      await mirror.runOnce();
+      const again = await store.control.db
+        .selectFrom('audit_events')
+        .select('seq')
+        .where('tenant', '=', 'aud')
+        .execute();
+      assert.equal(again.length, 3);
+    } finally {
+      await store.close();
+    }
   });
 
   test('a retire repeated answers the retired version instead of "already retired"', async () => {
