@@ -5,8 +5,8 @@
  *
  * Audit (invariant 4). A change and its audit event are one store.write(); a read returns data only
  * after its event is durable in the control store's outbox (ctx.readOutbox: one group commit for the
- * reads of every tenant, src/audit/read-outbox.ts). Events name fields, never values. No key is ever used inside a
- * write(): the keyring may itself write (reservations), so all cryptography happens before the
+ * reads of every tenant, src/audit/read-outbox.ts). Events name fields, never values. No key is ever
+ * used inside a write(): the keyring may itself write (reservations), so all cryptography happens before the
  * transaction opens, and the transaction re-checks that the schema it was done for is still current
  * (else the operation is retried).
  */
