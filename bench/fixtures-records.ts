@@ -20,7 +20,7 @@ import { requireCollection } from '../src/vault/collection-cache.ts';
 import { sealValues } from '../src/vault/field-crypto.ts';
 import { encodeFieldEnvelopes } from '../src/vault/field-envelopes.ts';
 import type { TenantDB } from '../src/vault/tenant-store-schema.ts';
-import type { VaultContext } from '../src/vault/vault-context.ts';
+import type { CryptoContext } from '../src/vault/vault-context.ts';
 
 /** Records sealed and inserted per store transaction. */
 const BATCH = 1000;
@@ -33,7 +33,7 @@ export function fixtureRecordId(seed: string, n: number): string {
 }
 
 export interface RecordFixtureOptions {
-  ctx: VaultContext;
+  ctx: CryptoContext;
   tenant: string;
   collection: string;
   seed: string;

@@ -18,7 +18,7 @@ import { startTresorServer } from '../src/server/tresor-server.ts';
 import { createTenantDataKeyStore } from '../src/vault/data-key-store.ts';
 import { createDataKeyring } from '../src/vault/data-keys.ts';
 import { DEFAULT_LIMITS } from '../src/vault/schema.ts';
-import type { VaultContext } from '../src/vault/vault-context.ts';
+import type { CryptoContext } from '../src/vault/vault-context.ts';
 import { fillRecordFixture } from './fixtures-records.ts';
 import { COLLECTION, COLLECTION_DECLARATION, recordTemplate } from './http.ts';
 
@@ -71,7 +71,7 @@ if (args.records !== undefined && args.records > (args.filled ?? 0)) {
   // A keyring of its own over the server's keyd client and tenant stores: the data keys and their
   // reservations live in the tenant's store, shared with the server's keyring as between processes.
   const stores = (id: string) => server.tenantStores.open(id);
-  const ctx: VaultContext = {
+  const ctx: CryptoContext = {
     stores,
     keys: createDataKeyring({
       keys: server.keyd,

@@ -9,7 +9,7 @@
  */
 import type { Store } from '../store/types.ts';
 import type { PendingSources } from './pending-sources.ts';
-import type { AuditSequencer } from './sequencer.ts';
+import { type AuditSequencer, CONTROL_SOURCE } from './sequencer.ts';
 
 /** The audit sequencer once it exists. */
 export type CurrentSequencer = () => Pick<AuditSequencer, 'notify' | 'drain'> | undefined;
@@ -71,9 +71,12 @@ export function auditedTenantStores<DB>(
       return wrapped;
     },
     exists: (tenant) => stores.exists(tenant),
-    // A tenant's outbox is moved into the log before its store is wiped (nothing of it is lost).
+    // A tenant's outbox is moved into the log before its store is wiped (nothing of it is lost), and
+    // so is the control outbox, which holds the tenant's reads (read-outbox.ts): every event of the
+    // tenant is in the log before its store goes and its deletion certificate is issued.
     async destroy(tenant) {
       if (await stores.exists(tenant)) await sequencer()?.drain(tenant);
+      await sequencer()?.drain(CONTROL_SOURCE);
       await stores.destroy(tenant);
     },
   };

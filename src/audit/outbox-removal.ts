@@ -1,6 +1,6 @@
 /**
- * Removing outbox rows the log already holds. Every audited read leaves an `audit_events` row in its
- * store; once the sequencer's write that moved it into the log has committed (the cursor in
+ * Removing outbox rows the log already holds. Every audited event leaves an `audit_events` row in
+ * an outbox (a change's in its tenant's store, a read's in the control store's: read-outbox.ts); once the sequencer's write that moved it into the log has committed (the cursor in
  * `audit_cursors` covers it), the row is a copy and only costs disk. The sequencer calls this about
  * once a second per source it moved from (never once per event), after the log commit:
  *

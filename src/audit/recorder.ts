@@ -1,27 +1,26 @@
 /**
- * Where an audit event the request pipeline records is written. Events of a tenant's API keys go
- * to that tenant's store, so a tenant's own activity stays in its outbox (and leaves with its
- * export); operator, staff, customer-console, anonymous and system events go to the control store.
+ * Where an audit event the request pipeline records is written: the control store's outbox, for
+ * every actor and tenant. These events (a collection list, a replayed create, a refusal or failure of
+ * a request) accompany no change of a tenant's store, so, as audited reads' events, they take the
+ * control store's group commit rather than an fsync of a tenant's file (src/audit/read-outbox.ts).
+ * The event keeps its tenant, which the log's tenant column carries.
  */
 import type { Store } from '../store/types.ts';
-import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from './event.ts';
+import type { AuditEvent, WithAuditEvents } from './event.ts';
+import { createReadOutbox } from './read-outbox.ts';
 
 export interface AuditRecorderDeps {
   control: Store<WithAuditEvents>;
-  openTenant(tenant: string): Promise<Store<WithAuditEvents>>;
 }
 
 export interface AuditRecorder {
-  /** Writes the event to the store it belongs to; resolves once it is durable. */
+  /** Writes the event to the control store's outbox; resolves once it is durable. */
   record(event: AuditEvent, tenant: string | null): Promise<void>;
 }
 
 export function createAuditRecorder(deps: AuditRecorderDeps): AuditRecorder {
+  const outbox = createReadOutbox(deps.control);
   return {
-    async record(event, tenant) {
-      const store =
-        tenant !== null && event.actor.kind === 'api-key' ? await deps.openTenant(tenant) : deps.control;
-      await store.write((trx) => appendAuditEvent(trx, event));
-    },
+    record: (event) => outbox.record(event),
   };
 }

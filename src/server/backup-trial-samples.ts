@@ -13,7 +13,7 @@ import { createDataKeyring } from '../vault/data-keys.ts';
 import { openRecord } from '../vault/field-crypto.ts';
 import { DEFAULT_LIMITS } from '../vault/schema.ts';
 import type { TenantDB } from '../vault/tenant-store-schema.ts';
-import type { VaultContext } from '../vault/vault-context.ts';
+import type { CryptoContext } from '../vault/vault-context.ts';
 
 export interface TrialTenantSample {
   tenant: string;
@@ -37,7 +37,7 @@ export async function sampleRecords(
       if (!store) throw new Error(`no restored store for tenant ${tenant}`);
       return store;
     };
-    const ctx: VaultContext = {
+    const ctx: CryptoContext = {
       stores,
       keys: createDataKeyring({ keys, store: createTenantDataKeyStore(stores), cache }),
       clock: now,
@@ -54,7 +54,7 @@ export async function sampleRecords(
 
 /** The oldest records of the tenant, opened and dropped; the first failure's code is kept. */
 async function sampleTenant(
-  ctx: VaultContext,
+  ctx: CryptoContext,
   tenant: string,
   store: Store<TenantDB>,
   limit: number,

@@ -50,6 +50,7 @@ import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
 import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createPgPendingSources, createSqlitePendingSources } from '../audit/pending-sources.ts';
+import { createReadOutbox } from '../audit/read-outbox.ts';
 import { createAuditRecorder } from '../audit/recorder.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
 import { storedSinkCursors } from '../audit/sinks/cursors.ts';
@@ -213,6 +214,8 @@ export async function startTresorServer(
   const vault = createVault({
     stores: openTenant,
     keys: dataKeys,
+    // Reads' events: the control store's outbox, one group commit for every tenant's reads.
+    readOutbox: createReadOutbox(control),
     retentionDue: (tenant) => retentionDue.markDue(tenant, 0),
   });
   // Several server processes on one database: each tells the others what to drop from their caches
@@ -386,7 +389,7 @@ export async function startTresorServer(
     audit,
     warn: (obj, msg) => http.app.log.warn(obj, msg),
   });
-  const recorder = createAuditRecorder({ control, openTenant });
+  const recorder = createAuditRecorder({ control });
 
   // Alerts (src/alerts): channels first, so a webhook or mail setting that cannot work stops the start.
   const alertService = createAlertService({ control, now: clock });

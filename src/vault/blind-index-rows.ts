@@ -9,7 +9,7 @@ import { FixedStatement } from '../store/dialect.ts';
 import type { Collection } from './collection-row.ts';
 import { indexForm, type RecordData } from './schema.ts';
 import type { TenantDB } from './tenant-store-schema.ts';
-import type { VaultContext } from './vault-context.ts';
+import type { CryptoContext } from './vault-context.ts';
 
 export interface IndexRow {
   record: string;
@@ -28,7 +28,7 @@ const INSERT_INDEX_ROW = new FixedStatement(
  * key is the field key of CURSOR_SCOPE_FIELD.
  */
 export function withFieldKey<T>(
-  ctx: VaultContext,
+  ctx: CryptoContext,
   tenant: string,
   collection: Collection,
   field: string,
@@ -49,7 +49,7 @@ export function withFieldKey<T>(
  * collection's pinned blind-index key. Per-field keys are derived inside the loan and wiped.
  */
 export async function computeIndexRows(
-  ctx: VaultContext,
+  ctx: CryptoContext,
   tenant: string,
   collection: Collection,
   items: ReadonlyArray<{ id: string; data: RecordData }>,

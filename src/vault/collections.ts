@@ -29,6 +29,7 @@
  */
 import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent } from '../audit/event.ts';
+import type { ReadOutbox } from '../audit/read-outbox.ts';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import { computeIndexRows, type IndexRow, insertIndexRows } from './blind-index-rows.ts';
@@ -491,6 +492,8 @@ export interface Vault {
 export function createVault(deps: {
   stores: (tenant: string) => Promise<Store<TenantDB>>;
   keys: DataKeyring;
+  /** Where reads' audit events are made durable: the control store's outbox (src/audit/read-outbox.ts). */
+  readOutbox: ReadOutbox;
   clock?: () => Date;
   limits?: Partial<VaultLimits>;
   /**
@@ -507,6 +510,7 @@ export function createVault(deps: {
   const ctx: VaultContext = {
     stores: deps.stores,
     keys: deps.keys,
+    readOutbox: deps.readOutbox,
     clock: deps.clock ?? (() => new Date()),
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
     ...(collections ? { collections } : {}),

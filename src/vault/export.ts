@@ -9,10 +9,9 @@
  *
  * The store is read in one read transaction, so the export is a consistent snapshot. The export is
  * audited (tenant.export, with counts and the recipient public key — never data) before it is
- * returned. The whole tenant is held in memory: streaming it is left for later.
+ * returned; the event, as a read's, goes to the control store's outbox (ctx.readOutbox). The whole tenant is held in memory: streaming it is left for later.
  */
 import { Encrypter } from 'age-encryption';
-import { appendAuditEvent } from '../audit/event.ts';
 import { wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import { collectionFromRow } from './collection-row.ts';
@@ -134,9 +133,7 @@ export async function exportTenant(
       });
     }
   } catch (err) {
-    await store.write((trx) =>
-      appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.tenantExport, target, 'failure')),
-    );
+    await ctx.readOutbox.record(auditEvent(origin, at, tenant, VaultAction.tenantExport, target, 'failure'));
     throw err;
   }
 
@@ -147,8 +144,7 @@ export async function exportTenant(
   } finally {
     wipe(plaintext);
   }
-  await store.write((trx) =>
-    appendAuditEvent(trx, auditEvent(origin, at, tenant, VaultAction.tenantExport, target)),
-  );
+  // A read of everything: its event goes to the read outbox (src/audit/read-outbox.ts).
+  await ctx.readOutbox.record(auditEvent(origin, at, tenant, VaultAction.tenantExport, target));
   return archive;
 }

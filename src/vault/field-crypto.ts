@@ -13,7 +13,7 @@ import { KeydError } from '../keyd/errors.ts';
 import type { Collection } from './collection-row.ts';
 import { decodeFieldEnvelopes, encodeFieldEnvelopes } from './field-envelopes.ts';
 import type { JsonValue, RecordData } from './schema.ts';
-import type { VaultContext } from './vault-context.ts';
+import type { CryptoContext } from './vault-context.ts';
 
 /** AAD purpose of field envelopes. */
 export const FIELD_PURPOSE = 'field';
@@ -29,7 +29,11 @@ export interface FieldToSeal {
 }
 
 /** Seals values, counting every encryption on the tenant's data key; one key loan per chunk. */
-export async function sealValues(ctx: VaultContext, tenant: string, items: FieldToSeal[]): Promise<Buffer[]> {
+export async function sealValues(
+  ctx: CryptoContext,
+  tenant: string,
+  items: FieldToSeal[],
+): Promise<Buffer[]> {
   const out: Buffer[] = [];
   for (let start = 0; start < items.length; start += CRYPTO_CHUNK) {
     const chunk = items.slice(start, start + CRYPTO_CHUNK);
@@ -56,7 +60,7 @@ export async function sealValues(ctx: VaultContext, tenant: string, items: Field
 
 /** Seals a whole record at `version` (one withEncryptionKey call) and returns its fields BLOB. */
 export async function sealRecord(
-  ctx: VaultContext,
+  ctx: CryptoContext,
   tenant: string,
   collection: string,
   record: string,
@@ -80,7 +84,7 @@ export async function sealRecord(
  * returned in schema order; a tampered or moved envelope throws TRESOR_ERR_DECRYPT_FAILED.
  */
 export async function openRecord(
-  ctx: VaultContext,
+  ctx: CryptoContext,
   tenant: string,
   collection: Collection,
   record: string,

@@ -6,7 +6,6 @@
  * value never enters an audit event (only the searched field names and an HMAC of the value do).
  */
 import { type Kysely, sql } from 'kysely';
-import { appendAuditEvent } from '../audit/event.ts';
 import { auditHmac, blindIndex, constantTimeEqual, deriveAuditHmacKey, wipe } from '../crypto/index.ts';
 import { TresorError } from '../errors.ts';
 import { dialectOf } from '../store/dialect.ts';
@@ -127,7 +126,7 @@ export async function listRecords(
   const searched = terms.map((t) => t.field);
   const searchedValues = await searchedValueHmacs(ctx, tenant, terms);
   const records = await auditingDecryptFailure(
-    store,
+    ctx.readOutbox,
     () =>
       auditEvent(
         origin,
@@ -160,16 +159,13 @@ export async function listRecords(
       encodeCursor(cursorKey, macs, last.seq),
     );
   }
-  await store.write((trx) =>
-    appendAuditEvent(
-      trx,
-      auditEvent(origin, at, tenant, action, {
-        collection: collection.name,
-        recordIds: matching.map((r) => r.id),
-        fields: searched,
-        ...searchedValues,
-      }),
-    ),
+  await ctx.readOutbox.record(
+    auditEvent(origin, at, tenant, action, {
+      collection: collection.name,
+      recordIds: matching.map((r) => r.id),
+      fields: searched,
+      ...searchedValues,
+    }),
   );
   return { records: matching, nextCursor };
 }

@@ -4,8 +4,9 @@
  * Listing and equality search are in src/vault/record-search.ts.
  *
  * Audit (invariant 4). A change and its audit event are one store.write(); a read returns data only
- * after its event's write() resolved. Events name fields, never values. No key is ever used inside a
- * write(): the keyring may itself write (reservations), so all cryptography happens before the
+ * after its event is durable in the control store's outbox (ctx.readOutbox: one group commit for the
+ * reads of every tenant, src/audit/read-outbox.ts). Events name fields, never values. No key is ever
+ * used inside a write(): the keyring may itself write (reservations), so all cryptography happens before the
  * transaction opens, and the transaction re-checks that the schema it was done for is still current
  * (else the operation is retried).
  */
@@ -167,7 +168,7 @@ export async function readRecord(
   if (!row) throw notFound();
   const target = { collection: collection.name, recordIds: [id] };
   const data = await auditingDecryptFailure(
-    store,
+    ctx.readOutbox,
     () => auditEvent(origin, at, tenant, VaultAction.recordRead, target, 'failure'),
     async () => {
       const envelopes = decodeFieldEnvelopes(row.fields);
@@ -184,11 +185,8 @@ export async function readRecord(
       return openRecord(ctx, tenant, collection, id, row.version, envelopes);
     },
   );
-  await store.write((trx) =>
-    appendAuditEvent(
-      trx,
-      auditEvent(origin, at, tenant, VaultAction.recordRead, { ...target, fields: Object.keys(data) }),
-    ),
+  await ctx.readOutbox.record(
+    auditEvent(origin, at, tenant, VaultAction.recordRead, { ...target, fields: Object.keys(data) }),
   );
   return { id, version: row.version, data };
 }
@@ -223,7 +221,7 @@ export async function updateRecord(
     if (row.version !== ifMatch) throw preconditionFailed(row.version);
     const target = { collection: collection.name, recordIds: [id] };
     const current = await auditingDecryptFailure(
-      store,
+      ctx.readOutbox,
       () => auditEvent(origin, at, tenant, VaultAction.recordUpdate, target, 'failure'),
       () => openRecord(ctx, tenant, collection, id, row.version, row.fields),
     );

@@ -1,15 +1,16 @@
 /**
- * The vault's audit events (invariant 4). A change and its audit event are one store.write(); a
- * read returns data only after its event's write() resolved. Events name fields, never values.
+ * The vault's audit events (invariant 4). A change and its audit event are one store.write() of the
+ * tenant's store; a read returns data only after its event is durable in the control store's outbox
+ * (ctx.readOutbox, src/audit/read-outbox.ts), as is any event that accompanies no change (a failed
+ * decryption, an export). Events name fields, never values.
  *
  * The vault builds each of its events once: the caller (an HTTP route, the closing process) says who
  * acts, why and from which request (AuditOrigin); the vault stamps when it began the operation and
  * names what it did, on which target, with which outcome.
  */
-import { type AuditEvent, appendAuditEvent } from '../audit/event.ts';
+import type { AuditEvent } from '../audit/event.ts';
+import type { ReadOutbox } from '../audit/read-outbox.ts';
 import { CryptoError } from '../crypto/index.ts';
-import type { Store } from '../store/types.ts';
-import type { TenantDB } from './tenant-store-schema.ts';
 
 /** The actions of the vault's audit events; routes declare theirs from the same list. */
 export const VaultAction = {
@@ -48,16 +49,19 @@ export function auditEvent(
   return event;
 }
 
-/** Audits a failed decryption (a tampered or moved ciphertext is a security event) and rethrows. */
+/**
+ * Audits a failed decryption (a tampered or moved ciphertext is a security event) and rethrows. The
+ * event changes nothing of the tenant's store: it goes to the read outbox.
+ */
 export async function auditingDecryptFailure<T>(
-  store: Store<TenantDB>,
+  outbox: ReadOutbox,
   event: () => AuditEvent,
   work: () => Promise<T>,
 ): Promise<T> {
   try {
     return await work();
   } catch (err) {
-    if (err instanceof CryptoError) await store.write((trx) => appendAuditEvent(trx, event()));
+    if (err instanceof CryptoError) await outbox.record(event());
     throw err;
   }
 }

@@ -78,7 +78,7 @@ describe('notifying stores', () => {
     assert.deepEqual(calls, ['notify ten_a', 'notify ten_b']);
   });
 
-  it("moves a tenant's outbox into the log before its store is wiped", async () => {
+  it("moves a tenant's outbox, and the control outbox that holds its reads, into the log before its store is wiped", async () => {
     const { calls, sequencer } = recordingSequencer();
     const present = new Set(['ten_a']);
     const stores = auditedTenantStores(
@@ -94,8 +94,13 @@ describe('notifying stores', () => {
       () => sequencer,
     );
     await stores.destroy('ten_a');
-    assert.deepEqual(calls, ['drain ten_a', 'destroy ten_a']);
+    assert.deepEqual(calls, ['drain ten_a', 'drain control', 'destroy ten_a']);
+    calls.length = 0;
     await stores.destroy('ten_a');
-    assert.deepEqual(calls, ['drain ten_a', 'destroy ten_a', 'destroy ten_a'], 'no store: nothing to drain');
+    assert.deepEqual(
+      calls,
+      ['drain control', 'destroy ten_a'],
+      'no store: its outbox has nothing to drain, its reads may still be in the control outbox',
+    );
   });
 });

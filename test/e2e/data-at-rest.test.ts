@@ -20,6 +20,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { auditEventsMigration, type WithAuditEvents } from '../../src/audit/event.ts';
+import { createReadOutbox } from '../../src/audit/read-outbox.ts';
 import { toProblem } from '../../src/http/problem.ts';
 import { FACTOR_KEY_NAME } from '../../src/identity/factor-key.ts';
 import { createKeydClient, type KeydClient } from '../../src/keyd/client.ts';
@@ -114,6 +116,7 @@ describe('the vault’s data at rest with the real keyd', () => {
   let cache: KeyCache;
   let ring: DataKeyring;
   let vault: Vault;
+  let readOutboxStore: Store<WithAuditEvents> | undefined;
   const opened = new Map<string, Promise<Store<TenantDB>>>();
   /** On the PostgreSQL pass: the tenants' schemas in a fresh database, as the server keeps them. */
   let pgData: TestDatabase | undefined;
@@ -148,8 +151,17 @@ describe('the vault’s data at rest with the real keyd', () => {
     client = createKeydClient({ connect: target, clientName: 'tresor-server', retries: 2, timeoutMs: 5000 });
     cache = createKeyCache({ maxEntries: 100, ttlMs: 60_000, maxUses: 10_000 });
     ring = createDataKeyring({ keys: client, store: createTenantDataKeyStore(stores), cache });
+    // The reads' audit events go to a control store's outbox, as in the server (read-outbox.ts).
+    readOutboxStore = await openSqliteStore<WithAuditEvents>(join(root, 'data', 'control.sqlite'), {
+      '0001_audit_events': auditEventsMigration,
+    });
     // No collection cache: every request reads the collection row, as a fresh process would.
-    vault = createVault({ stores, keys: ring, collectionCacheMs: 0 });
+    vault = createVault({
+      stores,
+      keys: ring,
+      readOutbox: createReadOutbox(readOutboxStore),
+      collectionCacheMs: 0,
+    });
     if (onPostgres) {
       pgData = await testDatabase();
       if (pgData.database.kind !== 'postgres') throw new Error('a PostgreSQL database was asked for');
@@ -168,6 +180,7 @@ describe('the vault’s data at rest with the real keyd', () => {
     // Each step guarded: a failed start must not leave keyd running (the test process would not end).
     cache?.close();
     for (const s of opened.values()) await (await s).close();
+    await readOutboxStore?.close();
     await pgStores?.close();
     await pgData?.drop();
     await client?.close();

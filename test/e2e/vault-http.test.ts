@@ -23,6 +23,7 @@ import { OPERATOR_SCOPES } from '../../src/identity/operator-scopes.ts';
 import { onPostgres } from '../helpers/backend.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import {
+  controlRows,
   databaseFiles,
   openStoreSql,
   type StoreSql,
@@ -823,13 +824,19 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
         [...Object.values(source.data), ...Object.values(target.data)],
         `moved to ${what}`,
       );
-      const failures = (
-        await tenantRows<{ event: string }>(
+      // A read's event, failed or not, goes to the control store's outbox (src/audit/read-outbox.ts),
+      // and from there into the log under its tenant: looked for in both.
+      const failures = [
+        ...(await controlRows<{ event: string }>(
           s,
+          "SELECT event FROM audit_events WHERE action = 'record.read' AND tenant = ?",
+          [tenant.id],
+        )),
+        ...(await controlRows<{ event: string }>(s, 'SELECT leaf AS event FROM audit_log WHERE tenant = ?', [
           tenant.id,
-          "SELECT event FROM audit_events WHERE action = 'record.read'",
-        )
-      )
+        ])),
+      ]
+        .filter((row) => (JSON.parse(row.event) as { action: string }).action === 'record.read')
         .map((row) => JSON.parse(row.event) as { outcome: string; target?: Record<string, unknown> })
         .filter(
           (e) =>

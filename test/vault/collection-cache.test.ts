@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { createReadOutbox } from '../../src/audit/read-outbox.ts';
 import type { Store } from '../../src/store/types.ts';
 import { createVault, type Vault } from '../../src/vault/collections.ts';
 import type { TenantDB } from '../../src/vault/tenant-store-schema.ts';
@@ -29,7 +30,13 @@ describe('collection cache', () => {
 
   /** A vault as one server process builds it, over the rig's store and keyring. */
   function processVault(options: { collectionCacheMs?: number } = {}): Vault {
-    return createVault({ stores: async () => counted, keys: rig.keyring, clock: () => now, ...options });
+    return createVault({
+      stores: async () => counted,
+      keys: rig.keyring,
+      readOutbox: createReadOutbox(rig.control),
+      clock: () => now,
+      ...options,
+    });
   }
 
   beforeEach(async () => {

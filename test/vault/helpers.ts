@@ -6,7 +6,8 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AuditEvent } from '../../src/audit/event.ts';
+import { type AuditEvent, auditEventsMigration, type WithAuditEvents } from '../../src/audit/event.ts';
+import { createReadOutbox } from '../../src/audit/read-outbox.ts';
 import { TresorError } from '../../src/errors.ts';
 import { createKeyCache, type KeyCache } from '../../src/keyd/key-cache.ts';
 import type { DataKeyPurpose, KeyService } from '../../src/keyd/operations.ts';
@@ -41,7 +42,12 @@ export interface VaultRig {
   storeBytes(tenant?: string): Buffer;
   /** Sets the vault's clock. */
   setNow(date: Date): void;
+  /** The events in the tenant's own outbox (its changes). */
   auditEvents(tenant?: string): Promise<AuditEvent[]>;
+  /** The control store's outbox, where the vault's reads record their events (read-outbox.ts). */
+  control: Store<WithAuditEvents>;
+  /** The events of the tenant's reads, in the control store's outbox. */
+  readEvents(tenant?: string): Promise<AuditEvent[]>;
   close(): Promise<void>;
 }
 
@@ -97,7 +103,16 @@ export async function vaultRig(
     },
   };
   let now = new Date('2025-01-01T00:00:00.000Z');
-  const vault = createVault({ stores, keys: keyring, clock: () => now, limits: options.limits });
+  const control = await openSqliteStore<WithAuditEvents>(join(dir, 'control.sqlite'), {
+    '0001_audit_events': auditEventsMigration,
+  });
+  const vault = createVault({
+    stores,
+    keys: keyring,
+    readOutbox: createReadOutbox(control),
+    clock: () => now,
+    limits: options.limits,
+  });
 
   const rig: VaultRig = {
     dir,
@@ -128,8 +143,19 @@ export async function vaultRig(
       const rows = await store.db.selectFrom('audit_events').select('event').orderBy('seq').execute();
       return rows.map((r) => JSON.parse(r.event) as AuditEvent);
     },
+    control,
+    async readEvents(tenant = 'acme') {
+      const rows = await control.db
+        .selectFrom('audit_events')
+        .select('event')
+        .where('tenant', '=', tenant)
+        .orderBy('seq')
+        .execute();
+      return rows.map((r) => JSON.parse(r.event) as AuditEvent);
+    },
     async close() {
       for (const s of opened.values()) await (await s).close();
+      await control.close();
       cache.close();
       await service.close();
       rmSync(dir, { recursive: true, force: true });

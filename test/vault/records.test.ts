@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { createReadOutbox } from '../../src/audit/read-outbox.ts';
 import { createVault } from '../../src/vault/collections.ts';
 import { decodeFieldEnvelopes, encodeFieldEnvelopes } from '../../src/vault/field-envelopes.ts';
 import { recordPageQuery } from '../../src/vault/record-search.ts';
@@ -14,13 +15,14 @@ import { caller, PEOPLE, tresorError, type VaultRig, vaultRig } from './helpers.
 
 const T = 'acme';
 
+/** Rows of a table of the tenant's store; for audit_events, with the tenant's reads in the control outbox. */
 async function count(rig: VaultRig, table: 'records' | 'audit_events' | 'blind_index'): Promise<number> {
   const store = await rig.store(T);
   const row = await store.db
     .selectFrom(table)
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .executeTakeFirstOrThrow();
-  return Number(row.n);
+  return Number(row.n) + (table === 'audit_events' ? (await rig.readEvents(T)).length : 0);
 }
 
 describe('records', () => {
@@ -427,9 +429,10 @@ describe('records', () => {
     }
   });
 
-  it('writes every operation with its audit event, naming fields and never values', async () => {
+  it('writes every change with its audit event in the tenant store and every read’s in the control outbox, naming fields and never values', async () => {
     await rig.vault.putCollection(T, 'audited', PEOPLE, caller());
-    const before = await count(rig, 'audit_events');
+    const changesBefore = (await rig.auditEvents(T)).length;
+    const readsBefore = (await rig.readEvents(T)).length;
     const base = caller({ requestId: 'req-audit', actor: { kind: 'customer', id: 'usr_1' } });
     const { id } = await rig.vault.createRecord(
       T,
@@ -442,19 +445,25 @@ describe('records', () => {
     await rig.vault.listRecords(T, 'audited', {}, base);
     await rig.vault.listRecords(T, 'audited', { where: { email: 'search-canary@example.com' } }, base);
     await rig.vault.deleteRecord(T, 'audited', id, undefined, base);
-    const events = (await rig.auditEvents(T)).slice(before);
+    const changes = (await rig.auditEvents(T)).slice(changesBefore);
+    const reads = (await rig.readEvents(T)).slice(readsBefore);
     assert.deepEqual(
-      events.map((e) => [e.action, e.target?.recordIds, e.target?.fields]),
+      changes.map((e) => [e.action, e.target?.recordIds, e.target?.fields]),
       [
         ['record.create', [id], ['email', 'name']],
-        ['record.read', [id], ['email', 'name']],
         ['record.update', [id], ['age']],
-        ['record.list', [id], []],
-        ['record.search', [], ['email']],
         ['record.delete', [id], undefined],
       ],
     );
-    for (const e of events) {
+    assert.deepEqual(
+      reads.map((e) => [e.action, e.target?.recordIds, e.target?.fields]),
+      [
+        ['record.read', [id], ['email', 'name']],
+        ['record.list', [id], []],
+        ['record.search', [], ['email']],
+      ],
+    );
+    for (const e of [...changes, ...reads]) {
       assert.equal(e.tenant, T);
       assert.equal(e.outcome, 'success');
       assert.equal(e.requestId, 'req-audit');
@@ -462,7 +471,10 @@ describe('records', () => {
       assert.equal(e.target?.collection, 'audited');
     }
     const store = await rig.store(T);
-    const raw = (await store.db.selectFrom('audit_events').select('event').execute())
+    const raw = [
+      ...(await store.db.selectFrom('audit_events').select('event').execute()),
+      ...(await rig.control.db.selectFrom('audit_events').select('event').execute()),
+    ]
       .map((r) => r.event)
       .join('\n');
     for (const value of ['audit-canary', 'search-canary', 'Canary"', '7734529']) {
@@ -472,13 +484,13 @@ describe('records', () => {
 
   it('names a searched value in its audit entry only as an HMAC under the tenant audit-hmac key: equal values correlate, other values and other tenants do not', async () => {
     await rig.vault.putCollection(T, 'hmacs', PEOPLE, caller());
-    const before = await count(rig, 'audit_events');
+    const before = (await rig.readEvents(T)).length;
     const search = (tenant: string, email: string) =>
       rig.vault.listRecords(tenant, 'hmacs', { where: { email } }, caller());
     await search(T, 'hmac-canary@example.com');
     await search(T, 'hmac-canary@example.com');
     await search(T, 'other-canary@example.com');
-    const events = (await rig.auditEvents(T)).slice(before).filter((e) => e.action === 'record.search');
+    const events = (await rig.readEvents(T)).slice(before).filter((e) => e.action === 'record.search');
     assert.equal(events.length, 3);
     type Searched = { field: string; hmac: string; keyId: string }[];
     const values = events.map((e) => e.target?.searchedValues as Searched);
@@ -503,29 +515,39 @@ describe('records', () => {
     // Another tenant searching the same value gets an unrelated HMAC.
     const other = 'globex';
     await rig.vault.putCollection(other, 'hmacs', PEOPLE, caller());
-    const otherBefore = (await rig.auditEvents(other)).length;
+    const otherBefore = (await rig.readEvents(other)).length;
     await search(other, 'hmac-canary@example.com');
-    const theirs = (await rig.auditEvents(other))
-      .slice(otherBefore)
-      .find((e) => e.action === 'record.search');
+    const theirs = (await rig.readEvents(other)).slice(otherBefore).find((e) => e.action === 'record.search');
     const theirHmac = (theirs?.target?.searchedValues as Searched | undefined)?.[0]?.hmac;
     assert.match(theirHmac ?? '', /^[A-Za-z0-9_-]{43}$/);
     assert.notEqual(theirHmac, values[0]?.[0]?.hmac);
   });
 
   it('fails closed: no data is returned when its audit event cannot be written', async () => {
-    const broken = createVault({
+    // A read's event goes to the control outbox: that store failing its commit fails the read.
+    const readsBroken = createVault({
+      stores: (tenant) => rig.store(tenant),
+      keys: rig.keyring,
+      readOutbox: createReadOutbox({ ...rig.control, write: () => Promise.reject(new Error('disk full')) }),
+    });
+    // A change's event commits with it in the tenant's store: that store failing fails the change.
+    const changesBroken = createVault({
       stores: async (tenant) => {
         const s = await rig.store(tenant);
         return { ...s, write: () => Promise.reject(new Error('disk full')) };
       },
       keys: rig.keyring,
+      readOutbox: createReadOutbox(rig.control),
     });
     const { id } = await rig.vault.createRecord(T, 'people', { email: 'fc@example.com' }, caller());
-    await assert.rejects(broken.readRecord(T, 'people', id, caller()), /disk full/);
-    await assert.rejects(broken.listRecords(T, 'people', {}, caller()), /disk full/);
+    await assert.rejects(readsBroken.readRecord(T, 'people', id, caller()), /disk full/);
+    await assert.rejects(readsBroken.listRecords(T, 'people', {}, caller()), /disk full/);
     await assert.rejects(
-      broken.createRecord(T, 'people', { email: 'fc2@example.com' }, caller()),
+      readsBroken.listRecords(T, 'people', { where: { email: 'fc@example.com' } }, caller()),
+      /disk full/,
+    );
+    await assert.rejects(
+      changesBroken.createRecord(T, 'people', { email: 'fc2@example.com' }, caller()),
       /disk full/,
     );
   });
@@ -585,7 +607,7 @@ describe('records', () => {
       code: 'TRESOR_ERR_DECRYPT_FAILED',
     });
 
-    const failures = (await rig.auditEvents(T)).filter((ev) => ev.outcome === 'failure');
+    const failures = (await rig.readEvents(T)).filter((ev) => ev.outcome === 'failure');
     assert.ok(failures.some((ev) => ev.action === 'record.read' && ev.target?.recordIds?.[0] === b.id));
   });
 
