@@ -69,6 +69,8 @@ export interface SqliteStoreStats {
   lastFailure: string | null;
   /** Jobs waiting for the next batch now. */
   queued: number;
+  /** Reads whose rows wait now for the fsync of a commit they may have seen (`ownSync`). */
+  readsWaitingForSync: number;
 }
 
 export interface SqliteStore<DB> extends Store<DB> {
@@ -243,6 +245,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   #syncing: Promise<void> | undefined;
   /** The failed fdatasync that made this store unusable until it is reopened. */
   #syncFailure: unknown;
+  #readsWaitingForSync = 0;
 
   constructor(
     location: string,
@@ -267,7 +270,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
           this.#readsInFlight--;
           if (this.#readsInFlight === 0) for (const wake of this.#readWaiters.splice(0)) wake();
         },
-        ...(wal === undefined ? {} : { settled: () => this.durable() }),
+        ...(wal === undefined ? {} : { settled: () => this.#readSettled() }),
       }),
     });
   }
@@ -296,7 +299,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   }
 
   stats(): SqliteStoreStats {
-    return { ...this.#stats, queued: this.#queue.length };
+    return { ...this.#stats, queued: this.#queue.length, readsWaitingForSync: this.#readsWaitingForSync };
   }
 
   /**
@@ -307,6 +310,16 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   durable(): Promise<void> {
     if (this.#syncFailure !== undefined) return Promise.reject(notDurable(this.#syncFailure));
     return this.#syncing ?? Promise.resolve();
+  }
+
+  async #readSettled(): Promise<void> {
+    if (this.#syncing === undefined) return this.durable();
+    this.#readsWaitingForSync++;
+    try {
+      await this.durable();
+    } finally {
+      this.#readsWaitingForSync--;
+    }
   }
 
   healthy(): Promise<boolean> {
