@@ -3,7 +3,10 @@
  * store (which also holds the audit log), a tenant store, keyd's key store, and the bare connections
  * opened through openSqlite (the audit sequencer's worker thread, the tenant-restore scratch file) —
  * runs with WAL, synchronous=FULL (2: an acknowledged commit survives power loss, not only a crash),
- * secure_delete on, and foreign keys on, on every connection. Setting synchronous=OFF in
+ * secure_delete on, and foreign keys on, on every connection — except the tenant stores, which run
+ * synchronous=NORMAL (1) and fdatasync their WAL themselves, off the event loop, before a write
+ * resolves (store.ts `ownSync`): pinned here by counting those fdatasyncs (removing the store's
+ * fdatasync makes this test fail) and by the power-cut test (test/e2e/power-cut.test.ts). Setting synchronous=OFF in
  * src/store/sqlite/open.ts makes this test fail (tried, then reverted). The one exception is asked
  * for by name (`durable: false`): a scratch copy that is read and removed, never a store that serves.
  *
@@ -65,13 +68,31 @@ describe('durability settings of every store', () => {
     }
   });
 
-  it('a tenant store: writer and reader connections', async () => {
-    const tenants = createTenantStores<TenantDB>({ dir, migrations: tenantStoreMigrations });
+  it("a tenant store: NORMAL on both connections, and the store's own fdatasync of the WAL, completed before each write resolves", async () => {
+    let started = 0;
+    let completed = 0;
+    const tenants = createTenantStores<TenantDB>({
+      dir,
+      migrations: tenantStoreMigrations,
+      aroundWalSync: async (sync) => {
+        started++;
+        await sync();
+        completed++;
+      },
+    });
     try {
       const store = await tenants.create('acme');
+      assert.equal(completed, 1, 'the WAL is fdatasynced once when the store opens');
       const { writer, reader } = await storeConnections(store);
-      assert.deepEqual(writer, PINNED, 'writer connection');
-      assert.deepEqual(reader, PINNED, 'reader connection');
+      assert.deepEqual(writer, { ...PINNED, synchronous: 1 }, 'writer connection');
+      assert.deepEqual(reader, { ...PINNED, synchronous: 1 }, 'reader connection');
+      assert.equal(completed, 2, 'the write resolved after one more fdatasync of the WAL');
+      const seen: number[] = [];
+      await Promise.all(
+        [1, 2, 3].map(() => store.write(async () => undefined).then(() => seen.push(completed))),
+      );
+      assert.equal(started, 3, 'three writes in one turn: one batch, one fdatasync');
+      assert.deepEqual(seen, [3, 3, 3], 'each write resolved after its fdatasync completed');
     } finally {
       await tenants.close();
     }

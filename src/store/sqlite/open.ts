@@ -1,6 +1,7 @@
 /**
  * Opens a SQLite file the way every Tresor store needs it: WAL, synchronous=FULL (an acknowledged
- * commit survives power loss, not just a process crash), secure_delete (freed pages are zeroed, so
+ * commit survives power loss, not just a process crash; or NORMAL where the store fsyncs itself,
+ * `ownSync`), secure_delete (freed pages are zeroed, so
  * erased key material does not linger in the file), foreign keys on.
  */
 import { closeSync, openSync } from 'node:fs';
@@ -16,6 +17,13 @@ export interface OpenSqliteOptions {
    * commits on the same disk; unsynced, a copy removed soon is never written at all. Default true.
    */
   durable?: boolean;
+  /**
+   * true for a store that makes each commit durable itself (store.ts, `ownSync`): synchronous=NORMAL
+   * (in WAL mode commits stay consistent but are not fsynced; checkpoints still sync the WAL before
+   * and the database after), and the store fdatasyncs the WAL off the event loop before it
+   * acknowledges a commit. Ignored when `durable` is false.
+   */
+  ownSync?: boolean;
 }
 
 export function openSqlite(path: string, options: OpenSqliteOptions = {}): Database.Database {
@@ -30,7 +38,13 @@ export function openSqlite(path: string, options: OpenSqliteOptions = {}): Datab
   const db = new Database(path, { fileMustExist: options.fileMustExist ?? false });
   try {
     // Before the journal mode: switching it writes the header, which synchronous=FULL would fsync.
-    db.pragma(options.durable === false ? 'synchronous = OFF' : 'synchronous = FULL');
+    db.pragma(
+      options.durable === false
+        ? 'synchronous = OFF'
+        : options.ownSync
+          ? 'synchronous = NORMAL'
+          : 'synchronous = FULL',
+    );
     db.pragma('journal_mode = WAL');
     db.pragma('secure_delete = ON');
     db.pragma('foreign_keys = ON');

@@ -23,6 +23,20 @@
  *
  * Reads use a second connection: WAL lets them run while a batch is open, and a read started after a
  * write was acknowledged sees it.
+ *
+ * Own fsync (`ownSync`, the tenant stores): synchronous=FULL would block the event loop for one
+ * fsync of the WAL per COMMIT, and over many tenant files (a batch each) writes would serialize on
+ * those fsyncs. With `ownSync` the connections run synchronous=NORMAL (a COMMIT is consistent but not
+ * fsynced) and the store makes each batch durable itself: after COMMIT it awaits an fdatasync of the
+ * WAL in libuv's thread pool (wal-sync.ts) and only then resolves the batch's jobs; the store's next
+ * batch starts after that fsync (no pipelining: one batch at most is committed and not yet durable,
+ * and writes queued meanwhile join the next batch as they did while FULL's fsync ran). Other stores'
+ * batches run meanwhile, so the fsyncs of many files overlap. A commit is visible to readers from
+ * COMMIT on, before it is durable; so every read through `db` waits, after its query ran and before
+ * its rows are returned, for `durable()` — the fsync in flight, if any (the audit sequencer's reads
+ * of the outbox are such reads). A failed fdatasync rejects the batch's jobs and leaves the store
+ * unusable (writes, reads and healthy() fail) until it is reopened: after an fsync error the page
+ * cache's state is unknown, and a retried fsync may report success for pages that were dropped.
  */
 import { AsyncResource } from 'node:async_hooks';
 import Database from 'better-sqlite3';
@@ -31,6 +45,7 @@ import { TresorError } from '../../errors.ts';
 import type { MigrationRenames, Migrations, Store } from '../types.ts';
 import { TresorSqliteDialect } from './dialect.ts';
 import { openSqlite } from './open.ts';
+import { type AroundWalSync, openWalSync, type WalSync } from './wal-sync.ts';
 import { zeroFile } from './wipe.ts';
 
 /** Jobs per transaction at most: bounds how long one batch holds the write lock. */
@@ -54,6 +69,8 @@ export interface SqliteStoreStats {
   lastFailure: string | null;
   /** Jobs waiting for the next batch now. */
   queued: number;
+  /** Reads whose rows wait now for the fsync of a commit they may have seen (`ownSync`). */
+  readsWaitingForSync: number;
 }
 
 export interface SqliteStore<DB> extends Store<DB> {
@@ -71,6 +88,11 @@ export interface SqliteStore<DB> extends Store<DB> {
    * budget (tenant-stores.ts): only the end of a store's life (destroy) wipes its files.
    */
   closeKeepingWal(): Promise<void>;
+  /**
+   * Resolves once every commit visible now is durable: at once unless a batch's fsync is in flight
+   * (`ownSync`), then with it; rejects if that fsync failed. Reads through `db` await it already.
+   */
+  durable(): Promise<void>;
 }
 
 export interface SqliteStoreOptions {
@@ -87,6 +109,14 @@ export interface SqliteStoreOptions {
    * migrator is not run again. A registry reopening a store it closed sets it.
    */
   migrated?: boolean;
+  /**
+   * The store fsyncs each batch's commit itself, off the event loop, instead of SQLite inside
+   * COMMIT (synchronous=NORMAL plus an fdatasync of the WAL per batch; see the top of this file).
+   * Ignored when `durable` is false.
+   */
+  ownSync?: boolean;
+  /** With `ownSync`: wraps each fdatasync of the WAL (tests hold, count or fail it). */
+  aroundWalSync?: AroundWalSync;
 }
 
 export async function openSqliteStore<DB>(
@@ -97,11 +127,27 @@ export async function openSqliteStore<DB>(
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
   if (!Number.isSafeInteger(maxBatch) || maxBatch < 1)
     throw new RangeError('maxBatch must be a positive integer');
-  const writerDb = openSqlite(path, options);
+  const ownSync = options.ownSync === true && options.durable !== false;
+  const writerDb = openSqlite(path, { ...options, ownSync });
   const writer = new Kysely<DB>({ dialect: new TresorSqliteDialect(writerDb, { beginImmediate: true }) });
+  const finish = async (): Promise<SqliteStore<DB>> => {
+    let wal: WalSync | undefined;
+    if (ownSync) {
+      // A read opens (and if need be creates) the WAL file before its descriptor is taken.
+      writerDb.prepare('SELECT count(*) FROM sqlite_master').get();
+      wal = await openWalSync(path, options.aroundWalSync);
+    }
+    try {
+      const reader = openSqlite(path, { ...options, ownSync });
+      return new GroupCommitStore<DB>(path, writerDb, writer, reader, maxBatch, wal);
+    } catch (error) {
+      await wal?.close();
+      throw error;
+    }
+  };
   if (options.migrated) {
     try {
-      return new GroupCommitStore<DB>(path, writerDb, writer, openSqlite(path, options), maxBatch);
+      return await finish();
     } catch (error) {
       await writer.destroy();
       throw error;
@@ -127,7 +173,7 @@ export async function openSqliteStore<DB>(
     }
     if (writerDb.inTransaction) writerDb.exec(error === undefined ? 'COMMIT' : 'ROLLBACK');
     if (error !== undefined) throw error;
-    return new GroupCommitStore<DB>(path, writerDb, writer, openSqlite(path, options), maxBatch);
+    return await finish();
   } catch (error) {
     await writer.destroy();
     throw error;
@@ -194,6 +240,12 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   #closing = false;
   #closed: Promise<void> | undefined;
   #probe: Promise<boolean> | undefined;
+  readonly #wal: WalSync | undefined;
+  /** Set from just before a batch's COMMIT until its fsync completed (`ownSync`). */
+  #syncing: Promise<void> | undefined;
+  /** The failed fdatasync that made this store unusable until it is reopened. */
+  #syncFailure: unknown;
+  #readsWaitingForSync = 0;
 
   constructor(
     location: string,
@@ -201,8 +253,10 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
     writer: Kysely<DB>,
     readerDb: Database.Database,
     maxBatch: number,
+    wal?: WalSync,
   ) {
     this.location = location;
+    this.#wal = wal;
     this.#writerDb = writerDb;
     this.#readerDb = readerDb;
     this.#writer = writer;
@@ -216,6 +270,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
           this.#readsInFlight--;
           if (this.#readsInFlight === 0) for (const wake of this.#readWaiters.splice(0)) wake();
         },
+        ...(wal === undefined ? {} : { settled: () => this.#readSettled() }),
       }),
     });
   }
@@ -223,6 +278,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   write<T>(work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
     if (this.#closing)
       return Promise.reject(new TresorError('TRESOR_ERR_UNAVAILABLE', 'the store is closed'));
+    if (this.#syncFailure !== undefined) return Promise.reject(notDurable(this.#syncFailure));
     return new Promise<T>((resolve, reject) => {
       // Run the work in its caller's async context (request-scoped logging, tracing), not the flusher's.
       const context = new AsyncResource('TresorStoreWrite');
@@ -243,7 +299,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
   }
 
   stats(): SqliteStoreStats {
-    return { ...this.#stats, queued: this.#queue.length };
+    return { ...this.#stats, queued: this.#queue.length, readsWaitingForSync: this.#readsWaitingForSync };
   }
 
   /**
@@ -251,8 +307,23 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
    * which appends a WAL frame and fsyncs like any commit (a full disk, a read-only or failing device
    * all show). It joins the current batch, so under load it costs no extra fsync.
    */
+  durable(): Promise<void> {
+    if (this.#syncFailure !== undefined) return Promise.reject(notDurable(this.#syncFailure));
+    return this.#syncing ?? Promise.resolve();
+  }
+
+  async #readSettled(): Promise<void> {
+    if (this.#syncing === undefined) return this.durable();
+    this.#readsWaitingForSync++;
+    try {
+      await this.durable();
+    } finally {
+      this.#readsWaitingForSync--;
+    }
+  }
+
   healthy(): Promise<boolean> {
-    if (this.#closing) return Promise.resolve(false);
+    if (this.#closing || this.#syncFailure !== undefined) return Promise.resolve(false);
     this.#probe ??= this.#runProbe().finally(() => {
       this.#probe = undefined;
     });
@@ -315,6 +386,7 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
     if (zeroWal) await this.#zeroCheckpointedWal();
     await this.#writer.destroy();
     if (this.#writerDb.open) this.#writerDb.close();
+    await this.#wal?.close().catch(() => undefined);
   }
 
   /**
@@ -411,13 +483,35 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
         return;
       }
     }
+    // Readers see the commit from COMMIT on: durable() must cover it before COMMIT runs.
+    const synced = this.#wal === undefined ? undefined : deferred();
+    if (synced) this.#syncing = synced.promise;
     try {
       await trx.commit().execute();
     } catch (error) {
+      // A failed COMMIT leaves nothing of the batch visible: nothing to wait for.
+      this.#syncing = undefined;
+      synced?.resolve();
       await abandon(trx);
       this.#noteFailure(error);
       for (const d of done) d.job.reject(notCommitted(error));
       return;
+    }
+    if (this.#wal && synced) {
+      try {
+        await this.#wal.sync();
+      } catch (error) {
+        // fsyncgate: the pages may be gone from the cache and a retried fsync may still succeed.
+        this.#syncFailure = error;
+        this.#syncing = undefined;
+        synced.promise.catch(() => undefined);
+        synced.reject(notDurable(error));
+        this.#noteFailure(error);
+        for (const d of done) d.job.reject(notDurable(error));
+        return;
+      }
+      this.#syncing = undefined;
+      synced.resolve();
     }
     this.#stats.lastFailure = null;
     for (const d of done) d.job.resolve(d.value);
@@ -492,6 +586,25 @@ function notCommitted(cause: unknown): TresorError {
   );
   error.cause = cause;
   return error;
+}
+
+function notDurable(cause: unknown): TresorError {
+  const error = new TresorError(
+    'TRESOR_ERR_UNAVAILABLE',
+    'the store could not make its writes durable; it takes no reads or writes until it is reopened',
+  );
+  error.cause = cause;
+  return error;
+}
+
+function deferred(): { promise: Promise<void>; resolve(): void; reject(error: unknown): void } {
+  let resolve: () => void = () => {};
+  let reject: (error: unknown) => void = () => {};
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
 
 function sqliteCode(error: unknown): string | undefined {

@@ -46,6 +46,7 @@ import { TresorError } from '../../errors.ts';
 import { assertTenantId } from '../tenant-id.ts';
 import type { Migrations, Store, TenantStores, TenantStoresStats } from '../types.ts';
 import { openSqliteStore, type SqliteStore } from './store.ts';
+import type { AroundWalSync } from './wal-sync.ts';
 import { syncFolder, wipeFiles } from './wipe.ts';
 
 export const DEFAULT_MAX_OPEN_TENANT_STORES = 256;
@@ -58,6 +59,8 @@ export interface TenantStoresOptions {
   maxOpen?: number;
   /** Passed to each store's group commit. */
   maxBatch?: number;
+  /** Wraps each store's fdatasync of its WAL (tests: hold, count or fail it; store.ts `ownSync`). */
+  aroundWalSync?: AroundWalSync;
 }
 
 // Where they were first defined: importers of the SQLite registry keep finding them here.
@@ -88,6 +91,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   readonly #migrations: Migrations;
   readonly #maxOpen: number;
   readonly #maxBatch: number | undefined;
+  readonly #aroundWalSync: AroundWalSync | undefined;
   /** Open stores in LRU order (Map keeps insertion order; a use moves the tenant to the end). */
   readonly #entries = new Map<string, Entry<DB>>();
   /** Stores closing now; a reopen of the tenant waits for it. */
@@ -110,6 +114,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
     this.#migrations = options.migrations;
     this.#maxOpen = maxOpen;
     this.#maxBatch = options.maxBatch;
+    this.#aroundWalSync = options.aroundWalSync;
   }
 
   async create(tenant: string): Promise<Store<DB>> {
@@ -338,6 +343,9 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
     const store = await openSqliteStore<DB>(path, this.#migrations, {
       fileMustExist: true,
       migrated: this.#migrated.has(tenant),
+      // Many files: each fsyncs its batches itself, off the event loop, in parallel with the others.
+      ownSync: true,
+      ...(this.#aroundWalSync === undefined ? {} : { aroundWalSync: this.#aroundWalSync }),
       ...(this.#maxBatch === undefined ? {} : { maxBatch: this.#maxBatch }),
     });
     this.#migrated.add(tenant);
