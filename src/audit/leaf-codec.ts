@@ -42,18 +42,24 @@ const DICTIONARIES: ReadonlyMap<number, Buffer> = new Map([[1, LEAF_DICTIONARY_V
 /** A stored block that cannot be read back (unknown codec, corrupt data): the verifier reports it. */
 export class LeafBlockError extends Error {}
 
-/** The block that stores `leaves` (canonical JSON texts, none holding U+0000), in the current codec. */
-export function encodeLeafBlock(leaves: readonly string[]): Buffer {
+/**
+ * The block that stores `leaves` (canonical JSON texts, or their UTF-8 bytes; none holding 0x00), in
+ * the current codec.
+ */
+export function encodeLeafBlock(leaves: readonly (string | Uint8Array)[]): Buffer {
   if (leaves.length === 0) throw new RangeError('a leaf block holds at least one leaf');
-  const text = `${leaves.join('\u0000')}\u0000`;
-  const bytes = Buffer.from(text, 'utf8');
+  const parts: Uint8Array[] = [];
+  for (const leaf of leaves) parts.push(typeof leaf === 'string' ? Buffer.from(leaf, 'utf8') : leaf, ZERO);
+  const bytes = Buffer.concat(parts);
   if (countZeros(bytes) !== leaves.length) throw new RangeError('an audit leaf holds a 0x00 byte');
-  const payload = deflateRawSync(bytes, { dictionary: LEAF_DICTIONARY_V1, level: 9 });
+  const payload = deflateRawSync(bytes, { dictionary: LEAF_DICTIONARY_V1 });
   const block = Buffer.allocUnsafe(1 + payload.length);
   block[0] = LEAF_CODEC;
   payload.copy(block, 1);
   return block;
 }
+
+const ZERO = Buffer.alloc(1);
 
 /**
  * The leaves of a block as leaf₀ ‖ 0x00 ‖ … ‖ leafₙ₋₁ ‖ 0x00 (UTF-8). Throws LeafBlockError for an

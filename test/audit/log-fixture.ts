@@ -22,6 +22,7 @@ import { ed25519NoteSigner, ed25519VerifierKey, type NoteSigner } from '../../sr
 import { createWitness, type Witness } from '../../src/audit/witness.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { type LeafRow, readLeafRows, writeLeafRows } from './leaf-rows.ts';
 
 export const FIXTURE_ORIGIN = 'tresor.test/audit';
 export const FIXTURE_KEY_NAME = 'tresor-keyd/audit-checkpoint';
@@ -76,7 +77,11 @@ export interface AuditLogFixture {
   readonly checkpointSizes: readonly number[];
   /** Appends `count` entries with their nodes and checkpoints (and records them with the witness). */
   append(count: number): Promise<void>;
-  /** Runs `fn` on the file opened read-write with the append-only triggers dropped: an attacker. */
+  /**
+   * Runs `fn` on the file opened read-write with the append-only triggers dropped: an attacker. The
+   * leaves are shown as the earlier table audit_log (idx, tenant, leaf) while `fn` runs; what it
+   * leaves there is stored as leaf blocks again (leaf-rows.ts).
+   */
   tamper(fn: (db: Database.Database) => void): void;
   /** Signs a checkpoint of this fixture's origin (or another), for forged-checkpoint tests. */
   signTree(size: number, rootHash: Buffer, origin?: string): Promise<string>;
@@ -229,7 +234,29 @@ export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Pro
           db.exec(`DROP TRIGGER IF EXISTS ${table}_no_update; DROP TRIGGER IF EXISTS ${table}_no_delete;`);
         }
         db.exec('DROP TRIGGER IF EXISTS audit_leaves_grow_only');
+        // The leaves as the earlier row-per-leaf table, for the test to change as it likes.
+        db.exec('CREATE TABLE audit_log (idx INTEGER PRIMARY KEY, tenant TEXT, leaf TEXT)');
+        const insert = db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (?, ?, ?)');
+        for (const r of readLeafRows(db)) insert.run(r.idx, r.tenant, r.leaf);
+        const snapshot = () =>
+          db
+            .prepare('SELECT idx, tenant, CAST(leaf AS BLOB) AS leaf FROM audit_log ORDER BY idx')
+            .all() as LeafRow[];
+        const before = snapshot();
         fn(db);
+        const rows = snapshot();
+        const same =
+          rows.length === before.length &&
+          rows.every((r, i) => {
+            const b = before[i] as LeafRow;
+            return (
+              r.idx === b.idx &&
+              r.tenant === b.tenant &&
+              Buffer.compare(r.leaf as Buffer, b.leaf as Buffer) === 0
+            );
+          });
+        if (!same) writeLeafRows(db, rows);
+        db.exec('DROP TABLE audit_log');
       } finally {
         db.close();
       }
