@@ -37,6 +37,8 @@ export const LEAF_DICTIONARY_V1 = Buffer.from(
   'utf8',
 );
 
+const INFLATE_CHUNK = 64 * 1024;
+
 const DICTIONARIES: ReadonlyMap<number, Buffer> = new Map([[1, LEAF_DICTIONARY_V1]]);
 
 /** A stored block that cannot be read back (unknown codec, corrupt data): the verifier reports it. */
@@ -71,7 +73,9 @@ export function decodeLeafBlock(block: Uint8Array): Buffer {
   if (dictionary === undefined)
     throw new LeafBlockError(`unknown leaf block codec ${codec ?? '(empty block)'}`);
   try {
-    return inflateRawSync(block.subarray(1), { dictionary });
+    // One output chunk for a whole block (64 leaves of ~400 B): zlib's default 16 KiB chunks, joined
+    // afterwards, cost the verifier a third more per leaf.
+    return inflateRawSync(block.subarray(1), { dictionary, chunkSize: INFLATE_CHUNK });
   } catch (err) {
     throw new LeafBlockError(`a leaf block does not inflate: ${(err as Error).message}`);
   }

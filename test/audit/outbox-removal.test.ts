@@ -7,6 +7,7 @@
  * (SIGKILL) after its log commit and before the removal loses nothing and duplicates nothing: the
  * next one deletes the left rows without appending them again.
  */
+import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -44,11 +45,8 @@ async function moved(store: Store<WithAuditEvents>): Promise<number> {
 }
 
 async function logRequestIds(control: { db: object }): Promise<string[]> {
-  const rows = await (control.db as Kysely<WithAuditLog>)
-    .selectFrom('audit_log')
-    .select('leaf')
-    .orderBy('idx')
-    .execute();
+  const db = control.db as Kysely<WithAuditLog>;
+  const rows = await readLeaves(db, 0, await storedLogSize(db));
   return rows.map((r) => (JSON.parse(r.leaf) as { requestId: string }).requestId);
 }
 

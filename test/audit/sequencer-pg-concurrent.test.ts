@@ -15,6 +15,7 @@
  * standby's sequencer learns of the append through the holder's NOTIFY (its tree head and its
  * listeners follow).
  */
+import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
@@ -142,11 +143,8 @@ describe('two nodes writing one outbox on PostgreSQL', () => {
         assert.ok(written.has((JSON.parse(row.event) as AuditEvent).requestId as string));
     }
 
-    const log = await (a.control.db as unknown as import('kysely').Kysely<WithAuditLog>)
-      .selectFrom('audit_log')
-      .select(['idx', 'leaf'])
-      .orderBy('idx')
-      .execute();
+    const logDb = a.control.db as unknown as import('kysely').Kysely<WithAuditLog>;
+    const log = (await readLeaves(logDb, 0, await storedLogSize(logDb))).map((r) => ({ idx: r.index, leaf: r.leaf }));
     const logged = log.map((r) => (JSON.parse(r.leaf) as AuditEvent).requestId as string);
     const missing = outboxIds.filter((id) => !logged.includes(id));
     assert.deepEqual(missing, [], 'every committed outbox row is in the log');

@@ -3,6 +3,9 @@
  * placeholders), JSON fields of audit leaves (#>> instead of json_extract), the record page query
  * (no unary + on text), the schema-version check in every record write.
  */
+import { CompiledQuery } from 'kysely';
+import { leafStatements } from '../../src/audit/leaf-store.ts';
+import { numbered } from '../../src/audit/log-append.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
@@ -55,12 +58,10 @@ describe('formerly SQLite-only queries on PostgreSQL', () => {
     const leaf = (idx: number, fields: object) => ({
       idx,
       tenant: 'ten_1',
-      leaf: JSON.stringify({ index: idx, ...fields }),
+      leaf: JSON.stringify({ index: idx, tenant: 'ten_1', ...fields }),
     });
     await control.write(async (trx) => {
-      await trx
-        .insertInto('audit_log')
-        .values([
+      const entries = [
           leaf(0, {
             at: '2026-03-02T00:00:00.000Z',
             actor: { kind: 'staff', id: 'psn_a', grantId: 'grt_1' },
@@ -86,8 +87,10 @@ describe('formerly SQLite-only queries on PostgreSQL', () => {
             action: 'record.read',
             outcome: 'success',
           }),
-        ])
-        .execute();
+      ].map((e) => [e.idx, e.tenant, e.leaf] as const);
+      // As the sequencer stores them (src/audit/leaf-store.ts).
+      for (const st of leafStatements(entries, null))
+        await trx.executeQuery(CompiledQuery.raw(numbered(st.sql), st.parameters));
     });
     const evidence = reviewEvidence({
       db: control.db as unknown as Kysely<AccessDB>,
