@@ -15,12 +15,13 @@
  * standby's sequencer learns of the append through the holder's NOTIFY (its tree head and its
  * listeners follow).
  */
-import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
+
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../../src/audit/event.ts';
+import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import { createAuditLogReader } from '../../src/audit/log.ts';
 import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
@@ -144,7 +145,10 @@ describe('two nodes writing one outbox on PostgreSQL', () => {
     }
 
     const logDb = a.control.db as unknown as import('kysely').Kysely<WithAuditLog>;
-    const log = (await readLeaves(logDb, 0, await storedLogSize(logDb))).map((r) => ({ idx: r.index, leaf: r.leaf }));
+    const log = (await readLeaves(logDb, 0, await storedLogSize(logDb))).map((r) => ({
+      idx: r.index,
+      leaf: r.leaf,
+    }));
     const logged = log.map((r) => (JSON.parse(r.leaf) as AuditEvent).requestId as string);
     const missing = outboxIds.filter((id) => !logged.includes(id));
     assert.deepEqual(missing, [], 'every committed outbox row is in the log');

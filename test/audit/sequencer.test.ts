@@ -5,7 +5,7 @@
  * rows the RFC 9162 tree of the entries gives, and a failing write must change nothing, turn health
  * red and recover by itself without appending anything twice.
  */
-import { readLeafRows } from './leaf-rows.ts';
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +26,7 @@ import { type AuditSequencer, createAuditSequencer } from '../../src/audit/seque
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { readLeafRows } from './leaf-rows.ts';
 
 const TENANT = 'ten_0123456789abcdef01234567';
 const dir = mkdtempSync(join(tmpdir(), 'tresor-sequencer-'));

@@ -4,7 +4,7 @@
  * would; exit 0 when the log verifies, 1 with the first bad index on any change, 2 on a usage error.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -30,7 +30,9 @@ describe('tresor audit verify', () => {
 
     // The attacker edits the stored leaf (the fixture shows the leaves as rows while it runs).
     f.tamper((db) =>
-      db.exec(`UPDATE audit_log SET leaf = replace(leaf, '"outcome":"success"', '"outcome":"failure"') WHERE idx = 33;`),
+      db.exec(
+        `UPDATE audit_log SET leaf = replace(leaf, '"outcome":"success"', '"outcome":"failure"') WHERE idx = 33;`,
+      ),
     );
     const bad = tresor('audit', 'verify', '--data-dir', f.dataDir, '--public-key', f.verifierKey);
     assert.equal(bad.status, 1);

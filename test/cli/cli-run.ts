@@ -3,12 +3,13 @@
  * developer's TRESOR_* variables removed so each run is hermetic — and reads a deployment's audit
  * log from its control store (read-only, beside the running server, as SQLite WAL allows).
  */
-import { leafTexts } from '../../src/audit/leaf-codec.ts';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 
 export interface Run {

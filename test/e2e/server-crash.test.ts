@@ -5,11 +5,12 @@
  * the same data after a restart, and its record.create audit event is in the tenant's store
  * (its SQLite file, integrity-checked, or its PostgreSQL schema).
  */
-import { leafTexts } from '../../src/audit/leaf-codec.ts';
+
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { onPostgres } from '../helpers/backend.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { controlRows, tenantRows } from '../helpers/stack-sql.ts';

@@ -226,11 +226,11 @@ describe('PostgreSQL and SQLite schemas', () => {
           ? 'idx'
           : table === 'audit_tenants'
             ? 'ref'
-          : table === 'audit_checkpoints'
-            ? 'size'
-            : table === 'audit_events'
-              ? 'seq'
-              : 'id';
+            : table === 'audit_checkpoints'
+              ? 'size'
+              : table === 'audit_events'
+                ? 'seq'
+                : 'id';
       await assert.rejects(
         sql.raw(`UPDATE ${table} SET ${column} = ${column}`).execute(db),
         refused(message),
