@@ -74,10 +74,11 @@ export function openAuditLogReader(path: string): AuditLogReader {
           yield e;
           continue;
         }
+        const bytes = Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.length);
         for (let i = 0; i < e.count; i++) {
           yield {
             index: e.first + i,
-            leaf: e.bytes.toString('utf8', (e.starts[i] as number) + 1, e.starts[i + 1] as number),
+            leaf: bytes.toString('utf8', (e.starts[i] as number) + 1, e.starts[i + 1] as number),
             storedLeafHash: e.storedLeafHashes.slice(i * 32, i * 32 + 32),
           };
         }

@@ -61,7 +61,7 @@ export function writeLeafRows(db: Database.Database, rows: readonly LeafRow[]): 
   };
   for (const r of rows) {
     const last = run[run.length - 1];
-    if (last !== undefined && last[0] + 1 !== r.idx) flush();
+    if (last !== undefined && last.idx + 1 !== r.idx) flush();
     run.push(r);
   }
   flush();
