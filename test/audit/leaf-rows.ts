@@ -68,10 +68,7 @@ export function writeLeafRows(db: Database.Database, rows: readonly LeafRow[]): 
 }
 
 /** Reads the rows, lets `edit` change them (in place, or by returning new ones), and writes them back. */
-export function editLeafRows(
-  db: Database.Database,
-  edit: (rows: LeafRow[]) => LeafRow[] | undefined,
-): void {
+export function editLeafRows(db: Database.Database, edit: (rows: LeafRow[]) => LeafRow[] | undefined): void {
   const rows = readLeafRows(db);
   writeLeafRows(db, edit(rows) ?? rows);
 }
