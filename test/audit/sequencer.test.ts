@@ -20,6 +20,7 @@ import {
   auditEventsMigration,
   type WithAuditEvents,
 } from '../../src/audit/event.ts';
+import { auditLeafBlocksMigration } from '../../src/audit/leaf-blocks-migration.ts';
 import { auditLogMigration, type WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { type AuditSequencer, createAuditSequencer } from '../../src/audit/sequencer.ts';
@@ -72,6 +73,7 @@ async function openPair(options: {
   const control = await openSqliteStore<WithAuditLog & WithAuditEvents>(controlPath, {
     '0001-audit-events': auditEventsMigration,
     '0003-audit-log': auditLogMigration,
+    '0019-audit-leaf-blocks': auditLeafBlocksMigration,
   });
   const offload = sequencerOffloadOf(control);
   assert.ok(offload, 'a SQLite control store on a file can take the worker');
