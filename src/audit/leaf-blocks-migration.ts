@@ -17,7 +17,7 @@ import { LEAF_BLOCK_SPAN, leafStatements } from './leaf-store.ts';
 import { numbered } from './log-append.ts';
 
 const APPEND_ONLY = 'the audit log is append-only';
-const GROW_ONLY = 'the audit log is append-only: a leaf block only grows within its range';
+const GROW_ONLY = 'the audit log is append-only, a leaf block only grows within its range';
 /** A block may be rewritten only as the same range with more leaves (leaf-store.ts). */
 const GROWS = `NEW.idx IS NOT OLD.idx OR NEW.n <= OLD.n OR (OLD.idx % ${LEAF_BLOCK_SPAN}) + NEW.n > ${LEAF_BLOCK_SPAN}`;
 /** Rows of audit_log converted per read. */
