@@ -94,8 +94,9 @@ async function* leafBatches(client: pg.Client, rows: number): AsyncIterableItera
   let from: bigint | null = null;
   for (;;) {
     const result: pg.QueryResult<BlockRow> = await client.query<BlockRow>(
-      `SELECT idx::text AS idx, n, block FROM audit_leaves
-        WHERE ($1::numeric IS NULL OR idx >= $1::numeric) ORDER BY idx LIMIT $2`,
+      // ORDER BY the column, not the text alias of the select list (which would sort "128" before "64").
+      `SELECT l.idx::text AS idx, l.n, l.block FROM audit_leaves l
+        WHERE ($1::numeric IS NULL OR l.idx >= $1::numeric) ORDER BY l.idx LIMIT $2`,
       [from === null ? null : from.toString(), perRead],
     );
     const batch = result.rows.map((r) => ({ idx: Number(r.idx), n: Number(r.n), block: r.block }));
