@@ -12,6 +12,7 @@
  * Run it only on a store no server has open: a running sequencer would not see the new entries.
  */
 import { CompiledQuery, type Kysely } from 'kysely';
+import { type LeafBlockRow, storedLogSize, tailBlockQuery, tailOf } from '../src/audit/leaf-store.ts';
 import { readTreeNodes } from '../src/audit/log.ts';
 import { logStatements } from '../src/audit/log-append.ts';
 import type { WithAuditLog } from '../src/audit/log-schema.ts';
@@ -26,11 +27,7 @@ const T0 = Date.parse('2026-11-02T09:00:00.000Z');
 
 /** The log's size and peaks as stored (what the sequencer's restore reads). */
 async function storedTree(db: Kysely<WithAuditLog>): Promise<MerkleAccumulator> {
-  const last = await db
-    .selectFrom('audit_log')
-    .select((eb) => eb.fn.max('idx').as('max'))
-    .executeTakeFirst();
-  const size = last?.max === null || last?.max === undefined ? 0 : Number(last.max) + 1;
+  const size = await storedLogSize(db);
   const positions = peakPositions(size);
   const nodes = await readTreeNodes(
     db,
@@ -95,14 +92,27 @@ export async function growAuditLog(options: {
     const events = Array.from({ length: count }, (_, k) => eventJson(options.tenant, size + k));
     const batch = sequenceBatch({ size, peaks: Buffer.concat(tree.peaks()), events });
     const hashes = unpackHashes(batch.nodeHashes);
-    const statements = logStatements({
-      entries: batch.leaves.map((leaf, k) => [size + k, options.tenant, leaf] as const),
-      nodes: hashes.map(
-        (hash, k) => [batch.nodeLevels[k] as number, batch.nodeIndexes[k] as number, hash] as const,
-      ),
-      cursors: [],
-    });
     await options.control.write(async (trx) => {
+      const tailQuery = tailBlockQuery(size);
+      const tailRows =
+        tailQuery === null
+          ? []
+          : (
+              await trx.executeQuery<LeafBlockRow>(
+                CompiledQuery.raw(
+                  options.numberedParameters ? numbered(tailQuery.sql) : tailQuery.sql,
+                  tailQuery.parameters,
+                ),
+              )
+            ).rows;
+      const statements = logStatements({
+        entries: batch.leaves.map((leaf, k) => [size + k, options.tenant, leaf] as const),
+        tail: tailOf(tailRows, size),
+        nodes: hashes.map(
+          (hash, k) => [batch.nodeLevels[k] as number, batch.nodeIndexes[k] as number, hash] as const,
+        ),
+        cursors: [],
+      });
       for (const { sql, parameters } of statements)
         await trx.executeQuery(
           CompiledQuery.raw(options.numberedParameters ? numbered(sql) : sql, parameters),

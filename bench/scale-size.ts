@@ -324,7 +324,7 @@ async function auditDiskBytes(dataDir: string, databaseUrl: string | undefined):
   try {
     const r = await client.query<{ bytes: string }>(
       `SELECT sum(pg_total_relation_size(format('%I.%I', $1::text, t)::regclass))::text AS bytes
-         FROM unnest(ARRAY['audit_log', 'audit_nodes', 'audit_checkpoints']) AS t`,
+         FROM unnest(ARRAY['audit_leaves', 'audit_tenants', 'audit_tenant_entries', 'audit_nodes', 'audit_checkpoints']) AS t`,
       [CONTROL_SCHEMA],
     );
     return Number(r.rows[0]?.bytes ?? 0);
@@ -659,7 +659,7 @@ export function scaleSizeSection(r: ScaleSizeResult): Section {
         "sequencer's sequenceBatch and INSERT statements); the next start's checkpointer has keyd sign the grown " +
         'tree. tresor audit verify runs as its own process (spawn to exit, default worker threads). Disk: ' +
         (r.backend === 'postgres'
-          ? 'pg_total_relation_size of audit_log, audit_nodes and audit_checkpoints (indexes and TOAST included).'
+          ? 'pg_total_relation_size of audit_leaves, audit_tenants, audit_tenant_entries, audit_nodes and audit_checkpoints (indexes and TOAST included).'
           : 'control.sqlite and its -wal (the whole control store; the rest of it is a few hundred KB).') +
         ' Restart: spawn of the server process (node + tsx) to its listening line, and to the first /readyz 200.',
     ],

@@ -3,8 +3,9 @@
  * audit log itself records in it (the leaf's JSON, so the report shows what the tamper-evident log
  * says, not a second bookkeeping that could disagree with it), and the attestations touching it.
  */
-import { type Kysely, sql } from 'kysely';
-import { dialectOf, jsonText } from '../store/dialect.ts';
+import type { Kysely } from 'kysely';
+import { readLeaves, readTenantLeaves, storedLogSize } from '../audit/leaf-store.ts';
+import type { WithAuditLog } from '../audit/log-schema.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
 import { type GrantInfo, grantInfoOf } from './grant-state.ts';
 import { iso, lifeOf, type Period } from './review-period.ts';
@@ -78,40 +79,32 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
     },
 
     async accessesIn(period: Period, scope: ReviewScope, person?: string): Promise<StaffAccess[]> {
-      // Each entry's fields are read out of its leaf JSON: json_extract on SQLite, #>> on PostgreSQL.
-      const field = (...path: string[]) => jsonText(dialectOf(db), 'leaf', path);
-      const tenantClause = scope.tenant === undefined ? sql`` : sql`AND tenant = ${scope.tenant}`;
-      const personClause = person === undefined ? sql`` : sql`AND ${field('actor', 'id')} = ${person}`;
-      const rows = await sql<{
-        idx: number;
-        tenant: string | null;
-        at: string;
-        person: string;
-        grant_id: string;
-        action: string;
-        outcome: string;
-      }>`SELECT idx, tenant,
-           ${field('at')} AS at,
-           ${field('actor', 'id')} AS person,
-           coalesce(${field('actor', 'grantId')}, ${field('target', 'grantId')}) AS grant_id,
-           ${field('action')} AS action,
-           ${field('outcome')} AS outcome
-         FROM audit_log
-         WHERE (${field('actor', 'grantId')} IS NOT NULL
-                OR (${field('action')} = 'grant.break-glass' AND ${field('outcome')} = 'success'))
-           AND ${field('at')} >= ${iso(period.from)}
-           AND ${field('at')} < ${iso(period.to)}
-           ${tenantClause} ${personClause}
-         ORDER BY idx`.execute(db);
-      return rows.rows.map((r) => ({
-        index: r.idx,
-        at: r.at,
-        tenant: r.tenant ?? '',
-        person: r.person,
-        grantId: r.grant_id,
-        action: r.action,
-        outcome: r.outcome,
-      }));
+      // The leaves are stored compressed (src/audit/leaf-store.ts): read in index order, a page at a
+      // time, of the tenant's entries or of the whole log, and picked here. A leaf naming neither a
+      // grantId nor a break-glass is passed over before it is parsed.
+      const log = db as unknown as Kysely<WithAuditLog>;
+      const from = iso(period.from);
+      const to = iso(period.to);
+      const accesses: StaffAccess[] = [];
+      const end = await storedLogSize(log);
+      for (let at = 0; at < end; ) {
+        const page =
+          scope.tenant === undefined
+            ? await readLeaves(log, at, Math.min(end, at + REVIEW_PAGE))
+            : await readTenantLeaves(log, scope.tenant, { from: at, limit: REVIEW_PAGE });
+        const last = page[page.length - 1];
+        if (scope.tenant === undefined) at += REVIEW_PAGE;
+        else if (last === undefined) break;
+        else at = last.index + 1;
+        for (const { index, leaf } of page) {
+          if (!leaf.includes('"grantId"') && !leaf.includes('"grant.break-glass"')) continue;
+          const access = staffAccessOf(index, JSON.parse(leaf) as LeafFields);
+          if (access === null || access.at < from || access.at >= to) continue;
+          if (person !== undefined && access.person !== person) continue;
+          accesses.push(access);
+        }
+      }
+      return accesses;
     },
 
     async attestationsIn(period: Period, scope: ReviewScope): Promise<Attestation[]> {
@@ -126,5 +119,39 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
       }
       return (await q.orderBy('period_from').orderBy('id').execute()).map(toAttestation);
     },
+  };
+}
+
+/** Entries read per page of the log (a whole number of leaf blocks). */
+const REVIEW_PAGE = 4096;
+
+/** The fields of a leaf the review reads (src/audit/event.ts). */
+interface LeafFields {
+  at?: unknown;
+  tenant?: unknown;
+  action?: unknown;
+  outcome?: unknown;
+  actor?: { id?: unknown; grantId?: unknown };
+  target?: { grantId?: unknown };
+}
+
+const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+/** A staff access the entry is: an act through a grant, or a successful break-glass; else null. */
+function staffAccessOf(index: number, e: LeafFields): StaffAccess | null {
+  const action = text(e.action);
+  const outcome = text(e.outcome);
+  const actorGrant = text(e.actor?.grantId);
+  if (actorGrant === null && !(action === 'grant.break-glass' && outcome === 'success')) return null;
+  const at = text(e.at);
+  if (at === null) return null;
+  return {
+    index,
+    at,
+    tenant: text(e.tenant) ?? '',
+    person: text(e.actor?.id) ?? '',
+    grantId: actorGrant ?? text(e.target?.grantId) ?? '',
+    action: action ?? '',
+    outcome: outcome ?? '',
   };
 }

@@ -1,11 +1,14 @@
 /**
- * The statements of one sequencer pass's write to the control store: the entries (audit_log), the
+ * The statements of one sequencer pass's write to the control store: the entries (their leaves in
+ * compressed blocks, leaf-store.ts), the
  * perfect subtrees they completed (audit_nodes) and each source's advanced cursor (audit_cursors), as
  * plain SQL with parameters, so the main thread (through the store's transaction) and the sequencer's
  * worker thread (through its own connection) write exactly the same rows. Multi-row inserts come in a
  * few fixed sizes so a connection's statement cache holds them all (the query builder's per-row work
  * was once most of a pass).
  */
+
+import { type LeafTail, leafStatements } from './leaf-store.ts';
 
 /** Rows per INSERT statement, largest first (3 parameters each, well under SQLite's 32,766). */
 const CHUNK_SIZES = [256, 64, 16, 4, 1] as const;
@@ -32,8 +35,10 @@ export interface LogStatement {
 }
 
 export interface LogAppend {
-  /** audit_log rows: [idx, tenant, leaf]. */
+  /** The entries: [idx, tenant, leaf], consecutive indices from the log's size. */
   entries: readonly (readonly [number, string | null, string])[];
+  /** The partial leaf block the log ends with (tailOf), which the first new leaves complete. */
+  tail: LeafTail | null;
   /** audit_nodes rows: [level, idx, hash]. */
   nodes: readonly (readonly [number, number, Uint8Array])[];
   /** audit_cursors: each source's last moved outbox seq. */
@@ -50,7 +55,7 @@ export function logStatements(append: LogAppend): LogStatement[] {
       });
     }
   };
-  rows('audit_log', 'idx, tenant, leaf', append.entries);
+  statements.push(...leafStatements(append.entries, append.tail));
   rows('audit_nodes', 'level, idx, hash', append.nodes);
   for (const [source, seq] of append.cursors) {
     statements.push({
@@ -59,4 +64,10 @@ export function logStatements(append: LogAppend): LogStatement[] {
     });
   }
   return statements;
+}
+
+/** `?` parameters as PostgreSQL's `$1, $2…` (the log's statements hold no `?` in literals). */
+export function numbered(statement: string): string {
+  let n = 0;
+  return statement.replace(/\?/g, () => `$${++n}`);
 }

@@ -7,14 +7,16 @@
  *   entries come from one snapshot (the sequencer commits entries no later than the checkpoint
  *   that covers them), and the verifier cannot change what it checks. It reads beside a live
  *   server: PostgreSQL readers never block the sequencer's writes.
- * - Rows are read by index range (`idx >= from ORDER BY idx LIMIT n`, the primary key's order), each
- *   with its stored level-0 hash, and handed out as a LeafBatch when the range is clean: consecutive
- *   indices and every row with a 32-byte hash. Anything else goes row by row as a VerifyEntry, so a
- *   gap, a reordering or a missing hash is seen and reported by the verifier, never smoothed over.
+ * - Leaf blocks are read by index range (`idx >= from ORDER BY idx LIMIT n`, the primary key's
+ *   order) with the stored level-0 hashes of the range, and handed out as a LeafBatch when the range
+ *   is clean (leaf-batch-read.ts). Anything else goes leaf by leaf as a VerifyEntry, so a gap, a
+ *   reordering or a missing hash is seen and reported by the verifier, never smoothed over.
  * - The URL may hold a password: no message here repeats it (`location` is the redacted form).
  */
 import pg from 'pg';
 import { TresorError } from '../errors.ts';
+import { leafBatchesOf } from './leaf-batch-read.ts';
+import { LEAF_BLOCK_SPAN } from './leaf-store.ts';
 import type { AuditLogSnapshot } from './log-reader.ts';
 import type { LeafBatch, VerifyEntry } from './verify.ts';
 
@@ -62,7 +64,9 @@ export async function openPgLogSnapshot(options: PgLogSnapshotOptions): Promise<
       return result.rows.map((r) => r.note);
     },
     async size() {
-      const result = await client.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_log');
+      const result = await client.query<{ n: string }>(
+        'SELECT coalesce(sum(n), 0)::text AS n FROM audit_leaves',
+      );
       return Number(result.rows[0]?.n ?? 0);
     },
     leafBatches: (rows = LEAF_BATCH_ROWS) => leafBatches(client, rows),
@@ -73,68 +77,53 @@ export async function openPgLogSnapshot(options: PgLogSnapshotOptions): Promise<
   };
 }
 
-interface LogRow {
+interface BlockRow {
   idx: string;
-  leaf: string;
-  hash: Buffer | null;
+  n: number;
+  block: Buffer;
 }
 
+/**
+ * The leaf blocks (leaf-store.ts) along the primary key, a few thousand leaves at a time, each run
+ * with the level-0 hashes of its index range, through leafBatchesOf (as the SQLite reader).
+ */
 async function* leafBatches(client: pg.Client, rows: number): AsyncIterableIterator<LeafBatch | VerifyEntry> {
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError('rows must be a positive integer');
+  const perRead = Math.max(1, Math.ceil(rows / LEAF_BLOCK_SPAN));
   // idx as text: a bigint beyond 2^53 must not be rounded into another index.
   let from: bigint | null = null;
   for (;;) {
-    const result: pg.QueryResult<LogRow> = await client.query<LogRow>(
-      `SELECT l.idx::text AS idx, l.leaf, n.hash
-         FROM audit_log l LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = l.idx
-        WHERE ($1::numeric IS NULL OR l.idx >= $1::numeric)
-        ORDER BY l.idx LIMIT $2`,
-      [from === null ? null : from.toString(), rows],
+    const result: pg.QueryResult<BlockRow> = await client.query<BlockRow>(
+      // ORDER BY the column, not the text alias of the select list (which would sort "128" before "64").
+      `SELECT l.idx::text AS idx, l.n, l.block FROM audit_leaves l
+        WHERE ($1::numeric IS NULL OR l.idx >= $1::numeric) ORDER BY l.idx LIMIT $2`,
+      [from === null ? null : from.toString(), perRead],
     );
-    const batch = result.rows;
+    const batch = result.rows.map((r) => ({ idx: Number(r.idx), n: Number(r.n), block: r.block }));
     const first = batch[0];
-    const last = batch[batch.length - 1];
-    if (first === undefined || last === undefined) return;
-    const clean = cleanBatch(batch);
-    if (clean !== null) yield clean;
-    else
-      for (const row of batch) {
-        yield { index: Number(row.idx), leaf: row.leaf, storedLeafHash: row.hash };
-      }
-    if (batch.length < rows) return;
+    const last = result.rows[result.rows.length - 1];
+    const lastBlock = batch[batch.length - 1];
+    if (first === undefined || last === undefined || lastBlock === undefined) return;
+    const hashRows = await client.query<{ idx: string; hash: Buffer }>(
+      'SELECT idx::text AS idx, hash FROM audit_nodes WHERE level = 0 AND idx >= $1::numeric AND idx < $2::numeric ORDER BY idx',
+      [result.rows[0]?.idx, (BigInt(last.idx) + BigInt(lastBlock.n)).toString()],
+    );
+    const byIndex = new Map(hashRows.rows.map((r) => [Number(r.idx), r.hash]));
+    yield* leafBatchesOf(batch, {
+      range(start, count) {
+        const parts: Buffer[] = [];
+        for (let i = start; i < start + count; i++) {
+          const hash = byIndex.get(i);
+          if (hash === undefined || hash.length !== 32) return null;
+          parts.push(hash);
+        }
+        return Buffer.concat(parts).toString('latin1');
+      },
+      one: (index) => byIndex.get(index) ?? null,
+    });
+    if (result.rows.length < perRead) return;
     from = BigInt(last.idx) + 1n;
   }
-}
-
-/** The rows as one LeafBatch when they are consecutive from a safe index and each has its 32-byte hash. */
-function cleanBatch(rows: readonly LogRow[]): LeafBatch | null {
-  const first = Number(rows[0]?.idx);
-  if (!Number.isSafeInteger(first) || first < 0 || !Number.isSafeInteger(first + rows.length)) return null;
-  const parts: Buffer[] = [];
-  const hashes: Buffer[] = [];
-  const starts = new Uint32Array(rows.length + 1);
-  const zero = Buffer.alloc(1);
-  let at = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as LogRow;
-    if (row.idx !== String(first + i) || row.hash === null || row.hash.length !== 32) return null;
-    const leaf = Buffer.from(row.leaf, 'utf8');
-    // PostgreSQL text holds no 0x00, but the batch layout depends on it: checked, not assumed.
-    if (leaf.includes(0)) return null;
-    starts[i] = at;
-    parts.push(zero, leaf);
-    at += 1 + leaf.length;
-    hashes.push(row.hash);
-  }
-  starts[rows.length] = at;
-  parts.push(zero);
-  return {
-    first,
-    count: rows.length,
-    bytes: Buffer.concat(parts),
-    starts,
-    storedLeafHashes: Buffer.concat(hashes).toString('latin1'),
-  };
 }
 
 /** A driver error's reason, without anything it might quote of the connection string. */

@@ -9,6 +9,8 @@
  */
 import Database from 'better-sqlite3';
 import { TresorError } from '../errors.ts';
+import { leafBatchesOf, type StoredBlock } from './leaf-batch-read.ts';
+import { LEAF_BLOCK_SPAN } from './leaf-store.ts';
 import {
   type LeafBatch,
   type VerifyEntry,
@@ -30,13 +32,13 @@ export interface AuditLogReader {
   readonly path: string;
   /** Signed checkpoint notes, by tree size. */
   checkpoints(): string[];
-  /** Number of entry rows. */
+  /** Number of entries stored. */
   size(): number;
   /** Entries by row index, each with the level-0 hash stored for its index (null if none). */
   entries(): IterableIterator<VerifyEntry>;
   /**
-   * The same rows for the verifier, `rows` at a time: a LeafBatch where they are consecutive indices
-   * holding text and every one has its 32-byte level-0 hash, else those rows one by one as entries().
+   * The same entries for the verifier, about `rows` at a time: a LeafBatch where their blocks are
+   * clean (leaf-batch-read.ts), else those entries one by one as entries().
    */
   leafBatches(rows?: number): IterableIterator<LeafBatch | VerifyEntry>;
   /** Ends the snapshot and closes the file. */
@@ -64,23 +66,22 @@ export function openAuditLogReader(path: string): AuditLogReader {
       return db.prepare('SELECT note FROM audit_checkpoints ORDER BY size').pluck().all() as string[];
     },
     size() {
-      return db.prepare('SELECT count(*) FROM audit_log').pluck().get() as number;
+      return db.prepare('SELECT coalesce(sum(n), 0) FROM audit_leaves').pluck().get() as number;
     },
     *entries() {
-      const leafHashes = storedLeafHashes(db);
-      const rows = db
-        .prepare('SELECT idx, leaf FROM audit_log ORDER BY idx')
-        .raw()
-        .iterate() as IterableIterator<[number, unknown]>;
-      for (const row of rows) {
-        // Indexed, not destructured: array destructuring goes through the iterator protocol per row.
-        const index = row[0];
-        const leaf = row[1];
-        yield {
-          index,
-          leaf: typeof leaf === 'string' ? leaf : String(leaf),
-          storedLeafHash: leafHashes(index),
-        };
+      for (const e of leafBatches(db, LEAF_BATCH_ROWS)) {
+        if (!('starts' in e)) {
+          yield e;
+          continue;
+        }
+        const bytes = Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.length);
+        for (let i = 0; i < e.count; i++) {
+          yield {
+            index: e.first + i,
+            leaf: bytes.toString('utf8', (e.starts[i] as number) + 1, e.starts[i + 1] as number),
+            storedLeafHash: e.storedLeafHashes.slice(i * 32, i * 32 + 32),
+          };
+        }
       }
     },
     leafBatches(rows = LEAF_BATCH_ROWS) {
@@ -93,78 +94,30 @@ export function openAuditLogReader(path: string): AuditLogReader {
   };
 }
 
-/** Rows per LeafBatch: about 1.5 MB of leaves at the usual ~385 bytes. */
+/** Rows per LeafBatch, about: about 1.5 MB of leaves at the usual ~385 bytes; 64 full blocks. */
 const LEAF_BATCH_ROWS = 4096;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 
 /**
- * Rows read a batch at a time, concatenated by SQLite into one blob (leafBatches' LeafBatch layout):
- * one value per batch instead of a string and an array per row halves the cost of reading, and the
- * verifier then works on the UTF-8 bytes the leaf hash covers without decoding them. The walk goes by
- * the primary key (`idx >= from`, exact 64-bit bounds), so it visits every row entries() would, in the
- * same order; a batch that is not clean — indices not consecutive from 0 up, a leaf that is not text
- * or holds a 0x00 byte, a level-0 hash missing or malformed — is handed out row by row as entries().
- * group_concat follows the subquery's order (the primary key's, no sort step); if it ever did not,
- * leaves would meet the wrong indices and hashes and be reported, never passed.
+ * The stored leaf blocks (leaf-store.ts) read a few thousand leaves at a time, along the primary key
+ * (`idx >= from`), so every block is visited once, in order, and handed to leafBatchesOf: a clean run
+ * of blocks becomes one LeafBatch of their inflated bytes (the verifier then works on the UTF-8 bytes
+ * the leaf hash covers without decoding them); anything else goes leaf by leaf.
  */
 function* leafBatches(db: Database.Database, rows: number): IterableIterator<LeafBatch | VerifyEntry> {
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError('rows must be a positive integer');
-  const batch = db
-    .prepare(
-      `SELECT count(*), min(idx), max(idx), sum(typeof(leaf) = 'text'),
-              CAST(group_concat(char(0) || leaf, '') || char(0) AS BLOB)
-         FROM (SELECT idx, leaf FROM audit_log WHERE idx >= ? ORDER BY idx LIMIT ?)`,
-    )
-    .raw()
-    .safeIntegers(true);
-  const byRow = db.prepare('SELECT idx, leaf FROM audit_log WHERE idx >= ? ORDER BY idx LIMIT ?').raw();
+  const blocks = db.prepare('SELECT idx, n, block FROM audit_leaves WHERE idx >= ? ORDER BY idx LIMIT ?');
   const hashRange = storedLeafHashRange(db);
   const leafHashes = storedLeafHashes(db);
-  for (let from = INT64_MIN; ; ) {
-    const [count, min, max, texts, bytes] = batch.get(from, rows) as [
-      bigint,
-      bigint | null,
-      bigint | null,
-      bigint | null,
-      Buffer | null,
-    ];
-    if (count === 0n || min === null || max === null) return;
-    const consecutive =
-      texts === count && min >= 0n && max - min + 1n === count && max <= BigInt(Number.MAX_SAFE_INTEGER);
-    const first = Number(min);
-    const n = Number(count);
-    const stored = consecutive ? hashRange(first, n) : null;
-    const starts = stored !== null && bytes !== null ? leafStarts(bytes, n) : null;
-    if (stored !== null && bytes !== null && starts !== null) {
-      yield { first, count: n, bytes, starts, storedLeafHashes: stored };
-    } else {
-      for (const row of byRow.iterate(from, rows) as IterableIterator<[number, unknown]>) {
-        const index = row[0];
-        const leaf = row[1];
-        yield {
-          index,
-          leaf: typeof leaf === 'string' ? leaf : String(leaf),
-          storedLeafHash: leafHashes(index),
-        };
-      }
-    }
-    if (max >= INT64_MAX) return;
-    from = max + 1n;
+  const hashes = { range: hashRange, one: leafHashes };
+  const perRead = Math.max(1, Math.ceil(rows / LEAF_BLOCK_SPAN));
+  for (let from = Number.MIN_SAFE_INTEGER; ; ) {
+    const batch = blocks.all(from, perRead) as StoredBlock[];
+    const last = batch[batch.length - 1];
+    if (last === undefined) return;
+    yield* leafBatchesOf(batch, hashes);
+    if (batch.length < perRead || !Number.isSafeInteger(last.idx + 1)) return;
+    from = last.idx + 1;
   }
-}
-
-// The offsets of the count + 1 zero bytes of a batch, or null if there are others (a leaf holding 0x00).
-function leafStarts(bytes: Buffer, count: number): Uint32Array | null {
-  const starts = new Uint32Array(count + 1);
-  if (bytes[0] !== 0) return null;
-  let at = 0;
-  for (let i = 1; i <= count; i++) {
-    at = bytes.indexOf(0, at + 1);
-    if (at < 0) return null;
-    starts[i] = at;
-  }
-  return at === bytes.length - 1 ? starts : null;
 }
 
 /** The level-0 hashes of [first, first + count) as one latin1 string, or null unless all are there, 32 bytes each. */

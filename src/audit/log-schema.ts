@@ -3,25 +3,48 @@
  * events that every store's `audit_events` outbox received, in one global order, into `audit_log`,
  * and keeps the RFC 9162 tree beside it so any proof is served with O(log² n) node reads.
  *
- *   audit_log          idx (0-based leaf index), tenant (for filtering), leaf: the entry's RFC 8785
- *                      canonical JSON — exactly the leaf bytes; the entry names its own `index`
+ *   audit_leaves       the leaves: each the entry's RFC 8785 canonical JSON — exactly the leaf bytes;
+ *                      the entry names its own `index` — stored in compressed blocks of consecutive
+ *                      leaves, with audit_tenants and audit_tenant_entries for a tenant's entries
+ *                      (leaf-store.ts; before migration audit-leaf-blocks: audit_log, a row per leaf)
  *   audit_nodes        perfect-subtree roots: (level ℓ, idx i) covers leaves [i·2^ℓ, (i+1)·2^ℓ);
  *                      level 0 holds the leaf hashes SHA-256(0x00 ‖ leaf); levels 1–3 are not
  *                      stored (storedLevel): each is recomputed from at most 8 leaf hashes
  *   audit_checkpoints  every signed checkpoint (C2SP signed note) by tree size
  *   audit_cursors      per outbox (`control` or a tenant id), the last event seq already moved
  *
- * All four only grow; triggers refuse UPDATE and DELETE (except cursors, which only advance).
+ * All only grow; triggers refuse UPDATE and DELETE (except cursors, which only advance, and the
+ * log's last leaf block, which grows by the leaves of its 64-aligned range).
  * The triggers stop mistakes, not an attacker with the file: that is what the signed checkpoints,
  * the witness and `tresor audit verify` are for.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
 import { appendOnly, REFUSE_CHANGE_FUNCTION, refusingTrigger } from '../store/pg/refuse-change.ts';
 
+/** The audit log's table before migration audit-leaf-blocks (leaf-blocks-migration.ts): a row per leaf. */
 export interface AuditLogTable {
   idx: number;
   tenant: string | null;
   leaf: string;
+}
+
+export interface AuditLeavesTable {
+  /** The index of the block's first leaf. */
+  idx: number;
+  /** The leaves it holds. */
+  n: number;
+  /** leaf-codec.ts: a codec byte and the compressed leaves. */
+  block: Buffer;
+}
+
+export interface AuditTenantsTable {
+  ref: number;
+  tenant: string;
+}
+
+export interface AuditTenantEntriesTable {
+  ref: number;
+  idx: number;
 }
 
 export interface AuditNodesTable {
@@ -42,7 +65,9 @@ export interface AuditCursorsTable {
 }
 
 export interface WithAuditLog {
-  audit_log: AuditLogTable;
+  audit_leaves: AuditLeavesTable;
+  audit_tenants: AuditTenantsTable;
+  audit_tenant_entries: AuditTenantEntriesTable;
   audit_nodes: AuditNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_cursors: AuditCursorsTable;

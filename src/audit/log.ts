@@ -11,6 +11,14 @@
  */
 import { type Kysely, sql } from 'kysely';
 import { TresorError } from '../errors.ts';
+import {
+  LEAF_BLOCK_SPAN,
+  readLeaves,
+  readTenantLeaves,
+  type StoredLeaf,
+  storedLogSize,
+  tenantOfLeaf,
+} from './leaf-store.ts';
 import { storedLevel, type WithAuditLog } from './log-schema.ts';
 import {
   consistencyProof,
@@ -108,6 +116,36 @@ export async function readTreeNodes(
   return found;
 }
 
+/** The stored level-0 hashes of `indices` (increasing), by index. */
+async function leafHashesOf(
+  db: Kysely<WithAuditLog>,
+  indices: readonly number[],
+): Promise<Map<number, Buffer>> {
+  const found = new Map<number, Buffer>();
+  const first = indices[0];
+  const last = indices[indices.length - 1];
+  if (first === undefined || last === undefined) return found;
+  const wanted = new Set(indices);
+  // One range read along the primary key when the indices are dense, else by list.
+  const rows =
+    last - first < 4 * indices.length
+      ? await db
+          .selectFrom('audit_nodes')
+          .select(['idx', 'hash'])
+          .where('level', '=', 0)
+          .where('idx', '>=', first)
+          .where('idx', '<=', last)
+          .execute()
+      : await db
+          .selectFrom('audit_nodes')
+          .select(['idx', 'hash'])
+          .where('level', '=', 0)
+          .where('idx', 'in', indices)
+          .execute();
+  for (const row of rows) if (wanted.has(Number(row.idx))) found.set(Number(row.idx), Buffer.from(row.hash));
+  return found;
+}
+
 export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => number): AuditLogReader {
   async function withNodes<T>(compute: (source: HashSource) => T): Promise<T> {
     const wanted = new Map<string, { level: number; idx: number }>();
@@ -135,32 +173,42 @@ export function createAuditLogReader(db: Kysely<WithAuditLog>, size: () => numbe
 
   return {
     async entries({ from, limit, tenant, below }) {
-      let query = db
-        .selectFrom('audit_log')
-        .innerJoin('audit_nodes', (join) =>
-          join.onRef('audit_nodes.idx', '=', 'audit_log.idx').on('audit_nodes.level', '=', 0),
-        )
-        .select([
-          'audit_log.idx as idx',
-          'audit_log.tenant as tenant',
-          'audit_log.leaf as leaf',
-          'audit_nodes.hash as hash',
-        ])
-        .where('audit_log.idx', '>=', from);
-      if (below !== undefined) query = query.where('audit_log.idx', '<', below);
-      if (tenant !== undefined) {
-        query =
-          tenant === null
-            ? query.where('audit_log.tenant', 'is', null)
-            : query.where('audit_log.tenant', '=', tenant);
+      let leaves: StoredLeaf[];
+      if (typeof tenant === 'string') {
+        leaves = await readTenantLeaves(db, tenant, {
+          from,
+          limit,
+          ...(below === undefined ? {} : { below }),
+        });
+      } else if (tenant === undefined) {
+        leaves = await readLeaves(db, from, Math.min(below ?? Number.MAX_SAFE_INTEGER, from + limit));
+      } else {
+        // The entries naming no tenant are in no index: read in ranges and picked.
+        const end = Math.min(below ?? Number.MAX_SAFE_INTEGER, await storedLogSize(db));
+        const step = Math.max(limit, LEAF_BLOCK_SPAN);
+        leaves = [];
+        for (let at = from; at < end && leaves.length < limit; at += step)
+          for (const leaf of await readLeaves(db, at, Math.min(end, at + step)))
+            if (tenantOfLeaf(leaf.leaf) === null) leaves.push(leaf);
+        leaves = leaves.slice(0, limit);
       }
-      const rows = await query.orderBy('audit_log.idx').limit(limit).execute();
-      return rows.map((r) => ({
-        index: Number(r.idx),
-        tenant: r.tenant,
-        leaf: r.leaf,
-        leafHash: Buffer.from(r.hash).toString('base64'),
-      }));
+      const hashes = await leafHashesOf(
+        db,
+        leaves.map((l) => l.index),
+      );
+      const rows: LogEntryRow[] = [];
+      for (const { index, leaf } of leaves) {
+        const hash = hashes.get(index);
+        // As the join it replaces: an entry without its leaf hash is not served.
+        if (hash === undefined) continue;
+        rows.push({
+          index,
+          tenant: typeof tenant === 'string' ? tenant : tenantOfLeaf(leaf),
+          leaf,
+          leafHash: hash.toString('base64'),
+        });
+      }
+      return rows;
     },
     async latestCheckpoint() {
       const row = await db

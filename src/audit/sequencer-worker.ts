@@ -14,6 +14,7 @@
 import { parentPort } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite/open.ts';
+import { type LeafBlockRow, tailBlockQuery, tailOf } from './leaf-store.ts';
 import { type LogAppend, logStatements } from './log-append.ts';
 import { type SequencedBatch, sequenceBatch, unpackHashes } from './sequence-batch.ts';
 
@@ -57,15 +58,20 @@ function write(request: Extract<SequencerRequest, { op: 'write' }>): void {
   if (kept?.id !== request.batch) throw new Error('no sequenced batch is kept for this write');
   const { size, batch } = kept;
   const hashes = unpackHashes(batch.nodeHashes);
-  const append: LogAppend = {
-    entries: batch.leaves.map((leaf, i) => [size + i, request.tenants[i] ?? null, leaf] as const),
-    nodes: hashes.map(
-      (hash, i) => [batch.nodeLevels[i] as number, batch.nodeIndexes[i] as number, hash] as const,
-    ),
-    cursors: request.cursors,
-  };
   const conn = connection(request.path);
   const run = conn.transaction(() => {
+    // The block the log ends inside, read in this transaction: the new leaves complete it.
+    const tailQuery = tailBlockQuery(size);
+    const tailRows =
+      tailQuery === null ? [] : (conn.prepare(tailQuery.sql).all(...tailQuery.parameters) as LeafBlockRow[]);
+    const append: LogAppend = {
+      entries: batch.leaves.map((leaf, i) => [size + i, request.tenants[i] ?? null, leaf] as const),
+      tail: tailOf(tailRows, size),
+      nodes: hashes.map(
+        (hash, i) => [batch.nodeLevels[i] as number, batch.nodeIndexes[i] as number, hash] as const,
+      ),
+      cursors: request.cursors,
+    };
     for (const { sql, parameters } of logStatements(append)) {
       let statement = statements.get(sql);
       if (statement === undefined) {

@@ -36,8 +36,16 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { TresorError } from '../errors.ts';
 import type { Store } from '../store/types.ts';
 import type { WithAuditEvents } from './event.ts';
+import {
+  type LeafBlockRow,
+  readLeaves,
+  storedLogSize,
+  tailBlockQuery,
+  tailOf,
+  tenantOfLeaf,
+} from './leaf-store.ts';
 import { readTreeNodes } from './log.ts';
-import { type LogAppend, logStatements } from './log-append.ts';
+import { type LogAppend, logStatements, numbered } from './log-append.ts';
 import type { WithAuditLog } from './log-schema.ts';
 import { MerkleAccumulator, peakPositions } from './merkle.ts';
 import { removeMovedEvents } from './outbox-removal.ts';
@@ -178,12 +186,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   /** Whether this process may write the log now. */
   const leading = () => lease === undefined || lease.held();
 
-  async function storedSize(): Promise<number> {
-    const last = await (control.db as Kysely<WithAuditLog>)
-      .selectFrom('audit_log')
-      .select((eb) => eb.fn.max('idx').as('max'))
-      .executeTakeFirst();
-    return last?.max === null || last?.max === undefined ? 0 : Number(last.max) + 1;
+  function storedSize(): Promise<number> {
+    return storedLogSize(control.db as Kysely<WithAuditLog>);
   }
 
   async function restore(known?: number): Promise<void> {
@@ -282,15 +286,31 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
           leaves = batch.leaves;
           grown = batch.peaks;
           const hashes = unpackHashes(batch.nodeHashes);
-          const append: LogAppend = {
-            entries: leaves.map((leaf, i) => [size + i, tenants[i] ?? null, leaf] as const),
-            nodes: hashes.map(
-              (hash, i) => [batch.nodeLevels[i] as number, batch.nodeIndexes[i] as number, hash] as const,
-            ),
-            cursors: [...advanced],
-          };
+          const entries = leaves.map((leaf, i) => [size + i, tenants[i] ?? null, leaf] as const);
+          const nodes = hashes.map(
+            (hash, i) => [batch.nodeLevels[i] as number, batch.nodeIndexes[i] as number, hash] as const,
+          );
           await control.write(async (trx) => {
             await lease?.fence(trx as unknown as Parameters<SequencerLease['fence']>[0]);
+            // The block the log ends inside, read in this transaction: the new leaves complete it.
+            const tailQuery = tailBlockQuery(size);
+            const tailRows =
+              tailQuery === null
+                ? []
+                : (
+                    await trx.executeQuery<LeafBlockRow>(
+                      CompiledQuery.raw(
+                        deps.numberedParameters ? numbered(tailQuery.sql) : tailQuery.sql,
+                        tailQuery.parameters,
+                      ),
+                    )
+                  ).rows;
+            const append: LogAppend = {
+              entries,
+              tail: tailOf(tailRows, size),
+              nodes,
+              cursors: [...advanced],
+            };
             for (const { sql, parameters } of logStatements(append))
               await trx.executeQuery(
                 CompiledQuery.raw(deps.numberedParameters ? numbered(sql) : sql, parameters),
@@ -417,14 +437,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     await restore(size);
     const db = control.db as Kysely<WithAuditLog>;
     for (let from = before; from < size && !closed; from += BATCH_PER_SOURCE) {
-      const rows = await db
-        .selectFrom('audit_log')
-        .select(['idx', 'tenant', 'leaf'])
-        .where('idx', '>=', from)
-        .where('idx', '<', Math.min(size, from + BATCH_PER_SOURCE))
-        .orderBy('idx')
-        .execute();
-      const entries = rows.map((r) => ({ index: Number(r.idx), tenant: r.tenant, leaf: r.leaf }));
+      const rows = await readLeaves(db, from, Math.min(size, from + BATCH_PER_SOURCE));
+      const entries = rows.map((r) => ({ index: r.index, tenant: tenantOfLeaf(r.leaf), leaf: r.leaf }));
       if (entries.length > 0) tell(entries);
     }
   }
@@ -572,10 +586,4 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
       await lease?.close();
     },
   };
-}
-
-/** `?` parameters as PostgreSQL's `$1, $2…` (the log's statements hold no `?` in literals). */
-function numbered(statement: string): string {
-  let n = 0;
-  return statement.replace(/\?/g, () => `$${++n}`);
 }

@@ -22,6 +22,7 @@ import {
   auditMovedPgMigration,
   type WithAuditEvents,
 } from '../audit/event.ts';
+import { auditLeafBlocksMigration, auditLeafBlocksPgMigration } from '../audit/leaf-blocks-migration.ts';
 import {
   auditLogIdentityMigration,
   auditLogIdentityPgMigration,
@@ -129,6 +130,8 @@ export const controlStoreMigrations: Migrations = {
   '0017-audit-pending-sources': pendingSourcesMigration,
   // When each tenant's retention is next due: the retention job opens only those tenants.
   '0018-vault-retention-due': retentionDueMigration,
+  // The leaves move into compressed blocks, existing rows converted (src/audit/leaf-blocks-migration.ts).
+  '0019-audit-leaf-blocks': auditLeafBlocksMigration,
 };
 
 /**
@@ -178,6 +181,7 @@ export const controlStorePgMigrations: Migrations = {
   '0015-audit-nodes-levels': auditNodesLevelsPgMigration,
   '0016-audit-pending-sources': pendingSourcesPgMigration,
   '0017-vault-retention-due': retentionDueMigration,
+  '0018-audit-leaf-blocks': auditLeafBlocksPgMigration,
 };
 
 /**

@@ -46,7 +46,7 @@ export interface AccessFixture {
   /** A new session of the person (as a login or re-authentication makes one), and its principal. */
   login(person: PersonInfo, options?: { fresh2faAt?: string | null }): Promise<SessionPrincipal>;
   audit(): Promise<AuditRecord[]>;
-  /** Moves the control store's audit outbox into audit_log, as the server's sequencer does. */
+  /** Moves the control store's audit outbox into the log, as the server's sequencer does. */
   sequence(): Promise<void>;
   /** Closes the store but keeps the folder (for a CLI run against it). */
   closeStore(): Promise<void>;

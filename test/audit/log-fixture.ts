@@ -1,6 +1,6 @@
 /**
- * A real control store holding an audit log, as the sequencer leaves it: `audit_log` rows of canonical
- * entries, every perfect-subtree node of the RFC 9162 tree in `audit_nodes`, a signed checkpoint every
+ * A real control store holding an audit log, as the sequencer leaves it: canonical entries in leaf
+ * blocks (src/audit/leaf-store.ts), every perfect-subtree node of the RFC 9162 tree in `audit_nodes`, a signed checkpoint every
  * `checkpointEvery` entries and at the end of each batch in `audit_checkpoints`, and each checkpoint
  * also recorded by the witness. Tests then tamper with the file as an attacker holding it would.
  *
@@ -13,13 +13,16 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { CompiledQuery } from 'kysely';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
+import { type LeafBlockRow, leafStatements, tailBlockQuery, tailOf } from '../../src/audit/leaf-store.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { ed25519NoteSigner, ed25519VerifierKey, type NoteSigner } from '../../src/audit/note.ts';
 import { createWitness, type Witness } from '../../src/audit/witness.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import { type LeafRow, readLeafRows, writeLeafRows } from './leaf-rows.ts';
 
 export const FIXTURE_ORIGIN = 'tresor.test/audit';
 export const FIXTURE_KEY_NAME = 'tresor-keyd/audit-checkpoint';
@@ -74,7 +77,11 @@ export interface AuditLogFixture {
   readonly checkpointSizes: readonly number[];
   /** Appends `count` entries with their nodes and checkpoints (and records them with the witness). */
   append(count: number): Promise<void>;
-  /** Runs `fn` on the file opened read-write with the append-only triggers dropped: an attacker. */
+  /**
+   * Runs `fn` on the file opened read-write with the append-only triggers dropped: an attacker. The
+   * leaves are shown as the earlier table audit_log (idx, tenant, leaf) while `fn` runs; what it
+   * leaves there is stored as leaf blocks again (leaf-rows.ts).
+   */
   tamper(fn: (db: Database.Database) => void): void;
   /** Signs a checkpoint of this fixture's origin (or another), for forged-checkpoint tests. */
   signTree(size: number, rootHash: Buffer, origin?: string): Promise<string>;
@@ -153,13 +160,21 @@ export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Pro
         at: new Date(T0 + size * 250).toISOString(),
       });
     }
+    const entries = logRows.map((r) => [r.idx, r.tenant, r.leaf] as const);
     if (options.raw) {
       const db = new Database(dbPath);
-      const insertLog = db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (?, ?, ?)');
       const insertNode = db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
       const insertCheckpoint = db.prepare('INSERT INTO audit_checkpoints (size, note, at) VALUES (?, ?, ?)');
       db.transaction(() => {
-        for (const r of logRows) insertLog.run(r.idx, r.tenant, r.leaf);
+        // The leaves as the sequencer stores them (src/audit/leaf-store.ts), after the log's tail.
+        const tailQuery = tailBlockQuery(from);
+        const tail = tailOf(
+          tailQuery === null
+            ? []
+            : (db.prepare(tailQuery.sql).all(...tailQuery.parameters) as LeafBlockRow[]),
+          from,
+        );
+        for (const st of leafStatements(entries, tail)) db.prepare(st.sql).run(...st.parameters);
         for (const r of nodeRows) insertNode.run(r.level, r.idx, r.hash);
         for (const r of notes) insertCheckpoint.run(r.size, r.note, r.at);
       })();
@@ -168,12 +183,14 @@ export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Pro
       const s = await openSqliteStore<ControlDB>(dbPath, controlStoreMigrations);
       try {
         await s.write(async (trx) => {
-          for (let i = 0; i < logRows.length; i += 200) {
-            await trx
-              .insertInto('audit_log')
-              .values(logRows.slice(i, i + 200))
-              .execute();
-          }
+          const tailQuery = tailBlockQuery(from);
+          const tailRows =
+            tailQuery === null
+              ? []
+              : (await trx.executeQuery<LeafBlockRow>(CompiledQuery.raw(tailQuery.sql, tailQuery.parameters)))
+                  .rows;
+          for (const st of leafStatements(entries, tailOf(tailRows, from)))
+            await trx.executeQuery(CompiledQuery.raw(st.sql, st.parameters));
           for (let i = 0; i < nodeRows.length; i += 300) {
             await trx
               .insertInto('audit_nodes')
@@ -207,10 +224,39 @@ export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Pro
     tamper(fn) {
       const db = new Database(dbPath);
       try {
-        for (const table of ['audit_log', 'audit_nodes', 'audit_checkpoints']) {
+        for (const table of [
+          'audit_leaves',
+          'audit_tenants',
+          'audit_tenant_entries',
+          'audit_nodes',
+          'audit_checkpoints',
+        ]) {
           db.exec(`DROP TRIGGER IF EXISTS ${table}_no_update; DROP TRIGGER IF EXISTS ${table}_no_delete;`);
         }
+        db.exec('DROP TRIGGER IF EXISTS audit_leaves_grow_only');
+        // The leaves as the earlier row-per-leaf table, for the test to change as it likes.
+        db.exec('CREATE TABLE audit_log (idx INTEGER PRIMARY KEY, tenant TEXT, leaf TEXT)');
+        const insert = db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (?, ?, ?)');
+        for (const r of readLeafRows(db)) insert.run(r.idx, r.tenant, r.leaf);
+        const snapshot = () =>
+          db
+            .prepare('SELECT idx, tenant, CAST(leaf AS BLOB) AS leaf FROM audit_log ORDER BY idx')
+            .all() as LeafRow[];
+        const before = snapshot();
         fn(db);
+        const rows = snapshot();
+        const same =
+          rows.length === before.length &&
+          rows.every((r, i) => {
+            const b = before[i] as LeafRow;
+            return (
+              r.idx === b.idx &&
+              r.tenant === b.tenant &&
+              Buffer.compare(r.leaf as Buffer, b.leaf as Buffer) === 0
+            );
+          });
+        if (!same) writeLeafRows(db, rows);
+        db.exec('DROP TABLE audit_log');
       } finally {
         db.close();
       }

@@ -13,6 +13,7 @@ import { after, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { appendAuditEvent, auditEventsMigration, type WithAuditEvents } from '../../src/audit/event.ts';
+import { auditLeafBlocksMigration } from '../../src/audit/leaf-blocks-migration.ts';
 import { createAuditLogReader } from '../../src/audit/log.ts';
 import {
   auditLogMigration,
@@ -56,6 +57,7 @@ describe('audit_nodes without levels 1–3', () => {
     const store = await openSqliteStore<WithAuditLog & WithAuditEvents>(path, {
       ...OLD,
       '0016-audit-nodes-levels': auditNodesLevelsMigration,
+      '0019-audit-leaf-blocks': auditLeafBlocksMigration,
     });
     try {
       const levels = await sql<{

@@ -7,6 +7,7 @@
  * (SIGKILL) after its log commit and before the removal loses nothing and duplicates nothing: the
  * next one deletes the left rows without appending them again.
  */
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent, type WithAuditEvents } from '../../src/audit/event.ts';
+import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import type { Store } from '../../src/store/types.ts';
 import { testDatabase } from '../helpers/backend.ts';
@@ -44,11 +46,8 @@ async function moved(store: Store<WithAuditEvents>): Promise<number> {
 }
 
 async function logRequestIds(control: { db: object }): Promise<string[]> {
-  const rows = await (control.db as Kysely<WithAuditLog>)
-    .selectFrom('audit_log')
-    .select('leaf')
-    .orderBy('idx')
-    .execute();
+  const db = control.db as Kysely<WithAuditLog>;
+  const rows = await readLeaves(db, 0, await storedLogSize(db));
   return rows.map((r) => (JSON.parse(r.leaf) as { requestId: string }).requestId);
 }
 

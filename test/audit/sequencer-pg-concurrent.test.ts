@@ -15,11 +15,13 @@
  * standby's sequencer learns of the append through the holder's NOTIFY (its tree head and its
  * listeners follow).
  */
+
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../../src/audit/event.ts';
+import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import { createAuditLogReader } from '../../src/audit/log.ts';
 import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
@@ -142,11 +144,11 @@ describe('two nodes writing one outbox on PostgreSQL', () => {
         assert.ok(written.has((JSON.parse(row.event) as AuditEvent).requestId as string));
     }
 
-    const log = await (a.control.db as unknown as import('kysely').Kysely<WithAuditLog>)
-      .selectFrom('audit_log')
-      .select(['idx', 'leaf'])
-      .orderBy('idx')
-      .execute();
+    const logDb = a.control.db as unknown as import('kysely').Kysely<WithAuditLog>;
+    const log = (await readLeaves(logDb, 0, await storedLogSize(logDb))).map((r) => ({
+      idx: r.index,
+      leaf: r.leaf,
+    }));
     const logged = log.map((r) => (JSON.parse(r.leaf) as AuditEvent).requestId as string);
     const missing = outboxIds.filter((id) => !logged.includes(id));
     assert.deepEqual(missing, [], 'every committed outbox row is in the log');

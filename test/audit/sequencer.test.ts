@@ -5,6 +5,7 @@
  * rows the RFC 9162 tree of the entries gives, and a failing write must change nothing, turn health
  * red and recover by itself without appending anything twice.
  */
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,12 +20,14 @@ import {
   auditEventsMigration,
   type WithAuditEvents,
 } from '../../src/audit/event.ts';
+import { auditLeafBlocksMigration } from '../../src/audit/leaf-blocks-migration.ts';
 import { auditLogMigration, type WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { type AuditSequencer, createAuditSequencer } from '../../src/audit/sequencer.ts';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { readLeafRows } from './leaf-rows.ts';
 
 const TENANT = 'ten_0123456789abcdef01234567';
 const dir = mkdtempSync(join(tmpdir(), 'tresor-sequencer-'));
@@ -70,6 +73,7 @@ async function openPair(options: {
   const control = await openSqliteStore<WithAuditLog & WithAuditEvents>(controlPath, {
     '0001-audit-events': auditEventsMigration,
     '0003-audit-log': auditLogMigration,
+    '0019-audit-leaf-blocks': auditLeafBlocksMigration,
   });
   const offload = sequencerOffloadOf(control);
   assert.ok(offload, 'a SQLite control store on a file can take the worker');
@@ -107,11 +111,7 @@ function rowsOf(path: string) {
   const db = new Database(path, { readonly: true });
   try {
     return {
-      log: db.prepare('SELECT idx, tenant, leaf FROM audit_log ORDER BY idx').all() as {
-        idx: number;
-        tenant: string | null;
-        leaf: string;
-      }[],
+      log: readLeafRows(db),
       nodes: db.prepare('SELECT level, idx, hex(hash) AS hash FROM audit_nodes ORDER BY level, idx').all(),
       cursors: db.prepare('SELECT source, seq FROM audit_cursors ORDER BY source').all(),
     };
@@ -207,7 +207,7 @@ describe('the audit sequencer', () => {
       // Another connection makes every insert into the log fail, as a full disk would.
       const blocker = new Database(pair.controlPath);
       blocker.exec(
-        "CREATE TRIGGER block_log BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'blocked by the test'); END",
+        "CREATE TRIGGER block_log BEFORE INSERT ON audit_leaves BEGIN SELECT RAISE(ABORT, 'blocked by the test'); END",
       );
       await appendEvents(pair, 100, 400);
       await waitFor('the sequencer to report the failure', async () =>

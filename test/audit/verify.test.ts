@@ -402,9 +402,10 @@ describe('verifyAuditLog over a control store', () => {
     copyFileSync(old, f.dbPath);
     // The restored store logs 28 other entries and keyd signs their checkpoint, as a live server would.
     let root: Buffer = Buffer.alloc(0);
+    const last = leafAt(f, 99); // read first: tamper() cannot be nested
     f.tamper((db) => {
       for (let i = 100; i < 128; i++) {
-        const leaf = canonicalJson({ ...leafAt(f, 99), index: i, action: 'record.delete' });
+        const leaf = canonicalJson({ ...last, index: i, action: 'record.delete' });
         db.prepare('INSERT INTO audit_log (idx, tenant, leaf) VALUES (?, ?, ?)').run(i, 'tn', leaf);
         db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (0, ?, ?)').run(
           i,

@@ -3,11 +3,13 @@
  * developer's TRESOR_* variables removed so each run is hermetic — and reads a deployment's audit
  * log from its control store (read-only, beside the running server, as SQLite WAL allows).
  */
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 
 export interface Run {
@@ -63,8 +65,8 @@ export interface LogEntry {
 export function auditLog(dataDir: string): LogEntry[] {
   const db = new Database(join(dataDir, 'control.sqlite'), { readonly: true, fileMustExist: true });
   try {
-    const rows = db.prepare('SELECT leaf FROM audit_log ORDER BY idx').all() as { leaf: string }[];
-    return rows.map((r) => JSON.parse(r.leaf) as LogEntry);
+    const rows = db.prepare('SELECT block FROM audit_leaves ORDER BY idx').all() as { block: Buffer }[];
+    return rows.flatMap((r) => leafTexts(r.block).map((leaf) => JSON.parse(leaf) as LogEntry));
   } finally {
     db.close();
   }

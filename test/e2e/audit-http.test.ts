@@ -8,6 +8,7 @@
  * with Last-Event-ID loses nothing; a rollback of the whole store is detected at the next start;
  * a keyd that cannot sign for longer than the bound fails data routes closed.
  */
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
@@ -22,6 +23,14 @@ import {
   independentVerifyConsistency,
   independentVerifyInclusion,
 } from '../audit/independent-verifier.ts';
+import {
+  BLOCK_OF_INDEX,
+  type BlockRow,
+  blockWith,
+  DROP_BLOCK_TRIGGER,
+  leafOf,
+  REWRITE_BLOCK,
+} from '../helpers/audit-leaves.ts';
 import { openAuditStream } from '../helpers/audit-stream.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { tresor } from '../helpers/keyd-process.ts';
@@ -431,20 +440,18 @@ describe('the audit log over HTTPS', () => {
       const database = await copyStackDatabase(s);
       dropCopy = database.drop;
       copyEnv = { TRESOR_DATABASE_URL: database.url };
-      const [rows] = await onDatabase(database.url, [
-        { text: 'SELECT leaf FROM audit_log WHERE idx = ?', params: [victim] },
-      ]);
-      const leaf = String(rows?.[0]?.leaf);
+      const [rows] = await onDatabase(database.url, [{ text: BLOCK_OF_INDEX, params: [victim] }]);
+      const row = rows?.[0] as unknown as BlockRow;
       const [, changed] = await onDatabase(database.url, [
         { text: 'SET session_replication_role = replica' },
-        { text: 'UPDATE audit_log SET leaf = ? WHERE idx = ? RETURNING idx', params: [forge(leaf), victim] },
+        { text: REWRITE_BLOCK, params: [blockWith(row, victim, forge(leafOf(row, victim))), row.idx] },
       ]);
       assert.equal(changed?.length, 1);
     } else {
       const db = new Database(join(copy, 'control.sqlite'));
-      db.exec('DROP TRIGGER audit_log_no_update');
-      const row = db.prepare('SELECT leaf FROM audit_log WHERE idx = ?').get(victim) as { leaf: string };
-      db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(forge(row.leaf), victim);
+      db.exec(DROP_BLOCK_TRIGGER);
+      const row = db.prepare(BLOCK_OF_INDEX).get(victim) as BlockRow;
+      db.prepare(REWRITE_BLOCK).run(blockWith(row, victim, forge(leafOf(row, victim))), row.idx);
       db.close();
     }
     await s.startServer();

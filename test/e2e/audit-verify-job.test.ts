@@ -6,10 +6,19 @@
  * is audited as a failure naming the kinds of problems, fails the `audit.verify` job, and raises the
  * `audit.verification-failed` alert whose evidence is that failure's own audit entry.
  */
+
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import {
+  BLOCK_OF_INDEX,
+  type BlockRow,
+  blockWith,
+  DROP_BLOCK_TRIGGER,
+  leafOf,
+  REWRITE_BLOCK,
+} from '../helpers/audit-leaves.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { onDatabase } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
@@ -76,28 +85,20 @@ describe('the live audit log, re-verified on a schedule', () => {
     };
     if (s.database.kind === 'postgres') {
       // Behind the server's back, its triggers off for this session only.
-      const [rows] = await onDatabase(s.database.url, [
-        { text: 'SELECT idx, leaf FROM audit_log ORDER BY idx LIMIT 1 OFFSET 1' },
-      ]);
-      const row = rows?.[0] as { idx: string; leaf: string };
+      const [rows] = await onDatabase(s.database.url, [{ text: BLOCK_OF_INDEX, params: [1] }]);
+      const row = rows?.[0] as unknown as BlockRow;
       const [, changed] = await onDatabase(s.database.url, [
         { text: 'SET session_replication_role = replica' },
-        {
-          text: 'UPDATE audit_log SET leaf = ? WHERE idx = ? RETURNING idx',
-          params: [alter(row.leaf), row.idx],
-        },
+        { text: REWRITE_BLOCK, params: [blockWith(row, 1, alter(leafOf(row, 1))), row.idx] },
       ]);
       assert.equal(changed?.length, 1);
     } else {
       const db = new Database(join(s.dataDir, 'control.sqlite'));
       try {
         db.pragma('busy_timeout = 10000');
-        db.exec('DROP TRIGGER audit_log_no_update');
-        const row = db.prepare('SELECT idx, leaf FROM audit_log ORDER BY idx LIMIT 1 OFFSET 1').get() as {
-          idx: number;
-          leaf: string;
-        };
-        db.prepare('UPDATE audit_log SET leaf = ? WHERE idx = ?').run(alter(row.leaf), row.idx);
+        db.exec(DROP_BLOCK_TRIGGER);
+        const row = db.prepare(BLOCK_OF_INDEX).get(1) as BlockRow;
+        db.prepare(REWRITE_BLOCK).run(blockWith(row, 1, alter(leafOf(row, 1))), row.idx);
       } finally {
         db.close();
       }

@@ -19,6 +19,7 @@
  * - closing a tenant (no grace) destroys its key and drops its schema;
  * - an audit_log row changed behind the server's back (psql, triggers off) fails `tresor audit verify`.
  */
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,8 +31,10 @@ import { sql as kysql } from 'kysely';
 import pg from 'pg';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
+import { BLOCK_OF_INDEX, type BlockRow, blockWith, leafOf, REWRITE_BLOCK } from '../helpers/audit-leaves.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
+import { onDatabase } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -156,7 +159,7 @@ describe('a deployment on PostgreSQL', () => {
     assert.equal(schemas.length, 1, 'the tenant has its own schema');
     await waitFor('the records’ events in the log', async () => {
       const rows = await sql<{ n: string }>(
-        'SELECT count(*)::text AS n FROM tresor.audit_log WHERE tenant = $1',
+        'SELECT count(*)::text AS n FROM tresor.audit_tenant_entries e JOIN tresor.audit_tenants t ON t.ref = e.ref WHERE t.tenant = $1',
         [tenant],
       );
       return Number(rows[0]?.n) >= 5 ? true : undefined;
@@ -485,15 +488,19 @@ describe('a deployment on PostgreSQL', () => {
     const verified = await auditVerify();
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
     // An attacker with the database: triggers off for the session, one entry's actor rewritten.
-    const changed = await run('psql', [
-      url,
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-c',
-      `SET session_replication_role = replica; UPDATE tresor.audit_log SET leaf = replace(leaf, '"outcome":"success"', '"outcome":"failure"') WHERE idx = 2 AND leaf LIKE '%"outcome":"success"%'`,
+    // (The leaves are stored in compressed blocks: the block is read, the leaf changed, the block written back.)
+    const [rows] = await onDatabase(url, [{ text: BLOCK_OF_INDEX, params: [2] }]);
+    const row = rows?.[0] as unknown as BlockRow;
+    const leaf = leafOf(row, 2);
+    assert.match(leaf, /"outcome":"success"/);
+    const [, changed] = await onDatabase(url, [
+      { text: 'SET session_replication_role = replica' },
+      {
+        text: REWRITE_BLOCK,
+        params: [blockWith(row, 2, leaf.replace('"outcome":"success"', '"outcome":"failure"')), row.idx],
+      },
     ]);
-    assert.equal(changed.status, 0, changed.stderr);
-    assert.match(changed.stdout.toString('utf8'), /UPDATE 1/, 'one entry changed');
+    assert.equal(changed?.length, 1, 'one entry changed');
     const bad = await auditVerify();
     assert.equal(bad.status, 1, bad.stdout + bad.stderr);
     const report = JSON.parse(bad.stdout) as { ok: boolean; firstBadIndex: number };

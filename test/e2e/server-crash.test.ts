@@ -5,10 +5,12 @@
  * the same data after a restart, and its record.create audit event is in the tenant's store
  * (its SQLite file, integrity-checked, or its PostgreSQL schema).
  */
+
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { onPostgres } from '../helpers/backend.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { controlRows, tenantRows } from '../helpers/stack-sql.ts';
@@ -143,10 +145,10 @@ describe('tresor server killed with SIGKILL under write load', () => {
           "SELECT event FROM audit_events WHERE action = 'record.create'",
         )),
         // A tenant id is letters, digits and underscores (TENANT_ID_PATTERN): quoted as it is.
-        ...(await controlRows<{ event: string }>(
-          s,
-          `SELECT leaf AS event FROM audit_log WHERE tenant = '${tenant}'`,
-        )),
+        ...(await controlRows<{ block: Buffer }>(s, 'SELECT block FROM audit_leaves ORDER BY idx'))
+          .flatMap((r) => leafTexts(r.block))
+          .filter((leaf) => (JSON.parse(leaf) as { tenant?: string }).tenant === tenant)
+          .map((leaf) => ({ event: leaf })),
       ];
       for (const row of events) {
         const event = JSON.parse(row.event) as {

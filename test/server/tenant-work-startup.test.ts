@@ -12,11 +12,13 @@
  * store (SQLite: 2,000) or schemas made by the registry (PostgreSQL: 200, each a CREATE SCHEMA and
  * its migrations).
  */
+
 import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { appendAuditEvent } from '../../src/audit/event.ts';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { createPgPendingSources, createSqlitePendingSources } from '../../src/audit/pending-sources.ts';
 import { systemEvent } from '../../src/audit/system-event.ts';
 import { openDataBackend } from '../../src/server/backend.ts';
@@ -118,7 +120,9 @@ describe('start-up and jobs open only the tenants with work', () => {
     assert.equal(server.tenantStores.stats().opened, 1, 'only the marked tenant is opened');
     assert.deepEqual(server.tenantStores.openTenants(), [acme]);
     await server.audit.sequencer.drain();
-    const moved = await controlRows<{ leaf: string }>(s, 'SELECT leaf FROM audit_log');
+    const moved = (
+      await controlRows<{ block: Buffer }>(s, 'SELECT block FROM audit_leaves ORDER BY idx')
+    ).flatMap((r) => leafTexts(r.block).map((leaf) => ({ leaf })));
     assert.equal(moved.filter((r) => r.leaf.includes(marker)).length, 1, 'moved exactly once');
     await s.stopServer();
   });

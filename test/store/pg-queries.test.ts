@@ -3,11 +3,15 @@
  * placeholders), JSON fields of audit leaves (#>> instead of json_extract), the record page query
  * (no unary + on text), the schema-version check in every record write.
  */
+
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import type { AccessDB } from '../../src/access/access-store-schema.ts';
 import { reviewEvidence } from '../../src/access/review-evidence.ts';
+import { leafStatements } from '../../src/audit/leaf-store.ts';
+import { numbered } from '../../src/audit/log-append.ts';
 import { type ControlDB, openPgControlStore } from '../../src/server/control-store.ts';
 import { dialectOf, FixedStatement, jsonText } from '../../src/store/dialect.ts';
 import type { PgStore } from '../../src/store/pg/store.ts';
@@ -55,39 +59,39 @@ describe('formerly SQLite-only queries on PostgreSQL', () => {
     const leaf = (idx: number, fields: object) => ({
       idx,
       tenant: 'ten_1',
-      leaf: JSON.stringify({ index: idx, ...fields }),
+      leaf: JSON.stringify({ index: idx, tenant: 'ten_1', ...fields }),
     });
     await control.write(async (trx) => {
-      await trx
-        .insertInto('audit_log')
-        .values([
-          leaf(0, {
-            at: '2026-03-02T00:00:00.000Z',
-            actor: { kind: 'staff', id: 'psn_a', grantId: 'grt_1' },
-            action: 'record.read',
-            outcome: 'success',
-          }),
-          leaf(1, {
-            at: '2026-03-02T00:00:01.000Z',
-            actor: { kind: 'customer', id: 'psn_b' },
-            action: 'record.read',
-            outcome: 'success',
-          }),
-          leaf(2, {
-            at: '2026-03-03T00:00:00.000Z',
-            actor: { kind: 'staff', id: 'psn_c' },
-            action: 'grant.break-glass',
-            target: { grantId: 'grt_2' },
-            outcome: 'success',
-          }),
-          leaf(3, {
-            at: '2026-05-01T00:00:00.000Z',
-            actor: { kind: 'staff', id: 'psn_a', grantId: 'grt_1' },
-            action: 'record.read',
-            outcome: 'success',
-          }),
-        ])
-        .execute();
+      const entries = [
+        leaf(0, {
+          at: '2026-03-02T00:00:00.000Z',
+          actor: { kind: 'staff', id: 'psn_a', grantId: 'grt_1' },
+          action: 'record.read',
+          outcome: 'success',
+        }),
+        leaf(1, {
+          at: '2026-03-02T00:00:01.000Z',
+          actor: { kind: 'customer', id: 'psn_b' },
+          action: 'record.read',
+          outcome: 'success',
+        }),
+        leaf(2, {
+          at: '2026-03-03T00:00:00.000Z',
+          actor: { kind: 'staff', id: 'psn_c' },
+          action: 'grant.break-glass',
+          target: { grantId: 'grt_2' },
+          outcome: 'success',
+        }),
+        leaf(3, {
+          at: '2026-05-01T00:00:00.000Z',
+          actor: { kind: 'staff', id: 'psn_a', grantId: 'grt_1' },
+          action: 'record.read',
+          outcome: 'success',
+        }),
+      ].map((e) => [e.idx, e.tenant, e.leaf] as const);
+      // As the sequencer stores them (src/audit/leaf-store.ts).
+      for (const st of leafStatements(entries, null))
+        await trx.executeQuery(CompiledQuery.raw(numbered(st.sql), st.parameters));
     });
     const evidence = reviewEvidence({
       db: control.db as unknown as Kysely<AccessDB>,

@@ -202,7 +202,9 @@ describe('PostgreSQL and SQLite schemas', () => {
   it('refuses UPDATE, DELETE and TRUNCATE of the append-only tables', async () => {
     const db = control.db as Kysely<unknown>;
     await sql`INSERT INTO audit_events (at, tenant, action, event) VALUES ('t', NULL, 'a', '{}');
-      INSERT INTO audit_log (idx, tenant, leaf) VALUES (0, NULL, '{}');
+      INSERT INTO audit_leaves (idx, n, block) VALUES (0, 1, '\\x01');
+      INSERT INTO audit_tenants (tenant) VALUES ('tn');
+      INSERT INTO audit_tenant_entries (ref, idx) VALUES (1, 0);
       INSERT INTO audit_nodes (level, idx, hash) VALUES (0, 0, '\\x00');
       INSERT INTO audit_checkpoints (size, note, at) VALUES (1, 'n', 't');
       INSERT INTO people (id, side, role, tenant, email, created_at, updated_at)
@@ -211,20 +213,24 @@ describe('PostgreSQL and SQLite schemas', () => {
         VALUES ('rev_1', '2026-01-01', '2026-02-01', NULL, 'n', 'psn_1', 'system:cli', 't')`.execute(db);
     const tables: [string, RegExp][] = [
       ['audit_events', /audit events are append-only/],
-      ['audit_log', /the audit log is append-only/],
+      ['audit_leaves', /the audit log is append-only/],
+      ['audit_tenants', /the audit log is append-only/],
+      ['audit_tenant_entries', /the audit log is append-only/],
       ['audit_nodes', /the audit log is append-only/],
       ['audit_checkpoints', /the audit log is append-only/],
       ['access_reviews', /access reviews are append-only/],
     ];
     for (const [table, message] of tables) {
       const column =
-        table === 'audit_nodes' || table === 'audit_log'
+        table === 'audit_nodes' || table === 'audit_leaves' || table === 'audit_tenant_entries'
           ? 'idx'
-          : table === 'audit_checkpoints'
-            ? 'size'
-            : table === 'audit_events'
-              ? 'seq'
-              : 'id';
+          : table === 'audit_tenants'
+            ? 'ref'
+            : table === 'audit_checkpoints'
+              ? 'size'
+              : table === 'audit_events'
+                ? 'seq'
+                : 'id';
       await assert.rejects(
         sql.raw(`UPDATE ${table} SET ${column} = ${column}`).execute(db),
         refused(message),
