@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { readTenantLeaves } from '../../src/audit/leaf-store.ts';
 import { resolveServerConfig } from '../../src/config/server-config.ts';
 import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
 import { operatorAdmin } from '../helpers/console.ts';
@@ -101,9 +102,7 @@ describe('tenant close with a grace period (HTTPS, real keyd)', () => {
     // In the log once the sequencer moved it (its outbox row is then removed within about a second,
     // sooner now that the tenant's reads' events follow it in the control outbox).
     await server.audit.sequencer.drain();
-    const audited = (
-      await server.control.db.selectFrom('audit_log').select('leaf').where('tenant', '=', tenant.id).execute()
-    )
+    const audited = (await readTenantLeaves(server.control.db, tenant.id, { from: 0, limit: 10_000 }))
       .map((row) => JSON.parse(row.leaf) as { action: string; actor: { kind: string } })
       .filter((entry) => entry.action === 'tenant.close.cancel');
     assert.equal(audited.length, 1, 'the cancel is audited once');

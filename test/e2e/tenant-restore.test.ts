@@ -27,7 +27,7 @@ import { exited, leaksNone, tresor } from '../cli/cli-run.ts';
 import { type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { consoleClient, type OperatorAdmin, operatorAdmin, operatorToken } from '../helpers/console.ts';
 import { forgeKeydCheckpoint } from '../helpers/keyd-checkpoints.ts';
-import { controlRows, databaseEnv, tenantStoreExists } from '../helpers/stack-sql.ts';
+import { controlLeaves, controlRows, databaseEnv, tenantStoreExists } from '../helpers/stack-sql.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -148,8 +148,7 @@ describe('tresor restore of one tenant into a running system (real stack)', () =
 
   /** The whole audit log, read from the control store behind the server's back. */
   async function auditLog(): Promise<Record<string, unknown>[]> {
-    const rows = await controlRows<{ leaf: string }>(s, 'SELECT leaf FROM audit_log ORDER BY idx');
-    return rows.map((r) => JSON.parse(r.leaf) as Record<string, unknown>);
+    return (await controlLeaves(s)).map((leaf) => JSON.parse(leaf) as Record<string, unknown>);
   }
 
   /** Scratch stores of restores still there: files beside the live ones, or PostgreSQL schemas. */

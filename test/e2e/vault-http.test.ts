@@ -23,6 +23,7 @@ import { OPERATOR_SCOPES } from '../../src/identity/operator-scopes.ts';
 import { onPostgres } from '../helpers/backend.ts';
 import { operatorAdmin, operatorToken } from '../helpers/console.ts';
 import {
+  controlLeaves,
   controlRows,
   databaseFiles,
   openStoreSql,
@@ -832,9 +833,9 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
           "SELECT event FROM audit_events WHERE action = 'record.read' AND tenant = ?",
           [tenant.id],
         )),
-        ...(await controlRows<{ event: string }>(s, 'SELECT leaf AS event FROM audit_log WHERE tenant = ?', [
-          tenant.id,
-        ])),
+        ...(await controlLeaves(s))
+          .filter((leaf) => (JSON.parse(leaf) as { tenant?: string }).tenant === tenant.id)
+          .map((leaf) => ({ event: leaf })),
       ]
         .filter((row) => (JSON.parse(row.event) as { action: string }).action === 'record.read')
         .map((row) => JSON.parse(row.event) as { outcome: string; target?: Record<string, unknown> })

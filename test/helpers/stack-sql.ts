@@ -4,12 +4,14 @@
  * control store's, `tresor`) as the whole search_path. The SQL is what both backends accept; its
  * parameters are written `?` (numbered `$1…` here for PostgreSQL).
  */
+
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { onServer, testPgPrefix } from './pg.ts';
 import type { TresorStack } from './tresor-stack.ts';
 
@@ -221,4 +223,10 @@ export function readFilesUnder(dir: string): { path: string; bytes: Buffer }[] {
     }
   }
   return out;
+}
+
+/** The audit log's leaves in index order, read from the control store's leaf blocks behind the server's back. */
+export async function controlLeaves(stack: Pick<TresorStack, 'dataDir' | 'database'>): Promise<string[]> {
+  const rows = await controlRows<{ block: Buffer }>(stack, 'SELECT block FROM audit_leaves ORDER BY idx');
+  return rows.flatMap((row) => leafTexts(row.block));
 }

@@ -21,6 +21,7 @@ import {
   auditEventsMigration,
   type WithAuditEvents,
 } from '../../src/audit/event.ts';
+import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { auditLogMigration, type WithAuditLog } from '../../src/audit/log-schema.ts';
 import { createAuditSequencer } from '../../src/audit/sequencer.ts';
 import { TresorError } from '../../src/errors.ts';
@@ -216,9 +217,9 @@ describe("a store's own fdatasync of its WAL (ownSync)", () => {
     const logged = () => {
       const db = new Database(controlPath, { readonly: true, fileMustExist: true });
       try {
-        return (db.prepare('SELECT leaf FROM audit_log ORDER BY idx').all() as { leaf: string }[]).map(
-          (r) => (JSON.parse(r.leaf) as { requestId?: string }).requestId,
-        );
+        return (db.prepare('SELECT block FROM audit_leaves ORDER BY idx').all() as { block: Buffer }[])
+          .flatMap((r) => leafTexts(r.block))
+          .map((leaf) => (JSON.parse(leaf) as { requestId?: string }).requestId);
       } finally {
         db.close();
       }
