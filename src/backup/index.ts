@@ -87,6 +87,7 @@ export {
   verifyBackup,
 } from './read-backup.ts';
 export { type RestoreOptions, type RestoreResult, restoreBackup, restoreFiles } from './restore.ts';
+export { createLocalRunLock, createPgRunLock, RUN_LOCK_CLASS, type RunLock } from './run-lock.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { quickCheckFile } from './sqlite-quick-check.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';
