@@ -29,7 +29,7 @@ import {
 import { bootstrapClusterAdmin, type ClusterNode, startNode, stopNode } from '../helpers/cluster-node.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { type KeydProcess, startKeyd } from '../helpers/keyd-process.ts';
-import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
+import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
 import type { TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor, withDeadline } from '../helpers/wait.ts';
 
@@ -67,7 +67,7 @@ describe('backup recovery on two nodes of one PostgreSQL database', () => {
   let recoverRunsAtStart = 0;
 
   before(async () => {
-    database = await freshPgDatabase({ prefix: 'h_pgrecover' });
+    database = await freshPgDatabase({ prefix: testPgPrefix('h_pgrecover') });
     root = mkdtempSync(join(tmpdir(), 'tresor-pgcluster-recover-'));
     const keydDir = join(root, 'keyd');
     mkdirSync(keydDir, { recursive: true, mode: 0o700 });
