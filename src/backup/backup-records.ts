@@ -166,20 +166,34 @@ export function createBackupRecords(control: BackupRecordsStore) {
       });
     },
 
-    /** Runs left `running` by a server that stopped during them: their ids, now `interrupted`. */
-    interrupt(at: string, event: (id: string) => AuditEvent): Promise<string[]> {
+    /**
+     * Runs left `running` by a server that stopped during them (`gone`: their maker is gone, see
+     * run-lock.ts): their ids, now `interrupted`. A run another recovery marked meanwhile, or whose
+     * maker finished it, is left as it is (one audit entry per interruption).
+     */
+    async interrupt(
+      at: string,
+      event: (id: string) => AuditEvent,
+      gone: (id: string) => Promise<boolean>,
+    ): Promise<string[]> {
+      const running = await control.db
+        .selectFrom('backup_runs')
+        .select('id')
+        .where('outcome', '=', 'running')
+        .execute();
+      const ids: string[] = [];
+      for (const { id } of running) if (await gone(id)) ids.push(id);
+      if (ids.length === 0) return [];
       return write(async (trx) => {
-        const rows = await trx
-          .selectFrom('backup_runs')
-          .select('id')
-          .where('outcome', '=', 'running')
-          .execute();
-        for (const { id } of rows) {
-          await trx
+        const marked: string[] = [];
+        for (const id of ids) {
+          const updated = await trx
             .updateTable('backup_runs')
             .set({ outcome: 'interrupted', ended_at: at, error_code: 'TRESOR_ERR_BACKUP_FAILED' })
             .where('id', '=', id)
-            .execute();
+            .where('outcome', '=', 'running')
+            .executeTakeFirst();
+          if (Number(updated.numUpdatedRows) === 0) continue;
           await trx
             .updateTable('backup_copies')
             .set({
@@ -192,8 +206,9 @@ export function createBackupRecords(control: BackupRecordsStore) {
             .where('state', '=', 'writing')
             .execute();
           await appendAuditEvent(trx, event(id));
+          marked.push(id);
         }
-        return rows.map((r) => r.id);
+        return marked;
       });
     },
 

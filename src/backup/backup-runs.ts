@@ -38,6 +38,7 @@ import { copyBackup } from './copy-backup.ts';
 import { type BackupSource, createBackup } from './create-backup.ts';
 import { BackupError } from './errors.ts';
 import type { ManifestKey } from './manifest.ts';
+import { createLocalRunLock, type RunLock } from './run-lock.ts';
 import type { StoreSnapshotter } from './snapshot.ts';
 
 export interface BackupRunDeps {
@@ -62,6 +63,11 @@ export interface BackupRunDeps {
   ) => Promise<{ ok: boolean; code: string | null }>;
   clock: () => Date;
   chunkSize?: number;
+  /**
+   * Held by the node making a run for the run's whole life; recovery marks a run interrupted only
+   * when its maker is gone (run-lock.ts). Default: this process's runs (SQLite: one node per folder).
+   */
+  runLock?: RunLock;
 }
 
 export interface StartedBackup {
@@ -74,6 +80,7 @@ const ACTOR = 'backup';
 
 export function createBackupRuns(deps: BackupRunDeps) {
   const { records, clock } = deps;
+  const runLock = deps.runLock ?? createLocalRunLock();
   let current: Promise<unknown> | undefined;
   let closing = false;
   const wakers = new Set<() => void>();
@@ -367,16 +374,26 @@ export function createBackupRuns(deps: BackupRunDeps) {
         );
       const startedAt = clock();
       const id = newBackupId(startedAt);
-      const begun = records.begin(
-        {
-          id,
-          trigger,
-          startedAt: startedAt.toISOString(),
-          destinations: deps.destinations.map((d) => d.name),
-        },
-        event ? { ...event, target: { backupId: id } } : undefined,
-      );
-      const done = begun.then(() => run(id, startedAt));
+      // The run's lock is taken before the run is recorded `running`: no recovery ever sees the
+      // run without its maker's lock.
+      const begun = runLock.hold(id).then(async (release) => {
+        try {
+          await records.begin(
+            {
+              id,
+              trigger,
+              startedAt: startedAt.toISOString(),
+              destinations: deps.destinations.map((d) => d.name),
+            },
+            event ? { ...event, target: { backupId: id } } : undefined,
+          );
+        } catch (error) {
+          await release();
+          throw error;
+        }
+        return release;
+      });
+      const done = begun.then((release) => run(id, startedAt).finally(release));
       current = done
         .catch(() => undefined)
         .finally(() => {
@@ -464,16 +481,19 @@ export function createBackupRuns(deps: BackupRunDeps) {
      * backup is refused (TRESOR_ERR_BACKUP_RUNNING), as during any other.
      */
     async recoverInterrupted(): Promise<string[]> {
-      const ids = await records.interrupt(clock().toISOString(), (id) =>
-        systemEvent(
-          {
-            id: ACTOR,
-            action: 'backup.create',
-            outcome: 'failure',
-            target: { backupId: id, outcome: 'interrupted' },
-          },
-          clock(),
-        ),
+      const ids = await records.interrupt(
+        clock().toISOString(),
+        (id) =>
+          systemEvent(
+            {
+              id: ACTOR,
+              action: 'backup.create',
+              outcome: 'failure',
+              target: { backupId: id, outcome: 'interrupted' },
+            },
+            clock(),
+          ),
+        (id) => runLock.makerGone(id),
       );
       const complete = new Map<string, ConfiguredDestination[]>();
       for (const id of ids) {
@@ -508,6 +528,7 @@ export function createBackupRuns(deps: BackupRunDeps) {
       for (const wake of [...wakers]) wake();
       await current;
       await verifying?.done;
+      await runLock.close();
     },
   };
 }

@@ -12,6 +12,8 @@
  *
  * In the running server: backup-runs.ts takes backups one at a time (retries, verification,
  * audit) and records them in the control store (backup-records.ts, backup-store-schema.ts);
+ * run-lock.ts says whether a `running` run's maker is gone (PostgreSQL: its advisory lock), so
+ * recovery never touches a run another live node is making;
  * apply-retention.ts is the retention job; configured-destinations.ts makes the configured
  * destinations. Destinations on S3-compatible object storage are in s3-destination.ts (the AWS
  * SDK, loaded on first use). Restoring a whole deployment and the deep trial restore are in
@@ -87,6 +89,7 @@ export {
   verifyBackup,
 } from './read-backup.ts';
 export { type RestoreOptions, type RestoreResult, restoreBackup, restoreFiles } from './restore.ts';
+export { createLocalRunLock, createPgRunLock, RUN_LOCK_CLASS, type RunLock } from './run-lock.ts';
 export type { SnapshotFile, SnapshotFileKind, StoreSnapshotter } from './snapshot.ts';
 export { quickCheckFile } from './sqlite-quick-check.ts';
 export { CONTROL_FILE, createSqliteSnapshotter } from './sqlite-snapshot.ts';

@@ -65,6 +65,8 @@ import {
   createBackupRecords,
   createBackupRuns,
   createLiveFilesLock,
+  createLocalRunLock,
+  createPgRunLock,
   createPgSnapshotter,
   createSqliteSnapshotter,
   createTenantRestoreRuns,
@@ -491,6 +493,12 @@ export async function startTresorServer(
       return { ok: false, code: code ?? 'TRESOR_ERR_BACKUP_INVALID' };
     },
     clock,
+    // Several nodes on PostgreSQL: a run's maker holds its advisory lock, so recovery (at start and
+    // on the lease holder's ticks) leaves a live node's run alone (backup/run-lock.ts).
+    runLock:
+      config.database.kind === 'postgres'
+        ? createPgRunLock({ url: config.database.url })
+        : createLocalRunLock(),
   });
 
   // Restoring one tenant into the running system (src/backup/tenant-restore.ts); a restore a stopped
@@ -791,9 +799,27 @@ export async function startTresorServer(
   }
   let closing = false;
   await jobs.run('backup.recover', () => backups.recoverInterrupted());
+  // PostgreSQL, several nodes: a run whose node died (kill -9) is recovered by the lease holder
+  // without any restart — before each scheduled backup and with the other periodic jobs. Only runs
+  // whose maker's advisory lock is free are touched (a live node's run keeps its lock).
+  let recovering: Promise<unknown> | undefined;
+  const recoverDeadRuns = async (): Promise<void> => {
+    if (config.database.kind !== 'postgres' || closing || recovering) return;
+    recovering = jobs.periodic('backup.recover', () => backups.recoverInterrupted());
+    try {
+      await recovering;
+    } finally {
+      recovering = undefined;
+    }
+  };
   const scheduledBackup = () => {
     if (backups.running()) return;
-    void jobs.periodic('backup.run', async () => backupFinished((await backups.start('schedule')).done));
+    void (async () => {
+      await recoverDeadRuns();
+      // Settling a recovered run's complete copies counts as running: this tick's backup is skipped.
+      if (backups.running() || closing) return;
+      await jobs.periodic('backup.run', async () => backupFinished((await backups.start('schedule')).done));
+    })();
   };
   const backupEveryMs = Math.round(config.backup.intervalMinutes * 60_000);
   let backupTimer: NodeJS.Timeout | undefined;
@@ -880,6 +906,7 @@ export async function startTresorServer(
   reverifyTimer?.unref();
 
   async function runJobs(): Promise<void> {
+    await recoverDeadRuns();
     await jobs.periodic('tenants.resume', resumeTenants);
     await jobs.periodic('tenants.auto-close', async () => failOnItems(await tenants.autoClose()));
     await jobs.periodic('tenants.close-grace', async () => failOnItems(await tenants.completeCloses()));

@@ -177,7 +177,7 @@ describe('scheduled backups on two nodes of one PostgreSQL database', () => {
     assert.ok(ranOnA.length >= 2);
     assert.equal(await backupRuns(nodeB), 0, 'node B ran nothing before the kill');
     // B's runs start after the kill (it takes the lease when A's session ends); a run A started
-    // just before it stays `running` (no node restarted to mark it interrupted) and is not B's.
+    // just before it is not B's (B's recovery marks it interrupted: pg-cluster-backup-recover.test.ts).
     const sinceKill = (runs: BackupView[]) => runs.filter((r) => Date.parse(r.startedAt) >= killedAt);
     await waitFor(
       'a scheduled backup by node B, done and verified',
