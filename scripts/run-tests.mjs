@@ -124,71 +124,23 @@ function backendsOf(file) {
   return named;
 }
 
-/**
- * The order a pass runs its files in: the slowest first, by the seconds each took in a measured run
- * (scripts/test-durations.json: per backend, every file of 5 s or more), then every other file in
- * path order. node --test starts files in the order given, two at a time: a long file that starts
- * last (test/e2e/operations-doc, 1.5 min of mostly waiting for TOTP steps) would hold the pass's
- * end alone while the other slot stays empty. A file the list does not know yet runs with the short
- * ones; `TRESOR_TEST_RECORD_DURATIONS=1 npm test` on a quiet machine rewrites the list
- * (scripts/test-file-times.mjs).
- */
-function slowestFirst(backend, passFiles) {
-  let expected = {};
-  try {
-    expected = JSON.parse(readFileSync(join(root, 'scripts', 'test-durations.json'), 'utf8'))[backend] ?? {};
-  } catch (error) {
-    console.error(`run-tests: scripts/test-durations.json unread (${error.message}); files in path order`);
-  }
-  const seconds = (file) => (typeof expected[file] === 'number' ? expected[file] : 0);
-  // Array.prototype.sort is stable: the files of equal (or no) expected time keep their path order.
-  return [...passFiles].sort((a, b) => seconds(b) - seconds(a));
-}
-
 const passes = BACKENDS.filter((backend) => !only || only === backend)
-  .map((backend) => ({
-    backend,
-    files: slowestFirst(
-      backend,
-      files.filter((f) => backendsOf(f).includes(backend)),
-    ),
-  }))
+  .map((backend) => ({ backend, files: files.filter((f) => backendsOf(f).includes(backend)) }))
   .filter((pass) => pass.files.length > 0);
 if (passes.length === 0) {
   console.error(`run-tests: no test file runs on ${only}`);
   process.exit(1);
 }
 
-// The passes run at the same time unless TRESOR_TEST_PASSES=serial: each is mostly waiting (on the
-// keyd and server processes its tests start, on fsyncs, on TOTP steps), so the two passes side by
-// side, two files each, keep 2 cores busier than one pass after the other (measured:
-// docs/performance.md, "The test suite's time"). Each pass has its own databases (SQLite files in
-// fresh folders; PostgreSQL databases of random names), as two files of one pass already do.
-const PASSES_MODE = process.env.TRESOR_TEST_PASSES || 'together';
-if (PASSES_MODE !== 'together' && PASSES_MODE !== 'serial') {
-  console.error('run-tests: TRESOR_TEST_PASSES must be together or serial');
-  process.exit(2);
-}
-const together = PASSES_MODE === 'together' && passes.length > 1;
-
-// No per-file timeout: on Node 20 it would limit each whole file, not each test (test-time-limit.mjs
-// limits each test and hook; the run's limit below the whole).
-
-/**
- * The test runner on `pass.files`, with the pass's backend. The first pass writes to this
- * process's output as it goes; a pass running beside it has its output held (in memory) and shown
- * once every pass before it has ended, then live: the spec reports stay whole, one pass after the
- * other, as when the passes ran in turn.
- */
-function runPass(pass, index) {
+// No --test-timeout: on Node 20 it would limit each whole file, not each test.
+// --test-force-exit (Node >= 20.14): a test that timed out leaves its handles open, and its file
+// would otherwise wait for the overall limit.
+const forceExit = process.allowedNodeEnvironmentFlags.has('--test-force-exit') ? ['--test-force-exit'] : [];
+/** The test runner on `pass.files`, with the pass's backend. */
+function runPass(pass) {
   if (passes.length > 1 || pass.backend !== 'sqlite')
-    console.error(
-      `run-tests: the ${pass.backend} pass: ${pass.files.length} file(s)${
-        together && index > 0 ? ` (beside the ${passes[0].backend} pass; its report follows that one's)` : ''
-      }`,
-    );
-  const live = index === 0;
-  const child = spawn(
+    console.error(`run-tests: the ${pass.backend} pass: ${pass.files.length} file(s)`);
+  return spawn(
     process.execPath,
     [
       '--import',
@@ -197,14 +149,19 @@ function runPass(pass, index) {
       join(root, 'scripts', 'test-time-limit.mjs'),
       '--import',
       join(root, 'scripts', 'test-password-cost.mjs'),
-      // node:test's run() on the files, two at a time, in this order (not node --test, which sorts
-      // them); the spec report on stdout, the slowest files at the end on stderr.
-      join(root, 'scripts', 'test-pass.mjs'),
+      '--test',
+      ...forceExit,
+      '--test-concurrency=2',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      // The slowest files, printed at the end of the pass (the suite's 15-minute budget).
+      `--test-reporter=${join(root, 'scripts', 'test-file-times.mjs')}`,
+      '--test-reporter-destination=stderr',
       ...pass.files,
     ],
     {
       cwd: root,
-      stdio: live ? 'inherit' : ['ignore', 'pipe', 'pipe'],
+      stdio: 'inherit',
       env: {
         ...process.env,
         TRESOR_TEST_TIMEOUT_MS: String(TEST_LIMIT_MS),
@@ -214,20 +171,8 @@ function runPass(pass, index) {
       detached: true,
     },
   );
-  const run = { pass, child, live, held: [], ended: false, code: null };
-  if (!live) {
-    for (const [stream, to] of [
-      [child.stdout, process.stdout],
-      [child.stderr, process.stderr],
-    ]) {
-      stream.on('data', (chunk) => {
-        if (run.live) to.write(chunk);
-        else run.held.push([to, chunk]);
-      });
-    }
-  }
-  return run;
 }
+let child = runPass(passes[0]);
 
 /** The pids below `pid` (from /proc), children before their own children. */
 function descendants(pid) {
@@ -257,8 +202,7 @@ function descendants(pid) {
   return found;
 }
 
-/** Stops a pass's runner and every process its tests started (its group, and any that left it). */
-function killTree(child, signal) {
+function killTree(signal) {
   // Collected before killing: a killed parent's children are re-parented and would be lost.
   const pids = [child.pid, ...descendants(child.pid)];
   try {
@@ -275,7 +219,6 @@ function killTree(child, signal) {
   }
 }
 
-const runs = [];
 const minutes = (ms) => (ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms} ms`);
 let expired = false;
 const runLimit = setTimeout(() => {
@@ -283,53 +226,32 @@ const runLimit = setTimeout(() => {
   console.error(
     `run-tests: the run exceeded its limit of ${minutes(RUN_LIMIT_MS)} (TRESOR_TEST_RUN_LIMIT_MS); stopping every test process`,
   );
-  for (const run of runs) killTree(run.child, 'SIGKILL');
+  killTree('SIGKILL');
 }, RUN_LIMIT_MS);
 
-// The children have their own process groups, so Ctrl-C at the terminal reaches only this process.
+// The child has its own process group, so Ctrl-C at the terminal reaches only this process.
 let stopped = false;
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
     stopped = true; // no further pass
-    for (const run of runs) if (!run.ended) killTree(run.child, signal);
+    killTree(signal);
   });
 }
 
-/** Shows the held output of the passes whose turn it is: each once every pass before it ended. */
-function showInTurn() {
-  for (const run of runs) {
-    if (!run.live) {
-      run.live = true;
-      for (const [to, chunk] of run.held) to.write(chunk);
-      run.held = [];
-    }
-    if (!run.ended) return;
-  }
-}
-
-function finishIfDone() {
-  if (!runs.every((run) => run.ended) || (!together && runs.length < passes.length && !expired && !stopped))
+let failed = 0;
+function onExit(code) {
+  // Whatever the tests left running (a child of a test that was killed) goes with them.
+  if (!expired) killTree('SIGKILL');
+  if (code !== 0) failed = code ?? 1;
+  const next = passes[passes.indexOf(current) + 1];
+  if (!expired && !stopped && next !== undefined) {
+    current = next;
+    child = runPass(next);
+    child.on('exit', onExit);
     return;
+  }
   clearTimeout(runLimit);
-  const failed = runs.find((run) => run.code !== 0);
-  process.exit(expired ? 124 : failed === undefined ? 0 : (failed.code ?? 1));
+  process.exit(expired ? 124 : failed);
 }
-
-function start(index) {
-  const run = runPass(passes[index], index);
-  runs.push(run);
-  run.child.on('exit', (code) => {
-    // Whatever the tests left running (a child of a test that was killed) goes with them.
-    if (!expired) killTree(run.child, 'SIGKILL');
-    run.code = code ?? 1;
-  });
-  // 'close': the exit, and the end of its output (held output is shown only once it is all in).
-  run.child.on('close', () => {
-    run.ended = true;
-    showInTurn();
-    if (!together && !expired && !stopped && index + 1 < passes.length) start(index + 1);
-    finishIfDone();
-  });
-}
-if (together) for (let i = 0; i < passes.length; i++) start(i);
-else start(0);
+let current = passes[0];
+child.on('exit', onExit);
