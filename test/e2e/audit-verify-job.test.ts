@@ -76,6 +76,11 @@ describe('the live audit log, re-verified on a schedule', () => {
   });
 
   it('an entry altered at rest fails the next run, the job and raises the alert with its evidence', async () => {
+    // Entry 1's leaf block must be full (64 entries) before it is changed: the sequencer rewrites the
+    // log's last, partial block as it grows (src/audit/leaf-store.ts), and a change there races it.
+    await waitFor('a full first leaf block', async () => ((await entries()).length > 64 ? true : undefined), {
+      timeoutMs: 60_000,
+    });
     const alter = (leaf: string) => {
       const altered = leaf.includes('"outcome":"success"')
         ? leaf.replace('"outcome":"success"', '"outcome":"failure"')

@@ -21,6 +21,7 @@ import {
   auditEventsMigration,
   type WithAuditEvents,
 } from '../../src/audit/event.ts';
+import { auditLeafBlocksMigration } from '../../src/audit/leaf-blocks-migration.ts';
 import { leafTexts } from '../../src/audit/leaf-codec.ts';
 import { auditLogMigration, type WithAuditLog } from '../../src/audit/log-schema.ts';
 import { createAuditSequencer } from '../../src/audit/sequencer.ts';
@@ -197,6 +198,7 @@ describe("a store's own fdatasync of its WAL (ownSync)", () => {
     const control = await openSqliteStore<WithAuditLog & WithAuditEvents>(controlPath, {
       '0001-audit-events': auditEventsMigration,
       '0003-audit-log': auditLogMigration,
+      '0019-audit-leaf-blocks': auditLeafBlocksMigration,
     });
     const sequencer = createAuditSequencer({
       control,

@@ -76,7 +76,7 @@ describe('tenant export', () => {
     stranger.addIdentity(await generateIdentity());
     await assert.rejects(stranger.decrypt(archive, 'text'));
 
-    const event = (await rig.auditEvents(T)).at(-1);
+    const event = (await rig.readEvents(T)).at(-1);
     assert.equal(event?.action, 'tenant.export');
     assert.equal(event?.outcome, 'success');
     assert.deepEqual(event?.target?.collections, ['notes', 'people']);
@@ -93,13 +93,13 @@ describe('tenant export', () => {
     const wrong = new Decrypter();
     wrong.addPassphrase('not-the-passphrase!');
     await assert.rejects(wrong.decrypt(archive, 'text'));
-    const event = (await rig.auditEvents(T)).at(-1);
+    const event = (await rig.readEvents(T)).at(-1);
     assert.equal(event?.target?.to, 'passphrase');
     assert.ok(!JSON.stringify(event).includes(PASSPHRASE));
   });
 
   it('refuses invalid recipients and passphrases (422) before reading or auditing anything', async () => {
-    const before = (await rig.auditEvents(T)).length;
+    const before = (await rig.readEvents(T)).length;
     rig.resetLoans();
     const identity = await generateIdentity();
     const valid = await identityToRecipient(identity);
@@ -120,7 +120,7 @@ describe('tenant export', () => {
       assert.equal(err.code, 'TRESOR_ERR_VALIDATION', JSON.stringify(options));
       assert.equal(err.status, 422);
     }
-    assert.equal((await rig.auditEvents(T)).length, before);
+    assert.equal((await rig.readEvents(T)).length, before);
     assert.equal(rig.loans.data, 0);
   });
 
