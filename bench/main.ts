@@ -101,7 +101,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --http-log-level <level> http: both servers' log level (default info: a line per request)
   --pg-url <url>           http-pg, backup-pg: the PostgreSQL server whose fresh databases the servers use
                            (default ${DEFAULT_PG_URL})
-  --cpu-prof <folder>      http: write V8 CPU profiles of both servers there (node --cpu-prof)
+  --cpu-prof <folder>      http, scale, scale-size: write V8 CPU profiles of the servers there (node --cpu-prof)
   --startup-runs <n>       startup: starts measured of each kind, after 2 warm-ups (default 10)
   --backup-records <n>     backup: records in the store backed up and restored (default 100000)
   --backup-rounds <n>      backup: rounds of writes during a backup vs none (default 3)
@@ -109,6 +109,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --backup-destinations <n> backup: folder destinations, each written and read back (default 2, as npm start)
   --scale-tenants <sizes>  scale: comma-separated tenant counts, ascending (default ${DEFAULT_SCALE_TENANTS.join(',')})
   --scale-seconds <n>      scale: measured seconds per figure, after a warm-up (default 5)
+  --scale-rounds <n>       scale: rounds of every figure, sizes ascending then descending; ratios per
+                           round to that round's baseline, medians reported (default 1)
   --scale-concurrency <n>  scale: requests in flight (default 32)
   --scale-records <n>      scale: records made per tenant (default 4)
   --scale-ops <ops>        scale: comma-separated from ${SCALE_OPERATIONS.join(', ')} (default both)
@@ -165,6 +167,7 @@ function readOptions() {
       'backup-destinations': { type: 'string' },
       'scale-tenants': { type: 'string' },
       'scale-seconds': { type: 'string' },
+      'scale-rounds': { type: 'string' },
       'scale-concurrency': { type: 'string' },
       'scale-records': { type: 'string' },
       'scale-ops': { type: 'string' },
@@ -234,6 +237,7 @@ function readOptions() {
     backupDestinations: Math.floor(numberOption(values['backup-destinations'], 2, 'backup-destinations', 1)),
     scaleTenants,
     scaleSeconds: numberOption(values['scale-seconds'], 5, 'scale-seconds', 0.5),
+    scaleRounds: Math.floor(numberOption(values['scale-rounds'], 1, 'scale-rounds', 1)),
     scaleConcurrency: Math.floor(numberOption(values['scale-concurrency'], 32, 'scale-concurrency', 1)),
     scaleRecords: Math.floor(numberOption(values['scale-records'], 4, 'scale-records', 1)),
     scaleOps: scaleOps as ScaleOperation[],
@@ -343,6 +347,7 @@ async function run(options: ReturnType<typeof readOptions>, cleanup: Cleanup): P
       backupDestinations: options.backupDestinations,
       scaleTenants: options.scaleTenants.join(','),
       scaleSeconds: options.scaleSeconds,
+      scaleRounds: options.scaleRounds,
       scaleConcurrency: options.scaleConcurrency,
       scaleRecords: options.scaleRecords,
       scaleOps: options.scaleOps.join(','),
@@ -538,6 +543,8 @@ async function scaleSections(
         dir,
         sizes: options.scaleTenants,
         seconds: options.scaleSeconds,
+        rounds: options.scaleRounds,
+        ...(options.cpuProf ? { cpuProfDir: join(options.cpuProf, `scale-tenants-${backend}`) } : {}),
         concurrency: options.scaleConcurrency,
         recordsPerTenant: options.scaleRecords,
         operations: options.scaleOps,

@@ -46,10 +46,19 @@ export interface ScaleTenantsOptions {
   sizes: number[];
   /** Measured seconds per figure, after a warm-up. */
   seconds: number;
+  /**
+   * Rounds: every figure is measured once per round, the sizes in ascending order in even rounds and
+   * descending in odd ones, and each round's ratios are to that round's baseline — so a machine whose
+   * speed drifts during the run (a shared one drifts by a fifth within minutes) moves a ratio's
+   * numerator and denominator together. Reported: the median rate and the median of the rounds' ratios.
+   */
+  rounds: number;
   concurrency: number;
   recordsPerTenant: number;
   operations: readonly ScaleOperation[];
   logLevel: string;
+  /** Folder for a V8 CPU profile of the server child (`node --cpu-prof`), written when it stops. */
+  cpuProfDir?: string;
   /** A fresh PostgreSQL database for the server's stores; absent: SQLite files in `dir`. */
   databaseUrl?: string;
   progress(message: string): void;
@@ -57,6 +66,8 @@ export interface ScaleTenantsOptions {
 }
 
 export interface ScaleRun {
+  /** The round (0-based) this window was measured in. */
+  round: number;
   operation: ScaleOperation;
   spread: Spread;
   tenants: number;
@@ -206,7 +217,7 @@ export async function benchScaleTenants(options: ScaleTenantsOptions): Promise<S
     'bench/scale-tenants-child.ts',
     childArgs,
     logFile,
-    [],
+    options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`],
     MAKE_TIMEOUT_MS,
   );
   options.onCleanup(() => child.stop());
@@ -226,61 +237,114 @@ export async function benchScaleTenants(options: ScaleTenantsOptions): Promise<S
   const emails = { next: largest * options.recordsPerTenant };
 
   const runs: ScaleRun[] = [];
+  /** Seconds the first touch of every tenant of a size took (stores opened, keys unwrapped). */
+  const touched = new Map<number, number>();
   const warmUp = Math.min(1, options.seconds / 4);
-  for (const operation of options.operations) {
-    for (const size of options.sizes) {
-      for (const spread of ['uniform', 'concentrated'] as const) {
-        // One tenant, or fewer than ten: concentrated is the uniform load again.
-        if (spread === 'concentrated' && size < 10) continue;
-        const what = `${operation}, ${size.toLocaleString('en')} tenants, ${spread}`;
-        progress(`scale-tenants (${backend}): ${what}`);
-        const requests = requestsOf(
-          operation,
-          tenants.slice(0, size),
-          tenantPicker(size, spread),
-          template,
-          emails,
-        );
-        await settle(metricsUrl);
-        await load(target, `${what} warm-up`, requests, options.concurrency, { seconds: warmUp }, ca);
-        const before = await readCounters(metricsUrl);
-        const measured = await load(
-          target,
-          what,
-          requests,
-          options.concurrency,
-          { seconds: options.seconds },
-          ca,
-        );
-        const after = await readCounters(metricsUrl);
-        if (measured.requests === 0) {
-          throw new Error(
-            `scale-tenants (${backend}), ${what}: no request completed within the ${options.seconds} s window ` +
-              '(each took longer): the figures would be meaningless; raise --scale-seconds',
+  for (let round = 0; round < options.rounds; round++) {
+    for (const operation of options.operations) {
+      const sizes = round % 2 === 0 ? options.sizes : [...options.sizes].reverse();
+      for (const size of sizes) {
+        for (const spread of ['uniform', 'concentrated'] as const) {
+          // One tenant, or fewer than ten: concentrated is the uniform load again.
+          if (spread === 'concentrated' && size < 10) continue;
+          const what = `${operation}, ${size.toLocaleString('en')} tenants, ${spread}${
+            options.rounds > 1 ? ` (round ${round + 1} of ${options.rounds})` : ''
+          }`;
+          progress(`scale-tenants (${backend}): ${what}`);
+          const requests = requestsOf(
+            operation,
+            tenants.slice(0, size),
+            tenantPicker(size, spread),
+            template,
+            emails,
           );
+          // Every tenant of the size is touched once (a read of its first record) before the warm-up,
+          // so the window measures the steady state, not the first opening of stores and unwrapping
+          // of keys the fixtures' making left cold; the first touch of each size is reported apart.
+          const touchStarted = Date.now();
+          const sequential = { next: 0 };
+          await load(
+            target,
+            `${what} touch`,
+            requestsOf('read', tenants.slice(0, size), () => sequential.next++ % size, template, emails),
+            Math.min(options.concurrency, size),
+            { amount: size },
+            ca,
+          );
+          if (!touched.has(size)) {
+            touched.set(size, (Date.now() - touchStarted) / 1000);
+            progress(
+              `scale-tenants (${backend}): first touch of ${size.toLocaleString('en')} tenants: ${touched.get(size)?.toFixed(1)} s`,
+            );
+          }
+          await settle(metricsUrl);
+          await load(target, `${what} warm-up`, requests, options.concurrency, { seconds: warmUp }, ca);
+          const before = await readCounters(metricsUrl);
+          const measured = await load(
+            target,
+            what,
+            requests,
+            options.concurrency,
+            { seconds: options.seconds },
+            ca,
+          );
+          const after = await readCounters(metricsUrl);
+          if (measured.requests === 0) {
+            // The run's folder goes at cleanup: the server log's tail is what is left of it.
+            const tail = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');
+            progress(
+              `scale-tenants (${backend}): ${what}: no request completed; the server log ends:\n${tail}`,
+            );
+            throw new Error(
+              `scale-tenants (${backend}), ${what}: no request completed within the ${options.seconds} s window ` +
+                '(each took longer): the figures would be meaningless; raise --scale-seconds',
+            );
+          }
+          const delta = (name: keyof Counters) => after[name] - before[name];
+          const n = measured.requests;
+          const seconds = measured.rate.seconds;
+          const tenantBatches = delta('tresor_tenant_store_commit_batches_total');
+          // Each figure as it is measured: a run stopped later still leaves what it measured.
+          progress(
+            `scale-tenants (${backend}): ${what}: ${measured.rate.opsPerSecond.toFixed(1)}/s, ` +
+              `p99 ${percentile(measured.latenciesMs.slice().sort(), 0.99).toFixed(0)} ms, ` +
+              `${((tenantBatches + delta('tresor_store_commit_batches_total')) / n).toFixed(2)} commits/req, ` +
+              `${(delta('tresor_tenant_stores_opened_total') / seconds).toFixed(0)} opens/s`,
+          );
+          runs.push({
+            round,
+            operation,
+            spread,
+            tenants: size,
+            rate: measured.rate,
+            p99Ms: percentile(measured.latenciesMs.sort(), 0.99),
+            commitsPerRequest: {
+              tenant: tenantBatches / n,
+              control: delta('tresor_store_commit_batches_total') / n,
+            },
+            opensPerSecond: delta('tresor_tenant_stores_opened_total') / seconds,
+            evictionsPerSecond: delta('tresor_tenant_stores_evicted_total') / seconds,
+            meanTenantBatch: delta('tresor_tenant_store_commit_jobs_total') / Math.max(1, tenantBatches),
+          });
         }
-        const delta = (name: keyof Counters) => after[name] - before[name];
-        const n = measured.requests;
-        const seconds = measured.rate.seconds;
-        const tenantBatches = delta('tresor_tenant_store_commit_batches_total');
-        runs.push({
-          operation,
-          spread,
-          tenants: size,
-          rate: measured.rate,
-          p99Ms: percentile(measured.latenciesMs.sort(), 0.99),
-          commitsPerRequest: {
-            tenant: tenantBatches / n,
-            control: delta('tresor_store_commit_batches_total') / n,
-          },
-          opensPerSecond: delta('tresor_tenant_stores_opened_total') / seconds,
-          evictionsPerSecond: delta('tresor_tenant_stores_evicted_total') / seconds,
-          meanTenantBatch: delta('tresor_tenant_store_commit_jobs_total') / Math.max(1, tenantBatches),
-        });
       }
     }
   }
-  return scaleSection(options, backend, runs, makeSeconds);
+  return scaleSection(options, backend, runs, makeSeconds, touched);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The run of median rate among `runs` (one per round). */
+function medianRun(runs: readonly ScaleRun[]): ScaleRun {
+  const sorted = [...runs].sort((a, b) => a.rate.opsPerSecond - b.rate.opsPerSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as ScaleRun;
 }
 
 function scaleSection(
@@ -288,46 +352,66 @@ function scaleSection(
   backend: string,
   runs: ScaleRun[],
   makeSeconds: number,
+  touched: ReadonlyMap<number, number>,
 ): ScaleTenantsSection {
   const groups: FigureGroup[] = [];
   const facts: Fact[] = [];
   const smallest = options.sizes[0] as number;
   const tenantsText = (n: number) => `${n.toLocaleString('en')} tenant${n === 1 ? '' : 's'}`;
+  const roundsText = options.rounds > 1 ? ` (median of ${options.rounds} rounds)` : '';
   for (const operation of options.operations) {
-    const base = runs.find(
+    const baseRuns = runs.filter(
       (r) => r.operation === operation && r.tenants === smallest && r.spread === 'uniform',
     );
-    if (!base) continue;
+    if (baseRuns.length === 0) continue;
+    const base = medianRun(baseRuns);
+    const baseOf = (round: number) => baseRuns.find((r) => r.round === round);
     const baseName = `${tenantsText(smallest)}, uniform`;
     for (const spread of ['uniform', 'concentrated'] as const) {
       const figures: Figure[] = [];
-      for (const run of runs.filter((r) => r.operation === operation && r.spread === spread)) {
+      const sizes = options.sizes.filter((size) =>
+        runs.some((r) => r.operation === operation && r.spread === spread && r.tenants === size),
+      );
+      for (const size of sizes) {
+        const sizeRuns = runs.filter(
+          (r) => r.operation === operation && r.spread === spread && r.tenants === size,
+        );
+        const run = medianRun(sizeRuns);
+        // Each round's ratio is to the same round's baseline (see ScaleTenantsOptions.rounds).
+        const ratios = sizeRuns.flatMap((r) => {
+          const b = baseOf(r.round);
+          return b ? [r.rate.opsPerSecond / b.rate.opsPerSecond] : [];
+        });
+        const spreadText =
+          ratios.length > 1
+            ? `, ratios ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} over ${ratios.length} rounds`
+            : '';
         const name =
-          `${tenantsText(run.tenants)}: ${(run.commitsPerRequest.tenant + run.commitsPerRequest.control).toFixed(2)} ` +
-          `commits/req, ${Math.round(run.opensPerSecond)} opens/s, p99 ${run.p99Ms.toFixed(0)} ms`;
-        figures.push({
-          name,
-          rate: run.rate,
-          baseline: baseName,
-          ratio: run.rate.opsPerSecond / base.rate.opsPerSecond,
+          `${tenantsText(size)}: ${(run.commitsPerRequest.tenant + run.commitsPerRequest.control).toFixed(2)} ` +
+          `commits/req, ${Math.round(run.opensPerSecond)} opens/s, p99 ${run.p99Ms.toFixed(0)} ms${spreadText}`;
+        figures.push({ name, rate: run.rate, baseline: baseName, ratio: median(ratios) });
+        facts.push({
+          name: `${operation}, ${tenantsText(size)}, ${spread}: tenant-store commits per request`,
+          value: run.commitsPerRequest.tenant,
+          unit: `(control store ${run.commitsPerRequest.control.toFixed(3)}; ${run.meanTenantBatch.toFixed(1)} writes per tenant commit; evictions ${Math.round(run.evictionsPerSecond)}/s)`,
         });
       }
       if (figures.length === 0) continue;
       groups.push({
         title: `${operation === 'read' ? 'audited reads, GET' : 'writes, POST'} ${recordsPath}${operation === 'read' ? '/:id' : ''}, ${spread}${
           spread === 'concentrated' ? ` (${HOT_SHARE * 100} % on ${HOT_TENANTS * 100} % of tenants)` : ''
-        }, c=${options.concurrency}`,
+        }, c=${options.concurrency}${roundsText}`,
         // The baseline's own row in the uniform group says its commits and opens; its ratio is 1.
         figures: [{ name: baseName, rate: base.rate, isBaseline: true }, ...figures],
       });
-      for (const run of runs.filter((r) => r.operation === operation && r.spread === spread)) {
-        facts.push({
-          name: `${operation}, ${tenantsText(run.tenants)}, ${spread}: tenant-store commits per request`,
-          value: run.commitsPerRequest.tenant,
-          unit: `(control store ${run.commitsPerRequest.control.toFixed(3)}; ${run.meanTenantBatch.toFixed(1)} writes per tenant commit; evictions ${Math.round(run.evictionsPerSecond)}/s)`,
-        });
-      }
     }
+  }
+  for (const [size, seconds] of touched) {
+    facts.push({
+      name: `first touch of ${tenantsText(size)} after the fixtures (one read each, c=${options.concurrency})`,
+      value: seconds,
+      unit: `s (${(size / seconds).toFixed(0)} tenants/s)`,
+    });
   }
   facts.push({
     name: `tenants made in the stores (${Math.max(...options.sizes).toLocaleString('en')}, ${options.recordsPerTenant} records each)`,
@@ -344,8 +428,11 @@ function scaleSection(
         'process (keyd key, store, first API key, collection, records: what the HTTP routes write), not over HTTP, which ' +
         `would take far longer; a size of n loads the first n. Each figure ${options.seconds} s after a ` +
         `${Math.min(1, options.seconds / 4)} s warm-up; every response was 2xx (the run fails otherwise).`,
-      `Ratios: to the ${tenantsText(smallest)} rate of the same run and operation. Target (scale issue): uniform load ` +
-        'over 1,000 and 10,000 tenants ≥ 0.7× the 1-tenant rate.',
+      `Ratios: to the ${tenantsText(smallest)} rate of the same run, round and operation${
+        options.rounds > 1
+          ? "; with rounds, the median of the rounds' ratios and the median round's rate"
+          : ''
+      }. Target (scale issue): uniform load ` + 'over 1,000 and 10,000 tenants ≥ 0.7× the 1-tenant rate.',
       `commits/req: group-commit transactions of the server's writers per request, from its metrics listener — ${
         backend === 'SQLite'
           ? 'on SQLite each is one fsync of one file (tenant files summed, plus the control store)'
