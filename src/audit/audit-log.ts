@@ -9,8 +9,8 @@
  *                            checkpointer ──▶ audit_checkpoints, witness, sinks
  */
 import type { SqliteStore } from '../store/sqlite/store.ts';
-import type { ArchivedRange } from './archived-log.ts';
 import type { Store } from '../store/types.ts';
+import type { ArchivedRange } from './archived-log.ts';
 import {
   type Checkpointer,
   type CheckpointKeyd,
