@@ -18,8 +18,10 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { type ArchivedLog, type ArchivedRange, createArchivedLog } from '../../src/audit/archived-log.ts';
+import { withArchivedRange } from '../../src/audit/archived-snapshot.ts';
 import { createAuditArchiver } from '../../src/audit/archiver.ts';
 import { type AuditLogReader, createAuditLogReader } from '../../src/audit/log.ts';
+import { verifyAuditLogSnapshot } from '../../src/audit/log-reader.ts';
 import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { segmentManifestKey, segmentObjectKey } from '../../src/audit/segment.ts';
 import { type AuditTileReader, createAuditTileReader } from '../../src/audit/tile-reader.ts';
@@ -27,6 +29,7 @@ import { parseTilePath, type TileCoordinate } from '../../src/audit/tiles.ts';
 import { ERRORS, TresorError } from '../../src/errors.ts';
 import type { Destination } from '../../src/objects/destination.ts';
 import { createFolderDestination } from '../../src/objects/folder-destination.ts';
+import { openAuditLogOf } from '../../src/server/backend.ts';
 import type { Store } from '../../src/store/types.ts';
 import { type BackupWorld, startWorld } from '../backup/fixture.ts';
 import { onPostgres } from '../helpers/backend.ts';
@@ -71,6 +74,17 @@ describe('the archived part of the audit log, read from sealed segments', { time
     const reader = createAuditLogReader(store.db, () => SIZE, archive);
     return { reader, tiles: createAuditTileReader(reader, archive) };
   };
+
+  /** `tresor audit verify`'s check of this run's store, the range below the end read from the segments or not. */
+  async function verify(archived: boolean) {
+    const live = await openAuditLogOf({ dataDir: control.dir, database: control.database });
+    const snapshot = archived ? withArchivedRange(live, archivedLog(), END) : live;
+    try {
+      return await verifyAuditLogSnapshot(snapshot, { verifierKey });
+    } finally {
+      await snapshot.close();
+    }
+  }
 
   /** Every output the readers give, over ranges below, across and above the archived end. */
   async function outputs(reader: AuditLogReader, tiles: AuditTileReader): Promise<unknown[]> {
@@ -189,6 +203,9 @@ describe('the archived part of the audit log, read from sealed segments', { time
     );
     const { reader, tiles } = archivedReader();
     assert.deepEqual(await outputs(reader, tiles), liveOutputs);
+    const report = await verify(true);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.deepEqual([report.size, report.verifiedSize], [SIZE, SIZE]);
   });
 
   test('serves them the same once the live rows below the archived end are deleted', async () => {
@@ -211,6 +228,14 @@ describe('the archived part of the audit log, read from sealed segments', { time
     await assert.rejects(live.inclusion(5, SIZE), /missing/);
     const { reader, tiles } = archivedReader();
     assert.deepEqual(await outputs(reader, tiles), liveOutputs);
+  });
+
+  test('the verifier checks the whole log against the signed checkpoints with the archived range from the segments', async () => {
+    const alone = await verify(false);
+    assert.equal(alone.ok, false, 'the live store alone lacks the archived range');
+    const report = await verify(true);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.deepEqual([report.size, report.verifiedSize, report.firstBadIndex], [SIZE, SIZE, null]);
   });
 
   test('an archived entry’s proof verifies with Go-compatible tile paths against the signed checkpoint', async () => {
