@@ -117,6 +117,8 @@ export const ERRORS = {
   TRESOR_ERR_AUDIT_STORE_UNREADABLE: { status: 500, title: 'Internal Server Error', internal: true },
   /** A sealed audit segment on a destination that does not check out (tampered, cut, another log's). */
   TRESOR_ERR_AUDIT_SEGMENT_INVALID: { status: 500, title: 'Internal Server Error', internal: true },
+  /** The archived part of the audit log asked for, and no destination holds a valid copy of its segment. */
+  TRESOR_ERR_AUDIT_ARCHIVE_UNAVAILABLE: { status: 503, title: 'Service Unavailable' },
   /** The scheduled re-verification of the live audit log found it does not hold (server/audit-verify-job.ts). */
   TRESOR_ERR_AUDIT_VERIFICATION_FAILED: { status: 500, title: 'Internal Server Error', internal: true },
   TRESOR_ERR_CHECKPOINT_MALFORMED: { status: 500, title: 'Internal Server Error', internal: true },

@@ -10,6 +10,7 @@
  */
 import type { SqliteStore } from '../store/sqlite/store.ts';
 import type { Store } from '../store/types.ts';
+import type { ArchivedRange } from './archived-log.ts';
 import {
   type Checkpointer,
   type CheckpointKeyd,
@@ -77,6 +78,8 @@ export interface AuditLogDeps {
    * statements' parameter style and the channel its writes NOTIFY (sequencer.ts); absent on SQLite.
    */
   shared?: Pick<AuditSequencerDeps, 'lease' | 'numberedParameters' | 'logChannel'>;
+  /** The sealed segments that serve the log below the archived end (archived-log.ts); none by default. */
+  archive?: ArchivedRange;
   now?: () => Date;
 }
 
@@ -106,6 +109,7 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
   const reader = createAuditLogReader(
     (deps.control as unknown as Store<WithAuditLog>).db,
     () => sequencer.treeHead().size,
+    deps.archive,
   );
   const checkpointListeners = new Set<(checkpoint: { size: number; note: string }) => void>();
   const checkpointer = createCheckpointer({
@@ -137,7 +141,7 @@ export function createAuditLog(deps: AuditLogDeps): AuditLog {
     sequencer,
     checkpointer,
     reader,
-    tiles: createAuditTileReader(reader),
+    tiles: createAuditTileReader(reader, deps.archive),
     async start() {
       await sequencer.start();
       await checkpointer.start();

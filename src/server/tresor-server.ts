@@ -42,6 +42,7 @@ import {
   type StateChecks,
   startStateChecks,
 } from '../alerts/index.ts';
+import { createArchivedLog } from '../audit/archived-log.ts';
 import { createAuditArchiver } from '../audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
@@ -359,6 +360,21 @@ export async function startTresorServer(
     witness,
     checkpointIntervalMs: config.audit.checkpointIntervalMs,
     signBoundMs: config.audit.signBoundMs,
+    // Below the archived end the log is read from the sealed segments (audit/archived-log.ts). The
+    // end is the audit_archived cursor, below which the live store drops its rows; until that
+    // cursor is wired here it is 0 and every read stays on the live store.
+    archive: {
+      log: createArchivedLog({
+        destinations: () => backupDestinations.map((d) => d.destination),
+        keys: keyd,
+        origin: auditOrigin,
+        key: async () => {
+          const info = await keyd.call('publicKey', { purpose: 'backup-manifest' });
+          return { name: info.name, publicKey: info.publicKey };
+        },
+      }),
+      end: () => 0,
+    },
   });
   auditLog = audit;
   await audit.start();
