@@ -118,16 +118,21 @@ async function readCounters(metricsUrl: string): Promise<Counters> {
 
 /** Quiet: no commit of the server's writers for this long (the last window's outbox removals done). */
 const SETTLED_MS = 1_500;
-/** Waited for quiet at most before a window (then it is measured anyway). */
+/**
+ * Waited for quiet at most before a window (then it is measured anyway, and the progress says so):
+ * at least this long, and more with the tenants made — after the fixtures every tenant's outbox is
+ * drained and its removed rows deleted in its own store, one open and commit per tenant.
+ */
 const SETTLE_TIMEOUT_MS = 120_000;
+const SETTLE_TIMEOUT_PER_TENANT_MS = 60;
 
 /**
  * Waits until the server's writers commit nothing for SETTLED_MS: after the fixtures (the sequencer's
  * outbox removal in every tenant store, the pending marks' clears) and after each window, so no
- * figure pays for the previous one's background work. Gives up after SETTLE_TIMEOUT_MS.
+ * figure pays for the previous one's background work. Gives up after `timeoutMs` (false).
  */
-async function settle(metricsUrl: string): Promise<void> {
-  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+async function settle(metricsUrl: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
   const commits = async () => {
     const c = await readCounters(metricsUrl);
     return c.tresor_tenant_store_commit_batches_total + c.tresor_store_commit_batches_total;
@@ -136,9 +141,10 @@ async function settle(metricsUrl: string): Promise<void> {
   while (Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, SETTLED_MS));
     const now = await commits();
-    if (now === last) return;
+    if (now === last) return true;
     last = now;
   }
+  return false;
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -277,7 +283,11 @@ export async function benchScaleTenants(options: ScaleTenantsOptions): Promise<S
               `scale-tenants (${backend}): first touch of ${size.toLocaleString('en')} tenants: ${touched.get(size)?.toFixed(1)} s`,
             );
           }
-          await settle(metricsUrl);
+          const settleMs = Math.max(SETTLE_TIMEOUT_MS, largest * SETTLE_TIMEOUT_PER_TENANT_MS);
+          if (!(await settle(metricsUrl, settleMs)))
+            progress(
+              `scale-tenants (${backend}): ${what}: the writers were still committing after ${settleMs / 1000} s; measured anyway`,
+            );
           await load(target, `${what} warm-up`, requests, options.concurrency, { seconds: warmUp }, ca);
           const before = await readCounters(metricsUrl);
           const measured = await load(
