@@ -42,12 +42,13 @@ import {
   type StateChecks,
   startStateChecks,
 } from '../alerts/index.ts';
-import { createAuditArchiver } from '../audit/archiver.ts';
+import { type AuditArchiver, createAuditArchiver } from '../audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
 import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
+import { pruneArchived } from '../audit/log-prune.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createPgPendingSources, createSqlitePendingSources } from '../audit/pending-sources.ts';
 import { createReadOutbox } from '../audit/read-outbox.ts';
@@ -878,11 +879,28 @@ export async function startTresorServer(
           keepRecentEntries: archiveKeep,
           segmentTiles: config.audit.archiveSegmentTiles,
         });
+  // After each pass, the live log drops what segments on every destination hold (audit/log-prune.ts).
+  const archivePass = async (using: AuditArchiver) => {
+    await using.run();
+    if (!config.audit.archivePrune) return;
+    await pruneArchived({
+      // The notifying store: the audit.pruned event is moved into the log at once.
+      control,
+      archivedEnd: () => using.archivedEnd(),
+      destinations: () => backupDestinations.map((d) => d.destination),
+      keys: keyd,
+      origin: auditOrigin,
+      reader: audit.reader,
+      treeSize: () => audit.sequencer.treeHead().size,
+      keepRecentEntries: archiveKeep ?? 0,
+      now: clock,
+    });
+  };
   let archiving: Promise<boolean | undefined> | undefined;
   const archiveTimer = archiver
     ? setInterval(() => {
         archiving ??= jobs
-          .periodic('audit.archive', () => archiver.run())
+          .periodic('audit.archive', () => archivePass(archiver))
           .finally(() => {
             archiving = undefined;
           });
