@@ -135,6 +135,8 @@ export interface TresorServerOptions {
   keyDestroyGraceSeconds?: number;
   /** SQLite: tenant stores kept open at most (tests); default derived from the file limit (handle-budget.ts). */
   maxOpenTenantStores?: number;
+  /** Period of the audit.archive job in ms (tests); default audit.archiveIntervalMinutes. */
+  archiveIntervalMs?: number;
 }
 
 export interface TresorServer {
@@ -898,13 +900,16 @@ export async function startTresorServer(
   };
   let archiving: Promise<boolean | undefined> | undefined;
   const archiveTimer = archiver
-    ? setInterval(() => {
-        archiving ??= jobs
-          .periodic('audit.archive', () => archivePass(archiver))
-          .finally(() => {
-            archiving = undefined;
-          });
-      }, config.audit.archiveIntervalMinutes * 60_000)
+    ? setInterval(
+        () => {
+          archiving ??= jobs
+            .periodic('audit.archive', () => archivePass(archiver))
+            .finally(() => {
+              archiving = undefined;
+            });
+        },
+        options.archiveIntervalMs ?? config.audit.archiveIntervalMinutes * 60_000,
+      )
     : undefined;
   archiveTimer?.unref();
   // The held backups are verified again on a schedule, the least recently verified first; a run
