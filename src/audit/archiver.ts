@@ -9,8 +9,8 @@
  * destination added later, or one that failed a pass, is filled from the start again (rewriting a
  * segment elsewhere is harmless: same paths, a new data key, a new signature).
  *
- * Nothing here deletes from the live log: a segment written and read back everywhere is what would
- * allow the live store to drop its leaves later (docs/audit.md, "Sealed segments").
+ * Nothing here deletes from the live log: a segment written and read back everywhere is what allows
+ * the live store to drop its range afterwards (log-prune.ts; docs/audit.md, "Sealed segments").
  */
 import type { KeyService } from '../keyd/operations.ts';
 import type { Destination } from '../objects/destination.ts';

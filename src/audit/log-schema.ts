@@ -13,8 +13,9 @@
  *   audit_checkpoints  every signed checkpoint (C2SP signed note) by tree size
  *   audit_cursors      per outbox (`control` or a tenant id), the last event seq already moved
  *
- * All only grow; triggers refuse UPDATE and DELETE (except cursors, which only advance, and the
- * log's last leaf block, which grows by the leaves of its 64-aligned range).
+ * All only grow; triggers refuse UPDATE and DELETE (except cursors, which only advance, the log's
+ * last leaf block, which grows by the leaves of its 64-aligned range, and the rows wholly below the
+ * archived cursor, which pruning deletes: archived-cursor.ts, log-prune.ts).
  * The triggers stop mistakes, not an attacker with the file: that is what the signed checkpoints,
  * the witness and `tresor audit verify` are for.
  */

@@ -220,6 +220,8 @@ export interface AuditConfig {
   archiveSegmentTiles: number;
   /** Minutes between archiving passes. */
   archiveIntervalMinutes: number;
+  /** After each archiving pass, prune the live log behind the segments (src/audit/log-prune.ts). */
+  archivePrune: boolean;
 }
 
 const SERVER_SETTINGS = settingsOf(SERVER_SECTION, '/server');
@@ -414,6 +416,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     diskReserveBytes: num('/audit/diskReserveBytes'),
     archiveSegmentTiles: num('/audit/archiveSegmentTiles'),
     archiveIntervalMinutes: num('/audit/archiveIntervalMinutes'),
+    archivePrune: get<boolean>('/audit/archivePrune') ?? true,
   };
   if (sinksFile !== undefined) audit.sinksFile = sinksFile;
   const archiveKeepEntries = get<number>('/audit/archiveKeepEntries');

@@ -593,6 +593,16 @@ export const SERVER_SECTION = section(
             64,
             'Full tiles of 256 entries per sealed segment.',
           ),
+          archivePrune: Type.Optional(
+            setting(
+              Type.Boolean({
+                default: true,
+                description:
+                  'When archiving is on: after each archiving pass, the live log drops the entries (and their lower tree nodes) that sealed segments on every destination hold, once each segment is read back and checked (docs/audit.md, "Sealed segments").',
+              }),
+              { env: 'TRESOR_AUDIT_ARCHIVE_PRUNE' },
+            ),
+          ),
           archiveIntervalMinutes: int(
             'TRESOR_AUDIT_ARCHIVE_INTERVAL_MINUTES',
             1,

@@ -25,6 +25,8 @@ export interface AuditMetricsSource {
   /** Whether audited requests are served now (fail closed when not). */
   healthy(): boolean;
   sequencer(): { pendingSources: number; failing: boolean };
+  /** The archived cursor: entries below it were pruned from the live store (held in sealed segments). */
+  archivedEntries?(): Promise<number>;
 }
 
 const ACTOR_KINDS = new Set(['operator-admin', 'customer', 'staff', 'system', 'api-key', 'anonymous']);
@@ -74,8 +76,11 @@ export function auditMetrics(registry: Registry): AuditMetrics {
 
   let source: AuditMetricsSource | undefined;
   let lastCheckpointAt: number | undefined;
-  const gauge = (name: string, help: string, value: (s: AuditMetricsSource) => number | undefined) =>
-    scrapeTimeGauge(registry, name, help, () => (source ? value(source) : undefined));
+  const gauge = (
+    name: string,
+    help: string,
+    value: (s: AuditMetricsSource) => number | undefined | Promise<number | undefined>,
+  ) => scrapeTimeGauge(registry, name, help, () => (source ? value(source) : undefined));
   gauge('tresor_audit_up', '1 while the audit log can record (audited requests are served), else 0.', (s) =>
     s.healthy() ? 1 : 0,
   );
@@ -84,6 +89,11 @@ export function auditMetrics(registry: Registry): AuditMetrics {
     'tresor_audit_unsigned_entries',
     'Entries not yet covered by a signed checkpoint (the checkpoint gap).',
     (s) => Math.max(0, s.treeSize() - s.signedSize()),
+  );
+  gauge(
+    'tresor_audit_archived_entries',
+    'Entries below the archived cursor: pruned from the live store, held in sealed segments on every backup destination (0 until a prune).',
+    (s) => s.archivedEntries?.(),
   );
   gauge(
     'tresor_audit_checkpoint_timestamp_seconds',

@@ -16,6 +16,11 @@ import type pg from 'pg';
 import { type AccessDB, accessMigration, accessPgMigration } from '../access/access-store-schema.ts';
 import { type AlertsDB, alertsMigration, alertsPgMigration } from '../alerts/alert-store-schema.ts';
 import {
+  auditArchivedMigration,
+  auditArchivedPgMigration,
+  type WithAuditArchived,
+} from '../audit/archived-cursor.ts';
+import {
   auditEventsMigration,
   auditEventsPgMigration,
   auditMovedMigration,
@@ -77,6 +82,7 @@ export interface ControlDB
     BackupDB,
     IdentityDB,
     VaultControlDB,
+    WithAuditArchived,
     WithAuditEvents,
     ProbeDB,
     WithAuditLog,
@@ -132,6 +138,8 @@ export const controlStoreMigrations: Migrations = {
   '0018-vault-retention-due': retentionDueMigration,
   // The leaves move into compressed blocks, existing rows converted (src/audit/leaf-blocks-migration.ts).
   '0019-audit-leaf-blocks': auditLeafBlocksMigration,
+  // The archived cursor: the live log may drop what sealed segments hold below it (src/audit/archived-cursor.ts).
+  '0020-audit-archived': auditArchivedMigration,
 };
 
 /**
@@ -182,6 +190,7 @@ export const controlStorePgMigrations: Migrations = {
   '0016-audit-pending-sources': pendingSourcesPgMigration,
   '0017-vault-retention-due': retentionDueMigration,
   '0018-audit-leaf-blocks': auditLeafBlocksPgMigration,
+  '0019-audit-archived': auditArchivedPgMigration,
 };
 
 /**

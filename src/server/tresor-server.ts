@@ -42,13 +42,15 @@ import {
   type StateChecks,
   startStateChecks,
 } from '../alerts/index.ts';
+import { archivedEnd, type WithAuditArchived } from '../audit/archived-cursor.ts';
 import { createArchivedLog } from '../audit/archived-log.ts';
-import { createAuditArchiver } from '../audit/archiver.ts';
+import { type AuditArchiver, createAuditArchiver } from '../audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
 import { createKeydOpsMirror } from '../audit/keyd-ops.ts';
 import { fixAuditOrigin, generatedAuditOrigin } from '../audit/log-identity.ts';
+import { pruneArchived } from '../audit/log-prune.ts';
 import { auditedTenantStores, notifyingStore } from '../audit/notifying-store.ts';
 import { createPgPendingSources, createSqlitePendingSources } from '../audit/pending-sources.ts';
 import { createReadOutbox } from '../audit/read-outbox.ts';
@@ -117,6 +119,11 @@ import { trustStatements } from './trust-statement.ts';
 const BACKUP_RETENTION_PERIOD_MS = 3_600_000;
 /** Backups re-verified per scheduled run (each is a trial restore): a bounded load per run. */
 const REVERIFY_PER_RUN = 4;
+/**
+ * PostgreSQL: how often a node reads the archived cursor again, since another node may have pruned.
+ * Until it does, a read of the range just pruned finds no rows there (it fails; nothing wrong is served).
+ */
+const ARCHIVED_CURSOR_REFRESH_MS = 2_000;
 
 export interface TresorServerOptions {
   /** Key cache bounds (keys stay in memory at most this long / this many uses). */
@@ -135,6 +142,8 @@ export interface TresorServerOptions {
   keyDestroyGraceSeconds?: number;
   /** SQLite: tenant stores kept open at most (tests); default derived from the file limit (handle-budget.ts). */
   maxOpenTenantStores?: number;
+  /** Period of the audit.archive job in ms (tests); default audit.archiveIntervalMinutes. */
+  archiveIntervalMs?: number;
 }
 
 export interface TresorServer {
@@ -338,6 +347,23 @@ export async function startTresorServer(
   };
   /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
   const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
+  // The archived cursor (audit/archived-cursor.ts): below it the live store has dropped its rows and
+  // the reader takes them from the sealed segments. Raised here after this process prunes; on
+  // PostgreSQL another node may prune, so it is read again every ARCHIVED_CURSOR_REFRESH_MS.
+  let archivedCursor = await archivedEnd((rawControl as unknown as Store<WithAuditArchived>).db);
+  const raiseArchivedCursor = (end: number) => {
+    archivedCursor = Math.max(archivedCursor, end);
+  };
+  const archivedCursorTimer =
+    config.database.kind === 'postgres'
+      ? setInterval(() => {
+          archivedEnd((rawControl as unknown as Store<WithAuditArchived>).db).then(
+            raiseArchivedCursor,
+            () => undefined,
+          );
+        }, ARCHIVED_CURSOR_REFRESH_MS)
+      : undefined;
+  archivedCursorTimer?.unref();
   const audit = createAuditLog({
     control: rawControl,
     shared: sequencerBackend,
@@ -360,9 +386,7 @@ export async function startTresorServer(
     witness,
     checkpointIntervalMs: config.audit.checkpointIntervalMs,
     signBoundMs: config.audit.signBoundMs,
-    // Below the archived end the log is read from the sealed segments (audit/archived-log.ts). The
-    // end is the audit_archived cursor, below which the live store drops its rows; until that
-    // cursor is wired here it is 0 and every read stays on the live store.
+    // Below the archived cursor the log is read from the sealed segments (audit/archived-log.ts).
     archive: {
       log: createArchivedLog({
         destinations: () => backupDestinations.map((d) => d.destination),
@@ -373,7 +397,7 @@ export async function startTresorServer(
           return { name: info.name, publicKey: info.publicKey };
         },
       }),
-      end: () => 0,
+      end: () => archivedCursor,
     },
   });
   auditLog = audit;
@@ -894,15 +918,37 @@ export async function startTresorServer(
           keepRecentEntries: archiveKeep,
           segmentTiles: config.audit.archiveSegmentTiles,
         });
+  // After each pass, the live log drops what segments on every destination hold (audit/log-prune.ts).
+  const archivePass = async (using: AuditArchiver) => {
+    await using.run();
+    if (!config.audit.archivePrune) return;
+    const pass = await pruneArchived({
+      // The notifying store: the audit.pruned event is moved into the log at once.
+      control,
+      archivedEnd: () => using.archivedEnd(),
+      destinations: () => backupDestinations.map((d) => d.destination),
+      keys: keyd,
+      origin: auditOrigin,
+      reader: audit.reader,
+      treeSize: () => audit.sequencer.treeHead().size,
+      keepRecentEntries: archiveKeep ?? 0,
+      now: clock,
+      willPrune: raiseArchivedCursor,
+    });
+    raiseArchivedCursor(pass.to);
+  };
   let archiving: Promise<boolean | undefined> | undefined;
   const archiveTimer = archiver
-    ? setInterval(() => {
-        archiving ??= jobs
-          .periodic('audit.archive', () => archiver.run())
-          .finally(() => {
-            archiving = undefined;
-          });
-      }, config.audit.archiveIntervalMinutes * 60_000)
+    ? setInterval(
+        () => {
+          archiving ??= jobs
+            .periodic('audit.archive', () => archivePass(archiver))
+            .finally(() => {
+              archiving = undefined;
+            });
+        },
+        options.archiveIntervalMs ?? config.audit.archiveIntervalMinutes * 60_000,
+      )
     : undefined;
   archiveTimer?.unref();
   // The held backups are verified again on a schedule, the least recently verified first; a run
@@ -1014,6 +1060,7 @@ export async function startTresorServer(
       clearInterval(retentionTimer);
       if (auditVerifyTimer) clearInterval(auditVerifyTimer);
       if (archiveTimer) clearInterval(archiveTimer);
+      if (archivedCursorTimer) clearInterval(archivedCursorTimer);
       await auditVerifying;
       await archiving;
       if (reverifyTimer) clearInterval(reverifyTimer);

@@ -29,7 +29,11 @@ import { createAccountService } from '../../src/identity/accounts.ts';
 import type { KeydClient } from '../../src/keyd/client.ts';
 import { initDevFile } from '../../src/keyd/root/dev-file.ts';
 import { openControlOf } from '../../src/server/backend.ts';
-import { startTresorServer, type TresorServer } from '../../src/server/tresor-server.ts';
+import {
+  startTresorServer,
+  type TresorServer,
+  type TresorServerOptions,
+} from '../../src/server/tresor-server.ts';
 import { type TestBackend, testDatabase } from './backend.ts';
 import { type KeydProcess, startKeyd, TRESOR_BIN } from './keyd-process.ts';
 
@@ -75,6 +79,8 @@ export interface TresorStackOptions {
   backend?: TestBackend;
   /** The `tresor` bin keyd and the server run from (default the checkout's; e.g. a compiled deployment's). */
   bin?: string;
+  /** In-process mode: options for startTresorServer besides `jobIntervalMs: 0` (e.g. job periods). */
+  serverOptions?: TresorServerOptions;
 }
 
 export interface TresorStack {
@@ -297,7 +303,7 @@ export async function startTresorStack(options: TresorStackOptions = {}): Promis
     if (more) Object.assign(env, more);
     if (mode === 'in-process') {
       const config = resolveServerConfig({ dataDir }, env);
-      server = await startTresorServer(config, { jobIntervalMs: 0 });
+      server = await startTresorServer(config, { jobIntervalMs: 0, ...options.serverOptions });
       url = server.url;
     } else {
       const started = await spawnServer(options.bin ?? TRESOR_BIN, dataDir, env, (chunk) => {

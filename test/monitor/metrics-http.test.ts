@@ -32,6 +32,7 @@ const FAMILIES = [
   'tresor_audit_up',
   'tresor_audit_log_entries',
   'tresor_audit_unsigned_entries',
+  'tresor_audit_archived_entries',
   'tresor_audit_checkpoint_timestamp_seconds',
   'tresor_audit_sequencer_pending_sources',
   'tresor_audit_sequencer_failing',

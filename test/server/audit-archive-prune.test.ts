@@ -1,0 +1,95 @@
+// backends: sqlite postgres
+/**
+ * The audit.archive job of a real server (in process, real keyd, two folder destinations, this
+ * run's backend) with pruning on (audit.archivePrune's default): after enough entries, each pass
+ * seals the segments due on both folders and then prunes the live store behind them — the archived
+ * cursor moves, the leaf blocks below it are gone, and the log records `audit.pruned`.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Kysely } from 'kysely';
+import { archivedEnd } from '../../src/audit/archived-cursor.ts';
+import { type AuditEvent, appendAuditEvent } from '../../src/audit/event.ts';
+import { listSegments } from '../../src/audit/segment.ts';
+import { createFolderDestination } from '../../src/objects/folder-destination.ts';
+import type { ControlDB } from '../../src/server/control-store.ts';
+import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const KEEP = 50;
+
+function event(i: number): AuditEvent {
+  return {
+    at: new Date(Date.UTC(2026, 11, 7, 10, 0, 0, i)).toISOString(),
+    actor: { kind: 'system', id: 'archive-prune-test' },
+    tenant: null,
+    action: 'system.job',
+    target: { n: i },
+    outcome: 'success',
+  };
+}
+
+describe('the audit.archive job prunes the live log behind its segments', () => {
+  let s: TresorStack;
+  let base: string;
+  let folders: string[];
+
+  before(async () => {
+    base = mkdtempSync(join(tmpdir(), 'tresor-archive-prune-'));
+    folders = [join(base, 'dest-a'), join(base, 'dest-b')];
+    s = await startTresorStack({
+      server: 'in-process',
+      logLevel: 'warn',
+      env: {
+        TRESOR_BACKUP_INTERVAL_MINUTES: '0',
+        TRESOR_AUDIT_ARCHIVE_KEEP_ENTRIES: String(KEEP),
+        TRESOR_AUDIT_ARCHIVE_SEGMENT_TILES: '1',
+        TRESOR_BACKUP_DESTINATIONS: JSON.stringify(
+          folders.map((path, i) => ({ name: `dest-${i}`, kind: 'folder', path })),
+        ),
+      },
+      serverOptions: { archiveIntervalMs: 300 },
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  test('seals [0, 512) on both destinations and prunes it', async () => {
+    const server = s.server;
+    assert.ok(server);
+    const db = server.control.db as Kysely<ControlDB>;
+    for (let at = 0; at < 600; at += 100)
+      await server.control.write(async (trx) => {
+        for (let i = at; i < at + 100; i++) await appendAuditEvent(trx, event(i));
+      });
+    const end = await waitFor('the archived cursor at 512', async () => {
+      const cursor = await archivedEnd(db);
+      return cursor >= 512 ? cursor : undefined;
+    });
+    assert.equal(end, 512, `${server.audit.sequencer.treeHead().size} entries, ${KEEP} kept`);
+    for (const root of folders)
+      assert.deepEqual((await listSegments(createFolderDestination({ root }))).slice(0, 2), [
+        'audit.0000000000000000-0000000000000256',
+        'audit.0000000000000256-0000000000000512',
+      ]);
+    const first = await db
+      .selectFrom('audit_leaves')
+      .select('idx')
+      .orderBy('idx')
+      .limit(1)
+      .executeTakeFirst();
+    assert.equal(Number(first?.idx), 512);
+    const pruned = await waitFor('audit.pruned in the log', async () => {
+      const entries = await server.audit.reader.entries({ from: 512, limit: 1000 });
+      return entries
+        .map((e) => JSON.parse(e.leaf) as AuditEvent)
+        .find((e) => e.action === 'audit.pruned' && (e.target as { to?: number }).to === 512);
+    });
+    assert.deepEqual(pruned.actor, { kind: 'system', id: 'audit-archive' });
+  });
+});
