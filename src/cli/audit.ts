@@ -59,7 +59,10 @@ export function registerAuditCommands(program: Command): void {
       '--config <file>',
       'server config file (env TRESOR_CONFIG): the backup destinations and keyd that open the sealed segments of the archived part',
     )
-    .option('--keyd-socket <path>', "keyd's Unix socket for the sealed segments (default: as the config says)")
+    .option(
+      '--keyd-socket <path>',
+      "keyd's Unix socket for the sealed segments (default: as the config says)",
+    )
     .option('--json', 'machine-readable report')
     .action(async (flags: VerifyFlags) => (await impl()).verifyCommand(flags));
 
@@ -84,7 +87,10 @@ export function registerAuditCommands(program: Command): void {
       '--config <file>',
       'server config file (env TRESOR_CONFIG): the backup destinations and keyd that open the sealed segments of the archived part',
     )
-    .option('--keyd-socket <path>', "keyd's Unix socket for the sealed segments (default: as the config says)")
+    .option(
+      '--keyd-socket <path>',
+      "keyd's Unix socket for the sealed segments (default: as the config says)",
+    )
     .option('--json', 'machine-readable output')
     .action(async (flags: ExportFlags) => (await impl()).exportCommand(flags));
 }
