@@ -61,7 +61,7 @@ export async function verifyAuditLogWithArchive(
   const origin = input.origin ?? originOf(checkpoints, input.verifierKey);
   if (origin === null)
     return stopped(
-      end,
+      0,
       null,
       0,
       [],
@@ -73,7 +73,7 @@ export async function verifyAuditLogWithArchive(
     archive = await archived.archive(origin);
   } catch (error) {
     return stopped(
-      end,
+      0,
       origin,
       0,
       [],
