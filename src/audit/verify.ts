@@ -11,7 +11,8 @@
  * - each checkpoint: a valid signature by the key (checkpoint-signature), the log's origin
  *   (checkpoint-origin), no two of one size with different roots (checkpoint-inconsistent), a size
  *   the log reaches (truncated) and a root equal to the recomputed tree's at that size (root-mismatch);
- * - each witness checkpoint likewise, and none newer than the store or disagreeing with it (rollback).
+ * - each witness checkpoint likewise, and none newer than the store or disagreeing with it (rollback);
+ * - over a pruned log, the sealed segments holding its archived part (verify-archived.ts: segment).
  * The roots of all checkpoints matching the one recomputed tree is what makes them consistent: two
  * checkpoints that are both roots of prefixes of one log are consistent by definition (RFC 9162 §2.1.4).
  *
