@@ -181,7 +181,7 @@ export async function verifyAuditLogInParallel(
     applyReady();
   };
   // One row or batch in log order; the loop below feeds it from a synchronous source (the SQLite
-  // reader) without an await per item, or from an asynchronous one (segments read back).
+  // reader) with for…of, or from an asynchronous one (segments read back first) with for await.
   const step = async (e: VerifyEntry | LeafBatch) => {
     if ('starts' in e) {
       // In the background (nice set), this thread waits for the workers instead of checking:
