@@ -2,10 +2,15 @@
  * What an access review reads: the grants whose life overlapped a period, the staff accesses the
  * audit log itself records in it (the leaf's JSON, so the report shows what the tamper-evident log
  * says, not a second bookkeeping that could disagree with it), and the attestations touching it.
+ * Entries below the archived end (src/audit/archived-end.ts) are read back from the sealed segments
+ * (archivedEntries: each segment opened and checked whole), the rest from the store.
  */
 import type { Kysely } from 'kysely';
-import { readLeaves, readTenantLeaves, storedLogSize } from '../audit/leaf-store.ts';
+import { readArchivedEnd } from '../audit/archived-end.ts';
+import { type AuditArchive, archivedEntries } from '../audit/archived-segments.ts';
+import { readLeaves, readTenantLeaves, storedLogSize, tenantOfLeaf } from '../audit/leaf-store.ts';
 import type { WithAuditLog } from '../audit/log-schema.ts';
+import { TresorError } from '../errors.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
 import { type GrantInfo, grantInfoOf } from './grant-state.ts';
 import { iso, lifeOf, type Period } from './review-period.ts';
@@ -58,7 +63,13 @@ export const coverOf = (attestations: readonly Attestation[], tenant: string): P
     .filter((a) => a.tenant === null || a.tenant === tenant)
     .map((a) => ({ from: Date.parse(a.from), to: Date.parse(a.to) }));
 
-export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date; requestTtlMs: number }) {
+export function reviewEvidence(options: {
+  db: Kysely<AccessDB>;
+  now: () => Date;
+  requestTtlMs: number;
+  /** The sealed segments of the archived part of the log; without it, a partly archived log is refused. */
+  archive?: () => Promise<AuditArchive>;
+}) {
   const { db, now, requestTtlMs } = options;
   return {
     async grantsIn(period: Period, scope: ReviewScope, person?: string): Promise<GrantInfo[]> {
@@ -86,8 +97,27 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
       const from = iso(period.from);
       const to = iso(period.to);
       const accesses: StaffAccess[] = [];
+      const consider = (index: number, leaf: string) => {
+        if (!leaf.includes('"grantId"') && !leaf.includes('"grant.break-glass"')) return;
+        const access = staffAccessOf(index, JSON.parse(leaf) as LeafFields);
+        if (access === null || access.at < from || access.at >= to) return;
+        if (person !== undefined && access.person !== person) return;
+        accesses.push(access);
+      };
+      const archived = await readArchivedEnd(log);
+      if (archived > 0) {
+        if (options.archive === undefined)
+          throw new TresorError(
+            'TRESOR_ERR_AUDIT_SEGMENT_INVALID',
+            `audit entries [0, ${archived}) are archived in sealed segments, which this review cannot read`,
+          );
+        for await (const { index, leaf } of archivedEntries(await options.archive(), 0, archived)) {
+          if (scope.tenant !== undefined && tenantOfLeaf(leaf) !== scope.tenant) continue;
+          consider(index, leaf);
+        }
+      }
       const end = await storedLogSize(log);
-      for (let at = 0; at < end; ) {
+      for (let at = archived; at < end; ) {
         const page =
           scope.tenant === undefined
             ? await readLeaves(log, at, Math.min(end, at + REVIEW_PAGE))
@@ -96,13 +126,7 @@ export function reviewEvidence(options: { db: Kysely<AccessDB>; now: () => Date;
         if (scope.tenant === undefined) at += REVIEW_PAGE;
         else if (last === undefined) break;
         else at = last.index + 1;
-        for (const { index, leaf } of page) {
-          if (!leaf.includes('"grantId"') && !leaf.includes('"grant.break-glass"')) continue;
-          const access = staffAccessOf(index, JSON.parse(leaf) as LeafFields);
-          if (access === null || access.at < from || access.at >= to) continue;
-          if (person !== undefined && access.person !== person) continue;
-          accesses.push(access);
-        }
+        for (const { index, leaf } of page) consider(index, leaf);
       }
       return accesses;
     },

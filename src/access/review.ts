@@ -21,6 +21,7 @@
  * audited.
  */
 import type { Kysely, Transaction } from 'kysely';
+import type { AuditArchive } from '../audit/archived-segments.ts';
 import { appendAuditEvent } from '../audit/event.ts';
 import { TresorError } from '../errors.ts';
 import {
@@ -103,11 +104,18 @@ export function createAccessReviewService(options: {
   now: () => Date;
   /** As the grant service is configured (GrantConfig.requestTtlMs). */
   requestTtlMs?: number;
+  /** The sealed segments holding the archived part of the audit log (review-evidence.ts). */
+  archive?: () => Promise<AuditArchive>;
 }): AccessReviewService {
   const { control, now } = options;
   const requestTtlMs = options.requestTtlMs ?? DEFAULT_REQUEST_TTL_MS;
   const db = control.db as Kysely<AccessDB>;
-  const { grantsIn, accessesIn, attestationsIn } = reviewEvidence({ db, now, requestTtlMs });
+  const { grantsIn, accessesIn, attestationsIn } = reviewEvidence({
+    db,
+    now,
+    requestTtlMs,
+    ...(options.archive === undefined ? {} : { archive: options.archive }),
+  });
   const run = <T>(work: (trx: Transaction<AccessDB>) => Promise<T | Refusal>) => writeAudited(control, work);
 
   return {

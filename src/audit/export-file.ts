@@ -30,7 +30,8 @@ export interface AuditExportHeader {
 export interface AuditExportSource {
   origin: string | null;
   size: number;
-  entries: Iterable<{ index: number; leaf: string }>;
+  /** Synchronous from the store; asynchronous when archived entries are read back from segments first. */
+  entries: Iterable<{ index: number; leaf: string }> | AsyncIterable<{ index: number; leaf: string }>;
   checkpoints: Iterable<string>;
 }
 
@@ -77,11 +78,13 @@ export async function writeAuditExport(
   };
   pending += `${JSON.stringify(header)}\n`;
   let entries = 0;
-  for (const { index, leaf } of source.entries) {
+  const line = async ({ index, leaf }: { index: number; leaf: string }) => {
     pending += `{"index":${index},"leaf":${JSON.stringify(leaf)}}\n`;
     entries += 1;
     if (pending.length >= WRITE_CHUNK) await flush();
-  }
+  };
+  if (Symbol.asyncIterator in source.entries) for await (const e of source.entries) await line(e);
+  else for (const e of source.entries) await line(e);
   let checkpoints = 0;
   for (const note of source.checkpoints) {
     pending += `${JSON.stringify({ checkpoint: note })}\n`;

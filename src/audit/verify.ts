@@ -11,7 +11,8 @@
  * - each checkpoint: a valid signature by the key (checkpoint-signature), the log's origin
  *   (checkpoint-origin), no two of one size with different roots (checkpoint-inconsistent), a size
  *   the log reaches (truncated) and a root equal to the recomputed tree's at that size (root-mismatch);
- * - each witness checkpoint likewise, and none newer than the store or disagreeing with it (rollback).
+ * - each witness checkpoint likewise, and none newer than the store or disagreeing with it (rollback);
+ * - over a pruned log, the sealed segments holding its archived part (verify-archived.ts: segment).
  * The roots of all checkpoints matching the one recomputed tree is what makes them consistent: two
  * checkpoints that are both roots of prefixes of one log are consistent by definition (RFC 9162 §2.1.4).
  *
@@ -59,7 +60,8 @@ export type ProblemKind =
   | 'root-mismatch'
   | 'truncated'
   | 'checkpoint-inconsistent'
-  | 'rollback';
+  | 'rollback'
+  | 'segment';
 
 export interface VerifyProblem {
   kind: ProblemKind;
@@ -148,11 +150,15 @@ export function verifyAuditLog(input: VerifyInput): VerifyReport {
  * serving process) the workers lower their CPU priority and this thread only waits for them.
  */
 export async function verifyAuditLogInParallel(
-  input: VerifyInput,
+  input: VerifyInput<Iterable<VerifyEntry | LeafBatch> | AsyncIterable<VerifyEntry | LeafBatch>>,
   options: { workers?: number; nice?: number } = {},
 ): Promise<VerifyReport> {
   const workers = options.workers ?? availableParallelism() - 1;
-  if (workers < 1) return verifyAuditLog(input);
+  const { entries } = input;
+  if (workers < 1)
+    return Symbol.asyncIterator in entries
+      ? verifyAuditLogAsync(input)
+      : verifyAuditLog({ ...input, entries });
   const run = new LogVerification(input);
   const pool = createLeafCheckPool(workers, options.nice !== undefined ? { nice: options.nice } : {});
   // In log order: batches checked or being checked, and entries (rows not in a batch) behind them.
@@ -174,41 +180,45 @@ export async function verifyAuditLogInParallel(
     if (e !== undefined && 'batch' in e && e.check === null && e.pending !== null) e.check = await e.pending;
     applyReady();
   };
-  try {
-    for (const e of input.entries) {
-      if ('starts' in e) {
-        // In the background (nice set), this thread waits for the workers instead of checking:
-        // it is the server's event loop, which must stay free for requests.
-        while (options.nice !== undefined && onWorkers >= 4 * workers) {
-          const before = onWorkers;
-          await awaitFirst();
-          if (onWorkers === before) await new Promise(setImmediate);
-        }
-        if (onWorkers < 4 * workers) {
-          const item: AheadBatch = { batch: e, check: null, pending: pool.check(e) };
-          item.pending?.then(
-            (check) => {
-              item.check = check;
-              onWorkers -= 1;
-            },
-            () => {
-              onWorkers -= 1; // awaited in turn (awaitFirst); a failure must not go unhandled meanwhile
-            },
-          );
-          ahead.push(item);
-          onWorkers += 1;
-        } else {
-          // The workers are behind (their cores are busy): this thread checks the batch rather than wait.
-          ahead.push({ batch: e, check: checkLeafBatch(e), pending: null });
-        }
-        await new Promise(setImmediate); // lets the workers' results in
-      } else {
-        ahead.push(e);
+  // One row or batch in log order; the loop below feeds it from a synchronous source (the SQLite
+  // reader) with for…of, or from an asynchronous one (segments read back first) with for await.
+  const step = async (e: VerifyEntry | LeafBatch) => {
+    if ('starts' in e) {
+      // In the background (nice set), this thread waits for the workers instead of checking:
+      // it is the server's event loop, which must stay free for requests.
+      while (options.nice !== undefined && onWorkers >= 4 * workers) {
+        const before = onWorkers;
+        await awaitFirst();
+        if (onWorkers === before) await new Promise(setImmediate);
       }
-      applyReady();
-      // Results checked here wait behind a slow worker's batch; keep that queue short.
-      while (ahead.length > 4 * (workers + 1)) await awaitFirst();
+      if (onWorkers < 4 * workers) {
+        const item: AheadBatch = { batch: e, check: null, pending: pool.check(e) };
+        item.pending?.then(
+          (check) => {
+            item.check = check;
+            onWorkers -= 1;
+          },
+          () => {
+            onWorkers -= 1; // awaited in turn (awaitFirst); a failure must not go unhandled meanwhile
+          },
+        );
+        ahead.push(item);
+        onWorkers += 1;
+      } else {
+        // The workers are behind (their cores are busy): this thread checks the batch rather than wait.
+        ahead.push({ batch: e, check: checkLeafBatch(e), pending: null });
+      }
+      await new Promise(setImmediate); // lets the workers' results in
+    } else {
+      ahead.push(e);
     }
+    applyReady();
+    // Results checked here wait behind a slow worker's batch; keep that queue short.
+    while (ahead.length > 4 * (workers + 1)) await awaitFirst();
+  };
+  try {
+    if (Symbol.asyncIterator in entries) for await (const e of entries) await step(e);
+    else for (const e of entries) await step(e);
     while (ahead.length > 0) await awaitFirst();
   } finally {
     await pool.close();

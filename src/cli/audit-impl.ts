@@ -3,9 +3,11 @@
  * this module only when one of them runs, so `tresor --help` does not load the audit code).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CommanderError } from 'commander';
+import { readArchivedEndOfFile } from '../audit/archived-end.ts';
+import { type AuditArchive, archivedEntries } from '../audit/archived-segments.ts';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
 import {
   type ArchiveIdentities,
@@ -22,13 +24,15 @@ import {
   readAuditExport,
   writeAuditExport,
 } from '../audit/export-file.ts';
-import { type AuditLogSnapshot, openAuditLogReader, verifyAuditLogSnapshot } from '../audit/log-reader.ts';
+import { type AuditLogReader, type AuditLogSnapshot, openAuditLogReader } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
 import { type VerifyReport, verifyAuditLogAsync } from '../audit/verify.ts';
+import { verifyAuditLogWithArchive } from '../audit/verify-archived.ts';
 import { createWitness } from '../audit/witness.ts';
 import { ConfigError, type DatabaseConfig, resolveDatabaseConfig } from '../config/server-config.ts';
-import { openAuditLogOf } from '../server/backend.ts';
+import { archivedEndOf, openAuditLogOf } from '../server/backend.ts';
 import { controlStorePath } from '../server/control-store.ts';
+import { type ArchiveFlags, type CliArchive, cliArchive } from './audit-archive.ts';
 import { info, out, readSecret, warn } from './io.ts';
 
 /** How a passphrase reaches the command: a file (flag or env) or stdin, never the command line. */
@@ -37,7 +41,7 @@ interface PassphraseFlags {
   passphraseStdin?: boolean;
 }
 
-export interface VerifyFlags extends PassphraseFlags {
+export interface VerifyFlags extends PassphraseFlags, ArchiveFlags {
   dataDir?: string;
   file?: string;
   export?: string;
@@ -48,7 +52,7 @@ export interface VerifyFlags extends PassphraseFlags {
   json?: boolean;
 }
 
-export interface ExportFlags extends PassphraseFlags {
+export interface ExportFlags extends PassphraseFlags, ArchiveFlags {
   dataDir?: string;
   out: string;
   recipient?: string[];
@@ -283,14 +287,23 @@ export async function verifyCommand(flags: VerifyFlags): Promise<void> {
       throw usage((err as Error).message);
     }
     source = reader.location;
+    // Read after the snapshot is taken: the end only grows, so the snapshot holds every row from it.
+    const archive = cliArchive(flags, dataDir);
     try {
-      report = await verifyAuditLogSnapshot(reader, {
-        witness,
-        verifierKey,
-        ...origin,
-      });
+      let end: number;
+      try {
+        end = await archivedEndOf({ dataDir, database });
+      } catch (err) {
+        throw usage((err as Error).message);
+      }
+      report = await verifyAuditLogWithArchive(
+        reader,
+        { end, archive: (logOrigin) => archive.open(logOrigin) },
+        { witness, verifierKey, ...origin },
+      );
     } finally {
       await reader.close();
+      await archive.close();
     }
   }
   printReport(report, source, flags.json === true);
@@ -333,38 +346,45 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
     throw usage(
       'tresor audit export reads a SQLite control store; on PostgreSQL (database.url) it is not available yet: verify with tresor audit verify',
     );
-  let reader: ReturnType<typeof openAuditLogReader>;
+  const dataDir = dataDirOf(flags);
+  const { reader, end } = openAtArchivedEnd(controlStorePath(dataDir));
+  const archive = cliArchive(flags, dataDir);
   try {
-    reader = openAuditLogReader(controlStorePath(dataDirOf(flags)));
-  } catch (err) {
-    throw usage((err as Error).message);
-  }
-  try {
+    const checkpoints = reader.checkpoints();
+    const origin = originOf(checkpoints);
+    // The archive is reached before the file is made: an export that cannot hold the archived part is not begun.
+    const archived = end === 0 ? undefined : await archiveOf(archive, origin);
     let handle: Awaited<ReturnType<typeof open>>;
     try {
       handle = await open(path, 'wx', 0o600); // never overwrite: an export is evidence
     } catch (err) {
       throw usage(`cannot create ${path}: ${(err as Error).message}`);
     }
-    const checkpoints = reader.checkpoints();
     const stream = handle.createWriteStream();
     const source = {
-      origin: originOf(checkpoints),
-      size: reader.size(),
-      entries: reader.entries(),
+      origin,
+      size: end + reader.size(),
+      entries: archived === undefined ? reader.entries() : withArchived(archived, end, reader),
       checkpoints,
     };
     let written: Awaited<ReturnType<typeof writeAuditExport>>;
-    if (encrypter === undefined) {
-      written = await writeAuditExport(source, stream);
-    } else {
-      // The JSON Lines go through the encrypter only: no plaintext byte reaches the file.
-      const { input, done } = await encryptingStream(encrypter, stream);
-      written = await writeAuditExport(source, input);
-      input.end();
-      await done;
+    try {
+      if (encrypter === undefined) {
+        written = await writeAuditExport(source, stream);
+      } else {
+        // The JSON Lines go through the encrypter only: no plaintext byte reaches the file.
+        const { input, done } = await encryptingStream(encrypter, stream);
+        written = await writeAuditExport(source, input);
+        input.end();
+        await done;
+      }
+      await new Promise<void>((res, rej) => stream.end((err?: Error | null) => (err ? rej(err) : res())));
+    } catch (err) {
+      // A segment that fails half-way (or a full disk): no partial export is left to be taken for whole.
+      stream.destroy();
+      await rm(path, { force: true });
+      throw err;
     }
-    await new Promise<void>((res, rej) => stream.end((err?: Error | null) => (err ? rej(err) : res())));
     const again = await open(path, 'r');
     await again.sync().finally(() => again.close());
     out(
@@ -375,7 +395,56 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
     );
   } finally {
     reader.close();
+    await archive.close();
   }
+}
+
+/**
+ * The store's reader with the archived end E of its snapshot: E read before and after the snapshot
+ * is taken and equal (else a pruning pass ran in between: read again), so the snapshot's rows start
+ * exactly at E and the export has neither a hole nor a row twice.
+ */
+function openAtArchivedEnd(path: string): { reader: AuditLogReader; end: number } {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let reader: AuditLogReader;
+    let before: number;
+    let after: number;
+    try {
+      before = readArchivedEndOfFile(path);
+      reader = openAuditLogReader(path);
+    } catch (err) {
+      throw usage((err as Error).message);
+    }
+    try {
+      after = readArchivedEndOfFile(path);
+    } catch (err) {
+      reader.close();
+      throw usage((err as Error).message);
+    }
+    if (before === after) return { reader, end: before };
+    reader.close();
+  }
+  throw usage('the audit log was being archived and pruned throughout: run the export again');
+}
+
+async function archiveOf(archive: CliArchive, origin: string | null): Promise<AuditArchive> {
+  if (origin === null) throw usage('the log is partly archived, and no checkpoint names its origin');
+  try {
+    return await archive.open(origin);
+  } catch (err) {
+    // Exit 1 (main.ts): the archived part cannot be reached, so no export is written.
+    throw new Error(`entries below the archived end are in sealed segments: ${(err as Error).message}`);
+  }
+}
+
+/** The archived entries [0, end) from the segments, then the store's rows from `end` on. */
+async function* withArchived(
+  archive: AuditArchive,
+  end: number,
+  reader: AuditLogReader,
+): AsyncGenerator<{ index: number; leaf: string }> {
+  yield* archivedEntries(archive, 0, end);
+  for (const e of reader.entries()) if (e.index >= end) yield e;
 }
 
 // The origin named by the latest checkpoint, unverified: the file's header is only a hint.

@@ -6,6 +6,9 @@
  *   tresor audit export [--data-dir <dir>] --out <file>
  *                       (--recipient <age1…>… | --passphrase-file <file> | --passphrase-stdin | --plaintext)
  *
+ * Entries below the archived end (pruned from the store after they were sealed into segments on the
+ * backup destinations) are read back from the segments, with keyd, as the server's config names them.
+ *
  * verify exits 0 when the log verifies, 1 on any problem (the first bad index and each problem on
  * stdout, or one JSON report with --json), 2 on a usage error (unreadable key, store or witness,
  * an archive the identity or passphrase does not open). It reads the store read-only and can run
@@ -52,6 +55,14 @@ export function registerAuditCommands(program: Command): void {
     .option('--witness <folder>', 'witness folder (default <data dir>/witness; none for --file)')
     .option('--no-witness', 'do not read the witness')
     .option('--origin <origin>', "the log's origin line (default: that of the store's checkpoints)")
+    .option(
+      '--config <file>',
+      'server config file (env TRESOR_CONFIG): the backup destinations and keyd that open the sealed segments of the archived part',
+    )
+    .option(
+      '--keyd-socket <path>',
+      "keyd's Unix socket for the sealed segments (default: as the config says)",
+    )
     .option('--json', 'machine-readable report')
     .action(async (flags: VerifyFlags) => (await impl()).verifyCommand(flags));
 
@@ -72,6 +83,14 @@ export function registerAuditCommands(program: Command): void {
     )
     .option('--passphrase-stdin', 'encrypt to a passphrase read from stdin (a terminal prompts)')
     .option('--plaintext', 'write the JSON Lines unencrypted (a warning is printed)')
+    .option(
+      '--config <file>',
+      'server config file (env TRESOR_CONFIG): the backup destinations and keyd that open the sealed segments of the archived part',
+    )
+    .option(
+      '--keyd-socket <path>',
+      "keyd's Unix socket for the sealed segments (default: as the config says)",
+    )
     .option('--json', 'machine-readable output')
     .action(async (flags: ExportFlags) => (await impl()).exportCommand(flags));
 }

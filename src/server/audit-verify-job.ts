@@ -7,11 +7,18 @@
  * is audited as `audit.verify` (system actor `audit-verify`: size, checkpoints, the kinds of problems
  * found, never an entry's content), so the detectors raise `audit.verification-failed` from the log
  * itself; a failure also fails the `audit.verify` job (tresor status, the job metrics).
+ *
+ * Entries below the archived end (audit/archived-end.ts) are read back from the sealed segments on
+ * the backup destinations and checked with the rest (audit/verify-archived.ts); a segment missing or
+ * tampered with on any destination fails the run (kind `segment`).
  */
+
+import type { AuditArchive } from '../audit/archived-segments.ts';
 import { appendAuditEvent, type WithAuditEvents } from '../audit/event.ts';
-import { type AuditLogSnapshot, verifyAuditLogSnapshot } from '../audit/log-reader.ts';
+import type { AuditLogSnapshot } from '../audit/log-reader.ts';
 import { ed25519VerifierKey } from '../audit/note.ts';
 import { systemEvent } from '../audit/system-event.ts';
+import { verifyAuditLogWithArchive } from '../audit/verify-archived.ts';
 import { TresorError } from '../errors.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import type { Store } from '../store/types.ts';
@@ -29,16 +36,25 @@ export async function verifyLiveAuditLog(deps: {
   origin: string;
   keyd: KeyService;
   witnessLatest: () => Promise<string | null>;
+  /** The archived end E (0: nothing archived), read after the snapshot is opened. */
+  archivedEnd: () => Promise<number>;
+  /** The segments' destinations and key, asked for only when E > 0. */
+  archive: (origin: string) => Promise<AuditArchive>;
 }): Promise<LiveAuditCheck> {
   const key = await deps.keyd.call('publicKey', { purpose: 'audit-checkpoint' });
   const witnessed = await deps.witnessLatest();
   const reader = await deps.openLog();
   try {
-    const report = await verifyAuditLogSnapshot(reader, {
-      witness: witnessed === null ? [] : [witnessed],
-      verifierKey: ed25519VerifierKey(deps.origin, key.publicKey),
-      origin: deps.origin,
-    });
+    const end = await deps.archivedEnd();
+    const report = await verifyAuditLogWithArchive(
+      reader,
+      { end, archive: deps.archive },
+      {
+        witness: witnessed === null ? [] : [witnessed],
+        verifierKey: ed25519VerifierKey(deps.origin, key.publicKey),
+        origin: deps.origin,
+      },
+    );
     const kinds: string[] = [...new Set(report.problems.map((p) => p.kind))].sort();
     const witnessMissing = witnessed !== null && report.witnessCheckpoints !== 1;
     if (witnessMissing) kinds.push('witness-checkpoint');
@@ -54,6 +70,8 @@ export async function runLiveAuditVerification(deps: {
   origin: () => string;
   keyd: KeyService;
   witnessLatest: () => Promise<string | null>;
+  archivedEnd: () => Promise<number>;
+  archive: (origin: string) => Promise<AuditArchive>;
   control: Store<WithAuditEvents>;
   clock: () => Date;
 }): Promise<void> {

@@ -15,6 +15,7 @@
  * The database URL may carry a password: `location` and every message use its redacted form.
  */
 import { sql } from 'kysely';
+import { readArchivedEndOfFile, readArchivedEndOfPg } from '../audit/archived-end.ts';
 import { type AuditLogSnapshot, openSqliteLogSnapshot } from '../audit/log-reader.ts';
 import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { CONTROL_SOURCE } from '../audit/sequencer.ts';
@@ -196,6 +197,18 @@ export async function openAuditLogOf(config: BackendConfig): Promise<AuditLogSna
     return openPgLogSnapshot({ url, shown: redactDatabaseUrl(url), schema: CONTROL_SCHEMA });
   }
   return openSqliteLogSnapshot(controlStorePath(config.dataDir));
+}
+
+/**
+ * The deployment's archived end E (audit/archived-end.ts): entries below it are only in sealed
+ * segments. Read on a read-only connection of its own; 0 where the store has no `audit_archived`.
+ */
+export async function archivedEndOf(config: BackendConfig): Promise<number> {
+  if (config.database.kind === 'postgres') {
+    const { url } = config.database;
+    return readArchivedEndOfPg({ url, shown: redactDatabaseUrl(url), schema: CONTROL_SCHEMA });
+  }
+  return readArchivedEndOfFile(controlStorePath(config.dataDir));
 }
 
 /** Where the deployment's data is, for messages (the URL's password redacted). */

@@ -43,7 +43,9 @@ import {
   startStateChecks,
 } from '../alerts/index.ts';
 import { archivedEnd, type WithAuditArchived } from '../audit/archived-cursor.ts';
+import { readArchivedEnd } from '../audit/archived-end.ts';
 import { createArchivedLog } from '../audit/archived-log.ts';
+import type { AuditArchive } from '../audit/archived-segments.ts';
 import { type AuditArchiver, createAuditArchiver } from '../audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../audit/audit-log.ts';
 import { createDiskWatch } from '../audit/disk-space.ts';
@@ -279,7 +281,12 @@ export async function startTresorServer(
       maxDurationMs: config.access.maxGrantMinutes * 60_000,
     },
   });
-  const reviews = createAccessReviewService({ control, now: clock });
+  // The access review reads the archived part of the audit log back from the segments (auditArchive below).
+  const reviews = createAccessReviewService({
+    control,
+    now: clock,
+    archive: () => auditArchive(auditOrigin),
+  });
 
   // Console identity. The factor key is keyd's (identity/factor-key.ts): wrapped in the control
   // store, unwrapped into memory at start or, while keyd is down, at first use; people and login
@@ -326,6 +333,17 @@ export async function startTresorServer(
     throttleConfig,
     webauthn,
   });
+
+  /** Where the archived part of the audit log is read back from: the segments on the backup destinations. */
+  async function auditArchive(origin: string): Promise<AuditArchive> {
+    const key = await keyd.call('publicKey', { purpose: 'backup-manifest' });
+    return {
+      destinations: backupDestinations.map((d) => d.destination),
+      keys: keyd,
+      key: { name: key.name, publicKey: key.publicKey },
+      origin,
+    };
+  }
 
   // The log's origin is fixed at the first start and refused if the config later names another.
   const auditOrigin = await fixAuditOrigin(rawControl, {
@@ -893,6 +911,8 @@ export async function startTresorServer(
                 origin: () => auditOrigin,
                 keyd,
                 witnessLatest: () => witness.latest(),
+                archivedEnd: () => readArchivedEnd(rawControl.db),
+                archive: auditArchive,
                 control,
                 clock,
               }),

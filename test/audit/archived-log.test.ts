@@ -18,7 +18,6 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { type ArchivedLog, type ArchivedRange, createArchivedLog } from '../../src/audit/archived-log.ts';
-import { withArchivedRange } from '../../src/audit/archived-snapshot.ts';
 import { createAuditArchiver } from '../../src/audit/archiver.ts';
 import { type AuditLogReader, createAuditLogReader } from '../../src/audit/log.ts';
 import { verifyAuditLogSnapshot } from '../../src/audit/log-reader.ts';
@@ -26,6 +25,7 @@ import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { segmentManifestKey, segmentObjectKey } from '../../src/audit/segment.ts';
 import { type AuditTileReader, createAuditTileReader } from '../../src/audit/tile-reader.ts';
 import { parseTilePath, type TileCoordinate } from '../../src/audit/tiles.ts';
+import { verifyAuditLogWithArchive } from '../../src/audit/verify-archived.ts';
 import { ERRORS, TresorError } from '../../src/errors.ts';
 import type { Destination } from '../../src/objects/destination.ts';
 import { createFolderDestination } from '../../src/objects/folder-destination.ts';
@@ -77,10 +77,17 @@ describe('the archived part of the audit log, read from sealed segments', { time
 
   /** `tresor audit verify`'s check of this run's store, the range below the end read from the segments or not. */
   async function verify(archived: boolean) {
-    const live = await openAuditLogOf({ dataDir: control.dir, database: control.database });
-    const snapshot = archived ? withArchivedRange(live, archivedLog(), END) : live;
+    const snapshot = await openAuditLogOf({ dataDir: control.dir, database: control.database });
     try {
-      return await verifyAuditLogSnapshot(snapshot, { verifierKey });
+      if (!archived) return await verifyAuditLogSnapshot(snapshot, { verifierKey });
+      return await verifyAuditLogWithArchive(
+        snapshot,
+        {
+          end: END,
+          archive: async (origin) => ({ destinations, keys: world.client, key: world.manifestKey, origin }),
+        },
+        { verifierKey },
+      );
     } finally {
       await snapshot.close();
     }

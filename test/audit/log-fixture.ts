@@ -97,6 +97,8 @@ export interface AuditLogFixtureOptions {
   raw?: boolean;
   /** Record checkpoints with the witness (default true). */
   witness?: boolean;
+  /** The i-th entry, instead of fixtureEntry(i): it must name `index: i` and a tenant. */
+  entry?: (index: number) => { index: number; tenant: string };
 }
 
 const temporaryFolders: string[] = [];
@@ -135,8 +137,9 @@ export async function buildAuditLogFixture(options: AuditLogFixtureOptions): Pro
     const nodeRows: { level: number; idx: number; hash: Buffer }[] = [];
     const sizes: number[] = [];
     for (let i = from; i < to; i++) {
-      const entry = fixtureEntry(i);
-      const leaf = options.raw ? rawCanonical(entry) : canonicalJson(entry);
+      const entry = options.entry === undefined ? fixtureEntry(i) : options.entry(i);
+      const leaf =
+        options.raw && options.entry === undefined ? rawCanonical(fixtureEntry(i)) : canonicalJson(entry);
       if (options.raw && i % 10_007 === 0 && leaf !== canonicalJson(entry)) {
         throw new Error('rawCanonical disagrees with canonicalJson');
       }
