@@ -104,7 +104,6 @@ describe('restoring from backup brings the audit segments back', () => {
     const checkpoint = await s.request('GET', '/v1/audit/checkpoint', { token: auditToken });
     assert.equal(checkpoint.status, 200, checkpoint.text);
     origin = checkpoint.text.split('\n')[0] as string;
-    assert.ok(Number(checkpoint.text.split('\n')[1]) >= 256, 'a full tile of entries');
 
     // The archive job's timer runs its pass every minute.
     const a = createFolderDestination({ root: folders.a });
