@@ -1,14 +1,14 @@
-// backends: sqlite (`tresor restore --to` a data folder; the PostgreSQL restore runs the same segment steps, test/backup/audit-segments covers them)
+// backends: sqlite postgres
 /**
  * Issue 19, "restoring from backup brings the segments back": a real stack (keyd and `tresor server`
  * processes) with archiving on (`audit.archiveKeepEntries` 0, one tile per segment) and two folder
  * destinations; enough records written for a full tile of audit entries; the archive job's pass (its
  * timer, every minute) seals a segment on both; `tresor backup now --wait` takes a backup whose
  * signed manifest names it (its trial restore checking the segment's signature). Then `tresor
- * restore` brings the backup into a NEW data folder for a deployment whose only destination is a
- * THIRD, empty folder: the restore opens the segment whole and copies it there, where it opens
+ * restore` brings the backup into a NEW data folder (on PostgreSQL: a fresh empty database) for a
+ * deployment whose only destination is a THIRD, empty folder: the restore opens the segment whole and copies it there, where it opens
  * again. A restore from a copy of the destination with a tile of the segment flipped is refused,
- * naming the segment, and leaves no folder and nothing at the third destination.
+ * naming the segment, and leaves no folder (an empty database) and nothing at the third destination.
  *
  * The live log's rows are not looked at: whether pruning removed them or not, this holds.
  */
@@ -28,8 +28,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { listSegments, openSegment, segmentObjectKey } from '../../src/audit/segment.ts';
 import { type BackupManifest, createFolderDestination } from '../../src/backup/index.ts';
+import { pgDatabaseEmptyAt } from '../../src/server/pg-restore-database.ts';
 import { exited, type Run, tresor } from '../cli/cli-run.ts';
+import { onPostgres } from '../helpers/backend.ts';
 import { operatorToken } from '../helpers/console.ts';
+import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -43,6 +46,20 @@ describe('restoring from backup brings the audit segments back', () => {
   let folders: { a: string; b: string };
   let backupId: string;
   let origin: string;
+  const databases: FreshPgDatabase[] = [];
+
+  /** Where a restore goes: a new data folder, or on PostgreSQL a fresh empty database. */
+  const restoreTarget = async (folder: string): Promise<{ args: string[]; empty(): Promise<boolean> }> => {
+    if (!onPostgres) {
+      return {
+        args: ['--to', folder],
+        empty: async () => !existsSync(folder),
+      };
+    }
+    const db = await freshPgDatabase({ prefix: testPgPrefix('tresor_test') });
+    databases.push(db);
+    return { args: ['--database-url', db.url], empty: () => pgDatabaseEmptyAt(db.url) };
+  };
 
   const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => tresor(args, { env });
   const segmentKey = async () => {
@@ -71,6 +88,7 @@ describe('restoring from backup brings the audit segments back', () => {
 
   after(async () => {
     await s?.stop();
+    for (const db of databases) await db.drop().catch(() => undefined);
     if (base) rmSync(base, { recursive: true, force: true });
   });
 
@@ -160,7 +178,7 @@ describe('restoring from backup brings the audit segments back', () => {
     assert.ok(backupId, 'the backup of the first test');
     const third = join(base, 'dest-c');
     mkdirSync(third, { mode: 0o700 });
-    const target = join(base, 'restored');
+    const target = await restoreTarget(join(base, 'restored'));
     const run = exited(
       await cli(
         [
@@ -172,8 +190,7 @@ describe('restoring from backup brings the audit segments back', () => {
           folders.a,
           '--backup',
           backupId,
-          '--to',
-          target,
+          ...target.args,
         ],
         { TRESOR_BACKUP_DESTINATIONS: JSON.stringify([{ name: 'c', kind: 'folder', path: third }]) },
       ),
@@ -185,7 +202,7 @@ describe('restoring from backup brings the audit segments back', () => {
     assert.ok(done.auditSegments.checked >= 1);
     assert.equal(done.auditSegments.copied[0]?.destination, 'c');
     assert.ok(done.auditSegments.copied[0]?.segments.includes(SEGMENT));
-    assert.ok(existsSync(join(target, 'control.sqlite')), 'the data folder is there');
+    assert.equal(await target.empty(), false, 'the data folder (database) is there');
 
     const destination = createFolderDestination({ root: third });
     assert.ok((await listSegments(destination)).includes(SEGMENT));
@@ -212,19 +229,10 @@ describe('restoring from backup brings the audit segments back', () => {
     mkdirSync(third, { mode: 0o700 });
     const parent = join(base, 'refused');
     mkdirSync(parent, { mode: 0o700 });
+    const target = await restoreTarget(join(parent, 'data'));
     const run = exited(
       await cli(
-        [
-          'restore',
-          '--keyd-socket',
-          s.keydSocket,
-          '--from',
-          tampered,
-          '--backup',
-          backupId,
-          '--to',
-          join(parent, 'data'),
-        ],
+        ['restore', '--keyd-socket', s.keydSocket, '--from', tampered, '--backup', backupId, ...target.args],
         { TRESOR_BACKUP_DESTINATIONS: JSON.stringify([{ name: 'c', kind: 'folder', path: third }]) },
       ),
       1,
@@ -233,7 +241,8 @@ describe('restoring from backup brings the audit segments back', () => {
       run.stderr,
       /TRESOR_ERR_BACKUP_INVALID: backup \S+ refused: audit segment audit\.0000000000000000-0000000000000256: tile\/entries\/000 is not the object written/,
     );
-    assert.deepEqual(readdirSync(parent), [], 'no data folder, no staging folder');
+    assert.ok(await target.empty(), 'no data folder (an empty database)');
+    assert.deepEqual(readdirSync(parent), [], 'no staging folder');
     assert.deepEqual(readdirSync(third), [], 'nothing copied');
   });
 });
