@@ -301,6 +301,37 @@ export async function openSegment(input: OpenSegmentInput): Promise<OpenedSegmen
   return { manifest, leafHashes, leaves, tiles: plain };
 }
 
+/**
+ * The cheap half of openSegment's first check, for a trial restore that runs after every backup:
+ * the segment's signature object names keyd's key and the digest of the manifest stored beside it,
+ * and keyd's signature of that statement verifies. Nothing is decrypted. Answers the manifest's
+ * SHA-256 (hex); throws SegmentError otherwise.
+ */
+export async function verifySegmentSignature(
+  input: Pick<OpenSegmentInput, 'destination' | 'id' | 'key'>,
+): Promise<string> {
+  const { destination, id } = input;
+  if (!isSegmentId(id)) throw new SegmentError(id, 'not a segment id');
+  const digest = sha256Hex(await destination.get(segmentManifestKey(id)));
+  const signed = parseObject(await destination.get(segmentSignatureKey(id)));
+  const ok =
+    signed?.format === SIGNATURE_FORMAT &&
+    signed.keyName === input.key.name &&
+    signed.manifestSha256 === digest &&
+    typeof signed.signature === 'string' &&
+    verify(
+      null,
+      statement(id, digest),
+      createPublicKey({
+        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(input.key.publicKey).toString('base64url') },
+        format: 'jwk',
+      }),
+      Buffer.from(signed.signature, 'base64'),
+    );
+  if (!ok) throw new SegmentError(id, 'the manifest is not the one keyd signed (signature, key or digest)');
+  return digest;
+}
+
 function parseObject(bytes: Buffer): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(bytes.toString('utf8'));

@@ -8,7 +8,9 @@
  *   3. the snapshot files as one stream, cut into chunks, each sealed (chunk-cipher.ts) on a worker
  *      thread at a lower CPU priority (chunk-sealer.ts), written to every destination and read back
  *      (putVerified), the digests of the chunk and of its read-back taken on that worker;
- *   4. the manifest, signed by keyd; the signature object, then the manifest, last.
+ *   4. the audit log's sealed segments that every destination still in the backup holds, contiguous
+ *      from entry 0 (audit-segments.ts), named in the manifest with their digests;
+ *   5. the manifest, signed by keyd; the signature object, then the manifest, last.
  *
  * A destination that fails is dropped from this backup, its partial objects removed, and reported;
  * the others go on. An abort (options.signal: the server stops) ends it at the next object. If keyd,
@@ -30,6 +32,7 @@ import {
   SIGNATURE_OBJECT,
   sha256Hex,
 } from '../objects/destination.ts';
+import { commonSegments, segmentsAt } from './audit-segments.ts';
 import { startChunkSealer } from './chunk-sealer.ts';
 import { BackupError } from './errors.ts';
 import {
@@ -37,6 +40,7 @@ import {
   chunkObject,
   MANIFEST_FORMAT,
   type ManifestChunk,
+  type ManifestSegment,
   type ManifestTenant,
   manifestBytes,
   signManifest,
@@ -125,6 +129,7 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
         storedDigest: sealer.storedDigest,
       });
     }
+    const auditSegments = await segmentsEverywhere(live, backupId);
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
       backupId,
@@ -144,6 +149,8 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
         sha256,
       })),
       chunks,
+      // Named only when there are any: a deployment without archiving writes manifests as before.
+      ...(auditSegments.length > 0 ? { auditSegments } : {}),
     };
     const bytes = manifestBytes(manifest);
     const signature = await signManifest(options.keys, backupId, bytes);
@@ -178,6 +185,41 @@ function stopIfAborted(signal: AbortSignal | undefined, backupId: string): void 
   }
 }
 
+/** The segments every destination still in the backup holds alike; one whose listing fails leaves it. */
+async function segmentsEverywhere(
+  live: Map<Destination, DestinationOutcome>,
+  backupId: string,
+): Promise<ManifestSegment[]> {
+  const lists: ManifestSegment[][] = [];
+  for (const [destination, outcome] of live) {
+    if (!outcome.ok) continue;
+    try {
+      lists.push(await segmentsAt(destination));
+    } catch (err) {
+      dropDestination(outcome, err);
+      await deleteBackup(destination, backupId).catch(() => undefined);
+    }
+  }
+  if (lists.length === 0) throwNoneTook([...live.values()], backupId);
+  return commonSegments(lists);
+}
+
+function dropDestination(outcome: DestinationOutcome, err: unknown): void {
+  const e = err as { code?: unknown; message?: unknown };
+  outcome.ok = false;
+  outcome.error = {
+    code: typeof e.code === 'string' ? e.code : 'TRESOR_ERR_BACKUP_DESTINATION',
+    message: typeof e.message === 'string' ? e.message : 'write failed',
+  };
+}
+
+function throwNoneTook(outcomes: DestinationOutcome[], backupId: string): never {
+  throw new BackupError(
+    'TRESOR_ERR_BACKUP_FAILED',
+    `backup ${backupId}: no destination took it (${outcomes.map((o) => o.error?.message).join('; ')})`,
+  );
+}
+
 /** Writes an object to every destination still in the backup; one that fails leaves it. */
 async function writeEverywhere(
   live: Map<Destination, DestinationOutcome>,
@@ -191,20 +233,10 @@ async function writeEverywhere(
     try {
       await putVerified(destination, key, data, digests);
     } catch (err) {
-      const e = err as { code?: unknown; message?: unknown };
-      outcome.ok = false;
-      outcome.error = {
-        code: typeof e.code === 'string' ? e.code : 'TRESOR_ERR_BACKUP_DESTINATION',
-        message: typeof e.message === 'string' ? e.message : 'write failed',
-      };
+      dropDestination(outcome, err);
       await deleteBackup(destination, backupId).catch(() => undefined);
     }
   }
-  const failed = [...live.values()];
-  if (failed.every((o) => !o.ok)) {
-    throw new BackupError(
-      'TRESOR_ERR_BACKUP_FAILED',
-      `backup ${backupId}: no destination took it (${failed.map((o) => o.error?.message).join('; ')})`,
-    );
-  }
+  const outcomes = [...live.values()];
+  if (outcomes.every((o) => !o.ok)) throwNoneTook(outcomes, backupId);
 }

@@ -8,7 +8,9 @@
  * with read-back of every digest (destination.ts, folder-destination.ts), and described by a
  * manifest signed by keyd and written last (manifest.ts). createBackup takes one; verifyBackup and
  * restoreBackup read one back and refuse it at the first check that fails; planRetention and
- * agedOutAt say what a destination keeps and when a backup has aged out everywhere.
+ * agedOutAt say what a destination keeps and when a backup has aged out everywhere. A manifest also
+ * names the audit log's sealed segments at the destinations (audit-segments.ts): copies carry them
+ * along, restores check them, retention never deletes them.
  *
  * In the running server: backup-runs.ts takes backups one at a time (retries, verification,
  * audit) and records them in the control store (backup-records.ts, backup-store-schema.ts);
@@ -53,6 +55,13 @@ export {
 } from '../objects/retention.ts';
 export { createS3Destination, type S3DestinationOptions } from '../objects/s3-destination.ts';
 export { applyRetention, backupHorizon, type RetentionReport } from './apply-retention.ts';
+export {
+  type CheckSegmentsOptions,
+  checkSegments,
+  commonSegments,
+  copySegments,
+  segmentsAt,
+} from './audit-segments.ts';
 export { verifyBackupInBackground } from './background-verify.ts';
 export { type BackupRecords, type BackupView, type CopyView, createBackupRecords } from './backup-records.ts';
 export { type BackupRunDeps, type BackupRuns, createBackupRuns, type StartedBackup } from './backup-runs.ts';
@@ -71,6 +80,7 @@ export {
   MANIFEST_KEY_NAME,
   type ManifestFile,
   type ManifestKey,
+  type ManifestSegment,
   type ManifestTenant,
   openManifest,
 } from './manifest.ts';

@@ -10,9 +10,15 @@
  *
  * The signature object `manifest.sig` beside it holds the key name, that digest and the base64
  * signature. Anyone with keyd's public key can check a backup by hand (docs/backup.md).
+ *
+ * `auditSegments` names the audit log's sealed segments (src/audit/segment.ts) the backup's
+ * destinations held when it was made, contiguous from entry 0, each with the SHA-256 of its segment
+ * manifest's bytes: so the signature binds them too, and a restore checks them (audit-segments.ts).
+ * A manifest without the field (made before segments, or with archiving off) names none.
  */
 import { createPublicKey, verify } from 'node:crypto';
 import { canonicalJson } from '../audit/canonical.ts';
+import { isSegmentId } from '../audit/segment.ts';
 import type { KeyService } from '../keyd/operations.ts';
 import { isBackupId } from '../objects/backup-id.ts';
 import { sha256Hex } from '../objects/destination.ts';
@@ -49,6 +55,12 @@ export interface ManifestTenant {
   state: string;
 }
 
+/** A sealed audit segment a backup names: its id and the SHA-256 (hex) of its manifest's bytes. */
+export interface ManifestSegment {
+  id: string;
+  manifestSha256: string;
+}
+
 export interface BackupManifest {
   format: typeof MANIFEST_FORMAT;
   backupId: string;
@@ -67,6 +79,8 @@ export interface BackupManifest {
   /** The files in the order their bytes follow one another in the encrypted stream. */
   files: ManifestFile[];
   chunks: ManifestChunk[];
+  /** The audit segments at the destinations, contiguous from 0; absent: none (older manifests). */
+  auditSegments?: ManifestSegment[];
 }
 
 export interface ManifestSignature {
@@ -170,8 +184,30 @@ const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]
 const isString = (x: unknown): x is string => typeof x === 'string';
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 
-function only(v: Record<string, unknown>, keys: readonly string[]): boolean {
-  return Object.keys(v).every((k) => keys.includes(k)) && keys.every((k) => Object.hasOwn(v, k));
+function only(
+  v: Record<string, unknown>,
+  keys: readonly string[],
+  optional: readonly string[] = [],
+): boolean {
+  return (
+    Object.keys(v).every((k) => keys.includes(k) || optional.includes(k)) &&
+    keys.every((k) => Object.hasOwn(v, k))
+  );
+}
+
+/** The named segments: well-formed, each once, in log order and contiguous from entry 0. */
+function isSegmentList(x: unknown): boolean {
+  if (!Array.isArray(x)) return false;
+  let end = 0;
+  for (const s of x) {
+    if (!isObject(s) || !only(s, ['id', 'manifestSha256'])) return false;
+    if (!isString(s.id) || !isSegmentId(s.id)) return false;
+    if (!isString(s.manifestSha256) || !HEX_SHA256.test(s.manifestSha256)) return false;
+    const [first, last] = s.id.slice('audit.'.length).split('-').map(Number);
+    if (first !== end || last === undefined || last <= first) return false;
+    end = last;
+  }
+  return true;
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {
@@ -194,7 +230,7 @@ export function parseManifest(bytes: Buffer): BackupManifest | undefined {
     'files',
     'chunks',
   ];
-  if (v === undefined || !only(v, keys)) return undefined;
+  if (v === undefined || !only(v, keys, ['auditSegments'])) return undefined;
   const { dataKey, tenants, files, chunks } = v;
   const ok =
     v.format === MANIFEST_FORMAT &&
@@ -237,7 +273,8 @@ export function parseManifest(bytes: Buffer): BackupManifest | undefined {
         isCount(c.size) &&
         isString(c.sha256) &&
         HEX_SHA256.test(c.sha256),
-    );
+    ) &&
+    (v.auditSegments === undefined || isSegmentList(v.auditSegments));
   return ok ? (v as unknown as BackupManifest) : undefined;
 }
 

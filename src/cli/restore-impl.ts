@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { isBackupId } from '../backup/index.ts';
+import { configuredDestinations, type Destination, isBackupId } from '../backup/index.ts';
 import { databaseTarget, databaseUrlProblem } from '../config/database-url.ts';
 import { type KeydConnection, resolveDatabaseConfig, resolveServerConfig } from '../config/server-config.ts';
 import { createKeydClient } from '../keyd/client.ts';
@@ -33,7 +33,10 @@ export async function restoreCommand(flags: RestoreFlags): Promise<void> {
   const destination = backupSource(COMMAND, flags);
   const keys = createKeydClient({ connect: keydTarget(flags), clientName: 'tresor-restore' });
   try {
-    const chosen = flags.backup === undefined ? {} : { backupId: flags.backup };
+    const chosen = {
+      ...(flags.backup === undefined ? {} : { backupId: flags.backup }),
+      segmentDestinations: restoredDestinations(flags),
+    };
     const done =
       database === undefined
         ? await restoreDeployment({ destination, keys, target: resolve(flags.to ?? ''), ...chosen })
@@ -51,6 +54,10 @@ export async function restoreCommand(flags: RestoreFlags): Promise<void> {
             `restored backup ${done.backupId} (taken ${done.createdAt}) from ${done.destination} into ${done.target}`,
             `  ${done.files} files, ${done.plaintextBytes} bytes; ${done.tenants.length} tenants`,
             `  signature, every digest and the audit log (${done.audit.size} entries) against its checkpoint of size ${done.audit.checkpointSize}: ok`,
+            `  ${done.auditSegments.checked} sealed audit segments named by the backup: opened and checked`,
+            ...done.auditSegments.copied.map(
+              (c) => `  ${c.segments.length} of them copied to destination ${c.destination}`,
+            ),
             ...done.tenants
               .filter((t) => t.keyShredded)
               .map(
@@ -93,6 +100,24 @@ function targetDatabase(flags: RestoreFlags): { url: string; shown: string } {
       'give --to (a data folder) or a database (--database-url, TRESOR_DATABASE_URL)',
     );
   return databaseTarget(database.url);
+}
+
+/**
+ * The restored deployment's backup destinations, where the backup's audit segments are copied: the
+ * ones the config file or TRESOR_BACKUP_DESTINATIONS names (--config / TRESOR_CONFIG). None when no
+ * config is given or it names none (the default folders lie inside the data folder being restored).
+ */
+function restoredDestinations(flags: RestoreFlags): Destination[] {
+  const env = process.env;
+  if (flags.config === undefined && !env.TRESOR_CONFIG && !env.TRESOR_BACKUP_DESTINATIONS) return [];
+  try {
+    const { backup } = resolveServerConfig(flags.config === undefined ? {} : { config: flags.config });
+    return backup.defaultDestinations
+      ? []
+      : configuredDestinations(backup.destinations).map((d) => d.destination);
+  } catch (err) {
+    throw usageError(COMMAND, (err as Error).message);
+  }
 }
 
 /** keyd as --keyd-socket says, else as the server's config (and its TRESOR_* variables) says. */

@@ -7,8 +7,9 @@
  *     brings a whole deployment back, offline, into an empty data folder. The backup is checked end
  *     to end before the target appears (src/server/restore-deployment.ts): keyd's signature of the
  *     manifest, every chunk's digest, decryption through keyd, every file's digest, and the
- *     restored audit log against the signed checkpoint the backup carries. Then the checked folder
- *     is renamed into place: never a half-restored data folder. S3 credentials come from
+ *     restored audit log against the signed checkpoint the backup carries, and every audit segment
+ *     its manifest names (opened whole). Then the segments are copied to the destinations the config
+ *     names, and the checked folder is renamed into place: never a half-restored data folder. S3 credentials come from
  *     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or from files, never from the command line.
  *
  *   tresor restore --from <folder | s3://bucket/prefix> [--backup <id>] [--database-url <url>] …
@@ -64,7 +65,10 @@ export function registerRestoreCommand(program: Command): void {
       '--s3-secret-access-key-file <file>',
       'a file holding the secret access key; env TRESOR_S3_SECRET_ACCESS_KEY_FILE, else AWS_SECRET_ACCESS_KEY',
     )
-    .option('--config <file>', "the server's JSON config file (how to reach keyd); env TRESOR_CONFIG")
+    .option(
+      '--config <file>',
+      "the server's JSON config file (how to reach keyd; its backup destinations receive the backup's audit segments); env TRESOR_CONFIG",
+    )
     .option('--keyd-socket <path>', "keyd's Unix socket, instead of the config's; env TRESOR_KEYD_SOCKET")
     .option('--url <https-url>', "--tenant: the server's HTTPS origin; env TRESOR_URL, else the profile's")
     .option(

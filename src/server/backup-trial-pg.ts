@@ -4,7 +4,8 @@
  * one and dropped after, whatever happened.
  *
  *   restore   the backup opened here (keyd's keys, the manifest's signature, the data key unwrapped
- *             through keyd), then its files restored into a scratch folder by the trial's worker
+ *             through keyd, the audit segments it names: present, the ones named, keyd's signature
+ *             valid, as in backup-trial.ts), then its files restored into a scratch folder by the trial's worker
  *             thread (backup-trial-thread.ts: every chunk's digest, AES-GCM, every file's digest),
  *             then loadBackupIntoPg into the scratch database (schemas migrated to each file's
  *             version, rows loaded by COPY, sequences set);
@@ -29,8 +30,9 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
-import { BackupError, type BackupManifest, openBackup } from '../backup/index.ts';
+import { BackupError, type BackupManifest, checkSegments, openBackup } from '../backup/index.ts';
 import { redactDatabaseUrl } from '../config/database-url.ts';
+import { wipe } from '../crypto/index.ts';
 import { createPgPool, quoteIdent, sessionPool } from '../store/pg/pool.ts';
 import { migrate } from '../store/pg/store.ts';
 import { createPgTenantStores, tenantSchema } from '../store/pg/tenant-stores.ts';
@@ -79,6 +81,16 @@ export async function runPgBackupTrial(
         keys: options.keys,
         manifestKey: verifier.manifestKey,
       });
+      const segments = await checkSegments({
+        destination: options.destination,
+        manifest: opened.manifest,
+        keys: options.keys,
+        manifestKey: verifier.manifestKey,
+        depth: 'signature',
+      }).catch((err: unknown) => {
+        wipe(opened.key);
+        throw err;
+      });
       const start: TrialScratchStart = {
         kind: 'start',
         manifest: opened.manifest,
@@ -106,7 +118,7 @@ export async function runPgBackupTrial(
         folder: files,
       });
       await rm(files, { recursive: true, force: true });
-      return `${restored.detail}; ${loaded.schemas.length} schemas, ${loaded.tables} tables loaded into a scratch database`;
+      return `${restored.detail}; ${segments} audit segments signed; ${loaded.schemas.length} schemas, ${loaded.tables} tables loaded into a scratch database`;
     });
     if (options.signal?.aborted) throw interrupted();
     await checks.run('audit', async () => {

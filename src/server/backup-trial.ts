@@ -3,7 +3,10 @@
  * backup counts as proven only when it has been brought back and used, not just read.
  *
  *   restore   restoreBackup into a scratch folder: manifest signature, every chunk's digest,
- *             decryption through keyd, every file's digest (src/backup/restore.ts);
+ *             decryption through keyd, every file's digest (src/backup/restore.ts); and each audit
+ *             segment the manifest names present at the destination, its manifest the one named
+ *             and its keyd signature valid (checkSegments, depth 'signature': nothing decrypted —
+ *             `tresor restore` opens them whole);
  *   audit     the restored audit log verified against the checkpoint the manifest carries
  *             (restored-audit.ts, src/audit/verify.ts);
  *   stores    the control store and each tenant's store opened as the server opens them, their
@@ -31,7 +34,8 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BackupError, openBackup } from '../backup/index.ts';
+import { BackupError, checkSegments, openBackup } from '../backup/index.ts';
+import { wipe } from '../crypto/index.ts';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/store.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import {
@@ -84,6 +88,16 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
         backupId: options.backupId,
         keys: options.keys,
         manifestKey: verifier.manifestKey,
+      });
+      await checkSegments({
+        destination: options.destination,
+        manifest,
+        keys: options.keys,
+        manifestKey: verifier.manifestKey,
+        depth: 'signature',
+      }).catch((err: unknown) => {
+        wipe(key);
+        throw err;
       });
       start = { kind: 'start', manifest, key, auditPublicKey: verifier.auditPublicKey, dataDir };
       if (options.destination.folder !== undefined) start.folder = options.destination.folder;

@@ -6,13 +6,19 @@
  *      checkpoint key (the audit checkpoint's signature);
  *   3. restoreBackup (src/backup/restore.ts) into a hidden sibling of the target: signature, every
  *      chunk's digest, decryption through keyd, every file's digest;
- *   4. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
+ *   4. the audit log's sealed segments the manifest names (src/backup/audit-segments.ts): each present
+ *      at the destination, its manifest the one named, and opened whole (signature, every tile's
+ *      digests and decryption through keyd, every entry, the root); a missing or tampered one refuses
+ *      the restore naming it;
+ *   5. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
  *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
- *   5. keyd's remembered checkpoint tree set back to the backup's checkpoint (an admin operation):
+ *   6. the segments copied, byte for byte, to the restored deployment's own destinations that lack
+ *      them (`segmentDestinations`: the config's), so its archiver finds them there;
+ *   7. keyd's remembered checkpoint tree set back to the backup's checkpoint (an admin operation):
  *      keyd signs only extensions of the last tree it signed, which is past the backup, and the
  *      restored log goes on from the backup's checkpoint — a fork of the entries signed after it,
  *      which keyd logs (docs/keyd.md, "Restoring a deployment");
- *   6. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
+ *   8. only then the hidden folder renamed to the target (rename(2), atomic; it replaces only an
  *      empty folder).
  *
  * A target that exists and is not empty is refused before anything is read; any failure removes the
@@ -29,8 +35,12 @@ import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { parseNote } from '../audit/note.ts';
 import {
   BackupError,
+  type BackupManifest,
+  checkSegments,
+  copySegments,
   type Destination,
   listBackups,
+  type ManifestKey,
   refuseNonEmpty,
   restoreBackup,
   syncFolder,
@@ -54,6 +64,14 @@ export interface RestoreDeploymentOptions {
   keys: KeyService;
   /** The data folder to create: must not exist, or be an empty folder. */
   target: string;
+  /** The restored deployment's backup destinations: the backup's audit segments are copied there. */
+  segmentDestinations?: readonly Destination[];
+}
+
+/** The backup's sealed audit segments: how many were checked, and which were copied where. */
+export interface RestoredSegments {
+  checked: number;
+  copied: { destination: string; segments: string[] }[];
 }
 
 export interface RestoredAudit {
@@ -74,6 +92,7 @@ export interface DeploymentRestoreResult {
   /** The backup's tenants; `keyShredded`: keyd has destroyed its key since (closed after the backup). */
   tenants: { id: string; state: string; keyShredded: boolean }[];
   audit: RestoredAudit;
+  auditSegments: RestoredSegments;
 }
 
 /** The id of the newest complete backup at the destination; TRESOR_ERR_BACKUP_NOT_FOUND when none. */
@@ -99,6 +118,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       manifestKey,
       target: checking,
     });
+    const checked = await checkBackupSegments(options, restored.manifest, manifestKey);
     const audit = await checkRestoredAuditLog(checking, restored.manifest, auditPublicKey);
     if (!audit.ok) {
       throw new BackupError(
@@ -107,6 +127,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       );
     }
     await markRestoredOutboxes(checking, restored.manifest.tenants);
+    const copied = await carrySegments(options, restored.manifest);
     await resetKeydCheckpointTree(options.keys, restored.manifest.auditCheckpoint);
     await refuseNonEmpty(target); // filled meanwhile? then leave it alone
     try {
@@ -127,6 +148,7 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       plaintextBytes: restored.plaintextBytes,
       tenants: await withKeyState(options.keys, restored.manifest.tenants),
       audit: { size: audit.size, checkpointSize: audit.checkpointSize },
+      auditSegments: { checked, copied },
     };
   } catch (err) {
     await rm(checking, { recursive: true, force: true });
@@ -144,6 +166,8 @@ export interface PgDeploymentRestoreOptions {
   shown: string;
   /** A private folder for the decrypted files while they load (default the system's temp folder). */
   scratchDir?: string;
+  /** The restored deployment's backup destinations: the backup's audit segments are copied there. */
+  segmentDestinations?: readonly Destination[];
 }
 
 /**
@@ -152,11 +176,13 @@ export interface PgDeploymentRestoreOptions {
  *
  *   1. the database refused unless empty, before anything is read;
  *   2. restoreBackup into a private scratch folder (0700, removed after): signature, every chunk's
- *      digest, decryption through keyd, every file's digest;
+ *      digest, decryption through keyd, every file's digest; then the backup's audit segments, as
+ *      for a folder;
  *   3. loadBackupIntoPg (pg-restore-database.ts): schemas migrated to each file's version, the rows
  *      loaded in one transaction, sequences set, the tenants marked pending;
  *   4. the restored audit log read from the database and verified against the manifest's checkpoint;
- *   5. keyd's checkpoint tree set back to the backup's checkpoint.
+ *   5. the segments copied to the restored deployment's destinations; keyd's checkpoint tree set back
+ *      to the backup's checkpoint.
  *
  * A failure at 3 or 4 drops every schema the restore made: the database is left empty.
  */
@@ -178,6 +204,7 @@ export async function restoreDeploymentToPg(
       target: files,
       durable: false,
     });
+    const checked = await checkBackupSegments(options, restored.manifest, manifestKey);
     loaded = (
       await loadBackupIntoPg({
         url: options.databaseUrl,
@@ -198,6 +225,7 @@ export async function restoreDeploymentToPg(
         `backup ${backupId} refused: its audit log does not hold against its checkpoint (${audit.problems[0]?.message ?? 'no detail'})`,
       );
     }
+    const copied = await carrySegments(options, restored.manifest);
     await resetKeydCheckpointTree(options.keys, restored.manifest.auditCheckpoint);
     return {
       backupId,
@@ -209,6 +237,7 @@ export async function restoreDeploymentToPg(
       plaintextBytes: restored.plaintextBytes,
       tenants: await withKeyState(options.keys, restored.manifest.tenants),
       audit: { size: audit.size, checkpointSize: audit.checkpointSize },
+      auditSegments: { checked, copied },
     };
   } catch (err) {
     if (loaded.length > 0) await dropPgSchemas(options.databaseUrl, loaded).catch(() => undefined);
@@ -216,6 +245,39 @@ export async function restoreDeploymentToPg(
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** Step 4: every segment the backup names, opened whole at the destination restored from. */
+function checkBackupSegments(
+  options: { destination: Destination; keys: KeyService },
+  manifest: BackupManifest,
+  manifestKey: ManifestKey,
+): Promise<number> {
+  return checkSegments({
+    destination: options.destination,
+    manifest,
+    keys: options.keys,
+    manifestKey,
+    depth: 'open',
+  });
+}
+
+/** Step 6: the named segments copied to each of the restored deployment's destinations lacking them. */
+async function carrySegments(
+  options: { destination: Destination; segmentDestinations?: readonly Destination[] | undefined },
+  manifest: BackupManifest,
+): Promise<RestoredSegments['copied']> {
+  const copied: RestoredSegments['copied'] = [];
+  for (const to of options.segmentDestinations ?? []) {
+    const segments = await copySegments(
+      options.destination,
+      to,
+      manifest.backupId,
+      manifest.auditSegments ?? [],
+    );
+    copied.push({ destination: to.name, segments });
+  }
+  return copied;
 }
 
 /**
