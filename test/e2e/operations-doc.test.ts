@@ -23,8 +23,10 @@ import { compiledDeployment, plainEnv, REPO } from '../helpers/deployment.ts';
 
 const DOC = join(REPO, 'docs', 'operations.md');
 /**
- * Three TOTP steps are waited out (up to 30 s each), keyd's scrypt, a server start, a backup with
- * its trial restore: more than the default limit of a hook, so the hook has its own.
+ * A TOTP step waited out at most (up to 30 s: the page's three codes take the current step, the next
+ * one, then the one after once it is within the server's drift window), keyd's scrypt, a server
+ * start, a backup with its trial restore: more than the default limit of a hook, so the hook has
+ * its own.
  */
 const SCRIPT_TIMEOUT_MS = 200_000;
 
