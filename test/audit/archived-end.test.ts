@@ -1,9 +1,9 @@
 // backends: sqlite postgres
 /**
  * The archived end E (src/audit/archived-end.ts) as the verifier, the export and the access review
- * read it, on a real control store of each backend: 0 while the store has no `audit_archived` table
- * (its migration lands from the pruning branch; this test makes it with its DDL) or no row, the row's
- * value once there, and an unreadable store rather than a guess when the value is not whole tiles.
+ * read it, on a real control store of each backend: 0 on a new store, the row's value once raised, 0
+ * for a store of an older version without the `audit_archived` table (or its row), and an unreadable
+ * store rather than a guess when the value is not whole tiles.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +23,16 @@ describe('the archived end of the audit log', () => {
     await store?.close();
   });
 
-  it('is 0 while the store has no audit_archived table, and while the table has no row', async () => {
+  it('is 0 on a new store (the migration’s one row), then the row’s end_idx once pruning raised it', async () => {
+    assert.equal(await readArchivedEnd(store.control.db), 0);
+    assert.equal(await fromBackend(), 0);
+    await sql`UPDATE audit_archived SET end_idx = 4096 WHERE id = 1`.execute(store.control.db);
+    assert.equal(await readArchivedEnd(store.control.db), 4096);
+    assert.equal(await fromBackend(), 4096);
+  });
+
+  it('is 0 for a store of an older version (no audit_archived table, or no row), as the CLI may read', async () => {
+    await sql`DROP TABLE audit_archived`.execute(store.control.db);
     assert.equal(await readArchivedEnd(store.control.db), 0);
     assert.equal(await fromBackend(), 0);
     await sql`CREATE TABLE audit_archived (id INTEGER PRIMARY KEY CHECK (id=1), end_idx INTEGER NOT NULL)`.execute(
@@ -33,14 +42,8 @@ describe('the archived end of the audit log', () => {
     assert.equal(await fromBackend(), 0);
   });
 
-  it('is the row’s end_idx once pruning has set it', async () => {
-    await sql`INSERT INTO audit_archived (id, end_idx) VALUES (1, 4096)`.execute(store.control.db);
-    assert.equal(await readArchivedEnd(store.control.db), 4096);
-    assert.equal(await fromBackend(), 4096);
-  });
-
-  it('refuses an end that is not a whole number of tiles', async () => {
-    await sql`UPDATE audit_archived SET end_idx = 100 WHERE id = 1`.execute(store.control.db);
+  it('refuses an end that is not a whole number of tiles (the table without its triggers)', async () => {
+    await sql`INSERT INTO audit_archived (id, end_idx) VALUES (1, 100)`.execute(store.control.db);
     const unreadable = { code: 'TRESOR_ERR_AUDIT_STORE_UNREADABLE' };
     await assert.rejects(readArchivedEnd(store.control.db), unreadable);
     await assert.rejects(fromBackend(), unreadable);
