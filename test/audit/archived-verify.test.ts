@@ -278,20 +278,15 @@ describe('verify, export and review over a log pruned below its sealed segments'
 });
 
 /**
- * What the pruning job leaves (its migration lands from another branch, so the table is made here
- * with its DDL): audit_archived.end_idx = end, and below it the leaf blocks, the tenant index and the
- * level 0–7 nodes deleted, with the append-only triggers lifted in this test's own store.
+ * What the pruning job leaves (src/audit/log-prune.ts, without its segment checks and audit event):
+ * audit_archived.end_idx raised to `end`, and below it the leaf blocks, the tenant index and the
+ * level 0–7 nodes deleted — the deletes the log's triggers allow once the cursor is there.
  */
 function prune(path: string, end: number): void {
   const db = new Database(path);
   try {
-    for (const table of ['audit_leaves', 'audit_tenant_entries', 'audit_nodes'])
-      db.exec(`DROP TRIGGER IF EXISTS ${table}_no_update; DROP TRIGGER IF EXISTS ${table}_no_delete;`);
-    db.exec(
-      'CREATE TABLE IF NOT EXISTS audit_archived (id INTEGER PRIMARY KEY CHECK (id=1), end_idx INTEGER NOT NULL)',
-    );
     db.transaction(() => {
-      db.prepare('INSERT OR REPLACE INTO audit_archived (id, end_idx) VALUES (1, ?)').run(end);
+      db.prepare('UPDATE audit_archived SET end_idx = ? WHERE id = 1').run(end);
       db.prepare('DELETE FROM audit_leaves WHERE idx < ?').run(end);
       db.prepare('DELETE FROM audit_tenant_entries WHERE idx < ?').run(end);
       // Node (level, idx) covers leaves [idx · 2^level, (idx + 1) · 2^level).
