@@ -218,25 +218,7 @@ export async function openSegment(input: OpenSegmentInput): Promise<OpenedSegmen
   const refuse = (why: string) => new SegmentError(id, why);
   if (!isSegmentId(id)) throw refuse('not a segment id');
   const bytes = await destination.get(segmentManifestKey(id));
-  const signatureBytes = await destination.get(segmentSignatureKey(id));
-  const signed = parseObject(signatureBytes);
-  const digest = sha256Hex(bytes);
-  if (
-    signed?.format !== SIGNATURE_FORMAT ||
-    signed.keyName !== input.key.name ||
-    signed.manifestSha256 !== digest ||
-    typeof signed.signature !== 'string' ||
-    !verify(
-      null,
-      statement(id, digest),
-      createPublicKey({
-        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(input.key.publicKey).toString('base64url') },
-        format: 'jwk',
-      }),
-      Buffer.from(signed.signature, 'base64'),
-    )
-  )
-    throw refuse('the manifest is not the one keyd signed (signature, key or digest)');
+  signedBy(id, bytes, await destination.get(segmentSignatureKey(id)), input.key);
   const manifest = parseManifest(bytes);
   if (manifest === undefined || manifest.segmentId !== id) throw refuse('the manifest is malformed');
   if (manifest.origin !== input.origin) throw refuse('the segment belongs to another log');
@@ -312,18 +294,31 @@ export async function verifySegmentSignature(
 ): Promise<string> {
   const { destination, id } = input;
   if (!isSegmentId(id)) throw new SegmentError(id, 'not a segment id');
-  const digest = sha256Hex(await destination.get(segmentManifestKey(id)));
-  const signed = parseObject(await destination.get(segmentSignatureKey(id)));
+  return signedBy(
+    id,
+    await destination.get(segmentManifestKey(id)),
+    await destination.get(segmentSignatureKey(id)),
+    input.key,
+  );
+}
+
+/**
+ * The segment's signature object names keyd's key and the manifest's SHA-256, and keyd's signature of
+ * the statement verifies: answers that digest (hex), else throws SegmentError.
+ */
+function signedBy(id: string, manifest: Buffer, signature: Buffer, key: SegmentKey): string {
+  const signed = parseObject(signature);
+  const digest = sha256Hex(manifest);
   const ok =
     signed?.format === SIGNATURE_FORMAT &&
-    signed.keyName === input.key.name &&
+    signed.keyName === key.name &&
     signed.manifestSha256 === digest &&
     typeof signed.signature === 'string' &&
     verify(
       null,
       statement(id, digest),
       createPublicKey({
-        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(input.key.publicKey).toString('base64url') },
+        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(key.publicKey).toString('base64url') },
         format: 'jwk',
       }),
       Buffer.from(signed.signature, 'base64'),
