@@ -501,8 +501,10 @@ export async function benchScaleSize(options: ScaleSizeOptions): Promise<ScaleSi
     try {
       await run();
     } catch (error) {
-      const message = `${what} stopped: ${(error as Error).message.split('\n')[0]}`;
-      options.progress(`scale-size: ${message}`);
+      const [first, ...rest] = (error as Error).message.split('\n');
+      const message = `${what} stopped: ${first}`;
+      // The report keeps the first line; the progress shows the rest (a child's log tail).
+      options.progress(`scale-size: ${message}${rest.length > 0 ? `\n${rest.join('\n')}` : ''}`);
       problems.push(message);
     }
   };
