@@ -416,7 +416,7 @@ export function resolveServerConfig(flags: Source = {}, env: NodeJS.ProcessEnv =
     diskReserveBytes: num('/audit/diskReserveBytes'),
     archiveSegmentTiles: num('/audit/archiveSegmentTiles'),
     archiveIntervalMinutes: num('/audit/archiveIntervalMinutes'),
-    archivePrune: get<boolean>('/audit/archivePrune') ?? true,
+    archivePrune: get<boolean>('/audit/archivePrune') ?? false,
   };
   if (sinksFile !== undefined) audit.sinksFile = sinksFile;
   const archiveKeepEntries = get<number>('/audit/archiveKeepEntries');

@@ -596,9 +596,9 @@ export const SERVER_SECTION = section(
           archivePrune: Type.Optional(
             setting(
               Type.Boolean({
-                default: true,
+                default: false,
                 description:
-                  'When archiving is on: after each archiving pass, the live log drops the entries (and their lower tree nodes) that sealed segments on every destination hold, once each segment is read back and checked (docs/audit.md, "Sealed segments").',
+                  'When archiving is on: after each archiving pass, the live log drops the entries (and their lower tree nodes) that sealed segments on every destination hold, once each segment is read back and checked (docs/audit.md, "Sealed segments"). Off unless set: deleting the live copy of the log is the operator’s decision, and from then on proofs, verification, export and restores of the older part need the destinations and keyd.',
               }),
               { env: 'TRESOR_AUDIT_ARCHIVE_PRUNE' },
             ),

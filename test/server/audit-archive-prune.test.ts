@@ -1,7 +1,7 @@
 // backends: sqlite postgres
 /**
  * The audit.archive job of a real server (in process, real keyd, two folder destinations, this
- * run's backend) with pruning on (audit.archivePrune's default): after enough entries, each pass
+ * run's backend) with pruning on (audit.archivePrune): after enough entries, each pass
  * seals the segments due on both folders and then prunes the live store behind them — the archived
  * cursor moves, the leaf blocks below it are gone, and the log records `audit.pruned`.
  */
@@ -54,6 +54,7 @@ describe('the audit.archive job prunes the live log behind its segments', () => 
       env: {
         TRESOR_BACKUP_INTERVAL_MINUTES: '0',
         TRESOR_AUDIT_ARCHIVE_KEEP_ENTRIES: String(KEEP),
+        TRESOR_AUDIT_ARCHIVE_PRUNE: 'true',
         TRESOR_AUDIT_ARCHIVE_SEGMENT_TILES: '1',
         TRESOR_BACKUP_DESTINATIONS: JSON.stringify(
           folders.map((path, i) => ({ name: `dest-${i}`, kind: 'folder', path })),
