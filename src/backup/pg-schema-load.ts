@@ -43,11 +43,11 @@ export async function loadPgSchemaFile(
     if (any.length > 0) seeded.push(`${q}.${quoteIdent(t)}`);
   }
   for (const table of seeded) {
-    // The restore's role made these tables (it owns them): their refusing triggers are set aside for
-    // this one statement of this transaction.
+    // The restore's role made these tables (it owns them): their refusing triggers are set aside in
+    // this transaction for the DELETE and the COPY of the file's rows (a seeded row such as the
+    // audit_archived cursor's refuses an INSERT too), and set back once the file is loaded.
     await client.query(`ALTER TABLE ${table} DISABLE TRIGGER USER`);
     await client.query(`DELETE FROM ${table}`);
-    await client.query(`ALTER TABLE ${table} ENABLE TRIGGER USER`);
   }
   const file = await open(path, 'r');
   let tables = 0;
@@ -82,6 +82,7 @@ export async function loadPgSchemaFile(
   } finally {
     await file.close();
   }
+  for (const table of seeded) await client.query(`ALTER TABLE ${table} ENABLE TRIGGER USER`);
   return { tables };
 }
 

@@ -10,7 +10,8 @@
  *             then loadBackupIntoPg into the scratch database (schemas migrated to each file's
  *             version, rows loaded by COPY, sequences set);
  *   audit     the restored audit log read from the scratch database and verified against the
- *             manifest's checkpoint (restored-audit.ts);
+ *             manifest's checkpoint (restored-audit.ts); a pruned log's entries below its archived
+ *             end read from the segments at the trial's destination, through keyd;
  *   stores    the control store and every tenant schema opened as the server opens them, their
  *             migrations run to the newest;
  *   decrypt   a few records per tenant opened through keyd (backup-trial-samples.ts).
@@ -29,7 +30,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { BackupError, type BackupManifest, checkSegments, openBackup } from '../backup/index.ts';
 import { redactDatabaseUrl } from '../config/database-url.ts';
 import { wipe } from '../crypto/index.ts';
@@ -44,7 +44,13 @@ import { type TrialScratchStart, tenantFiles } from './backup-trial-scratch.ts';
 import { runTrialWorker } from './backup-trial-thread.ts';
 import { CONTROL_SCHEMA, openPgControlStore } from './control-store.ts';
 import { loadBackupIntoPg } from './pg-restore-database.ts';
-import { backupVerifierKeys, checkRestoredLog } from './restored-audit.ts';
+import {
+  backupVerifierKeys,
+  checkRestoredLog,
+  pgRestoredLog,
+  type RestoredLogArchive,
+  trialAuditDetail,
+} from './restored-audit.ts';
 
 const DEFAULT_SAMPLES = 3;
 
@@ -70,10 +76,12 @@ export async function runPgBackupTrial(
   let created = false;
   let manifest: BackupManifest | undefined;
   let auditPublicKey: Uint8Array | undefined;
+  let archive: RestoredLogArchive | undefined;
   try {
     await checks.run('restore', async () => {
       const verifier = await backupVerifierKeys(options.keys);
       auditPublicKey = verifier.auditPublicKey;
+      archive = { destinations: [options.destination], keys: options.keys, key: verifier.manifestKey };
       const files = join(scratch, 'files');
       const opened = await openBackup({
         destination: options.destination,
@@ -123,19 +131,14 @@ export async function runPgBackupTrial(
     if (options.signal?.aborted) throw interrupted();
     await checks.run('audit', async () => {
       if (manifest === undefined || auditPublicKey === undefined) throw new Error('no restored backup');
+      // A pruned log's entries [0, E) from the segments at the trial's destination (verify-archived.ts).
       const audit = await checkRestoredLog(
-        () => openPgLogSnapshot({ url: scratchDb.url, shown: scratchDb.shown, schema: CONTROL_SCHEMA }),
+        pgRestoredLog({ url: scratchDb.url, shown: scratchDb.shown, schema: CONTROL_SCHEMA }),
         manifest,
         auditPublicKey,
+        archive === undefined ? {} : { archive },
       );
-      if (!audit.ok) {
-        const first = audit.problems[0];
-        throw new BackupError(
-          'TRESOR_ERR_BACKUP_INVALID',
-          `the restored log (${audit.size} entries) does not hold against the backup's checkpoint of size ${audit.checkpointSize}: ${first?.kind ?? 'problem'}: ${first?.message ?? ''}`,
-        );
-      }
-      return `${audit.size} entries; the checkpoint of size ${audit.checkpointSize} verifies against the restored tree`;
+      return trialAuditDetail(audit);
     });
     if (options.signal?.aborted) throw interrupted();
     const pool = createPgPool(scratchDb.url, { max: 4 });

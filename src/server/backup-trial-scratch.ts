@@ -2,7 +2,8 @@
  * The trial restore's work on its scratch copy (backup-trial.ts), run in a worker thread at the
  * lowest CPU priority (backup-trial-worker.ts, started by backup-trial-thread.ts): the checked pass
  * over every chunk (digest, AES-GCM, every file's digest) writing the scratch folder; the restored
- * audit log verified against the manifest's checkpoint; quick_check of every restored store, then
+ * audit log verified against the manifest's checkpoint (a pruned log's, whose segments need keyd and
+ * the destination, is asked of the event loop: `audit-archived`); quick_check of every restored store, then
  * each opened and migrated as the server opens it. The PostgreSQL trial (backup-trial-pg.ts) asks
  * for the first alone. Seconds of CPU for a large store, all of it synchronous work that on the
  * event loop stalls every request: here, on a busy machine, the trial takes longer instead.
@@ -15,8 +16,8 @@
  */
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
+import { readArchivedEndOfFile } from '../audit/archived-end.ts';
 import {
-  BackupError,
   type BackupManifest,
   backupVerification,
   type ChunkAnswer,
@@ -32,7 +33,7 @@ import { openSqliteStore } from '../store/sqlite/store.ts';
 import { type TenantDB, tenantStoreMigrations } from '../vault/tenant-store-schema.ts';
 import { type TrialCheck, TrialChecks } from './backup-trial-checks.ts';
 import { controlStorePath, openControlStore } from './control-store.ts';
-import { checkRestoredAuditLog } from './restored-audit.ts';
+import { checkRestoredAuditLog, trialAuditDetail } from './restored-audit.ts';
 
 export interface TrialScratchStart {
   kind: 'start';
@@ -51,19 +52,49 @@ export interface TrialScratchStart {
   only?: 'restore';
 }
 
-export type TrialScratchRequest = TrialScratchStart | ChunkAnswer;
+/**
+ * The event loop's answer to `audit-archived`: the archived log's check held (`detail`) or failed
+ * (`error`, its code and message).
+ */
+export interface ArchivedAuditAnswer {
+  kind: 'audit-answer';
+  detail?: string;
+  error?: { code?: string; message: string };
+}
 
-export type TrialScratchReply = ChunkWant | { kind: 'check'; check: TrialCheck } | { kind: 'done' };
+export type TrialScratchRequest = TrialScratchStart | ChunkAnswer | ArchivedAuditAnswer;
+
+/**
+ * `audit-archived`: the restored log is pruned (archived end `end` > 0): its segments need keyd and
+ * the destination, which the event loop holds, so the audit check is asked of it (an `audit-answer`
+ * comes back) and the worker waits before it goes on.
+ */
+export type TrialScratchReply =
+  | ChunkWant
+  | { kind: 'check'; check: TrialCheck }
+  | { kind: 'audit-archived'; end: number }
+  | { kind: 'done' };
 
 export function serveTrialScratch(port: MessagePort): void {
   let feed: ReturnType<typeof chunkFeed> | undefined;
+  let answered: ((answer: ArchivedAuditAnswer) => void) | undefined;
+  const askArchived = (end: number) =>
+    new Promise<ArchivedAuditAnswer>((resolve) => {
+      answered = resolve;
+      port.postMessage({ kind: 'audit-archived', end } satisfies TrialScratchReply);
+    });
   port.on('message', (message: TrialScratchRequest) => {
     if (message.kind === 'start') {
       const current = chunkFeed(message.manifest, message.folder, (want) => port.postMessage(want));
       feed = current;
-      void runChecks(port, message, (index) => current.chunk(index)).finally(() =>
+      void runChecks(port, message, (index) => current.chunk(index), askArchived).finally(() =>
         port.postMessage({ kind: 'done' } satisfies TrialScratchReply),
       );
+      return;
+    }
+    if (message.kind === 'audit-answer') {
+      answered?.(message);
+      answered = undefined;
       return;
     }
     feed?.answer(message);
@@ -74,6 +105,7 @@ async function runChecks(
   port: MessagePort,
   start: TrialScratchStart,
   chunk: (index: number) => Promise<Buffer>,
+  askArchived: (end: number) => Promise<ArchivedAuditAnswer>,
 ): Promise<void> {
   const { manifest, dataDir } = start;
   const checks = new TrialChecks();
@@ -99,17 +131,19 @@ async function runChecks(
 
   report(
     await checks.run('audit', async () => {
+      // A pruned log: its segments are read through keyd, on the event loop (backup-trial.ts).
+      const end = readArchivedEndOfFile(controlStorePath(dataDir));
+      if (end > 0) {
+        const answer = await askArchived(end);
+        if (answer.detail !== undefined) return answer.detail;
+        throw Object.assign(new Error(answer.error?.message ?? 'the archived log was not checked'), {
+          code: answer.error?.code ?? 'TRESOR_ERR_BACKUP_FAILED',
+        });
+      }
       const audit = await checkRestoredAuditLog(dataDir, manifest, start.auditPublicKey, {
         background: true,
       });
-      if (!audit.ok) {
-        const first = audit.problems[0];
-        throw new BackupError(
-          'TRESOR_ERR_BACKUP_INVALID',
-          `the restored log (${audit.size} entries) does not hold against the backup's checkpoint of size ${audit.checkpointSize}: ${first?.kind ?? 'problem'}: ${first?.message ?? ''}`,
-        );
-      }
-      return `${audit.size} entries; the checkpoint of size ${audit.checkpointSize} verifies against the restored tree`;
+      return trialAuditDetail(audit);
     }),
   );
 

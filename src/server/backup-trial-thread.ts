@@ -7,7 +7,8 @@
  * the event loop.
  *
  * The worker asks for each chunk a remote destination holds (`want`); a folder destination's it
- * reads itself. Its reports are added to `checks` as they come, the restore check's with the time
+ * reads itself. A pruned restored log's audit check (`audit-archived`) is run here, by
+ * `archivedAudit`, since its segments need keyd and the destination; the worker waits for it. Its reports are added to `checks` as they come, the restore check's with the time
  * of the part done here before it started (`openedMs`). A worker that stops first fails the check
  * it was running; the signal stops it at once.
  */
@@ -28,6 +29,11 @@ export async function runTrialWorker(
   start: TrialScratchStart,
   options: Pick<BackupTrialOptions, 'destination' | 'backupId' | 'signal'>,
   openedMs: number,
+  /**
+   * The audit check of a pruned restored log (archived end `end` > 0), which needs keyd and the
+   * destination: run here when the worker asks (`audit-archived`); its detail, or it throws.
+   */
+  archivedAudit?: (end: number) => Promise<string>,
 ): Promise<void> {
   const { destination, backupId } = options;
   const names = scratchCheckNames(start.only);
@@ -50,6 +56,23 @@ export async function runTrialWorker(
       worker.on('message', (reply: TrialScratchReply) => {
         if (reply.kind === 'want') {
           answerWant(destination, backupId, reply.index, post);
+        } else if (reply.kind === 'audit-archived') {
+          const check =
+            archivedAudit?.(reply.end) ??
+            Promise.reject(
+              new BackupError('TRESOR_ERR_BACKUP_FAILED', 'this trial has no archived audit check to run'),
+            );
+          void check.then(
+            (detail) => post({ kind: 'audit-answer', detail }),
+            (err: { code?: unknown; message?: unknown }) =>
+              post({
+                kind: 'audit-answer',
+                error: {
+                  ...(typeof err.code === 'string' ? { code: err.code } : {}),
+                  message: typeof err.message === 'string' ? err.message : String(err),
+                },
+              }),
+          );
         } else if (reply.kind === 'check') {
           const check = reply.check;
           checks.add(

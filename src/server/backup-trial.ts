@@ -8,7 +8,8 @@
  *             and its keyd signature valid (checkSegments, depth 'signature': nothing decrypted —
  *             `tresor restore` opens them whole);
  *   audit     the restored audit log verified against the checkpoint the manifest carries
- *             (restored-audit.ts, src/audit/verify.ts);
+ *             (restored-audit.ts, src/audit/verify.ts); a pruned log's entries below its archived
+ *             end (E > 0) read back from the segments at the trial's destination through keyd;
  *   stores    the control store and each tenant's store opened as the server opens them, their
  *             migrations run, and SQLite's quick_check on each;
  *   decrypt   a few records per tenant (the oldest `samplesPerTenant`) opened through keyd as the
@@ -22,6 +23,13 @@
  * the destination: keyd's published keys, the manifest and its signature, the data key's unwrap
  * (all before the worker starts), fetching each chunk the worker asks for, and the sample
  * decryptions (a few records per tenant, after).
+ *
+ * A pruned log's audit check is the one exception: the worker, which has neither keyd nor the
+ * destination, finds E > 0 in the restored store and asks the event loop to run it (and waits). Here
+ * the segments are listed, fetched and opened through keyd (their tiles' digests and AES-GCM: a
+ * segment's worth of CPU each), the scratch store's live rows read, and the hashing of every entry
+ * and the tree handed to low-priority hashing workers (verifyAuditLogWithArchive, `background`).
+ * With E = 0 the worker runs the check itself, as before.
  *
  * Then the scratch folder is removed, whatever happened. The result says, per check, whether it
  * held, what it saw and how long it took; a check after one that failed is not run (`skipped`).
@@ -48,7 +56,7 @@ import { runPgBackupTrial } from './backup-trial-pg.ts';
 import { sampleRecords, type TrialTenantSample } from './backup-trial-samples.ts';
 import { type TrialScratchStart, tenantFiles } from './backup-trial-scratch.ts';
 import { runTrialWorker, scratchCheckNames } from './backup-trial-thread.ts';
-import { backupVerifierKeys } from './restored-audit.ts';
+import { backupVerifierKeys, checkRestoredAuditLog, trialAuditDetail } from './restored-audit.ts';
 
 export type {
   BackupTrialOptions,
@@ -81,6 +89,7 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
     // The restore check's first part, here: keyd's keys, the manifest's signature, the data key.
     const t0 = performance.now();
     let start: TrialScratchStart | undefined;
+    let archivedAudit: ((end: number) => Promise<string>) | undefined;
     try {
       const verifier = await backupVerifierKeys(options.keys);
       const { manifest, key } = await openBackup({
@@ -100,11 +109,20 @@ export async function runBackupTrial(options: BackupTrialOptions): Promise<Backu
         throw err;
       });
       start = { kind: 'start', manifest, key, auditPublicKey: verifier.auditPublicKey, dataDir };
+      // A pruned log's audit check, asked by the worker: its segments need keyd and the destination.
+      const archive = { destinations: [options.destination], keys: options.keys, key: verifier.manifestKey };
+      archivedAudit = async () =>
+        trialAuditDetail(
+          await checkRestoredAuditLog(dataDir, manifest, verifier.auditPublicKey, {
+            background: true,
+            archive,
+          }),
+        );
       if (options.destination.folder !== undefined) start.folder = options.destination.folder;
     } catch (err) {
       checks.fail('restore', err, elapsed(t0));
     }
-    if (start) await runTrialWorker(checks, start, options, elapsed(t0));
+    if (start) await runTrialWorker(checks, start, options, elapsed(t0), archivedAudit);
     if (options.signal?.aborted) throw interrupted();
     for (const name of scratchCheckNames()) {
       if (checks.list.some((c) => c.name === name)) continue;

@@ -12,6 +12,8 @@
  *      the restore naming it;
  *   5. the restored audit log verified against the checkpoint the manifest carries (restored-audit.ts):
  *      every entry the checkpoint covers is there, unchanged, and its tree's root is the signed one;
+ *      a pruned log's entries below its archived end are read from the segments at the destination
+ *      restored from (verify-archived.ts);
  *   6. the segments copied, byte for byte, to the restored deployment's own destinations that lack
  *      them (`segmentDestinations`: the config's), so its archiver finds them there;
  *   7. keyd's remembered checkpoint tree set back to the backup's checkpoint (an admin operation):
@@ -31,7 +33,6 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
-import { openPgLogSnapshot } from '../audit/log-reader-pg.ts';
 import { parseNote } from '../audit/note.ts';
 import {
   BackupError,
@@ -55,7 +56,13 @@ import {
   pgDatabaseEmptyAt,
   pgTargetNotEmpty,
 } from './pg-restore-database.ts';
-import { backupVerifierKeys, checkRestoredAuditLog, checkRestoredLog } from './restored-audit.ts';
+import {
+  backupVerifierKeys,
+  checkRestoredAuditLog,
+  checkRestoredLog,
+  pgRestoredLog,
+  type RestoredLogArchive,
+} from './restored-audit.ts';
 
 export interface RestoreDeploymentOptions {
   destination: Destination;
@@ -119,7 +126,9 @@ export async function restoreDeployment(options: RestoreDeploymentOptions): Prom
       target: checking,
     });
     const checked = await checkBackupSegments(options, restored.manifest, manifestKey);
-    const audit = await checkRestoredAuditLog(checking, restored.manifest, auditPublicKey);
+    const audit = await checkRestoredAuditLog(checking, restored.manifest, auditPublicKey, {
+      archive: restoredArchive(options, manifestKey),
+    });
     if (!audit.ok) {
       throw new BackupError(
         'TRESOR_ERR_BACKUP_INVALID',
@@ -215,9 +224,10 @@ export async function restoreDeploymentToPg(
     ).schemas;
     await rm(files, { recursive: true, force: true }); // the plaintext files go as soon as they are loaded
     const audit = await checkRestoredLog(
-      () => openPgLogSnapshot({ url: options.databaseUrl, shown: options.shown, schema: CONTROL_SCHEMA }),
+      pgRestoredLog({ url: options.databaseUrl, shown: options.shown, schema: CONTROL_SCHEMA }),
       restored.manifest,
       auditPublicKey,
+      { archive: restoredArchive(options, manifestKey) },
     );
     if (!audit.ok) {
       throw new BackupError(
@@ -245,6 +255,17 @@ export async function restoreDeploymentToPg(
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * Step 5's archive: a pruned log's entries [0, E) are read back from the segments at the
+ * destination restored from (the ones step 4 opened, checked again as `tresor audit verify` does).
+ */
+function restoredArchive(
+  options: { destination: Destination; keys: KeyService },
+  manifestKey: ManifestKey,
+): RestoredLogArchive {
+  return { destinations: [options.destination], keys: options.keys, key: manifestKey };
 }
 
 /** Step 4: every segment the backup names, opened whole at the destination restored from. */
