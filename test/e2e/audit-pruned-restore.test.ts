@@ -92,6 +92,7 @@ describe('a backup of a pruned audit log restores, and its trial restore passes'
         TRESOR_BACKUP_INTERVAL_MINUTES: '0',
         TRESOR_AUDIT_ARCHIVE_KEEP_ENTRIES: String(KEEP),
         TRESOR_AUDIT_ARCHIVE_SEGMENT_TILES: '1',
+        TRESOR_AUDIT_ARCHIVE_PRUNE: 'true',
         TRESOR_BACKUP_DESTINATIONS: JSON.stringify([{ name: 'a', kind: 'folder', path: folder }]),
       },
       serverOptions: { archiveIntervalMs: 300 },
