@@ -230,7 +230,10 @@ describe('the backup drill on PostgreSQL: backed up while writing, restored into
           ['decrypt', 'passed'],
         ],
       );
-      assert.match(result.checks[0]?.detail ?? '', /every digest hold; \d+ schemas, \d+ tables loaded/);
+      assert.match(
+        result.checks[0]?.detail ?? '',
+        /every digest hold; \d+ audit segments signed; \d+ schemas, \d+ tables loaded/,
+      );
     } finally {
       diagnostics.unsubscribe('worker_threads', onWorker);
     }
