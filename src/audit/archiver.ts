@@ -6,8 +6,9 @@
  *
  * Segments are contiguous from index 0: each destination's segments are counted from 0 until the
  * first gap, and the next segment starts where the least advanced destination stops, so a
- * destination added later, or one that failed a pass, is filled from the start again (rewriting a
- * segment elsewhere is harmless: same paths, a new data key, a new signature).
+ * destination added later, or one that failed a pass, is filled from the start again — only there:
+ * a destination that holds a segment keeps its bytes (sealing again would use a new data key, and a
+ * backup there names the digest of the segment's manifest, docs/backup.md).
  *
  * Nothing here deletes from the live log: a segment written and read back everywhere is what allows
  * the live store to drop its range afterwards (log-prune.ts; docs/audit.md, "Sealed segments").
@@ -80,14 +81,18 @@ export function createAuditArchiver(deps: AuditArchiverDeps): AuditArchiver {
   return {
     archivedEnd,
     async run() {
-      const from = await archivedEnd();
-      const sealed: string[] = [];
       const destinations = deps.destinations();
+      const ends = await Promise.all(destinations.map(contiguousEnd));
+      const from = destinations.length === 0 ? 0 : Math.min(...ends);
+      const sealed: string[] = [];
       if (destinations.length === 0) return { from, sealed };
       for (let first = from; ; first += span) {
         const size = deps.treeSize();
         const end = first + span;
         if (end + deps.keepRecentEntries > size) break;
+        // Only where it is missing: a segment a destination holds is never rewritten (a new seal
+        // has a new data key, so new bytes, and a backup there names the old ones' digest).
+        const lacking = destinations.filter((_, i) => (ends[i] ?? 0) <= first);
         const manifest = await sealSegment({
           origin: deps.origin,
           first,
@@ -96,7 +101,7 @@ export function createAuditArchiver(deps: AuditArchiverDeps): AuditArchiver {
           rootAtEnd: await deps.reader.rootAt(end),
           read: (tile) => deps.tiles.read(tile, size),
           keys: deps.keys,
-          destinations,
+          destinations: lacking,
         });
         sealed.push(manifest.segmentId);
       }

@@ -167,4 +167,26 @@ describe('sealed segments on the backup destinations', () => {
     const intact = await open(destinations[0] as Destination, id);
     assert.equal(intact.leafHashes.length, 1024);
   });
+
+  test('a destination added later gets the segments it lacks; those already held keep their bytes', async () => {
+    const held = await listSegments(destinations[0] as Destination);
+    assert.ok(held.length >= 2);
+    const manifestOf = (dir: string, id: string) =>
+      readFileSync(join(dir, 'audit-log', 'segments', `${id}.json`));
+    const before = held.map((id) => folders.map((dir) => manifestOf(dir, id)));
+    const added = world.folder('dest-c');
+    const third = createFolderDestination({ root: added });
+    destinations = [...destinations, third];
+    try {
+      const pass = await archiver().run();
+      assert.equal(pass.from, 0, 'the new destination holds none');
+      assert.deepEqual(await listSegments(third), held);
+      for (const [i, id] of held.entries())
+        for (const [j, dir] of folders.entries())
+          assert.deepEqual(manifestOf(dir, id), before[i]?.[j], `${id} at ${dir} was not sealed again`);
+      for (const id of held) assert.equal((await open(third, id)).manifest.segmentId, id);
+    } finally {
+      destinations = destinations.slice(0, 2);
+    }
+  });
 });
