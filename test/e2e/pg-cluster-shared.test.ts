@@ -299,6 +299,13 @@ describe('the cluster’s shared state on two server processes', () => {
       });
       assert.equal(res.status, 201, res.text);
     }
+    // Those writes are in the log once node B has taken the lease over and sequenced them (a 201 is
+    // the outbox's commit): the tree size read at once may still be the old one.
+    await waitFor(
+      'node B to sequence the entries made after the kill',
+      async () => ((await treeSize(nodeB)) > size ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
     const later = await covered(nodeB, 'node B to deliver the entries made after the kill');
     assert.ok(later > size);
     const all = delivered();
