@@ -442,7 +442,7 @@ function scaleSection(
         options.rounds > 1
           ? "; with rounds, the median of the rounds' ratios and the median round's rate"
           : ''
-      }. Target (scale issue): uniform load ` + 'over 1,000 and 10,000 tenants ≥ 0.7× the 1-tenant rate.',
+      }. Target (scale issue): uniform load over 1,000 and 10,000 tenants ≥ 0.7× the 1-tenant rate.`,
       `commits/req: group-commit transactions of the server's writers per request, from its metrics listener — ${
         backend === 'SQLite'
           ? 'on SQLite each is one fsync of one file (tenant files summed, plus the control store)'
