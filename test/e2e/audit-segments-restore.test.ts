@@ -1,9 +1,9 @@
 // backends: sqlite postgres
 /**
- * Issue 19, "restoring from backup brings the segments back": a real stack (keyd and `tresor server`
- * processes) with archiving on (`audit.archiveKeepEntries` 0, one tile per segment) and two folder
+ * Issue 19, "restoring from backup brings the segments back": a real stack (a keyd process and the server
+ * in process) with archiving on (`audit.archiveKeepEntries` 0, one tile per segment) and two folder
  * destinations; enough records written for a full tile of audit entries; the archive job's pass (its
- * timer, every minute) seals a segment on both; `tresor backup now --wait` takes a backup whose
+ * timer, every 300 ms here) seals a segment on both; `tresor backup now --wait` takes a backup whose
  * signed manifest names it (its trial restore checking the segment's signature). Then `tresor
  * restore` brings the backup into a NEW data folder (on PostgreSQL: a fresh empty database) for a
  * deployment whose only destination is a THIRD, empty folder: the restore opens the segment whole and copies it there, where it opens
@@ -71,6 +71,7 @@ describe('restoring from backup brings the audit segments back', () => {
     base = mkdtempSync(join(tmpdir(), 'tresor-segments-'));
     folders = { a: join(base, 'dest-a'), b: join(base, 'dest-b') };
     s = await startTresorStack({
+      server: 'in-process',
       dataDir: join(base, 'data'),
       logLevel: 'warn',
       env: {
@@ -81,8 +82,9 @@ describe('restoring from backup brings the audit segments back', () => {
         ]),
         TRESOR_AUDIT_ARCHIVE_KEEP_ENTRIES: '0',
         TRESOR_AUDIT_ARCHIVE_SEGMENT_TILES: '1',
-        TRESOR_AUDIT_ARCHIVE_INTERVAL_MINUTES: '1',
       },
+      // The archive job every 300 ms, not every minute (the config's least).
+      serverOptions: { archiveIntervalMs: 300 },
     });
   });
 
@@ -123,7 +125,7 @@ describe('restoring from backup brings the audit segments back', () => {
     assert.equal(checkpoint.status, 200, checkpoint.text);
     origin = checkpoint.text.split('\n')[0] as string;
 
-    // The archive job's timer runs its pass every minute.
+    // The archive job's timer runs its pass every 300 ms.
     const a = createFolderDestination({ root: folders.a });
     const b = createFolderDestination({ root: folders.b });
     await waitFor(
