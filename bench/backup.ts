@@ -128,7 +128,12 @@ async function startServerChild(
     child = spawn(
       process.execPath,
       [...nodeArgs, '--import', 'tsx', join(REPO_ROOT, 'bench/backup-tresor-child.ts'), JSON.stringify(args)],
-      { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', log] },
+      {
+        cwd: REPO_ROOT,
+        stdio: ['pipe', 'pipe', log],
+        // As `tresor server` runs: bin/tresor.js gives libuv's pool 64 threads.
+        env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '64' },
+      },
     );
   } finally {
     closeSync(log);

@@ -84,6 +84,8 @@ export async function startChild<A>(
       {
         cwd: REPO_ROOT,
         stdio: ['pipe', 'pipe', log],
+        // A server child runs as `tresor server` does: bin/tresor.js gives libuv's pool 64 threads.
+        env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '64' },
       },
     );
   } finally {

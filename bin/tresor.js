@@ -6,6 +6,15 @@
 // installed the build is all there is, and it runs.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 
+// libuv's thread pool runs every asynchronous file operation, and with them each SQLite tenant
+// store's fdatasync of its WAL (src/store/sqlite/wal-sync.ts): with its default of 4 threads, no
+// more than 4 tenant files are fsynced at once, and writes spread over many tenants queue behind
+// them. 64 (docs/architecture.md, figures in docs/performance.md). The pool reads this variable once,
+// when it is first used: Node 22 and 24 load this entry module without it, so setting it here, before
+// anything else runs, takes effect (Node 20 reads its entry through the pool: there it needs the
+// variable in the environment). An operator's own value wins.
+process.env.UV_THREADPOOL_SIZE ??= '64';
+
 const root = new URL('../', import.meta.url);
 const compiled = new URL('dist/cli/main.js', root);
 

@@ -28,6 +28,7 @@
  * passphrase or a random string is not. Fewer than 5 distinct characters is refused as repetitive.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { type Algorithm, hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 
 /**
@@ -80,12 +81,14 @@ export function argon2idOptions(): Argon2Cost & { algorithm: Algorithm; outputLe
 }
 
 /**
- * argon2 runs on libuv's thread pool (UV_THREADPOOL_SIZE threads, 4 by default), off the event
- * loop, one thread per hash. A burst of logins could take every thread for a tenth of a second each,
- * and file reads, DNS lookups and the like would queue behind them; so hashing may use at most half
- * the pool, and the rest waits here, in order. This also bounds hashing memory to 64 MiB per slot.
+ * argon2 runs on libuv's thread pool (UV_THREADPOOL_SIZE threads: 64 as bin/tresor.js sets it, 4
+ * where it could not), off the event loop, one thread per hash. A burst of logins could take every
+ * thread for a tenth of a second each, and file reads, tenant stores' fsyncs and the like would queue
+ * behind them; so hashing may use at most half the pool, and never more slots than the machine has
+ * cores (a hash is CPU work: more at once only share the cores), and the rest waits here, in order.
+ * This also bounds hashing memory to 64 MiB per slot.
  */
-const HASHING_SLOTS = Math.max(1, Math.floor(threadPoolSize() / 2));
+const HASHING_SLOTS = Math.max(1, Math.min(Math.floor(threadPoolSize() / 2), availableParallelism()));
 let hashing = 0;
 const waiting: (() => void)[] = [];
 
