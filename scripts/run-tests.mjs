@@ -42,7 +42,12 @@ if (problems.length > 0) {
   process.exit(1);
 }
 
-const filter = process.argv.slice(2);
+// `--drills` runs the drills alone (`npm run test:drills`); without it and without a filter, the
+// drills are left out (see `isDrill`); a filter picks among every file, drills included.
+// `--list` prints the files a run would take, with their backends, and runs nothing.
+const drillsOnly = process.argv.includes('--drills');
+const listOnly = process.argv.includes('--list');
+const filter = process.argv.slice(2).filter((arg) => arg !== '--drills' && arg !== '--list');
 
 function walk(dir) {
   const out = [];
@@ -54,8 +59,22 @@ function walk(dir) {
   return out;
 }
 
+/**
+ * A drill: a file that stops and breaks whole deployments — kill -9 of servers and clusters, a power
+ * cut below the process, a backup restored into a new deployment — and takes a minute or more a
+ * pass. It says so with a line `// drill: <what it drills>` among its first three lines. npm test
+ * leaves the drills out so the suite stays under 15 minutes on 2 cores; `npm run test:drills` runs
+ * them, and `.ci/run` runs both.
+ */
+function isDrill(file) {
+  const head = readFileSync(join(root, file), 'utf8').split('\n', 3);
+  return head.some((line) => /^\/\/ drill: \S/.test(line));
+}
+
 const files = walk(join(root, 'test')).filter(
-  (f) => filter.length === 0 || filter.some((p) => f.includes(p)),
+  (f) =>
+    (filter.length === 0 || filter.some((p) => f.includes(p))) &&
+    (drillsOnly ? isDrill(f) : filter.length > 0 || !isDrill(f)),
 );
 if (files.length === 0) {
   console.error('run-tests: no test files found');
@@ -69,7 +88,7 @@ if (files.length === 0) {
 // build, about 45 s of CPU) unless dist/ is current; TRESOR_TEST_BUILD=1 always, =0 never.
 const BUILD_FROM_FILES = 10;
 const buildWanted = process.env.TRESOR_TEST_BUILD ?? (files.length > BUILD_FROM_FILES ? '1' : '0');
-if (buildWanted === '1' && !buildIsCurrent()) {
+if (!listOnly && buildWanted === '1' && !buildIsCurrent()) {
   const started = Date.now();
   const built = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], {
     cwd: root,
@@ -130,6 +149,13 @@ const passes = BACKENDS.filter((backend) => !only || only === backend)
 if (passes.length === 0) {
   console.error(`run-tests: no test file runs on ${only}`);
   process.exit(1);
+}
+if (listOnly) {
+  for (const pass of passes) {
+    console.log(`${pass.backend} pass: ${pass.files.length} file(s)`);
+    for (const file of pass.files) console.log(`  ${file}`);
+  }
+  process.exit(0);
 }
 
 // No --test-timeout: on Node 20 it would limit each whole file, not each test.

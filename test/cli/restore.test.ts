@@ -1,3 +1,4 @@
+// drill: whole deployments restored from backups
 /**
  * `tresor restore` as operators run it (bin/tresor.js as a child process) on backups of a real stack:
  * from a folder and from S3 (s3rver on loopback), each restored folder then served by a real server

@@ -1,3 +1,4 @@
+// drill: the audit log's file system filling up
 /**
  * Fail closed without surprise outages, on a real small filesystem: the data folder of a real
  * `tresor server` is a 64 MiB tmpfs (mounted here; the tests run as root, as CI does). Filling it

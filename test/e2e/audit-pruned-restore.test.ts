@@ -1,4 +1,5 @@
 // backends: sqlite postgres
+// drill: a deployment with a pruned audit log restored
 /**
  * Issue 19, a backup of a PRUNED audit log: a real stack (keyd child process, the server in process,
  * this run's backend) with archiving and pruning on (`audit.archiveKeepEntries` small, one tile per

@@ -1,4 +1,5 @@
 // backends: sqlite (the store turning read-only is the SQLite files in the data folder; on PostgreSQL the data folder holds no store)
+// drill: the store's file system turning read-only
 /**
  * Fail closed when the store turns read-only under a running server — for real: the data folder
  * of a real `tresor server` is a loop-mounted ext4 image mounted `errors=remount-ro`, and the test

@@ -1,4 +1,5 @@
 // backends: sqlite postgres
+// drill: a deployment restored with its audit segments
 /**
  * Issue 19, "restoring from backup brings the segments back": a real stack (a keyd process and the server
  * in process) with archiving on (`audit.archiveKeepEntries` 0, one tile per segment) and two folder

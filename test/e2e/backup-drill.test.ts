@@ -1,4 +1,5 @@
 // backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
+// drill: the data folder destroyed and restored from a folder and from S3
 /**
  * The full backup drill (issue 16), as an operator would run it after losing a disk: a real stack
  * (keyd and `tresor server` processes) with a folder AND an S3 destination (s3rver on loopback);

@@ -1,4 +1,5 @@
 // backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
+// drill: backup destinations that fill up, turn read-only, stall or stop answering
 /**
  * Destination faults in the running product (issue 16), on real destinations of one real stack
  * (keyd and `tresor server` processes): a folder on a small tmpfs that fills up, a folder on a tmpfs

@@ -1,4 +1,5 @@
 // backends: sqlite (these read the SQLite files of a backup; PostgreSQL's backups, trial and restore: e2e/pg-backup-drill)
+// drill: the server stopped in the middle of a trial restore
 /**
  * Stopping the server during a backup (SIGTERM), on a real stack: the backup stops at its next
  * object instead of running to its end, its partial objects are removed at every destination, it is

@@ -1,3 +1,4 @@
+// drill: keyd's store backed up and restored
 /**
  * keyd's own backups end to end: the real `tresor keyd` process with the passphrase root key, its
  * config file's `keyd.backup` section, its schedule, `tresor keyd backup now|list` over its socket

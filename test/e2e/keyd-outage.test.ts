@@ -1,4 +1,5 @@
 // backends: sqlite postgres
+// drill: keyd stopped and stalled under the running server
 /**
  * Fail closed over HTTPS: when keyd is sealed (or gone) and a request needs a key the server does
  * not hold, the answer is 503 problem+json — never data from anywhere else — and /readyz turns red.

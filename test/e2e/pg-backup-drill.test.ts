@@ -1,4 +1,5 @@
 // backends: postgres
+// drill: a PostgreSQL deployment restored from backups
 /**
  * The backup drill on PostgreSQL: a real stack (keyd and a `tresor server` process on its own
  * database) with two tenants' records (created, updated, deleted); a backup taken over the API while

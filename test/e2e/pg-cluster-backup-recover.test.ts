@@ -1,4 +1,5 @@
 // backends: postgres (two server processes share one PostgreSQL database; the run lock is PostgreSQL's advisory lock)
+// drill: a cluster's backup run taken over after a kill
 /**
  * Recovering backup runs on two `tresor server` nodes of one PostgreSQL database (issue 18): the
  * node making a backup holds that run's session advisory lock (src/backup/run-lock.ts), and

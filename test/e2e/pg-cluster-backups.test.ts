@@ -1,4 +1,5 @@
 // backends: postgres (two server processes share one PostgreSQL database)
+// drill: backups of a cluster while its nodes are killed
 /**
  * Scheduled backups on two `tresor server` nodes of one PostgreSQL database (issue 18): each node
  * keeps its own backup timer, but a tick runs a backup only in the holder of the job lease (the

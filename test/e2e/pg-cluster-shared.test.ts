@@ -1,4 +1,5 @@
 // backends: postgres
+// drill: kill -9 of the sequencer's node of a cluster
 /**
  * What is the cluster's, not each node's, with two `tresor server` processes on one PostgreSQL
  * database (one keyd, a data folder each), as docs/operations.md § "Several server processes on one

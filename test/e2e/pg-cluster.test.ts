@@ -1,4 +1,5 @@
 // backends: postgres
+// drill: kill -9 of server processes sharing one PostgreSQL database
 /**
  * Two `tresor server` processes on one PostgreSQL database (issue 18), sharing one keyd, each with
  * its own data folder (TLS, witness) — as two nodes behind a TCP load balancer run. The first to

@@ -1,4 +1,5 @@
 // backends: postgres
+// drill: three server processes, nodes killed and restarted
 /**
  * Three `tresor server` processes on one PostgreSQL data database, and two `tresor keyd serve`
  * processes on one PostgreSQL keyd database of their own; each node knows both keyd sockets

@@ -1,4 +1,5 @@
 // backends: sqlite (power loss of the SQLite files in the data folder, on a FUSE file system; PostgreSQL's own fsync durability is test/store/pg-durability)
+// drill: a power cut below the process
 /**
  * Invariant 5 under power loss, not just kill -9: the data folder lives on a FUSE file system
  * (test/helpers/powercut-fs.py) that holds every write in memory until its file is fsynced and, on

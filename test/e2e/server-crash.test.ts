@@ -1,4 +1,5 @@
 // backends: sqlite postgres
+// drill: kill -9 of the server under write load
 /**
  * Invariant 5 end to end: a `tresor server` process killed with SIGKILL while 32 clients write over
  * HTTPS loses no write it acknowledged. Every record answered 201 before the kill is read back with

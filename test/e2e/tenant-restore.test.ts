@@ -1,4 +1,5 @@
 // backends: sqlite postgres
+// drill: one tenant restored into a running system
 /**
  * Restoring one tenant into a running system (issues 16 and 18), against a real stack (keyd and
  * `tresor server` processes, two folder destinations), on either backend: on SQLite the restored

@@ -1,4 +1,5 @@
 // backends: postgres (several keyd instances share only keyd's PostgreSQL store)
+// drill: keyd instances killed and failed over
 /**
  * State-changing keyd operations fail over: two keyd processes on one PostgreSQL store, a client
  * that knows both, and keyd A killed with SIGKILL in the middle of an operation. The operation
