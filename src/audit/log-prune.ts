@@ -16,7 +16,9 @@
  *      with or of another tree on any one destination stops the pass before anything is deleted;
  *   3. ONE control-store transaction raises the cursor, deletes the range's rows (the log's triggers
  *      refuse any row not wholly below the new cursor) and records `audit.pruned` in the control
- *      outbox, so the log itself says which range left it and for which segments.
+ *      outbox, so the log itself says which range left it and for which segments. A longer range
+ *      goes in several such transactions, SEGMENTS_PER_TRANSACTION segments each, steps 1–3 again
+ *      for each.
  *
  * The append path never reads below the cursor: the sequencer restores from the peaks of its size
  * (levels ≥ 8 below the last multiple of 256, which is at or above the cursor) and rewrites only the
@@ -55,6 +57,8 @@ export interface PruneArchivedDeps {
    * is right whether or not the delete then commits).
    */
   willPrune?(to: number): void;
+  /** Segments per transaction (SEGMENTS_PER_TRANSACTION unless a test says otherwise). */
+  segmentsPerTransaction?: number;
 }
 
 export interface PrunePass {
@@ -101,10 +105,32 @@ function commonPrefix(chains: readonly string[][]): string[] {
   return first.slice(0, n);
 }
 
+/**
+ * Segments pruned by one transaction at most. A log that turns pruning on after years holds
+ * hundreds of segments behind the archiver; one transaction deleting all their rows (millions, each
+ * through the log's refusing trigger on PostgreSQL) would hold the control store's writer for
+ * minutes. A pass prunes them in transactions of this many segments (16,384 entries each by
+ * default), one after another, each with its own `audit.pruned` entry.
+ */
+export const SEGMENTS_PER_TRANSACTION = 16;
+
 /** Prunes what is safely archived (the header comment's steps). Throws when a segment does not check out. */
 export async function pruneArchived(deps: PruneArchivedDeps): Promise<PrunePass> {
   const db = deps.control.db as Kysely<PruneDB>;
-  const cursor = await archivedEnd(db);
+  const from = await archivedEnd(db);
+  const pruned: string[] = [];
+  let to = from;
+  for (;;) {
+    const step = await pruneStep(deps, to);
+    if (step.to === to) break;
+    pruned.push(...step.segments);
+    to = step.to;
+  }
+  return { from, to, segments: pruned };
+}
+
+/** One transaction's worth: at most SEGMENTS_PER_TRANSACTION segments from `cursor` on. */
+async function pruneStep(deps: PruneArchivedDeps, cursor: number): Promise<PrunePass> {
   const nothing: PrunePass = { from: cursor, to: cursor, segments: [] };
   const destinations = deps.destinations();
   if (destinations.length === 0) return nothing;
@@ -113,7 +139,9 @@ export async function pruneArchived(deps: PruneArchivedDeps): Promise<PrunePass>
   const kept = Math.max(deps.keepRecentEntries, 1);
   const limit = Math.min(await deps.archivedEnd(), deps.treeSize() - kept, signed);
   if (limit <= cursor) return nothing;
-  const segments = commonPrefix(await Promise.all(destinations.map((d) => chainFrom(d, cursor, limit))));
+  const segments = commonPrefix(
+    await Promise.all(destinations.map((d) => chainFrom(d, cursor, limit))),
+  ).slice(0, deps.segmentsPerTransaction ?? SEGMENTS_PER_TRANSACTION);
   const last = segments[segments.length - 1];
   if (last === undefined) return nothing;
   const target = rangeOf(last)[1];

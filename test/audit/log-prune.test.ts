@@ -130,8 +130,9 @@ describe('pruning the live audit log behind sealed segments', () => {
       segmentTiles: 1,
     });
 
-  const prune = (keepRecentEntries = KEEP) =>
+  const prune = (keepRecentEntries = KEEP, segmentsPerTransaction?: number) =>
     pruneArchived({
+      ...(segmentsPerTransaction === undefined ? {} : { segmentsPerTransaction }),
       control: control(),
       archivedEnd: () => archiver().archivedEnd(),
       destinations: () => destinations,
@@ -349,5 +350,38 @@ describe('pruning the live audit log behind sealed segments', () => {
     );
     await assert.rejects(prune(), SegmentError);
     assert.equal(await archivedEnd(db()), 1024);
+  });
+
+  test('a long range is pruned in several transactions, each with its own audit.pruned', async () => {
+    // B's copy of [1024, 1280) made whole again (the test before broke it), and two more segments.
+    const id = 'audit.0000000000001024-0000000000001280';
+    copyFileSync(siteOf(0, segmentManifestKey(id)), siteOf(1, segmentManifestKey(id)));
+    await grow(512);
+    const due = await archiver().run();
+    assert.deepEqual(due.sealed, [
+      'audit.0000000000001280-0000000000001536',
+      'audit.0000000000001536-0000000000001792',
+    ]);
+    const size = audit.sequencer.treeHead().size;
+    const pass = await prune(KEEP, 1);
+    assert.deepEqual(pass, {
+      from: 1024,
+      to: 1792,
+      segments: [id, ...due.sealed],
+    });
+    assert.equal(await archivedEnd(db()), 1792);
+    assert.equal((await rows()).firstBlock, 1792);
+    await settle();
+    const recorded = (await audit.reader.entries({ from: size, limit: 10 })).map(
+      (e) => JSON.parse(e.leaf) as AuditEvent,
+    );
+    assert.deepEqual(
+      recorded.filter((e) => e.action === 'audit.pruned').map((e) => e.target),
+      [
+        { from: 1024, to: 1280, segments: [id] },
+        { from: 1280, to: 1536, segments: [due.sealed[0]] },
+        { from: 1536, to: 1792, segments: [due.sealed[1]] },
+      ],
+    );
   });
 });
