@@ -26,7 +26,8 @@ import { type Kysely, sql } from 'kysely';
 import type { KeyService } from '../keyd/operations.ts';
 import type { Destination } from '../objects/destination.ts';
 import type { Store } from '../store/types.ts';
-import { archivedEnd, PRUNABLE_NODE_LEVELS, type WithAuditArchived } from './archived-cursor.ts';
+import { PRUNABLE_NODE_LEVELS, type WithAuditArchived } from './archived-cursor.ts';
+import { readArchivedEnd } from './archived-end.ts';
 import { appendAuditEvent, type WithAuditEvents } from './event.ts';
 import type { AuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
@@ -104,7 +105,7 @@ function commonPrefix(chains: readonly string[][]): string[] {
 /** Prunes what is safely archived (the header comment's steps). Throws when a segment does not check out. */
 export async function pruneArchived(deps: PruneArchivedDeps): Promise<PrunePass> {
   const db = deps.control.db as Kysely<PruneDB>;
-  const cursor = await archivedEnd(db);
+  const cursor = await readArchivedEnd(db);
   const nothing: PrunePass = { from: cursor, to: cursor, segments: [] };
   const destinations = deps.destinations();
   if (destinations.length === 0) return nothing;

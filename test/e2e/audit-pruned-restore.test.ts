@@ -26,8 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
-import { archivedEnd } from '../../src/audit/archived-cursor.ts';
-import { readArchivedEndOfFile, readArchivedEndOfPg } from '../../src/audit/archived-end.ts';
+import { readArchivedEnd, readArchivedEndOfFile, readArchivedEndOfPg } from '../../src/audit/archived-end.ts';
 import { type AuditEvent, appendAuditEvent } from '../../src/audit/event.ts';
 import { segmentObjectKey } from '../../src/audit/segment.ts';
 import type { BackupManifest } from '../../src/backup/index.ts';
@@ -118,7 +117,7 @@ describe('a backup of a pruned audit log restores, and its trial restore passes'
     const end = await waitFor(
       'the archived cursor past 0',
       async () => {
-        const cursor = await archivedEnd(db);
+        const cursor = await readArchivedEnd(db);
         return cursor > 0 ? cursor : undefined;
       },
       { timeoutMs: 120_000 },
