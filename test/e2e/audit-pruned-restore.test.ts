@@ -35,7 +35,7 @@ import { pgDatabaseEmptyAt } from '../../src/server/pg-restore-database.ts';
 import { checkRestoredLog, pgRestoredLog, sqliteRestoredLog } from '../../src/server/restored-audit.ts';
 import { exited, type Run, tresor } from '../cli/cli-run.ts';
 import { onPostgres } from '../helpers/backend.ts';
-import { operatorToken } from '../helpers/console.ts';
+import { backupNow } from '../helpers/backup-now.ts';
 import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -127,34 +127,7 @@ describe('a backup of a pruned audit log restores, and its trial restore passes'
     assert.equal(pub.status, 200, pub.text);
     publicKey = pub.text.trim();
 
-    const runToken = await operatorToken(s, 'backups:run');
-    const readToken = await operatorToken(s, 'backups:read');
-    const tokenFile = join(base, 'run-token');
-    const readFile = join(base, 'read-token');
-    writeFileSync(tokenFile, `${runToken}\n`, { mode: 0o600 });
-    writeFileSync(readFile, `${readToken}\n`, { mode: 0o600 });
-    const now = exited(
-      await cli([
-        'backup',
-        'now',
-        '--wait',
-        '--json',
-        '--url',
-        s.url,
-        '--ca-file',
-        s.caFile,
-        '--token-file',
-        tokenFile,
-        '--read-token-file',
-        readFile,
-      ]),
-      0,
-    );
-    const backup = JSON.parse(now.stdout) as {
-      id: string;
-      outcome: string;
-      verification: { result: string; checks?: { name: string; status: string; detail: string }[] } | null;
-    };
+    const { run: now, backup } = await backupNow({ stack: s, dir: base });
     assert.equal(backup.outcome, 'done', now.stdout);
     assert.equal(backup.verification?.result, 'passed', `the trial restore of a pruned log: ${now.stdout}`);
     backupId = backup.id;
