@@ -260,17 +260,37 @@ describe('verify, export and review over a log pruned below its sealed segments'
     assert.equal(existsSync(out), false);
   });
 
+  /** The staff accesses the fixture holds, of one tenant or of all. */
+  const staffIndexes = (tenant?: string) =>
+    Array.from({ length: SIZE }, (_, i) => entry(i))
+      .filter((e) => (tenant === undefined || e.tenant === tenant) && 'grantId' in e.actor)
+      .map((e) => e.index);
+
   test('the access review lists a tenant’s staff accesses below the archived end, from the segments', async () => {
     {
       const db = store.db as unknown as Kysely<AccessDB>;
       const period = { from: T0, to: T0 + SIZE * 250 };
       const tenant = fixtureEntry(0).tenant;
+      // Each segment's manifest read counted: a segment is opened once, then its findings are kept.
+      let manifestReads = 0;
+      const counted = destinations.map(
+        (d): Destination => ({
+          name: d.name,
+          put: (key, data) => d.put(key, data),
+          list: (prefix) => d.list(prefix),
+          delete: (key) => d.delete(key),
+          get: (key) => {
+            if (key.startsWith('audit-log/segments/') && key.endsWith('.json')) manifestReads += 1;
+            return d.get(key);
+          },
+        }),
+      );
       const evidence = reviewEvidence({
         db,
         now: () => new Date(T0 + SIZE * 250),
         requestTtlMs: 60_000,
         archive: async () => ({
-          destinations,
+          destinations: counted,
           keys: world.client,
           key: world.manifestKey,
           origin: FIXTURE_ORIGIN,
@@ -285,8 +305,31 @@ describe('verify, export and review over a log pruned below its sealed segments'
         accesses.map((a) => a.index),
         expected,
       );
+      assert.equal(manifestReads, 2, 'the two segments, each opened once');
       const all = await evidence.accessesIn(period, {});
       assert.equal(all.length, Math.ceil(SIZE / 7));
+      assert.deepEqual(
+        (
+          await evidence.accessesIn({ from: T0, to: T0 + 1_000 * 250 }, {}, 'psn_000000000000000000000001')
+        ).map((a) => a.index),
+        staffIndexes().filter((i) => i < 1_000 && i % 3 === 1),
+        'a shorter period and one person, from the kept findings',
+      );
+      assert.equal(
+        manifestReads,
+        2,
+        'the later reviews of other tenants, periods and people open no segment',
+      );
+      // The destinations are still listed: a segment gone from every one fails the review, kept findings or not.
+      const sigs = folders.map((folder) =>
+        join(folder, segmentSignatureKey('audit.0000000000000000-0000000000001024')),
+      );
+      for (const sig of sigs) renameSync(sig, `${sig}.away`);
+      try {
+        await assert.rejects(evidence.accessesIn(period, { tenant }), /from index 0 cannot be read/);
+      } finally {
+        for (const sig of sigs) renameSync(`${sig}.away`, sig);
+      }
 
       const blind = reviewEvidence({ db, now: () => new Date(), requestTtlMs: 60_000 });
       await assert.rejects(blind.accessesIn(period, { tenant }), /archived in sealed segments/);
@@ -309,11 +352,6 @@ describe('verify, export and review over a log pruned below its sealed segments'
       '--json',
       ...more,
     ]);
-  /** The staff accesses the fixture holds, of one tenant or of all. */
-  const staffIndexes = (tenant?: string) =>
-    Array.from({ length: SIZE }, (_, i) => entry(i))
-      .filter((e) => (tenant === undefined || e.tenant === tenant) && 'grantId' in e.actor)
-      .map((e) => e.index);
 
   test('tresor access review lists the staff accesses below the archived end, from the segments', () => {
     const tenant = fixtureEntry(0).tenant;
