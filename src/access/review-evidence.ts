@@ -3,12 +3,16 @@
  * audit log itself records in it (the leaf's JSON, so the report shows what the tamper-evident log
  * says, not a second bookkeeping that could disagree with it), and the attestations touching it.
  * Entries below the archived end (src/audit/archived-end.ts) are read back from the sealed segments
- * (archivedEntries: each segment opened and checked whole), the rest from the store.
+ * (archivedSegments: each segment opened and checked whole), the rest from the store. A segment never
+ * changes once sealed, so the staff accesses found in it (of every tenant, any time: few entries of a
+ * segment are staff accesses) are kept per segment id and a later review filters them instead of
+ * decrypting the segment again — up to MAX_KEPT_FINDINGS accesses in all, the least recently used
+ * segments' dropped first.
  */
 import type { Kysely } from 'kysely';
 import { readArchivedEnd } from '../audit/archived-end.ts';
-import { type AuditArchive, archivedEntries } from '../audit/archived-segments.ts';
-import { readLeaves, readTenantLeaves, storedLogSize, tenantOfLeaf } from '../audit/leaf-store.ts';
+import { type AuditArchive, archivedSegments } from '../audit/archived-segments.ts';
+import { readLeaves, readTenantLeaves, storedLogSize } from '../audit/leaf-store.ts';
 import type { WithAuditLog } from '../audit/log-schema.ts';
 import { TresorError } from '../errors.ts';
 import type { AccessDB, AccessReviewsTable } from './access-store-schema.ts';
@@ -71,6 +75,7 @@ export function reviewEvidence(options: {
   archive?: () => Promise<AuditArchive>;
 }) {
   const { db, now, requestTtlMs } = options;
+  const findings = segmentFindings();
   return {
     async grantsIn(period: Period, scope: ReviewScope, person?: string): Promise<GrantInfo[]> {
       let q = db
@@ -97,12 +102,14 @@ export function reviewEvidence(options: {
       const from = iso(period.from);
       const to = iso(period.to);
       const accesses: StaffAccess[] = [];
-      const consider = (index: number, leaf: string) => {
-        if (!leaf.includes('"grantId"') && !leaf.includes('"grant.break-glass"')) return;
-        const access = staffAccessOf(index, JSON.parse(leaf) as LeafFields);
-        if (access === null || access.at < from || access.at >= to) return;
+      const pick = (access: StaffAccess) => {
+        if (access.at < from || access.at >= to) return;
         if (person !== undefined && access.person !== person) return;
         accesses.push(access);
+      };
+      const consider = (index: number, leaf: string) => {
+        const access = staffAccessIn(index, leaf);
+        if (access !== null) pick(access);
       };
       const archived = await readArchivedEnd(log);
       if (archived > 0) {
@@ -111,9 +118,22 @@ export function reviewEvidence(options: {
             'TRESOR_ERR_AUDIT_SEGMENT_INVALID',
             `audit entries [0, ${archived}) are archived in sealed segments, which this review cannot read`,
           );
-        for await (const { index, leaf } of archivedEntries(await options.archive(), 0, archived)) {
-          if (scope.tenant !== undefined && tenantOfLeaf(leaf) !== scope.tenant) continue;
-          consider(index, leaf);
+        for await (const segment of archivedSegments(await options.archive(), 0, archived)) {
+          let found = findings.get(segment.id);
+          if (found === undefined) {
+            const { id, leaves } = await segment.open();
+            found = [];
+            for (const [i, bytes] of leaves.entries()) {
+              const access = staffAccessIn(segment.first + i, bytes.toString('utf8'));
+              if (access !== null) found.push(access);
+            }
+            findings.set(id, found);
+          }
+          for (const access of found) {
+            if (access.index >= archived) break;
+            if (scope.tenant !== undefined && access.tenant !== scope.tenant) continue;
+            pick(access);
+          }
         }
       }
       const end = await storedLogSize(log);
@@ -148,6 +168,41 @@ export function reviewEvidence(options: {
 
 /** Entries read per page of the log (a whole number of leaf blocks). */
 const REVIEW_PAGE = 4096;
+
+/** Staff accesses kept from opened segments, in all (~200 B each: some 20 MB at most). */
+const MAX_KEPT_FINDINGS = 100_000;
+
+/** The staff accesses found in each opened segment, by segment id; least recently used dropped first. */
+function segmentFindings() {
+  const kept = new Map<string, StaffAccess[]>();
+  let count = 0;
+  return {
+    get(id: string): StaffAccess[] | undefined {
+      const found = kept.get(id);
+      if (found !== undefined) {
+        kept.delete(id);
+        kept.set(id, found);
+      }
+      return found;
+    },
+    set(id: string, found: StaffAccess[]): void {
+      if (found.length > MAX_KEPT_FINDINGS || kept.has(id)) return;
+      kept.set(id, found);
+      count += found.length;
+      for (const [oldest, dropped] of kept) {
+        if (count <= MAX_KEPT_FINDINGS) break;
+        kept.delete(oldest);
+        count -= dropped.length;
+      }
+    },
+  };
+}
+
+/** The staff access a leaf is, or null; a leaf naming neither a grantId nor a break-glass is not parsed. */
+function staffAccessIn(index: number, leaf: string): StaffAccess | null {
+  if (!leaf.includes('"grantId"') && !leaf.includes('"grant.break-glass"')) return null;
+  return staffAccessOf(index, JSON.parse(leaf) as LeafFields);
+}
 
 /** The fields of a leaf the review reads (src/audit/event.ts). */
 interface LeafFields {

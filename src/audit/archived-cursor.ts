@@ -15,6 +15,9 @@
  * segments. The cursor only grows, in steps of whole tiles (256 entries); it cannot be deleted, and
  * no other row can be inserted. UPDATE rules of the log's tables are unchanged. As the other
  * triggers of the log, these stop mistakes, not an attacker with the file.
+ *
+ * The cursor is read by readArchivedEnd (archived-end.ts), the one reader for the server, pruning,
+ * the verify job and the access review.
  */
 import { type Kysely, type Migration, sql } from 'kysely';
 import { REFUSE_CHANGE_FUNCTION, refusingTrigger } from '../store/pg/refuse-change.ts';
@@ -115,9 +118,3 @@ export const auditArchivedPgMigration: Migration = {
       .execute(db);
   },
 };
-
-/** The archived cursor: the live log may lack leaves, tenant entries and level 0–7 nodes below it. */
-export async function archivedEnd(db: Kysely<WithAuditArchived>): Promise<number> {
-  const row = await db.selectFrom('audit_archived').select('end_idx').where('id', '=', 1).executeTakeFirst();
-  return row === undefined ? 0 : Number(row.end_idx);
-}

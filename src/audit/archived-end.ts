@@ -33,7 +33,13 @@ export function checkArchivedEnd(value: unknown): number {
 // biome-ignore lint/suspicious/noExplicitAny: the table may not be in the caller's schema type
 type AnyDb = Kysely<any>;
 
-/** E from a control store's Kysely (the server, the access review); 0 without the table or row. */
+/**
+ * E from a control store's Kysely or a transaction of it: the one reader for the server (its cursor,
+ * read at start and, on PostgreSQL, every 2 s), pruning (log-prune.ts), the verify job, the metrics
+ * and the access review. 0 without the table or row (a store the CLI opens may predate the
+ * migration; costs one catalogue lookup more than a bare SELECT); a value that is not whole tiles
+ * is an unreadable store, never a guess.
+ */
 export async function readArchivedEnd(db: AnyDb): Promise<number> {
   const exists =
     dialectOf(db) === 'postgres'

@@ -10,8 +10,9 @@
  *   tree of the leaf hashes of the segments before it. The leaves of the first copy that checks out
  *   are handed on; when no copy of a segment checks out the archive is broken there
  *   (ArchiveBrokenError): nothing after it can be recomputed.
- * - archivedEntries, for `tresor audit export` and the access review: the entries of an index range,
- *   each segment from the first destination whose copy checks out; none does: an error naming it.
+ * - archivedEntries, for `tresor audit export`: the entries of an index range, each segment from the
+ *   first destination whose copy checks out; none does: an error naming it. archivedSegments gives
+ *   the same segments unopened, for the access review, which keeps its findings per segment.
  */
 import { TresorError } from '../errors.ts';
 import type { KeyService } from '../keyd/operations.ts';
@@ -159,6 +160,83 @@ export async function* checkedSegments(
   }
 }
 
+/** A segment of an archived range, found but not opened yet (archivedSegments). */
+export interface ArchivedRangeSegment {
+  /** The id of the copy tried first: what a reader that keeps its findings per segment is keyed by. */
+  id: string;
+  first: number;
+  /** Where the copy tried first ends. */
+  end: number;
+  /** The first copy that checks out, opened whole (openSegment); none does: ArchiveBrokenError. */
+  open(): Promise<{ id: string; end: number; leaves: Buffer[] }>;
+}
+
+/**
+ * The segments holding the archived entries with index in [from, to) (to ≤ E), in order, each
+ * opened only when its reader asks: a reader that already holds what it needs of an immutable
+ * segment (its id) goes on without opening it. Segments wholly before `from` are skipped.
+ */
+export async function* archivedSegments(
+  archive: AuditArchive,
+  from: number,
+  to: number,
+): AsyncGenerator<ArchivedRangeSegment> {
+  if (from >= to) return;
+  if (archive.destinations.length === 0)
+    throw new ArchiveBrokenError(
+      from,
+      `entries from ${from} are archived, but no backup destination is configured`,
+    );
+  const listings = await Promise.all(archive.destinations.map(segmentsByFirst));
+  for (let at = 0; at < to; ) {
+    const copies: { destination: Destination; id: string; end: number }[] = [];
+    const failures: string[] = [];
+    for (const [i, destination] of archive.destinations.entries()) {
+      const listing = listings[i];
+      const id = listing instanceof Error ? undefined : listing?.get(at);
+      if (id === undefined) failures.push(`${destination.name}: no segment starts at ${at}`);
+      else if (!(rangeOf(id).end > at)) failures.push(`${destination.name}: ${id} is not a range`);
+      else copies.push({ destination, id, end: rangeOf(id).end });
+    }
+    const tried = copies[0];
+    if (tried === undefined)
+      throw new ArchiveBrokenError(
+        at,
+        `the archived entries from index ${at} cannot be read (${failures.join('; ')})`,
+      );
+    const first = at;
+    let next = tried.end;
+    if (next > from)
+      yield {
+        id: tried.id,
+        first,
+        end: tried.end,
+        async open() {
+          for (const { destination, id, end } of copies) {
+            try {
+              const opened = await openSegment({
+                destination,
+                id,
+                key: archive.key,
+                keys: archive.keys,
+                origin: archive.origin,
+              });
+              next = end;
+              return { id, end: opened.manifest.end, leaves: opened.leaves };
+            } catch (error) {
+              failures.push(`${destination.name}: ${reasonOf(error)}`);
+            }
+          }
+          throw new ArchiveBrokenError(
+            first,
+            `the archived entries from index ${first} cannot be read (${failures.join('; ')})`,
+          );
+        },
+      };
+    at = next;
+  }
+}
+
 /**
  * The archived entries with index in [from, to) (to ≤ E), in order, as their canonical JSON text;
  * each segment read from the first destination whose copy checks out.
@@ -168,54 +246,10 @@ export async function* archivedEntries(
   from: number,
   to: number,
 ): AsyncGenerator<{ index: number; leaf: string }> {
-  if (from >= to) return;
-  if (archive.destinations.length === 0)
-    throw new ArchiveBrokenError(
-      from,
-      `entries from ${from} are archived, but no backup destination is configured`,
-    );
-  const listings = await Promise.all(archive.destinations.map(segmentsByFirst));
-  for (let at = 0; at < to; ) {
-    let opened: OpenedSegment | undefined;
-    let segmentEnd: number | undefined;
-    const failures: string[] = [];
-    for (const [i, destination] of archive.destinations.entries()) {
-      const listing = listings[i];
-      const id = listing instanceof Error ? undefined : listing?.get(at);
-      if (id === undefined) {
-        failures.push(`${destination.name}: no segment starts at ${at}`);
-        continue;
-      }
-      segmentEnd = rangeOf(id).end;
-      if (!(segmentEnd > at)) {
-        failures.push(`${destination.name}: ${id} is not a range`);
-        segmentEnd = undefined;
-        continue;
-      }
-      if (segmentEnd <= from) break; // wholly before the range: not opened
-      try {
-        opened = await openSegment({
-          destination,
-          id,
-          key: archive.key,
-          keys: archive.keys,
-          origin: archive.origin,
-        });
-        break;
-      } catch (error) {
-        failures.push(`${destination.name}: ${reasonOf(error)}`);
-      }
-    }
-    if (opened === undefined && (segmentEnd === undefined || segmentEnd > from))
-      throw new ArchiveBrokenError(
-        at,
-        `the archived entries from index ${at} cannot be read (${failures.join('; ')})`,
-      );
-    if (opened !== undefined) {
-      const last = Math.min(opened.manifest.end, to);
-      for (let index = Math.max(at, from); index < last; index++)
-        yield { index, leaf: (opened.leaves[index - at] as Buffer).toString('utf8') };
-    }
-    at = segmentEnd as number;
+  for await (const segment of archivedSegments(archive, from, to)) {
+    const { end, leaves } = await segment.open();
+    const last = Math.min(end, to);
+    for (let index = Math.max(segment.first, from); index < last; index++)
+      yield { index, leaf: (leaves[index - segment.first] as Buffer).toString('utf8') };
   }
 }

@@ -60,6 +60,29 @@ export function generatedAuditOrigin(host: string | undefined): string {
 }
 
 /**
+ * The origin of this store's log without fixing it (a reader beside or without the server, e.g. the
+ * access review CLI opening the sealed segments, whose manifests name it): the fixed one, else that
+ * of the latest checkpoint (a store from before the table), else null.
+ */
+export async function readAuditOrigin(
+  db: Kysely<WithAuditLog & WithAuditLogIdentity>,
+): Promise<string | null> {
+  const row = await db
+    .selectFrom('audit_log_identity')
+    .select('origin')
+    .where('id', '=', 1)
+    .executeTakeFirst();
+  if (row !== undefined) return row.origin;
+  const latest = await db
+    .selectFrom('audit_checkpoints')
+    .select('note')
+    .orderBy('size', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return latest === undefined ? null : parseCheckpoint(parseNote(latest.note).text).origin;
+}
+
+/**
  * The origin of this store's log, fixed now if it was not yet (see the header). Throws
  * TRESOR_ERR_CONFIG_INVALID when `configured` differs from the fixed one.
  */

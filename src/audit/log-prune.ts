@@ -28,7 +28,8 @@ import { type Kysely, sql } from 'kysely';
 import type { KeyService } from '../keyd/operations.ts';
 import type { Destination } from '../objects/destination.ts';
 import type { Store } from '../store/types.ts';
-import { archivedEnd, PRUNABLE_NODE_LEVELS, type WithAuditArchived } from './archived-cursor.ts';
+import { PRUNABLE_NODE_LEVELS, type WithAuditArchived } from './archived-cursor.ts';
+import { readArchivedEnd } from './archived-end.ts';
 import { appendAuditEvent, type WithAuditEvents } from './event.ts';
 import type { AuditLogReader } from './log.ts';
 import type { WithAuditLog } from './log-schema.ts';
@@ -117,7 +118,7 @@ export const SEGMENTS_PER_TRANSACTION = 16;
 /** Prunes what is safely archived (the header comment's steps). Throws when a segment does not check out. */
 export async function pruneArchived(deps: PruneArchivedDeps): Promise<PrunePass> {
   const db = deps.control.db as Kysely<PruneDB>;
-  const from = await archivedEnd(db);
+  const from = await readArchivedEnd(db);
   const pruned: string[] = [];
   let to = from;
   for (;;) {

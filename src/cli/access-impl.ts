@@ -8,12 +8,15 @@ import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
 import { type AccessReport, createAccessReviewService } from '../access/review.ts';
 import { parseInstant } from '../access/review-period.ts';
+import type { AuditArchive } from '../audit/archived-segments.ts';
+import { readAuditOrigin } from '../audit/log-identity.ts';
 import { ConfigError, type DatabaseConfig, resolveDatabaseConfig } from '../config/server-config.ts';
 import { TresorError } from '../errors.ts';
 import type { IdentityActor } from '../identity/identity-actor.ts';
 import { backendLocation, openControlOf } from '../server/backend.ts';
 import type { ControlDB } from '../server/control-store.ts';
 import type { Store } from '../store/types.ts';
+import { type ArchiveFlags, cliArchive } from './audit-archive.ts';
 import { out, warn } from './io.ts';
 
 /** The CLI's audit actor: local access to the data folder is operator-level access. */
@@ -25,14 +28,14 @@ interface CommonFlags {
   json?: boolean;
 }
 
-export interface ReviewFlags extends CommonFlags {
+export interface ReviewFlags extends CommonFlags, ArchiveFlags {
   from: string;
   to: string;
   tenant?: string;
   person?: string;
 }
 
-export interface UnreviewedFlags extends CommonFlags {
+export interface UnreviewedFlags extends CommonFlags, ArchiveFlags {
   until?: string;
 }
 
@@ -55,9 +58,21 @@ function day(flag: string, value: string | undefined): string {
   return value;
 }
 
+/** What the review service is given: the control store, and the archived part of the log (readers). */
+interface OpenedStores {
+  control: Store<ControlDB>;
+  /**
+   * The sealed segments holding the audit entries below the archived end, reached as `tresor audit
+   * verify` reaches them (audit-archive.ts), only when the review finds the log partly archived.
+   * Fails with a message when they cannot be reached: the review then fails whole, never reports
+   * the live part alone.
+   */
+  archive: () => Promise<AuditArchive>;
+}
+
 async function withControlStore<T>(
-  flags: CommonFlags,
-  work: (control: Store<ControlDB>) => Promise<T>,
+  flags: CommonFlags & ArchiveFlags,
+  work: (stores: OpenedStores) => Promise<T>,
 ): Promise<T> {
   const dataDir = resolve(flags.dataDir ?? process.env.TRESOR_DATA_DIR ?? '.tresor-data');
   let database: DatabaseConfig;
@@ -76,13 +91,28 @@ async function withControlStore<T>(
   } catch (err) {
     throw usage(`cannot open ${path}: ${(err as Error).message}`);
   }
+  const segments = cliArchive(flags, dataDir);
+  const archive = async (): Promise<AuditArchive> => {
+    const origin = await readAuditOrigin(control.db);
+    if (origin === null)
+      throw new Error('the audit log is partly archived, and no checkpoint names its origin: no review');
+    try {
+      return await segments.open(origin);
+    } catch (err) {
+      // Exit 1 (main.ts): without the archived part the review would be partial, so none is printed.
+      throw new Error(
+        `audit entries below the archived end are in sealed segments: ${(err as Error).message}; no review`,
+      );
+    }
+  };
   try {
-    return await work(control);
+    return await work({ control, archive });
   } catch (err) {
     // Bad input the service refused is a usage error here; a permission refusal stays exit 1.
     if (err instanceof TresorError && err.code === 'TRESOR_ERR_VALIDATION') throw usage(err.message);
     throw err;
   } finally {
+    await segments.close();
     await control.close();
   }
 }
@@ -110,8 +140,8 @@ function printReport(report: AccessReport): void {
 export async function reviewCommand(flags: ReviewFlags): Promise<void> {
   const from = day('--from', flags.from);
   const to = day('--to', flags.to);
-  const report = await withControlStore(flags, (control) =>
-    createAccessReviewService({ control, now: () => new Date() }).report(CLI_ACTOR, {
+  const report = await withControlStore(flags, ({ control, archive }) =>
+    createAccessReviewService({ control, now: () => new Date(), archive }).report(CLI_ACTOR, {
       from,
       to,
       ...(flags.tenant !== undefined ? { tenant: flags.tenant } : {}),
@@ -125,8 +155,8 @@ export async function reviewCommand(flags: ReviewFlags): Promise<void> {
 
 export async function unreviewedCommand(flags: UnreviewedFlags): Promise<void> {
   const until = flags.until === undefined ? undefined : day('--until', flags.until);
-  const periods = await withControlStore(flags, (control) =>
-    createAccessReviewService({ control, now: () => new Date() }).unreviewed(
+  const periods = await withControlStore(flags, ({ control, archive }) =>
+    createAccessReviewService({ control, now: () => new Date(), archive }).unreviewed(
       CLI_ACTOR,
       until === undefined ? {} : { until },
     ),
@@ -148,7 +178,7 @@ export async function unreviewedCommand(flags: UnreviewedFlags): Promise<void> {
 export async function attestCommand(flags: AttestFlags): Promise<void> {
   const from = day('--from', flags.from);
   const to = day('--to', flags.to);
-  const attestation = await withControlStore(flags, (control) =>
+  const attestation = await withControlStore(flags, ({ control }) =>
     createAccessReviewService({ control, now: () => new Date() }).attest(CLI_ACTOR, {
       from,
       to,

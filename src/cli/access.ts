@@ -2,7 +2,8 @@
  * `tresor access …`: access reviews from the operator's host.
  *
  *   tresor access review --from YYYY-MM-DD --to YYYY-MM-DD [--tenant T] [--person P] [--json]
- *   tresor access unreviewed [--until YYYY-MM-DD] [--json]
+ *                        [--config <file>] [--keyd-socket <path>]
+ *   tresor access unreviewed [--until YYYY-MM-DD] [--json] [--config <file>] [--keyd-socket <path>]
  *   tresor access attest --from YYYY-MM-DD --to YYYY-MM-DD [--tenant T] --note TEXT --by <person id>
  *
  * Periods are half-open: --to is the first day NOT included (June 2030 is --from 2030-06-01
@@ -17,6 +18,12 @@
  * server the entries wait in the control store's outbox until its sequencer's next pass (a few
  * seconds), or its next start.
  *
+ * Staff accesses below the audit log's archived end (pruned from the store after they were sealed
+ * into segments on the backup destinations) are read back from the segments with keyd, reached as
+ * `tresor audit verify` reaches them (--config / TRESOR_CONFIG, --keyd-socket). When they cannot be
+ * read (no keyd, no destination, a segment missing or failing everywhere) the command prints no
+ * report and exits 1: a review of the live part alone would look whole.
+ *
  * Exit codes: 0 ok (review: every grant and access in the period is covered by an attestation);
  * 1 unreviewed activity found, or refused; 2 usage (bad flags, no store).
  */
@@ -26,6 +33,9 @@ import type { AttestFlags, ReviewFlags, UnreviewedFlags } from './access-impl.ts
 const impl = () => import('./access-impl.ts');
 
 const DATA_DIR_HELP = 'data folder holding control.sqlite; env TRESOR_DATA_DIR (default ./.tresor-data)';
+const CONFIG_HELP =
+  'server config file (env TRESOR_CONFIG): the backup destinations and keyd that open the sealed segments of the archived part of the audit log';
+const KEYD_SOCKET_HELP = "keyd's Unix socket for the sealed segments (default: as the config says)";
 
 export function registerAccessCommands(program: Command): void {
   const access = program
@@ -44,6 +54,8 @@ export function registerAccessCommands(program: Command): void {
     .option('--tenant <id>', 'one tenant only')
     .option('--person <id>', 'one staff member only')
     .option('--data-dir <folder>', DATA_DIR_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .option('--keyd-socket <path>', KEYD_SOCKET_HELP)
     .option('--json', 'machine-readable report')
     .action(async (flags: ReviewFlags) => (await impl()).reviewCommand(flags));
 
@@ -52,6 +64,8 @@ export function registerAccessCommands(program: Command): void {
     .description('calendar months (UTC) with staff access no attestation covers; exit 1 if any')
     .option('--until <YYYY-MM-DD>', 'consider months that ended by this day (default: today)')
     .option('--data-dir <folder>', DATA_DIR_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .option('--keyd-socket <path>', KEYD_SOCKET_HELP)
     .option('--json', 'machine-readable output')
     .action(async (flags: UnreviewedFlags) => (await impl()).unreviewedCommand(flags));
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { liveGrantCounts } from '../access/grant-counts.ts';
-import { archivedEnd } from '../audit/archived-cursor.ts';
+import { readArchivedEnd } from '../audit/archived-end.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { BackupView } from '../backup/backup-records.ts';
 import type { KeydClient } from '../keyd/client.ts';
@@ -67,7 +67,7 @@ export function watchServerParts(metrics: TresorMetrics, parts: ServerMetricsPar
       treeSize: () => audit.sequencer.treeHead().size,
       signedSize: () => audit.checkpointer.health().signedSize,
       healthy: () => audit.health().ok,
-      archivedEntries: () => archivedEnd(control.db),
+      archivedEntries: () => readArchivedEnd(control.db),
       sequencer: () => {
         const h = audit.sequencer.health();
         return { pendingSources: h.pendingSources, failing: h.failingSince !== undefined };

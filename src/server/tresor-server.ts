@@ -42,7 +42,6 @@ import {
   type StateChecks,
   startStateChecks,
 } from '../alerts/index.ts';
-import { archivedEnd, type WithAuditArchived } from '../audit/archived-cursor.ts';
 import { readArchivedEnd } from '../audit/archived-end.ts';
 import { createArchivedLog } from '../audit/archived-log.ts';
 import type { AuditArchive } from '../audit/archived-segments.ts';
@@ -365,20 +364,17 @@ export async function startTresorServer(
   };
   /** Whether this process runs the cluster's scheduled jobs and detectors now (the lease holder). */
   const leadsJobs = () => sequencerBackend.lease?.held() ?? true;
-  // The archived cursor (audit/archived-cursor.ts): below it the live store has dropped its rows and
+  // The archived cursor (audit/archived-cursor.ts, read by audit/archived-end.ts): below it the live store has dropped its rows and
   // the reader takes them from the sealed segments. Raised here after this process prunes; on
   // PostgreSQL another node may prune, so it is read again every ARCHIVED_CURSOR_REFRESH_MS.
-  let archivedCursor = await archivedEnd((rawControl as unknown as Store<WithAuditArchived>).db);
+  let archivedCursor = await readArchivedEnd(rawControl.db);
   const raiseArchivedCursor = (end: number) => {
     archivedCursor = Math.max(archivedCursor, end);
   };
   const archivedCursorTimer =
     config.database.kind === 'postgres'
       ? setInterval(() => {
-          archivedEnd((rawControl as unknown as Store<WithAuditArchived>).db).then(
-            raiseArchivedCursor,
-            () => undefined,
-          );
+          readArchivedEnd(rawControl.db).then(raiseArchivedCursor, () => undefined);
         }, ARCHIVED_CURSOR_REFRESH_MS)
       : undefined;
   archivedCursorTimer?.unref();

@@ -1,6 +1,6 @@
 // backends: sqlite postgres
 /**
- * The archived cursor and the log's DELETE triggers (src/audit/archived-cursor.ts), on a control
+ * The archived cursor and the log's DELETE triggers (src/audit/archived-cursor.ts; read by src/audit/archived-end.ts), on a control
  * store of this run's backend with every migration applied: the cursor only advances, by whole
  * tiles, and cannot be deleted or doubled; the log's tables refuse every DELETE that is not wholly
  * below it (and every node of level 8 or more), take the ones that are, and still refuse UPDATEs.
@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type Kysely, sql } from 'kysely';
-import { archivedEnd } from '../../src/audit/archived-cursor.ts';
+import { readArchivedEnd } from '../../src/audit/archived-end.ts';
 import type { ControlDB } from '../../src/server/control-store.ts';
 import { onPostgres } from '../helpers/backend.ts';
 import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
@@ -77,7 +77,7 @@ describe('the archived cursor and the log’s DELETE triggers', () => {
   });
 
   test('starts at 0, and below 0 nothing may be deleted', async () => {
-    assert.equal(await archivedEnd(db()), 0);
+    assert.equal(await readArchivedEnd(db()), 0);
     await refused(sql`DELETE FROM audit_leaves WHERE idx = 0`, PRUNE_REFUSED);
     await refused(sql`DELETE FROM audit_tenant_entries WHERE idx = 5`, PRUNE_REFUSED);
     await refused(sql`DELETE FROM audit_nodes WHERE level = 0 AND idx = 255`, PRUNE_REFUSED);
@@ -87,7 +87,7 @@ describe('the archived cursor and the log’s DELETE triggers', () => {
   test('the cursor only advances, by whole tiles; it cannot be deleted, doubled or renumbered', async () => {
     await refused(sql`UPDATE audit_archived SET end_idx = 100 WHERE id = 1`, CURSOR_REFUSED);
     await run(sql`UPDATE audit_archived SET end_idx = 256 WHERE id = 1`);
-    assert.equal(await archivedEnd(db()), 256);
+    assert.equal(await readArchivedEnd(db()), 256);
     await run(sql`UPDATE audit_archived SET end_idx = 256 WHERE id = 1`); // staying is no change
     await refused(sql`UPDATE audit_archived SET end_idx = 0 WHERE id = 1`, CURSOR_REFUSED);
     await refused(sql`UPDATE audit_archived SET id = 2 WHERE id = 1`, CURSOR_REFUSED);
@@ -95,7 +95,7 @@ describe('the archived cursor and the log’s DELETE triggers', () => {
     await refused(sql`INSERT INTO audit_archived (id, end_idx) VALUES (2, 512)`, CURSOR_REFUSED);
     await refused(sql`INSERT INTO audit_archived (id, end_idx) VALUES (1, 512)`, CURSOR_REFUSED);
     if (onPostgres) await refused(sql`TRUNCATE audit_archived`, CURSOR_REFUSED);
-    assert.equal(await archivedEnd(db()), 256);
+    assert.equal(await readArchivedEnd(db()), 256);
   });
 
   test('refuses every DELETE that is not wholly below the cursor (256), nodes of level 8 and up always', async () => {

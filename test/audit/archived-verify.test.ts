@@ -1,12 +1,15 @@
-// backends: sqlite (the log fixture and the CLI's store reader are SQLite files; segments live on destinations)
+// backends: sqlite postgres
 /**
- * `tresor audit verify`, `tresor audit export` and the access review over a pruned log: a real log,
+ * `tresor audit verify`, `tresor audit export`, the access review and `tresor access review` over a
+ * pruned log: a real log (the fixture's, copied into this run's control store, SQLite or PostgreSQL),
  * its older full tiles sealed into segments by the archiver with a real keyd on two real folder
  * destinations, then pruned as the pruning job leaves it (audit_archived.end_idx = E; the leaves, the
  * tenant index and the level 0–7 nodes below E deleted). Verify reads [0, E) back from the segments
  * and passes; a tampered segment object or a missing segment fails naming it; unreachable segments
- * fail with a message; the export holds every entry from 0 and verifies offline; the access review
- * lists a tenant's archived staff accesses.
+ * fail with a message; the export holds every entry from 0 and verifies offline (SQLite: the export
+ * reads SQLite stores only); the access review, in process and from the CLI, lists a tenant's archived
+ * staff accesses, and the CLI without keyd or with a segment missing everywhere prints no report and
+ * exits 1.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +17,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { AccessDB } from '../../src/access/access-store-schema.ts';
 import { reviewEvidence } from '../../src/access/review-evidence.ts';
 import { createAuditArchiver } from '../../src/audit/archiver.ts';
@@ -24,10 +27,10 @@ import { segmentObjectKey, segmentSignatureKey } from '../../src/audit/segment.t
 import { createAuditTileReader } from '../../src/audit/tile-reader.ts';
 import type { Destination } from '../../src/objects/destination.ts';
 import { createFolderDestination } from '../../src/objects/folder-destination.ts';
-import { controlStoreMigrations } from '../../src/server/control-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { type BackupWorld, startWorld } from '../backup/fixture.ts';
+import { onPostgres } from '../helpers/backend.ts';
+import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import {
   type AuditLogFixture,
@@ -41,6 +44,8 @@ const SIZE = 3_000;
 /** Two segments of 4 tiles are sealed (500 entries kept): the log is pruned below their end. */
 const ARCHIVED = 2_048;
 const T0 = Date.parse('2026-11-02T09:00:00.000Z');
+/** The fixture's tables of the log, copied into this run's control store. */
+const TABLES = ['audit_leaves', 'audit_tenants', 'audit_tenant_entries', 'audit_nodes', 'audit_checkpoints'];
 
 /** The fixture's entries, every 7th of them a staff read through a grant. */
 function entry(index: number) {
@@ -52,9 +57,13 @@ function entry(index: number) {
   };
 }
 
-describe('verify, export and review over a log pruned below its sealed segments', () => {
+describe('verify, export and review over a log pruned below its sealed segments', {
+  timeout: 300_000,
+}, () => {
   let world: BackupWorld;
   let fixture: AuditLogFixture;
+  let control: TestControlStore;
+  let store: Store<WithAuditLog>;
   let folders: string[];
   let destinations: Destination[];
 
@@ -68,6 +77,7 @@ describe('verify, export and review over a log pruned below its sealed segments'
         TRESOR_DATA_DIR: '',
         TRESOR_AUDIT_PUBLIC_KEY: '',
         TRESOR_CONFIG: '',
+        TRESOR_DATABASE_URL: control.database.kind === 'postgres' ? control.database.url : '',
         TRESOR_BACKUP_DESTINATIONS: JSON.stringify(
           folders.map((path, i) => ({ name: `dest-${i}`, kind: 'folder', path })),
         ),
@@ -81,7 +91,9 @@ describe('verify, export and review over a log pruned below its sealed segments'
       'audit',
       'verify',
       '--data-dir',
-      fixture.dataDir,
+      control.dir,
+      '--witness',
+      fixture.witnessDir,
       '--public-key',
       fixture.verifierKey,
       '--keyd-socket',
@@ -92,46 +104,52 @@ describe('verify, export and review over a log pruned below its sealed segments'
   before(async () => {
     world = await startWorld([]);
     fixture = await buildAuditLogFixture({ entries: SIZE, checkpointEvery: 1000, entry });
+    control = await openTestControlStore('archverify');
+    store = control.control as unknown as Store<WithAuditLog>;
+    // The fixture's log, as the sequencer wrote it, copied into this run's control store.
+    const file = new Database(fixture.dbPath, { readonly: true });
+    try {
+      for (const table of TABLES) {
+        const rows = file.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
+        await store.write(async (trx) => {
+          for (let i = 0; i < rows.length; i += 200)
+            await trx
+              .insertInto(table as 'audit_nodes')
+              .values(rows.slice(i, i + 200) as never)
+              .execute();
+        });
+      }
+    } finally {
+      file.close();
+    }
     folders = [world.folder('dest-a'), world.folder('dest-b')];
     destinations = folders.map((root, i) => createFolderDestination({ root, name: `dest-${i}` }));
-    const store = (await openSqliteStore(
-      fixture.dbPath,
-      controlStoreMigrations,
-    )) as unknown as Store<WithAuditLog>;
-    try {
-      const reader = () => createAuditLogReader(store.db, () => SIZE);
-      const pass = await createAuditArchiver({
-        reader: reader(),
-        tiles: createAuditTileReader(reader()),
-        treeSize: () => SIZE,
-        origin: FIXTURE_ORIGIN,
-        keys: world.client,
-        destinations: () => destinations,
-        keepRecentEntries: 500,
-        segmentTiles: 4,
-      }).run();
-      assert.equal(pass.sealed.length, 2);
-    } finally {
-      await store.close();
-    }
-    prune(fixture.dbPath, ARCHIVED);
+    const reader = () => createAuditLogReader(store.db, () => SIZE);
+    const pass = await createAuditArchiver({
+      reader: reader(),
+      tiles: createAuditTileReader(reader()),
+      treeSize: () => SIZE,
+      origin: FIXTURE_ORIGIN,
+      keys: world.client,
+      destinations: () => destinations,
+      keepRecentEntries: 500,
+      segmentTiles: 4,
+    }).run();
+    assert.equal(pass.sealed.length, 2);
+    await prune(store, ARCHIVED);
   });
   after(async () => {
+    await control?.close();
     await world?.close();
     removeAuditLogFixtures();
   });
 
-  test('the pruned store holds no entry below the archived end', () => {
-    const db = new Database(fixture.dbPath, { readonly: true });
-    try {
-      assert.equal(db.prepare('SELECT min(idx) FROM audit_leaves').pluck().get(), ARCHIVED);
-      assert.equal(
-        db.prepare('SELECT count(*) FROM audit_nodes WHERE level = 0 AND idx < ?').pluck().get(ARCHIVED),
-        0,
-      );
-    } finally {
-      db.close();
-    }
+  test('the pruned store holds no entry below the archived end', async () => {
+    const first = await sql<{ first: unknown }>`SELECT min(idx) AS first FROM audit_leaves`.execute(store.db);
+    assert.equal(Number(first.rows[0]?.first), ARCHIVED);
+    const below = await sql<{ n: unknown }>`SELECT count(*) AS n FROM audit_nodes
+      WHERE level = 0 AND idx < ${ARCHIVED}`.execute(store.db);
+    assert.equal(Number(below.rows[0]?.n), 0);
   });
 
   test('verify reads the archived entries back from the segments and passes', () => {
@@ -194,13 +212,15 @@ describe('verify, export and review over a log pruned below its sealed segments'
     assert.match(r.stdout, /segments cannot be read: keyd is not reachable/);
   });
 
-  test('export holds every entry from 0, and the export verifies offline', () => {
-    const out = join(fixture.dataDir, 'audit.jsonl');
+  const exportSkip = onPostgres && 'tresor audit export reads SQLite stores only (it says so, exit 2)';
+
+  test('export holds every entry from 0, and the export verifies offline', { skip: exportSkip }, () => {
+    const out = join(control.dir, 'audit.jsonl');
     const r = tresor([
       'audit',
       'export',
       '--data-dir',
-      fixture.dataDir,
+      control.dir,
       '--out',
       out,
       '--plaintext',
@@ -222,13 +242,13 @@ describe('verify, export and review over a log pruned below its sealed segments'
     assert.equal(offline.status, 0, offline.stdout + offline.stderr);
   });
 
-  test('export without keyd writes no file and exits 1', () => {
-    const out = join(fixture.dataDir, 'refused.jsonl');
+  test('export without keyd writes no file and exits 1', { skip: exportSkip }, () => {
+    const out = join(control.dir, 'refused.jsonl');
     const r = tresor([
       'audit',
       'export',
       '--data-dir',
-      fixture.dataDir,
+      control.dir,
       '--out',
       out,
       '--plaintext',
@@ -240,18 +260,37 @@ describe('verify, export and review over a log pruned below its sealed segments'
     assert.equal(existsSync(out), false);
   });
 
+  /** The staff accesses the fixture holds, of one tenant or of all. */
+  const staffIndexes = (tenant?: string) =>
+    Array.from({ length: SIZE }, (_, i) => entry(i))
+      .filter((e) => (tenant === undefined || e.tenant === tenant) && 'grantId' in e.actor)
+      .map((e) => e.index);
+
   test('the access review lists a tenant’s staff accesses below the archived end, from the segments', async () => {
-    const store = await openSqliteStore(fixture.dbPath, controlStoreMigrations);
-    try {
+    {
       const db = store.db as unknown as Kysely<AccessDB>;
       const period = { from: T0, to: T0 + SIZE * 250 };
       const tenant = fixtureEntry(0).tenant;
+      // Each segment's manifest read counted: a segment is opened once, then its findings are kept.
+      let manifestReads = 0;
+      const counted = destinations.map(
+        (d): Destination => ({
+          name: d.name,
+          put: (key, data) => d.put(key, data),
+          list: (prefix) => d.list(prefix),
+          delete: (key) => d.delete(key),
+          get: (key) => {
+            if (key.startsWith('audit-log/segments/') && key.endsWith('.json')) manifestReads += 1;
+            return d.get(key);
+          },
+        }),
+      );
       const evidence = reviewEvidence({
         db,
         now: () => new Date(T0 + SIZE * 250),
         requestTtlMs: 60_000,
         archive: async () => ({
-          destinations,
+          destinations: counted,
           keys: world.client,
           key: world.manifestKey,
           origin: FIXTURE_ORIGIN,
@@ -266,14 +305,108 @@ describe('verify, export and review over a log pruned below its sealed segments'
         accesses.map((a) => a.index),
         expected,
       );
+      assert.equal(manifestReads, 2, 'the two segments, each opened once');
       const all = await evidence.accessesIn(period, {});
       assert.equal(all.length, Math.ceil(SIZE / 7));
+      assert.deepEqual(
+        (
+          await evidence.accessesIn({ from: T0, to: T0 + 1_000 * 250 }, {}, 'psn_000000000000000000000001')
+        ).map((a) => a.index),
+        staffIndexes().filter((i) => i < 1_000 && i % 3 === 1),
+        'a shorter period and one person, from the kept findings',
+      );
+      assert.equal(
+        manifestReads,
+        2,
+        'the later reviews of other tenants, periods and people open no segment',
+      );
+      // The destinations are still listed: a segment gone from every one fails the review, kept findings or not.
+      const sigs = folders.map((folder) =>
+        join(folder, segmentSignatureKey('audit.0000000000000000-0000000000001024')),
+      );
+      for (const sig of sigs) renameSync(sig, `${sig}.away`);
+      try {
+        await assert.rejects(evidence.accessesIn(period, { tenant }), /from index 0 cannot be read/);
+      } finally {
+        for (const sig of sigs) renameSync(`${sig}.away`, sig);
+      }
 
       const blind = reviewEvidence({ db, now: () => new Date(), requestTtlMs: 60_000 });
       await assert.rejects(blind.accessesIn(period, { tenant }), /archived in sealed segments/);
-    } finally {
-      await store.close();
     }
+  });
+
+  /** `tresor access review` of the fixture's day, through keyd's socket or another. */
+  const review = (more: string[], socket = join(world.root, 'keyd', 'keyd.sock')) =>
+    tresor([
+      'access',
+      'review',
+      '--from',
+      '2026-11-02',
+      '--to',
+      '2026-11-03',
+      '--data-dir',
+      control.dir,
+      '--keyd-socket',
+      socket,
+      '--json',
+      ...more,
+    ]);
+
+  test('tresor access review lists the staff accesses below the archived end, from the segments', () => {
+    const tenant = fixtureEntry(0).tenant;
+    const r = review(['--tenant', tenant]);
+    // Exit 1: nothing of the period is attested; the report is whole all the same.
+    assert.equal(r.status, 1, r.stderr);
+    const report = JSON.parse(r.stdout) as {
+      accesses: { index: number; tenant: string }[];
+      unreviewed: boolean;
+    };
+    assert.equal(report.unreviewed, true);
+    const expected = staffIndexes(tenant);
+    assert.ok(expected.some((i) => i < ARCHIVED) && expected.some((i) => i >= ARCHIVED));
+    assert.deepEqual(
+      report.accesses.map((a) => a.index),
+      expected,
+    );
+    const all = review([]);
+    assert.equal(all.status, 1, all.stderr);
+    const whole = JSON.parse(all.stdout) as { accesses: { index: number }[] };
+    assert.deepEqual(
+      whole.accesses.map((a) => a.index),
+      staffIndexes(),
+    );
+  });
+
+  test('tresor access review without keyd prints no report and exits 1, saying why', () => {
+    const r = review([], join(world.root, 'no-keyd.sock'));
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.equal(r.stdout, '', 'no partial report');
+    assert.match(r.stderr, /sealed segments: keyd is not reachable.*no review/);
+  });
+
+  test('tresor access review with a segment missing on every destination prints no report and exits 1', () => {
+    const sigs = folders.map((folder) =>
+      join(folder, segmentSignatureKey('audit.0000000000001024-0000000000002048')),
+    );
+    for (const sig of sigs) renameSync(sig, `${sig}.away`);
+    try {
+      const r = review([]);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.equal(r.stdout, '', 'no partial report');
+      assert.match(
+        r.stderr,
+        /TRESOR_ERR_AUDIT_SEGMENT_INVALID: the archived entries from index 1024 cannot be read/,
+      );
+    } finally {
+      for (const sig of sigs) renameSync(`${sig}.away`, sig);
+    }
+    const again = review([]);
+    assert.equal(again.status, 1, again.stderr);
+    assert.equal(
+      (JSON.parse(again.stdout) as { accesses: unknown[] }).accesses.length,
+      staffIndexes().length,
+    );
   });
 });
 
@@ -282,17 +415,13 @@ describe('verify, export and review over a log pruned below its sealed segments'
  * audit_archived.end_idx raised to `end`, and below it the leaf blocks, the tenant index and the
  * level 0–7 nodes deleted — the deletes the log's triggers allow once the cursor is there.
  */
-function prune(path: string, end: number): void {
-  const db = new Database(path);
-  try {
-    db.transaction(() => {
-      db.prepare('UPDATE audit_archived SET end_idx = ? WHERE id = 1').run(end);
-      db.prepare('DELETE FROM audit_leaves WHERE idx < ?').run(end);
-      db.prepare('DELETE FROM audit_tenant_entries WHERE idx < ?').run(end);
-      // Node (level, idx) covers leaves [idx · 2^level, (idx + 1) · 2^level).
-      db.prepare('DELETE FROM audit_nodes WHERE level < 8 AND (idx + 1) * (1 << level) <= ?').run(end);
-    })();
-  } finally {
-    db.close();
-  }
+async function prune(store: Store<WithAuditLog>, end: number): Promise<void> {
+  await store.write(async (trx) => {
+    await sql`UPDATE audit_archived SET end_idx = ${end} WHERE id = 1`.execute(trx);
+    await sql`DELETE FROM audit_leaves WHERE idx < ${end}`.execute(trx);
+    await sql`DELETE FROM audit_tenant_entries WHERE idx < ${end}`.execute(trx);
+    // Node (level, idx) covers leaves [idx · 2^level, (idx + 1) · 2^level).
+    for (let level = 0; level < 8; level++)
+      await sql`DELETE FROM audit_nodes WHERE level = ${level} AND idx < ${end / 2 ** level}`.execute(trx);
+  });
 }

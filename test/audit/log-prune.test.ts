@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Kysely } from 'kysely';
-import { archivedEnd } from '../../src/audit/archived-cursor.ts';
+import { readArchivedEnd } from '../../src/audit/archived-end.ts';
 import { type AuditArchiver, createAuditArchiver } from '../../src/audit/archiver.ts';
 import { type AuditLog, createAuditLog } from '../../src/audit/audit-log.ts';
 import { type AuditEvent, appendAuditEvent, type WithAuditEvents } from '../../src/audit/event.ts';
@@ -219,7 +219,7 @@ describe('pruning the live audit log behind sealed segments', () => {
     await assert.rejects(prune());
     renameSync(`${manifest}.away`, manifest);
     assert.deepEqual(await rows(), unchanged);
-    assert.equal(await archivedEnd(db()), 0);
+    assert.equal(await readArchivedEnd(db()), 0);
   });
 
   test('prunes nothing when a segment is tampered with on one destination', async () => {
@@ -236,13 +236,13 @@ describe('pruning the live audit log behind sealed segments', () => {
     });
     writeFileSync(tile, original);
     assert.deepEqual(await rows(), unchanged);
-    assert.equal(await archivedEnd(db()), 0);
+    assert.equal(await readArchivedEnd(db()), 0);
   });
 
   test('never prunes within keepRecentEntries: 800 kept of 1,300 prunes [0, 256) only', async () => {
     const pass = await prune(800);
     assert.deepEqual(pass, { from: 0, to: 256, segments: ['audit.0000000000000000-0000000000000256'] });
-    assert.equal(await archivedEnd(db()), 256);
+    assert.equal(await readArchivedEnd(db()), 256);
     const after = await rows();
     assert.equal(after.firstBlock, 256);
     assert.ok(after.firstTenantEntry >= 256);
@@ -258,7 +258,7 @@ describe('pruning the live audit log behind sealed segments', () => {
       to: 768,
       segments: ['audit.0000000000000256-0000000000000512', 'audit.0000000000000512-0000000000000768'],
     });
-    assert.equal(await archivedEnd(db()), 768);
+    assert.equal(await readArchivedEnd(db()), 768);
     const after = await rows();
     assert.equal(after.firstBlock, 768);
     assert.equal(after.blocks, before.blocks - 512 / 64);
@@ -349,7 +349,7 @@ describe('pruning the live audit log behind sealed segments', () => {
       siteOf(1, segmentManifestKey(id)),
     );
     await assert.rejects(prune(), SegmentError);
-    assert.equal(await archivedEnd(db()), 1024);
+    assert.equal(await readArchivedEnd(db()), 1024);
   });
 
   test('a long range is pruned in several transactions, each with its own audit.pruned', async () => {
@@ -369,7 +369,7 @@ describe('pruning the live audit log behind sealed segments', () => {
       to: 1792,
       segments: [id, ...due.sealed],
     });
-    assert.equal(await archivedEnd(db()), 1792);
+    assert.equal(await readArchivedEnd(db()), 1792);
     assert.equal((await rows()).firstBlock, 1792);
     await settle();
     const recorded = (await audit.reader.entries({ from: size, limit: 10 })).map(

@@ -27,8 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
-import { archivedEnd } from '../../src/audit/archived-cursor.ts';
-import { readArchivedEndOfFile, readArchivedEndOfPg } from '../../src/audit/archived-end.ts';
+import { readArchivedEnd, readArchivedEndOfFile, readArchivedEndOfPg } from '../../src/audit/archived-end.ts';
 import { type AuditEvent, appendAuditEvent } from '../../src/audit/event.ts';
 import { segmentObjectKey } from '../../src/audit/segment.ts';
 import type { BackupManifest } from '../../src/backup/index.ts';
@@ -37,7 +36,7 @@ import { pgDatabaseEmptyAt } from '../../src/server/pg-restore-database.ts';
 import { checkRestoredLog, pgRestoredLog, sqliteRestoredLog } from '../../src/server/restored-audit.ts';
 import { exited, type Run, tresor } from '../cli/cli-run.ts';
 import { onPostgres } from '../helpers/backend.ts';
-import { operatorToken } from '../helpers/console.ts';
+import { backupNow } from '../helpers/backup-now.ts';
 import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -119,7 +118,7 @@ describe('a backup of a pruned audit log restores, and its trial restore passes'
     const end = await waitFor(
       'the archived cursor past 0',
       async () => {
-        const cursor = await archivedEnd(db);
+        const cursor = await readArchivedEnd(db);
         return cursor > 0 ? cursor : undefined;
       },
       { timeoutMs: 120_000 },
@@ -129,34 +128,7 @@ describe('a backup of a pruned audit log restores, and its trial restore passes'
     assert.equal(pub.status, 200, pub.text);
     publicKey = pub.text.trim();
 
-    const runToken = await operatorToken(s, 'backups:run');
-    const readToken = await operatorToken(s, 'backups:read');
-    const tokenFile = join(base, 'run-token');
-    const readFile = join(base, 'read-token');
-    writeFileSync(tokenFile, `${runToken}\n`, { mode: 0o600 });
-    writeFileSync(readFile, `${readToken}\n`, { mode: 0o600 });
-    const now = exited(
-      await cli([
-        'backup',
-        'now',
-        '--wait',
-        '--json',
-        '--url',
-        s.url,
-        '--ca-file',
-        s.caFile,
-        '--token-file',
-        tokenFile,
-        '--read-token-file',
-        readFile,
-      ]),
-      0,
-    );
-    const backup = JSON.parse(now.stdout) as {
-      id: string;
-      outcome: string;
-      verification: { result: string; checks?: { name: string; status: string; detail: string }[] } | null;
-    };
+    const { run: now, backup } = await backupNow({ stack: s, dir: base });
     assert.equal(backup.outcome, 'done', now.stdout);
     assert.equal(backup.verification?.result, 'passed', `the trial restore of a pruned log: ${now.stdout}`);
     backupId = backup.id;

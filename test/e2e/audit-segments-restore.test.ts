@@ -32,6 +32,7 @@ import { type BackupManifest, createFolderDestination } from '../../src/backup/i
 import { pgDatabaseEmptyAt } from '../../src/server/pg-restore-database.ts';
 import { exited, type Run, tresor } from '../cli/cli-run.ts';
 import { onPostgres } from '../helpers/backend.ts';
+import { backupNow } from '../helpers/backup-now.ts';
 import { operatorToken } from '../helpers/console.ts';
 import { type FreshPgDatabase, freshPgDatabase, testPgPrefix } from '../helpers/pg.ts';
 import { startTresorStack, type TresorStack } from '../helpers/tresor-stack.ts';
@@ -138,34 +139,7 @@ describe('restoring from backup brings the audit segments back', () => {
       { timeoutMs: 200_000, intervalMs: 1_000, diagnostics: () => s.serverOutput().slice(-2_000) },
     );
 
-    const runToken = await operatorToken(s, 'backups:run');
-    const readToken = await operatorToken(s, 'backups:read');
-    const tokenFile = join(base, 'run-token');
-    const readFile = join(base, 'read-token');
-    writeFileSync(tokenFile, `${runToken}\n`, { mode: 0o600 });
-    writeFileSync(readFile, `${readToken}\n`, { mode: 0o600 });
-    const now = exited(
-      await cli([
-        'backup',
-        'now',
-        '--wait',
-        '--json',
-        '--url',
-        s.url,
-        '--ca-file',
-        s.caFile,
-        '--token-file',
-        tokenFile,
-        '--read-token-file',
-        readFile,
-      ]),
-      0,
-    );
-    const backup = JSON.parse(now.stdout) as {
-      id: string;
-      outcome: string;
-      verification: { result: string } | null;
-    };
+    const { backup } = await backupNow({ stack: s, dir: base });
     assert.equal(backup.outcome, 'done');
     assert.equal(backup.verification?.result, 'passed', 'the trial restore, segment signatures included');
     backupId = backup.id;

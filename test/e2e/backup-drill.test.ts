@@ -43,6 +43,7 @@ import {
   startLocalS3,
 } from '../backup/s3-server.ts';
 import { exited, leaksNone, type Run, tresor } from '../cli/cli-run.ts';
+import { backupNow } from '../helpers/backup-now.ts';
 import {
   type ConsoleAccount,
   type ConsoleSession,
@@ -300,33 +301,12 @@ describe('the backup drill: data folder destroyed, restored from a folder and fr
     secrets.push(...c.secrets);
 
     // The backup, as an operator takes one on demand.
-    const tokenFile = join(base, 'run-token');
-    const readFile = join(base, 'read-token');
-    writeFileSync(tokenFile, `${runToken}\n`, { mode: 0o600 });
-    writeFileSync(readFile, `${readToken}\n`, { mode: 0o600 });
-    const now = exited(
-      await cli([
-        'backup',
-        'now',
-        '--wait',
-        '--json',
-        '--url',
-        s.url,
-        '--ca-file',
-        s.caFile,
-        '--token-file',
-        tokenFile,
-        '--read-token-file',
-        readFile,
-      ]),
-      0,
-    );
-    const backup = JSON.parse(now.stdout) as {
-      id: string;
-      outcome: string;
-      verification: { result: string } | null;
-      destinations: { name: string; state: string }[];
-    };
+    const { backup } = await backupNow({
+      stack: s,
+      dir: base,
+      tokens: { run: runToken, read: readToken },
+      cli,
+    });
     assert.equal(backup.outcome, 'done');
     assert.equal(backup.verification?.result, 'passed');
     assert.deepEqual(

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import canonicalize from 'canonicalize';
 import type { Kysely } from 'kysely';
-import { archivedEnd } from '../../src/audit/archived-cursor.ts';
+import { readArchivedEnd } from '../../src/audit/archived-end.ts';
 import { type AuditEvent, appendAuditEvent } from '../../src/audit/event.ts';
 import { listSegments } from '../../src/audit/segment.ts';
 import { createFolderDestination } from '../../src/objects/folder-destination.ts';
@@ -77,7 +77,7 @@ describe('the audit.archive job prunes the live log behind its segments', () => 
         for (let i = at; i < at + 100; i++) await appendAuditEvent(trx, event(i));
       });
     const end = await waitFor('the archived cursor at 512', async () => {
-      const cursor = await archivedEnd(db);
+      const cursor = await readArchivedEnd(db);
       return cursor >= 512 ? cursor : undefined;
     });
     assert.equal(end, 512, `${server.audit.sequencer.treeHead().size} entries, ${KEEP} kept`);
@@ -106,7 +106,7 @@ describe('the audit.archive job prunes the live log behind its segments', () => 
     const server = s.server;
     assert.ok(server);
     const db = server.control.db as Kysely<ControlDB>;
-    assert.ok((await archivedEnd(db)) >= 512, 'the first test pruned [0, 512)');
+    assert.ok((await readArchivedEnd(db)) >= 512, 'the first test pruned [0, 512)');
     const operator = await operatorToken(s, 'audit:read');
     const pub = await s.request('GET', '/v1/audit/public-key');
     assert.equal(pub.status, 200, pub.text);
