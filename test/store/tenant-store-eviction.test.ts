@@ -134,4 +134,20 @@ describe('tenant store handle budget and eviction', () => {
     assert.equal(soft, hard);
     assert.equal(tenantStoreBudget(0).fileLimit, softFileLimit());
   });
+  it(`an open store holds at most FDS_PER_STORE (${FDS_PER_STORE}) descriptors, counted in /proc/self/fd`, async () => {
+    const n = MAX_OPEN;
+    const fds = () => readdirSync('/proc/self/fd').length;
+    for (const t of tenantIds.slice(0, n)) await stores.create(t);
+    await stores.close();
+    stores = createTenantStores<RecordsDb>({ dir, migrations: RECORDS_MIGRATIONS, maxOpen: MAX_OPEN });
+    const before = fds();
+    for (const t of tenantIds.slice(0, n)) {
+      const store = await stores.open(t);
+      await store.write((trx) => insertRecord(trx, `${t}-fd`, 'value'));
+      await store.db.selectFrom('records').select('id').execute();
+    }
+    assert.equal(stores.stats().open, n);
+    const perStore = (fds() - before) / n;
+    assert.ok(perStore <= FDS_PER_STORE, `${perStore} descriptors per open store, budgeted ${FDS_PER_STORE}`);
+  });
 });
