@@ -1180,7 +1180,9 @@ describe('the vault over HTTPS, against the real keyd and server processes', () 
           '\ufeff{"email":"a@example.test"}',
           `${'['.repeat(100_000)}${']'.repeat(100_000)}`,
           `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`,
-          `{"email":"${'\\u0000'.repeat(1000)}"}`,
+          // NUL characters are a valid string value (a create with them succeeds): this one is
+          // refused for its unknown field, after the parser has taken the NULs.
+          `{"email":"${'\\u0000'.repeat(1000)}","unknown":"\\u0000"}`,
           LARGE,
           HUGE,
         ),
