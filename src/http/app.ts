@@ -42,6 +42,7 @@ import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.ts';
 import { isRouteDefinition, type RouteDefinition, type RouteModule } from './route.ts';
 import { systemRoutes } from './routes/system.ts';
 import { SECURITY_HEADERS, securityHeadersLayer } from './security-headers.ts';
+import { awaitUnreadBody } from './unread-body.ts';
 
 export interface HttpDeps {
   config: Pick<ServerConfig, 'bodyLimit' | 'rateLimit' | 'trustProxy' | 'timeouts' | 'logLevel'>;
@@ -160,6 +161,10 @@ export async function buildApp(deps: HttpDeps, https?: HttpsServerOptions): Prom
   app.addHook('preClose', async () => {
     closing = true;
   });
+  app.addHook(
+    'onSend',
+    awaitUnreadBody({ maxBytes: config.bodyLimit, maxWaitMs: config.timeouts.requestMs }),
+  );
   app.addHook('onSend', async function closeConnectionWhenShuttingDown(_request, reply) {
     if (closing) reply.header('connection', 'close');
   });

@@ -27,7 +27,7 @@ const EXPECTED_HOOKS = {
   ],
   preValidation: ['validationLayer()'],
   preHandler: ['auditLayer()'],
-  onSend: ['closeConnectionWhenShuttingDown()'],
+  onSend: ['awaitUnreadBody()', 'closeConnectionWhenShuttingDown()'],
   onResponse: ['logRequest()'],
 };
 

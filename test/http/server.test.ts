@@ -351,6 +351,93 @@ describe('slow clients', () => {
   });
 });
 
+describe('a body the answer does not need', () => {
+  // RFC 9112 §9.6: a server that closes a connection with request bytes unread or still arriving
+  // resets it, and the client may lose the answer it had not yet read. So an answer that needs no
+  // body (GET, a refusal before parsing) still waits for the body the client is sending.
+  let running: Running;
+  before(async () => {
+    running = await start({ TRESOR_REQUEST_TIMEOUT_MS: '1500' });
+  });
+  after(() => running.server.close());
+
+  /** Sends the head and the first part, pauses, sends the rest: what came back in each phase. */
+  async function inTwoParts(head: string, body: string, pauseMs = 300) {
+    const socket = await handshake(running.url, {});
+    let text = '';
+    let reset = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    socket.on('error', (err) => {
+      reset = err.message;
+    });
+    socket.write(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`);
+    socket.write(body.slice(0, 100));
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    const beforeRest = text;
+    if (!socket.destroyed) socket.end(body.slice(100));
+    // Bounded: a socket the server reset may never report its close to this side.
+    await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, 5000))]);
+    socket.destroy();
+    return { beforeRest, answer: text, reset };
+  }
+
+  const deep = `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`;
+
+  it('a GET with a body is answered once the body has arrived, and the connection ends cleanly', async () => {
+    const got = await inTwoParts(
+      'GET /v1/openapi.json HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n',
+      deep,
+    );
+    assert.ok(got.beforeRest === '', 'answered while the body was still arriving');
+    assert.ok(got.answer.startsWith('HTTP/1.1 200'), got.answer.slice(0, 80));
+    assert.equal(got.reset, '');
+  });
+
+  it('a request refused before its body is parsed (401, 404) waits for the body too', async () => {
+    for (const [head, status] of [
+      ['POST /v1/test/things HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n', '401'],
+      ['POST /v1/nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n', '404'],
+    ] as const) {
+      const got = await inTwoParts(head, JSON.stringify({ value: 'x'.repeat(60_000) }));
+      assert.ok(got.beforeRest === '', `${status}: answered while the body was still arriving`);
+      assert.ok(got.answer.startsWith(`HTTP/1.1 ${status}`), got.answer.slice(0, 80));
+      assert.equal(got.reset, '');
+    }
+  });
+
+  it('a body declared above the body limit is refused at once (413), and the connection closes', async () => {
+    const socket = await handshake(running.url, {});
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    socket.on('error', () => {});
+    socket.write(
+      'POST /v1/test/things HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ' +
+        `${TOKENS.tenantA}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{`,
+    );
+    await once(socket, 'close');
+    assert.ok(text.startsWith('HTTP/1.1 413'), text.slice(0, 80));
+    assert.match(text, /\r\nconnection: close\r\n/i);
+  });
+
+  it('a body that stops arriving does not hold the connection past the request timeout', async () => {
+    const socket = await handshake(running.url, {});
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    socket.on('error', () => {});
+    socket.write(
+      'GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
+    );
+    await once(socket, 'close');
+    assert.ok(text === '' || /^HTTP\/1\.1 (408|200)/.test(text), text.slice(0, 80));
+  });
+});
+
 describe('graceful shutdown', () => {
   it('finishes an in-flight request, refuses new connections, then resolves', async () => {
     const running = await start();
