@@ -67,19 +67,7 @@ export function generatedAuditOrigin(host: string | undefined): string {
 export async function readAuditOrigin(
   db: Kysely<WithAuditLog & WithAuditLogIdentity>,
 ): Promise<string | null> {
-  const row = await db
-    .selectFrom('audit_log_identity')
-    .select('origin')
-    .where('id', '=', 1)
-    .executeTakeFirst();
-  if (row !== undefined) return row.origin;
-  const latest = await db
-    .selectFrom('audit_checkpoints')
-    .select('note')
-    .orderBy('size', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  return latest === undefined ? null : parseCheckpoint(parseNote(latest.note).text).origin;
+  return (await fixedOrigin(db)) ?? (await latestCheckpointOrigin(db));
 }
 
 /**
@@ -91,22 +79,9 @@ export async function fixAuditOrigin(
   options: { configured?: string; generate: () => string; now: () => Date },
 ): Promise<string> {
   const origin = await control.write(async (trx) => {
-    const row = await trx
-      .selectFrom('audit_log_identity')
-      .select('origin')
-      .where('id', '=', 1)
-      .executeTakeFirst();
-    if (row !== undefined) return row.origin;
-    const latest = await trx
-      .selectFrom('audit_checkpoints')
-      .select('note')
-      .orderBy('size', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    const chosen =
-      latest !== undefined
-        ? parseCheckpoint(parseNote(latest.note).text).origin
-        : (options.configured ?? options.generate());
+    const fixed = await fixedOrigin(trx);
+    if (fixed !== null) return fixed;
+    const chosen = (await latestCheckpointOrigin(trx)) ?? options.configured ?? options.generate();
     await trx
       .insertInto('audit_log_identity')
       .values({ id: 1, origin: chosen, fixed_at: options.now().toISOString() })
@@ -120,4 +95,25 @@ export async function fixAuditOrigin(
     );
   }
   return origin;
+}
+
+async function fixedOrigin(db: Kysely<WithAuditLog & WithAuditLogIdentity>): Promise<string | null> {
+  const row = await db
+    .selectFrom('audit_log_identity')
+    .select('origin')
+    .where('id', '=', 1)
+    .executeTakeFirst();
+  return row?.origin ?? null;
+}
+
+async function latestCheckpointOrigin(
+  db: Kysely<WithAuditLog & WithAuditLogIdentity>,
+): Promise<string | null> {
+  const latest = await db
+    .selectFrom('audit_checkpoints')
+    .select('note')
+    .orderBy('size', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return latest === undefined ? null : parseCheckpoint(parseNote(latest.note).text).origin;
 }
