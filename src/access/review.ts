@@ -142,33 +142,39 @@ export function createAccessReviewService(options: {
           return refuse('invalid', invalid('person', 'a person id'));
         const s = scopeOf(by, wanted.tenant as string | undefined);
         if (s === 'denied' || !by) return refuse('not-allowed', forbidden());
-        // Audited before the report is returned, as every read of what staff did.
-        await appendAuditEvent(
-          trx,
-          identityEvent(
-            by.audit,
-            {
-              at: now().toISOString(),
-              tenant: s.tenant ?? null,
-              action: 'access.review',
-              outcome: 'success',
-            },
-            {
-              from: iso(period.from),
-              to: iso(period.to),
-              ...(s.tenant !== undefined ? { tenant: s.tenant } : {}),
-              ...(wanted.person !== undefined ? { person: wanted.person } : {}),
-            },
-            meta,
-          ),
-        );
-        return { ...s, period };
+        return { ...s, period, actor: by.audit };
       });
       const { period } = scope;
       const person = wanted.person as string | undefined;
-      const grants = await grantsIn(period, scope, person);
-      const accesses = await accessesIn(period, scope, person);
-      const attestations = await attestationsIn(period, scope);
+      // Audited once the evidence is read and before the report is returned, as every read of what
+      // staff did: a review that could not read it (an archived segment unreadable) is a failure.
+      const recordReview = (outcome: 'success' | 'failure', failure?: string) =>
+        control.write((trx) =>
+          appendAuditEvent(
+            trx,
+            identityEvent(
+              scope.actor,
+              { at: now().toISOString(), tenant: scope.tenant ?? null, action: 'access.review', outcome },
+              {
+                from: iso(period.from),
+                to: iso(period.to),
+                ...(scope.tenant !== undefined ? { tenant: scope.tenant } : {}),
+                ...(person !== undefined ? { person } : {}),
+                ...(failure !== undefined ? { failure } : {}),
+              },
+              meta,
+            ),
+          ),
+        );
+      const { grants, accesses, attestations } = await (async () => ({
+        grants: await grantsIn(period, scope, person),
+        accesses: await accessesIn(period, scope, person),
+        attestations: await attestationsIn(period, scope),
+      }))().catch(async (err: unknown) => {
+        await recordReview('failure', err instanceof TresorError ? err.code : 'TRESOR_ERR_INTERNAL');
+        throw err;
+      });
+      await recordReview('success');
       const byTenant: Record<string, ActivityCount> = {};
       const byPerson: Record<string, ActivityCount> = {};
       const count = (table: Record<string, ActivityCount>, key: string, what: keyof ActivityCount) => {

@@ -157,6 +157,19 @@ describe('access reviews', () => {
     );
   });
 
+  it('a review that cannot read the archived log is audited as a failure, never as a success', async () => {
+    // The log's first tile is archived, and this service has no segments to read it from.
+    await sql`UPDATE audit_archived SET end_idx = 256 WHERE id = 1`.execute(f.control.db);
+    const before = (await f.audit()).length;
+    const err = await refusal(review.report(ADMIN, { from: '2030-06-01', to: '2030-07-01' }));
+    assert.equal(err.code, 'TRESOR_ERR_AUDIT_SEGMENT_INVALID');
+    const added = (await f.audit()).slice(before);
+    assert.deepEqual(
+      added.map((e) => [e.action, e.outcome, e.target?.failure]),
+      [['access.review', 'failure', 'TRESOR_ERR_AUDIT_SEGMENT_INVALID']],
+    );
+  });
+
   it('shows a tenant admin their own tenant only; refuses others, audited', async () => {
     const own = await review.report(await f.login(tenantAdmin), { from: '2030-06-01', to: '2030-07-01' });
     assert.deepEqual(Object.keys(own.byTenant), [T]);
