@@ -92,3 +92,19 @@ export function leafStarts(bytes: Buffer, count: number): Uint32Array | null {
   }
   return at === bytes.length - 1 ? starts : null;
 }
+
+/** The entries one item of leafBatches stands for: a LeafBatch's leaves one by one, or the entry itself. */
+export function* entriesOf(item: LeafBatch | VerifyEntry): IterableIterator<VerifyEntry> {
+  if (!('starts' in item)) {
+    yield item;
+    return;
+  }
+  const bytes = Buffer.from(item.bytes.buffer, item.bytes.byteOffset, item.bytes.length);
+  for (let i = 0; i < item.count; i++) {
+    yield {
+      index: item.first + i,
+      leaf: bytes.toString('utf8', (item.starts[i] as number) + 1, item.starts[i + 1] as number),
+      storedLeafHash: item.storedLeafHashes.slice(i * 32, i * 32 + 32),
+    };
+  }
+}

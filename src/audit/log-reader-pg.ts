@@ -15,7 +15,7 @@
  */
 import pg from 'pg';
 import { TresorError } from '../errors.ts';
-import { leafBatchesOf } from './leaf-batch-read.ts';
+import { entriesOf, leafBatchesOf } from './leaf-batch-read.ts';
 import { LEAF_BLOCK_SPAN } from './leaf-store.ts';
 import type { AuditLogSnapshot } from './log-reader.ts';
 import type { LeafBatch, VerifyEntry } from './verify.ts';
@@ -70,6 +70,9 @@ export async function openPgLogSnapshot(options: PgLogSnapshotOptions): Promise<
       return Number(result.rows[0]?.n ?? 0);
     },
     leafBatches: (rows = LEAF_BATCH_ROWS) => leafBatches(client, rows),
+    async *entries() {
+      for await (const item of leafBatches(client, LEAF_BATCH_ROWS)) yield* entriesOf(item);
+    },
     async close() {
       await client.query('COMMIT').catch(() => undefined);
       await client.end().catch(() => undefined);

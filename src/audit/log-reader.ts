@@ -9,7 +9,7 @@
  */
 import Database from 'better-sqlite3';
 import { TresorError } from '../errors.ts';
-import { leafBatchesOf, type StoredBlock } from './leaf-batch-read.ts';
+import { entriesOf, leafBatchesOf, type StoredBlock } from './leaf-batch-read.ts';
 import { LEAF_BLOCK_SPAN } from './leaf-store.ts';
 import {
   type LeafBatch,
@@ -69,20 +69,7 @@ export function openAuditLogReader(path: string): AuditLogReader {
       return db.prepare('SELECT coalesce(sum(n), 0) FROM audit_leaves').pluck().get() as number;
     },
     *entries() {
-      for (const e of leafBatches(db, LEAF_BATCH_ROWS)) {
-        if (!('starts' in e)) {
-          yield e;
-          continue;
-        }
-        const bytes = Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.length);
-        for (let i = 0; i < e.count; i++) {
-          yield {
-            index: e.first + i,
-            leaf: bytes.toString('utf8', (e.starts[i] as number) + 1, e.starts[i + 1] as number),
-            storedLeafHash: e.storedLeafHashes.slice(i * 32, i * 32 + 32),
-          };
-        }
-      }
+      for (const e of leafBatches(db, LEAF_BATCH_ROWS)) yield* entriesOf(e);
     },
     leafBatches(rows = LEAF_BATCH_ROWS) {
       return leafBatches(db, rows);
@@ -202,6 +189,8 @@ export interface AuditLogSnapshot {
   size(): Promise<number>;
   /** The rows for the verifier, a batch (an index range) at a time; see AuditLogReader.leafBatches. */
   leafBatches(rows?: number): Iterable<LeafBatch | VerifyEntry> | AsyncIterable<LeafBatch | VerifyEntry>;
+  /** Entries by row index, one by one (the export); see AuditLogReader.entries. */
+  entries(): Iterable<VerifyEntry> | AsyncIterable<VerifyEntry>;
   /** Ends the snapshot and closes the connection. */
   close(): Promise<void>;
 }
@@ -214,6 +203,7 @@ export function openSqliteLogSnapshot(path: string): AuditLogSnapshot {
     checkpoints: async () => reader.checkpoints(),
     size: async () => reader.size(),
     leafBatches: (rows) => reader.leafBatches(rows),
+    entries: () => reader.entries(),
     close: async () => reader.close(),
   };
 }

@@ -6,7 +6,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CommanderError } from 'commander';
-import { readArchivedEndOfFile } from '../audit/archived-end.ts';
 import { type AuditArchive, archivedEntries } from '../audit/archived-segments.ts';
 import { parseCheckpoint } from '../audit/checkpoint.ts';
 import {
@@ -24,14 +23,13 @@ import {
   readAuditExport,
   writeAuditExport,
 } from '../audit/export-file.ts';
-import { type AuditLogReader, type AuditLogSnapshot, openAuditLogReader } from '../audit/log-reader.ts';
+import type { AuditLogSnapshot } from '../audit/log-reader.ts';
 import { parseNote, parseVerifierKey } from '../audit/note.ts';
 import { type VerifyReport, verifyAuditLogAsync } from '../audit/verify.ts';
 import { verifyAuditLogWithArchive } from '../audit/verify-archived.ts';
 import { createWitness } from '../audit/witness.ts';
 import { ConfigError, type DatabaseConfig, resolveDatabaseConfig } from '../config/server-config.ts';
-import { archivedEndOf, openAuditLogOf } from '../server/backend.ts';
-import { controlStorePath } from '../server/control-store.ts';
+import { archivedEndOf, type BackendConfig, openAuditLogOf } from '../server/backend.ts';
 import { type ArchiveFlags, type CliArchive, cliArchive } from './audit-archive.ts';
 import { info, out, readSecret, warn } from './io.ts';
 
@@ -342,15 +340,11 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
       throw err;
     }
   }
-  if (databaseOf().kind === 'postgres')
-    throw usage(
-      'tresor audit export reads a SQLite control store; on PostgreSQL (database.url) it is not available yet: verify with tresor audit verify',
-    );
   const dataDir = dataDirOf(flags);
-  const { reader, end } = openAtArchivedEnd(controlStorePath(dataDir));
+  const { snapshot, end } = await openAtArchivedEnd({ dataDir, database: databaseOf() });
   const archive = cliArchive(flags, dataDir);
   try {
-    const checkpoints = reader.checkpoints();
+    const checkpoints = await snapshot.checkpoints();
     const origin = originOf(checkpoints);
     // The archive is reached before the file is made: an export that cannot hold the archived part is not begun.
     const archived = end === 0 ? undefined : await archiveOf(archive, origin);
@@ -363,8 +357,8 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
     const stream = handle.createWriteStream();
     const source = {
       origin,
-      size: end + reader.size(),
-      entries: archived === undefined ? reader.entries() : withArchived(archived, end, reader),
+      size: end + (await snapshot.size()),
+      entries: archived === undefined ? snapshot.entries() : withArchived(archived, end, snapshot),
       checkpoints,
     };
     let written: Awaited<ReturnType<typeof writeAuditExport>>;
@@ -394,35 +388,37 @@ export async function exportCommand(flags: ExportFlags): Promise<void> {
       flags.json === true,
     );
   } finally {
-    reader.close();
+    await snapshot.close();
     await archive.close();
   }
 }
 
 /**
- * The store's reader with the archived end E of its snapshot: E read before and after the snapshot
+ * The store's snapshot with the archived end E of its snapshot: E read before and after the snapshot
  * is taken and equal (else a pruning pass ran in between: read again), so the snapshot's rows start
  * exactly at E and the export has neither a hole nor a row twice.
  */
-function openAtArchivedEnd(path: string): { reader: AuditLogReader; end: number } {
+async function openAtArchivedEnd(
+  config: BackendConfig,
+): Promise<{ snapshot: AuditLogSnapshot; end: number }> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    let reader: AuditLogReader;
+    let snapshot: AuditLogSnapshot;
     let before: number;
     let after: number;
     try {
-      before = readArchivedEndOfFile(path);
-      reader = openAuditLogReader(path);
+      before = await archivedEndOf(config);
+      snapshot = await openAuditLogOf(config);
     } catch (err) {
       throw usage((err as Error).message);
     }
     try {
-      after = readArchivedEndOfFile(path);
+      after = await archivedEndOf(config);
     } catch (err) {
-      reader.close();
+      await snapshot.close();
       throw usage((err as Error).message);
     }
-    if (before === after) return { reader, end: before };
-    reader.close();
+    if (before === after) return { snapshot, end: before };
+    await snapshot.close();
   }
   throw usage('the audit log was being archived and pruned throughout: run the export again');
 }
@@ -441,10 +437,10 @@ async function archiveOf(archive: CliArchive, origin: string | null): Promise<Au
 async function* withArchived(
   archive: AuditArchive,
   end: number,
-  reader: AuditLogReader,
+  snapshot: AuditLogSnapshot,
 ): AsyncGenerator<{ index: number; leaf: string }> {
   yield* archivedEntries(archive, 0, end);
-  for (const e of reader.entries()) if (e.index >= end) yield e;
+  for await (const e of snapshot.entries()) if (e.index >= end) yield e;
 }
 
 // The origin named by the latest checkpoint, unverified: the file's header is only a hint.

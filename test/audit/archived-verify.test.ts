@@ -6,8 +6,8 @@
  * destinations, then pruned as the pruning job leaves it (audit_archived.end_idx = E; the leaves, the
  * tenant index and the level 0–7 nodes below E deleted). Verify reads [0, E) back from the segments
  * and passes; a tampered segment object or a missing segment fails naming it; unreachable segments
- * fail with a message; the export holds every entry from 0 and verifies offline (SQLite: the export
- * reads SQLite stores only); the access review, in process and from the CLI, lists a tenant's archived
+ * fail with a message; the export holds every entry from 0 and verifies offline, on both backends;
+ * the access review, in process and from the CLI, lists a tenant's archived
  * staff accesses, and the CLI without keyd or with a segment missing everywhere prints no report and
  * exits 1.
  */
@@ -29,7 +29,6 @@ import type { Destination } from '../../src/objects/destination.ts';
 import { createFolderDestination } from '../../src/objects/folder-destination.ts';
 import type { Store } from '../../src/store/types.ts';
 import { type BackupWorld, startWorld } from '../backup/fixture.ts';
-import { onPostgres } from '../helpers/backend.ts';
 import { openTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import {
@@ -212,64 +211,51 @@ describe('verify, export and review over a log pruned below its sealed segments'
     assert.match(r.stdout, /segments cannot be read: keyd is not reachable/);
   });
 
-  // tresor audit export reads SQLite control stores only: on PostgreSQL it refuses (exit 2), and the
-  // export tests below run on SQLite; this one holds the refusal.
-  if (onPostgres)
-    test('export on PostgreSQL refuses with exit 2, names tresor audit verify, and writes no file', () => {
-      const out = join(control.dir, 'pg.jsonl');
-      const r = tresor(['audit', 'export', '--data-dir', control.dir, '--out', out, '--plaintext']);
-      assert.equal(r.status, 2, r.stdout + r.stderr);
-      assert.match(r.stderr, /not available yet: verify with tresor audit verify/);
-      assert.equal(existsSync(out), false);
-    });
+  test('export holds every entry from 0, and the export verifies offline', () => {
+    const out = join(control.dir, 'audit.jsonl');
+    const r = tresor([
+      'audit',
+      'export',
+      '--data-dir',
+      control.dir,
+      '--out',
+      out,
+      '--plaintext',
+      '--keyd-socket',
+      join(world.root, 'keyd', 'keyd.sock'),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    const header = JSON.parse(lines[0] as string) as { size: number };
+    assert.equal(header.size, SIZE);
+    const entries = lines.slice(1).filter((l) => l.startsWith('{"index":'));
+    assert.equal(entries.length, SIZE);
+    for (const index of [0, 1023, 1024, 2047, 2048, SIZE - 1]) {
+      const line = JSON.parse(entries[index] as string) as { index: number; leaf: string };
+      assert.equal(line.index, index);
+      assert.equal((JSON.parse(line.leaf) as { index: number }).index, index);
+    }
+    const offline = tresor(['audit', 'verify', '--export', out, '--public-key', fixture.verifierKey]);
+    assert.equal(offline.status, 0, offline.stdout + offline.stderr);
+  });
 
-  if (!onPostgres)
-    test('export holds every entry from 0, and the export verifies offline', () => {
-      const out = join(control.dir, 'audit.jsonl');
-      const r = tresor([
-        'audit',
-        'export',
-        '--data-dir',
-        control.dir,
-        '--out',
-        out,
-        '--plaintext',
-        '--keyd-socket',
-        join(world.root, 'keyd', 'keyd.sock'),
-      ]);
-      assert.equal(r.status, 0, r.stderr);
-      const lines = readFileSync(out, 'utf8').trim().split('\n');
-      const header = JSON.parse(lines[0] as string) as { size: number };
-      assert.equal(header.size, SIZE);
-      const entries = lines.slice(1).filter((l) => l.startsWith('{"index":'));
-      assert.equal(entries.length, SIZE);
-      for (const index of [0, 1023, 1024, 2047, 2048, SIZE - 1]) {
-        const line = JSON.parse(entries[index] as string) as { index: number; leaf: string };
-        assert.equal(line.index, index);
-        assert.equal((JSON.parse(line.leaf) as { index: number }).index, index);
-      }
-      const offline = tresor(['audit', 'verify', '--export', out, '--public-key', fixture.verifierKey]);
-      assert.equal(offline.status, 0, offline.stdout + offline.stderr);
-    });
-
-  if (!onPostgres)
-    test('export without keyd writes no file and exits 1', () => {
-      const out = join(control.dir, 'refused.jsonl');
-      const r = tresor([
-        'audit',
-        'export',
-        '--data-dir',
-        control.dir,
-        '--out',
-        out,
-        '--plaintext',
-        '--keyd-socket',
-        join(world.root, 'no-keyd.sock'),
-      ]);
-      assert.equal(r.status, 1, r.stderr);
-      assert.match(r.stderr, /sealed segments: keyd is not reachable/);
-      assert.equal(existsSync(out), false);
-    });
+  test('export without keyd writes no file and exits 1', () => {
+    const out = join(control.dir, 'refused.jsonl');
+    const r = tresor([
+      'audit',
+      'export',
+      '--data-dir',
+      control.dir,
+      '--out',
+      out,
+      '--plaintext',
+      '--keyd-socket',
+      join(world.root, 'no-keyd.sock'),
+    ]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /sealed segments: keyd is not reachable/);
+    assert.equal(existsSync(out), false);
+  });
 
   /** The staff accesses the fixture holds, of one tenant or of all. */
   const staffIndexes = (tenant?: string) =>

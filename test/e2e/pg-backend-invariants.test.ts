@@ -5,6 +5,7 @@
  * invariants the SQLite suite proves on files:
  *
  * - records round-trip, and `tresor audit verify` (TRESOR_DATABASE_URL) verifies the live log;
+ *   `tresor audit export` writes it to a file that verifies offline;
  * - no plaintext at rest: planted field values appear neither in `pg_dump` of the database nor in
  *   any file of the cluster's data directory (tables, WAL) nor the data folder — while a value the
  *   control store keeps in clear (the tenant's name) IS found there, so the search sees the files;
@@ -23,7 +24,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -169,6 +170,29 @@ describe('a deployment on PostgreSQL', () => {
     const report = JSON.parse(verified.stdout) as { ok: boolean; size: number };
     assert.equal(report.ok, true);
     assert.ok(report.size > 5);
+
+    // The export reads its own snapshot of the PostgreSQL log; the file verifies offline.
+    const file = join(s.dataDir, 'pg-audit.jsonl');
+    const exported = await tresorAsync(
+      ['audit', 'export', '--data-dir', s.dataDir, '--out', file, '--plaintext', '--json'],
+      { TRESOR_DATABASE_URL: withPassword() },
+    );
+    assert.equal(exported.status, 0, exported.stderr);
+    assert.ok(
+      !`${exported.stdout}${exported.stderr}`.includes(PASSWORD),
+      'tresor audit export printed the password',
+    );
+    assert.ok(JSON.parse(exported.stdout).entries >= report.size);
+    const written = readFileSync(file, 'utf8');
+    assert.ok(
+      !written.includes(PASSWORD) && !written.includes(MARKER),
+      'the export holds a secret or a value',
+    );
+    const offline = await tresorAsync(
+      ['audit', 'verify', '--export', file, '--public-key', await verifierKey()],
+      {},
+    );
+    assert.equal(offline.status, 0, offline.stdout + offline.stderr);
   });
 
   it('keeps tenants apart: another tenant’s key never reads, finds or lists these records; each tenant’s SQL sees its own schema only', async () => {
