@@ -14,7 +14,8 @@
  *   5. only after that write is durable, adopt the staged tree and tell the listeners (stream, sinks,
  *      checkpointer);
  *   6. about once a second (`removeEveryMs`), delete from each outbox the rows its durable cursor
- *      covers (src/audit/outbox-removal.ts) — one transaction per source, never one per event.
+ *      covers (src/audit/outbox-removal.ts) — one transaction per source, never one per event, and
+ *      for a source with few moved rows only every 30 s (REMOVE_BATCH_ROWS, REMOVE_LINGER_PASSES).
  *
  * Passes never overlap (one chain of promises), so indexes are assigned by exactly one writer, and
  * hashing costs one leaf hash plus amortised one node hash per entry — no global lock per entry,
@@ -92,7 +93,7 @@ export interface AuditSequencer {
    * while this process holds the lease (it appends itself) or without a lease.
    */
   follow(): Promise<void>;
-  /** Deletes now the outbox rows already in the log (else done about once a second); for tests. */
+  /** Deletes now every outbox row already in the log (else done by the removal passes); for tests. */
   removeMoved(): Promise<void>;
   /** Passes that appended entries, and how many of them ran on the worker thread (metrics, tests). */
   stats(): { passes: number; workerPasses: number };
@@ -139,9 +140,24 @@ export interface AuditSequencerDeps {
    * (delivered at its commit), so the other processes' `follow()` runs at once.
    */
   logChannel?: string;
-  /** Moved rows are deleted from their outboxes this often (default 1 s; src/audit/outbox-removal.ts). */
+  /**
+   * Removal passes run this often (default 1 s; src/audit/outbox-removal.ts). A pass clears an outbox
+   * once REMOVE_BATCH_ROWS moved rows wait in it, or once its first waiting row has waited
+   * REMOVE_LINGER_PASSES passes.
+   */
   removeEveryMs?: number;
+  /** How long a few moved rows may wait in an outbox (default REMOVE_LINGER_PASSES × removeEveryMs). */
+  removeLingerMs?: number;
 }
+
+/**
+ * An outbox is cleared once this many moved rows wait in it (a busy one: once a pass), else after
+ * REMOVE_LINGER_PASSES passes. Each clearing is a transaction, on SQLite an fsync, of the outbox's
+ * store: a write to each of 1,000 tenants a second would otherwise be followed by 1,000 clearing
+ * transactions a second on the sequencer's chain, one per write.
+ */
+export const REMOVE_BATCH_ROWS = 64;
+export const REMOVE_LINGER_PASSES = 30;
 
 /** A standby's drain waits at most this long for the lease holder to move a source's events. */
 const STANDBY_DRAIN_LIMIT_MS = 30_000;
@@ -170,10 +186,13 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   let resync = false;
   const counts = { passes: 0, workerPasses: 0 };
   const removeEveryMs = deps.removeEveryMs ?? 1_000;
+  const removeLingerMs = deps.removeLingerMs ?? REMOVE_LINGER_PASSES * removeEveryMs;
   /** Per source, the durable cursor whose rows are still to be deleted from its outbox. */
   const removable = new Map<string, number>();
   /** Per source, how far its outbox was cleared by this process. */
   const removed = new Map<string, number>();
+  /** Per source in `removable`, when its first uncleared moved row was seen (ms). */
+  const waitingSince = new Map<string, number>();
   let removalTimer: NodeJS.Timeout | undefined;
   const offload = deps.offload;
   const workerFrom = offload?.workerFrom ?? DEFAULT_WORKER_FROM;
@@ -342,7 +361,10 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     // one, so rows left by a crash before their removal go too).
     for (const source of sources) {
       const cursor = cursors.get(source);
-      if (cursor !== undefined && cursor > (removed.get(source) ?? 0)) removable.set(source, cursor);
+      if (cursor !== undefined && cursor > (removed.get(source) ?? 0)) {
+        removable.set(source, cursor);
+        if (!waitingSince.has(source)) waitingSince.set(source, Date.now());
+      }
     }
     if (removable.size > 0) scheduleRemoval();
     failingSince = undefined;
@@ -361,19 +383,33 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     }
   }
 
-  /** Clears the outboxes of what the log holds; a source that fails stays for the next round. */
-  async function removalPass(): Promise<void> {
+  /**
+   * Clears the outboxes of what the log holds: those due (REMOVE_BATCH_ROWS waiting, or waiting
+   * REMOVE_LINGER_PASSES passes), or all of them when `all`. A source that fails, or is not due yet,
+   * stays for a later pass.
+   */
+  async function removalPass(all: boolean): Promise<void> {
     if (!leading()) return;
-    const round = [...removable];
-    removable.clear();
+    const at = Date.now();
+    const round = [...removable].filter(
+      ([source, cursor]) =>
+        all ||
+        cursor - (removed.get(source) ?? 0) >= REMOVE_BATCH_ROWS ||
+        at - (waitingSince.get(source) ?? at) >= removeLingerMs,
+    );
+    for (const [source] of round) removable.delete(source);
     for (const [source, cursor] of round) {
       try {
         const store = await deps.openSource(source);
         await removeMovedEvents(store, cursor);
         removed.set(source, Math.max(cursor, removed.get(source) ?? 0));
+        if (!removable.has(source)) waitingSince.delete(source);
       } catch (error) {
         // A destroyed tenant store has nothing left to clear; anything else is tried again later.
-        if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') continue;
+        if (error instanceof TresorError && error.code === 'TRESOR_ERR_NOT_FOUND') {
+          if (!removable.has(source)) waitingSince.delete(source);
+          continue;
+        }
         if (cursor > (removable.get(source) ?? 0)) removable.set(source, cursor);
       }
     }
@@ -381,7 +417,7 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
   }
 
   function removeMoved(): Promise<void> {
-    const run = chain.then(removalPass);
+    const run = chain.then(() => removalPass(true));
     chain = run.catch(() => undefined);
     return run;
   }
@@ -390,7 +426,8 @@ export function createAuditSequencer(deps: AuditSequencerDeps): AuditSequencer {
     if (removalTimer || closed) return;
     removalTimer = setTimeout(() => {
       removalTimer = undefined;
-      void removeMoved().catch(() => undefined);
+      const run = chain.then(() => removalPass(false));
+      chain = run.catch(() => undefined);
     }, removeEveryMs);
     removalTimer.unref();
   }

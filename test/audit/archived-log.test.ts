@@ -15,7 +15,6 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { type ArchivedLog, type ArchivedRange, createArchivedLog } from '../../src/audit/archived-log.ts';
 import { createAuditArchiver } from '../../src/audit/archiver.ts';
@@ -40,12 +39,16 @@ import {
   independentOpenCheckpoint,
   independentVerifyInclusion,
 } from './independent-verifier.ts';
-import { buildAuditLogFixture, FIXTURE_ORIGIN, removeAuditLogFixtures } from './log-fixture.ts';
+import {
+  buildAuditLogFixture,
+  copyFixtureLog,
+  FIXTURE_ORIGIN,
+  removeAuditLogFixtures,
+} from './log-fixture.ts';
 
 const SIZE = 3_000;
 /** 3,000 entries, 500 kept live, segments of two tiles: four segments up to 2,048. */
 const END = 2_048;
-const TABLES = ['audit_leaves', 'audit_tenants', 'audit_tenant_entries', 'audit_nodes', 'audit_checkpoints'];
 
 describe('the archived part of the audit log, read from sealed segments', { timeout: 300_000 }, () => {
   let world: BackupWorld;
@@ -151,21 +154,7 @@ describe('the archived part of the audit log, read from sealed segments', { time
     const fixture = await buildAuditLogFixture({ entries: SIZE, checkpointEvery: 1000, witness: false });
     verifierKey = fixture.verifierKey;
     // The fixture's log, as the sequencer wrote it, copied into this run's control store.
-    const file = new Database(fixture.dbPath, { readonly: true });
-    try {
-      for (const table of TABLES) {
-        const rows = file.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
-        await store.write(async (trx) => {
-          for (let i = 0; i < rows.length; i += 200)
-            await trx
-              .insertInto(table as 'audit_nodes')
-              .values(rows.slice(i, i + 200) as never)
-              .execute();
-        });
-      }
-    } finally {
-      file.close();
-    }
+    await copyFixtureLog(fixture, store);
     checkpointNote = (
       await store.db
         .selectFrom('audit_checkpoints')

@@ -16,7 +16,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Database from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { AccessDB } from '../../src/access/access-store-schema.ts';
 import { reviewEvidence } from '../../src/access/review-evidence.ts';
@@ -34,6 +33,7 @@ import { TRESOR_BIN } from '../helpers/keyd-process.ts';
 import {
   type AuditLogFixture,
   buildAuditLogFixture,
+  copyFixtureLog,
   FIXTURE_ORIGIN,
   fixtureEntry,
   removeAuditLogFixtures,
@@ -43,8 +43,6 @@ const SIZE = 3_000;
 /** Two segments of 4 tiles are sealed (500 entries kept): the log is pruned below their end. */
 const ARCHIVED = 2_048;
 const T0 = Date.parse('2026-11-02T09:00:00.000Z');
-/** The fixture's tables of the log, copied into this run's control store. */
-const TABLES = ['audit_leaves', 'audit_tenants', 'audit_tenant_entries', 'audit_nodes', 'audit_checkpoints'];
 
 /** The fixture's entries, every 7th of them a staff read through a grant. */
 function entry(index: number) {
@@ -100,27 +98,26 @@ describe('verify, export and review over a log pruned below its sealed segments'
       ...more,
     ]);
 
+  const exportTo = (out: string, keydSocket: string) =>
+    tresor([
+      'audit',
+      'export',
+      '--data-dir',
+      control.dir,
+      '--out',
+      out,
+      '--plaintext',
+      '--keyd-socket',
+      keydSocket,
+    ]);
+
   before(async () => {
     world = await startWorld([]);
     fixture = await buildAuditLogFixture({ entries: SIZE, checkpointEvery: 1000, entry });
     control = await openTestControlStore('archverify');
     store = control.control as unknown as Store<WithAuditLog>;
     // The fixture's log, as the sequencer wrote it, copied into this run's control store.
-    const file = new Database(fixture.dbPath, { readonly: true });
-    try {
-      for (const table of TABLES) {
-        const rows = file.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
-        await store.write(async (trx) => {
-          for (let i = 0; i < rows.length; i += 200)
-            await trx
-              .insertInto(table as 'audit_nodes')
-              .values(rows.slice(i, i + 200) as never)
-              .execute();
-        });
-      }
-    } finally {
-      file.close();
-    }
+    await copyFixtureLog(fixture, store);
     folders = [world.folder('dest-a'), world.folder('dest-b')];
     destinations = folders.map((root, i) => createFolderDestination({ root, name: `dest-${i}` }));
     const reader = () => createAuditLogReader(store.db, () => SIZE);
@@ -213,17 +210,7 @@ describe('verify, export and review over a log pruned below its sealed segments'
 
   test('export holds every entry from 0, and the export verifies offline', () => {
     const out = join(control.dir, 'audit.jsonl');
-    const r = tresor([
-      'audit',
-      'export',
-      '--data-dir',
-      control.dir,
-      '--out',
-      out,
-      '--plaintext',
-      '--keyd-socket',
-      join(world.root, 'keyd', 'keyd.sock'),
-    ]);
+    const r = exportTo(out, join(world.root, 'keyd', 'keyd.sock'));
     assert.equal(r.status, 0, r.stderr);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     const header = JSON.parse(lines[0] as string) as { size: number };
@@ -241,17 +228,7 @@ describe('verify, export and review over a log pruned below its sealed segments'
 
   test('export without keyd writes no file and exits 1', () => {
     const out = join(control.dir, 'refused.jsonl');
-    const r = tresor([
-      'audit',
-      'export',
-      '--data-dir',
-      control.dir,
-      '--out',
-      out,
-      '--plaintext',
-      '--keyd-socket',
-      join(world.root, 'no-keyd.sock'),
-    ]);
+    const r = exportTo(out, join(world.root, 'no-keyd.sock'));
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /sealed segments: keyd is not reachable/);
     assert.equal(existsSync(out), false);

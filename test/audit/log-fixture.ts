@@ -17,11 +17,13 @@ import { CompiledQuery } from 'kysely';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
 import { type LeafBlockRow, leafStatements, tailBlockQuery, tailOf } from '../../src/audit/leaf-store.ts';
+import type { WithAuditLog } from '../../src/audit/log-schema.ts';
 import { InMemoryMerkleTree, leafHash } from '../../src/audit/merkle.ts';
 import { ed25519NoteSigner, ed25519VerifierKey, type NoteSigner } from '../../src/audit/note.ts';
 import { createWitness, type Witness } from '../../src/audit/witness.ts';
 import { type ControlDB, controlStoreMigrations } from '../../src/server/control-store.ts';
 import { openSqliteStore } from '../../src/store/sqlite/store.ts';
+import type { Store } from '../../src/store/types.ts';
 import { type LeafRow, readLeafRows, writeLeafRows } from './leaf-rows.ts';
 
 export const FIXTURE_ORIGIN = 'tresor.test/audit';
@@ -279,4 +281,32 @@ function rawCanonical(e: AuditEntry): string {
     `"target":{"collection":${s(e.target.collection)},"fields":${s(e.target.fields)},"recordIds":${s(e.target.recordIds)}},` +
     `"tenant":${s(e.tenant)},"userAgent":${s(e.userAgent)}}`
   );
+}
+
+/** The tables of a log (src/audit/log-schema.ts), as copyFixtureLog copies them. */
+const LOG_TABLES = [
+  'audit_leaves',
+  'audit_tenants',
+  'audit_tenant_entries',
+  'audit_nodes',
+  'audit_checkpoints',
+];
+
+/** Copies a fixture's log, as the sequencer wrote it, into a test's control store (SQLite or PostgreSQL). */
+export async function copyFixtureLog(fixture: AuditLogFixture, store: Store<WithAuditLog>): Promise<void> {
+  const file = new Database(fixture.dbPath, { readonly: true });
+  try {
+    for (const table of LOG_TABLES) {
+      const rows = file.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
+      await store.write(async (trx) => {
+        for (let i = 0; i < rows.length; i += 200)
+          await trx
+            .insertInto(table as 'audit_nodes')
+            .values(rows.slice(i, i + 200) as never)
+            .execute();
+      });
+    }
+  } finally {
+    file.close();
+  }
 }

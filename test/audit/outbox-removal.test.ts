@@ -18,6 +18,7 @@ import { type Kysely, sql } from 'kysely';
 import { appendAuditEvent, type WithAuditEvents } from '../../src/audit/event.ts';
 import { readLeaves, storedLogSize } from '../../src/audit/leaf-store.ts';
 import type { WithAuditLog } from '../../src/audit/log-schema.ts';
+import { REMOVE_BATCH_ROWS } from '../../src/audit/sequencer.ts';
 import type { Store } from '../../src/store/types.ts';
 import { testDatabase } from '../helpers/backend.ts';
 import { waitFor, withDeadline } from '../helpers/wait.ts';
@@ -112,6 +113,37 @@ describe('outbox removal', () => {
       assert.deepEqual(await outboxSeqs(tenant), [181]);
       assert.equal(await moved(tenant), 181);
       assert.equal((await logRequestIds(rig.backend.control)).length, 201);
+    } finally {
+      await rig.close();
+      await data.drop();
+    }
+  });
+
+  test('an outbox with a few moved rows waits for its linger; one with REMOVE_BATCH_ROWS is cleared at the next pass', async () => {
+    const data = await testDatabase();
+    // Passes every 20 ms; a few rows would wait an hour: within this test only the batch rule clears.
+    const rig = await openOutboxRig(folder(), data.database, {
+      removeEveryMs: 20,
+      removeLingerMs: 3_600_000,
+    });
+    try {
+      await rig.sequencer.start();
+      const tenant = (await rig.backend.tenantStores.open(TENANT)) as unknown as Store<WithAuditEvents>;
+      await rig.write(1, 9); // 9 events, all the tenant's
+      rig.sequencer.notify(TENANT);
+      await rig.sequencer.drain(TENANT);
+      assert.equal(await storedLogSize(rig.backend.control.db as never), 9);
+      await new Promise((resolve) => setTimeout(resolve, 400)); // about 20 passes
+      assert.equal((await outboxSeqs(tenant)).length, 9, 'a few moved rows are not cleared yet');
+      assert.equal(await moved(tenant), 0);
+
+      await rig.write(11, REMOVE_BATCH_ROWS); // nine in ten the tenant's: past REMOVE_BATCH_ROWS in all
+      rig.sequencer.notify(TENANT);
+      await rig.sequencer.drain(TENANT);
+      await waitFor('the outbox cleared by a pass', async () =>
+        (await outboxSeqs(tenant)).length === 1 ? true : undefined,
+      );
+      assert.ok((await moved(tenant)) >= REMOVE_BATCH_ROWS);
     } finally {
       await rig.close();
       await data.drop();
