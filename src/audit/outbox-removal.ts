@@ -1,8 +1,9 @@
 /**
  * Removing outbox rows the log already holds. Every audited event leaves an `audit_events` row in
  * an outbox (a change's in its tenant's store, a read's in the control store's: read-outbox.ts); once the sequencer's write that moved it into the log has committed (the cursor in
- * `audit_cursors` covers it), the row is a copy and only costs disk. The sequencer calls this about
- * once a second per source it moved from (never once per event), after the log commit:
+ * `audit_cursors` covers it), the row is a copy and only costs disk. The sequencer calls this per
+ * source it moved from (never once per event), after the log commit, once 64 moved rows wait or the
+ * first has waited 30 s (src/audit/sequencer.ts, REMOVE_BATCH_ROWS):
  *
  *   1. `audit_moved.seq` is raised to the durable cursor (the trigger lets it only increase);
  *   2. the rows at or below it are deleted (the DELETE trigger refuses any row above it).
