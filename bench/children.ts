@@ -62,6 +62,12 @@ export function logTail(logFile: string): string {
 }
 
 /**
+ * Node options every child gets, from TRESOR_BENCH_CHILD_NODE_ARGS (space-separated): to profile
+ * the children, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS may not carry.
+ */
+const PROFILING_ARGS = (process.env.TRESOR_BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+
+/**
  * Starts `node --import tsx <script> <json arg>`, its stderr appended to `logFile`, and waits for
  * its first stdout line (its address), 30 s unless `startTimeoutMs` says otherwise (a child that
  * makes its fixtures first).
@@ -80,7 +86,7 @@ export async function startChild<A>(
   try {
     child = spawn(
       process.execPath,
-      [...nodeArgs, '--import', 'tsx', join(REPO_ROOT, script), JSON.stringify(arg)],
+      [...nodeArgs, ...PROFILING_ARGS, '--import', 'tsx', join(REPO_ROOT, script), JSON.stringify(arg)],
       {
         cwd: REPO_ROOT,
         stdio: ['pipe', 'pipe', log],

@@ -385,6 +385,19 @@ describe('a body the answer does not need', () => {
 
   const deep = `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`;
 
+  /** Sends a request whose body never ends; what came back once the server closed the connection. */
+  async function answerToUnfinished(request: string): Promise<string> {
+    const socket = await handshake(running.url, {});
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    socket.on('error', () => {});
+    socket.write(request);
+    await once(socket, 'close');
+    return text;
+  }
+
   it('a GET with a body is answered once the body has arrived, and the connection ends cleanly', async () => {
     const got = await inTwoParts(
       'GET /v1/openapi.json HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n',
@@ -408,32 +421,18 @@ describe('a body the answer does not need', () => {
   });
 
   it('a body declared above the body limit is refused at once (413), and the connection closes', async () => {
-    const socket = await handshake(running.url, {});
-    let text = '';
-    socket.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-    });
-    socket.on('error', () => {});
-    socket.write(
+    const text = await answerToUnfinished(
       'POST /v1/test/things HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ' +
         `${TOKENS.tenantA}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{`,
     );
-    await once(socket, 'close');
     assert.ok(text.startsWith('HTTP/1.1 413'), text.slice(0, 80));
     assert.match(text, /\r\nconnection: close\r\n/i);
   });
 
   it('a body that stops arriving does not hold the connection past the request timeout', async () => {
-    const socket = await handshake(running.url, {});
-    let text = '';
-    socket.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-    });
-    socket.on('error', () => {});
-    socket.write(
+    const text = await answerToUnfinished(
       'GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
     );
-    await once(socket, 'close');
     assert.ok(text === '' || /^HTTP\/1\.1 (408|200)/.test(text), text.slice(0, 80));
   });
 });
