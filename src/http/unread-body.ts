@@ -10,7 +10,9 @@
  *
  * So the rest of a declared body is read and dropped before the answer is sent — at most the body
  * limit (a larger body was refused unread, 413, and is not waited for) and for at most the request
- * timeout. When the rest is not waited for, the answer closes the connection.
+ * timeout. Beyond that the connection is left as Node leaves it: a keep-alive connection goes on
+ * reading and dropping the rest after the answer (bounded by the request timeout), so a client still
+ * sending its body is not cut off (EPIPE) mid-write.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -23,12 +25,11 @@ export interface UnreadBodyLimits {
 }
 
 export function awaitUnreadBody(limits: UnreadBodyLimits) {
-  return async function awaitUnreadBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  return async function awaitUnreadBody(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const raw = request.raw;
     if (raw.complete || raw.readableEnded || raw.destroyed || !declaresBody(raw.headers)) return;
     const declared = Number(raw.headers['content-length'] ?? 0);
-    const arrived = declared <= limits.maxBytes && (await drained(raw, limits));
-    if (!arrived) reply.header('connection', 'close');
+    if (declared <= limits.maxBytes) await drained(raw, limits);
   };
 }
 
@@ -39,27 +40,25 @@ function declaresBody(headers: IncomingHttpHeaders): boolean {
   return length !== undefined && length !== '0';
 }
 
-/** Reads the rest of the body and drops it; true when it all arrived within the limits. */
-function drained(raw: IncomingMessage, limits: UnreadBodyLimits): Promise<boolean> {
+/** Reads the rest of the body and drops it, until it ends, the limit is passed or the time is up. */
+function drained(raw: IncomingMessage, limits: UnreadBodyLimits): Promise<void> {
   return new Promise((resolve) => {
     let seen = 0;
-    const finish = (arrived: boolean) => {
+    const finish = () => {
       clearTimeout(timer);
       raw.off('data', onData);
-      raw.off('end', onEnd);
-      raw.off('close', onClose);
-      resolve(arrived);
+      raw.off('end', finish);
+      raw.off('close', finish);
+      resolve();
     };
     const onData = (chunk: Buffer) => {
       seen += chunk.length;
-      if (seen > limits.maxBytes) finish(false);
+      if (seen > limits.maxBytes) finish();
     };
-    const onEnd = () => finish(true);
-    const onClose = () => finish(raw.complete);
-    const timer = setTimeout(() => finish(false), limits.maxWaitMs);
+    const timer = setTimeout(finish, limits.maxWaitMs);
     raw.on('data', onData);
-    raw.once('end', onEnd);
-    raw.once('close', onClose);
+    raw.once('end', finish);
+    raw.once('close', finish);
     raw.resume();
   });
 }

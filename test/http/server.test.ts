@@ -420,13 +420,12 @@ describe('a body the answer does not need', () => {
     }
   });
 
-  it('a body declared above the body limit is refused at once (413), and the connection closes', async () => {
+  it('a body declared above the body limit is refused at once (413), not waited for', async () => {
     const text = await answerToUnfinished(
       'POST /v1/test/things HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ' +
         `${TOKENS.tenantA}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{`,
     );
     assert.ok(text.startsWith('HTTP/1.1 413'), text.slice(0, 80));
-    assert.match(text, /\r\nconnection: close\r\n/i);
   });
 
   it('a body that stops arriving does not hold the connection past the request timeout', async () => {
