@@ -177,6 +177,39 @@ describe('SQLite store group commit', () => {
     assert.deepEqual(events.map((e) => JSON.parse(e.event).target.recordIds[0]).sort(), ['a', 'c']);
   });
 
+  it('rolls a lone failing write back whole: its own error, nothing saved, no store failure, the next write commits', async () => {
+    const own = new Error('refused by the domain');
+    await assert.rejects(
+      store.write(async (trx) => {
+        await insertRecord(trx, 'lone', 'v');
+        throw own;
+      }),
+      (error) => error === own,
+    );
+    await assert.rejects(
+      store.write((trx) => insertRecord(trx, 'lone', 'v').then(() => insertRecord(trx, 'lone', 'w'))),
+      /UNIQUE constraint failed/,
+    );
+    assert.deepEqual(await recordIds(store), []);
+    assert.equal(store.stats().failedBatches, 0, 'a refused write is not a failure of the store');
+    // A lone write that ends the transaction itself is not saved either, and the store goes on.
+    const ended = store.write(async (trx) => {
+      await insertRecord(trx, 'ended', 'v');
+      await sql`ROLLBACK`.execute(trx);
+    });
+    assert.equal(
+      rejectionCode((await Promise.allSettled([ended]))[0] as PromiseSettledResult<unknown>),
+      'TRESOR_ERR_UNAVAILABLE',
+    );
+    assert.equal(await store.write((trx) => insertRecord(trx, 'after', 'v')), 'after');
+    assert.deepEqual(await recordIds(store), ['after']);
+    const events = await store.db.selectFrom('audit_events').select('event').execute();
+    assert.deepEqual(
+      events.map((e) => JSON.parse(e.event).target.recordIds[0]),
+      ['after'],
+    );
+  });
+
   it('rolls back a write whose SQL fails (a constraint) without touching its batch-mates', async () => {
     await store.write((trx) => insertRecord(trx, 'dup', 'v'));
     const [a, b] = await Promise.allSettled([

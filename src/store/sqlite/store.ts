@@ -465,7 +465,23 @@ class GroupCommitStore<DB> implements SqliteStore<DB> {
       return;
     }
     const done: Array<{ job: Job<DB>; value: unknown }> = [];
-    for (const [i, job] of batch.entries()) {
+    const [only] = batch;
+    if (batch.length === 1 && only !== undefined) {
+      // One job, the usual batch of a store written now and then (a write to each of many tenants):
+      // the transaction is the job's own, so it needs no savepoint, and a job that fails rolls it
+      // back whole instead of committing (and syncing) an empty transaction.
+      this.#stats.jobs++;
+      try {
+        done.push({ job: only, value: await only.run(trx) });
+      } catch (error) {
+        const lost = !this.#writerDb.inTransaction;
+        await abandon(trx);
+        if (lost) this.#noteFailure(error);
+        only.reject(error);
+        return;
+      }
+    }
+    for (const [i, job] of (batch.length === 1 ? [] : batch).entries()) {
       this.#stats.jobs++;
       const outcome = await this.#runJob(trx, job);
       if (outcome.kind === 'done') {
