@@ -6,8 +6,9 @@
  *
  * The workers load TypeScript as the process does (ts-worker.ts).
  */
+
+import { startTsWorker } from '../ts-worker.ts';
 import type { LeafBatchCheck, LeafBatchRows } from './leaf-batch-check.ts';
-import { startTsWorker } from './ts-worker.ts';
 
 export interface LeafCheckPool {
   check(batch: LeafBatchRows): Promise<LeafBatchCheck>;

@@ -8,9 +8,9 @@
  * and the sequencer's retry sends the batch again (nothing of a failed write was committed).
  */
 import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from '../ts-worker.ts';
 import { CanonicalJsonError } from './canonical.ts';
 import type { SequencerReply, SequencerRequest } from './sequencer-worker.ts';
-import { startTsWorker } from './ts-worker.ts';
 
 type Request = SequencerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 

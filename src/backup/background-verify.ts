@@ -8,9 +8,10 @@
  * restore (backup-runs.ts), so on a busy machine verification takes longer instead of taking CPU
  * and event-loop time from the requests. Same checks, same refusals as verifyBackup.
  */
-import { startTsWorker } from '../audit/ts-worker.ts';
+
 import { wipe } from '../crypto/index.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
+import { startTsWorker } from '../ts-worker.ts';
 import type { VerifyReply, VerifyRequest, VerifyStart } from './background-verify-worker.ts';
 import { answerWant } from './chunk-feed.ts';
 import { BackupError, type BackupErrorCode } from './errors.ts';

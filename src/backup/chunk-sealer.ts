@@ -10,9 +10,9 @@
  * event loop and hashed there. So the event loop neither hashes a chunk nor, for a folder, reads it.
  */
 import type { Worker } from 'node:worker_threads';
-import { startTsWorker } from '../audit/ts-worker.ts';
 import type { Destination } from '../objects/destination.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
+import { startTsWorker } from '../ts-worker.ts';
 import type { SealerDigest, SealerReply, SealerRequest } from './chunk-sealer-worker.ts';
 import { BackupError } from './errors.ts';
 import type { SnapshotFile } from './snapshot.ts';

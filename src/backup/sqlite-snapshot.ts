@@ -11,9 +11,9 @@
  */
 import { access, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { askWorker, startTsWorker } from '../audit/ts-worker.ts';
 import { assertTenantId } from '../store/sqlite/tenant-stores.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
+import { askWorker, startTsWorker } from '../ts-worker.ts';
 import { BackupError } from './errors.ts';
 import type { SnapshotFile, StoreSnapshotter } from './snapshot.ts';
 import type { SnapshotReply, SnapshotRequest } from './sqlite-snapshot-worker.ts';

@@ -2,7 +2,8 @@
  * Storage: the control store's group commit (store/sqlite/store.ts stats: mean batch size is
  * `rate(jobs) / rate(batches)`), and the tenant stores' registry: how many are open and may be (the
  * handle budget, store/sqlite/handle-budget.ts), opened, closed, evicted and wiped, and their group
- * commits summed (store/types.ts TenantStoresStats). Fsyncs per request of tenant writes:
+ * commits summed (store/types.ts TenantStoresStats), and on SQLite the checkpoints of their WALs in
+ * the checkpoint worker thread (store/sqlite/wal-checkpointer.ts). Fsyncs per request of tenant writes:
  * `rate(tresor_tenant_store_commit_batches_total) / rate(tresor_http_requests_total)`.
  */
 import type { Registry } from 'prom-client';
@@ -26,6 +27,8 @@ export interface TenantStoresFacts {
   wiped: number;
   commitBatches: number;
   commitJobs: number;
+  /** SQLite: the tenant WALs' checkpoints in a worker thread (store/sqlite/wal-checkpointer.ts). */
+  walCheckpoints?: { checkpoints: number; complete: number; failed: number };
 }
 
 export function storeMetrics(
@@ -109,5 +112,23 @@ export function storeMetrics(
     'tresor_tenant_store_commit_jobs_total',
     'Writes the tenant stores\u2019 group commits ran (batched into the transactions above).',
     () => tenants()?.commitJobs,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_wal_checkpoints_total',
+    'Checkpoints of tenant stores\u2019 WALs run in the checkpoint worker thread (SQLite).',
+    () => tenants()?.walCheckpoints?.checkpoints,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_wal_checkpoints_complete_total',
+    'Of those, checkpoints that copied the whole WAL, so that the next commit restarts it (SQLite).',
+    () => tenants()?.walCheckpoints?.complete,
+  );
+  scrapeTimeCounter(
+    registry,
+    'tresor_tenant_wal_checkpoints_failed_total',
+    'Checkpoints of tenant WALs that failed in the worker thread; SQLite\u2019s own checkpoint at 1,000 pages still bounds the WAL (SQLite).',
+    () => tenants()?.walCheckpoints?.failed,
   );
 }

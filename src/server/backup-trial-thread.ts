@@ -12,10 +12,11 @@
  * of the part done here before it started (`openedMs`). A worker that stops first fails the check
  * it was running; the signal stops it at once.
  */
-import { startTsWorker } from '../audit/ts-worker.ts';
+
 import { answerWant, BackupError } from '../backup/index.ts';
 import { wipe } from '../crypto/index.ts';
 import { BACKUP_THREAD_NICE } from '../thread-priority.ts';
+import { startTsWorker } from '../ts-worker.ts';
 import type { BackupTrialOptions, TrialCheckName, TrialChecks } from './backup-trial-checks.ts';
 import type { TrialScratchReply, TrialScratchRequest, TrialScratchStart } from './backup-trial-scratch.ts';
 

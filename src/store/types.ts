@@ -59,6 +59,11 @@ export interface TenantStoresStats {
    */
   commitBatches: number;
   commitJobs: number;
+  /**
+   * SQLite: the tenant WALs' checkpoints run off the event loop (wal-checkpointer.ts) — run, of
+   * those complete (every frame copied: the next commit restarts the WAL), and failed.
+   */
+  walCheckpoints?: { checkpoints: number; complete: number; failed: number };
 }
 
 /** The statements of a swap's transaction (PostgreSQL's replace()): `$n` parameters, rows as read. */

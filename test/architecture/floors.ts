@@ -57,8 +57,9 @@ export const FLOORS: readonly Floor[] = [
     holds: 'transparency-log formats: the RFC 9162 Merkle tree and proofs, the C2SP checkpoint text',
   },
   {
-    parts: ['crypto', 'tls', 'errors.ts', 'text.ts', 'thread-priority.ts'],
-    holds: 'primitives: cryptography, certificates, the error catalogue, text checks, thread priority',
+    parts: ['crypto', 'tls', 'errors.ts', 'text.ts', 'thread-priority.ts', 'ts-worker.ts'],
+    holds:
+      'primitives: cryptography, certificates, the error catalogue, text checks, thread priority, worker threads',
   },
 ];
 

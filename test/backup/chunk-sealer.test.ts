@@ -87,7 +87,7 @@ describe('sealed chunks from a worker thread', () => {
       // Every thread the worker brought: the worker's own, and from source on Node 20 and 22 the
       // thread of its TypeScript loader (Node 24 runs tsx's hooks in the worker's own thread), which
       // would stay at normal priority if the worker lowered its priority only once its module ran
-      // (src/audit/ts-worker.ts).
+      // (src/ts-worker.ts).
       const added = [...threadNices()].filter(([tid]) => !before.has(tid));
       assert.ok(added.length >= 1, 'the worker thread');
       assert.deepEqual(

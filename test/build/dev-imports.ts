@@ -17,7 +17,7 @@ export interface DevImport {
  * its worker; it is taken only when ts-worker itself is a `.ts` file, never in dist/ (the compiled
  * test starts both workers with no tsx installed).
  */
-const SOURCE_ONLY: readonly DevImport[] = [{ file: 'audit/ts-worker.js', specifier: 'tsx/esm/api' }];
+const SOURCE_ONLY: readonly DevImport[] = [{ file: 'ts-worker.js', specifier: 'tsx/esm/api' }];
 
 function packageName(specifier: string): string {
   const parts = specifier.split('/');

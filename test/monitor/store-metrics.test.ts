@@ -3,7 +3,8 @@
  * The tenant stores' metrics, fed by a real registry (SQLite files with a handle budget of 2, or
  * PostgreSQL schemas remembering 2) through the narrow source the server wires: tenant stores
  * opened, closed, evicted and wiped, the handle budget, and the tenant group commits' transactions
- * and writes — which on SQLite are summed over the files and do not drop when a store is evicted.
+ * and writes — which on SQLite are summed over the files and do not drop when a store is evicted —
+ * and on SQLite the checkpoints of the tenant WALs in the checkpoint worker thread.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createTresorMetrics } from '../../src/monitor/metrics.ts';
 import { createPgTenantStores } from '../../src/store/pg/tenant-stores.ts';
+import { CHECKPOINT_EVERY_BATCHES } from '../../src/store/sqlite/store.ts';
 import { createTenantStores } from '../../src/store/sqlite/tenant-stores.ts';
 import type { TenantStores } from '../../src/store/types.ts';
 import { onPostgres } from '../helpers/backend.ts';
@@ -95,6 +97,36 @@ describe('tenant store metrics', () => {
     assert.equal(value(destroyed, 'tresor_tenant_store_commit_batches_total'), batches);
     assert.equal(value(destroyed, 'tresor_tenant_store_commit_jobs_total'), jobs);
     const checked = await promtool(['check', 'metrics'], destroyed);
+    assert.equal(checked.code, 0, checked.output);
+  });
+
+  it('count the tenant WAL checkpoints of the worker thread on SQLite, none on PostgreSQL', async () => {
+    const metrics = createTresorMetrics();
+    metrics.state.watch({ tenantStores: () => stores.stats() });
+    const tenant = 'mw';
+    await stores.create(tenant);
+    const store = await stores.open(tenant);
+    // A batch of its own each: the last asks for a checkpoint (CHECKPOINT_EVERY_BATCHES).
+    for (let i = 0; i < CHECKPOINT_EVERY_BATCHES; i++)
+      await store.write((trx) => insertRecord(trx, `${tenant}-${i}`, 'a value'));
+    const answered = () => (stores.stats().walCheckpoints?.checkpoints ?? 0) > 0;
+    // The worker thread starts at the first checkpoint; bounded by the file's time limit.
+    while (!onPostgres && !answered()) await new Promise((resolve) => setTimeout(resolve, 20));
+    const body = (await metrics.scrape()).body;
+    const names = [
+      'tresor_tenant_wal_checkpoints_total',
+      'tresor_tenant_wal_checkpoints_complete_total',
+      'tresor_tenant_wal_checkpoints_failed_total',
+    ];
+    if (onPostgres) {
+      for (const name of names) assert.equal(sampleValue(body, name), undefined, name);
+    } else {
+      assert.deepEqual(
+        names.map((name) => sampleValue(body, name)),
+        [1, 1, 0],
+      );
+    }
+    const checked = await promtool(['check', 'metrics'], body);
     assert.equal(checked.code, 0, checked.output);
   });
 });

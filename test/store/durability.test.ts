@@ -15,9 +15,12 @@ const KILL_AFTER = 3000;
 const WRITE_TIMEOUT_MS = 120_000;
 
 /** Runs the writer until it has acknowledged KILL_AFTER writes, SIGKILLs it, returns every acked id. */
-function writeUntilKilled(path: string): Promise<{ acked: string[]; signal: NodeJS.Signals | null }> {
+function writeUntilKilled(
+  path: string,
+  mode: 'control' | 'tenant',
+): Promise<{ acked: string[]; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, path], {
+    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, path, mode], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const acked: string[] = [];
@@ -47,42 +50,48 @@ function writeUntilKilled(path: string): Promise<{ acked: string[]; signal: Node
 }
 
 describe('SQLite store durability', () => {
-  it('keeps every write acknowledged before kill -9, with its audit event, in a file that passes integrity_check', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tresor-durability-'));
-    try {
-      const path = join(dir, 'store.sqlite');
-      const { acked, signal } = await writeUntilKilled(path);
-      assert.equal(signal, 'SIGKILL');
-      assert.ok(acked.length >= KILL_AFTER, `only ${acked.length} writes were acknowledged`);
-
-      const store = await openSqliteStore<RecordsDb>(path, RECORDS_MIGRATIONS);
-      try {
-        const integrity = await sql<{ integrity_check: string }>`PRAGMA integrity_check`.execute(store.db);
-        assert.deepEqual(integrity.rows, [{ integrity_check: 'ok' }]);
-
-        const records = new Set(
-          (await store.db.selectFrom('records').select('id').execute()).map((r) => r.id),
-        );
-        const audited = new Set(
-          (await store.db.selectFrom('audit_events').select('event').execute()).map(
-            (e) => JSON.parse(e.event).target.recordIds[0] as string,
-          ),
-        );
-        const missing = acked.filter((id) => !records.has(id));
-        const unaudited = acked.filter((id) => !audited.has(id));
-        assert.deepEqual(missing, []);
-        assert.deepEqual(unaudited, []);
-        // A record and its audit event commit together: no record without its event, and vice versa.
-        assert.deepEqual(
-          [...records].filter((id) => !audited.has(id)),
-          [],
-        );
-        assert.equal(records.size, audited.size);
-      } finally {
-        await store.close();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  for (const [mode, how] of [
+    ['control', 'synchronous=FULL, SQLite checkpoints'],
+    ['tenant', "the store's own fdatasync, checkpoints in a worker thread"],
+  ] as const)
+    it(`keeps every write acknowledged before kill -9, with its audit event, in a file that passes integrity_check (${how})`, async () => {
+      await killAndCheck(mode);
+    });
 });
+
+async function killAndCheck(mode: 'control' | 'tenant'): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tresor-durability-'));
+  try {
+    const path = join(dir, 'store.sqlite');
+    const { acked, signal } = await writeUntilKilled(path, mode);
+    assert.equal(signal, 'SIGKILL');
+    assert.ok(acked.length >= KILL_AFTER, `only ${acked.length} writes were acknowledged`);
+
+    const store = await openSqliteStore<RecordsDb>(path, RECORDS_MIGRATIONS);
+    try {
+      const integrity = await sql<{ integrity_check: string }>`PRAGMA integrity_check`.execute(store.db);
+      assert.deepEqual(integrity.rows, [{ integrity_check: 'ok' }]);
+
+      const records = new Set((await store.db.selectFrom('records').select('id').execute()).map((r) => r.id));
+      const audited = new Set(
+        (await store.db.selectFrom('audit_events').select('event').execute()).map(
+          (e) => JSON.parse(e.event).target.recordIds[0] as string,
+        ),
+      );
+      const missing = acked.filter((id) => !records.has(id));
+      const unaudited = acked.filter((id) => !audited.has(id));
+      assert.deepEqual(missing, []);
+      assert.deepEqual(unaudited, []);
+      // A record and its audit event commit together: no record without its event, and vice versa.
+      assert.deepEqual(
+        [...records].filter((id) => !audited.has(id)),
+        [],
+      );
+      assert.equal(records.size, audited.size);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -46,6 +46,7 @@ import { TresorError } from '../../errors.ts';
 import { assertTenantId } from '../tenant-id.ts';
 import type { Migrations, Store, TenantStores, TenantStoresStats } from '../types.ts';
 import { openSqliteStore, type SqliteStore } from './store.ts';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import type { AroundWalSync } from './wal-sync.ts';
 import { syncFolder, wipeFiles } from './wipe.ts';
 
@@ -92,6 +93,8 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
   readonly #maxOpen: number;
   readonly #maxBatch: number | undefined;
   readonly #aroundWalSync: AroundWalSync | undefined;
+  /** The stores' WAL checkpoints, off the event loop (its worker starts at the first). */
+  readonly #checkpointer = new WalCheckpointer();
   /** Open stores in LRU order (Map keeps insertion order; a use moves the tenant to the end). */
   readonly #entries = new Map<string, Entry<DB>>();
   /** Stores closing now; a reopen of the tenant waits for it. */
@@ -262,6 +265,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       ...this.#counts,
       commitBatches: batches,
       commitJobs: jobs,
+      walCheckpoints: this.#checkpointer.stats(),
     };
   }
 
@@ -283,6 +287,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       );
     }
     await Promise.all([...closing, ...this.#closing.values()]);
+    await this.#checkpointer.close();
   }
 
   /** Holds the tenant's store open (opening it if needed) until release(). */
@@ -345,6 +350,7 @@ class SqliteTenantStores<DB> implements TenantStores<DB> {
       migrated: this.#migrated.has(tenant),
       // Many files: each fsyncs its batches itself, off the event loop, in parallel with the others.
       ownSync: true,
+      checkpointer: this.#checkpointer,
       ...(this.#aroundWalSync === undefined ? {} : { aroundWalSync: this.#aroundWalSync }),
       ...(this.#maxBatch === undefined ? {} : { maxBatch: this.#maxBatch }),
     });
