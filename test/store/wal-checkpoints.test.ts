@@ -5,6 +5,8 @@
  * instead of growing it to SQLite's 1,000 pages (4 MB). Checked without timing anything:
  * - a tenant written write after write keeps its WAL far below what SQLite's own checkpoint allows,
  *   every write is still there and the file passes integrity_check;
+ * - a store written now and then restarts its WAL at the first commit after the worker's checkpoint,
+ *   without its writes waiting for it;
  * - closing the registry waits for a checkpoint still in flight (it completes; none fails).
  */
 import assert from 'node:assert/strict';
@@ -12,6 +14,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { CHECKPOINT_EVERY_BATCHES } from '../../src/store/sqlite/store.ts';
 import { createTenantStores, type TenantStores } from '../../src/store/sqlite/tenant-stores.ts';
@@ -80,6 +83,25 @@ describe('tenant WAL checkpoints in a worker thread', () => {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     assert.equal(Number(count.n), WRITES);
+  });
+
+  it('restarts the WAL of a store written now and then at its next commit after the checkpoint', async () => {
+    const store = await stores.create('ten_sometimes');
+    for (let i = 0; i < CHECKPOINT_EVERY_BATCHES; i++)
+      await store.write((trx) => insertRecord(trx, `r${i}`, 'value'));
+    // Nothing is written while the worker's checkpoint runs (its thread starts with the first one).
+    for (let i = 0; (stores.stats().walCheckpoints?.checkpoints ?? 0) === 0 && i < 1500; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(stores.stats().walCheckpoints, { checkpoints: 1, complete: 1, failed: 0 });
+    await store.write((trx) => insertRecord(trx, 'after', 'value'));
+    // Frames in the WAL now, as another connection sees them: the last write's alone, had it restarted.
+    const probe = new Database(store.location, { fileMustExist: true });
+    try {
+      const [frames] = probe.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
+      assert.ok(frames !== undefined && frames.log < 10, `the WAL holds ${frames?.log} frames`);
+    } finally {
+      probe.close();
+    }
   });
 
   it('closes only after the checkpoint it asked for has finished', async () => {
