@@ -42,12 +42,13 @@
  * restore leaves its scratch alone, and one left by a process killed mid-restore goes.
  */
 import { randomBytes } from 'node:crypto';
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { Kysely, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import { TresorError } from '../../errors.ts';
 import { assertTenantId } from '../tenant-id.ts';
 import type { Migrations, Store, SwapTransaction, TenantStores, TenantStoresStats } from '../types.ts';
 import { DEFAULT_MAX_BATCH, PgGroupCommit } from './group-commit.ts';
+import { OneSchemaPostgresDialect } from './one-schema-dialect.ts';
 import { describeLocation, quoteIdent, sessionPool } from './pool.ts';
 import { checkDatabase, migrate, poolOf } from './store.ts';
 
@@ -390,7 +391,10 @@ class PgTenantStores<DB> implements TenantStores<DB> {
   /** A Kysely whose every connection has the tenant's schema as its whole search_path. */
   #kyselyFor<T>(schema: string, hold?: () => (() => void) | Promise<() => void>): Kysely<T> {
     return new Kysely<T>({
-      dialect: new PostgresDialect({ pool: sessionPool(this.#pool, quoteIdent(schema), hold) }),
+      // Its introspector reads this schema alone: Kysely's Migrator asks it at every tenant made.
+      dialect: new OneSchemaPostgresDialect(schema, {
+        pool: sessionPool(this.#pool, quoteIdent(schema), hold),
+      }),
     });
   }
 

@@ -1,0 +1,74 @@
+/**
+ * The tenant schemas' Kysely dialect on PostgreSQL answers the introspection Kysely's Migrator does
+ * before each migration for its own schema only (src/store/pg/one-schema-dialect.ts): another
+ * schema's tables and migration records are never read, so making a tenant does not read every
+ * other tenant's catalog — the stock introspector did, which made creating tenants quadratic.
+ * Runs on PostgreSQL whatever the pass (a file of the store's PostgreSQL half).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { OneSchemaPostgresDialect } from '../../src/store/pg/one-schema-dialect.ts';
+import { quoteIdent, sessionPool } from '../../src/store/pg/pool.ts';
+import { migrate } from '../../src/store/pg/store.ts';
+import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
+import { RECORDS_PG_MIGRATIONS } from './fixtures/records.ts';
+
+describe('the one-schema PostgreSQL dialect', () => {
+  let database: FreshPgDatabase;
+  let pool: pg.Pool;
+
+  before(async () => {
+    database = await freshPgDatabase();
+    pool = new pg.Pool({ connectionString: database.url, max: 2 });
+  });
+
+  after(async () => {
+    await pool?.end();
+    await database?.drop();
+  });
+
+  function kyselyOn(schema: string): Kysely<unknown> {
+    return new Kysely({ dialect: new OneSchemaPostgresDialect(schema, { pool }) });
+  }
+
+  it('introspects its own schema alone, where the stock introspector reads them all', async () => {
+    const stock = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    for (const schema of ['one_a', 'one_b']) {
+      await sql.raw(`CREATE SCHEMA ${schema}`).execute(stock);
+      await sql.raw(`SET search_path TO ${schema}`).execute(stock);
+    }
+    const a = kyselyOn('one_a');
+    const b = kyselyOn('one_b');
+    await sql.raw('CREATE TABLE one_a.only_in_a (x int)').execute(stock);
+    await sql.raw('CREATE TABLE one_b.only_in_b (x int)').execute(stock);
+
+    assert.deepEqual(await a.introspection.getSchemas(), [{ name: 'one_a' }]);
+    const tablesOfA = (await a.introspection.getTables()).map((t) => `${t.schema}.${t.name}`).sort();
+    assert.ok(tablesOfA.includes('one_a.only_in_a'), tablesOfA.join(', '));
+    assert.ok(!tablesOfA.some((t) => !t.startsWith('one_a.')), tablesOfA.join(', '));
+    // The stock introspector sees both schemas' tables: what the tenant registry must not read.
+    const everyTable = (await stock.introspection.getTables()).map((t) => `${t.schema}.${t.name}`);
+    assert.ok(everyTable.includes('one_b.only_in_b'));
+    assert.deepEqual(
+      (await b.introspection.getTables()).map((t) => `${t.schema}.${t.name}`),
+      ['one_b.only_in_b'],
+    );
+  });
+
+  it('lets the Migrator apply and then skip migrations in a tenant-like schema', async () => {
+    await pool.query('CREATE SCHEMA one_c');
+    const db = new Kysely<unknown>({
+      dialect: new OneSchemaPostgresDialect('one_c', { pool: sessionPool(pool, quoteIdent('one_c')) }),
+    });
+    try {
+      await migrate(db, 'one_c', RECORDS_PG_MIGRATIONS);
+      await migrate(db, 'one_c', RECORDS_PG_MIGRATIONS);
+      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM one_c.kysely_migration`.execute(db);
+      assert.equal(Number(rows[0]?.n), Object.keys(RECORDS_PG_MIGRATIONS).length);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
