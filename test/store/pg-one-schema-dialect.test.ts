@@ -57,6 +57,41 @@ describe('the one-schema PostgreSQL dialect', () => {
     );
   });
 
+  it("finds every relation the stock introspector finds in its schema, through pg_depend's index", async () => {
+    const stock = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    await sql
+      .raw(
+        `CREATE SCHEMA one_d;
+        CREATE TABLE one_d.plain (id int PRIMARY KEY, v text UNIQUE);
+        CREATE TABLE one_d.parted (at int) PARTITION BY RANGE (at);
+        CREATE TABLE one_d.parted_low PARTITION OF one_d.parted FOR VALUES FROM (0) TO (10);
+        CREATE VIEW one_d.a_view AS SELECT id FROM one_d.plain;
+        CREATE MATERIALIZED VIEW one_d.a_matview AS SELECT id FROM one_d.plain;
+        CREATE TABLE public.moved_in (x int);
+        ALTER TABLE public.moved_in SET SCHEMA one_d;
+        CREATE TABLE one_d.moved_out (x int);
+        ALTER TABLE one_d.moved_out SET SCHEMA public;`,
+      )
+      .execute(stock);
+    const names = (tables: { schema?: string; name: string; isView: boolean }[]) =>
+      tables
+        .filter((t) => t.schema === 'one_d')
+        .map((t) => `${t.name}${t.isView ? ' (view)' : ''}`)
+        .sort();
+    const ours = names(await kyselyOn('one_d').introspection.getTables());
+    assert.deepEqual(ours, names(await stock.introspection.getTables()));
+    assert.deepEqual(ours, ['a_view (view)', 'moved_in', 'parted', 'parted_low', 'plain']);
+    // The query is answered from indexes: no sequential scan of pg_class, whose size grows with tenants.
+    await sql.raw('SET enable_seqscan = off').execute(stock);
+    const { rows } = await sql<{ 'QUERY PLAN': string }>`EXPLAIN
+      SELECT c.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+      WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass
+        AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'one_d')
+        AND d.refobjsubid = 0 AND d.classid = 'pg_catalog.pg_class'::regclass`.execute(stock);
+    const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+    assert.match(plan, /pg_depend_reference_index/, plan);
+  });
+
   it('lets the Migrator apply and then skip migrations in a tenant-like schema', async () => {
     await pool.query('CREATE SCHEMA one_c');
     const db = new Kysely<unknown>({

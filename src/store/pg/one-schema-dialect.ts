@@ -4,8 +4,16 @@
  * its migration tables exist; the stock PostgreSQL introspector answers by reading every column of
  * every table of every schema in the database, so each tenant made read all the others' catalogs —
  * at 1,307 tenants 33,584 relations and 179,530 columns per tenant, making tenants quadratic in
- * their number (docs/performance.md j). Tables come without their columns: what reads them here is
- * the Migrator, which needs their names.
+ * their number (docs/performance.md j). Tables (the stock introspector's kinds: tables, partitioned
+ * tables, views) come without their columns: what reads them here is the Migrator, which needs their
+ * names.
+ *
+ * The schema's relations are found through `pg_depend`, not by filtering `pg_class` on its namespace:
+ * `pg_class` has no index on `relnamespace`, so that filter scans every relation of every tenant (at
+ * 7,200 tenants 290,000 rows, 413 ms a call, and the Migrator calls it two to four times per tenant made —
+ * quadratic again, with a smaller constant). Every relation made in a schema other than a pinned
+ * system one records a normal dependency on its namespace, which `pg_depend_reference_index` finds
+ * directly (1.4 ms there).
  */
 import {
   type DatabaseIntrospector,
@@ -50,11 +58,17 @@ class OneSchemaIntrospector implements DatabaseIntrospector {
   async getTables(): Promise<TableMetadata[]> {
     const { rows } = await sql<{ name: string; kind: string }>`
       SELECT c.relname AS name, c.relkind AS kind
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = ${this.#schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`.execute(this.#db);
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+      WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass
+        AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ${this.#schema})
+        AND d.refobjsubid = 0
+        AND d.classid = 'pg_catalog.pg_class'::regclass
+        AND c.relnamespace = d.refobjid
+        AND c.relkind IN ('r', 'p', 'v')
+      ORDER BY c.relname`.execute(this.#db);
     return rows.map((row) => ({
       name: row.name,
-      isView: row.kind === 'v' || row.kind === 'm',
+      isView: row.kind === 'v',
       columns: [],
       schema: this.#schema,
     }));
