@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { OneSchemaPostgresDialect } from '../../src/store/pg/one-schema-dialect.ts';
+import {
+  OneSchemaPostgresDialect,
+  SCHEMA_MIGRATION_LOCK_CLASS,
+} from '../../src/store/pg/one-schema-dialect.ts';
 import { quoteIdent, sessionPool } from '../../src/store/pg/pool.ts';
 import { migrate } from '../../src/store/pg/store.ts';
 import { type FreshPgDatabase, freshPgDatabase } from '../helpers/pg.ts';
@@ -90,6 +93,57 @@ describe('the one-schema PostgreSQL dialect', () => {
         AND d.refobjsubid = 0 AND d.classid = 'pg_catalog.pg_class'::regclass`.execute(stock);
     const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
     assert.match(plan, /pg_depend_reference_index/, plan);
+  });
+
+  it("takes the schema's own migration lock: another schema migrates while it is held, the same schema waits", async () => {
+    await pool.query('CREATE SCHEMA one_e; CREATE SCHEMA one_f');
+    const dbOf = (schema: string) =>
+      new Kysely<unknown>({
+        dialect: new OneSchemaPostgresDialect(schema, { pool: sessionPool(pool, quoteIdent(schema)) }),
+      });
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    const e = dbOf('one_e');
+    const f = dbOf('one_f');
+    try {
+      await holder.query('SELECT pg_advisory_lock($1::int, hashtext($2))', [
+        SCHEMA_MIGRATION_LOCK_CLASS,
+        'one_e',
+      ]);
+      // Kysely's stock adapter would wait here: one lock for every migration of the database.
+      await migrate(f, 'one_f', RECORDS_PG_MIGRATIONS);
+      let done = false;
+      const waiting = migrate(e, 'one_e', RECORDS_PG_MIGRATIONS).then(() => {
+        done = true;
+      });
+      // Seen waiting on the advisory lock (polled, bounded), not finished while the lock is held.
+      let waiters = 0;
+      for (let i = 0; i < 200 && waiters === 0; i++) {
+        const { rows } = await holder.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::int::oid`,
+          [SCHEMA_MIGRATION_LOCK_CLASS],
+        );
+        waiters = Number(rows[0]?.n);
+        if (waiters === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(waiters, 1);
+      assert.equal(done, false);
+      await holder.query('SELECT pg_advisory_unlock($1::int, hashtext($2))', [
+        SCHEMA_MIGRATION_LOCK_CLASS,
+        'one_e',
+      ]);
+      await waiting;
+      for (const schema of ['one_e', 'one_f']) {
+        const { rows } = await pool.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${schema}.kysely_migration`,
+        );
+        assert.equal(Number(rows[0]?.n), Object.keys(RECORDS_PG_MIGRATIONS).length);
+      }
+    } finally {
+      await holder.end();
+      await e.destroy();
+      await f.destroy();
+    }
   });
 
   it('lets the Migrator apply and then skip migrations in a tenant-like schema', async () => {

@@ -14,17 +14,29 @@
  * quadratic again, with a smaller constant). Every relation made in a schema other than a pinned
  * system one records a normal dependency on its namespace, which `pg_depend_reference_index` finds
  * directly (1.4 ms there).
+ *
+ * The Migrator's lock is the schema's own: Kysely's PostgreSQL adapter takes one fixed advisory lock
+ * for every migration in the database, so tenants being made waited for each other's DDL (sampled
+ * while making 10,000: 45 of 70 active statements waiting on it). Two migrations of one schema still
+ * exclude each other; the control store's migration keeps the stock lock.
  */
 import {
   type DatabaseIntrospector,
   type DatabaseMetadata,
+  type DialectAdapter,
   type Kysely,
+  PostgresAdapter,
   PostgresDialect,
   type PostgresDialectConfig,
   type SchemaMetadata,
   sql,
   type TableMetadata,
 } from 'kysely';
+
+/** Advisory-lock class of a tenant schema's migration lock; the key is `hashtext(schema)`. */
+export const SCHEMA_MIGRATION_LOCK_CLASS = 0x54736d67;
+/** As Kysely's own: a migration waits at most an hour for the lock. */
+const LOCK_TIMEOUT_MS = 60 * 60_000;
 
 export class OneSchemaPostgresDialect extends PostgresDialect {
   readonly #schema: string;
@@ -37,6 +49,36 @@ export class OneSchemaPostgresDialect extends PostgresDialect {
   // biome-ignore lint/suspicious/noExplicitAny: Kysely's own signature
   override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
     return new OneSchemaIntrospector(db, this.#schema);
+  }
+
+  override createAdapter(): DialectAdapter {
+    return new OneSchemaAdapter(this.#schema);
+  }
+}
+
+/** Kysely's PostgreSQL adapter with a session-level migration lock per schema. */
+class OneSchemaAdapter extends PostgresAdapter {
+  readonly #schema: string;
+
+  constructor(schema: string) {
+    super();
+    this.#schema = schema;
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: Kysely's own signature
+  override async acquireMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`
+      WITH set_timeout AS (SELECT set_config('lock_timeout', ${String(LOCK_TIMEOUT_MS)}, true) AS config_val)
+      SELECT pg_advisory_lock(${SCHEMA_MIGRATION_LOCK_CLASS}::int, hashtext(${this.#schema})) FROM set_timeout`.execute(
+      db,
+    );
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: Kysely's own signature
+  override async releaseMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`SELECT pg_advisory_unlock(${SCHEMA_MIGRATION_LOCK_CLASS}::int, hashtext(${this.#schema}))`.execute(
+      db,
+    );
   }
 }
 
